@@ -1,0 +1,56 @@
+"""The one seam below the protocol layer: something that moves APDU bytes to a card and back."""
+
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+__all__ = ["InProcessTransport", "SimulatedCard", "Transport"]
+
+
+@runtime_checkable
+class Transport(Protocol):
+    """Moves one command APDU to the card and returns its raw response (data || SW1 SW2)."""
+
+    @property
+    def atr(self) -> bytes:
+        """The card's answer to reset."""
+        ...
+
+    def transmit(self, command: bytes) -> bytes:
+        """Send one command APDU, return the raw response; raises TransportError/CardRemoved."""
+        ...
+
+    def close(self) -> None:
+        """Release the card; idempotent."""
+        ...
+
+
+class SimulatedCard(Protocol):
+    """What an in-process card offers (our simulators implement it)."""
+
+    atr: bytes
+
+    def transmit(self, command: bytes) -> bytes:
+        """Process one command APDU."""
+        ...
+
+
+class InProcessTransport:
+    """Talks to a simulated card object in the same process (codec unit tests only)."""
+
+    def __init__(self, card: SimulatedCard) -> None:
+        self._card = card
+        self.count = 0
+
+    @property
+    def atr(self) -> bytes:
+        """The card's ATR."""
+        return self._card.atr
+
+    def transmit(self, command: bytes) -> bytes:
+        """Hand the bytes to the card."""
+        self.count += 1
+        return self._card.transmit(bytes(command))
+
+    def close(self) -> None:
+        """Nothing to release."""
