@@ -1,0 +1,315 @@
+"""CpsSession: the professional's CPS3 card as its holder thinks of it.
+
+Identity, PIN status, PIN verification from a local source (never the network), PIN change
+and unblock, practice situations, certificates, split-hash signatures, authentication and
+deciphering (FACTS §1; IAS-ECC).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from cryptography import x509
+
+from apdu import pkcs15, tlv
+from apdu.command import CommandApdu
+from apdu.cps_objects import (
+    CpsHolder,
+    PracticeSituation,
+    decode_activity,
+    decode_info,
+    decode_name,
+)
+from apdu.cps_spec import (
+    CPS_AID,
+    ISSUER_PREFIX,
+    Algo,
+    Fid,
+    KeyRef,
+    PinRef,
+    is_cps_atr,
+    pin_counter_query,
+)
+from apdu.errors import (
+    ApduError,
+    AuthMethodBlocked,
+    MalformedData,
+    PinBlocked,
+    PinCancelled,
+    PinNotAvailable,
+    UnexpectedCard,
+    WrongPin,
+)
+from apdu.ins import INS
+from apdu.protocol import CardProtocol
+from apdu.sha256 import split
+
+__all__ = ["CpsIdentity", "CpsSession", "PinRequest", "PinSource", "PinStatus"]
+
+PIN_PAD_TO = 8  # IAS-ECC stores PINs padded to 8 bytes with FF (AODF storedLength)
+# DigestInfo prefix for SHA-256 (RFC 8017 §9.2 note 1).
+SHA256_DIGEST_INFO = bytes.fromhex("3031300d060960864801650304020105000420")
+
+
+@dataclass(frozen=True)
+class PinRequest:
+    """What a PIN source is asked for: which code, how long, and why (for the prompt)."""
+
+    reference: int
+    min_length: int
+    max_length: int
+    purpose: str  # "verify", "old", "new", "puk"
+    tries_left: int | None = None
+
+
+# A PIN source returns the digits in a bytearray (wiped by the session after use), or None
+# when the holder cancels. It is local by construction: a keypad, a console, a test fixture.
+PinSource = Callable[[PinRequest], bytearray | None]
+
+
+@dataclass(frozen=True)
+class PinStatus:
+    """The PIN's try counters."""
+
+    tries_left: int
+    max_tries: int
+
+    @property
+    def blocked(self) -> bool:
+        """True when no tries remain."""
+        return self.tries_left == 0
+
+
+@dataclass(frozen=True)
+class CpsIdentity:
+    """The card's serial and holder, as shown to people."""
+
+    serial: str
+    holder: CpsHolder
+
+
+def _wipe(buf: bytearray | None) -> None:
+    if buf is not None:
+        for i in range(len(buf)):
+            buf[i] = 0
+
+
+def _padded(buf: bytearray, request: PinRequest) -> bytearray:
+    if not (request.min_length <= len(buf) <= request.max_length) or not bytes(buf).isdigit():
+        raise ValueError(f"the code must be {request.min_length} to {request.max_length} digits")
+    return buf + bytearray(b"\xff" * (PIN_PAD_TO - len(buf)))
+
+
+class CpsSession:
+    """Talks to a CPS3 card through the protocol layer."""
+
+    def __init__(self, protocol: CardProtocol) -> None:
+        if not is_cps_atr(protocol.atr):
+            raise UnexpectedCard("the card is not a CPS3 card (ATR does not match)")
+        self.protocol = protocol
+        self._dirs: dict[str, bytes] | None = None
+        self._objects: dict[str, pkcs15.DataObjectInfo] | None = None
+        self._certs: dict[bytes, pkcs15.CertInfo] | None = None
+        self._keys: dict[int, pkcs15.KeyInfo] | None = None
+
+    # -- reading files --------------------------------------------------------------------
+    def _read_path(self, path: bytes) -> bytes:
+        fids = [int.from_bytes(path[i:i + 2], "big") for i in range(0, len(path), 2)]
+        self.protocol.select_path(fids)
+        return self.protocol.read_binary_all()
+
+    def _pkcs15(self) -> dict[str, bytes]:
+        if self._dirs is None:
+            self.protocol.select_aid(CPS_AID)
+            self.protocol.select_fid(Fid.ODF)
+            self._dirs = pkcs15.decode_odf(self.protocol.read_binary_all())
+        return self._dirs
+
+    def _data_objects(self) -> dict[str, pkcs15.DataObjectInfo]:
+        if self._objects is None:
+            dodf = self._pkcs15().get("dodf")
+            if dodf is None:
+                raise MalformedData("CPS card has no DODF in its ODF")
+            self._objects = {o.label: o for o in pkcs15.decode_dodf(self._read_path(dodf))}
+        return self._objects
+
+    def _read_object(self, label: str) -> bytes:
+        info = self._data_objects().get(label)
+        if info is None:
+            raise MalformedData(f"CPS card has no data object {label}")
+        return self._read_path(info.path)
+
+    def serial(self) -> str:
+        """The card's PAN from EF.SN.ICC (20 digits starting with the ANS issuer number)."""
+        self.protocol.select_path([Fid.MF, Fid.EF_SN_ICC])
+        pan = tlv.find_path(self.protocol.read_binary_all(), 0x5A)
+        if pan is None or not pan.startswith(ISSUER_PREFIX):
+            raise UnexpectedCard("EF.SN.ICC does not carry an ANS serial (80 25 00 00 01 ...)")
+        return pan.hex()
+
+    def identity(self) -> CpsIdentity:
+        """Read the holder's public identity (no PIN needed)."""
+        name = decode_name(self._read_object("CPS_NAME_PS"))
+        info = decode_info(self._read_object("CPS_INFO_PS"))
+        holder = CpsHolder(name["card_type"], name["id_type"], name["id"], name["civility"],
+                           name["name"], name["first_name"], info["profession"],
+                           info["specialty"])
+        return CpsIdentity(self.serial(), holder)
+
+    def situations(self) -> tuple[PracticeSituation, ...]:
+        """The practice situations in use (needs the PIN: SecurityStatusNotSatisfied before)."""
+        out = []
+        for i in range(1, 17):
+            situation = decode_activity(i, self._read_object(f"CPS_ACTIVITY_{i:02d}_PS"))
+            if situation is not None:
+                out.append(situation)
+        return tuple(out)
+
+    def certificate(self, key: KeyRef) -> x509.Certificate:
+        """The certificate of the signature or authentication key."""
+        if self._keys is None or self._certs is None:
+            dirs = self._pkcs15()
+            self._keys = {k.reference: k for k in pkcs15.decode_prkdf(self._read_path(
+                dirs["prkdf"]))}
+            self._certs = {c.cert_id: c for c in pkcs15.decode_cdf(self._read_path(
+                dirs["cdf"]))}
+        info = self._keys.get(key)
+        cert = self._certs.get(info.key_id) if info else None
+        if cert is None:
+            raise MalformedData(f"no certificate for key {key:#04x} on the card")
+        try:
+            return x509.load_der_x509_certificate(self._read_path(cert.path))
+        except ValueError as exc:
+            raise MalformedData(f"certificate of key {key:#04x}: {exc}") from exc
+
+    # -- PIN --------------------------------------------------------------------------------
+    def pin_status(self, ref: int = PinRef.PIN) -> PinStatus:
+        """Try counters from GET DATA (FACTS §1); tag 9A = max tries, 9B = tries left."""
+        self.protocol.select_aid(CPS_AID)
+        data = self.protocol.transceive(CommandApdu(0x00, INS.GET_DATA_ODD, 0x3F, 0xFF,
+                                                    pin_counter_query(ref), le=256))
+        counters = tlv.find_path(data, 0x70, 0xBF8100 | ref, 0xA0)
+        if counters is None:
+            raise MalformedData("PIN counters missing from GET DATA response")
+        found = {t.tag: t.value for t in tlv.decode(counters)}
+        if len(found.get(0x9A, b"")) != 1 or len(found.get(0x9B, b"")) != 1:
+            raise MalformedData("PIN counters 9A/9B missing or malformed")
+        return PinStatus(found[0x9B][0], found[0x9A][0])
+
+    def _ask(self, source: PinSource | None, request: PinRequest) -> bytearray:
+        if source is None:
+            raise PinNotAvailable("no local PIN source: the PIN is only typed on a PIN pad")
+        code = source(request)
+        if code is None:
+            raise PinCancelled("PIN entry cancelled")
+        return code
+
+    @staticmethod
+    def _pin_error(exc: ApduError, blocked: type[Exception] = PinBlocked) -> Exception:
+        if exc.sw >> 4 == 0x63C:
+            left = exc.sw & 0x0F
+            return PinBlocked() if left == 0 else WrongPin(left)
+        if isinstance(exc, AuthMethodBlocked):
+            return PinBlocked()
+        return exc
+
+    def verify_pin(self, source: PinSource | None) -> None:
+        """Ask the local source for the PIN and present it; WrongPin / PinBlocked / PinCancelled.
+
+        A wrong PIN is never retried here: the caller decides whether to ask again.
+        """
+        status = self.pin_status()
+        if status.blocked:
+            raise PinBlocked()
+        code = self._ask(source, PinRequest(PinRef.PIN, 4, 4, "verify", status.tries_left))
+        padded = None
+        try:
+            padded = _padded(code, PinRequest(PinRef.PIN, 4, 4, "verify"))
+            self.protocol.transceive(CommandApdu(0x00, INS.VERIFY, 0x00, PinRef.PIN,
+                                                 bytes(padded)))
+        except ApduError as exc:
+            raise self._pin_error(exc) from None
+        finally:
+            _wipe(code)
+            _wipe(padded)
+
+    def change_pin(self, source: PinSource | None) -> None:
+        """CHANGE REFERENCE DATA: the source gives the old then the new PIN."""
+        self.protocol.select_aid(CPS_AID)
+        old = self._ask(source, PinRequest(PinRef.PIN, 4, 4, "old"))
+        new = bufs = None
+        try:
+            new = self._ask(source, PinRequest(PinRef.PIN, 4, 4, "new"))
+            bufs = _padded(old, PinRequest(PinRef.PIN, 4, 4, "old")) + _padded(
+                new, PinRequest(PinRef.PIN, 4, 4, "new"))
+            self.protocol.transceive(CommandApdu(0x00, INS.CHANGE_REFERENCE_DATA, 0x00,
+                                                 PinRef.PIN, bytes(bufs)))
+        except ApduError as exc:
+            raise self._pin_error(exc) from None
+        finally:
+            _wipe(old)
+            _wipe(new)
+            _wipe(bufs)
+
+    def unblock_pin(self, source: PinSource | None) -> None:
+        """RESET RETRY COUNTER: the source gives the PUK then the new PIN."""
+        self.protocol.select_aid(CPS_AID)
+        puk = self._ask(source, PinRequest(PinRef.PUK, 8, 8, "puk"))
+        new = bufs = None
+        try:
+            new = self._ask(source, PinRequest(PinRef.PIN, 4, 4, "new"))
+            bufs = _padded(puk, PinRequest(PinRef.PUK, 8, 8, "puk")) + _padded(
+                new, PinRequest(PinRef.PIN, 4, 4, "new"))
+            self.protocol.transceive(CommandApdu(0x00, INS.RESET_RETRY_COUNTER, 0x00,
+                                                 PinRef.PIN, bytes(bufs)))
+        except ApduError as exc:
+            if exc.sw >> 4 == 0x63C:
+                raise WrongPin(exc.sw & 0x0F) from None  # tries left are the PUK's
+            if isinstance(exc, AuthMethodBlocked):
+                raise AuthMethodBlocked(exc.sw, "PUK blocked: the card must be replaced") \
+                    from None
+            raise
+        finally:
+            _wipe(puk)
+            _wipe(new)
+            _wipe(bufs)
+
+    # -- keys -------------------------------------------------------------------------------
+    def _mse(self, template: int, key: int, algo: int) -> None:
+        data = tlv.encode(0x84, bytes([key])) + tlv.encode(0x80, bytes([algo]))
+        self.protocol.transceive(CommandApdu(0x00, INS.MANAGE_SECURITY_ENVIRONMENT, 0x41,
+                                             template, data))
+
+    def sign(self, data: bytes, key: KeyRef = KeyRef.SIGNATURE) -> bytes:
+        """RSA PKCS#1 v1.5 SHA-256 signature of `data`, hashed on both sides (IAS split hash)."""
+        state, bits, rest = split(data)
+        return self._sign_split(state, bits, rest, key)
+
+    def _sign_split(self, state: bytes, bits: int, rest: bytes, key: KeyRef) -> bytes:
+        self.protocol.select_aid(CPS_AID)
+        self._mse(0xB6, key, Algo.RSA_PKCS1_SHA256_PARTIAL_HASH)
+        hash_data = (tlv.encode(0x90, state + bits.to_bytes(8, "big"))
+                     + tlv.encode(0x80, rest))
+        self.protocol.transceive(CommandApdu(0x00, INS.PERFORM_SECURITY_OPERATION, 0x90, 0xA0,
+                                             hash_data))
+        return self.protocol.transceive(CommandApdu(0x00, INS.PERFORM_SECURITY_OPERATION,
+                                                    0x9E, 0x9A, le=256))
+
+    def authenticate(self, challenge: bytes) -> bytes:
+        """INTERNAL AUTHENTICATE: PKCS#1 v1.5 signature of SHA-256(challenge) with CPS_PRIV_AUT."""
+        self.protocol.select_aid(CPS_AID)
+        self._mse(0xA4, KeyRef.AUTHENTICATION, Algo.RSA_PKCS1_INTERNAL_AUTH)
+        digest_info = SHA256_DIGEST_INFO + hashlib.sha256(challenge).digest()
+        return self.protocol.transceive(CommandApdu(0x00, INS.INTERNAL_AUTHENTICATE, 0x00,
+                                                    0x00, digest_info, le=256))
+
+    def decipher(self, cryptogram: bytes, *, oaep: bool = False) -> bytes:
+        """PSO DECIPHER with CPS_PRIV_AUT (command chaining for 2048-bit cryptograms)."""
+        self.protocol.select_aid(CPS_AID)
+        algo = Algo.RSA_OAEP_SHA256_DECIPHER if oaep else Algo.RSA_PKCS1_DECIPHER
+        self._mse(0xB8, KeyRef.AUTHENTICATION, algo)
+        return self.protocol.transceive(
+            CommandApdu(0x00, INS.PERFORM_SECURITY_OPERATION, 0x80, 0x86, b"\x81" + cryptogram,
+                        le=256), chained=True)
