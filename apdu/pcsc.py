@@ -162,6 +162,10 @@ class PcscTransport:
             raise TransportError("transport is closed")
         hresult, response = scard.SCardTransmit(self._card, self._protocol, list(command))
         _check(hresult, "transmit")
+        if len(response) < 2:
+            # A reader that loses the card mid-command (vpcd when the card's socket closes,
+            # some CCID readers on a contact bounce) returns no status word at all.
+            raise CardRemoved("the card stopped answering mid-command (removed or mute)")
         return bytes(response)
 
     def close(self) -> None:

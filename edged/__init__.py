@@ -1,0 +1,1 @@
+"""edged: the bifente edge daemon and the `bifente` command line."""

@@ -1,0 +1,1 @@
+"""The `bifente` command line: cards, identities, simulators, demo."""

@@ -1,0 +1,49 @@
+"""One place that turns errors into a one-line message and an exit code (STYLE.md habit 4)."""
+
+from __future__ import annotations
+
+from apdu.errors import (
+    ApduError,
+    CardError,
+    CardRemoved,
+    MalformedData,
+    PinBlocked,
+    PinCancelled,
+    PinNotAvailable,
+    SecurityStatusNotSatisfied,
+    TransportError,
+    UnexpectedCard,
+    WrongPin,
+)
+
+__all__ = ["EXIT", "describe_error"]
+
+# Exit codes: 0 ok, 1 refused/failed operation, 2 usage, 3 no card / reader, 4 PIN, 5 card error.
+EXIT = {"usage": 2, "no_card": 3, "pin": 4, "card": 5, "failed": 1}
+
+
+def describe_error(exc: BaseException) -> tuple[str, int]:
+    """(message, exit code) for an error; never includes a PIN or a full NIR."""
+    from edged.readers.pcsc import NoCard  # local: readers import pyscard
+
+    if isinstance(exc, NoCard):
+        return str(exc), EXIT["no_card"]
+    if isinstance(exc, CardRemoved):
+        return f"the card was removed: {exc}", EXIT["no_card"]
+    if isinstance(exc, WrongPin):
+        return str(exc), EXIT["pin"]
+    if isinstance(exc, PinBlocked | PinCancelled | PinNotAvailable):
+        return str(exc), EXIT["pin"]
+    if isinstance(exc, SecurityStatusNotSatisfied):
+        return "the card needs the PIN for this (verify it on the terminal first)", EXIT["pin"]
+    if isinstance(exc, UnexpectedCard | MalformedData | ApduError):
+        return f"card error: {exc}", EXIT["card"]
+    if isinstance(exc, TransportError):
+        return f"reader error: {exc}", EXIT["no_card"]
+    if isinstance(exc, CardError):
+        return str(exc), EXIT["card"]
+    if isinstance(exc, ValueError):
+        return str(exc), EXIT["usage"]
+    if isinstance(exc, OSError):
+        return f"{exc.strerror or exc}", EXIT["failed"]
+    return f"{type(exc).__name__}: {exc}", EXIT["failed"]

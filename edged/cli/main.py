@@ -1,0 +1,48 @@
+"""Entry point of the `bifente` command."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from edged.cli import cards, demo, sim
+from edged.cli.errors import describe_error
+
+__all__ = ["main"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The whole command tree."""
+    parser = argparse.ArgumentParser(
+        prog="bifente", description="bifente: dual-slot CPS + Vitale health-card terminal")
+    parser.add_argument("-v", "--verbose", action="count", default=0,
+                        help="log more (-v info, -vv debug)")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    cards.add_parsers(sub)
+    sim.add_parsers(sub)
+    demo.add_parsers(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one command; errors become one line on stderr and a non-zero exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=[logging.WARNING, logging.INFO, logging.DEBUG][min(args.verbose, 2)],
+                        format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # the edge: every error becomes one clear line
+        message, code = describe_error(exc)
+        print(f"bifente: {message}", file=sys.stderr)
+        if args.verbose >= 2:
+            raise
+        return code
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

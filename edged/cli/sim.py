@@ -1,0 +1,83 @@
+"""`bifente sim ...`: the simulators, for demos, tests and integrators' CI."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+
+__all__ = ["add_parsers"]
+
+HELP = """commands: remove SLOT | insert SLOT | insert SLOT cps|vitale PROFILE | status | quit
+(SLOT is 0/cps or 1/vitale)"""
+
+
+def _slot(word: str) -> int:
+    table = {"0": 0, "cps": 0, "1": 1, "vitale": 1}
+    if word not in table:
+        raise ValueError(f"unknown slot {word!r}: use 0/cps or 1/vitale")
+    return table[word]
+
+
+def _sim_cards(args: argparse.Namespace) -> int:
+    # Imported here: the daemon and client never need the simulators.
+    from simulators.cps3 import Cps3Card
+    from simulators.slots import SimulatedSlots
+    from simulators.vitale import Vitale2Card
+
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    slots = SimulatedSlots(args.cps, args.vitale).start()
+    try:
+        for slot, card in slots.cards.items():
+            if card is not None:
+                print(f"slot {slot} ({slots.reader(slot)}): {type(card).__name__} "
+                      f"profile {card.profile.name!r}", flush=True)
+        print(f"ready. {HELP}", flush=True)
+        if sys.stdin is None or not sys.stdin.readable() or args.no_input:
+            stop.wait()
+            return 0
+        while not stop.is_set():
+            line = sys.stdin.readline()
+            if not line:  # end of input: keep the cards in until stopped
+                stop.wait()
+                break
+            words = line.split()
+            try:
+                if not words:
+                    continue
+                if words[0] in ("quit", "exit"):
+                    break
+                if words[0] == "status":
+                    for slot, bridge in slots.bridges.items():
+                        print(f"slot {slot}: {'inserted' if bridge.inserted else 'removed'}")
+                elif words[0] == "remove" and len(words) == 2:
+                    slots.remove(_slot(words[1]))
+                    print(f"slot {_slot(words[1])}: removed")
+                elif words[0] == "insert" and len(words) == 2:
+                    slots.insert(_slot(words[1]))
+                    print(f"slot {_slot(words[1])}: inserted")
+                elif words[0] == "insert" and len(words) == 4:
+                    card = Cps3Card(words[3]) if words[2] == "cps" else Vitale2Card(words[3])
+                    slots.insert(_slot(words[1]), card)
+                    print(f"slot {_slot(words[1])}: inserted {words[2]} {words[3]!r}")
+                else:
+                    print(HELP)
+            except (ValueError, TimeoutError) as exc:
+                print(f"error: {exc}")
+            sys.stdout.flush()
+        return 0
+    finally:
+        slots.stop()
+
+
+def add_parsers(sub: argparse._SubParsersAction) -> None:
+    """Register `bifente sim`."""
+    sim = sub.add_parser("sim", help="run simulated cards (and later terminal and hosts)")
+    ssub = sim.add_subparsers(dest="what", required=True)
+    p = ssub.add_parser("cards", help="put simulated cards into the vpcd readers until stopped")
+    p.add_argument("--cps", default="gp", help="CPS profile name or .toml path (default gp)")
+    p.add_argument("--vitale", default="family", help="Vitale profile (default family)")
+    p.add_argument("--no-input", action="store_true", help="do not read commands from stdin")
+    p.set_defaults(func=_sim_cards)

@@ -1,0 +1,68 @@
+"""Fixtures for the real PC/SC stack: pyscard -> pcscd -> vpcd -> our simulated cards."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from apdu.pcsc import PcscTransport
+from apdu.protocol import CardProtocol
+from simulators.cps3 import Cps3Card
+from simulators.pcscd import PcscdHandle, ensure_pcscd
+from simulators.slots import CPS_SLOT, VITALE_SLOT, SimulatedSlots
+from simulators.vitale import Vitale2Card
+
+pytestmark = pytest.mark.pcsc
+
+
+@pytest.fixture(scope="session")
+def pcscd() -> Iterator[PcscdHandle]:
+    """pcscd with the vpcd readers, started for the session when it is not running."""
+    handle = ensure_pcscd()
+    yield handle
+    handle.stop()
+
+
+@pytest.fixture
+def slots(pcscd: PcscdHandle) -> Iterator[SimulatedSlots]:
+    """Empty slots; tests insert what they need. Everything is pulled afterwards."""
+    bench = SimulatedSlots(None, None)
+    bench.pcscd = None  # the session fixture owns pcscd
+    yield bench
+    for slot in (CPS_SLOT, VITALE_SLOT):
+        bench.remove(slot)
+
+
+@pytest.fixture
+def cps(slots: SimulatedSlots) -> Callable[[str], tuple[Cps3Card, CardProtocol]]:
+    """Insert a CPS card of the given profile in slot 0 and connect to it through PC/SC."""
+    opened: list[PcscTransport] = []
+
+    def insert(profile: str = "gp") -> tuple[Cps3Card, CardProtocol]:
+        card = Cps3Card(profile)
+        slots.insert(CPS_SLOT, card)
+        transport = PcscTransport(slots.reader(CPS_SLOT))
+        opened.append(transport)
+        return card, CardProtocol(transport)
+
+    yield insert
+    for t in opened:
+        t.close()
+
+
+@pytest.fixture
+def vitale(slots: SimulatedSlots) -> Callable[[str], tuple[Vitale2Card, CardProtocol]]:
+    """Insert a Vitale card of the given profile in slot 1 and connect to it through PC/SC."""
+    opened: list[PcscTransport] = []
+
+    def insert(profile: str = "family") -> tuple[Vitale2Card, CardProtocol]:
+        card = Vitale2Card(profile)
+        slots.insert(VITALE_SLOT, card)
+        transport = PcscTransport(slots.reader(VITALE_SLOT))
+        opened.append(transport)
+        return card, CardProtocol(transport)
+
+    yield insert
+    for t in opened:
+        t.close()
