@@ -1,0 +1,25 @@
+"""`make bench`: every benchmark, printed as tables of medians and side-by-side ratios."""
+
+from __future__ import annotations
+
+import argparse
+import platform
+
+from bench import cards
+from bench.table import print_table
+
+
+def main() -> int:
+    """Run the benchmarks (use --quick for a smoke run)."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="fewer iterations")
+    args = parser.parse_args()
+    print(f"bifente benchmarks on {platform.machine()} / Python {platform.python_version()}"
+          " (medians; ratios measured side by side in this run)")
+    print_table("Cards through pyscard -> pcscd -> vpcd -> simulated cards",
+                cards.run(args.quick))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,62 @@
+"""Card benchmarks through the real PC/SC stack (pyscard -> pcscd -> vpcd -> simulated cards)."""
+
+from __future__ import annotations
+
+from smartcard.System import readers
+
+from apdu.command import CommandApdu
+from apdu.cps import CpsSession
+from apdu.cps_spec import CPS_AID
+from apdu.pcsc import PcscTransport
+from apdu.protocol import CardProtocol
+from apdu.vitale import VitaleSession
+from bench.table import Row, fmt_time, interleaved, median, sample
+from simulators.slots import CPS_SLOT, VITALE_SLOT, SimulatedSlots
+
+__all__ = ["run"]
+
+
+def run(quick: bool = False) -> list[Row]:
+    """APDU round trip vs raw pyscard; Vitale family and CPS identity read time and APDU count."""
+    rounds, block, reads = (5, 50, 10) if quick else (20, 100, 50)
+    rows: list[Row] = []
+    with SimulatedSlots("gp", "family") as slots:
+        select = CommandApdu(0x00, 0xA4, 0x04, 0x0C, CPS_AID)
+        raw_bytes = list(select.to_bytes())
+        reader = next(r for r in readers() if str(r) == slots.reader(CPS_SLOT))
+        raw = reader.createConnection()
+        raw.connect()
+        with PcscTransport(slots.reader(CPS_SLOT)) as transport:
+            protocol = CardProtocol(transport)
+
+            def ours() -> None:
+                assert protocol.send(select).sw == 0x9000
+
+            def theirs() -> None:
+                _data, sw1, sw2 = raw.transmit(raw_bytes)
+                assert (sw1, sw2) == (0x90, 0x00)
+
+            s_ours, s_raw = interleaved(ours, theirs, rounds=rounds, block=block)
+            m_ours, m_raw = median(s_ours), median(s_raw)
+            rows.append(Row("APDU round trip, raw pyscard transmit", fmt_time(m_raw),
+                            f"n={len(s_raw)}", "1.00 (baseline)"))
+            rows.append(Row("APDU round trip, bifente protocol layer", fmt_time(m_ours),
+                            f"n={len(s_ours)}", f"{m_ours / m_raw:.2f} (target <= 1.10)"))
+
+            session = CpsSession(protocol)
+            before = protocol.apdu_count
+            session.identity()
+            count = protocol.apdu_count - before
+            times = sample(lambda: CpsSession(protocol).identity(), reads)
+            rows.append(Row("CPS identity read (fresh session)", fmt_time(median(times)),
+                            f"{count} APDUs"))
+        raw.disconnect()
+        raw.release()  # before pcscd stops, or pyscard complains at exit
+        with PcscTransport(slots.reader(VITALE_SLOT)) as transport:
+            protocol = CardProtocol(transport)
+            VitaleSession(protocol).read()
+            count = protocol.apdu_count
+            times = sample(lambda: VitaleSession(protocol).read(), reads)
+            rows.append(Row("Vitale 'family' read (4 beneficiaries)", fmt_time(median(times)),
+                            f"{count} APDUs"))
+    return rows
