@@ -9,8 +9,8 @@ import threading
 
 __all__ = ["add_parsers"]
 
-HELP = """commands: remove SLOT | insert SLOT | insert SLOT cps|vitale PROFILE | status | quit
-(SLOT is 0/cps or 1/vitale)"""
+HELP = ("commands: remove SLOT | insert SLOT | insert SLOT cps|vitale PROFILE | status | quit"
+        " (SLOT is 0/cps or 1/vitale)")
 
 
 def _slot(word: str) -> int:
