@@ -1,0 +1,1 @@
+"""Card readers: PC/SC readers and the bifente terminal, behind the apdu transport seam."""

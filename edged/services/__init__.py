@@ -1,0 +1,1 @@
+"""What the daemon does with the cards: identity, signing, consent (and later mail, DMP)."""
