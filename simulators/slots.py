@@ -52,6 +52,10 @@ class SimulatedSlots:
         bridge = self.bridges.get(slot)
         if bridge is None or bridge.card is not current:
             bridge = self.bridges[slot] = VpcdBridge(current, slot=slot)
+        if not bridge.inserted and not wait_for_change(self.reader(slot), False, timeout):
+            # pcscd still shows a card there (a previous one not yet seen leaving, or another
+            # process's): inserting now would make us talk to a stale or foreign card.
+            raise TimeoutError(f"slot {slot} is still occupied ({self.reader(slot)})")
         bridge.insert()
         if not wait_for_change(self.reader(slot), True, timeout):
             raise TimeoutError(f"pcscd did not see the card in slot {slot}")
@@ -68,7 +72,10 @@ class SimulatedSlots:
     def stop(self) -> None:
         """Remove every card, then stop pcscd if we started it."""
         for slot in list(self.bridges):
-            self.remove(slot, wait=False)
+            try:
+                self.remove(slot)  # wait, so the next user of the slot finds it empty
+            except TimeoutError:
+                log.warning("slot %d: pcscd did not report the removal in time", slot)
         if self.pcscd is not None:
             self.pcscd.stop()
             self.pcscd = None
