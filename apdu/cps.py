@@ -41,10 +41,12 @@ from apdu.errors import (
     PinNotAvailable,
     UnexpectedCard,
     WrongPin,
+    error_for_sw,
 )
 from apdu.ins import INS
 from apdu.protocol import CardProtocol
 from apdu.sha256 import split
+from apdu.transport import SecurePinEntry
 
 __all__ = ["CpsIdentity", "CpsSession", "PinRequest", "PinSource", "PinStatus"]
 
@@ -215,14 +217,26 @@ class CpsSession:
             return PinBlocked()
         return exc
 
-    def verify_pin(self, source: PinSource | None) -> None:
-        """Ask the local source for the PIN and present it; WrongPin / PinBlocked / PinCancelled.
+    def verify_pin(self, source: PinSource | None = None, *, prompt: str = "PIN CPS",
+                   timeout: float = 30.0) -> None:
+        """Present the PIN; WrongPin / PinBlocked / PinCancelled / PinNotAvailable.
 
-        A wrong PIN is never retried here: the caller decides whether to ask again.
+        With no source, a reader with secure PIN entry (the terminal keypad, a PIN pad)
+        collects it and the host never sees it. A wrong PIN is never retried here.
         """
         status = self.pin_status()
         if status.blocked:
             raise PinBlocked()
+        transport = self.protocol.transport
+        if source is None and isinstance(transport, SecurePinEntry):
+            template = bytes([0x00, INS.VERIFY, 0x00, PinRef.PIN])
+            sw = transport.secure_verify(template, min_length=4, max_length=4,
+                                         pad_to=PIN_PAD_TO, pad_byte=0xFF,
+                                         prompt=f"{prompt} ({status.tries_left} left)",
+                                         timeout=timeout)
+            if sw != 0x9000:
+                raise self._pin_error(error_for_sw(sw))
+            return
         code = self._ask(source, PinRequest(PinRef.PIN, 4, 4, "verify", status.tries_left))
         padded = None
         try:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Protocol, runtime_checkable
 
-__all__ = ["InProcessTransport", "SimulatedCard", "Transport"]
+__all__ = ["InProcessTransport", "SecurePinEntry", "SimulatedCard", "Transport"]
 
 
 @runtime_checkable
@@ -54,3 +54,17 @@ class InProcessTransport:
 
     def close(self) -> None:
         """Nothing to release."""
+
+
+@runtime_checkable
+class SecurePinEntry(Protocol):
+    """A transport whose reader collects the PIN itself (terminal keypad, PC/SC PIN pad).
+
+    The host gives a VERIFY template; the reader prompts, builds the APDU with the digits
+    and returns only the card's status word, so the PIN never reaches the host.
+    """
+
+    def secure_verify(self, template: bytes, *, min_length: int, max_length: int,
+                      pad_to: int, pad_byte: int, prompt: str, timeout: float) -> int:
+        """Collect a PIN on the reader and present it; returns SW1SW2 (or raises PinCancelled)."""
+        ...

@@ -1,25 +1,91 @@
-"""Entry point of the `edged` daemon."""
+"""`edged`: the bifente edge daemon (foreground; systemd Type=notify in production)."""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
+import logging
+import signal
 import sys
+import tempfile
+from pathlib import Path
+
+from edged.config import ConfigError, load_config
+from edged.daemon import VERSION, Daemon
 
 __all__ = ["main"]
 
-VERSION = "0.1.0"
+log = logging.getLogger("edged")
+
+
+def _parse(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="edged", description="bifente edge daemon")
+    parser.add_argument("--version", action="version", version=f"edged {VERSION}")
+    parser.add_argument("--config", type=Path, help="TOML configuration file "
+                        "(default: built-in defaults; /etc/bifente/edged.toml on a Pi)")
+    parser.add_argument("--simulate", action="store_true",
+                        help="run on simulated hardware: simulated cards in pcscd via vpcd")
+    parser.add_argument("--cps", default="gp", help="with --simulate: CPS profile")
+    parser.add_argument("--vitale", default="family", help="with --simulate: Vitale profile")
+    parser.add_argument("--port", type=int, help="override the listening port")
+    parser.add_argument("--state-dir", type=Path, help="override the state directory")
+    parser.add_argument("--no-mdns", action="store_true", help="do not announce on mDNS")
+    parser.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    return parser.parse_args(argv)
+
+
+async def _run(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    overrides: dict[str, object] = {}
+    if args.port is not None:
+        overrides["port"] = args.port
+    if args.state_dir is not None:
+        overrides["state_dir"] = args.state_dir
+    if args.no_mdns:
+        overrides["mdns"] = False
+    stack = contextlib.ExitStack()
+    if args.simulate:
+        from simulators.slots import SimulatedSlots  # only the simulate entry point wires them
+
+        if args.state_dir is None and args.config is None:
+            overrides["state_dir"] = Path(stack.enter_context(
+                tempfile.TemporaryDirectory(prefix="edged-sim-")))
+        slots = await asyncio.to_thread(SimulatedSlots(args.cps, args.vitale).start)
+        stack.callback(slots.stop)
+        log.info("simulated cards: CPS %r in slot 0, Vitale %r in slot 1", args.cps,
+                 args.vitale)
+    config = config.with_overrides(**overrides)
+    with stack:
+        daemon = Daemon(config)
+        loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await daemon.start()
+        print(f"edged {VERSION}: wss://{config.host}:{daemon.server.port} "
+              f"fingerprint sha256:{daemon.keystore.fingerprint}", flush=True)
+        try:
+            await stop.wait()
+        finally:
+            await daemon.stop()
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Parse arguments; the network daemon itself is not built yet (see the edged issue)."""
-    parser = argparse.ArgumentParser(prog="edged", description="bifente edge daemon")
-    parser.add_argument("--version", action="version", version=f"edged {VERSION}")
-    parser.add_argument("--config", help="TOML configuration file")
-    parser.add_argument("--simulate", action="store_true", help="run on simulated hardware")
-    parser.parse_args(argv)
-    print("edged: the daemon (secure socket, mDNS, pairing) is not implemented yet; "
-          "use the `bifente` command for local card access", file=sys.stderr)
-    return 2
+    """Run the daemon until SIGTERM / SIGINT."""
+    args = _parse(argv)
+    level = (args.log_level or "info").upper()
+    logging.basicConfig(level=level, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return asyncio.run(_run(args))
+    except ConfigError as exc:
+        print(f"edged: configuration error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"edged: {exc.strerror or exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -1,0 +1,95 @@
+"""Map every exception the daemon raises to one JSON-RPC error (STYLE.md habit 4)."""
+
+from __future__ import annotations
+
+import logging
+
+from apdu.errors import (
+    ApduError,
+    CardError,
+    CardRemoved,
+    MalformedData,
+    PinBlocked,
+    PinCancelled,
+    PinNotAvailable,
+    SecurityStatusNotSatisfied,
+    TransportError,
+    UnexpectedCard,
+    WrongPin,
+)
+from edged.api.jsonrpc import INTERNAL_ERROR, INVALID_PARAMS, RpcError
+from edged.api.schema import SchemaError
+from edged.readers.arbiter import Busy, OperationTimeout
+
+__all__ = [
+    "CARD_ERROR",
+    "CONSENT_ERROR",
+    "FORBIDDEN",
+    "NOT_PAIRED",
+    "PAIRING_ERROR",
+    "PIN_ERROR",
+    "RATE_LIMITED",
+    "REVOKED",
+    "TOO_LARGE",
+    "NoCard",
+    "TerminalUnavailable",
+    "to_rpc_error",
+]
+
+log = logging.getLogger(__name__)
+
+# Application error codes (JSON-RPC 2.0 §5.1: -32000..-32099 are implementation-defined).
+NOT_PAIRED = -32000
+FORBIDDEN = -32001
+REVOKED = -32002
+RATE_LIMITED = -32003
+TOO_LARGE = -32004
+CARD_ERROR = -32010
+PIN_ERROR = -32020
+PAIRING_ERROR = -32030
+CONSENT_ERROR = -32040
+
+
+class NoCard(Exception):
+    """No card of the kind the method needs is inserted."""
+
+
+class TerminalUnavailable(Exception):
+    """The method needs the terminal's display and keys, and there is no terminal."""
+
+
+def to_rpc_error(exc: BaseException) -> RpcError:
+    """The JSON-RPC error for an exception; unexpected ones are logged, not detailed."""
+    if isinstance(exc, RpcError):
+        return exc
+    if isinstance(exc, SchemaError):
+        return RpcError(INVALID_PARAMS, str(exc), "invalid_params")
+    if isinstance(exc, NoCard):
+        return RpcError(CARD_ERROR, str(exc), "no_card")
+    if isinstance(exc, CardRemoved):
+        return RpcError(CARD_ERROR, str(exc), "card_removed")
+    if isinstance(exc, Busy):
+        return RpcError(CARD_ERROR, str(exc), "card_busy")
+    if isinstance(exc, OperationTimeout):
+        return RpcError(CARD_ERROR, str(exc), "timeout")
+    if isinstance(exc, WrongPin):
+        return RpcError(PIN_ERROR, str(exc), "wrong_pin", tries_left=exc.tries_left)
+    if isinstance(exc, PinBlocked):
+        return RpcError(PIN_ERROR, str(exc), "pin_blocked")
+    if isinstance(exc, PinCancelled):
+        return RpcError(PIN_ERROR, str(exc), "pin_cancelled")
+    if isinstance(exc, PinNotAvailable):
+        return RpcError(PIN_ERROR, str(exc), "no_pin_pad")
+    if isinstance(exc, SecurityStatusNotSatisfied):
+        return RpcError(PIN_ERROR, "the card needs the PIN first (cps.verify_pin)",
+                        "pin_required")
+    if isinstance(exc, TerminalUnavailable):
+        return RpcError(CONSENT_ERROR, str(exc), "no_terminal")
+    if isinstance(exc, UnexpectedCard | MalformedData):
+        return RpcError(CARD_ERROR, str(exc), "card_unreadable")
+    if isinstance(exc, ApduError):
+        return RpcError(CARD_ERROR, str(exc), "card_refused", sw=f"{exc.sw:04X}")
+    if isinstance(exc, TransportError | CardError):
+        return RpcError(CARD_ERROR, str(exc), "reader_error")
+    log.error("internal error: %s", type(exc).__name__, exc_info=exc)
+    return RpcError(INTERNAL_ERROR, "internal error", "internal_error")

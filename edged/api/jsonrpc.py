@@ -1,0 +1,102 @@
+"""JSON-RPC 2.0 messages (jsonrpc.org/specification): parse requests, build responses.
+
+Every error the API returns has a stable numeric code and a machine-readable `data.reason`.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = [
+    "INTERNAL_ERROR",
+    "INVALID_PARAMS",
+    "INVALID_REQUEST",
+    "METHOD_NOT_FOUND",
+    "PARSE_ERROR",
+    "Request",
+    "RpcError",
+    "error_response",
+    "notification",
+    "parse_message",
+    "result_response",
+]
+
+# JSON-RPC 2.0 §5.1 reserved codes.
+PARSE_ERROR = -32700
+INVALID_REQUEST = -32600
+METHOD_NOT_FOUND = -32601
+INVALID_PARAMS = -32602
+INTERNAL_ERROR = -32603
+
+
+class RpcError(Exception):
+    """An error to send back: code, message, and data with at least a `reason`."""
+
+    def __init__(self, code: int, message: str, reason: str, **data: Any) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.data = {"reason": reason, **data}
+
+
+@dataclass(frozen=True)
+class Request:
+    """One call (id present) or notification (id absent)."""
+
+    method: str
+    params: dict[str, Any] = field(default_factory=dict)
+    id: int | str | None = None
+
+    @property
+    def is_notification(self) -> bool:
+        """True when no response is expected."""
+        return self.id is None
+
+
+def parse_message(text: str | bytes) -> Request:
+    """Parse one JSON-RPC request; batches are not supported (one call per message)."""
+    try:
+        message = json.loads(text)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise RpcError(PARSE_ERROR, "parse error: the message is not JSON", "parse_error") \
+            from exc
+    if isinstance(message, list):
+        raise RpcError(INVALID_REQUEST, "batches are not supported", "batch_not_supported")
+    if not isinstance(message, dict) or message.get("jsonrpc") != "2.0":
+        raise RpcError(INVALID_REQUEST, "not a JSON-RPC 2.0 request", "invalid_request")
+    method = message.get("method")
+    if not isinstance(method, str) or not method:
+        raise RpcError(INVALID_REQUEST, "method must be a non-empty string", "invalid_request")
+    request_id = message.get("id")
+    if request_id is not None and (isinstance(request_id, bool)
+                                   or not isinstance(request_id, int | str)):
+        raise RpcError(INVALID_REQUEST, "id must be a string or an integer", "invalid_request")
+    params = message.get("params", {})
+    if params is None:
+        params = {}
+    if not isinstance(params, dict):
+        raise RpcError(INVALID_PARAMS, "params must be an object (named parameters)",
+                       "invalid_params")
+    return Request(method, params, request_id)
+
+
+def _dump(obj: dict[str, Any]) -> str:
+    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+
+
+def result_response(request_id: int | str | None, result: Any) -> str:
+    """A success response."""
+    return _dump({"jsonrpc": "2.0", "id": request_id, "result": result})
+
+
+def error_response(request_id: int | str | None, error: RpcError) -> str:
+    """An error response."""
+    return _dump({"jsonrpc": "2.0", "id": request_id,
+                  "error": {"code": error.code, "message": error.message, "data": error.data}})
+
+
+def notification(method: str, params: dict[str, Any]) -> str:
+    """A server-to-client notification (events)."""
+    return _dump({"jsonrpc": "2.0", "method": method, "params": params})

@@ -1,0 +1,105 @@
+"""edged configuration: TOML, every setting with a sane default (ARCHITECTURE.md, Names)."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = ["DEFAULT_PATH", "Config", "ConfigError", "load_config"]
+
+DEFAULT_PATH = Path("/etc/bifente/edged.toml")
+
+
+class ConfigError(ValueError):
+    """The configuration file is unreadable or has a bad value; the message says which."""
+
+
+@dataclass(frozen=True)
+class Config:
+    """Every setting of the daemon (TOML sections flatten to these names)."""
+
+    # [server]
+    host: str = "0.0.0.0"  # noqa: S104 - a LAN appliance: clinic software reaches it
+    port: int = 4443
+    max_message_bytes: int = 1 << 20
+    idle_timeout: float = 300.0
+    rate_per_second: float = 20.0
+    rate_burst: int = 40
+    max_connections_per_client: int = 4
+    # [cards]
+    card_timeout: float = 30.0
+    pin_timeout: float = 30.0
+    pcsc: bool = True
+    terminal: str = ""  # serial device of the bifente terminal, e.g. /dev/bifente-terminal
+    # [state]
+    state_dir: Path = Path("/var/lib/bifente")
+    # [discovery]
+    mdns: bool = True
+    name: str = ""  # instance name; default bifente-<hostname>
+    model: str = "bifente"
+    mdns_interfaces: tuple[str, ...] = ()  # empty: all
+    # [log]
+    log_level: str = "info"
+    # wiring for demos and tests
+    extra: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    def with_overrides(self, **changes: Any) -> Config:
+        """A copy with some settings changed."""
+        return dataclasses.replace(self, **changes)
+
+
+_SECTIONS = {
+    "server": ("host", "port", "max_message_bytes", "idle_timeout", "rate_per_second",
+               "rate_burst", "max_connections_per_client"),
+    "cards": ("card_timeout", "pin_timeout", "pcsc", "terminal"),
+    "state": ("state_dir",),
+    "discovery": ("mdns", "name", "model", "mdns_interfaces"),
+    "log": ("log_level",),
+}
+_LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+def load_config(path: Path | None) -> Config:
+    """Read the TOML file (None: defaults, with BIFENTE_STATE_DIR honoured)."""
+    values: dict[str, Any] = {}
+    if path is not None:
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise ConfigError(f"cannot read {path}: {exc.strerror}") from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: {exc}") from exc
+        for section, body in data.items():
+            if section not in _SECTIONS or not isinstance(body, dict):
+                raise ConfigError(f"{path}: unknown section [{section}]")
+            for key, value in body.items():
+                if key not in _SECTIONS[section]:
+                    raise ConfigError(f"{path}: unknown setting {section}.{key}")
+                values[key] = value
+    if "state_dir" not in values and os.environ.get("BIFENTE_STATE_DIR"):
+        values["state_dir"] = os.environ["BIFENTE_STATE_DIR"]
+    defaults = Config()
+    for key, value in list(values.items()):
+        expected = type(getattr(defaults, key))
+        if expected is Path:
+            values[key] = Path(value)
+        elif expected is tuple:
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise ConfigError(f"{key} must be a list of strings")
+            values[key] = tuple(value)
+        elif expected is float and isinstance(value, int) and not isinstance(value, bool):
+            values[key] = float(value)
+        elif not isinstance(value, expected) or isinstance(value, bool) != (expected is bool):
+            raise ConfigError(f"{key} must be {expected.__name__}, got {value!r}")
+    config = Config(**values)
+    if not 0 <= config.port <= 65535:
+        raise ConfigError("port must be 0..65535")
+    if config.log_level not in _LOG_LEVELS:
+        raise ConfigError(f"log_level must be one of {', '.join(_LOG_LEVELS)}")
+    if config.max_message_bytes < 4096:
+        raise ConfigError("max_message_bytes must be at least 4096")
+    return config

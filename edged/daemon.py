@@ -1,0 +1,145 @@
+"""The daemon: wires the parts together and runs them in a fixed order (STYLE.md habit 9).
+
+Start: state (keys, clients, audit) -> readers -> secure socket -> mDNS -> READY=1.
+Stop:  STOPPING=1 -> mDNS goodbye -> stop accepting and close clients -> cards finished and
+       reset -> readers -> audit closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import time
+from typing import Any
+
+from edged import systemd
+from edged.api.server import Connection, RpcServer
+from edged.config import Config
+from edged.events import EventBus
+from edged.readers.manager import PcscWatcher, SlotRegistry
+from edged.readers.ui import TerminalUI
+
+__all__ = ["VERSION", "Daemon"]
+
+log = logging.getLogger(__name__)
+VERSION = "0.1.0"
+
+
+class Daemon:
+    """Everything edged runs; `await start()`, then `await stop()`."""
+
+    def __init__(self, config: Config, *, ui: TerminalUI | None = None) -> None:
+        from edged.api.pairing import PairingManager
+        from edged.state.audit import AuditLog
+        from edged.state.clients import ClientRegistry
+        from edged.state.keystore import Keystore
+
+        self.config = config
+        state = config.state_dir
+        state.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.hostname = socket.gethostname()
+        self.keystore = Keystore(state / "keys", hostname=self.hostname)
+        self.clients = ClientRegistry(state / "clients.db")
+        self.audit = AuditLog(state / "audit.db")
+        self.bus = EventBus()
+        self.slots = SlotRegistry(self.bus)
+        self.ui = ui
+        self.pairing = PairingManager(self.keystore, self.clients, show_code=self._show_code,
+                                      on_event=self._pairing_event)
+        self.server = RpcServer(self)
+        self.announcer: Any = None
+        self.watcher: PcscWatcher | None = None
+        self.started_at = time.monotonic()
+        self.discoverable_at: float | None = None
+        self._watchdog: asyncio.Task[None] | None = None
+        self._stopped = asyncio.Event()
+
+    # -- what clients see --------------------------------------------------------------------
+    def capabilities(self) -> list[str]:
+        """What this terminal can do (also in the mDNS TXT record)."""
+        caps = ["vitale", "cps", "sign"]
+        if self.ui is not None:
+            caps += ["pinpad", "consent"]
+        return caps
+
+    def info(self) -> dict[str, Any]:
+        """system.info."""
+        from edged.api.methods import PROTOCOL_VERSION
+
+        return {"protocol": PROTOCOL_VERSION, "version": VERSION,
+                "fingerprint": self.keystore.fingerprint, "model": self.config.model,
+                "capabilities": self.capabilities()}
+
+    def audit_event(self, event: str, conn: Connection | None, **fields: Any) -> None:
+        """Append to the audit chain; the actor is the paired client's name."""
+        actor = (conn.client_name or f"unpaired@{conn.peer}") if conn else "edged"
+        self.audit.append(event, actor=actor, **fields)
+
+    async def _show_code(self, code: str, client_name: str) -> None:
+        if self.ui is not None:
+            await self.ui.show(["Pairing request", client_name[:21], "", f"Code: {code}"])
+        else:
+            # Headless PC/SC setups: the operator reads the code on the console (journald).
+            log.warning("pairing code for %r: %s (no terminal display)", client_name, code)
+
+    def _pairing_event(self, name: str, fields: dict[str, Any]) -> None:
+        self.audit.append(name, actor=str(fields.get("client", "")),
+                          **{k: v for k, v in fields.items() if k != "client"})
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    async def start(self) -> None:
+        """Bring everything up; READY=1 once clients can find and call us."""
+        loop = asyncio.get_running_loop()
+        self.audit.append("daemon.start", actor="edged", version=VERSION)
+        if self.config.pcsc:
+            self.watcher = PcscWatcher(self.slots, loop)
+            self.watcher.start()
+        await self.server.start()
+        if self.config.mdns:
+            await self._announce()
+        self.discoverable_at = time.monotonic()
+        systemd.notify("READY=1", f"STATUS=serving on port {self.server.port}")
+        interval = systemd.watchdog_interval()
+        if interval:
+            self._watchdog = loop.create_task(self._keepalive(interval))
+        log.info("edged %s ready on port %d, fingerprint %s", VERSION, self.server.port,
+                 self.keystore.fingerprint)
+
+    async def _announce(self) -> None:
+        from edged.discovery import Advert, Announcer
+
+        name = self.config.name or f"bifente-{self.hostname}"
+        advert = Advert(name=name, port=self.server.port, fingerprint=self.keystore.fingerprint,
+                        capabilities=tuple(self.capabilities()), model=self.config.model)
+        interfaces = list(self.config.mdns_interfaces) or None
+        self.announcer = Announcer(advert, interfaces=interfaces)
+        await self.announcer.start()
+
+    async def _keepalive(self, interval: float) -> None:
+        while True:
+            systemd.notify("WATCHDOG=1")
+            await asyncio.sleep(interval)
+
+    async def stop(self) -> None:
+        """Shut down in order; idempotent."""
+        if self._stopped.is_set():
+            return
+        self._stopped.set()
+        systemd.notify("STOPPING=1")
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+        if self.announcer is not None:
+            await self.announcer.close()  # goodbye packets first (RFC 6762 §10.1)
+        await self.server.close()
+        await self.slots.close()  # running card jobs finish; cards are reset
+        if self.watcher is not None:
+            await asyncio.get_running_loop().run_in_executor(None, self.watcher.stop)
+        self.audit.append("daemon.stop", actor="edged")
+        self.audit.close()
+        self.clients.close()
+        log.info("edged stopped")
+
+    async def wait_stopped(self) -> None:
+        """Until stop() has run."""
+        await self._stopped.wait()

@@ -1,0 +1,179 @@
+"""One arbiter per card: operations from many clients run one at a time, fairly, with timeouts.
+
+Each card has one worker thread (pyscard calls block) and one queue per client; the worker
+serves clients round robin, so a client sending many requests cannot starve another. A job is
+a function given the card's protocol; whatever it does (MSE + PSO HASH + PSO CDS) runs without
+another job in between, so multi-step operations are atomic. Removing the card fails what is
+queued with CardRemoved.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import concurrent.futures
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from apdu.errors import CardRemoved
+from apdu.protocol import CardProtocol
+from apdu.transport import Transport
+
+__all__ = ["Busy", "CardArbiter", "OperationTimeout"]
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+class Busy(Exception):
+    """The card's queue is full for this client."""
+
+
+class OperationTimeout(Exception):
+    """The operation did not get the card, or did not finish, in time."""
+
+
+@dataclass
+class _Job:
+    client: str
+    fn: Callable[[CardProtocol], Any]
+    future: asyncio.Future[Any]
+    label: str = ""
+    started: bool = field(default=False)
+
+
+class CardArbiter:
+    """Serialises access to one card among clients; owns the card's transport."""
+
+    def __init__(self, name: str, opener: Callable[[], Transport], *,
+                 max_queue_per_client: int = 16) -> None:
+        self.name = name
+        self._opener = opener
+        self._transport: Transport | None = None
+        self._protocol: CardProtocol | None = None
+        self._queues: dict[str, collections.deque[_Job]] = {}
+        self._order: collections.deque[str] = collections.deque()
+        self._wakeup = asyncio.Event()
+        self._executor = concurrent.futures.ThreadPoolExecutor(max_workers=1,
+                                                               thread_name_prefix=f"card-{name}")
+        self._task: asyncio.Task[None] | None = None
+        self._closed = False
+        self.max_queue_per_client = max_queue_per_client
+        self.completed = 0
+
+    def start(self) -> None:
+        """Start serving (call from the event loop)."""
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._serve(),
+                                                                name=f"arbiter-{self.name}")
+
+    @property
+    def pending(self) -> int:
+        """Jobs queued, not yet started."""
+        return sum(len(q) for q in self._queues.values())
+
+    async def run(self, client: str, fn: Callable[[CardProtocol], T], *, timeout: float = 30.0,
+                  label: str = "") -> T:
+        """Queue fn for this card and wait for its result (or its error)."""
+        if self._closed:
+            raise CardRemoved(f"{self.name}: the card is gone")
+        self.start()
+        queue = self._queues.setdefault(client, collections.deque())
+        if len(queue) >= self.max_queue_per_client:
+            raise Busy(f"too many operations queued for this card ({len(queue)})")
+        job = _Job(client, fn, asyncio.get_running_loop().create_future(), label)
+        queue.append(job)
+        if client not in self._order:
+            self._order.append(client)
+        self._wakeup.set()
+        try:
+            return await asyncio.wait_for(asyncio.shield(job.future), timeout)
+        except TimeoutError:
+            if not job.started:
+                queue.remove(job)
+                raise OperationTimeout(f"the card stayed busy for {timeout:.0f} s") from None
+            # Running: the card finishes the job (keeping it consistent); the caller stops
+            # waiting. The next job starts only after this one ends.
+            raise OperationTimeout(f"the card did not answer within {timeout:.0f} s") from None
+        except asyncio.CancelledError:
+            if not job.started and job in queue:
+                queue.remove(job)  # the client went away before its turn
+            raise
+
+    def _next_job(self) -> _Job | None:
+        for _ in range(len(self._order)):
+            client = self._order[0]
+            self._order.rotate(-1)
+            queue = self._queues.get(client)
+            while queue:
+                job = queue.popleft()
+                if not job.future.done():
+                    return job
+            self._order.remove(client)
+            self._queues.pop(client, None)
+        return None
+
+    async def _serve(self) -> None:
+        loop = asyncio.get_running_loop()
+        while not self._closed:
+            job = self._next_job()
+            if job is None:
+                self._wakeup.clear()
+                await self._wakeup.wait()
+                continue
+            job.started = True
+            try:
+                result = await loop.run_in_executor(self._executor, self._call, job.fn)
+            except BaseException as exc:  # delivered to the caller, who maps it
+                if not job.future.done():
+                    job.future.set_exception(exc)
+                if isinstance(exc, CardRemoved):
+                    self._drop_transport()
+            else:
+                if not job.future.done():
+                    job.future.set_result(result)
+            self.completed += 1
+
+    def _call(self, fn: Callable[[CardProtocol], T]) -> T:
+        if self._protocol is None:
+            self._transport = self._opener()
+            self._protocol = CardProtocol(self._transport)
+        return fn(self._protocol)
+
+    def _drop_transport(self) -> None:
+        transport, self._transport, self._protocol = self._transport, None, None
+        if transport is not None:
+            try:
+                transport.close()
+            except Exception:  # closing a gone card may fail; nothing to keep
+                log.debug("closing %s failed", self.name, exc_info=True)
+
+    def fail_pending(self, exc: BaseException) -> int:
+        """Fail every queued job with exc (the card was removed); returns how many."""
+        count = 0
+        for queue in self._queues.values():
+            while queue:
+                job = queue.popleft()
+                if not job.future.done():
+                    job.future.set_exception(exc)
+                    count += 1
+        self._queues.clear()
+        self._order.clear()
+        return count
+
+    async def close(self, reason: BaseException | None = None) -> None:
+        """Fail what is queued, wait for the running job, close the transport (idempotent)."""
+        if self._closed:
+            return
+        self._closed = True
+        self.fail_pending(reason or CardRemoved(f"{self.name}: the card is gone"))
+        self._wakeup.set()
+        if self._task is not None:
+            try:
+                await asyncio.wait_for(self._task, 10)
+            except (TimeoutError, asyncio.CancelledError):
+                self._task.cancel()
+        await asyncio.get_running_loop().run_in_executor(self._executor, self._drop_transport)
+        self._executor.shutdown(wait=False)

@@ -1,0 +1,194 @@
+"""Which cards are where: PC/SC readers watched for insertions, removals and hot-plug.
+
+A slot is a reader position holding a card. Each present card gets a CardArbiter; its kind
+(cps / vitale) comes from its ATR. Insertions and removals become events on the bus.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from smartcard import scard
+
+from apdu.errors import CardRemoved, TransportError
+from apdu.pcsc import PcscTransport
+from apdu.transport import Transport
+from edged.events import EventBus
+from edged.readers.arbiter import CardArbiter
+from edged.readers.pcsc import card_kind
+
+__all__ = ["PcscWatcher", "Slot", "SlotRegistry"]
+
+log = logging.getLogger(__name__)
+PNP = "\\\\?PnP?\\Notification"  # pcsc-lite's pseudo reader for reader hot-plug
+
+
+@dataclass
+class Slot:
+    """A reader position and the card in it."""
+
+    slot_id: str
+    reader: str
+    source: str  # "pcsc" or "terminal"
+    kind: str = "empty"
+    atr: bytes = b""
+    arbiter: CardArbiter | None = field(default=None, repr=False)
+    pin_pad: bool = False
+
+    @property
+    def present(self) -> bool:
+        """True when a card is in the slot."""
+        return self.kind != "empty"
+
+    def describe(self) -> dict[str, object]:
+        """The slot for the API (readers.list)."""
+        return {"slot": self.slot_id, "reader": self.reader, "source": self.source,
+                "present": self.present, "kind": self.kind, "atr": self.atr.hex(),
+                "pin_pad": self.pin_pad}
+
+
+class SlotRegistry:
+    """Every slot the daemon knows; publishes card.inserted / card.removed."""
+
+    def __init__(self, bus: EventBus) -> None:
+        self.bus = bus
+        self.slots: dict[str, Slot] = {}
+        self.changed = asyncio.Event()
+
+    def find(self, kind: str) -> Slot | None:
+        """The first slot holding a card of this kind (terminal slots first)."""
+        ordered = sorted(self.slots.values(), key=lambda s: (s.source != "terminal", s.slot_id))
+        return next((s for s in ordered if s.kind == kind), None)
+
+    async def card_inserted(self, slot: Slot, atr: bytes,
+                            opener: Callable[[], Transport]) -> None:
+        """A card arrived: record it, give it an arbiter, tell subscribers."""
+        old = self.slots.get(slot.slot_id)
+        if old is not None and old.present:  # a new ATR without a removal seen in between
+            await self.card_removed(slot.slot_id)
+        self.slots[slot.slot_id] = slot
+        slot.atr, slot.kind = atr, card_kind(atr)
+        slot.arbiter = CardArbiter(slot.slot_id, opener)
+        log.info("card inserted: %s in %s", slot.kind, slot.reader)
+        self.bus.publish("card.inserted", slot=slot.slot_id, reader=slot.reader, kind=slot.kind)
+        self.changed.set()
+
+    async def card_removed(self, slot_id: str) -> None:
+        """A card left: fail its pending work, tell subscribers."""
+        slot = self.slots.get(slot_id)
+        if slot is None or not slot.present:
+            return
+        kind, arbiter = slot.kind, slot.arbiter
+        slot.kind, slot.atr, slot.arbiter = "empty", b"", None
+        if arbiter is not None:
+            await arbiter.close(CardRemoved(f"the {kind} card was removed from {slot.reader}"))
+        log.info("card removed: %s from %s", kind, slot.reader)
+        self.bus.publish("card.removed", slot=slot_id, reader=slot.reader, kind=kind)
+        self.changed.set()
+
+    def reader_added(self, slot: Slot) -> None:
+        """A reader appeared (empty)."""
+        self.slots.setdefault(slot.slot_id, slot)
+        self.changed.set()
+
+    async def reader_gone(self, slot_id: str) -> None:
+        """A reader disappeared (unplugged)."""
+        await self.card_removed(slot_id)
+        self.slots.pop(slot_id, None)
+        self.changed.set()
+
+    async def close(self) -> None:
+        """Close every card's arbiter (cards are reset on close)."""
+        for slot in list(self.slots.values()):
+            if slot.arbiter is not None:
+                await slot.arbiter.close(CardRemoved("the daemon is stopping"))
+                slot.arbiter = None
+
+
+class PcscWatcher:
+    """A thread that follows PC/SC reader states and reports changes to the registry."""
+
+    def __init__(self, registry: SlotRegistry, loop: asyncio.AbstractEventLoop, *,
+                 poll_ms: int = 500) -> None:
+        self.registry = registry
+        self.loop = loop
+        self.poll_ms = poll_ms
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="pcsc-watch", daemon=True)
+        self._context: int | None = None
+        self.ready = threading.Event()
+
+    def start(self) -> None:
+        """Start watching."""
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop watching (cancels a blocking status wait) and join the thread."""
+        self._stop.set()
+        if self._context is not None:
+            scard.SCardCancel(self._context)
+        self._thread.join(timeout=5)
+
+    def _post(self, fn: Callable[[], object]) -> None:
+        self.loop.call_soon_threadsafe(fn)
+
+    def _run(self) -> None:
+        backoff = 0.5
+        while not self._stop.is_set():
+            try:
+                self._watch()
+                backoff = 0.5
+            except Exception as exc:  # pcscd restarted or gone: retry with capped backoff
+                log.warning("PC/SC watcher: %s; retrying in %.1f s", exc, backoff)
+                self._stop.wait(backoff)
+                backoff = min(backoff * 2, 10.0)
+
+    def _watch(self) -> None:
+        hresult, ctx = scard.SCardEstablishContext(scard.SCARD_SCOPE_USER)
+        if hresult != scard.SCARD_S_SUCCESS:
+            raise TransportError("cannot reach pcscd")
+        self._context = ctx
+        try:
+            known: dict[str, int] = {}
+            while not self._stop.is_set():
+                hresult, readers = scard.SCardListReaders(ctx, [])
+                if hresult == scard.SCARD_E_NO_READERS_AVAILABLE:
+                    readers = []
+                elif hresult != scard.SCARD_S_SUCCESS:
+                    raise TransportError(scard.SCardGetErrorMessage(hresult))
+                for gone in set(known) - set(readers):
+                    known.pop(gone)
+                    self._post(lambda g=gone: self.loop.create_task(
+                        self.registry.reader_gone(g)))
+                for new in set(readers) - set(known):
+                    known[new] = scard.SCARD_STATE_UNAWARE
+                    self._post(lambda n=new: self.registry.reader_added(
+                        Slot(n, n, "pcsc")))
+                query = [(r, known[r]) for r in readers] + [(PNP, 0)]
+                hresult, states = scard.SCardGetStatusChange(ctx, self.poll_ms, query)
+                self.ready.set()
+                if hresult in (scard.SCARD_E_TIMEOUT, scard.SCARD_E_CANCELLED):
+                    continue
+                if hresult != scard.SCARD_S_SUCCESS:
+                    raise TransportError(scard.SCardGetErrorMessage(hresult))
+                for name, event, atr in states:
+                    if name == PNP or name not in known:
+                        continue
+                    before = known[name]
+                    known[name] = event & ~scard.SCARD_STATE_CHANGED
+                    was = bool(before & scard.SCARD_STATE_PRESENT)
+                    now = bool(event & scard.SCARD_STATE_PRESENT)
+                    if now and not was:
+                        self._post(lambda n=name, a=bytes(atr): self.loop.create_task(
+                            self.registry.card_inserted(Slot(n, n, "pcsc"), a,
+                                                        lambda n=n: PcscTransport(n))))
+                    elif was and not now:
+                        self._post(lambda n=name: self.loop.create_task(
+                            self.registry.card_removed(n)))
+        finally:
+            self._context = None
+            scard.SCardReleaseContext(ctx)
