@@ -85,7 +85,9 @@ def load_config(path: Path | None) -> Config:
     defaults = Config()
     for key, value in list(values.items()):
         expected = type(getattr(defaults, key))
-        if expected is Path:
+        if isinstance(getattr(defaults, key), Path):
+            if not isinstance(value, str) or not value:
+                raise ConfigError(f"{key} must be a path")
             values[key] = Path(value)
         elif expected is tuple:
             if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
