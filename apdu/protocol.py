@@ -22,6 +22,8 @@ TRACE = 5
 # 61xx chains are capped so a card cannot keep us reading forever: 256 * 256 covers MAX_LE.
 MAX_GET_RESPONSE = 257
 CHAIN_BIT = 0x10  # ISO 7816-4 §5.4.1: CLA b5 set on every command but the last of a chain
+# Commands whose data is a PIN or PUK: the trace shows their header, never their data.
+_SECRET_INS = frozenset({INS.VERIFY, INS.CHANGE_REFERENCE_DATA, INS.RESET_RETRY_COUNTER})
 
 
 class CardProtocol:
@@ -39,10 +41,17 @@ class CardProtocol:
 
     def _raw(self, command: CommandApdu) -> ResponseApdu:
         raw = command.to_bytes()
-        log.log(TRACE, "> %s", raw.hex())
+        if command.ins in _SECRET_INS and command.data:
+            log.log(TRACE, "> %s <%d secret bytes>", raw[:4].hex(), len(command.data))
+        else:
+            log.log(TRACE, "> %s", raw.hex())
         self.apdu_count += 1
         response = ResponseApdu.parse(self.transport.transmit(raw))
-        log.log(TRACE, "< %s %04X", response.data.hex(), response.sw)
+        if command.ins == INS.PERFORM_SECURITY_OPERATION and (command.p1, command.p2) == (
+                0x80, 0x86):  # PSO DECIPHER answers a session key: never traced
+            log.log(TRACE, "< <%d secret bytes> %04X", len(response.data), response.sw)
+        else:
+            log.log(TRACE, "< %s %04X", response.data.hex(), response.sw)
         return response
 
     def send(self, command: CommandApdu) -> ResponseApdu:
@@ -119,6 +128,8 @@ class CardProtocol:
         while len(out) < limit:
             offset = len(out)
             if offset > 0x7FFF:
+                # Past a 15-bit offset we cannot tell "ended at 32 KiB" from "longer":
+                # refuse rather than truncate silently.
                 raise ProtocolError("file larger than a 15-bit READ BINARY offset")
             response = self.send(CommandApdu(0x00, INS.READ_BINARY, offset >> 8, offset & 0xFF,
                                              le=chunk))

@@ -63,10 +63,12 @@ def split(message: bytes) -> tuple[bytes, int, bytes]:
 
 def finish(state: bytes, bits_done: int, rest: bytes) -> bytes:
     """Complete SHA-256 from an intermediate state (what the card does for PSO HASH)."""
-    if len(state) != 32 or bits_done % 512 or len(rest) > BLOCK:
+    total_bits = bits_done + len(rest) * 8
+    # A negative or >= 2**64 bit count (8 bytes from the card's peer) must not reach struct.pack.
+    if (len(state) != 32 or bits_done < 0 or bits_done % 512 or len(rest) > BLOCK
+            or total_bits >= 1 << 64):
         raise ValueError("bad split-hash input: 32-byte state, whole blocks, <= 64 bytes left")
     h = struct.unpack(">8I", state)
-    total_bits = bits_done + len(rest) * 8
     tail = rest + b"\x80" + b"\x00" * ((55 - len(rest)) % 64) + struct.pack(">Q", total_bits)
     for i in range(0, len(tail), BLOCK):
         h = _compress(h, tail[i:i + BLOCK])

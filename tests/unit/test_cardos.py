@@ -1,0 +1,562 @@
+"""The simulated card OS, in process: raw APDUs to Cps3Card / Vitale2Card, and via CardProtocol.
+
+Status words are what a host (OpenSC, our sessions) relies on, so each refusal is pinned here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+
+import pytest
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import padding
+from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
+
+from apdu import tlv
+from apdu.command import CommandApdu
+from apdu.cps_spec import CPS_AID, KeyRef
+from apdu.protocol import CardProtocol
+from apdu.sha256 import split
+from apdu.transport import InProcessTransport
+from apdu.vitale_spec import MF_VITALE_AID, VITALE_AID
+from simulators.cardos import Card
+from simulators.cps3 import Cps3Card
+from simulators.cps3.card import LAYOUT
+from simulators.vitale import Vitale2Card
+
+VERIFY_1234 = "0020000108 31323334FFFFFFFF"
+MSE_DST = "002241B6 06 840181 800142"
+MSE_AT = "002241A4 06 840182 800102"
+MSE_CT = "002241B8 06 840182 80011A"
+CERT_SIG = LAYOUT["files"]["cert_signature"]
+
+
+def tx(card: Card, apdu: str | bytes) -> tuple[bytes, int]:
+    """Send raw bytes (hex with spaces allowed); return (data, SW)."""
+    raw = bytes.fromhex(apdu.replace(" ", "")) if isinstance(apdu, str) else apdu
+    answer = card.transmit(raw)
+    assert len(answer) >= 2
+    return answer[:-2], int.from_bytes(answer[-2:], "big")
+
+
+def sw_of(card: Card, apdu: str | bytes) -> int:
+    return tx(card, apdu)[1]
+
+
+def ok(card: Card, apdu: str | bytes) -> bytes:
+    data, sw = tx(card, apdu)
+    assert sw == 0x9000, f"{sw:04X}"
+    return data
+
+
+@pytest.fixture
+def cps() -> Cps3Card:
+    card = Cps3Card("gp")
+    card.power_on()
+    return card
+
+
+@pytest.fixture
+def vitale() -> Vitale2Card:
+    card = Vitale2Card("family")
+    card.power_on()
+    return card
+
+
+CARDS: dict[str, Callable[[], Card]] = {"cps": lambda: Cps3Card("gp"),
+                                        "vitale": lambda: Vitale2Card("family")}
+
+
+@pytest.fixture(params=sorted(CARDS))
+def any_card(request: pytest.FixtureRequest) -> Card:
+    card = CARDS[request.param]()
+    card.power_on()
+    return card
+
+
+def ias(card: Cps3Card, fid: int):
+    return card.mf.children[0x0001].children[fid]
+
+
+def protocol(card: Card) -> CardProtocol:
+    return CardProtocol(InProcessTransport(card))
+
+
+# -- refusals common to every card -------------------------------------------------------------
+@pytest.mark.parametrize("apdu", ["", "00", "00A4", "00A400", "00A4000C05 0102",
+                                  "00A4000C02 D0", "00A4000C02 D003 00 FF", "00B00000 0000",
+                                  "002A8086 0000 00 AA", "002A8086 0003 0102 0000"])
+def test_malformed_apdus_answer_6700(any_card: Card, apdu: str) -> None:
+    assert tx(any_card, apdu) == (b"", 0x6700)
+
+
+@pytest.mark.parametrize("apdu", ["00FE0000", "00440000", "000E000000", "00D6000001 00"])
+def test_unknown_ins_answers_6d00(any_card: Card, apdu: str) -> None:
+    assert tx(any_card, apdu) == (b"", 0x6D00)
+
+
+@pytest.mark.parametrize("cla", [0x90, 0xA0, 0xFF])
+def test_unsupported_class_answers_6e00(any_card: Card, cla: int) -> None:
+    assert tx(any_card, bytes([cla]) + bytes.fromhex("A4000C")) == (b"", 0x6E00)
+
+
+@pytest.mark.parametrize("apdu", ["00A4000C02 1234", "00A4020C02 1234", "00A4040C05 A000000001",
+                                  "00A4040C0D E828BD080F8025000001FF0020", "00A4080C04 0001 1234",
+                                  "00A4080C02 5031"])
+def test_select_unknown_answers_6a82(any_card: Card, apdu: str) -> None:
+    assert sw_of(any_card, apdu) == 0x6A82
+
+
+def test_vitale_has_no_crypto_and_no_pin(vitale: Vitale2Card) -> None:
+    assert sw_of(vitale, MSE_DST) == 0x6D00
+    assert sw_of(vitale, "002A9E9A00") == 0x6D00
+    assert sw_of(vitale, "00200001") == 0x6A88  # no PIN with that reference
+
+
+# -- SELECT ------------------------------------------------------------------------------------
+def test_select_by_path_from_the_mf(cps: Cps3Card) -> None:
+    odf = ias(cps, 0x5031).data
+    assert ok(cps, "00A4080C04 0001 5031") == b""
+    assert ok(cps, "00B0000000") == odf
+    ok(cps, "00A4000C")  # back to the MF
+    ok(cps, "00A4080C06 3F00 0001 5031")  # a leading 3F00 is tolerated with P1=08 too
+    assert ok(cps, "00B0000000") == odf
+
+
+def test_select_by_path_from_the_current_df(cps: Cps3Card) -> None:
+    ok(cps, "00A4040C0D" + CPS_AID.hex())
+    ok(cps, "00A4090C02 5031")
+    assert ok(cps, "00B0000000") == ias(cps, 0x5031).data
+    assert sw_of(cps, "00A4090C02 D003") == 0x6A82  # D003 lives in the MF, not in the IAS DF
+    # OpenSC sends P1=09 paths that start with 3F00: they are read from the MF.
+    ok(cps, "00A4090C06 3F00 0001 5032")
+    assert ok(cps, "00B0000000") == ias(cps, 0x5032).data
+    ok(cps, "00A4090C04 3F00 D003")
+    assert ok(cps, "00B0000000")[:2] == b"\x5a\x0a"
+
+
+def test_select_by_path_refusals(cps: Cps3Card) -> None:
+    assert sw_of(cps, "00A4080C03 000150") == 0x6700  # odd length
+    assert sw_of(cps, "00A4080C04 D003 0001") == 0x6A82  # an EF is not a directory
+    assert sw_of(cps, "00A4080C") == 0x6700  # no path at all
+    assert sw_of(cps, "00A4000C03 D00300") == 0x6700  # a FID is two bytes
+    assert sw_of(cps, "00A40010") == 0x6A86  # P2 must be 00/02/04/0C
+
+
+def test_select_by_aid(any_card: Card) -> None:
+    aid = CPS_AID if isinstance(any_card, Cps3Card) else MF_VITALE_AID
+    ok(any_card, "00A4040C" + bytes([len(aid)]).hex() + aid.hex())
+    assert any_card.current_df.aid == aid
+
+
+def test_select_mf_with_p1_00_and_no_data(cps: Cps3Card) -> None:
+    ok(cps, "00A4080C04 0001 5031")
+    ok(cps, "00A4000C")
+    assert cps.current_df is cps.mf and cps.current_ef is None
+
+
+# -- FCP ---------------------------------------------------------------------------------------
+def fcp_fields(data: bytes) -> dict[int, tlv.Tlv]:
+    (top,) = tlv.decode(data)
+    assert top.tag == 0x62
+    return {child.tag: child for child in top.children()}
+
+
+def test_fcp_of_a_transparent_ef(cps: Cps3Card) -> None:
+    fields = fcp_fields(ok(cps, "00A4000402 D003 00"))
+    assert fields[0x80].value == (12).to_bytes(2, "big")  # 5A 0A + 10 bytes
+    assert fields[0x82].value == b"\x01"
+    assert fields[0x83].value == b"\xd0\x03"
+    (rule,) = fields[0xA1].children()
+    assert rule.tag == 0x8C and rule.value == b"\x01\x00"  # read: always
+
+
+def test_fcp_of_a_protected_ef_and_of_a_df(cps: Cps3Card) -> None:
+    fields = fcp_fields(ok(cps, "00A4080404 0001 D120 00"))
+    assert fields[0x80].value == len(ias(cps, 0xD120).data).to_bytes(2, "big")
+    assert fields[0xA1].children()[0].value == b"\x01\x12"  # read: after the PIN
+    fields = fcp_fields(ok(cps, "00A4040400"))
+    assert fields[0x82].value == b"\x38" and fields[0x83].value == b"\x3f\x00"
+    fields = fcp_fields(ok(cps, "00A404040D" + CPS_AID.hex() + "00"))
+    assert fields[0x82].value == b"\x38" and fields[0x84].value == CPS_AID
+    assert 0xA1 in fields
+
+
+def test_fcp_of_a_record_ef(vitale: Vitale2Card) -> None:
+    ok(vitale, "00A4040C0E" + MF_VITALE_AID.hex())
+    fields = fcp_fields(ok(vitale, "00A4000402 E002 00"))
+    assert fields[0x82].value[0] == 0x02 and fields[0x82].value[-1] == 4  # 4 records
+    assert fields[0x83].value == b"\xe0\x02"
+
+
+# -- READ BINARY / READ RECORD -----------------------------------------------------------------
+def test_read_binary_past_the_end_answers_6282(cps: Cps3Card) -> None:
+    ok(cps, "00A4020C02 D003")
+    assert ok(cps, "00B000020A") == bytes.fromhex(cps.profile.serial)
+    assert tx(cps, "00B0000C00") == (b"", 0x6282)
+    assert tx(cps, "00B0010000") == (b"", 0x6282)
+    assert tx(cps, "00B07FFF01") == (b"", 0x6282)
+
+
+def test_read_binary_with_sfi_from_the_mf(cps: Cps3Card) -> None:
+    # OpenSC reads the serial with READ BINARY P1=9C (SFI 1C = EF.SN.ICC D003).
+    data = ok(cps, "00B09C0000")
+    assert data == b"\x5a\x0a" + bytes.fromhex(cps.profile.serial)
+    assert cps.current_ef is cps.mf.children[0xD003]
+    assert ok(cps, "00B09C020A") == bytes.fromhex(cps.profile.serial)  # P2 is the offset
+    assert sw_of(cps, "00B09D0000") == 0x6A82  # no file with SFI 1D
+
+
+def test_read_binary_needs_an_ef(any_card: Card) -> None:
+    assert sw_of(any_card, "00B0000000") == 0x6986
+
+
+def test_read_binary_on_a_record_file(vitale: Vitale2Card) -> None:
+    ok(vitale, "00A4040C0E" + MF_VITALE_AID.hex())
+    ok(vitale, "00A4020C02 E002")
+    assert sw_of(vitale, "00B0000000") == 0x6981
+
+
+def test_read_record(vitale: Vitale2Card) -> None:
+    ok(vitale, "00A4040C0E" + MF_VITALE_AID.hex())
+    ok(vitale, "00A4020C02 E002")
+    records = [ok(vitale, f"00B2{n:02X}0400") for n in range(1, 5)]
+    assert all(r[0] == 0x71 for r in records)
+    assert "Émma".encode() in records[3]
+    assert tx(vitale, "00B2050400") == (b"", 0x6A83)
+    assert tx(vitale, "00B2000400") == (b"", 0x6A83)
+    assert tx(vitale, "00B2FF0400") == (b"", 0x6A83)
+    assert sw_of(vitale, "00B2010000") == 0x6A86  # P2 b3-b1 must be 100 (record number)
+
+
+def test_read_record_on_a_transparent_file(vitale: Vitale2Card) -> None:
+    ok(vitale, "00A4040C0B" + VITALE_AID.hex())
+    ok(vitale, "00A4020C02 2001")
+    assert sw_of(vitale, "00B2010400") == 0x6981
+
+
+# -- PIN-protected practice situations ---------------------------------------------------------
+def test_situations_need_the_pin(cps: Cps3Card) -> None:
+    ok(cps, "00A4080C04 0001 D120")
+    assert tx(cps, "00B0000000") == (b"", 0x6982)
+    assert ok(cps, VERIFY_1234) == b""
+    assert ok(cps, "00B0000000") == ias(cps, 0xD120).data != b""
+    ok(cps, "00A4080C04 0001 D12F")
+    assert sw_of(cps, "00B0000000") == 0x6282  # an unused situation file is empty
+
+
+def test_power_off_forgets_the_pin_and_the_selection(cps: Cps3Card) -> None:
+    ok(cps, VERIFY_1234)
+    ok(cps, "00A4080C04 0001 D120")
+    ok(cps, "00B0000000")
+    ok(cps, MSE_DST)
+    cps.power_off()
+    assert cps.power_on() == cps.atr
+    assert cps.current_df is cps.mf and cps.current_ef is None
+    assert sw_of(cps, "00B0000000") == 0x6986  # nothing selected any more
+    assert sw_of(cps, "00200001") == 0x63C3  # not verified, and no try was used
+    ok(cps, "00A4080C04 0001 D120")
+    assert sw_of(cps, "00B0000000") == 0x6982
+    ok(cps, "00A4040C0D" + CPS_AID.hex())
+    assert sw_of(cps, "002A9E9A00") == 0x6985  # the MSE is gone too
+
+
+# -- T=0 behaviour -----------------------------------------------------------------------------
+def test_case_4_without_le_answers_61xx(cps: Cps3Card) -> None:
+    with_le = ok(cps, "00A4000402 D003 00")
+    data, sw = tx(cps, "00A4000402 D003")
+    assert data == b"" and sw == 0x6100 | len(with_le)
+    assert ok(cps, f"00C00000{len(with_le):02X}") == with_le
+    assert sw_of(cps, "00C0000000") == 0x6985  # nothing left to get
+
+
+def test_pending_response_is_dropped_by_the_next_command(cps: Cps3Card) -> None:
+    assert tx(cps, "00A4000402 D003")[1] >> 8 == 0x61
+    ok(cps, "00A4000C")
+    assert sw_of(cps, "00C0000016") == 0x6985
+
+
+def test_short_le_answers_6cxx(cps: Cps3Card) -> None:
+    fcp = ok(cps, "00A4000402 D003 00")
+    assert tx(cps, "00A4000402 D003 04") == (b"", 0x6C00 | len(fcp))
+    assert ok(cps, f"00A4000402 D003 {len(fcp):02X}") == fcp
+    # READ BINARY honours a short Le: it reads that many bytes (ISO 7816-4 §11.2.3).
+    assert ok(cps, "00B0000004") == b"\x5a\x0a\x80\x25"
+
+
+def test_cps_answers_in_0xe7_chunks(cps: Cps3Card) -> None:
+    cert = ias(cps, CERT_SIG).data
+    ok(cps, f"00A4080C04 0001 {CERT_SIG:04X}")
+    head, sw = tx(cps, "00B0000000")
+    assert len(head) == 0xE7 and sw == 0x6119
+    assert ok(cps, "00C0000019") == cert[0xE7:256]
+    assert head == cert[:0xE7]
+    # GET RESPONSE asking for more than 0xE7 still gets 0xE7 at most.
+    tx(cps, "00B0010000")
+    more, sw = tx(cps, "00C0000000")
+    assert (len(more), sw) == (0x19, 0x9000)
+
+
+def test_protocol_reads_whole_files_through_get_response(cps: Cps3Card) -> None:
+    p = protocol(cps)
+    p.select_path([0x3F00, 0x0001, CERT_SIG])
+    assert p.read_binary_all() == ias(cps, CERT_SIG).data
+    p.select_path([0x3F00, 0xD003])
+    assert p.read_binary_all(chunk=4) == cps.mf.children[0xD003].data  # 4-byte chunks
+    fcp = p.select_path([0x3F00, 0x0001, 0x5031], fcp=True)
+    assert fcp_fields(fcp)[0x83].value == b"\x50\x31"
+
+
+def test_protocol_reads_vitale_records(vitale: Vitale2Card) -> None:
+    p = protocol(vitale)
+    p.select_aid(MF_VITALE_AID)
+    p.select_fid(0xE003)
+    assert p.read_record(1)[0] == 0x72
+
+
+# -- command chaining --------------------------------------------------------------------------
+def chained(card: Card, header: str, data: bytes, *, le: str = "00") -> tuple[bytes, int]:
+    """Send `data` as a 255-byte chain by hand, return the last answer."""
+    pieces = [data[i:i + 255] for i in range(0, len(data), 255)]
+    for piece in pieces[:-1]:
+        assert tx(card, "1" + header[1:] + f"{len(piece):02X}" + piece.hex()) == (b"", 0x9000)
+    return tx(card, header + f"{len(pieces[-1]):02X}" + pieces[-1].hex() + le)
+
+
+def test_chaining_accumulates_a_decipher(cps: Cps3Card) -> None:
+    ok(cps, "00A4040C0D" + CPS_AID.hex())
+    ok(cps, MSE_CT)
+    ok(cps, VERIFY_1234)
+    cryptogram = cps.keys[KeyRef.AUTHENTICATION].public_key().encrypt(b"session key",
+                                                                      padding.PKCS1v15())
+    assert chained(cps, "002A8086", b"\x81" + cryptogram) == (b"session key", 0x9000)
+    assert protocol(cps).transceive(CommandApdu(0x00, 0x2A, 0x80, 0x86, b"\x81" + cryptogram,
+                                                le=256), chained=True) == b"session key"
+
+
+def test_interrupted_chain_answers_6883(cps: Cps3Card) -> None:
+    ok(cps, "00A4040C0D" + CPS_AID.hex())
+    ok(cps, "102A8086 04 81000102")
+    assert sw_of(cps, "00B0000000") == 0x6883  # another INS ends the chain badly
+    assert sw_of(cps, "00A4000C") == 0x9000  # and the card is usable again
+    ok(cps, "102A8086 04 81000102")
+    assert sw_of(cps, "10880000 02 0102") == 0x6883  # a chained piece of another command
+    ok(cps, "102A8086 04 81000102")
+    assert sw_of(cps, "002A9E9A 00") == 0x6883  # same INS, other P1-P2
+
+
+def test_chain_over_the_cap_answers_6700(cps: Cps3Card) -> None:
+    ok(cps, "00A4040C0D" + CPS_AID.hex())
+    piece = "102A8086 FF" + "AB" * 255
+    for _ in range(16):  # 16 * 255 = 4080 bytes: still under the 4096-byte cap
+        assert sw_of(cps, piece) == 0x9000
+    assert sw_of(cps, piece) == 0x6700
+    assert sw_of(cps, "002A8086 02 8100 00") == 0x6985  # chain dropped: no MSE, not 6883
+
+
+# -- MSE / PSO / INTERNAL AUTHENTICATE ---------------------------------------------------------
+@pytest.fixture
+def app(cps: Cps3Card) -> Cps3Card:
+    ok(cps, "00A4040C0D" + CPS_AID.hex())
+    return cps
+
+
+@pytest.mark.parametrize(("apdu", "status"), [
+    ("002241B6 06 840199 800142", 0x6A88),  # no such key
+    ("002241A4 06 840181 800102", 0x6A88),  # the signature key cannot authenticate
+    ("002241B8 06 840181 80011A", 0x6A88),  # nor decipher
+    ("002241B6 03 800142", 0x6A88),  # no key at all
+    ("002241B6 06 840181 800199", 0x6A80),  # unknown algorithm
+    ("002241B6 03 840181", 0x6A80),  # no algorithm
+    ("002241B6 02 8405", 0x6A80),  # broken TLV
+    ("002241AA 06 840181 800142", 0x6A86),  # no such template
+    ("002242B6 06 840181 800142", 0x6A86),
+])
+def test_mse_refusals(app: Cps3Card, apdu: str, status: int) -> None:
+    assert sw_of(app, apdu) == status
+
+
+def pso_hash_final(digest: bytes) -> str:
+    return "002A90A0 22 9020" + digest.hex()
+
+
+def test_pso_cds_without_mse_answers_6985(app: Cps3Card) -> None:
+    ok(app, VERIFY_1234)
+    assert sw_of(app, "002A9E9A 00") == 0x6985
+    assert sw_of(app, pso_hash_final(bytes(32))) == 0x6985  # PSO HASH needs the DST too
+
+
+def test_pso_cds_without_pso_hash_answers_6985(app: Cps3Card) -> None:
+    ok(app, VERIFY_1234)
+    ok(app, MSE_DST)
+    assert sw_of(app, "002A9E9A 00") == 0x6985
+
+
+def test_pso_cds_without_pin_answers_6982(app: Cps3Card) -> None:
+    ok(app, MSE_DST)
+    ok(app, pso_hash_final(hashlib.sha256(b"x").digest()))
+    assert sw_of(app, "002A9E9A 00") == 0x6982
+
+
+def signature(card: Card, apdu: str) -> bytes:
+    """PSO CDS through GET RESPONSE: the 256-byte signature comes as E7 + 19 bytes."""
+    head, sw = tx(card, apdu)
+    assert (len(head), sw) == (0xE7, 0x6119)
+    return head + ok(card, "00C0000019")
+
+
+def test_pso_hash_with_a_final_hash_signs_that_hash(app: Cps3Card) -> None:
+    ok(app, VERIFY_1234)
+    ok(app, MSE_DST)
+    message = b"ordonnance du 12 mars"
+    ok(app, pso_hash_final(hashlib.sha256(message).digest()))
+    sig = signature(app, "002A9E9A 00")
+    public = app.keys[KeyRef.SIGNATURE].public_key()
+    public.verify(sig, message, padding.PKCS1v15(), hashes.SHA256())
+    assert sw_of(app, "002A9E9A 00") == 0x6985  # the hash is used once
+
+
+def test_pso_hash_split_signs_the_whole_message(app: Cps3Card) -> None:
+    ok(app, VERIFY_1234)
+    ok(app, MSE_DST)
+    message = bytes(range(256)) * 4 + b"tail"
+    state, bits, rest = split(message)
+    body = tlv.encode(0x90, state + bits.to_bytes(8, "big")) + tlv.encode(0x80, rest)
+    ok(app, CommandApdu(0x00, 0x2A, 0x90, 0xA0, body).to_bytes())
+    sig = signature(app, "002A9E9A 00")
+    app.keys[KeyRef.SIGNATURE].public_key().verify(
+        sig, hashlib.sha256(message).digest(), padding.PKCS1v15(), Prehashed(hashes.SHA256()))
+
+
+@pytest.mark.parametrize("body", [
+    "90 28" + "00" * 32 + "0000000000000008",  # bit count not a whole number of blocks
+    "90 28" + "00" * 32 + "FFFFFFFFFFFFFE00" + "80 40" + "00" * 64,  # count overflows 64 bits
+    "90 10" + "00" * 16,  # neither a final hash nor a state
+    "90 28" + "00" * 32 + "0000000000000000" + "80 41" + "00" * 65,  # more than one block left
+    "80 01 00",  # no state
+    "90 05 0102",  # broken TLV
+])
+def test_pso_hash_refuses_bad_input(app: Cps3Card, body: str) -> None:
+    ok(app, MSE_DST)
+    data = bytes.fromhex(body.replace(" ", ""))
+    assert sw_of(app, CommandApdu(0x00, 0x2A, 0x90, 0xA0, data).to_bytes()) == 0x6A80
+
+
+def test_internal_authenticate_size_limit(app: Cps3Card) -> None:
+    ok(app, VERIFY_1234)
+    ok(app, MSE_AT)
+    size = 256  # RSA-2048
+    too_long = bytes(size * 4 // 10 + 1)  # 103 bytes: over 40 % of the modulus
+    assert sw_of(app, CommandApdu(0, 0x88, 0, 0, too_long, le=256).to_bytes()) == 0x6700
+    assert sw_of(app, "00880000 00") == 0x6700  # no data at all
+    data = bytes(range(size * 4 // 10))  # 102 bytes: accepted
+    sig = signature(app, CommandApdu(0, 0x88, 0, 0, data, le=256).to_bytes().hex())
+    numbers = app.keys[KeyRef.AUTHENTICATION].public_key().public_numbers()
+    block = pow(int.from_bytes(sig, "big"), numbers.e, numbers.n).to_bytes(size, "big")
+    assert block == b"\x00\x01" + b"\xff" * (size - 3 - len(data)) + b"\x00" + data
+
+
+def test_internal_authenticate_needs_mse_and_pin(app: Cps3Card) -> None:
+    digest_info = CommandApdu(0, 0x88, 0, 0, bytes(51), le=256).to_bytes().hex()
+    assert sw_of(app, digest_info) == 0x6985
+    ok(app, MSE_AT)
+    assert sw_of(app, digest_info) == 0x6982
+
+
+@pytest.mark.parametrize("data", [
+    b"\x00" + bytes(256),  # no 81 padding indicator
+    b"",  # nothing
+    b"\x81" + bytes(16),  # wrong cryptogram length
+    b"\x81" + b"\xff" * 256,  # larger than the modulus
+])
+def test_pso_decipher_garbage_answers_6a80(app: Cps3Card, data: bytes) -> None:
+    ok(app, VERIFY_1234)
+    ok(app, MSE_CT)
+    if data:
+        assert chained(app, "002A8086", data)[1] == 0x6A80
+    else:
+        assert sw_of(app, "002A8086 00") == 0x6A80
+
+
+def test_pso_decipher_oaep_garbage_answers_6a80(app: Cps3Card) -> None:
+    ok(app, VERIFY_1234)
+    ok(app, "002241B8 06 840182 80011B")
+    assert chained(app, "002A8086", b"\x81" + bytes(range(1, 256)) + b"\x01")[1] == 0x6A80
+    message = app.keys[KeyRef.AUTHENTICATION].public_key().encrypt(
+        b"k" * 32, padding.OAEP(padding.MGF1(hashes.SHA256()), hashes.SHA256(), None))
+    assert chained(app, "002A8086", b"\x81" + message) == (b"k" * 32, 0x9000)
+
+
+def test_unknown_pso_answers_6a86(app: Cps3Card) -> None:
+    assert sw_of(app, "002A9E9B 00") == 0x6A86
+
+
+# -- GET DATA (PIN counters) -------------------------------------------------------------------
+def test_get_data_7f41_answers_6a86(app: Cps3Card) -> None:
+    assert sw_of(app, "00CB3FFF 0B 4D09 7007 BF8101 03 7F4180 00") == 0x6A86
+
+
+def counters(card: Card, ref: int) -> dict[int, tlv.Tlv]:
+    data = ok(card, f"00CB3FFF 0A 4D08 7006 BF81{ref:02X} 02 A080 00")
+    (top,) = tlv.decode(data)
+    assert top.tag == 0x70
+    (bf,) = top.children()
+    assert bf.tag == 0xBF8100 | ref
+    (a0,) = bf.children()
+    assert a0.tag == 0xA0
+    return {t.tag: t for t in a0.children()}
+
+
+def test_get_data_a0_returns_the_counters(app: Cps3Card) -> None:
+    found = counters(app, 0x01)
+    assert found[0x9A].value == b"\x03" and found[0x9B].value == b"\x03"
+    assert [t.tag for t in found[0xA1].children()] == [0x8C]
+    puk = counters(app, 0x02)
+    assert (puk[0x9A].value, puk[0x9B].value) == (b"\x0a", b"\x0a")
+    assert sw_of(app, "00200001 08 39393939FFFFFFFF") == 0x63C2
+    assert counters(app, 0x01)[0x9B].value == b"\x02"
+
+
+def test_get_data_refusals(app: Cps3Card) -> None:
+    assert sw_of(app, "00CB3FFE 0A 4D087006BF810102A080 00") == 0x6A86  # P1-P2
+    assert sw_of(app, "00CB3FFF 0A 4D087006BF810902A080 00") == 0x6A88  # no PIN 09
+    assert sw_of(app, "00CB3FFF 02 5C00 00") == 0x6A80  # no BF81xx inside
+
+
+# -- VERIFY ------------------------------------------------------------------------------------
+def test_verify_status_query_does_not_use_a_try(app: Cps3Card) -> None:
+    for _ in range(5):
+        assert tx(app, "00200001") == (b"", 0x63C3)
+    ok(app, VERIFY_1234)
+    assert tx(app, "00200001") == (b"", 0x9000)
+
+
+def test_verify_reset_with_p1_ff(app: Cps3Card) -> None:
+    ok(app, VERIFY_1234)
+    assert ok(app, "0020FF01") == b""
+    assert sw_of(app, "00200001") == 0x63C3
+    ok(app, "00A4080C04 0001 D120")
+    assert sw_of(app, "00B0000000") == 0x6982
+    assert sw_of(app, "00208001") == 0x6A86  # other P1 values are refused
+
+
+@pytest.mark.parametrize("pin", ["3132333435", "31323334 35FFFFFF", "3132", "31323341",
+                                 "31 32 33 20", "3132333435363738 39", "FFFFFFFFFFFFFFFF"])
+def test_verify_bad_format_answers_6700_without_a_try(app: Cps3Card, pin: str) -> None:
+    data = bytes.fromhex(pin.replace(" ", ""))
+    assert sw_of(app, CommandApdu(0, 0x20, 0, 1, data).to_bytes()) == 0x6700
+    assert sw_of(app, "00200001") == 0x63C3
+
+
+def test_wrong_pins_count_down_and_block(app: Cps3Card) -> None:
+    assert sw_of(app, "00200001 04 31313131") == 0x63C2
+    assert sw_of(app, "00200001 04 31313131") == 0x63C1
+    ok(app, "00200001 04 31323334")  # unpadded is fine; success resets the counter
+    assert sw_of(app, "00200001") == 0x9000
+    for expected in (0x63C2, 0x63C1, 0x6983):
+        assert sw_of(app, "00200001 04 39393939") == expected
+    assert sw_of(app, "00200001") == 0x6983  # blocked: no status, no verification
+    assert sw_of(app, VERIFY_1234) == 0x6983
+    ok(app, "00A4080C04 0001 D120")
+    assert sw_of(app, "00B0000000") == 0x6982
