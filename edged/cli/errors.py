@@ -42,6 +42,17 @@ def describe_error(exc: BaseException) -> tuple[str, int]:
         return f"reader error: {exc}", EXIT["no_card"]
     if isinstance(exc, CardError):
         return str(exc), EXIT["card"]
+    from edged.sdk.client import RemoteError
+    from edged.state.audit import AuditError
+
+    if isinstance(exc, AuditError):
+        return str(exc), EXIT["failed"]
+    if isinstance(exc, RemoteError):
+        return f"refused by the terminal: {exc.message} ({exc.reason})", EXIT["failed"]
+    if isinstance(exc, LookupError):
+        return str(exc).strip("'\""), EXIT["usage"]
+    if isinstance(exc, ConnectionError | TimeoutError):
+        return f"cannot reach the terminal: {exc or type(exc).__name__}", EXIT["failed"]
     if isinstance(exc, ValueError):
         return str(exc), EXIT["usage"]
     if isinstance(exc, OSError):

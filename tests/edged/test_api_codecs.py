@@ -123,3 +123,9 @@ def test_token_bucket() -> None:
     assert bucket.take() == pytest.approx(0.5)
     now[0] += 0.5
     assert bucket.take() == 0
+
+
+def test_protocol_doc_is_generated_from_the_method_table() -> None:
+    from edged.api import docs
+
+    assert docs.TARGET.read_text() == docs.render(), "run: python -m edged.api.docs"
