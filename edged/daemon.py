@@ -8,11 +8,14 @@ Stop:  STOPPING=1 -> mDNS goodbye -> stop accepting and close clients -> cards f
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import socket
 import time
+from collections.abc import Callable
 from typing import Any
 
+from apdu.transport import Transport
 from edged import systemd
 from edged.api.server import Connection, RpcServer
 from edged.config import Config
@@ -29,9 +32,10 @@ VERSION = "0.1.0"
 class Daemon:
     """Everything edged runs; `await start()`, then `await stop()`."""
 
-    def __init__(self, config: Config, *, ui: TerminalUI | None = None) -> None:
+    def __init__(self, config: Config, *, ui: TerminalUI | None = None,
+                 wrap_transport: Callable[[str, Transport], Transport] | None = None) -> None:
         from edged.api.pairing import PairingManager
-        from edged.state.audit import AuditLog
+        from edged.state.audit import AuditLog, load_or_create_anchor_key
         from edged.state.clients import ClientRegistry
         from edged.state.keystore import Keystore
 
@@ -41,10 +45,12 @@ class Daemon:
         self.hostname = socket.gethostname()
         self.keystore = Keystore(state / "keys", hostname=self.hostname)
         self.clients = ClientRegistry(state / "clients.db")
-        self.audit = AuditLog(state / "audit.db")
+        self.audit = AuditLog(state / "audit.db",
+                              anchor_key=load_or_create_anchor_key(state / "audit.key"))
         self.bus = EventBus()
         self.slots = SlotRegistry(self.bus)
         self.ui = ui
+        self.wrap_transport = wrap_transport
         self.pairing = PairingManager(self.keystore, self.clients, show_code=self._show_code,
                                       on_event=self._pairing_event)
         self.server = RpcServer(self)
@@ -93,7 +99,7 @@ class Daemon:
         loop = asyncio.get_running_loop()
         self.audit.append("daemon.start", actor="edged", version=VERSION)
         if self.config.pcsc:
-            self.watcher = PcscWatcher(self.slots, loop)
+            self.watcher = PcscWatcher(self.slots, loop, wrap=self.wrap_transport)
             self.watcher.start()
         await self.server.start()
         if self.config.mdns:
@@ -113,6 +119,8 @@ class Daemon:
         advert = Advert(name=name, port=self.server.port, fingerprint=self.keystore.fingerprint,
                         capabilities=tuple(self.capabilities()), model=self.config.model)
         interfaces = list(self.config.mdns_interfaces) or None
+        if interfaces:  # announce only the addresses we were told to use
+            advert = dataclasses.replace(advert, addresses=tuple(interfaces))
         self.announcer = Announcer(advert, interfaces=interfaces)
         await self.announcer.start()
 

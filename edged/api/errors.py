@@ -64,6 +64,16 @@ def to_rpc_error(exc: BaseException) -> RpcError:
         return exc
     if isinstance(exc, SchemaError):
         return RpcError(INVALID_PARAMS, str(exc), "invalid_params")
+    from edged.api.pairing import PairingError
+    from edged.state.clients import DuplicateClient, UnknownClient
+
+    if isinstance(exc, PairingError):
+        data = {k: v for k, v in exc.data.items() if k != "code"}
+        return RpcError(PAIRING_ERROR, exc.message, str(exc.code), **data)
+    if isinstance(exc, DuplicateClient):
+        return RpcError(PAIRING_ERROR, str(exc), "duplicate_name")
+    if isinstance(exc, UnknownClient):
+        return RpcError(INVALID_PARAMS, str(exc), "unknown_client")
     if isinstance(exc, NoCard):
         return RpcError(CARD_ERROR, str(exc), "no_card")
     if isinstance(exc, CardRemoved):

@@ -141,7 +141,7 @@ async def cps_sign(daemon: Daemon, conn: Connection, params: dict[str, Any]) -> 
     data = _b64(params["data"], "data", MAX_SIGN_BYTES)
     key = params.get("key", "signature")
     result = await _on_card(daemon, conn, "cps", lambda p: cards.sign(p, data, key), "cps.sign")
-    daemon.audit_event("cps.sign", conn, key=key, bytes=len(data))
+    daemon.audit_event("cps.sign", conn, certificate=key, bytes=len(data))
     return result
 
 
@@ -183,14 +183,21 @@ async def pair_begin(daemon: Daemon, conn: Connection, params: dict[str, Any]) -
 async def pair_complete(daemon: Daemon, conn: Connection, params: dict[str, Any]) -> Any:
     """pair.complete."""
     result = await daemon.pairing.complete(params["pairing_id"], params["code"], conn.peer)
-    return {"certificate": result.certificate_pem, "ca_certificate": result.ca_pem,
-            "fingerprint": result.fingerprint, "scopes": list(result.scopes)}
+    return {"certificate": result.client_certificate_pem,
+            "ca_certificate": result.ca_certificate_pem,
+            "fingerprint": result.server_fingerprint, "scopes": list(result.scopes)}
 
 
 async def clients_list(daemon: Daemon, conn: Connection, params: dict[str, Any]) -> Any:
     """clients.list."""
-    return {"clients": [c.describe() for c in daemon.clients.list(
-        include_revoked=bool(params.get("include_revoked")))]}
+    def iso(value: Any) -> str | None:
+        return value.isoformat() if value is not None else None
+
+    return {"clients": [
+        {"name": c.name, "fingerprint": c.fingerprint, "scopes": list(c.scopes),
+         "paired_at": iso(c.paired_at), "last_seen": iso(c.last_seen),
+         "revoked_at": iso(c.revoked_at), "revoked_by": c.revoked_by}
+        for c in daemon.clients.list(include_revoked=bool(params.get("include_revoked")))]}
 
 
 async def clients_revoke(daemon: Daemon, conn: Connection, params: dict[str, Any]) -> Any:

@@ -126,6 +126,9 @@ class Connection:
                                        "too_large")
             request = jsonrpc.parse_message(raw)
             request_id = request.id
+            if self.fingerprint and self.client is not None:
+                # Re-read on every call: a revocation applies at once (one indexed lookup).
+                self.client = self.server.daemon.clients.lookup(self.fingerprint)
             if self.revoked:
                 raise jsonrpc.RpcError(REVOKED, "this client's certificate was revoked",
                                        "revoked")

@@ -113,8 +113,11 @@ class PcscWatcher:
     """A thread that follows PC/SC reader states and reports changes to the registry."""
 
     def __init__(self, registry: SlotRegistry, loop: asyncio.AbstractEventLoop, *,
-                 poll_ms: int = 500) -> None:
+                 poll_ms: int = 500,
+                 wrap: Callable[[str, Transport], Transport] | None = None) -> None:
         self.registry = registry
+        # A reader feature the PC/SC layer cannot see (a PIN pad) wraps the transport here.
+        self.wrap = wrap
         self.loop = loop
         self.poll_ms = poll_ms
         self._stop = threading.Event()
@@ -132,6 +135,10 @@ class PcscWatcher:
         if self._context is not None:
             scard.SCardCancel(self._context)
         self._thread.join(timeout=5)
+
+    def _open(self, reader: str) -> Transport:
+        transport: Transport = PcscTransport(reader)
+        return self.wrap(reader, transport) if self.wrap else transport
 
     def _post(self, fn: Callable[[], object]) -> None:
         self.loop.call_soon_threadsafe(fn)
@@ -184,8 +191,9 @@ class PcscWatcher:
                     now = bool(event & scard.SCARD_STATE_PRESENT)
                     if now and not was:
                         self._post(lambda n=name, a=bytes(atr): self.loop.create_task(
-                            self.registry.card_inserted(Slot(n, n, "pcsc"), a,
-                                                        lambda n=n: PcscTransport(n))))
+                            self.registry.card_inserted(Slot(n, n, "pcsc",
+                                                             pin_pad=self.wrap is not None),
+                                                        a, lambda n=n: self._open(n))))
                     elif was and not now:
                         self._post(lambda n=name: self.loop.create_task(
                             self.registry.card_removed(n)))

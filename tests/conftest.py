@@ -1,4 +1,4 @@
-"""Fixtures for the real PC/SC stack: pyscard -> pcscd -> vpcd -> our simulated cards."""
+"""Shared fixtures: the real PC/SC stack (pyscard -> pcscd -> vpcd -> our simulated cards)."""
 
 from __future__ import annotations
 
@@ -12,8 +12,6 @@ from simulators.cps3 import Cps3Card
 from simulators.pcscd import PcscdHandle, ensure_pcscd
 from simulators.slots import CPS_SLOT, VITALE_SLOT, SimulatedSlots
 from simulators.vitale import Vitale2Card
-
-pytestmark = pytest.mark.pcsc
 
 
 @pytest.fixture(scope="session")

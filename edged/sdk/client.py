@@ -1,0 +1,159 @@
+"""A connection to edged: JSON-RPC calls over WSS with the daemon's certificate pinned."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+import ssl
+import tempfile
+from collections.abc import AsyncIterator
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
+
+from edged.api.tlsclient import check_pinned, pinned_ssl_context
+
+__all__ = ["Client", "RemoteError"]
+
+MAX_MESSAGE = 4 << 20
+
+
+class RemoteError(Exception):
+    """An error answered by the daemon: code, message and the machine-readable reason."""
+
+    def __init__(self, code: int, message: str, data: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.data = data or {}
+        self.reason = str(self.data.get("reason", ""))
+
+
+class Client:
+    """One connection; concurrent calls are matched to their answers by id."""
+
+    def __init__(self, ws: ClientConnection) -> None:
+        self.ws = ws
+        self._ids = itertools.count(1)
+        self._pending: dict[int, asyncio.Future[Any]] = {}
+        self._events: asyncio.Queue[dict[str, Any]] = asyncio.Queue(1024)
+        self._reader = asyncio.get_running_loop().create_task(self._read())
+        self.closed_reason: str | None = None
+
+    @classmethod
+    async def connect(cls, host: str, port: int, fingerprint: str, *,
+                      cert_pem: bytes | None = None, key_pem: bytes | None = None,
+                      timeout: float = 10.0) -> Client:
+        """Open WSS to host:port, check the pinned fingerprint, optionally with a client cert."""
+        context = _context(fingerprint, cert_pem, key_pem)
+        ws = await asyncio.wait_for(connect(
+            f"wss://{_bracket(host)}:{port}/", ssl=context, max_size=MAX_MESSAGE,
+            server_hostname=host, open_timeout=timeout, ping_interval=20, ping_timeout=20),
+            timeout)
+        ssl_object = ws.transport.get_extra_info("ssl_object")
+        try:
+            check_pinned(ssl_object, fingerprint)
+        except Exception:
+            await ws.close()
+            raise
+        return cls(ws)
+
+    async def _read(self) -> None:
+        try:
+            async for raw in self.ws:
+                message = json.loads(raw)
+                if "id" in message and ("result" in message or "error" in message):
+                    future = self._pending.pop(message["id"], None) if message["id"] else None
+                    if future is None:
+                        if "error" in message:  # an error not tied to a call (connection-level)
+                            self.closed_reason = message["error"].get("message")
+                        continue
+                    if "error" in message:
+                        err = message["error"]
+                        future.set_exception(RemoteError(err["code"], err["message"],
+                                                         err.get("data")))
+                    else:
+                        future.set_result(message["result"])
+                elif "method" in message:
+                    if self._events.full():
+                        self._events.get_nowait()
+                    self._events.put_nowait({"event": message["method"],
+                                             **message.get("params", {})})
+        except ConnectionClosed as exc:
+            self.closed_reason = self.closed_reason or (exc.rcvd.reason if exc.rcvd else None)
+        finally:
+            why = f": {self.closed_reason}" if self.closed_reason else ""
+            for future in self._pending.values():
+                if not future.done():
+                    future.set_exception(ConnectionError(f"connection closed{why}"))
+            self._pending.clear()
+
+    async def call(self, method: str, params: dict[str, Any] | None = None, *,
+                   timeout: float = 120.0) -> Any:
+        """Call a method and return its result; RemoteError for an error answer."""
+        request_id = next(self._ids)
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._pending[request_id] = future
+        try:
+            await self.ws.send(json.dumps({"jsonrpc": "2.0", "id": request_id, "method": method,
+                                           "params": params or {}}))
+        except ConnectionClosed as exc:
+            self._pending.pop(request_id, None)
+            raise ConnectionError(f"connection closed: {exc}") from exc
+        try:
+            return await asyncio.wait_for(future, timeout)
+        finally:
+            self._pending.pop(request_id, None)
+
+    async def send_raw(self, text: str | bytes) -> None:
+        """Send bytes as they are (tests of malformed input)."""
+        await self.ws.send(text)
+
+    async def subscribe(self, events: list[str] | None = None) -> list[str]:
+        """Ask for event notifications; read them with next_event() or events()."""
+        result = await self.call("events.subscribe", {"events": events} if events else {})
+        return list(result["subscribed"])
+
+    async def next_event(self, timeout: float = 10.0) -> dict[str, Any]:
+        """The next notification ({'event': name, ...params})."""
+        return await asyncio.wait_for(self._events.get(), timeout)
+
+    async def events(self) -> AsyncIterator[dict[str, Any]]:
+        """Notifications as they come."""
+        while True:
+            yield await self._events.get()
+
+    async def close(self) -> None:
+        """Close the connection (idempotent)."""
+        await self.ws.close()
+        self._reader.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._reader
+
+    async def __aenter__(self) -> Client:
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        await self.close()
+
+
+def _bracket(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+def _context(fingerprint: str, cert_pem: bytes | None, key_pem: bytes | None) -> ssl.SSLContext:
+    if cert_pem is None or key_pem is None:
+        return pinned_ssl_context(fingerprint)
+    # ssl loads a client certificate from files only: write them to a private temp dir.
+    with tempfile.TemporaryDirectory(prefix="bifente-") as tmp:
+        cert, key = Path(tmp) / "client.crt", Path(tmp) / "client.key"
+        cert.write_bytes(cert_pem)
+        key.touch(mode=0o600)
+        key.write_bytes(key_pem)
+        return pinned_ssl_context(fingerprint, client_cert=cert, client_key=key)

@@ -1,0 +1,153 @@
+"""A simulated PIN-pad reader with a small display: keys typed by tests or demos.
+
+It stands for a class-3 PC/SC reader (PIN pad + display) at the transport seam: the host
+sends a VERIFY template, the reader collects the digits from its own keys, builds the APDU,
+and returns only the status word. The firmware-based virtual terminal is the full-fidelity
+path; this one is for daemon tests and for PC/SC setups without the terminal.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import queue
+import threading
+import time
+from collections.abc import Sequence
+
+from apdu.errors import PinCancelled
+from apdu.transport import Transport
+
+__all__ = ["Keypad", "PinPadTransport", "SimulatedDisplay"]
+
+KEYS = frozenset("0123456789") | {"OK", "CANCEL", "CORR"}
+
+
+class Keypad:
+    """Keys pressed by a person (or a test), consumed by the reader in order."""
+
+    def __init__(self) -> None:
+        self._keys: queue.Queue[str] = queue.Queue()
+
+    def press(self, *keys: str) -> None:
+        """Press keys: digits, OK, CANCEL, CORR (a string of digits presses each digit)."""
+        for key in keys:
+            parts = list(key) if key.isdigit() else [key.upper()]
+            for part in parts:
+                if part not in KEYS:
+                    raise ValueError(f"no key {part!r} on the keypad")
+                self._keys.put(part)
+
+    def next_key(self, deadline: float) -> str | None:
+        """The next key before the deadline (monotonic), else None."""
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return None
+        try:
+            return self._keys.get(timeout=remaining)
+        except queue.Empty:
+            return None
+
+    def clear(self) -> None:
+        """Forget keys pressed before a prompt."""
+        while not self._keys.empty():
+            self._keys.get_nowait()
+
+
+class SimulatedDisplay:
+    """The reader's display and OK / Cancel keys, as the daemon's TerminalUI."""
+
+    def __init__(self, keypad: Keypad) -> None:
+        self.keypad = keypad
+        self.lines: list[str] = []
+        self.history: list[list[str]] = []
+        self._lock = threading.Lock()
+
+    def screen(self) -> str:
+        """What the display shows now."""
+        with self._lock:
+            return "\n".join(self.lines)
+
+    def _set(self, lines: Sequence[str]) -> None:
+        with self._lock:
+            self.lines = list(lines)
+            self.history.append(list(lines))
+
+    async def show(self, lines: Sequence[str]) -> None:
+        """Display lines of text."""
+        self._set(lines)
+
+    async def confirm(self, text: str, *, timeout: float) -> str:
+        """Show a question and wait for OK or CANCEL."""
+        self._set([*text.split("\n"), "OK / Cancel"])
+        deadline = time.monotonic() + timeout
+
+        def wait() -> str:
+            while True:
+                key = self.keypad.next_key(deadline)
+                if key is None:
+                    return "timeout"
+                if key in ("OK", "CANCEL"):
+                    return key.lower()
+
+        answer = await asyncio.to_thread(wait)
+        self._set([{"ok": "Accepted", "cancel": "Refused", "timeout": "No answer"}[answer]])
+        return answer
+
+
+class PinPadTransport:
+    """A transport whose reader has a PIN pad: secure_verify collects digits locally."""
+
+    def __init__(self, inner: Transport, keypad: Keypad,
+                 display: SimulatedDisplay | None = None) -> None:
+        self.inner = inner
+        self.keypad = keypad
+        self.display = display
+        self.verify_commands = 0
+
+    @property
+    def atr(self) -> bytes:
+        """The card's ATR."""
+        return self.inner.atr
+
+    def transmit(self, command: bytes) -> bytes:
+        """Pass an APDU through."""
+        return self.inner.transmit(command)
+
+    def close(self) -> None:
+        """Close the inner transport."""
+        self.inner.close()
+
+    def secure_verify(self, template: bytes, *, min_length: int, max_length: int,
+                      pad_to: int, pad_byte: int, prompt: str, timeout: float) -> int:
+        """Prompt, collect digits (CORR erases, CANCEL aborts), present them, return SW."""
+        digits = bytearray()
+        deadline = time.monotonic() + timeout
+        try:
+            while True:
+                if self.display is not None:
+                    self.display._set([prompt[:21], "*" * len(digits)])
+                key = self.keypad.next_key(deadline)
+                if key is None or key == "CANCEL":
+                    raise PinCancelled("PIN entry cancelled" if key else "PIN entry timed out")
+                if key == "CORR":
+                    if digits:
+                        digits.pop()
+                elif key == "OK":
+                    if min_length <= len(digits) <= max_length:
+                        break
+                elif len(digits) < max_length:
+                    digits.append(ord(key))
+            body = digits + bytes([pad_byte]) * (pad_to - len(digits))
+            apdu = bytearray(template[:4]) + bytes([len(body)]) + body
+            self.verify_commands += 1
+            response = self.inner.transmit(bytes(apdu))
+            for buf in (apdu, body):
+                buf[:] = bytes(len(buf))
+            sw = int.from_bytes(response[-2:], "big")
+            if self.display is not None:
+                self.display._set(["PIN OK"] if sw == 0x9000 else
+                                  [f"Wrong PIN: {sw & 0xF} left"] if sw >> 4 == 0x63C else
+                                  ["PIN blocked"] if sw == 0x6983 else [f"Error {sw:04X}"])
+            return sw
+        finally:
+            digits[:] = bytes(len(digits))

@@ -1,0 +1,70 @@
+"""A real edged in the test's event loop: TLS on 127.0.0.1, state in a temp dir, no mocks."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+import pytest_asyncio
+
+from edged.config import Config
+from edged.daemon import Daemon
+from edged.sdk import Client, Credentials, pair
+from simulators.pinpad import Keypad, PinPadTransport, SimulatedDisplay
+
+
+class Bench:
+    """A daemon, its simulated display and keypad, and helpers to pair clients."""
+
+    def __init__(self, daemon: Daemon, keypad: Keypad, display: SimulatedDisplay) -> None:
+        self.daemon = daemon
+        self.keypad = keypad
+        self.display = display
+
+    @property
+    def port(self) -> int:
+        return self.daemon.server.port
+
+    @property
+    def fingerprint(self) -> str:
+        return self.daemon.keystore.fingerprint
+
+    def code_on_display(self) -> str:
+        match = re.search(r"Code: (\d{6})", self.display.screen())
+        assert match, f"no pairing code on the display: {self.display.screen()!r}"
+        return match.group(1)
+
+    async def unpaired(self) -> Client:
+        return await Client.connect("127.0.0.1", self.port, self.fingerprint)
+
+    async def pair(self, name: str, *scopes: str) -> Credentials:
+        return await pair("127.0.0.1", self.port, self.fingerprint, name, list(scopes),
+                          self.code_on_display)
+
+    async def client(self, name: str, *scopes: str) -> Client:
+        return await (await self.pair(name, *scopes)).connect()
+
+
+BenchFactory = Callable[..., Awaitable[Bench]]
+
+
+@pytest_asyncio.fixture
+async def edged(tmp_path: Path) -> AsyncIterator[BenchFactory]:
+    """Start daemons on demand (pcsc=False unless asked); all are stopped afterwards."""
+    started: list[Daemon] = []
+
+    async def start(*, pcsc: bool = False, pin_pad: bool = True, **overrides: object) -> Bench:
+        keypad = Keypad()
+        display = SimulatedDisplay(keypad)
+        config = Config(host="127.0.0.1", port=0, state_dir=tmp_path / f"state{len(started)}",
+                        mdns=False, pcsc=pcsc).with_overrides(**overrides)
+        wrap = (lambda reader, t: PinPadTransport(t, keypad, display)) if pin_pad else None
+        daemon = Daemon(config, ui=display, wrap_transport=wrap)
+        await daemon.start()
+        started.append(daemon)
+        return Bench(daemon, keypad, display)
+
+    yield start
+    for daemon in started:
+        await daemon.stop()
