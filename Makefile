@@ -33,7 +33,9 @@ $(PY):
 	$(PY) -m pip install -q -e '.[dev]'
 	@touch $@
 
-setup: .stamp-apt .stamp-venv
+include mk/firmware.mk
+
+setup: .stamp-apt .stamp-venv .stamp-firmware
 
 test: setup
 	$(PY) -m ruff check .
@@ -49,4 +51,4 @@ lint: setup
 	$(PY) -m ruff check .
 
 clean:
-	rm -rf $(VENV) .stamp-* .pytest_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) .stamp-* .pytest_cache .ruff_cache .hypothesis typings firmware/tools/node_modules

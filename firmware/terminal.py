@@ -1,0 +1,361 @@
+"""The terminal application: link reader, request dispatcher, card-detect and key event poller."""
+# One request at a time: a request arriving while another runs gets ERROR BUSY (ABORT is the
+# exception: it ends the prompt in progress). Responses echo the request's sequence number;
+# events use sequence 0 and are sent only after a successful HELLO. The last response is kept:
+# a repeated request (same sequence number and CRC) gets it again without running twice.
+
+import asyncio
+
+from micropython import const
+
+import iso7816
+import keypad
+import link
+import pinentry
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Optional
+
+FW_VERSION = (0, 1, 0)
+POLL_MS = const(50)  # card-detect and fault polling period
+PRESENCE_SCANS = const(2)  # a card-detect change must hold for 2 polls (100 ms)
+_READ_CHUNK = const(64)
+_MAX_CANCEL_EVENTS = const(4)
+_PIN_BUFFERS = const(3)
+
+
+class PinMismatch(Exception):
+    """The new PIN and its confirmation differ (nothing was sent to the card)."""
+
+
+# Errors raised low, translated once here (STYLE habit 4).
+_ERRORS = (
+    (iso7816.NoCard, link.E_NO_CARD),
+    (iso7816.NotPowered, link.E_NOT_POWERED),
+    (iso7816.CardMute, link.E_CARD_MUTE),
+    (iso7816.CardRemoved, link.E_CARD_REMOVED),
+    (iso7816.CardProtocolError, link.E_CARD_PROTOCOL),
+    (iso7816.BadAtr, link.E_BAD_ATR),
+    (iso7816.UnsupportedCard, link.E_UNSUPPORTED_CARD),
+    (iso7816.BadApdu, link.E_BAD_APDU),
+    (iso7816.HardwareFault, link.E_HW_FAULT),
+    (pinentry.PromptCancelled, link.E_USER_CANCELLED),
+    (pinentry.PromptTimeout, link.E_PROMPT_TIMEOUT),
+    (pinentry.PromptAborted, link.E_ABORTED),
+    (PinMismatch, link.E_PIN_MISMATCH),
+)
+
+_SCREEN = {
+    link.E_USER_CANCELLED: "Annule",
+    link.E_PROMPT_TIMEOUT: "Delai depasse",
+    link.E_ABORTED: "Annule par l'hote",
+    link.E_PIN_MISMATCH: "Codes differents",
+    link.E_CARD_REMOVED: "Carte retiree",
+    link.E_CARD_MUTE: "Carte muette",
+}
+
+
+def _detail(exc: BaseException) -> str:
+    # Printable ASCII only, capped: our messages carry lengths and bytes, never PIN digits.
+    if not exc.args or not isinstance(exc.args[0], str):
+        return ""
+    out = ""
+    for ch in exc.args[0][:link.MAX_DETAIL]:
+        out += ch if " " <= ch <= "~" else "?"
+    return out
+
+
+class Terminal:
+    """Runs the link protocol over a port, for card slots, a key queue and a text display."""
+
+    def __init__(self, port: "Any", slot_hw: list, keys: keypad.KeyQueue, display: "Any",
+                 fw_version: tuple = FW_VERSION) -> None:
+        self.port = port
+        self.slots = [iso7816.CardSlot(hw, i) for i, hw in enumerate(slot_hw)]
+        self.keys = keys
+        self.display = display
+        self.fw_version = fw_version
+        self.pinpad = pinentry.PinPad(keys, display)
+        self.parser = link.FrameParser()
+        self.handshaken = False
+        self.peer_max_payload = link.MIN_PEER_PAYLOAD
+        self.link_errors = 0  # frames rejected by the parser (not garbage)
+        self.garbage_runs = 0
+        self._rx = bytearray(_READ_CHUNK)
+        self._items = []  # type: list
+        self._tx = bytearray(link.MAX_FRAME)  # response being built
+        self._cache = bytearray(link.MAX_FRAME)  # last response sent (swapped with _tx)
+        self._cache_len = 0
+        self._last_seq = -1
+        self._last_crc = -1
+        self._aux = bytearray(link.OVERHEAD + 1 + link.MAX_DETAIL)  # reader-side answers
+        self._evt = bytearray(link.OVERHEAD + 2)
+        self._lock = asyncio.Lock()
+        self._busy = False
+        self._cancel_events = 0
+        self._pins = [bytearray(pinentry.MAX_DIGITS) for _ in range(_PIN_BUFFERS)]
+        self._apdu = bytearray(5 + 2 * link.MAX_PIN_BLOCK)
+        self._seen = [False] * len(self.slots)
+        self._changes = [0] * len(self.slots)
+        keys.on_idle_key = self._idle_key
+
+    # -- tasks --
+    async def run(self) -> None:
+        """Serve the link until the port closes (never, on the Pico)."""
+        poller = asyncio.create_task(self.poll_forever())
+        try:
+            await self.read_forever()
+        finally:
+            poller.cancel()
+
+    async def read_forever(self) -> None:
+        """Read the port, feed the parser, dispatch frames; expire stalled frames."""
+        items = self._items
+        while True:
+            n = -1
+            if self.parser.pending():
+                try:
+                    n = await asyncio.wait_for_ms(self.port.read_into(self._rx),
+                                                  link.INTERBYTE_TIMEOUT_MS)
+                except asyncio.TimeoutError:
+                    n = -1
+            else:
+                n = await self.port.read_into(self._rx)
+            if n == 0:
+                return
+            del items[:]
+            if n < 0:
+                self.parser.expire(items)
+            else:
+                self.parser.feed(memoryview(self._rx)[:n], items)
+            for item in items:
+                await self._on_item(item)
+            del items[:]
+
+    async def poll_forever(self) -> None:
+        """Card-detect debounce, fault watch and idle-key events, every POLL_MS."""
+        while True:
+            await self.poll_once()
+            await asyncio.sleep_ms(POLL_MS)
+
+    async def poll_once(self) -> None:
+        """One polling round (tests call it directly)."""
+        for i in range(len(self.slots)):
+            slot = self.slots[i]
+            raw = bool(slot.hw.present())
+            if raw != self._seen[i]:
+                self._changes[i] += 1
+                if self._changes[i] >= PRESENCE_SCANS:
+                    self._seen[i] = raw
+                    self._changes[i] = 0
+                    slot.set_present(raw)
+                    await self._emit(link.EV_CARD_INSERTED if raw else link.EV_CARD_REMOVED, i)
+            else:
+                self._changes[i] = 0
+                if raw and slot.state == iso7816.EMPTY:
+                    slot.set_present(True)
+            if slot.state == iso7816.POWERED and raw and slot.hw.fault():
+                slot.fault()
+                await self._emit(link.EV_SLOT_FAULT, i)
+        while self._cancel_events:
+            self._cancel_events -= 1
+            await self._emit(link.EV_CANCEL_PRESSED, link.NO_SLOT)
+
+    def _idle_key(self, key: str) -> None:
+        if key == "CANCEL" and self._cancel_events < _MAX_CANCEL_EVENTS:
+            self._cancel_events += 1
+
+    # -- frames in --
+    async def _on_item(self, item: "Any") -> None:
+        if isinstance(item, link.FrameError):
+            if item.code == link.E_GARBAGE:
+                self.garbage_runs += 1
+                return
+            self.link_errors += 1
+            await self._send_aux(item.seq, link.ERROR, link.Error(item.code, item.detail))
+            return
+        frame = item
+        if frame.mtype == link.ABORT:
+            if self.keys.claimed:
+                self.keys.abort()
+            await self._send_aux(frame.seq, link.ACK, None)
+            return
+        if self._busy:
+            await self._send_aux(frame.seq, link.ERROR, link.Error(link.E_BUSY, "request running"))
+            return
+        if (frame.seq == self._last_seq and frame.crc == self._last_crc and self._cache_len
+                and frame.mtype != link.HELLO):
+            async with self._lock:
+                await self.port.write(self._cache, self._cache_len)
+            return
+        self._busy = True
+        asyncio.create_task(self._execute(frame))
+
+    async def _execute(self, frame: "Any") -> None:
+        seq = frame.seq
+        self._cache_len = 0  # the cached answer belongs to the previous request only
+        try:
+            try:
+                msg = link.decode(frame.mtype, frame.payload)
+                if frame.mtype & 0x80:
+                    raise link.DecodeError(link.E_UNKNOWN_TYPE, "not a request")
+                if not self.handshaken and frame.mtype != link.HELLO:
+                    raise link.DecodeError(link.E_HANDSHAKE, "send HELLO first")
+                await self._dispatch(seq, msg)
+            except Exception as exc:  # translated once, here
+                await self._respond_error(seq, exc)
+        finally:
+            self._last_seq = seq
+            self._last_crc = frame.crc
+            self._busy = False
+
+    async def _dispatch(self, seq: int, msg: "Any") -> None:
+        t = msg.TYPE
+        if t == link.HELLO:
+            await self._hello(seq, msg)
+        elif t == link.SLOT_STATUS:
+            await self._respond(seq, link.SlotStatusRsp([s.state for s in self.slots]))
+        elif t == link.POWER_ON:
+            slot = self._slot(msg.slot)
+            atr = await slot.power_on()
+            await self._respond(seq, link.Atr(msg.slot, slot.protocol, slot.fidi, atr))
+        elif t == link.POWER_OFF:
+            self._slot(msg.slot).power_off()
+            await self._respond(seq, link.Empty(link.ACK))
+        elif t == link.TRANSMIT:
+            slot = self._slot(msg.slot)
+            n = await slot.transmit(msg.apdu, self._tx, link.HEADER_LEN)
+            await self._send_tx(link.seal_frame(self._tx, seq, link.RESPONSE, n))
+        elif t == link.SECURE_VERIFY:
+            await self._secure(seq, msg, ("Code porteur :",))
+        elif t == link.SECURE_CHANGE:
+            await self._secure(seq, msg, ("Ancien code :", "Nouveau code :", "Confirmer :"))
+        elif t == link.SECURE_UNBLOCK:
+            await self._secure(seq, msg, ("Code PUK :", "Nouveau code :", "Confirmer :"))
+        elif t == link.CONFIRM:
+            before = self.display.lines()
+            result = await self.pinpad.confirm(msg.text, self._timeout_ms(msg.timeout_s))
+            self.display.show(before)
+            await self._respond(seq, link.ConfirmResult(result))
+        elif t == link.DISPLAY:
+            self.display.show(msg.lines)
+            await self._respond(seq, link.Empty(link.ACK))
+        else:
+            raise link.DecodeError(link.E_UNKNOWN_TYPE, "not a request")
+
+    async def _hello(self, seq: int, msg: "Any") -> None:
+        if msg.version != link.PROTOCOL_VERSION:
+            self.handshaken = False
+            raise link.DecodeError(link.E_BAD_VERSION, "protocol %d" % link.PROTOCOL_VERSION)
+        self.handshaken = True
+        self.peer_max_payload = msg.max_payload
+        major, minor, patch = self.fw_version
+        await self._respond(seq, link.HelloAck(link.PROTOCOL_VERSION, major, minor, patch,
+                                               link.MAX_PAYLOAD, len(self.slots)))
+
+    def _slot(self, index: int) -> iso7816.CardSlot:
+        if index >= len(self.slots):
+            raise link.DecodeError(link.E_BAD_SLOT, "slot %d" % index)
+        return self.slots[index]
+
+    @staticmethod
+    def _timeout_ms(timeout_s: int) -> int:
+        return (timeout_s or link.DEFAULT_TIMEOUT_S) * 1000
+
+    # -- secure PIN operations --
+    async def _secure(self, seq: int, msg: "Any", labels: tuple) -> None:
+        slot = self._slot(msg.slot)
+        if slot.state != iso7816.POWERED:  # refuse before asking anyone for a PIN
+            raise iso7816.NotPowered() if slot.state != iso7816.EMPTY else iso7816.NoCard()
+        fields = msg.fields()
+        timeout = self._timeout_ms(msg.timeout_s)
+        pins = self._pins
+        apdu = self._apdu
+        counts = [0, 0, 0]
+        try:
+            for b in pins:
+                pinentry.wipe(b)
+            for i in range(len(labels)):
+                field = fields[min(i, len(fields) - 1)]
+                counts[i] = await self.pinpad.enter(pins[i], msg.prompt, labels[i],
+                                                    field.min_len, field.max_len, timeout)
+            if len(labels) == 3 and not pinentry.same(pins[1], counts[1], pins[2], counts[2]):
+                raise PinMismatch("confirmation differs")
+            apdu[0] = msg.cla
+            apdu[1] = msg.ins
+            apdu[2] = msg.p1
+            apdu[3] = msg.p2
+            off = 5
+            for i in range(len(fields)):
+                off = pinentry.put_block(apdu, off, pins[i], counts[i], fields[i])
+            apdu[4] = off - 5
+            for b in pins:
+                pinentry.wipe(b)
+            self.display.show(["Verification..."])
+            n = await slot.transmit(memoryview(apdu)[:off], self._tx, link.HEADER_LEN)
+        finally:
+            for b in pins:
+                pinentry.wipe(b)
+            pinentry.wipe(apdu)
+        base = link.HEADER_LEN + n - 2
+        sw = (self._tx[base] << 8) | self._tx[base + 1]
+        self.display.show(self._pin_screen(sw))
+        await self._respond(seq, link.PinResult(sw))
+
+    @staticmethod
+    def _pin_screen(sw: int) -> list:
+        if sw == 0x9000:
+            return ["Code correct"]
+        if (sw & 0xFFF0) == 0x63C0:  # ISO 7816-4 §10.1.3: x = tries left
+            left = sw & 0x0F
+            if left == 0:
+                return ["Code incorrect", "Carte bloquee"]
+            return ["Code incorrect", "Reste %d essai%s" % (left, "s" if left > 1 else "")]
+        if sw == 0x6983:  # authentication method blocked
+            return ["Code bloque"]
+        return ["Erreur carte", "%04X" % sw]
+
+    # -- frames out --
+    async def _respond(self, seq: int, msg: "Any") -> None:
+        n = link.build_frame(self._tx, seq, msg.TYPE, msg.payload())
+        await self._send_tx(n)
+
+    async def _send_tx(self, n: int) -> None:
+        async with self._lock:
+            await self.port.write(self._tx, n)
+        self._tx, self._cache = self._cache, self._tx
+        self._cache_len = n
+
+    async def _respond_error(self, seq: int, exc: BaseException) -> None:
+        code = link.E_INTERNAL
+        detail = type(exc).__name__
+        if isinstance(exc, link.LinkError):
+            code = exc.code
+            detail = exc.detail
+        else:
+            for cls, c in _ERRORS:
+                if isinstance(exc, cls):
+                    code = c
+                    detail = _detail(exc)
+                    break
+        screen = _SCREEN.get(code)
+        if screen is not None:
+            self.display.show([screen])
+        await self._respond(seq, link.Error(code, detail[:link.MAX_DETAIL]))
+
+    async def _send_aux(self, seq: int, mtype: int, msg: "Optional[Any]") -> None:
+        payload = msg.payload() if msg is not None else b""
+        async with self._lock:
+            n = link.build_frame(self._aux, seq, mtype, payload)
+            await self.port.write(self._aux, n)
+
+    async def _emit(self, kind: int, slot: int) -> None:
+        if not self.handshaken:
+            return
+        async with self._lock:
+            buf = self._evt
+            buf[link.HEADER_LEN] = kind
+            buf[link.HEADER_LEN + 1] = slot
+            n = link.seal_frame(buf, 0, link.EVENT, 2)
+            await self.port.write(buf, n)
