@@ -37,6 +37,8 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
 
 async def _run(args: argparse.Namespace) -> int:
     config = load_config(args.config)
+    if args.log_level is None:
+        logging.getLogger().setLevel(config.log_level.upper())
     overrides: dict[str, object] = {}
     if args.port is not None:
         overrides["port"] = args.port

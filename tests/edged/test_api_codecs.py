@@ -129,3 +129,8 @@ def test_protocol_doc_is_generated_from_the_method_table() -> None:
     from edged.api import docs
 
     assert docs.TARGET.read_text() == docs.render(), "run: python -m edged.api.docs"
+
+
+def test_example_config_is_the_defaults() -> None:
+    example = Path(__file__).resolve().parents[2] / "docs" / "edged.example.toml"
+    assert load_config(example) == Config()
