@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import platform
 
-from bench import cards
+from bench import cards, edged
 from bench.table import print_table
 
 
@@ -18,6 +18,7 @@ def main() -> int:
           " (medians; ratios measured side by side in this run)")
     print_table("Cards through pyscard -> pcscd -> vpcd -> simulated cards",
                 cards.run(args.quick))
+    print_table("edged: the daemon over WebSocket + TLS 1.3 (loopback)", edged.run(args.quick))
     return 0
 
 
