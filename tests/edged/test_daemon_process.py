@@ -1,0 +1,123 @@
+"""edged as a process: SIGTERM stops it cleanly, SIGKILL then restart keeps the audit chain."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from edged.sdk import Client, RemoteError
+from edged.state.audit import AuditLog
+
+pytestmark = pytest.mark.asyncio
+
+
+def start_edged(tmp: Path, *extra: str, config: str = "") -> tuple[subprocess.Popen[str], int, str]:
+    path = tmp / "edged.toml"
+    path.write_text(f'[server]\nhost = "127.0.0.1"\nport = 0\n[state]\nstate_dir = "{tmp}/state"\n'
+                    f"{config}")
+    process = subprocess.Popen([sys.executable, "-m", "edged", "--config", str(path), *extra],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    line = process.stdout.readline()  # type: ignore[union-attr]
+    match = re.search(r":(\d+) fingerprint sha256:([0-9a-f]{64})", line)
+    if match is None:
+        process.kill()
+        raise AssertionError(f"edged did not start: {line!r} {process.stderr.read()!r}")
+    return process, int(match.group(1)), match.group(2)
+
+
+def verify_audit(state: Path) -> int:
+    key = (state / "audit.key").read_bytes()
+    with AuditLog(state / "audit.db", readonly=True, anchor_key=key) as log:
+        report = log.verify()
+    assert report.ok, report.reason
+    return report.records
+
+
+async def test_sigkill_then_restart_keeps_the_audit_chain(tmp_path: Path) -> None:
+    for round_ in range(3):
+        process, port, fingerprint = start_edged(tmp_path, "--no-mdns",
+                                                 config="[cards]\npcsc = false\n")
+        async with await Client.connect("127.0.0.1", port, fingerprint) as client:
+            # Unpaired calls are refused but pair.begin writes audit records: load while dying.
+            from edged.api.tlsclient import generate_client_key_and_csr
+
+            _key, csr = generate_client_key_and_csr(f"round{round_}")
+            calls = [client.call("pair.begin", {"name": f"c{i}", "csr": csr.decode()})
+                     for i in range(5)]
+            results = await asyncio.gather(*calls, return_exceptions=True)
+            assert any(not isinstance(r, Exception) for r in results)
+        time.sleep(0.05 * round_)
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=10)
+        assert process.returncode == -signal.SIGKILL
+        records = verify_audit(tmp_path / "state")
+        assert records >= 2 * (round_ + 1)
+    # And it still appends after the kills.
+    process, port, fingerprint = start_edged(tmp_path, "--no-mdns",
+                                             config="[cards]\npcsc = false\n")
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=15) == 0
+    events = [r.event for r in AuditLog(tmp_path / "state" / "audit.db", readonly=True,
+                                        anchor_key=(tmp_path / "state" / "audit.key")
+                                        .read_bytes()).records()]
+    assert events.count("daemon.start") == 4 and events[-1] == "daemon.stop"
+
+
+async def test_bad_config_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[server]\nport = 'x'\n")
+    result = subprocess.run([sys.executable, "-m", "edged", "--config", str(bad)],
+                            capture_output=True, text=True, timeout=30, check=False)
+    assert result.returncode == 2
+    assert result.stderr.strip() == "edged: configuration error: port must be int, got 'x'"
+
+
+async def test_systemd_notify_ready_and_stopping(tmp_path: Path) -> None:
+    import socket
+
+    sock_path = tmp_path / "notify.sock"
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    server.bind(str(sock_path))
+    server.settimeout(20)
+    env = dict(os.environ, NOTIFY_SOCKET=str(sock_path), WATCHDOG_USEC="400000",
+               WATCHDOG_PID="")
+    path = tmp_path / "edged.toml"
+    path.write_text(f'[server]\nhost = "127.0.0.1"\nport = 0\n[state]\n'
+                    f'state_dir = "{tmp_path}/state"\n[cards]\npcsc = false\n')
+    process = subprocess.Popen([sys.executable, "-m", "edged", "--config", str(path),
+                                "--no-mdns"], env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    try:
+        messages = [server.recv(4096).decode() for _ in range(3)]
+        assert messages[0].startswith("READY=1")
+        assert "WATCHDOG=1" in messages[1:]
+        process.send_signal(signal.SIGTERM)
+        seen = ""
+        while "STOPPING=1" not in seen:
+            seen = server.recv(4096).decode()
+        assert process.wait(timeout=15) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+        server.close()
+
+
+async def test_unpaired_process_refuses(tmp_path: Path) -> None:
+    process, port, fingerprint = start_edged(tmp_path, "--no-mdns",
+                                             config="[cards]\npcsc = false\n")
+    try:
+        async with await Client.connect("127.0.0.1", port, fingerprint) as client:
+            with pytest.raises(RemoteError) as exc:
+                await client.call("system.info")
+            assert exc.value.reason == "not_paired"
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=15)
