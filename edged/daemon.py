@@ -113,9 +113,9 @@ class Daemon:
                  self.keystore.fingerprint)
 
     async def _announce(self) -> None:
-        from edged.discovery import Advert, Announcer
+        from edged.discovery import Advert, Announcer, default_name
 
-        name = self.config.name or f"bifente-{self.hostname}"
+        name = self.config.name or default_name()
         advert = Advert(name=name, port=self.server.port, fingerprint=self.keystore.fingerprint,
                         capabilities=tuple(self.capabilities()), model=self.config.model)
         interfaces = list(self.config.mdns_interfaces) or None

@@ -6,7 +6,7 @@ import argparse
 import logging
 import sys
 
-from edged.cli import audit, cards, demo, remote, sim
+from edged.cli import audit, cards, demo, discover, remote, sim
 from edged.cli.errors import describe_error
 
 __all__ = ["main"]
@@ -20,6 +20,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="log more (-v info, -vv debug)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     cards.add_parsers(sub)
+    discover.add_parsers(sub)
     remote.add_parsers(sub)
     audit.add_parsers(sub)
     sim.add_parsers(sub)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import re
 import sys
 from typing import Any
 
@@ -17,26 +18,31 @@ DEFAULT_PORT = 4443
 
 async def resolve_target(target: str, fingerprint: str | None,
                          timeout: float = 3.0) -> tuple[str, int, str]:
-    """host[:port][#sha256:fp] -> (host, port, fingerprint), asking mDNS when fp is missing."""
-    text, _, fp = target.partition("#")
-    fingerprint = (fingerprint or fp.removeprefix("sha256:")).lower().replace(":", "") or None
-    host, port = text, DEFAULT_PORT
-    if text.count(":") == 1:
-        host, port_text = text.split(":")
-        if not port_text.isdigit():
-            raise ValueError(f"bad port in {target!r}")
-        port = int(port_text)
-    if fingerprint is None:
-        from edged.discovery import browse
+    """HOST[:PORT][#sha256:FP] -> (host, port, fingerprint), asking mDNS when FP is missing.
 
-        for terminal in await browse(timeout):
-            if host in (terminal.host.rstrip("."), terminal.name, *terminal.addresses):
-                return host, terminal.port if ":" not in text else port, terminal.fingerprint
-        raise ValueError(f"{host}: not found by mDNS; give the fingerprint shown on the "
-                         "terminal: HOST:PORT#sha256:FINGERPRINT")
-    if len(fingerprint) != 64 or any(c not in "0123456789abcdef" for c in fingerprint):
-        raise ValueError("the fingerprint is 64 hex digits (SHA-256 of the certificate)")
-    return host, port, fingerprint
+    Without a fingerprint the terminal must answer on mDNS under that address, instance
+    name or host name; its announced fingerprint is then pinned.
+    """
+    from edged.discovery import browse, parse_static
+
+    if fingerprint and "#" not in target:
+        endpoint = target if re.search(r"(^[^:\[]+|\])\:\d+$", target) else \
+            f"{target}:{DEFAULT_PORT}"
+        target = f"{endpoint}#sha256:{fingerprint}"
+    if "#" in target:
+        static = parse_static(target if re.search(r":\d+#", target) else
+                              target.replace("#", f":{DEFAULT_PORT}#", 1))
+        return static.host, static.port, static.fingerprint
+    host, _, port_text = target.rpartition(":") if target.count(":") == 1 else (target, "", "")
+    wanted = (host or target).rstrip(".").lower()
+    for terminal in await browse(timeout):
+        names = {terminal.name.lower(), terminal.host.rstrip(".").lower(), *terminal.addresses}
+        if wanted in names:
+            address = terminal.addresses[0] if terminal.addresses else terminal.host
+            return address, int(port_text) if port_text else terminal.port, \
+                terminal.fingerprint
+    raise ValueError(f"{wanted}: not found by mDNS; give the fingerprint shown on the "
+                     "terminal: HOST:PORT#sha256:FINGERPRINT")
 
 
 def _pair(args: argparse.Namespace) -> int:
