@@ -204,7 +204,8 @@ async def clients_revoke(daemon: Daemon, conn: Connection, params: dict[str, Any
     """clients.revoke: the certificate is refused at once, open connections are closed."""
     client = daemon.clients.revoke(params["name"], by=conn.client_name or "")
     daemon.audit_event("client.revoke", conn, client=client.name)
-    closed = await daemon.server.disconnect_fingerprint(client.fingerprint)
+    # The caller may revoke itself: its own connection closes after this answer is sent.
+    closed = await daemon.server.disconnect_fingerprint(client.fingerprint, keep=conn)
     return {"revoked": client.name, "connections_closed": closed}
 
 

@@ -139,6 +139,10 @@ class Connection:
             result = await dispatch(self.server.daemon, self, request.method, request.params)
             if not request.is_notification:
                 await self.send(jsonrpc.result_response(request_id, result))
+            if self.fingerprint and self.client is not None:
+                self.client = self.server.daemon.clients.lookup(self.fingerprint)
+                if self.revoked:  # it revoked itself
+                    await self.ws.close(4403, "revoked")
         except ConnectionClosed:
             raise
         except asyncio.CancelledError:
@@ -236,9 +240,12 @@ class RpcServer:
         finally:
             self.connections.discard(conn)
 
-    async def disconnect_fingerprint(self, fingerprint: str) -> int:
-        """Close every connection using this certificate (after a revocation)."""
-        victims = [c for c in self.connections if c.fingerprint == fingerprint]
+    async def disconnect_fingerprint(self, fingerprint: str, keep: object = None) -> int:
+        """Close every connection using this certificate (after a revocation).
+
+        `keep` (the revoking connection itself) is closed by its handler once it has answered.
+        """
+        victims = [c for c in self.connections if c.fingerprint == fingerprint and c is not keep]
         for conn in victims:
             if conn.client is not None:
                 conn.client = self.daemon.clients.lookup(fingerprint)

@@ -137,7 +137,8 @@ class PcscWatcher:
         self._thread.join(timeout=5)
 
     def _open(self, reader: str) -> Transport:
-        transport: Transport = PcscTransport(reader)
+        # Unpower on close: a daemon stop or card removal leaves no verified PIN behind.
+        transport: Transport = PcscTransport(reader, disposition="unpower")
         return self.wrap(reader, transport) if self.wrap else transport
 
     def _post(self, fn: Callable[[], object]) -> None:

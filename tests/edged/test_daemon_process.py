@@ -121,3 +121,130 @@ async def test_unpaired_process_refuses(tmp_path: Path) -> None:
     finally:
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=15)
+
+
+@pytest.mark.pcsc
+async def test_sigterm_says_goodbye_on_mdns_and_powers_cards_down(tmp_path: Path, slots,
+                                                                   pcscd) -> None:
+    from zeroconf import ServiceStateChange
+    from zeroconf.asyncio import AsyncServiceBrowser, AsyncZeroconf
+
+    from edged.discovery import SERVICE_TYPE
+    from edged.sdk import pair
+    from simulators.cps3 import Cps3Card
+
+    card = Cps3Card("gp")
+    await asyncio.to_thread(slots.insert, 0, card)
+    name = f"bifente-test-{os.getpid()}"
+    process, port, fingerprint = start_edged(
+        tmp_path, config=f'[discovery]\nname = "{name}"\nmdns_interfaces = ["127.0.0.1"]\n')
+    changes: list[tuple[str, ServiceStateChange]] = []
+    zc = AsyncZeroconf(interfaces=["127.0.0.1"])
+
+    def on_change(zeroconf, service_type, name, state_change) -> None:
+        changes.append((name, state_change))
+
+    browser = AsyncServiceBrowser(zc.zeroconf, SERVICE_TYPE, handlers=[on_change])
+    try:
+        full = f"{name}.{SERVICE_TYPE}"
+        for _ in range(100):
+            if (full, ServiceStateChange.Added) in changes:
+                break
+            await asyncio.sleep(0.05)
+        assert (full, ServiceStateChange.Added) in changes
+
+        def code_from_log() -> str:  # headless: the daemon logs the code once
+            for line in process.stderr:  # type: ignore[union-attr]
+                found = re.search(r"pairing code for .*: (\d{6})", line)
+                if found:
+                    return found.group(1)
+            raise AssertionError("no pairing code logged")
+
+        credentials = await pair("127.0.0.1", port, fingerprint, "desk", ["identity:read"],
+                                 lambda: asyncio.to_thread(code_from_log))
+        async with await credentials.connect() as client:
+            for _ in range(100):
+                readers = await client.call("readers.list")
+                if any(s["kind"] == "cps" for s in readers["slots"]):
+                    break
+                await asyncio.sleep(0.05)
+            info = await client.call("cps.info")
+            assert info["national_id"] == "810001000101"
+        assert card.powered
+        process.send_signal(signal.SIGTERM)
+        assert await asyncio.to_thread(process.wait, 15) == 0
+        for _ in range(60):
+            if (full, ServiceStateChange.Removed) in changes:
+                break
+            await asyncio.sleep(0.05)
+        assert (full, ServiceStateChange.Removed) in changes  # goodbye packets were sent
+        assert not card.powered and not card.se.verified
+    finally:
+        await browser.async_cancel()
+        await zc.async_close()
+        if process.poll() is None:
+            process.kill()
+
+
+async def test_cli_discover_pair_status_and_clients(tmp_path: Path) -> None:
+    import json
+
+    name = f"bifente-cli-{os.getpid()}"
+    process, port, fingerprint = start_edged(
+        tmp_path, config=f'[cards]\npcsc = false\n[discovery]\nname = "{name}"\n'
+                         f'mdns_interfaces = ["127.0.0.1"]\n')
+    env = dict(os.environ, BIFENTE_CLIENT_DIR=str(tmp_path / "client"))
+    cli = [sys.executable, "-m", "edged.cli.main"]
+
+    def bifente(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([*cli, *args], capture_output=True, text=True, timeout=60,
+                              env=env, check=False)
+
+    def logged_code() -> str:
+        for line in process.stderr:  # type: ignore[union-attr]
+            match = re.search(r"pairing code for .*: (\d{6})", line)
+            if match:
+                return match.group(1)
+        raise AssertionError("edged exited without a pairing code")
+
+    def pair_with_prompt(client_name: str, *scopes: str) -> subprocess.CompletedProcess[str]:
+        args = [*cli, "pair", f"127.0.0.1:{port}#sha256:{fingerprint}", "--name", client_name]
+        for scope in scopes:
+            args += ["--scope", scope]
+        child = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE, text=True, env=env)
+        out, err = child.communicate(logged_code() + "\n", timeout=60)
+        return subprocess.CompletedProcess(args, child.returncode, out, err)
+
+    try:
+        found = await asyncio.to_thread(bifente, "discover", "--json", "--timeout", "3",
+                                        "--interface", "127.0.0.1")
+        assert found.returncode == 0, found.stderr
+        entry = next(t for t in json.loads(found.stdout) if t["name"] == name)
+        assert fingerprint in entry["fingerprint"] and entry["port"] == port
+
+        admin = await asyncio.to_thread(pair_with_prompt, "admin desk", "admin",
+                                        "identity:read")
+        assert admin.returncode == 0, admin.stderr
+        assert "enter the 6-digit code shown on the terminal" in admin.stderr
+        assert "paired as 'admin desk'" in admin.stdout
+
+        status = await asyncio.to_thread(bifente, "status")
+        assert status.returncode == 0 and fingerprint in status.stdout
+
+        wrong = await asyncio.to_thread(bifente, "pair", f"127.0.0.1:{port}#sha256:{fingerprint}",
+                                        "--name", "intruder", "--code", "000000")
+        assert wrong.returncode == 1 and "wrong_code" in wrong.stderr
+        assert "Traceback" not in wrong.stderr
+
+        listed = await asyncio.to_thread(bifente, "clients", "list")
+        assert "admin desk" in listed.stdout
+        # Revoking itself: the answer arrives, then the terminal refuses the certificate.
+        revoked = await asyncio.to_thread(bifente, "clients", "revoke", "admin desk")
+        assert revoked.returncode == 0, revoked.stderr
+        assert "revoked admin desk" in revoked.stdout
+        after = await asyncio.to_thread(bifente, "status")
+        assert after.returncode == 1 and "revoked" in after.stderr
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=15)
