@@ -1,0 +1,186 @@
+"""A durable outbox: messages wait in SQLite until the operator takes them, exactly once.
+
+States: queued -> sending -> sent, or failed (a permanent refusal, with the reason).
+A temporary failure (operator down, 4xx) goes back to queued with a capped exponential
+backoff. After a crash, messages left in `sending` are retried: the operator may then see a
+message twice, and recognises it by its Message-ID (which is why every message has one and
+the outbox never changes it), so the mailbox gets it once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import sqlite3
+import threading
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["Outbox", "OutboxItem", "PermanentFailure", "TemporaryFailure"]
+
+log = logging.getLogger(__name__)
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS outbox (
+    message_id TEXT PRIMARY KEY,
+    sender TEXT NOT NULL,
+    recipients TEXT NOT NULL,
+    body BLOB NOT NULL,
+    state TEXT NOT NULL CHECK (state IN ('queued', 'sending', 'sent', 'failed')),
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt REAL NOT NULL,
+    last_error TEXT,
+    created REAL NOT NULL,
+    sent_at REAL
+);
+CREATE INDEX IF NOT EXISTS outbox_due ON outbox (state, next_attempt);
+"""
+
+
+class TemporaryFailure(Exception):
+    """The operator could not take the message now (retry later)."""
+
+
+class PermanentFailure(Exception):
+    """The operator refused the message for good (the reason is kept)."""
+
+
+@dataclass(frozen=True)
+class OutboxItem:
+    """One message waiting or done."""
+
+    message_id: str
+    sender: str
+    recipients: tuple[str, ...]
+    body: bytes
+    state: str
+    attempts: int
+    last_error: str | None
+
+
+class Outbox:
+    """The queue, its delivery loop and its state (thread-safe)."""
+
+    def __init__(self, path: Path, *, base_delay: float = 2.0, max_delay: float = 600.0,
+                 max_attempts: int = 50, clock: Callable[[], float] = time.time) -> None:
+        self.path = path
+        self.base_delay, self.max_delay, self.max_attempts = base_delay, max_delay, max_attempts
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.executescript(_SCHEMA)
+        # A crash while sending: try again (the operator deduplicates on Message-ID).
+        self._db.execute("UPDATE outbox SET state = 'queued' WHERE state = 'sending'")
+        self._wakeup = asyncio.Event()
+
+    @contextlib.contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def enqueue(self, message_id: str, sender: str, recipients: tuple[str, ...],
+                body: bytes) -> bool:
+        """Store a message for delivery; False when that Message-ID is already there."""
+        if not recipients:
+            raise ValueError("a message needs at least one recipient")
+        with self._tx() as db:
+            cursor = db.execute(
+                "INSERT OR IGNORE INTO outbox (message_id, sender, recipients, body, state, "
+                "next_attempt, created) VALUES (?, ?, ?, ?, 'queued', ?, ?)",
+                (message_id, sender, "\n".join(recipients), body, 0.0, self.clock()))
+        self._wakeup.set()
+        return cursor.rowcount == 1
+
+    def get(self, message_id: str) -> OutboxItem | None:
+        """One message by its Message-ID."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT message_id, sender, recipients, body, state, attempts, last_error "
+                "FROM outbox WHERE message_id = ?", (message_id,)).fetchone()
+        return _item(row) if row else None
+
+    def counts(self) -> dict[str, int]:
+        """How many messages in each state."""
+        with self._lock:
+            rows = self._db.execute("SELECT state, COUNT(*) FROM outbox GROUP BY state")
+            return {state: n for state, n in rows}
+
+    def _claim(self) -> OutboxItem | None:
+        with self._tx() as db:
+            row = db.execute(
+                "SELECT message_id, sender, recipients, body, state, attempts, last_error "
+                "FROM outbox WHERE state = 'queued' AND next_attempt <= ? "
+                "ORDER BY next_attempt, created LIMIT 1", (self.clock(),)).fetchone()
+            if row is None:
+                return None
+            db.execute("UPDATE outbox SET state = 'sending', attempts = attempts + 1 "
+                       "WHERE message_id = ?", (row[0],))
+        return _item(row)
+
+    def _done(self, item: OutboxItem) -> None:
+        with self._tx() as db:
+            db.execute("UPDATE outbox SET state = 'sent', sent_at = ?, last_error = NULL "
+                       "WHERE message_id = ?", (self.clock(), item.message_id))
+
+    def _retry(self, item: OutboxItem, error: str, permanent: bool) -> None:
+        attempts = item.attempts + 1
+        give_up = permanent or attempts >= self.max_attempts
+        delay = min(self.max_delay, self.base_delay * 2 ** (attempts - 1))
+        delay *= 0.5 + random.random() / 2  # jitter: many terminals must not retry in step
+        with self._tx() as db:
+            db.execute("UPDATE outbox SET state = ?, next_attempt = ?, last_error = ? "
+                       "WHERE message_id = ?", ("failed" if give_up else "queued",
+                                                self.clock() + delay, error[:500],
+                                                item.message_id))
+
+    def next_due(self) -> float | None:
+        """When the next queued message may be tried (clock time), if any."""
+        with self._lock:
+            row = self._db.execute("SELECT MIN(next_attempt) FROM outbox "
+                                   "WHERE state = 'queued'").fetchone()
+        return row[0] if row and row[0] is not None else None
+
+    async def run(self, deliver: Callable[[OutboxItem], Awaitable[None]]) -> None:
+        """Deliver forever: one message at a time, oldest due first."""
+        while True:
+            item = await asyncio.to_thread(self._claim)
+            if item is None:
+                self._wakeup.clear()
+                due = await asyncio.to_thread(self.next_due)
+                wait = None if due is None else max(0.05, due - self.clock())
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wakeup.wait(), wait)
+                continue
+            try:
+                await deliver(item)
+            except PermanentFailure as exc:
+                log.warning("outbox: message refused for good: %s", exc)
+                await asyncio.to_thread(self._retry, item, str(exc), True)
+            except (TemporaryFailure, OSError, TimeoutError) as exc:
+                log.info("outbox: delivery failed, will retry: %s", exc)
+                await asyncio.to_thread(self._retry, item, str(exc) or type(exc).__name__,
+                                        False)
+            else:
+                await asyncio.to_thread(self._done, item)
+
+    def close(self) -> None:
+        """Close the database (idempotent)."""
+        with self._lock:
+            self._db.close()
+
+
+def _item(row: tuple) -> OutboxItem:
+    return OutboxItem(row[0], row[1], tuple(row[2].split("\n")), bytes(row[3]), row[4], row[5],
+                      row[6])

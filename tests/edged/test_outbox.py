@@ -1,0 +1,111 @@
+"""The durable outbox: waits while the operator is down, never loses, never sends twice."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from edged.services.outbox import Outbox, OutboxItem, PermanentFailure, TemporaryFailure
+
+pytestmark = pytest.mark.asyncio
+
+
+class Operator:
+    """A peer at the delivery seam: down for a while, keeps what it accepts by Message-ID."""
+
+    def __init__(self, down_for: int = 0, refuse: set[str] | None = None) -> None:
+        self.down_for = down_for
+        self.refuse = refuse or set()
+        self.mailbox: dict[str, bytes] = {}
+        self.attempts = 0
+
+    async def deliver(self, item: OutboxItem) -> None:
+        self.attempts += 1
+        if self.attempts <= self.down_for:
+            raise TemporaryFailure("421 4.3.2 service not available")
+        if item.message_id in self.refuse:
+            raise PermanentFailure("550 5.7.1 outside the trust space")
+        self.mailbox.setdefault(item.message_id, item.body)  # idempotent on Message-ID
+
+
+async def drain(outbox: Outbox, operator: Operator, until) -> None:  # noqa: ANN001
+    task = asyncio.ensure_future(outbox.run(operator.deliver))
+    try:
+        for _ in range(400):
+            if until():
+                return
+            await asyncio.sleep(0.01)
+        raise AssertionError(f"outbox did not settle: {outbox.counts()}")
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_waits_while_the_operator_is_down_then_delivers(tmp_path: Path) -> None:
+    outbox = Outbox(tmp_path / "outbox.db", base_delay=0.01, max_delay=0.05)
+    operator = Operator(down_for=3)
+    assert outbox.enqueue("<a@cabinet.test>", "gp@cabinet.test", ("x@chu.test",), b"body")
+    await drain(outbox, operator, lambda: outbox.counts().get("sent") == 1)
+    assert operator.attempts == 4 and operator.mailbox == {"<a@cabinet.test>": b"body"}
+    item = outbox.get("<a@cabinet.test>")
+    assert item is not None and item.state == "sent" and item.attempts == 4
+
+
+async def test_same_message_id_is_queued_once(tmp_path: Path) -> None:
+    outbox = Outbox(tmp_path / "outbox.db")
+    assert outbox.enqueue("<m@x>", "a@cabinet.test", ("b@chu.test",), b"1")
+    assert not outbox.enqueue("<m@x>", "a@cabinet.test", ("b@chu.test",), b"2")
+    assert outbox.counts() == {"queued": 1}
+
+
+async def test_permanent_refusal_is_kept_with_its_reason(tmp_path: Path) -> None:
+    outbox = Outbox(tmp_path / "outbox.db", base_delay=0.01)
+    operator = Operator(refuse={"<bad@x>"})
+    outbox.enqueue("<bad@x>", "a@cabinet.test", ("b@evil.example",), b"x")
+    outbox.enqueue("<good@x>", "a@cabinet.test", ("b@chu.test",), b"y")
+    await drain(outbox, operator, lambda: outbox.counts() == {"failed": 1, "sent": 1})
+    failed = outbox.get("<bad@x>")
+    assert failed is not None and "5.7.1" in (failed.last_error or "")
+
+
+async def test_crash_while_sending_is_retried_and_delivered_once(tmp_path: Path) -> None:
+    path = tmp_path / "outbox.db"
+    outbox = Outbox(path)
+    outbox.enqueue("<c@x>", "a@cabinet.test", ("b@chu.test",), b"z")
+    claimed = outbox._claim()  # the daemon took it and died before recording the outcome
+    assert claimed is not None
+    operator = Operator()
+    await operator.deliver(claimed)  # the operator got it before the crash
+    outbox.close()
+    reopened = Outbox(path, base_delay=0.01)
+    assert reopened.counts() == {"queued": 1}
+    await drain(reopened, operator, lambda: reopened.counts() == {"sent": 1})
+    assert list(operator.mailbox) == ["<c@x>"]  # once, thanks to the Message-ID
+
+
+async def test_nothing_is_lost_when_the_database_is_reopened(tmp_path: Path) -> None:
+    path = tmp_path / "outbox.db"
+    outbox = Outbox(path)
+    for i in range(20):
+        outbox.enqueue(f"<{i}@x>", "a@cabinet.test", ("b@chu.test",), bytes([i]) * 100)
+    outbox.close()
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    reopened = Outbox(path)
+    assert reopened.counts() == {"queued": 20}
+
+
+async def test_gives_up_after_max_attempts(tmp_path: Path) -> None:
+    outbox = Outbox(tmp_path / "outbox.db", base_delay=0.001, max_delay=0.002, max_attempts=3)
+    operator = Operator(down_for=100)
+    outbox.enqueue("<d@x>", "a@cabinet.test", ("b@chu.test",), b"w")
+    await drain(outbox, operator, lambda: outbox.counts() == {"failed": 1})
+    assert operator.attempts == 3
+
+
+async def test_a_message_needs_recipients(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="at least one recipient"):
+        Outbox(tmp_path / "o.db").enqueue("<e@x>", "a@cabinet.test", (), b"")
