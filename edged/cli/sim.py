@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import signal
 import sys
 import threading
@@ -72,6 +73,45 @@ def _sim_cards(args: argparse.Namespace) -> int:
         slots.stop()
 
 
+def _sim_mail(args: argparse.Namespace) -> int:
+    # Imported here: the daemon and client never need the simulators.
+    from simulators.mail import (
+        DEFAULT_DOMAINS,
+        TEST_PASSWORD,
+        MailOperator,
+        describe,
+        mask_address,
+    )
+
+    if args.max_size <= 0:
+        raise ValueError("--max-size must be a positive number of MB")
+    operator = MailOperator(args.data, domains=args.domain or DEFAULT_DOMAINS, host=args.host,
+                            max_message_bytes=int(args.max_size * 1024 * 1024),
+                            require_smime=not args.allow_clear, base_port=args.port_base)
+
+    async def run() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        await operator.start()
+        try:
+            print(describe(operator.info))
+            print(f"ports file: {operator.data_dir / 'operator.json'}")
+            print(f"accounts (TEST DATA, password {TEST_PASSWORD!r}): "
+                  f"{', '.join(map(mask_address, operator.addresses()))}")
+            if args.allow_clear:
+                print("clear (non-S/MIME) mail is accepted: --allow-clear")
+            print("ready. stop with Ctrl-C or SIGTERM", flush=True)
+            await stop.wait()
+        finally:
+            await operator.stop()
+
+    asyncio.run(run())
+    print("mail operator stopped", flush=True)
+    return 0
+
+
 def add_parsers(sub: argparse._SubParsersAction) -> None:
     """Register `bifente sim`."""
     sim = sub.add_parser("sim", help="run simulated cards (and later terminal and hosts)")
@@ -81,3 +121,16 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--vitale", default="family", help="Vitale profile (default family)")
     p.add_argument("--no-input", action="store_true", help="do not read commands from stdin")
     p.set_defaults(func=_sim_cards)
+    p = ssub.add_parser("mail", help="run the reference mail operator trust space until stopped")
+    p.add_argument("--data", required=True, metavar="DIR",
+                   help="data folder: mailboxes (Maildir), keys, operator.json")
+    p.add_argument("--domain", action="append", metavar="D",
+                   help="an operator domain (repeat; default cabinet.test chu.test labo.test)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--port-base", type=int, default=None, metavar="N",
+                   help="fixed ports from N (directory N, then 3 per domain); default: free ones")
+    p.add_argument("--max-size", type=float, default=25.0, metavar="MB",
+                   help="message size limit in MB (default 25)")
+    p.add_argument("--allow-clear", action="store_true",
+                   help="accept mail that is not S/MIME (for plain tests only)")
+    p.set_defaults(func=_sim_mail)

@@ -1,0 +1,461 @@
+"""S/MIME 4.0 messages (RFC 8551) signed and encrypted with the CPS card, built with `email`.
+
+Signing gives `multipart/signed` (detached CMS over the canonical CRLF form of the inner
+entity); encryption gives `application/pkcs7-mime` (enveloped-data with AES-256-CBC or
+authEnveloped-data with AES-256-GCM). The header fields are also copied into the protected
+payload (RFC 9788 header protection), so a subject replaced outside is restored inside.
+The MSSanté profile is not public: this one is a STAND-IN (FACTS §5, docs/messaging.md).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import email.policy
+import io
+import re
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from email.generator import BytesGenerator
+from email.headerregistry import AddressHeader
+from email.message import EmailMessage, MIMEPart
+from email.parser import BytesParser
+from email.utils import format_datetime, make_msgid
+from typing import Literal
+
+from asn1crypto import cms as asn1_cms
+from cryptography import x509
+
+from edged.services import cms
+from edged.services.cms import CmsError, Decryptor, Signer, TrustStore, VerifiedSignature
+
+__all__ = [
+    "DEFAULT_MAX_ATTACHMENT",
+    "DEFAULT_MAX_MESSAGE",
+    "POLICY",
+    "Attachment",
+    "AttachmentTooLarge",
+    "MalformedMessage",
+    "MessageTooLarge",
+    "NotEncrypted",
+    "NotSigned",
+    "OpenedMessage",
+    "SenderMismatch",
+    "SmimeError",
+    "build_message",
+    "encrypt_message",
+    "open_message",
+    "protect",
+    "sign_message",
+    "to_bytes",
+]
+
+# Generation: CRLF line ends (the canonical form, RFC 8551 §3.1.1), 78-column folding, and
+# non-ASCII headers as RFC 2047 encoded words, so everything we sign is 7-bit.
+POLICY = email.policy.default.clone(linesep="\r\n")
+DEFAULT_MAX_ATTACHMENT = 25 * 1024 * 1024
+DEFAULT_MAX_MESSAGE = cms.DEFAULT_MAX_CONTENT
+MAX_LAYERS = 4  # nested S/MIME layers opened (sign, encrypt, and a triple wrap at most)
+Mode = Literal["gcm", "cbc"]
+SMIME_TYPE: dict[str, str] = {"cbc": "enveloped-data", "gcm": "authEnveloped-data"}
+# Header fields copied outside (envelope) and inside (protected payload, RFC 9788 §2).
+PROTECTED = ("From", "Sender", "Reply-To", "To", "Cc", "Subject", "Date", "Message-ID",
+             "In-Reply-To", "References")
+_PKCS7_MIME = {"application/pkcs7-mime", "application/x-pkcs7-mime"}
+_PKCS7_SIGNATURE = {"application/pkcs7-signature", "application/x-pkcs7-signature"}
+_MIME_TYPE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*$")
+
+
+# -- errors -------------------------------------------------------------------------------
+class SmimeError(CmsError):
+    """Base of the S/MIME message errors (CMS errors pass through unchanged)."""
+
+
+class MalformedMessage(SmimeError, ValueError):
+    """The message's MIME structure is not a valid S/MIME message (says where)."""
+
+
+class AttachmentTooLarge(SmimeError):
+    """An attachment is over the configured limit."""
+
+    def __init__(self, name: str, size: int, limit: int) -> None:
+        self.name = name
+        self.size = size
+        self.limit = limit
+        super().__init__(f"attachment {name!r} is {size} bytes, over the limit of {limit}")
+
+
+class MessageTooLarge(SmimeError):
+    """The raw message is over the configured limit (refused before parsing)."""
+
+    def __init__(self, size: int, limit: int) -> None:
+        self.size = size
+        self.limit = limit
+        super().__init__(f"message of {size} bytes is over the limit of {limit}")
+
+
+class NotEncrypted(SmimeError):
+    """The message was sent in clear where encryption is required (M1)."""
+
+
+class NotSigned(SmimeError):
+    """The message carries no signature where one is required (M4)."""
+
+
+class SenderMismatch(SmimeError):
+    """The From address is not an address of the signer's certificate (RFC 8550 §3)."""
+
+    def __init__(self, sender: str, certificate_addresses: Sequence[str]) -> None:
+        self.sender = sender
+        self.certificate_addresses = tuple(certificate_addresses)
+        super().__init__(f"the message is from {sender!r} but signed with a certificate "
+                         f"for {', '.join(self.certificate_addresses) or 'no address'}")
+
+
+# -- building -----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Attachment:
+    """A file carried by a message; `data` comes back byte-identical."""
+
+    filename: str
+    content_type: str
+    data: bytes = field(repr=False)
+
+
+def _addresses(values: str | Sequence[str]) -> list[str]:
+    return [values] if isinstance(values, str) else list(values)
+
+
+def build_message(sender: str, to: str | Sequence[str], cc: str | Sequence[str] = (),
+                  subject: str = "", text: str | None = None, html: str | None = None,
+                  attachments: Sequence[Attachment] = (), message_id: str | None = None,
+                  date: dt.datetime | None = None, *,
+                  max_attachment: int = DEFAULT_MAX_ATTACHMENT) -> EmailMessage:
+    """A plain message to sign and encrypt; AttachmentTooLarge over `max_attachment`.
+
+    Text and/or HTML (multipart/alternative, quoted-printable UTF-8), attachments in base64
+    (multipart/mixed), non-ASCII header fields as RFC 2047 encoded words.
+    """
+    for item in attachments:
+        if len(item.data) > max_attachment:
+            raise AttachmentTooLarge(item.filename, len(item.data), max_attachment)
+        if not _MIME_TYPE.match(item.content_type):
+            raise ValueError(f"attachment {item.filename!r}: bad content type "
+                             f"{item.content_type!r} (type/subtype)")
+    msg = EmailMessage(policy=POLICY)
+    msg["From"] = sender
+    recipients = _addresses(to)
+    if not recipients:
+        raise ValueError("a message needs at least one To address")
+    msg["To"] = ", ".join(recipients)
+    if copies := _addresses(cc):
+        msg["Cc"] = ", ".join(copies)
+    msg["Subject"] = subject
+    msg["Date"] = format_datetime((date or dt.datetime.now(dt.UTC)).astimezone(dt.UTC))
+    domain = sender.rpartition("@")[2].strip("> ") or None
+    msg["Message-ID"] = message_id or make_msgid(domain=domain)
+    for name in ("From", "To", "Cc"):
+        header = msg[name]
+        if header is not None and (header.defects or not header.addresses):
+            raise ValueError(f"{name}: not a valid address list")
+    if html is not None and text is None:
+        msg.set_content(html, subtype="html", charset="utf-8", cte="quoted-printable")
+    else:
+        msg.set_content(text or "", charset="utf-8", cte="quoted-printable")
+        if html is not None:
+            msg.add_alternative(html, subtype="html", charset="utf-8", cte="quoted-printable")
+    for item in attachments:
+        maintype, _, subtype = item.content_type.lower().partition("/")
+        msg.add_attachment(item.data, maintype=maintype, subtype=subtype,
+                           filename=item.filename)
+    for part in msg.walk():
+        if part is not msg:
+            del part["MIME-Version"]  # set_content adds it to every part; only the top needs it
+    return msg
+
+
+def to_bytes(msg: EmailMessage | MIMEPart) -> bytes:
+    """The wire form: CRLF line ends and our folding (another policy may break a signature)."""
+    buffer = io.BytesIO()
+    BytesGenerator(buffer, mangle_from_=False, policy=POLICY).flatten(msg, linesep="\r\n")
+    return buffer.getvalue()
+
+
+def _parse(raw: bytes) -> EmailMessage:
+    message = BytesParser(policy=POLICY).parsebytes(raw)
+    assert isinstance(message, EmailMessage)
+    return message
+
+
+def _payload(msg: EmailMessage, hp: str | None) -> MIMEPart:
+    """The MIME entity under the message headers; with `hp`, the header fields are copied in."""
+    part = MIMEPart(policy=POLICY)
+    for name, value in msg.items():
+        if name.lower().startswith("content-"):
+            part[name] = value
+    if hp is not None:
+        for name in PROTECTED:
+            for value in msg.get_all(name, ()):
+                part[name] = value
+    part.set_payload(msg.get_payload())
+    part.preamble, part.epilogue = msg.preamble, msg.epilogue
+    if hp is not None:
+        part.set_param("hp", hp)  # RFC 9788 §2.1.1: "clear" signed only, "cipher" encrypted
+    return part
+
+
+def _envelope(msg: EmailMessage, subject: str | None = None) -> EmailMessage:
+    outer = EmailMessage(policy=POLICY)
+    for name, value in msg.items():
+        if not name.lower().startswith("content-") and name.lower() != "mime-version":
+            outer[name] = subject if subject is not None and name.lower() == "subject" \
+                else value
+    outer["MIME-Version"] = "1.0"
+    return outer
+
+
+def sign_message(msg: EmailMessage, signer: Signer, *, hp: str = "clear") -> EmailMessage:
+    """multipart/signed (RFC 8551 §3.5): a detached CMS over the first part's exact CRLF bytes.
+
+    protocol="application/pkcs7-signature", micalg=sha-256; the header fields are copied into
+    the signed part (RFC 9788, hp=`hp`).
+    """
+    if msg.get_content_type() in {"multipart/signed", *_PKCS7_MIME}:
+        raise ValueError("the message is already signed or encrypted")
+    content = to_bytes(_payload(msg, hp))
+    der = cms.sign(content, signer, detached=True)
+    first = _parse(content)
+    if to_bytes(first) != content:  # what we signed is what goes on the wire, bit for bit
+        raise RuntimeError("the signed entity does not serialize back to the signed bytes")
+    signature = MIMEPart(policy=POLICY)
+    signature.set_content(der, maintype="application", subtype="pkcs7-signature",
+                          cte="base64", disposition="attachment", filename="smime.p7s",
+                          params={"name": "smime.p7s"})
+    outer = _envelope(msg)
+    outer["Content-Type"] = ('multipart/signed; protocol="application/pkcs7-signature"; '
+                             f'micalg=sha-256; boundary="=_bifente_s_{secrets.token_hex(16)}"')
+    outer.set_payload([first, signature])
+    outer.preamble = "This is an S/MIME signed message"
+    return outer
+
+
+def encrypt_message(msg: EmailMessage, recipients: Sequence[x509.Certificate],
+                    mode: Mode = "gcm", *, subject: str | None = None) -> EmailMessage:
+    """application/pkcs7-mime: enveloped-data (AES-256-CBC) or authEnveloped-data (GCM).
+
+    The header fields stay outside (From, To, Cc, Date, Message-ID are needed to deliver);
+    `subject` replaces the outer Subject (STAND-IN default: kept clear), the real one being
+    inside the encrypted payload.
+    """
+    if msg.get_content_type() in _PKCS7_MIME:
+        raise ValueError("the message is already encrypted")
+    signed = msg.get_content_type() == "multipart/signed"
+    content = to_bytes(_payload(msg, None if signed else "cipher"))
+    der = cms.encrypt(content, recipients, mode=mode)
+    outer = _envelope(msg, subject)
+    outer.set_content(der, maintype="application", subtype="pkcs7-mime", cte="base64",
+                      disposition="attachment", filename="smime.p7m",
+                      params={"smime-type": SMIME_TYPE[mode], "name": "smime.p7m"})
+    return outer
+
+
+def protect(msg: EmailMessage, signer: Signer, recipients: Sequence[x509.Certificate],
+            mode: Mode = "gcm", *, sender_certificate: x509.Certificate | None = None,
+            subject: str | None = None, trust: TrustStore | None = None) -> EmailMessage:
+    """Sign, then encrypt to the recipients and always to the sender (M1, M4).
+
+    The sender's encryption certificate is `sender_certificate` or the signer's
+    `encryption_certificate` (CardSigner reads it from the card). With `trust`, every
+    recipient certificate is validated for encryption first (chain, validity, CRL).
+    """
+    own = sender_certificate or getattr(signer, "encryption_certificate", None)
+    if own is None:
+        raise ValueError("the sender's encryption certificate is needed: a message is always "
+                         "encrypted to its sender too (M1)")
+    everyone = [*recipients, own]
+    if trust is not None:
+        for cert in everyone:
+            cms.validate_certificate(cert, trust, purpose=cms.KeyPurpose.ENCRYPTION)
+    return encrypt_message(sign_message(msg, signer, hp="cipher"), everyone, mode,
+                           subject=subject)
+
+
+# -- opening ------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class OpenedMessage:
+    """A message opened: who signed it, its header fields, bodies and attachments."""
+
+    sender: str
+    to: tuple[str, ...]
+    cc: tuple[str, ...]
+    subject: str
+    date: dt.datetime | None
+    message_id: str | None
+    text: str | None = field(repr=False)
+    html: str | None = field(repr=False)
+    attachments: tuple[Attachment, ...]
+    signature: VerifiedSignature | None
+    encrypted: bool
+    headers_protected: bool  # the fields above came from inside the cryptographic layers
+
+    @property
+    def signer(self) -> x509.Certificate | None:
+        """The signer's certificate (None for an unsigned message)."""
+        return self.signature.signer if self.signature else None
+
+
+def _certificate_addresses(cert: x509.Certificate) -> list[str]:
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return []
+    return [a.lower() for a in san.get_values_for_type(x509.RFC822Name)]
+
+
+def _signed_content(entity: bytes, boundary: str) -> bytes:
+    """The first body part of a multipart/signed entity, exactly as sent (RFC 1847 §2.1)."""
+    blank = re.search(rb"\r?\n\r?\n", entity)
+    if blank is None:
+        raise MalformedMessage("multipart/signed has no body")
+    delimiter = re.compile(rb"^--" + re.escape(boundary.encode("ascii", "replace"))
+                           + rb"[ \t]*\r?$", re.MULTILINE)
+    first = delimiter.search(entity, blank.end())
+    second = delimiter.search(entity, first.end()) if first else None
+    if first is None or second is None:
+        raise MalformedMessage("multipart/signed: the boundary delimiters were not found")
+    start = first.end() + (1 if entity[first.end():first.end() + 1] == b"\n" else 0)
+    end = second.start()
+    # The line break before a delimiter belongs to the delimiter (RFC 2046 §5.1.1).
+    end -= 2 if entity[end - 2:end] == b"\r\n" else 1 if entity[end - 1:end] == b"\n" else 0
+    # Canonical form: a message stored with bare LF (Maildir on Unix) is hashed with CRLF.
+    return re.sub(rb"(?<!\r)\n", b"\r\n", entity[start:end])
+
+
+def _der_of(part: EmailMessage) -> bytes:
+    data = part.get_payload(decode=True)
+    if not isinstance(data, bytes) or not data:
+        raise MalformedMessage(f"{part.get_content_type()} part has no CMS content")
+    return data
+
+
+def _text(part: object) -> str | None:
+    if not isinstance(part, MIMEPart):
+        return None
+    content = part.get_content()
+    return content.replace("\r\n", "\n") if isinstance(content, str) else None
+
+
+def _addresses_of(msg: EmailMessage, name: str) -> tuple[str, ...]:
+    header = msg[name]
+    if isinstance(header, AddressHeader):
+        return tuple(str(a) for a in header.addresses)
+    return ()
+
+
+def _attachments(entity: EmailMessage, limit: int) -> tuple[Attachment, ...]:
+    out = []
+    for index, part in enumerate(entity.iter_attachments(), 1):
+        name = part.get_filename() or f"attachment-{index}"
+        encoded = part.get_payload()
+        if isinstance(encoded, str) and len(encoded) * 3 // 4 > limit + 3:
+            raise AttachmentTooLarge(name, len(encoded) * 3 // 4, limit)  # before decoding
+        data = part.get_payload(decode=True)
+        if data is None:  # message/rfc822 and other multiparts: the entity as sent
+            data = to_bytes(part.get_payload(0)) if part.is_multipart() else b""
+        if len(data) > limit:
+            raise AttachmentTooLarge(name, len(data), limit)
+        out.append(Attachment(name, part.get_content_type(), data))
+    return tuple(out)
+
+
+def open_message(raw: bytes, decryptor: Decryptor | None, trust: TrustStore, *,
+                 require_encrypted: bool = True, require_signed: bool = True,
+                 require_signing_certificate: bool = True, check_sender: bool = True,
+                 at: dt.datetime | None = None, max_message: int = DEFAULT_MAX_MESSAGE,
+                 max_attachment: int = DEFAULT_MAX_ATTACHMENT) -> OpenedMessage:
+    """Decrypt (card PSO DECIPHER through `decryptor`) and verify a message, in any layer order.
+
+    Raises NotEncrypted / NotSigned when a required layer is missing, the CMS errors
+    (NotForThisRecipient, DecryptionFailed, SignatureInvalid(reason)), SenderMismatch when
+    the From address is not in the signer's certificate, AttachmentTooLarge, MessageTooLarge.
+    """
+    if len(raw) > max_message:
+        raise MessageTooLarge(len(raw), max_message)
+    top = _parse(raw)
+    entity, entity_bytes = top, raw
+    encrypted = False
+    signature: VerifiedSignature | None = None
+    for _layer in range(MAX_LAYERS + 1):
+        kind = entity.get_content_type()
+        if kind in _PKCS7_MIME:
+            der = _der_of(entity)
+            try:  # the CMS content type decides; smime-type is only a hint (RFC 8551 §3.2.2)
+                content_type = asn1_cms.ContentInfo.load(der)["content_type"].native
+            except ValueError as exc:
+                raise MalformedMessage(f"application/pkcs7-mime: {exc}") from None
+            if content_type in ("enveloped_data", "authenticated_enveloped_data"):
+                if decryptor is None:
+                    raise ValueError("the message is encrypted: a decryptor is needed")
+                entity_bytes = cms.decrypt(der, decryptor, max_content=max_message)
+                encrypted = True
+            elif content_type == "signed_data":
+                if signature is not None:
+                    raise MalformedMessage("more than one signature layer")
+                signature = cms.verify(der, trust=trust, at=at, max_content=max_message,
+                                       require_signing_certificate=require_signing_certificate)
+                entity_bytes = signature.content
+            else:
+                raise MalformedMessage(f"application/pkcs7-mime with {content_type}")
+        elif kind == "multipart/signed":
+            if signature is not None:
+                raise MalformedMessage("more than one signature layer")
+            if entity.get_param("protocol", "").lower() not in _PKCS7_SIGNATURE:
+                raise MalformedMessage("multipart/signed with a protocol other than PKCS#7")
+            parts = entity.get_payload()
+            boundary = entity.get_boundary()
+            if not isinstance(parts, list) or len(parts) != 2 or boundary is None:
+                raise MalformedMessage("multipart/signed needs exactly two parts")
+            if parts[1].get_content_type() not in _PKCS7_SIGNATURE:
+                raise MalformedMessage("the second part of multipart/signed is not a signature")
+            content = _signed_content(entity_bytes, boundary)
+            signature = cms.verify(_der_of(parts[1]), trust=trust, detached_content=content,
+                                   at=at, max_content=max_message,
+                                   require_signing_certificate=require_signing_certificate)
+            entity_bytes = content
+        else:
+            break
+        entity = _parse(entity_bytes)
+    else:
+        raise MalformedMessage(f"more than {MAX_LAYERS} nested S/MIME layers")
+    if require_encrypted and not encrypted:
+        raise NotEncrypted("the message was not encrypted")
+    if require_signed and signature is None:
+        raise NotSigned("the message is not signed")
+
+    # Header fields inside the protected payload win over the outer ones (RFC 9788 §4).
+    inner = entity is not top and entity["From"] is not None
+    fields = entity if inner else top
+    senders = _addresses_of(fields, "From")
+    if check_sender and signature is not None:
+        wanted = _certificate_addresses(signature.signer)
+        from_addresses = [a.addr_spec.lower() for a in fields["From"].addresses] \
+            if isinstance(fields["From"], AddressHeader) else []
+        if not from_addresses or not set(from_addresses) <= set(wanted):
+            raise SenderMismatch(", ".join(from_addresses), wanted)
+    date_header = fields["Date"]
+    plain = entity.get_body(preferencelist=("plain",))
+    rich = entity.get_body(preferencelist=("html",))
+    return OpenedMessage(
+        sender=", ".join(senders),
+        to=_addresses_of(fields, "To"),
+        cc=_addresses_of(fields, "Cc"),
+        subject=str(fields["Subject"] or ""),
+        date=getattr(date_header, "datetime", None),
+        message_id=str(fields["Message-ID"]) if fields["Message-ID"] else None,
+        text=_text(plain),
+        html=_text(rich),
+        attachments=_attachments(entity, max_attachment),
+        signature=signature,
+        encrypted=encrypted,
+        headers_protected=inner,
+    )

@@ -1,0 +1,33 @@
+"""The reference operator trust space for secure health mail (MSSanté-like), for tests and demos.
+
+TEST ONLY: accounts use the test password TEST_PASSWORD and keys from the test PKI.
+"""
+
+from simulators.mail.addresses import TrustSpace, mask_address, parse_address
+from simulators.mail.directory import DirectoryClient, DirectoryError, UnknownRecipient
+from simulators.mail.info import DomainPorts, OperatorInfo
+from simulators.mail.operator import (
+    DEFAULT_DOMAINS,
+    DEFAULT_MAX_MESSAGE_BYTES,
+    TEST_PASSWORD,
+    MailOperator,
+    describe,
+)
+from simulators.mail.smtp import is_smime
+
+__all__ = [
+    "DEFAULT_DOMAINS",
+    "DEFAULT_MAX_MESSAGE_BYTES",
+    "TEST_PASSWORD",
+    "DirectoryClient",
+    "DirectoryError",
+    "DomainPorts",
+    "MailOperator",
+    "OperatorInfo",
+    "TrustSpace",
+    "UnknownRecipient",
+    "describe",
+    "is_smime",
+    "mask_address",
+    "parse_address",
+]
