@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import platform
 
-from bench import cards, edged
+from bench import cards, edged, mail
 from bench.table import print_table
 
 
@@ -19,6 +19,8 @@ def main() -> int:
     print_table("Cards through pyscard -> pcscd -> vpcd -> simulated cards",
                 cards.run(args.quick))
     print_table("edged: the daemon over WebSocket + TLS 1.3 (loopback)", edged.run(args.quick))
+    print_table("Secure mail: 10 MB attachment, sign+encrypt / decrypt+verify vs openssl cms",
+                mail.run(args.quick))
     return 0
 
 

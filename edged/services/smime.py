@@ -55,6 +55,8 @@ __all__ = [
 POLICY = email.policy.default.clone(linesep="\r\n")
 DEFAULT_MAX_ATTACHMENT = 25 * 1024 * 1024
 DEFAULT_MAX_MESSAGE = cms.DEFAULT_MAX_CONTENT
+_NEWLINE = re.compile(r"\r\n|\r|\n")  # email.generator's NLCRE
+_BLANK_LINE = re.compile(rb"\r?\n\r?\n")
 MAX_LAYERS = 4  # nested S/MIME layers opened (sign, encrypt, and a triple wrap at most)
 Mode = Literal["gcm", "cbc"]
 SMIME_TYPE: dict[str, str] = {"cbc": "enveloped-data", "gcm": "authEnveloped-data"}
@@ -174,16 +176,45 @@ def build_message(sender: str, to: str | Sequence[str], cc: str | Sequence[str] 
     return msg
 
 
+class _Generator(BytesGenerator):
+    """BytesGenerator that writes a text payload in one call instead of line by line."""
+
+    def _write_lines(self, lines: str) -> None:
+        # Same output as the base class (every line end becomes linesep), 5x faster on
+        # large base64 bodies.
+        if lines:
+            if "\r" not in lines:  # the usual case: str.replace is 7x faster than the regex
+                self.write(lines.replace("\n", self._NL))
+            else:
+                self.write(_NEWLINE.sub(self._NL, lines))
+
+
 def to_bytes(msg: EmailMessage | MIMEPart) -> bytes:
     """The wire form: CRLF line ends and our folding (another policy may break a signature)."""
     buffer = io.BytesIO()
-    BytesGenerator(buffer, mangle_from_=False, policy=POLICY).flatten(msg, linesep="\r\n")
+    _Generator(buffer, mangle_from_=False, policy=POLICY).flatten(msg, linesep="\r\n")
     return buffer.getvalue()
 
 
 def _parse(raw: bytes) -> EmailMessage:
+    """The whole entity, every part parsed."""
     message = BytesParser(policy=POLICY).parsebytes(raw)
     assert isinstance(message, EmailMessage)
+    return message
+
+
+def _shallow(raw: bytes) -> EmailMessage:
+    """The entity's header fields parsed, its body kept as the exact text received.
+
+    Enough to route an S/MIME layer, and the body is written back byte for byte (a string
+    payload is written as is, RFC 1847 §2.1), at a fraction of a full parse's cost.
+    """
+    blank = _BLANK_LINE.search(raw)
+    if blank is None:
+        return _parse(raw)
+    message = BytesParser(policy=POLICY).parsebytes(raw[:blank.end()], headersonly=True)
+    assert isinstance(message, EmailMessage)
+    message.set_payload(raw[blank.end():].decode("ascii", "surrogateescape"))
     return message
 
 
@@ -224,7 +255,9 @@ def sign_message(msg: EmailMessage, signer: Signer, *, hp: str = "clear") -> Ema
         raise ValueError("the message is already signed or encrypted")
     content = to_bytes(_payload(msg, hp))
     der = cms.sign(content, signer, detached=True)
-    first = _parse(content)
+    # Attach the signed bytes re-read, not the object: inside multipart/signed the generator
+    # writes parsed header fields as received, while it would refold the ones we set.
+    first = _shallow(content)
     if to_bytes(first) != content:  # what we signed is what goes on the wire, bit for bit
         raise RuntimeError("the signed entity does not serialize back to the signed bytes")
     signature = MIMEPart(policy=POLICY)
@@ -312,23 +345,49 @@ def _certificate_addresses(cert: x509.Certificate) -> list[str]:
     return [a.lower() for a in san.get_values_for_type(x509.RFC822Name)]
 
 
-def _signed_content(entity: bytes, boundary: str) -> bytes:
-    """The first body part of a multipart/signed entity, exactly as sent (RFC 1847 §2.1)."""
-    blank = re.search(rb"\r?\n\r?\n", entity)
+def _delimiters(entity: bytes, dash: bytes, start: int) -> list[tuple[int, int, bool]]:
+    """(start, end of line, is close-delimiter) of each boundary line (RFC 2046 §5.1.1)."""
+    found = []
+    pos = start
+    while (at := entity.find(dash, pos)) >= 0:
+        pos = at + len(dash)
+        if at != start and entity[at - 1:at] != b"\n":
+            continue  # not at the start of a line
+        eol = entity.find(b"\n", pos)
+        eol = len(entity) if eol < 0 else eol + 1
+        rest = entity[pos:eol].rstrip(b"\r\n")
+        close = rest.startswith(b"--")
+        if (rest[2:] if close else rest).strip(b" \t"):
+            continue  # a longer boundary that starts with ours
+        found.append((at, eol, close))
+        if close:
+            break
+    return found
+
+
+def _before_line_break(entity: bytes, end: int) -> int:
+    # The line break before a delimiter belongs to the delimiter (RFC 2046 §5.1.1).
+    return end - 2 if entity[end - 2:end] == b"\r\n" else end - 1 \
+        if entity[end - 1:end] == b"\n" else end
+
+
+def _signed_parts(entity: bytes, boundary: str) -> tuple[bytes, bytes]:
+    """The two body parts of a multipart/signed entity, exactly as sent (RFC 1847 §2.1)."""
+    blank = _BLANK_LINE.search(entity)
     if blank is None:
         raise MalformedMessage("multipart/signed has no body")
-    delimiter = re.compile(rb"^--" + re.escape(boundary.encode("ascii", "replace"))
-                           + rb"[ \t]*\r?$", re.MULTILINE)
-    first = delimiter.search(entity, blank.end())
-    second = delimiter.search(entity, first.end()) if first else None
-    if first is None or second is None:
-        raise MalformedMessage("multipart/signed: the boundary delimiters were not found")
-    start = first.end() + (1 if entity[first.end():first.end() + 1] == b"\n" else 0)
-    end = second.start()
-    # The line break before a delimiter belongs to the delimiter (RFC 2046 §5.1.1).
-    end -= 2 if entity[end - 2:end] == b"\r\n" else 1 if entity[end - 1:end] == b"\n" else 0
+    marks = _delimiters(entity, b"--" + boundary.encode("ascii", "surrogateescape"),
+                        blank.end())
+    if len(marks) != 3 or [m[2] for m in marks] != [False, False, True]:
+        raise MalformedMessage("multipart/signed needs exactly two parts between its "
+                               "boundaries")
+    (_, content_start, _), (second, signature_start, _), (close, _, _) = marks
+    content = entity[content_start:_before_line_break(entity, second)]
+    signature = entity[signature_start:_before_line_break(entity, close)]
     # Canonical form: a message stored with bare LF (Maildir on Unix) is hashed with CRLF.
-    return re.sub(rb"(?<!\r)\n", b"\r\n", entity[start:end])
+    if content.count(b"\n") != content.count(b"\r\n"):
+        content = re.sub(rb"(?<!\r)\n", b"\r\n", content)
+    return content, signature
 
 
 def _der_of(part: EmailMessage) -> bytes:
@@ -381,8 +440,9 @@ def open_message(raw: bytes, decryptor: Decryptor | None, trust: TrustStore, *,
     """
     if len(raw) > max_message:
         raise MessageTooLarge(len(raw), max_message)
-    top = _parse(raw)
-    entity, entity_bytes = top, raw
+    blank = _BLANK_LINE.search(raw)
+    top = _shallow(raw[:blank.end()] if blank else raw)  # header fields only: the body is big
+    entity, entity_bytes = _shallow(raw), raw
     encrypted = False
     signature: VerifiedSignature | None = None
     for _layer in range(MAX_LAYERS + 1):
@@ -398,6 +458,7 @@ def open_message(raw: bytes, decryptor: Decryptor | None, trust: TrustStore, *,
                     raise ValueError("the message is encrypted: a decryptor is needed")
                 entity_bytes = cms.decrypt(der, decryptor, max_content=max_message)
                 encrypted = True
+                del der, entity  # let the ciphertext go before the next layer is read
             elif content_type == "signed_data":
                 if signature is not None:
                     raise MalformedMessage("more than one signature layer")
@@ -411,29 +472,32 @@ def open_message(raw: bytes, decryptor: Decryptor | None, trust: TrustStore, *,
                 raise MalformedMessage("more than one signature layer")
             if entity.get_param("protocol", "").lower() not in _PKCS7_SIGNATURE:
                 raise MalformedMessage("multipart/signed with a protocol other than PKCS#7")
-            parts = entity.get_payload()
             boundary = entity.get_boundary()
-            if not isinstance(parts, list) or len(parts) != 2 or boundary is None:
-                raise MalformedMessage("multipart/signed needs exactly two parts")
-            if parts[1].get_content_type() not in _PKCS7_SIGNATURE:
+            if boundary is None:
+                raise MalformedMessage("multipart/signed without a boundary")
+            content, signature_part = _signed_parts(entity_bytes, boundary)
+            signature_entity = _parse(signature_part)
+            if signature_entity.get_content_type() not in _PKCS7_SIGNATURE:
                 raise MalformedMessage("the second part of multipart/signed is not a signature")
-            content = _signed_content(entity_bytes, boundary)
-            signature = cms.verify(_der_of(parts[1]), trust=trust, detached_content=content,
-                                   at=at, max_content=max_message,
+            signature = cms.verify(_der_of(signature_entity), trust=trust,
+                                   detached_content=content, at=at, max_content=max_message,
                                    require_signing_certificate=require_signing_certificate)
             entity_bytes = content
         else:
             break
-        entity = _parse(entity_bytes)
+        entity = _shallow(entity_bytes)
     else:
         raise MalformedMessage(f"more than {MAX_LAYERS} nested S/MIME layers")
+    layered = entity_bytes is not raw
+    del entity
+    entity = _parse(entity_bytes)  # the content itself: every part, for bodies and files
     if require_encrypted and not encrypted:
         raise NotEncrypted("the message was not encrypted")
     if require_signed and signature is None:
         raise NotSigned("the message is not signed")
 
     # Header fields inside the protected payload win over the outer ones (RFC 9788 §4).
-    inner = entity is not top and entity["From"] is not None
+    inner = layered and entity["From"] is not None
     fields = entity if inner else top
     senders = _addresses_of(fields, "From")
     if check_sender and signature is not None:

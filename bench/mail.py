@@ -1,0 +1,204 @@
+"""Mail benchmarks: protect and open a message with a 10 MB attachment, bifente vs `openssl cms`.
+
+Each side runs in its own process so peak RSS (`wait4` rusage, ru_maxrss) is that side's
+alone. bifente signs with the simulated CPS card in process (split hash) and decrypts with
+PSO DECIPHER on it; OpenSSL uses the same keys from files. Both open the same message
+(the one bifente protected), and both protect the same attachment: AES-256-GCM, RSA-OAEP
+SHA-256 to the recipient and the sender, CAdES signing-certificate-v2.
+
+    python -m bench.mail [--quick]          # this table alone
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from apdu.cps import CpsSession
+from bench.table import Row, fmt_time, print_table
+from simulators.pki import DATA
+
+__all__ = ["run"]
+
+REPO = Path(__file__).resolve().parent.parent
+SIZE = 10 * 1024 * 1024
+SENDER = "Claire MARTIN <claire.martin@cabinet.test>"
+RECIPIENT = "paul.infirmier@cabinet.test"
+ROOT = DATA / "ca" / "test-root.crt.pem"
+PERSONNES = DATA / "ca" / "test-personnes.crt.pem"
+GP = DATA / "cps" / "gp"
+NURSE = DATA / "cps" / "nurse"
+OAEP = ("-keyopt", "rsa_padding_mode:oaep", "-keyopt", "rsa_oaep_md:sha256")
+
+
+# Peak RSS of one process: Linux carries a parent's RSS at fork into the child's ru_maxrss,
+# so the measured process must be forked by something small. GNU time is (about 1 MB);
+# without it, a bare Python launcher is used and its own size (~10 MB) is the floor.
+GNU_TIME = "/usr/bin/time" if Path("/usr/bin/time").exists() else None
+_LAUNCHER = ("import resource, subprocess, sys\n"
+             "code = subprocess.run(sys.argv[2:]).returncode\n"
+             "kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss\n"
+             "open(sys.argv[1], 'w').write(str(kib))\n"
+             "sys.exit(code)\n")
+
+
+def _measure(argv: Sequence[str | Path], cwd: Path) -> tuple[float, int, bytes]:
+    """Run one process: wall seconds, its own peak RSS in bytes, stdout."""
+    with tempfile.TemporaryDirectory() as tmp:
+        rss_file = Path(tmp) / "rss"
+        wrapper = [GNU_TIME, "-f", "%M", "-o", str(rss_file)] if GNU_TIME else \
+            [sys.executable, "-S", "-c", _LAUNCHER, str(rss_file)]
+        start = time.perf_counter()
+        result = subprocess.run([*wrapper, *map(str, argv)], cwd=cwd, capture_output=True,
+                                check=False)
+        wall = time.perf_counter() - start
+        if result.returncode:
+            raise RuntimeError(f"{argv[0]} failed: {result.stderr.decode(errors='replace')}")
+        kib = int(rss_file.read_text().split()[-1])
+    return wall, kib * 1024, result.stdout
+
+
+def _ours(mode: str, folder: Path) -> tuple[float, float, int]:
+    """(operation seconds inside the process, process wall seconds, peak RSS)."""
+    wall, rss, out = _measure([sys.executable, "-m", "bench.mail", "--worker", mode,
+                               str(folder)], REPO)
+    return json.loads(out)["seconds"], wall, rss
+
+
+def _openssl(steps: Sequence[Sequence[str | Path]], folder: Path) -> tuple[float, int]:
+    """Total wall seconds of the commands, the largest peak RSS among them."""
+    total, peak = 0.0, 0
+    for step in steps:
+        wall, rss, _out = _measure(["openssl", "cms", *step], folder)
+        total += wall
+        peak = max(peak, rss)
+    return total, peak
+
+
+def _prepare(folder: Path) -> None:
+    from edged.services import smime
+
+    data = os.urandom(SIZE)
+    (folder / "attachment.bin").write_bytes(data)
+    msg = smime.build_message(SENDER, [RECIPIENT], (), "Bench", text="Bonjour\n",
+                              attachments=[smime.Attachment("scan.bin",
+                                                            "application/octet-stream", data)])
+    for name in ("From", "To", "Subject", "Date", "Message-ID", "MIME-Version"):
+        del msg[name]
+    (folder / "entity.eml").write_bytes(smime.to_bytes(msg))
+
+
+def _session(profile: str) -> CpsSession:
+    from apdu.protocol import CardProtocol
+    from apdu.transport import InProcessTransport
+    from simulators.cps3 import Cps3Card
+
+    session = CpsSession(CardProtocol(InProcessTransport(Cps3Card(profile))))
+    session.verify_pin(lambda _request: bytearray(b"1234"))
+    return session
+
+
+def _worker(mode: str, folder: Path) -> None:
+    """One side of the benchmark, in its own process; prints the operation's seconds."""
+    from edged.services import cms, smime
+    from simulators.pki import ca_certificate, card_keys
+
+    seconds = 0.0
+    if mode == "protect":
+        signer = cms.CardSigner(_session("gp"), [ca_certificate("personnes")])
+        data = (folder / "attachment.bin").read_bytes()
+        recipient = card_keys("nurse").authentication_cert
+        start = time.perf_counter()
+        msg = smime.build_message(SENDER, [RECIPIENT], (), "Bench", text="Bonjour\n",
+                                  attachments=[smime.Attachment(
+                                      "scan.bin", "application/octet-stream", data)])
+        raw = smime.to_bytes(smime.protect(msg, signer, [recipient], "gcm"))
+        seconds = time.perf_counter() - start
+        (folder / "ours.eml").write_bytes(raw)
+    elif mode == "open":
+        decryptor = cms.CardDecryptor(_session("nurse"))
+        trust = cms.TrustStore([ca_certificate("root")])
+        raw = (folder / "ours.eml").read_bytes()
+        start = time.perf_counter()
+        opened = smime.open_message(raw, decryptor, trust)
+        seconds = time.perf_counter() - start
+        assert len(opened.attachments[0].data) == SIZE
+    elif mode == "idle":  # imports, a card session and the input in memory: the floor
+        _session("gp")
+        (folder / "attachment.bin").read_bytes()
+    print(json.dumps({"seconds": seconds}))
+
+
+def _rows(label: str, ours: list[tuple[float, float, int]],
+          theirs: list[tuple[float, int]]) -> list[Row]:
+    op = statistics.median(o[0] for o in ours)
+    wall = statistics.median(o[1] for o in ours)
+    rss = max(o[2] for o in ours)
+    t_ssl = statistics.median(t[0] for t in theirs)
+    rss_ssl = max(t[1] for t in theirs)
+    mb = SIZE / 1e6
+    return [
+        Row(f"{label}, openssl cms", fmt_time(t_ssl),
+            f"{mb / t_ssl:6.1f} MB/s, peak RSS {rss_ssl / 1e6:5.0f} MB", "1.00 (baseline)"),
+        Row(f"{label}, bifente (card in process)", fmt_time(op),
+            f"{mb / op:6.1f} MB/s, peak RSS {rss / 1e6:5.0f} MB (process {fmt_time(wall)})",
+            f"time x{op / t_ssl:.2f}, RSS x{rss / rss_ssl:.1f}"),
+    ]
+
+
+def run(quick: bool = False) -> list[Row]:
+    """Sign+encrypt and decrypt+verify of a 10 MB attachment: MB/s and peak RSS, side by side."""
+    rounds = 1 if quick else 3
+    with tempfile.TemporaryDirectory(prefix="bifente-bench-mail-") as tmp:
+        folder = Path(tmp)
+        _prepare(folder)
+        protect_ssl = [
+            ["-sign", "-cades", "-in", "entity.eml", "-signer", GP / "sig.crt.pem", "-inkey",
+             GP / "sig.key.pem", "-certfile", PERSONNES, "-out", "signed.eml"],
+            ["-encrypt", "-aes-256-gcm", "-in", "signed.eml", "-recip", NURSE / "aut.crt.pem",
+             *OAEP, "-recip", GP / "aut.crt.pem", *OAEP, "-out", "openssl.eml"],
+        ]
+        open_ssl = [
+            ["-decrypt", "-in", "ours.eml", "-recip", NURSE / "aut.crt.pem", "-inkey",
+             NURSE / "aut.key.pem", "-out", "decrypted.eml"],
+            ["-verify", "-in", "decrypted.eml", "-CAfile", ROOT, "-cades", "-out",
+             "content.eml"],
+        ]
+        ours_protect, ssl_protect, ours_open, ssl_open = [], [], [], []
+        for _ in range(rounds):  # interleaved, so drift hits both sides alike
+            ours_protect.append(_ours("protect", folder))
+            ssl_protect.append(_openssl(protect_ssl, folder))
+            ours_open.append(_ours("open", folder))
+            ssl_open.append(_openssl(open_ssl, folder))
+        _wall, idle_rss, _out = _measure([sys.executable, "-m", "bench.mail", "--worker",
+                                          "idle", str(folder)], REPO)
+    rows = _rows("sign + encrypt 10 MB", ours_protect, ssl_protect)
+    rows += _rows("decrypt + verify 10 MB", ours_open, ssl_open)
+    rows.append(Row("bifente process floor (imports, card, input read)", "",
+                    f"peak RSS {idle_rss / 1e6:5.0f} MB", ""))
+    return rows
+
+
+def main() -> int:
+    """Print this table alone (or run one worker side with --worker)."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--worker", nargs=2, metavar=("MODE", "DIR"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        _worker(args.worker[0], Path(args.worker[1]))
+        return 0
+    print_table("Secure mail: 10 MB attachment, bifente vs openssl cms", run(args.quick))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
