@@ -285,6 +285,7 @@ def encrypt_message(msg: EmailMessage, recipients: Sequence[x509.Certificate],
     signed = msg.get_content_type() == "multipart/signed"
     content = to_bytes(_payload(msg, None if signed else "cipher"))
     der = cms.encrypt(content, recipients, mode=mode)
+    del content  # the clear entity is not needed while the envelope is base64-encoded
     outer = _envelope(msg, subject)
     outer.set_content(der, maintype="application", subtype="pkcs7-mime", cte="base64",
                       disposition="attachment", filename="smime.p7m",
