@@ -417,8 +417,11 @@ def _attachments(entity: EmailMessage, limit: int) -> tuple[Attachment, ...]:
     for index, part in enumerate(entity.iter_attachments(), 1):
         name = part.get_filename() or f"attachment-{index}"
         encoded = part.get_payload()
-        if isinstance(encoded, str) and len(encoded) * 3 // 4 > limit + 3:
-            raise AttachmentTooLarge(name, len(encoded) * 3 // 4, limit)  # before decoding
+        base64 = str(part.get("Content-Transfer-Encoding", "")).strip().lower() == "base64"
+        if base64 and isinstance(encoded, str):  # an upper bound, before decoding anything
+            estimate = (len(encoded) - encoded.count("\n") - encoded.count("\r")) * 3 // 4
+            if estimate > limit + 2:  # up to two '=' pad characters
+                raise AttachmentTooLarge(name, estimate, limit)
         data = part.get_payload(decode=True)
         if data is None:  # message/rfc822 and other multiparts: the entity as sent
             data = to_bytes(part.get_payload(0)) if part.is_multipart() else b""

@@ -281,6 +281,8 @@ def test_size_limits_when_opening(card, trust) -> None:
     with pytest.raises(smime.AttachmentTooLarge) as exc:
         smime.open_message(raw, gp.decryptor, trust, max_attachment=1024 * 1024)
     assert exc.value.name == "big.dat"
+    exact = smime.open_message(raw, gp.decryptor, trust, max_attachment=3 * 1024 * 1024)
+    assert len(exact.attachments[-1].data) == 3 * 1024 * 1024  # at the limit: accepted
     with pytest.raises(smime.MessageTooLarge):
         smime.open_message(raw, gp.decryptor, trust, max_message=1024 * 1024)
 
