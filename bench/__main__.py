@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import platform
 
-from bench import cards, edged, mail
+from bench import cards, dmp, edged, mail
 from bench.table import print_table
 
 
@@ -21,6 +21,8 @@ def main() -> int:
     print_table("edged: the daemon over WebSocket + TLS 1.3 (loopback)", edged.run(args.quick))
     print_table("Secure mail: 10 MB attachment, sign+encrypt / decrypt+verify vs openssl cms",
                 mail.run(args.quick))
+    print_table("Reference DMP host: HTTPS + SQLite (WAL, synchronous=FULL) on loopback",
+                dmp.run(args.quick))
     return 0
 
 

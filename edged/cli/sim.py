@@ -112,6 +112,33 @@ def _sim_mail(args: argparse.Namespace) -> int:
     return 0
 
 
+def _sim_dmp(args: argparse.Namespace) -> int:
+    # Imported here: the daemon and client never need the simulators.
+    import logging
+
+    from simulators.dmp import DmpHost
+
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    host = DmpHost(args.data, port=args.port, host=args.host, test_mode=args.test_mode,
+                   admin_token=args.admin_token).start()
+    try:
+        print(f"reference DMP host (TEST) on {host.url}", flush=True)
+        print(f"trust: {host.cafile}", flush=True)
+        if not args.admin_token:
+            print(f"admin token: {host.admin_token}", flush=True)
+        if args.test_mode:
+            print("TEST MODE: GET /api/test/last-code is on (one-time codes readable)", flush=True)
+        try:
+            stop.wait()
+        except KeyboardInterrupt:
+            print("interrupted: stopping", flush=True)
+        return 0
+    finally:
+        host.stop()
+
+
 def add_parsers(sub: argparse._SubParsersAction) -> None:
     """Register `bifente sim`."""
     sim = sub.add_parser("sim", help="run simulated cards (and later terminal and hosts)")
@@ -134,3 +161,12 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--allow-clear", action="store_true",
                    help="accept mail that is not S/MIME (for plain tests only)")
     p.set_defaults(func=_sim_mail)
+    p = ssub.add_parser("dmp", help="run the reference DMP host (HTTPS + SQLite) until stopped")
+    p.add_argument("--data", required=True, help="data directory (database, TLS key, outbox)")
+    p.add_argument("--port", type=int, default=8443, help="TCP port (default 8443; 0: any)")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    p.add_argument("--test-mode", action="store_true",
+                   help="expose GET /api/test/last-code (one-time codes) for tests")
+    p.add_argument("--admin-token", help="admin token for device enrollment (default: random, "
+                   "printed)")
+    p.set_defaults(func=_sim_dmp)

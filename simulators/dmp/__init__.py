@@ -1,0 +1,14 @@
+"""The reference DMP host (issue 6 §1-§2): a real HTTPS service with SQLite that enforces the
+shared medical record's rules, so DMP flows are tested against something that behaves like
+the national host. TEST ONLY: its certificates come from the test PKI.
+
+    from simulators.dmp import DmpHost
+    with DmpHost(tmp_path, test_mode=True) as host:
+        ...  # host.url, host.cafile, host.enroll_device(...)
+
+The API is described in docs/dmp-api.md.
+"""
+
+from simulators.dmp.host import DmpHost
+
+__all__ = ["DmpHost"]
