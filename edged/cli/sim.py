@@ -113,14 +113,12 @@ def _sim_mail(args: argparse.Namespace) -> int:
 
 
 def _sim_dmp(args: argparse.Namespace) -> int:
-    # Imported here: the daemon and client never need the simulators.
-    import logging
-
+    # Imported here: the daemon and client never need the simulators. Requests are logged
+    # at INFO (bifente -v sim dmp ...), by route pattern: the paths hold patients' INS.
     from simulators.dmp import DmpHost
 
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     host = DmpHost(args.data, port=args.port, host=args.host, test_mode=args.test_mode,
                    admin_token=args.admin_token).start()
     try:

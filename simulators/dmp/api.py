@@ -16,7 +16,7 @@ import re
 import sqlite3
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -103,7 +103,7 @@ class _Ctx:
     """What a trace needs to know about the request being served."""
 
     actor: Trace
-    ins: str | None = None
+    ins: str | None = field(default=None, repr=False)
     action: str = ""
     document_id: str = ""
     mode: AccessMode = AccessMode.NORMAL

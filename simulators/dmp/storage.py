@@ -180,7 +180,7 @@ class Trace:
     """One access or refusal (append-only)."""
 
     time: float
-    ins: str | None
+    ins: str | None = field(repr=False)
     actor_kind: str  # professional | structure | patient | admin
     actor_id: str
     action: str

@@ -8,12 +8,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-from simulators.dmp.testing import ConsentSigner, DmpClient
+from simulators.dmp.testing import ConsentSigner, DmpClient, test_nir
 
 
 def test_bifente_sim_dmp_serves_until_sigterm(tmp_path: Path) -> None:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "edged.cli.main", "sim", "dmp", "--data", str(tmp_path),
+        [sys.executable, "-m", "edged.cli.main", "-v", "sim", "dmp", "--data", str(tmp_path),
          "--port", "0", "--admin-token", "admin-secret", "--test-mode"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
@@ -38,11 +38,16 @@ def test_bifente_sim_dmp_serves_until_sigterm(tmp_path: Path) -> None:
                                                "public_key": signer.public_pem},
                         token="admin-secret")
         assert r.status == 201
+        ins = test_nir(4242)
+        assert client.get(f"/api/dmp/{ins}").reason == "unauthenticated"
+        assert client.get(f"/api/test/last-code?ins={ins}").reason == "not_found"
         client.close()
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=10) == 0
         assert (tmp_path / "dmp.sqlite3").exists() and (tmp_path / "tls" / "host.key.pem").exists()
-        assert "admin-secret" not in (proc.stderr.read() if proc.stderr else "")
+        log = proc.stderr.read() if proc.stderr else ""
+        assert "GET /api/dmp/{ins} -> 401" in log  # the route pattern, never the path
+        assert ins not in log and ins[:13] not in log and "admin-secret" not in log
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -217,3 +217,27 @@ def test_a_professional_reads_traces_with_consent(world: World) -> None:
     actions = [(t["actor"]["id"], t["action"], t["outcome"]) for t in r.json()["traces"]]
     assert (national_id("gp"), "create", "ok") in actions
     assert (national_id("nurse"), "traces", "refused") in actions
+
+
+def test_concurrent_feeds_from_several_connections(world: World) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    records = [world.create()[0] for _ in range(4)]
+    token = world.token("gp")
+
+    def feed(ins: str) -> int:
+        client = DmpClient(world.host.url, world.host.cafile, token=token)
+        try:
+            statuses = []
+            for _ in range(3):
+                headers = {**world.consent(ins, "gp", "feed"),
+                           "Content-Type": "application/hl7-v3+xml"}
+                statuses.append(client.post(f"/api/dmp/{ins}/documents", None,
+                                            body=world.cda(ins), headers=headers).status)
+            return statuses.count(201)
+        finally:
+            client.close()
+
+    with ThreadPoolExecutor(4) as pool:
+        assert list(pool.map(feed, records)) == [3, 3, 3, 3]
+    assert [len(world.found(ins, "gp")) for ins in records] == [3, 3, 3, 3]
