@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import NoReturn
 
 from cryptography import x509
 
@@ -46,7 +47,7 @@ from apdu.errors import (
 from apdu.ins import INS
 from apdu.protocol import CardProtocol
 from apdu.sha256 import split
-from apdu.transport import SecurePinEntry
+from apdu.transport import SecurePinChange, SecurePinEntry
 
 __all__ = ["CpsIdentity", "CpsSession", "PinRequest", "PinSource", "PinStatus"]
 
@@ -249,9 +250,31 @@ class CpsSession:
             _wipe(code)
             _wipe(padded)
 
-    def change_pin(self, source: PinSource | None) -> None:
-        """CHANGE REFERENCE DATA: the source gives the old then the new PIN."""
+    def _secure_change(self, ins: int, current: tuple[int, int], prompt: str,
+                       timeout: float) -> int | None:
+        """Both codes typed on the reader (SecurePinChange); None if it cannot."""
+        transport = self.protocol.transport
+        if not isinstance(transport, SecurePinChange):
+            return None
+        template = bytes([0x00, ins, 0x00, PinRef.PIN])
+        call = (transport.secure_change if ins == INS.CHANGE_REFERENCE_DATA
+                else transport.secure_unblock)
+        return call(template, current_length=current, new_length=(4, 4), pad_to=PIN_PAD_TO,
+                    pad_byte=0xFF, prompt=prompt, timeout=timeout)
+
+    def change_pin(self, source: PinSource | None = None, *, prompt: str = "PIN CPS",
+                   timeout: float = 30.0) -> None:
+        """CHANGE REFERENCE DATA: the source gives the old then the new PIN.
+
+        With no source, a reader with secure PIN change (the terminal keypad) asks for both.
+        """
         self.protocol.select_aid(CPS_AID)
+        if source is None:
+            sw = self._secure_change(INS.CHANGE_REFERENCE_DATA, (4, 4), prompt, timeout)
+            if sw is not None:
+                if sw != 0x9000:
+                    raise self._pin_error(error_for_sw(sw))
+                return
         old = self._ask(source, PinRequest(PinRef.PIN, 4, 4, "old"))
         new = bufs = None
         try:
@@ -267,9 +290,19 @@ class CpsSession:
             _wipe(new)
             _wipe(bufs)
 
-    def unblock_pin(self, source: PinSource | None) -> None:
-        """RESET RETRY COUNTER: the source gives the PUK then the new PIN."""
+    def unblock_pin(self, source: PinSource | None = None, *, prompt: str = "PUK CPS",
+                    timeout: float = 30.0) -> None:
+        """RESET RETRY COUNTER: the source gives the PUK then the new PIN.
+
+        With no source, a reader with secure PIN change (the terminal keypad) asks for both.
+        """
         self.protocol.select_aid(CPS_AID)
+        if source is None:
+            sw = self._secure_change(INS.RESET_RETRY_COUNTER, (8, 8), prompt, timeout)
+            if sw is not None:
+                if sw != 0x9000:
+                    self._puk_error(error_for_sw(sw))
+                return
         puk = self._ask(source, PinRequest(PinRef.PUK, 8, 8, "puk"))
         new = bufs = None
         try:
@@ -279,16 +312,19 @@ class CpsSession:
             self.protocol.transceive(CommandApdu(0x00, INS.RESET_RETRY_COUNTER, 0x00,
                                                  PinRef.PIN, bytes(bufs)))
         except ApduError as exc:
-            if exc.sw >> 4 == 0x63C:
-                raise WrongPin(exc.sw & 0x0F) from None  # tries left are the PUK's
-            if isinstance(exc, AuthMethodBlocked):
-                raise AuthMethodBlocked(exc.sw, "PUK blocked: the card must be replaced") \
-                    from None
-            raise
+            self._puk_error(exc)
         finally:
             _wipe(puk)
             _wipe(new)
             _wipe(bufs)
+
+    @staticmethod
+    def _puk_error(exc: ApduError) -> NoReturn:
+        if exc.sw >> 4 == 0x63C:
+            raise WrongPin(exc.sw & 0x0F) from None  # tries left are the PUK's
+        if isinstance(exc, AuthMethodBlocked):
+            raise AuthMethodBlocked(exc.sw, "PUK blocked: the card must be replaced") from None
+        raise exc
 
     # -- keys -------------------------------------------------------------------------------
     def _mse(self, template: int, key: int, algo: int) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Protocol, runtime_checkable
 
-__all__ = ["InProcessTransport", "SecurePinEntry", "SimulatedCard", "Transport"]
+__all__ = ["InProcessTransport", "SecurePinChange", "SecurePinEntry", "SimulatedCard", "Transport"]
 
 
 @runtime_checkable
@@ -67,4 +67,26 @@ class SecurePinEntry(Protocol):
     def secure_verify(self, template: bytes, *, min_length: int, max_length: int,
                       pad_to: int, pad_byte: int, prompt: str, timeout: float) -> int:
         """Collect a PIN on the reader and present it; returns SW1SW2 (or raises PinCancelled)."""
+        ...
+
+
+@runtime_checkable
+class SecurePinChange(Protocol):
+    """A reader that also changes and unblocks PINs itself (the terminal keypad).
+
+    The host gives the command template and both codes' lengths; the reader asks for the
+    current code (or the PUK) and the new one twice, builds the APDU (each code padded with
+    pad_byte to pad_to bytes) and returns only the status word.
+    """
+
+    def secure_change(self, template: bytes, *, current_length: tuple[int, int],
+                      new_length: tuple[int, int], pad_to: int, pad_byte: int, prompt: str,
+                      timeout: float) -> int:
+        """CHANGE REFERENCE DATA; returns SW1SW2 (or raises PinCancelled)."""
+        ...
+
+    def secure_unblock(self, template: bytes, *, current_length: tuple[int, int],
+                       new_length: tuple[int, int], pad_to: int, pad_byte: int, prompt: str,
+                       timeout: float) -> int:
+        """RESET RETRY COUNTER with the PUK; returns SW1SW2 (or raises PinCancelled)."""
         ...

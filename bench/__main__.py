@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import platform
 
-from bench import cards, dmp, edged, mail
+from bench import cards, dmp, edged, mail, terminal
 from bench.table import print_table
 
 
@@ -18,6 +18,8 @@ def main() -> int:
           " (medians; ratios measured side by side in this run)")
     print_table("Cards through pyscard -> pcscd -> vpcd -> simulated cards",
                 cards.run(args.quick))
+    print_table("Terminal: firmware on MicroPython (192K heap) over a pty, T=0 card lines "
+                f"(f = {terminal.card_clock_hz() / 1e6:.5f} MHz)", terminal.run(args.quick))
     print_table("edged: the daemon over WebSocket + TLS 1.3 (loopback)", edged.run(args.quick))
     print_table("Secure mail: 10 MB attachment, sign+encrypt / decrypt+verify vs openssl cms",
                 mail.run(args.quick))

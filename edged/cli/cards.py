@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+from collections.abc import Iterator
 
 from apdu.cps import CpsSession
+from apdu.errors import PinNotAvailable
 from apdu.identity import compute_ins_c, ins_for, parse_nir
 from apdu.protocol import CardProtocol
+from apdu.transport import SecurePinChange, SecurePinEntry, Transport
 from apdu.vitale import VitaleSession
+from edged.cli.errors import EXIT
 from edged.cli.render import cps_json, cps_text, vitale_json, vitale_text
 from edged.readers.pcsc import open_reader, scan
+from edged.readers.terminal import TerminalLink, TerminalTransport, parse_reader
+from edged.services.cards import verify_pin
 
 __all__ = ["add_parsers"]
 
@@ -32,8 +39,27 @@ def _cards(args: argparse.Namespace) -> int:
     return 0
 
 
+@contextlib.contextmanager
+def _open(kind: str, reader: str | None) -> Iterator[Transport]:
+    """The card of `kind`: in a PC/SC reader, or in a terminal slot (terminal:PATH[@SLOT])."""
+    if reader is None or not reader.startswith("terminal:"):
+        with open_reader(kind, reader) as pcsc:
+            yield pcsc
+        return
+    path, slot = parse_reader(reader)
+    with TerminalLink(path) as link:
+        try:
+            with TerminalTransport(link, (0 if kind == "cps" else 1) if slot is None
+                                   else slot) as transport:
+                yield transport
+        except KeyboardInterrupt:
+            with contextlib.suppress(Exception):
+                link.abort()  # end a prompt left on the terminal's display
+            raise
+
+
 def _vitale_read(args: argparse.Namespace) -> int:
-    with open_reader("vitale", args.reader) as transport:
+    with _open("vitale", args.reader) as transport:
         card = VitaleSession(CardProtocol(transport)).read()
     print(json.dumps(vitale_json(card), indent=2, ensure_ascii=False) if args.json
           else vitale_text(card))
@@ -41,11 +67,43 @@ def _vitale_read(args: argparse.Namespace) -> int:
 
 
 def _cps_info(args: argparse.Namespace) -> int:
-    with open_reader("cps", args.reader) as transport:
+    with _open("cps", args.reader) as transport:
         session = CpsSession(CardProtocol(transport))
         identity, pin = session.identity(), session.pin_status()
     print(json.dumps(cps_json(identity, pin), indent=2, ensure_ascii=False) if args.json
           else cps_text(identity, pin))
+    return 0
+
+
+_NO_PIN_PAD = ("this reader has no PIN pad: the PIN is typed on a terminal keypad "
+               "(--reader terminal:PATH), never on the computer")
+
+
+def _cps_verify(args: argparse.Namespace) -> int:
+    with _open("cps", args.reader) as transport:
+        if not isinstance(transport, SecurePinEntry):
+            raise PinNotAvailable(_NO_PIN_PAD)
+        if not args.json:
+            print("type the PIN on the terminal's keypad...", flush=True)
+        result = verify_pin(CardProtocol(transport), args.timeout)
+    if args.json:
+        print(json.dumps(result))
+    elif result["result"] == "wrong":
+        tries = result["tries_left"]
+        print(f"wrong ({tries} tr{'y' if tries == 1 else 'ies'} left)")
+    else:
+        print(result["result"])
+    return 0 if result["result"] == "ok" else EXIT["pin"]
+
+
+def _cps_change_pin(args: argparse.Namespace) -> int:
+    with _open("cps", args.reader) as transport:
+        if not isinstance(transport, SecurePinChange):
+            raise PinNotAvailable(_NO_PIN_PAD)
+        print("type the current PIN, then the new one twice, on the terminal's keypad...",
+              flush=True)
+        CpsSession(CardProtocol(transport)).change_pin(timeout=args.timeout)
+    print("PIN changed")
     return 0
 
 
@@ -83,16 +141,30 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     vitale = sub.add_parser("vitale", help="the patient's Vitale card")
     vsub = vitale.add_subparsers(dest="action", required=True)
     p = vsub.add_parser("read", help="read the insured person and the beneficiaries")
-    p.add_argument("--reader", help="reader name or index (default: the one with a Vitale card)")
+    p.add_argument("--reader", help="reader name or index (default: the one with a Vitale "
+                                    "card), or terminal:PATH for a bifente terminal")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_vitale_read)
 
     cps = sub.add_parser("cps", help="the professional's CPS card")
     csub = cps.add_subparsers(dest="action", required=True)
+    reader_help = ("reader name or index (default: the one with a CPS card), or "
+                   "terminal:PATH for a bifente terminal")
     p = csub.add_parser("info", help="holder identity and PIN tries left (no PIN needed)")
-    p.add_argument("--reader", help="reader name or index (default: the one with a CPS card)")
+    p.add_argument("--reader", help=reader_help)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_cps_info)
+    p = csub.add_parser("verify", help="check the PIN, typed on the terminal's keypad "
+                                       "(prints ok / wrong / blocked / cancelled)")
+    p.add_argument("--reader", help=reader_help)
+    p.add_argument("--timeout", type=float, default=30.0, help="seconds to type it (default 30)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_cps_verify)
+    p = csub.add_parser("change-pin", help="change the PIN, typed on the terminal's keypad")
+    p.add_argument("--reader", help=reader_help)
+    p.add_argument("--timeout", type=float, default=30.0,
+                   help="seconds for each code (default 30)")
+    p.set_defaults(func=_cps_change_pin)
 
     p = sub.add_parser("ins", help="check a NIR, compute the INS-C and the INS with its OID")
     p.add_argument("nir", help="13 or 15 characters, spaces allowed")

@@ -8,6 +8,8 @@ import signal
 import sys
 import threading
 
+from edged.cli import sim_terminal
+
 __all__ = ["add_parsers"]
 
 HELP = ("commands: remove SLOT | insert SLOT | insert SLOT cps|vitale PROFILE | status | quit"
@@ -146,6 +148,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--vitale", default="family", help="Vitale profile (default family)")
     p.add_argument("--no-input", action="store_true", help="do not read commands from stdin")
     p.set_defaults(func=_sim_cards)
+    sim_terminal.add_parsers(ssub)
     p = ssub.add_parser("mail", help="run the reference mail operator trust space until stopped")
     p.add_argument("--data", required=True, metavar="DIR",
                    help="data folder: mailboxes (Maildir), keys, operator.json")

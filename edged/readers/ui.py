@@ -2,14 +2,45 @@
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Sequence
 from typing import Literal, Protocol, runtime_checkable
 
-__all__ = ["Answer", "TerminalUI", "fit_lines"]
+__all__ = ["Answer", "TerminalUI", "fit_lines", "fold_ascii"]
 
 Answer = Literal["ok", "cancel", "timeout"]
-DISPLAY_COLUMNS = 21  # 128 px / 6 px font on the SSD1306
+# The terminal's SSD1306 (128 x 64 px) with framebuf's 8 x 8 font: 16 columns, 8 rows, ASCII.
+DISPLAY_COLUMNS = 16
 DISPLAY_LINES = 8
+ELLIPSIS = "..."
+_FOLD = {"œ": "oe", "Œ": "OE", "æ": "ae", "Æ": "AE", "ß": "ss", "ø": "o", "Ø": "O",
+         "ł": "l", "Ł": "L", "đ": "d", "Đ": "D", "\u2026": "...", "«": '"', "»": '"',
+         "\u201c": '"', "\u201d": '"', "\u201e": '"', "\u2018": "'", "\u2019": "'",
+         "\u201a": "'", "\u2013": "-", "\u2014": "-", "\u2010": "-", "\u2212": "-",
+         "€": "EUR", "°": "o", "\t": " "}
+
+
+def fold_ascii(text: str) -> str:
+    """Printable ASCII for the terminal's font: accents dropped (é -> e), others as '?'."""
+    out = []
+    for ch in text:
+        if " " <= ch <= "~" or ch == "\n":
+            out.append(ch)
+            continue
+        if ch in _FOLD:
+            out.append(_FOLD[ch])
+            continue
+        base = "".join(c for c in unicodedata.normalize("NFKD", ch)
+                       if not unicodedata.combining(c))
+        if base and all(" " <= c <= "~" for c in base):
+            out.append(base)
+        elif unicodedata.category(ch).startswith("Z"):
+            out.append(" ")  # no-break and other spaces
+        elif unicodedata.category(ch)[0] == "C":
+            continue  # control and format characters show nothing
+        else:
+            out.append("?")
+    return "".join(out)
 
 
 @runtime_checkable
@@ -26,9 +57,9 @@ class TerminalUI(Protocol):
 
 
 def fit_lines(text: str, columns: int = DISPLAY_COLUMNS, lines: int = DISPLAY_LINES) -> list[str]:
-    """Word-wrap text for the display, capped (a peer controls this text: STYLE.md habit 6)."""
+    """Word-wrap text for the display as ASCII, capped (a peer controls it: STYLE.md habit 6)."""
     out: list[str] = []
-    for paragraph in text.replace("\r", "").split("\n"):
+    for paragraph in fold_ascii(text.replace("\r", "")).split("\n"):
         line = ""
         for word in paragraph.split():
             while len(word) > columns:
@@ -44,5 +75,5 @@ def fit_lines(text: str, columns: int = DISPLAY_COLUMNS, lines: int = DISPLAY_LI
                 line = f"{line} {word}" if line else word
         out.append(line)
     if len(out) > lines:
-        out = [*out[:lines - 1], out[lines - 1][:columns - 1] + "…"]
+        out = [*out[:lines - 1], out[lines - 1][:columns - len(ELLIPSIS)] + ELLIPSIS]
     return out

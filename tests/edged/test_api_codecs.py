@@ -109,11 +109,26 @@ def test_missing_config_file(tmp_path: Path) -> None:
 def test_fit_lines_caps_what_a_peer_sends(text: str) -> None:
     lines = fit_lines(text)
     assert len(lines) <= DISPLAY_LINES and all(len(x) <= DISPLAY_COLUMNS for x in lines)
+    assert all(" " <= ch <= "~" for line in lines for ch in line), lines
 
 
 def test_fit_lines_wraps_words() -> None:
+    # 16 columns: the SSD1306's 128 px with the firmware's 8 x 8 font.
+    assert DISPLAY_COLUMNS == 16 and DISPLAY_LINES == 8
     assert fit_lines("Allow Dr Claire MARTIN to read your DMP?") == [
-        "Allow Dr Claire", "MARTIN to read your", "DMP?"]
+        "Allow Dr Claire", "MARTIN to read", "your DMP?"]
+
+
+def test_fit_lines_folds_accents_to_ascii() -> None:
+    assert fit_lines("Autoriser le Dr Hélène Lefèvre à lire le DMP ?") == [
+        "Autoriser le Dr", "Helene Lefevre a", "lire le DMP ?"]
+    assert fit_lines("cœur \u2013 «désactivé»\u2026") == ['coeur -', '"desactive"...']
+
+
+def test_fit_lines_marks_what_it_cut() -> None:
+    lines = fit_lines(" ".join(["mot"] * 60))
+    assert len(lines) == DISPLAY_LINES and lines[-1].endswith("...")
+    assert len(lines[-1]) <= DISPLAY_COLUMNS
 
 
 def test_token_bucket() -> None:

@@ -1,0 +1,45 @@
+"""A virtual terminal per test module: the real firmware on MicroPython, a real pty, no mocks."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from edged.readers.terminal import TerminalLink
+from simulators.terminal import VirtualTerminal
+
+BIN = Path(sys.executable).parent
+
+
+def _have(name: str) -> bool:
+    return (BIN / name).exists() or shutil.which(name) is not None
+
+
+@pytest.fixture(scope="session")
+def firmware_tools() -> None:
+    """The MicroPython unix port and mpy-cross: skip without them, except under CI."""
+    missing = [n for n in ("micropython", "mpy-cross") if not _have(n)]
+    if missing:
+        reason = f"{', '.join(missing)} not found (make setup installs the firmware toolchain)"
+        if os.environ.get("CI"):
+            pytest.fail(reason)
+        pytest.skip(reason)
+
+
+@pytest.fixture(scope="module")
+def vt(firmware_tools: None) -> Iterator[VirtualTerminal]:
+    """The virtual terminal with a 'gp' CPS card and a 'family' Vitale card (192K heap)."""
+    with VirtualTerminal("gp", "family") as terminal:
+        yield terminal
+
+
+@pytest.fixture
+def link(vt: VirtualTerminal) -> Iterator[TerminalLink]:
+    """edged's side: the pty opened with pyserial and handshaken."""
+    with TerminalLink(vt.pty_path) as opened:
+        yield opened
