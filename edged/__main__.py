@@ -25,7 +25,10 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--config", type=Path, help="TOML configuration file "
                         "(default: built-in defaults; /etc/bifente/edged.toml on a Pi)")
     parser.add_argument("--simulate", action="store_true",
-                        help="run on simulated hardware: simulated cards in pcscd via vpcd")
+                        help="run on simulated hardware: the virtual terminal (firmware on the "
+                        "MicroPython unix port) with simulated cards")
+    parser.add_argument("--simulate-pcsc", action="store_true",
+                        help="simulate PC/SC readers instead: simulated cards in pcscd via vpcd")
     parser.add_argument("--cps", default="gp", help="with --simulate: CPS profile")
     parser.add_argument("--vitale", default="family", help="with --simulate: Vitale profile")
     parser.add_argument("--port", type=int, help="override the listening port")
@@ -47,16 +50,29 @@ async def _run(args: argparse.Namespace) -> int:
     if args.no_mdns:
         overrides["mdns"] = False
     stack = contextlib.ExitStack()
-    if args.simulate:
-        from simulators.slots import SimulatedSlots  # only the simulate entry point wires them
-
+    if args.simulate or args.simulate_pcsc:
+        # Only the simulate entry point wires the simulators in (ARCHITECTURE.md, layers).
         if args.state_dir is None and args.config is None:
             overrides["state_dir"] = Path(stack.enter_context(
                 tempfile.TemporaryDirectory(prefix="edged-sim-")))
-        slots = await asyncio.to_thread(SimulatedSlots(args.cps, args.vitale).start)
-        stack.callback(slots.stop)
-        log.info("simulated cards: CPS %r in slot 0, Vitale %r in slot 1", args.cps,
-                 args.vitale)
+        if args.simulate_pcsc:
+            from simulators.slots import SimulatedSlots
+
+            slots = await asyncio.to_thread(SimulatedSlots(args.cps, args.vitale).start)
+            stack.callback(slots.stop)
+        else:
+            from simulators.terminal import VirtualTerminal
+
+            terminal = await asyncio.to_thread(
+                VirtualTerminal(cps=args.cps, vitale=args.vitale).start)
+            stack.callback(terminal.stop)
+            control_dir = stack.enter_context(tempfile.TemporaryDirectory(prefix="bifente-vt-"))
+            terminal.serve_control(f"unix:{control_dir}/control.sock")
+            overrides["terminal"] = terminal.pty_path
+            overrides["pcsc"] = False
+            print(f"virtual terminal: {terminal.pty_path} control {terminal.control_address}",
+                  flush=True)
+        log.info("simulated cards: CPS %r, Vitale %r", args.cps, args.vitale)
     config = config.with_overrides(**overrides)
     with stack:
         daemon = Daemon(config)

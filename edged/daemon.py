@@ -56,6 +56,7 @@ class Daemon:
         self.server = RpcServer(self)
         self.announcer: Any = None
         self.watcher: PcscWatcher | None = None
+        self.terminal: Any = None
         self.started_at = time.monotonic()
         self.discoverable_at: float | None = None
         self._watchdog: asyncio.Task[None] | None = None
@@ -101,6 +102,8 @@ class Daemon:
         if self.config.pcsc:
             self.watcher = PcscWatcher(self.slots, loop, wrap=self.wrap_transport)
             self.watcher.start()
+        if self.config.terminal:
+            self._start_terminal(loop)
         await self.server.start()
         if self.config.mdns:
             await self._announce()
@@ -111,6 +114,33 @@ class Daemon:
             self._watchdog = loop.create_task(self._keepalive(interval))
         log.info("edged %s ready on port %d, fingerprint %s", VERSION, self.server.port,
                  self.keystore.fingerprint)
+
+    def _start_terminal(self, loop: asyncio.AbstractEventLoop) -> None:
+        """The bifente terminal: two slots with a keypad, and its display for prompts."""
+        from edged.readers.manager import Slot
+        from edged.readers.terminal import TerminalReader
+
+        def on_card(slot: int, present: bool, atr: bytes) -> None:
+            slot_id = f"terminal:{slot}"
+            if present:
+                view = Slot(slot_id, f"bifente terminal slot {slot}", "terminal", pin_pad=True)
+                coro = self.slots.card_inserted(view, atr,
+                                                lambda: self.terminal.transport(slot))
+            else:
+                coro = self.slots.card_removed(slot_id)
+            loop.call_soon_threadsafe(lambda: loop.create_task(coro))
+
+        def on_state(connected: bool) -> None:
+            log.info("terminal %s %s", self.config.terminal,
+                     "connected" if connected else "disconnected")
+
+        def on_cancel() -> None:
+            loop.call_soon_threadsafe(self.bus.publish, "terminal.cancel")
+
+        self.terminal = TerminalReader(self.config.terminal, on_card=on_card, on_state=on_state,
+                                       on_cancel=on_cancel).start()
+        if self.ui is None:
+            self.ui = self.terminal.ui()
 
     async def _announce(self) -> None:
         from edged.discovery import Advert, Announcer, default_name
@@ -141,6 +171,8 @@ class Daemon:
             await self.announcer.close()  # goodbye packets first (RFC 6762 §10.1)
         await self.server.close()
         await self.slots.close()  # running card jobs finish; cards are reset
+        if self.terminal is not None:
+            await asyncio.get_running_loop().run_in_executor(None, self.terminal.stop)
         if self.watcher is not None:
             await asyncio.get_running_loop().run_in_executor(None, self.watcher.stop)
         self.audit.append("daemon.stop", actor="edged")

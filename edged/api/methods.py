@@ -209,7 +209,7 @@ async def clients_revoke(daemon: Daemon, conn: Connection, params: dict[str, Any
     return {"revoked": client.name, "connections_closed": closed}
 
 
-EVENT_NAMES = frozenset({"card.inserted", "card.removed", "pin.state"})
+EVENT_NAMES = frozenset({"card.inserted", "card.removed", "pin.state", "terminal.cancel"})
 _NAME = {"type": "string", "pattern": r"[A-Za-z0-9 ._-]{1,64}"}
 _SCOPE = {"type": "string", "enum": ["identity:read", "cps:sign", "mail:send", "dmp:read",
                                       "dmp:write", "dmp:emergency", "admin"]}
@@ -250,8 +250,9 @@ METHODS: dict[str, Method] = {m.name: m for m in [
            _obj({"text": {"type": "string", "minLength": 1, "maxLength": 200},
                  "timeout": {"type": "number", "minimum": 5, "maximum": 300}}, ("text",)),
            _obj({"answer": {"type": "string", "enum": ["ok", "cancel", "timeout"]}})),
-    Method("events.subscribe", events_subscribe, "Receive card.inserted, card.removed and "
-           "pin.state notifications on this connection.", _READ,
+    Method("events.subscribe", events_subscribe, "Receive card.inserted, card.removed, "
+           "pin.state and terminal.cancel (Cancel pressed outside a prompt) notifications on "
+           "this connection.", _READ,
            _obj({"events": {"type": "array", "maxItems": 8,
                             "items": {"type": "string", "enum": sorted(EVENT_NAMES)}}}),
            _obj({"subscribed": {"type": "array", "items": _STR}})),

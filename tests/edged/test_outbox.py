@@ -31,7 +31,7 @@ class Operator:
         self.mailbox.setdefault(item.message_id, item.body)  # idempotent on Message-ID
 
 
-async def drain(outbox: Outbox, operator: Operator, until) -> None:  # noqa: ANN001
+async def drain(outbox: Outbox, operator: Operator, until) -> None:
     task = asyncio.ensure_future(outbox.run(operator.deliver))
     try:
         for _ in range(400):
