@@ -54,6 +54,9 @@ class Daemon:
         self.pairing = PairingManager(self.keystore, self.clients, show_code=self._show_code,
                                       on_event=self._pairing_event)
         self.server = RpcServer(self)
+        from edged.services.extensions import EXTENSIONS
+
+        self.extensions: list[Any] = [e for e in (f(self) for f in EXTENSIONS) if e is not None]
         self.announcer: Any = None
         self.watcher: PcscWatcher | None = None
         self.terminal: Any = None
@@ -105,6 +108,8 @@ class Daemon:
         if self.config.terminal:
             self._start_terminal(loop)
         await self.server.start()
+        for extension in self.extensions:
+            await extension.start()
         if self.config.mdns:
             await self._announce()
         self.discoverable_at = time.monotonic()
@@ -170,6 +175,8 @@ class Daemon:
         if self.announcer is not None:
             await self.announcer.close()  # goodbye packets first (RFC 6762 §10.1)
         await self.server.close()
+        for extension in reversed(self.extensions):
+            await extension.stop()
         await self.slots.close()  # running card jobs finish; cards are reset
         if self.terminal is not None:
             await asyncio.get_running_loop().run_in_executor(None, self.terminal.stop)

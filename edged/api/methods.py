@@ -6,14 +6,16 @@ generated from it (`python -m edged.api.docs`).
 
 from __future__ import annotations
 
-import base64
-import binascii
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from edged.api.errors import FORBIDDEN, NOT_PAIRED, NoCard, TerminalUnavailable
-from edged.api.jsonrpc import INVALID_PARAMS, METHOD_NOT_FOUND, RpcError
+from edged.api import dmp_methods, mail_methods
+from edged.api.errors import FORBIDDEN, NOT_PAIRED, TerminalUnavailable
+from edged.api.jsonrpc import METHOD_NOT_FOUND, RpcError
+from edged.api.method import B64 as _B64
+from edged.api.method import BOOL as _BOOL
+from edged.api.method import INT as _INT
+from edged.api.method import MAX_SIGN_BYTES, PROTOCOL_VERSION, Method, b64_param, obj, on_card
+from edged.api.method import STR as _STR
 from edged.readers.ui import fit_lines
 from edged.services import cards
 
@@ -23,73 +25,27 @@ if TYPE_CHECKING:
 
 __all__ = ["METHODS", "PROTOCOL_VERSION", "Method", "dispatch"]
 
-PROTOCOL_VERSION = "1.0"
-MAX_SIGN_BYTES = 1 << 20  # data signed in one call; larger documents: sign their CMS attributes
-
-Handler = Callable[["Daemon", "Connection", dict[str, Any]], Awaitable[Any]]
-
-
-@dataclass(frozen=True)
-class Method:
-    """One RPC method."""
-
-    name: str
-    handler: Handler
-    summary: str
-    scopes: frozenset[str] = frozenset()  # any of these; empty: any paired client
-    params: dict[str, Any] = field(default_factory=lambda: _obj({}))
-    result: dict[str, Any] = field(default_factory=dict)
-    unpaired: bool = False  # callable before pairing
-
-
-def _obj(props: dict[str, Any], required: tuple[str, ...] = ()) -> dict[str, Any]:
-    return {"type": "object", "properties": props, "required": list(required),
-            "additionalProperties": False}
-
-
-_STR = {"type": "string"}
-_INT = {"type": "integer"}
-_BOOL = {"type": "boolean"}
-_B64 = {"type": "string", "description": "base64", "maxLength": 4 * (MAX_SIGN_BYTES // 3 + 1)}
-_PIN_RESULT = _obj({"result": {"type": "string", "enum": ["ok", "wrong", "blocked",
+_PIN_RESULT = obj({"result": {"type": "string", "enum": ["ok", "wrong", "blocked",
                                                            "cancelled"]},
                     "tries_left": _INT}, ("result", "tries_left"))
-_SIGNATURE = _obj({"algorithm": _STR, "signature": {**_STR, "description": "base64"},
+_SIGNATURE = obj({"algorithm": _STR, "signature": {**_STR, "description": "base64"},
                    "certificate": {**_STR, "description": "base64 DER X.509"}},
                   ("algorithm", "signature", "certificate"))
-_SLOT = _obj({"slot": _STR, "reader": _STR, "source": {"type": "string",
+_SLOT = obj({"slot": _STR, "reader": _STR, "source": {"type": "string",
                                                          "enum": ["pcsc", "terminal"]},
               "present": _BOOL, "kind": {"type": "string",
                                          "enum": ["cps", "vitale", "vitale1", "unknown",
                                                   "empty"]},
               "atr": _STR, "pin_pad": _BOOL})
-_BENEFICIARY = _obj({
+_BENEFICIARY = obj({
     "quality": _INT, "quality_name": _STR, "name": _STR, "birth_name": _STR, "first_name": _STR,
     "birth_date": {**_STR, "description": "YYYYMMDD, possibly lunar"},
     "lunar_birth_date": _BOOL, "birth_rank": _INT, "nationality": _STR, "nir": _STR,
-    "temporary": _BOOL, "ins": _obj({"value": _STR, "oid": _STR, "kind": _STR}),
+    "temporary": _BOOL, "ins": obj({"value": _STR, "oid": _STR, "kind": _STR}),
     "ins_c": {"type": ["string", "null"]},
-    "rights": {"type": "array", "items": _obj({"start": _STR, "end": _STR})},
+    "rights": {"type": "array", "items": obj({"start": _STR, "end": _STR})},
 })
 
-
-def _b64(value: str, name: str, limit: int) -> bytes:
-    try:
-        raw = base64.b64decode(value, validate=True)
-    except (binascii.Error, ValueError) as exc:
-        raise RpcError(INVALID_PARAMS, f"{name} is not valid base64", "invalid_params") from exc
-    if len(raw) > limit:
-        raise RpcError(INVALID_PARAMS, f"{name} is larger than {limit} bytes", "too_large")
-    return raw
-
-
-async def _on_card(daemon: Daemon, conn: Connection, kind: str, fn: Callable[..., Any],
-                   label: str, timeout: float | None = None) -> Any:
-    slot = daemon.slots.find(kind)
-    if slot is None or slot.arbiter is None:
-        raise NoCard(f"no {'CPS' if kind == 'cps' else 'Vitale'} card is inserted")
-    return await slot.arbiter.run(conn.client_id, fn, label=label,
-                                  timeout=timeout or daemon.config.card_timeout)
 
 
 # -- handlers -------------------------------------------------------------------------------
@@ -107,27 +63,27 @@ async def readers_list(daemon: Daemon, conn: Connection, params: dict[str, Any])
 
 async def vitale_read(daemon: Daemon, conn: Connection, params: dict[str, Any]) -> Any:
     """vitale.read."""
-    result = await _on_card(daemon, conn, "vitale", cards.vitale_read, "vitale.read")
+    result = await on_card(daemon, conn, "vitale", cards.vitale_read, "vitale.read")
     daemon.audit_event("vitale.read", conn, beneficiaries=len(result["beneficiaries"]))
     return result
 
 
 async def cps_info(daemon: Daemon, conn: Connection, params: dict[str, Any]) -> Any:
     """cps.info."""
-    result = await _on_card(daemon, conn, "cps", cards.cps_info, "cps.info")
+    result = await on_card(daemon, conn, "cps", cards.cps_info, "cps.info")
     daemon.audit_event("cps.info", conn)
     return result
 
 
 async def cps_pin_status(daemon: Daemon, conn: Connection, params: dict[str, Any]) -> Any:
     """cps.pin_status."""
-    return await _on_card(daemon, conn, "cps", cards.pin_status, "cps.pin_status")
+    return await on_card(daemon, conn, "cps", cards.pin_status, "cps.pin_status")
 
 
 async def cps_verify_pin(daemon: Daemon, conn: Connection, params: dict[str, Any]) -> Any:
     """cps.verify_pin: typed on the terminal keypad; never retried automatically."""
     timeout = float(params.get("timeout", daemon.config.pin_timeout))
-    result = await _on_card(daemon, conn, "cps",
+    result = await on_card(daemon, conn, "cps",
                             lambda p: cards.verify_pin(p, timeout), "cps.verify_pin",
                             timeout=timeout + daemon.config.card_timeout)
     daemon.audit_event("pin.verify", conn, outcome=result["result"],
@@ -138,17 +94,17 @@ async def cps_verify_pin(daemon: Daemon, conn: Connection, params: dict[str, Any
 
 async def cps_sign(daemon: Daemon, conn: Connection, params: dict[str, Any]) -> Any:
     """cps.sign."""
-    data = _b64(params["data"], "data", MAX_SIGN_BYTES)
+    data = b64_param(params["data"], "data", MAX_SIGN_BYTES)
     key = params.get("key", "signature")
-    result = await _on_card(daemon, conn, "cps", lambda p: cards.sign(p, data, key), "cps.sign")
+    result = await on_card(daemon, conn, "cps", lambda p: cards.sign(p, data, key), "cps.sign")
     daemon.audit_event("cps.sign", conn, certificate=key, bytes=len(data))
     return result
 
 
 async def cps_authenticate(daemon: Daemon, conn: Connection, params: dict[str, Any]) -> Any:
     """cps.authenticate."""
-    challenge = _b64(params["challenge"], "challenge", 1024)
-    result = await _on_card(daemon, conn, "cps", lambda p: cards.authenticate(p, challenge),
+    challenge = b64_param(params["challenge"], "challenge", 1024)
+    result = await on_card(daemon, conn, "cps", lambda p: cards.authenticate(p, challenge),
                             "cps.authenticate")
     daemon.audit_event("cps.authenticate", conn)
     return result
@@ -216,66 +172,70 @@ _SCOPE = {"type": "string", "enum": ["identity:read", "cps:sign", "mail:send", "
 _READ = frozenset({"identity:read"})
 _SIGN = frozenset({"cps:sign"})
 
-METHODS: dict[str, Method] = {m.name: m for m in [
+_CORE = [
     Method("system.info", system_info, "Protocol version, daemon version, certificate "
            "fingerprint, terminal model and capabilities.",
-           result=_obj({"protocol": _STR, "version": _STR, "fingerprint": _STR, "model": _STR,
+           result=obj({"protocol": _STR, "version": _STR, "fingerprint": _STR, "model": _STR,
                         "capabilities": {"type": "array", "items": _STR}, "client": _STR,
                         "scopes": {"type": "array", "items": _STR}})),
     Method("readers.list", readers_list, "Slots and what is in them.", _READ,
-           result=_obj({"slots": {"type": "array", "items": _SLOT}})),
+           result=obj({"slots": {"type": "array", "items": _SLOT}})),
     Method("vitale.read", vitale_read, "Read the Vitale card: the insured person, every "
            "beneficiary with NIR, INS (with OID) and INS-C, rights.", _READ,
-           result=_obj({"card": {"type": "object"}, "insured": {"type": "object"},
+           result=obj({"card": {"type": "object"}, "insured": {"type": "object"},
                         "beneficiaries": {"type": "array", "items": _BENEFICIARY}})),
     Method("cps.info", cps_info, "The professional on the CPS card and the PIN tries left "
            "(no PIN needed).", _READ, result={"type": "object"}),
     Method("cps.pin_status", cps_pin_status, "PIN try counters.", _READ,
-           result=_obj({"tries_left": _INT, "max_tries": _INT, "blocked": _BOOL})),
+           result=obj({"tries_left": _INT, "max_tries": _INT, "blocked": _BOOL})),
     Method("cps.verify_pin", cps_verify_pin, "The holder types the PIN on the terminal keypad; "
            "the result says ok, wrong (tries left), blocked or cancelled. No method takes a PIN.",
-           _SIGN, _obj({"timeout": {"type": "number", "minimum": 5, "maximum": 120}}),
+           _SIGN, obj({"timeout": {"type": "number", "minimum": 5, "maximum": 120}}),
            _PIN_RESULT),
     Method("cps.sign", cps_sign, "Sign data with the CPS card (SHA-256, RSA PKCS#1 v1.5, "
            "split hash); needs the PIN verified.", _SIGN,
-           _obj({"data": _B64, "key": {"type": "string",
+           obj({"data": _B64, "key": {"type": "string",
                                        "enum": ["signature", "authentication"]}}, ("data",)),
            _SIGNATURE),
     Method("cps.authenticate", cps_authenticate, "INTERNAL AUTHENTICATE of SHA-256(challenge)"
            " with the authentication key; needs the PIN verified.", _SIGN,
-           _obj({"challenge": {"type": "string", "maxLength": 1400}}, ("challenge",)),
+           obj({"challenge": {"type": "string", "maxLength": 1400}}, ("challenge",)),
            _SIGNATURE),
     Method("consent.ask", consent_ask, "Show a question on the terminal; the patient answers "
            "OK or Cancel.", frozenset({"dmp:read", "dmp:write", "dmp:emergency"}),
-           _obj({"text": {"type": "string", "minLength": 1, "maxLength": 200},
+           obj({"text": {"type": "string", "minLength": 1, "maxLength": 200},
                  "timeout": {"type": "number", "minimum": 5, "maximum": 300}}, ("text",)),
-           _obj({"answer": {"type": "string", "enum": ["ok", "cancel", "timeout"]}})),
+           obj({"answer": {"type": "string", "enum": ["ok", "cancel", "timeout"]}})),
     Method("events.subscribe", events_subscribe, "Receive card.inserted, card.removed, "
            "pin.state and terminal.cancel (Cancel pressed outside a prompt) notifications on "
            "this connection.", _READ,
-           _obj({"events": {"type": "array", "maxItems": 8,
+           obj({"events": {"type": "array", "maxItems": 8,
                             "items": {"type": "string", "enum": sorted(EVENT_NAMES)}}}),
-           _obj({"subscribed": {"type": "array", "items": _STR}})),
+           obj({"subscribed": {"type": "array", "items": _STR}})),
     Method("pair.begin", pair_begin, "Start pairing: the terminal shows a 6-digit code.",
-           params=_obj({"name": _NAME, "csr": {"type": "string", "maxLength": 8192,
+           params=obj({"name": _NAME, "csr": {"type": "string", "maxLength": 8192,
                                                 "description": "PEM CSR or public key"},
                         "scopes": {"type": "array", "maxItems": 7, "items": _SCOPE}},
                        ("name", "csr")),
-           result=_obj({"pairing_id": _STR, "expires_in": {"type": "number"},
+           result=obj({"pairing_id": _STR, "expires_in": {"type": "number"},
                         "fingerprint": _STR}), unpaired=True),
     Method("pair.complete", pair_complete, "Finish pairing with the code read on the terminal; "
            "returns the client certificate.",
-           params=_obj({"pairing_id": {"type": "string", "maxLength": 64},
+           params=obj({"pairing_id": {"type": "string", "maxLength": 64},
                         "code": {"type": "string", "pattern": r"\d{6}"}},
                        ("pairing_id", "code")),
-           result=_obj({"certificate": _STR, "ca_certificate": _STR, "fingerprint": _STR,
+           result=obj({"certificate": _STR, "ca_certificate": _STR, "fingerprint": _STR,
                         "scopes": {"type": "array", "items": _STR}}), unpaired=True),
     Method("clients.list", clients_list, "Paired clients.", frozenset({"admin"}),
-           _obj({"include_revoked": _BOOL}), _obj({"clients": {"type": "array"}})),
+           obj({"include_revoked": _BOOL}), obj({"clients": {"type": "array"}})),
     Method("clients.revoke", clients_revoke, "Revoke a client: refused at once.",
-           frozenset({"admin"}), _obj({"name": _NAME}, ("name",)),
-           _obj({"revoked": _STR, "connections_closed": _INT})),
-]}
+           frozenset({"admin"}), obj({"name": _NAME}, ("name",)),
+           obj({"revoked": _STR, "connections_closed": _INT})),
+]
+
+# Mail and DMP methods live in their own modules (edged/api/mail_methods.py, dmp_methods.py).
+METHODS: dict[str, Method] = {m.name: m for m in [*_CORE, *mail_methods.METHODS,
+                                                  *dmp_methods.METHODS]}
 
 
 async def dispatch(daemon: Daemon, conn: Connection, name: str, params: dict[str, Any]) -> Any:

@@ -1,0 +1,70 @@
+"""What a JSON-RPC method is, and the schema pieces methods share (edged/api/methods.py)."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from edged.api.errors import NoCard
+from edged.api.jsonrpc import INVALID_PARAMS, RpcError
+
+if TYPE_CHECKING:
+    from edged.api.server import Connection
+    from edged.daemon import Daemon
+
+__all__ = ["B64", "BOOL", "INT", "MAX_SIGN_BYTES", "PROTOCOL_VERSION", "STR", "Handler", "Method",
+           "b64_param", "obj", "on_card"]
+
+PROTOCOL_VERSION = "1.0"
+MAX_SIGN_BYTES = 1 << 20  # data signed in one call; larger documents: sign their CMS attributes
+
+Handler = Callable[["Daemon", "Connection", dict[str, Any]], Awaitable[Any]]
+
+
+@dataclass(frozen=True)
+class Method:
+    """One RPC method."""
+
+    name: str
+    handler: Handler
+    summary: str
+    scopes: frozenset[str] = frozenset()  # any of these; empty: any paired client
+    params: dict[str, Any] = field(default_factory=lambda: obj({}))
+    result: dict[str, Any] = field(default_factory=dict)
+    unpaired: bool = False  # callable before pairing
+
+
+def obj(props: dict[str, Any], required: tuple[str, ...] = ()) -> dict[str, Any]:
+    """A JSON Schema object with exactly these properties."""
+    return {"type": "object", "properties": props, "required": list(required),
+            "additionalProperties": False}
+
+
+STR = {"type": "string"}
+INT = {"type": "integer"}
+BOOL = {"type": "boolean"}
+B64 = {"type": "string", "description": "base64", "maxLength": 4 * (MAX_SIGN_BYTES // 3 + 1)}
+def b64_param(value: str, name: str, limit: int) -> bytes:
+    """Decode a base64 parameter, refusing bad encodings and sizes over the limit."""
+    try:
+        raw = base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise RpcError(INVALID_PARAMS, f"{name} is not valid base64", "invalid_params") from exc
+    if len(raw) > limit:
+        raise RpcError(INVALID_PARAMS, f"{name} is larger than {limit} bytes", "too_large")
+    return raw
+
+
+async def on_card(daemon: Daemon, conn: Connection, kind: str, fn: Callable[..., Any],
+                  label: str, timeout: float | None = None) -> Any:
+    """Run fn on the card of this kind, in its arbiter's queue."""
+    slot = daemon.slots.find(kind)
+    if slot is None or slot.arbiter is None:
+        raise NoCard(f"no {'CPS' if kind == 'cps' else 'Vitale'} card is inserted")
+    return await slot.arbiter.run(conn.client_id, fn, label=label,
+                                  timeout=timeout or daemon.config.card_timeout)
+
+
