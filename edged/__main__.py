@@ -73,6 +73,8 @@ async def _run(args: argparse.Namespace) -> int:
             print(f"virtual terminal: {terminal.pty_path} control {terminal.control_address}",
                   flush=True)
         log.info("simulated cards: CPS %r, Vitale %r", args.cps, args.vitale)
+        # -- simulated mail operator (issue 5): start it here and set overrides["mail"] --
+        # -- simulated DMP host (issue 6): start it here and set overrides["dmp"] --
     config = config.with_overrides(**overrides)
     with stack:
         daemon = Daemon(config)

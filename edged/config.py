@@ -44,6 +44,10 @@ class Config:
     mdns_interfaces: tuple[str, ...] = ()  # empty: all
     # [log]
     log_level: str = "info"
+    # [mail], [proxy], [dmp]: validated by their own services (edged/services/*.py)
+    mail: dict[str, Any] = field(default_factory=dict)
+    proxy: dict[str, Any] = field(default_factory=dict)
+    dmp: dict[str, Any] = field(default_factory=dict)
     # wiring for demos and tests
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
@@ -60,6 +64,7 @@ _SECTIONS = {
     "discovery": ("mdns", "name", "model", "mdns_interfaces"),
     "log": ("log_level",),
 }
+_RAW_SECTIONS = ("mail", "proxy", "dmp")  # kept as tables; each service checks its own
 _LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
@@ -74,6 +79,9 @@ def load_config(path: Path | None) -> Config:
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{path}: {exc}") from exc
         for section, body in data.items():
+            if section in _RAW_SECTIONS and isinstance(body, dict):
+                values[section] = dict(body)
+                continue
             if section not in _SECTIONS or not isinstance(body, dict):
                 raise ConfigError(f"{path}: unknown section [{section}]")
             for key, value in body.items():
@@ -84,6 +92,8 @@ def load_config(path: Path | None) -> Config:
         values["state_dir"] = os.environ["BIFENTE_STATE_DIR"]
     defaults = Config()
     for key, value in list(values.items()):
+        if key in _RAW_SECTIONS:
+            continue
         expected = type(getattr(defaults, key))
         if isinstance(getattr(defaults, key), Path):
             if not isinstance(value, str) or not value:

@@ -6,7 +6,7 @@ import argparse
 import logging
 import sys
 
-from edged.cli import audit, cards, demo, discover, remote, sim
+from edged.cli import audit, cards, demo, discover, dmp, mail, remote, sim
 from edged.cli.errors import describe_error
 
 __all__ = ["main"]
@@ -22,6 +22,8 @@ def build_parser() -> argparse.ArgumentParser:
     cards.add_parsers(sub)
     discover.add_parsers(sub)
     remote.add_parsers(sub)
+    mail.add_parsers(sub)
+    dmp.add_parsers(sub)
     audit.add_parsers(sub)
     sim.add_parsers(sub)
     demo.add_parsers(sub)
