@@ -199,7 +199,7 @@ class CardEngine:
                 self._power_off()
                 self.card = card
             if self.card is None:
-                raise ValueError("no card to insert")
+                raise ValueError("the slot has no card yet: give a profile (--profile NAME)")
             self.present = True
             self.mute = False
             self.remove_at_next_command = False
