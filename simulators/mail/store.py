@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import email.parser
+import email.policy
+import hashlib
 import hmac
+import logging
 import mailbox
+import os
 import re
 import threading
 from dataclasses import dataclass, field
@@ -14,7 +19,18 @@ from simulators.mail.addresses import Address
 
 __all__ = ["Account", "AccountKind", "MailStore"]
 
+log = logging.getLogger(__name__)
+SEEN_FILE = ".message-ids"  # SHA-256 of every Message-ID delivered to the mailbox, one a line
 _KEY_ORDER = re.compile(r"^(\d+)\.M(\d+)P\d+Q(\d+)\.")  # mailbox.Maildir's unique names
+
+
+def _message_id(text: bytes) -> str | None:
+    """The Message-ID of a message (its header only is parsed), normalised; None if absent."""
+    end = text.find(b"\n\n")
+    head = email.parser.BytesHeaderParser(policy=email.policy.compat32).parsebytes(
+        text[:end + 1] if end >= 0 else text)
+    value = head.get("Message-ID")
+    return " ".join(str(value).split()) or None if value else None
 
 
 class AccountKind(StrEnum):
@@ -62,10 +78,30 @@ class MailStore:
         mailbox.Maildir(self.path(address), create=True)
 
     def deliver(self, addresses: list[Address], content: bytes) -> list[str]:
-        """Store one copy per address (LF line endings, as Maildir keeps them); their keys."""
+        """Store one copy per address (LF line endings, as Maildir keeps them); their keys.
+
+        A Message-ID is delivered at most once per mailbox: a client that retries after a
+        crash (it cannot know whether its first try got through) does not duplicate it.
+        """
         text = content.replace(b"\r\n", b"\n")
+        message_id = _message_id(text)
+        keys = []
         with self._lock:
-            return [mailbox.Maildir(self.path(a), create=True).add(text) for a in addresses]
+            for a in addresses:
+                box = mailbox.Maildir(self.path(a), create=True)
+                seen = self.path(a) / SEEN_FILE
+                digest = (hashlib.sha256(message_id.encode()).hexdigest()
+                          if message_id else None)
+                if digest and seen.exists() and digest in seen.read_text().split():
+                    log.info("duplicate Message-ID for %s: not delivered again", a.masked)
+                    continue
+                keys.append(box.add(text))
+                if digest:
+                    with seen.open("a", encoding="ascii") as f:
+                        f.write(digest + "\n")
+                        f.flush()
+                        os.fsync(f.fileno())
+        return keys
 
     def keys(self, address: Address) -> list[str]:
         """Message keys in delivery order."""
