@@ -30,3 +30,12 @@ class Extension(Protocol):
 
 # Factories: each returns an Extension, or None when not configured.
 EXTENSIONS: list[Callable[[Daemon], Any]] = []
+
+
+def _proxy(daemon: Daemon) -> Any:
+    from edged.services.proxy import proxy_extension
+
+    return proxy_extension(daemon)
+
+
+EXTENSIONS.append(_proxy)  # the encrypting proxy (M8)

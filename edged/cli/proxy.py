@@ -1,0 +1,124 @@
+"""`bifente proxy ...`: local users and the seal key of the encrypting proxy (M8).
+
+Runs on the Pi itself, on the daemon's state directory (`--state-dir`, else the config file's
+[state] state_dir, else BIFENTE_STATE_DIR, else /var/lib/bifente). Nothing goes over the
+network.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+__all__ = ["add_parsers"]
+
+ISSUER = "bifente proxy"
+
+
+def _state_dir(args: argparse.Namespace) -> Path:
+    from edged.config import DEFAULT_PATH, load_config
+
+    if args.state_dir:
+        return Path(args.state_dir)
+    config = args.config or (DEFAULT_PATH if DEFAULT_PATH.exists() else None)
+    return load_config(Path(config) if config else None).state_dir
+
+
+def _user_add(args: argparse.Namespace) -> int:
+    from edged.services.proxy import UserStore, otpauth_uri
+
+    store = UserStore(_state_dir(args))
+    try:
+        password, secret = store.add(args.name, args.email)
+    finally:
+        store.close()
+    print(f"user {args.name} <{args.email.lower()}> added.")
+    print("Shown once, never again: give them to the user, then clear this screen.")
+    print(f"  SMTP login:    {args.name}   (or {args.email.lower()})")
+    print(f"  SMTP password: {password}")
+    print("  TOTP (scan or paste into an authenticator app):")
+    print(f"  {otpauth_uri(secret, args.name, ISSUER)}")
+    print("Each message needs a fresh code at the start of its Subject: [code:123456] ...")
+    return 0
+
+
+def _user_list(args: argparse.Namespace) -> int:
+    from edged.services.proxy import UserStore
+
+    store = UserStore(_state_dir(args))
+    try:
+        for name, email, locked in store.list():
+            print(f"{name}\t{email}\t{'LOCKED' if locked else 'ok'}")
+    finally:
+        store.close()
+    return 0
+
+
+def _user_remove(args: argparse.Namespace) -> int:
+    from edged.services.proxy import UserStore
+
+    store = UserStore(_state_dir(args))
+    try:
+        if not store.remove(args.name):
+            raise ValueError(f"no proxy user {args.name!r}")
+    finally:
+        store.close()
+    print(f"user {args.name} removed")
+    return 0
+
+
+def _user_unlock(args: argparse.Namespace) -> int:
+    from edged.services.proxy import UserStore
+
+    store = UserStore(_state_dir(args))
+    try:
+        if not store.unlock(args.name):
+            raise ValueError(f"no proxy user {args.name!r}")
+    finally:
+        store.close()
+    print(f"user {args.name} unlocked")
+    return 0
+
+
+def _seal_import(args: argparse.Namespace) -> int:
+    from edged.services.proxy import import_seal
+
+    path = import_seal(_state_dir(args), Path(args.cert), Path(args.key),
+                       [Path(p) for p in args.chain],
+                       secret_file=Path(args.secret_file) if args.secret_file else None)
+    print(f"seal key stored encrypted in {path}; the plain key file {args.key} can now be "
+          "removed (shred it)")
+    return 0
+
+
+def add_parsers(sub: argparse._SubParsersAction) -> None:
+    """Register `bifente proxy user add|list|remove|unlock` and `bifente proxy seal import`."""
+    parser = sub.add_parser("proxy", help="the encrypting proxy's users and seal key (M8)")
+    parser.add_argument("--state-dir", help="the daemon's state directory")
+    parser.add_argument("--config", help="edged's config file (for its state_dir)")
+    what = parser.add_subparsers(dest="proxy_command", required=True, metavar="WHAT")
+
+    user = what.add_parser("user", help="local users of the proxy")
+    actions = user.add_subparsers(dest="user_command", required=True, metavar="ACTION")
+    add = actions.add_parser("add", help="add a user; prints the password and TOTP URI once")
+    add.add_argument("name")
+    add.add_argument("--email", required=True, help="the address the user sends from")
+    add.set_defaults(func=_user_add)
+    actions.add_parser("list", help="list users").set_defaults(func=_user_list)
+    remove = actions.add_parser("remove", help="remove a user")
+    remove.add_argument("name")
+    remove.set_defaults(func=_user_remove)
+    unlock = actions.add_parser("unlock", help="end a lockout after too many bad codes")
+    unlock.add_argument("name")
+    unlock.set_defaults(func=_user_unlock)
+
+    seal = what.add_parser("seal", help="the structure's seal certificate and key")
+    seal_actions = seal.add_subparsers(dest="seal_command", required=True, metavar="ACTION")
+    imp = seal_actions.add_parser("import", help="store the seal key encrypted at rest")
+    imp.add_argument("--cert", required=True, help="the seal certificate (PEM)")
+    imp.add_argument("--key", required=True, help="its private key (PEM, unencrypted)")
+    imp.add_argument("--chain", action="append", default=[],
+                     help="an intermediate CA certificate (PEM); repeatable")
+    imp.add_argument("--secret-file", help="a passphrase file kept elsewhere (default: a "
+                     "random secret in <state>/proxy/seal.secret)")
+    imp.set_defaults(func=_seal_import)
