@@ -13,6 +13,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -85,6 +86,58 @@ def _run_unix(path: str, args: list[str], heap: str) -> tuple[str, int]:
                             check=False)
     output = result.stdout + result.stderr
     return output, result.returncode
+
+
+def _read_exactly(fd: int, n: int, timeout: float) -> bytes:
+    """n bytes from fd, or fewer if timeout seconds pass first."""
+    import select
+
+    out = b""
+    deadline = time.monotonic() + timeout
+    while len(out) < n:
+        left = deadline - time.monotonic()
+        if left <= 0 or not select.select([fd], [], [], left)[0]:
+            break
+        chunk = os.read(fd, n - len(out))
+        if not chunk:
+            break
+        out += chunk
+    return out
+
+
+def test_short_frame_answered_on_an_open_pipe(mpy_build: Path) -> None:
+    # docs/terminal.md, "Limits" (fixed): a bare-metal readinto(buf) waits for len(buf) bytes.
+    # StreamPort must answer an 11-byte HELLO arriving on a blocking pipe that stays open (no
+    # EOF, no more bytes), as on the Pico's USB CDC, and then a HELLO split in two writes.
+    import json
+
+    micropython = _tool("micropython")
+    frames = {f["name"]: bytes.fromhex(f["hex"])
+              for f in json.loads((ROOT / "docs" / "link-vectors.json").read_text())["frames"]}
+    hello, ack = frames["hello_1"], frames["hello_ack"]
+    assert len(hello) == 11
+    env = dict(os.environ, MICROPYPATH=f".frozen:{mpy_build}")
+    proc = subprocess.Popen([micropython, "-X", f"heapsize={HEAP}", "-m", "stdio_board"],
+                            cwd=ROOT, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, bufsize=0)
+    assert proc.stdin is not None and proc.stdout is not None
+    try:
+        os.set_blocking(proc.stdin.fileno(), True)
+        proc.stdin.write(hello)
+        got = _read_exactly(proc.stdout.fileno(), len(ack), 5.0)
+        assert got == ack, f"HELLO not answered while the pipe stays open: {got.hex()}"
+        proc.stdin.write(hello[:4])
+        time.sleep(0.1)
+        proc.stdin.write(hello[4:])
+        got = _read_exactly(proc.stdout.fileno(), len(ack), 5.0)
+        assert got == ack, f"split HELLO not answered: {got.hex()}"
+        assert proc.poll() is None
+        proc.stdin.close()  # EOF: the port reads 0 and the terminal returns
+        assert proc.wait(timeout=10) == 0, proc.stderr.read() if proc.stderr else ""
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
 
 
 @pytest.mark.parametrize("module", sorted(MIN_TESTS))
