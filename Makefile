@@ -5,7 +5,7 @@ SHELL := /bin/bash
 VENV    := .venv
 PY      := $(VENV)/bin/python
 APT_PKGS := pcscd vsmartcard-vpcd libpcsclite-dev opensc openssl gcc swig pkg-config procps \
-            avahi-daemon avahi-utils
+            avahi-daemon avahi-utils chromium
 SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: help setup test demo bench lint clean
