@@ -54,6 +54,7 @@ Every error has `data.reason`, a stable machine-readable string; some add fields
 | {errors.PIN_ERROR} | PIN problem | `wrong_pin` (`data.tries_left`), `pin_blocked`, `pin_cancelled`, `no_pin_pad`, `pin_required` |
 | {errors.PAIRING_ERROR} | pairing refused | `invalid_request`, `unknown_pairing`, `expired`, `wrong_code` (`data.attempts_left`), `locked_out` (`data.retry_after`) |
 | {errors.CONSENT_ERROR} | the terminal cannot ask | `no_terminal` |
+| {errors.MAIL_ERROR} | secure mail refused | `unknown_recipient` (`data.address`), `attachment_too_large` (`data.filename`, `size`, `limit`), `message_too_large`, `signature_invalid` (`data.detail`: the verification reason, e.g. `digest-mismatch`), `certificate_invalid` (`data.detail`), `not_for_this_recipient`, `decryption_failed`, `sender_mismatch`, `not_encrypted`, `not_signed`, `malformed_message`, `unsupported_algorithm`, `unsuitable_recipient`, `signing_failed`, `operator_unavailable`, `operator_refused`, `no_such_message`, `not_configured`, `mail_error` |
 
 ## Events
 After `events.subscribe`, the daemon sends notifications (no `id`): {", ".join(

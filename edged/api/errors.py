@@ -25,6 +25,7 @@ __all__ = [
     "CARD_ERROR",
     "CONSENT_ERROR",
     "FORBIDDEN",
+    "MAIL_ERROR",
     "NOT_PAIRED",
     "PAIRING_ERROR",
     "PIN_ERROR",
@@ -48,6 +49,7 @@ CARD_ERROR = -32010
 PIN_ERROR = -32020
 PAIRING_ERROR = -32030
 CONSENT_ERROR = -32040
+MAIL_ERROR = -32050
 
 
 class NoCard(Exception):
@@ -101,5 +103,45 @@ def to_rpc_error(exc: BaseException) -> RpcError:
         return RpcError(CARD_ERROR, str(exc), "card_refused", sw=f"{exc.sw:04X}")
     if isinstance(exc, TransportError | CardError):
         return RpcError(CARD_ERROR, str(exc), "reader_error")
+    mail = _mail_error(exc)
+    if mail is not None:
+        return mail
     log.error("internal error: %s", type(exc).__name__, exc_info=exc)
     return RpcError(INTERNAL_ERROR, "internal error", "internal_error")
+
+
+def _mail_error(exc: BaseException) -> RpcError | None:
+    """Secure mail failures (edged/services/mail.py, cms.py, smime.py): MAIL_ERROR + reason."""
+    from edged.services import cms, smime
+    from edged.services.mail import MailError
+
+    if isinstance(exc, MailError):
+        return RpcError(MAIL_ERROR, str(exc), exc.reason, **exc.data)
+    if isinstance(exc, cms.SignatureInvalid):
+        return RpcError(MAIL_ERROR, str(exc), "signature_invalid", detail=str(exc.reason))
+    if isinstance(exc, cms.CertificateInvalid):
+        return RpcError(MAIL_ERROR, str(exc), "certificate_invalid", detail=str(exc.reason))
+    if isinstance(exc, cms.NotForThisRecipient):
+        return RpcError(MAIL_ERROR, str(exc), "not_for_this_recipient")
+    if isinstance(exc, cms.DecryptionFailed):
+        return RpcError(MAIL_ERROR, str(exc), "decryption_failed")
+    if isinstance(exc, smime.AttachmentTooLarge):
+        return RpcError(MAIL_ERROR, str(exc), "attachment_too_large", filename=exc.name,
+                        size=exc.size, limit=exc.limit)
+    if isinstance(exc, smime.MessageTooLarge | cms.ContentTooLarge):
+        return RpcError(MAIL_ERROR, str(exc), "message_too_large")
+    if isinstance(exc, smime.SenderMismatch):
+        return RpcError(MAIL_ERROR, str(exc), "sender_mismatch")
+    if isinstance(exc, smime.NotEncrypted):
+        return RpcError(MAIL_ERROR, str(exc), "not_encrypted")
+    if isinstance(exc, smime.NotSigned):
+        return RpcError(MAIL_ERROR, str(exc), "not_signed")
+    if isinstance(exc, cms.UnsuitableRecipient):
+        return RpcError(MAIL_ERROR, str(exc), "unsuitable_recipient")
+    if isinstance(exc, cms.UnsupportedAlgorithm):
+        return RpcError(MAIL_ERROR, str(exc), "unsupported_algorithm")
+    if isinstance(exc, smime.MalformedMessage | cms.MalformedCms):
+        return RpcError(MAIL_ERROR, str(exc), "malformed_message")
+    if isinstance(exc, cms.SigningFailed):
+        return RpcError(MAIL_ERROR, str(exc), "signing_failed")
+    return None

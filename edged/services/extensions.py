@@ -29,7 +29,13 @@ class Extension(Protocol):
 
 
 # Factories: each returns an Extension, or None when not configured.
-EXTENSIONS: list[Callable[[Daemon], Any]] = []
+def _mail(daemon: Daemon) -> Any:
+    from edged.services.mail import extension
+
+    return extension(daemon)
+
+
+EXTENSIONS: list[Callable[[Daemon], Any]] = [_mail]
 
 
 def _proxy(daemon: Daemon) -> Any:

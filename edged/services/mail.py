@@ -1,0 +1,432 @@
+"""Secure health mail from the terminal: settings, directory, SMTP submission, POP3 reading.
+
+`MailService` is a daemon extension (edged/services/extensions.py): it owns the durable
+outbox (state_dir/outbox.db) and runs its delivery loop, submitting over SMTP with STARTTLS
+and AUTH to the configured operator. Certificates come from the operator's directory over
+HTTPS, the CA pinned to the configured one. Reading uses POP3 over TLS and never deletes.
+The cryptography (sign with the CPS, encrypt to every recipient and the sender, decrypt with
+the card) is done by edged/api/mail_methods.py with edged/services/smime.py, on the card.
+
+[mail] keys (docs/messaging.md, "The mail service"):
+
+    operator_json      the simulator's operator.json: fills host, ports, directory, CA file
+    host               the operator's SMTP/POP3 host
+    submission_port    SMTP submission (STARTTLS then AUTH)         default 587
+    pop3_port          POP3 over TLS                                 default 995
+    directory_url      https://host:port of the certificate directory
+    ca_file            the CA to trust for the operator's TLS (pinned: only this one)
+    password_file      the mailbox password (one line); with operator_json: the simulator's
+                       documented test password when absent
+    address            the professional's address; default: the e-mail of the CPS
+                       signature certificate, read from the card
+    trust_roots        roots for verifying signed mail (PEM); default ca_file
+    intermediates_file intermediate CA certificates (PEM, several), sent with signatures
+    max_attachment_bytes   default 25 MB
+    mode               "gcm" (default) or "cbc"
+    timeout            network timeout in seconds (default 30)
+    retry_base_delay / retry_max_delay   outbox backoff (defaults 2 s / 600 s)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import email.parser
+import email.policy
+import json
+import logging
+import poplib
+import smtplib
+import ssl
+import urllib.error
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from cryptography import x509
+
+from edged.config import ConfigError
+from edged.services.outbox import Outbox, OutboxItem, PermanentFailure, TemporaryFailure
+
+if TYPE_CHECKING:
+    from edged.daemon import Daemon
+
+__all__ = [
+    "SIMULATOR_TEST_PASSWORD",
+    "MailError",
+    "MailService",
+    "MailSettings",
+    "MailUnavailable",
+    "NoSuchMessage",
+    "UnknownRecipient",
+    "extension",
+    "load_certificates",
+]
+
+log = logging.getLogger(__name__)
+
+# TEST DATA: the documented password of every simulated mailbox (simulators/mail/README.md),
+# used only with the operator_json shortcut when no password_file is given.
+SIMULATOR_TEST_PASSWORD = "test-password"  # noqa: S105
+DEFAULT_MAX_ATTACHMENT = 25 * 1024 * 1024
+MAX_LIST = 500  # messages listed at most (newest kept)
+MAX_RETRIEVE = 64 * 1024 * 1024
+
+_KEYS = {"operator_json", "host", "submission_port", "pop3_port", "directory_url", "ca_file",
+         "password_file", "address", "trust_roots", "intermediates_file",
+         "max_attachment_bytes", "mode", "timeout", "retry_base_delay", "retry_max_delay"}
+
+
+# -- errors -------------------------------------------------------------------------------
+class MailError(Exception):
+    """A mail failure with a reason code (edged/api/errors.py maps it to MAIL_ERROR)."""
+
+    reason = "mail_error"
+
+    def __init__(self, message: str, **data: Any) -> None:
+        super().__init__(message)
+        self.data = data
+
+
+class UnknownRecipient(MailError):
+    """The directory has no encryption certificate for an address."""
+
+    reason = "unknown_recipient"
+
+    def __init__(self, address: str, detail: str = "") -> None:
+        super().__init__(f"unknown recipient {address}" + (f": {detail}" if detail else ""),
+                         address=address)
+        self.address = address
+
+
+class MailUnavailable(MailError):
+    """The operator (directory, POP3) could not be reached or answered badly."""
+
+    reason = "operator_unavailable"
+
+
+class OperatorRefused(MailError):
+    """The operator refused a request for good (login, mailbox)."""
+
+    reason = "operator_refused"
+
+
+class NoSuchMessage(MailError):
+    """No message with that id (outbox) or uid (mailbox)."""
+
+    reason = "no_such_message"
+
+
+class MailNotConfigured(MailError):
+    """The daemon has no [mail] section."""
+
+    reason = "not_configured"
+
+
+# -- settings -----------------------------------------------------------------------------
+def load_certificates(path: Path) -> list[x509.Certificate]:
+    """Every certificate of a PEM file."""
+    return x509.load_pem_x509_certificates(path.read_bytes())
+
+
+@dataclass(frozen=True)
+class MailSettings:
+    """The [mail] table, checked."""
+
+    host: str
+    directory_url: str
+    ca_file: Path
+    password: str = field(repr=False)
+    submission_port: int | None = None
+    pop3_port: int | None = None
+    domains: dict[str, tuple[int, int]] = field(default_factory=dict)  # operator_json
+    address: str | None = None
+    trust_roots: Path | None = None
+    intermediates_file: Path | None = None
+    max_attachment: int = DEFAULT_MAX_ATTACHMENT
+    mode: str = "gcm"
+    timeout: float = 30.0
+    retry_base_delay: float = 2.0
+    retry_max_delay: float = 600.0
+
+    @classmethod
+    def from_table(cls, table: dict[str, Any]) -> MailSettings:
+        """Check the raw [mail] table; ConfigError naming the key otherwise."""
+        unknown = sorted(set(table) - _KEYS)
+        if unknown:
+            raise ConfigError(f"[mail]: unknown setting(s) {', '.join(unknown)} "
+                              f"(known: {', '.join(sorted(_KEYS))})")
+
+        def text(key: str) -> str | None:
+            value = table.get(key)
+            if value is not None and (not isinstance(value, str) or not value):
+                raise ConfigError(f"[mail] {key} must be a non-empty string")
+            return value
+
+        def number(key: str, kind: type, low: float, high: float) -> Any:
+            value = table.get(key)
+            if value is None:
+                return None
+            if isinstance(value, bool) or not isinstance(value, int | float) or \
+                    (kind is int and not isinstance(value, int)) or not low <= value <= high:
+                what = "an integer" if kind is int else "a number"
+                raise ConfigError(f"[mail] {key} must be {what} in {low}..{high}, "
+                                  f"got {value!r}")
+            return kind(value)
+
+        def path(key: str) -> Path | None:
+            value = text(key)
+            if value is None:
+                return None
+            p = Path(value)
+            if not p.is_file():
+                raise ConfigError(f"[mail] {key}: no such file {value}")
+            return p
+
+        values: dict[str, Any] = {}
+        domains: dict[str, tuple[int, int]] = {}
+        password: str | None = None
+        if (op := path("operator_json")) is not None:
+            try:
+                info = json.loads(op.read_text(encoding="utf-8"))
+                values["host"] = str(info["host"])
+                values["directory_url"] = str(info["directory_url"])
+                values["ca_file"] = Path(info["ca_file"])
+                domains = {d: (int(p["submission"]), int(p["pop3s"]))
+                           for d, p in info["domains"].items()}
+            except (OSError, ValueError, KeyError, TypeError) as exc:
+                raise ConfigError(f"[mail] operator_json: not an operator.json ({exc})") from None
+            password = SIMULATOR_TEST_PASSWORD
+        for key in ("host", "directory_url", "address", "mode"):
+            if (v := text(key)) is not None:
+                values[key] = v
+        for key in ("ca_file", "trust_roots", "intermediates_file"):
+            if (p := path(key)) is not None:
+                values[key] = p
+        if (p := path("password_file")) is not None:
+            lines = p.read_text(encoding="utf-8").splitlines()
+            password = lines[0] if lines else ""
+            if not password:
+                raise ConfigError("[mail] password_file is empty")
+        for key, kind, low, high in (("submission_port", int, 1, 65535),
+                                     ("pop3_port", int, 1, 65535),
+                                     ("timeout", float, 0.1, 600),
+                                     ("retry_base_delay", float, 0.01, 3600),
+                                     ("retry_max_delay", float, 0.01, 86400)):
+            if (v := number(key, kind, low, high)) is not None:
+                values[key] = v
+        if (v := number("max_attachment_bytes", int, 1, 1 << 30)) is not None:
+            values["max_attachment"] = v
+        for key in ("host", "directory_url", "ca_file"):
+            if key not in values:
+                raise ConfigError(f"[mail] {key} is required (or operator_json)")
+        if not str(values["directory_url"]).startswith("https://"):
+            raise ConfigError("[mail] directory_url must be https://")
+        if password is None:
+            raise ConfigError("[mail] password_file is required")
+        if values.get("mode", "gcm") not in ("gcm", "cbc"):
+            raise ConfigError("[mail] mode must be \"gcm\" or \"cbc\"")
+        if "address" in values and "@" not in values["address"]:
+            raise ConfigError("[mail] address must be an e-mail address")
+        if not domains and ("submission_port" not in values or "pop3_port" not in values):
+            values.setdefault("submission_port", 587)
+            values.setdefault("pop3_port", 995)
+        return cls(password=password, domains=domains, **values)
+
+    def ports(self, address: str) -> tuple[int, int]:
+        """(submission, pop3s) for the professional's address."""
+        domain = address.rpartition("@")[2].lower()
+        sub, pop = self.domains.get(domain, (None, None))
+        sub = self.submission_port or sub
+        pop = self.pop3_port or pop
+        if sub is None or pop is None:
+            raise MailNotConfigured(f"the operator does not serve {domain} "
+                                    "(set submission_port and pop3_port)")
+        return sub, pop
+
+
+# -- the service --------------------------------------------------------------------------
+class MailService:
+    """Outbox and delivery loop, directory, mailbox reading (blocking calls run in threads)."""
+
+    def __init__(self, daemon: Daemon, settings: MailSettings) -> None:
+        self.daemon = daemon
+        self.settings = settings
+        self.context = ssl.create_default_context(cafile=str(settings.ca_file))
+        self.context.minimum_version = ssl.TLSVersion.TLSv1_2
+        self.roots = load_certificates(settings.trust_roots or settings.ca_file)
+        self.intermediates = (load_certificates(settings.intermediates_file)
+                              if settings.intermediates_file else [])
+        self.outbox = Outbox(daemon.config.state_dir / "outbox.db",
+                             base_delay=settings.retry_base_delay,
+                             max_delay=settings.retry_max_delay)
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        """Run the delivery loop."""
+        self._task = asyncio.get_running_loop().create_task(self.outbox.run(self._deliver))
+
+    async def stop(self) -> None:
+        """Stop delivering (a message being sent is retried at the next start); idempotent."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+            self.outbox.close()
+
+    # -- submission --------------------------------------------------------------------
+    async def _deliver(self, item: OutboxItem) -> None:
+        await asyncio.to_thread(self.submit, item)
+
+    def submit(self, item: OutboxItem) -> None:
+        """SMTP + STARTTLS + AUTH; TemporaryFailure (4xx, network) or PermanentFailure (5xx)."""
+        port = self.settings.ports(item.sender)[0]
+        try:
+            with smtplib.SMTP(self.settings.host, port, timeout=self.settings.timeout) as smtp:
+                smtp.starttls(context=self.context)
+                smtp.login(item.sender, self.settings.password)
+                refused = smtp.sendmail(item.sender, list(item.recipients), item.body)
+        except smtplib.SMTPRecipientsRefused as exc:
+            raise _failure(exc.recipients) from None
+        except smtplib.SMTPResponseException as exc:
+            raise _failure({"": (exc.smtp_code, exc.smtp_error)}) from None
+        except (smtplib.SMTPException, ssl.SSLError) as exc:
+            raise TemporaryFailure(f"operator: {exc}") from None
+        except OSError as exc:
+            raise TemporaryFailure(f"operator unreachable: {exc.strerror or exc}") from None
+        if refused:  # accepted for some recipients only: the others are lost to a retry
+            raise _failure(refused, partial=True)
+        log.info("mail %s submitted (%d recipient(s))", item.message_id, len(item.recipients))
+
+    # -- directory -----------------------------------------------------------------------
+    def certificates(self, address: str) -> list[x509.Certificate]:
+        """The encryption certificate of an address (first), with any chain the directory sends."""
+        query = urllib.parse.urlencode({"address": address})
+        url = f"{self.settings.directory_url.rstrip('/')}/certificate?{query}"
+        try:
+            with urllib.request.urlopen(url, context=self.context,  # noqa: S310 https only
+                                        timeout=self.settings.timeout) as response:
+                return x509.load_pem_x509_certificates(response.read(1 << 20))
+        except urllib.error.HTTPError as exc:
+            detail = _http_reason(exc)
+            if exc.code == 404:
+                raise UnknownRecipient(address, detail) from None
+            if exc.code == 400:
+                raise MailError(f"bad address {address!r}: {detail}",
+                                address=address) from None
+            raise MailUnavailable(f"directory answered {exc.code}: {detail}") from None
+        except (urllib.error.URLError, OSError, ValueError) as exc:
+            raise MailUnavailable(f"cannot reach the directory: {exc}") from None
+
+    # -- mailbox -------------------------------------------------------------------------
+    def _pop3(self, address: str) -> poplib.POP3_SSL:
+        port = self.settings.ports(address)[1]
+        try:
+            box = poplib.POP3_SSL(self.settings.host, port, context=self.context,
+                                  timeout=self.settings.timeout)
+        except OSError as exc:
+            raise MailUnavailable(f"cannot reach the mailbox: {exc}") from None
+        try:
+            box.user(address)
+            box.pass_(self.settings.password)
+        except poplib.error_proto as exc:
+            box.close()
+            raise OperatorRefused(f"mailbox login refused: {_text(exc)}") from None
+        return box
+
+    def list_mailbox(self, address: str) -> list[dict[str, Any]]:
+        """uid, from, subject (the outer one), date, size of every message; nothing deleted."""
+        box = self._pop3(address)
+        try:
+            uids = _listing(box.uidl()[1])
+            sizes = _listing(box.list()[1])
+            out = []
+            for number, uid in list(uids.items())[-MAX_LIST:]:
+                lines = box.retr(int(number))[1]
+                head = email.parser.BytesHeaderParser(policy=email.policy.default).parsebytes(
+                    b"\r\n".join(lines[:_blank(lines)]))
+                out.append({"uid": uid, "from": str(head["From"] or ""),
+                            "subject": str(head["Subject"] or ""),
+                            "date": str(head["Date"] or ""),
+                            "size": int(sizes.get(number, 0))})
+            return out
+        except (poplib.error_proto, OSError) as exc:
+            raise MailUnavailable(f"mailbox: {_text(exc)}") from None
+        finally:
+            with contextlib.suppress(Exception):
+                box.quit()
+
+    def retrieve(self, address: str, uid: str) -> bytes:
+        """One message by its uid, as stored; NoSuchMessage when it is not there."""
+        box = self._pop3(address)
+        try:
+            number = next((n for n, u in _listing(box.uidl()[1]).items() if u == uid), None)
+            if number is None:
+                raise NoSuchMessage(f"no message {uid!r} in the mailbox")
+            size = int(_listing(box.list()[1]).get(number, 0))
+            if size > MAX_RETRIEVE:
+                raise MailError(f"message of {size} bytes is over {MAX_RETRIEVE}")
+            return b"\r\n".join(box.retr(int(number))[1]) + b"\r\n"
+        except (poplib.error_proto, OSError) as exc:
+            raise MailUnavailable(f"mailbox: {_text(exc)}") from None
+        finally:
+            with contextlib.suppress(Exception):
+                box.quit()
+
+
+def _failure(replies: dict[str, tuple[int, bytes | str]], *,
+             partial: bool = False) -> Exception:
+    """The outbox failure for SMTP replies: any 4xx -> temporary, else permanent."""
+    parts = [f"{code} {_text(text)}" + (f" ({rcpt})" if rcpt else "")
+             for rcpt, (code, text) in replies.items()]
+    message = "operator refused: " + "; ".join(parts)
+    if not partial and any(400 <= code < 500 for code, _ in replies.values()):
+        return TemporaryFailure(message)
+    return PermanentFailure(message)
+
+
+def _text(value: object) -> str:
+    if isinstance(value, BaseException) and value.args:
+        value = value.args[0]
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", "replace")
+    return " ".join(str(value).split())
+
+
+def _http_reason(exc: urllib.error.HTTPError) -> str:
+    with contextlib.suppress(Exception):
+        return str(json.loads(exc.read(4096)).get("reason", ""))
+    return ""
+
+
+def _listing(lines: list[bytes]) -> dict[str, str]:
+    out = {}
+    for line in lines:
+        number, _, value = line.decode("ascii", "replace").partition(" ")
+        out[number] = value.strip()
+    return out
+
+
+def _blank(lines: list[bytes]) -> int:
+    for i, line in enumerate(lines):
+        if not line:
+            return i
+    return len(lines)
+
+
+def extension(daemon: Daemon) -> MailService | None:
+    """The daemon extension; None when [mail] is empty."""
+    if not daemon.config.mail:
+        return None
+    return MailService(daemon, MailSettings.from_table(daemon.config.mail))
+
+
+def service_of(daemon: Daemon) -> MailService:
+    """The running mail service, or MailNotConfigured."""
+    for ext in daemon.extensions:
+        if isinstance(ext, MailService):
+            return ext
+    raise MailNotConfigured("secure mail is not configured on this terminal ([mail])")

@@ -1,0 +1,254 @@
+"""Secure mail through edged: a real daemon, the CPS in pcscd, the reference operator on
+127.0.0.1 (SMTP + STARTTLS + AUTH, POP3S, the HTTPS directory), no mocks."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import poplib
+import smtplib
+import sqlite3
+import ssl
+from pathlib import Path
+
+import pytest
+
+from apdu.cps import CpsSession
+from apdu.protocol import CardProtocol
+from apdu.transport import InProcessTransport
+from edged.sdk import RemoteError
+from edged.services import cms, smime
+from edged.services.mail import service_of
+from simulators.cps3 import Cps3Card
+from simulators.mail import TEST_PASSWORD, MailOperator
+from simulators.pki import DATA, ca_certificate
+
+pytestmark = [pytest.mark.asyncio, pytest.mark.pcsc]
+
+GP = "claire.martin@cabinet.test"
+NURSE = "julie.bernard@cabinet.test"
+EMERGENCY = "sophie.leroy@chu.test"
+PDF = b"%PDF-1.7\n" + bytes(range(256)) * 40 + b"\n%%EOF\n"
+CDA = (b'<?xml version="1.0" encoding="UTF-8"?>\n<ClinicalDocument xmlns="urn:hl7-org:v3">'
+       b"<title>Compte rendu</title></ClinicalDocument>\n")
+TRUST = cms.TrustStore([ca_certificate("root")],
+                       intermediates=[ca_certificate("personnes"),
+                                      ca_certificate("organisations")])
+
+
+def intermediates(tmp: Path) -> str:
+    path = tmp / "intermediates.pem"
+    path.write_bytes(b"".join((DATA / "ca" / f"test-{n}.crt.pem").read_bytes()
+                              for n in ("personnes", "organisations")))
+    return str(path)
+
+
+def mail_table(op_dir: Path, tmp: Path, **extra: object) -> dict:
+    return {"operator_json": str(op_dir / "operator.json"),
+            "intermediates_file": intermediates(tmp), "retry_base_delay": 0.2,
+            "retry_max_delay": 0.5, "timeout": 5, **extra}
+
+
+class Card:
+    """A CPS in process (PIN verified): the other end of the conversation."""
+
+    def __init__(self, profile: str) -> None:
+        self.session = CpsSession(CardProtocol(InProcessTransport(Cps3Card(profile))))
+        self.session.verify_pin(lambda _request: bytearray(b"1234"))
+        self.signer = cms.CardSigner(self.session, [ca_certificate("personnes")])
+        self.decryptor = cms.CardDecryptor(self.session)
+
+
+def mailbox(op: MailOperator, user: str) -> list[bytes]:
+    domain = user.rsplit("@", 1)[1]
+    context = ssl.create_default_context(cafile=op.info.ca_file)
+    pop = poplib.POP3_SSL(op.host, op.info.domains[domain].pop3s, context=context, timeout=10)
+    try:
+        pop.user(user)
+        pop.pass_(TEST_PASSWORD)
+        count, _ = pop.stat()
+        return [b"\r\n".join(pop.retr(i)[1]) + b"\r\n" for i in range(1, count + 1)]
+    finally:
+        pop.quit()
+
+
+def submit(op: MailOperator, sender: str, rcpts: list[str], raw: bytes) -> None:
+    domain = sender.rsplit("@", 1)[1]
+    context = ssl.create_default_context(cafile=op.info.ca_file)
+    with smtplib.SMTP(op.host, op.info.domains[domain].submission, timeout=10) as client:
+        client.starttls(context=context)
+        client.login(sender, TEST_PASSWORD)
+        client.sendmail(sender, rcpts, raw)
+
+
+async def until(predicate, timeout: float = 15.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not await asyncio.to_thread(predicate):
+        assert asyncio.get_running_loop().time() < deadline, "condition not reached"
+        await asyncio.sleep(0.05)
+
+
+async def daemon_with_gp(edged, slots, table: dict, **kw):
+    await asyncio.to_thread(slots.insert, 0, Cps3Card("gp"))
+    bench = await edged(pcsc=True, mail=table, **kw)
+    await until(lambda: bench.daemon.slots.find("cps") is not None)
+    return bench
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+async def verify_pin(bench, client) -> None:
+    bench.keypad.press("1234", "OK")
+    assert (await client.call("cps.verify_pin"))["result"] == "ok"
+
+
+async def test_send_list_open_and_refusals(edged, slots, pcscd, tmp_path: Path) -> None:
+    with MailOperator(tmp_path / "op") as op:
+        bench = await daemon_with_gp(edged, slots, mail_table(tmp_path / "op", tmp_path))
+        async with await bench.client("secretariat", "mail:send", "cps:sign") as client:
+            message = {"to": [NURSE], "cc": [EMERGENCY], "subject": "CR consultation",
+                       "text": "Bonjour, voici le compte rendu.", "html": "<p>Bonjour</p>",
+                       "attachments": [
+                           {"filename": "cr.pdf", "content_type": "application/pdf",
+                            "data": b64(PDF)},
+                           {"filename": "cr.xml", "content_type": "text/xml", "data": b64(CDA)}]}
+            # An unknown recipient is refused before anything is signed (no PIN needed yet).
+            with pytest.raises(RemoteError) as exc:
+                await client.call("mail.send", {**message, "to": ["nobody@cabinet.test"]})
+            assert exc.value.reason == "unknown_recipient"
+            with pytest.raises(RemoteError) as exc:
+                await client.call("mail.send", message)
+            assert exc.value.reason == "pin_required"
+            await verify_pin(bench, client)
+
+            sent = await client.call("mail.send", message)
+            assert sent["state"] == "queued" and sent["message_id"].endswith("@cabinet.test>")
+
+            async def state() -> dict:
+                return await client.call("mail.status", {"message_id": sent["message_id"]})
+
+            for _ in range(200):
+                if (await state())["state"] == "sent":
+                    break
+                await asyncio.sleep(0.05)
+            assert (await state())["state"] == "sent"
+
+            # The recipients open it with their own cards, attachments byte-identical.
+            for profile, address in (("nurse", NURSE), ("emergency", EMERGENCY)):
+                raws = await asyncio.to_thread(mailbox, op, address)
+                assert len(raws) == 1
+                opened = smime.open_message(raws[0], Card(profile).decryptor, TRUST)
+                assert opened.subject == "CR consultation" and opened.sender == GP
+                assert [(a.filename, a.data) for a in opened.attachments] == [
+                    ("cr.pdf", PDF), ("cr.xml", CDA)]
+
+            # Mail for the GP: a good one, a tampered one, one for someone else.
+            nurse = Card("nurse")
+            gp_cert = await asyncio.to_thread(_certificate, op, GP)
+            nurse_cert = nurse.decryptor.certificate
+
+            def letter(subject: str) -> smime.EmailMessage:
+                return smime.build_message(NURSE, GP, subject=subject, text="Réponse",
+                                           attachments=[smime.Attachment(
+                                               "scan.bin", "application/octet-stream", PDF)])
+
+            good = smime.to_bytes(smime.protect(letter("Réponse"), nurse.signer, [gp_cert]))
+            signed = smime.to_bytes(smime.sign_message(letter("Altérée"), nurse.signer))
+            tampered = signed.replace(b"R=C3=A9ponse", b"R=C3=A9pons3", 1)
+            assert tampered != signed
+            tampered_msg = smime.encrypt_message(smime._parse(tampered), [gp_cert, nurse_cert])
+            elsewhere = smime.to_bytes(smime.protect(letter("Pas pour vous"), nurse.signer,
+                                                     [await asyncio.to_thread(
+                                                         _certificate, op, EMERGENCY)]))
+            for raw in (good, smime.to_bytes(tampered_msg), elsewhere):
+                await asyncio.to_thread(submit, op, NURSE, [GP], raw)
+
+            listing = await client.call("mail.list")
+            assert listing["address"] == GP
+            assert [m["from"] for m in listing["messages"]] == [NURSE] * 3
+            uids = [m["uid"] for m in listing["messages"]]
+            opened = await client.call("mail.open", {"uid": uids[0]})
+            assert opened["subject"] == "Réponse" and opened["from"] == NURSE
+            assert opened["signer"]["email"] == NURSE and opened["signer"]["valid"]
+            assert base64.b64decode(opened["attachments"][0]["data"]) == PDF
+            with pytest.raises(RemoteError) as exc:
+                await client.call("mail.open", {"uid": uids[1]})
+            assert exc.value.reason == "signature_invalid"
+            assert exc.value.data["detail"] == "digest-mismatch"
+            with pytest.raises(RemoteError) as exc:
+                await client.call("mail.open", {"uid": uids[2]})
+            assert exc.value.reason == "not_for_this_recipient"
+            with pytest.raises(RemoteError) as exc:
+                await client.call("mail.open", {"uid": "nope"})
+            assert exc.value.reason == "no_such_message"
+            assert len(await asyncio.to_thread(mailbox, op, GP)) == 3  # nothing deleted
+
+    events = [r for r in bench.daemon.audit.records() if r.event.startswith("mail.")]
+    assert [r.event for r in events] == ["mail.send", "mail.open", "mail.open", "mail.open"]
+    text = repr([r.fields for r in events])
+    assert "Bonjour" not in text and "CR consultation" not in text
+
+
+def _certificate(op: MailOperator, address: str):
+    from simulators.mail import DirectoryClient
+
+    return DirectoryClient(op.info.directory_url, op.info.ca_file).certificate(address)
+
+
+async def test_attachment_too_large(edged, slots, pcscd, tmp_path: Path) -> None:
+    with MailOperator(tmp_path / "op"):
+        bench = await daemon_with_gp(edged, slots, mail_table(
+            tmp_path / "op", tmp_path, max_attachment_bytes=1000))
+        async with await bench.client("secretariat", "mail:send") as client:
+            with pytest.raises(RemoteError) as exc:
+                await client.call("mail.send", {"to": [NURSE], "text": "x", "attachments": [
+                    {"filename": "big.pdf", "data": b64(PDF)}]})
+            assert exc.value.reason == "attachment_too_large"
+            assert exc.value.data["limit"] == 1000
+        assert service_of(bench.daemon).outbox.counts() == {}
+
+
+async def test_outage_restart_and_crash_deliver_once(edged, slots, pcscd,
+                                                     tmp_path: Path) -> None:
+    # The directory stays up (its own operator); the submission operator goes down.
+    with MailOperator(tmp_path / "dir") as directory:
+        smtp = MailOperator(tmp_path / "op").serve_in_thread()
+        smtp.close()  # down: its operator.json stays, its ports come back on restart
+        state = tmp_path / "edged-state"
+        table = mail_table(tmp_path / "op", tmp_path,
+                           directory_url=directory.info.directory_url)
+        bench = await daemon_with_gp(edged, slots, table, state_dir=state)
+        async with await bench.client("secretariat", "mail:send", "cps:sign") as client:
+            await verify_pin(bench, client)
+            first = await client.call("mail.send", {"to": [NURSE], "text": "un"})
+            status = {}
+            for _ in range(100):
+                status = await client.call("mail.status", {"message_id": first["message_id"]})
+                if status["attempts"] >= 2:
+                    break
+                await asyncio.sleep(0.05)
+            assert status["state"] in ("queued", "sending") and status["attempts"] >= 2
+            assert "unreachable" in (status["last_error"] or "")
+            smtp = MailOperator(tmp_path / "op").serve_in_thread()  # back
+            try:
+                await until(lambda: service_of(bench.daemon).outbox.get(
+                    first["message_id"]).state == "sent")
+                assert len(await asyncio.to_thread(mailbox, smtp, NURSE)) == 1
+            finally:
+                smtp.close()
+            second = await client.call("mail.send", {"to": [NURSE], "text": "deux"})
+        await bench.daemon.stop()  # stopped with the second message queued (operator down)
+
+        # A crash after the operator took the first message but before the outbox knew it.
+        with sqlite3.connect(state / "outbox.db") as db:
+            db.execute("UPDATE outbox SET state = 'sending' WHERE message_id = ?",
+                       (first["message_id"],))
+        with MailOperator(tmp_path / "op") as smtp:
+            bench = await edged(pcsc=True, mail=table, state_dir=state)
+            outbox = service_of(bench.daemon).outbox
+            await until(lambda: outbox.counts() == {"sent": 2})
+            raws = await asyncio.to_thread(mailbox, smtp, NURSE)
+            assert len(raws) == 2  # the first was sent again but delivered once (Message-ID)
+            assert outbox.get(second["message_id"]).attempts >= 1
