@@ -11,7 +11,7 @@ nothing leaves in clear. Codes are single-use; failures lock the user out after 
 every outcome is audited (`proxy.relayed`, `proxy.refused`), never a code.
 
 Files under `<state_dir>/proxy/` (0600, directory 0700):
-  users.db        local users: e-mail, scrypt hash of the SMTP password, TOTP secret,
+  users.db        local users: e-mail, salted SHA-256 of the SMTP password, TOTP secret,
                   last used time step, failure count, lockout
   seal.key.pem    the seal key, PKCS#8 ENCRYPTED PRIVATE KEY (PBES2, AES-256-CBC)
   seal.crt.pem    the seal certificate, then its chain (intermediates)
@@ -53,6 +53,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 
+from edged.config import ConfigError
 from edged.services import cms, smime
 from edged.state.keystore import SERVER_CERT_FILE, SERVER_KEY_FILE, _atomic_write
 
@@ -84,14 +85,13 @@ WINDOW = 1  # steps accepted either side of now (clock drift of the phone)
 CODE_PATTERN = re.compile(r"\[\s*code\s*[:=]?\s*(\d{6})\s*\]", re.IGNORECASE)
 _ANY_CODE = re.compile(r"\[\s*code\b[^\]]*\]", re.IGNORECASE)
 REFUSED_CLEAR = "550 5.7.0 emission code missing or invalid: mail is never relayed in clear"
-_SCRYPT = {"n": 2**14, "r": 8, "p": 1, "dklen": 32}
 
 
-class ProxyConfigError(ValueError):
-    """A bad [proxy] setting; the message names it."""
+class ProxyConfigError(ConfigError):
+    """A bad [proxy] setting; the message names it (edged exits with a configuration error)."""
 
 
-class SealError(RuntimeError):
+class SealError(ConfigError):
     """The seal key or certificate is missing, does not match, or cannot be decrypted."""
 
 
@@ -166,6 +166,8 @@ class ProxySettings:
         values: dict[str, Any] = {}
         for key, value in table.items():
             if key == "enabled":
+                if not isinstance(value, bool):
+                    raise ProxyConfigError("proxy.enabled must be true or false")
                 continue
             if key in ("ca_file", "account_password_file", "seal_secret_file"):
                 if not isinstance(value, str) or not value:
@@ -316,7 +318,10 @@ class UserStore:
 
     @staticmethod
     def _hash(password: str, salt: bytes) -> bytes:
-        return hashlib.scrypt(password.encode("utf-8"), salt=salt, **_SCRYPT)
+        # Passwords are generated (120 random bits), never chosen by a person: a salted
+        # SHA-256 cannot be brute-forced, and a slow KDF would stall the daemon's event loop
+        # (aiosmtpd calls the authenticator synchronously).
+        return hashlib.sha256(salt + password.encode("utf-8")).digest()
 
     def add(self, name: str, email: str) -> tuple[str, bytes]:
         """A new user: returns (SMTP password, TOTP secret), shown once and never again."""
@@ -355,21 +360,22 @@ class UserStore:
         row = self._db.execute("SELECT email FROM users WHERE name = ?", (name,)).fetchone()
         return row[0] if row else None
 
-    def authenticate(self, login: str, password: str) -> str | None:
-        """The user's name when the login (name or e-mail) and password match."""
+    def authenticate(self, login: str, password: str) -> tuple[str | None, str]:
+        """(the user's name, "") when the login (name or e-mail) and password match, else
+        (None, "auth-failed" or "locked"); a wrong password counts toward the lockout."""
         row = self._db.execute(
             "SELECT name, password_hash, salt, locked_until FROM users"
             " WHERE name = ? OR email = ?", (login, login.lower())).fetchone()
         if row is None:
             self._hash(password, b"\0" * 16)  # same cost for an unknown login
-            return None
+            return None, "auth-failed"
         name, stored, salt, locked_until = row
         if not hmac.compare_digest(self._hash(password, salt), stored):
             self._fail(name)
-            return None
+            return None, "auth-failed"
         if locked_until > self._clock():
-            return None
-        return str(name)
+            return None, "locked"
+        return str(name), ""
 
     def is_locked(self, name: str) -> bool:
         row = self._db.execute("SELECT locked_until FROM users WHERE name = ?",
@@ -458,11 +464,23 @@ class ProxyServer:
         self._audit = audit
         self.users = UserStore(self.state_dir, max_failures=settings.max_failures,
                                lockout_seconds=settings.lockout_seconds, clock=clock)
-        self.signer: cms.SoftwareSigner | None = None
-        self._client_tls = ssl.create_default_context(cafile=str(settings.ca_file))
-        roots = x509.load_pem_x509_certificates(settings.ca_file.read_bytes())
-        intermediates = [c for p in settings.trust_intermediates
-                         for c in x509.load_pem_x509_certificates(p.read_bytes())]
+        # Loaded now, so that a missing or undecryptable seal stops edged before it listens.
+        self.signer: cms.SoftwareSigner | None = load_seal(self.state_dir,
+                                                           settings.seal_secret_file)
+        try:
+            self._client_tls = ssl.create_default_context(cafile=str(settings.ca_file))
+            roots = x509.load_pem_x509_certificates(settings.ca_file.read_bytes())
+        except (OSError, ValueError) as exc:
+            raise ProxyConfigError(f"proxy.ca_file {settings.ca_file}: {exc}") from None
+        intermediates = []
+        for path in settings.trust_intermediates:
+            try:
+                intermediates += x509.load_pem_x509_certificates(path.read_bytes())
+            except (OSError, ValueError) as exc:
+                raise ProxyConfigError(f"proxy.trust_intermediates {path}: {exc}") from None
+        if not settings.account_password_file.is_file():
+            raise ProxyConfigError(f"proxy.account_password_file {settings.account_password_file}"
+                                   " is not a readable file")
         self.trust = cms.TrustStore(roots=roots, intermediates=intermediates)
         self._server: asyncio.AbstractServer | None = None
         self.port = 0
@@ -475,7 +493,8 @@ class ProxyServer:
 
     async def start(self) -> None:
         """Load the seal key (decrypted in memory only) and listen."""
-        self.signer = load_seal(self.state_dir, self.settings.seal_secret_file)
+        if self.signer is None:
+            self.signer = load_seal(self.state_dir, self.settings.seal_secret_file)
         loop = asyncio.get_running_loop()
 
         def factory() -> SMTP:
@@ -497,7 +516,7 @@ class ProxyServer:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._server.wait_closed(), 5)
             self._server = None
-            self.users.close()
+        self.users.close()
         self.signer = None
 
     # aiosmtpd authenticator (sync)
@@ -506,9 +525,10 @@ class ProxyServer:
         if not isinstance(auth_data, LoginPassword):
             return AuthResult(success=False, handled=False)
         login = auth_data.login.decode("utf-8", "replace")
-        name = self.users.authenticate(login, auth_data.password.decode("utf-8", "replace"))
+        name, reason = self.users.authenticate(login,
+                                               auth_data.password.decode("utf-8", "replace"))
         if name is None:
-            self.audit("proxy.refused", "unauthenticated", reason="auth-failed")
+            self.audit("proxy.refused", "unauthenticated", reason=reason)
             return AuthResult(success=False, handled=False)
         return AuthResult(success=True, auth_data=name)
 
@@ -591,9 +611,7 @@ class ProxyServer:
             msg["Date"] = format_datetime(time_now())
         for bcc in ("Bcc", "Resent-Bcc"):
             del msg[bcc]
-        assert self.signer is not None
-        protected = smime.protect(msg, self.signer, certificates, self.settings.mode)  # type: ignore[arg-type]
-        wire = smime.to_bytes(protected)
+        wire = await asyncio.to_thread(self._protect, msg, certificates)
         message_id = str(msg["Message-ID"])
         try:
             await asyncio.to_thread(self._relay, email or "", recipients, wire)
@@ -603,6 +621,11 @@ class ProxyServer:
             return exc.reply
         self.audit("proxy.relayed", name, message_id=message_id, recipients=len(recipients))
         return f"250 2.0.0 signed by the structure, encrypted and relayed {message_id}"
+
+    def _protect(self, msg: Any, certificates: list[x509.Certificate]) -> bytes:
+        assert self.signer is not None
+        mode = "cbc" if self.settings.mode == "cbc" else "gcm"
+        return smime.to_bytes(smime.protect(msg, self.signer, certificates, mode))
 
     def _certificates(self, recipients: Sequence[str]) -> list[x509.Certificate]:
         out = []

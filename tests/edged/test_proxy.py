@@ -258,6 +258,35 @@ async def test_without_a_valid_code_nothing_is_relayed(setup: Setup) -> None:
         earlier = setup.code("alice", time.time() - 30)
         await setup.send("alice", message(ALICE, f"[code:{earlier}] x"))
     assert len(nurse_inbox(op)) == 1
+    audit_text = "".join(r.fields for r in setup.bench.daemon.audit.records())
+    for used in (mine, forged, other, code, earlier):
+        assert used not in audit_text  # outcomes only, never a code
+
+
+@pytest.mark.asyncio
+async def test_login_by_address_and_a_code_anywhere_in_the_subject(setup: Setup) -> None:
+    clear_nurse(setup.op)
+    msg = message(ALICE, f"Re: [CODE {setup.code('alice')}] Bilan")
+    assert await setup.send("alice", msg, login=ALICE) == {}
+    [raw] = nurse_inbox(setup.op)
+    opened = smime.open_message(raw, nurse(), trust(), check_sender=False)
+    assert opened.subject == "Re: Bilan"
+
+
+def test_no_seal_key_stops_the_proxy_before_it_listens(op: MailOperator,
+                                                       tmp_path: Path) -> None:
+    settings = ProxySettings.from_table(proxy_table(op, tmp_path))
+    with pytest.raises(SealError, match="bifente proxy seal import"):
+        ProxyServer(settings, tmp_path / "state", ssl.create_default_context())
+
+
+@pytest.mark.asyncio
+async def test_proxy_off_when_disabled(edged: BenchFactory, op: MailOperator,
+                                       tmp_path: Path) -> None:
+    bench = await edged(proxy=proxy_table(op, tmp_path, enabled=False))
+    assert not any(isinstance(e, ProxyServer) for e in bench.daemon.extensions)
+    bench = await edged()
+    assert not any(isinstance(e, ProxyServer) for e in bench.daemon.extensions)
 
 
 @pytest.mark.asyncio
@@ -269,7 +298,7 @@ async def test_lockout_after_repeated_code_failures(setup: Setup) -> None:
     with pytest.raises(smtplib.SMTPAuthenticationError):  # locked: even the right password
         await setup.send("bob", message(BOB, f"[code:{setup.code('bob')}] x"))
     assert nurse_inbox(setup.op) == []
-    assert [r["reason"] for r in setup.audit("proxy.refused")][-1] == "auth-failed"
+    assert [r["reason"] for r in setup.audit("proxy.refused")][-1] == "locked"
     # alice is not affected
     assert await setup.send("alice", message(ALICE, f"[code:{setup.code('alice')}] x")) == {}
     UserStore(setup.proxy.state_dir).unlock("bob")
@@ -352,7 +381,8 @@ def test_config_errors_name_the_setting(op: MailOperator, tmp_path: Path) -> Non
                           ({"port": "587"}, "proxy.port must be an integer"),
                           ({"directory_url": "http://x"}, "https://"),
                           ({"mode": "ecb"}, "proxy.mode"),
-                          ({"max_failures": 0}, "proxy.max_failures")]:
+                          ({"max_failures": 0}, "proxy.max_failures"),
+                          ({"enabled": "no"}, "proxy.enabled must be true or false")]:
         with pytest.raises(ProxyConfigError, match=words):
             ProxySettings.from_table(good | change)
     missing = dict(good)
