@@ -74,6 +74,8 @@ async def _run(args: argparse.Namespace) -> int:
                   flush=True)
         log.info("simulated cards: CPS %r, Vitale %r", args.cps, args.vitale)
         # -- simulated mail operator (issue 5): start it here and set overrides["mail"] --
+        if not config.mail:
+            overrides["mail"] = _simulated_mail(stack)
         # -- simulated DMP host (issue 6): start it here and set overrides["dmp"] --
     config = config.with_overrides(**overrides)
     with stack:
@@ -90,6 +92,27 @@ async def _run(args: argparse.Namespace) -> int:
         finally:
             await daemon.stop()
     return 0
+
+
+def _simulated_mail(stack: contextlib.ExitStack) -> dict[str, object]:
+    """The reference mail operator (cabinet.test, chu.test, labo.test) in a temp folder."""
+    from simulators.mail import TEST_PASSWORD, MailOperator
+    from simulators.pki import DATA
+
+    data = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bifente-mail-")))
+    operator = MailOperator(data / "operator").serve_in_thread()
+    stack.callback(operator.close)
+    chain = data / "intermediates.pem"
+    chain.write_bytes(b"".join((DATA / "ca" / f"test-{name}.crt.pem").read_bytes()
+                               for name in ("personnes", "organisations")))
+    info = operator.info
+    cabinet = info.domains["cabinet.test"]
+    print(f"mail operator: cabinet.test smtp://{info.host}:{cabinet.submission} "
+          f"pop3s://{info.host}:{cabinet.pop3s}, directory {info.directory_url}; "
+          f"addresses {', '.join(operator.addresses('cabinet.test'))} "
+          f"(test password {TEST_PASSWORD!r})", flush=True)
+    return {"operator_json": str(data / "operator" / "operator.json"),
+            "intermediates_file": str(chain)}
 
 
 def main(argv: list[str] | None = None) -> int:

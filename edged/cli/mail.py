@@ -1,11 +1,140 @@
-"""`bifente mail ...`: secure health mail through a paired terminal."""
+"""`bifente mail send|list|open|status`: secure health mail through a paired terminal.
+
+The terminal signs with the CPS (the PIN typed on its keypad: `bifente` asks it first when
+needed) and encrypts to every recipient and the sender; the credentials are those stored by
+`bifente pair` (scope mail:send).
+"""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import base64
+import json
+import mimetypes
+import sys
+from pathlib import Path
+from typing import Any
+
+from edged.sdk import Credentials, RemoteError
 
 __all__ = ["add_parsers"]
 
 
+async def _session(target: str | None, method: str, params: dict[str, Any],
+                   pin: bool) -> Any:
+    credentials = Credentials.find(target)
+    async with await credentials.connect() as client:
+        try:
+            return await client.call(method, params)
+        except RemoteError as exc:
+            if not (pin and exc.reason == "pin_required"):
+                raise
+        print("type the PIN on the terminal keypad...", file=sys.stderr, flush=True)
+        result = await client.call("cps.verify_pin")
+        if result["result"] != "ok":
+            raise SystemExit(f"bifente: PIN {result['result']} "
+                             f"({result['tries_left']} tries left)")
+        return await client.call(method, params)
+
+
+def _send(args: argparse.Namespace) -> int:
+    text = args.text
+    if args.text_file is not None:
+        text = Path(args.text_file).read_text(encoding="utf-8")
+    attachments = []
+    for name in args.attach or []:
+        path = Path(name)
+        kind = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+        attachments.append({"filename": path.name, "content_type": kind,
+                            "data": base64.b64encode(path.read_bytes()).decode()})
+    params: dict[str, Any] = {"to": args.to, "subject": args.subject, "text": text}
+    if args.cc:
+        params["cc"] = args.cc
+    if args.html_file:
+        params["html"] = Path(args.html_file).read_text(encoding="utf-8")
+    if attachments:
+        params["attachments"] = attachments
+    result = asyncio.run(_session(args.target, "mail.send", params, pin=True))
+    print(f"{result['message_id']} {result['state']}")
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    result = asyncio.run(_session(args.target, "mail.status",
+                                  {"message_id": args.message_id}, pin=False))
+    error = f" ({result['last_error']})" if result.get("last_error") else ""
+    print(f"{result['message_id']} {result['state']}, {result['attempts']} attempt(s){error}")
+    return 0
+
+
+def _list(args: argparse.Namespace) -> int:
+    result = asyncio.run(_session(args.target, "mail.list", {}, pin=False))
+    if args.json:
+        print(json.dumps(result, indent=2, ensure_ascii=False))
+        return 0
+    print(f"{result['address']}: {len(result['messages'])} message(s)")
+    for m in result["messages"]:
+        print(f"{m['uid']}  {m['date'][:31]:<31}  {m['from'][:32]:<32}  {m['subject']}")
+    return 0
+
+
+def _open(args: argparse.Namespace) -> int:
+    result = asyncio.run(_session(args.target, "mail.open", {"uid": args.uid}, pin=True))
+    if args.json:
+        print(json.dumps(result, indent=2, ensure_ascii=False))
+        return 0
+    signer = result["signer"]
+    print(f"From: {result['from']}")
+    print(f"To: {', '.join(result['to'])}")
+    if result["cc"]:
+        print(f"Cc: {', '.join(result['cc'])}")
+    print(f"Subject: {result['subject']}")
+    print(f"Date: {result['date']}")
+    print(f"Signed by: {signer['name']} <{signer['email']}> "
+          f"({'valid' if signer['valid'] else 'NOT VERIFIED'})")
+    print()
+    print(result["text"] if result["text"] is not None else result["html"] or "")
+    for a in result["attachments"]:
+        line = f"[attachment] {a['filename']} ({a['content_type']}, {a['size']} bytes)"
+        if args.save_attachments:
+            folder = Path(args.save_attachments)
+            folder.mkdir(parents=True, exist_ok=True)
+            target = folder / Path(a["filename"]).name  # no path from the sender
+            target.write_bytes(base64.b64decode(a["data"]))
+            line += f" -> {target}"
+        print(line)
+    return 0
+
+
 def add_parsers(sub: argparse._SubParsersAction) -> None:
-    """Register `bifente mail` (its subcommands are added by the mail module's owner)."""
+    """Register `bifente mail`."""
+    mail = sub.add_parser("mail", help="secure health mail signed and encrypted by the CPS")
+    msub = mail.add_subparsers(dest="action", required=True)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--target", help="the paired terminal (host or fingerprint prefix)")
+
+    p = msub.add_parser("send", parents=[common], help="sign, encrypt and queue a message")
+    p.add_argument("--to", action="append", required=True, help="recipient (repeatable)")
+    p.add_argument("--cc", action="append", help="copy to (repeatable)")
+    p.add_argument("--subject", required=True)
+    body = p.add_mutually_exclusive_group(required=True)
+    body.add_argument("--text", help="the text body")
+    body.add_argument("--text-file", help="the text body from a UTF-8 file")
+    p.add_argument("--html-file", help="an HTML body as well")
+    p.add_argument("--attach", action="append", metavar="FILE", help="attach a file (repeatable)")
+    p.set_defaults(func=_send)
+
+    p = msub.add_parser("status", parents=[common], help="where a sent message is")
+    p.add_argument("message_id")
+    p.set_defaults(func=_status)
+
+    p = msub.add_parser("list", parents=[common], help="the professional's mailbox")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_list)
+
+    p = msub.add_parser("open", parents=[common], help="decrypt and verify a message")
+    p.add_argument("uid")
+    p.add_argument("--save-attachments", metavar="DIR", help="write the attachments there")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_open)

@@ -252,3 +252,45 @@ async def test_outage_restart_and_crash_deliver_once(edged, slots, pcscd,
             raws = await asyncio.to_thread(mailbox, smtp, NURSE)
             assert len(raws) == 2  # the first was sent again but delivered once (Message-ID)
             assert outbox.get(second["message_id"]).attempts >= 1
+
+
+def _cli(*argv: str) -> tuple[int, str, str]:
+    import contextlib
+    import io
+
+    from edged.cli.main import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(list(argv))
+    return code, out.getvalue(), err.getvalue()
+
+
+async def test_cli_send_list_open(edged, slots, pcscd, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("BIFENTE_CLIENT_DIR", str(tmp_path / "client"))
+    with MailOperator(tmp_path / "op") as op:
+        bench = await daemon_with_gp(edged, slots, mail_table(tmp_path / "op", tmp_path))
+        (await bench.pair("cli", "mail:send", "cps:sign")).save()
+        report = tmp_path / "compte rendu.pdf"
+        report.write_bytes(PDF)
+        bench.keypad.press("1234", "OK")  # typed when the CLI asks the terminal for the PIN
+        code, out, err = await asyncio.to_thread(
+            _cli, "mail", "send", "--to", GP, "--cc", NURSE, "--subject", "Note",
+            "--text", "Pour le dossier", "--attach", str(report))
+        assert code == 0, err
+        assert "PIN" in err
+        message_id = out.split()[0]
+        await until(lambda: len(mailbox(op, GP)) == 1)
+        code, out, err = await asyncio.to_thread(_cli, "mail", "status", message_id)
+        assert code == 0 and "sent" in out
+        code, out, err = await asyncio.to_thread(_cli, "mail", "list")
+        assert code == 0 and "1 message(s)" in out and "Note" in out
+        uid = out.splitlines()[1].split()[0]
+        saved = tmp_path / "saved"
+        code, out, err = await asyncio.to_thread(_cli, "mail", "open", uid,
+                                                 "--save-attachments", str(saved))
+        assert code == 0, err
+        assert "Subject: Note" in out and "Pour le dossier" in out and "(valid)" in out
+        assert (saved / "compte rendu.pdf").read_bytes() == PDF
+        code, out, err = await asyncio.to_thread(_cli, "mail", "open", "nope")
+        assert code != 0 and "no message" in err
