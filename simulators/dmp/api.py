@@ -796,12 +796,15 @@ class DmpService:
         body = req.json(MAX_PATIENT_UPLOAD)
         title, type_code = body.get("title"), body.get("type_code")
         media_type = body.get("media_type", "application/pdf")
-        if not isinstance(title, str) or not title.strip() or len(title) > 200:
-            raise Refused(Reason.BAD_REQUEST, "title: 1 to 200 characters")
-        if type_code not in self.policy.types:
-            raise Refused(Reason.BAD_REQUEST, "type_code must be a DMP document type")
-        if media_type not in cda.BODY_MEDIA_TYPES:
-            raise Refused(Reason.BAD_REQUEST, "media_type is application/pdf or text/plain")
+        is_cda = media_type in CDA_TYPES  # a ready-made CDA: checked as a feed is (D7)
+        if not is_cda:
+            if not isinstance(title, str) or not title.strip() or len(title) > 200:
+                raise Refused(Reason.BAD_REQUEST, "title: 1 to 200 characters")
+            if type_code not in self.policy.types:
+                raise Refused(Reason.BAD_REQUEST, "type_code must be a DMP document type")
+            if media_type not in cda.BODY_MEDIA_TYPES:
+                raise Refused(Reason.BAD_REQUEST, "media_type is application/pdf, text/plain "
+                              "or a CDA (application/hl7-v3+xml)")
         try:
             content = base64.b64decode(str(body.get("content", "")), validate=True)
         except binascii.Error:
@@ -809,18 +812,26 @@ class DmpService:
         if not content:
             raise Refused(Reason.BAD_REQUEST, "content is empty")
         now = self.clock()
-        data = cda.build_document(
-            record.ins, record.ins_oid, str(type_code), title.strip(), author_id=record.ins,
-            author_name="", pdf=content if media_type == "application/pdf" else None,
-            text=content.decode("utf-8", "replace") if media_type == "text/plain" else None,
-            media_type=str(media_type), when=dt.datetime.fromtimestamp(now, dt.UTC))
+        if is_cda:
+            data = content
+        else:
+            data = cda.build_document(
+                record.ins, record.ins_oid, str(type_code), str(title).strip(),
+                author_id=record.ins, author_name="",
+                pdf=content if media_type == "application/pdf" else None,
+                text=content.decode("utf-8", "replace") if media_type == "text/plain" else None,
+                media_type=str(media_type), when=dt.datetime.fromtimestamp(now, dt.UTC))
         result = cda.check_cda(data, record.ins, self.policy.types)
         if not result.ok or result.info is None:
-            raise Refused(Reason.CDA_INVALID, "the document does not conform", details=[
-                {"reason": p.value, "message": m} for p, m in result.problems])
+            problems = {p for p, _ in result.problems}
+            raise Refused(Reason.INS_MISMATCH if problems == {CdaProblem.INS_MISMATCH}
+                          else Reason.CDA_INVALID, "the document does not conform", details=[
+                              {"reason": p.value, "message": m} for p, m in result.problems])
         info = result.info
+        if self.storage.document_by_cda_id(record.ins, info.cda_id) is not None:
+            raise Refused(Reason.DOCUMENT_EXISTS, "another document has this CDA id")
         doc = Document(id=str(uuid.uuid4()), ins=record.ins, cda_id=info.cda_id,
-                       type_code=info.type_code, title=info.title,
+                       type_code=info.type_code, title=info.title[:500],
                        effective_time=info.effective_time, confidentiality=info.confidentiality,
                        media_type=info.media_type, author_kind="patient", author_id="patient",
                        author_profession="", author_name="the patient", fed_by="patient",

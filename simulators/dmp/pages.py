@@ -70,6 +70,9 @@ MESSAGES: dict[str, str] = {
     Reason.VISIBILITY_CONFLICT: "Un document ne peut pas être à la fois masqué et caché.",
     Reason.TOO_LARGE: "Le fichier est trop volumineux.",
     Reason.NOT_FOUND: "Introuvable.",
+    Reason.CDA_INVALID: "Le document CDA n'est pas conforme",
+    Reason.INS_MISMATCH: "Ce document CDA concerne un autre patient (INS différent)",
+    Reason.DOCUMENT_EXISTS: "Ce document est déjà dans votre DMP.",
 }
 
 ACTIONS: dict[str, str] = {
@@ -695,17 +698,19 @@ class PatientPages:
         options = "".join(f'<option value="{_e(t.code)}">{_e(t.name)}</option>' for t in types)
         body = (
             "<p>Ajoutez un document (PDF ou texte) : le DMP l'enregistre comme un document "
-            "CDA dont vous êtes l'auteur.</p>"
+            "CDA dont vous êtes l'auteur. Vous pouvez aussi déposer un document CDA déjà "
+            "constitué : il est vérifié, et son titre et son type sont alors ceux du "
+            "document.</p>"
             '<form method="post" action="/patient/add" enctype="multipart/form-data" '
             f'class="card">{self._csrf(web)}'
             '<label for="title">Titre</label>'
-            '<input id="title" name="title" required maxlength="200">'
+            '<input id="title" name="title" maxlength="200">'
             '<label for="type_code">Type de document</label>'
             f'<select id="type_code" name="type_code" required>{options}</select>'
-            '<label for="file">Fichier (PDF ou texte, '
+            '<label for="file">Fichier (PDF, texte ou CDA, '
             f'{MAX_UPLOAD_FILE // (1024 * 1024)} Mo au plus)</label>'
             '<input id="file" name="file" type="file" required '
-            'accept="application/pdf,text/plain,.pdf,.txt">'
+            'accept="application/pdf,text/plain,.pdf,.txt,.xml">'
             '<button type="submit">Ajouter le document</button></form>')
         return self._html(req, Page("Ajouter un document", body, status), web, record=record)
 
@@ -719,6 +724,8 @@ class PatientPages:
             filename, ctype, data = upload
             if data.startswith(b"%PDF-"):
                 media = "application/pdf"
+            elif data.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"<"):
+                media = "application/hl7-v3+xml"  # a ready-made CDA, checked by the host
             elif ctype == "text/plain" or str(filename).lower().endswith(".txt"):
                 media = "text/plain"
                 try:
@@ -726,7 +733,10 @@ class PatientPages:
                 except UnicodeDecodeError:
                     raise Refused(Reason.BAD_REQUEST, "Le texte doit être en UTF-8.") from None
             else:
-                raise Refused(Reason.BAD_REQUEST, "Seuls les PDF et les textes sont acceptés.")
+                raise Refused(Reason.BAD_REQUEST,
+                              "Seuls les PDF, les textes et les documents CDA sont acceptés.")
+            if media != "application/hl7-v3+xml" and not str(fields.get("title", "")).strip():
+                raise Refused(Reason.BAD_REQUEST, "Indiquez un titre.")
             answer = self._call(req, web, "POST", "/api/patient/documents", {
                 "title": str(fields.get("title", "")).strip(),
                 "type_code": str(fields.get("type_code", "")), "media_type": media,
@@ -734,7 +744,9 @@ class PatientPages:
         except Refused as refusal:
             if refusal.told is Reason.UNAUTHENTICATED:
                 raise
-            self._flash(web, _message(refusal), error=True)
+            problems = "; ".join(str(d.get("message", "")) for d in refusal.details)
+            self._flash(web, _message(refusal) + (f" ({problems})" if problems else ""),
+                        error=True)
             return self.add_form(req, 400)
         self._flash(web, f"Document « {answer['document']['title']} » ajouté.")
         return self._redirect("/patient/documents")

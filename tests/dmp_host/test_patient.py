@@ -127,6 +127,33 @@ def test_d17_patient_adds_a_document_professionals_read_it(world: World) -> None
     assert (r.status, r.reason) == (400, "bad_request")
 
 
+def test_d17_patient_adds_a_ready_made_cda(world: World) -> None:
+    ins, password = world.create()
+    other, _ = world.create()
+    token = world.patient(ins, password)
+
+    def add(data: bytes):
+        return world.client.post("/api/patient/documents", {
+            "media_type": "application/hl7-v3+xml",
+            "content": base64.b64encode(data).decode()}, token=token)
+
+    data = world.cda(ins, "60591-5", author="gp", title="Mon compte rendu")
+    r = add(data)
+    assert r.status == 201, r.body
+    doc = r.json()["document"]
+    assert doc["title"] == "Mon compte rendu" and doc["type_code"] == "60591-5"
+    # registered as the patient's, whatever author the CDA names: no rights for that author
+    assert doc["author"]["kind"] == "patient" and doc["fed_by"] == "patient"
+    assert (add(data).status, add(data).reason) == (409, "document_exists")
+    r = add(world.cda(other, "60591-5", title="Pas le mien"))
+    assert (r.status, r.reason) == (422, "ins_mismatch")
+    r = add(b'<ClinicalDocument xmlns="urn:hl7-org:v3"/>')
+    assert (r.status, r.reason) == (422, "cda_invalid")
+    assert len(r.json()["error"]["details"]) > 3  # every problem listed
+    r = world.call("DELETE", f"/api/dmp/{ins}/documents/{doc['id']}", "gp")
+    assert r.status == 403
+
+
 # -- D19: traces -------------------------------------------------------------------------------
 def test_d19_patient_sees_accesses_refusals_and_emergencies(world: World) -> None:
     ins, password = world.create()

@@ -161,6 +161,25 @@ def test_add_a_pdf(page: Any, web_world: DmpWorld, shots: Path) -> None:
     assert len(docs) == 1 and docs[0]["author"]["kind"] == "patient"
     assert docs[0]["media_type"] == "application/pdf"
 
+    # a ready-made CDA: checked by the host, its own title and type
+    nav(page, "Ajouter")
+    cda = world.cda(ins, "11502-2", author="gp", title="Analyse apportée", text="Glycémie",
+                    media_type="text/plain")
+    page.get_by_label(re.compile("Fichier")).set_input_files(
+        {"name": "analyse.xml", "mimeType": "text/xml", "buffer": cda})
+    page.get_by_role("button", name="Ajouter le document").click()
+    assert "Analyse apportée" in page.get_by_role("status").inner_text()
+    assert page.get_by_role("row").filter(has_text="Analyse apportée").count() == 1
+    # a CDA that does not conform: refused with every problem listed
+    nav(page, "Ajouter")
+    page.get_by_label(re.compile("Fichier")).set_input_files(
+        {"name": "bad.xml", "mimeType": "text/xml",
+         "buffer": b'<ClinicalDocument xmlns="urn:hl7-org:v3"><title>x</title></ClinicalDocument>'})
+    page.get_by_role("button", name="Ajouter le document").click()
+    alert = page.get_by_role("alert").inner_text()
+    assert "typeId" in alert and "recordTarget" in alert
+    snap(page, shots, "09b-add-cda-refused")
+
     # not a PDF nor text: refused with a message, nothing added
     nav(page, "Ajouter")
     page.get_by_label("Titre").fill("Image")
