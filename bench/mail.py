@@ -12,6 +12,7 @@ SHA-256 to the recipient and the sender, CAdES signing-certificate-v2.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import statistics
@@ -21,6 +22,7 @@ import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from apdu.cps import CpsSession
 from bench.table import Row, fmt_time, print_table
@@ -184,7 +186,130 @@ def run(quick: bool = False) -> list[Row]:
     rows += _rows("decrypt + verify 10 MB", ours_open, ssl_open)
     rows.append(Row("bifente process floor (imports, card, input read)", "",
                     f"peak RSS {idle_rss / 1e6:5.0f} MB", ""))
+    rows += signing_latency(quick)
     return rows
+
+
+# -- CMS signing latency: through the daemon against in process (issue 5 §8) --------------
+NURSE_ADDRESS = "julie.bernard@cabinet.test"
+
+
+def _small_message(sender: str) -> Any:
+    from edged.services import smime
+
+    return smime.build_message(sender, NURSE_ADDRESS, subject="bench", text="Bonjour " * 64)
+
+
+def _in_process(reader: str, nurse: Any,
+                n: int) -> tuple[list[float], list[float], list[float]]:
+    """On a PcscTransport: the card's signature, a detached CAdES signature, sign + encrypt."""
+    from apdu.pcsc import PcscTransport
+    from apdu.protocol import CardProtocol
+    from edged.services import cms, smime
+    from simulators.pki import ca_certificate
+
+    with PcscTransport(reader) as transport:
+        session = CpsSession(CardProtocol(transport))
+        session.verify_pin(lambda _request: bytearray(b"1234"))
+        signer = cms.CardSigner(session, [ca_certificate("personnes")])
+        content = smime.to_bytes(_small_message("claire.martin@cabinet.test"))
+        raw, sign, protect = [], [], []
+        for _ in range(n):
+            t = time.perf_counter()
+            session.sign(content)
+            raw.append(time.perf_counter() - t)
+            t = time.perf_counter()
+            cms.sign(content, signer, detached=True)
+            sign.append(time.perf_counter() - t)
+            t = time.perf_counter()
+            smime.to_bytes(smime.protect(_small_message("claire.martin@cabinet.test"), signer,
+                                         [nurse]))
+            protect.append(time.perf_counter() - t)
+    return raw, sign, protect
+
+
+async def _through_daemon(operator_json: Path, chain: Path, state: Path,
+                          n: int) -> tuple[list[float], list[float]]:
+    """cps.sign of the same content, and mail.send up to queueing, over WSS + TLS."""
+    import base64
+    import re
+
+    from edged.config import Config
+    from edged.daemon import Daemon
+    from edged.sdk import pair
+    from edged.services import smime
+    from simulators.pinpad import Keypad, PinPadTransport, SimulatedDisplay
+
+    keypad = Keypad()
+    display = SimulatedDisplay(keypad)
+
+    async def code() -> str:
+        match = re.search(r"Code: (\d{6})", display.screen())
+        assert match
+        return match.group(1)
+
+    daemon = Daemon(Config(host="127.0.0.1", port=0, state_dir=state, mdns=False,
+                           rate_per_second=1e6, rate_burst=10**6,
+                           mail={"operator_json": str(operator_json),
+                                 "intermediates_file": str(chain)}),
+                    ui=display, wrap_transport=lambda _r, t: PinPadTransport(t, keypad, display))
+    await daemon.start()
+    try:
+        deadline = time.monotonic() + 10
+        while not daemon.slots.find("cps") and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        credentials = await pair("127.0.0.1", daemon.server.port, daemon.keystore.fingerprint,
+                                 "bench", ["cps:sign", "mail:send"], code)
+        content = base64.b64encode(smime.to_bytes(
+            _small_message("claire.martin@cabinet.test"))).decode()
+        sign, send = [], []
+        async with await credentials.connect() as client:
+            keypad.press("1234", "OK")
+            assert (await client.call("cps.verify_pin"))["result"] == "ok"
+            for _ in range(n):
+                t = time.perf_counter()
+                await client.call("cps.sign", {"data": content})
+                sign.append(time.perf_counter() - t)
+                t = time.perf_counter()
+                await client.call("mail.send", {"to": [NURSE_ADDRESS], "subject": "bench",
+                                                "text": "Bonjour " * 64})
+                send.append(time.perf_counter() - t)
+    finally:
+        await daemon.stop()
+    return sign, send
+
+
+def signing_latency(quick: bool = False) -> list[Row]:
+    """Signing with the CPS in pcscd: in process (CardSigner) vs through edged, side by side."""
+    from simulators.mail import DirectoryClient, MailOperator
+    from simulators.slots import CPS_SLOT, SimulatedSlots
+
+    n = 5 if quick else 20
+    with tempfile.TemporaryDirectory(prefix="bifente-bench-sign-") as tmp, \
+            SimulatedSlots("gp", None) as slots, MailOperator(Path(tmp) / "op") as op:
+        chain = Path(tmp) / "intermediates.pem"
+        chain.write_bytes(PERSONNES.read_bytes()
+                          + (DATA / "ca" / "test-organisations.crt.pem").read_bytes())
+        nurse = DirectoryClient(op.info.directory_url, op.info.ca_file).certificate(
+            NURSE_ADDRESS)
+        local_raw, local_sign, local_protect = _in_process(slots.reader(CPS_SLOT), nurse, n)
+        remote_sign, remote_send = asyncio.run(_through_daemon(
+            Path(tmp) / "op" / "operator.json", chain, Path(tmp) / "state", n))
+    lr, ls = statistics.median(local_raw), statistics.median(local_sign)
+    lp = statistics.median(local_protect)
+    rs, rm = statistics.median(remote_sign), statistics.median(remote_send)
+    return [
+        Row("card signature of a 1 KB entity, CpsSession in process (pcscd)", fmt_time(lr),
+            "split hash: PSO HASH + PSO CDS", "1.00 (baseline)"),
+        Row("cps.sign of the same bytes through edged (WSS+TLS, arbiter)", fmt_time(rs),
+            "the same card operation", f"x{rs / lr:.2f}"),
+        Row("CAdES detached signature, CardSigner in process", fmt_time(ls),
+            "card signature checked against the certificate + CMS", f"x{ls / lr:.2f}"),
+        Row("sign + encrypt (protect) a small message, in process", fmt_time(lp),
+            "card signature, RSA-OAEP to 2, AES-GCM", "1.00 (baseline)"),
+        Row("mail.send through edged, up to queueing", fmt_time(rm),
+            "+ directory (HTTPS), certificate read, outbox (SQLite FULL)", f"x{rm / lp:.2f}"),
+    ]
 
 
 def main() -> int:
