@@ -317,3 +317,18 @@ def test_chosen_doctor_and_occupational_consent(page: Any, web_world: DmpWorld,
     snap(page, shots, "16-settings-chosen-doctor")
     assert doc in world.found(ins, "emergency")  # the chosen doctor sees masked documents
     assert world.find(ins, "occupational").status == 200  # D1, express consent given
+
+
+def test_pending_document_after_two_weeks(page: Any, web_world: DmpWorld, shots: Path) -> None:
+    """D8 on the page: a hidden document is announced (no title) after two weeks. Runs last:
+    it moves the module host's clock (professional sessions are opened again afterwards)."""
+    world = web_world
+    ins, password = world.create()
+    feed_text(world, ins, "Diagnostic à annoncer", "Secret", query="?invisible_patient=true")
+    world.clock.advance(days=15)
+    world.tokens.clear()  # their sessions expired with the clock
+    login(page, world, ins, password)
+    main = page.locator("main").inner_text()
+    assert "Documents en attente" in main and "Un document vous attend" in main
+    assert "Diagnostic à annoncer" not in main
+    snap(page, shots, "17-index-pending")
