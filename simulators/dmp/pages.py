@@ -694,6 +694,10 @@ class PatientPages:
         """Add a document (D17): a PDF or a text file."""
         _sid, web = self._patient(req)
         record = self._record(req, web)
+        if record.get("status") != "open":
+            return self._html(req, Page("Ajouter un document", "<p>Votre DMP est fermé : "
+                                        "aucun document ne peut y être ajouté.</p>", status),
+                              web, record=record)
         types = sorted(self.service.policy.types.values(), key=lambda t: t.name)
         options = "".join(f'<option value="{_e(t.code)}">{_e(t.name)}</option>' for t in types)
         body = (

@@ -293,6 +293,8 @@ def test_close_the_dmp(page: Any, web_world: DmpWorld, shots: Path) -> None:
     assert "Votre DMP est fermé depuis" in page.get_by_role("note").inner_text()
     assert "Synthèse" in page.get_by_role("table").inner_text()  # still readable
     snap(page, shots, "15-closed-after-login")
+    nav(page, "Ajouter")
+    assert page.get_by_role("button", name="Ajouter le document").count() == 0
 
 
 def test_chosen_doctor_and_occupational_consent(page: Any, web_world: DmpWorld,
