@@ -294,3 +294,24 @@ async def test_cli_send_list_open(edged, slots, pcscd, tmp_path: Path, monkeypat
         assert (saved / "compte rendu.pdf").read_bytes() == PDF
         code, out, err = await asyncio.to_thread(_cli, "mail", "open", "nope")
         assert code != 0 and "no message" in err
+
+
+async def test_operator_refusal_fails_the_message_with_its_text(edged, slots, pcscd,
+                                                                tmp_path: Path) -> None:
+    with MailOperator(tmp_path / "op", max_message_bytes=30_000) as op:
+        bench = await daemon_with_gp(edged, slots, mail_table(tmp_path / "op", tmp_path))
+        async with await bench.client("secretariat", "mail:send", "cps:sign") as client:
+            await verify_pin(bench, client)
+            sent = await client.call("mail.send", {"to": [NURSE], "text": "gros", "attachments": [
+                {"filename": "scan.pdf", "content_type": "application/pdf",
+                 "data": b64(PDF * 4)}]})
+            outbox = service_of(bench.daemon).outbox
+            await until(lambda: outbox.get(sent["message_id"]).state == "failed")
+            status = await client.call("mail.status", {"message_id": sent["message_id"]})
+            assert status["attempts"] == 1  # a 5xx is not retried
+            assert status["last_error"].startswith("operator refused: 552")
+            assert "too big" in status["last_error"]
+            assert await asyncio.to_thread(mailbox, op, NURSE) == []
+            with pytest.raises(RemoteError) as exc:
+                await client.call("mail.status", {"message_id": "<nope@cabinet.test>"})
+            assert exc.value.reason == "no_such_message"
