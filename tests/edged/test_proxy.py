@@ -13,6 +13,7 @@ import hashlib
 import mailbox
 import os
 import smtplib
+import socket
 import ssl
 import subprocess
 import sys
@@ -162,17 +163,22 @@ def message(sender: str, subject: str, attachment: bytes = b"") -> EmailMessage:
     return msg
 
 
-@pytest_asyncio.fixture
-async def setup(edged: BenchFactory, op: MailOperator, tmp_path: Path) -> Setup:
+async def start(edged: BenchFactory, op: MailOperator, tmp_path: Path,
+                **changes: Any) -> Setup:
     state = tmp_path / "state0"  # what the edged fixture gives its first daemon
     cert, key = op.structure_certificate(DOMAIN)
     import_seal(state, cert, key, [DATA / "ca" / "test-organisations.crt.pem"])
     store = UserStore(state)
     users = {"alice": store.add("alice", ALICE), "bob": store.add("bob", BOB)}
     store.close()
-    bench = await edged(proxy=proxy_table(op, tmp_path))
+    bench = await edged(proxy=proxy_table(op, tmp_path, **changes))
     proxy = next(e for e in bench.daemon.extensions if isinstance(e, ProxyServer))
     return Setup(bench, proxy, users, op)
+
+
+@pytest_asyncio.fixture
+async def setup(edged: BenchFactory, op: MailOperator, tmp_path: Path) -> Setup:
+    return await start(edged, op, tmp_path)
 
 
 def nurse_inbox(op: MailOperator) -> list[bytes]:
@@ -271,6 +277,25 @@ async def test_login_by_address_and_a_code_anywhere_in_the_subject(setup: Setup)
     [raw] = nurse_inbox(setup.op)
     opened = smime.open_message(raw, nurse(), trust(), check_sender=False)
     assert opened.subject == "Re: Bilan"
+
+
+@pytest.mark.asyncio
+async def test_operator_down_is_a_temporary_failure_and_the_code_is_spent(
+        edged: BenchFactory, op: MailOperator, tmp_path: Path) -> None:
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        closed = probe.getsockname()[1]
+    setup = await start(edged, op, tmp_path, smtp_port=closed)
+    clear_nurse(op)
+    code = setup.code("alice")
+    with pytest.raises(smtplib.SMTPDataError) as deferred:
+        await setup.send("alice", message(ALICE, f"[code:{code}] x"))
+    assert deferred.value.smtp_code == 451 and b"try again later" in deferred.value.smtp_error
+    assert nurse_inbox(op) == []
+    assert setup.audit("proxy.refused")[-1]["reason"] == "relay-failed"
+    with pytest.raises(smtplib.SMTPDataError) as refused:  # a retry needs a new code
+        await setup.send("alice", message(ALICE, f"[code:{code}] x"))
+    assert refused.value.smtp_code == 550
 
 
 def test_no_seal_key_stops_the_proxy_before_it_listens(op: MailOperator,
