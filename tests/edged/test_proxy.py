@@ -298,6 +298,15 @@ async def test_operator_down_is_a_temporary_failure_and_the_code_is_spent(
     assert refused.value.smtp_code == 550
 
 
+@pytest.mark.asyncio
+async def test_a_message_id_that_looks_like_a_nir_is_audited_hashed(setup: Setup) -> None:
+    msg = message(ALICE, f"[code:{setup.code('alice')}] x")
+    msg["Message-ID"] = "<178027505601209@cabinet.test>"
+    assert await setup.send("alice", msg) == {}
+    [relayed] = setup.audit("proxy.relayed")
+    assert len(relayed["message_id"]) == 16 and "178027505601209" not in relayed["message_id"]
+
+
 def test_no_seal_key_stops_the_proxy_before_it_listens(op: MailOperator,
                                                        tmp_path: Path) -> None:
     settings = ProxySettings.from_table(proxy_table(op, tmp_path))
