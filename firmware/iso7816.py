@@ -1,4 +1,4 @@
-"""ISO/IEC 7816-3 interface-device side of one slot: activation, ATR, PPS, T=0, deactivation."""
+"""ISO/IEC 7816-3 interface-device side of one slot: activation, ATR, PPS, T=0, T=1, deactivation."""
 # Clause numbers are ISO/IEC 7816-3:2006. The slot hardware is injected (docs/firmware.md,
 # "Slot hardware"): slot_hw.Rp2SlotHw on the Pico, a simulated line on the unix port.
 # Timeouts are given to the hardware in card clock cycles, so they hold at any etu.
@@ -31,6 +31,14 @@ MAX_NULLS = const(1000)  # NULL (60) bytes tolerated in one command before the c
 CLASS_RETRY_MS = const(10)  # §6.2.4: deactivated at least 10 ms before trying the next class
 MAX_ATR = const(33)  # §8.2.1: TS + at most 32 characters
 MAX_RESPONSE = const(258)  # 256 data bytes + SW1 SW2
+# T=1 (§11). Times in clocks are worked out from these at power on.
+T1_IFSD = const(254)  # §11.4.2: the largest information field we take; sent in S(IFS request)
+T1_DEFAULT_IFSC = const(32)  # §11.4.2: IFSC when TA3 is absent
+T1_DEFAULT_BWI = const(4)  # §11.4.3: TB3 absent
+T1_DEFAULT_CWI = const(13)
+T1_MAX_RETRIES = const(3)  # §11.6.3: a block is repeated at most this many times, then RESYNCH
+T1_MAX_WTX = const(255)
+T1_MAX_CHAIN = const(1024)  # a card that chains more than this is broken (APDU + SW <= 258)
 
 # ISO 7816-3 Table 7 (Fi by FI; 0 = RFU) and the matching f(max) in kHz.
 FI_TABLE = (372, 372, 558, 744, 1116, 1488, 1860, 0, 0, 512, 768, 1024, 1536, 2048, 0, 0)
@@ -79,7 +87,11 @@ class UnsupportedCard(CardError):
 
 
 class BadApdu(CardError):
-    """The command cannot go over T=0 (extended length, inconsistent Lc)."""
+    """The command cannot go over the protocol (T=0: extended length, inconsistent Lc)."""
+
+
+class _Resynched(Exception):
+    """T=1: the card was resynchronised (S(RESYNCH)); the APDU in progress was lost."""
 
 
 class HardwareFault(CardError):
@@ -97,7 +109,10 @@ class AtrInfo:
         self.wi = DEFAULT_WI
         self.protocols = 0  # bit T set for each offered protocol; 0 means T=0 only
         self.first_protocol = 0
-        self.ifsc = 32  # §11.4.2 default; only for T=1
+        self.ifsc = T1_DEFAULT_IFSC  # §11.4.2: first TA for T=1 (TA3); only for T=1
+        self.bwi = T1_DEFAULT_BWI  # §11.4.3: first TB for T=1, high nibble
+        self.cwi = T1_DEFAULT_CWI  # §11.4.3: first TB for T=1, low nibble
+        self.crc = False  # §11.4.4: first TC for T=1, bit 1: CRC instead of LRC
         self.length = 0
 
     def fi(self) -> int:
@@ -151,6 +166,7 @@ def parse_atr(atr: "Buffer") -> AtrInfo:
     i = 1
     tck = False
     t_prev = -1  # protocol announced by TD(i-1)
+    t1_seen = False
     while True:
         vals = [-1, -1, -1, -1]
         for bit in range(4):
@@ -159,7 +175,7 @@ def parse_atr(atr: "Buffer") -> AtrInfo:
                     raise BadAtr("truncated interface bytes")
                 vals[bit] = atr[pos]
                 pos += 1
-        ta, _tb, tc, td = vals
+        ta, tb, tc, td = vals
         if i == 1:
             info.ta1 = ta
             info.tc1 = tc if tc >= 0 else 0
@@ -169,8 +185,19 @@ def parse_atr(atr: "Buffer") -> AtrInfo:
                 if tc == 0:
                     raise BadAtr("TC2=00 (WI=0 is RFU, §10.2)")
                 info.wi = tc
-        elif t_prev == 1 and ta >= 0 and info.ifsc == 32:
-            info.ifsc = ta  # §11.4.2: first TA for T=1 (i >= 3)
+        elif t_prev == 1 and not t1_seen:  # §11.4: the first TA/TB/TC for T=1 (i >= 3)
+            t1_seen = True
+            if ta >= 0:
+                if ta == 0 or ta == 0xFF:
+                    raise BadAtr("IFSC %d (§11.4.2: 1..254)" % ta)
+                info.ifsc = ta
+            if tb >= 0:
+                info.bwi = tb >> 4
+                info.cwi = tb & 0x0F
+                if info.bwi > 9:
+                    raise BadAtr("BWI %d is RFU (§11.4.3)" % info.bwi)
+            if tc >= 0:
+                info.crc = bool(tc & 1)
         if td < 0:
             break
         t = td & 0x0F
@@ -219,6 +246,18 @@ class CardSlot:
         self._hdr = bytearray(5)
         self._pb = bytearray(2)
         self._pps = bytearray(6)
+        # T=1 state (§11): sequence numbers, sizes, waiting times in clocks, block buffers.
+        self.ifsc = T1_DEFAULT_IFSC
+        self.ns = 0  # N(S) of our next I-block
+        self.nr = 0  # N(S) we expect in the card's next I-block
+        self.bwt = 0
+        self.cwt = 0
+        self.crc = False
+        self.wtx_seen = 0  # S(WTX) requests answered (for tests and the bench)
+        self.resynchs = 0
+        self._t1tx = bytearray(3 + T1_IFSD + 2)  # NAD PCB LEN INF EDC
+        self._t1rx = bytearray(3 + T1_IFSD + 2)
+        self._t1tx_len = 0
 
     # -- presence --
     def set_present(self, present: bool) -> None:
@@ -270,6 +309,12 @@ class CardSlot:
             self._deactivate_after_error()
             raise
         self.wwt = WT_FACTOR * info.wi * info.fi()
+        if self.protocol == 1:
+            try:
+                await self._t1_start(info)
+            except CardError:
+                self._deactivate_after_error()
+                raise
         self.state = POWERED
         return bytes(self.atr[:self.atr_len])
 
@@ -349,9 +394,12 @@ class CardSlot:
             self.pps_status = "specific"
             self.protocol = 0
             return
-        if not info.offers(0):
-            raise UnsupportedCard("T=0 not offered (T=1 is not implemented)")
-        self.protocol = 0
+        if info.offers(0):
+            self.protocol = 0
+        elif info.offers(1):
+            self.protocol = 1  # issue 3 §2: T=1 when the card offers only T=1
+        else:
+            raise UnsupportedCard("neither T=0 nor T=1 offered")
         hw.set_timing(DEFAULT_F, DEFAULT_D, guard)
         fidi = self._best_fidi(info)
         if fidi == 0x11:
@@ -436,7 +484,7 @@ class CardSlot:
     # -- T=0 --
     async def transmit(self, apdu: "Buffer", out: "Union[bytearray, memoryview]",
                        off: int = 0) -> int:
-        """Send a short APDU over T=0; write response + SW at out[off:]; return its length."""
+        """Send a short APDU (T=0 or T=1); write response + SW at out[off:]; return its length."""
         if self.state != POWERED:
             if self.state == EMPTY and not self.hw.present():
                 raise NoCard()
@@ -444,6 +492,8 @@ class CardSlot:
         n = len(apdu)
         if n < 4:
             raise BadApdu("APDU of %d bytes" % n)
+        if self.protocol == 1:
+            return await self._t1_transmit(apdu, out, off)
         lc = 0
         le = 0
         if n == 5:
@@ -528,6 +578,232 @@ class CardSlot:
                     raise CardProtocolError("~INS with nothing left to transfer")
             else:
                 raise CardProtocolError("procedure byte %02X" % p)
+
+    # -- T=1 (§11) --
+    async def _t1_start(self, info: AtrInfo) -> None:
+        """Block parameters from the ATR, then S(IFS request) with our IFSD (§11.4.2)."""
+        f = FI_TABLE[self.fidi >> 4]
+        d = DI_TABLE[self.fidi & 0x0F]
+        self.ifsc = info.ifsc
+        self.crc = info.crc
+        # §11.4.3: CWT = (11 + 2^CWI) etu; BWT = 11 etu + 2^BWI x 960 x Fd/f.
+        self.cwt = (11 + (1 << info.cwi)) * f // d
+        self.bwt = 11 * f // d + (1 << info.bwi) * 960 * DEFAULT_F
+        self.ns = 0
+        self.nr = 0
+        tx = self._t1tx
+        for _ in range(T1_MAX_RETRIES):
+            tx[3] = T1_IFSD  # (an R-block sent meanwhile wrote its EDC there)
+            try:
+                pcb = await self._t1_block(0xC1, tx, 3, 1)
+            except _Resynched:
+                continue
+            if pcb == 0xE1 and self._t1rx[2] == 1 and self._t1rx[3] == T1_IFSD:
+                return
+        raise CardProtocolError("no S(IFS response)")
+
+    def _edc(self, buf: "Buffer", n: int) -> int:
+        """LRC (§11.4.4) or CRC (ISO/IEC 13239, reflected 0x8408, preset FFFF) of buf[:n]."""
+        if not self.crc:
+            x = 0
+            for k in range(n):
+                x ^= buf[k]
+            return x
+        crc = 0xFFFF
+        for k in range(n):
+            crc ^= buf[k]
+            for _ in range(8):
+                crc = (crc >> 1) ^ 0x8408 if crc & 1 else crc >> 1
+        return crc
+
+    async def _t1_write(self, pcb: int, src: "Buffer", off: int, n: int) -> None:
+        """Build NAD PCB LEN INF EDC in the send buffer (src may be it, at offset 3) and send."""
+        tx = self._t1tx
+        tx[0] = 0  # NAD: no addressing
+        tx[1] = pcb
+        tx[2] = n
+        if src is not tx:
+            for k in range(n):
+                tx[3 + k] = src[off + k]
+        await self._t1_resend(3 + n)
+
+    async def _t1_resend(self, length: int) -> None:
+        tx = self._t1tx
+        edc = self._edc(tx, length)
+        if self.crc:
+            tx[length] = edc >> 8
+            tx[length + 1] = edc & 0xFF
+            length += 2
+        else:
+            tx[length] = edc
+            length += 1
+        self._t1tx_len = length
+        self.hw.flush()
+        if await self.hw.send(tx, 0, length) != length:
+            self._check_removed()
+            raise CardProtocolError("block not sent")
+
+    async def _t1_read(self, wait: int) -> int:
+        """Receive one block into _t1rx: 0 valid, 1 EDC/parity error, 2 other error, 3 nothing."""
+        hw = self.hw
+        rx = self._t1rx
+        if await hw.recv(rx, 0, 1, wait) != 1:
+            self._check_removed()
+            return 3
+        if await hw.recv(rx, 1, 2, self.cwt) != 2:
+            self._check_removed()
+            return 1  # §11.4.3: CWT exceeded or a parity error stopped the reception
+        n = rx[2]
+        if n == 0xFF:
+            return 2
+        tail = n + (2 if self.crc else 1)
+        if await hw.recv(rx, 3, tail, self.cwt) != tail:
+            self._check_removed()
+            return 1
+        edc = self._edc(rx, 3 + n)
+        if self.crc:
+            if rx[3 + n] != edc >> 8 or rx[4 + n] != edc & 0xFF:
+                return 1
+        elif rx[3 + n] != edc:
+            return 1
+        if rx[0] != 0 or n > T1_IFSD:
+            return 2
+        pcb = rx[1]
+        if pcb & 0xC0 == 0x80 and (pcb & 0x2C or n):  # R-block: b6 0, error code 0..2, no INF
+            return 2
+        if not pcb & 0x80 and pcb & 0x1F:  # I-block: b5..b1 are 0
+            return 2
+        return 0
+
+    async def _t1_block(self, pcb: int, src: "Buffer", off: int, n: int) -> int:
+        """Send one block, return the PCB of the card's valid answer (in _t1rx).
+
+        Card S-requests are answered here: WTX (the next wait is multiplied), IFS (new IFSC),
+        ABORT (CardProtocolError). A bad or missing answer is asked again with an R-block
+        (§11.6.3, at most 3 times); then RESYNCH; a card that never answers is CardMute.
+        """
+        await self._t1_write(pcb, src, off, n)
+        rx = self._t1rx
+        wait = self.bwt
+        errors = 0
+        silent = True
+        while True:
+            status = await self._t1_read(wait)
+            wait = self.bwt
+            if status == 0:
+                rpcb = rx[1]
+                if rpcb & 0xE0 != 0xC0:  # not an S-request from the card
+                    return rpcb
+                kind = rpcb & 0x1F
+                if kind == 3 and rx[2] == 1:  # S(WTX request): BWT x INF for the next block
+                    self.wtx_seen += 1
+                    mult = rx[3] or 1
+                    await self._t1_write(0xE3, rx, 3, 1)
+                    wait = self.bwt * min(mult, T1_MAX_WTX)
+                elif kind == 1 and rx[2] == 1 and 0 < rx[3] < 0xFF:  # S(IFS request)
+                    self.ifsc = rx[3]
+                    await self._t1_write(0xE1, rx, 3, 1)
+                elif kind == 2:  # S(ABORT request): end the chain, the APDU is lost
+                    await self._t1_write(0xE2, rx, 3, 0)
+                    raise CardProtocolError("card aborted the exchange")
+                else:
+                    status = 2
+                if status == 0:
+                    errors = 0
+                    continue
+            if status != 3:
+                silent = False
+            errors += 1
+            if errors > T1_MAX_RETRIES:
+                await self._t1_resynch(silent)
+            # §11.6.3: ask again with R(N(R)) carrying the error; the card repeats its last
+            # block (or, if it lost ours, answers with an R-block asking for it again).
+            await self._t1_write(0x80 | (self.nr << 4) | (1 if status == 1 else 2), rx, 0, 0)
+
+    async def _t1_resynch(self, silent: bool) -> None:
+        """S(RESYNCH request) up to 3 times (§11.6.3.2); raises _Resynched, or the card is lost."""
+        rx = self._t1rx
+        for _ in range(T1_MAX_RETRIES):
+            await self._t1_write(0xC0, rx, 0, 0)
+            status = await self._t1_read(self.bwt)
+            if status == 0 and rx[1] == 0xE0:
+                self.ns = 0
+                self.nr = 0
+                self.ifsc = self.info.ifsc
+                self.resynchs += 1
+                raise _Resynched()
+            if status != 3:
+                silent = False
+        if silent:
+            raise CardMute("no T=1 block within BWT")
+        raise CardProtocolError("T=1 errors, RESYNCH failed")
+
+    async def _t1_transmit(self, apdu: "Buffer", out: "Union[bytearray, memoryview]",
+                           off: int) -> int:
+        if len(out) - off < MAX_RESPONSE:
+            raise BadApdu("response buffer too small")
+        try:
+            try:
+                return await self._t1_apdu(apdu, out, off)
+            except _Resynched:
+                return await self._t1_apdu(apdu, out, off)  # once more, from N(S) = 0
+        except _Resynched:
+            self._deactivate_after_error()
+            raise CardProtocolError("T=1 resynchronised twice")
+        except CardError:
+            self._deactivate_after_error()
+            raise
+
+    async def _t1_apdu(self, apdu: "Buffer", out: "Union[bytearray, memoryview]",
+                       off: int) -> int:
+        """One APDU as I-blocks, chained to IFSC (§11.6.2); the answer chained back."""
+        rx = self._t1rx
+        total = len(apdu)
+        pos = 0
+        while True:  # our I-blocks
+            chunk = min(self.ifsc, total - pos)
+            more = pos + chunk < total
+            pcb = (self.ns << 6) | (0x20 if more else 0)
+            rpcb = await self._t1_block(pcb, apdu, pos, chunk)
+            tries = 0
+            while rpcb & 0xC0 == 0x80:  # R-block
+                if more and (rpcb >> 4) & 1 != self.ns:
+                    break  # acknowledges this chained block: next one
+                tries += 1  # the card asks for our block again
+                if tries > T1_MAX_RETRIES:
+                    await self._t1_resynch(False)
+                rpcb = await self._t1_block(pcb, apdu, pos, chunk)
+            self.ns ^= 1
+            if more:
+                if rpcb & 0xC0 != 0x80:
+                    raise CardProtocolError("PCB %02X while chaining" % rpcb)
+                pos += chunk
+                continue
+            break
+        got = 0
+        while True:  # the card's I-blocks
+            if rpcb & 0x80:
+                raise CardProtocolError("PCB %02X instead of an I-block" % rpcb)
+            n = rx[2]
+            if (rpcb >> 6) & 1 == self.nr:
+                if got + n > MAX_RESPONSE or got + n > T1_MAX_CHAIN:
+                    raise CardProtocolError("response longer than %d" % MAX_RESPONSE)
+                for k in range(n):
+                    out[off + got + k] = rx[3 + k]
+                got += n
+                self.nr ^= 1
+            # else: a repeated block we already have; acknowledge again
+            if not rpcb & 0x20:
+                if got < 2:
+                    raise CardProtocolError("response without SW")
+                return got
+            rpcb = await self._t1_block(0x80 | (self.nr << 4), rx, 0, 0)
+            tries = 0
+            while rpcb & 0xC0 == 0x80:  # our R-block got lost: send it again
+                tries += 1
+                if tries > T1_MAX_RETRIES:
+                    await self._t1_resynch(False)
+                rpcb = await self._t1_block(0x80 | (self.nr << 4), rx, 0, 0)
 
     # -- error paths --
     def _check_removed(self) -> None:

@@ -1,12 +1,16 @@
-"""The card side of an ISO/IEC 7816-3 contact: ATR, PPS and T=0, one character at a time.
+"""The card side of an ISO/IEC 7816-3 contact: ATR, PPS, T=0 and T=1, one character at a time.
 
 A `CardEngine` sits on one slot's I/O line of the virtual terminal. The firmware (reader
 side, firmware/iso7816.py) drives the line through simulators/terminal/mp/sim_board.py;
 every line event arrives here as one message (power, RST, timing, characters), and this
 engine answers exactly what a T=0 card would put on the wire: its ATR on RST rising, the PPS
 echo, procedure bytes (ACK = INS, ~INS one byte at a time, NULL 60 while working), data and
-SW1 SW2, 61xx for data left behind a case 3/4 command and 6Cxx for a wrong Le. The APDUs
-themselves go to a simulated card object (simulators/cardos: Cps3Card, Vitale2Card).
+SW1 SW2, 61xx for data left behind a case 3/4 command and 6Cxx for a wrong Le. A card whose
+ATR offers T=1 and not T=0 speaks T=1 instead (§11): blocks NAD PCB LEN INF EDC, I-blocks
+chained to the reader's IFSD and received chained to its own IFSC, R-blocks acknowledging
+chains and asking for repetitions, S-blocks (IFS, WTX while a slow command runs, RESYNCH,
+ABORT). The APDUs themselves go to a simulated card object (simulators/cardos: Cps3Card,
+Vitale2Card); `t1_card()` gives a CPS3 card behind a T=1-only ATR.
 Clauses are ISO/IEC 7816-3:2006 unless said otherwise.
 """
 
@@ -22,7 +26,7 @@ from typing import Protocol
 
 from apdu.atr import Atr
 
-__all__ = ["CardEngine", "LineCard", "WireStats"]
+__all__ = ["ATR_CPS3_T1", "CardEngine", "LineCard", "WireStats", "t1_card", "t1_edc"]
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +45,14 @@ OUTGOING_INS = frozenset({0xB0, 0xB1, 0xB2, 0xB3, 0xC0, 0xCA, 0x84})
 OUTGOING_INS_P1P2 = frozenset({(0x2A, 0x9E, 0x9A)})  # PSO COMPUTE DIGITAL SIGNATURE (case 2)
 # Commands a real card spends hundreds of milliseconds on: NULL bytes keep the reader waiting.
 SLOW_INS = frozenset({0x2A, 0x88, 0x46})  # PSO, INTERNAL AUTHENTICATE, GENERATE KEY PAIR
+
+# A T=1-only CPS3 ATR. It keeps every byte OpenSC's CPx mask fixes (apdu.cps_spec.is_cps_atr,
+# so CpsSession accepts the card) and uses the free ones: T0 = 8B (TD1, 11 historical bytes),
+# TD1 = 81 (T=1, TD2 follows), TD2 = 11 (TA3, T=1), TA3 = 20 (IFSC 32; BWI 4 and CWI 13 by
+# default), historical bytes 00 12 25 00 64 80 00 03 7B 00 90, TCK 00. (The CPS3 contactless
+# ATR, apdu.cps_spec.ATR_CONTACTLESS, has TD1 = 80 and so announces T=0 as well as T=1.)
+ATR_CPS3_T1 = bytes.fromhex("3B8B81112000122500648000037B009000")
+T1_DEFAULT_IFS = 32  # §11.4.2
 
 # Line messages (simulators/terminal/mp/sim_board.py): TAG u8 | LEN u8 | payload.
 TAG_POWER, TAG_OFF, TAG_RST, TAG_TIMING, TAG_DATA = b"P"[0], b"O"[0], b"R"[0], b"T"[0], b"D"[0]
@@ -66,6 +78,7 @@ class Phase(enum.Enum):
     PPS = "pps"
     HEADER = "header"
     DATA_IN = "data_in"  # receiving the P3 data bytes of an incoming command
+    BLOCK = "block"  # T=1: receiving a block
     MUTE = "mute"  # a mute card: nothing more until the next reset
 
 
@@ -85,6 +98,10 @@ class WireStats:
     get_responses: int = 0
     wrong_le: int = 0  # 6Cxx answers
     framing_errors: int = 0  # characters sent at an etu the other side was not using
+    blocks: int = 0  # T=1 blocks, both directions
+    wtx: int = 0  # T=1 S(WTX request) sent while a slow command ran
+    chained_in: int = 0  # T=1 commands that came in more than one I-block
+    chained_out: int = 0  # T=1 responses sent in more than one I-block
 
     def count(self, timing: tuple[int, int], n: int, *, to_card: bool, turnaround: bool) -> None:
         """Add n characters sent at timing (F, D) in one direction."""
@@ -125,8 +142,33 @@ class WireStats:
             "pps_chars": self.pps_chars, "headers": self.headers,
             "procedure_bytes": self.procedure_bytes, "nulls": self.nulls,
             "get_responses": self.get_responses, "wrong_le": self.wrong_le,
-            "framing_errors": self.framing_errors,
+            "framing_errors": self.framing_errors, "blocks": self.blocks, "wtx": self.wtx,
+            "chained_in": self.chained_in, "chained_out": self.chained_out,
         }
+
+
+def t1_edc(block: bytes, crc: bool = False) -> bytes:
+    """T=1 epilogue (§11.4.4): LRC, or CRC (ISO/IEC 13239: reflected 8408, preset FFFF)."""
+    if not crc:
+        x = 0
+        for b in block:
+            x ^= b
+        return bytes((x,))
+    c = 0xFFFF
+    for b in block:
+        c ^= b
+        for _ in range(8):
+            c = (c >> 1) ^ 0x8408 if c & 1 else c >> 1
+    return bytes((c >> 8, c & 0xFF))
+
+
+def t1_card(profile: str = "gp") -> LineCard:
+    """A CPS3 card (simulators.cps3) answering with a T=1-only ATR (ATR_CPS3_T1)."""
+    from simulators.cps3 import Cps3Card
+
+    card = Cps3Card(profile)
+    card.atr = ATR_CPS3_T1
+    return card
 
 
 def _encode(tag: int, payload: bytes) -> bytes:
@@ -167,6 +209,17 @@ class CardEngine:
         self._held: tuple[bytes, bytes] | None = None  # (header[:4], response) after a 6Cxx
         self._in = bytearray()  # partial message from the reader
         self._pps_allowed = False
+        # T=1 (§11): chosen at each ATR; sequence numbers, sizes, the blocks in flight.
+        self.t1 = False
+        self._crc = False
+        self._ifsc = T1_DEFAULT_IFS  # what we take per block (our ATR's TA3)
+        self._ifsd = T1_DEFAULT_IFS  # what the reader takes (its S(IFS request))
+        self._ns = 0
+        self._nr = 0
+        self._chain = bytearray()  # command received so far (chained I-blocks)
+        self._pending = b""  # response still to send (chained I-blocks)
+        self._slow: bytes | None = None  # APDU waiting for the reader's S(WTX response)
+        self._last = b""  # last block sent, for repetitions
 
     @property
     def phase(self) -> str:
@@ -281,6 +334,7 @@ class CardEngine:
                 return
             self._phase = Phase.IDLE
             self._pps_allowed = True
+            self._t1_reset(atr)
             self.stats.atr_chars += len(atr)
             self._to_reader(atr)
 
@@ -323,7 +377,7 @@ class CardEngine:
                 self._phase = Phase.PPS
             else:
                 self._pps_allowed = False  # §9.1: PPS only right after the ATR
-                self._phase = Phase.HEADER
+                self._phase = Phase.BLOCK if self.t1 else Phase.HEADER
             return
         self._buf.append(b)
         if phase is Phase.PPS:
@@ -332,6 +386,11 @@ class CardEngine:
         elif phase is Phase.HEADER:
             if len(self._buf) == 5:
                 self._header(bytes(self._buf))
+        elif phase is Phase.BLOCK:
+            if len(self._buf) >= 3 and len(self._buf) == 3 + self._buf[2] + (2 if self._crc
+                                                                               else 1):
+                self._phase = Phase.IDLE
+                self._block(bytes(self._buf))
         elif phase is Phase.DATA_IN:
             self._need -= 1
             if self._need == 0:
@@ -350,8 +409,8 @@ class CardEngine:
         check = 0
         for b in req:
             check ^= b
-        if check or (req[1] & 0x0F) != 0:
-            return  # §9.3: no answer to an erroneous request (T=1 is not offered either)
+        if check or (req[1] & 0x0F) != (1 if self.t1 else 0):
+            return  # §9.3: no answer to an erroneous request or to a protocol not offered
         assert self.card is not None
         atr = Atr.parse(self.card.atr)
         wanted = req[2] if req[1] & 0x10 else 0x11
@@ -460,3 +519,116 @@ class CardEngine:
             # it (simulators/cardos); anything else would be a simulator bug.
             log.warning("card returned %d data bytes to an incoming command", len(data))
         self._to_reader(sw)
+
+    # -- T=1 (§11) ------------------------------------------------------------------------------
+    def _t1_reset(self, atr_raw: bytes) -> None:
+        atr = Atr.parse(atr_raw)
+        self.t1 = 0 not in atr.protocols and 1 in atr.protocols
+        self._ifsc = atr.ifsc
+        self._crc = False
+        for i in range(1, len(atr.interface)):  # §11.4.4: the first TC for T=1, bit 1
+            if atr.interface[i - 1].next_protocol == 1:
+                tc = atr.interface[i].tc
+                self._crc = bool(tc is not None and tc & 1)
+                break
+        self._ifsd = T1_DEFAULT_IFS
+        self._ns = self._nr = 0
+        self._chain = bytearray()
+        self._pending = b""
+        self._slow = None
+        self._last = b""
+
+    def _send_block(self, pcb: int, inf: bytes = b"", *, keep: bool = True) -> None:
+        block = bytes((0, pcb, len(inf))) + inf
+        block += t1_edc(block, self._crc)
+        if keep:
+            self._last = block
+        self.stats.blocks += 1
+        self._to_reader(block)
+
+    def _block(self, block: bytes) -> None:
+        self.stats.blocks += 1
+        n = block[2]
+        if block[0] != 0 or n == 0xFF or t1_edc(block[:3 + n], self._crc) != block[3 + n:]:
+            # §11.6.3: a bad block is answered with R(N(R)) and the error (1: EDC/parity).
+            self._send_block(0x80 | (self._nr << 4) | 1, keep=False)
+            return
+        pcb, inf = block[1], block[3:3 + n]
+        if not pcb & 0x80:
+            self._i_block(pcb, inf)
+        elif pcb & 0xC0 == 0x80:  # R-block
+            if self._pending and (pcb >> 4) & 1 == self._ns:
+                self._next_chunk()  # acknowledges our chained block
+            elif self._last:
+                self.stats.blocks += 1
+                self._to_reader(self._last)  # asks for our last block again
+            else:
+                self._send_block(0x80 | (self._nr << 4) | 2, keep=False)
+        else:
+            self._s_block(pcb & 0x3F, inf)
+
+    def _i_block(self, pcb: int, inf: bytes) -> None:
+        if (pcb >> 6) & 1 != self._nr:
+            if self._last:  # a repetition of a block we already took: our answer again
+                self.stats.blocks += 1
+                self._to_reader(self._last)
+            return
+        self._nr ^= 1
+        self._chain += inf
+        if pcb & 0x20:  # M: more to come; acknowledge with the next N(R) (§11.6.2.2)
+            if len(self._chain) == len(inf):
+                self.stats.chained_in += 1
+            self._send_block(0x80 | (self._nr << 4))
+            return
+        apdu, self._chain = bytes(self._chain), bytearray()
+        self.stats.headers += 1
+        self.commands += 1
+        if self.remove_at_next_command:
+            self.remove()
+            return
+        if len(apdu) >= 2 and apdu[1] in SLOW_INS:
+            # §11.6.2.3: the card needs more than BWT: S(WTX request), then the answer.
+            self._slow = apdu
+            self.stats.wtx += 1
+            self._send_block(0xC3, b"\x01")
+            return
+        self._answer(apdu)
+
+    def _answer(self, apdu: bytes) -> None:
+        self._pending = self._run_apdu(apdu)
+        if len(self._pending) > self._ifsd:
+            self.stats.chained_out += 1
+        self._next_chunk()
+
+    def _next_chunk(self) -> None:
+        data, self._pending = self._pending[:self._ifsd], self._pending[self._ifsd:]
+        pcb = (self._ns << 6) | (0x20 if self._pending else 0)
+        self._ns ^= 1
+        self._send_block(pcb, data)
+
+    def _s_block(self, kind: int, inf: bytes) -> None:
+        if kind == 0x01 and len(inf) == 1 and 0 < inf[0] < 0xFF:  # S(IFS request)
+            self._ifsd = inf[0]
+            self._send_block(0xE1, inf)
+        elif kind == 0x00:  # S(RESYNCH request): back to N(S) = N(R) = 0
+            self._ns = self._nr = 0
+            self._chain = bytearray()
+            self._pending = b""
+            self._slow = None
+            self._ifsd = T1_DEFAULT_IFS
+            self._send_block(0xE0)
+        elif kind == 0x02:  # S(ABORT request): drop the chain
+            self._chain = bytearray()
+            self._pending = b""
+            self._send_block(0xE2)
+        elif kind == 0x23 and self._slow is not None:  # S(WTX response): now the answer
+            apdu, self._slow = self._slow, None
+            self._lock.release()
+            try:
+                time.sleep(self.null_gap)  # (the card works)
+            finally:
+                self._lock.acquire()
+            if self.present and self._phase is not Phase.OFF:
+                self._answer(apdu)
+        else:
+            self._send_block(0x80 | (self._nr << 4) | 2, keep=False)

@@ -11,7 +11,7 @@ import pytest
 from apdu.cps_spec import ATR_CONTACT, CPS_AID
 from apdu.vitale_spec import ATR_VITALE2, VITALE_AID, StandinFid
 from simulators.cps3 import Cps3Card
-from simulators.terminal.card_io import CardEngine, WireStats
+from simulators.terminal.card_io import ATR_CPS3_T1, CardEngine, WireStats, t1_edc
 from simulators.vitale import Vitale2Card
 
 F_HZ = 3_906_250
@@ -144,3 +144,86 @@ def test_wire_model() -> None:
     assert stats.seconds(F_HZ) == pytest.approx((100 * 12 + 4) * etu + (100 * 12 + 4) * etu / 4)
     assert stats.seconds(F_HZ, at=(372, 1)) == pytest.approx(2 * (100 * 12 + 4) * etu)
     assert stats.total_chars == 200 and (stats.to_card, stats.from_card) == (100, 100)
+
+
+# -- T=1 (§11): a card whose ATR offers only T=1 ------------------------------------------------
+class EchoT1Card:
+    """A tiny card OS behind the T=1-only CPS3 ATR: GET DATA gives 200 bytes, else an echo."""
+
+    atr = ATR_CPS3_T1
+
+    def __init__(self) -> None:
+        self.apdus: list[bytes] = []
+
+    def power_on(self) -> bytes:
+        return self.atr
+
+    def power_off(self) -> None:
+        pass
+
+    def transmit(self, raw: bytes) -> bytes:
+        self.apdus.append(raw)
+        if raw[1] == 0xCA:
+            return bytes(i & 0xFF for i in range(200)) + b"\x90\x00"
+        return raw[5:5 + raw[4]] + b"\x90\x00" if len(raw) > 5 else b"\x90\x00"
+
+
+def block(pcb: int, inf: bytes = b"") -> bytes:
+    head = bytes((0, pcb, len(inf))) + inf
+    return head + t1_edc(head)
+
+
+def blocks(data: bytes) -> list[tuple[int, bytes]]:
+    """(PCB, INF) of each block in what the card sent, EDC checked."""
+    out = []
+    while data:
+        n = data[2]
+        assert t1_edc(data[:3 + n]) == data[3 + n:4 + n]
+        out.append((data[1], data[3:3 + n]))
+        data = data[4 + n:]
+    return out
+
+
+def t1_line() -> tuple[Line, CardEngine, EchoT1Card]:
+    card = EchoT1Card()
+    engine = CardEngine(card)
+    line = Line(engine)
+    assert line.reset() == ATR_CPS3_T1 and engine.t1
+    return line, engine, card
+
+
+def test_t1_ifs_negotiation_and_a_chained_response() -> None:
+    line, engine, _card = t1_line()
+    assert blocks(line.send(block(0xC1, b"\x50"))) == [(0xE1, b"\x50")]  # IFSD 80
+    got = blocks(line.send(block(0x00, bytes.fromhex("00CA010000"))))
+    assert got == [(0x20, bytes(range(80)))]  # N(S)=0, M: more to come
+    got = blocks(line.send(block(0x90)))  # R(N(R)=1): next
+    assert got == [(0x60, bytes(range(80, 160)))]
+    got = blocks(line.send(block(0x80)))
+    assert got == [(0x00, bytes(range(160, 200)) + b"\x90\x00")]
+    assert engine.stats.chained_out == 1 and engine.stats.framing_errors == 0
+
+
+def test_t1_chained_command_to_ifsc_32() -> None:
+    line, engine, card = t1_line()
+    apdu = bytes((0x00, 0x2A, 0x80, 0x86, 40)) + bytes(range(40)) + b"\x00"
+    assert blocks(line.send(block(0x20, apdu[:32]))) == [(0x90, b"")]  # R(1): acknowledged
+    assert blocks(line.send(block(0x40, apdu[32:]))) == [(0xC3, b"\x01")]  # slow: WTX first
+    # No S(IFS) yet: IFSD is 32 (§11.4.2), so the 42-byte answer is chained as well.
+    assert blocks(line.send(block(0xE3, b"\x01"))) == [(0x20, bytes(range(32)))]
+    assert blocks(line.send(block(0x90))) == [(0x40, bytes(range(32, 40)) + b"\x90\x00")]
+    assert card.apdus == [apdu] and engine.stats.chained_in == 1 and engine.stats.wtx == 1
+    assert engine.stats.chained_out == 1
+
+
+def test_t1_edc_error_repetition_and_resynch() -> None:
+    line, _engine, card = t1_line()
+    bad = bytearray(block(0x00, b"\x00\xa4\x00\x00"))
+    bad[-1] ^= 0xFF
+    assert blocks(line.send(bytes(bad))) == [(0x81, b"")]  # R(0), EDC error
+    first = line.send(block(0x00, b"\x00\xa4\x00\x00"))
+    assert blocks(first) == [(0x00, b"\x90\x00")]
+    assert line.send(block(0x81)) == first  # the reader lost it: the same block again
+    assert blocks(line.send(block(0xC0))) == [(0xE0, b"")]  # RESYNCH: N(S) = N(R) = 0
+    assert blocks(line.send(block(0x00, b"\x00\xa4\x00\x00"))) == [(0x00, b"\x90\x00")]
+    assert len(card.apdus) == 2

@@ -15,6 +15,22 @@ ATR_CPS4 = bytes.fromhex("3B9B18800100122500648004010000904400")[:17]
 ATR_FAST = bytes.fromhex("3B1096")  # TA1 = 96: Fi 512, Di 32, T=0 implicit
 ATR_T1_ONLY = bytes.fromhex("3B800181")  # TD1 = 01: T=1 only; TCK
 ATR_SPECIFIC = bytes.fromhex("3B90131000")  # TA2 = 00: specific mode, T=0, TA1 values apply
+ATR_T2_ONLY = bytes.fromhex("3B800282")  # TD1 = 02: neither T=0 nor T=1
+
+
+def t1_atr(ta3=None, tb3=None, tc3=None, hist=b""):
+    """A T=1-only ATR: TD1 = 81 (T=1, TD2 follows), TD2 announcing TA3/TB3/TC3, TCK."""
+    y = (0x10 if ta3 is not None else 0) | (0x20 if tb3 is not None else 0) | (
+        0x40 if tc3 is not None else 0)
+    body = bytearray((0x80 | len(hist), 0x81, y | 0x01))
+    for v in (ta3, tb3, tc3):
+        if v is not None:
+            body.append(v)
+    body += hist
+    x = 0
+    for b in body:
+        x ^= b
+    return b"\x3b" + bytes(body) + bytes((x,))
 
 
 def load_vectors():
@@ -73,6 +89,7 @@ class FakeSlotHw:
         self._need = 0
         self._data = bytearray()
         self.pps_seen = 0
+        self.t1 = None  # a T1Card: blocks after the ATR go to it
 
     # -- seam --
     def present(self):
@@ -112,6 +129,8 @@ class FakeSlotHw:
             if not self.mute_always and not (self.mute_class_b and not self.class_a):
                 self.out += self.atr
                 self._phase = "idle"
+                if self.t1 is not None:
+                    self.t1.reset()
             else:
                 self._phase = "mute"
         self.rst = level
@@ -162,6 +181,10 @@ class FakeSlotHw:
     # -- card side --
     def _on_byte(self, b):
         phase = self._phase
+        if self.t1 is not None and (phase == "t1" or (phase == "idle" and b != 0xFF)):
+            self._phase = "t1"
+            self.out += self.t1.feed(b)
+            return
         if phase == "idle":
             self._collect = bytearray((b,))
             self._phase = "pps" if b == 0xFF else "hdr"
@@ -350,3 +373,135 @@ class Host:
                 rest.append(item)
         self.items = rest
         return out
+
+
+def edc(block, crc=False):
+    """T=1 epilogue for block (NAD PCB LEN INF): LRC, or CRC (reflected 8408, preset FFFF)."""
+    if not crc:
+        x = 0
+        for b in block:
+            x ^= b
+        return bytes((x,))
+    c = 0xFFFF
+    for b in block:
+        c ^= b
+        for _ in range(8):
+            c = (c >> 1) ^ 0x8408 if c & 1 else c >> 1
+    return bytes((c >> 8, c & 0xFF))
+
+
+class T1Card:
+    """The card side of T=1 (ISO 7816-3 §11), one character at a time, with fault injection.
+
+    `handler(apdu) -> response` is the card OS. `faults` is a list consumed one per block the
+    card would send: None (send it), "corrupt" (flip its EDC), "drop" (send nothing),
+    ("wtx", m) (first ask for a waiting time extension of m x BWT), "mute" (stop for good),
+    "abort" (send S(ABORT request) instead). `ifsd` starts at 32 until the reader's S(IFS).
+    """
+
+    def __init__(self, handler=None, ifsc=32, crc=False):
+        self.handler = handler or (lambda apdu: b"\x90\x00")
+        self.ifsc = ifsc  # what the card takes (its ATR's TA3)
+        self.crc = crc
+        self.faults = []
+        self.received = []  # (pcb, inf) of every valid block from the reader
+        self.sent = []  # (pcb, inf) of every block sent
+        self.apdus = []
+        self.edc_errors = 0
+        self.reset()
+
+    def reset(self):
+        """Cold reset: sequence numbers 0, IFSD default."""
+        self.ifsd = 32
+        self.ns = 0
+        self.nr = 0
+        self.buf = bytearray()
+        self.apdu = bytearray()
+        self.pending = b""  # response bytes not yet sent
+        self.last = b""  # last block sent (for repetition)
+        self.muted = False
+        self.wtx_pending = None
+
+    def feed(self, b):
+        """One character from the reader; returns the characters the card sends back."""
+        if self.muted:
+            return b""
+        self.buf.append(b)
+        buf = self.buf
+        if len(buf) < 3 or len(buf) < 3 + buf[2] + (2 if self.crc else 1):
+            return b""
+        block = bytes(buf)
+        self.buf = bytearray()
+        n = block[2]
+        if edc(block[:3 + n], self.crc) != block[3 + n:]:
+            self.edc_errors += 1
+            return self._send(0x80 | (self.nr << 4) | 1, b"")
+        pcb = block[1]
+        inf = block[3:3 + n]
+        self.received.append((pcb, inf))
+        if not pcb & 0x80:  # I-block
+            if (pcb >> 6) & 1 != self.nr:
+                return self._repeat()
+            self.nr ^= 1
+            self.apdu += inf
+            if pcb & 0x20:
+                return self._send(0x80 | (self.nr << 4), b"")
+            apdu, self.apdu = bytes(self.apdu), bytearray()
+            self.apdus.append(apdu)
+            self.pending = self.handler(apdu)
+            return self._next_chunk()
+        if pcb & 0xC0 == 0x80:  # R-block
+            if self.pending and (pcb >> 4) & 1 == self.ns:
+                return self._next_chunk()
+            return self._repeat()
+        kind = pcb & 0x3F
+        if kind == 0x01:  # S(IFS request)
+            self.ifsd = inf[0]
+            return self._send(0xE1, inf)
+        if kind == 0x00:  # S(RESYNCH request)
+            self.ns = 0
+            self.nr = 0
+            self.apdu = bytearray()
+            self.pending = b""
+            return self._send(0xE0, b"")
+        if kind == 0x23:  # S(WTX response): now the answer
+            return self._next_chunk(after_wtx=True)
+        return b""
+
+    def _next_chunk(self, after_wtx=False):
+        if not after_wtx and self.faults and isinstance(self.faults[0], tuple):
+            m = self.faults.pop(0)[1]
+            return self._send(0xC3, bytes((m,)))
+        data = self.pending[:self.ifsd]
+        self.pending = self.pending[len(data):]
+        pcb = (self.ns << 6) | (0x20 if self.pending else 0)
+        self.ns ^= 1
+        return self._send(pcb, data)
+
+    def _repeat(self):
+        if not self.last:
+            return self._send(0x80 | (self.nr << 4) | 2, b"")
+        return self._emit(self.last)
+
+    def _send(self, pcb, inf):
+        block = bytes((0, pcb, len(inf))) + bytes(inf)
+        block += edc(block, self.crc)
+        if pcb & 0xC0 != 0x80 or not pcb & 0x03:  # not an R-block reporting an error
+            self.last = block
+        return self._emit(block)
+
+    def _emit(self, block):
+        fault = self.faults.pop(0) if self.faults and not isinstance(self.faults[0], tuple) \
+            else None
+        if fault == "mute":
+            self.muted = True
+            return b""
+        if fault == "drop":
+            return b""
+        if fault == "abort":
+            block = bytes((0, 0xC2, 0))
+            block += edc(block, self.crc)
+        self.sent.append((block[1], block[3:3 + block[2]]))
+        if fault == "corrupt":
+            return block[:-1] + bytes((block[-1] ^ 0xFF,))
+        return block

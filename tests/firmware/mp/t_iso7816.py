@@ -128,13 +128,15 @@ async def test_inverse_convention_ts():
     assert hw.inverse and slot.atr[0] == 0x3F
 
 
-async def test_t1_only_card_is_unsupported():
+async def test_t1_only_card_answering_t0_bytes_is_an_error():
+    # T=1 is selected (t_t1 covers it); a card that answers blocks with T=0 bytes (90 00)
+    # gets R-blocks, then RESYNCH, then is deactivated.
     hw = FakeSlotHw(atr=ATR_T1_ONLY)
     slot = CardSlot(hw, 0)
     slot.set_present(True)
-    with raises(iso7816.UnsupportedCard):
+    with raises(iso7816.CardProtocolError):
         await slot.power_on()
-    assert slot.state == iso7816.ERROR and not hw.powered
+    assert slot.protocol == 1 and slot.state == iso7816.ERROR and not hw.powered
 
 
 async def test_bad_atr_deactivates():

@@ -1,0 +1,57 @@
+"""A T=1-only card in slot 0 of the virtual terminal: the firmware speaks T=1 (ISO 7816-3 §11).
+
+The card is a CPS3 card behind a T=1-only ATR (simulators.terminal.card_io.t1_card): IFSC 32,
+so every command longer than 32 bytes goes out chained; a signature makes the card ask for a
+waiting time extension. The firmware runs on MicroPython with the 192K heap, as elsewhere.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.padding import PKCS1v15
+from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
+from cryptography.hazmat.primitives.hashes import SHA256
+
+from apdu.cps import CpsSession
+from apdu.cps_spec import KeyRef
+from apdu.protocol import CardProtocol
+from edged.readers.terminal import TerminalLink, TerminalTransport
+from simulators.terminal import VirtualTerminal
+from simulators.terminal.card_io import ATR_CPS3_T1, t1_card
+
+PIN = "1234"
+
+
+@pytest.fixture(scope="module")
+def vt_t1(firmware_tools: None) -> Iterator[VirtualTerminal]:
+    with VirtualTerminal(t1_card("gp"), "family") as terminal:
+        yield terminal
+
+
+def test_t1_only_card_reads_identity_and_signs(vt_t1: VirtualTerminal) -> None:
+    vt = vt_t1
+    with TerminalLink(vt.pty_path) as link, TerminalTransport(link, 0) as cps:
+        assert cps.atr == ATR_CPS3_T1
+        session = CpsSession(CardProtocol(cps))
+        identity = session.identity()
+        assert identity.serial == "80250000010000000101"
+        assert (identity.holder.name, identity.holder.first_name) == ("MARTIN", "Claire")
+        with ThreadPoolExecutor(1) as pool:
+            typed = pool.submit(vt.press, PIN, "OK", wait=15)
+            session.verify_pin(None, timeout=20)
+            typed.result(timeout=30)
+        vt.wire_stats(0, reset=True)
+        data = b"ordonnance du 12 mars: amoxicilline 1 g x 3 / jour"
+        signature = session.sign(data)
+        stats = vt.wire_stats(0)
+        key = session.certificate(KeyRef.SIGNATURE).public_key()
+    assert isinstance(key, RSAPublicKey) and len(signature) == 256
+    key.verify(signature, data, PKCS1v15(), SHA256())
+    assert vt.engines[0].t1  # the engine spoke T=1
+    assert stats.blocks >= 2 * stats.headers > 0  # every APDU went as blocks, none as T=0
+    assert stats.chained_in >= 1  # the signature's command is longer than IFSC 32
+    assert stats.wtx >= 1  # the card asked for more time while it signed
+    assert stats.nulls == 0 and stats.procedure_bytes == 0 and stats.framing_errors == 0
