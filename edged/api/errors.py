@@ -24,6 +24,7 @@ from edged.readers.arbiter import Busy, OperationTimeout
 __all__ = [
     "CARD_ERROR",
     "CONSENT_ERROR",
+    "DMP_ERROR",
     "FORBIDDEN",
     "MAIL_ERROR",
     "NOT_PAIRED",
@@ -50,6 +51,7 @@ PIN_ERROR = -32020
 PAIRING_ERROR = -32030
 CONSENT_ERROR = -32040
 MAIL_ERROR = -32050
+DMP_ERROR = -32060  # the DMP host refused: data.reason is the host's reason code
 
 
 class NoCard(Exception):

@@ -45,3 +45,12 @@ def _proxy(daemon: Daemon) -> Any:
 
 
 EXTENSIONS.append(_proxy)  # the encrypting proxy (M8)
+
+
+def _dmp(daemon: Daemon) -> Any:
+    from edged.services.dmp import create_service
+
+    return create_service(daemon)
+
+
+EXTENSIONS.append(_dmp)  # the shared medical record (DMP, issue 6)

@@ -1,0 +1,590 @@
+"""The shared medical record (DMP): edged's own client of the DMP host (docs/dmp-api.md).
+
+- **Settings** come from the `[dmp]` table (`DmpSettings.from_table`); an empty table leaves the
+  service off. Keys: `url` (https://...), `ca_file` (the only root trusted for the host),
+  `admin_token` (the simulator: edged enrolls its consent key at start; without it the device
+  is assumed pre-enrolled: the operator enrolls the id and public key edged logs at start),
+  `consent_ttl` (seconds a read/create consent record lives, default 900), `feed_consent_ttl`
+  (feeds, default 86400 = the host's maximum, so a queued feed can still be delivered later
+  that day), `consent_timeout` (seconds the patient has to answer, 60), `http_timeout` (15),
+  `retry_base` / `retry_max` (the offline queue's backoff, 2 s / 300 s).
+- **Professionals** authenticate with the CPS card in the terminal: the host's challenge is
+  signed by the card (INTERNAL AUTHENTICATE; the PIN is asked on the keypad when the card needs
+  it); the session token is kept for that card insertion and renewed on a 401.
+- **Consent**: before create, feed and read edged asks the patient on the terminal ("Allow
+  <professional> to <action> your DMP?"), with the Vitale card present and the INS one of its
+  beneficiaries'; OK yields a record signed by the device key (`ConsentSigner` under
+  `state_dir/keys`), sent in `X-DMP-Consent`. Cancel / no answer: `consent_refused` /
+  `consent_timeout`. Every answer is audited (`consent.answer`, the INS masked).
+- **Offline feeds** (the ambulance): a feed that cannot reach the host is stored in SQLite
+  (`state_dir/dmp-queue.db`) with its signed consent, and delivered by one background loop
+  once the host answers and the same professional's card is in the terminal. A retry of a feed
+  the host already registered is answered `already_registered`: delivered exactly once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import http.client
+import json
+import logging
+import random
+import sqlite3
+import ssl
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote, urlencode, urlsplit
+
+from cryptography.hazmat.primitives.serialization import Encoding
+
+from apdu.cps import CpsSession
+from apdu.cps_spec import KeyRef
+from apdu.errors import SecurityStatusNotSatisfied
+from apdu.identity import mask_nir
+from apdu.protocol import CardProtocol
+from edged.api.errors import CONSENT_ERROR, NoCard, TerminalUnavailable
+from edged.api.jsonrpc import RpcError
+from edged.config import ConfigError
+from edged.readers.ui import fit_lines
+from edged.services import cards
+from edged.services.consent import ConsentSigner
+
+if TYPE_CHECKING:
+    from edged.daemon import Daemon
+
+__all__ = ["DmpError", "DmpService", "DmpSettings", "HostUnreachable", "QueuedFeed",
+           "create_service"]
+
+log = logging.getLogger(__name__)
+
+CONSENT_HEADER = "X-DMP-Consent"
+QUEUE_CLIENT = "edged:dmp-queue"  # the arbiter's client id for background deliveries
+
+
+class DmpError(Exception):
+    """The host refused: its reason code, message, HTTP status and details."""
+
+    def __init__(self, reason: str, message: str, status: int = 0,
+                 details: list[Any] | None = None) -> None:
+        super().__init__(message)
+        self.reason, self.message, self.status = reason, message, status
+        self.details = details or []
+
+
+class HostUnreachable(Exception):
+    """No answer from the host (network down, refused, timed out, 5xx)."""
+
+
+# -- settings -----------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class DmpSettings:
+    """The [dmp] table, checked."""
+
+    url: str
+    ca_file: Path
+    admin_token: str | None = None
+    consent_ttl: int = 900
+    feed_consent_ttl: int = 86400
+    consent_timeout: float = 60.0
+    http_timeout: float = 15.0
+    retry_base: float = 2.0
+    retry_max: float = 300.0
+
+    @classmethod
+    def from_table(cls, table: dict[str, Any]) -> DmpSettings | None:
+        """None for an empty table (DMP off); ConfigError naming the bad key."""
+        if not table:
+            return None
+        known = set(cls.__dataclass_fields__)
+        for key in table:
+            if key not in known:
+                raise ConfigError(f"unknown setting dmp.{key}")
+        url = table.get("url")
+        if not isinstance(url, str) or urlsplit(url).scheme != "https" \
+                or not urlsplit(url).hostname:
+            raise ConfigError("dmp.url must be an https:// URL")
+        ca = table.get("ca_file")
+        if not isinstance(ca, str) or not ca:
+            raise ConfigError("dmp.ca_file must be the path of the CA certificate to trust")
+        if not Path(ca).is_file():
+            raise ConfigError(f"dmp.ca_file: no file {ca}")
+        token = table.get("admin_token")
+        if token is not None and (not isinstance(token, str) or not token):
+            raise ConfigError("dmp.admin_token must be a non-empty string")
+        values: dict[str, Any] = {}
+        limits = {"consent_ttl": (10, 86400), "feed_consent_ttl": (10, 86400),
+                  "consent_timeout": (5, 300), "http_timeout": (1, 300),
+                  "retry_base": (0.05, 3600), "retry_max": (0.1, 86400)}
+        for key, (low, high) in limits.items():
+            if key not in table:
+                continue
+            value = table[key]
+            if isinstance(value, bool) or not isinstance(value, int | float) \
+                    or not low <= value <= high:
+                raise ConfigError(f"dmp.{key} must be a number in {low}..{high}")
+            values[key] = int(value) if key.endswith("ttl") else float(value)
+        return cls(url=url.rstrip("/"), ca_file=Path(ca), admin_token=token, **values)
+
+
+def create_service(daemon: Daemon) -> DmpService | None:
+    """The EXTENSIONS factory: None when [dmp] is empty."""
+    settings = DmpSettings.from_table(daemon.config.dmp)
+    return None if settings is None else DmpService(daemon, settings)
+
+
+# -- the card side ------------------------------------------------------------------------
+
+def _card_login(protocol: CardProtocol, challenge: bytes, pin_timeout: float) -> dict[str, Any]:
+    """Identity, then INTERNAL AUTHENTICATE of the challenge (PIN on the keypad if needed)."""
+    session = CpsSession(protocol)
+    holder = session.identity().holder
+    try:
+        signature = session.authenticate(challenge)
+    except SecurityStatusNotSatisfied:
+        session.verify_pin(None, timeout=pin_timeout)
+        signature = session.authenticate(challenge)
+    der = session.certificate(KeyRef.AUTHENTICATION).public_bytes(Encoding.DER)
+    return {"national_id": holder.national_id, "display_name": holder.display_name,
+            "signature": base64.b64encode(signature).decode(),
+            "certificate": base64.b64encode(der).decode()}
+
+
+@dataclass
+class ProSession:
+    """A professional's session on the host, for one CPS card insertion."""
+
+    token: str
+    national_id: str
+    display_name: str
+    arbiter: Any  # the card insertion (a new arbiter per insertion)
+    professional: dict[str, Any] = field(default_factory=dict)
+    emergency: dict[str, float] = field(default_factory=dict)  # ins -> monotonic expiry
+
+
+# -- the offline queue --------------------------------------------------------------------
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS feeds (
+    queue_id TEXT PRIMARY KEY,
+    ins TEXT NOT NULL,
+    professional TEXT NOT NULL,
+    query TEXT NOT NULL,
+    cda BLOB NOT NULL,
+    consent TEXT NOT NULL,
+    state TEXT NOT NULL CHECK (state IN ('queued', 'sending', 'delivered', 'failed')),
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt REAL NOT NULL,
+    last_error TEXT,
+    created REAL NOT NULL,
+    delivered_at REAL,
+    document_id TEXT
+);
+CREATE INDEX IF NOT EXISTS feeds_due ON feeds (state, next_attempt);
+"""
+
+
+@dataclass(frozen=True)
+class QueuedFeed:
+    """One feed waiting for the host (or done)."""
+
+    queue_id: str
+    ins: str
+    professional: str
+    query: str
+    cda: bytes
+    consent: str
+    state: str
+    attempts: int
+    last_error: str | None
+    created: float
+    document_id: str | None
+
+    def describe(self) -> dict[str, Any]:
+        """For dmp.queue: no full INS, no document bytes."""
+        return {"queue_id": self.queue_id, "patient": mask_nir(self.ins),
+                "professional": self.professional, "state": self.state,
+                "attempts": self.attempts, "last_error": self.last_error,
+                "queued_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.created)),
+                "size": len(self.cda), "document_id": self.document_id}
+
+
+_COLUMNS = ("queue_id, ins, professional, query, cda, consent, state, attempts, last_error, "
+            "created, document_id")
+
+
+class FeedQueue:
+    """Durable feeds (SQLite, WAL, synchronous=FULL; thread-safe)."""
+
+    def __init__(self, path: Path, clock: Callable[[], float] = time.time) -> None:
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.executescript(_SCHEMA)
+        # A crash mid-send: send again; the host answers already_registered if it had it.
+        self._db.execute("UPDATE feeds SET state = 'queued' WHERE state = 'sending'")
+
+    @contextlib.contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def add(self, ins: str, professional: str, query: str, cda: bytes, consent: str) -> str:
+        """Store a feed; its queue id."""
+        queue_id = str(uuid.uuid4())
+        with self._tx() as db:
+            db.execute(f"INSERT INTO feeds ({_COLUMNS}, next_attempt) VALUES "  # noqa: S608
+                       "(?, ?, ?, ?, ?, ?, 'queued', 0, NULL, ?, NULL, 0)",
+                       (queue_id, ins, professional, query, cda, consent, self.clock()))
+        return queue_id
+
+    def list(self, *, include_done: bool = False) -> list[QueuedFeed]:
+        """Pending feeds (and delivered / failed ones when asked), oldest first."""
+        where = "" if include_done else "WHERE state IN ('queued', 'sending')"
+        with self._lock:
+            rows = self._db.execute(f"SELECT {_COLUMNS} FROM feeds {where} "  # noqa: S608
+                                    "ORDER BY created").fetchall()
+        return [_feed(r) for r in rows]
+
+    def get(self, queue_id: str) -> QueuedFeed | None:
+        """One feed."""
+        with self._lock:
+            row = self._db.execute(f"SELECT {_COLUMNS} FROM feeds "  # noqa: S608
+                                   "WHERE queue_id = ?", (queue_id,)).fetchone()
+        return _feed(row) if row else None
+
+    def claim(self) -> QueuedFeed | None:
+        """The oldest due feed, marked sending."""
+        with self._tx() as db:
+            row = db.execute(f"SELECT {_COLUMNS} FROM feeds WHERE state = 'queued' "  # noqa: S608
+                             "AND next_attempt <= ? ORDER BY created LIMIT 1",
+                             (self.clock(),)).fetchone()
+            if row is None:
+                return None
+            db.execute("UPDATE feeds SET state = 'sending', attempts = attempts + 1 "
+                       "WHERE queue_id = ?", (row[0],))
+        return _feed(row)
+
+    def delivered(self, queue_id: str, document_id: str | None) -> None:
+        """Done: the host has it."""
+        with self._tx() as db:
+            db.execute("UPDATE feeds SET state = 'delivered', delivered_at = ?, "
+                       "document_id = ?, last_error = NULL WHERE queue_id = ?",
+                       (self.clock(), document_id, queue_id))
+
+    def retry(self, queue_id: str, error: str, delay: float) -> None:
+        """Back to queued, tried again after delay."""
+        with self._tx() as db:
+            db.execute("UPDATE feeds SET state = 'queued', next_attempt = ?, last_error = ? "
+                       "WHERE queue_id = ?", (self.clock() + delay, error[:300], queue_id))
+
+    def failed(self, queue_id: str, error: str) -> None:
+        """Refused for good (the reason is kept)."""
+        with self._tx() as db:
+            db.execute("UPDATE feeds SET state = 'failed', last_error = ? WHERE queue_id = ?",
+                       (error[:300], queue_id))
+
+    def hurry(self) -> None:
+        """The host answered: every queued feed is due now."""
+        with self._tx() as db:
+            db.execute("UPDATE feeds SET next_attempt = 0 WHERE state = 'queued'")
+
+    def next_due(self) -> float | None:
+        """When the next queued feed is due."""
+        with self._lock:
+            row = self._db.execute("SELECT MIN(next_attempt) FROM feeds "
+                                   "WHERE state = 'queued'").fetchone()
+        return row[0] if row and row[0] is not None else None
+
+    def close(self) -> None:
+        """Close the database (idempotent)."""
+        with self._lock:
+            self._db.close()
+
+
+def _feed(row: tuple) -> QueuedFeed:
+    return QueuedFeed(row[0], row[1], row[2], row[3], bytes(row[4]), row[5], row[6], row[7],
+                      row[8], row[9], row[10])
+
+
+# -- the service --------------------------------------------------------------------------
+
+class DmpService:
+    """The DMP host client, the terminal consent, the sessions and the offline queue."""
+
+    def __init__(self, daemon: Daemon, settings: DmpSettings) -> None:
+        self.daemon = daemon
+        self.settings = settings
+        parts = urlsplit(settings.url)
+        self._host, self._port = parts.hostname or "", parts.port or 443
+        self._ssl = ssl.create_default_context(cafile=str(settings.ca_file))
+        self.signer = ConsentSigner(daemon.config.state_dir / "keys")
+        self.queue = FeedQueue(daemon.config.state_dir / "dmp-queue.db")
+        self.session: ProSession | None = None
+        self._login_lock = asyncio.Lock()
+        self._enrolled = settings.admin_token is None  # pre-enrolled when no admin token
+        self._wakeup = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        # Test seam (TEST ONLY, never set in production code): a function given the signed
+        # consent envelope before it is sent, returning what to send instead.
+        self.test_tamper_consent: Callable[[dict[str, Any]], dict[str, Any]] | None = None
+
+    # -- lifetime --------------------------------------------------------------------------
+    async def start(self) -> None:
+        """Enroll (simulator) in the background and run the delivery loop."""
+        log.info("DMP host %s; consent device %s", self.settings.url, self.signer.device_id)
+        self._task = asyncio.get_running_loop().create_task(self._run_queue())
+
+    async def stop(self) -> None:
+        """Stop delivering; close the queue."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+            self._task = None
+            self.queue.close()
+
+    # -- HTTP ------------------------------------------------------------------------------
+    def _http(self, method: str, path: str, body: bytes | None,
+              headers: dict[str, str]) -> tuple[int, dict[str, str], bytes]:
+        conn = http.client.HTTPSConnection(self._host, self._port, context=self._ssl,
+                                           timeout=self.settings.http_timeout)
+        try:
+            conn.request(method, path, body=body, headers=headers)
+            response = conn.getresponse()
+            data = response.read()
+            return response.status, {k.lower(): v for k, v in response.getheaders()}, data
+        except ssl.SSLCertVerificationError as exc:
+            raise DmpError("host_untrusted", f"the DMP host's certificate is not trusted: "
+                           f"{exc.verify_message}") from exc
+        except (OSError, http.client.HTTPException) as exc:
+            raise HostUnreachable(f"the DMP host is unreachable: {exc}") from exc
+        finally:
+            conn.close()
+
+    async def request(self, method: str, path: str, *, json_body: Any = None,
+                      body: bytes | None = None, headers: dict[str, str] | None = None,
+                      token: str | None = None) -> tuple[int, Any]:
+        """One call; (status, JSON answer); DmpError for a refusal, HostUnreachable."""
+        hdrs = dict(headers or {})
+        if json_body is not None:
+            body = json.dumps(json_body).encode()
+            hdrs["Content-Type"] = "application/json"
+        if token:
+            hdrs["Authorization"] = f"Bearer {token}"
+        hdrs.setdefault("Content-Length", str(len(body or b"")))
+        status, _, data = await asyncio.to_thread(self._http, method, path, body, hdrs)
+        if status >= 500:
+            raise HostUnreachable(f"the DMP host answered {status}")
+        try:
+            answer = json.loads(data) if data else {}
+        except ValueError as exc:
+            raise DmpError("bad_answer", f"the DMP host answered {status} without JSON",
+                           status) from exc
+        if status >= 400:
+            error = answer.get("error") if isinstance(answer, dict) else None
+            error = error if isinstance(error, dict) else {}
+            raise DmpError(str(error.get("reason") or "refused"),
+                           str(error.get("message") or f"the DMP host answered {status}"),
+                           status, error.get("details") or [])
+        if self._task is not None:  # the host answers: queued feeds may go now
+            self._wakeup.set()
+        return status, answer
+
+    async def ensure_enrolled(self) -> None:
+        """With an admin token (simulator): enroll the consent key once."""
+        if self._enrolled:
+            return
+        await self.request("POST", "/api/admin/devices", token=self.settings.admin_token,
+                           json_body={"device": self.signer.device_id,
+                                      "public_key": self.signer.public_key_pem})
+        self._enrolled = True
+        log.info("DMP: consent device %s enrolled", self.signer.device_id)
+
+    # -- professionals ---------------------------------------------------------------------
+    async def login(self, client_id: str, *, professional: str | None = None) -> ProSession:
+        """The session for the CPS card in the terminal (authenticating when needed)."""
+        slot = self.daemon.slots.find("cps")
+        if slot is None or slot.arbiter is None:
+            raise NoCard("no CPS card is inserted")
+        async with self._login_lock:
+            current = self.session
+            if current is None or current.arbiter is not slot.arbiter:
+                _, answer = await self.request("POST", "/api/auth/challenge")
+                challenge = base64.b64decode(answer["challenge"])
+                pin_timeout = self.daemon.config.pin_timeout
+                card = await slot.arbiter.run(
+                    client_id, lambda p: _card_login(p, challenge, pin_timeout),
+                    label="dmp.login", timeout=pin_timeout + self.daemon.config.card_timeout)
+                _, answer = await self.request("POST", "/api/auth/session", json_body={
+                    "challenge": answer["challenge"], "certificate": card["certificate"],
+                    "signature": card["signature"]})
+                current = ProSession(str(answer["token"]), card["national_id"],
+                                     card["display_name"], slot.arbiter,
+                                     dict(answer.get("professional") or {}))
+                self.session = current
+            if professional is not None and current.national_id != professional:
+                raise NoCard("the CPS card in the terminal is another professional's")
+            return current
+
+    async def identify(self, client_id: str) -> dict[str, Any]:
+        """Offline: who holds the CPS card (and the PIN verified on the keypad for later)."""
+        slot = self.daemon.slots.find("cps")
+        if slot is None or slot.arbiter is None:
+            raise NoCard("no CPS card is inserted")
+        pin_timeout = self.daemon.config.pin_timeout
+        return await slot.arbiter.run(
+            client_id, lambda p: _card_login(p, uuid.uuid4().bytes, pin_timeout),
+            label="dmp.identify", timeout=pin_timeout + self.daemon.config.card_timeout)
+
+    async def call(self, client_id: str, method: str, path: str, *,
+                   professional: str | None = None, **kw: Any) -> tuple[int, Any]:
+        """A request in the professional's session, authenticating again after a 401."""
+        session = await self.login(client_id, professional=professional)
+        try:
+            return await self.request(method, path, token=session.token, **kw)
+        except DmpError as exc:
+            if exc.status != 401:
+                raise
+        self.session = None
+        session = await self.login(client_id, professional=professional)
+        return await self.request(method, path, token=session.token, **kw)
+
+    # -- consent ---------------------------------------------------------------------------
+    async def ask_consent(self, conn: Any, *, ins: str, professional: str, name: str,
+                          action: str, express: bool = False) -> str:
+        """Ask the patient on the terminal; the signed record as the header value."""
+        if self.daemon.slots.find("vitale") is None:
+            raise RpcError(CONSENT_ERROR, "the patient's Vitale card must be in the terminal "
+                           "to consent", "vitale_required")
+        from edged.api.method import on_card
+
+        card = await on_card(self.daemon, conn, "vitale", cards.vitale_read, "dmp.consent")
+        if ins not in {b["ins"]["value"] for b in card["beneficiaries"]}:
+            raise RpcError(CONSENT_ERROR, "this INS is not one of the Vitale card's "
+                           "beneficiaries", "ins_not_on_card")
+        if self.daemon.ui is None:
+            raise TerminalUnavailable("no terminal display and keys to ask the patient")
+        verb = {"read": "read", "feed": "feed", "create": "create"}[action]
+        text = f"Allow {name} to {verb} your DMP?"
+        if express:
+            text += " (express consent)"
+        answer = await self.daemon.ui.confirm("\n".join(fit_lines(text)),
+                                              timeout=self.settings.consent_timeout)
+        self.daemon.audit_event("consent.answer", conn, answer=answer, action=action,
+                                patient=mask_nir(ins), professional=professional,
+                                express=express)
+        if answer == "cancel":
+            raise RpcError(CONSENT_ERROR, "the patient refused", "consent_refused")
+        if answer != "ok":
+            raise RpcError(CONSENT_ERROR, "the patient did not answer in time",
+                           "consent_timeout")
+        with contextlib.suppress(HostUnreachable):  # offline: the queue enrolls first
+            await self.ensure_enrolled()
+        ttl = self.settings.feed_consent_ttl if action == "feed" else self.settings.consent_ttl
+        signed = self.signer.sign(ins=ins, professional=professional, action=action,
+                                  express=express, ttl=ttl)
+        if self.test_tamper_consent is not None:
+            signed = self.test_tamper_consent(signed)
+        return base64.b64encode(json.dumps(signed).encode()).decode()
+
+    def emergency_granted(self, ins: str) -> bool:
+        """An emergency access opened in this session for this patient, still running."""
+        session = self.session
+        slot = self.daemon.slots.find("cps")
+        if session is None or slot is None or session.arbiter is not slot.arbiter:
+            return False
+        return session.emergency.get(ins, 0.0) > time.monotonic()
+
+    # -- offline feeds ---------------------------------------------------------------------
+    def enqueue(self, ins: str, professional: str, query: str, cda: bytes, consent: str) -> str:
+        """Queue a feed for later delivery; wakes the loop."""
+        queue_id = self.queue.add(ins, professional, query, cda, consent)
+        self._wakeup.set()
+        return queue_id
+
+    async def _run_queue(self) -> None:
+        while True:
+            try:
+                await self.ensure_enrolled()
+            except (HostUnreachable, DmpError) as exc:
+                log.info("DMP: enrollment deferred: %s", exc)
+            item = await asyncio.to_thread(self.queue.claim)
+            if item is None:
+                self._wakeup.clear()
+                due = await asyncio.to_thread(self.queue.next_due)
+                wait = None if due is None else max(0.05, due - time.time())
+                if not self._enrolled:
+                    wait = min(wait or self.settings.retry_max, self.settings.retry_base * 4)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wakeup.wait(), wait)
+                if self._wakeup.is_set():
+                    await asyncio.to_thread(self.queue.hurry)
+                continue
+            try:
+                await self._deliver(item)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.exception("DMP queue: unexpected error")
+                await asyncio.to_thread(self.queue.retry, item.queue_id, type(exc).__name__,
+                                        self._delay(item.attempts + 1))
+
+    def _delay(self, attempts: int) -> float:
+        delay = min(self.settings.retry_max, self.settings.retry_base * 2 ** (attempts - 1))
+        return delay * (0.5 + random.random() / 2)
+
+    async def _deliver(self, item: QueuedFeed) -> None:
+        path = f"/api/dmp/{quote(item.ins)}/documents{item.query}"
+        headers = {"Content-Type": "application/hl7-v3+xml", CONSENT_HEADER: item.consent}
+        try:
+            _, answer = await self.call(QUEUE_CLIENT, "POST", path, body=item.cda,
+                                        headers=headers, professional=item.professional)
+        except (HostUnreachable, NoCard, TimeoutError) as exc:
+            # Host down, or the professional's card is not here (the PIN is never prompted
+            # from the background: the card must still hold it).
+            await asyncio.to_thread(self.queue.retry, item.queue_id, str(exc),
+                                    self._delay(item.attempts + 1))
+            return
+        except DmpError as exc:
+            if exc.status == 401:
+                self.session = None
+                await asyncio.to_thread(self.queue.retry, item.queue_id, exc.reason,
+                                        self._delay(item.attempts + 1))
+                return
+            await asyncio.to_thread(self.queue.failed, item.queue_id, exc.reason)
+            self.daemon.audit_event("dmp.feed.failed", None, queue_id=item.queue_id,
+                                    patient=mask_nir(item.ins), reason=exc.reason)
+            return
+        except Exception as exc:
+            await asyncio.to_thread(self.queue.retry, item.queue_id, type(exc).__name__,
+                                    self._delay(item.attempts + 1))
+            return
+        document = answer.get("document") or {}
+        await asyncio.to_thread(self.queue.delivered, item.queue_id, document.get("id"))
+        self.daemon.audit_event("dmp.feed.delivered", None, queue_id=item.queue_id,
+                                patient=mask_nir(item.ins), document=document.get("id"),
+                                already_registered=bool(answer.get("already_registered")))
+        log.info("DMP queue: feed %s delivered", item.queue_id)
+
+
+def query_string(params: dict[str, Any]) -> str:
+    """`?a=b&...` for the given non-None parameters (booleans as true/false)."""
+    clean = {k: ("true" if v is True else "false" if v is False else v)
+             for k, v in params.items() if v is not None}
+    return ("?" + urlencode(clean)) if clean else ""

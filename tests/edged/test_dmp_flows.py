@@ -1,0 +1,363 @@
+"""DMP flows end to end: a real edged (cards through pcscd, the simulated keypad and display)
+talking to a real reference DMP host on 127.0.0.1 (issue 6, mission ids D1-D21). No mocks:
+the patient answers the consent on the keypad while the call waits."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from edged.sdk import RemoteError
+from edged.services.dmp import DmpService
+from simulators.cps3 import Cps3Card
+from simulators.dmp import DmpHost
+from simulators.dmp.testing import DmpWorld, FakeClock
+from simulators.vitale import Vitale2Card
+from tests.edged.cda import BIOLOGY, cda
+
+CARE = "11506-3"  # care follow-up: nurses see it
+
+pytestmark = [pytest.mark.asyncio, pytest.mark.pcsc]
+
+PIERRE = "178027505601209"  # the family card's insured
+ANNE = "280011305512380"  # his spouse, on the same card
+ADULT = "285036912304579"  # the adult card
+GP, NURSE = "810001000101", "810001000102"
+
+
+@pytest.fixture
+def host(tmp_path: Path) -> Iterator[DmpHost]:
+    h = DmpHost(tmp_path / "dmp", test_mode=True, admin_token="admin-secret").start()
+    yield h
+    h.stop()
+
+
+def dmp_config(host: DmpHost, **extra: object) -> dict[str, object]:
+    return {"url": host.url, "ca_file": str(host.cafile), "admin_token": host.admin_token,
+            **extra}
+
+
+async def until(predicate, timeout: float = 10.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not predicate():
+        assert asyncio.get_running_loop().time() < deadline, "condition not reached"
+        await asyncio.sleep(0.02)
+
+
+async def start(edged, slots, host: DmpHost, cps: str = "gp", vitale: str | None = "family",
+                **extra: object):
+    await asyncio.to_thread(slots.insert, 0, Cps3Card(cps))
+    if vitale:
+        await asyncio.to_thread(slots.insert, 1, Vitale2Card(vitale))
+    bench = await edged(pcsc=True, dmp=dmp_config(host, **extra))
+    await until(lambda: bench.daemon.slots.find("cps")
+                and (not vitale or bench.daemon.slots.find("vitale")))
+    bench.keypad.press("1234", "OK")  # the CPS PIN, asked on the keypad at the first login
+    return bench
+
+
+async def answered(bench, call, *keys: str):
+    """Run the call; answer each consent prompt on the keypad with the next key."""
+    task = asyncio.ensure_future(call)
+    for key in keys:
+        await until(lambda: task.done() or "OK / Cancel" in bench.display.screen())
+        if task.done():
+            break
+        bench.keypad.press(key)
+        await until(lambda: task.done() or "OK / Cancel" not in bench.display.screen())
+    return await task
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+async def test_d5_create_feed_find_get_with_consent(edged, slots, pcscd, host) -> None:
+    bench = await start(edged, slots, host)
+    async with await bench.client("desk", "dmp:read", "dmp:write") as client:
+        assert await client.call("dmp.exists", {"ins": PIERRE}) == {"exists": False,
+                                                                     "status": None}
+        created = await answered(bench, client.call("dmp.create", {"ins": PIERRE}), "OK")
+        assert created["status"] == "open" and len(created["patient_password"]) >= 12
+        assert created["patient_password"] in bench.display.screen()
+        fed = await answered(bench, client.call("dmp.feed", {"ins": PIERRE,
+                                                             "cda": b64(cda(PIERRE))}), "OK")
+        assert fed["state"] == "registered"
+        found = await answered(bench, client.call("dmp.find", {"ins": PIERRE}), "OK")
+        assert [d["id"] for d in found["documents"]] == [fed["document"]["id"]]
+        got = await answered(bench, client.call("dmp.get", {
+            "ins": PIERRE, "document_id": fed["document"]["id"]}), "OK")
+        assert base64.b64decode(got["cda"]).startswith(b"<?xml")
+
+
+def prompts(bench) -> list[str]:
+    """Every consent question shown on the terminal so far."""
+    return [" ".join(lines[:-1]) for lines in bench.display.history
+            if lines and lines[-1] == "OK / Cancel"]
+
+
+async def refused(call) -> RemoteError:
+    with pytest.raises(RemoteError) as exc:
+        await call
+    return exc.value
+
+
+@pytest.fixture
+def world(host: DmpHost) -> Iterator[DmpWorld]:
+    """The host's own test helpers, to set the scene (records, oppositions) directly."""
+    w = DmpWorld(host, FakeClock())
+    w.clock = time.time  # type: ignore[assignment]  # the host runs on the real clock
+    yield w
+    w.close()
+
+
+async def test_d4_d9_d10_consent_asked_each_time_cancel_refuses(edged, slots, pcscd,
+                                                                host) -> None:
+    bench = await start(edged, slots, host)
+    async with await bench.client("desk", "dmp:read", "dmp:write") as client:
+        await answered(bench, client.call("dmp.create", {"ins": PIERRE}), "OK")  # D4
+        doc = cda(PIERRE)
+        await answered(bench, client.call("dmp.feed", {"ins": PIERRE, "cda": b64(doc)}), "OK")
+        for _ in range(2):  # D10: asked again for each read
+            await answered(bench, client.call("dmp.find", {"ins": PIERRE}), "OK")
+        assert prompts(bench) == [
+            "Allow Dr Claire MARTIN to create your DMP?",
+            "Allow Dr Claire MARTIN to feed your DMP?",
+            "Allow Dr Claire MARTIN to read your DMP?",
+            "Allow Dr Claire MARTIN to read your DMP?"]
+        err = await refused(answered(bench, client.call("dmp.feed", {
+            "ins": PIERRE, "cda": b64(cda(PIERRE))}), "CANCEL"))  # D9
+        assert (err.code, err.reason) == (-32040, "consent_refused")
+        err = await refused(answered(bench, client.call("dmp.find", {"ins": PIERRE}),
+                                     "CANCEL"))
+        assert err.reason == "consent_refused"
+        # Another family member on the same card: her own consent, her own record.
+        err = await refused(client.call("dmp.find", {"ins": ADULT}))
+        assert err.reason == "ins_not_on_card"
+        await asyncio.to_thread(slots.remove, 1)
+        await until(lambda: bench.daemon.slots.find("vitale") is None)
+        err = await refused(client.call("dmp.find", {"ins": PIERRE}))
+        assert err.reason == "vitale_required"
+        assert len(prompts(bench)) == 6
+    audit = [r for r in bench.daemon.audit.records() if r.event.startswith(("consent", "dmp"))]
+    answers = [r.data()["answer"] for r in audit if r.event == "consent.answer"]
+    assert answers == ["ok", "ok", "ok", "ok", "cancel", "cancel"]
+    assert all(PIERRE not in str(r.fields) for r in audit)
+    assert any(r.event == "dmp.find" and r.data().get("reason") == "consent_refused"
+               for r in audit)
+
+
+async def test_consent_timeout(edged, slots, pcscd, host) -> None:
+    bench = await start(edged, slots, host, consent_timeout=5)
+    async with await bench.client("desk", "dmp:read") as client:
+        err = await refused(client.call("dmp.find", {"ins": PIERRE}))
+        assert err.reason == "consent_timeout"
+
+
+async def test_d6_nurse_creates_and_a_wrong_ins_is_refused(edged, slots, pcscd, host) -> None:
+    bench = await start(edged, slots, host, cps="nurse")
+    async with await bench.client("nurse", "dmp:read", "dmp:write") as client:
+        created = await answered(bench, client.call("dmp.create", {"ins": ANNE}), "OK")
+        assert created["status"] == "open" and created["ins_oid"] == "1.2.250.1.213.1.4.10"
+        assert prompts(bench) == ["Allow Julie BERNARD to create your DMP?"] or \
+            (prompts(bench)[0].startswith("Allow") and "BERNARD" in prompts(bench)[0])
+        assert await client.call("dmp.exists", {"ins": ANNE}) == {"exists": True,
+                                                                   "status": "open"}
+        err = await refused(answered(bench, client.call("dmp.create", {"ins": ANNE}), "OK"))
+        assert (err.code, err.reason) == (-32060, "dmp_exists")
+        err = await refused(client.call("dmp.exists", {"ins": ANNE[:-2] + "00"}))
+        assert (err.code, err.reason) == (-32060, "ins_invalid")  # D6: a wrong key
+
+
+async def test_d7_non_conforming_cda_refused_with_reasons(edged, slots, pcscd, host,
+                                                          world) -> None:
+    world.create("gp", ins=PIERRE)
+    bench = await start(edged, slots, host)
+    async with await bench.client("desk", "dmp:read", "dmp:write") as client:
+        bad = cda(PIERRE, drop=("code", "author"))
+        err = await refused(answered(bench, client.call("dmp.feed", {
+            "ins": PIERRE, "cda": b64(bad)}), "OK"))
+        assert (err.code, err.reason) == (-32060, "cda_invalid")
+        reasons = {d["reason"] for d in err.data["details"]}
+        assert {"code_missing", "author_missing"} <= reasons
+        err = await refused(answered(bench, client.call("dmp.feed", {
+            "ins": PIERRE, "cda": b64(cda(ANNE))}), "OK"))
+        assert err.reason == "ins_mismatch"
+        err = await refused(answered(bench, client.call("dmp.feed", {
+            "ins": PIERRE, "cda": b64(b'<!DOCTYPE x [<!ENTITY a "b">]><x/>')}), "OK"))
+        assert err.reason == "cda_invalid"
+        assert {d["reason"] for d in err.data["details"]} == {"dtd_forbidden"}
+        found = await answered(bench, client.call("dmp.find", {"ins": PIERRE}), "OK")
+        assert found["documents"] == []  # nothing half registered
+
+
+async def test_d11_nurse_cannot_read_a_biology_report_d12_find_get(edged, slots, pcscd, host,
+                                                                   world) -> None:
+    world.create("gp", ins=PIERRE)
+    biology = world.fed(PIERRE, "gp", BIOLOGY)
+    report = world.fed(PIERRE, "gp", CARE)
+    bench = await start(edged, slots, host, cps="nurse")
+    async with await bench.client("nurse", "dmp:read") as client:
+        found = await answered(bench, client.call("dmp.find", {"ins": PIERRE}), "OK")
+        assert [d["id"] for d in found["documents"]] == [report], found  # D11: filtered
+        err = await refused(answered(bench, client.call("dmp.get", {
+            "ins": PIERRE, "document_id": biology}), "OK"))
+        assert (err.code, err.reason) == (-32060, "outside_access_matrix")
+        got = await answered(bench, client.call("dmp.get", {"ins": PIERRE,
+                                                            "document_id": report}), "OK")
+        assert got["document"]["id"] == report and base64.b64decode(got["cda"])
+        err = await refused(answered(bench, client.call("dmp.get", {
+            "ins": PIERRE, "document_id": "no-such-document"}), "OK"))
+        assert err.reason == "unknown_document"
+        found = await answered(bench, client.call("dmp.find", {"ins": PIERRE,
+                                                               "type": BIOLOGY}), "OK")
+        assert found["documents"] == []
+
+
+async def test_d1_insurer_refused_even_with_consent(edged, slots, pcscd, host, world) -> None:
+    world.create("gp", ins=PIERRE)
+    bench = await start(edged, slots, host, cps="insurer")
+    async with await bench.client("insurer", "dmp:read") as client:
+        err = await refused(answered(bench, client.call("dmp.find", {"ins": PIERRE}), "OK"))
+        assert (err.code, err.reason) == (-32060, "insurer_forbidden")
+
+
+async def test_d1_occupational_needs_express_consent(edged, slots, pcscd, host, world) -> None:
+    world.create("gp", ins=PIERRE)
+    world.fed(PIERRE, "gp", "11488-4")
+    bench = await start(edged, slots, host, cps="occupational")
+    async with await bench.client("occupational", "dmp:read") as client:
+        err = await refused(answered(bench, client.call("dmp.find", {"ins": PIERRE}), "OK"))
+        assert err.reason == "occupational_needs_express_consent"
+        found = await answered(bench, client.call("dmp.find", {"ins": PIERRE,
+                                                               "express": True}), "OK")
+        assert len(found["documents"]) == 1
+        assert prompts(bench)[-1].endswith("(express consent)")
+
+
+async def test_d13_d14_emergency_access(edged, slots, pcscd, host, world) -> None:
+    _, pierre_password = world.create("gp", ins=PIERRE)
+    doc = world.fed(PIERRE, "gp", "11488-4")
+    _, password = world.create("gp", ins=ANNE)
+    patient = world.patient(ANNE, password)
+    r = world.client.post("/api/patient/settings", {"oppose_bris_de_glace": True,
+                                                     "oppose_centre_15": True}, token=patient)
+    assert r.status == 200, r.body
+    bench = await start(edged, slots, host, cps="emergency", vitale=None)  # no Vitale card
+    async with await bench.client("urgences", "dmp:emergency") as client:
+        err = await refused(client.call("dmp.emergency", {"ins": PIERRE, "mode": "bris_de_glace",
+                                                          "reason": " "}))
+        assert err.reason == "reason_required"
+        opened = await client.call("dmp.emergency", {
+            "ins": PIERRE, "mode": "bris_de_glace", "reason": "unconscious, allergy check"})
+        assert opened["mode"] == "bris_de_glace" and opened["expires_in"] > 0
+        found = await client.call("dmp.find", {"ins": PIERRE})  # no consent asked
+        assert [d["id"] for d in found["documents"]] == [doc]
+        assert found["mode"] == "bris_de_glace"
+        assert (await client.call("dmp.get", {"ins": PIERRE, "document_id": doc}))["cda"]
+        assert prompts(bench) == []
+        for mode in ("bris_de_glace", "centre_15"):
+            err = await refused(client.call("dmp.emergency", {"ins": ANNE, "mode": mode,
+                                                              "reason": "cardiac arrest"}))
+            assert (err.code, err.reason) == (-32060, "emergency_opposed")
+        opened = await client.call("dmp.emergency", {"ins": PIERRE, "mode": "centre_15",
+                                                     "reason": "call from SAMU 69"})
+        assert opened["mode"] == "centre_15"
+    seen = world.client.get("/api/patient/dmp", token=world.patient(PIERRE, pierre_password))
+    modes = [t["mode"] for t in seen.json()["emergency_accesses"]]
+    assert "bris_de_glace" in modes  # shown to the patient (D13)
+
+
+async def test_centre_15_needs_a_regulating_doctor(edged, slots, pcscd, host, world) -> None:
+    world.create("gp", ins=PIERRE)
+    bench = await start(edged, slots, host, cps="gp", vitale=None)
+    async with await bench.client("desk", "dmp:emergency") as client:
+        err = await refused(client.call("dmp.emergency", {"ins": PIERRE, "mode": "centre_15",
+                                                          "reason": "regulation"}))
+        assert err.reason == "not_regulating_doctor"
+        err = await refused(client.call("dmp.find", {"ins": PIERRE}))  # no grant: consent
+        assert err.reason == "vitale_required"
+
+
+async def test_consent_forged_expired_replayed_refused(edged, slots, pcscd, host,
+                                                       world) -> None:
+    world.create("gp", ins=PIERRE)
+    bench = await start(edged, slots, host)
+    service = next(e for e in bench.daemon.extensions if isinstance(e, DmpService))
+    async with await bench.client("desk", "dmp:read", "dmp:write") as client:
+        def forge(envelope):
+            envelope["record"]["expires"] += 1  # any change breaks the device's signature
+            return envelope
+        service.test_tamper_consent = forge
+        err = await refused(answered(bench, client.call("dmp.find", {"ins": PIERRE}), "OK"))
+        assert (err.code, err.reason) == (-32060, "consent_forged")
+
+        service.test_tamper_consent = None
+        service.signer.clock = lambda: time.time() - 3600  # signed an hour ago, 15 min life
+        err = await refused(answered(bench, client.call("dmp.find", {"ins": PIERRE}), "OK"))
+        assert err.reason == "consent_expired"
+        service.signer.clock = time.time
+
+        first: list[dict] = []
+
+        def replay(envelope):
+            if not first:
+                first.append(json.loads(json.dumps(envelope)))
+            return json.loads(json.dumps(first[0]))
+        service.test_tamper_consent = replay
+        await answered(bench, client.call("dmp.find", {"ins": PIERRE}), "OK")
+        service.session = None  # a new session on the host: no read grant left to lean on
+        err = await refused(answered(bench, client.call("dmp.find", {"ins": PIERRE}), "OK"))
+        assert err.reason == "consent_replayed"
+    refusals = [r.data().get("reason") for r in bench.daemon.audit.records()
+                if r.event == "dmp.find" and r.data().get("outcome") == "refused"]
+    assert refusals == ["consent_forged", "consent_expired", "consent_replayed"]
+
+
+async def test_ambulance_feed_queued_offline_then_delivered_once(edged, slots, pcscd,
+                                                                 tmp_path, world) -> None:
+    host = world.host
+    port, token = host.port, host.admin_token
+    world.create("gp", ins=PIERRE)
+    world.close()
+    host.stop()  # no network in the ambulance
+    await asyncio.to_thread(slots.insert, 0, Cps3Card("gp"))
+    await asyncio.to_thread(slots.insert, 1, Vitale2Card("family"))
+    bench = await edged(pcsc=True, dmp={"url": f"https://127.0.0.1:{port}",
+                                        "ca_file": str(host.cafile), "admin_token": token,
+                                        "retry_base": 0.1, "retry_max": 0.5})
+    await until(lambda: bench.daemon.slots.find("cps") and bench.daemon.slots.find("vitale"))
+    bench.keypad.press("1234", "OK")
+    doc = cda(PIERRE, title="Bilan SMUR")
+    async with await bench.client("ambulance", "dmp:read", "dmp:write") as client:
+        queued = await answered(bench, client.call("dmp.feed", {"ins": PIERRE,
+                                                                "cda": b64(doc)}), "OK")
+        assert queued["state"] == "queued"
+        pending = (await client.call("dmp.queue"))["feeds"]
+        assert [f["queue_id"] for f in pending] == [queued["queue_id"]]
+        assert pending[0]["patient"] == "178************"
+        await asyncio.sleep(0.5)  # a few failed attempts
+        again = DmpHost(host.data_dir, port=port, test_mode=True, admin_token=token).start()
+        try:
+            for _ in range(300):
+                if not (await client.call("dmp.queue"))["feeds"]:
+                    break
+                await asyncio.sleep(0.05)
+            done = (await client.call("dmp.queue", {"all": True}))["feeds"]
+            assert [f["state"] for f in done] == ["delivered"] and done[0]["document_id"]
+            # The same document fed again (a retry): the host recognises it, still one.
+            fed = await answered(bench, client.call("dmp.feed", {"ins": PIERRE,
+                                                                 "cda": b64(doc)}), "OK")
+            assert fed["state"] == "registered" and fed["already_registered"]
+            found = await answered(bench, client.call("dmp.find", {"ins": PIERRE}), "OK")
+            assert [d["id"] for d in found["documents"]] == [done[0]["document_id"]]
+        finally:
+            again.stop()
+    events = [r.event for r in bench.daemon.audit.records()]
+    assert events.count("dmp.feed.queued") == 1 and events.count("dmp.feed.delivered") == 1
