@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import poplib
 import smtplib
 import sqlite3
@@ -28,6 +29,7 @@ pytestmark = [pytest.mark.asyncio, pytest.mark.pcsc]
 GP = "claire.martin@cabinet.test"
 NURSE = "julie.bernard@cabinet.test"
 EMERGENCY = "sophie.leroy@chu.test"
+NIR = "178027505601209"  # test NIR of the Vitale profile family
 PDF = b"%PDF-1.7\n" + bytes(range(256)) * 40 + b"\n%%EOF\n"
 CDA = (b'<?xml version="1.0" encoding="UTF-8"?>\n<ClinicalDocument xmlns="urn:hl7-org:v3">'
        b"<title>Compte rendu</title></ClinicalDocument>\n")
@@ -135,6 +137,14 @@ async def test_send_list_open_and_refusals(edged, slots, pcscd, tmp_path: Path) 
                 await asyncio.sleep(0.05)
             assert (await state())["state"] == "sent"
 
+            # A patient mailbox (<INS>@patient.<domain>): its certificate comes from the
+            # ORGANISATIONS CA; the audit keeps only the domain.
+            patient = op.patient_mailbox(NIR, "cabinet.test")
+            to_patient = await client.call("mail.send", {"to": [patient], "subject": "Résultats",
+                                                         "text": "Vos résultats"})
+            await until(lambda: service_of(bench.daemon).outbox.get(
+                to_patient["message_id"]).state == "sent")
+
             # The recipients open it with their own cards, attachments byte-identical.
             for profile, address in (("nurse", NURSE), ("emergency", EMERGENCY)):
                 raws = await asyncio.to_thread(mailbox, op, address)
@@ -186,9 +196,11 @@ async def test_send_list_open_and_refusals(edged, slots, pcscd, tmp_path: Path) 
             assert len(await asyncio.to_thread(mailbox, op, GP)) == 3  # nothing deleted
 
     events = [r for r in bench.daemon.audit.records() if r.event.startswith("mail.")]
-    assert [r.event for r in events] == ["mail.send", "mail.open", "mail.open", "mail.open"]
+    assert [r.event for r in events] == ["mail.send", "mail.send", "mail.open", "mail.open",
+                                         "mail.open"]
     text = repr([r.fields for r in events])
-    assert "Bonjour" not in text and "CR consultation" not in text
+    assert "Bonjour" not in text and "CR consultation" not in text and NIR not in text
+    assert json.loads(events[1].fields)["recipients"] == ["*@patient.cabinet.test"]
 
 
 def _certificate(op: MailOperator, address: str):
