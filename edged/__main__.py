@@ -77,6 +77,8 @@ async def _run(args: argparse.Namespace) -> int:
         if not config.mail:
             overrides["mail"] = _simulated_mail(stack)
         # -- simulated DMP host (issue 6): start it here and set overrides["dmp"] --
+        if not config.dmp:
+            overrides["dmp"] = _simulated_dmp(stack)
     config = config.with_overrides(**overrides)
     with stack:
         daemon = Daemon(config)
@@ -113,6 +115,18 @@ def _simulated_mail(stack: contextlib.ExitStack) -> dict[str, object]:
           f"(test password {TEST_PASSWORD!r})", flush=True)
     return {"operator_json": str(data / "operator" / "operator.json"),
             "intermediates_file": str(chain)}
+
+
+def _simulated_dmp(stack: contextlib.ExitStack) -> dict[str, object]:
+    """The reference DMP host (test mode) in a temp folder; edged enrolls its consent key."""
+    from simulators.dmp import DmpHost
+
+    data = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bifente-dmp-")))
+    host = DmpHost(data, test_mode=True).start()
+    stack.callback(host.stop)
+    print(f"DMP host: {host.url} (test mode, data {data}, admin token {host.admin_token})",
+          flush=True)
+    return {"url": host.url, "ca_file": str(host.cafile), "admin_token": host.admin_token}
 
 
 def main(argv: list[str] | None = None) -> int:
