@@ -7,6 +7,7 @@ waiting time extension. The firmware runs on MicroPython with the 192K heap, as 
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
@@ -18,7 +19,8 @@ from cryptography.hazmat.primitives.hashes import SHA256
 from apdu.cps import CpsSession
 from apdu.cps_spec import KeyRef
 from apdu.protocol import CardProtocol
-from edged.readers.terminal import TerminalLink, TerminalTransport
+from edged.readers.link import ErrorCode, SlotState
+from edged.readers.terminal import TerminalError, TerminalLink, TerminalTransport
 from simulators.terminal import VirtualTerminal
 from simulators.terminal.card_io import ATR_CPS3_T1, t1_card
 
@@ -55,3 +57,24 @@ def test_t1_only_card_reads_identity_and_signs(vt_t1: VirtualTerminal) -> None:
     assert stats.chained_in >= 1  # the signature's command is longer than IFSC 32
     assert stats.wtx >= 1  # the card asked for more time while it signed
     assert stats.nulls == 0 and stats.procedure_bytes == 0 and stats.framing_errors == 0
+
+
+def test_t1_card_gone_mute_times_out_at_bwt(vt_t1: VirtualTerminal) -> None:
+    vt = vt_t1
+    select_mf = bytes.fromhex("00A4000C023F00")
+    with TerminalLink(vt.pty_path) as link:
+        transport = TerminalTransport(link, 0)
+        assert transport.transmit(select_mf)[-2:] == b"\x90\x00"
+        vt.mute(0)
+        started = time.monotonic()
+        with pytest.raises(TerminalError) as failed:
+            transport.transmit(select_mf)
+        waited = time.monotonic() - started
+        assert failed.value.code == ErrorCode.CARD_MUTE
+        # BWT = (11 + 16 x 960) x 372 / 3.90625 MHz = 1.46 s; the block, 3 R-blocks, 3 RESYNCH.
+        assert 7 * 1.46 < waited < 14.0, waited
+        assert link.slot_status()[0] == SlotState.ERROR
+        vt.mute(0, False)
+        with TerminalTransport(link, 0) as again:
+            assert again.atr == ATR_CPS3_T1
+            assert again.transmit(select_mf)[-2:] == b"\x90\x00"
