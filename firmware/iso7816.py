@@ -38,6 +38,7 @@ T1_DEFAULT_BWI = const(4)  # §11.4.3: TB3 absent
 T1_DEFAULT_CWI = const(13)
 T1_MAX_RETRIES = const(3)  # §11.6.3: a block is repeated at most this many times, then RESYNCH
 T1_MAX_WTX = const(255)
+T1_MAX_WTX_IN_ROW = const(60)  # S(WTX) requests for one block before the card counts as mute
 T1_MAX_CHAIN = const(1024)  # a card that chains more than this is broken (APDU + SW <= 258)
 
 # ISO 7816-3 Table 7 (Fi by FI; 0 = RFU) and the matching f(max) in kHz.
@@ -687,6 +688,7 @@ class CardSlot:
         wait = self.bwt
         errors = 0
         silent = True
+        wtx_in_row = 0
         while True:
             status = await self._t1_read(wait)
             wait = self.bwt
@@ -697,6 +699,9 @@ class CardSlot:
                 kind = rpcb & 0x1F
                 if kind == 3 and rx[2] == 1:  # S(WTX request): BWT x INF for the next block
                     self.wtx_seen += 1
+                    wtx_in_row += 1
+                    if wtx_in_row > T1_MAX_WTX_IN_ROW:
+                        raise CardMute("more than %d S(WTX) requests" % T1_MAX_WTX_IN_ROW)
                     mult = rx[3] or 1
                     await self._t1_write(0xE3, rx, 3, 1)
                     wait = self.bwt * min(mult, T1_MAX_WTX)

@@ -464,12 +464,12 @@ class T1Card:
             self.apdu = bytearray()
             self.pending = b""
             return self._send(0xE0, b"")
-        if kind == 0x23:  # S(WTX response): now the answer
-            return self._next_chunk(after_wtx=True)
+        if kind == 0x23:  # S(WTX response): now the answer (or the next WTX fault)
+            return self._next_chunk()
         return b""
 
-    def _next_chunk(self, after_wtx=False):
-        if not after_wtx and self.faults and isinstance(self.faults[0], tuple):
+    def _next_chunk(self):
+        if self.faults and isinstance(self.faults[0], tuple):
             m = self.faults.pop(0)[1]
             return self._send(0xC3, bytes((m,)))
         data = self.pending[:self.ifsd]

@@ -160,6 +160,14 @@ async def test_wtx_request_is_answered_and_extends_the_wait():
     assert slot.bwt * 3 in hw.timeouts
 
 
+async def test_endless_wtx_counts_as_mute():
+    hw, slot = await powered()
+    hw.t1.faults = [("wtx", 1)] * 70
+    with raises(iso7816.CardMute):
+        await run(slot, apdu(1))
+    assert slot.wtx_seen == 61 and slot.state == iso7816.ERROR
+
+
 async def test_card_ifs_request_changes_ifsc():
     hw, slot = await powered()
     card = hw.t1
@@ -169,7 +177,7 @@ async def test_card_ifs_request_changes_ifsc():
     card.pending = b""
     orig = card._next_chunk
 
-    def ifs_first(after_wtx=False):
+    def ifs_first():
         card._next_chunk = orig
         return card._send(0xC1, b"\x10")
     card._next_chunk = ifs_first
