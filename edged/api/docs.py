@@ -53,8 +53,9 @@ Every error has `data.reason`, a stable machine-readable string; some add fields
 | {errors.CARD_ERROR} | card problem | `no_card`, `card_removed`, `card_busy`, `timeout`, `card_unreadable`, `card_refused` (`data.sw`), `reader_error` |
 | {errors.PIN_ERROR} | PIN problem | `wrong_pin` (`data.tries_left`), `pin_blocked`, `pin_cancelled`, `no_pin_pad`, `pin_required` |
 | {errors.PAIRING_ERROR} | pairing refused | `invalid_request`, `unknown_pairing`, `expired`, `wrong_code` (`data.attempts_left`), `locked_out` (`data.retry_after`) |
-| {errors.CONSENT_ERROR} | the terminal cannot ask | `no_terminal` |
+| {errors.CONSENT_ERROR} | the terminal cannot ask, or the patient did not consent (DMP) | `no_terminal`, `consent_refused`, `consent_timeout`, `vitale_required`, `ins_not_on_card` |
 | {errors.MAIL_ERROR} | secure mail refused | `unknown_recipient` (`data.address`), `attachment_too_large` (`data.filename`, `size`, `limit`), `message_too_large`, `signature_invalid` (`data.detail`: the verification reason, e.g. `digest-mismatch`), `certificate_invalid` (`data.detail`), `not_for_this_recipient`, `decryption_failed`, `sender_mismatch`, `not_encrypted`, `not_signed`, `malformed_message`, `unsupported_algorithm`, `unsuitable_recipient`, `signing_failed`, `operator_unavailable`, `operator_refused`, `no_such_message`, `not_configured`, `mail_error` |
+| {errors.DMP_ERROR} | the DMP host refused (`data.reason` is the host's reason code, docs/dmp-api.md; `data.status` its HTTP status, `data.details` the CDA problems) | e.g. `cda_invalid`, `ins_invalid`, `ins_mismatch`, `dmp_exists`, `dmp_not_found`, `unknown_document`, `outside_access_matrix`, `insurer_forbidden`, `occupational_needs_express_consent`, `emergency_opposed`, `not_regulating_doctor`, `consent_forged`, `consent_expired`, `consent_replayed`; and edged's `host_unreachable`, `host_untrusted`, `dmp_not_configured` |
 
 ## Events
 After `events.subscribe`, the daemon sends notifications (no `id`): {", ".join(

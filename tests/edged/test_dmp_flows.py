@@ -361,3 +361,45 @@ async def test_ambulance_feed_queued_offline_then_delivered_once(edged, slots, p
             again.stop()
     events = [r.event for r in bench.daemon.audit.records()]
     assert events.count("dmp.feed.queued") == 1 and events.count("dmp.feed.delivered") == 1
+
+
+def _cli(*argv: str) -> tuple[int, str, str]:
+    import contextlib
+    import io
+
+    from edged.cli.main import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(list(argv))
+    return code, out.getvalue(), err.getvalue()
+
+
+async def test_cli_exists_create_feed_find_get(edged, slots, pcscd, host, tmp_path,
+                                               monkeypatch) -> None:
+    monkeypatch.setenv("BIFENTE_CLIENT_DIR", str(tmp_path / "client"))
+    bench = await start(edged, slots, host)
+    (await bench.pair("cli", "dmp:read", "dmp:write")).save()
+    code, out, _ = await asyncio.to_thread(_cli, "dmp", "exists", PIERRE)
+    assert code == 1 and "no DMP" in out
+    bench.keypad.press("OK")  # the patient's consent, after the PIN typed at the login
+    code, out, err = await asyncio.to_thread(_cli, "dmp", "create", PIERRE)
+    assert code == 0, err
+    assert "password" in out and "OK or Cancel" in err
+    document = tmp_path / "report.xml"
+    document.write_bytes(cda(PIERRE, title="Consultation du jour"))
+    bench.keypad.press("OK")
+    code, out, err = await asyncio.to_thread(_cli, "dmp", "feed", PIERRE, str(document))
+    assert code == 0 and out.startswith("registered "), err
+    document_id = out.split()[1]
+    bench.keypad.press("OK")
+    code, out, err = await asyncio.to_thread(_cli, "dmp", "find", PIERRE)
+    assert code == 0 and "1 document(s)" in out and document_id in out, err
+    bench.keypad.press("OK")
+    code, out, err = await asyncio.to_thread(_cli, "dmp", "get", PIERRE, document_id)
+    assert code == 0 and "Consultation du jour" in out, err
+    bench.keypad.press("CANCEL")
+    code, out, err = await asyncio.to_thread(_cli, "dmp", "find", PIERRE)
+    assert code != 0 and "refused" in err
+    code, out, err = await asyncio.to_thread(_cli, "dmp", "emergency", PIERRE, "--reason", "x")
+    assert code != 0 and "dmp:emergency" in err
