@@ -13,12 +13,16 @@ from __future__ import annotations
 import asyncio
 import base64
 import email.utils
+import weakref
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from cryptography import x509
 
 from apdu.cps import CpsSession
 from apdu.cps_spec import KeyRef
+from apdu.errors import ApduError
+from apdu.sw import SW
 from edged.api.method import BOOL, INT, STR, Method, b64_param, obj, on_card
 from edged.services import cms, smime
 from edged.services.mail import MailError, MailService, NoSuchMessage, service_of
@@ -52,15 +56,68 @@ def card_address(certificate: x509.Certificate) -> str | None:
     return names[0].lower() if names else None
 
 
+# The card's certificates, read once per insertion (a new arbiter each time): on the
+# terminal's serial line each certificate is a second or more of APDUs.
+_CERTIFICATES: weakref.WeakKeyDictionary[Any, tuple[x509.Certificate, x509.Certificate]] = \
+    weakref.WeakKeyDictionary()
+
+
+async def _card_certificates(daemon: Daemon,
+                             conn: Connection) -> tuple[x509.Certificate, x509.Certificate]:
+    """(signature, authentication = encryption) certificates of the inserted CPS."""
+    slot = daemon.slots.find("cps")
+    arbiter = slot.arbiter if slot is not None else None
+    if arbiter is not None and arbiter in _CERTIFICATES:
+        return _CERTIFICATES[arbiter]
+
+    def read(protocol: CardProtocol) -> tuple[x509.Certificate, x509.Certificate]:
+        session = CpsSession(protocol)
+        return session.certificate(KeyRef.SIGNATURE), session.certificate(KeyRef.AUTHENTICATION)
+
+    certificates = await on_card(daemon, conn, "cps", read, "mail.certificates")
+    if arbiter is not None:
+        _CERTIFICATES[arbiter] = certificates
+    return certificates
+
+
+class _Signer:
+    """The CPS signature key with certificates already read (cms.Signer)."""
+
+    def __init__(self, session: CpsSession, certificate: x509.Certificate,
+                 chain: Sequence[x509.Certificate],
+                 encryption_certificate: x509.Certificate) -> None:
+        self._session = session
+        self.certificate = certificate
+        self.chain = tuple(chain)
+        self.encryption_certificate = encryption_certificate
+
+    def sign(self, data: bytes) -> bytes:
+        """PSO HASH + PSO COMPUTE DIGITAL SIGNATURE over SHA-256(data)."""
+        return self._session.sign(data, KeyRef.SIGNATURE)
+
+
+class _Decryptor:
+    """The CPS authentication (= encryption) key (cms.Decryptor), like cms.CardDecryptor."""
+
+    def __init__(self, session: CpsSession, certificate: x509.Certificate) -> None:
+        self._session = session
+        self.certificate = certificate
+
+    def decrypt(self, encrypted_key: bytes, *, oaep: bool) -> bytes:
+        """PSO DECIPHER; the card's 6A80 (padding check failed) becomes DecryptionFailed."""
+        try:
+            return self._session.decipher(encrypted_key, oaep=oaep)
+        except ApduError as exc:
+            if exc.sw in (SW.INCORRECT_DATA, SW.WRONG_LENGTH):
+                raise cms.DecryptionFailed() from None
+            raise
+
+
 async def _address(daemon: Daemon, conn: Connection, service: MailService) -> str:
     """The professional's address: configured, else read from the CPS signature certificate."""
     if service.settings.address:
         return service.settings.address
-
-    def read(protocol: CardProtocol) -> str | None:
-        return card_address(CpsSession(protocol).certificate(KeyRef.SIGNATURE))
-
-    address = await on_card(daemon, conn, "cps", read, "mail.address")
+    address = card_address((await _card_certificates(daemon, conn))[0])
     if not address:
         raise MailError("the CPS signature certificate carries no e-mail address; set "
                         "[mail] address")
@@ -110,11 +167,11 @@ async def mail_send(daemon: Daemon, conn: Connection, params: dict[str, Any]) ->
     if not params.get("subject"):
         del msg["Subject"]  # an empty Subject field does not survive the signed re-read
 
+    signature_cert, encryption_cert = await _card_certificates(daemon, conn)
+    chain = [c for c in service.intermediates if c.subject == signature_cert.issuer]
+
     def seal(protocol: CardProtocol) -> bytes:
-        session = CpsSession(protocol)
-        signer = cms.CardSigner(session)
-        signer.chain = tuple(c for c in service.intermediates
-                             if c.subject == signer.certificate.issuer)
+        signer = _Signer(CpsSession(protocol), signature_cert, chain, encryption_cert)
         protected = smime.protect(msg, signer, recipients, settings.mode,  # type: ignore[arg-type]
                                   trust=trust)
         return smime.to_bytes(protected)
@@ -154,8 +211,10 @@ async def mail_open(daemon: Daemon, conn: Connection, params: dict[str, Any]) ->
     raw = await asyncio.to_thread(service.retrieve, address, params["uid"])
     trust = cms.TrustStore(service.roots, intermediates=service.intermediates)
 
+    encryption_cert = (await _card_certificates(daemon, conn))[1]
+
     def open_(protocol: CardProtocol) -> smime.OpenedMessage:
-        decryptor = cms.CardDecryptor(CpsSession(protocol))
+        decryptor = _Decryptor(CpsSession(protocol), encryption_cert)
         return smime.open_message(raw, decryptor, trust,
                                   max_attachment=max(settings.max_attachment,
                                                      smime.DEFAULT_MAX_ATTACHMENT))
