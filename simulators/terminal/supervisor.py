@@ -163,12 +163,10 @@ class VirtualTerminal:
         env = dict(os.environ, MICROPYPATH=f".frozen:{self._build.name}")
         with self._screen_cv:
             self._screen = []
-        # The firmware's stdin is made non-blocking: MicroPython's readinto() on a blocking
-        # pipe waits until the whole buffer is full, while a USB CDC driver (or a socket) hands
-        # over what has arrived. Non-blocking, it returns what is there, as the Port contract
-        # says (docs/terminal.md, "Seams").
+        # The firmware's stdin stays a blocking pipe, like the Pico's USB CDC stdin: MicroPython's
+        # readinto(buf) there waits until len(buf) bytes came, so port.StreamPort reads only
+        # what poll says has arrived (docs/terminal.md, "Limits").
         link_in, link_feed = os.pipe()
-        os.set_blocking(link_in, False)
         try:
             proc = subprocess.Popen(
                 [micropython, "-X", f"heapsize={self.heap_size}", "-m", "sim_board", host,
