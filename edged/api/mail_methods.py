@@ -131,7 +131,17 @@ def _masked(address: str) -> str:
 
 
 async def mail_send(daemon: Daemon, conn: Connection, params: dict[str, Any]) -> Any:
-    """mail.send."""
+    """mail.send; a refusal is audited too (its reason, never the content)."""
+    try:
+        return await _send(daemon, conn, params)
+    except Exception as exc:
+        daemon.audit_event("mail.send", conn, outcome="refused",
+                           error=str(getattr(exc, "reason", type(exc).__name__)),
+                           recipients=len(params.get("to", [])) + len(params.get("cc", [])))
+        raise
+
+
+async def _send(daemon: Daemon, conn: Connection, params: dict[str, Any]) -> Any:
     service = service_of(daemon)
     settings = service.settings
     to = [a.strip() for a in params["to"]]
@@ -179,9 +189,9 @@ async def mail_send(daemon: Daemon, conn: Connection, params: dict[str, Any]) ->
     body = await on_card(daemon, conn, "cps", seal, "mail.send",
                          timeout=daemon.config.card_timeout + 60)
     await asyncio.to_thread(service.outbox.enqueue, message_id, sender, tuple(everyone), body)
-    daemon.audit_event("mail.send", conn, message_id=message_id, sender=sender,
-                       recipients=[_masked(a) for a in everyone], attachments=len(attachments),
-                       bytes=len(body))
+    daemon.audit_event("mail.send", conn, outcome="queued", message_id=message_id,
+                       sender=sender, recipients=[_masked(a) for a in everyone],
+                       attachments=len(attachments), bytes=len(body))
     return {"message_id": message_id, "state": "queued"}
 
 
@@ -204,27 +214,26 @@ async def mail_list(daemon: Daemon, conn: Connection, params: dict[str, Any]) ->
 
 
 async def mail_open(daemon: Daemon, conn: Connection, params: dict[str, Any]) -> Any:
-    """mail.open."""
+    """mail.open; a refusal is audited too (its reason)."""
     service = service_of(daemon)
     settings = service.settings
-    address = await _address(daemon, conn, service)
-    raw = await asyncio.to_thread(service.retrieve, address, params["uid"])
     trust = cms.TrustStore(service.roots, intermediates=service.intermediates)
-
-    encryption_cert = (await _card_certificates(daemon, conn))[1]
-
-    def open_(protocol: CardProtocol) -> smime.OpenedMessage:
-        decryptor = _Decryptor(CpsSession(protocol), encryption_cert)
-        return smime.open_message(raw, decryptor, trust,
-                                  max_attachment=max(settings.max_attachment,
-                                                     smime.DEFAULT_MAX_ATTACHMENT))
-
     try:
+        address = await _address(daemon, conn, service)
+        raw = await asyncio.to_thread(service.retrieve, address, params["uid"])
+        encryption_cert = (await _card_certificates(daemon, conn))[1]
+
+        def open_(protocol: CardProtocol) -> smime.OpenedMessage:
+            decryptor = _Decryptor(CpsSession(protocol), encryption_cert)
+            return smime.open_message(raw, decryptor, trust,
+                                      max_attachment=max(settings.max_attachment,
+                                                         smime.DEFAULT_MAX_ATTACHMENT))
+
         opened = await on_card(daemon, conn, "cps", open_, "mail.open",
                                timeout=daemon.config.card_timeout + 60)
     except Exception as exc:
         daemon.audit_event("mail.open", conn, uid=params["uid"], outcome="refused",
-                           error=getattr(exc, "reason", type(exc).__name__))
+                           error=str(getattr(exc, "reason", type(exc).__name__)))
         raise
     signer = opened.signer
     signer_email = card_address(signer) if signer is not None else None

@@ -279,7 +279,14 @@ class MailService:
 
     # -- submission --------------------------------------------------------------------
     async def _deliver(self, item: OutboxItem) -> None:
-        await asyncio.to_thread(self.submit, item)
+        try:
+            await asyncio.to_thread(self.submit, item)
+        except PermanentFailure as exc:
+            self.daemon.audit_event("mail.failed", None, message_id=item.message_id,
+                                    attempts=item.attempts + 1, error=str(exc)[:300])
+            raise
+        self.daemon.audit_event("mail.delivered", None, message_id=item.message_id,
+                                attempts=item.attempts + 1)
 
     def submit(self, item: OutboxItem) -> None:
         """SMTP + STARTTLS + AUTH; TemporaryFailure (4xx, network) or PermanentFailure (5xx)."""

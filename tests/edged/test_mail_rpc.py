@@ -196,11 +196,18 @@ async def test_send_list_open_and_refusals(edged, slots, pcscd, tmp_path: Path) 
             assert len(await asyncio.to_thread(mailbox, op, GP)) == 3  # nothing deleted
 
     events = [r for r in bench.daemon.audit.records() if r.event.startswith("mail.")]
-    assert [r.event for r in events] == ["mail.send", "mail.send", "mail.open", "mail.open",
-                                         "mail.open"]
     text = repr([r.fields for r in events])
     assert "Bonjour" not in text and "CR consultation" not in text and NIR not in text
-    assert json.loads(events[1].fields)["recipients"] == ["*@patient.cabinet.test"]
+    fields = [(r.event, json.loads(r.fields)) for r in events]
+    sends = [f for e, f in fields if e == "mail.send"]
+    assert [(f["outcome"], f.get("error")) for f in sends] == [
+        ("refused", "unknown_recipient"), ("refused", "SecurityStatusNotSatisfied"),
+        ("queued", None), ("queued", None)]
+    assert sends[3]["recipients"] == ["*@patient.cabinet.test"]
+    assert {f["message_id"] for e, f in fields if e == "mail.delivered"} == {
+        sent["message_id"], to_patient["message_id"]}
+    assert [f["outcome"] for e, f in fields if e == "mail.open"] == [
+        "ok", "refused", "refused", "refused"]
 
 
 def _certificate(op: MailOperator, address: str):
@@ -327,3 +334,7 @@ async def test_operator_refusal_fails_the_message_with_its_text(edged, slots, pc
             with pytest.raises(RemoteError) as exc:
                 await client.call("mail.status", {"message_id": "<nope@cabinet.test>"})
             assert exc.value.reason == "no_such_message"
+    failed = [json.loads(r.fields) for r in bench.daemon.audit.records()
+              if r.event == "mail.failed"]
+    assert [f["message_id"] for f in failed] == [sent["message_id"]]
+    assert "552" in failed[0]["error"]
