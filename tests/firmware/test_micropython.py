@@ -32,7 +32,7 @@ HEAP = "192K"  # a Pico's MicroPython heap is about this size
 MIN_TESTS = {
     "t_link": 13,
     "t_iso7816": 33,
-    "t_t1": 18,
+    "t_t1": 19,
     "t_pinentry": 13,
     "t_keypad": 7,
     "t_display": 4,

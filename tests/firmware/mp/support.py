@@ -18,11 +18,15 @@ ATR_SPECIFIC = bytes.fromhex("3B90131000")  # TA2 = 00: specific mode, T=0, TA1 
 ATR_T2_ONLY = bytes.fromhex("3B800282")  # TD1 = 02: neither T=0 nor T=1
 
 
-def t1_atr(ta3=None, tb3=None, tc3=None, hist=b""):
-    """A T=1-only ATR: TD1 = 81 (T=1, TD2 follows), TD2 announcing TA3/TB3/TC3, TCK."""
+def t1_atr(ta3=None, tb3=None, tc3=None, hist=b"", ta1=None):
+    """A T=1-only ATR: [TA1,] TD1 = 81 (T=1, TD2 follows), TD2 announcing TA3/TB3/TC3, TCK."""
     y = (0x10 if ta3 is not None else 0) | (0x20 if tb3 is not None else 0) | (
         0x40 if tc3 is not None else 0)
-    body = bytearray((0x80 | len(hist), 0x81, y | 0x01))
+    body = bytearray((0x80 | len(hist),))
+    if ta1 is not None:
+        body[0] |= 0x10
+        body.append(ta1)
+    body += bytes((0x81, y | 0x01))
     for v in (ta3, tb3, tc3):
         if v is not None:
             body.append(v)

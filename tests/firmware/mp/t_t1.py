@@ -69,6 +69,18 @@ async def test_power_on_selects_t1_and_negotiates_ifsd():
     assert slot.bwt in hw.timeouts and slot.cwt in hw.timeouts
 
 
+async def test_pps_proposes_t1_then_blocks_at_the_new_speed():
+    hw, slot = await powered(atr=t1_atr(ta1=0x13, ta3=0xFE))
+    assert hw.pps_seen == 1 and slot.pps_status == "accepted" and slot.fidi == 0x13
+    assert bytes(hw.received[:4]) == bytes((0xFF, 0x11, 0x13, 0xFF ^ 0x11 ^ 0x13))  # PPS0: T=1
+    assert hw.timing == (372, 4, 0)
+    assert slot.cwt == (11 + 8192) * CLK_F // 4  # CWT in etu at D = 4
+    assert slot.bwt == 11 * CLK_F // 4 + 16 * 960 * CLK_F  # BWT's 960 x 2^BWI part is in Fd
+    assert slot.ifsc == 254
+    assert await run(slot, apdu(100)) == apdu(100)[5:105] + b"\x90\x00"  # no chaining
+    assert len(hw.t1.received) == 2
+
+
 async def test_unsupported_protocols_still_refused():
     hw = FakeSlotHw(atr=ATR_T2_ONLY)
     slot = CardSlot(hw, 0)
