@@ -164,6 +164,7 @@ async def _send(daemon: Daemon, conn: Connection, params: dict[str, Any]) -> Any
                                             a.get("content_type") or "application/octet-stream",
                                             data))
     sender = await _address(daemon, conn, service)
+    settings.ports(sender)  # the operator serves the sender's domain (not_configured otherwise)
     # Every certificate first: an unknown recipient stops here, before the card signs.
     found = await asyncio.gather(*(asyncio.to_thread(service.certificates, a)
                                    for a in everyone))

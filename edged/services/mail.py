@@ -280,7 +280,15 @@ class MailService:
     # -- submission --------------------------------------------------------------------
     async def _deliver(self, item: OutboxItem) -> None:
         try:
-            await asyncio.to_thread(self.submit, item)
+            try:
+                await asyncio.to_thread(self.submit, item)
+            except MailError as exc:  # e.g. no submission port for the sender's domain
+                raise PermanentFailure(str(exc)) from None
+            except (TemporaryFailure, PermanentFailure, OSError, TimeoutError):
+                raise
+            except Exception as exc:  # a bug must not stop the loop: retried, then failed
+                log.exception("mail: delivery of %s failed unexpectedly", item.message_id)
+                raise TemporaryFailure(f"internal error: {type(exc).__name__}") from None
         except PermanentFailure as exc:
             self.daemon.audit_event("mail.failed", None, message_id=item.message_id,
                                     attempts=item.attempts + 1, error=str(exc)[:300])

@@ -75,3 +75,22 @@ def test_no_mail_section_no_service(tmp_path: Path) -> None:
     daemon = Daemon(Config(host="127.0.0.1", port=0, state_dir=tmp_path, mdns=False,
                            pcsc=False))
     assert extension(daemon) is None
+
+
+@pytest.mark.asyncio
+async def test_a_sender_domain_the_operator_does_not_serve_fails_for_good(
+        edged, tmp_path: Path) -> None:
+    import asyncio
+
+    from edged.services.mail import service_of
+
+    bench = await edged(mail={"operator_json": str(operator_json(tmp_path))})
+    outbox = service_of(bench.daemon).outbox
+    outbox.enqueue("<x@elsewhere.test>", "a@elsewhere.test", ("b@cabinet.test",), b"body")
+    for _ in range(100):
+        item = outbox.get("<x@elsewhere.test>")
+        if item is not None and item.state == "failed":
+            break
+        await asyncio.sleep(0.02)
+    assert item is not None and item.state == "failed" and item.attempts == 1
+    assert "does not serve elsewhere.test" in (item.last_error or "")
