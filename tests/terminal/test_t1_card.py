@@ -46,8 +46,13 @@ def test_t1_only_card_reads_identity_and_signs(vt_t1: VirtualTerminal) -> None:
             session.verify_pin(None, timeout=20)
             typed.result(timeout=30)
         vt.wire_stats(0, reset=True)
-        data = b"ordonnance du 12 mars: amoxicilline 1 g x 3 / jour"
-        signature = session.sign(data)
+        vt.heap(probe=True, reset=True)
+        try:
+            data = b"ordonnance du 12 mars: amoxicilline 1 g x 3 / jour"
+            signature = session.sign(data)
+            heap = vt.heap()
+        finally:
+            vt.heap(probe=False)
         stats = vt.wire_stats(0)
         key = session.certificate(KeyRef.SIGNATURE).public_key()
     assert isinstance(key, RSAPublicKey) and len(signature) == 256
@@ -56,6 +61,9 @@ def test_t1_only_card_reads_identity_and_signs(vt_t1: VirtualTerminal) -> None:
     assert stats.blocks >= 2 * stats.headers > 0  # every APDU went as blocks, none as T=0
     assert stats.chained_in >= 1  # the signature's command is longer than IFSC 32
     assert stats.wtx >= 1  # the card asked for more time while it signed
+    total = int(heap["alloc"]) + int(heap["free"])  # type: ignore[call-overload]
+    assert total <= 192 * 1024  # the T=1 path fits the Pico's heap as T=0 does
+    assert int(heap["peak"]) < total - 16 * 1024  # type: ignore[call-overload]
     assert stats.nulls == 0 and stats.procedure_bytes == 0 and stats.framing_errors == 0
 
 
