@@ -236,6 +236,18 @@ async def dmp_visibility(daemon: Daemon, conn: Connection, params: dict[str, Any
     return await _run(daemon, conn, "dmp.visibility", ins, op, document=document_id)
 
 
+async def dmp_delete(daemon: Daemon, conn: Connection, params: dict[str, Any]) -> Any:
+    """dmp.delete: the author deletes a document the patient asked to delete (D20)."""
+    ins, document_id = params["ins"], params["document_id"]
+
+    async def op() -> Any:
+        _, answer = await _service(daemon).call(
+            _client(conn), "DELETE", _path(ins, "documents", document_id))
+        return {"document": answer.get("document")}
+
+    return await _run(daemon, conn, "dmp.delete", ins, op, document=document_id)
+
+
 async def dmp_queue(daemon: Daemon, conn: Connection, params: dict[str, Any]) -> Any:
     """dmp.queue: feeds waiting for the host (and, asked, delivered and failed ones)."""
     service = _service(daemon)
@@ -292,6 +304,10 @@ METHODS: list[Method] = [
            "announced).", _WRITE,
            obj({"ins": _INS, "document_id": _DOC_ID, **_FLAGS, "announced": BOOL},
                ("ins", "document_id")),
+           obj({"document": _DOCUMENT})),
+    Method("dmp.delete", dmp_delete, "The author deletes a document after the patient asked "
+           "for it (the entry stays, status deleted, its bytes wiped).", _WRITE,
+           obj({"ins": _INS, "document_id": _DOC_ID}, ("ins", "document_id")),
            obj({"document": _DOCUMENT})),
     Method("dmp.queue", dmp_queue, "Feeds waiting for the DMP host (all: also delivered and "
            "failed ones); patients masked.", _WRITE, obj({"all": BOOL}),

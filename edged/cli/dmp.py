@@ -124,6 +124,12 @@ def _visibility(args: argparse.Namespace) -> int:
     return 0
 
 
+def _delete(args: argparse.Namespace) -> int:
+    result = _run(args, "dmp.delete", {"ins": args.ins, "document_id": args.document_id})
+    print(f"{result['document']['id']} {result['document']['status']}")
+    return 0
+
+
 def _queue(args: argparse.Namespace) -> int:
     result = _run(args, "dmp.queue", {"all": args.all})
     if args.json:
@@ -178,6 +184,10 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     for flag in ("masked_ps", "invisible_patient", "invisible_representatives", "announced"):
         p.add_argument("--" + flag.replace("_", "-"), dest=flag, choices=["yes", "no"])
     p.set_defaults(func=_visibility)
+    p = dsub.add_parser("delete", parents=[patient],
+                        help="delete a document you wrote, after the patient asked")
+    p.add_argument("document_id")
+    p.set_defaults(func=_delete)
     p = dsub.add_parser("queue", parents=[common], help="feeds waiting for the DMP host")
     p.add_argument("--all", action="store_true", help="also delivered and failed ones")
     p.add_argument("--json", action="store_true")

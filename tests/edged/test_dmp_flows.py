@@ -17,7 +17,7 @@ from edged.sdk import RemoteError
 from edged.services.dmp import DmpService
 from simulators.cps3 import Cps3Card
 from simulators.dmp import DmpHost
-from simulators.dmp.testing import DmpWorld, FakeClock
+from simulators.dmp.testing import DmpClient, DmpWorld, FakeClock
 from simulators.vitale import Vitale2Card
 from tests.edged.cda import BIOLOGY, cda
 
@@ -403,3 +403,93 @@ async def test_cli_exists_create_feed_find_get(edged, slots, pcscd, host, tmp_pa
     assert code != 0 and "refused" in err
     code, out, err = await asyncio.to_thread(_cli, "dmp", "emergency", PIERRE, "--reason", "x")
     assert code != 0 and "dmp:emergency" in err
+
+
+def patient_login(host: DmpHost, ins: str, password: str) -> tuple[DmpClient, str]:
+    """The patient's own session on the host (password given at creation + one-time code)."""
+    client = DmpClient(host.url, host.cafile)
+    r = client.post("/api/patient/login", {"ins": ins, "password": password})
+    assert r.status == 202, r.body
+    code = client.get(f"/api/test/last-code?ins={ins}").json()["code"]
+    r = client.post("/api/patient/login/code", {"login": r.json()["login"], "code": code})
+    assert r.status == 200, r.body
+    return client, str(r.json()["token"])
+
+
+async def test_d8_d19_d20_d21_hidden_until_announced_traces_deletion(edged, slots, pcscd,
+                                                                      host) -> None:
+    bench = await start(edged, slots, host)
+    async with await bench.client("desk", "dmp:read", "dmp:write") as client:
+        created = await answered(bench, client.call("dmp.create", {"ins": PIERRE}), "OK")
+        # D21: the password handed over at creation opens the patient's space.
+        patient, token = patient_login(host, PIERRE, created["patient_password"])
+        fed = await answered(bench, client.call("dmp.feed", {
+            "ins": PIERRE, "cda": b64(cda(PIERRE, title="Annonce diagnostic")),
+            "metadata": {"invisible_patient": True}}), "OK")
+        doc = fed["document"]["id"]
+        assert fed["document"]["visibility"]["invisible_patient"] is True
+
+        def patient_sees() -> list[str]:
+            r = patient.get("/api/patient/documents", token=token)
+            return [d["id"] for d in r.json()["documents"]]
+        assert patient_sees() == []  # D8: hidden until the announcement
+        shown = await client.call("dmp.visibility", {"ins": PIERRE, "document_id": doc,
+                                                     "announced": True})
+        assert shown["document"]["visibility"]["announced"] is True
+        assert patient_sees() == [doc]
+        # D19: the patient reads who did what, edged's accesses included.
+        traces = patient.get("/api/patient/traces", token=token).json()["traces"]
+        actions = {t["action"] for t in traces}
+        assert {"create", "feed", "visibility"} <= actions
+        # D20: the patient asks, then the author deletes through edged.
+        err = await refused(client.call("dmp.delete", {"ins": PIERRE, "document_id": doc}))
+        assert err.reason == "deletion_not_requested"
+        r = patient.post(f"/api/patient/documents/{doc}/deletion-request", token=token)
+        assert r.status == 200, r.body
+        deleted = await client.call("dmp.delete", {"ins": PIERRE, "document_id": doc})
+        assert deleted["document"]["status"] == "deleted"
+        patient.close()
+
+
+async def test_d16_d17_d18_patient_masks_adds_blocks(edged, slots, pcscd, host,
+                                                      world) -> None:
+    _, password = world.create("gp", ins=PIERRE)
+    care = world.fed(PIERRE, "gp", CARE)
+    patient, token = patient_login(host, PIERRE, password)
+    r = patient.post("/api/patient/documents", {  # D17: the patient adds a document
+        "title": "Mes allergies", "type_code": CARE, "media_type": "text/plain",
+        "content": b64("Pénicilline".encode())}, token=token)
+    assert r.status == 201, r.body
+    own = r.json()["document"]["id"]
+    r = patient.post(f"/api/patient/documents/{care}/visibility", {"masked_ps": True},
+                     token=token)  # D16: masked to professionals (but its author)
+    assert r.status == 200, r.body
+    bench = await start(edged, slots, host, cps="nurse")
+    async with await bench.client("nurse", "dmp:read") as client:
+        found = await answered(bench, client.call("dmp.find", {"ins": PIERRE}), "OK")
+        assert [d["id"] for d in found["documents"]] == [own]
+        err = await refused(answered(bench, client.call("dmp.get", {
+            "ins": PIERRE, "document_id": care}), "OK"))
+        assert err.reason == "unknown_document"  # its existence does not leak
+        r = patient.post("/api/patient/blocked", {"national_id": NURSE}, token=token)
+        assert r.status == 200, r.body  # D18: the patient blocks this nurse
+        err = await refused(answered(bench, client.call("dmp.find", {"ins": PIERRE}), "OK"))
+        assert (err.code, err.reason) == (-32060, "blocked_by_patient")
+    patient.close()
+
+
+async def test_student_card_refused(edged, slots, pcscd, host, world) -> None:
+    world.create("gp", ins=PIERRE)
+    bench = await start(edged, slots, host, cps="student")
+    async with await bench.client("student", "dmp:read") as client:
+        err = await refused(client.call("dmp.exists", {"ins": PIERRE}))
+        assert err.reason == "student_card_refused"
+
+
+async def test_dmp_not_configured(edged) -> None:
+    bench = await edged()
+    async with await bench.client("desk", "dmp:read") as client:
+        err = await refused(client.call("dmp.exists", {"ins": PIERRE}))
+        assert (err.code, err.reason) == (-32060, "dmp_not_configured")
+        err = await refused(client.call("dmp.exists", {"ins": "12345"}))
+        assert err.reason == "invalid_params"

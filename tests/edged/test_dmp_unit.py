@@ -1,0 +1,91 @@
+"""edged's DMP pieces on their own: the [dmp] settings, the consent signer against the host's
+vector and verifier (docs/dmp-api.md, "Consent records"), the durable feed queue."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from edged.config import ConfigError
+from edged.services.consent import ConsentSigner, canonical
+from edged.services.dmp import DmpSettings, FeedQueue, query_string
+from simulators.dmp.consent import load_device_key, verify_consent
+from simulators.pki import DATA
+
+CA = str(DATA / "ca" / "test-root.crt.pem")
+VECTOR = {"v": 1, "ins": "285036912304579", "professional": "810001000101", "action": "read",
+          "express": False, "issued": 1767225600, "expires": 1767226200,
+          "nonce": "AAECAwQFBgcICQoLDA0ODw==", "device": "terminal-0001"}
+SIGNED = ('{"action":"read","device":"terminal-0001","expires":1767226200,"express":false,'
+          '"ins":"285036912304579","issued":1767225600,"nonce":"AAECAwQFBgcICQoLDA0ODw==",'
+          '"professional":"810001000101","v":1}')
+
+
+def test_settings_defaults_and_off() -> None:
+    assert DmpSettings.from_table({}) is None
+    s = DmpSettings.from_table({"url": "https://dmp.test:8443/", "ca_file": CA})
+    assert s is not None
+    assert (s.url, s.admin_token, s.consent_ttl, s.feed_consent_ttl) == (
+        "https://dmp.test:8443", None, 900, 86400)
+
+
+@pytest.mark.parametrize("table, message", [
+    ({"url": "http://dmp.test", "ca_file": CA}, "https"),
+    ({"url": "https://dmp.test"}, "ca_file"),
+    ({"url": "https://dmp.test", "ca_file": "/nonexistent.pem"}, "no file"),
+    ({"url": "https://dmp.test", "ca_file": CA, "consent_ttl": 90000}, "consent_ttl"),
+    ({"url": "https://dmp.test", "ca_file": CA, "consent_ttl": True}, "consent_ttl"),
+    ({"url": "https://dmp.test", "ca_file": CA, "admin_token": ""}, "admin_token"),
+    ({"url": "https://dmp.test", "ca_file": CA, "colour": "blue"}, "dmp.colour"),
+])
+def test_settings_refused(table: dict, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        DmpSettings.from_table(table)
+
+
+def test_consent_canonical_form_is_the_hosts_vector() -> None:
+    assert canonical(VECTOR) == SIGNED.encode()
+
+
+def test_consent_signed_by_edged_verifies_with_the_hosts_verifier(tmp_path: Path) -> None:
+    signer = ConsentSigner(tmp_path / "keys", clock=lambda: 1767225600.0)
+    envelope = signer.sign(ins="285036912304579", professional="810001000101",
+                           action="feed", express=True, ttl=600)
+    assert envelope["record"]["device"] == signer.device_id
+    assert set(envelope["record"]) == set(VECTOR)
+    key = load_device_key(signer.public_key_pem)
+    record = verify_consent(json.loads(json.dumps(envelope)),
+                            device_key=lambda d: key if d == signer.device_id else None,
+                            ins="285036912304579", professional="810001000101",
+                            action="feed", now=1767225700, max_lifetime=86400, skew=120)
+    assert record.express is True and record.expires == 1767226200
+    # the key is kept: the same device after a restart
+    assert ConsentSigner(tmp_path / "keys").device_id == signer.device_id
+    assert (tmp_path / "keys" / "consent-signing.key.pem").stat().st_mode & 0o777 == 0o600
+
+
+def test_feed_queue_survives_a_restart_and_a_crash_mid_send(tmp_path: Path) -> None:
+    path = tmp_path / "q.db"
+    queue = FeedQueue(path)
+    first = queue.add("285036912304579", "810001000101", "", b"<cda/>", "hdr")
+    queue.add("285036912304579", "810001000101", "?masked_ps=true", b"<cda2/>", "hdr2")
+    claimed = queue.claim()
+    assert claimed is not None and claimed.queue_id == first
+    queue.close()  # a crash while sending
+    queue = FeedQueue(path)
+    items = queue.list()
+    assert (items[0].queue_id, items[0].state) == (first, "queued")
+    assert items[0].describe()["patient"] == "285************"
+    queue.delivered(first, "doc-1")
+    queue.failed(items[1].queue_id, "consent_expired")
+    assert queue.list() == []
+    assert [i.state for i in queue.list(include_done=True)] == ["delivered", "failed"]
+    queue.close()
+
+
+def test_query_string() -> None:
+    assert query_string({"a": None}) == ""
+    assert query_string({"masked_ps": True, "invisible_patient": False}) == (
+        "?masked_ps=true&invisible_patient=false")
