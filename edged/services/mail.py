@@ -360,7 +360,7 @@ class MailService:
             sizes = _listing(box.list()[1])
             out = []
             for number, uid in list(uids.items())[-MAX_LIST:]:
-                lines = box.retr(int(number))[1]
+                lines = _head(box, int(number))
                 head = email.parser.BytesHeaderParser(policy=email.policy.default).parsebytes(
                     b"\r\n".join(lines[:_blank(lines)]))
                 out.append({"uid": uid, "from": str(head["From"] or ""),
@@ -423,6 +423,14 @@ def _listing(lines: list[bytes]) -> dict[str, str]:
         number, _, value = line.decode("ascii", "replace").partition(" ")
         out[number] = value.strip()
     return out
+
+
+def _head(box: poplib.POP3_SSL, number: int) -> list[bytes]:
+    """The header lines of a message: TOP n 0 (RFC 1939 §7), else the whole message."""
+    try:
+        return box.top(number, 0)[1]
+    except poplib.error_proto:
+        return box.retr(number)[1]
 
 
 def _blank(lines: list[bytes]) -> int:

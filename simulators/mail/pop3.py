@@ -1,6 +1,6 @@
 """A small POP3 server over implicit TLS (RFC 1939, CAPA from RFC 2449, codes from RFC 3206).
 
-Commands: CAPA, USER, PASS, STAT, LIST, UIDL, RETR, DELE, NOOP, RSET, QUIT. Messages stay in
+Commands: CAPA, USER, PASS, STAT, LIST, UIDL, RETR, TOP, DELE, NOOP, RSET, QUIT. Messages stay in
 the Maildir unless DELE'd and the session ends with QUIT (the UPDATE state).
 """
 
@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 
 MAX_COMMAND = 255  # RFC 2449 §4: a command line is at most 255 octets
 MAX_FAILURES = 3  # failed logins before the connection is closed
-CAPABILITIES = ("USER", "UIDL", "RESP-CODES", "AUTH-RESP-CODE", "EXPIRE NEVER",
+CAPABILITIES = ("USER", "UIDL", "TOP", "RESP-CODES", "AUTH-RESP-CODE", "EXPIRE NEVER",
                 "IMPLEMENTATION bifente-test-operator")
 
 
@@ -182,6 +182,20 @@ class _Session:
             data = await asyncio.to_thread(self.server.store.read, self.account.address, msg.key)
             await self.send(f"+OK {msg.size} octets")
             self.writer.write(_wire(data))
+            await self.writer.drain()
+        elif command == "TOP":  # RFC 1939 §7: the header, a blank line, n lines of the body
+            number, _, count = arg.partition(" ")
+            msg = self.message(number)
+            if msg is None or not count.strip().isdigit():
+                await self.send("-ERR no such message" if msg is None else "-ERR TOP msg n")
+                return
+            assert self.account is not None
+            data = await asyncio.to_thread(self.server.store.read, self.account.address, msg.key)
+            head, blank, body = data.partition(b"\n\n")
+            lines = body.split(b"\n")[:int(count)] if blank else []
+            await self.send("+OK top of message follows")
+            self.writer.write(_wire(head + b"\n\n" + b"\n".join(lines)
+                                    + (b"\n" if lines else b"")))
             await self.writer.drain()
         elif command == "DELE":
             msg = self.message(arg)
