@@ -142,13 +142,23 @@ def create_service(daemon: Daemon) -> DmpService | None:
 
 # -- the card side ------------------------------------------------------------------------
 
-def _card_login(protocol: CardProtocol, challenge: bytes, pin_timeout: float) -> dict[str, Any]:
-    """Identity, then INTERNAL AUTHENTICATE of the challenge (PIN on the keypad if needed)."""
+class NotThisProfessional(Exception):
+    """The CPS card in the terminal is not the one a queued feed needs."""
+
+
+def _card_login(protocol: CardProtocol, challenge: bytes, pin_timeout: float, *,
+                allow_pin: bool = True, expected: str | None = None) -> dict[str, Any]:
+    """Identity, then INTERNAL AUTHENTICATE of the challenge (PIN on the keypad if needed and
+    allowed: never from the background queue)."""
     session = CpsSession(protocol)
     holder = session.identity().holder
+    if expected is not None and holder.national_id != expected:
+        raise NotThisProfessional("the CPS card in the terminal is another professional's")
     try:
         signature = session.authenticate(challenge)
     except SecurityStatusNotSatisfied:
+        if not allow_pin:
+            raise
         session.verify_pin(None, timeout=pin_timeout)
         signature = session.authenticate(challenge)
     der = session.certificate(KeyRef.AUTHENTICATION).public_bytes(Encoding.DER)
@@ -417,19 +427,26 @@ class DmpService:
         log.info("DMP: consent device %s enrolled", self.signer.device_id)
 
     # -- professionals ---------------------------------------------------------------------
-    async def login(self, client_id: str, *, professional: str | None = None) -> ProSession:
-        """The session for the CPS card in the terminal (authenticating when needed)."""
+    async def login(self, client_id: str, *, professional: str | None = None,
+                    allow_pin: bool = True) -> ProSession:
+        """The session for the CPS card in the terminal (authenticating when needed); with
+        `professional`, only that professional's card will do."""
         slot = self.daemon.slots.find("cps")
         if slot is None or slot.arbiter is None:
             raise NoCard("no CPS card is inserted")
         async with self._login_lock:
             current = self.session
+            if professional is not None and current is not None \
+                    and current.arbiter is slot.arbiter and current.national_id != professional:
+                raise NotThisProfessional("the CPS card in the terminal is another "
+                                          "professional's")
             if current is None or current.arbiter is not slot.arbiter:
                 _, answer = await self.request("POST", "/api/auth/challenge")
                 challenge = base64.b64decode(answer["challenge"])
                 pin_timeout = self.daemon.config.pin_timeout
                 card = await slot.arbiter.run(
-                    client_id, lambda p: _card_login(p, challenge, pin_timeout),
+                    client_id, lambda p: _card_login(p, challenge, pin_timeout,
+                                                     allow_pin=allow_pin, expected=professional),
                     label="dmp.login", timeout=pin_timeout + self.daemon.config.card_timeout)
                 _, answer = await self.request("POST", "/api/auth/session", json_body={
                     "challenge": answer["challenge"], "certificate": card["certificate"],
@@ -438,8 +455,6 @@ class DmpService:
                                      card["display_name"], slot.arbiter,
                                      dict(answer.get("professional") or {}))
                 self.session = current
-            if professional is not None and current.national_id != professional:
-                raise NoCard("the CPS card in the terminal is another professional's")
             return current
 
     async def identify(self, client_id: str) -> dict[str, Any]:
@@ -453,16 +468,17 @@ class DmpService:
             label="dmp.identify", timeout=pin_timeout + self.daemon.config.card_timeout)
 
     async def call(self, client_id: str, method: str, path: str, *,
-                   professional: str | None = None, **kw: Any) -> tuple[int, Any]:
+                   professional: str | None = None, allow_pin: bool = True,
+                   **kw: Any) -> tuple[int, Any]:
         """A request in the professional's session, authenticating again after a 401."""
-        session = await self.login(client_id, professional=professional)
+        session = await self.login(client_id, professional=professional, allow_pin=allow_pin)
         try:
             return await self.request(method, path, token=session.token, **kw)
         except DmpError as exc:
             if exc.status != 401:
                 raise
         self.session = None
-        session = await self.login(client_id, professional=professional)
+        session = await self.login(client_id, professional=professional, allow_pin=allow_pin)
         return await self.request(method, path, token=session.token, **kw)
 
     # -- consent ---------------------------------------------------------------------------
@@ -554,8 +570,10 @@ class DmpService:
         headers = {"Content-Type": "application/hl7-v3+xml", CONSENT_HEADER: item.consent}
         try:
             _, answer = await self.call(QUEUE_CLIENT, "POST", path, body=item.cda,
-                                        headers=headers, professional=item.professional)
-        except (HostUnreachable, NoCard, TimeoutError) as exc:
+                                        headers=headers, professional=item.professional,
+                                        allow_pin=False)
+        except (HostUnreachable, NoCard, NotThisProfessional, SecurityStatusNotSatisfied,
+                TimeoutError) as exc:
             # Host down, or the professional's card is not here (the PIN is never prompted
             # from the background: the card must still hold it).
             await asyncio.to_thread(self.queue.retry, item.queue_id, str(exc),

@@ -493,3 +493,41 @@ async def test_dmp_not_configured(edged) -> None:
         assert (err.code, err.reason) == (-32060, "dmp_not_configured")
         err = await refused(client.call("dmp.exists", {"ins": "12345"}))
         assert err.reason == "invalid_params"
+
+
+async def test_queued_feed_waits_for_its_professionals_card(edged, slots, pcscd,
+                                                            world) -> None:
+    host = world.host
+    port, token = host.port, host.admin_token
+    world.create("gp", ins=PIERRE)
+    bench = await start(edged, slots, host, retry_base=0.1, retry_max=0.3)
+    async with await bench.client("ambulance", "dmp:read", "dmp:write") as client:
+        assert (await client.call("dmp.exists", {"ins": PIERRE}))["exists"]  # GP's session
+        world.close()
+        host.stop()  # the network goes mid-round
+        queued = await answered(bench, client.call("dmp.feed", {
+            "ins": PIERRE, "cda": b64(cda(PIERRE))}), "OK")
+        assert queued["state"] == "queued"
+        await asyncio.to_thread(slots.remove, 0)  # the GP hands over to a nurse
+        await asyncio.to_thread(slots.insert, 0, Cps3Card("nurse"))
+        await until(lambda: bench.daemon.slots.find("cps") is not None)
+        again = DmpHost(host.data_dir, port=port, test_mode=True, admin_token=token).start()
+        try:
+            await asyncio.sleep(1.0)  # the host is back, but not the GP's card: it waits
+            pending = (await client.call("dmp.queue"))["feeds"]
+            assert [f["state"] for f in pending] == ["queued"]
+            assert "another professional" in pending[0]["last_error"]
+            assert "PIN" not in bench.display.screen()  # never prompted from the background
+            await asyncio.to_thread(slots.remove, 0)
+            await asyncio.to_thread(slots.insert, 0, Cps3Card("gp"))
+            await until(lambda: bench.daemon.slots.find("cps") is not None)
+            bench.keypad.press("1234", "OK")  # the GP is back and logs in: the feed goes
+            assert (await client.call("dmp.exists", {"ins": PIERRE}))["exists"]
+            for _ in range(200):
+                if not (await client.call("dmp.queue"))["feeds"]:
+                    break
+                await asyncio.sleep(0.05)
+            done = (await client.call("dmp.queue", {"all": True}))["feeds"]
+            assert [f["state"] for f in done] == ["delivered"]
+        finally:
+            again.stop()
