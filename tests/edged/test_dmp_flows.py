@@ -531,3 +531,36 @@ async def test_queued_feed_waits_for_its_professionals_card(edged, slots, pcscd,
             assert [f["state"] for f in done] == ["delivered"]
         finally:
             again.stop()
+
+
+async def test_a_feed_resent_after_a_lost_answer_is_registered_once(edged, slots, pcscd,
+                                                                    host, world) -> None:
+    world.create("gp", ins=PIERRE)
+    bench = await start(edged, slots, host, retry_base=0.1, retry_max=0.3)
+    service = next(e for e in bench.daemon.extensions if isinstance(e, DmpService))
+    sent: list[str] = []
+
+    def keep(envelope):
+        sent.append(b64(json.dumps(envelope).encode()))
+        return envelope
+    service.test_tamper_consent = keep
+    doc = cda(PIERRE)
+    async with await bench.client("desk", "dmp:read", "dmp:write") as client:
+        fed = await answered(bench, client.call("dmp.feed", {"ins": PIERRE, "cda": b64(doc)}),
+                             "OK")
+        # As if the answer had been lost and edged had crashed with the feed in the queue:
+        # the same bytes and the same (now spent) consent are sent again, in a new session.
+        service.session = None
+        service.enqueue(PIERRE, GP, "", doc, sent[0])
+        for _ in range(200):
+            if not (await client.call("dmp.queue"))["feeds"]:
+                break
+            await asyncio.sleep(0.05)
+        done = (await client.call("dmp.queue", {"all": True}))["feeds"]
+        assert [(f["state"], f["document_id"]) for f in done] == [
+            ("delivered", fed["document"]["id"])]
+        found = await answered(bench, client.call("dmp.find", {"ins": PIERRE}), "OK")
+        assert [d["id"] for d in found["documents"]] == [fed["document"]["id"]]
+    delivered = [r.data() for r in bench.daemon.audit.records()
+                 if r.event == "dmp.feed.delivered"]
+    assert [d["already_registered"] for d in delivered] == [True]
