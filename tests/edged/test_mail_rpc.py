@@ -172,12 +172,16 @@ async def test_send_list_open_and_refusals(edged, slots, pcscd, tmp_path: Path) 
             elsewhere = smime.to_bytes(smime.protect(letter("Pas pour vous"), nurse.signer,
                                                      [await asyncio.to_thread(
                                                          _certificate, op, EMERGENCY)]))
-            for raw in (good, smime.to_bytes(tampered_msg), elsewhere):
+            forged = smime.build_message("thomas.petit@cabinet.test", GP, subject="Usurpé",
+                                         text="Signé par une autre")
+            forged_raw = smime.to_bytes(smime.protect(forged, nurse.signer, [gp_cert]))
+            for raw in (good, smime.to_bytes(tampered_msg), elsewhere, forged_raw):
                 await asyncio.to_thread(submit, op, NURSE, [GP], raw)
 
             listing = await client.call("mail.list")
             assert listing["address"] == GP
-            assert [m["from"] for m in listing["messages"]] == [NURSE] * 3
+            assert [m["from"] for m in listing["messages"]] == [NURSE] * 3 + [
+                "thomas.petit@cabinet.test"]
             uids = [m["uid"] for m in listing["messages"]]
             opened = await client.call("mail.open", {"uid": uids[0]})
             assert opened["subject"] == "Réponse" and opened["from"] == NURSE
@@ -190,10 +194,13 @@ async def test_send_list_open_and_refusals(edged, slots, pcscd, tmp_path: Path) 
             with pytest.raises(RemoteError) as exc:
                 await client.call("mail.open", {"uid": uids[2]})
             assert exc.value.reason == "not_for_this_recipient"
+            with pytest.raises(RemoteError) as exc:  # From is not the signer's address
+                await client.call("mail.open", {"uid": uids[3]})
+            assert exc.value.reason == "sender_mismatch"
             with pytest.raises(RemoteError) as exc:
                 await client.call("mail.open", {"uid": "nope"})
             assert exc.value.reason == "no_such_message"
-            assert len(await asyncio.to_thread(mailbox, op, GP)) == 3  # nothing deleted
+            assert len(await asyncio.to_thread(mailbox, op, GP)) == 4  # nothing deleted
 
     events = [r for r in bench.daemon.audit.records() if r.event.startswith("mail.")]
     text = repr([r.fields for r in events])
@@ -207,7 +214,7 @@ async def test_send_list_open_and_refusals(edged, slots, pcscd, tmp_path: Path) 
     assert {f["message_id"] for e, f in fields if e == "mail.delivered"} == {
         sent["message_id"], to_patient["message_id"]}
     assert [f["outcome"] for e, f in fields if e == "mail.open"] == [
-        "ok", "refused", "refused", "refused"]
+        "ok", "refused", "refused", "refused", "refused"]
 
 
 def _certificate(op: MailOperator, address: str):
