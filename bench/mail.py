@@ -308,7 +308,7 @@ def signing_latency(quick: bool = False) -> list[Row]:
         Row("sign + encrypt (protect) a small message, in process", fmt_time(lp),
             "card signature, RSA-OAEP to 2, AES-GCM", "1.00 (baseline)"),
         Row("mail.send through edged, up to queueing", fmt_time(rm),
-            "+ directory (HTTPS), certificate read, outbox (SQLite FULL)", f"x{rm / lp:.2f}"),
+            "+ directory (HTTPS), outbox (SQLite FULL)", f"x{rm / lp:.2f}"),
     ]
 
 
