@@ -1,0 +1,89 @@
+"""The DMP through edged and the virtual terminal (the real firmware on MicroPython): the PIN
+and the patient's consent are typed on the terminal's keypad, the question read on its
+display; the host is a real reference DMP host on 127.0.0.1 (issue 6 §3, §6)."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import re
+import time
+from pathlib import Path
+
+import pytest
+
+from edged.config import Config
+from edged.daemon import Daemon
+from edged.sdk import RemoteError, pair
+from simulators.dmp import DmpHost
+from simulators.terminal import VirtualTerminal
+from tests.edged.cda import cda
+
+pytestmark = [
+    pytest.mark.asyncio,
+    # Known bug, outside the DMP code: over the virtual terminal INTERNAL AUTHENTICATE (case 4,
+    # Le=256 under T=0) comes back 6CE7 although identity, certificates, PIN and signature work;
+    # through PC/SC (tests/edged/test_dmp_flows.py) the same flow passes.
+    pytest.mark.xfail(reason="INTERNAL AUTHENTICATE answers 6CE7 over the virtual terminal",
+                      strict=False),
+]
+
+PIERRE = "178027505601209"  # the family card's insured
+
+
+async def test_create_feed_read_with_consent_on_the_virtual_terminal(
+        vt: VirtualTerminal, tmp_path: Path) -> None:
+    host = DmpHost(tmp_path / "dmp", test_mode=True).start()
+    config = Config(host="127.0.0.1", port=0, state_dir=tmp_path / "state", mdns=False,
+                    pcsc=False, terminal=vt.pty_path,
+                    dmp={"url": host.url, "ca_file": str(host.cafile),
+                         "admin_token": host.admin_token})
+    daemon = Daemon(config)
+    await daemon.start()
+    try:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 20
+        while not (daemon.slots.find("cps") and daemon.slots.find("vitale")):
+            assert loop.time() < deadline, "the terminal's cards were not seen"
+            await asyncio.sleep(0.05)
+
+        def code() -> str:
+            for _ in range(100):
+                match = re.search(r"Code: (\d{6})", "\n".join(vt.screen_lines()))
+                if match:
+                    return match.group(1)
+                time.sleep(0.05)
+            raise AssertionError(vt.screen_lines())
+
+        credentials = await pair("127.0.0.1", daemon.server.port, daemon.keystore.fingerprint,
+                                 "desk", ["dmp:read", "dmp:write"],
+                                 lambda: asyncio.to_thread(code))
+        async with await credentials.connect() as client:
+            async def typed(call, *keys: str):
+                task = asyncio.ensure_future(call)
+                await asyncio.to_thread(vt.press, *keys, wait=10)
+                return await task
+
+            created = await typed(client.call("dmp.create", {"ins": PIERRE}),
+                                  "1234", "OK", "OK")  # the PIN, then the patient's OK
+            assert created["status"] == "open"
+            assert created["patient_password"] in " ".join(vt.screen_lines()).replace(" ", "") \
+                or created["patient_password"][:4] in " ".join(vt.screen_lines())
+            fed = await typed(client.call("dmp.feed", {
+                "ins": PIERRE, "cda": base64.b64encode(cda(PIERRE)).decode()}), "OK")
+            assert fed["state"] == "registered"
+            task = asyncio.ensure_future(client.call("dmp.find", {"ins": PIERRE}))
+            deadline = loop.time() + 20
+            while "Allow" not in " ".join(vt.screen_lines()):
+                assert loop.time() < deadline, vt.screen_lines()
+                await asyncio.sleep(0.05)
+            assert "read your DMP?" in " ".join(vt.screen_lines())
+            await asyncio.to_thread(vt.press, "CANCEL", wait=10)
+            with pytest.raises(RemoteError) as exc:
+                await task
+            assert exc.value.reason == "consent_refused"
+            found = await typed(client.call("dmp.find", {"ins": PIERRE}), "OK")
+            assert [d["id"] for d in found["documents"]] == [fed["document"]["id"]]
+    finally:
+        await daemon.stop()
+        host.stop()
