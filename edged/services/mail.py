@@ -222,6 +222,8 @@ class MailSettings:
         for key in ("host", "directory_url", "ca_file"):
             if key not in values:
                 raise ConfigError(f"[mail] {key} is required (or operator_json)")
+        if not Path(values["ca_file"]).is_file():
+            raise ConfigError(f"[mail] ca_file: no such file {values['ca_file']}")
         if not str(values["directory_url"]).startswith("https://"):
             raise ConfigError("[mail] directory_url must be https://")
         if password is None:

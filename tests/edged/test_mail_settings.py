@@ -36,6 +36,13 @@ def test_operator_json_fills_the_rest(tmp_path: Path) -> None:
     assert s.max_attachment == 25 * 1024 * 1024 and s.mode == "gcm" and s.address is None
 
 
+def test_operator_json_ca_file_must_exist(tmp_path: Path) -> None:
+    path = operator_json(tmp_path)
+    path.write_text(path.read_text().replace(CA, str(tmp_path / "gone.pem")))
+    with pytest.raises(ConfigError, match="ca_file: no such file"):
+        MailSettings.from_table({"operator_json": str(path)})
+
+
 def test_explicit_settings(tmp_path: Path) -> None:
     password = tmp_path / "password"
     password.write_text("s3cret\n")
