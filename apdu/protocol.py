@@ -68,6 +68,10 @@ class CardProtocol:
             get = CommandApdu(command.cla & ~CHAIN_BIT & 0xFF, INS.GET_RESPONSE, 0, 0,
                               le=response.sw2 or 256)
             response = self._raw(get)
+            if response.sw1 == 0x6C:
+                # A T=0 card may answer GET RESPONSE itself with 6Cxx when it sends fewer
+                # bytes at once than the SW2 of its 61xx announced (ISO 7816-3 §10.3.3).
+                response = self._raw(get.with_le(response.sw2 or 256))
             data += response.data
             if len(data) > MAX_LE:
                 raise ProtocolError(f"response longer than {MAX_LE} bytes")

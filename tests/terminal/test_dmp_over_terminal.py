@@ -19,14 +19,7 @@ from simulators.dmp import DmpHost
 from simulators.terminal import VirtualTerminal
 from tests.edged.cda import cda
 
-pytestmark = [
-    pytest.mark.asyncio,
-    # Known bug, outside the DMP code: over the virtual terminal INTERNAL AUTHENTICATE (case 4,
-    # Le=256 under T=0) comes back 6CE7 although identity, certificates, PIN and signature work;
-    # through PC/SC (tests/edged/test_dmp_flows.py) the same flow passes.
-    pytest.mark.xfail(reason="INTERNAL AUTHENTICATE answers 6CE7 over the virtual terminal",
-                      strict=False),
-]
+pytestmark = pytest.mark.asyncio
 
 PIERRE = "178027505601209"  # the family card's insured
 

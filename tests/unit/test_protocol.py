@@ -373,3 +373,29 @@ def test_protocol_counts_and_exposes_the_atr() -> None:
     protocol.send(SIGN)
     assert protocol.apdu_count == len(card.commands) == 4
     assert protocol.atr == FakeCard.atr
+
+
+class GetResponseWrongLeCard(FakeCard):
+    """A T=0 card behind a reader: 61 00 announces 256 bytes, but it sends 0xE7 at a time and
+    answers a GET RESPONSE asking for more with 6C E7 (what the virtual terminal does)."""
+
+    def __init__(self, payload: bytes) -> None:
+        super().__init__()
+        self.pending = payload
+
+    def answer(self, c: CommandApdu) -> bytes:
+        if c.ins != 0xC0:
+            return sw(0x6100)
+        if (c.le or 256) != min(len(self.pending), 0xE7):
+            return sw(0x6C00 | min(len(self.pending), 0xE7))
+        head, self.pending = self.pending[:0xE7], self.pending[0xE7:]
+        return head + sw(0x6100 | len(self.pending) if self.pending else 0x9000)
+
+
+def test_get_response_answered_6cxx_is_resent_with_the_exact_le() -> None:
+    payload = bytes(range(256))
+    card = GetResponseWrongLeCard(payload)
+    response = over(card).send(CommandApdu(0x00, 0x88, 0x00, 0x00, b"\x01" * 51, le=256))
+    assert response.ok and response.data == payload
+    les = [CommandApdu.parse(raw).le for raw in card.commands[1:]]
+    assert les == [256, 0xE7, 25]
