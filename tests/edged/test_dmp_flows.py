@@ -564,3 +564,17 @@ async def test_a_feed_resent_after_a_lost_answer_is_registered_once(edged, slots
     delivered = [r.data() for r in bench.daemon.audit.records()
                  if r.event == "dmp.feed.delivered"]
     assert [d["already_registered"] for d in delivered] == [True]
+
+
+async def test_d11_pharmacist_sees_biology_not_consultations(edged, slots, pcscd, host,
+                                                             world) -> None:
+    world.create("gp", ins=PIERRE)
+    biology = world.fed(PIERRE, "gp", BIOLOGY)
+    report = world.fed(PIERRE, "gp", "11488-4")
+    bench = await start(edged, slots, host, cps="pharmacist")
+    async with await bench.client("officine", "dmp:read") as client:
+        found = await answered(bench, client.call("dmp.find", {"ins": PIERRE}), "OK")
+        assert [d["id"] for d in found["documents"]] == [biology]
+        err = await refused(answered(bench, client.call("dmp.get", {
+            "ins": PIERRE, "document_id": report}), "OK"))
+        assert err.reason == "outside_access_matrix"
