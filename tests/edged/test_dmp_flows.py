@@ -517,7 +517,9 @@ async def test_queued_feed_waits_for_its_professionals_card(edged, slots, pcscd,
             pending = (await client.call("dmp.queue"))["feeds"]
             assert [f["state"] for f in pending] == ["queued"]
             assert "another professional" in pending[0]["last_error"]
-            assert "PIN" not in bench.display.screen()  # never prompted from the background
+            pin_prompts = [h for h in bench.display.history
+                           if h[0].startswith("PIN CPS") and h[1:] == [""]]
+            assert len(pin_prompts) == 1  # the GP's login; never from the background
             await asyncio.to_thread(slots.remove, 0)
             await asyncio.to_thread(slots.insert, 0, Cps3Card("gp"))
             await until(lambda: bench.daemon.slots.find("cps") is not None)
@@ -578,3 +580,22 @@ async def test_d11_pharmacist_sees_biology_not_consultations(edged, slots, pcscd
         err = await refused(answered(bench, client.call("dmp.get", {
             "ins": PIERRE, "document_id": report}), "OK"))
         assert err.reason == "outside_access_matrix"
+
+
+async def test_session_renewed_after_a_host_restart(edged, slots, pcscd, host) -> None:
+    bench = await start(edged, slots, host)
+    service = next(e for e in bench.daemon.extensions if isinstance(e, DmpService))
+    async with await bench.client("desk", "dmp:read") as client:
+        assert (await client.call("dmp.exists", {"ins": PIERRE}))["exists"] is False
+        first = service.session
+        port, token = host.port, host.admin_token
+        host.stop()  # sessions live in the host's memory: gone
+        again = DmpHost(host.data_dir, port=port, test_mode=True, admin_token=token).start()
+        try:
+            assert (await client.call("dmp.exists", {"ins": PIERRE}))["exists"] is False
+            assert service.session is not None and service.session.token != first.token
+            # the card still holds its PIN: typed once, at the first login
+            assert [lines for lines in bench.display.history if lines == ["PIN OK"]] == [
+                ["PIN OK"]]
+        finally:
+            again.stop()
