@@ -367,7 +367,7 @@ class DmpService:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._task
             self._task = None
-            self.queue.close()
+        self.queue.close()
 
     # -- HTTP ------------------------------------------------------------------------------
     def _http(self, method: str, path: str, body: bytes | None,
