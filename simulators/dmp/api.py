@@ -145,6 +145,8 @@ class DmpService:
              pro(Action.VISIBILITY, self.visibility)),
             ("DELETE", "/api/dmp/{ins}/documents/{doc}", pro(Action.DELETE, self.delete)),
             ("POST", "/api/dmp/{ins}/emergency", pro(Action.EMERGENCY, self.emergency)),
+            ("POST", "/api/dmp/{ins}/patient-code",
+             pro(Action.PATIENT_CODE_ISSUED, self.issue_patient_code)),
             ("GET", "/api/dmp/{ins}/traces", self.dmp_traces),
             ("POST", "/api/patient/login", self.patient_login),
             ("POST", "/api/patient/login/code", self.patient_code),
@@ -591,6 +593,26 @@ class DmpService:
         return json_response(200, {"mode": mode, "reason": grant.reason,
                                    "expires_in": int(grant.expires - self.clock())})
 
+    def issue_patient_code(self, ctx: _Ctx, session: ProfessionalSession,
+                           req: Request) -> Response:
+        """The patient's one-time login code, returned to show on the terminal (D21).
+
+        The patient is at the desk: a consent record (action read) from the terminal is
+        required, a session grant is not enough. The code is traced as issued, never recorded.
+        """
+        assert ctx.ins is not None
+        dmp = self._open_record(session, ctx.ins)
+        if req.header(CONSENT_HEADER) is None:
+            raise Refused(Reason.CONSENT_MISSING, "the patient's consent on the terminal is "
+                          f"required (send a consent record in {CONSENT_HEADER})")
+        record = self._authorise(ctx, req, session, dmp.view(), Action.READ)
+        now = self.clock()
+        with self.storage.transaction():
+            self._spend(record)
+            code, expires = self.logins.issue(dmp.ins, now)
+            self.trace(ctx, Outcome.OK)
+        return json_response(200, {"code": code, "expires_in": int(expires - now)})
+
     def _trace_json(self, t: Trace) -> dict[str, object]:
         return {"id": t.id, "time": _iso(t.time), "action": t.action, "outcome": t.outcome,
                 "reason": t.reason, "mode": t.mode, "emergency_reason": t.emergency_reason,
@@ -662,9 +684,12 @@ class DmpService:
                 self.storage.login_failed(ins, now, lock_after=LOGIN_LOCK_AFTER,
                                           lock_for=LOGIN_LOCK_FOR)
                 raise Refused(Reason.LOGIN_FAILED, "wrong INS or password")
-            login, code = self.logins.start(ins, now)
-            self.code_sender.send(ins, code)
-            return json_response(202, {"login": login, "code_sent_via": self.code_sender.name,
+            login, code, ahead = self.logins.start(ins, now)
+            if not ahead:  # a code shown on a terminal is used instead of sending one
+                self.code_sender.send(ins, code)
+            return json_response(202, {"login": login,
+                                       "code_sent_via": "terminal" if ahead
+                                       else self.code_sender.name,
                                        "expires_in": 600})
         return self._traced(ctx, run)
 

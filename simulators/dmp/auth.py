@@ -353,15 +353,34 @@ class PatientLogins:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._pending: dict[str, _PendingLogin] = {}
+        self._issued: dict[str, _PendingLogin] = {}  # by INS: codes shown on a terminal
 
-    def start(self, ins: str, now: float) -> tuple[str, str]:
-        """(login id, 6-digit code) for a patient whose password was right."""
-        login, code = secrets.token_urlsafe(16), f"{secrets.randbelow(10**6):06d}"
+    def issue(self, ins: str, now: float) -> tuple[str, float]:
+        """(6-digit code, expiry) handed out ahead of the password step (shown on a terminal).
+
+        One per patient (a new one replaces the last); the next login with the right password
+        takes it instead of sending a code, so it is spent like any other code.
+        """
+        code = f"{secrets.randbelow(10**6):06d}"
         with self._lock:
+            if len(self._issued) >= MAX_PENDING:
+                self._issued = {k: v for k, v in self._issued.items() if v.expires > now}
+            self._issued[ins] = _PendingLogin(ins, code, now + CODE_TTL)
+        return code, now + CODE_TTL
+
+    def start(self, ins: str, now: float) -> tuple[str, str, bool]:
+        """(login id, 6-digit code, issued ahead) for a patient whose password was right."""
+        login = secrets.token_urlsafe(16)
+        with self._lock:
+            ahead = self._issued.pop(ins, None)
+            if ahead is not None and now > ahead.expires:
+                ahead = None
+            pending = ahead or _PendingLogin(ins, f"{secrets.randbelow(10**6):06d}",
+                                             now + CODE_TTL)
             if len(self._pending) >= MAX_PENDING:
                 self._pending = {k: v for k, v in self._pending.items() if v.expires > now}
-            self._pending[login] = _PendingLogin(ins, code, now + CODE_TTL)
-        return login, code
+            self._pending[login] = pending
+        return login, pending.code, ahead is not None
 
     def finish(self, login: str, code: str, now: float) -> tuple[str | None, str | None]:
         """(ins, None) when the code is right; (ins or None, why) otherwise."""

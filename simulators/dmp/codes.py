@@ -163,6 +163,7 @@ class Action(StrEnum):
     EMERGENCY = "emergency"
     TRACES = "traces"
     PATIENT_LOGIN = "patient_login"
+    PATIENT_CODE_ISSUED = "patient_code_issued"  # a login code shown on the terminal
     PATIENT_SETTINGS = "patient_settings"
     PATIENT_BLOCK = "patient_block"
     PATIENT_UNBLOCK = "patient_unblock"

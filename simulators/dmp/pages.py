@@ -84,6 +84,7 @@ ACTIONS: dict[str, str] = {
     "patient_settings": "Paramètres", "patient_block": "Blocage d'un professionnel",
     "patient_unblock": "Déblocage d'un professionnel",
     "deletion_request": "Demande de suppression", "close": "Fermeture du DMP",
+    "patient_code_issued": "Code de connexion affiché au terminal",
 }
 REASONS: dict[str, str] = {
     "blocked_by_patient": "professionnel bloqué par vous",
@@ -499,9 +500,13 @@ class PatientPages:
             self._flash(web, _message(refusal), error=True)
             return self.login_form(req, 401 if refusal.told is not Reason.LOGIN_LOCKED else 429)
         web.login, web.token = str(answer["login"]), None
-        via = {"outbox": "votre messagerie sécurisée de santé"}.get(
-            str(answer.get("code_sent_via")), str(answer.get("code_sent_via")))
-        self._flash(web, f"Un code à usage unique vous a été envoyé ({via}).")
+        if answer.get("code_sent_via") == "terminal":
+            self._flash(web, "Saisissez le code à usage unique affiché sur le terminal de "
+                        "votre professionnel de santé.")
+        else:
+            via = {"outbox": "votre messagerie sécurisée de santé"}.get(
+                str(answer.get("code_sent_via")), str(answer.get("code_sent_via")))
+            self._flash(web, f"Un code à usage unique vous a été envoyé ({via}).")
         return self._redirect("/patient/code")
 
     def code_form(self, req: Request, status: int = 200) -> Response:

@@ -86,3 +86,24 @@ def test_pages_need_a_session(web_world: DmpWorld) -> None:
         assert client.get("/static/../pages.py").status == 404
     finally:
         client.close()
+
+
+def test_login_with_the_code_shown_on_the_terminal(web_world: DmpWorld) -> None:
+    world = web_world
+    ins, password = world.create()
+    r = world.call("POST", f"/api/dmp/{ins}/patient-code", "gp", consent="read", ins=ins)
+    assert r.status == 200, r.body
+    code = r.json()["code"]
+    client = DmpClient(world.host.url, world.host.cafile)
+    try:
+        r = client.get("/patient/login")
+        cookie, csrf = _cookie(r.headers["set-cookie"]), _csrf(r.body)
+        r = _form(client, "/patient/login", cookie, {"ins": ins, "password": password,
+                                                     "csrf": csrf})
+        assert r.status == 303 and r.headers["location"] == "/patient/code"
+        r = client.get("/patient/code", headers={"Cookie": cookie})
+        assert "affiché sur le terminal".encode() in r.body
+        r = _form(client, "/patient/code", cookie, {"code": code, "csrf": csrf})
+        assert r.status == 303 and r.headers["location"] == "/patient/documents"
+    finally:
+        client.close()
