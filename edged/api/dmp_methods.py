@@ -7,6 +7,8 @@ DMP_ERROR with `data.reason` = the host's reason code (docs/dmp-api.md, "Refusal
 
 `dmp.create` returns the patient's password once, and also shows it on the terminal display
 (the patient, facing the terminal, copies it; it is never audited or logged).
+`dmp.patient_code` shows the patient's one-time login code for the patient space on the
+display only: the RPC answer has no code.
 """
 
 from __future__ import annotations
@@ -248,6 +250,17 @@ async def dmp_delete(daemon: Daemon, conn: Connection, params: dict[str, Any]) -
     return await _run(daemon, conn, "dmp.delete", ins, op, document=document_id)
 
 
+async def dmp_patient_code(daemon: Daemon, conn: Connection, params: dict[str, Any]) -> Any:
+    """dmp.patient_code: the patient's web login code, shown on the terminal display only."""
+    ins = params["ins"]
+
+    async def op() -> Any:
+        expires_in = await _service(daemon).show_patient_code(conn, ins)
+        return {"shown": True, "expires_in": expires_in}
+
+    return await _run(daemon, conn, "dmp.patient_code", ins, op)
+
+
 async def dmp_queue(daemon: Daemon, conn: Connection, params: dict[str, Any]) -> Any:
     """dmp.queue: feeds waiting for the host (and, asked, delivered and failed ones)."""
     service = _service(daemon)
@@ -309,6 +322,12 @@ METHODS: list[Method] = [
            "for it (the entry stays, status deleted, its bytes wiped).", _WRITE,
            obj({"ins": _INS, "document_id": _DOC_ID}, ("ins", "document_id")),
            obj({"document": _DOCUMENT})),
+    Method("dmp.patient_code", dmp_patient_code, "The patient's one-time code for the DMP "
+           "patient space (with the INS and the password from dmp.create): the patient "
+           "consents on the terminal (Vitale card in), the code is shown on the terminal "
+           "display only, never returned, logged or audited.", frozenset({"dmp:read"}),
+           obj({"ins": _INS}, ("ins",)),
+           obj({"shown": BOOL, "expires_in": INT})),
     Method("dmp.queue", dmp_queue, "Feeds waiting for the DMP host (all: also delivered and "
            "failed ones); patients masked.", _WRITE, obj({"all": BOOL}),
            obj({"feeds": {"type": "array", "items": obj({

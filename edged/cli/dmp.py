@@ -106,6 +106,13 @@ def _get(args: argparse.Namespace) -> int:
     return 0
 
 
+def _patient_code(args: argparse.Namespace) -> int:
+    result = _run(args, "dmp.patient_code", {"ins": args.ins}, prompt=_ASK)
+    print(f"the patient's login code is on the terminal display, valid "
+          f"{int(result['expires_in']) // 60} min (with the INS and the DMP password)")
+    return 0
+
+
 def _emergency(args: argparse.Namespace) -> int:
     result = _run(args, "dmp.emergency", {"ins": args.ins, "mode": args.mode,
                                           "reason": args.reason})
@@ -174,6 +181,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("document_id")
     p.add_argument("-o", "--output", help="write the CDA there (default: stdout)")
     p.set_defaults(func=_get)
+    p = dsub.add_parser("patient-code", parents=[patient],
+                        help="show the patient's web login code on the terminal display")
+    p.set_defaults(func=_patient_code)
     p = dsub.add_parser("emergency", parents=[patient],
                         help="emergency access without consent, with a stated reason")
     p.add_argument("--mode", choices=["bris_de_glace", "centre_15"], default="bris_de_glace")

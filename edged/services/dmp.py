@@ -483,7 +483,8 @@ class DmpService:
 
     # -- consent ---------------------------------------------------------------------------
     async def ask_consent(self, conn: Any, *, ins: str, professional: str, name: str,
-                          action: str, express: bool = False) -> str:
+                          action: str, express: bool = False, question: str | None = None
+                          ) -> str:
         """Ask the patient on the terminal; the signed record as the header value."""
         if self.daemon.slots.find("vitale") is None:
             raise RpcError(CONSENT_ERROR, "the patient's Vitale card must be in the terminal "
@@ -497,7 +498,7 @@ class DmpService:
         if self.daemon.ui is None:
             raise TerminalUnavailable("no terminal display and keys to ask the patient")
         verb = {"read": "read", "feed": "feed", "create": "create"}[action]
-        text = f"Allow {name} to {verb} your DMP?"
+        text = question or f"Allow {name} to {verb} your DMP?"
         if express:
             text += " (express consent)"
         answer = await self.daemon.ui.confirm("\n".join(fit_lines(text)),
@@ -518,6 +519,29 @@ class DmpService:
         if self.test_tamper_consent is not None:
             signed = self.test_tamper_consent(signed)
         return base64.b64encode(json.dumps(signed).encode()).decode()
+
+    async def show_patient_code(self, conn: Any, ins: str) -> int:
+        """The patient's web-space login code, asked from the host and shown on the display.
+
+        The patient consents on the terminal (a read consent record, spent by the host); the
+        code goes only to the display: it is not returned, logged or audited. Returns the
+        seconds it stays valid.
+        """
+        if self.daemon.ui is None:
+            raise TerminalUnavailable("no terminal display to show the code on")
+        session = await self.login(conn.client_id)
+        header = await self.ask_consent(
+            conn, ins=ins, professional=session.national_id, name=session.display_name,
+            action="read", question="Show your DMP web login code on this terminal?")
+        path = "/api/dmp/" + quote(ins, safe="") + "/patient-code"
+        _, answer = await self.call(conn.client_id, "POST", path,
+                                    headers={"X-DMP-Consent": header})
+        code, expires_in = str(answer.get("code", "")), int(answer.get("expires_in") or 0)
+        if not code:
+            raise DmpError("bad_answer", "the DMP host sent no code")
+        await self.daemon.ui.show(["DMP login code:", code,
+                                   f"valid {max(expires_in // 60, 1)} min"])
+        return expires_in
 
     def emergency_granted(self, ins: str) -> bool:
         """An emergency access opened in this session for this patient, still running."""

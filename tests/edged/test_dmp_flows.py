@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import logging
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -599,3 +600,177 @@ async def test_session_renewed_after_a_host_restart(edged, slots, pcscd, host) -
                 ["PIN OK"]]
         finally:
             again.stop()
+
+
+# -- D21 at the desk: the patient's login code shown on the terminal ------------------------------
+def patient_code_login(host: DmpHost, ins: str, password: str, code: str) -> tuple[int, str]:
+    """The patient's web login with INS + password + the code read off the terminal."""
+    client = DmpClient(host.url, host.cafile)
+    try:
+        r = client.post("/api/patient/login", {"ins": ins, "password": password})
+        assert r.status == 202, r.body
+        assert r.json()["code_sent_via"] == "terminal"
+        r = client.post("/api/patient/login/code", {"login": r.json()["login"], "code": code})
+        return r.status, str(r.json().get("token", "") if r.status == 200 else r.reason)
+    finally:
+        client.close()
+
+
+async def test_d21_patient_code_shown_on_the_terminal_only(edged, slots, pcscd, host,
+                                                           caplog) -> None:
+    caplog.set_level(logging.DEBUG)
+    bench = await start(edged, slots, host)
+    async with await bench.client("desk", "dmp:read", "dmp:write") as client:
+        created = await answered(bench, client.call("dmp.create", {"ins": PIERRE}), "OK")
+        password = created["patient_password"]
+        result = await answered(bench, client.call("dmp.patient_code", {"ins": PIERRE}), "OK")
+        assert result["shown"] is True and 0 < result["expires_in"] <= 600
+        assert set(result) == {"shown", "expires_in"}  # no code for the RPC caller
+        assert any("login code" in p for p in prompts(bench))  # the patient consented
+        lines = bench.display.screen().splitlines()
+        assert lines[0] == "DMP login code:"
+        code = lines[1]
+        assert len(code) == 6 and code.isdigit()
+        assert code not in json.dumps(result)
+        audit = [r for r in bench.daemon.audit.records() if r.event == "dmp.patient_code"]
+        assert [r.data()["outcome"] for r in audit] == ["ok"]
+        assert all(code not in str(r.fields) for r in bench.daemon.audit.records())
+        assert code not in caplog.text
+        status, token = patient_code_login(host, PIERRE, password, code)
+        assert status == 200, token
+        patient = DmpClient(host.url, host.cafile)
+        r = patient.get("/api/patient/dmp", token=token)
+        assert r.status == 200 and r.json()["status"] == "open"
+        traces = patient.get("/api/patient/traces", token=token).json()["traces"]
+        assert "patient_code_issued" in {t["action"] for t in traces}
+        assert code not in json.dumps(traces)
+        patient.close()
+        # Single use: the same code does not open a second login.
+        client2 = DmpClient(host.url, host.cafile)
+        r = client2.post("/api/patient/login", {"ins": PIERRE, "password": password})
+        assert r.status == 202 and r.json()["code_sent_via"] == "outbox"
+        r = client2.post("/api/patient/login/code", {"login": r.json()["login"], "code": code})
+        assert r.reason == "code_invalid"
+        client2.close()
+        # Refused consent: nothing shown, no code issued.
+        bench.display.history.clear()
+        err = await refused(answered(bench, client.call("dmp.patient_code", {"ins": PIERRE}),
+                                     "CANCEL"))
+        assert err.reason == "consent_refused"
+        assert "DMP login code:" not in bench.display.screen()
+
+
+async def test_d21_patient_code_needs_dmp_read(edged, slots, pcscd, host, world) -> None:
+    world.create("gp", ins=PIERRE)
+    bench = await start(edged, slots, host)
+    async with await bench.client("writer", "dmp:write", "dmp:emergency") as client:
+        err = await refused(client.call("dmp.patient_code", {"ins": PIERRE}))
+        assert "dmp:read" in str(err)
+    assert not any("login code" in p for p in prompts(bench))
+
+
+async def test_cli_patient_code(edged, slots, pcscd, host, tmp_path, monkeypatch,
+                                world) -> None:
+    world.create("gp", ins=PIERRE)
+    bench = await start(edged, slots, host)
+    monkeypatch.setenv("BIFENTE_CLIENT_DIR", str(tmp_path / "client"))
+    (await bench.pair("cli", "dmp:read")).save()
+    task = asyncio.ensure_future(asyncio.to_thread(_cli, "dmp", "patient-code", PIERRE))
+    await until(lambda: task.done() or "OK / Cancel" in bench.display.screen())
+    bench.keypad.press("OK")
+    code, out, err = await task
+    assert code == 0 and "terminal display" in out, err
+    shown = bench.display.screen().splitlines()[1]
+    assert shown.isdigit() and shown not in out + err
+
+
+# -- D2, D3, D15 ----------------------------------------------------------------------------------
+async def test_d2_dmp_through_the_software_with_cps_and_vitale_in_pcsc_readers(
+        edged, slots, pcscd, host) -> None:
+    """D2: the DMP-compatible software (the RPC client) works with the CPS and Vitale cards
+    in PC/SC readers; the INS it sends is the one read from the Vitale card in its reader."""
+    bench = await start(edged, slots, host)
+    assert bench.daemon.slots.find("cps").source == "pcsc"
+    assert bench.daemon.slots.find("vitale").source == "pcsc"
+    async with await bench.client("software", "identity:read", "dmp:read",
+                                  "dmp:write") as client:
+        listed = {s["kind"]: s for s in (await client.call("readers.list", {}))["slots"]}
+        assert listed["cps"]["source"] == listed["vitale"]["source"] == "pcsc"
+        card = await client.call("vitale.read", {})
+        insured = next(b for b in card["beneficiaries"]
+                       if b["nir"] == card["insured"]["nir"])
+        ins = insured["ins"]["value"]
+        assert ins == PIERRE  # read through the reader, not typed
+        created = await answered(bench, client.call("dmp.create", {"ins": ins}), "OK")
+        assert created["ins"] == ins and created["ins_oid"] == insured["ins"]["oid"]
+        fed = await answered(bench, client.call("dmp.feed", {"ins": ins,
+                                                             "cda": b64(cda(ins))}), "OK")
+        found = await answered(bench, client.call("dmp.find", {"ins": ins}), "OK")
+        assert [d["id"] for d in found["documents"]] == [fed["document"]["id"]]
+    record = host.storage.get_dmp(ins)
+    assert record is not None and record.created_by == GP
+
+
+async def test_d3_patient_identified_by_the_ins_from_the_vitale_card(edged, slots, pcscd,
+                                                                     host) -> None:
+    """D3: the INS (NIR with its assigning authority OID) comes from the Vitale card; the
+    INS-C is computed for the insured; the host registers exactly that INS and OID."""
+    from apdu.identity import InsAuthority, compute_ins_c, parse_nir
+
+    bench = await start(edged, slots, host)
+    async with await bench.client("software", "identity:read", "dmp:read",
+                                  "dmp:write") as client:
+        card = await client.call("vitale.read", {})
+        by_ins = {b["ins"]["value"]: b for b in card["beneficiaries"]}
+        assert {PIERRE, ANNE} <= set(by_ins)  # both beneficiaries of the family card
+        for ins in (PIERRE, ANNE):
+            b = by_ins[ins]
+            assert b["ins"]["value"] == b["nir"] == parse_nir(b["nir"]).value
+            assert b["ins"]["oid"] in {a.value for a in InsAuthority}
+            assert b["ins"]["oid"] != InsAuthority.NIA and not b["temporary"]
+        insured = next(b for b in card["beneficiaries"] if b["nir"] == card["insured"]["nir"])
+        assert insured["ins_c"] and len(insured["ins_c"]) == 22 and insured["ins_c"].isdigit()
+        assert insured["ins_c"] == compute_ins_c(insured["first_name"], insured["birth_date"],
+                                                 parse_nir(insured["nir"]))
+        for ins in (PIERRE, ANNE):
+            created = await answered(bench, client.call("dmp.create", {"ins": ins}), "OK")
+            assert (created["ins"], created["ins_oid"]) == (ins, by_ins[ins]["ins"]["oid"])
+            record = host.storage.get_dmp(ins)
+            assert record is not None
+            assert (record.ins, record.ins_oid) == (ins, by_ins[ins]["ins"]["oid"])
+        err = await refused(client.call("dmp.create", {"ins": ADULT}))
+        assert err.reason == "ins_not_on_card"  # not a beneficiary of the card in the reader
+    assert host.storage.get_dmp(ADULT) is None
+
+
+async def test_d15_patient_rights_over_sensitive_information(edged, slots, pcscd, host,
+                                                             world) -> None:
+    """D15: a sensitive document stays invisible to the patient until the announcement; the
+    patient may then mask it from professionals (its author still sees it)."""
+    bench = await start(edged, slots, host)
+    async with await bench.client("desk", "dmp:read", "dmp:write") as client:
+        created = await answered(bench, client.call("dmp.create", {"ins": PIERRE}), "OK")
+        patient, token = patient_login(host, PIERRE, created["patient_password"])
+        fed = await answered(bench, client.call("dmp.feed", {
+            "ins": PIERRE, "cda": b64(cda(PIERRE, type_code=CARE, title="Résultat sensible")),
+            "metadata": {"invisible_patient": True}}), "OK")
+        doc = fed["document"]["id"]
+
+        def patient_sees() -> list[str]:
+            r = patient.get("/api/patient/documents", token=token)
+            assert r.status == 200, r.body
+            return [d["id"] for d in r.json()["documents"]]
+        assert patient_sees() == []  # not until it is announced to the patient
+        assert world.found(PIERRE, "nurse") == [doc]  # professionals see it meanwhile
+        await client.call("dmp.visibility", {"ins": PIERRE, "document_id": doc,
+                                             "announced": True})
+        assert patient_sees() == [doc]
+        r = patient.post(f"/api/patient/documents/{doc}/visibility", {"masked_ps": True},
+                         token=token)
+        assert r.status == 200, r.body
+        assert world.found(PIERRE, "nurse") == []  # masked by the patient
+        found = await answered(bench, client.call("dmp.find", {"ins": PIERRE}), "OK")
+        assert [d["id"] for d in found["documents"]] == [doc]  # its author still sees it
+        traces = patient.get("/api/patient/traces", token=token).json()["traces"]
+        assert {"feed", "visibility"} <= {t["action"] for t in traces}
+        patient.close()
