@@ -349,6 +349,7 @@ class DmpService:
         self._login_lock = asyncio.Lock()
         self._enrolled = settings.admin_token is None  # pre-enrolled when no admin token
         self._wakeup = asyncio.Event()
+        self._host_down = False
         self._task: asyncio.Task[None] | None = None
         # Test seam (TEST ONLY, never set in production code): a function given the signed
         # consent envelope before it is sent, returning what to send instead.
@@ -398,8 +399,13 @@ class DmpService:
         if token:
             hdrs["Authorization"] = f"Bearer {token}"
         hdrs.setdefault("Content-Length", str(len(body or b"")))
-        status, _, data = await asyncio.to_thread(self._http, method, path, body, hdrs)
+        try:
+            status, _, data = await asyncio.to_thread(self._http, method, path, body, hdrs)
+        except HostUnreachable:
+            self._host_down = True
+            raise
         if status >= 500:
+            self._host_down = True
             raise HostUnreachable(f"the DMP host answered {status}")
         try:
             answer = json.loads(data) if data else {}
@@ -412,7 +418,10 @@ class DmpService:
             raise DmpError(str(error.get("reason") or "refused"),
                            str(error.get("message") or f"the DMP host answered {status}"),
                            status, error.get("details") or [])
-        if self._task is not None:  # the host answers: queued feeds may go now
+        if self._host_down and self._task is not None:
+            # The host answers again: queued feeds may go now. Only on that transition, or
+            # the queue's own calls would keep making every feed due (a busy loop).
+            self._host_down = False
             self._wakeup.set()
         return status, answer
 
@@ -586,7 +595,9 @@ class DmpService:
                                         self._delay(item.attempts + 1))
 
     def _delay(self, attempts: int) -> float:
-        delay = min(self.settings.retry_max, self.settings.retry_base * 2 ** (attempts - 1))
+        # The exponent is capped: attempts only grow, 2.0 ** 1024 would not be a float.
+        delay = min(self.settings.retry_max,
+                    self.settings.retry_base * 2.0 ** min(max(attempts - 1, 0), 30))
         return delay * (0.5 + random.random() / 2)
 
     async def _deliver(self, item: QueuedFeed) -> None:
