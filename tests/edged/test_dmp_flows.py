@@ -515,7 +515,14 @@ async def test_queued_feed_waits_for_its_professionals_card(edged, slots, pcscd,
         again = DmpHost(host.data_dir, port=port, test_mode=True, admin_token=token).start()
         try:
             await asyncio.sleep(1.0)  # the host is back, but not the GP's card: it waits
-            pending = (await client.call("dmp.queue"))["feeds"]
+            # The queue keeps trying (and fails: not this professional's card); between two
+            # tries the feed reads `queued`, during one `sending`: never `delivered`.
+            for _ in range(50):
+                pending = (await client.call("dmp.queue"))["feeds"]
+                if [f["state"] for f in pending] == ["queued"]:
+                    break
+                assert [f["state"] for f in pending] == ["sending"]
+                await asyncio.sleep(0.05)
             assert [f["state"] for f in pending] == ["queued"]
             assert "another professional" in pending[0]["last_error"]
             pin_prompts = [h for h in bench.display.history
