@@ -50,35 +50,37 @@ async def _run(args: argparse.Namespace) -> int:
     if args.no_mdns:
         overrides["mdns"] = False
     stack = contextlib.ExitStack()
-    if args.simulate or args.simulate_pcsc:
-        # Only the simulate entry point wires the simulators in (ARCHITECTURE.md, layers).
-        if args.state_dir is None and args.config is None:
-            overrides["state_dir"] = Path(stack.enter_context(
-                tempfile.TemporaryDirectory(prefix="edged-sim-")))
-        if args.simulate_pcsc:
-            from simulators.slots import SimulatedSlots
+    try:  # whatever the simulation started is stopped if a later step fails
+        if args.simulate or args.simulate_pcsc:
+            # Only the simulate entry point wires the simulators in (ARCHITECTURE.md, layers).
+            if args.state_dir is None and args.config is None:
+                overrides["state_dir"] = Path(stack.enter_context(
+                    tempfile.TemporaryDirectory(prefix="edged-sim-")))
+            if args.simulate_pcsc:
+                from simulators.slots import SimulatedSlots
 
-            slots = await asyncio.to_thread(SimulatedSlots(args.cps, args.vitale).start)
-            stack.callback(slots.stop)
-        else:
-            from simulators.terminal import VirtualTerminal
+                slots = await asyncio.to_thread(SimulatedSlots(args.cps, args.vitale).start)
+                stack.callback(slots.stop)
+            else:
+                from simulators.terminal import VirtualTerminal
 
-            terminal = await asyncio.to_thread(
-                VirtualTerminal(cps=args.cps, vitale=args.vitale).start)
-            stack.callback(terminal.stop)
-            control_dir = stack.enter_context(tempfile.TemporaryDirectory(prefix="bifente-vt-"))
-            terminal.serve_control(f"unix:{control_dir}/control.sock")
-            overrides["terminal"] = terminal.pty_path
-            overrides["pcsc"] = False
-            print(f"virtual terminal: {terminal.pty_path} control {terminal.control_address}",
-                  flush=True)
-        log.info("simulated cards: CPS %r, Vitale %r", args.cps, args.vitale)
-        # -- simulated mail operator (issue 5): start it here and set overrides["mail"] --
-        if not config.mail:
-            overrides["mail"] = _simulated_mail(stack)
-        # -- simulated DMP host (issue 6): start it here and set overrides["dmp"] --
-        if not config.dmp:
-            overrides["dmp"] = _simulated_dmp(stack)
+                terminal = await asyncio.to_thread(
+                    VirtualTerminal(cps=args.cps, vitale=args.vitale).start)
+                stack.callback(terminal.stop)
+                control_dir = stack.enter_context(tempfile.TemporaryDirectory(prefix="bifente-vt-"))
+                terminal.serve_control(f"unix:{control_dir}/control.sock")
+                overrides["terminal"] = terminal.pty_path
+                overrides["pcsc"] = False
+                print(f"virtual terminal: {terminal.pty_path} control {terminal.control_address}",
+                      flush=True)
+            log.info("simulated cards: CPS %r, Vitale %r", args.cps, args.vitale)
+            if not config.mail:
+                overrides["mail"] = _simulated_mail(stack)
+            if not config.dmp:
+                overrides["dmp"] = _simulated_dmp(stack)
+    except BaseException:
+        stack.close()
+        raise
     config = config.with_overrides(**overrides)
     with stack:
         daemon = Daemon(config)
