@@ -151,6 +151,8 @@ class PcscWatcher:
                 self._watch()
                 backoff = 0.5
             except Exception as exc:  # pcscd restarted or gone: retry with capped backoff
+                if self._stop.is_set():
+                    return  # stopping: a cancelled or closed context is expected
                 log.warning("PC/SC watcher: %s; retrying in %.1f s", exc, backoff)
                 self._stop.wait(backoff)
                 backoff = min(backoff * 2, 10.0)

@@ -36,7 +36,7 @@ import ssl
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -55,6 +55,7 @@ from edged.config import ConfigError
 from edged.readers.ui import fit_lines
 from edged.services import cards
 from edged.services.consent import ConsentSigner
+from edged.state.sqlite import open_durable, transaction
 
 if TYPE_CHECKING:
     from edged.daemon import Daemon
@@ -236,23 +237,13 @@ class FeedQueue:
     def __init__(self, path: Path, clock: Callable[[], float] = time.time) -> None:
         self.clock = clock
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
+        self._db = open_durable(path)
         self._db.executescript(_SCHEMA)
         # A crash mid-send: send again; the host answers already_registered if it had it.
         self._db.execute("UPDATE feeds SET state = 'queued' WHERE state = 'sending'")
 
-    @contextlib.contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
+    def _tx(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
+        return transaction(self._db, self._lock)
 
     def add(self, ins: str, professional: str, query: str, cda: bytes, consent: str) -> str:
         """Store a feed; its queue id."""

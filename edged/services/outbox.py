@@ -16,9 +16,11 @@ import random
 import sqlite3
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
+
+from edged.state.sqlite import open_durable, transaction
 
 __all__ = ["Outbox", "OutboxItem", "PermanentFailure", "TemporaryFailure"]
 
@@ -71,24 +73,14 @@ class Outbox:
         self.base_delay, self.max_delay, self.max_attempts = base_delay, max_delay, max_attempts
         self.clock = clock
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
+        self._db = open_durable(path)
         self._db.executescript(_SCHEMA)
         # A crash while sending: try again (the operator deduplicates on Message-ID).
         self._db.execute("UPDATE outbox SET state = 'queued' WHERE state = 'sending'")
         self._wakeup = asyncio.Event()
 
-    @contextlib.contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
+    def _tx(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
+        return transaction(self._db, self._lock)
 
     def enqueue(self, message_id: str, sender: str, recipients: tuple[str, ...],
                 body: bytes) -> bool:
