@@ -268,27 +268,9 @@ class CpsSession:
 
         With no source, a reader with secure PIN change (the terminal keypad) asks for both.
         """
-        self.protocol.select_aid(CPS_AID)
-        if source is None:
-            sw = self._secure_change(INS.CHANGE_REFERENCE_DATA, (4, 4), prompt, timeout)
-            if sw is not None:
-                if sw != 0x9000:
-                    raise self._pin_error(error_for_sw(sw))
-                return
-        old = self._ask(source, PinRequest(PinRef.PIN, 4, 4, "old"))
-        new = bufs = None
-        try:
-            new = self._ask(source, PinRequest(PinRef.PIN, 4, 4, "new"))
-            bufs = _padded(old, PinRequest(PinRef.PIN, 4, 4, "old")) + _padded(
-                new, PinRequest(PinRef.PIN, 4, 4, "new"))
-            self.protocol.transceive(CommandApdu(0x00, INS.CHANGE_REFERENCE_DATA, 0x00,
-                                                 PinRef.PIN, bytes(bufs)))
-        except ApduError as exc:
-            raise self._pin_error(exc) from None
-        finally:
-            _wipe(old)
-            _wipe(new)
-            _wipe(bufs)
+        self._replace_pin(source, INS.CHANGE_REFERENCE_DATA,
+                          PinRequest(PinRef.PIN, 4, 4, "old"), prompt, timeout,
+                          self._raise_pin_error)
 
     def unblock_pin(self, source: PinSource | None = None, *, prompt: str = "PUK CPS",
                     timeout: float = 30.0) -> None:
@@ -296,27 +278,37 @@ class CpsSession:
 
         With no source, a reader with secure PIN change (the terminal keypad) asks for both.
         """
+        self._replace_pin(source, INS.RESET_RETRY_COUNTER,
+                          PinRequest(PinRef.PUK, 8, 8, "puk"), prompt, timeout,
+                          self._puk_error)
+
+    def _replace_pin(self, source: PinSource | None, ins: int, first: PinRequest, prompt: str,
+                     timeout: float, on_error: Callable[[ApduError], NoReturn]) -> None:
+        """Present a first code (old PIN or PUK) and a new PIN, from the reader or the source."""
         self.protocol.select_aid(CPS_AID)
         if source is None:
-            sw = self._secure_change(INS.RESET_RETRY_COUNTER, (8, 8), prompt, timeout)
+            current = (first.min_length, first.max_length)
+            sw = self._secure_change(ins, current, prompt, timeout)
             if sw is not None:
                 if sw != 0x9000:
-                    self._puk_error(error_for_sw(sw))
+                    on_error(error_for_sw(sw))
                 return
-        puk = self._ask(source, PinRequest(PinRef.PUK, 8, 8, "puk"))
-        new = bufs = None
+        second = PinRequest(PinRef.PIN, 4, 4, "new")
+        one = self._ask(source, first)
+        two = bufs = None
         try:
-            new = self._ask(source, PinRequest(PinRef.PIN, 4, 4, "new"))
-            bufs = _padded(puk, PinRequest(PinRef.PUK, 8, 8, "puk")) + _padded(
-                new, PinRequest(PinRef.PIN, 4, 4, "new"))
-            self.protocol.transceive(CommandApdu(0x00, INS.RESET_RETRY_COUNTER, 0x00,
-                                                 PinRef.PIN, bytes(bufs)))
+            two = self._ask(source, second)
+            bufs = _padded(one, first) + _padded(two, second)
+            self.protocol.transceive(CommandApdu(0x00, ins, 0x00, PinRef.PIN, bytes(bufs)))
         except ApduError as exc:
-            self._puk_error(exc)
+            on_error(exc)
         finally:
-            _wipe(puk)
-            _wipe(new)
+            _wipe(one)
+            _wipe(two)
             _wipe(bufs)
+
+    def _raise_pin_error(self, exc: ApduError) -> NoReturn:
+        raise self._pin_error(exc) from None
 
     @staticmethod
     def _puk_error(exc: ApduError) -> NoReturn:
