@@ -32,35 +32,34 @@ def slots(pcscd: PcscdHandle) -> Iterator[SimulatedSlots]:
         bench.remove(slot)
 
 
-@pytest.fixture
-def cps(slots: SimulatedSlots) -> Callable[[str], tuple[Cps3Card, CardProtocol]]:
-    """Insert a CPS card of the given profile in slot 0 and connect to it through PC/SC."""
+def _inserter(slots: SimulatedSlots, slot: int, make: Callable[[str], Cps3Card | Vitale2Card],
+              default: str):
+    """A function that inserts a card made from a profile and connects to it through PC/SC."""
     opened: list[PcscTransport] = []
 
-    def insert(profile: str = "gp") -> tuple[Cps3Card, CardProtocol]:
-        card = Cps3Card(profile)
-        slots.insert(CPS_SLOT, card)
-        transport = PcscTransport(slots.reader(CPS_SLOT))
+    def insert(profile: str = default):
+        card = make(profile)
+        slots.insert(slot, card)
+        transport = PcscTransport(slots.reader(slot))
         opened.append(transport)
         return card, CardProtocol(transport)
 
+    return insert, opened
+
+
+@pytest.fixture
+def cps(slots: SimulatedSlots) -> Iterator[Callable[[str], tuple[Cps3Card, CardProtocol]]]:
+    """Insert a CPS card of the given profile in slot 0 and connect to it through PC/SC."""
+    insert, opened = _inserter(slots, CPS_SLOT, Cps3Card, "gp")
     yield insert
     for t in opened:
         t.close()
 
 
 @pytest.fixture
-def vitale(slots: SimulatedSlots) -> Callable[[str], tuple[Vitale2Card, CardProtocol]]:
+def vitale(slots: SimulatedSlots) -> Iterator[Callable[[str], tuple[Vitale2Card, CardProtocol]]]:
     """Insert a Vitale card of the given profile in slot 1 and connect to it through PC/SC."""
-    opened: list[PcscTransport] = []
-
-    def insert(profile: str = "family") -> tuple[Vitale2Card, CardProtocol]:
-        card = Vitale2Card(profile)
-        slots.insert(VITALE_SLOT, card)
-        transport = PcscTransport(slots.reader(VITALE_SLOT))
-        opened.append(transport)
-        return card, CardProtocol(transport)
-
+    insert, opened = _inserter(slots, VITALE_SLOT, Vitale2Card, "family")
     yield insert
     for t in opened:
         t.close()

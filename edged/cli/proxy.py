@@ -54,30 +54,25 @@ def _user_list(args: argparse.Namespace) -> int:
     return 0
 
 
-def _user_remove(args: argparse.Namespace) -> int:
+def _change_user(args: argparse.Namespace, action: str) -> int:
     from edged.services.proxy import UserStore
 
     store = UserStore(_state_dir(args))
     try:
-        if not store.remove(args.name):
+        if not getattr(store, action)(args.name):
             raise ValueError(f"no proxy user {args.name!r}")
     finally:
         store.close()
-    print(f"user {args.name} removed")
+    print(f"user {args.name} {'removed' if action == 'remove' else 'unlocked'}")
     return 0
+
+
+def _user_remove(args: argparse.Namespace) -> int:
+    return _change_user(args, "remove")
 
 
 def _user_unlock(args: argparse.Namespace) -> int:
-    from edged.services.proxy import UserStore
-
-    store = UserStore(_state_dir(args))
-    try:
-        if not store.unlock(args.name):
-            raise ValueError(f"no proxy user {args.name!r}")
-    finally:
-        store.close()
-    print(f"user {args.name} unlocked")
-    return 0
+    return _change_user(args, "unlock")
 
 
 def _seal_import(args: argparse.Namespace) -> int:
