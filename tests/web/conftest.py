@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -52,6 +53,8 @@ def _spki_hash(chain_pem: Path) -> str:
 def browser(web_world: DmpWorld) -> Iterator[Any]:
     """Headless Debian Chromium, trusting only the host's key."""
     if not CHROMIUM.exists():
+        if os.environ.get("CI"):  # make setup installs it: absent in CI is a failure
+            pytest.fail("/usr/bin/chromium is missing")
         pytest.skip("/usr/bin/chromium is missing (make setup installs the chromium package)")
     from playwright.sync_api import sync_playwright
 
