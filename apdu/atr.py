@@ -100,7 +100,7 @@ class Atr:
         pos = 2
         y = t0 >> 4  # Y1 (§8.2.2): bits 5-8 say which of TA1..TD1 follow
         while True:
-            present = []
+            present: list[int | None] = []
             for bit in range(4):  # TA, TB, TC, TD in that order
                 if y & (1 << bit):
                     if pos >= n:

@@ -8,6 +8,7 @@ replace them here without touching the sessions, which only see the dataclasses 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from asn1crypto import core
 
@@ -106,31 +107,34 @@ class PracticeSituation:
         return PRACTICE_MODES.get(self.mode, f"mode {self.mode}")
 
 
-def _load(cls: type[core.Sequence], data: bytes, what: str, *, strict: bool = True) -> dict:
+def _load(cls: type[core.Sequence], data: bytes, what: str, *,
+          strict: bool = True) -> dict[str, Any]:
     try:
         value = cls.load(bytes(data), strict=strict)
-        return value.native
+        native: dict[str, Any] = value.native
+        return native
     except (ValueError, TypeError, KeyError) as exc:
         raise MalformedData(f"{what}: {exc}") from exc
 
 
 def encode_name(h: CpsHolder) -> bytes:
     """DER of the stand-in CPS_NAME_PS."""
-    return _NamePs({"card_type": h.card_type, "id_type": h.id_type, "id": h.national_id,
-                    "civility": h.civility, "name": h.name, "first_name": h.first_name}).dump()
+    value = _NamePs({"card_type": h.card_type, "id_type": h.id_type, "id": h.national_id,
+                     "civility": h.civility, "name": h.name, "first_name": h.first_name})
+    return bytes(value.dump())
 
 
 def encode_info(profession: str, specialty: str, pan: str) -> bytes:
     """DER of the stand-in CPS_INFO_PS."""
-    return _InfoPs({"profession": profession, "specialty": specialty, "pan": pan}).dump()
+    return bytes(_InfoPs({"profession": profession, "specialty": specialty, "pan": pan}).dump())
 
 
-def decode_name(data: bytes) -> dict:
+def decode_name(data: bytes) -> dict[str, Any]:
     """Parse CPS_NAME_PS into a dict of its fields."""
     return _load(_NamePs, data, "CPS_NAME_PS")
 
 
-def decode_info(data: bytes) -> dict:
+def decode_info(data: bytes) -> dict[str, Any]:
     """Parse CPS_INFO_PS into a dict of its fields."""
     return _load(_InfoPs, data, "CPS_INFO_PS")
 
@@ -141,7 +145,7 @@ def encode_activity(s: PracticeSituation) -> bytes:
               "structure_name": s.structure_name}
     if s.email:
         fields["email"] = s.email
-    return _ActivityPs(fields).dump()
+    return bytes(_ActivityPs(fields).dump())
 
 
 def decode_activity(index: int, data: bytes) -> PracticeSituation | None:

@@ -87,7 +87,7 @@ _S = TypeVar("_S", bound=core.Sequence)
 class _Opaque(core.Sequence):
     """A constructed value we accept but never interpret (kept lazy, so never parsed)."""
 
-    _fields = []
+    _fields: list[tuple[str, type]] = []
 
 
 class _Path(core.Sequence):
@@ -519,7 +519,8 @@ def _common_attributes(label: str, auth_id: bytes | None = None, *,
 
 def _sequence(cls: type[_S], fields: Mapping[str, object]) -> _S:
     # asn1crypto leaves a SEQUENCE built from {} without content; an empty one is valid here.
-    return cls(dict(fields)) if fields else cls(contents=b"")
+    value: _S = cls(dict(fields)) if fields else cls(contents=b"")
+    return value
 
 
 def _path(path: bytes) -> _Path:
@@ -528,7 +529,7 @@ def _path(path: bytes) -> _Path:
 
 def _path_of(path: _Path) -> bytes:
     # Field by field here too: `.native` of a SEQUENCE with unknown trailing fields can fail.
-    return path["path"].native
+    return bytes(path["path"].native)
 
 
 # --- ODF ---------------------------------------------------------------------------------------
@@ -568,7 +569,7 @@ def encode_token_info(info: TokenInfo) -> bytes:
     if info.label:
         fields["label"] = info.label
     fields["token_flags"] = set(info.flags)
-    return _TokenInfo(fields).dump()
+    return bytes(_TokenInfo(fields).dump())
 
 
 def decode_token_info(data: bytes) -> TokenInfo:

@@ -55,7 +55,7 @@ def split(message: bytes) -> tuple[bytes, int, bytes]:
     IAS-ECC PSO HASH sends the state with its bit count and the remainder to the card.
     """
     cut = max(0, (len(message) - 1) // BLOCK) * BLOCK
-    state = IV
+    state: tuple[int, ...] = IV
     for i in range(0, cut, BLOCK):
         state = _compress(state, message[i:i + BLOCK])
     return struct.pack(">8I", *state), cut * 8, message[cut:]

@@ -1,0 +1,29 @@
+"""Host code is type-checked mypy over `apdu/`, strict (pyproject [tool.mypy])."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _mypy(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "mypy", "--no-error-summary", *args],
+                          cwd=ROOT, capture_output=True, text=True, timeout=600, check=False)
+
+
+def test_apdu_is_strictly_typed() -> None:
+    """The card stack, the seam every other layer builds on, passes mypy --strict."""
+    result = _mypy("apdu")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_type_check_can_fail(tmp_path: Path) -> None:
+    """The gate is not vacuous: a wrongly typed module under the same settings is refused."""
+    bad = tmp_path / "bad.py"
+    bad.write_text("def f(x: int) -> str:\n    return x\n")
+    result = _mypy("--strict", str(bad))
+    assert result.returncode == 1
+    assert "Incompatible return value type" in result.stdout
