@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 
 from apdu.errors import MalformedData
+from contracts.iso7816_3 import DI_TABLE, FI_TABLE, FMAX_HZ
 
 __all__ = ["MAX_ATR_LENGTH", "Atr", "Convention", "InterfaceBytes"]
 
@@ -17,30 +18,6 @@ DEFAULT_DI = 1
 DEFAULT_F_MAX_HZ = 5_000_000
 DEFAULT_WI = 10  # ISO 7816-3 §10.2, when TC2 is absent
 DEFAULT_IFSC = 32  # ISO 7816-3 §11.4.2, when no TA for T=1 is present
-
-# ISO 7816-3 Table 7: FI -> (Fi, f(max) in Hz); None marks RFU.
-_FI_TABLE: tuple[tuple[int, int] | None, ...] = (
-    (372, 4_000_000),
-    (372, 5_000_000),
-    (558, 6_000_000),
-    (744, 8_000_000),
-    (1116, 12_000_000),
-    (1488, 16_000_000),
-    (1860, 20_000_000),
-    None,
-    None,
-    (512, 5_000_000),
-    (768, 7_500_000),
-    (1024, 10_000_000),
-    (1536, 15_000_000),
-    (2048, 20_000_000),
-    None,
-    None,
-)
-# ISO 7816-3 Table 8: DI -> Di; None marks RFU.
-_DI_TABLE: tuple[int | None, ...] = (
-    None, 1, 2, 4, 8, 16, 32, 64, 12, 20, None, None, None, None, None, None,
-)
 
 _T_GLOBAL = 15  # TDi with T=15 announces global interface bytes, not a protocol (§8.2.3)
 _T1 = 1
@@ -154,9 +131,9 @@ class Atr:
             raise MalformedData("TD1 indicates T=15, which is invalid in TD1 (ISO 7816-3 §8.2.3)")
         ta1 = self._group(1).ta
         if ta1 is not None:
-            if _FI_TABLE[ta1 >> 4] is None:
+            if FI_TABLE[ta1 >> 4] == 0:
                 raise MalformedData(f"TA1={ta1:02X}: FI={ta1 >> 4:X} is RFU (ISO 7816-3 Table 7)")
-            if _DI_TABLE[ta1 & 0x0F] is None:
+            if DI_TABLE[ta1 & 0x0F] == 0:
                 raise MalformedData(f"TA1={ta1:02X}: DI={ta1 & 0x0F:X} is RFU (ISO 7816-3 Table 8)")
         if self._group(2).tc == 0:
             raise MalformedData("TC2=00: WI=0 is RFU (ISO 7816-3 §10.2)")
@@ -206,8 +183,8 @@ class Atr:
         ta1 = self._group(1).ta
         if ta1 is None:
             return DEFAULT_DI
-        di = _DI_TABLE[ta1 & 0x0F]
-        if di is None:
+        di = DI_TABLE[ta1 & 0x0F]
+        if di == 0:
             raise MalformedData(f"TA1={ta1:02X}: DI is RFU")
         return di
 
@@ -262,7 +239,7 @@ class Atr:
 
 def _fi_entry(ta1: int) -> tuple[int, int]:
     """(Fi, f(max)) for TA1; MalformedData on an RFU FI."""
-    entry = _FI_TABLE[ta1 >> 4]
-    if entry is None:
+    fi = FI_TABLE[ta1 >> 4]
+    if fi == 0:
         raise MalformedData(f"TA1={ta1:02X}: FI is RFU")
-    return entry
+    return fi, FMAX_HZ[ta1 >> 4]

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-HOST_PACKAGES = ("apdu", "edged", "simulators")
+HOST_PACKAGES = ("apdu", "contracts", "edged", "simulators")
 
 # Imports every module of a package, then reports what got loaded. Modules named __main__ are
 # imported too: they are guarded by `if __name__ == "__main__"`.
@@ -38,6 +38,12 @@ def import_all(package: str, *forbidden: str) -> tuple[list[str], list[str]]:
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout.strip().splitlines()[-1])
     return report["imported"], report["forbidden"]
+
+
+def test_contracts_import_no_other_layer() -> None:
+    imported, forbidden = import_all("contracts", "apdu", "edged", "simulators")
+    assert {"contracts.consent", "contracts.iso7816_3"} <= set(imported)
+    assert forbidden == []
 
 
 def test_apdu_imports_no_daemon_and_no_simulator() -> None:

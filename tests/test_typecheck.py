@@ -15,8 +15,8 @@ def _mypy(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_apdu_is_strictly_typed() -> None:
-    """The card stack, the seam every other layer builds on, passes mypy --strict."""
-    result = _mypy("apdu")
+    """The card stack and the shared contracts, the floors the rest builds on, pass --strict."""
+    result = _mypy("apdu", "contracts")
     assert result.returncode == 0, result.stdout + result.stderr
 
 

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from apdu.identity import mask_nir
+from contracts.consent import CONSENT_HEADER
 from edged.api.errors import DMP_ERROR
 from edged.api.jsonrpc import INVALID_PARAMS, RpcError
 from edged.api.method import BOOL, INT, STR, Method, b64_param, obj, on_card
@@ -82,7 +83,7 @@ async def _consent(daemon: Daemon, conn: Connection, ins: str, action: str,
     header = await service.ask_consent(conn, ins=ins, professional=session.national_id,
                                        name=session.display_name, action=action,
                                        express=express)
-    return {"X-DMP-Consent": header}
+    return {CONSENT_HEADER: header}
 
 
 def _path(ins: str, *rest: str) -> str:
@@ -153,7 +154,7 @@ async def dmp_feed(daemon: Daemon, conn: Connection, params: dict[str, Any]) -> 
                 _, answer = await service.call(
                     _client(conn), "POST", _path(ins, "documents") + query, body=cda,
                     headers={"Content-Type": "application/hl7-v3+xml",
-                             "X-DMP-Consent": header})
+                             CONSENT_HEADER: header})
             except HostUnreachable:
                 pass
             else:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import json
 import os
 import secrets
 import time
@@ -27,16 +26,11 @@ from typing import Any
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-__all__ = ["ACTIONS", "ConsentSigner", "canonical", "verify_record"]
+from contracts.consent import ACTIONS, VERSION, canonical_json
 
-ACTIONS = ("read", "feed", "create")
+__all__ = ["ACTIONS", "ConsentSigner", "verify_record"]
+
 KEY_FILE = "consent-signing.key.pem"
-
-
-def canonical(record: dict[str, Any]) -> bytes:
-    """The exact bytes that are signed."""
-    return json.dumps(record, sort_keys=True, separators=(",", ":"),
-                      ensure_ascii=False).encode("utf-8")
 
 
 class ConsentSigner:
@@ -85,11 +79,11 @@ class ConsentSigner:
         if not 0 < ttl <= 24 * 3600:
             raise ValueError("a consent record lives between 1 s and 24 h")
         now = int(self.clock())
-        record = {"v": 1, "ins": ins, "professional": professional, "action": action,
+        record = {"v": VERSION, "ins": ins, "professional": professional, "action": action,
                   "express": express, "issued": now, "expires": now + int(ttl),
                   "nonce": base64.b64encode(secrets.token_bytes(16)).decode(),
                   "device": self.device_id}
-        signature = self._key.sign(canonical(record), ec.ECDSA(hashes.SHA256()))
+        signature = self._key.sign(canonical_json(record), ec.ECDSA(hashes.SHA256()))
         return {"record": record, "signature": base64.b64encode(signature).decode()}
 
 
@@ -98,6 +92,6 @@ def verify_record(signed: dict[str, Any], public_key_pem: str) -> dict[str, Any]
     key = serialization.load_pem_public_key(public_key_pem.encode())
     if not isinstance(key, ec.EllipticCurvePublicKey):
         raise ValueError("not an EC public key")
-    key.verify(base64.b64decode(signed["signature"]), canonical(signed["record"]),
+    key.verify(base64.b64decode(signed["signature"]), canonical_json(signed["record"]),
                ec.ECDSA(hashes.SHA256()))
     return dict(signed["record"])

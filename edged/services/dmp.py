@@ -49,6 +49,7 @@ from apdu.cps_spec import KeyRef
 from apdu.errors import SecurityStatusNotSatisfied
 from apdu.identity import mask_nir
 from apdu.protocol import CardProtocol
+from contracts.consent import CONSENT_HEADER, encode_header
 from edged.api.errors import CONSENT_ERROR, NoCard, TerminalUnavailable
 from edged.api.jsonrpc import RpcError
 from edged.config import ConfigError
@@ -65,7 +66,6 @@ __all__ = ["DmpError", "DmpService", "DmpSettings", "HostUnreachable", "QueuedFe
 
 log = logging.getLogger(__name__)
 
-CONSENT_HEADER = "X-DMP-Consent"
 QUEUE_CLIENT = "edged:dmp-queue"  # the arbiter's client id for background deliveries
 
 
@@ -518,7 +518,7 @@ class DmpService:
                                   express=express, ttl=ttl)
         if self.test_tamper_consent is not None:
             signed = self.test_tamper_consent(signed)
-        return base64.b64encode(json.dumps(signed).encode()).decode()
+        return encode_header(signed)
 
     async def show_patient_code(self, conn: Any, ins: str) -> int:
         """The patient's web-space login code, asked from the host and shown on the display.
@@ -535,7 +535,7 @@ class DmpService:
             action="read", question="Show your DMP web login code on this terminal?")
         path = "/api/dmp/" + quote(ins, safe="") + "/patient-code"
         _, answer = await self.call(conn.client_id, "POST", path,
-                                    headers={"X-DMP-Consent": header})
+                                    headers={CONSENT_HEADER: header})
         code, expires_in = str(answer.get("code", "")), int(answer.get("expires_in") or 0)
         if not code:
             raise DmpError("bad_answer", "the DMP host sent no code")

@@ -20,6 +20,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from contracts.consent import CONSENT_HEADER, RECORD_FIELDS, canonical_json, encode_header
 from simulators.dmp.codes import CONSENT_ACTIONS, Reason, Refused
 
 __all__ = [
@@ -32,22 +33,9 @@ __all__ = [
     "verify_consent",
 ]
 
-CONSENT_HEADER = "X-DMP-Consent"
-FIELDS = frozenset({"v", "ins", "professional", "action", "express", "issued", "expires",
-                    "nonce", "device"})
+FIELDS = RECORD_FIELDS
 MAX_HEADER = 4096
 _DEVICE = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
-
-
-def canonical_json(record: Mapping[str, object]) -> bytes:
-    """The signed bytes: sorted keys, "," and ":" separators, UTF-8, no escaping of non-ASCII."""
-    return json.dumps(record, sort_keys=True, separators=(",", ":"),
-                      ensure_ascii=False).encode("utf-8")
-
-
-def encode_header(envelope: Mapping[str, object]) -> str:
-    """The X-DMP-Consent header value: base64 of the envelope's JSON."""
-    return base64.b64encode(json.dumps(envelope, separators=(",", ":")).encode()).decode()
 
 
 def decode_header(value: str) -> object:

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from apdu.atr import Atr
+from contracts.iso7816_3 import DI_TABLE, FI_TABLE, t1_edc
 
 __all__ = ["ATR_CPS3_T1", "CardEngine", "LineCard", "WireStats", "t1_card", "t1_edc"]
 
@@ -35,9 +36,6 @@ CHAR_ETU = 12  # §7.2: 10 etu of character frame + 2 etu of minimum guard time
 TURNAROUND_ETU = 16  # §10.2: leading edges of characters in opposite directions >= 16 etu apart
 NULL = 0x60
 PPSS = 0xFF
-# ISO 7816-3 Tables 7 and 8 (index -> Fi, Di; 0 = RFU).
-FI_TABLE = (372, 372, 558, 744, 1116, 1488, 1860, 0, 0, 512, 768, 1024, 1536, 2048, 0, 0)
-DI_TABLE = (0, 1, 2, 4, 8, 16, 32, 64, 12, 20, 0, 0, 0, 0, 0, 0)
 
 # A T=0 card knows from INS (and P1 P2) whether P3 is Le (data goes out) or Lc (data comes
 # in): ISO 7816-3 §10.3.2. These send data; everything else receives it (P3 = 00: case 1).
@@ -145,21 +143,6 @@ class WireStats:
             "framing_errors": self.framing_errors, "blocks": self.blocks, "wtx": self.wtx,
             "chained_in": self.chained_in, "chained_out": self.chained_out,
         }
-
-
-def t1_edc(block: bytes, crc: bool = False) -> bytes:
-    """T=1 epilogue (§11.4.4): LRC, or CRC (ISO/IEC 13239: reflected 8408, preset FFFF)."""
-    if not crc:
-        x = 0
-        for b in block:
-            x ^= b
-        return bytes((x,))
-    c = 0xFFFF
-    for b in block:
-        c ^= b
-        for _ in range(8):
-            c = (c >> 1) ^ 0x8408 if c & 1 else c >> 1
-    return bytes((c >> 8, c & 0xFF))
 
 
 def t1_card(profile: str = "gp") -> LineCard:

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 from cryptography.exceptions import InvalidSignature
 
-from edged.services.consent import ConsentSigner, canonical, verify_record
+from contracts.consent import canonical_json as canonical
+from edged.services.consent import ConsentSigner, verify_record
 
 
 def test_signed_record_verifies_and_binds_its_fields(tmp_path: Path) -> None:

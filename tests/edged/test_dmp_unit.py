@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from contracts.consent import canonical_json as canonical
 from edged.config import ConfigError
-from edged.services.consent import ConsentSigner, canonical
+from edged.services.consent import ConsentSigner
 from edged.services.dmp import DmpSettings, FeedQueue, query_string
 from simulators.dmp.consent import load_device_key, verify_consent
 from simulators.pki import DATA
