@@ -238,6 +238,7 @@ async def _through_daemon(operator_json: Path, chain: Path, state: Path,
     from edged.daemon import Daemon
     from edged.sdk import pair
     from edged.services import smime
+    from simulators.mail import mail_table
     from simulators.pinpad import Keypad, PinPadTransport, SimulatedDisplay
 
     keypad = Keypad()
@@ -250,8 +251,8 @@ async def _through_daemon(operator_json: Path, chain: Path, state: Path,
 
     daemon = Daemon(Config(host="127.0.0.1", port=0, state_dir=state, mdns=False,
                            rate_per_second=1e6, rate_burst=10**6,
-                           mail={"operator_json": str(operator_json),
-                                 "intermediates_file": str(chain)}),
+                           mail=mail_table(operator_json.parent,
+                                           intermediates_file=str(chain))),
                     ui=display, wrap_transport=lambda _r, t: PinPadTransport(t, keypad, display))
     await daemon.start()
     try:

@@ -100,7 +100,7 @@ async def _run(args: argparse.Namespace) -> int:
 
 def _simulated_mail(stack: contextlib.ExitStack) -> dict[str, object]:
     """The reference mail operator (cabinet.test, chu.test, labo.test) in a temp folder."""
-    from simulators.mail import TEST_PASSWORD, MailOperator
+    from simulators.mail import TEST_PASSWORD, MailOperator, mail_table
     from simulators.pki import DATA
 
     data = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bifente-mail-")))
@@ -115,8 +115,7 @@ def _simulated_mail(stack: contextlib.ExitStack) -> dict[str, object]:
           f"pop3s://{info.host}:{cabinet.pop3s}, directory {info.directory_url}; "
           f"addresses {', '.join(operator.addresses('cabinet.test'))} "
           f"(test password {TEST_PASSWORD!r})", flush=True)
-    return {"operator_json": str(data / "operator" / "operator.json"),
-            "intermediates_file": str(chain)}
+    return mail_table(data / "operator", intermediates_file=str(chain))
 
 
 def _simulated_dmp(stack: contextlib.ExitStack) -> dict[str, object]:

@@ -9,14 +9,15 @@ the card) is done by edged/api/mail_methods.py with edged/services/smime.py, on 
 
 [mail] keys (docs/messaging.md, "The mail service"):
 
-    operator_json      the simulator's operator.json: fills host, ports, directory, CA file
     host               the operator's SMTP/POP3 host
     submission_port    SMTP submission (STARTTLS then AUTH)         default 587
     pop3_port          POP3 over TLS                                 default 995
+    domains            per-domain ports, for an operator that serves each of its domains on
+                       its own ports: {"<domain>" = {submission_port = N, pop3_port = N}};
+                       submission_port / pop3_port, when set, win over them
     directory_url      https://host:port of the certificate directory
     ca_file            the CA to trust for the operator's TLS (pinned: only this one)
-    password_file      the mailbox password (one line); with operator_json: the simulator's
-                       documented test password when absent
+    password_file      the mailbox password (one line)
     address            the professional's address; default: the e-mail of the CPS
                        signature certificate, read from the card
     trust_roots        roots for verifying signed mail (PEM); default ca_file
@@ -54,7 +55,6 @@ if TYPE_CHECKING:
     from edged.daemon import Daemon
 
 __all__ = [
-    "SIMULATOR_TEST_PASSWORD",
     "MailError",
     "MailService",
     "MailSettings",
@@ -67,14 +67,11 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-# TEST DATA: the documented password of every simulated mailbox (simulators/mail/README.md),
-# used only with the operator_json shortcut when no password_file is given.
-SIMULATOR_TEST_PASSWORD = "test-password"  # noqa: S105
 DEFAULT_MAX_ATTACHMENT = 25 * 1024 * 1024
 MAX_LIST = 500  # messages listed at most (newest kept)
 MAX_RETRIEVE = 64 * 1024 * 1024
 
-_KEYS = {"operator_json", "host", "submission_port", "pop3_port", "directory_url", "ca_file",
+_KEYS = {"domains", "host", "submission_port", "pop3_port", "directory_url", "ca_file",
          "password_file", "address", "trust_roots", "intermediates_file",
          "max_attachment_bytes", "mode", "timeout", "retry_base_delay", "retry_max_delay"}
 
@@ -131,6 +128,26 @@ def load_certificates(path: Path) -> list[x509.Certificate]:
     return x509.load_pem_x509_certificates(path.read_bytes())
 
 
+def _domains(value: object) -> dict[str, tuple[int, int]]:
+    """The [mail] domains table: {domain: {submission_port, pop3_port}} -> {domain: ports}."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ConfigError("[mail] domains must be a table of domain = {submission_port, "
+                          "pop3_port}")
+    domains: dict[str, tuple[int, int]] = {}
+    for name, ports in value.items():
+        if not isinstance(ports, dict) or set(ports) != {"submission_port", "pop3_port"}:
+            raise ConfigError(f"[mail] domains.{name} must give exactly submission_port "
+                              "and pop3_port")
+        pair = (ports["submission_port"], ports["pop3_port"])
+        if not all(isinstance(p, int) and not isinstance(p, bool) and 1 <= p <= 65535
+                   for p in pair):
+            raise ConfigError(f"[mail] domains.{name}: ports must be integers in 1..65535")
+        domains[str(name).lower()] = pair
+    return domains
+
+
 @dataclass(frozen=True)
 class MailSettings:
     """The [mail] table, checked."""
@@ -141,7 +158,7 @@ class MailSettings:
     password: str = field(repr=False)
     submission_port: int | None = None
     pop3_port: int | None = None
-    domains: dict[str, tuple[int, int]] = field(default_factory=dict)  # operator_json
+    domains: dict[str, tuple[int, int]] = field(default_factory=dict)  # (submission, pop3)
     address: str | None = None
     trust_roots: Path | None = None
     intermediates_file: Path | None = None
@@ -186,19 +203,8 @@ class MailSettings:
             return p
 
         values: dict[str, Any] = {}
-        domains: dict[str, tuple[int, int]] = {}
+        domains = _domains(table.get("domains"))
         password: str | None = None
-        if (op := path("operator_json")) is not None:
-            try:
-                info = json.loads(op.read_text(encoding="utf-8"))
-                values["host"] = str(info["host"])
-                values["directory_url"] = str(info["directory_url"])
-                values["ca_file"] = Path(info["ca_file"])
-                domains = {d: (int(p["submission"]), int(p["pop3s"]))
-                           for d, p in info["domains"].items()}
-            except (OSError, ValueError, KeyError, TypeError) as exc:
-                raise ConfigError(f"[mail] operator_json: not an operator.json ({exc})") from None
-            password = SIMULATOR_TEST_PASSWORD
         for key in ("host", "directory_url", "address", "mode"):
             if (v := text(key)) is not None:
                 values[key] = v
@@ -221,7 +227,7 @@ class MailSettings:
             values["max_attachment"] = v
         for key in ("host", "directory_url", "ca_file"):
             if key not in values:
-                raise ConfigError(f"[mail] {key} is required (or operator_json)")
+                raise ConfigError(f"[mail] {key} is required")
         if not Path(values["ca_file"]).is_file():
             raise ConfigError(f"[mail] ca_file: no such file {values['ca_file']}")
         if not str(values["directory_url"]).startswith("https://"):

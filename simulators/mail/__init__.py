@@ -4,6 +4,7 @@ TEST ONLY: accounts use the test password TEST_PASSWORD and keys from the test P
 """
 
 from simulators.mail.addresses import TrustSpace, mask_address, parse_address
+from simulators.mail.client_settings import mail_table
 from simulators.mail.directory import DirectoryClient, DirectoryError, UnknownRecipient
 from simulators.mail.info import DomainPorts, OperatorInfo
 from simulators.mail.operator import (
@@ -28,6 +29,7 @@ __all__ = [
     "UnknownRecipient",
     "describe",
     "is_smime",
+    "mail_table",
     "mask_address",
     "parse_address",
 ]

@@ -22,6 +22,7 @@ from edged.services import cms, smime
 from edged.services.mail import service_of
 from simulators.cps3 import Cps3Card
 from simulators.mail import TEST_PASSWORD, MailOperator
+from simulators.mail import mail_table as sim_mail_table
 from simulators.pki import DATA, ca_certificate
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.pcsc]
@@ -46,9 +47,8 @@ def intermediates(tmp: Path) -> str:
 
 
 def mail_table(op_dir: Path, tmp: Path, **extra: object) -> dict:
-    return {"operator_json": str(op_dir / "operator.json"),
-            "intermediates_file": intermediates(tmp), "retry_base_delay": 0.2,
-            "retry_max_delay": 0.5, "timeout": 5, **extra}
+    return sim_mail_table(op_dir, intermediates_file=intermediates(tmp), retry_base_delay=0.2,
+                          retry_max_delay=0.5, timeout=5, **extra)
 
 
 class Card:
