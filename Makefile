@@ -30,8 +30,10 @@ $(PY):
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 
-.stamp-venv: pyproject.toml $(PY) .stamp-apt
-	$(PY) -m pip install -q -e '.[dev]'
+# The product (bifente) and, for tests and the demo, the simulators (bifente-sim, a separate
+# distribution: simulators/pyproject.toml) that a Pi install never gets.
+.stamp-venv: pyproject.toml simulators/pyproject.toml $(PY) .stamp-apt
+	$(PY) -m pip install -q -e '.[dev]' -e ./simulators
 	@touch $@
 
 include mk/firmware.mk

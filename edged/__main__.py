@@ -13,6 +13,7 @@ from pathlib import Path
 
 from edged.config import ConfigError, load_config
 from edged.daemon import VERSION, Daemon
+from edged.simulation import SimulatorsMissing, require_simulators
 
 __all__ = ["main"]
 
@@ -133,6 +134,12 @@ def _simulated_dmp(stack: contextlib.ExitStack) -> dict[str, object]:
 def main(argv: list[str] | None = None) -> int:
     """Run the daemon until SIGTERM / SIGINT."""
     args = _parse(argv)
+    if args.simulate or args.simulate_pcsc:
+        try:
+            require_simulators("edged --simulate" if args.simulate else "edged --simulate-pcsc")
+        except SimulatorsMissing as exc:
+            print(f"edged: {exc}", file=sys.stderr)
+            return 2
     level = (args.log_level or "info").upper()
     logging.basicConfig(level=level, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -8,6 +8,7 @@ import sys
 
 from edged.cli import audit, cards, demo, discover, dmp, mail, proxy, remote, sim
 from edged.cli.errors import describe_error
+from edged.simulation import require_simulators
 
 __all__ = ["main"]
 
@@ -38,6 +39,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=[logging.WARNING, logging.INFO, logging.DEBUG][min(args.verbose, 2)],
                         format="%(levelname)s %(name)s: %(message)s")
     try:
+        if args.command in ("sim", "demo"):
+            require_simulators(f"bifente {args.command}")
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
