@@ -17,16 +17,80 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, Optional
 
-FW_VERSION = (0, 1, 0)
+FW_VERSION = (0, 2, 0)  # 0.2: link protocol 2 (PIN policy, secret screens, IDENTITY)
 POLL_MS = const(50)  # card-detect and fault polling period
 PRESENCE_SCANS = const(2)  # a card-detect change must hold for 2 polls (100 ms)
 _READ_CHUNK = const(64)
 _MAX_CANCEL_EVENTS = const(4)
 _PIN_BUFFERS = const(3)
+IDENTITY_SCREEN_MS = const(30_000)  # the fingerprint screen (F1) leaves after this, or on OK
 
 
 class PinMismatch(Exception):
     """The new PIN and its confirmation differ (nothing was sent to the card)."""
+
+
+# --- PIN policy (docs/link-protocol.md, "Secure PIN operations") -------------------------------
+# The host names a prompt from this table and says what it wants sent; the terminal sends a
+# typed PIN only where the prompt it showed said it would go: its card (by ATR), in its slot,
+# under its PIN reference, with CLA 00 and the INS of the request type. A compromised host
+# cannot route the PIN to another card or into another command (review finding M4).
+CPS_SLOT = const(0)  # the slot labelled "CPS" on the case
+# CPS3 contact ATR and OpenSC's mask for CPx cards (bytes 1-3 and 11-13 vary by batch);
+# apdu/cps_spec.py holds the same pair for the host.
+_CPS_ATR = b"\x3b\xac\x00\x40\x2a\x00\x12\x25\x00\x64\x80\x00\x03\x10\x00\x90\x00"
+_CPS_MASK = b"\xff\x00\x00\x00\x00\xff\xff\xff\xff\xff\xff\x00\x00\x00\xff\xff\xff"
+_PIN_REF_CPS = const(0x01)  # the CPS holder PIN (IAS-ECC PIN reference 01)
+# ISO 7816-4 §11.5.6 VERIFY, §11.5.7 CHANGE REFERENCE DATA, §11.5.10 RESET RETRY COUNTER.
+_INS = {link.SECURE_VERIFY: 0x20, link.SECURE_CHANGE: 0x24, link.SECURE_UNBLOCK: 0x2C}
+# Firmware-owned prompt text per request type: (title, entry labels).
+_PROMPTS = {
+    link.SECURE_VERIFY: ("PIN carte CPS", ("Code PIN :",)),
+    link.SECURE_CHANGE: ("PIN carte CPS\nChangement", ("Ancien code :", "Nouveau code :",
+                                                       "Confirmer :")),
+    link.SECURE_UNBLOCK: ("PIN carte CPS\nDeblocage", ("Code PUK :", "Nouveau code :",
+                                                       "Confirmer :")),
+}
+
+
+class PinRefused(link.LinkError):
+    """A secure PIN request outside the PIN policy (ERROR PIN_POLICY; nothing shown or sent)."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(link.E_PIN_POLICY, detail)
+
+
+def is_cps_atr(atr: "Any", n: int) -> bool:
+    """True when atr[:n] is a CPS3 contact ATR under OpenSC's CPx mask."""
+    if n != len(_CPS_ATR):
+        return False
+    for i in range(n):
+        if (atr[i] ^ _CPS_ATR[i]) & _CPS_MASK[i]:
+            return False
+    return True
+
+
+def check_pin_policy(msg: "Any", slots: list) -> None:
+    """Raise PinRefused unless msg may send a typed PIN (checked before any prompt is shown)."""
+    if msg.prompt != link.PROMPT_PIN_CPS:
+        raise PinRefused("prompt %d unknown" % msg.prompt)
+    if msg.slot != CPS_SLOT:
+        raise PinRefused("slot %d is not the CPS slot" % msg.slot)
+    if msg.cla != 0x00:  # ISO 7816-4 §5.4.1: interindustry, no SM, no chaining
+        raise PinRefused("CLA %02X not allowed" % msg.cla)
+    if msg.ins != _INS[msg.TYPE]:
+        raise PinRefused("INS %02X not allowed for %s" % (msg.ins, link.TYPE_NAMES[msg.TYPE]))
+    if msg.p1 != 0x00:  # P1 00: old+new (24), PUK+new (2C), plain VERIFY (20)
+        raise PinRefused("P1 %02X not allowed" % msg.p1)
+    if msg.p2 != _PIN_REF_CPS:
+        raise PinRefused("P2 %02X is not PIN reference %02X" % (msg.p2, _PIN_REF_CPS))
+    if CPS_SLOT >= len(slots):
+        raise PinRefused("no CPS slot")
+    slot = slots[CPS_SLOT]
+    if slot.state != iso7816.POWERED:  # refuse before asking anyone for a PIN
+        raise iso7816.NotPowered() if slot.state != iso7816.EMPTY else iso7816.NoCard()
+    if not is_cps_atr(slot.atr, slot.atr_len):
+        raise PinRefused("the card in slot %d is not a CPS" % CPS_SLOT)
 
 
 # Errors raised low, translated once here (STYLE habit 4).
@@ -53,6 +117,7 @@ _SCREEN = {
     link.E_PIN_MISMATCH: "Codes differents",
     link.E_CARD_REMOVED: "Carte retiree",
     link.E_CARD_MUTE: "Carte muette",
+    link.E_PIN_POLICY: "Demande refusee",
 }
 
 
@@ -98,6 +163,7 @@ class Terminal:
         self._apdu = bytearray(5 + 2 * link.MAX_PIN_BLOCK)
         self._seen = [False] * len(self.slots)
         self._changes = [0] * len(self.slots)
+        self.identity = ""  # the daemon's fingerprint text (IDENTITY), shown on F1
         keys.on_idle_key = self._idle_key
 
     # -- tasks --
@@ -150,6 +216,8 @@ class Terminal:
                     self._seen[i] = raw
                     self._changes[i] = 0
                     slot.set_present(raw)
+                    if not raw and self.display.secret and not self.keys.claimed:
+                        self.display.clear()  # the patient leaves: their code goes too
                     await self._emit(link.EV_CARD_INSERTED if raw else link.EV_CARD_REMOVED, i)
             else:
                 self._changes[i] = 0
@@ -158,13 +226,28 @@ class Terminal:
             if slot.state == iso7816.POWERED and raw and slot.hw.fault():
                 slot.fault()
                 await self._emit(link.EV_SLOT_FAULT, i)
+        if not self.keys.claimed:
+            self.display.expire()
         while self._cancel_events:
             self._cancel_events -= 1
             await self._emit(link.EV_CANCEL_PRESSED, link.NO_SLOT)
 
     def _idle_key(self, key: str) -> None:
-        if key == "CANCEL" and self._cancel_events < _MAX_CANCEL_EVENTS:
-            self._cancel_events += 1
+        # Keys while no prompt holds the keypad: CANCEL is reported, OK dismisses a code or
+        # the fingerprint, F1 shows the daemon's fingerprint (docs/terminal.md, "Keys").
+        if key == "CANCEL":
+            if self._cancel_events < _MAX_CANCEL_EVENTS:
+                self._cancel_events += 1
+        elif key == "OK":
+            if self.display.timed or self.display.secret:
+                self.display.clear()
+        elif key == "F1":
+            self.display.show(self._identity_screen(), False, IDENTITY_SCREEN_MS)
+
+    def _identity_screen(self) -> list:
+        if not self.identity:
+            return ["Empreinte", "inconnue", "(edged absent)"]
+        return ["Empreinte edged"] + self.identity.split("\n")
 
     # -- frames in --
     async def _on_item(self, item: "Any") -> None:
@@ -227,19 +310,19 @@ class Terminal:
             slot = self._slot(msg.slot)
             n = await slot.transmit(msg.apdu, self._tx, link.HEADER_LEN)
             await self._send_tx(link.seal_frame(self._tx, seq, link.RESPONSE, n))
-        elif t == link.SECURE_VERIFY:
-            await self._secure(seq, msg, ("Code porteur :",))
-        elif t == link.SECURE_CHANGE:
-            await self._secure(seq, msg, ("Ancien code :", "Nouveau code :", "Confirmer :"))
-        elif t == link.SECURE_UNBLOCK:
-            await self._secure(seq, msg, ("Code PUK :", "Nouveau code :", "Confirmer :"))
+        elif t in _INS:  # SECURE_VERIFY, SECURE_CHANGE, SECURE_UNBLOCK
+            await self._secure(seq, msg)
         elif t == link.CONFIRM:
-            before = self.display.lines()
+            before = self.display.saved()  # a code is never brought back (review M3)
             result = await self.pinpad.confirm(msg.text, self._timeout_ms(msg.timeout_s))
             self.display.show(before)
             await self._respond(seq, link.ConfirmResult(result))
         elif t == link.DISPLAY:
-            self.display.show(msg.lines)
+            secret_s = min(msg.secret_s, link.MAX_SECRET_S)
+            self.display.show(msg.lines, secret_s > 0, secret_s * 1000)
+            await self._respond(seq, link.Empty(link.ACK))
+        elif t == link.IDENTITY:
+            self.identity = msg.text
             await self._respond(seq, link.Empty(link.ACK))
         else:
             raise link.DecodeError(link.E_UNKNOWN_TYPE, "not a request")
@@ -264,10 +347,13 @@ class Terminal:
         return (timeout_s or link.DEFAULT_TIMEOUT_S) * 1000
 
     # -- secure PIN operations --
-    async def _secure(self, seq: int, msg: "Any", labels: tuple) -> None:
-        slot = self._slot(msg.slot)
-        if slot.state != iso7816.POWERED:  # refuse before asking anyone for a PIN
-            raise iso7816.NotPowered() if slot.state != iso7816.EMPTY else iso7816.NoCard()
+    async def _secure(self, seq: int, msg: "Any") -> None:
+        self._slot(msg.slot)  # BAD_SLOT first, as for every request
+        check_pin_policy(msg, self.slots)
+        slot = self.slots[CPS_SLOT]
+        title, labels = _PROMPTS[msg.TYPE]
+        if 1 <= msg.tries <= 15 and msg.TYPE != link.SECURE_UNBLOCK:
+            title += "\nReste %d essai%s" % (msg.tries, "s" if msg.tries > 1 else "")
         fields = msg.fields()
         timeout = self._timeout_ms(msg.timeout_s)
         pins = self._pins
@@ -278,14 +364,15 @@ class Terminal:
                 pinentry.wipe(b)
             for i in range(len(labels)):
                 field = fields[min(i, len(fields) - 1)]
-                counts[i] = await self.pinpad.enter(pins[i], msg.prompt, labels[i],
+                counts[i] = await self.pinpad.enter(pins[i], title, labels[i],
                                                     field.min_len, field.max_len, timeout)
             if len(labels) == 3 and not pinentry.same(pins[1], counts[1], pins[2], counts[2]):
                 raise PinMismatch("confirmation differs")
-            apdu[0] = msg.cla
-            apdu[1] = msg.ins
-            apdu[2] = msg.p1
-            apdu[3] = msg.p2
+            # Built from the policy's values, not the host's bytes (equal once checked).
+            apdu[0] = 0x00
+            apdu[1] = _INS[msg.TYPE]
+            apdu[2] = 0x00
+            apdu[3] = _PIN_REF_CPS
             off = 5
             for i in range(len(fields)):
                 off = pinentry.put_block(apdu, off, pins[i], counts[i], fields[i])

@@ -149,9 +149,10 @@ def entry(pin):
     return keys
 
 
-def verify_msg(timeout_s=30):
-    """SECURE_VERIFY for the CPS PIN (reference 01)."""
-    return link.SecureVerify(0, 0x00, 0x20, 0x00, 0x01, timeout_s, PIN4, "Carte CPS")
+def verify_msg(timeout_s=30, tries=3):
+    """SECURE_VERIFY for the CPS PIN (reference 01) under the firmware's PIN CPS prompt."""
+    return link.SecureVerify(0, 0x00, 0x20, 0x00, 0x01, timeout_s, link.PROMPT_PIN_CPS, tries,
+                             PIN4)
 
 
 async def test_requests_before_hello_are_refused():
@@ -162,10 +163,10 @@ async def test_requests_before_hello_are_refused():
 
 async def test_hello_version_check_and_status():
     async with Rig(hello=False, power=False) as rig:
-        bad = await rig.host.request(link.Hello(2, 512))
+        bad = await rig.host.request(link.Hello(1, 512))  # version 1: before the PIN policy
         assert bad.code == link.E_BAD_VERSION
-        ack = await rig.host.request(link.Hello(1, 300))
-        assert (ack.version, ack.max_payload, ack.slots) == (1, link.MAX_PAYLOAD, 2)
+        ack = await rig.host.request(link.Hello(2, 300))
+        assert (ack.version, ack.max_payload, ack.slots) == (2, link.MAX_PAYLOAD, 2)
         assert rig.term.peer_max_payload == 300
         status = await rig.host.request(link.Empty(link.SLOT_STATUS))
         assert status.states == [link.SLOT_PRESENT, link.SLOT_PRESENT]
@@ -197,6 +198,7 @@ async def test_secure_verify_pin_never_leaves_the_terminal():
         for line in rig.screens():
             assert "1357" not in line and "135" not in line, line
         assert "****" in rig.screens()
+        assert "PIN carte CPS" in rig.screens() and "Reste 3 essais" in rig.screens()
         assert rig.display.lines() == ["Code correct"]
         for buf in rig.term._pins:
             assert buf == bytearray(len(buf))
@@ -222,7 +224,8 @@ async def test_wrong_pin_shows_tries_left_then_blocks():
 async def test_secure_change_asks_twice_and_sends_old_and_new():
     async with Rig() as rig:
         rig.typing(entry(PIN), entry(b"2468"), entry(b"2468"))
-        msg = link.SecureChange(0, 0x00, 0x24, 0x00, 0x01, 30, PIN4, PIN4, "Changer le code")
+        msg = link.SecureChange(0, 0x00, 0x24, 0x00, 0x01, 30, link.PROMPT_PIN_CPS, 3, PIN4,
+                                PIN4)
         result = await rig.host.request(msg)
         assert result.sw == 0x9000 and rig.card.pin == b"2468"
         hdr, data = rig.hw0.commands[-1]
@@ -235,7 +238,8 @@ async def test_secure_change_confirmation_mismatch_sends_nothing():
     async with Rig() as rig:
         before = len(rig.hw0.commands)
         rig.typing(entry(PIN), entry(b"2468"), entry(b"2469"))
-        msg = link.SecureChange(0, 0x00, 0x24, 0x00, 0x01, 30, PIN4, PIN4, "")
+        msg = link.SecureChange(0, 0x00, 0x24, 0x00, 0x01, 30, link.PROMPT_PIN_CPS,
+                                link.TRIES_UNKNOWN, PIN4, PIN4)
         answer = await rig.host.request(msg)
         assert answer.code == link.E_PIN_MISMATCH and len(rig.hw0.commands) == before
         assert rig.display.lines() == ["Codes differents"]
@@ -245,7 +249,8 @@ async def test_secure_unblock_with_puk():
     async with Rig() as rig:
         rig.card.tries = 0
         rig.typing(entry(PUK), entry(b"1111"), entry(b"1111"))
-        msg = link.SecureUnblock(0, 0x00, 0x2C, 0x00, 0x01, 30, PUK8, PIN4, "Deblocage")
+        msg = link.SecureUnblock(0, 0x00, 0x2C, 0x00, 0x01, 30, link.PROMPT_PIN_CPS, 0, PUK8,
+                                 PIN4)
         result = await rig.host.request(msg)
         assert result.sw == 0x9000 and rig.card.pin == b"1111" and rig.card.tries == 3
         assert PUK not in bytes(rig.port.sent)
@@ -274,7 +279,7 @@ async def test_secure_verify_refused_without_powered_card():
     async with Rig(power=False) as rig:
         answer = await rig.host.request(verify_msg())
         assert answer.code == link.E_NOT_POWERED
-        assert "Carte CPS" not in rig.screens()  # no prompt was shown
+        assert "PIN carte CPS" not in rig.screens()  # no prompt was shown
 
 
 async def test_confirm_and_display():
