@@ -1,8 +1,13 @@
 """The terminal application: link reader, request dispatcher, card-detect and key event poller."""
-# One request at a time: a request arriving while another runs gets ERROR BUSY (ABORT is the
-# exception: it ends the prompt in progress). Responses echo the request's sequence number;
-# events use sequence 0 and are sent only after a successful HELLO. The last response is kept:
-# a repeated request (same sequence number and CRC) gets it again without running twice.
+# Two lanes (review M2: a prompt must not hold the card link): a prompt lane (CONFIRM,
+# SECURE_*) and a card lane (everything else), one request at a time in each. A request
+# arriving while its lane is busy gets ERROR BUSY; so does a card-lane request that would
+# disturb the prompt on screen (DISPLAY, or the slot a PIN prompt is for). ABORT ends the
+# prompt in progress. A prompt waiting for keys holds nothing; its card exchange (after the
+# PIN is typed) takes the card lock like any card-lane request. Responses echo the request's
+# sequence number; events use sequence 0 and are sent only after a successful HELLO. Each
+# lane keeps its last response: a repeated request (same sequence number and CRC) gets it
+# again without running twice.
 
 import asyncio
 
@@ -23,6 +28,7 @@ PRESENCE_SCANS = const(2)  # a card-detect change must hold for 2 polls (100 ms)
 _READ_CHUNK = const(64)
 _MAX_CANCEL_EVENTS = const(4)
 _PIN_BUFFERS = const(3)
+MAX_PROMPT_S = const(60)  # a prompt never waits longer than this per entry (review M2)
 IDENTITY_SCREEN_MS = const(30_000)  # the fingerprint screen (F1) leaves after this, or on OK
 
 
@@ -43,6 +49,7 @@ _CPS_MASK = b"\xff\x00\x00\x00\x00\xff\xff\xff\xff\xff\xff\x00\x00\x00\xff\xff\x
 _PIN_REF_CPS = const(0x01)  # the CPS holder PIN (IAS-ECC PIN reference 01)
 # ISO 7816-4 §11.5.6 VERIFY, §11.5.7 CHANGE REFERENCE DATA, §11.5.10 RESET RETRY COUNTER.
 _INS = {link.SECURE_VERIFY: 0x20, link.SECURE_CHANGE: 0x24, link.SECURE_UNBLOCK: 0x2C}
+_PROMPT_TYPES = (link.CONFIRM, link.SECURE_VERIFY, link.SECURE_CHANGE, link.SECURE_UNBLOCK)
 # Firmware-owned prompt text per request type: (title, entry labels).
 _PROMPTS = {
     link.SECURE_VERIFY: ("PIN carte CPS", ("Code PIN :",)),
@@ -156,8 +163,15 @@ class Terminal:
         self._last_crc = -1
         self._aux = bytearray(link.OVERHEAD + 1 + link.MAX_DETAIL)  # reader-side answers
         self._evt = bytearray(link.OVERHEAD + 2)
-        self._lock = asyncio.Lock()
-        self._busy = False
+        self._lock = asyncio.Lock()  # the port: one frame written at a time
+        self._card_lock = asyncio.Lock()  # the slots and _tx: card lane, or a prompt's APDU
+        self._busy = False  # card lane
+        self._prompting = False  # prompt lane
+        self._prompt_slot = -1  # the slot a running SECURE_* prompt is for
+        self._pcache = bytearray(link.OVERHEAD + 1 + link.MAX_DETAIL)  # prompt lane answer
+        self._p_len = 0
+        self._p_seq = -1
+        self._p_crc = -1
         self._cancel_events = 0
         self._pins = [bytearray(pinentry.MAX_DIGITS) for _ in range(_PIN_BUFFERS)]
         self._apdu = bytearray(5 + 2 * link.MAX_PIN_BLOCK)
@@ -259,13 +273,21 @@ class Terminal:
             await self._send_aux(item.seq, link.ERROR, link.Error(item.code, item.detail))
             return
         frame = item
+        self._expire_caches(frame)
         if frame.mtype == link.ABORT:
             if self.keys.claimed:
                 self.keys.abort()
             await self._send_aux(frame.seq, link.ACK, None)
             return
+        if frame.mtype in _PROMPT_TYPES:
+            await self._on_prompt(frame)
+            return
         if self._busy:
             await self._send_aux(frame.seq, link.ERROR, link.Error(link.E_BUSY, "request running"))
+            return
+        why = self._disturbs_prompt(frame)
+        if why:
+            await self._send_aux(frame.seq, link.ERROR, link.Error(link.E_BUSY, why))
             return
         if (frame.seq == self._last_seq and frame.crc == self._last_crc and self._cache_len
                 and frame.mtype != link.HELLO):
@@ -275,23 +297,89 @@ class Terminal:
         self._busy = True
         asyncio.create_task(self._execute(frame))
 
+    def _expire_caches(self, frame: "Any") -> None:
+        # A kept answer serves only a resend of its own request. The host numbers requests
+        # 1..255 in turn across both lanes: the sequence number just before a kept one means
+        # the host went all the way round, and a new HELLO means a new host session.
+        nxt = frame.seq % 255 + 1 if frame.seq else -2  # the number after this one
+        if frame.mtype == link.HELLO:
+            self._p_len = 0
+            self._cache_len = 0
+            return
+        if frame.mtype in _PROMPT_TYPES:
+            if nxt == self._last_seq:
+                self._cache_len = 0
+        elif nxt == self._p_seq:
+            self._p_len = 0
+
+    async def _on_prompt(self, frame: "Any") -> None:
+        if self._prompting:  # one prompt on the screen at a time (and our own resends)
+            await self._send_aux(frame.seq, link.ERROR, link.Error(link.E_BUSY, "prompt running"))
+            return
+        if frame.seq == self._p_seq and frame.crc == self._p_crc and self._p_len:
+            async with self._lock:
+                await self.port.write(self._pcache, self._p_len)
+            return
+        self._prompting = True
+        p = frame.payload
+        self._prompt_slot = p[0] if frame.mtype != link.CONFIRM and len(p) else -1
+        asyncio.create_task(self._execute_prompt(frame))
+
+    def _disturbs_prompt(self, frame: "Any") -> str:
+        # While a prompt is up, the card lane may not cover it or touch the slot of a PIN
+        # prompt (a reset or power off there would void the check made before the prompt).
+        if not self._prompting:
+            return ""
+        t = frame.mtype
+        if t == link.DISPLAY:
+            return "prompt on screen"
+        if t in (link.TRANSMIT, link.POWER_ON, link.POWER_OFF) and len(frame.payload) and \
+                frame.payload[0] == self._prompt_slot:
+            return "PIN prompt on this slot"
+        return ""
+
+    def _check_request(self, frame: "Any") -> "Any":
+        msg = link.decode(frame.mtype, frame.payload)
+        if frame.mtype & 0x80:
+            raise link.DecodeError(link.E_UNKNOWN_TYPE, "not a request")
+        if not self.handshaken and frame.mtype != link.HELLO:
+            raise link.DecodeError(link.E_HANDSHAKE, "send HELLO first")
+        return msg
+
     async def _execute(self, frame: "Any") -> None:
         seq = frame.seq
         self._cache_len = 0  # the cached answer belongs to the previous request only
         try:
-            try:
-                msg = link.decode(frame.mtype, frame.payload)
-                if frame.mtype & 0x80:
-                    raise link.DecodeError(link.E_UNKNOWN_TYPE, "not a request")
-                if not self.handshaken and frame.mtype != link.HELLO:
-                    raise link.DecodeError(link.E_HANDSHAKE, "send HELLO first")
-                await self._dispatch(seq, msg)
-            except Exception as exc:  # translated once, here
-                await self._respond_error(seq, exc)
+            async with self._card_lock:  # _tx is ours until the answer is sent
+                try:
+                    await self._dispatch(seq, self._check_request(frame))
+                except Exception as exc:  # translated once, here
+                    await self._respond_error(seq, exc)
         finally:
             self._last_seq = seq
             self._last_crc = frame.crc
             self._busy = False
+
+    async def _execute_prompt(self, frame: "Any") -> None:
+        seq = frame.seq
+        self._p_len = 0
+        try:
+            try:
+                msg = self._check_request(frame)
+                if msg.TYPE == link.CONFIRM:
+                    before = self.display.saved()  # a code is never brought back (review M3)
+                    result = await self.pinpad.confirm(msg.text, self._timeout_ms(msg.timeout_s))
+                    self.display.show(before)
+                    await self._respond(seq, link.ConfirmResult(result), True)
+                else:
+                    await self._secure(seq, msg)
+            except Exception as exc:
+                await self._respond_error(seq, exc, True)
+        finally:
+            self._p_seq = seq
+            self._p_crc = frame.crc
+            self._prompt_slot = -1
+            self._prompting = False
 
     async def _dispatch(self, seq: int, msg: "Any") -> None:
         t = msg.TYPE
@@ -310,13 +398,6 @@ class Terminal:
             slot = self._slot(msg.slot)
             n = await slot.transmit(msg.apdu, self._tx, link.HEADER_LEN)
             await self._send_tx(link.seal_frame(self._tx, seq, link.RESPONSE, n))
-        elif t in _INS:  # SECURE_VERIFY, SECURE_CHANGE, SECURE_UNBLOCK
-            await self._secure(seq, msg)
-        elif t == link.CONFIRM:
-            before = self.display.saved()  # a code is never brought back (review M3)
-            result = await self.pinpad.confirm(msg.text, self._timeout_ms(msg.timeout_s))
-            self.display.show(before)
-            await self._respond(seq, link.ConfirmResult(result))
         elif t == link.DISPLAY:
             secret_s = min(msg.secret_s, link.MAX_SECRET_S)
             self.display.show(msg.lines, secret_s > 0, secret_s * 1000)
@@ -344,7 +425,7 @@ class Terminal:
 
     @staticmethod
     def _timeout_ms(timeout_s: int) -> int:
-        return (timeout_s or link.DEFAULT_TIMEOUT_S) * 1000
+        return min(timeout_s or link.DEFAULT_TIMEOUT_S, MAX_PROMPT_S) * 1000
 
     # -- secure PIN operations --
     async def _secure(self, seq: int, msg: "Any") -> None:
@@ -380,15 +461,17 @@ class Terminal:
             for b in pins:
                 pinentry.wipe(b)
             self.display.show(["Verification..."])
-            n = await slot.transmit(memoryview(apdu)[:off], self._tx, link.HEADER_LEN)
+            async with self._card_lock:  # _tx is scratch while we hold the lock
+                check_pin_policy(msg, self.slots)  # the same card, still powered
+                n = await slot.transmit(memoryview(apdu)[:off], self._tx, link.HEADER_LEN)
+                base = link.HEADER_LEN + n - 2
+                sw = (self._tx[base] << 8) | self._tx[base + 1]
         finally:
             for b in pins:
                 pinentry.wipe(b)
             pinentry.wipe(apdu)
-        base = link.HEADER_LEN + n - 2
-        sw = (self._tx[base] << 8) | self._tx[base + 1]
         self.display.show(self._pin_screen(sw))
-        await self._respond(seq, link.PinResult(sw))
+        await self._respond(seq, link.PinResult(sw), True)
 
     @staticmethod
     def _pin_screen(sw: int) -> list:
@@ -404,7 +487,13 @@ class Terminal:
         return ["Erreur carte", "%04X" % sw]
 
     # -- frames out --
-    async def _respond(self, seq: int, msg: "Any") -> None:
+    async def _respond(self, seq: int, msg: "Any", prompt: bool = False) -> None:
+        if prompt:  # the prompt lane's answers are short; kept for a repeat
+            async with self._lock:
+                n = link.build_frame(self._pcache, seq, msg.TYPE, msg.payload())
+                await self.port.write(self._pcache, n)
+            self._p_len = n
+            return
         n = link.build_frame(self._tx, seq, msg.TYPE, msg.payload())
         await self._send_tx(n)
 
@@ -414,7 +503,7 @@ class Terminal:
         self._tx, self._cache = self._cache, self._tx
         self._cache_len = n
 
-    async def _respond_error(self, seq: int, exc: BaseException) -> None:
+    async def _respond_error(self, seq: int, exc: BaseException, prompt: bool = False) -> None:
         code = link.E_INTERNAL
         detail = type(exc).__name__
         if isinstance(exc, link.LinkError):
@@ -427,9 +516,9 @@ class Terminal:
                     detail = _detail(exc)
                     break
         screen = _SCREEN.get(code)
-        if screen is not None:
+        if screen is not None and (prompt or not self._prompting):  # never over a prompt
             self.display.show([screen])
-        await self._respond(seq, link.Error(code, detail[:link.MAX_DETAIL]))
+        await self._respond(seq, link.Error(code, detail[:link.MAX_DETAIL]), prompt)
 
     async def _send_aux(self, seq: int, mtype: int, msg: "Optional[Any]") -> None:
         payload = msg.payload() if msg is not None else b""

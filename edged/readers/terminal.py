@@ -1,9 +1,10 @@
 """The bifente terminal as a reader: the link over pyserial, its slots as transports, its UI.
 
 - `TerminalLink(path)`: opens the serial port (/dev/bifente-terminal, or the virtual
-  terminal's pty), handshakes, sends one request at a time with sequence numbers, resends
-  safely (the terminal answers a repeated frame from its kept answer, never running it twice),
-  and routes answers and EVENT frames from a reader thread (docs/link-protocol.md).
+  terminal's pty), handshakes, sends requests with sequence numbers on two lanes (one prompt
+  and one card request in flight at a time, as the terminal runs them), resends safely (the
+  terminal answers a repeated frame from its kept answer, never running it twice), and
+  routes answers and EVENT frames from a reader thread (docs/link-protocol.md).
 - `TerminalTransport(link, slot)`: apdu's Transport and SecurePinEntry over the link.
 - `TerminalUI(link)`: edged.readers.ui.TerminalUI (display text, OK / Cancel prompts).
 - `TerminalReader(path, on_card=..., on_state=...)`: keeps a link up (reconnects with capped
@@ -101,6 +102,7 @@ RESEND_AFTER_S = 2.0
 _MANGLED = frozenset({ErrorCode.BAD_CRC, ErrorCode.TRUNCATED, ErrorCode.OVERSIZE,
                       ErrorCode.BAD_VERSION})
 _REMOVED = frozenset({ErrorCode.NO_CARD, ErrorCode.CARD_REMOVED})
+_PROMPTS = (Confirm, SecureVerify, SecureChange, SecureUnblock)  # the terminal's prompt lane
 _CANCELLED = {
     ErrorCode.USER_CANCELLED: "PIN entry cancelled on the terminal",
     ErrorCode.PROMPT_TIMEOUT: "PIN entry timed out on the terminal",
@@ -171,7 +173,10 @@ class TerminalLink:
         self.link_errors = 0  # bad frames from the terminal, and our frames it rejected
         self._serial: serial.Serial | None = None
         self._reader: threading.Thread | None = None
-        self._request_lock = threading.Lock()  # one request at a time (ABORT excepted)
+        # Two lanes, as in the firmware (review M2): a prompt waiting for the patient or the
+        # holder does not hold the card link. ABORT takes neither.
+        self._request_lock = threading.Lock()  # card lane: one request at a time
+        self._prompt_lock = threading.Lock()  # prompt lane: CONFIRM, SECURE_*
         self._write_lock = threading.Lock()
         self._seq_lock = threading.Lock()
         self._seq = 0
@@ -328,7 +333,8 @@ class TerminalLink:
 
     def request(self, msg: Message, *, timeout: float | None = None) -> Message:
         """Send one request and return its answer; TerminalError on ERROR or no answer."""
-        with self._request_lock:
+        lock = self._prompt_lock if isinstance(msg, _PROMPTS) else self._request_lock
+        with lock:
             return self._exchange(msg, self.timeout if timeout is None else timeout)
 
     def _exchange(self, msg: Message, timeout: float) -> Message:

@@ -51,6 +51,7 @@ from apdu.identity import mask_nir
 from apdu.protocol import CardProtocol
 from edged.api.errors import CONSENT_ERROR, NoCard, TerminalUnavailable
 from edged.api.jsonrpc import RpcError
+from edged.api.prompts import one_prompt
 from edged.config import ConfigError
 from edged.readers.ui import CODE_SCREEN_S, fit_lines
 from edged.services import cards
@@ -122,7 +123,7 @@ class DmpSettings:
             raise ConfigError("dmp.admin_token must be a non-empty string")
         values: dict[str, Any] = {}
         limits = {"consent_ttl": (10, 86400), "feed_consent_ttl": (10, 86400),
-                  "consent_timeout": (5, 300), "http_timeout": (1, 300),
+                  "consent_timeout": (5, 60), "http_timeout": (1, 300),
                   "retry_base": (0.05, 3600), "retry_max": (0.1, 86400)}
         for key, (low, high) in limits.items():
             if key not in table:
@@ -501,8 +502,9 @@ class DmpService:
         text = question or f"Autoriser {name} à {verb} votre DMP ?"
         if express:
             text += " (consentement exprès)"
-        answer = await self.daemon.ui.confirm("\n".join(fit_lines(text)),
-                                              timeout=self.settings.consent_timeout)
+        async with one_prompt(self.daemon, conn):
+            answer = await self.daemon.ui.confirm("\n".join(fit_lines(text)),
+                                                  timeout=self.settings.consent_timeout)
         self.daemon.audit_event("consent.answer", conn, answer=answer, action=action,
                                 patient=mask_nir(ins), professional=professional,
                                 express=express)

@@ -297,18 +297,98 @@ async def test_confirm_and_display():
         assert rig.display.lines() == ["Code d'appairage", "482 913"]
 
 
-async def test_busy_while_a_prompt_runs():
+def code_of(item):
+    """The ERROR code of a frame item (-1 when it is not an ERROR)."""
+    msg = link.decode(item.mtype, item.payload)
+    return msg.code if item.mtype == link.ERROR else -1
+
+
+async def test_a_pin_prompt_holds_only_its_own_slot_and_the_screen():
+    # Review M2: while the holder types, the patient's card and the status keep working;
+    # the CPS slot, the screen and a second prompt are BUSY until the prompt ends.
     async with Rig() as rig:
+        await rig.host.request(link.SlotRequest(link.POWER_ON, 1))
         seq = rig.host.send(verify_msg())
         while not rig.keys.claimed:
             await asyncio.sleep_ms(1)
-        other = rig.host.send(link.Empty(link.SLOT_STATUS))
-        busy = await rig.host.next()
-        assert busy.seq == other and link.decode(busy.mtype, busy.payload).code == link.E_BUSY
+        status = await rig.host.request(link.Empty(link.SLOT_STATUS))
+        assert status.states == [link.SLOT_POWERED, link.SLOT_POWERED]
+        rsp = await rig.host.request(link.Transmit(1, bytes.fromhex("00B0000004")))
+        assert rsp.TYPE == link.RESPONSE and rsp.data[-2:] == b"\x90\x00"
+        for msg in (link.Transmit(0, bytes.fromhex("00B0000004")),
+                    link.SlotRequest(link.POWER_OFF, 0), link.Display(["Autre chose"]),
+                    link.Confirm(10, "Autre question ?"), verify_msg()):
+            busy = await rig.host.request(msg)
+            assert busy.TYPE == link.ERROR and busy.code == link.E_BUSY, msg
+        assert rig.keys.claimed and "Code PIN :" in rig.display.lines()  # still asking
         for k in entry(PIN):  # the prompt is already waiting
             rig.keys.push(k)
         done = await rig.host.next()
         assert done.seq == seq and link.decode(done.mtype, done.payload).sw == 0x9000
+        rsp = await rig.host.request(link.Transmit(0, bytes.fromhex("00B0000004")))
+        assert rsp.TYPE == link.RESPONSE  # the CPS slot is free again
+
+
+async def test_cards_answer_while_a_consent_prompt_waits():
+    async with Rig() as rig:
+        await rig.host.request(link.SlotRequest(link.POWER_ON, 1))
+        seq = rig.host.send(link.Confirm(30, "Consentement DMP ?"))
+        while not rig.keys.claimed:
+            await asyncio.sleep_ms(1)
+        for slot in (0, 1):
+            rsp = await rig.host.request(link.Transmit(slot, bytes.fromhex("00B0000010")))
+            assert rsp.TYPE == link.RESPONSE and rsp.data[-2:] == b"\x90\x00", slot
+        assert rig.display.lines() == ["Consentement DMP", "?", "OK / Annuler"]
+        rig.keys.push("OK")
+        done = await rig.host.next()
+        assert done.seq == seq and link.decode(done.mtype, done.payload).result == 0
+
+
+async def test_a_prompt_resent_while_it_runs_is_busy_then_answered_from_cache():
+    async with Rig() as rig:
+        frame = link.encode(40, verify_msg())
+        rig.port.host_send(frame)
+        while not rig.keys.claimed:
+            await asyncio.sleep_ms(1)
+        rig.port.host_send(frame)  # the host's resend: same sequence number, same CRC
+        busy = await rig.host.next()
+        assert busy.seq == 40 and code_of(busy) == link.E_BUSY
+        for k in entry(PIN):
+            rig.keys.push(k)
+        done = await rig.host.next()
+        tries = len(rig.hw0.commands)
+        rig.port.host_send(frame)  # its answer was lost: sent again, not run again
+        again = await rig.host.next()
+        assert again.seq == done.seq == 40 and again.payload == done.payload
+        assert len(rig.hw0.commands) == tries and not rig.keys.claimed
+
+
+async def test_a_kept_prompt_answer_never_serves_a_later_request():
+    # After a new HELLO, or once the host's numbering came round, the same bytes are a new
+    # request: the holder is asked again, the card sees a second VERIFY.
+    frame = link.encode(7, verify_msg())
+    for before_repeat in (link.encode(9, link.Hello()),
+                          link.encode(6, link.Empty(link.SLOT_STATUS))):
+        async with Rig() as rig:
+            rig.typing(entry(PIN))
+            rig.port.host_send(frame)
+            first = await rig.host.next()
+            assert first.seq == 7 and link.decode(first.mtype, first.payload).sw == 0x9000
+            rig.port.host_send(before_repeat)
+            await rig.host.next()
+            verifies = len(rig.hw0.commands)
+            rig.typing(entry(PIN))
+            rig.port.host_send(frame)
+            again = await rig.host.next()
+            assert again.seq == 7 and link.decode(again.mtype, again.payload).sw == 0x9000
+            assert len(rig.hw0.commands) == verifies + 1  # it ran: a new PIN, a new VERIFY
+
+
+async def test_prompt_timeouts_are_capped():
+    import terminal
+
+    assert terminal.Terminal._timeout_ms(255) == terminal.MAX_PROMPT_S * 1000 == 60_000
+    assert terminal.Terminal._timeout_ms(0) == link.DEFAULT_TIMEOUT_S * 1000
 
 
 async def test_bad_frames_get_error_frames_and_the_link_resyncs():
