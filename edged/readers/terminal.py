@@ -155,7 +155,7 @@ class _Pending:
 
 
 class TerminalLink:
-    """One open serial link to a terminal: one request at a time, events to a callback."""
+    """One open serial link to a terminal: a prompt lane and a card lane, events to a callback."""
 
     def __init__(self, path: str, *, timeout: float = REQUEST_TIMEOUT_S,
                  resend_after: float = RESEND_AFTER_S,
