@@ -1,8 +1,8 @@
 """The terminal application: link reader, request dispatcher, card-detect and key event poller."""
-# Two lanes (review M2: a prompt must not hold the card link): a prompt lane (CONFIRM,
-# SECURE_*) and a card lane (everything else), one request at a time in each. A request
-# arriving while its lane is busy gets ERROR BUSY; so does a card-lane request that would
-# disturb the prompt on screen (DISPLAY, or the slot a PIN prompt is for). ABORT ends the
+# Two lanes (review M2: a prompt must not hold the card link): a prompt lane that owns the
+# screen (CONFIRM, SECURE_*, DISPLAY) and a card lane (everything else), one request at a
+# time in each. A request arriving while its lane is busy gets ERROR BUSY; so does a
+# card-lane request for the slot a running PIN prompt is for. ABORT ends the
 # prompt in progress. A prompt waiting for keys holds nothing; its card exchange (after the
 # PIN is typed) takes the card lock like any card-lane request. Responses echo the request's
 # sequence number; events use sequence 0 and are sent only after a successful HELLO. Each
@@ -49,7 +49,10 @@ _CPS_MASK = b"\xff\x00\x00\x00\x00\xff\xff\xff\xff\xff\xff\x00\x00\x00\xff\xff\x
 _PIN_REF_CPS = const(0x01)  # the CPS holder PIN (IAS-ECC PIN reference 01)
 # ISO 7816-4 §11.5.6 VERIFY, §11.5.7 CHANGE REFERENCE DATA, §11.5.10 RESET RETRY COUNTER.
 _INS = {link.SECURE_VERIFY: 0x20, link.SECURE_CHANGE: 0x24, link.SECURE_UNBLOCK: 0x2C}
-_PROMPT_TYPES = (link.CONFIRM, link.SECURE_VERIFY, link.SECURE_CHANGE, link.SECURE_UNBLOCK)
+# The prompt lane owns the screen: prompts, and DISPLAY (which must wait for a prompt, not
+# cover it).
+_PROMPT_TYPES = (link.CONFIRM, link.SECURE_VERIFY, link.SECURE_CHANGE, link.SECURE_UNBLOCK,
+                 link.DISPLAY)
 # Firmware-owned prompt text per request type: (title, entry labels).
 _PROMPTS = {
     link.SECURE_VERIFY: ("PIN carte CPS", ("Code PIN :",)),
@@ -322,17 +325,16 @@ class Terminal:
             return
         self._prompting = True
         p = frame.payload
-        self._prompt_slot = p[0] if frame.mtype != link.CONFIRM and len(p) else -1
+        secure = frame.mtype in _INS
+        self._prompt_slot = p[0] if secure and len(p) else -1
         asyncio.create_task(self._execute_prompt(frame))
 
     def _disturbs_prompt(self, frame: "Any") -> str:
-        # While a prompt is up, the card lane may not cover it or touch the slot of a PIN
-        # prompt (a reset or power off there would void the check made before the prompt).
+        # While a PIN prompt is up, the card lane may not touch its slot (a reset or power
+        # off there would void the check made before the prompt).
         if not self._prompting:
             return ""
         t = frame.mtype
-        if t == link.DISPLAY:
-            return "prompt on screen"
         if t in (link.TRANSMIT, link.POWER_ON, link.POWER_OFF) and len(frame.payload) and \
                 frame.payload[0] == self._prompt_slot:
             return "PIN prompt on this slot"
@@ -366,7 +368,11 @@ class Terminal:
         try:
             try:
                 msg = self._check_request(frame)
-                if msg.TYPE == link.CONFIRM:
+                if msg.TYPE == link.DISPLAY:
+                    secret_s = min(msg.secret_s, link.MAX_SECRET_S)
+                    self.display.show(msg.lines, secret_s > 0, secret_s * 1000)
+                    await self._respond(seq, link.Empty(link.ACK), True)
+                elif msg.TYPE == link.CONFIRM:
                     before = self.display.saved()  # a code is never brought back (review M3)
                     result = await self.pinpad.confirm(msg.text, self._timeout_ms(msg.timeout_s))
                     self.display.show(before)
@@ -398,10 +404,6 @@ class Terminal:
             slot = self._slot(msg.slot)
             n = await slot.transmit(msg.apdu, self._tx, link.HEADER_LEN)
             await self._send_tx(link.seal_frame(self._tx, seq, link.RESPONSE, n))
-        elif t == link.DISPLAY:
-            secret_s = min(msg.secret_s, link.MAX_SECRET_S)
-            self.display.show(msg.lines, secret_s > 0, secret_s * 1000)
-            await self._respond(seq, link.Empty(link.ACK))
         elif t == link.IDENTITY:
             self.identity = msg.text
             await self._respond(seq, link.Empty(link.ACK))

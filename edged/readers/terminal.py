@@ -102,7 +102,8 @@ RESEND_AFTER_S = 2.0
 _MANGLED = frozenset({ErrorCode.BAD_CRC, ErrorCode.TRUNCATED, ErrorCode.OVERSIZE,
                       ErrorCode.BAD_VERSION})
 _REMOVED = frozenset({ErrorCode.NO_CARD, ErrorCode.CARD_REMOVED})
-_PROMPTS = (Confirm, SecureVerify, SecureChange, SecureUnblock)  # the terminal's prompt lane
+# The terminal's prompt lane owns the screen: a DISPLAY waits for a prompt, never covers it.
+_PROMPTS = (Confirm, SecureVerify, SecureChange, SecureUnblock, Display)
 _CANCELLED = {
     ErrorCode.USER_CANCELLED: "PIN entry cancelled on the terminal",
     ErrorCode.PROMPT_TIMEOUT: "PIN entry timed out on the terminal",

@@ -63,8 +63,15 @@ async def test_vitale_read_completes_while_a_consent_prompt_waits(
             with pytest.raises(RemoteError) as second:
                 await asyncio.wait_for(desk.call("consent.ask", {"text": "Encore ?"}), 5)
             assert second.value.reason == "prompt_pending"
+            # A screen for later (the DMP password, say) waits for the prompt, never covers it.
+            assert daemon.ui is not None
+            shown = asyncio.ensure_future(daemon.ui.show(["Carte lue"]))
+            await asyncio.sleep(1.0)
+            assert not shown.done() and "OK / Annuler" in vt.screen_lines()
             await asyncio.to_thread(vt.press, "OK", wait=10)
             assert (await asyncio.wait_for(asked, 10)) == {"answer": "ok"}
+            await asyncio.wait_for(shown, 10)
+            assert vt.screen_lines() == ["Carte lue"]
             # Prompts are capped at 60 s: a longer one is refused by the contract.
             with pytest.raises(RemoteError) as long:
                 await desk.call("consent.ask", {"text": "Longue ?", "timeout": 300})
