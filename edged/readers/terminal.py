@@ -764,6 +764,11 @@ class TerminalReader:
             link.power_off(slot)
         except TerminalRestarted:
             raise
+        except TerminalTimeout as exc:
+            # The slot is BUSY under a PIN prompt (a card swapped meanwhile), or the terminal
+            # is slow: not seen yet; the next keepalive's SLOT_STATUS tries again.
+            log.info("terminal slot %d: card not read yet: %s", slot, exc)
+            return
         except TerminalError as exc:
             if exc.code in _REMOVED:
                 return
