@@ -235,6 +235,8 @@ class Terminal:
                     slot.set_present(raw)
                     if not raw and self.display.secret and not self.keys.claimed:
                         self.display.clear()  # the patient leaves: their code goes too
+                    if not raw and i == self._prompt_slot and self.keys.claimed:
+                        self.keys.abort()  # the card a PIN was asked for is gone
                     await self._emit(link.EV_CARD_INSERTED if raw else link.EV_CARD_REMOVED, i)
             else:
                 self._changes[i] = 0
@@ -445,10 +447,15 @@ class Terminal:
         try:
             for b in pins:
                 pinentry.wipe(b)
-            for i in range(len(labels)):
-                field = fields[min(i, len(fields) - 1)]
-                counts[i] = await self.pinpad.enter(pins[i], title, labels[i],
-                                                    field.min_len, field.max_len, timeout)
+            try:
+                for i in range(len(labels)):
+                    field = fields[min(i, len(fields) - 1)]
+                    counts[i] = await self.pinpad.enter(pins[i], title, labels[i],
+                                                        field.min_len, field.max_len, timeout)
+            except pinentry.PromptAborted:
+                if slot.state != iso7816.POWERED:  # aborted by the poller: the card left
+                    raise iso7816.CardRemoved("card removed during PIN entry")
+                raise
             if len(labels) == 3 and not pinentry.same(pins[1], counts[1], pins[2], counts[2]):
                 raise PinMismatch("confirmation differs")
             # Built from the policy's values, not the host's bytes (equal once checked).

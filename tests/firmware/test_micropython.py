@@ -36,7 +36,7 @@ MIN_TESTS = {
     "t_pinentry": 13,
     "t_keypad": 7,
     "t_display": 4,
-    "t_terminal": 25,
+    "t_terminal": 26,
     "t_policy": 9,
     "t_screens": 8,
     "t_slot_hw": 11,

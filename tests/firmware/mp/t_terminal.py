@@ -384,6 +384,22 @@ async def test_a_kept_prompt_answer_never_serves_a_later_request():
             assert len(rig.hw0.commands) == verifies + 1  # it ran: a new PIN, a new VERIFY
 
 
+async def test_pin_prompt_ends_when_its_card_is_removed():
+    async with Rig() as rig:
+        seq = rig.host.send(verify_msg())
+        while not rig.keys.claimed:
+            await asyncio.sleep_ms(1)
+        before = len(rig.hw0.commands)
+        rig.keys.push("1")
+        rig.hw0.card_present = False  # the holder pulls the card out mid-entry
+        done = await rig.host.next()
+        assert done.seq == seq and code_of(done) == link.E_CARD_REMOVED
+        assert len(rig.hw0.commands) == before and not rig.keys.claimed
+        assert rig.display.lines() == ["Carte retiree"]
+        for buf in rig.term._pins:
+            assert buf == bytearray(len(buf))
+
+
 async def test_prompt_timeouts_are_capped():
     import terminal
 
