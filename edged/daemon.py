@@ -21,7 +21,7 @@ from edged.api.server import Connection, RpcServer
 from edged.config import Config
 from edged.events import EventBus
 from edged.readers.manager import PcscWatcher, SlotRegistry
-from edged.readers.ui import TerminalUI
+from edged.readers.ui import PAIRING_SCREEN_S, TerminalUI
 
 __all__ = ["VERSION", "Daemon"]
 
@@ -88,7 +88,8 @@ class Daemon:
 
     async def _show_code(self, code: str, client_name: str) -> None:
         if self.ui is not None:
-            await self.ui.show(["Pairing request", client_name[:21], "", f"Code: {code}"])
+            await self.ui.show(["Appairage", client_name[:21], "", f"Code: {code}"],
+                               secret_s=PAIRING_SCREEN_S)
         else:
             # Headless PC/SC setups: the operator reads the code on the console (journald).
             log.warning("pairing code for %r: %s (no terminal display)", client_name, code)
@@ -96,6 +97,19 @@ class Daemon:
     def _pairing_event(self, name: str, fields: dict[str, Any]) -> None:
         self.audit.append(name, actor=str(fields.get("client", "")),
                           **{k: v for k, v in fields.items() if k != "client"})
+        if name == "pair.complete" and self.ui is not None:
+            # The code was used: it leaves the shared screen now (review M3).
+            asyncio.get_running_loop().create_task(
+                self._show_quietly(["Appairage", "terminé", str(fields.get("client_name",
+                                                                             ""))[:21]]))
+
+    async def _show_quietly(self, lines: list[str]) -> None:
+        if self.ui is None:
+            return
+        try:
+            await self.ui.show(lines)
+        except Exception as exc:  # the terminal may be gone; the pairing stands
+            log.debug("display after pairing: %s", exc)
 
     # -- lifecycle ---------------------------------------------------------------------------
     async def start(self) -> None:
@@ -143,7 +157,8 @@ class Daemon:
             loop.call_soon_threadsafe(self.bus.publish, "terminal.cancel")
 
         self.terminal = TerminalReader(self.config.terminal, on_card=on_card, on_state=on_state,
-                                       on_cancel=on_cancel).start()
+                                       on_cancel=on_cancel,
+                                       fingerprint=lambda: self.keystore.fingerprint).start()
         if self.ui is None:
             self.ui = self.terminal.ui()
 

@@ -2,6 +2,8 @@
 # framebuf's built-in 8x8 font gives 16 columns x 8 rows on 128x64. Text is printable ASCII
 # (the link enforces it); anything else is shown as '?'.
 
+import time
+
 from micropython import const
 
 TYPE_CHECKING = False
@@ -84,13 +86,20 @@ class SSD1306:
 
 
 class TextDisplay:
-    """The screen as up to 8 lines of 16 characters; lines() reads back what is shown."""
+    """The screen as up to 8 lines of 16 characters; lines() reads back what is shown.
+
+    A screen can be timed (it leaves after ttl_ms: expire() clears it) and secret (a code:
+    never saved for restoring after a prompt). Any later show() ends both.
+    """
 
     def __init__(self, driver: "Optional[Any]" = None) -> None:
         self.driver = driver  # anything with render(lines); None for a headless terminal
         self._lines = []  # type: list
+        self.secret = False
+        self._timed = False
+        self._until = time.ticks_ms()  # deadline of a timed screen (ticks), when _timed
 
-    def show(self, lines: list) -> None:
+    def show(self, lines: list, secret: bool = False, ttl_ms: int = 0) -> None:
         """Replace the screen with these lines (each wrapped to 16 columns, 8 rows at most)."""
         out = []  # type: list
         for line in lines:
@@ -98,8 +107,27 @@ class TextDisplay:
                 if len(out) < ROWS:
                     out.append(part)
         self._lines = out
+        self.secret = secret
+        self._timed = ttl_ms > 0
+        self._until = time.ticks_add(time.ticks_ms(), ttl_ms if ttl_ms > 0 else 0)
         if self.driver is not None:
             self.driver.render(out)
+
+    @property
+    def timed(self) -> bool:
+        """True while a screen with a lifetime (a code, the fingerprint) is shown."""
+        return self._timed
+
+    def expire(self) -> bool:
+        """Clear a timed screen whose lifetime is over; True if it was cleared."""
+        if self._timed and time.ticks_diff(time.ticks_ms(), self._until) >= 0:
+            self.clear()
+            return True
+        return False
+
+    def saved(self) -> list:
+        """What a prompt may restore when it ends: the lines, or none for a timed screen."""
+        return [] if self._timed or self.secret else list(self._lines)
 
     def show_text(self, text: str) -> None:
         """Replace the screen with LF-separated text, wrapped."""

@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 # --- Frame layout -----------------------------------------------------------------------------
 SOF = const(0xA5)
 FRAME_VERSION = const(1)  # VER byte: the frame layout itself
-PROTOCOL_VERSION = const(1)  # HELLO / HELLO_ACK: the message set
+PROTOCOL_VERSION = const(2)  # HELLO / HELLO_ACK: the message set (2: firmware-owned PIN prompts)
 HEADER_LEN = const(6)  # SOF VER SEQ TYPE LEN_HI LEN_LO
 OVERHEAD = const(8)  # header + CRC
 # 512: holds the largest short APDU (1 slot byte + 4 + 1 + 255 + 1 = 262) and the largest
@@ -37,6 +37,7 @@ SECURE_UNBLOCK = const(0x08)
 CONFIRM = const(0x09)
 DISPLAY = const(0x0A)
 ABORT = const(0x0B)
+IDENTITY = const(0x0C)
 ACK = const(0x80)
 HELLO_ACK = const(0x81)
 SLOT_STATUS_RSP = const(0x82)
@@ -51,7 +52,7 @@ TYPE_NAMES = {
     HELLO: "HELLO", SLOT_STATUS: "SLOT_STATUS", POWER_ON: "POWER_ON", POWER_OFF: "POWER_OFF",
     TRANSMIT: "TRANSMIT", SECURE_VERIFY: "SECURE_VERIFY", SECURE_CHANGE: "SECURE_CHANGE",
     SECURE_UNBLOCK: "SECURE_UNBLOCK", CONFIRM: "CONFIRM", DISPLAY: "DISPLAY", ABORT: "ABORT",
-    ACK: "ACK", HELLO_ACK: "HELLO_ACK", SLOT_STATUS_RSP: "SLOT_STATUS_RSP", ATR: "ATR",
+    IDENTITY: "IDENTITY", ACK: "ACK", HELLO_ACK: "HELLO_ACK", SLOT_STATUS_RSP: "SLOT_STATUS_RSP", ATR: "ATR",
     RESPONSE: "RESPONSE", PIN_RESULT: "PIN_RESULT", CONFIRM_RESULT: "CONFIRM_RESULT",
     EVENT: "EVENT", ERROR: "ERROR",
 }
@@ -80,6 +81,7 @@ E_USER_CANCELLED = const(0x20)
 E_PROMPT_TIMEOUT = const(0x21)
 E_ABORTED = const(0x22)
 E_PIN_MISMATCH = const(0x23)
+E_PIN_POLICY = const(0x24)  # a secure PIN request the firmware's policy refuses
 E_INTERNAL = const(0x30)
 
 ERROR_NAMES = {
@@ -90,7 +92,8 @@ ERROR_NAMES = {
     E_CARD_REMOVED: "CARD_REMOVED", E_CARD_PROTOCOL: "CARD_PROTOCOL", E_BAD_ATR: "BAD_ATR",
     E_UNSUPPORTED_CARD: "UNSUPPORTED_CARD", E_BAD_APDU: "BAD_APDU", E_HW_FAULT: "HW_FAULT",
     E_USER_CANCELLED: "USER_CANCELLED", E_PROMPT_TIMEOUT: "PROMPT_TIMEOUT",
-    E_ABORTED: "ABORTED", E_PIN_MISMATCH: "PIN_MISMATCH", E_INTERNAL: "INTERNAL",
+    E_ABORTED: "ABORTED", E_PIN_MISMATCH: "PIN_MISMATCH", E_PIN_POLICY: "PIN_POLICY",
+    E_INTERNAL: "INTERNAL",
 }
 
 # --- Value tables -------------------------------------------------------------------------------
@@ -112,17 +115,22 @@ CONFIRM_TIMEOUT = const(2)
 PIN_ASCII = const(0)  # one '0'..'9' byte per digit
 PIN_BCD = const(1)  # two digits per byte, high nibble first; an odd tail takes the pad nibble
 
+# Secure PIN prompts the firmware knows (its own text, card and PIN reference; terminal.py).
+PROMPT_PIN_CPS = const(1)  # the CPS holder's PIN, reference 01, on the CPS slot
+TRIES_UNKNOWN = const(0xFF)  # `tries` when the host does not know the PIN's counter
+
 # --- Limits on fields a peer controls -------------------------------------------------------------
 MAX_SLOTS = const(8)
 MAX_ATR = const(33)  # ISO 7816-3 §8.2.1: TS + 32 characters
 MAX_RESPONSE = const(258)  # 256 data + SW1 SW2 (short Le)
 MAX_TEXT = const(128)  # CONFIRM text, DISPLAY text (8 rows x 16 columns)
 MAX_LINES = const(8)
-MAX_PROMPT = const(64)
 MAX_DETAIL = const(64)
 MAX_PIN_DIGITS = const(12)
 MAX_PIN_BLOCK = const(16)  # padded length of one PIN field
 DEFAULT_TIMEOUT_S = const(30)
+MAX_SECRET_S = const(60)  # a secret DISPLAY leaves the screen after at most this long
+MAX_IDENTITY = const(128)  # IDENTITY text (the daemon's certificate fingerprint)
 
 
 class LinkError(Exception):
@@ -658,60 +666,76 @@ class PinField(Message):
         return f
 
 
+def _tries(v: int) -> int:
+    # ISO 7816-4 §11.5.6 / 63Cx: a counter is 0..15; TRIES_UNKNOWN when the host has none.
+    if not isinstance(v, int) or not (0 <= v <= 15 or v == TRIES_UNKNOWN):
+        raise _bad("tries %r" % (v,))
+    return v
+
+
 class SecureVerify(Message):
-    """The terminal asks for a PIN, builds CLA INS P1 P2 Lc PIN-block, returns only the SW."""
+    """The terminal asks for a PIN under its own prompt, builds the APDU, returns only the SW.
+
+    CLA INS P1 P2 say what the host wants sent; the terminal checks them against the prompt's
+    rules (terminal.py, PIN policy) and refuses anything else before showing a prompt.
+    """
 
     TYPE = SECURE_VERIFY
-    FIELDS = ("slot", "cla", "ins", "p1", "p2", "timeout_s", "pin", "prompt")  # type: tuple
+    FIELDS = ("slot", "cla", "ins", "p1", "p2", "timeout_s", "prompt", "tries",
+              "pin")  # type: tuple
 
     def __init__(self, slot: int, cla: int, ins: int, p1: int, p2: int, timeout_s: int,
-                 pin: PinField, prompt: str) -> None:
+                 prompt: int, tries: int, pin: PinField) -> None:
         self.slot = slot
         self.cla = cla
         self.ins = ins
         self.p1 = p1
         self.p2 = p2
         self.timeout_s = timeout_s
-        self.pin = pin
         self.prompt = prompt
+        self.tries = tries
+        self.pin = pin
 
     def fields(self) -> tuple:
         """The PIN fields in APDU order."""
         return (self.pin,)
 
     def payload(self) -> bytes:
-        """slot cla ins p1 p2 timeout_s, 5-byte PIN field(s), prompt (ASCII, <= 64)."""
+        """slot cla ins p1 p2 timeout_s prompt tries (u8 each), then the 5-byte PIN field(s)."""
         head = bytes((_slot(self.slot), _u8(self.cla, "cla"), _u8(self.ins, "ins"),
-                      _u8(self.p1, "p1"), _u8(self.p2, "p2"), _u8(self.timeout_s, "timeout_s")))
+                      _u8(self.p1, "p1"), _u8(self.p2, "p2"), _u8(self.timeout_s, "timeout_s"),
+                      _u8(self.prompt, "prompt"), _tries(self.tries)))
         for f in self.fields():
             head += f.payload()
-        return head + _text_bytes(self.prompt, MAX_PROMPT, "prompt")
+        return head
 
     @classmethod
     def parse(cls, p: "Buffer") -> "SecureVerify":
-        """Decode; BAD_PAYLOAD on a bad template or prompt."""
-        _need_len(p, 11, 11 + MAX_PROMPT, "SECURE_VERIFY")
-        return cls(_slot(p[0]), p[1], p[2], p[3], p[4], p[5], PinField.parse(p[6:11]),
-                   _text(p[11:], MAX_PROMPT, "prompt"))
+        """Decode; BAD_PAYLOAD on a bad PIN field or tries count."""
+        _need_len(p, 13, 13, "SECURE_VERIFY")
+        return cls(_slot(p[0]), p[1], p[2], p[3], p[4], p[5], p[6], _tries(p[7]),
+                   PinField.parse(p[8:13]))
 
 
 class SecureChange(SecureVerify):
     """Two PINs in one APDU: current (old PIN, or PUK for SECURE_UNBLOCK) then new."""
 
     TYPE = SECURE_CHANGE
-    FIELDS = ("slot", "cla", "ins", "p1", "p2", "timeout_s", "current", "new", "prompt")
+    FIELDS = ("slot", "cla", "ins", "p1", "p2", "timeout_s", "prompt", "tries", "current",
+              "new")
 
     def __init__(self, slot: int, cla: int, ins: int, p1: int, p2: int, timeout_s: int,
-                 current: PinField, new: PinField, prompt: str) -> None:
+                 prompt: int, tries: int, current: PinField, new: PinField) -> None:
         self.slot = slot
         self.cla = cla
         self.ins = ins
         self.p1 = p1
         self.p2 = p2
         self.timeout_s = timeout_s
+        self.prompt = prompt
+        self.tries = tries
         self.current = current
         self.new = new
-        self.prompt = prompt
 
     def fields(self) -> tuple:
         """The PIN fields in APDU order."""
@@ -719,10 +743,10 @@ class SecureChange(SecureVerify):
 
     @classmethod
     def parse(cls, p: "Buffer") -> "SecureChange":
-        """Decode; BAD_PAYLOAD on a bad template or prompt."""
-        _need_len(p, 16, 16 + MAX_PROMPT, TYPE_NAMES[cls.TYPE])
-        return cls(_slot(p[0]), p[1], p[2], p[3], p[4], p[5], PinField.parse(p[6:11]),
-                   PinField.parse(p[11:16]), _text(p[16:], MAX_PROMPT, "prompt"))
+        """Decode; BAD_PAYLOAD on a bad PIN field or tries count."""
+        _need_len(p, 18, 18, TYPE_NAMES[cls.TYPE])
+        return cls(_slot(p[0]), p[1], p[2], p[3], p[4], p[5], p[6], _tries(p[7]),
+                   PinField.parse(p[8:13]), PinField.parse(p[13:18]))
 
 
 class SecureUnblock(SecureChange):
@@ -801,34 +825,63 @@ class ConfirmResult(Message):
 
 
 class Display(Message):
-    """Lines to show until the next prompt or DISPLAY (an empty list clears the screen)."""
+    """Lines to show (an empty list clears the screen); secret_s > 0 marks a secret screen.
+
+    A secret screen (a code) leaves the display after min(secret_s, MAX_SECRET_S) seconds,
+    on OK, or when the Vitale card is removed, and is never restored after a prompt.
+    """
 
     TYPE = DISPLAY
-    FIELDS = ("lines",)
+    FIELDS = ("lines", "secret_s")
 
-    def __init__(self, lines: list) -> None:
+    def __init__(self, lines: list, secret_s: int = 0) -> None:
         self.lines = list(lines)
+        self.secret_s = secret_s
 
     def payload(self) -> bytes:
-        """count u8, then the lines joined by LF (ASCII, <= 128 bytes)."""
+        """secret_s u8, count u8, then the lines joined by LF (ASCII, <= 128 bytes)."""
         n = len(self.lines)
         if n > MAX_LINES:
             raise _bad("%d lines > %d" % (n, MAX_LINES))
         for line in self.lines:
             if "\n" in line:
                 raise _bad("LF inside a line")
-        return bytes((n,)) + _text_bytes("\n".join(self.lines), MAX_TEXT, "text")
+        return bytes((_u8(self.secret_s, "secret_s"), n)) + _text_bytes(
+            "\n".join(self.lines), MAX_TEXT, "text")
 
     @classmethod
     def parse(cls, p: "Buffer") -> "Display":
         """Decode; BAD_PAYLOAD if the line count disagrees with the text."""
-        _need_len(p, 1, 1 + MAX_TEXT, "DISPLAY")
-        n = p[0]
-        text = _text(p[1:], MAX_TEXT, "text")
+        _need_len(p, 2, 2 + MAX_TEXT, "DISPLAY")
+        n = p[1]
+        text = _text(p[2:], MAX_TEXT, "text")
         lines = text.split("\n") if n else []
         if n > MAX_LINES or len(lines) != n or (not n and text):
             raise _bad("line count %d does not match the text" % n)
-        return cls(lines)
+        return cls(lines, p[0])
+
+
+class Identity(Message):
+    """The daemon's identity (certificate fingerprint) the terminal shows when F1 is pressed."""
+
+    TYPE = IDENTITY
+    FIELDS = ("text",)
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def payload(self) -> bytes:
+        """text (ASCII + LF, 1..128)."""
+        raw = _text_bytes(self.text, MAX_IDENTITY, "text")
+        if not raw:
+            raise _bad("empty IDENTITY text")
+        return raw
+
+    @classmethod
+    def parse(cls, p: "Buffer") -> "Identity":
+        """Decode; BAD_PAYLOAD on empty or non-ASCII text."""
+        _need_len(p, 1, MAX_IDENTITY, "IDENTITY")
+        return cls(_text(p, MAX_IDENTITY, "text"))
 
 
 class Event(Message):
@@ -886,7 +939,8 @@ _CLASSES = {  # type: Any
     HELLO: Hello, HELLO_ACK: HelloAck, SLOT_STATUS_RSP: SlotStatusRsp, ATR: Atr,
     TRANSMIT: Transmit, RESPONSE: Response, SECURE_VERIFY: SecureVerify,
     SECURE_CHANGE: SecureChange, SECURE_UNBLOCK: SecureUnblock, PIN_RESULT: PinResult,
-    CONFIRM: Confirm, CONFIRM_RESULT: ConfirmResult, DISPLAY: Display, EVENT: Event, ERROR: Error,
+    CONFIRM: Confirm, CONFIRM_RESULT: ConfirmResult, DISPLAY: Display, IDENTITY: Identity,
+    EVENT: Event, ERROR: Error,
 }
 
 

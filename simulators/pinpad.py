@@ -60,6 +60,7 @@ class SimulatedDisplay:
         self.keypad = keypad
         self.lines: list[str] = []
         self.history: list[list[str]] = []
+        self.secret_s: float = 0
         self._lock = threading.Lock()
 
     def screen(self) -> str:
@@ -72,8 +73,9 @@ class SimulatedDisplay:
             self.lines = list(lines)
             self.history.append(list(lines))
 
-    async def show(self, lines: Sequence[str]) -> None:
-        """Display lines of text."""
+    async def show(self, lines: Sequence[str], *, secret_s: float = 0) -> None:
+        """Display lines of text (secret_s: how long a code may stay; recorded only)."""
+        self.secret_s = secret_s
         self._set(lines)
 
     async def confirm(self, text: str, *, timeout: float) -> str:

@@ -22,6 +22,7 @@ from contracts.consent import CONSENT_HEADER
 from edged.api.errors import DMP_ERROR
 from edged.api.jsonrpc import INVALID_PARAMS, RpcError
 from edged.api.method import BOOL, INT, STR, Method, b64_param, obj, on_card
+from edged.readers.ui import CODE_SCREEN_S
 from edged.services import cards
 
 if TYPE_CHECKING:
@@ -119,7 +120,8 @@ async def dmp_create(daemon: Daemon, conn: Connection, params: dict[str, Any]) -
                                        json_body={"ins_oid": oid}, headers=headers)
         password = str(answer.get("patient_password", ""))
         if daemon.ui is not None and password:
-            await daemon.ui.show(["DMP created", "Your password:", password])
+            await daemon.ui.show(["DMP créé", "Mot de passe :", password],
+                                 secret_s=CODE_SCREEN_S)
         return {"ins": answer.get("ins", ins), "ins_oid": answer.get("ins_oid", oid),
                 "status": answer.get("status"), "patient_password": password,
                 "notice": answer.get("notice", "")}

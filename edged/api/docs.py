@@ -48,7 +48,7 @@ Every error has `data.reason`, a stable machine-readable string; some add fields
 | {errors.NOT_PAIRED} | the client must pair first | `not_paired` |
 | {errors.FORBIDDEN} | the client lacks a scope (`data.scopes` lists the accepted ones) | `missing_scope` |
 | {errors.REVOKED} | the client's certificate was revoked; the socket closes (4403) | `revoked` |
-| {errors.RATE_LIMITED} | too many calls (`data.retry_after` seconds) or connections | `rate_limited`, `too_many_connections` |
+| {errors.RATE_LIMITED} | too many calls (`data.retry_after` seconds) or connections, or a prompt of this client already waiting on the terminal | `rate_limited`, `too_many_connections`, `prompt_pending` |
 | {errors.TOO_LARGE} | message larger than the limit | `too_large` |
 | {errors.CARD_ERROR} | card problem | `no_card`, `card_removed`, `card_busy`, `timeout`, `card_unreadable`, `card_refused` (`data.sw`), `reader_error` |
 | {errors.PIN_ERROR} | PIN problem | `wrong_pin` (`data.tries_left`), `pin_blocked`, `pin_cancelled`, `no_pin_pad`, `pin_required` |

@@ -16,6 +16,7 @@ from edged.api.method import BOOL as _BOOL
 from edged.api.method import INT as _INT
 from edged.api.method import MAX_SIGN_BYTES, PROTOCOL_VERSION, Method, b64_param, obj, on_card
 from edged.api.method import STR as _STR
+from edged.api.prompts import MAX_PROMPT_S, one_prompt
 from edged.readers.ui import fit_lines
 from edged.services import cards
 
@@ -82,10 +83,11 @@ async def cps_pin_status(daemon: Daemon, conn: Connection, params: dict[str, Any
 
 async def cps_verify_pin(daemon: Daemon, conn: Connection, params: dict[str, Any]) -> Any:
     """cps.verify_pin: typed on the terminal keypad; never retried automatically."""
-    timeout = float(params.get("timeout", daemon.config.pin_timeout))
-    result = await on_card(daemon, conn, "cps",
-                            lambda p: cards.verify_pin(p, timeout), "cps.verify_pin",
-                            timeout=timeout + daemon.config.card_timeout)
+    timeout = min(float(params.get("timeout", daemon.config.pin_timeout)), MAX_PROMPT_S)
+    async with one_prompt(daemon, conn):
+        result = await on_card(daemon, conn, "cps",
+                                lambda p: cards.verify_pin(p, timeout), "cps.verify_pin",
+                                timeout=timeout + daemon.config.card_timeout)
     daemon.audit_event("pin.verify", conn, outcome=result["result"],
                        tries_left=result["tries_left"])
     daemon.bus.publish("pin.state", result=result["result"], tries_left=result["tries_left"])
@@ -114,8 +116,10 @@ async def consent_ask(daemon: Daemon, conn: Connection, params: dict[str, Any]) 
     """consent.ask: a question on the terminal display, answered with OK or Cancel."""
     if daemon.ui is None:
         raise TerminalUnavailable("no terminal display and keys to ask the patient")
-    timeout = float(params.get("timeout", 60))
-    answer = await daemon.ui.confirm("\n".join(fit_lines(params["text"])), timeout=timeout)
+    timeout = min(float(params.get("timeout", MAX_PROMPT_S)), MAX_PROMPT_S)
+    async with one_prompt(daemon, conn):
+        answer = await daemon.ui.confirm("\n".join(fit_lines(params["text"])),
+                                         timeout=timeout)
     daemon.audit_event("consent.answer", conn, answer=answer)
     return {"answer": answer}
 
@@ -190,7 +194,7 @@ _CORE = [
            result=obj({"tries_left": _INT, "max_tries": _INT, "blocked": _BOOL})),
     Method("cps.verify_pin", cps_verify_pin, "The holder types the PIN on the terminal keypad; "
            "the result says ok, wrong (tries left), blocked or cancelled. No method takes a PIN.",
-           _SIGN, obj({"timeout": {"type": "number", "minimum": 5, "maximum": 120}}),
+           _SIGN, obj({"timeout": {"type": "number", "minimum": 5, "maximum": MAX_PROMPT_S}}),
            _PIN_RESULT),
     Method("cps.sign", cps_sign, "Sign data with the CPS card (SHA-256, RSA PKCS#1 v1.5, "
            "split hash); needs the PIN verified.", _SIGN,
@@ -204,7 +208,8 @@ _CORE = [
     Method("consent.ask", consent_ask, "Show a question on the terminal; the patient answers "
            "OK or Cancel.", frozenset({"dmp:read", "dmp:write", "dmp:emergency"}),
            obj({"text": {"type": "string", "minLength": 1, "maxLength": 200},
-                 "timeout": {"type": "number", "minimum": 5, "maximum": 300}}, ("text",)),
+                 "timeout": {"type": "number", "minimum": 5, "maximum": MAX_PROMPT_S}},
+               ("text",)),
            obj({"answer": {"type": "string", "enum": ["ok", "cancel", "timeout"]}})),
     Method("events.subscribe", events_subscribe, "Receive card.inserted, card.removed, "
            "pin.state and terminal.cancel (Cancel pressed outside a prompt) notifications on "

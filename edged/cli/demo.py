@@ -135,7 +135,7 @@ async def _scenario(port: int, fingerprint: str, control_address: str, name: str
 
         _step(8, "The patient is asked, on the terminal, to let the doctor read the DMP")
         asked = asyncio.ensure_future(client.call("consent.ask", {
-            "text": f"Allow {info['display_name']} to read your DMP?"}))
+            "text": f"Autoriser {info['display_name']} à consulter votre DMP ?"}))
         print(_screen(await _wait_screen(control, r"DMP")))
         await asyncio.to_thread(control.press, "OK")
         _say(f"patient's answer: {(await asked)['answer']}")

@@ -38,6 +38,7 @@ __all__ = [
     "FrameParser",
     "Hello",
     "HelloAck",
+    "Identity",
     "LinkError",
     "LinkErrorMessage",
     "Message",
@@ -47,6 +48,7 @@ __all__ = [
     "PinResult",
     "PowerOff",
     "PowerOn",
+    "PromptKind",
     "Response",
     "SecureChange",
     "SecureUnblock",
@@ -64,7 +66,7 @@ __all__ = [
 
 SOF = 0xA5
 FRAME_VERSION = 1
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2  # 2: firmware-owned PIN prompts and policy, secret screens, IDENTITY
 HEADER_LEN = 6  # SOF VER SEQ TYPE LEN_HI LEN_LO
 OVERHEAD = 8  # header + CRC
 MAX_PAYLOAD = 512  # a short APDU (262 with the slot byte) or a 258-byte response fits
@@ -76,11 +78,13 @@ MAX_ATR = 33  # ISO 7816-3 §8.2.1
 MAX_RESPONSE = 258
 MAX_TEXT = 128
 MAX_LINES = 8
-MAX_PROMPT = 64
 MAX_DETAIL = 64
 MAX_PIN_DIGITS = 12
 MAX_PIN_BLOCK = 16
 NO_SLOT = 0xFF
+TRIES_UNKNOWN = 0xFF  # SECURE_* `tries` when the host does not know the PIN counter
+MAX_SECRET_S = 60  # the terminal clears a secret screen after at most this long
+MAX_IDENTITY = 128
 
 
 class MessageType(enum.IntEnum):
@@ -97,6 +101,7 @@ class MessageType(enum.IntEnum):
     CONFIRM = 0x09
     DISPLAY = 0x0A
     ABORT = 0x0B
+    IDENTITY = 0x0C
     ACK = 0x80
     HELLO_ACK = 0x81
     SLOT_STATUS_RSP = 0x82
@@ -134,6 +139,7 @@ class ErrorCode(enum.IntEnum):
     PROMPT_TIMEOUT = 0x21
     ABORTED = 0x22
     PIN_MISMATCH = 0x23
+    PIN_POLICY = 0x24  # the terminal's PIN policy refused a secure PIN request
     INTERNAL = 0x30
 
 
@@ -168,6 +174,12 @@ class PinEncoding(enum.IntEnum):
 
     ASCII = 0  # one '0'..'9' byte per digit
     BCD = 1  # two digits per byte, high nibble first; an odd tail takes the pad's low nibble
+
+
+class PromptKind(enum.IntEnum):
+    """Secure PIN prompts the firmware owns (its text, card, slot and PIN reference)."""
+
+    PIN_CPS = 1  # the CPS holder PIN, reference 01, CPS slot 0
 
 
 class LinkError(Exception):
@@ -620,9 +632,18 @@ class PinField:
         return f
 
 
+def _tries_ok(v: int) -> bool:
+    # ISO 7816-4 §11.5.6 (63Cx): a PIN counter is 0..15, or TRIES_UNKNOWN.
+    return isinstance(v, int) and (0 <= v <= 15 or v == TRIES_UNKNOWN)
+
+
 @dataclass(frozen=True)
 class SecureVerify(Message):
-    """Terminal-side PIN entry + VERIFY built from a template; answered by PinResult."""
+    """PIN typed under a firmware-owned prompt into a VERIFY the terminal builds; PinResult.
+
+    CLA INS P1 P2 state what the host wants sent; the terminal refuses (ERROR PIN_POLICY)
+    anything but what the prompt allows.
+    """
 
     TYPE: ClassVar[MessageType] = MessageType.SECURE_VERIFY
     slot: int
@@ -631,24 +652,30 @@ class SecureVerify(Message):
     p1: int
     p2: int
     timeout_s: int
+    prompt: int
+    tries: int
     pin: PinField
-    prompt: str
 
     def _head(self) -> bytes:
+        if not _tries_ok(self.tries):
+            raise EncodeError(f"tries {self.tries!r}")
         return bytes((_check_slot_enc(self.slot), *(
             _check_u8(v, "template byte")
-            for v in (self.cla, self.ins, self.p1, self.p2, self.timeout_s))))
+            for v in (self.cla, self.ins, self.p1, self.p2, self.timeout_s, self.prompt)),
+            self.tries))
 
     def to_payload(self) -> bytes:
-        """slot cla ins p1 p2 timeout_s, PIN field, prompt."""
-        return self._head() + self.pin.to_bytes() + _text_enc(self.prompt, MAX_PROMPT, "prompt")
+        """slot cla ins p1 p2 timeout_s prompt tries, PIN field."""
+        return self._head() + self.pin.to_bytes()
 
     @classmethod
     def parse(cls, p: bytes) -> SecureVerify:
         """Decode."""
-        _need(p, 11, 11 + MAX_PROMPT, "SECURE_VERIFY")
-        return cls(_slot(p[0]), p[1], p[2], p[3], p[4], p[5], PinField.parse(p[6:11]),
-                   _text_dec(p[11:], MAX_PROMPT, "prompt"))
+        _need(p, 13, 13, "SECURE_VERIFY")
+        if not _tries_ok(p[7]):
+            raise _bad(f"tries {p[7]}")
+        return cls(_slot(p[0]), p[1], p[2], p[3], p[4], p[5], p[6], p[7],
+                   PinField.parse(p[8:13]))
 
 
 @dataclass(frozen=True)
@@ -662,24 +689,29 @@ class SecureChange(Message):
     p1: int
     p2: int
     timeout_s: int
+    prompt: int
+    tries: int
     current: PinField
     new: PinField
-    prompt: str
 
     def to_payload(self) -> bytes:
-        """slot cla ins p1 p2 timeout_s, current field, new field, prompt."""
+        """slot cla ins p1 p2 timeout_s prompt tries, current field, new field."""
+        if not _tries_ok(self.tries):
+            raise EncodeError(f"tries {self.tries!r}")
         head = bytes((_check_slot_enc(self.slot), *(
             _check_u8(v, "template byte")
-            for v in (self.cla, self.ins, self.p1, self.p2, self.timeout_s))))
-        return (head + self.current.to_bytes() + self.new.to_bytes()
-                + _text_enc(self.prompt, MAX_PROMPT, "prompt"))
+            for v in (self.cla, self.ins, self.p1, self.p2, self.timeout_s, self.prompt)),
+            self.tries))
+        return head + self.current.to_bytes() + self.new.to_bytes()
 
     @classmethod
     def parse(cls, p: bytes) -> SecureChange:
         """Decode."""
-        _need(p, 16, 16 + MAX_PROMPT, cls.TYPE.name)
-        return cls(_slot(p[0]), p[1], p[2], p[3], p[4], p[5], PinField.parse(p[6:11]),
-                   PinField.parse(p[11:16]), _text_dec(p[16:], MAX_PROMPT, "prompt"))
+        _need(p, 18, 18, cls.TYPE.name)
+        if not _tries_ok(p[7]):
+            raise _bad(f"tries {p[7]}")
+        return cls(_slot(p[0]), p[1], p[2], p[3], p[4], p[5], p[6], p[7],
+                   PinField.parse(p[8:13]), PinField.parse(p[13:18]))
 
 
 @dataclass(frozen=True)
@@ -751,26 +783,53 @@ class ConfirmResult(Message):
 
 @dataclass(frozen=True)
 class Display(Message):
-    """Lines to show (an empty tuple clears the screen); answered by Ack."""
+    """Lines to show (an empty tuple clears the screen); answered by Ack.
+
+    secret_s > 0 marks a secret screen (a code): the terminal clears it after
+    min(secret_s, MAX_SECRET_S) seconds, on OK or on a card removal, and never restores it.
+    """
 
     TYPE: ClassVar[MessageType] = MessageType.DISPLAY
     lines: tuple[str, ...] = field(repr=False)
+    secret_s: int = 0
 
     def to_payload(self) -> bytes:
-        """count u8, lines joined by LF."""
+        """secret_s u8, count u8, lines joined by LF."""
         if len(self.lines) > MAX_LINES or any("\n" in line for line in self.lines):
             raise EncodeError(f"at most {MAX_LINES} lines, no LF inside a line")
-        return bytes((len(self.lines),)) + _text_enc("\n".join(self.lines), MAX_TEXT, "text")
+        return bytes((_check_u8(self.secret_s, "secret_s"), len(self.lines))) + _text_enc(
+            "\n".join(self.lines), MAX_TEXT, "text")
 
     @classmethod
     def parse(cls, p: bytes) -> Display:
         """Decode."""
-        _need(p, 1, 1 + MAX_TEXT, "DISPLAY")
-        text = _text_dec(p[1:], MAX_TEXT, "text")
-        lines = tuple(text.split("\n")) if p[0] else ()
-        if p[0] > MAX_LINES or len(lines) != p[0] or (not p[0] and text):
-            raise _bad(f"line count {p[0]} does not match the text")
-        return cls(lines)
+        _need(p, 2, 2 + MAX_TEXT, "DISPLAY")
+        text = _text_dec(p[2:], MAX_TEXT, "text")
+        lines = tuple(text.split("\n")) if p[1] else ()
+        if p[1] > MAX_LINES or len(lines) != p[1] or (not p[1] and text):
+            raise _bad(f"line count {p[1]} does not match the text")
+        return cls(lines, p[0])
+
+
+@dataclass(frozen=True)
+class Identity(Message):
+    """The daemon's certificate fingerprint, shown by the terminal when F1 is pressed; Ack."""
+
+    TYPE: ClassVar[MessageType] = MessageType.IDENTITY
+    text: str
+
+    def to_payload(self) -> bytes:
+        """text (ASCII + LF, 1..128)."""
+        raw = _text_enc(self.text, MAX_IDENTITY, "text")
+        if not raw:
+            raise EncodeError("empty IDENTITY text")
+        return raw
+
+    @classmethod
+    def parse(cls, p: bytes) -> Identity:
+        """Decode."""
+        _need(p, 1, MAX_IDENTITY, "IDENTITY")
+        return cls(_text_dec(p, MAX_IDENTITY, "text"))
 
 
 @dataclass(frozen=True)
@@ -824,7 +883,7 @@ _CLASSES: dict[int, type[Message]] = {
     cls.TYPE: cls
     for cls in (Hello, HelloAck, SlotStatus, SlotStatusResponse, PowerOn, PowerOff, Atr,
                 Transmit, Response, SecureVerify, SecureChange, SecureUnblock, PinResult,
-                Confirm, ConfirmResult, Display, Abort, Ack, Event, LinkErrorMessage)
+                Confirm, ConfirmResult, Display, Identity, Abort, Ack, Event, LinkErrorMessage)
 }
 
 

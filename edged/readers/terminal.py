@@ -1,9 +1,10 @@
 """The bifente terminal as a reader: the link over pyserial, its slots as transports, its UI.
 
 - `TerminalLink(path)`: opens the serial port (/dev/bifente-terminal, or the virtual
-  terminal's pty), handshakes, sends one request at a time with sequence numbers, resends
-  safely (the terminal answers a repeated frame from its kept answer, never running it twice),
-  and routes answers and EVENT frames from a reader thread (docs/link-protocol.md).
+  terminal's pty), handshakes, sends requests with sequence numbers on two lanes (one prompt
+  and one card request in flight at a time, as the terminal runs them), resends safely (the
+  terminal answers a repeated frame from its kept answer, never running it twice), and
+  routes answers and EVENT frames from a reader thread (docs/link-protocol.md).
 - `TerminalTransport(link, slot)`: apdu's Transport and SecurePinEntry over the link.
 - `TerminalUI(link)`: edged.readers.ui.TerminalUI (display text, OK / Cancel prompts).
 - `TerminalReader(path, on_card=..., on_state=...)`: keeps a link up (reconnects with capped
@@ -20,6 +21,7 @@ import contextlib
 import logging
 import math
 import queue
+import re
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -30,11 +32,13 @@ import serial
 from apdu.errors import CardRemoved, PinCancelled, TransportError
 from edged.readers.link import (
     INTERBYTE_TIMEOUT_S,
+    MAX_IDENTITY,
     MAX_LINES,
     MAX_PAYLOAD,
-    MAX_PROMPT,
+    MAX_SECRET_S,
     MAX_TEXT,
     PROTOCOL_VERSION,
+    TRIES_UNKNOWN,
     Abort,
     Ack,
     Atr,
@@ -51,6 +55,7 @@ from edged.readers.link import (
     FrameParser,
     Hello,
     HelloAck,
+    Identity,
     LinkErrorMessage,
     Message,
     MessageType,
@@ -59,6 +64,7 @@ from edged.readers.link import (
     PinResult,
     PowerOff,
     PowerOn,
+    PromptKind,
     Response,
     SecureChange,
     SecureUnblock,
@@ -71,7 +77,7 @@ from edged.readers.link import (
     encode_message,
 )
 from edged.readers.pcsc import NoCard
-from edged.readers.ui import DISPLAY_COLUMNS, DISPLAY_LINES, Answer, fit_lines, fold_ascii
+from edged.readers.ui import DISPLAY_COLUMNS, DISPLAY_LINES, Answer, fit_lines
 
 __all__ = [
     "TerminalClosed",
@@ -82,6 +88,7 @@ __all__ = [
     "TerminalTimeout",
     "TerminalTransport",
     "TerminalUI",
+    "identity_text",
     "parse_reader",
 ]
 
@@ -95,6 +102,8 @@ RESEND_AFTER_S = 2.0
 _MANGLED = frozenset({ErrorCode.BAD_CRC, ErrorCode.TRUNCATED, ErrorCode.OVERSIZE,
                       ErrorCode.BAD_VERSION})
 _REMOVED = frozenset({ErrorCode.NO_CARD, ErrorCode.CARD_REMOVED})
+# The terminal's prompt lane owns the screen: a DISPLAY waits for a prompt, never covers it.
+_PROMPTS = (Confirm, SecureVerify, SecureChange, SecureUnblock, Display)
 _CANCELLED = {
     ErrorCode.USER_CANCELLED: "PIN entry cancelled on the terminal",
     ErrorCode.PROMPT_TIMEOUT: "PIN entry timed out on the terminal",
@@ -147,7 +156,7 @@ class _Pending:
 
 
 class TerminalLink:
-    """One open serial link to a terminal: one request at a time, events to a callback."""
+    """One open serial link to a terminal: a prompt lane and a card lane, events to a callback."""
 
     def __init__(self, path: str, *, timeout: float = REQUEST_TIMEOUT_S,
                  resend_after: float = RESEND_AFTER_S,
@@ -165,7 +174,10 @@ class TerminalLink:
         self.link_errors = 0  # bad frames from the terminal, and our frames it rejected
         self._serial: serial.Serial | None = None
         self._reader: threading.Thread | None = None
-        self._request_lock = threading.Lock()  # one request at a time (ABORT excepted)
+        # Two lanes, as in the firmware (review M2): a prompt waiting for the patient or the
+        # holder does not hold the card link. ABORT takes neither.
+        self._request_lock = threading.Lock()  # card lane: one request at a time
+        self._prompt_lock = threading.Lock()  # prompt lane: CONFIRM, SECURE_*
         self._write_lock = threading.Lock()
         self._seq_lock = threading.Lock()
         self._seq = 0
@@ -322,7 +334,8 @@ class TerminalLink:
 
     def request(self, msg: Message, *, timeout: float | None = None) -> Message:
         """Send one request and return its answer; TerminalError on ERROR or no answer."""
-        with self._request_lock:
+        lock = self._prompt_lock if isinstance(msg, _PROMPTS) else self._request_lock
+        with lock:
             return self._exchange(msg, self.timeout if timeout is None else timeout)
 
     def _exchange(self, msg: Message, timeout: float) -> Message:
@@ -432,9 +445,17 @@ class TerminalLink:
         assert isinstance(answer, ConfirmResult)
         return answer.result
 
-    def display(self, lines: Sequence[str]) -> None:
-        """Replace the screen (at most 8 lines, ASCII, 128 bytes with the separators)."""
-        self._expect(self.request(Display(tuple(lines))), Ack)
+    def display(self, lines: Sequence[str], secret_s: int = 0) -> None:
+        """Replace the screen (at most 8 lines, ASCII, 128 bytes with the separators).
+
+        secret_s > 0: a code, cleared by the terminal after that long (at most 60 s), on OK
+        or a card removal, and never restored after a prompt.
+        """
+        self._expect(self.request(Display(tuple(lines), secret_s)), Ack)
+
+    def identity(self, text: str) -> None:
+        """Give the terminal the daemon's fingerprint text, shown when F1 is pressed."""
+        self._expect(self.request(Identity(text)), Ack)
 
 
 # -- transports ----------------------------------------------------------------------------------
@@ -450,8 +471,14 @@ def _timeout_s(timeout: float) -> int:
     return max(1, min(255, math.ceil(timeout)))
 
 
-def _prompt(text: str) -> str:
-    return fold_ascii(text).replace("\n", " ")[:MAX_PROMPT]
+# apdu.cps words the prompt "PIN CPS (3 left)"; the terminal writes its own prompt text and
+# takes only the count from the host (SecurePinEntry passes it inside the prompt string).
+_TRIES = re.compile(r"\((\d+) left\)")
+
+
+def _tries(prompt: str) -> int:
+    found = _TRIES.search(prompt)
+    return min(int(found.group(1)), 15) if found else TRIES_UNKNOWN
 
 
 class TerminalTransport:
@@ -511,11 +538,15 @@ class TerminalTransport:
 
     def secure_verify(self, template: bytes, *, min_length: int, max_length: int,
                       pad_to: int, pad_byte: int, prompt: str, timeout: float) -> int:
-        """PIN typed on the terminal keypad into a VERIFY built there; the SW (or PinCancelled)."""
+        """PIN typed on the terminal keypad into a VERIFY built there; the SW (or PinCancelled).
+
+        The terminal shows its own "PIN carte CPS" prompt and refuses (TerminalError
+        PIN_POLICY) a template, slot or card its PIN policy does not allow.
+        """
         cla, ins, p1, p2 = template[:4]
         pin = PinField(min_length, max_length, pad_byte, pad_to, PinEncoding.ASCII)
-        return self._secure(SecureVerify(self.slot, cla, ins, p1, p2, _timeout_s(timeout), pin,
-                                         _prompt(prompt)))
+        return self._secure(SecureVerify(self.slot, cla, ins, p1, p2, _timeout_s(timeout),
+                                         PromptKind.PIN_CPS, _tries(prompt), pin))
 
     def secure_change(self, template: bytes, *, current_length: tuple[int, int],
                       new_length: tuple[int, int], pad_to: int, pad_byte: int, prompt: str,
@@ -537,8 +568,8 @@ class TerminalTransport:
         cla, ins, p1, p2 = template[:4]
         fields = [PinField(lo, hi, pad_byte, pad_to, PinEncoding.ASCII) for lo, hi in (current,
                                                                                       new)]
-        return self._secure(cls(self.slot, cla, ins, p1, p2, _timeout_s(timeout), fields[0],
-                                fields[1], _prompt(prompt)))
+        return self._secure(cls(self.slot, cla, ins, p1, p2, _timeout_s(timeout),
+                                PromptKind.PIN_CPS, _tries(prompt), fields[0], fields[1]))
 
 
 # -- UI ------------------------------------------------------------------------------------------
@@ -562,10 +593,15 @@ class TerminalUI:
     def __init__(self, link: TerminalLink) -> None:
         self.link = link
 
-    async def show(self, lines: Sequence[str]) -> None:
-        """Show lines (folded to ASCII, wrapped to 16 columns, at most 8 rows)."""
+    async def show(self, lines: Sequence[str], *, secret_s: float = 0) -> None:
+        """Show lines (folded to ASCII, wrapped to 16 columns, at most 8 rows).
+
+        secret_s > 0 marks a code: the terminal clears it after that many seconds (capped
+        at 60), on OK or on a card removal, and never shows it again after a prompt.
+        """
         fitted = _fit(lines, min(DISPLAY_LINES, MAX_LINES))
-        await asyncio.to_thread(self.link.display, fitted)
+        secret = 0 if secret_s <= 0 else max(1, min(MAX_SECRET_S, math.ceil(secret_s)))
+        await asyncio.to_thread(self.link.display, fitted, secret)
 
     async def confirm(self, text: str, *, timeout: float) -> Answer:
         """Ask on the terminal; 'ok', 'cancel' or 'timeout' (the terminal times the prompt)."""
@@ -590,6 +626,14 @@ class TerminalUI:
             log.debug("abort: %s", exc)
 
 
+def identity_text(fingerprint: str) -> str:
+    """The fingerprint as the terminal shows it on F1: 4-digit groups, three per 16-column row."""
+    hexdigits = "".join(c for c in fingerprint.lower() if c in "0123456789abcdef")
+    groups = [hexdigits[i:i + 4] for i in range(0, len(hexdigits), 4)]
+    rows = [" ".join(groups[i:i + 3]) for i in range(0, len(groups), 3)]
+    return "\n".join(rows)[:MAX_IDENTITY] or "?"
+
+
 # -- supervisor ----------------------------------------------------------------------------------
 class TerminalReader:
     """Keeps a link to the terminal up and reports cards and connection state.
@@ -603,8 +647,10 @@ class TerminalReader:
     def __init__(self, path: str, *, on_card: Callable[[int, bool, bytes], None] | None = None,
                  on_state: Callable[[bool], None] | None = None,
                  on_cancel: Callable[[], None] | None = None, timeout: float = REQUEST_TIMEOUT_S,
-                 keepalive: float = 2.0, backoff: tuple[float, float] = (0.5, 10.0)) -> None:
+                 keepalive: float = 2.0, backoff: tuple[float, float] = (0.5, 10.0),
+                 fingerprint: Callable[[], str] | None = None) -> None:
         self.path = path
+        self.fingerprint = fingerprint  # the daemon's, shown by the terminal on F1
         self.on_card = on_card
         self.on_state = on_state
         self.on_cancel = on_cancel
@@ -675,6 +721,8 @@ class TerminalReader:
                             on_lost=self._events.put)
         link.open()
         self.link = link
+        if self.fingerprint is not None:
+            link.identity(identity_text(self.fingerprint()))
         self.connects += 1
         self._connected.set()
         if self.on_state is not None:
@@ -716,6 +764,11 @@ class TerminalReader:
             link.power_off(slot)
         except TerminalRestarted:
             raise
+        except TerminalTimeout as exc:
+            # The slot is BUSY under a PIN prompt (a card swapped meanwhile), or the terminal
+            # is slow: not seen yet; the next keepalive's SLOT_STATUS tries again.
+            log.info("terminal slot %d: card not read yet: %s", slot, exc)
+            return
         except TerminalError as exc:
             if exc.code in _REMOVED:
                 return

@@ -6,12 +6,18 @@ import unicodedata
 from collections.abc import Sequence
 from typing import Literal, Protocol, runtime_checkable
 
-__all__ = ["Answer", "TerminalUI", "fit_lines", "fold_ascii"]
+__all__ = ["CODE_SCREEN_S", "PAIRING_SCREEN_S", "Answer", "TerminalUI", "fit_lines",
+           "fold_ascii"]
 
 Answer = Literal["ok", "cancel", "timeout"]
 # The terminal's SSD1306 (128 x 64 px) with framebuf's 8 x 8 font: 16 columns, 8 rows, ASCII.
 DISPLAY_COLUMNS = 16
 DISPLAY_LINES = 8
+# Review M3: a code (a patient's password or login code) leaves the shared screen after about
+# 30 s, on OK or when the Vitale card is removed; a pairing code stays a little longer, since
+# the operator types it on another machine. The terminal caps both at 60 s.
+CODE_SCREEN_S = 30.0
+PAIRING_SCREEN_S = 60.0
 ELLIPSIS = "..."
 _FOLD = {"œ": "oe", "Œ": "OE", "æ": "ae", "Æ": "AE", "ß": "ss", "ø": "o", "Ø": "O",
          "ł": "l", "Ł": "L", "đ": "d", "Đ": "D", "\u2026": "...", "«": '"', "»": '"',
@@ -47,8 +53,8 @@ def fold_ascii(text: str) -> str:
 class TerminalUI(Protocol):
     """What the terminal offers for prompts; the PIN itself never goes through here."""
 
-    async def show(self, lines: Sequence[str]) -> None:
-        """Put lines of text on the display."""
+    async def show(self, lines: Sequence[str], *, secret_s: float = 0) -> None:
+        """Put lines of text on the display; secret_s > 0: a code, gone after that long."""
         ...
 
     async def confirm(self, text: str, *, timeout: float) -> Answer:

@@ -52,8 +52,9 @@ from apdu.protocol import CardProtocol
 from contracts.consent import CONSENT_HEADER, encode_header
 from edged.api.errors import CONSENT_ERROR, NoCard, TerminalUnavailable
 from edged.api.jsonrpc import RpcError
+from edged.api.prompts import one_prompt
 from edged.config import ConfigError
-from edged.readers.ui import fit_lines
+from edged.readers.ui import CODE_SCREEN_S, fit_lines
 from edged.services import cards
 from edged.services.consent import ConsentSigner
 from edged.state.sqlite import open_durable, transaction
@@ -122,7 +123,7 @@ class DmpSettings:
             raise ConfigError("dmp.admin_token must be a non-empty string")
         values: dict[str, Any] = {}
         limits = {"consent_ttl": (10, 86400), "feed_consent_ttl": (10, 86400),
-                  "consent_timeout": (5, 300), "http_timeout": (1, 300),
+                  "consent_timeout": (5, 60), "http_timeout": (1, 300),
                   "retry_base": (0.05, 3600), "retry_max": (0.1, 86400)}
         for key, (low, high) in limits.items():
             if key not in table:
@@ -497,12 +498,13 @@ class DmpService:
                            "beneficiaries", "ins_not_on_card")
         if self.daemon.ui is None:
             raise TerminalUnavailable("no terminal display and keys to ask the patient")
-        verb = {"read": "read", "feed": "feed", "create": "create"}[action]
-        text = question or f"Allow {name} to {verb} your DMP?"
+        verb = {"read": "consulter", "feed": "alimenter", "create": "créer"}[action]
+        text = question or f"Autoriser {name} à {verb} votre DMP ?"
         if express:
-            text += " (express consent)"
-        answer = await self.daemon.ui.confirm("\n".join(fit_lines(text)),
-                                              timeout=self.settings.consent_timeout)
+            text += " (consentement exprès)"
+        async with one_prompt(self.daemon, conn):
+            answer = await self.daemon.ui.confirm("\n".join(fit_lines(text)),
+                                                  timeout=self.settings.consent_timeout)
         self.daemon.audit_event("consent.answer", conn, answer=answer, action=action,
                                 patient=mask_nir(ins), professional=professional,
                                 express=express)
@@ -532,15 +534,16 @@ class DmpService:
         session = await self.login(conn.client_id)
         header = await self.ask_consent(
             conn, ins=ins, professional=session.national_id, name=session.display_name,
-            action="read", question="Show your DMP web login code on this terminal?")
+            action="read", question="Afficher votre code de connexion DMP sur ce terminal ?")
         path = "/api/dmp/" + quote(ins, safe="") + "/patient-code"
         _, answer = await self.call(conn.client_id, "POST", path,
                                     headers={CONSENT_HEADER: header})
         code, expires_in = str(answer.get("code", "")), int(answer.get("expires_in") or 0)
         if not code:
             raise DmpError("bad_answer", "the DMP host sent no code")
-        await self.daemon.ui.show(["DMP login code:", code,
-                                   f"valid {max(expires_in // 60, 1)} min"])
+        await self.daemon.ui.show(["Votre code DMP", code,
+                                   f"valable {max(expires_in // 60, 1)} min"],
+                                  secret_s=CODE_SCREEN_S)
         return expires_in
 
     def emergency_granted(self, ins: str) -> bool:

@@ -128,10 +128,10 @@ async def test_d4_d9_d10_consent_asked_each_time_cancel_refuses(edged, slots, pc
         for _ in range(2):  # D10: asked again for each read
             await answered(bench, client.call("dmp.find", {"ins": PIERRE}), "OK")
         assert prompts(bench) == [
-            "Allow Dr Claire MARTIN to create your DMP?",
-            "Allow Dr Claire MARTIN to feed your DMP?",
-            "Allow Dr Claire MARTIN to read your DMP?",
-            "Allow Dr Claire MARTIN to read your DMP?"]
+            "Autoriser Dr Claire MARTIN a creer votre DMP ?",
+            "Autoriser Dr Claire MARTIN a alimenter votre DMP ?",
+            "Autoriser Dr Claire MARTIN a consulter votre DMP ?",
+            "Autoriser Dr Claire MARTIN a consulter votre DMP ?"]
         err = await refused(answered(bench, client.call("dmp.feed", {
             "ins": PIERRE, "cda": b64(cda(PIERRE))}), "CANCEL"))  # D9
         assert (err.code, err.reason) == (-32040, "consent_refused")
@@ -166,8 +166,8 @@ async def test_d6_nurse_creates_and_a_wrong_ins_is_refused(edged, slots, pcscd, 
     async with await bench.client("nurse", "dmp:read", "dmp:write") as client:
         created = await answered(bench, client.call("dmp.create", {"ins": ANNE}), "OK")
         assert created["status"] == "open" and created["ins_oid"] == "1.2.250.1.213.1.4.10"
-        assert prompts(bench) == ["Allow Julie BERNARD to create your DMP?"] or \
-            (prompts(bench)[0].startswith("Allow") and "BERNARD" in prompts(bench)[0])
+        assert prompts(bench) == ["Autoriser Julie BERNARD a creer votre DMP ?"] or \
+            (prompts(bench)[0].startswith("Autoriser") and "BERNARD" in prompts(bench)[0])
         assert await client.call("dmp.exists", {"ins": ANNE}) == {"exists": True,
                                                                    "status": "open"}
         err = await refused(answered(bench, client.call("dmp.create", {"ins": ANNE}), "OK"))
@@ -239,7 +239,7 @@ async def test_d1_occupational_needs_express_consent(edged, slots, pcscd, host, 
         found = await answered(bench, client.call("dmp.find", {"ins": PIERRE,
                                                                "express": True}), "OK")
         assert len(found["documents"]) == 1
-        assert prompts(bench)[-1].endswith("(express consent)")
+        assert prompts(bench)[-1].endswith("(consentement expres)")
 
 
 async def test_d13_d14_emergency_access(edged, slots, pcscd, host, world) -> None:
@@ -633,9 +633,10 @@ async def test_d21_patient_code_shown_on_the_terminal_only(edged, slots, pcscd, 
         result = await answered(bench, client.call("dmp.patient_code", {"ins": PIERRE}), "OK")
         assert result["shown"] is True and 0 < result["expires_in"] <= 600
         assert set(result) == {"shown", "expires_in"}  # no code for the RPC caller
-        assert any("login code" in p for p in prompts(bench))  # the patient consented
+        assert any("code de connexion" in p for p in prompts(bench))  # the patient consented
         lines = bench.display.screen().splitlines()
-        assert lines[0] == "DMP login code:"
+        assert lines[0] == "Votre code DMP"
+        assert 0 < bench.display.secret_s <= 30  # a secret screen: it leaves the terminal
         code = lines[1]
         assert len(code) == 6 and code.isdigit()
         assert code not in json.dumps(result)
@@ -664,7 +665,7 @@ async def test_d21_patient_code_shown_on_the_terminal_only(edged, slots, pcscd, 
         err = await refused(answered(bench, client.call("dmp.patient_code", {"ins": PIERRE}),
                                      "CANCEL"))
         assert err.reason == "consent_refused"
-        assert "DMP login code:" not in bench.display.screen()
+        assert "Votre code DMP" not in bench.display.screen()
 
 
 async def test_d21_patient_code_needs_dmp_read(edged, slots, pcscd, host, world) -> None:

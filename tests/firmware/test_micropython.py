@@ -36,7 +36,9 @@ MIN_TESTS = {
     "t_pinentry": 13,
     "t_keypad": 7,
     "t_display": 4,
-    "t_terminal": 21,
+    "t_terminal": 26,
+    "t_policy": 9,
+    "t_screens": 8,
     "t_slot_hw": 11,
     "t_heap": 1,
 }

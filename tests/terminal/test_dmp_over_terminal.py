@@ -60,16 +60,20 @@ async def test_create_feed_read_with_consent_on_the_virtual_terminal(
             created = await typed(client.call("dmp.create", {"ins": PIERRE}),
                                   "1234", "OK", "OK")  # the PIN, then the patient's OK
             assert created["status"] == "open"
-            assert created["patient_password"] in vt.screen_lines()  # shown to the patient
+            password = created["patient_password"]
+            screen = vt.screen_lines()
+            assert password in screen and "Mot de passe :" in screen  # shown to the patient
             fed = await typed(client.call("dmp.feed", {
                 "ins": PIERRE, "cda": base64.b64encode(cda(PIERRE)).decode()}), "OK")
             assert fed["state"] == "registered"
+            # Review M3: the consent prompt ended, and the password did not come back.
+            assert password not in vt.screen_lines()
             task = asyncio.ensure_future(client.call("dmp.find", {"ins": PIERRE}))
             deadline = loop.time() + 20
-            while "Allow" not in " ".join(vt.screen_lines()):
+            while "Autoriser" not in " ".join(vt.screen_lines()):
                 assert loop.time() < deadline, vt.screen_lines()
                 await asyncio.sleep(0.05)
-            assert "read your DMP?" in " ".join(vt.screen_lines())
+            assert "consulter votre DMP ?" in " ".join(vt.screen_lines())
             await asyncio.to_thread(vt.press, "CANCEL", wait=10)
             with pytest.raises(RemoteError) as exc:
                 await task
@@ -79,3 +83,59 @@ async def test_create_feed_read_with_consent_on_the_virtual_terminal(
     finally:
         await daemon.stop()
         host.stop()
+
+
+async def test_codes_leave_the_screen_and_f1_shows_the_fingerprint(
+        vt: VirtualTerminal, tmp_path: Path) -> None:
+    # Review M3 and issue 13 §3 through the real daemon: the pairing code is a secret screen
+    # that leaves when used; a patient's code leaves on OK and on Vitale removal; F1 shows the
+    # daemon's fingerprint as `bifente discover` prints it.
+    from edged.discovery import format_fingerprint
+
+    config = Config(host="127.0.0.1", port=0, state_dir=tmp_path / "state", mdns=False,
+                    pcsc=False, terminal=vt.pty_path)
+    daemon = Daemon(config)
+    await daemon.start()
+    try:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 20
+        while not daemon.terminal or not daemon.terminal.connected:
+            assert loop.time() < deadline, "the terminal did not connect"
+            await asyncio.sleep(0.05)
+
+        def code() -> str:
+            for _ in range(100):
+                match = re.search(r"Code: (\d{6})", "\n".join(vt.screen_lines()))
+                if match:
+                    assert vt.screen_lines()[0] == "Appairage"
+                    return match.group(1)
+                time.sleep(0.05)
+            raise AssertionError(vt.screen_lines())
+
+        credentials = await pair("127.0.0.1", daemon.server.port, daemon.keystore.fingerprint,
+                                 "desk", ["identity:read"], lambda: asyncio.to_thread(code))
+        assert credentials
+        deadline = loop.time() + 10
+        while not any("termin" in line for line in vt.screen_lines()):
+            assert loop.time() < deadline, vt.screen_lines()  # the code was replaced
+            await asyncio.sleep(0.05)
+        assert not re.search(r"\d{6}", "\n".join(vt.screen_lines()))
+
+        assert daemon.ui is not None
+        await daemon.ui.show(["Mot de passe :", "a9ym-3ptt-kfbg"], secret_s=30)
+        assert "a9ym-3ptt-kfbg" in vt.screen_lines()
+        await asyncio.to_thread(vt.press, "OK", wait=0)  # the patient has noted it
+        assert await asyncio.to_thread(vt.wait_screen, lambda lines: lines == [], 5)
+
+        await daemon.ui.show(["Mot de passe :", "a9ym-3ptt-kfbg"], secret_s=30)
+        await asyncio.to_thread(vt.remove, 1)  # the patient takes the Vitale card and leaves
+        assert await asyncio.to_thread(vt.wait_screen, lambda lines: lines == [], 5)
+        await asyncio.to_thread(vt.insert, 1)
+
+        await asyncio.to_thread(vt.press, "F1", wait=0)
+        groups = format_fingerprint(daemon.keystore.fingerprint).split(" ")
+        assert await asyncio.to_thread(vt.wait_screen, "Empreinte edged", 5)
+        shown = vt.screen_lines()
+        assert shown[1:] == [" ".join(groups[i:i + 3]) for i in range(0, len(groups), 3)]
+    finally:
+        await daemon.stop()

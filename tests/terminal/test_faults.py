@@ -259,7 +259,7 @@ def test_abort_ends_a_prompt_from_the_host(vt: VirtualTerminal, link: TerminalLi
     assert vt.wait_screen("Annule par\nl'hote", 5)  # 17 characters: wrapped
     with TerminalTransport(link, 0) as cps:  # a PIN prompt, aborted from another thread
         session = CpsSession(CardProtocol(cps))
-        stopper = threading.Thread(target=lambda: (vt.wait_screen("Code porteur", 5),
+        stopper = threading.Thread(target=lambda: (vt.wait_screen("Code PIN :", 5),
                                                    link.abort()))
         stopper.start()
         with pytest.raises(PinCancelled, match="aborted"):

@@ -68,9 +68,9 @@ def test_crc_check_value_and_reference() -> None:
 
 def test_hello_frame_worked_by_hand() -> None:
     # docs/link-protocol.md walks through this one byte by byte.
-    assert L.encode_message(1, L.Hello(1, 512)).hex() == "a5010101000301020041a2"
+    assert L.encode_message(1, L.Hello(2, 512)).hex() == "a5010101000302020018f2"
     assert VECTORS["frames"][0] == {**VECTORS["frames"][0], "name": "hello_1",
-                                    "hex": "a5010101000301020041a2"}
+                                    "hex": "a5010101000302020018f2"}
 
 
 @pytest.mark.parametrize("vec", VECTORS["frames"], ids=lambda v: v["name"])
@@ -142,9 +142,14 @@ def test_encoder_refuses_what_the_wire_cannot_carry() -> None:
         L.Transmit(0, b"\x00\xa4"),
         L.Transmit(8, b"\x00\xa4\x00\x00"),
         L.Hello(1, 100),
-        L.SecureVerify(0, 0, 0x20, 0, 1, 30, L.PinField(4, 13), ""),
-        L.SecureVerify(0, 0, 0x20, 0, 1, 30, L.PinField(4, 8, 0xFF, 4), ""),
-        L.SecureVerify(0, 0, 0x20, 0, 1, 300, L.PinField(4, 8), ""),
+        L.SecureVerify(0, 0, 0x20, 0, 1, 30, 1, 3, L.PinField(4, 13)),
+        L.SecureVerify(0, 0, 0x20, 0, 1, 30, 1, 3, L.PinField(4, 8, 0xFF, 4)),
+        L.SecureVerify(0, 0, 0x20, 0, 1, 300, 1, 3, L.PinField(4, 8)),
+        L.SecureVerify(0, 0, 0x20, 0, 1, 30, 1, 16, L.PinField(4, 8)),
+        L.SecureChange(0, 0, 0x24, 0, 1, 30, 256, 3, L.PinField(4, 8), L.PinField(4, 8)),
+        L.Display(("code",), 256),
+        L.Identity(""),
+        L.Identity("empreinte é"),
         L.LinkErrorMessage(1, "two\nlines"),
         L.Response(b"\x90"),
     ]
@@ -169,6 +174,7 @@ pin_fields = st.builds(
     st.integers(0, 16))
 ascii_text = st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=40)
 byte = st.integers(0, 255)
+tries = st.one_of(st.integers(0, 15), st.just(L.TRIES_UNKNOWN))
 slot = st.integers(0, L.MAX_SLOTS - 1)
 
 messages = st.one_of(
@@ -182,16 +188,17 @@ messages = st.one_of(
     st.builds(L.Atr, slot, st.integers(0, 1), byte, st.binary(min_size=2, max_size=33)),
     st.builds(L.Transmit, slot, st.binary(min_size=4, max_size=L.MAX_PAYLOAD - 1)),
     st.builds(L.Response, st.binary(min_size=2, max_size=258)),
-    st.builds(L.SecureVerify, slot, byte, byte, byte, byte, byte, pin_fields, ascii_text),
-    st.builds(L.SecureChange, slot, byte, byte, byte, byte, byte, pin_fields, pin_fields,
-              ascii_text),
-    st.builds(L.SecureUnblock, slot, byte, byte, byte, byte, byte, pin_fields, pin_fields,
-              ascii_text),
+    st.builds(L.SecureVerify, slot, byte, byte, byte, byte, byte, byte, tries, pin_fields),
+    st.builds(L.SecureChange, slot, byte, byte, byte, byte, byte, byte, tries, pin_fields,
+              pin_fields),
+    st.builds(L.SecureUnblock, slot, byte, byte, byte, byte, byte, byte, tries, pin_fields,
+              pin_fields),
     st.builds(L.PinResult, st.integers(0, 0xFFFF)),
     st.builds(L.Confirm, byte, ascii_text.filter(bool)),
     st.builds(L.ConfirmResult, st.sampled_from(L.ConfirmOutcome)),
     st.builds(L.Display, st.lists(st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E),
-                                          max_size=14), max_size=8).map(tuple)),
+                                          max_size=14), max_size=8).map(tuple), byte),
+    st.builds(L.Identity, ascii_text.filter(bool)),
     st.builds(L.Event, st.sampled_from(L.EventKind), st.one_of(slot, st.just(L.NO_SLOT))),
     st.builds(L.LinkErrorMessage, st.sampled_from(L.ErrorCode), ascii_text),
 )

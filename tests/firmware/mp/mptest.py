@@ -6,7 +6,7 @@ import gc
 import sys
 
 MODULES = ("t_link", "t_iso7816", "t_t1", "t_pinentry", "t_keypad", "t_display", "t_terminal",
-           "t_slot_hw", "t_heap")
+           "t_policy", "t_screens", "t_slot_hw", "t_heap")
 
 
 class Skip(Exception):  # named like pytest.skip

@@ -149,9 +149,10 @@ def entry(pin):
     return keys
 
 
-def verify_msg(timeout_s=30):
-    """SECURE_VERIFY for the CPS PIN (reference 01)."""
-    return link.SecureVerify(0, 0x00, 0x20, 0x00, 0x01, timeout_s, PIN4, "Carte CPS")
+def verify_msg(timeout_s=30, tries=3):
+    """SECURE_VERIFY for the CPS PIN (reference 01) under the firmware's PIN CPS prompt."""
+    return link.SecureVerify(0, 0x00, 0x20, 0x00, 0x01, timeout_s, link.PROMPT_PIN_CPS, tries,
+                             PIN4)
 
 
 async def test_requests_before_hello_are_refused():
@@ -162,10 +163,10 @@ async def test_requests_before_hello_are_refused():
 
 async def test_hello_version_check_and_status():
     async with Rig(hello=False, power=False) as rig:
-        bad = await rig.host.request(link.Hello(2, 512))
+        bad = await rig.host.request(link.Hello(1, 512))  # version 1: before the PIN policy
         assert bad.code == link.E_BAD_VERSION
-        ack = await rig.host.request(link.Hello(1, 300))
-        assert (ack.version, ack.max_payload, ack.slots) == (1, link.MAX_PAYLOAD, 2)
+        ack = await rig.host.request(link.Hello(2, 300))
+        assert (ack.version, ack.max_payload, ack.slots) == (2, link.MAX_PAYLOAD, 2)
         assert rig.term.peer_max_payload == 300
         status = await rig.host.request(link.Empty(link.SLOT_STATUS))
         assert status.states == [link.SLOT_PRESENT, link.SLOT_PRESENT]
@@ -197,6 +198,7 @@ async def test_secure_verify_pin_never_leaves_the_terminal():
         for line in rig.screens():
             assert "1357" not in line and "135" not in line, line
         assert "****" in rig.screens()
+        assert "PIN carte CPS" in rig.screens() and "Reste 3 essais" in rig.screens()
         assert rig.display.lines() == ["Code correct"]
         for buf in rig.term._pins:
             assert buf == bytearray(len(buf))
@@ -222,7 +224,8 @@ async def test_wrong_pin_shows_tries_left_then_blocks():
 async def test_secure_change_asks_twice_and_sends_old_and_new():
     async with Rig() as rig:
         rig.typing(entry(PIN), entry(b"2468"), entry(b"2468"))
-        msg = link.SecureChange(0, 0x00, 0x24, 0x00, 0x01, 30, PIN4, PIN4, "Changer le code")
+        msg = link.SecureChange(0, 0x00, 0x24, 0x00, 0x01, 30, link.PROMPT_PIN_CPS, 3, PIN4,
+                                PIN4)
         result = await rig.host.request(msg)
         assert result.sw == 0x9000 and rig.card.pin == b"2468"
         hdr, data = rig.hw0.commands[-1]
@@ -235,7 +238,8 @@ async def test_secure_change_confirmation_mismatch_sends_nothing():
     async with Rig() as rig:
         before = len(rig.hw0.commands)
         rig.typing(entry(PIN), entry(b"2468"), entry(b"2469"))
-        msg = link.SecureChange(0, 0x00, 0x24, 0x00, 0x01, 30, PIN4, PIN4, "")
+        msg = link.SecureChange(0, 0x00, 0x24, 0x00, 0x01, 30, link.PROMPT_PIN_CPS,
+                                link.TRIES_UNKNOWN, PIN4, PIN4)
         answer = await rig.host.request(msg)
         assert answer.code == link.E_PIN_MISMATCH and len(rig.hw0.commands) == before
         assert rig.display.lines() == ["Codes differents"]
@@ -245,7 +249,8 @@ async def test_secure_unblock_with_puk():
     async with Rig() as rig:
         rig.card.tries = 0
         rig.typing(entry(PUK), entry(b"1111"), entry(b"1111"))
-        msg = link.SecureUnblock(0, 0x00, 0x2C, 0x00, 0x01, 30, PUK8, PIN4, "Deblocage")
+        msg = link.SecureUnblock(0, 0x00, 0x2C, 0x00, 0x01, 30, link.PROMPT_PIN_CPS, 0, PUK8,
+                                 PIN4)
         result = await rig.host.request(msg)
         assert result.sw == 0x9000 and rig.card.pin == b"1111" and rig.card.tries == 3
         assert PUK not in bytes(rig.port.sent)
@@ -274,7 +279,7 @@ async def test_secure_verify_refused_without_powered_card():
     async with Rig(power=False) as rig:
         answer = await rig.host.request(verify_msg())
         assert answer.code == link.E_NOT_POWERED
-        assert "Carte CPS" not in rig.screens()  # no prompt was shown
+        assert "PIN carte CPS" not in rig.screens()  # no prompt was shown
 
 
 async def test_confirm_and_display():
@@ -292,18 +297,114 @@ async def test_confirm_and_display():
         assert rig.display.lines() == ["Code d'appairage", "482 913"]
 
 
-async def test_busy_while_a_prompt_runs():
+def code_of(item):
+    """The ERROR code of a frame item (-1 when it is not an ERROR)."""
+    msg = link.decode(item.mtype, item.payload)
+    return msg.code if item.mtype == link.ERROR else -1
+
+
+async def test_a_pin_prompt_holds_only_its_own_slot_and_the_screen():
+    # Review M2: while the holder types, the patient's card and the status keep working;
+    # the CPS slot, the screen and a second prompt are BUSY until the prompt ends.
     async with Rig() as rig:
+        await rig.host.request(link.SlotRequest(link.POWER_ON, 1))
         seq = rig.host.send(verify_msg())
         while not rig.keys.claimed:
             await asyncio.sleep_ms(1)
-        other = rig.host.send(link.Empty(link.SLOT_STATUS))
-        busy = await rig.host.next()
-        assert busy.seq == other and link.decode(busy.mtype, busy.payload).code == link.E_BUSY
+        status = await rig.host.request(link.Empty(link.SLOT_STATUS))
+        assert status.states == [link.SLOT_POWERED, link.SLOT_POWERED]
+        rsp = await rig.host.request(link.Transmit(1, bytes.fromhex("00B0000004")))
+        assert rsp.TYPE == link.RESPONSE and rsp.data[-2:] == b"\x90\x00"
+        for msg in (link.Transmit(0, bytes.fromhex("00B0000004")),
+                    link.SlotRequest(link.POWER_OFF, 0), link.Display(["Autre chose"]),
+                    link.Confirm(10, "Autre question ?"), verify_msg()):
+            busy = await rig.host.request(msg)
+            assert busy.TYPE == link.ERROR and busy.code == link.E_BUSY, msg
+        assert rig.keys.claimed and "Code PIN :" in rig.display.lines()  # still asking
         for k in entry(PIN):  # the prompt is already waiting
             rig.keys.push(k)
         done = await rig.host.next()
         assert done.seq == seq and link.decode(done.mtype, done.payload).sw == 0x9000
+        rsp = await rig.host.request(link.Transmit(0, bytes.fromhex("00B0000004")))
+        assert rsp.TYPE == link.RESPONSE  # the CPS slot is free again
+
+
+async def test_cards_answer_while_a_consent_prompt_waits():
+    async with Rig() as rig:
+        await rig.host.request(link.SlotRequest(link.POWER_ON, 1))
+        seq = rig.host.send(link.Confirm(30, "Consentement DMP ?"))
+        while not rig.keys.claimed:
+            await asyncio.sleep_ms(1)
+        for slot in (0, 1):
+            rsp = await rig.host.request(link.Transmit(slot, bytes.fromhex("00B0000010")))
+            assert rsp.TYPE == link.RESPONSE and rsp.data[-2:] == b"\x90\x00", slot
+        assert rig.display.lines() == ["Consentement DMP", "?", "OK / Annuler"]
+        rig.keys.push("OK")
+        done = await rig.host.next()
+        assert done.seq == seq and link.decode(done.mtype, done.payload).result == 0
+
+
+async def test_a_prompt_resent_while_it_runs_is_busy_then_answered_from_cache():
+    async with Rig() as rig:
+        frame = link.encode(40, verify_msg())
+        rig.port.host_send(frame)
+        while not rig.keys.claimed:
+            await asyncio.sleep_ms(1)
+        rig.port.host_send(frame)  # the host's resend: same sequence number, same CRC
+        busy = await rig.host.next()
+        assert busy.seq == 40 and code_of(busy) == link.E_BUSY
+        for k in entry(PIN):
+            rig.keys.push(k)
+        done = await rig.host.next()
+        tries = len(rig.hw0.commands)
+        rig.port.host_send(frame)  # its answer was lost: sent again, not run again
+        again = await rig.host.next()
+        assert again.seq == done.seq == 40 and again.payload == done.payload
+        assert len(rig.hw0.commands) == tries and not rig.keys.claimed
+
+
+async def test_a_kept_prompt_answer_never_serves_a_later_request():
+    # After a new HELLO, or once the host's numbering came round, the same bytes are a new
+    # request: the holder is asked again, the card sees a second VERIFY.
+    frame = link.encode(7, verify_msg())
+    for before_repeat in (link.encode(9, link.Hello()),
+                          link.encode(6, link.Empty(link.SLOT_STATUS))):
+        async with Rig() as rig:
+            rig.typing(entry(PIN))
+            rig.port.host_send(frame)
+            first = await rig.host.next()
+            assert first.seq == 7 and link.decode(first.mtype, first.payload).sw == 0x9000
+            rig.port.host_send(before_repeat)
+            await rig.host.next()
+            verifies = len(rig.hw0.commands)
+            rig.typing(entry(PIN))
+            rig.port.host_send(frame)
+            again = await rig.host.next()
+            assert again.seq == 7 and link.decode(again.mtype, again.payload).sw == 0x9000
+            assert len(rig.hw0.commands) == verifies + 1  # it ran: a new PIN, a new VERIFY
+
+
+async def test_pin_prompt_ends_when_its_card_is_removed():
+    async with Rig() as rig:
+        seq = rig.host.send(verify_msg())
+        while not rig.keys.claimed:
+            await asyncio.sleep_ms(1)
+        before = len(rig.hw0.commands)
+        rig.keys.push("1")
+        rig.hw0.card_present = False  # the holder pulls the card out mid-entry
+        done = await rig.host.next()
+        assert done.seq == seq and code_of(done) == link.E_CARD_REMOVED
+        assert len(rig.hw0.commands) == before and not rig.keys.claimed
+        assert rig.display.lines() == ["Carte retiree"]
+        for buf in rig.term._pins:
+            assert buf == bytearray(len(buf))
+
+
+async def test_prompt_timeouts_are_capped():
+    import terminal
+
+    assert terminal.Terminal._timeout_ms(255) == terminal.MAX_PROMPT_S * 1000 == 60_000
+    assert terminal.Terminal._timeout_ms(0) == link.DEFAULT_TIMEOUT_S * 1000
 
 
 async def test_bad_frames_get_error_frames_and_the_link_resyncs():
