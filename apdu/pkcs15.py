@@ -704,11 +704,23 @@ def _algorithm_info(algo: AlgorithmInfo) -> dict[str, object]:
     return fields
 
 
+def _null_parameters(entry: _AlgorithmInfo) -> bool:
+    """True when the third element is RSA's NULL (asn1crypto would read an OID as absent)."""
+    data, offset, found = entry.contents, 0, (None, None)
+    for _ in range(3):
+        class_, _method, tag, header, contents, _trailer = parser.parse(data[offset:])
+        offset += len(header) + len(contents)
+        found = (class_, tag)
+    return found == (0, 5)
+
+
 def _algorithms(token: _TokenInfo) -> tuple[AlgorithmInfo, ...]:
     """supportedAlgorithms; entries with parameters other than RSA's NULL are skipped."""
     out = []
     for entry in token["supported_algorithms"]:
         try:
+            if not _null_parameters(entry):
+                continue
             out.append(AlgorithmInfo(entry["reference"].native, entry["algorithm"].native,
                                      _names(entry["supported_operations"]),
                                      entry["obj_id"].native, entry["alg_ref"].native))
