@@ -448,7 +448,11 @@ class AlgorithmInfo:
 
 @dataclass(frozen=True)
 class KeyInfo:
-    """An RSA private key of the PrKDF, used under the PIN `auth_id`."""
+    """An RSA private key of the PrKDF, used under the PIN `auth_id`.
+
+    `path` may be empty: a real CPS3 gives its keys an empty path, the application's own
+    DF (OpenSC issue #2267: `Path: e828bd080f8025000001ff0010::`).
+    """
 
     label: str
     key_id: bytes
@@ -474,7 +478,8 @@ class KeyInfo:
         if self.modulus_bits <= 0:
             raise ValueError(f"modulus_bits must be positive, got {self.modulus_bits}")
         _check_flags("key usage", self.usage, KEY_USAGES)
-        _check_path(self.path)
+        if self.path:  # empty: the key lives in the application itself (a real CPS3's PrKDF)
+            _check_path(self.path)
 
 
 @dataclass(frozen=True)

@@ -127,14 +127,15 @@ class Cps3Card(Card):
         puk_info = pkcs15.PinInfo("PUK CPS", PUK_AUTH_ID, PinRef.PUK, 8, 8, 8,
                                   flags=frozenset({"local", "initialized", "unblockingPin"}),
                                   path=ias_path)
-        # Access flags and rules as a real CPS3's PrKDF has them (OpenSC issue #2267).
+        # Access flags, access rules and the empty key path (the application itself) as a
+        # real CPS3's PrKDF has them (OpenSC issue #2267).
         never_out = frozenset({"sensitive", "alwaysSensitive", "neverExtractable"})
         keys = [
             pkcs15.KeyInfo("CPS_PRIV_SIG", SIG_ID, PIN_AUTH_ID, KeyRef.SIGNATURE, 2048,
-                           frozenset({"nonRepudiation"}), ias_path, never_out,
+                           frozenset({"nonRepudiation"}), b"", never_out,
                            (pkcs15.AccessRule(frozenset({"pso_cds"}), PIN_AUTH_ID),)),
             pkcs15.KeyInfo("CPS_PRIV_AUT", AUT_ID, PIN_AUTH_ID, KeyRef.AUTHENTICATION, 2048,
-                           frozenset({"sign", "decrypt"}), ias_path, never_out,
+                           frozenset({"sign", "decrypt"}), b"", never_out,
                            (pkcs15.AccessRule(frozenset({"pso_decrypt"}), PIN_AUTH_ID),
                             pkcs15.AccessRule(frozenset({"int_auth"}), PIN_AUTH_ID))),
         ]

@@ -161,6 +161,14 @@ def test_pin_names_its_puk_and_keys_carry_access_flags_and_rules() -> None:
     assert decode_prkdf(encoded) == (key,)
 
 
+def test_key_with_the_empty_path_of_a_real_cps3() -> None:
+    # A real CPS3's keys have an empty path (OpenSC #2267 "Path: <AID>::"): read, not refused.
+    key = dataclasses_replace(CPS_KEYS[0], path=b"")
+    encoded = encode_prkdf([key])
+    assert bytes.fromhex("A10A 3008 3002 0400 02020800") in encoded  # Path { path "" }
+    assert decode_prkdf(encoded) == (key,)
+
+
 def test_key_reference_is_a_positive_integer() -> None:
     # 0x81 must not read as -127: INTEGER 02 02 00 81.
     assert bytes.fromhex("02020081") in encode_prkdf(CPS_KEYS[:1])
