@@ -5,6 +5,7 @@ SHELL := /bin/bash
 VENV    := .venv
 PY      := $(VENV)/bin/python
 APT_PKGS := pcscd vsmartcard-vpcd libpcsclite-dev opensc openssl gcc swig pkg-config procps \
+            gnutls-bin libengine-pkcs11-openssl \
             avahi-daemon avahi-utils chromium
 SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 

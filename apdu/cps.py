@@ -51,9 +51,12 @@ from apdu.transport import SecurePinChange, SecurePinEntry
 
 __all__ = ["CpsIdentity", "CpsSession", "PinRequest", "PinSource", "PinStatus"]
 
-PIN_PAD_TO = 8  # IAS-ECC stores PINs padded to 8 bytes with FF (AODF storedLength)
+# PIN codes go to the card as their digits, unpadded: what OpenSC sends to a real CPx
+# (card-iasecc.c pads only for PIN pads); whether a real CPS3 takes FF padding is not public.
+NO_PADDING = 0
 # DigestInfo prefix for SHA-256 (RFC 8017 §9.2 note 1).
 SHA256_DIGEST_INFO = bytes.fromhex("3031300d060960864801650304020105000420")
+HASH_SHA256 = 0x40  # MSE SET HT algorithm reference (TokenInfo of a real CPS3, #2267)
 
 
 @dataclass(frozen=True)
@@ -99,10 +102,11 @@ def _wipe(buf: bytearray | None) -> None:
             buf[i] = 0
 
 
-def _padded(buf: bytearray, request: PinRequest) -> bytearray:
+def _checked(buf: bytearray, request: PinRequest) -> bytearray:
+    """The code itself, once its length and digits are right (ValueError otherwise)."""
     if not (request.min_length <= len(buf) <= request.max_length) or not bytes(buf).isdigit():
         raise ValueError(f"the code must be {request.min_length} to {request.max_length} digits")
-    return buf + bytearray(b"\xff" * (PIN_PAD_TO - len(buf)))
+    return buf
 
 
 class CpsSession:
@@ -232,80 +236,92 @@ class CpsSession:
         if source is None and isinstance(transport, SecurePinEntry):
             template = bytes([0x00, INS.VERIFY, 0x00, PinRef.PIN])
             sw = transport.secure_verify(template, min_length=4, max_length=4,
-                                         pad_to=PIN_PAD_TO, pad_byte=0xFF,
+                                         pad_to=NO_PADDING, pad_byte=0xFF,
                                          prompt=f"{prompt} ({status.tries_left} left)",
                                          timeout=timeout)
             if sw != 0x9000:
                 raise self._pin_error(error_for_sw(sw))
             return
         code = self._ask(source, PinRequest(PinRef.PIN, 4, 4, "verify", status.tries_left))
-        padded = None
         try:
-            padded = _padded(code, PinRequest(PinRef.PIN, 4, 4, "verify"))
+            _checked(code, PinRequest(PinRef.PIN, 4, 4, "verify"))
             self.protocol.transceive(CommandApdu(0x00, INS.VERIFY, 0x00, PinRef.PIN,
-                                                 bytes(padded)))
+                                                 bytes(code)))
         except ApduError as exc:
             raise self._pin_error(exc) from None
         finally:
             _wipe(code)
-            _wipe(padded)
-
-    def _secure_change(self, ins: int, current: tuple[int, int], prompt: str,
-                       timeout: float) -> int | None:
-        """Both codes typed on the reader (SecurePinChange); None if it cannot."""
-        transport = self.protocol.transport
-        if not isinstance(transport, SecurePinChange):
-            return None
-        template = bytes([0x00, ins, 0x00, PinRef.PIN])
-        call = (transport.secure_change if ins == INS.CHANGE_REFERENCE_DATA
-                else transport.secure_unblock)
-        return call(template, current_length=current, new_length=(4, 4), pad_to=PIN_PAD_TO,
-                    pad_byte=0xFF, prompt=prompt, timeout=timeout)
 
     def change_pin(self, source: PinSource | None = None, *, prompt: str = "PIN CPS",
                    timeout: float = 30.0) -> None:
-        """CHANGE REFERENCE DATA: the source gives the old then the new PIN.
+        """CHANGE REFERENCE DATA with old PIN || new PIN (unpadded, as OpenSC sends it).
 
-        With no source, a reader with secure PIN change (the terminal keypad) asks for both.
+        The source gives the old then the new PIN. With no source, a reader with secure PIN
+        change (the terminal keypad) asks for both.
         """
-        self._replace_pin(source, INS.CHANGE_REFERENCE_DATA,
-                          PinRequest(PinRef.PIN, 4, 4, "old"), prompt, timeout,
-                          self._raise_pin_error)
+        self.protocol.select_aid(CPS_AID)
+        template = bytes([0x00, INS.CHANGE_REFERENCE_DATA, 0x00, PinRef.PIN])
+        transport = self.protocol.transport
+        if source is None and isinstance(transport, SecurePinChange):
+            sw = transport.secure_change(template, current_length=(4, 4), new_length=(4, 4),
+                                         pad_to=NO_PADDING, pad_byte=0xFF, prompt=prompt,
+                                         timeout=timeout)
+            if sw != 0x9000:
+                self._raise_pin_error(error_for_sw(sw))
+            return
+        old = self._ask(source, PinRequest(PinRef.PIN, 4, 4, "old"))
+        new = both = None
+        try:
+            new = self._ask(source, PinRequest(PinRef.PIN, 4, 4, "new"))
+            both = (_checked(old, PinRequest(PinRef.PIN, 4, 4, "old"))
+                    + _checked(new, PinRequest(PinRef.PIN, 4, 4, "new")))
+            self.protocol.transceive(CommandApdu(*template, bytes(both)))
+        except ApduError as exc:
+            self._raise_pin_error(exc)
+        finally:
+            _wipe(old)
+            _wipe(new)
+            _wipe(both)
 
     def unblock_pin(self, source: PinSource | None = None, *, prompt: str = "PUK CPS",
                     timeout: float = 30.0) -> None:
-        """RESET RETRY COUNTER: the source gives the PUK then the new PIN.
+        """VERIFY the PUK, then RESET RETRY COUNTER P1=02 with the new PIN (IAS-ECC).
 
-        With no source, a reader with secure PIN change (the terminal keypad) asks for both.
+        The order OpenSC's iasecc_pin_reset follows on a real CPx: the PIN's reset right is
+        "user authentication through SE 3" (the PUK), so the PUK is verified on its own and
+        the reset carries only the new PIN. The source gives the PUK then the new PIN; with
+        no source, a reader with secure PIN entry (the terminal keypad) collects each one.
         """
-        self._replace_pin(source, INS.RESET_RETRY_COUNTER,
-                          PinRequest(PinRef.PUK, 8, 8, "puk"), prompt, timeout,
-                          self._puk_error)
-
-    def _replace_pin(self, source: PinSource | None, ins: int, first: PinRequest, prompt: str,
-                     timeout: float, on_error: Callable[[ApduError], NoReturn]) -> None:
-        """Present a first code (old PIN or PUK) and a new PIN, from the reader or the source."""
         self.protocol.select_aid(CPS_AID)
-        if source is None:
-            current = (first.min_length, first.max_length)
-            sw = self._secure_change(ins, current, prompt, timeout)
-            if sw is not None:
-                if sw != 0x9000:
-                    on_error(error_for_sw(sw))
-                return
-        second = PinRequest(PinRef.PIN, 4, 4, "new")
-        one = self._ask(source, first)
-        two = bufs = None
+        verify_puk = bytes([0x00, INS.VERIFY, 0x00, PinRef.PUK])
+        reset = bytes([0x00, INS.RESET_RETRY_COUNTER, 0x02, PinRef.PIN])
+        transport = self.protocol.transport
+        if source is None and isinstance(transport, SecurePinEntry):
+            sw = transport.secure_verify(verify_puk, min_length=8, max_length=8,
+                                         pad_to=NO_PADDING, pad_byte=0xFF, prompt=prompt,
+                                         timeout=timeout)
+            if sw != 0x9000:
+                self._puk_error(error_for_sw(sw))
+            sw = transport.secure_verify(reset, min_length=4, max_length=4,
+                                         pad_to=NO_PADDING, pad_byte=0xFF,
+                                         prompt="Nouveau PIN CPS", timeout=timeout)
+            if sw != 0x9000:
+                raise error_for_sw(sw)
+            return
+        puk = self._ask(source, PinRequest(PinRef.PUK, 8, 8, "puk"))
+        new = None
         try:
-            two = self._ask(source, second)
-            bufs = _padded(one, first) + _padded(two, second)
-            self.protocol.transceive(CommandApdu(0x00, ins, 0x00, PinRef.PIN, bytes(bufs)))
-        except ApduError as exc:
-            on_error(exc)
+            new = self._ask(source, PinRequest(PinRef.PIN, 4, 4, "new"))
+            _checked(puk, PinRequest(PinRef.PUK, 8, 8, "puk"))
+            _checked(new, PinRequest(PinRef.PIN, 4, 4, "new"))
+            try:
+                self.protocol.transceive(CommandApdu(*verify_puk, bytes(puk)))
+            except ApduError as exc:
+                self._puk_error(exc)
+            self.protocol.transceive(CommandApdu(*reset, bytes(new)))
         finally:
-            _wipe(one)
-            _wipe(two)
-            _wipe(bufs)
+            _wipe(puk)
+            _wipe(new)
 
     def _raise_pin_error(self, exc: ApduError) -> NoReturn:
         raise self._pin_error(exc) from None
@@ -325,15 +341,28 @@ class CpsSession:
                                              template, data))
 
     def sign(self, data: bytes, key: KeyRef = KeyRef.SIGNATURE) -> bytes:
-        """RSA PKCS#1 v1.5 SHA-256 signature of `data`, hashed on both sides (IAS split hash)."""
+        """RSA PKCS#1 v1.5 SHA-256 signature of `data` with either key.
+
+        The signature key signs through the IAS split hash (PSO HASH + PSO CDS). The
+        authentication key has no PSO CDS right on a real CPS3 (its PrKDF access rules,
+        OpenSC issue #2267): it signs the SHA-256 DigestInfo with INTERNAL AUTHENTICATE, the
+        way OpenSC signs RSA-PKCS with it. Both give the same PKCS#1 v1.5 signature.
+        """
+        if key == KeyRef.AUTHENTICATION:
+            return self._internal_authenticate(hashlib.sha256(data).digest())
         state, bits, rest = split(data)
         return self._sign_split(state, bits, rest, key)
 
     def _sign_split(self, state: bytes, bits: int, rest: bytes, key: KeyRef) -> bytes:
+        # The APDUs of OpenSC's iasecc_set_security_env + iasecc_compute_signature_dst:
+        # MSE SET HT (SHA-256), MSE SET DST, PSO HASH, PSO CDS.
         self.protocol.select_aid(CPS_AID)
+        self.protocol.transceive(CommandApdu(0x00, INS.MANAGE_SECURITY_ENVIRONMENT, 0x41, 0xAA,
+                                             tlv.encode(0x80, bytes([HASH_SHA256]))))
         self._mse(0xB6, key, Algo.RSA_PKCS1_SHA256_PARTIAL_HASH)
-        hash_data = (tlv.encode(0x90, state + bits.to_bytes(8, "big"))
-                     + tlv.encode(0x80, rest))
+        # Nothing hashed yet (a message under one block): an empty 90, as OpenSC sends it.
+        counted = state + bits.to_bytes(8, "big") if bits else b""
+        hash_data = tlv.encode(0x90, counted) + tlv.encode(0x80, rest)
         self.protocol.transceive(CommandApdu(0x00, INS.PERFORM_SECURITY_OPERATION, 0x90, 0xA0,
                                              hash_data))
         return self.protocol.transceive(CommandApdu(0x00, INS.PERFORM_SECURITY_OPERATION,
@@ -341,11 +370,13 @@ class CpsSession:
 
     def authenticate(self, challenge: bytes) -> bytes:
         """INTERNAL AUTHENTICATE: PKCS#1 v1.5 signature of SHA-256(challenge) with CPS_PRIV_AUT."""
+        return self._internal_authenticate(hashlib.sha256(challenge).digest())
+
+    def _internal_authenticate(self, digest: bytes) -> bytes:
         self.protocol.select_aid(CPS_AID)
         self._mse(0xA4, KeyRef.AUTHENTICATION, Algo.RSA_PKCS1_INTERNAL_AUTH)
-        digest_info = SHA256_DIGEST_INFO + hashlib.sha256(challenge).digest()
         return self.protocol.transceive(CommandApdu(0x00, INS.INTERNAL_AUTHENTICATE, 0x00,
-                                                    0x00, digest_info, le=256))
+                                                    0x00, SHA256_DIGEST_INFO + digest, le=256))
 
     def decipher(self, cryptogram: bytes, *, oaep: bool = False) -> bytes:
         """PSO DECIPHER with CPS_PRIV_AUT (command chaining for 2048-bit cryptograms)."""

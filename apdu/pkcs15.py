@@ -18,6 +18,9 @@ from asn1crypto import core, parser
 from apdu.errors import MalformedData
 
 __all__ = [
+    "ACCESS_MODES",
+    "ALGORITHM_OPERATIONS",
+    "KEY_ACCESS_FLAGS",
     "KEY_USAGES",
     "MAX_DIRECTORY_SIZE",
     "MAX_ENTRIES",
@@ -26,6 +29,8 @@ __all__ = [
     "PIN_FLAGS",
     "PIN_TYPES",
     "TOKEN_FLAGS",
+    "AccessRule",
+    "AlgorithmInfo",
     "CertInfo",
     "DataObjectInfo",
     "KeyInfo",
@@ -66,6 +71,18 @@ KEY_USAGES = (  # KeyUsageFlags
     "derive", "nonRepudiation",
 )
 PIN_TYPES = ("bcd", "ascii-numeric", "utf8", "half-nibble-bcd", "iso9564-1")  # PinType
+KEY_ACCESS_FLAGS = (  # KeyAccessFlags
+    "sensitive", "extractable", "alwaysSensitive", "neverExtractable", "local",
+)
+# AccessMode bits as OpenSC names them (pkcs15.h SC_PKCS15_ACCESS_RULE_MODE_*, ISO 7816-15).
+ACCESS_MODES = (
+    "read", "update", "execute", "delete", "attribute", "pso_cds", "pso_verify", "pso_decrypt",
+    "pso_encrypt", "int_auth", "ext_auth",
+)
+ALGORITHM_OPERATIONS = (  # PKCS#15 v1.1 AlgorithmInfo.supportedOperations
+    "compute-checksum", "compute-signature", "verify-checksum", "verify-signature",
+    "encipher", "decipher", "hash", "generate-key",
+)
 
 # ODF: PKCS15Objects alternative -> our directory key (OpenSC pkcs15.c c_asn1_odf).
 _ODF_ALTERNATIVES = {
@@ -113,6 +130,27 @@ class _PKCS15Objects(core.Choice):
     ]
 
 
+class _Operations(core.BitString):
+    _map = dict(enumerate(ALGORITHM_OPERATIONS))
+
+
+class _AlgorithmInfo(core.Sequence):
+    """AlgorithmInfo (PKCS#15 v1.1; OpenSC pkcs15.c c_asn1_algorithm_info): RSA parameters NULL."""
+
+    _fields = [
+        ("reference", core.Integer),
+        ("algorithm", core.Integer),  # the PKCS#11 mechanism
+        ("parameters", core.Null),
+        ("supported_operations", _Operations),
+        ("obj_id", core.ObjectIdentifier, {"optional": True}),
+        ("alg_ref", core.Integer, {"optional": True}),
+    ]
+
+
+class _SupportedAlgorithms(core.SequenceOf):
+    _child_spec = _AlgorithmInfo
+
+
 class _TokenFlags(core.BitString):
     _map = dict(enumerate(TOKEN_FLAGS))
 
@@ -132,7 +170,7 @@ class _TokenInfo(core.Sequence):
         ("token_flags", _TokenFlags),
         ("se_info", _Opaque, {"optional": True}),
         ("record_info", _Opaque, {"implicit": 1, "optional": True}),
-        ("supported_algorithms", _Opaque, {"implicit": 2, "optional": True}),
+        ("supported_algorithms", _SupportedAlgorithms, {"implicit": 2, "optional": True}),
         ("issuer_id", core.UTF8String, {"implicit": 3, "optional": True}),
         ("holder_id", core.UTF8String, {"implicit": 4, "optional": True}),
         ("last_update", _LastUpdate, {"explicit": 5, "optional": True}),
@@ -145,13 +183,27 @@ class _ObjectFlags(core.BitString):
     _map = dict(enumerate(OBJECT_FLAGS))
 
 
+class _AccessMode(core.BitString):
+    _map = dict(enumerate(ACCESS_MODES))
+
+
+class _AccessControlRule(core.Sequence):
+    """AccessControlRule as OpenSC reads it (asn1.c c_asn1_access_control_rule): an authId."""
+
+    _fields = [("access_mode", _AccessMode), ("security_condition", core.OctetString)]
+
+
+class _AccessControlRules(core.SequenceOf):
+    _child_spec = _AccessControlRule
+
+
 class _CommonObjectAttributes(core.Sequence):
     _fields = [
         ("label", core.UTF8String, {"optional": True}),
         ("flags", _ObjectFlags, {"optional": True}),
         ("auth_id", core.OctetString, {"optional": True}),
         ("user_consent", core.Integer, {"optional": True}),
-        ("access_control_rules", _Opaque, {"optional": True}),
+        ("access_control_rules", _AccessControlRules, {"optional": True}),
     ]
 
 
@@ -200,12 +252,16 @@ class _KeyUsageFlags(core.BitString):
     _map = dict(enumerate(KEY_USAGES))
 
 
+class _KeyAccessFlags(core.BitString):
+    _map = dict(enumerate(KEY_ACCESS_FLAGS))
+
+
 class _CommonKeyAttributes(core.Sequence):
     _fields = [
         ("id", core.OctetString),
         ("usage", _KeyUsageFlags),
         ("native", core.Boolean, {"default": True}),
-        ("access_flags", core.BitString, {"optional": True}),
+        ("access_flags", _KeyAccessFlags, {"optional": True}),
         ("key_reference", core.Integer, {"optional": True}),
         ("alg_reference", _Opaque, {"implicit": 1, "optional": True}),  # ISO 7816-15 only
     ]
@@ -315,7 +371,11 @@ def _check_reference(reference: int) -> None:
 
 @dataclass(frozen=True)
 class PinInfo:
-    """A PIN object of the AODF; `pad_char` is the byte that fills it up to `stored_length`."""
+    """A PIN object of the AODF; `pad_char` is the byte that fills it up to `stored_length`.
+
+    `unblocked_by` is the authId of the PIN that unblocks this one (the PUK), written as the
+    object's CommonObjectAttributes.authId: OpenSC's pkcs15-pin.c looks the PUK up that way.
+    """
 
     label: str
     auth_id: bytes
@@ -327,10 +387,14 @@ class PinInfo:
     flags: frozenset[str] = frozenset({"local", "initialized"})
     path: bytes | None = None
     pad_char: int | None = None
+    unblocked_by: bytes | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "auth_id", bytes(self.auth_id))
         object.__setattr__(self, "flags", frozenset(self.flags))
+        if self.unblocked_by is not None:
+            object.__setattr__(self, "unblocked_by", bytes(self.unblocked_by))
+            _check_id("unblocked_by", self.unblocked_by)
         _check_label("label", self.label)
         _check_id("auth_id", self.auth_id)
         _check_reference(self.reference)
@@ -350,8 +414,45 @@ class PinInfo:
 
 
 @dataclass(frozen=True)
+class AccessRule:
+    """An access control rule: these operations (ACCESS_MODES) need the PIN `auth_id`."""
+
+    modes: frozenset[str]
+    auth_id: bytes
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "modes", frozenset(self.modes))
+        object.__setattr__(self, "auth_id", bytes(self.auth_id))
+        _check_flags("access modes", self.modes, ACCESS_MODES)
+        _check_id("auth_id", self.auth_id)
+
+
+@dataclass(frozen=True)
+class AlgorithmInfo:
+    """A TokenInfo supportedAlgorithms entry: PKCS#11 mechanism, operations, card reference."""
+
+    reference: int
+    mechanism: int
+    operations: frozenset[str]
+    oid: str | None = None
+    alg_ref: int | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "operations", frozenset(self.operations))
+        _check_flags("algorithm operations", self.operations, ALGORITHM_OPERATIONS)
+        if self.reference < 0 or self.mechanism < 0:
+            raise ValueError("reference and mechanism must be >= 0")
+        if self.alg_ref is not None:
+            _check_reference(self.alg_ref)
+
+
+@dataclass(frozen=True)
 class KeyInfo:
-    """An RSA private key of the PrKDF, used under the PIN `auth_id`."""
+    """An RSA private key of the PrKDF, used under the PIN `auth_id`.
+
+    `path` may be empty: a real CPS3 gives its keys an empty path, the application's own
+    DF (OpenSC issue #2267: `Path: e828bd080f8025000001ff0010::`).
+    """
 
     label: str
     key_id: bytes
@@ -360,11 +461,16 @@ class KeyInfo:
     modulus_bits: int
     usage: frozenset[str]
     path: bytes
+    access_flags: frozenset[str] = frozenset()
+    access_rules: tuple[AccessRule, ...] = ()
 
     def __post_init__(self) -> None:
         for name in ("key_id", "auth_id", "path"):
             object.__setattr__(self, name, bytes(getattr(self, name)))
         object.__setattr__(self, "usage", frozenset(self.usage))
+        object.__setattr__(self, "access_flags", frozenset(self.access_flags))
+        object.__setattr__(self, "access_rules", tuple(self.access_rules))
+        _check_flags("key access flags", self.access_flags, KEY_ACCESS_FLAGS)
         _check_label("label", self.label)
         _check_id("key_id", self.key_id)
         _check_id("auth_id", self.auth_id)
@@ -372,7 +478,8 @@ class KeyInfo:
         if self.modulus_bits <= 0:
             raise ValueError(f"modulus_bits must be positive, got {self.modulus_bits}")
         _check_flags("key usage", self.usage, KEY_USAGES)
-        _check_path(self.path)
+        if self.path:  # empty: the key lives in the application itself (a real CPS3's PrKDF)
+            _check_path(self.path)
 
 
 @dataclass(frozen=True)
@@ -420,10 +527,12 @@ class TokenInfo:
     label: str
     version: int = 0  # v1
     flags: frozenset[str] = frozenset()
+    algorithms: tuple[AlgorithmInfo, ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "serial", bytes(self.serial))
         object.__setattr__(self, "flags", frozenset(self.flags))
+        object.__setattr__(self, "algorithms", tuple(self.algorithms))
         _check_label("manufacturer", self.manufacturer)
         _check_label("label", self.label)
         if self.version < 0:
@@ -505,8 +614,8 @@ def _common_object(common: _CommonObjectAttributes) -> tuple[str, frozenset[str]
     return common["label"].native or "", _names(common["flags"]), common["auth_id"].native
 
 
-def _common_attributes(label: str, auth_id: bytes | None = None, *,
-                       private: bool = False) -> _CommonObjectAttributes:
+def _common_attributes(label: str, auth_id: bytes | None = None, *, private: bool = False,
+                       rules: Sequence[AccessRule] = ()) -> _CommonObjectAttributes:
     fields: dict[str, object] = {}
     if label:
         fields["label"] = label
@@ -514,7 +623,23 @@ def _common_attributes(label: str, auth_id: bytes | None = None, *,
         fields["flags"] = {"private"}
     if auth_id is not None:
         fields["auth_id"] = auth_id
+    if rules:
+        fields["access_control_rules"] = [
+            {"access_mode": set(rule.modes), "security_condition": rule.auth_id}
+            for rule in rules]
     return _sequence(_CommonObjectAttributes, fields)
+
+
+def _access_rules(common: _CommonObjectAttributes) -> tuple[AccessRule, ...]:
+    """The rules whose condition is one authId; other conditions (and, or, not) are skipped."""
+    rules = []
+    try:
+        for rule in common["access_control_rules"]:
+            rules.append(AccessRule(_names(rule["access_mode"]),
+                                    rule["security_condition"].native))
+    except (ValueError, TypeError, KeyError):
+        return ()  # ISO 7816-15 SecurityCondition choices we do not model
+    return tuple(rules)
 
 
 def _sequence(cls: type[_S], fields: Mapping[str, object]) -> _S:
@@ -569,7 +694,45 @@ def encode_token_info(info: TokenInfo) -> bytes:
     if info.label:
         fields["label"] = info.label
     fields["token_flags"] = set(info.flags)
+    if info.algorithms:
+        fields["supported_algorithms"] = [_algorithm_info(a) for a in info.algorithms]
     return bytes(_TokenInfo(fields).dump())
+
+
+def _algorithm_info(algo: AlgorithmInfo) -> dict[str, object]:
+    fields: dict[str, object] = {
+        "reference": algo.reference, "algorithm": algo.mechanism, "parameters": None,
+        "supported_operations": set(algo.operations)}
+    if algo.oid is not None:
+        fields["obj_id"] = algo.oid
+    if algo.alg_ref is not None:
+        fields["alg_ref"] = algo.alg_ref
+    return fields
+
+
+def _null_parameters(entry: _AlgorithmInfo) -> bool:
+    """True when the third element is RSA's NULL (asn1crypto would read an OID as absent)."""
+    data, offset, found = entry.contents, 0, (None, None)
+    for _ in range(3):
+        class_, _method, tag, header, contents, _trailer = parser.parse(data[offset:])
+        offset += len(header) + len(contents)
+        found = (class_, tag)
+    return found == (0, 5)
+
+
+def _algorithms(token: _TokenInfo) -> tuple[AlgorithmInfo, ...]:
+    """supportedAlgorithms; entries with parameters other than RSA's NULL are skipped."""
+    out = []
+    for entry in token["supported_algorithms"]:
+        try:
+            if not _null_parameters(entry):
+                continue
+            out.append(AlgorithmInfo(entry["reference"].native, entry["algorithm"].native,
+                                     _names(entry["supported_operations"]),
+                                     entry["obj_id"].native, entry["alg_ref"].native))
+        except (ValueError, TypeError, KeyError):
+            continue  # EC parameters (an OID where RSA has NULL): not ours to use
+    return tuple(out)
 
 
 def decode_token_info(data: bytes) -> TokenInfo:
@@ -591,6 +754,7 @@ def decode_token_info(data: bytes) -> TokenInfo:
             label=token["label"].native or "",
             version=token["version"].native,
             flags=_names(token["token_flags"]),
+            algorithms=_algorithms(token),
         )
 
 
@@ -613,7 +777,7 @@ def encode_aodf(pins: Sequence[PinInfo]) -> bytes:
         if pin.path is not None:
             attributes["path"] = _path(pin.path)
         value = _PinObject({
-            "common_object_attributes": _common_attributes(pin.label),
+            "common_object_attributes": _common_attributes(pin.label, pin.unblocked_by),
             "class_attributes": {"auth_id": pin.auth_id},
             "type_attributes": attributes,
         })
@@ -622,7 +786,7 @@ def encode_aodf(pins: Sequence[PinInfo]) -> bytes:
 
 
 def _pin_info(obj: _PinObject) -> PinInfo:
-    label, _flags, _unblocking_id = _common_object(obj["common_object_attributes"])
+    label, _flags, unblocked_by = _common_object(obj["common_object_attributes"])
     attributes = obj["type_attributes"]
     pin_type = attributes["pin_type"].native
     stored = attributes["stored_length"].native
@@ -646,6 +810,7 @@ def _pin_info(obj: _PinObject) -> PinInfo:
         flags=_names(attributes["pin_flags"]),
         path=None if isinstance(path, core.Void) else _path_of(path),
         pad_char=pad[0] if pad is not None else None,
+        unblocked_by=unblocked_by,
     )
 
 
@@ -661,20 +826,26 @@ def encode_prkdf(keys: Sequence[KeyInfo]) -> bytes:
     out = bytearray()
     for key in keys:
         value = _PrivateRSAKeyObject({
-            "common_object_attributes": _common_attributes(key.label, key.auth_id, private=True),
-            "class_attributes": {
-                "id": key.key_id,
-                "usage": set(key.usage),
-                "key_reference": key.reference,
-            },
+            "common_object_attributes": _common_attributes(key.label, key.auth_id, private=True,
+                                                           rules=key.access_rules),
+            "class_attributes": _key_attributes(key),
             "type_attributes": {"value": _path(key.path), "modulus_length": key.modulus_bits},
         })
         out += _PrivateKeyObject(name="private_rsa_key", value=value).dump()
     return bytes(out)
 
 
+def _key_attributes(key: KeyInfo) -> dict[str, object]:
+    fields: dict[str, object] = {"id": key.key_id, "usage": set(key.usage)}
+    if key.access_flags:
+        fields["access_flags"] = set(key.access_flags)
+    fields["key_reference"] = key.reference
+    return fields
+
+
 def _key_info(obj: _PrivateRSAKeyObject) -> KeyInfo:
-    label, _flags, auth_id = _common_object(obj["common_object_attributes"])
+    common = obj["common_object_attributes"]
+    label, _flags, auth_id = _common_object(common)
     if auth_id is None:
         raise MalformedData(f"PrKDF: key {label!r} has no authId")
     common_key = obj["class_attributes"]
@@ -690,6 +861,8 @@ def _key_info(obj: _PrivateRSAKeyObject) -> KeyInfo:
         modulus_bits=rsa["modulus_length"].native,
         usage=_names(common_key["usage"]),
         path=_path_of(rsa["value"]),
+        access_flags=_names(common_key["access_flags"]),
+        access_rules=_access_rules(common),
     )
 
 

@@ -50,11 +50,13 @@ def _compress(state: tuple[int, ...], block: bytes) -> tuple[int, ...]:
 
 
 def split(message: bytes) -> tuple[bytes, int, bytes]:
-    """Hash every whole block but the last: (32-byte state, bits processed, remaining 0..64 bytes).
+    """Hash every whole block: (32-byte state, bits processed, remaining 0..63 bytes).
 
-    IAS-ECC PSO HASH sends the state with its bit count and the remainder to the card.
+    IAS-ECC PSO HASH sends the state with its bit count and the remainder to the card. The
+    cut is OpenSC's (card-iasecc.c `iasecc_qsign_data_sha256`: all that OpenSSL hashed, the
+    partial block left), the form known to sign on a real CPS3.
     """
-    cut = max(0, (len(message) - 1) // BLOCK) * BLOCK
+    cut = len(message) // BLOCK * BLOCK
     state: tuple[int, ...] = IV
     for i in range(0, cut, BLOCK):
         state = _compress(state, message[i:i + BLOCK])

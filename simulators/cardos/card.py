@@ -40,6 +40,8 @@ class Card:
 
     atr: bytes = b"\x3b\x00"
     max_response = 256  # bytes sent before 61xx; IAS-ECC CPx sends at most 0xE7
+    # SELECT P2 values answered (ISO 7816-4 §11.1.1): 00 FCI, 02 FMD/none, 04 FCP, 0C nothing.
+    select_p2: frozenset[int] = frozenset({0x00, 0x02, 0x04, 0x0C})
 
     def __init__(self) -> None:
         self.mf = DF(0x3F00, name="MF")
@@ -161,7 +163,7 @@ class Card:
 
     def do_select(self, c: CommandApdu) -> bytes:
         """SELECT (ISO 7816-4 §11.1.1): by FID (P1 00/02), AID (04), path (08/09)."""
-        if c.p2 not in (0x00, 0x02, 0x04, 0x0C):  # FCI, FMD/none, FCP, no response data
+        if c.p2 not in self.select_p2:
             raise CardStatus(SW.INCORRECT_P1_P2)
         if c.p1 == 0x04:
             node = self.mf.find_aid(c.data) if c.data else self.mf

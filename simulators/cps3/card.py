@@ -1,12 +1,15 @@
 """A simulated CPS3 card (IAS-ECC CPx) built from a profile (FACTS §1).
 
-File system, PKCS#15 directories, holder data, the PIN and its stand-in PUK, two RSA-2048
-keys and the IAS commands: MSE SET, split-hash PSO HASH + PSO CDS, INTERNAL AUTHENTICATE,
-PSO DECIPHER with chaining, GET DATA PIN counters, CHANGE REFERENCE DATA, RESET RETRY COUNTER.
+File system, PKCS#15 directories, holder data, the PIN and its PUK, two RSA-2048 keys and
+the IAS commands: MSE SET (HT, DST, AT, CT), split-hash PSO HASH + PSO CDS, INTERNAL
+AUTHENTICATE, PSO DECIPHER with chaining, GET DATA of the PIN, key and SE objects, GET
+CHALLENGE, CHANGE REFERENCE DATA, RESET RETRY COUNTER after the PUK. Each answer is the one
+OpenSC's IAS-ECC driver gets from a real CPx card where that is public (docs/cards.md).
 """
 
 from __future__ import annotations
 
+import os
 import tomllib
 from pathlib import Path
 
@@ -22,9 +25,10 @@ from apdu.cps_objects import encode_activity, encode_info, encode_name
 from apdu.cps_spec import ATR_CONTACT, CPS_AID, MAX_RESPONSE, Algo, Fid, KeyRef, PinRef
 from apdu.errors import MalformedData
 from apdu.ins import INS
-from apdu.sha256 import finish
 from apdu.sw import SW
 from simulators.cardos import DF, EF, AccessRule, Card, CardStatus, Pin
+from simulators.cps3 import sdo
+from simulators.cps3.split_hash import HASH_SHA1, HASH_SHA256, digest_of
 from simulators.pki import card_keys
 from simulators.profiles import CpsProfile, load_cps
 
@@ -33,15 +37,30 @@ __all__ = ["Cps3Card"]
 LAYOUT = tomllib.loads((Path(__file__).parent / "standin_layout.toml").read_text())
 PIN_AUTH_ID = b"\x01"
 PUK_AUTH_ID = b"\x02"
+# PKCS#15 ids of the keys and certificates: the AID then 01 / 02 (14 bytes), as a real CPS3
+# (OpenSC issue #2267 dumps).
+SIG_ID, AUT_ID = CPS_AID + b"\x01", CPS_AID + b"\x02"
 # PSO P1-P2 (ISO 7816-8 §5): HASH 90A0, COMPUTE DIGITAL SIGNATURE 9E9A, DECIPHER 8086.
 PSO_HASH, PSO_CDS, PSO_DECIPHER = 0x90A0, 0x9E9A, 0x8086
-# MSE SET templates (ISO 7816-4 §11.5.11): P1 41 = set for computation/decipherment
-DST, AT, CT = 0xB6, 0xA4, 0xB8
-_TEMPLATE_KEYS = {DST: {KeyRef.SIGNATURE, KeyRef.AUTHENTICATION},
-                  AT: {KeyRef.AUTHENTICATION}, CT: {KeyRef.AUTHENTICATION}}
-_TEMPLATE_ALGOS = {DST: {Algo.RSA_PKCS1_SHA256_PARTIAL_HASH},
+# MSE SET templates (ISO 7816-4 §11.5.11): P1 41 = set for computation/decipherment.
+# HT (hash template) comes before DST: OpenSC's iasecc_set_security_env sends it, and that
+# path signed on a real CPS3 (OpenSC issue #2267).
+DST, AT, CT, HT = 0xB6, 0xA4, 0xB8, 0xAA
+# Which key each template may name: the real PrKDF access rules (#2267) give the signature
+# key PSO CDS only, the authentication key INTERNAL AUTHENTICATE and PSO DECIPHER only.
+_TEMPLATE_KEYS = {DST: {KeyRef.SIGNATURE}, AT: {KeyRef.AUTHENTICATION},
+                  CT: {KeyRef.AUTHENTICATION}}
+# DST algorithm -> hash (the TokenInfo algRefs of a real CPS3, #2267: 12 SHA-1, 42 SHA-256).
+_DST_HASH = {Algo.RSA_PKCS1_SHA1_PARTIAL_HASH: HASH_SHA1,
+             Algo.RSA_PKCS1_SHA256_PARTIAL_HASH: HASH_SHA256}
+_TEMPLATE_ALGOS = {DST: set(_DST_HASH), HT: {HASH_SHA1, HASH_SHA256},
                    AT: {Algo.RSA_PKCS1_INTERNAL_AUTH},
                    CT: {Algo.RSA_PKCS1_DECIPHER, Algo.RSA_OAEP_SHA256_DECIPHER}}
+# SHA-1 because a real CPS3 offers it (#2267); the card signs what the host hashed.
+_PREHASHED = {HASH_SHA1: hashes.SHA1(), HASH_SHA256: hashes.SHA256()}  # noqa: S303
+_KEY_SECTION = {KeyRef.SIGNATURE: "signature", KeyRef.AUTHENTICATION: "authentication"}
+CHALLENGE_LENGTH = 8  # OpenSC card-iasecc.c: "IAS/ECC cannot handle other data length than 0x08"
+PUK_USAGE = 100  # the PUK's usage counter on a real CPx (OpenSC PR #2217, iasecc-tool)
 
 
 def _bcd(digits: str) -> bytes:
@@ -57,6 +76,9 @@ class Cps3Card(Card):
 
     atr = ATR_CONTACT
     max_response = MAX_RESPONSE
+    # A real CPx answers SELECT with P2 = 00 (FCI) with 6A86, for AIDs and FIDs alike;
+    # OpenSC retries with 04 / 0C (commits 1a3666364, 20f359ea0, with real-card logs).
+    select_p2 = frozenset({0x02, 0x04, 0x0C})
 
     def __init__(self, profile: str | CpsProfile = "gp") -> None:
         super().__init__()
@@ -80,6 +102,7 @@ class Cps3Card(Card):
             INS.GET_DATA_ODD: self.do_get_data,
             INS.CHANGE_REFERENCE_DATA: self.do_change_reference_data,
             INS.RESET_RETRY_COUNTER: self.do_reset_retry_counter,
+            INS.GET_CHALLENGE: self.do_get_challenge,
         })
 
     # -- personalisation -----------------------------------------------------------------
@@ -97,21 +120,29 @@ class Cps3Card(Card):
             tlv.encode(0x82, _bcd("20391231235959"))), name="EF_ACTUA"))
         ias = DF(Fid.IAS_DF, aid=CPS_AID, name="IAS")
         mf.add(ias)
+        # The PIN names its PUK (CommonObjectAttributes.authId): OpenSC's pkcs15-tool
+        # --unblock-pin finds the PUK, and its length, only that way.
         pin_info = pkcs15.PinInfo("PIN CPS", PIN_AUTH_ID, PinRef.PIN, 4, 4, 8,
-                                  path=ias_path)
+                                  path=ias_path, unblocked_by=PUK_AUTH_ID)
         puk_info = pkcs15.PinInfo("PUK CPS", PUK_AUTH_ID, PinRef.PUK, 8, 8, 8,
                                   flags=frozenset({"local", "initialized", "unblockingPin"}),
                                   path=ias_path)
+        # Access flags, access rules and the empty key path (the application itself) as a
+        # real CPS3's PrKDF has them (OpenSC issue #2267).
+        never_out = frozenset({"sensitive", "alwaysSensitive", "neverExtractable"})
         keys = [
-            pkcs15.KeyInfo("CPS_PRIV_SIG", b"\x01", PIN_AUTH_ID, KeyRef.SIGNATURE, 2048,
-                           frozenset({"nonRepudiation"}), ias_path),
-            pkcs15.KeyInfo("CPS_PRIV_AUT", b"\x02", PIN_AUTH_ID, KeyRef.AUTHENTICATION, 2048,
-                           frozenset({"sign", "decrypt"}), ias_path),
+            pkcs15.KeyInfo("CPS_PRIV_SIG", SIG_ID, PIN_AUTH_ID, KeyRef.SIGNATURE, 2048,
+                           frozenset({"nonRepudiation"}), b"", never_out,
+                           (pkcs15.AccessRule(frozenset({"pso_cds"}), PIN_AUTH_ID),)),
+            pkcs15.KeyInfo("CPS_PRIV_AUT", AUT_ID, PIN_AUTH_ID, KeyRef.AUTHENTICATION, 2048,
+                           frozenset({"sign", "decrypt"}), b"", never_out,
+                           (pkcs15.AccessRule(frozenset({"pso_decrypt"}), PIN_AUTH_ID),
+                            pkcs15.AccessRule(frozenset({"int_auth"}), PIN_AUTH_ID))),
         ]
         certs = [
-            pkcs15.CertInfo("Certificat de Signature CPS", b"\x01",
+            pkcs15.CertInfo("Certificat de Signature CPS", SIG_ID,
                             ias_path + _path(files["cert_signature"])),
-            pkcs15.CertInfo("Certificat d'Authentification CPS", b"\x02",
+            pkcs15.CertInfo("Certificat d'Authentification CPS", AUT_ID,
                             ias_path + _path(files["cert_authentication"])),
         ]
         objects = [
@@ -128,7 +159,9 @@ class Cps3Card(Card):
                        if name != "pukdf"}
         ias.add(EF(Fid.ODF, pkcs15.encode_odf(directories), name="ODF"))
         ias.add(EF(Fid.TOKEN_INFO, pkcs15.encode_token_info(pkcs15.TokenInfo(
-            _bcd(p.serial), "ANS (simulated)", "CPS3 TEST")), name="TokenInfo"))
+            _bcd(p.serial), "ANS (simulated)", "CPS3 TEST",
+            flags=frozenset({"readonly", "loginRequired"}), algorithms=SUPPORTED_ALGORITHMS)),
+            name="TokenInfo"))
         ias.add(EF(d15["aodf"], pkcs15.encode_aodf([pin_info, puk_info]), name="AODF"))
         ias.add(EF(d15["prkdf"], pkcs15.encode_prkdf(keys), name="PrKDF"))
         ias.add(EF(d15["pukdf"], b"", name="PuKDF"))
@@ -147,12 +180,12 @@ class Cps3Card(Card):
 
     # -- security environment ------------------------------------------------------------
     def do_mse(self, c: CommandApdu) -> bytes:
-        """MSE SET DST/AT/CT with key (84) and algorithm (80); MSE RESTORE (P1=F3)."""
+        """MSE SET HT/DST/AT/CT with key (84) and algorithm (80); MSE RESTORE (P1=F3)."""
         if c.p1 == 0xF3:
             self.se.templates.clear()
             self.se.hash_state = None
             return b""
-        if c.p1 != 0x41 or c.p2 not in _TEMPLATE_KEYS:
+        if c.p1 != 0x41 or c.p2 not in _TEMPLATE_ALGOS:
             raise CardStatus(SW.INCORRECT_P1_P2)
         try:
             items = {t.tag: t.value for t in tlv.decode(c.data)}
@@ -160,18 +193,22 @@ class Cps3Card(Card):
             raise CardStatus(SW.INCORRECT_DATA) from exc
         key = items.get(0x84, b"")
         algo = items.get(0x80, b"")
-        if len(key) != 1 or key[0] not in _TEMPLATE_KEYS[c.p2]:
+        if c.p2 == HT:
+            if key:  # a hash template names no key
+                raise CardStatus(SW.INCORRECT_DATA)
+        elif len(key) != 1 or key[0] not in _TEMPLATE_KEYS[c.p2]:
+            # STAND-IN status: what a real CPS3 answers for a key outside its rights.
             raise CardStatus(SW.REFERENCED_DATA_NOT_FOUND)
         if len(algo) != 1 or algo[0] not in _TEMPLATE_ALGOS[c.p2]:
             raise CardStatus(SW.INCORRECT_DATA)
-        self.se.templates[c.p2] = (key[0], algo[0])
-        if c.p2 == DST:
+        self.se.templates[c.p2] = (key[0] if key else None, algo[0])
+        if c.p2 in (DST, HT):
             self.se.hash_state = None
         return b""
 
     def _key_for(self, template: int) -> tuple[RSAPrivateKey, int]:
         chosen = self.se.templates.get(template)
-        if chosen is None:
+        if chosen is None or chosen[0] is None or chosen[1] is None:
             raise CardStatus(SW.CONDITIONS_NOT_SATISFIED)  # no MSE SET before the operation
         if PinRef.PIN not in self.se.verified:
             raise CardStatus(SW.SECURITY_STATUS_NOT_SATISFIED)
@@ -184,12 +221,12 @@ class Cps3Card(Card):
         if p1p2 == PSO_HASH:
             return self._pso_hash(c.data)
         if p1p2 == PSO_CDS:
-            key, _algo = self._key_for(DST)
+            key, algo = self._key_for(DST)
             digest = self.se.hash_state
             if digest is None:
                 raise CardStatus(SW.CONDITIONS_NOT_SATISFIED)  # no PSO HASH first
             self.se.hash_state = None
-            return key.sign(digest, padding.PKCS1v15(), Prehashed(hashes.SHA256()))
+            return key.sign(digest, padding.PKCS1v15(), Prehashed(_PREHASHED[_DST_HASH[algo]]))
         if p1p2 == PSO_DECIPHER:
             key, algo = self._key_for(CT)
             if not c.data or c.data[0] != 0x81:  # padding indicator: 81 = PKCS#1 cryptogram
@@ -203,24 +240,16 @@ class Cps3Card(Card):
         raise CardStatus(SW.INCORRECT_P1_P2)
 
     def _pso_hash(self, data: bytes) -> bytes:
-        if DST not in self.se.templates:
+        dst = self.se.templates.get(DST)
+        if dst is None or dst[1] is None:
             raise CardStatus(SW.CONDITIONS_NOT_SATISFIED)
+        hash_template = self.se.templates.get(HT)
+        algorithm = _DST_HASH[dst[1]]
+        if hash_template is not None and hash_template[1] != algorithm:
+            raise CardStatus(SW.CONDITIONS_NOT_SATISFIED)  # HT and DST disagree on the hash
         try:
-            items = {t.tag: t.value for t in tlv.decode(data)}
+            self.se.hash_state = digest_of(algorithm, data)
         except MalformedData as exc:
-            raise CardStatus(SW.INCORRECT_DATA) from exc
-        state = items.get(0x90)
-        if state is None:
-            raise CardStatus(SW.INCORRECT_DATA)
-        if len(state) == 32 and 0x80 not in items:
-            self.se.hash_state = state  # the host sent the final hash
-            return b""
-        if len(state) != 40 or len(items.get(0x80, b"")) > 64:
-            raise CardStatus(SW.INCORRECT_DATA)
-        bits = int.from_bytes(state[32:], "big")
-        try:
-            self.se.hash_state = finish(state[:32], bits, items.get(0x80, b""))
-        except ValueError as exc:
             raise CardStatus(SW.INCORRECT_DATA) from exc
         return b""
 
@@ -235,30 +264,79 @@ class Cps3Card(Card):
         n = numbers.public_numbers.n
         return pow(int.from_bytes(block, "big"), numbers.d, n).to_bytes(size, "big")
 
-    # -- PIN management -------------------------------------------------------------------
+    def do_get_challenge(self, c: CommandApdu) -> bytes:
+        """GET CHALLENGE (ISO 7816-4 §11.5.3): 8 random bytes, the only length OpenSC asks."""
+        if (c.p1, c.p2) != (0, 0):
+            raise CardStatus(SW.INCORRECT_P1_P2)
+        if c.le != CHALLENGE_LENGTH:
+            raise CardStatus(SW.WRONG_LENGTH)  # STAND-IN status for other lengths
+        return os.urandom(CHALLENGE_LENGTH)
+
+    # -- GET DATA of security data objects ----------------------------------------------
     def do_get_data(self, c: CommandApdu) -> bytes:
-        """GET DATA 00 CB 3F FF with 4D 08 70 06 BF 81 ref 02 A0 80: the PIN counters."""
+        """GET DATA 00 CB 3F FF of an SDO: PIN counters, a key's DOCP, an SE (sdo.py)."""
         if (c.p1, c.p2) != (0x3F, 0xFF):
             raise CardStatus(SW.INCORRECT_P1_P2)
         try:
-            ref = _counter_ref(c.data)
+            request = sdo.parse_request(c.data)
         except MalformedData as exc:
             raise CardStatus(SW.INCORRECT_DATA) from exc
-        pin = self.pin(ref)
-        counters = tlv.encode_constructed(
-            0xA0, tlv.encode(0x9A, bytes([pin.max_tries])),
-            tlv.encode(0x9B, bytes([pin.tries_left])),
-            tlv.encode_constructed(0xA1, tlv.encode(0x8C, bytes.fromhex("F3000013FF00"))))
-        return tlv.encode_constructed(0x70, tlv.encode_constructed(0xBF8100 | ref, counters))
+        if request.sdo_class == sdo.CHV:
+            return self._chv_data(request)
+        if request.sdo_class == sdo.RSA_PRIVATE:
+            return self._key_data(request)
+        if request.sdo_class == sdo.SE:
+            return self._se_data(request)
+        raise CardStatus(SW.REFERENCED_DATA_NOT_FOUND)
 
+    def _chv_data(self, request: sdo.SdoRequest) -> bytes:
+        # Only the DOCP (A0) is served: a real CPx answers the 7F41 form with 6A86 and OpenSC
+        # falls back to A0 (OpenSC issue #2275 log of the vendor's middleware uses A0).
+        pin = self.pin(request.reference)
+        if request.wanted != sdo.DOCP:
+            raise CardStatus(SW.INCORRECT_P1_P2)
+        if pin.reference == PinRef.PUK:
+            return sdo.chv_answer(pin.reference, pin.max_tries, pin.tries_left,
+                                  sdo.CHV_ACL_PUK, PUK_USAGE)
+        return sdo.chv_answer(pin.reference, pin.max_tries, pin.tries_left, sdo.CHV_ACL_PIN)
+
+    def _key_data(self, request: sdo.SdoRequest) -> bytes:
+        # The keys live in the IAS application: OpenSC selects 3F00/0001 for CPx before this
+        # GET DATA (commit e3a3722ad). The 7F48 (public part) form is refused with 6A86,
+        # which OpenSC maps to INCORRECT_PARAMETERS and then asks for A0.
+        key_ref = request.reference | 0x80
+        if self.current_df.aid != CPS_AID or key_ref not in self.keys:
+            raise CardStatus(SW.REFERENCED_DATA_NOT_FOUND)
+        if request.wanted != sdo.DOCP:
+            raise CardStatus(SW.INCORRECT_P1_P2)
+        docp = LAYOUT["keys"][_KEY_SECTION[KeyRef(key_ref)]]
+        return sdo.key_answer(request.reference, self.keys[key_ref].key_size,
+                              bytes.fromhex(docp["acl"]), docp["non_repudiation"])
+
+    def _se_data(self, request: sdo.SdoRequest) -> bytes:
+        chv = LAYOUT["security_environments"].get(str(request.reference))
+        if self.current_df is not self.mf or chv is None or request.wanted != sdo.SE:
+            raise CardStatus(SW.REFERENCED_DATA_NOT_FOUND)
+        return sdo.se_answer(request.reference, chv)
+
+    # -- PIN management -------------------------------------------------------------------
     def do_change_reference_data(self, c: CommandApdu) -> bytes:
-        """CHANGE REFERENCE DATA (P1=00): old PIN || new PIN, each padded to 8 bytes with FF."""
+        """CHANGE REFERENCE DATA (P1=00): old PIN || new PIN, as OpenSC sends it (unpadded).
+
+        The card splits the field at the current PIN's length. Each code padded with FF to
+        8 bytes is also taken: whether a real CPS3 takes it is not public.
+        """
         if c.p1 != 0x00:
             raise CardStatus(SW.INCORRECT_P1_P2)
         pin = self.pin(c.p2)
-        if len(c.data) != 2 * pin.pad_to:
+        if pin.reference == PinRef.PUK:  # the PUK's ACL: change never (PR #2217)
+            raise CardStatus(SW.SECURITY_STATUS_NOT_SATISFIED)
+        if len(c.data) == 2 * pin.pad_to:
+            old, new = c.data[:pin.pad_to], c.data[pin.pad_to:]
+        elif len(c.data) > len(pin.value):
+            old, new = c.data[:len(pin.value)], c.data[len(pin.value):]
+        else:
             raise CardStatus(SW.WRONG_LENGTH)
-        old, new = c.data[:pin.pad_to], c.data[pin.pad_to:]
         if pin.blocked:
             raise CardStatus(SW.AUTH_METHOD_BLOCKED)
         if not pin.valid_format(new):
@@ -271,44 +349,43 @@ class Cps3Card(Card):
         return b""
 
     def do_reset_retry_counter(self, c: CommandApdu) -> bytes:
-        """RESET RETRY COUNTER: P1=00 PUK || new PIN, P1=01 PUK only (ISO 7816-4 §11.5.10)."""
+        """RESET RETRY COUNTER once the PUK is verified: P1=02 with the new PIN, P1=03 without.
+
+        The IAS-ECC model OpenSC's iasecc_pin_reset follows: the PIN's reset right is SCB 13
+        (user authentication through SE 3, the PUK), so the host VERIFYs the PUK first. The
+        ISO forms with the PUK in the data (P1=00/01) are refused: a real CPx is not known
+        to take them, and our own host does not send them.
+        """
+        if c.p1 not in (0x02, 0x03):
+            raise CardStatus(SW.INCORRECT_P1_P2)
         pin = self.pin(c.p2)
-        puk = self.pins[PinRef.PUK]
-        if c.p1 == 0x00 and len(c.data) == 2 * puk.pad_to:
-            code, new = c.data[:puk.pad_to], c.data[puk.pad_to:]
-        elif c.p1 == 0x01 and len(c.data) == puk.pad_to:
-            code, new = c.data, None
-        else:
-            raise CardStatus(SW.WRONG_LENGTH if c.p1 in (0, 1) else SW.INCORRECT_P1_P2)
-        if puk.blocked:
-            raise CardStatus(SW.AUTH_METHOD_BLOCKED)
-        if new is not None and not pin.valid_format(new):
-            raise CardStatus(SW.INCORRECT_DATA)
-        if not puk.check(code):
-            raise CardStatus(SW.AUTH_METHOD_BLOCKED if puk.blocked else 0x63C0 | puk.tries_left)
-        if new is not None:
-            pin.value = pin.normalise(new)
+        if pin.reference == PinRef.PUK or PinRef.PUK not in self.se.verified:
+            raise CardStatus(SW.SECURITY_STATUS_NOT_SATISFIED)
+        if c.p1 == 0x03 and c.data:
+            raise CardStatus(SW.WRONG_LENGTH)
+        if c.p1 == 0x02:
+            if not pin.valid_format(c.data):
+                raise CardStatus(SW.INCORRECT_DATA)
+            pin.value = pin.normalise(c.data)
         pin.tries_left = pin.max_tries
         return b""
 
 
-def _counter_ref(data: bytes) -> int:
-    """The PIN reference inside 4D { 70 { BF81xx { A0 80 } } }.
-
-    Only the A0 (counters) request is served; OpenSC asks for 7F41 first and falls back to
-    A0 on 6A86, as real CPx cards make it do.
-    """
-    # 4D (extended header list, ISO 7816-4 §8.5.1) is tagged primitive but holds TLVs.
-    for outer in tlv.decode(data):
-        if outer.tag == 0x4D:
-            for inner in tlv.decode(outer.value):
-                if inner.tag == 0x70:
-                    for obj in inner.children():
-                        if obj.tag >> 8 == 0xBF81:
-                            if not obj.value.startswith(b"\xa0"):
-                                raise CardStatus(SW.INCORRECT_P1_P2)
-                            return obj.tag & 0xFF
-    raise MalformedData("no BF81xx PIN reference in GET DATA")
+SUPPORTED_ALGORITHMS = (
+    # TokenInfo supportedAlgorithms of a real CPS3 (OpenSC issue #2267; the same list as the
+    # IAS-ECC card of PR #2279): reference, PKCS#11 mechanism, operations, OID, algRef.
+    # The algRefs of 5 and 6 are the MSE bytes OpenSC sends for them (02, 1A), inferred.
+    pkcs15.AlgorithmInfo(1, 0x220, frozenset({"hash"}), "1.3.14.3.2.26", HASH_SHA1),
+    pkcs15.AlgorithmInfo(2, 0x250, frozenset({"hash"}), "2.16.840.1.101.3.4.2.1", HASH_SHA256),
+    pkcs15.AlgorithmInfo(3, 0x06, frozenset({"compute-signature"}), "1.2.840.113549.1.1.5",
+                         Algo.RSA_PKCS1_SHA1_PARTIAL_HASH),
+    pkcs15.AlgorithmInfo(4, 0x40, frozenset({"compute-signature"}), "1.2.840.113549.1.1.11",
+                         Algo.RSA_PKCS1_SHA256_PARTIAL_HASH),
+    pkcs15.AlgorithmInfo(5, 0x01, frozenset({"compute-signature"}), "1.2.840.113549.1.1.1",
+                         Algo.RSA_PKCS1_INTERNAL_AUTH),
+    pkcs15.AlgorithmInfo(6, 0x01, frozenset({"decipher"}), "1.2.840.113549.1.1.1",
+                         Algo.RSA_PKCS1_DECIPHER),
+)
 
 
 def _ef_atr() -> bytes:

@@ -32,12 +32,17 @@ def test_opensc_names_the_card_ias_ecc_cpx(cps) -> None:
 
 @needs_opensc
 def test_opensc_selects_the_ias_application(cps) -> None:
+    # A real CPx refuses SELECT with P2 = 00 (FCI) with 6A86 and answers P2 = 04 (FCP);
+    # OpenSC retries that way (commits 1a3666364, 20f359ea0, with real-card logs).
     cps("gp")
-    result = run("opensc-tool", "-r", "0", "-s",
-                 "00:A4:04:00:0D:E8:28:BD:08:0F:80:25:00:00:01:FF:00:10:00")
+    aid = "0D:E8:28:BD:08:0F:80:25:00:00:01:FF:00:10:00"
+    result = run("opensc-tool", "-r", "0", "-s", "00:A4:04:00:" + aid,
+                 "-s", "00:A4:04:04:" + aid)
     assert result.returncode == 0, result.stderr
-    assert "SW1=0x90, SW2=0x00" in result.stdout
-    assert "E8 28 BD 08 0F" in result.stdout  # the FCP names the AID back
+    fci, fcp = result.stdout.split("Received (SW1=")[1:]
+    assert fci.startswith("0x6A, SW2=0x86)")
+    assert fcp.startswith("0x90, SW2=0x00)")
+    assert "E8 28 BD 08 0F" in fcp  # the FCP names the AID back
 
 
 @needs_opensc
@@ -68,7 +73,9 @@ def test_pkcs15_tool_reads_the_same_certificate(cps, tmp_path) -> None:
 
     from simulators.pki import card_keys
 
-    result = run("pkcs15-tool", "-r", "0", "--read-certificate", "01")
+    # Certificate and key ids are the AID then 01 / 02, as on a real CPS3 (OpenSC #2267).
+    result = run("pkcs15-tool", "-r", "0", "--read-certificate",
+                 "e828bd080f8025000001ff001001")
     assert result.returncode == 0, result.stderr
     cert = x509.load_pem_x509_certificate(result.stdout.encode())
     assert cert == card_keys(card.profile.name).signature_cert

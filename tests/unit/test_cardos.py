@@ -370,11 +370,22 @@ def app(cps: Cps3Card) -> Cps3Card:
     ("002241B6 06 840181 800199", 0x6A80),  # unknown algorithm
     ("002241B6 03 840181", 0x6A80),  # no algorithm
     ("002241B6 02 8405", 0x6A80),  # broken TLV
-    ("002241AA 06 840181 800142", 0x6A86),  # no such template
+    ("002241B6 06 840182 800142", 0x6A88),  # the authentication key has no PSO CDS right
+    ("002241AA 06 840181 800140", 0x6A80),  # a hash template names no key
+    ("002241AA 03 800142", 0x6A80),  # 42 is a signature algorithm, not a hash
+    ("002241B4 06 840181 800142", 0x6A86),  # no such template (CCT)
     ("002242B6 06 840181 800142", 0x6A86),
 ])
 def test_mse_refusals(app: Cps3Card, apdu: str, status: int) -> None:
     assert sw_of(app, apdu) == status
+
+
+def test_mse_set_ht_then_dst_as_opensc_sends_them(app: Cps3Card) -> None:
+    # OpenSC's iasecc_set_security_env for SHA256-RSA-PKCS, bytes as a real CPS3 gets them.
+    assert tx(app, "002241AA 03 800140") == (b"", 0x9000)
+    assert tx(app, "002241B6 06 840181 800142") == (b"", 0x9000)
+    assert tx(app, "002241AA 03 800110") == (b"", 0x9000)  # SHA-1: a real CPS3 lists it
+    assert tx(app, "002241B6 06 840181 800112") == (b"", 0x9000)
 
 
 def pso_hash_final(digest: bytes) -> str:
@@ -434,6 +445,9 @@ def test_pso_hash_split_signs_the_whole_message(app: Cps3Card) -> None:
     "90 28" + "00" * 32 + "FFFFFFFFFFFFFE00" + "80 40" + "00" * 64,  # count overflows 64 bits
     "90 10" + "00" * 16,  # neither a final hash nor a state
     "90 28" + "00" * 32 + "0000000000000000" + "80 41" + "00" * 65,  # more than one block left
+    "90 00 80 41" + "00" * 65,  # nothing hashed and more than one block
+    "90 00",  # an empty state and no message
+    "90 00 80 01 00 81 00",  # an unknown tag
     "80 01 00",  # no state
     "90 05 0102",  # broken TLV
 ])
@@ -441,6 +455,52 @@ def test_pso_hash_refuses_bad_input(app: Cps3Card, body: str) -> None:
     ok(app, MSE_DST)
     data = bytes.fromhex(body.replace(" ", ""))
     assert sw_of(app, CommandApdu(0x00, 0x2A, 0x90, 0xA0, data).to_bytes()) == 0x6A80
+
+
+def sign_with_opensc_apdus(card: Cps3Card, message: bytes, *, sha1: bool = False) -> bytes:
+    """The APDUs of OpenSC's iasecc_compute_signature_dst: HT, DST, PSO HASH, PSO CDS."""
+    name, size, ht, dst = ("sha1", 20, "10", "12") if sha1 else ("sha256", 32, "40", "42")
+    ok(card, f"002241AA 03 8001{ht}")
+    ok(card, f"002241B6 06 840181 8001{dst}")
+    cut = len(message) // 64 * 64
+    if cut:  # the state after the whole blocks, as OpenSSL 1.1 exports it
+        state = _state_after(name, message[:cut])
+        field = tlv.encode(0x90, state + (cut * 8).to_bytes(8, "big"))
+    else:
+        field = b"\x90\x00"
+    field += tlv.encode(0x80, message[cut:])
+    assert len(field) < 256 and size
+    ok(card, CommandApdu(0x00, 0x2A, 0x90, 0xA0, field).to_bytes())
+    return signature(card, "002A9E9A 00")
+
+
+def _state_after(name: str, blocks: bytes) -> bytes:
+    if name == "sha256":
+        state, bits, rest = split(blocks)
+        assert rest == b"" and bits == len(blocks) * 8
+        return state
+    from simulators.cps3 import split_hash
+    h = split_hash._SHA1_IV
+    for i in range(0, len(blocks), 64):
+        h = split_hash._sha1_compress(h, blocks[i:i + 64])
+    return b"".join(x.to_bytes(4, "big") for x in h)
+
+
+@pytest.mark.parametrize("size", [0, 1, 25, 63, 64, 65, 100, 128, 1000])
+@pytest.mark.parametrize("sha1", [False, True], ids=["sha256", "sha1"])
+def test_split_hash_signs_every_length_as_opensc_cuts_it(app: Cps3Card, size: int,
+                                                         sha1: bool) -> None:
+    ok(app, VERIFY_1234)
+    message = bytes((i * 13 + size) & 0xFF for i in range(size))
+    sig = sign_with_opensc_apdus(app, message, sha1=sha1)
+    algorithm = hashes.SHA1() if sha1 else hashes.SHA256()
+    app.keys[KeyRef.SIGNATURE].public_key().verify(sig, message, padding.PKCS1v15(), algorithm)
+
+
+def test_pso_hash_disagreeing_with_the_hash_template_answers_6985(app: Cps3Card) -> None:
+    ok(app, "002241AA 03 800110")  # SHA-1
+    ok(app, "002241B6 06 840181 800142")  # but SHA-256 with RSA
+    assert sw_of(app, "002A90A0 05 9000 800161") == 0x6985
 
 
 def test_internal_authenticate_size_limit(app: Cps3Card) -> None:
@@ -522,6 +582,68 @@ def test_get_data_refusals(app: Cps3Card) -> None:
     assert sw_of(app, "00CB3FFE 0A 4D087006BF810102A080 00") == 0x6A86  # P1-P2
     assert sw_of(app, "00CB3FFF 0A 4D087006BF810902A080 00") == 0x6A88  # no PIN 09
     assert sw_of(app, "00CB3FFF 02 5C00 00") == 0x6A80  # no BF81xx inside
+    assert sw_of(app, "00CB3FFF 09 4D07 7005 BF8101 01 A0 00") == 0x6A80  # no length byte
+    assert sw_of(app, "00CB3FFF 0A 4D087006BFA00102A080 00") == 0x6A88  # an SDO class not served
+
+
+def test_get_data_the_acls_of_pin_and_puk(app: Cps3Card) -> None:
+    # The PIN's ACL as a real CPx returns it (OpenSC #2275), the PUK's (PR #2217) with its
+    # usage counter (9C maximum, 9D remaining).
+    assert counters(app, 0x01)[0xA1].children()[0].value == bytes.fromhex("F3000013FF00")
+    puk = counters(app, 0x02)
+    assert puk[0xA1].children()[0].value == bytes.fromhex("F3FF00FFFF00")
+    assert (puk[0x9C].value, puk[0x9D].value) == (b"\x64", b"\x64")
+
+
+@pytest.mark.parametrize(("ref", "acl", "nr"), [(0x01, "40 11", 1), (0x02, "30 11 11", 0)])
+def test_get_data_key_docp_from_the_application(app: Cps3Card, ref: int, acl: str,
+                                                nr: int) -> None:
+    # What OpenSC's iasecc_set_security_env asks first: the 7F48 form is refused (6A86),
+    # then the DOCP (A0): A1 { 8C ACL }, 80 size in bytes, 9E non-repudiation.
+    assert sw_of(app, f"00CB3FFF 0B 4D09 7007 BF90{ref:02X} 03 7F4880 00") == 0x6A86
+    data = ok(app, f"00CB3FFF 0A 4D08 7006 BF90{ref:02X} 02 A080 00")
+    (top,) = tlv.decode(data)
+    (bf,) = top.children()
+    assert bf.tag == 0xBF9000 | ref
+    (docp,) = bf.children()
+    fields = {t.tag: t for t in docp.children()}
+    assert [t.tag for t in docp.children()] == [0xA1, 0x80, 0x9E]
+    assert fields[0xA1].children()[0].value == bytes.fromhex(acl)
+    assert fields[0x80].value == b"\x01\x00" and fields[0x9E].value == bytes([nr])
+    assert sw_of(app, "00CB3FFF 0A 4D08 7006 BF9003 02 A080 00") == 0x6A88  # no key 0x83
+    ok(app, "00A4000C")  # the keys are not found from the MF
+    assert sw_of(app, f"00CB3FFF 0A 4D08 7006 BF90{ref:02X} 02 A080 00") == 0x6A88
+
+
+def test_get_data_security_environments_from_the_mf(cps: Cps3Card) -> None:
+    # OpenSC's iasecc_se_get_info: 4D 08 70 06 BF FB 0n 02 7B 80, from 3F00 for CPx.
+    for se, chv in ((1, 0x01), (3, 0x02)):
+        data = ok(cps, f"00CB3FFF 0A 4D08 7006 BFFB{se:02X} 02 7B80 00")
+        assert data == tlv.encode_constructed(0x70, tlv.encode_constructed(
+            0xBFFB00 | se, tlv.encode_constructed(0x7B, tlv.encode_constructed(
+                0xA4, tlv.encode(0x83, bytes([chv])), tlv.encode(0x95, b"\x08")))))
+    assert sw_of(cps, "00CB3FFF 0A 4D08 7006 BFFB05 02 7B80 00") == 0x6A88  # as #2275
+    ok(cps, "00A4040C0D" + CPS_AID.hex())
+    assert sw_of(cps, "00CB3FFF 0A 4D08 7006 BFFB01 02 7B80 00") == 0x6A88
+
+
+# -- GET CHALLENGE / SELECT P2 -----------------------------------------------------------------
+def test_get_challenge_gives_8_fresh_bytes(cps: Cps3Card) -> None:
+    first, second = ok(cps, "0084000008"), ok(cps, "0084000008")
+    assert len(first) == len(second) == 8 and first != second
+    assert sw_of(cps, "0084000010") == 0x6700  # OpenSC only ever asks for 8
+    assert sw_of(cps, "0084010008") == 0x6A86
+
+
+def test_select_with_p2_00_answers_6a86_like_a_real_cpx(cps: Cps3Card) -> None:
+    assert tx(cps, "00A404000D" + CPS_AID.hex() + "00") == (b"", 0x6A86)
+    assert tx(cps, "00A4000002 D003 00") == (b"", 0x6A86)
+    assert cps.current_df is cps.mf  # nothing was selected
+    assert fcp_fields(ok(cps, "00A404040D" + CPS_AID.hex() + "00"))[0x84].value == CPS_AID
+
+
+def test_vitale_still_answers_select_with_p2_00(vitale: Vitale2Card) -> None:
+    assert tx(vitale, "00A404000E" + MF_VITALE_AID.hex() + "00")[1] == 0x9000
 
 
 # -- VERIFY ------------------------------------------------------------------------------------
@@ -560,3 +682,64 @@ def test_wrong_pins_count_down_and_block(app: Cps3Card) -> None:
     assert sw_of(app, VERIFY_1234) == 0x6983
     ok(app, "00A4080C04 0001 D120")
     assert sw_of(app, "00B0000000") == 0x6982
+
+
+# -- CHANGE REFERENCE DATA / RESET RETRY COUNTER --------------------------------------------
+def test_change_pin_old_and_new_unpadded_as_opensc_sends_them(app: Cps3Card) -> None:
+    # pkcs15-tool --change-pin: 00 24 00 01 08 <old> <new> (card-iasecc.c iasecc_pin_change)
+    assert sw_of(app, "00240001 08 31313131 39393939") == 0x63C2  # wrong old PIN
+    ok(app, "00240001 08 31323334 38363432")
+    assert sw_of(app, VERIFY_1234) == 0x63C2
+    ok(app, "00200001 04 38363432")
+    # each code padded with FF to 8 bytes is taken too (a real card's answer is unknown)
+    ok(app, "00240001 10 38363432FFFFFFFF 31323334FFFFFFFF")
+    ok(app, VERIFY_1234)
+
+
+@pytest.mark.parametrize(("apdu", "status"), [
+    ("00240001 04 31323334", 0x6700),  # the old PIN alone
+    ("00240001 06 31323334 3132", 0x6A80),  # a new PIN too short
+    ("00240101 08 31323334 38363432", 0x6A86),
+    ("00240002 10 3132333435363738 3132333435363738", 0x6982),  # the PUK: change never
+])
+def test_change_pin_refusals(app: Cps3Card, apdu: str, status: int) -> None:
+    assert sw_of(app, apdu) == status
+    assert counters(app, 0x01)[0x9B].value == b"\x03"  # no try used
+
+
+def block(card: Cps3Card) -> None:
+    for _ in range(3):
+        sw_of(card, "00200001 04 39393939")
+    assert sw_of(card, VERIFY_1234) == 0x6983
+
+
+def test_unblock_verify_puk_then_reset_with_the_new_pin(app: Cps3Card) -> None:
+    # pkcs15-tool --unblock-pin: VERIFY PUK, then 00 2C 02 01 04 <new PIN> (iasecc_pin_reset)
+    block(app)
+    assert sw_of(app, "002C0201 04 34333231") == 0x6982  # PUK not verified yet
+    assert sw_of(app, "00200002 08 3030303030303030") == 0x63C9
+    ok(app, "00200002 08 3132333435363738")
+    ok(app, "002C0201 04 34333231")
+    assert sw_of(app, VERIFY_1234) == 0x63C2
+    ok(app, "00200001 04 34333231")
+
+
+def test_unblock_without_a_new_pin_keeps_the_old_one(app: Cps3Card) -> None:
+    block(app)
+    ok(app, "00200002 08 3132333435363738")
+    assert sw_of(app, "002C0301 04 34333231") == 0x6700  # P1 = 03 carries no data
+    ok(app, "002C0301")
+    ok(app, VERIFY_1234)
+
+
+@pytest.mark.parametrize(("apdu", "status"), [
+    ("002C0001 0C 3132333435363738 34333231", 0x6A86),  # ISO: PUK || new PIN in the data
+    ("002C0101 08 3132333435363738", 0x6A86),  # ISO: PUK only
+    ("002C0202 08 3132333435363738", 0x6982),  # the PUK itself: reset never
+    ("002C0201 03 343332", 0x6A80),  # a new PIN too short
+])
+def test_unblock_refusals(app: Cps3Card, apdu: str, status: int) -> None:
+    block(app)
+    ok(app, "00200002 08 3132333435363738")
+    assert sw_of(app, apdu) == status
+    assert sw_of(app, VERIFY_1234) == 0x6983  # still blocked

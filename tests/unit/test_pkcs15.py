@@ -6,6 +6,7 @@ import re
 import shutil
 import subprocess
 from collections.abc import Callable
+from dataclasses import replace as dataclasses_replace
 from typing import Any
 
 import pytest
@@ -119,6 +120,53 @@ def test_aodf_vector() -> None:
 def test_odf_vector() -> None:
     assert encode_odf({"prkdf": fid("7001")}) == ODF_PRKDF
     assert decode_odf(ODF_PRKDF) == {"prkdf": fid("7001")}
+
+
+# A real CPS3's TokenInfo entry (OpenSC #2267): AlgorithmInfo { reference 4,
+#   CKM_SHA256_RSA_PKCS 0x40, NULL, operations compute-signature(1), sha256WithRSAEncryption,
+#   algRef 0x42 }, the whole list under [2] IMPLICIT (OpenSC pkcs15.c c_asn1_algorithm_info).
+ALGO_SHA256_RSA = pkcs15.AlgorithmInfo(4, 0x40, frozenset({"compute-signature"}),
+                                       "1.2.840.113549.1.1.11", 0x42)
+ALGO_VECTOR = bytes.fromhex(
+    "A21C 301A 020104 020140 0500 03020640 06092A864886F70D01010B 020142")
+
+
+def test_supported_algorithms_vector() -> None:
+    token = TokenInfo(b"\x01", "", "", algorithms=(ALGO_SHA256_RSA,))
+    encoded = encode_token_info(token)
+    assert ALGO_VECTOR in encoded
+    assert decode_token_info(encoded).algorithms == (ALGO_SHA256_RSA,)
+
+
+def test_supported_algorithms_with_ec_parameters_are_skipped() -> None:
+    # An ECC entry has an OID where RSA has NULL: the host does not use it, it is dropped.
+    ec = bytes.fromhex("3015 020101 02021041 06052B81040022 03020780 020101")
+    body = encode_token_info(CPS_TOKEN)[2:]
+    with_algos = body + bytes([0xA2, len(ec) + len(ALGO_VECTOR) - 2]) + ec + ALGO_VECTOR[2:]
+    assert decode_token_info(tlv(0x30, with_algos)).algorithms == (ALGO_SHA256_RSA,)
+
+
+def test_pin_names_its_puk_and_keys_carry_access_flags_and_rules() -> None:
+    # As a real CPS3 (OpenSC #2267): the PIN object's authId is the PUK's; the keys are
+    # sensitive, never extractable, and used under the PIN for the operations their rules list.
+    pin = dataclasses_replace(CPS_PIN, unblocked_by=b"\x02")
+    assert decode_aodf(encode_aodf([pin, CPS_PUK])) == (pin, CPS_PUK)
+    key = dataclasses_replace(
+        CPS_KEYS[1], access_flags=frozenset({"sensitive", "alwaysSensitive",
+                                             "neverExtractable"}),
+        access_rules=(pkcs15.AccessRule(frozenset({"pso_decrypt"}), b"\x01"),
+                      pkcs15.AccessRule(frozenset({"int_auth"}), b"\x01")))
+    encoded = encode_prkdf([key])
+    assert bytes.fromhex("3007 03020001 040101") in encoded  # pso_decrypt(7) : authId 01
+    assert decode_prkdf(encoded) == (key,)
+
+
+def test_key_with_the_empty_path_of_a_real_cps3() -> None:
+    # A real CPS3's keys have an empty path (OpenSC #2267 "Path: <AID>::"): read, not refused.
+    key = dataclasses_replace(CPS_KEYS[0], path=b"")
+    encoded = encode_prkdf([key])
+    assert bytes.fromhex("A10A 3008 3002 0400 02020800") in encoded  # Path { path "" }
+    assert decode_prkdf(encoded) == (key,)
 
 
 def test_key_reference_is_a_positive_integer() -> None:

@@ -265,3 +265,86 @@ def test_log_capture_sees_trace_records(caplog: pytest.LogCaptureFixture) -> Non
     assert any(r.levelno < logging.DEBUG and "00cb3fff" in r.getMessage().lower()
                for r in caplog.records)
 
+
+
+# -- our host sends only what OpenSC sends to a real CPS3 (docs/cards.md) ----------------------
+class Recording(InProcessTransport):
+    """The in-process transport, keeping every command APDU (hex) for the test to compare."""
+
+    def __init__(self, card: Cps3Card) -> None:
+        super().__init__(card)
+        self.sent: list[str] = []
+
+    def transmit(self, command: bytes) -> bytes:
+        """Record, then hand the bytes to the card."""
+        self.sent.append(bytes(command).hex().upper())
+        return super().transmit(command)
+
+
+def recorded(card: Cps3Card) -> tuple[CpsSession, Recording]:
+    transport = Recording(card)
+    return CpsSession(CardProtocol(transport)), transport
+
+
+def crypto_apdus(sent: list[str]) -> list[str]:
+    """The commands after the last SELECT, without GET RESPONSE."""
+    last = max(i for i, apdu in enumerate(sent) if apdu.startswith("00A4"))
+    return [a for a in sent[last + 1:] if not a.startswith("00C0")]
+
+
+@pytest.mark.parametrize("size", [0, 25, 63, 64, 100, 128])
+def test_sign_sends_opensc_s_apdus(size: int) -> None:
+    # iasecc_set_security_env + iasecc_compute_signature_dst: MSE HT 40, MSE DST 81/42,
+    # PSO HASH with an empty 90 under one block (else state || bit count), PSO CDS.
+    card = Cps3Card("gp")
+    session, transport = recorded(card)
+    session.verify_pin(Keypad("1234"))
+    message = bytes(range(size))
+    signature = session.sign(message)
+    apdus = crypto_apdus(transport.sent)
+    assert apdus[:2] == ["002241AA03800140", "002241B606840181800142"]
+    hash_field = bytes.fromhex(apdus[2])[5:]
+    if size < 64:
+        assert hash_field == b"\x90\x00\x80" + bytes([size]) + message
+    else:
+        assert hash_field[:2] == b"\x90\x28" and hash_field[42:44] == bytes(
+            [0x80, size % 64])
+    assert apdus[3:] == ["002A9E9A00"]
+    card.keys[KeyRef.SIGNATURE].public_key().verify(signature, message, padding.PKCS1v15(),
+                                                    hashes.SHA256())
+
+
+def test_authentication_key_signs_by_internal_authenticate() -> None:
+    # A real CPS3's authentication key has no PSO CDS right (PrKDF access rules, OpenSC
+    # #2267): the host signs the SHA-256 DigestInfo with INTERNAL AUTHENTICATE instead.
+    card = Cps3Card("gp")
+    session, transport = recorded(card)
+    session.verify_pin(Keypad("1234"))
+    message = b"DMP: consultation du 12 mars"
+    signature = session.sign(message, KeyRef.AUTHENTICATION)
+    apdus = crypto_apdus(transport.sent)
+    assert apdus[0] == "002241A406840182800102"
+    assert apdus[1].startswith("0088000033" + "3031300D060960864801650304020105000420")
+    assert not any(a.startswith("002241B6") for a in transport.sent)
+    card.keys[KeyRef.AUTHENTICATION].public_key().verify(signature, message,
+                                                         padding.PKCS1v15(), hashes.SHA256())
+
+
+def test_pin_codes_go_unpadded_as_opensc_sends_them() -> None:
+    card = Cps3Card("gp")
+    session, transport = recorded(card)
+    session.verify_pin(Keypad("1234"))
+    assert "002000010431323334" in transport.sent
+    session.change_pin(Keypad("1234", "8642"))
+    assert transport.sent[-1] == "00240001083132333438363432"
+
+
+def test_unblock_verifies_the_puk_then_resets_with_p1_02() -> None:
+    card = Cps3Card("blocked")
+    session, transport = recorded(card)
+    session.unblock_pin(Keypad("12345678", "2468"))
+    assert transport.sent[-2:] == ["00200002083132333435363738", "002C02010432343638"]
+    with pytest.raises(WrongPin) as wrong:
+        session.unblock_pin(Keypad("00000000", "2468"))
+    assert wrong.value.tries_left == 9  # the PUK's counter; no reset was sent
+    assert not transport.sent[-1].startswith("002C")
