@@ -59,7 +59,9 @@ def parse_message(text: str | bytes) -> Request:
     """Parse one JSON-RPC request; batches are not supported (one call per message)."""
     try:
         message = json.loads(text)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        # RecursionError: ~1000 nested arrays/objects exhaust the decoder's stack; it is
+        # still text that is not a JSON value we can take (JSON-RPC 2.0 §5.1, -32700).
         raise RpcError(PARSE_ERROR, "parse error: the message is not JSON", "parse_error") \
             from exc
     if isinstance(message, list):
