@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import pytest
@@ -84,10 +85,8 @@ HOSTILE = {
 
 @pytest.mark.parametrize("raw", HOSTILE.values(), ids=HOSTILE.keys())
 def test_hostile_messages_open_or_raise_malformed_message(raw: bytes) -> None:
-    try:
+    with contextlib.suppress(smime.MalformedMessage):
         _open_clear(raw)
-    except smime.SmimeError:
-        pass
 
 
 def test_encrypted_layer_without_decryptor_is_a_typed_error() -> None:
@@ -117,7 +116,7 @@ def test_long_parameter_name_in_an_attached_entity_does_not_hang() -> None:
 def test_config_not_utf8_is_config_error(tmp_path: Path) -> None:
     path = tmp_path / "edged.toml"
     path.write_bytes(b'[log]\nlog_level = "\xff"\n')
-    with pytest.raises(ConfigError, match="edged.toml"):
+    with pytest.raises(ConfigError, match=r"edged\.toml"):
         load_config(path)
 
 
