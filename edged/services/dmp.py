@@ -79,6 +79,12 @@ class DmpError(Exception):
         self.details = details or []
 
 
+# The host (or the gateway in front of it) is not serving now: retry later (RFC 9110 §15.6).
+# Any other answer, a 500 with the host's JSON error included, is the host's verdict on this
+# request: retrying the same document would get the same answer (D3 of the review).
+_OUTAGE_STATUSES = frozenset({502, 503, 504})
+
+
 class HostUnreachable(Exception):
     """No answer from the host (network down, refused, timed out, 5xx)."""
 
@@ -395,12 +401,15 @@ class DmpService:
         except HostUnreachable:
             self._host_down = True
             raise
-        if status >= 500:
+        if status in _OUTAGE_STATUSES:
             self._host_down = True
             raise HostUnreachable(f"the DMP host answered {status}")
         try:
             answer = json.loads(data) if data else {}
         except ValueError as exc:
+            if status >= 500:  # no answer of the host's own: a gateway's page, an outage
+                self._host_down = True
+                raise HostUnreachable(f"the DMP host answered {status}") from exc
             raise DmpError("bad_answer", f"the DMP host answered {status} without JSON",
                            status) from exc
         if status >= 400:
