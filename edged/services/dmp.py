@@ -55,7 +55,7 @@ from edged.config import ConfigError
 from edged.readers.ui import fit_lines
 from edged.services import cards
 from edged.services.consent import ConsentSigner
-from edged.state.sqlite import open_durable, transaction
+from edged.state.sqlite import open_durable, state_file, transaction
 
 if TYPE_CHECKING:
     from edged.daemon import Daemon
@@ -244,9 +244,10 @@ class FeedQueue:
         self.clock = clock
         self._lock = threading.Lock()
         self._db = open_durable(path)
-        self._db.executescript(_SCHEMA)
-        # A crash mid-send: send again; the host answers already_registered if it had it.
-        self._db.execute("UPDATE feeds SET state = 'queued' WHERE state = 'sending'")
+        with state_file(path):  # a corrupted or full file is named at start
+            self._db.executescript(_SCHEMA)
+            # A crash mid-send: send again; the host answers already_registered if it had it.
+            self._db.execute("UPDATE feeds SET state = 'queued' WHERE state = 'sending'")
 
     def _tx(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
         return transaction(self._db, self._lock)

@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from edged.state.sqlite import open_durable, transaction
+from edged.state.sqlite import open_durable, state_file, transaction
 
 __all__ = ["Outbox", "OutboxItem", "PermanentFailure", "TemporaryFailure"]
 
@@ -82,9 +82,10 @@ class Outbox:
         self.clock = clock
         self._lock = threading.Lock()
         self._db = open_durable(path)
-        self._db.executescript(_SCHEMA)
-        # A crash while sending: try again (the operator deduplicates on Message-ID).
-        self._db.execute("UPDATE outbox SET state = 'queued' WHERE state = 'sending'")
+        with state_file(path):  # a corrupted or full file is named at start, not mid-way
+            self._db.executescript(_SCHEMA)
+            # A crash while sending: try again (the operator deduplicates on Message-ID).
+            self._db.execute("UPDATE outbox SET state = 'queued' WHERE state = 'sending'")
         self._wakeup = asyncio.Event()
 
     def _tx(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
