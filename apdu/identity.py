@@ -20,7 +20,9 @@ __all__ = [
     "parse_nir",
 ]
 
-_NIR_RE = re.compile(r"^([1278])(\d{2})(\d{2})(\d{2}|2[AB])(\d{3})(\d{3})(\d{2})?$")
+# ASCII digits only: \d also takes Arabic-Indic and other decimal digits, which int() reads,
+# so "1" + "٨٠٠١٧٥١١٥٠٠١٧٦" passed as a valid but non-ASCII NIR (minor item of the review).
+_NIR_RE = re.compile(r"^([1278])(\d{2})(\d{2})(\d{2}|2[AB])(\d{3})(\d{3})(\d{2})?$", re.ASCII)
 
 
 def nir_key(first13: str) -> int:

@@ -267,3 +267,14 @@ def test_any_body_round_trips(sex: str, year: int, month: str, dept: str, commun
     assert parse_nir(nir.value) == nir
     assert parse_nir(nir.formatted()) == nir
     assert nir.temporary == (sex in "78")
+
+
+def test_non_ascii_decimal_digits_are_not_a_nir() -> None:
+    # "\d" matched Arabic-Indic digits, and int() read them: a valid, non-ASCII Nir came out.
+    arabic = str.maketrans("0123456789", "٠١٢٣٤٥٦٧٨٩")
+    valid = "180017511500176"
+    assert parse_nir(valid).value == valid
+    for fake in ("1" + valid[1:].translate(arabic), valid[:5] + "٧٥" + valid[7:],
+                 valid.translate(str.maketrans("0123456789", "０１２３４５６７８９"))):
+        with pytest.raises(ValueError):
+            parse_nir(fake)
