@@ -21,7 +21,7 @@ __all__ = [
 ]
 
 # ASCII digits only: \d also takes Arabic-Indic and other decimal digits, which int() reads,
-# so "1" + "٨٠٠١٧٥١١٥٠٠١٧٦" passed as a valid but non-ASCII NIR (minor item of the review).
+# so "1" followed by Arabic-Indic digits passed as a valid, non-ASCII NIR (review, minor).
 _NIR_RE = re.compile(r"^([1278])(\d{2})(\d{2})(\d{2}|2[AB])(\d{3})(\d{3})(\d{2})?$", re.ASCII)
 
 
