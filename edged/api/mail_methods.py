@@ -228,6 +228,8 @@ async def mail_list(daemon: Daemon, conn: Connection, params: dict[str, Any]) ->
     service = service_of(daemon)
     address = await _address(daemon, conn, service)
     messages = await asyncio.to_thread(service.list_mailbox, address)
+    # The operator answered: mail waiting out a backoff (up to retry_max_delay) goes now.
+    await asyncio.to_thread(service.outbox.wake)
     return {"address": address, "messages": messages}
 
 

@@ -219,10 +219,9 @@ class Outbox:
             await asyncio.to_thread(self._retry, item,
                                     f"internal error: {type(exc).__name__}", False)
         else:
-            was_waiting = item.attempts > 0
             await asyncio.to_thread(self._done, item)
-            if was_waiting:  # the operator is back: the rest need not sit out backoff
-                await asyncio.to_thread(self.wake)
+            # The operator takes mail now: what waits out a backoff may go at once.
+            await asyncio.to_thread(self.wake)
 
     def close(self) -> None:
         """Close the database (idempotent)."""

@@ -415,3 +415,26 @@ async def test_a_hostile_from_does_not_break_mail_list(edged, slots, pcscd,
             listed = await client.call("mail.list")
             hostile = [m for m in listed["messages"] if m["subject"] == "hostile"]
             assert len(hostile) == 1 and hostile[0]["from"] == "x:;y@z.test"
+
+
+async def test_mail_list_wakes_the_outbox_when_the_operator_is_back(edged, slots, pcscd,
+                                                                    tmp_path: Path) -> None:
+    # Minor item of the review: with a long backoff, mail waited it out even though the
+    # operator was back. An answer from the operator (here mail.list) makes it due at once.
+    with MailOperator(tmp_path / "dir") as directory:
+        smtp = MailOperator(tmp_path / "op").serve_in_thread()
+        smtp.close()  # the submission operator is down
+        table = mail_table(tmp_path / "op", tmp_path, directory_url=directory.info.directory_url,
+                           retry_base_delay=3600, retry_max_delay=3600)
+        bench = await daemon_with_gp(edged, slots, table)
+        async with await bench.client("secretariat", "mail:send", "cps:sign") as client:
+            await verify_pin(bench, client)
+            sent = await client.call("mail.send", {"to": [NURSE], "text": "en attente"})
+            outbox = service_of(bench.daemon).outbox
+            await until(lambda: outbox.get(sent["message_id"]).last_error is not None)
+            item = outbox.get(sent["message_id"])
+            assert (item.state, item.attempts) == ("queued", 1)  # next try in 30-60 min
+            with MailOperator(tmp_path / "op") as smtp:
+                await client.call("mail.list")
+                await until(lambda: outbox.get(sent["message_id"]).state == "sent")
+                assert len(await asyncio.to_thread(mailbox, smtp, NURSE)) == 1
