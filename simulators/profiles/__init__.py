@@ -50,6 +50,8 @@ def _read(kind: str, name: str) -> tuple[str, dict]:
         raise ProfileError(f"{path.name}: {exc}") from exc
     except UnicodeDecodeError as exc:  # TOML v1.0.0: a document is UTF-8 text
         raise ProfileError(f"{path.name}: not UTF-8 text (byte {exc.start})") from exc
+    except RecursionError as exc:  # tomllib recurses per nested array / inline table
+        raise ProfileError(f"{path.name}: nested too deep") from exc
 
 
 def _typed(kind: str, stem: str, build: Callable[[], _P]) -> _P:

@@ -129,3 +129,22 @@ def test_profile_of_wrong_types_is_profile_error(loader, body: bytes, tmp_path: 
     path.write_bytes(body)
     with pytest.raises(ProfileError, match="fuzzed"):
         loader(str(path))
+
+
+# Found by the long run (docs/reliability.md): tomllib recurses once per nesting level.
+NESTED_TOML = b"r=" + b"[{r=" * 400 + b"1" + b"}]" * 400 + b"\n"
+
+
+def test_config_nested_too_deep_is_config_error(tmp_path: Path) -> None:
+    path = tmp_path / "edged.toml"
+    path.write_bytes(NESTED_TOML)
+    with pytest.raises(ConfigError, match="nested too deep"):
+        load_config(path)
+
+
+@pytest.mark.parametrize("loader", [load_cps, load_vitale])
+def test_profile_nested_too_deep_is_profile_error(loader, tmp_path: Path) -> None:
+    path = tmp_path / "deep.toml"
+    path.write_bytes(NESTED_TOML)
+    with pytest.raises(ProfileError, match="nested too deep"):
+        loader(str(path))
