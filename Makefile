@@ -9,12 +9,14 @@ APT_PKGS := pcscd vsmartcard-vpcd libpcsclite-dev opensc openssl gcc swig pkg-co
             avahi-daemon avahi-utils chromium
 SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help setup test demo bench lint clean
+.PHONY: help setup test demo bench lint clean fuzz soak
 
 help:
 	@echo "make demo   - bring up simulated cards and run the front-desk scenario"
 	@echo "make test   - run every test (unit, firmware, end to end through pcscd + vpcd)"
 	@echo "make bench  - print benchmark medians and ratios"
+	@echo "make fuzz   - run every fuzz harness in turn (FUZZ_SECONDS each, FUZZ_RUNS inputs at most)"
+	@echo "make soak   - 100 paired clients against a real edged (SOAK_SECONDS, default 600)"
 	@echo "make setup  - install apt packages, the virtual environment and Python packages"
 
 # apt: install only what is missing, so a second run costs nothing.
@@ -50,6 +52,19 @@ demo: setup
 
 bench: setup
 	$(PY) -m bench
+
+# Long fuzz run: one harness at a time, niced (the machine is shared); figures on stdout as
+# one JSON line per harness, corpora and findings kept in FUZZ_DIR (docs/reliability.md).
+FUZZ_SECONDS ?= 600
+FUZZ_RUNS    ?= 1000000
+FUZZ_DIR     ?= artifacts/fuzz
+fuzz: setup
+	nice -n 19 $(PY) -m fuzz.run --seconds $(FUZZ_SECONDS) --runs $(FUZZ_RUNS) --keep-going \
+	  --workdir $(FUZZ_DIR)
+
+SOAK_SECONDS ?= 600
+soak: setup
+	$(PY) -m tests.soak --seconds $(SOAK_SECONDS)
 
 lint: setup
 	$(PY) -m ruff check .

@@ -20,7 +20,9 @@ __all__ = [
     "parse_nir",
 ]
 
-_NIR_RE = re.compile(r"^([1278])(\d{2})(\d{2})(\d{2}|2[AB])(\d{3})(\d{3})(\d{2})?$")
+# ASCII digits only: \d also takes Arabic-Indic and other decimal digits, which int() reads,
+# so "1" followed by Arabic-Indic digits passed as a valid, non-ASCII NIR (review, minor).
+_NIR_RE = re.compile(r"^([1278])(\d{2})(\d{2})(\d{2}|2[AB])(\d{3})(\d{3})(\d{2})?$", re.ASCII)
 
 
 def nir_key(first13: str) -> int:

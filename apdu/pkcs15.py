@@ -549,8 +549,9 @@ def _malformed(what: str) -> Iterator[None]:
         yield
     except MalformedData:
         raise
-    except (ValueError, TypeError, KeyError, OverflowError) as exc:
-        # KeyError: an ENUMERATED value outside the map; the rest: bad or truncated DER.
+    except (ValueError, TypeError, KeyError, IndexError, OverflowError) as exc:
+        # KeyError: an ENUMERATED value outside the map; IndexError: asn1crypto reading a
+        # zero-length BIT STRING (03 00) as flags; the rest: bad or truncated DER.
         first_line = (str(exc).splitlines() or [type(exc).__name__])[0]
         raise MalformedData(f"{what}: {first_line}") from exc
 

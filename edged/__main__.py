@@ -14,6 +14,9 @@ from pathlib import Path
 from edged.config import ConfigError, load_config
 from edged.daemon import VERSION, Daemon
 from edged.simulation import SimulatorsMissing, require_simulators
+from edged.state.audit import AuditError
+from edged.state.keystore import KeystoreError
+from edged.state.sqlite import StateFileError
 
 __all__ = ["main"]
 
@@ -148,8 +151,12 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"edged: configuration error: {exc}", file=sys.stderr)
         return 2
+    except (StateFileError, AuditError, KeystoreError) as exc:
+        print(f"edged: state error: {exc}", file=sys.stderr)
+        return 1
     except OSError as exc:
-        print(f"edged: {exc.strerror or exc}", file=sys.stderr)
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"edged: {where}{exc.strerror or exc}", file=sys.stderr)
         return 1
 
 

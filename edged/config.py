@@ -78,6 +78,10 @@ def load_config(path: Path | None) -> Config:
             raise ConfigError(f"cannot read {path}: {exc.strerror}") from exc
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{path}: {exc}") from exc
+        except UnicodeDecodeError as exc:  # TOML v1.0.0: a document is UTF-8 text
+            raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start})") from exc
+        except RecursionError as exc:  # tomllib recurses per nested array / inline table
+            raise ConfigError(f"{path}: nested too deep") from exc
         for section, body in data.items():
             if section in _RAW_SECTIONS and isinstance(body, dict):
                 values[section] = dict(body)

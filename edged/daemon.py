@@ -38,15 +38,22 @@ class Daemon:
         from edged.state.audit import AuditLog, load_or_create_anchor_key
         from edged.state.clients import ClientRegistry
         from edged.state.keystore import Keystore
+        from edged.state.sqlite import state_file
 
         self.config = config
         state = config.state_dir
-        state.mkdir(parents=True, exist_ok=True, mode=0o700)
+        with state_file(state):
+            state.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.hostname = socket.gethostname()
-        self.keystore = Keystore(state / "keys", hostname=self.hostname)
-        self.clients = ClientRegistry(state / "clients.db")
-        self.audit = AuditLog(state / "audit.db",
-                              anchor_key=load_or_create_anchor_key(state / "audit.key"))
+        # Each state file opened under its own name: a full disk, a read-only directory or a
+        # corrupted file stops the start with one line naming the file (D7).
+        with state_file(state / "keys"):
+            self.keystore = Keystore(state / "keys", hostname=self.hostname)
+        with state_file(state / "clients.db"):
+            self.clients = ClientRegistry(state / "clients.db")
+        with state_file(state / "audit.db"):
+            self.audit = AuditLog(state / "audit.db",
+                                  anchor_key=load_or_create_anchor_key(state / "audit.key"))
         self.bus = EventBus()
         self.slots = SlotRegistry(self.bus)
         self.ui = ui
@@ -115,7 +122,10 @@ class Daemon:
     async def start(self) -> None:
         """Bring everything up; READY=1 once clients can find and call us."""
         loop = asyncio.get_running_loop()
-        self.audit.append("daemon.start", actor="edged", version=VERSION)
+        from edged.state.sqlite import state_file
+
+        with state_file(self.audit.path):  # the first write: a full disk is named here (D7)
+            self.audit.append("daemon.start", actor="edged", version=VERSION)
         if self.config.pcsc:
             self.watcher = PcscWatcher(self.slots, loop, wrap=self.wrap_transport)
             self.watcher.start()

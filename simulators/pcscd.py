@@ -6,13 +6,15 @@ import logging
 import os
 import shutil
 import subprocess
+import threading
 import time
 from pathlib import Path
+from typing import Any
 
 from apdu.errors import TransportError
 from apdu.pcsc import list_readers
 
-__all__ = ["VPCD_READERS", "PcscdError", "PcscdHandle", "ensure_pcscd"]
+__all__ = ["VPCD_READERS", "PcscdError", "PcscdHandle", "ensure_pcscd", "spawn_reaped"]
 
 log = logging.getLogger(__name__)
 VPCD_READERS = ("Virtual PCD 00 00", "Virtual PCD 00 01")
@@ -46,6 +48,18 @@ class PcscdHandle:
         self.process = None
 
 
+def spawn_reaped(argv: list[str], **kwargs: Any) -> subprocess.Popen[bytes]:
+    """Start a child and reap it the moment it exits, whoever ends it.
+
+    A pcscd killed from outside stayed a zombie of ours: its PID stayed "alive", and the next
+    pcscd refused to start ("Another pcscd seems to be running"), so `edged --simulate-pcsc`
+    could never recover (D9 of the reliability review).
+    """
+    process = subprocess.Popen(argv, **kwargs)
+    threading.Thread(target=process.wait, name=f"reap-{process.pid}", daemon=True).start()
+    return process
+
+
 def _vpcd_readers() -> list[str]:
     try:
         return [r for r in list_readers() if r.startswith("Virtual PCD")]
@@ -71,7 +85,7 @@ def ensure_pcscd(timeout: float = 10.0, log_path: Path | None = None) -> PcscdHa
         # A pcscd is running without vpcd readers (or is stuck): give it a moment.
         return _wait(PcscdHandle(None), timeout)
     out = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115
-    process = subprocess.Popen([binary, "-f"], stdout=out, stderr=out)
+    process = spawn_reaped([binary, "-f"], stdout=out, stderr=out)
     log.info("started pcscd (pid %d)", process.pid)
     return _wait(PcscdHandle(process), timeout)
 

@@ -6,6 +6,7 @@ Every error the API returns has a stable numeric code and a machine-readable `da
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,6 +23,8 @@ __all__ = [
     "parse_message",
     "result_response",
 ]
+
+_log = logging.getLogger(__name__)
 
 # JSON-RPC 2.0 §5.1 reserved codes.
 PARSE_ERROR = -32700
@@ -59,6 +62,12 @@ def parse_message(text: str | bytes) -> Request:
     """Parse one JSON-RPC request; batches are not supported (one call per message)."""
     try:
         message = json.loads(text)
+    except RecursionError as exc:
+        # ~1000 nested arrays/objects exhaust the decoder's stack: still a message we cannot
+        # take (JSON-RPC 2.0 §5.1, -32700), noted in one line rather than a traceback.
+        _log.info("JSON-RPC message of %d bytes nested too deep: parse error", len(text))
+        raise RpcError(PARSE_ERROR, "parse error: the message is nested too deep",
+                       "parse_error") from exc
     except (ValueError, UnicodeDecodeError) as exc:
         raise RpcError(PARSE_ERROR, "parse error: the message is not JSON", "parse_error") \
             from exc

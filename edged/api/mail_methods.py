@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import email.utils
+import logging
 import weakref
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -33,6 +34,8 @@ if TYPE_CHECKING:
     from edged.daemon import Daemon
 
 __all__ = ["METHODS", "card_address"]
+
+log = logging.getLogger(__name__)
 
 MAX_RECIPIENTS = 100
 MAX_ATTACHMENTS = 32
@@ -144,6 +147,12 @@ async def mail_send(daemon: Daemon, conn: Connection, params: dict[str, Any]) ->
 async def _send(daemon: Daemon, conn: Connection, params: dict[str, Any]) -> Any:
     service = service_of(daemon)
     settings = service.settings
+    key = params.get("idempotency_key")
+    client = conn.client_name or ""
+    if key is not None:  # a retry of a call that queued: the same message, signed once
+        earlier = await asyncio.to_thread(service.outbox.for_key, client, key)
+        if earlier is not None:
+            return {"message_id": earlier.message_id, "state": earlier.state}
     to = [a.strip() for a in params["to"]]
     cc = [a.strip() for a in params.get("cc", [])]
     everyone = list(dict.fromkeys(a.lower() for a in [*to, *cc]))
@@ -189,10 +198,18 @@ async def _send(daemon: Daemon, conn: Connection, params: dict[str, Any]) -> Any
 
     body = await on_card(daemon, conn, "cps", seal, "mail.send",
                          timeout=daemon.config.card_timeout + 60)
-    await asyncio.to_thread(service.outbox.enqueue, message_id, sender, tuple(everyone), body)
-    daemon.audit_event("mail.send", conn, outcome="queued", message_id=message_id,
-                       sender=sender, recipients=[_masked(a) for a in everyone],
-                       attachments=len(attachments), bytes=len(body))
+    if key is None:
+        await asyncio.to_thread(service.outbox.enqueue, message_id, sender, tuple(everyone),
+                                body)
+    else:  # two concurrent calls with one key: the first queued wins, the other is dropped
+        message_id = await asyncio.to_thread(service.outbox.enqueue_once, client, key,
+                                             message_id, sender, tuple(everyone), body)
+    try:  # queued: from here the call has succeeded, whatever the audit log says (D1)
+        daemon.audit_event("mail.send", conn, outcome="queued", message_id=message_id,
+                           sender=sender, recipients=[_masked(a) for a in everyone],
+                           attachments=len(attachments), bytes=len(body))
+    except Exception:
+        log.exception("mail.send: queued %s but could not audit it", message_id)
     return {"message_id": message_id, "state": "queued"}
 
 
@@ -211,6 +228,8 @@ async def mail_list(daemon: Daemon, conn: Connection, params: dict[str, Any]) ->
     service = service_of(daemon)
     address = await _address(daemon, conn, service)
     messages = await asyncio.to_thread(service.list_mailbox, address)
+    # The operator answered: mail waiting out a backoff (up to retry_max_delay) goes now.
+    await asyncio.to_thread(service.outbox.wake)
     return {"address": address, "messages": messages}
 
 
@@ -265,8 +284,13 @@ METHODS: list[Method] = [
                 "subject": {"type": "string", "maxLength": 998},
                 "text": {"type": "string"}, "html": {"type": "string"},
                 "attachments": {"type": "array", "maxItems": MAX_ATTACHMENTS,
-                                "items": _ATTACHMENT}}, ("to",)),
-           obj({"message_id": STR, "state": {"type": "string", "enum": ["queued"]}})),
+                                "items": _ATTACHMENT},
+                "idempotency_key": {"type": "string", "minLength": 1, "maxLength": 128,
+                                    "description": "the same key again (same client) returns "
+                                    "the message queued the first time, never a second one"}},
+               ("to",)),
+           obj({"message_id": STR, "state": {"type": "string",
+                                             "enum": ["queued", "sending", "sent", "failed"]}})),
     Method("mail.status", mail_status, "Where a sent message is: queued, sending, sent or "
            "failed, with the attempts and the last error.", _SEND,
            obj({"message_id": {"type": "string", "maxLength": 998}}, ("message_id",)),

@@ -162,8 +162,8 @@ class PcscWatcher:
         if hresult != scard.SCARD_S_SUCCESS:
             raise TransportError("cannot reach pcscd")
         self._context = ctx
+        known: dict[str, int] = {}
         try:
-            known: dict[str, int] = {}
             while not self._stop.is_set():
                 hresult, readers = scard.SCardListReaders(ctx, [])
                 if hresult == scard.SCARD_E_NO_READERS_AVAILABLE:
@@ -200,6 +200,15 @@ class PcscWatcher:
                     elif was and not now:
                         self._post(lambda n=name: self.loop.create_task(
                             self.registry.card_removed(n)))
+        except Exception:
+            if not self._stop.is_set():
+                # The context is lost (pcscd died): what it reported cannot be trusted any
+                # more. Every reader goes (card.removed for its card, D8); they come back,
+                # cards and all, when a new context lists them.
+                for gone in known:
+                    self._post(lambda g=gone: self.loop.create_task(
+                        self.registry.reader_gone(g)))
+            raise
         finally:
             self._context = None
             scard.SCardReleaseContext(ctx)

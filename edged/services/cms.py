@@ -520,7 +520,8 @@ def sign(content: bytes, signer: Signer, *, detached: bool, content_type: str = 
 
 
 # asn1crypto parses lazily: a malformed field raises ValueError/TypeError where it is read.
-_PARSE_ERRORS = (ValueError, TypeError, KeyError, IndexError, AttributeError)
+_PARSE_ERRORS = (ValueError, TypeError, KeyError, IndexError, AttributeError,
+                 x509.InvalidVersion)
 
 
 def _load(der: bytes, expected: set[str]) -> cms.ContentInfo:
@@ -634,7 +635,7 @@ def _verify(der: bytes, trust: TrustStore, detached_content: bytes | None,
     try:
         signer = x509.load_der_x509_certificate(signer_der)
         untrusted = [x509.load_der_x509_certificate(c.dump()) for c in carried]
-    except ValueError as exc:
+    except (ValueError, x509.InvalidVersion) as exc:  # InvalidVersion is not a ValueError
         raise SignatureInvalid(Reason.MALFORMED, f"certificate: {exc}") from None
 
     digest_name = si["digest_algorithm"]["algorithm"].native

@@ -57,7 +57,7 @@ from edged.config import ConfigError
 from edged.readers.ui import CODE_SCREEN_S, fit_lines
 from edged.services import cards
 from edged.services.consent import ConsentSigner
-from edged.state.sqlite import open_durable, transaction
+from edged.state.sqlite import open_durable, state_file, transaction
 
 if TYPE_CHECKING:
     from edged.daemon import Daemon
@@ -78,6 +78,12 @@ class DmpError(Exception):
         super().__init__(message)
         self.reason, self.message, self.status = reason, message, status
         self.details = details or []
+
+
+# The host (or the gateway in front of it) is not serving now: retry later (RFC 9110 §15.6).
+# Any other answer, a 500 with the host's JSON error included, is the host's verdict on this
+# request: retrying the same document would get the same answer (D3 of the review).
+_OUTAGE_STATUSES = frozenset({502, 503, 504})
 
 
 class HostUnreachable(Exception):
@@ -239,9 +245,10 @@ class FeedQueue:
         self.clock = clock
         self._lock = threading.Lock()
         self._db = open_durable(path)
-        self._db.executescript(_SCHEMA)
-        # A crash mid-send: send again; the host answers already_registered if it had it.
-        self._db.execute("UPDATE feeds SET state = 'queued' WHERE state = 'sending'")
+        with state_file(path):  # a corrupted or full file is named at start
+            self._db.executescript(_SCHEMA)
+            # A crash mid-send: send again; the host answers already_registered if it had it.
+            self._db.execute("UPDATE feeds SET state = 'queued' WHERE state = 'sending'")
 
     def _tx(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
         return transaction(self._db, self._lock)
@@ -396,12 +403,15 @@ class DmpService:
         except HostUnreachable:
             self._host_down = True
             raise
-        if status >= 500:
+        if status in _OUTAGE_STATUSES:
             self._host_down = True
             raise HostUnreachable(f"the DMP host answered {status}")
         try:
             answer = json.loads(data) if data else {}
         except ValueError as exc:
+            if status >= 500:  # no answer of the host's own: a gateway's page, an outage
+                self._host_down = True
+                raise HostUnreachable(f"the DMP host answered {status}") from exc
             raise DmpError("bad_answer", f"the DMP host answered {status} without JSON",
                            status) from exc
         if status >= 400:

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import email.message
 import email.parser
 import email.policy
 import json
@@ -49,6 +50,7 @@ from typing import TYPE_CHECKING, Any
 from cryptography import x509
 
 from edged.config import ConfigError
+from edged.services import smime
 from edged.services.outbox import Outbox, OutboxItem, PermanentFailure, TemporaryFailure
 
 if TYPE_CHECKING:
@@ -280,8 +282,12 @@ class MailService:
         """Stop delivering (a message being sent is retried at the next start); idempotent."""
         if self._task is not None:
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
+            try:
                 await self._task
+            except asyncio.CancelledError:
+                pass
+            except Exception:  # the rest of Daemon.stop must still run (D1)
+                log.exception("mail: the delivery loop ended with an error")
             self._task = None
             self.outbox.close()
 
@@ -298,11 +304,18 @@ class MailService:
                 log.exception("mail: delivery of %s failed unexpectedly", item.message_id)
                 raise TemporaryFailure(f"internal error: {type(exc).__name__}") from None
         except PermanentFailure as exc:
-            self.daemon.audit_event("mail.failed", None, message_id=item.message_id,
-                                    attempts=item.attempts + 1, error=str(exc)[:300])
+            self._audit("mail.failed", message_id=item.message_id, attempts=item.attempts + 1,
+                        error=str(exc)[:300])
             raise
-        self.daemon.audit_event("mail.delivered", None, message_id=item.message_id,
-                                attempts=item.attempts + 1)
+        self._audit("mail.delivered", message_id=item.message_id, attempts=item.attempts + 1)
+
+    def _audit(self, event: str, **fields: Any) -> None:
+        # The message has left (or been refused): a failing audit write must not make the
+        # outbox send it again or stop the loop (D1); it is logged, without the fields.
+        try:
+            self.daemon.audit_event(event, None, **fields)
+        except Exception:
+            log.exception("mail: could not audit %s", event)
 
     def submit(self, item: OutboxItem) -> None:
         """SMTP + STARTTLS + AUTH; TemporaryFailure (4xx, network) or PermanentFailure (5xx)."""
@@ -371,9 +384,8 @@ class MailService:
                 lines = _head(box, int(number))
                 head = email.parser.BytesHeaderParser(policy=email.policy.default).parsebytes(
                     b"\r\n".join(lines[:_blank(lines)]))
-                out.append({"uid": uid, "from": str(head["From"] or ""),
-                            "subject": str(head["Subject"] or ""),
-                            "date": str(head["Date"] or ""),
+                out.append({"uid": uid, "from": _field(head, "From"),
+                            "subject": _field(head, "Subject"), "date": _field(head, "Date"),
                             "size": int(sizes.get(number, 0))})
             return out
         except (poplib.error_proto, OSError) as exc:
@@ -409,6 +421,19 @@ def _failure(replies: dict[str, tuple[int, bytes | str]], *,
     if not partial and any(400 <= code < 500 for code, _ in replies.values()):
         return TemporaryFailure(message)
     return PermanentFailure(message)
+
+
+def _field(head: email.message.Message, name: str) -> str:
+    """A header field for a listing; one hostile message must not break the list (D2).
+
+    Anyone in the trust space can send `From: x:;y@z.test`, on which CPython's header
+    registry raises: the field is then shown as received, unfolded.
+    """
+    try:
+        return str(head[name] or "")
+    except smime.EMAIL_ERRORS:
+        raw = next((v for k, v in head.raw_items() if k.lower() == name.lower()), "")
+        return " ".join(str(raw).split())
 
 
 def _text(value: object) -> str:

@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from edged.state.sqlite import open_durable, transaction
+from edged.state.sqlite import open_durable, state_file, transaction
 
 __all__ = ["Outbox", "OutboxItem", "PermanentFailure", "TemporaryFailure"]
 
@@ -40,7 +40,15 @@ CREATE TABLE IF NOT EXISTS outbox (
     sent_at REAL
 );
 CREATE INDEX IF NOT EXISTS outbox_due ON outbox (state, next_attempt);
+CREATE TABLE IF NOT EXISTS idempotency (
+    client TEXT NOT NULL,
+    key TEXT NOT NULL,
+    message_id TEXT NOT NULL,
+    PRIMARY KEY (client, key)
+);
 """
+# After an unexpected error in the loop itself (the database, a bug), wait this long and go on.
+_LOOP_ERROR_PAUSE = 1.0
 
 
 class TemporaryFailure(Exception):
@@ -74,9 +82,10 @@ class Outbox:
         self.clock = clock
         self._lock = threading.Lock()
         self._db = open_durable(path)
-        self._db.executescript(_SCHEMA)
-        # A crash while sending: try again (the operator deduplicates on Message-ID).
-        self._db.execute("UPDATE outbox SET state = 'queued' WHERE state = 'sending'")
+        with state_file(path):  # a corrupted or full file is named at start, not mid-way
+            self._db.executescript(_SCHEMA)
+            # A crash while sending: try again (the operator deduplicates on Message-ID).
+            self._db.execute("UPDATE outbox SET state = 'queued' WHERE state = 'sending'")
         self._wakeup = asyncio.Event()
 
     def _tx(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
@@ -94,6 +103,39 @@ class Outbox:
                 (message_id, sender, "\n".join(recipients), body, 0.0, self.clock()))
         self._wakeup.set()
         return cursor.rowcount == 1
+
+    def enqueue_once(self, client: str, key: str, message_id: str, sender: str,
+                     recipients: tuple[str, ...], body: bytes) -> str:
+        """Queue a message under a client's idempotency key, in one transaction; the
+        Message-ID queued under that key (an earlier one when the key was used before)."""
+        if not recipients:
+            raise ValueError("a message needs at least one recipient")
+        with self._tx() as db:
+            row = db.execute("SELECT message_id FROM idempotency WHERE client = ? AND key = ?",
+                             (client, key)).fetchone()
+            if row is not None:
+                return str(row[0])
+            db.execute("INSERT INTO idempotency (client, key, message_id) VALUES (?, ?, ?)",
+                       (client, key, message_id))
+            db.execute(
+                "INSERT OR IGNORE INTO outbox (message_id, sender, recipients, body, state, "
+                "next_attempt, created) VALUES (?, ?, ?, ?, 'queued', ?, ?)",
+                (message_id, sender, "\n".join(recipients), body, 0.0, self.clock()))
+        self._wakeup.set()
+        return message_id
+
+    def for_key(self, client: str, key: str) -> OutboxItem | None:
+        """The message a client queued under an idempotency key, if any."""
+        with self._lock:
+            row = self._db.execute("SELECT message_id FROM idempotency WHERE client = ? "
+                                   "AND key = ?", (client, key)).fetchone()
+        return self.get(str(row[0])) if row else None
+
+    def wake(self) -> None:
+        """The operator answered again: every queued message is due now, not at its backoff."""
+        with self._tx() as db:
+            db.execute("UPDATE outbox SET next_attempt = 0 WHERE state = 'queued'")
+        self._wakeup.set()
 
     def get(self, message_id: str) -> OutboxItem | None:
         """One message by its Message-ID."""
@@ -145,27 +187,41 @@ class Outbox:
         return row[0] if row and row[0] is not None else None
 
     async def run(self, deliver: Callable[[OutboxItem], Awaitable[None]]) -> None:
-        """Deliver forever: one message at a time, oldest due first."""
+        """Deliver forever: one message at a time, oldest due first; nothing stops the loop
+        but cancellation (an unexpected error is logged, and the loop goes on: D1)."""
         while True:
-            item = await asyncio.to_thread(self._claim)
-            if item is None:
-                self._wakeup.clear()
-                due = await asyncio.to_thread(self.next_due)
-                wait = None if due is None else max(0.05, due - self.clock())
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wakeup.wait(), wait)
-                continue
             try:
-                await deliver(item)
-            except PermanentFailure as exc:
-                log.warning("outbox: message refused for good: %s", exc)
-                await asyncio.to_thread(self._retry, item, str(exc), True)
-            except (TemporaryFailure, OSError, TimeoutError) as exc:
-                log.info("outbox: delivery failed, will retry: %s", exc)
-                await asyncio.to_thread(self._retry, item, str(exc) or type(exc).__name__,
-                                        False)
-            else:
-                await asyncio.to_thread(self._done, item)
+                await self._step(deliver)
+            except Exception:
+                log.exception("outbox: unexpected error in the delivery loop; going on")
+                await asyncio.sleep(_LOOP_ERROR_PAUSE)
+
+    async def _step(self, deliver: Callable[[OutboxItem], Awaitable[None]]) -> None:
+        item = await asyncio.to_thread(self._claim)
+        if item is None:
+            self._wakeup.clear()
+            due = await asyncio.to_thread(self.next_due)
+            wait = None if due is None else max(0.05, due - self.clock())
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wakeup.wait(), wait)
+            return
+        try:
+            await deliver(item)
+        except PermanentFailure as exc:
+            log.warning("outbox: message refused for good: %s", exc)
+            await asyncio.to_thread(self._retry, item, str(exc), True)
+        except (TemporaryFailure, OSError, TimeoutError) as exc:
+            log.info("outbox: delivery failed, will retry: %s", exc)
+            await asyncio.to_thread(self._retry, item, str(exc) or type(exc).__name__,
+                                    False)
+        except Exception as exc:  # a bug in deliver: retried (the operator dedups)
+            log.exception("outbox: delivery of %s failed unexpectedly", item.message_id)
+            await asyncio.to_thread(self._retry, item,
+                                    f"internal error: {type(exc).__name__}", False)
+        else:
+            await asyncio.to_thread(self._done, item)
+            # The operator takes mail now: what waits out a backoff may go at once.
+            await asyncio.to_thread(self.wake)
 
     def close(self) -> None:
         """Close the database (idempotent)."""

@@ -35,6 +35,7 @@ __all__ = [
     "POLICY",
     "Attachment",
     "AttachmentTooLarge",
+    "DecryptorNeeded",
     "MalformedMessage",
     "MessageTooLarge",
     "NotEncrypted",
@@ -53,6 +54,10 @@ __all__ = [
 # Generation: CRLF line ends (the canonical form, RFC 8551 §3.1.1), 78-column folding, and
 # non-ASCII headers as RFC 2047 encoded words, so everything we sign is 7-bit.
 POLICY = email.policy.default.clone(linesep="\r\n")
+# Received entities are written back with their header fields as received: refolding a
+# parameter whose name is longer than a line loops forever in CPython 3.11's
+# _fold_mime_parameters (found by fuzz/fuzz_smime.py; docs/reliability.md).
+_AS_RECEIVED = POLICY.clone(refold_source="none")
 DEFAULT_MAX_ATTACHMENT = 25 * 1024 * 1024
 DEFAULT_MAX_MESSAGE = cms.DEFAULT_MAX_CONTENT
 _NEWLINE = re.compile(r"\r\n|\r|\n")  # email.generator's NLCRE
@@ -75,6 +80,10 @@ class SmimeError(CmsError):
 
 class MalformedMessage(SmimeError, ValueError):
     """The message's MIME structure is not a valid S/MIME message (says where)."""
+
+
+class DecryptorNeeded(SmimeError, ValueError):
+    """An encrypted layer was met and the caller gave no decryptor (no card to open it)."""
 
 
 class AttachmentTooLarge(SmimeError):
@@ -189,10 +198,10 @@ class _Generator(BytesGenerator):
                 self.write(_NEWLINE.sub(self._NL, lines))
 
 
-def to_bytes(msg: EmailMessage | MIMEPart) -> bytes:
+def to_bytes(msg: EmailMessage | MIMEPart, policy: email.policy.Policy = POLICY) -> bytes:
     """The wire form: CRLF line ends and our folding (another policy may break a signature)."""
     buffer = io.BytesIO()
-    _Generator(buffer, mangle_from_=False, policy=POLICY).flatten(msg, linesep="\r\n")
+    _Generator(buffer, mangle_from_=False, policy=policy).flatten(msg, linesep="\r\n")
     return buffer.getvalue()
 
 
@@ -424,11 +433,17 @@ def _attachments(entity: EmailMessage, limit: int) -> tuple[Attachment, ...]:
                 raise AttachmentTooLarge(name, estimate, limit)
         data = part.get_payload(decode=True)
         if data is None:  # message/rfc822 and other multiparts: the entity as sent
-            data = to_bytes(part.get_payload(0)) if part.is_multipart() else b""
+            data = to_bytes(part.get_payload(0), _AS_RECEIVED) if part.is_multipart() else b""
         if len(data) > limit:
             raise AttachmentTooLarge(name, len(data), limit)
         out.append(Attachment(name, part.get_content_type(), data))
     return tuple(out)
+
+
+# What CPython's email package raises on hostile header fields and bodies (an 8-bit boundary,
+# an unknown or NUL charset, a group where a mailbox belongs, a NUL in a file name): the
+# message is malformed, whatever the library's exception says (D2, D4 of the review).
+EMAIL_ERRORS = (ValueError, LookupError, AttributeError, TypeError, UnicodeError)
 
 
 def open_message(raw: bytes, decryptor: Decryptor | None, trust: TrustStore, *,
@@ -440,8 +455,26 @@ def open_message(raw: bytes, decryptor: Decryptor | None, trust: TrustStore, *,
 
     Raises NotEncrypted / NotSigned when a required layer is missing, the CMS errors
     (NotForThisRecipient, DecryptionFailed, SignatureInvalid(reason)), SenderMismatch when
-    the From address is not in the signer's certificate, AttachmentTooLarge, MessageTooLarge.
+    the From address is not in the signer's certificate, AttachmentTooLarge, MessageTooLarge,
+    and MalformedMessage for anything the mail parser cannot read. Nothing else.
     """
+    try:
+        return _open(raw, decryptor, trust, require_encrypted=require_encrypted,
+                     require_signed=require_signed,
+                     require_signing_certificate=require_signing_certificate,
+                     check_sender=check_sender, at=at, max_message=max_message,
+                     max_attachment=max_attachment)
+    except CmsError:
+        raise
+    except EMAIL_ERRORS as exc:  # IndexError is a LookupError
+        raise MalformedMessage(f"unreadable message ({type(exc).__name__}: "
+                               f"{str(exc)[:120]})") from None
+
+
+def _open(raw: bytes, decryptor: Decryptor | None, trust: TrustStore, *,
+          require_encrypted: bool, require_signed: bool, require_signing_certificate: bool,
+          check_sender: bool, at: dt.datetime | None, max_message: int,
+          max_attachment: int) -> OpenedMessage:
     if len(raw) > max_message:
         raise MessageTooLarge(len(raw), max_message)
     blank = _BLANK_LINE.search(raw)
@@ -459,7 +492,7 @@ def open_message(raw: bytes, decryptor: Decryptor | None, trust: TrustStore, *,
                 raise MalformedMessage(f"application/pkcs7-mime: {exc}") from None
             if content_type in ("enveloped_data", "authenticated_enveloped_data"):
                 if decryptor is None:
-                    raise ValueError("the message is encrypted: a decryptor is needed")
+                    raise DecryptorNeeded("the message is encrypted: a decryptor is needed")
                 entity_bytes = cms.decrypt(der, decryptor, max_content=max_message)
                 encrypted = True
                 del der, entity  # let the ciphertext go before the next layer is read

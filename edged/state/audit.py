@@ -23,6 +23,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self, TextIO
 
+from apdu.identity import mask_nir, nir_key
+
 __all__ = [
     "ANCHOR_KEY_NAME",
     "AUDIT_DB_NAME",
@@ -56,7 +58,12 @@ _HEX64 = re.compile(rb"[0-9a-f]{64}")
 # A full NIR: sex, year, month (20-42 and 50-99 are the registry's special months), department
 # (2A/2B for Corsica), commune, order, key. 13 characters without the key are not refused:
 # too close to millisecond timestamps to tell apart by pattern.
-_NIR = re.compile(r"[1278]\d{2}(0[1-9]|1[0-2]|[2-9]\d)(\d{2}|2[AB])\d{6}\d{2}", re.IGNORECASE)
+_NIR = re.compile(r"[1278]\d{2}(0[1-9]|1[0-2]|[2-9]\d)(\d{2}|2[AB])\d{6}\d{2}",
+                  re.IGNORECASE | re.ASCII)
+# Where a NIR written in groups may be split: sex|year|month|department|commune|order|key
+# (FACTS §3). A split elsewhere is another identifier: a Message-ID's 12-digit time and a
+# 3-digit PID joined by a dot are not a NIR (D1 of the reliability review).
+_NIR_SPLITS = frozenset({1, 3, 5, 7, 10, 13})
 # Groups of digits (and the A/B of Corsica) split by one space, dot or dash, standing alone.
 _NUMBER_RUN = re.compile(
     r"(?<![0-9A-Za-z])[0-9AB]+(?:[ .\u00a0-][0-9AB]+)*(?![0-9A-Za-z])", re.IGNORECASE)
@@ -193,20 +200,59 @@ def _secret_name(name: str) -> bool:
     return any(t.lower() in _SECRET_TOKENS for t in _NAME_TOKENS.findall(name))
 
 
-def _looks_like_nir(text: str) -> bool:
-    if _NIR.fullmatch(_WHITESPACE.sub("", text)):
-        return True
+def _is_nir(candidate: str) -> bool:
+    # The layout and the key (97 - N mod 97) must both hold: a 15-digit number that fails
+    # the key is not a NIR, and masking it would corrupt an innocent identifier.
+    if not _NIR.fullmatch(candidate):
+        return False
+    try:
+        return nir_key(candidate[:13]) == int(candidate[13:])
+    except ValueError:
+        return False
+
+
+def _nir_spans(text: str) -> list[tuple[int, int]]:
+    """Where `text` holds a full NIR: the whole text, or a stand-alone run of groups."""
+    if _is_nir(_WHITESPACE.sub("", text)):
+        return [(0, len(text))]
+    spans = []
     for run in _NUMBER_RUN.finditer(text):
+        starts = [run.start()] + [m.end() + run.start() for m in _GROUP_SEP.finditer(run.group())]
         groups = _GROUP_SEP.split(run.group())
         for i in range(len(groups)):  # every run of adjacent groups 15 characters long
-            joined = ""
-            for group in groups[i:]:
-                joined += group
+            joined, splits = "", set()
+            for j in range(i, len(groups)):
+                if joined:
+                    splits.add(len(joined))
+                joined += groups[j]
                 if len(joined) >= 15:
                     break
-            if len(joined) == 15 and _NIR.fullmatch(joined):
-                return True
-    return False
+            if len(joined) == 15 and splits <= _NIR_SPLITS and _is_nir(joined):
+                spans.append((starts[i], starts[j] + len(groups[j])))
+    return spans
+
+
+def _mask_nirs(text: str) -> str:
+    """`text` with every full NIR in it masked as apdu.identity.mask_nir does."""
+    for start, end in reversed(_nir_spans(text)):
+        text = text[:start] + mask_nir(text[start:end]) + text[end:]
+    return text
+
+
+def _masked(value: Any, masked: list[str], where: str) -> Any:
+    # Runs after _check_value, so types and depth are known to be sound.
+    if isinstance(value, bool) or value is None or isinstance(value, float):
+        return value
+    if isinstance(value, int | str):
+        text = str(value)
+        safe = _mask_nirs(text)
+        if safe == text:
+            return value
+        masked.append(where)
+        return safe
+    if isinstance(value, list | tuple):
+        return [_masked(v, masked, f"{where}[{i}]") for i, v in enumerate(value)]
+    return {k: _masked(v, masked, f"{where}.{k}") for k, v in value.items()}
 
 
 def _check_name(name: object, where: str) -> str:
@@ -224,9 +270,6 @@ def _check_value(where: str, value: Any, depth: int) -> None:
     if value is None or isinstance(value, bool):
         return
     if isinstance(value, int | str):
-        if _looks_like_nir(str(value)):  # the message never repeats the value
-            raise ValueError(f"audit field {where} looks like a full NIR: log "
-                             "apdu.identity.mask_nir(nir) or a hash of the INS instead")
         return
     if isinstance(value, float):
         if not math.isfinite(value):
@@ -247,6 +290,13 @@ def _check_value(where: str, value: Any, depth: int) -> None:
 def _canonical_fields(fields: dict[str, Any]) -> str:
     for name, value in fields.items():
         _check_value(_check_name(name, ""), value, 0)
+    # A full NIR is masked, never refused: the audit write must not fail the action it
+    # records (a refused mail.delivered record once stopped the outbox for good, D1).
+    masked: list[str] = []
+    fields = {name: _masked(value, masked, name) for name, value in fields.items()}
+    if masked:  # the warning names the fields, never the values
+        _log.warning("audit: %s looked like a full NIR and was masked (log mask_nir(nir) or "
+                     "a hash of the INS instead)", ", ".join(masked))
     text = _canonical(fields)
     try:
         size = len(text.encode("utf-8"))
@@ -266,8 +316,6 @@ def _check_actor(actor: object) -> None:
     if not isinstance(actor, str) or len(actor) > _MAX_ACTOR_CHARS or not actor.isprintable():
         raise ValueError(f"audit actor must be printable text of at most {_MAX_ACTOR_CHARS} "
                          "characters")
-    if _looks_like_nir(actor):
-        raise ValueError("audit actor looks like a full NIR")
     try:
         actor.encode("utf-8")
     except UnicodeEncodeError:
@@ -568,6 +616,7 @@ class AuditLog:
         """Add one record and move the anchor; synchronous (one fsynced INSERT, a few ms)."""
         _check_event(event)
         _check_actor(actor)
+        actor = _mask_nirs(actor)
         text = _canonical_fields(fields)
         with self._lock:
             self._ensure_open()

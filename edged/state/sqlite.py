@@ -8,14 +8,38 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["open_durable", "transaction"]
+__all__ = ["StateFileError", "open_durable", "state_file", "transaction"]
+
+
+class StateFileError(Exception):
+    """A state file cannot be opened or used: the message names the file and the cause."""
+
+    def __init__(self, path: Path, cause: BaseException) -> None:
+        detail = (cause.strerror if isinstance(cause, OSError) and cause.strerror
+                  else str(cause))
+        super().__init__(f"{path}: {detail}")
+        self.path = path
+
+
+@contextlib.contextmanager
+def state_file(path: Path) -> Iterator[None]:
+    """Open-time errors of one state file (full disk, read-only, not a database) as one
+    StateFileError naming it, instead of a bare sqlite3 traceback (D7 of the review)."""
+    try:
+        yield
+    except StateFileError:
+        raise
+    except (sqlite3.Error, OSError) as exc:
+        where = Path(exc.filename) if isinstance(exc, OSError) and exc.filename else path
+        raise StateFileError(where, exc) from exc
 
 
 def open_durable(path: Path) -> sqlite3.Connection:
     """A connection whose committed writes survive a crash or power loss (WAL + FULL)."""
-    db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-    db.execute("PRAGMA journal_mode=WAL")
-    db.execute("PRAGMA synchronous=FULL")
+    with state_file(path):
+        db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=FULL")
     return db
 
 

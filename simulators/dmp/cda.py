@@ -79,6 +79,12 @@ def parse_xml(data: bytes) -> ET.Element:
         raise XmlRefused(CdaProblem.XML_MALFORMED,
                          f"not well-formed XML: {expat.errors.messages[exc.code]} "
                          f"(line {exc.lineno}, column {exc.offset})") from None
+    except XmlRefused:
+        raise
+    except (LookupError, ValueError) as exc:
+        # expat raises these for an XML declaration naming an unknown (LookupError) or
+        # unsupported multi-byte (ValueError, e.g. UTF-7) encoding: still malformed input (D7).
+        raise XmlRefused(CdaProblem.XML_MALFORMED, f"not well-formed XML: {exc}") from None
     return builder.close()
 
 

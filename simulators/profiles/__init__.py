@@ -7,8 +7,10 @@ integrators can bring their own.
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 from apdu.cps_objects import CpsHolder, PracticeSituation
 from apdu.identity import parse_nir
@@ -24,6 +26,7 @@ __all__ = [
 ]
 
 HERE = Path(__file__).parent
+_P = TypeVar("_P")
 
 
 class ProfileError(ValueError):
@@ -45,6 +48,24 @@ def _read(kind: str, name: str) -> tuple[str, dict]:
         return path.stem, tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
         raise ProfileError(f"{path.name}: {exc}") from exc
+    except UnicodeDecodeError as exc:  # TOML v1.0.0: a document is UTF-8 text
+        raise ProfileError(f"{path.name}: not UTF-8 text (byte {exc.start})") from exc
+    except RecursionError as exc:  # tomllib recurses per nested array / inline table
+        raise ProfileError(f"{path.name}: nested too deep") from exc
+
+
+def _typed(kind: str, stem: str, build: Callable[[], _P]) -> _P:
+    # A field of the wrong TOML type (a table where a string belongs...) is still a bad
+    # profile, not a crash of the simulator: one ProfileError naming the file.
+    try:
+        return build()
+    except ProfileError:
+        raise
+    except KeyError as exc:
+        raise ProfileError(f"{kind} profile {stem}: missing field {exc}") from exc
+    except (TypeError, ValueError, AttributeError, IndexError) as exc:
+        raise ProfileError(f"{kind} profile {stem}: a field has the wrong type or value "
+                           f"({exc})") from exc
 
 
 @dataclass(frozen=True)
@@ -70,6 +91,10 @@ class CpsProfile:
 def load_cps(name: str) -> CpsProfile:
     """Load a CPS profile by name or path; raises ProfileError with the reason."""
     stem, d = _read("cps", name)
+    return _typed("cps", stem, lambda: _cps(stem, d))
+
+
+def _cps(stem: str, d: dict) -> CpsProfile:
     try:
         card, h = d["card"], d["holder"]
         holder = CpsHolder(card["card_type"], h["id_type"], h["national_id"], h["civility"],
@@ -127,6 +152,10 @@ class VitaleProfile:
 def load_vitale(name: str) -> VitaleProfile:
     """Load a Vitale profile by name or path; raises ProfileError with the reason."""
     stem, d = _read("vitale", name)
+    return _typed("vitale", stem, lambda: _vitale(stem, d))
+
+
+def _vitale(stem: str, d: dict) -> VitaleProfile:
     try:
         card, ins = d["card"], d["insured"]
         people = tuple(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import shutil
 import ssl
 import subprocess
@@ -189,3 +190,20 @@ async def test_audit_chain_survives_restart(edged, tmp_path) -> None:
     with AuditLog(path, readonly=True, anchor_key=key) as log:
         report = log.verify()
     assert report.ok and report.records >= 4
+
+
+async def test_deeply_nested_json_is_a_parse_error_in_one_log_line(edged, caplog) -> None:
+    # D6: 5000 "[" raised RecursionError: -32603 and an ERROR traceback per message.
+    caplog.set_level(logging.INFO)
+    bench = await edged()
+    async with await bench.client("tester", "identity:read") as client:
+        client._reader.cancel()
+        for text in ("[" * 5000, '{"a":' * 3000):
+            await client.send_raw(text)
+            answer = json.loads(await asyncio.wait_for(client.ws.recv(), 5))
+            assert answer["error"]["code"] == -32700
+            assert answer["error"]["data"]["reason"] == "parse_error"
+    nested = [r for r in caplog.records if "nested too deep" in r.getMessage()]
+    assert len(nested) == 2 and all(r.exc_text is None and "\n" not in r.getMessage()
+                                    for r in nested)
+    assert not [r for r in caplog.records if r.levelname == "ERROR"]

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from edged.api.dmp_methods import _service
 from edged.sdk import RemoteError
 from edged.services.dmp import DmpService
 from simulators.cps3 import Cps3Card
@@ -782,3 +783,20 @@ async def test_d15_patient_rights_over_sensitive_information(edged, slots, pcscd
         traces = patient.get("/api/patient/traces", token=token).json()["traces"]
         assert {"feed", "visibility"} <= {t["action"] for t in traces}
         patient.close()
+
+
+async def test_d3_a_cda_the_xml_parser_cannot_read_is_refused_not_queued(
+        edged, slots, pcscd, host, world) -> None:
+    # D3: encoding="U" made the host's checker raise: the host answered 500, edged queued the
+    # feed and retried it. Now the host lists the problem and edged passes the refusal on.
+    world.create("gp", ins=PIERRE)
+    bench = await start(edged, slots, host)
+    async with await bench.client("desk", "dmp:read", "dmp:write") as client:
+        for declaration in (b'<?xml version="1.0" encoding="U"?>',
+                            b'<?xml version="1.0" encoding="UTF-7"?>'):
+            doc = declaration + cda(PIERRE).split(b"?>", 1)[1]
+            err = await refused(answered(bench, client.call("dmp.feed", {
+                "ins": PIERRE, "cda": b64(doc)}), "OK"))
+            assert err.reason == "cda_invalid"
+            assert {d["reason"] for d in err.data["details"]} == {"xml_malformed"}
+        assert _service(bench.daemon).queue.list(include_done=True) == []

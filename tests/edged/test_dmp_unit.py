@@ -90,3 +90,32 @@ def test_query_string() -> None:
     assert query_string({"a": None}) == ""
     assert query_string({"masked_ps": True, "invisible_patient": False}) == (
         "?masked_ps=true&invisible_patient=false")
+
+
+@pytest.mark.parametrize("status, body, outage", [
+    (503, b'{"error":{"reason":"unavailable","message":"maintenance"}}', True),
+    (502, b"<html>Bad Gateway</html>", True),
+    (504, b"", True),
+    (500, b"<html>oops</html>", True),  # not the host's own answer: a gateway's page
+    (500, b'{"error":{"reason":"internal_error","message":"internal error"}}', False),
+    (422, b'{"error":{"reason":"cda_invalid","message":"bad","details":[1]}}', False),
+])
+def test_a_refusal_is_told_from_an_outage(tmp_path: Path, status: int, body: bytes,
+                                          outage: bool) -> None:
+    # D3: every 5xx was "unreachable", so a document the host failed on was queued and
+    # retried; only a host that is not serving (or no answer of its own) is an outage.
+    import asyncio
+    from types import SimpleNamespace
+
+    from edged.services.dmp import DmpError, DmpService, HostUnreachable
+
+    settings = DmpSettings.from_table({"url": "https://dmp.test:8443/", "ca_file": CA})
+    assert settings is not None
+    service = DmpService(SimpleNamespace(config=SimpleNamespace(state_dir=tmp_path)), settings)
+    service._http = lambda *_args: (status, {}, body)  # type: ignore[method-assign]
+    with pytest.raises(HostUnreachable if outage else DmpError) as caught:
+        asyncio.run(service.request("POST", "/api/dmp/x/documents", body=b"<x/>"))
+    if not outage:
+        assert caught.value.status == status and caught.value.reason in (
+            "internal_error", "cda_invalid")
+    service.queue.close()

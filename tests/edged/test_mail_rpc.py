@@ -20,6 +20,7 @@ from apdu.transport import InProcessTransport
 from edged.sdk import RemoteError
 from edged.services import cms, smime
 from edged.services.mail import service_of
+from edged.state.audit import AuditLog
 from simulators.cps3 import Cps3Card
 from simulators.mail import TEST_PASSWORD, MailOperator
 from simulators.mail import mail_table as sim_mail_table
@@ -345,3 +346,95 @@ async def test_operator_refusal_fails_the_message_with_its_text(edged, slots, pc
               if r.event == "mail.failed"]
     assert [f["message_id"] for f in failed] == [sent["message_id"]]
     assert "552" in failed[0]["error"]
+
+
+async def test_three_digit_pid_message_ids_send_deliver_and_stop_cleanly(
+        edged, slots, pcscd, tmp_path: Path, monkeypatch) -> None:
+    # D1: make_msgid writes <TIME.PID.RANDOM@domain>; with PID 837 the audit log took
+    # TIME+PID for a NIR: mail.send failed after queuing, the outbox died, stop aborted.
+    import email.utils
+    import random
+    import time
+
+    def msgid_of_pid_837(idstring: str | None = None, domain: str | None = None) -> str:
+        return f"<{int(time.time() * 100)}.837.{random.getrandbits(64)}@{domain}>"
+
+    monkeypatch.setattr(email.utils, "make_msgid", msgid_of_pid_837)
+    with MailOperator(tmp_path / "op") as op:
+        bench = await daemon_with_gp(edged, slots, mail_table(tmp_path / "op", tmp_path))
+        async with await bench.client("secretariat", "mail:send", "cps:sign") as client:
+            await verify_pin(bench, client)
+            sent = [await client.call("mail.send", {"to": [NURSE], "text": f"n{i}"})
+                    for i in range(2)]
+            assert all(".837." in s["message_id"] and s["state"] == "queued" for s in sent)
+            outbox = service_of(bench.daemon).outbox
+            await until(lambda: outbox.counts() == {"sent": 2})
+            assert len(await asyncio.to_thread(mailbox, op, NURSE)) == 2
+        audit_path = bench.daemon.audit.path
+        await bench.daemon.stop()
+        with AuditLog(audit_path) as audit:
+            events = [(r.event, r.data().get("message_id")) for r in audit.records()]
+        for s in sent:
+            assert ("mail.send", s["message_id"]) in events
+            assert ("mail.delivered", s["message_id"]) in events
+        assert events[-1][0] == "daemon.stop"  # the rest of Daemon.stop ran
+
+
+async def test_a_retried_send_with_its_idempotency_key_is_delivered_once(
+        edged, slots, pcscd, tmp_path: Path) -> None:
+    with MailOperator(tmp_path / "op") as op:
+        bench = await daemon_with_gp(edged, slots, mail_table(tmp_path / "op", tmp_path))
+        async with await bench.client("secretariat", "mail:send", "cps:sign") as client:
+            await verify_pin(bench, client)
+            message = {"to": [NURSE], "text": "une fois", "idempotency_key": "rdv-42"}
+            first = await client.call("mail.send", message)
+            again = await client.call("mail.send", message)  # the client lost the answer
+            assert again["message_id"] == first["message_id"]
+            other = await client.call("mail.send", {**message, "idempotency_key": "rdv-43"})
+            assert other["message_id"] != first["message_id"]
+            outbox = service_of(bench.daemon).outbox
+            await until(lambda: outbox.counts() == {"sent": 2})
+            assert len(await asyncio.to_thread(mailbox, op, NURSE)) == 2
+
+
+async def test_a_hostile_from_does_not_break_mail_list(edged, slots, pcscd,
+                                                       tmp_path: Path) -> None:
+    # D2: `From: x:;y@z.test` made str(head["From"]) raise, and every mail.list failed.
+    with MailOperator(tmp_path / "op") as op:
+        bench = await daemon_with_gp(edged, slots, mail_table(tmp_path / "op", tmp_path))
+        async with await bench.client("secretariat", "mail:send", "cps:sign") as client:
+            await verify_pin(bench, client)
+            nurse = Card("nurse")
+            gp_cert = await asyncio.to_thread(_certificate, op, GP)
+            letter = smime.build_message(NURSE, GP, subject="hostile", text="x")
+            raw = smime.to_bytes(smime.protect(letter, nurse.signer, [gp_cert]))
+            outer = b"From: " + NURSE.encode()
+            assert outer in raw  # the outer header field, outside the signature
+            raw = raw.replace(outer, b"From: x:;y@z.test", 1)
+            await asyncio.to_thread(submit, op, NURSE, [GP], raw)
+            listed = await client.call("mail.list")
+            hostile = [m for m in listed["messages"] if m["subject"] == "hostile"]
+            assert len(hostile) == 1 and hostile[0]["from"] == "x:;y@z.test"
+
+
+async def test_mail_list_wakes_the_outbox_when_the_operator_is_back(edged, slots, pcscd,
+                                                                    tmp_path: Path) -> None:
+    # Minor item of the review: with a long backoff, mail waited it out even though the
+    # operator was back. An answer from the operator (here mail.list) makes it due at once.
+    with MailOperator(tmp_path / "dir") as directory:
+        smtp = MailOperator(tmp_path / "op").serve_in_thread()
+        smtp.close()  # the submission operator is down
+        table = mail_table(tmp_path / "op", tmp_path, directory_url=directory.info.directory_url,
+                           retry_base_delay=3600, retry_max_delay=3600)
+        bench = await daemon_with_gp(edged, slots, table)
+        async with await bench.client("secretariat", "mail:send", "cps:sign") as client:
+            await verify_pin(bench, client)
+            sent = await client.call("mail.send", {"to": [NURSE], "text": "en attente"})
+            outbox = service_of(bench.daemon).outbox
+            await until(lambda: outbox.get(sent["message_id"]).last_error is not None)
+            item = outbox.get(sent["message_id"])
+            assert (item.state, item.attempts) == ("queued", 1)  # next try in 30-60 min
+            with MailOperator(tmp_path / "op") as smtp:
+                await client.call("mail.list")
+                await until(lambda: outbox.get(sent["message_id"]).state == "sent")
+                assert len(await asyncio.to_thread(mailbox, smtp, NURSE)) == 1

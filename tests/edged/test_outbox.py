@@ -109,3 +109,100 @@ async def test_gives_up_after_max_attempts(tmp_path: Path) -> None:
 async def test_a_message_needs_recipients(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="at least one recipient"):
         Outbox(tmp_path / "o.db").enqueue("<e@x>", "a@cabinet.test", (), b"")
+
+
+async def test_the_loop_survives_any_exception_from_delivery(tmp_path: Path) -> None:
+    # D1: a ValueError from the audit log after submission killed the delivery task for good.
+    outbox = Outbox(tmp_path / "outbox.db", base_delay=0.01, max_delay=0.02)
+    operator = Operator()
+    failures = iter([ValueError("audit refused"), RuntimeError("bug"), KeyError("x")])
+
+    async def flaky(item: OutboxItem) -> None:
+        error = next(failures, None)
+        if error is not None:
+            raise error
+        await operator.deliver(item)
+
+    outbox.enqueue("<d1@x>", "a@cabinet.test", ("b@chu.test",), b"1")
+    outbox.enqueue("<d2@x>", "a@cabinet.test", ("b@chu.test",), b"2")
+    task = asyncio.ensure_future(outbox.run(flaky))
+    try:
+        for _ in range(400):
+            if outbox.counts() == {"sent": 2}:
+                break
+            await asyncio.sleep(0.01)
+        assert outbox.counts() == {"sent": 2}
+        assert not task.done()  # still running, ready for the next message
+        assert sorted(operator.mailbox) == ["<d1@x>", "<d2@x>"]
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_the_loop_survives_a_database_error(tmp_path: Path) -> None:
+    outbox = Outbox(tmp_path / "outbox.db", base_delay=0.01)
+    operator = Operator()
+    real_claim = outbox._claim
+    calls = {"n": 0}
+
+    def broken_once() -> OutboxItem | None:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise sqlite3.OperationalError("database or disk is full")
+        return real_claim()
+
+    outbox._claim = broken_once  # type: ignore[method-assign]
+    outbox.enqueue("<e@x>", "a@cabinet.test", ("b@chu.test",), b"1")
+    await drain(outbox, operator, lambda: outbox.counts() == {"sent": 1})
+    assert calls["n"] >= 2
+
+
+async def test_a_delivery_after_failures_wakes_the_waiting_messages(tmp_path: Path) -> None:
+    # Minor item of the review: with a long backoff nothing woke the queue when the operator
+    # came back; now the first delivery after a failure makes every queued message due.
+    clock = {"t": 1000.0}
+    outbox = Outbox(tmp_path / "outbox.db", base_delay=3600, max_delay=3600,
+                    clock=lambda: clock["t"])
+    for name in ("a", "b", "c"):
+        outbox.enqueue(f"<{name}@x>", "a@cabinet.test", ("b@chu.test",), b"1")
+        item = outbox._claim()
+        assert item is not None
+        outbox._retry(item, "421 down", False)  # each now waits about an hour
+    assert outbox.counts() == {"queued": 3}
+    due = outbox.next_due()
+    assert due is not None
+    clock["t"] = due  # the earliest comes due; the others wait (jittered) a while more
+    with outbox._lock:
+        waiting = outbox._db.execute("SELECT COUNT(*) FROM outbox WHERE next_attempt > ?",
+                                     (due,)).fetchone()[0]
+    assert waiting >= 1
+    operator = Operator()
+    await drain(outbox, operator, lambda: outbox.counts() == {"sent": 3})
+    assert len(operator.mailbox) == 3
+
+
+async def test_wake_makes_every_queued_message_due(tmp_path: Path) -> None:
+    clock = {"t": 50.0}
+    outbox = Outbox(tmp_path / "outbox.db", clock=lambda: clock["t"])
+    outbox.enqueue("<w@x>", "a@cabinet.test", ("b@chu.test",), b"1")
+    item = outbox._claim()
+    assert item is not None
+    outbox._retry(item, "421", False)
+    assert outbox._claim() is None
+    outbox.wake()
+    assert outbox._claim() is not None
+
+
+async def test_an_idempotency_key_queues_one_message(tmp_path: Path) -> None:
+    outbox = Outbox(tmp_path / "outbox.db")
+    first = outbox.enqueue_once("reception", "k1", "<i1@x>", "a@cabinet.test",
+                                ("b@chu.test",), b"1")
+    again = outbox.enqueue_once("reception", "k1", "<i2@x>", "a@cabinet.test",
+                                ("b@chu.test",), b"2")
+    other = outbox.enqueue_once("doctor", "k1", "<i3@x>", "a@cabinet.test",
+                                ("b@chu.test",), b"3")
+    assert (first, again, other) == ("<i1@x>", "<i1@x>", "<i3@x>")
+    assert outbox.counts() == {"queued": 2}
+    found = outbox.for_key("reception", "k1")
+    assert found is not None and found.body == b"1"
+    assert outbox.for_key("reception", "k2") is None

@@ -267,3 +267,17 @@ def test_any_body_round_trips(sex: str, year: int, month: str, dept: str, commun
     assert parse_nir(nir.value) == nir
     assert parse_nir(nir.formatted()) == nir
     assert nir.temporary == (sex in "78")
+
+
+def test_non_ascii_decimal_digits_are_not_a_nir() -> None:
+    # "\d" matched Arabic-Indic digits, and int() read them: a valid, non-ASCII Nir came out.
+    valid = "180017511500176"
+
+    def shifted(text: str, zero: int) -> str:  # the same digits from another script
+        return "".join(chr(zero + int(c)) for c in text)
+
+    assert parse_nir(valid).value == valid
+    for fake in ("1" + shifted(valid[1:], 0x0660), valid[:5] + shifted("75", 0x06F0)
+                 + valid[7:], shifted(valid, 0xFF10)):
+        with pytest.raises(ValueError):
+            parse_nir(fake)

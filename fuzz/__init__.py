@@ -1,0 +1,1 @@
+"""Coverage-guided fuzz harnesses (atheris), one per parser; see docs/reliability.md."""
