@@ -183,9 +183,8 @@ async def _send(daemon: Daemon, conn: Connection, params: dict[str, Any]) -> Any
 
     def seal(protocol: CardProtocol) -> bytes:
         signer = _Signer(CpsSession(protocol), signature_cert, chain, encryption_cert)
-        protected = smime.protect(msg, signer, recipients, settings.mode,  # type: ignore[arg-type]
-                                  trust=trust)
-        return smime.to_bytes(protected)
+        return smime.protect_bytes(msg, signer, recipients, settings.mode,  # type: ignore[arg-type]
+                                   trust=trust)
 
     body = await on_card(daemon, conn, "cps", seal, "mail.send",
                          timeout=daemon.config.card_timeout + 60)

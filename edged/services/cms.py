@@ -34,6 +34,7 @@ from apdu.cps import CpsSession
 from apdu.cps_spec import KeyRef
 from apdu.errors import ApduError
 from apdu.sw import SW
+from edged.services.pieces import CHUNK, Pieces
 
 __all__ = [
     "DEFAULT_MAX_CONTENT",
@@ -59,6 +60,7 @@ __all__ = [
     "VerifiedSignature",
     "decrypt",
     "encrypt",
+    "encrypt_stream",
     "sign",
     "validate_certificate",
     "verify",
@@ -464,16 +466,20 @@ def _time(value: dt.datetime) -> cms.Time:
     return cms.Time({"utc_time" if 1950 <= value.year < 2050 else "generalized_time": value})
 
 
-def sign(content: bytes, signer: Signer, *, detached: bool, content_type: str = "data",
+def sign(content: bytes | Pieces, signer: Signer, *, detached: bool, content_type: str = "data",
          signing_time: dt.datetime | None = None,
          max_content: int = DEFAULT_MAX_CONTENT) -> bytes:
     """DER ContentInfo(SignedData), CAdES-BES, with the signer's certificate and chain.
 
     Signed attributes: content-type, message-digest, signing-time, signing-certificate-v2
     (RFC 5035, ESSCertIDv2 with the SHA-256 of the certificate and its issuer/serial).
+    Detached content may be given as Pieces: it is hashed a chunk at a time, never joined.
     """
     if len(content) > max_content:
         raise ContentTooLarge(len(content), max_content)
+    content_digest = hashlib.sha256()
+    for chunk in Pieces.of(content).chunks():
+        content_digest.update(chunk)
     cert_der = signer.certificate.public_bytes(Encoding.DER)
     a_cert = asn1_x509.Certificate.load(cert_der)
     ess = {"certs": [{
@@ -484,7 +490,7 @@ def sign(content: bytes, signer: Signer, *, detached: bool, content_type: str = 
     attrs = cms.CMSAttributes([
         {"type": "content_type", "values": [content_type]},
         {"type": "signing_time", "values": [_time(signing_time or _now())]},
-        {"type": "message_digest", "values": [hashlib.sha256(content).digest()]},
+        {"type": "message_digest", "values": [content_digest.digest()]},
         {"type": "signing_certificate_v2", "values": [ess]},
     ])
     to_sign = attrs.dump()  # DER SET OF, sorted (RFC 5652 §5.4: the signature covers this)
@@ -512,7 +518,7 @@ def sign(content: bytes, signer: Signer, *, detached: bool, content_type: str = 
         "version": "v1" if content_type == "data" else "v3",  # RFC 5652 §5.1
         "digest_algorithms": [{"algorithm": "sha256"}],
         "encap_content_info": {"content_type": content_type,
-                               "content": None if detached else content},
+                               "content": None if detached else Pieces.of(content).join()},
         "certificates": certificates,
         "signer_infos": [signer_info],
     })
@@ -723,7 +729,7 @@ def _recipient_key(cert: x509.Certificate) -> RSAPublicKey:
     return key
 
 
-def encrypt(content: bytes, recipients: Sequence[x509.Certificate], *,
+def encrypt(content: bytes | Pieces, recipients: Sequence[x509.Certificate], *,
             mode: Literal["gcm", "cbc"] = "gcm",
             max_content: int = DEFAULT_MAX_CONTENT) -> bytes:
     """AES-256 content encryption, the key sent to each recipient with RSA-OAEP-SHA256.
@@ -731,10 +737,21 @@ def encrypt(content: bytes, recipients: Sequence[x509.Certificate], *,
     'gcm' gives AuthEnvelopedData (RFC 5083/5084), 'cbc' EnvelopedData (id-aes256-CBC).
     Duplicate certificates are sent one key; recipients are named by issuer and serial.
     """
+    return b"".join(encrypt_stream(content, recipients, mode=mode, max_content=max_content))
+
+
+def encrypt_stream(content: bytes | Pieces, recipients: Sequence[x509.Certificate], *,
+                   mode: Literal["gcm", "cbc"] = "gcm",
+                   max_content: int = DEFAULT_MAX_CONTENT) -> Iterator[bytes]:
+    """encrypt(), as DER chunks in order: the ciphertext is made a chunk at a time.
+
+    Every check runs before this returns (errors are not deferred to the first chunk).
+    """
     if mode not in ("gcm", "cbc"):
         raise ValueError(f"mode must be 'gcm' or 'cbc', not {mode!r}")
-    if len(content) > max_content:
-        raise ContentTooLarge(len(content), max_content)
+    pieces = Pieces.of(content)
+    if len(pieces) > max_content:
+        raise ContentTooLarge(len(pieces), max_content)
     unique = list({c.fingerprint(hashes.SHA256()): c for c in recipients}.values())
     if not unique:
         raise ValueError("at least one recipient certificate is needed")
@@ -755,37 +772,75 @@ def encrypt(content: bytes, recipients: Sequence[x509.Certificate], *,
         })}))
     if mode == "cbc":
         iv = os.urandom(16)
-        padder = padding.PKCS7(128).padder()
-        padded = padder.update(content) + padder.finalize()
-        encryptor = Cipher(algorithms.AES(cek), modes.CBC(iv)).encryptor()
-        enveloped = cms.EnvelopedData({
-            "version": "v0",  # RFC 5652 §6.1: only v0 KeyTransRecipientInfos, no attributes
-            "recipient_infos": infos,
-            "encrypted_content_info": {
-                "content_type": "data",
-                "content_encryption_algorithm": {"algorithm": "aes256_cbc", "parameters": iv},
-                "encrypted_content": encryptor.update(padded) + encryptor.finalize(),
-            },
-        })
-        return cms.ContentInfo({"content_type": "enveloped_data", "content": enveloped}).dump()
+        algorithm = cms.EncryptionAlgorithm({"algorithm": "aes256_cbc", "parameters": iv})
+        cipher = Cipher(algorithms.AES(cek), modes.CBC(iv))
+        size = (len(pieces) // 16 + 1) * 16  # PKCS#7 padding always adds 1 to 16 bytes
+        return _enveloped_chunks(pieces, cipher, "enveloped_data", algorithm, infos, size)
     nonce = os.urandom(GCM_NONCE_LEN)
-    encryptor = Cipher(algorithms.AES(cek), modes.GCM(nonce)).encryptor()
-    ciphertext = encryptor.update(content) + encryptor.finalize()
-    auth = cms.AuthEnvelopedData({
-        "version": "v0",  # RFC 5083 §2.1
-        "recipient_infos": infos,
-        "auth_encrypted_content_info": {
-            "content_type": "data",
-            "content_encryption_algorithm": {
-                "algorithm": "aes256_gcm",
-                "parameters": GcmParameters({"aes_nonce": nonce, "aes_icvlen": GCM_TAG_LEN}),
-            },
-            "encrypted_content": ciphertext,
-        },
-        "mac": encryptor.tag,
-    })
-    return cms.ContentInfo({"content_type": "authenticated_enveloped_data",
-                            "content": auth}).dump()
+    algorithm = cms.EncryptionAlgorithm({
+        "algorithm": "aes256_gcm",
+        "parameters": GcmParameters({"aes_nonce": nonce, "aes_icvlen": GCM_TAG_LEN})})
+    cipher = Cipher(algorithms.AES(cek), modes.GCM(nonce))
+    return _enveloped_chunks(pieces, cipher, "authenticated_enveloped_data", algorithm, infos,
+                             len(pieces))
+
+
+class _Length:
+    """Contents known by their length only: asn1crypto encodes a DER header from len() alone."""
+
+    def __init__(self, length: int) -> None:
+        self.length = length
+
+    def __len__(self) -> int:
+        return self.length
+
+
+def _header(tag: int, length: int, *, constructed: bool = True, context: bool = False) -> bytes:
+    """The DER identifier and length octets (X.690 §8.1) of a value of `length` bytes."""
+    # asn1crypto's own header encoder, so that the streamed DER is the DER its dump() writes.
+    return core._dump_header(2 if context else 0, int(constructed), tag, _Length(length))
+
+
+def _enveloped_chunks(pieces: Pieces, cipher: Cipher[modes.Mode], kind: str,
+                      algorithm: cms.EncryptionAlgorithm, infos: list[cms.RecipientInfo],
+                      size: int) -> Iterator[bytes]:
+    # RFC 5652 §6.1 EnvelopedData / RFC 5083 §2.1 AuthEnvelopedData, written in order around
+    # a streamed encryptedContent: every field but the ciphertext is dumped by asn1crypto,
+    # and the enclosing headers need only the ciphertext's length, known in advance.
+    authenticated = kind == "authenticated_enveloped_data"
+    fields = (cms.CMSVersion("v0").dump()  # v0: only KeyTransRecipientInfo v0, no attributes
+              + cms.RecipientInfos(infos).dump())
+    eci = (cms.ContentType("data").dump() + algorithm.dump()
+           + _header(0, size, constructed=False, context=True))  # [0] IMPLICIT OCTET STRING
+    mac_size = len(core.OctetString(bytes(GCM_TAG_LEN)).dump()) if authenticated else 0
+    eci = _header(16, len(eci) + size) + eci  # EncryptedContentInfo SEQUENCE
+    body = len(fields) + len(eci) + size + mac_size
+    envelope = _header(16, body)  # (Auth)EnvelopedData SEQUENCE
+    explicit = _header(0, len(envelope) + body, context=True)  # ContentInfo content [0]
+    oid = cms.ContentType(kind).dump()
+    outer = _header(16, len(oid) + len(explicit) + len(envelope) + body)  # ContentInfo
+    return _cipher_chunks(pieces, cipher, outer + oid + explicit + envelope + fields + eci,
+                          size, authenticated)
+
+
+def _cipher_chunks(pieces: Pieces, cipher: Cipher[modes.Mode], head: bytes, size: int,
+                   authenticated: bool) -> Iterator[bytes]:
+    yield head
+    encryptor = cipher.encryptor()
+    padder = None if authenticated else padding.PKCS7(128).padder()
+    written = 0
+    for chunk in pieces.chunks(CHUNK):
+        out = encryptor.update(padder.update(chunk) if padder else chunk)
+        written += len(out)
+        yield out
+    out = encryptor.update(padder.finalize()) if padder else b""
+    out += encryptor.finalize()
+    written += len(out)
+    if written != size:  # the headers above announced `size` bytes
+        raise RuntimeError(f"encrypted {written} bytes, announced {size}")
+    yield out
+    if authenticated:
+        yield core.OctetString(encryptor.tag).dump()  # type: ignore[attr-defined]
 
 
 def _rid_matches(rid: cms.RecipientIdentifier, cert: asn1_x509.Certificate) -> bool:
