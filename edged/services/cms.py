@@ -20,6 +20,7 @@ from typing import Literal, Protocol, runtime_checkable
 
 import asn1crypto.tsp  # noqa: F401  (registers the signing-certificate-v2 attribute)
 from asn1crypto import algos, cms, core
+from asn1crypto import parser as asn1_parser
 from asn1crypto import x509 as asn1_x509
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, InvalidTag
@@ -58,6 +59,7 @@ __all__ = [
     "UnsuitableRecipient",
     "UnsupportedAlgorithm",
     "VerifiedSignature",
+    "content_type_of",
     "decrypt",
     "encrypt",
     "encrypt_stream",
@@ -529,6 +531,15 @@ def sign(content: bytes | Pieces, signer: Signer, *, detached: bool, content_typ
 _PARSE_ERRORS = (ValueError, TypeError, KeyError, IndexError, AttributeError)
 
 
+def content_type_of(der: bytes) -> str:
+    """The contentType of a ContentInfo (RFC 5652 §3), read without parsing its content."""
+    start, end = asn1_parser._parse(der, len(der), 0, lengths_only=True)
+    if der[0] != 0x30 or end != len(der):
+        raise ValueError("not a DER ContentInfo")
+    oid_end = asn1_parser._parse(der, end, start, lengths_only=True)[1]
+    return str(cms.ContentType.load(der[start:oid_end]).native)
+
+
 def _load(der: bytes, expected: set[str]) -> cms.ContentInfo:
     info = cms.ContentInfo.load(der, strict=True)
     kind = info["content_type"].native
@@ -882,12 +893,68 @@ def decrypt(der: bytes, decryptor: Decryptor, *, max_content: int = DEFAULT_MAX_
         raise MalformedCms(f"cannot parse the enveloped data: {exc}") from None
 
 
+def _tlv(der: bytes, at: int, end: int) -> tuple[int, int]:
+    """(contents start, contents end) of the DER value at `at`, which must end by `end`."""
+    start, stop = asn1_parser._parse(der, end, at, lengths_only=True)  # no copy
+    if der[at + 1] == 0x80:  # indefinite length (BER): not the DER walked here
+        raise ValueError("indefinite length")
+    return start, stop
+
+
+def _skeleton(der: bytes) -> tuple[bytes, memoryview] | None:
+    """The envelope without its ciphertext (re-encoded lengths), and the ciphertext in place.
+
+    asn1crypto copies a value's contents at every nesting level it parses: five copies of a
+    large ciphertext. Here only the TLV boundaries are read (asn1crypto's own parser), the
+    ciphertext is cut out, and the rest, small, is parsed as usual. None: not plain DER with
+    a primitive encryptedContent (BER from `openssl cms -stream`, say); the caller then
+    parses the whole thing.
+    """
+    try:
+        ci_start, ci_end = _tlv(der, 0, len(der))
+        _oid_start, oid_end = _tlv(der, ci_start, ci_end)
+        if ci_end != len(der) or der[oid_end] != 0xA0:  # ContentInfo content [0] EXPLICIT
+            return None
+        x_start, x_end = _tlv(der, oid_end, ci_end)
+        if der[x_start] != 0x30:
+            return None
+        env_start, env_end = _tlv(der, x_start, x_end)
+        at = env_start
+        while der[at] != 0x30:  # version, originatorInfo, recipientInfos: to the ECI
+            at = _tlv(der, at, env_end)[1]
+        eci_at = at
+        eci_start, eci_end = _tlv(der, eci_at, env_end)
+        at = _tlv(der, eci_start, eci_end)[1]  # contentType
+        at = _tlv(der, at, eci_end)[1]  # contentEncryptionAlgorithm
+        if at >= eci_end or der[at] != 0x80:  # [0] IMPLICIT OCTET STRING, primitive
+            return None
+        ct_at = at
+        ct_start, ct_end = _tlv(der, ct_at, eci_end)
+    except (ValueError, IndexError):
+        return None
+    cut = ct_end - ct_start
+    # Innermost first: each enclosing header is re-encoded for contents `cut` bytes shorter.
+    empty = _header(0, 0, constructed=False, context=True)
+    eci = _header(16, eci_end - eci_start - (ct_start - ct_at) - cut + len(empty))
+    eci_len = len(eci) + (ct_at - eci_start) + len(empty) + (eci_end - ct_end)
+    env_len = (eci_at - env_start) + eci_len + (env_end - eci_end)
+    env = _header(16, env_len)
+    x_len = len(env) + env_len + (x_end - env_end)
+    explicit = _header(0, x_len, context=True)
+    ci = _header(16, (oid_end - ci_start) + len(explicit) + x_len + (ci_end - x_end))
+    skeleton = b"".join((ci, der[ci_start:oid_end], explicit, env, der[env_start:eci_at], eci,
+                         der[eci_start:ct_at], empty, der[ct_end:eci_end],
+                         der[eci_end:env_end], der[env_end:x_end], der[x_end:ci_end]))
+    return skeleton, memoryview(der)[ct_start:ct_end]
+
+
 def _decrypt(der: bytes, decryptor: Decryptor, max_content: int) -> bytes:
-    info = _load(der, {"enveloped_data", "authenticated_enveloped_data"})
+    cut = _skeleton(der)
+    info = _load(cut[0] if cut else der, {"enveloped_data", "authenticated_enveloped_data"})
     envelope = info["content"]
     authenticated = info["content_type"].native == "authenticated_enveloped_data"
     eci = envelope["auth_encrypted_content_info" if authenticated else "encrypted_content_info"]
-    ciphertext = eci["encrypted_content"].native
+    ciphertext: bytes | memoryview | None = cut[1] if cut else eci["encrypted_content"].native
     if ciphertext is None:
         raise MalformedCms("the encrypted content is detached (not supported)")
     if len(ciphertext) > max_content + 16:  # + one CBC padding block

@@ -9,9 +9,11 @@ The MSSanté profile is not public: this one is a STAND-IN (FACTS §5, docs/mess
 
 from __future__ import annotations
 
+import binascii
 import datetime as dt
 import email.policy
 import io
+import itertools
 import os
 import re
 import secrets
@@ -24,7 +26,6 @@ from email.parser import BytesParser
 from email.utils import format_datetime, make_msgid
 from typing import BinaryIO, Literal
 
-from asn1crypto import cms as asn1_cms
 from cryptography import x509
 
 from edged.services import cms
@@ -568,10 +569,17 @@ def _addresses_of(msg: EmailMessage, name: str) -> tuple[str, ...]:
     return ()
 
 
-def _attachments(entity: EmailMessage, limit: int) -> tuple[Attachment, ...]:
+def _attachments(entity: EmailMessage, limit: int, raw: bytes = b"",
+                 spans: dict[int, tuple[int, int]] | None = None) -> tuple[Attachment, ...]:
     out = []
     for index, part in enumerate(entity.iter_attachments(), 1):
         name = part.get_filename() or f"attachment-{index}"
+        if spans and (span := spans.get(id(part))):
+            data = _base64_span(raw, *span, name, limit)
+            if data is not None:
+                out.append(Attachment(name, part.get_content_type(), data))
+                continue
+            part.set_payload(raw[span[0]:span[1]].decode("ascii", "surrogateescape"))
         encoded = part.get_payload()
         base64 = str(part.get("Content-Transfer-Encoding", "")).strip().lower() == "base64"
         if base64 and isinstance(encoded, str):  # an upper bound, before decoding anything
@@ -585,6 +593,105 @@ def _attachments(entity: EmailMessage, limit: int) -> tuple[Attachment, ...]:
             raise AttachmentTooLarge(name, len(data), limit)
         out.append(Attachment(name, part.get_content_type(), data))
     return tuple(out)
+
+
+def _head(raw: bytes) -> tuple[EmailMessage, int]:
+    """The entity's header fields alone, and where its body starts (the body is not read)."""
+    blank = _BLANK_LINE.search(raw)
+    if blank is None:
+        return _parse(raw), len(raw)
+    message = BytesParser(policy=POLICY).parsebytes(raw[:blank.end()], headersonly=True)
+    assert isinstance(message, EmailMessage)
+    return message, blank.end()
+
+
+def _cms_body(entity: EmailMessage, raw: bytes, body_at: int) -> bytes:
+    """The CMS DER of an application/pkcs7-mime entity, decoded straight from `raw`."""
+    cte = str(entity.get("Content-Transfer-Encoding", "")).strip().lower()
+    data: bytes | None = None
+    if cte == "base64":
+        try:  # line breaks are skipped by a2b_base64 (RFC 2045 §6.8): no per-line split
+            data = binascii.a2b_base64(memoryview(raw)[body_at:])
+        except binascii.Error:
+            data = None  # bad padding and the like: email's lenient decoder below
+    elif cte in ("", "7bit", "8bit", "binary"):
+        data = raw[body_at:]
+    if data is None:
+        return _der_of(_shallow(raw))
+    if not data:
+        raise MalformedMessage(f"{entity.get_content_type()} part has no CMS content")
+    return data
+
+
+_MAX_TREE_DEPTH = 8
+
+
+def _tree(raw: bytes) -> tuple[EmailMessage, dict[int, tuple[int, int]]] | None:
+    """_parse(raw), multiparts split on their delimiters with bytes.find (RFC 2046 §5.1.1).
+
+    Large base64 attachment bodies are not copied: their (start, end) in `raw` is returned
+    by id of the part. None when the entity is not plain (message/* parts, a part without
+    header fields, a missing delimiter): the caller then uses email's full parser.
+    """
+    spans: dict[int, tuple[int, int]] = {}
+    entity = _subtree(raw, 0, len(raw), spans, 0)
+    return None if entity is None else (entity, spans)
+
+
+def _subtree(raw: bytes, start: int, end: int, spans: dict[int, tuple[int, int]],
+             depth: int) -> EmailMessage | None:
+    if depth > _MAX_TREE_DEPTH or raw[start:start + 1] in (b"\r", b"\n"):
+        return None
+    blank = _BLANK_LINE.search(raw, start, end)
+    if blank is None:
+        return None
+    part = BytesParser(policy=POLICY).parsebytes(raw[start:blank.end()], headersonly=True)
+    assert isinstance(part, EmailMessage)
+    body = blank.end()
+    if part.get_content_maintype() == "message":
+        return None
+    if not part.is_multipart() and part.get_content_maintype() != "multipart":
+        large = end - body >= _SPLICE_MIN and part.is_attachment() and str(
+            part.get("Content-Transfer-Encoding", "")).strip().lower() == "base64"
+        if large:
+            spans[id(part)] = (body, end)
+            part.set_payload("")
+        else:
+            part.set_payload(raw[body:end].decode("ascii", "surrogateescape"))
+        return part
+    boundary = part.get_boundary()
+    if boundary is None:
+        return None
+    marks = _delimiters(raw, b"--" + boundary.encode("ascii", "surrogateescape"), body)
+    if len(marks) < 2 or not marks[-1][2] or marks[-1][1] > end:
+        return None
+    children = []
+    for (_, part_start, _), (next_at, _, _) in itertools.pairwise(marks):
+        child = _subtree(raw, part_start, _before_line_break(raw, next_at), spans, depth + 1)
+        if child is None:
+            return None
+        children.append(child)
+    part.set_payload(children)
+    first = marks[0][0]
+    if first > body:
+        part.preamble = raw[body:_before_line_break(raw, first)].decode("ascii",
+                                                                          "surrogateescape")
+    return part
+
+
+def _base64_span(raw: bytes, start: int, end: int, name: str, limit: int) -> bytes | None:
+    """The base64 body raw[start:end] decoded in place; None if it does not decode cleanly."""
+    line_breaks = raw.count(b"\n", start, end) + raw.count(b"\r", start, end)
+    estimate = (end - start - line_breaks) * 3 // 4
+    if estimate > limit + 2:  # up to two '=' pad characters
+        raise AttachmentTooLarge(name, estimate, limit)
+    try:
+        data = binascii.a2b_base64(memoryview(raw)[start:end])
+    except binascii.Error:
+        return None
+    if len(data) > limit:
+        raise AttachmentTooLarge(name, len(data), limit)
+    return data
 
 
 def open_message(raw: bytes, decryptor: Decryptor | None, trust: TrustStore, *,
@@ -602,15 +709,16 @@ def open_message(raw: bytes, decryptor: Decryptor | None, trust: TrustStore, *,
         raise MessageTooLarge(len(raw), max_message)
     blank = _BLANK_LINE.search(raw)
     top = _shallow(raw[:blank.end()] if blank else raw)  # header fields only: the body is big
-    entity, entity_bytes = _shallow(raw), raw
+    entity_bytes = raw
+    entity, body_at = _head(raw)
     encrypted = False
     signature: VerifiedSignature | None = None
     for _layer in range(MAX_LAYERS + 1):
         kind = entity.get_content_type()
         if kind in _PKCS7_MIME:
-            der = _der_of(entity)
+            der = _cms_body(entity, entity_bytes, body_at)
             try:  # the CMS content type decides; smime-type is only a hint (RFC 8551 §3.2.2)
-                content_type = asn1_cms.ContentInfo.load(der)["content_type"].native
+                content_type = cms.content_type_of(der)
             except ValueError as exc:
                 raise MalformedMessage(f"application/pkcs7-mime: {exc}") from None
             if content_type in ("enveloped_data", "authenticated_enveloped_data"):
@@ -645,12 +753,13 @@ def open_message(raw: bytes, decryptor: Decryptor | None, trust: TrustStore, *,
             entity_bytes = content
         else:
             break
-        entity = _shallow(entity_bytes)
+        entity, body_at = _head(entity_bytes)
     else:
         raise MalformedMessage(f"more than {MAX_LAYERS} nested S/MIME layers")
     layered = entity_bytes is not raw
     del entity
-    entity = _parse(entity_bytes)  # the content itself: every part, for bodies and files
+    # The content itself: every part, for bodies and files (large files left undecoded).
+    entity, spans = _tree(entity_bytes) or (_parse(entity_bytes), {})
     if require_encrypted and not encrypted:
         raise NotEncrypted("the message was not encrypted")
     if require_signed and signature is None:
@@ -678,7 +787,7 @@ def open_message(raw: bytes, decryptor: Decryptor | None, trust: TrustStore, *,
         message_id=str(fields["Message-ID"]) if fields["Message-ID"] else None,
         text=_text(plain),
         html=_text(rich),
-        attachments=_attachments(entity, max_attachment),
+        attachments=_attachments(entity, max_attachment, entity_bytes, spans),
         signature=signature,
         encrypted=encrypted,
         headers_protected=inner,

@@ -140,3 +140,30 @@ def test_attachments_are_encoded_as_email_would(monkeypatch: pytest.MonkeyPatch)
     reference.set_content(data, maintype="application", subtype="pdf", filename="f.pdf")
     del reference["MIME-Version"]
     assert smime.to_bytes(part) == smime.to_bytes(reference)
+
+
+@pytest.mark.parametrize("mode", ["gcm", "cbc"])
+def test_decrypt_cuts_the_ciphertext_out_before_parsing(card: Callable, mode: str,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    nurse = card("nurse")
+    content = bytes(range(256)) * 700
+    der = cms.encrypt(content, [nurse.encryption_certificate], mode=mode)
+    skeleton, ciphertext = cms._skeleton(der)
+    assert len(ciphertext) == (len(content) if mode == "gcm" else len(content) // 16 * 16 + 16)
+    assert len(skeleton) < len(der) - len(ciphertext) + 10  # only the lengths shrank
+    parsed = asn1_cms.ContentInfo.load(skeleton, strict=True)
+    whole = asn1_cms.ContentInfo.load(der, strict=True)
+    assert parsed["content"]["recipient_infos"].dump() == \
+        whole["content"]["recipient_infos"].dump()
+    assert cms.decrypt(der, nurse.decryptor) == content
+    monkeypatch.setattr(cms, "_skeleton", lambda _der: None)  # the plain asn1crypto parse
+    assert cms.decrypt(der, nurse.decryptor) == content
+
+
+def test_ber_or_truncated_envelopes_are_parsed_the_usual_way(card: Callable) -> None:
+    nurse = card("nurse")
+    der = cms.encrypt(b"x" * 1000, [nurse.encryption_certificate])
+    assert cms._skeleton(der[:-1]) is None
+    assert cms._skeleton(der + b"\x00") is None
+    with pytest.raises(cms.MalformedCms):
+        cms.decrypt(der[:-1], nurse.decryptor)
