@@ -10,6 +10,7 @@ import asyncio
 import asyncio.sslproto
 import contextlib
 import hashlib
+import json
 import logging
 import time
 from typing import TYPE_CHECKING, Any
@@ -37,6 +38,31 @@ TLS_READ_BUFFER = 64 * 1024
 # permessage-deflate (RFC 7692) off: our frames are small JSON or base64 chunks, and it cost
 # CPU per message and a zlib context per connection (docs/benchmarks.md P3, P6).
 COMPRESSION: str | None = None
+
+
+def _counted(method: str) -> bool:
+    """Whether a call takes a token from the client's rate limit.
+
+    The chunks of an upload are parts of one transfer, bounded by the size announced at
+    upload.begin (which is counted): counting each would make a 25 MB upload use up the
+    client's calls for seconds (edged/api/uploads.py).
+    """
+    return method != "upload.chunk"
+
+
+def _id_of_oversized(raw: str | bytes) -> Any:
+    """The id of a request refused for its size, so the caller's call gets the answer.
+
+    Without it the error went out with a null id and the SDK waited for its answer until its
+    timeout. The message is at most twice the limit (larger ones close the socket, 1009).
+    """
+    try:
+        message = json.loads(raw)
+    except ValueError:
+        return None
+    request_id = message.get("id") if isinstance(message, dict) else None
+    return request_id if isinstance(request_id, str | int) and not isinstance(
+        request_id, bool) else None
 
 
 def _size_tls_read_buffer() -> None:
@@ -151,6 +177,7 @@ class Connection:
         request_id = None
         try:
             if len(raw) > self.server.daemon.config.max_message_bytes:
+                request_id = _id_of_oversized(raw)
                 raise jsonrpc.RpcError(TOO_LARGE, "message larger than "
                                        f"{self.server.daemon.config.max_message_bytes} bytes",
                                        "too_large")
@@ -160,7 +187,8 @@ class Connection:
             if self.revoked:
                 raise jsonrpc.RpcError(REVOKED, "this client's certificate was revoked",
                                        "revoked")
-            wait = self.server.bucket_for(self.client_id).take()
+            wait = self.server.bucket_for(self.client_id).take() if _counted(request.method) \
+                else 0.0
             if wait:
                 raise jsonrpc.RpcError(RATE_LIMITED, "too many calls", "rate_limited",
                                        retry_after=round(wait, 3))

@@ -469,3 +469,4 @@ def test_probes_are_250_ms_apart_as_rfc_6762_says() -> None:
 
     discovery._probe_at_rfc_pace()
     assert zeroconf._core._CHECK_TIME == discovery.PROBE_INTERVAL_MS == 250
+    assert zeroconf._core._PROBE_RANDOM_DELAY_INTERVAL == (0, 250)
