@@ -1,15 +1,20 @@
 """SHA-256 with an exportable intermediate state, for the IAS-ECC split hash (FIPS 180-4 §6.2).
 
 hashlib cannot export its chaining value, so the host-side "all blocks but the last" and the
-card-side "finish from a state" are computed here. Only whole 64-byte blocks go through this
-pure-Python compression; callers use hashlib wherever the state is not needed.
+card-side "finish from a state" are computed here. The host side (up to 1 MB, MAX_SIGN_BYTES)
+runs libcrypto's SHA256_Update through ctypes and reads the chaining value out of its
+SHA256_CTX; the pure-Python compression below is the fallback where libcrypto cannot be loaded
+and the oracle the tests compare it with. Callers use hashlib wherever the state is not needed.
 """
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import struct
+from typing import Any
 
-__all__ = ["BLOCK", "IV", "finish", "split"]
+__all__ = ["BLOCK", "IV", "finish", "split", "split_reference"]
 
 BLOCK = 64
 _MASK = 0xFFFFFFFF
@@ -49,6 +54,49 @@ def _compress(state: tuple[int, ...], block: bytes) -> tuple[int, ...]:
     return tuple((x + y) & _MASK for x, y in zip(state, (a, b, c, d, e, f, g, h), strict=True))
 
 
+class _Sha256Ctx(ctypes.Structure):
+    # OpenSSL's SHA256_CTX (include/openssl/sha.h, unchanged since 0.9.8): h[8] is the
+    # FIPS 180-4 chaining value H(i) as native 32-bit words, then Nl, Nh, data[16], num, md_len.
+    _fields_ = [("h", ctypes.c_uint32 * 8), ("nl", ctypes.c_uint32), ("nh", ctypes.c_uint32),
+                ("data", ctypes.c_uint32 * 16), ("num", ctypes.c_uint), ("md_len", ctypes.c_uint)]
+
+
+def _load_libcrypto() -> tuple[Any, Any] | None:
+    """libcrypto's SHA256_Init and SHA256_Update, or None where it is missing."""
+    name = ctypes.util.find_library("crypto")
+    try:
+        lib = ctypes.CDLL(name or "libcrypto.so.3")
+        init, update = lib.SHA256_Init, lib.SHA256_Update
+    except (OSError, AttributeError):
+        return None
+    init.argtypes = [ctypes.POINTER(_Sha256Ctx)]
+    init.restype = ctypes.c_int
+    update.argtypes = [ctypes.POINTER(_Sha256Ctx), ctypes.c_char_p, ctypes.c_size_t]
+    update.restype = ctypes.c_int
+    return init, update
+
+
+_LIBCRYPTO = _load_libcrypto()
+
+
+def _blocks_libcrypto(data: bytes, length: int) -> tuple[int, ...] | None:
+    """The chaining value after the first `length` bytes (whole blocks) of data, or None."""
+    if _LIBCRYPTO is None:
+        return None
+    init, update = _LIBCRYPTO
+    ctx = _Sha256Ctx()
+    # No copy: ctypes passes a pointer into the bytes object; length stops at the cut.
+    if not init(ctypes.byref(ctx)) or not update(ctypes.byref(ctx), data, length):
+        return None
+    return tuple(ctx.h)
+
+
+def _cut(message: bytes) -> int:
+    # Every whole block is hashed on the host; the partial one, 0..63 bytes, goes to the card
+    # (OpenSC card-iasecc.c iasecc_qsign_data_sha256 cuts the same way).
+    return len(message) // BLOCK * BLOCK
+
+
 def split(message: bytes) -> tuple[bytes, int, bytes]:
     """Hash every whole block: (32-byte state, bits processed, remaining 0..63 bytes).
 
@@ -56,7 +104,16 @@ def split(message: bytes) -> tuple[bytes, int, bytes]:
     cut is OpenSC's (card-iasecc.c `iasecc_qsign_data_sha256`: all that OpenSSL hashed, the
     partial block left), the form known to sign on a real CPS3.
     """
-    cut = len(message) // BLOCK * BLOCK
+    cut = _cut(message)
+    state = _blocks_libcrypto(bytes(message), cut) if cut else IV
+    if state is None:
+        return split_reference(message)
+    return struct.pack(">8I", *state), cut * 8, message[cut:]
+
+
+def split_reference(message: bytes) -> tuple[bytes, int, bytes]:
+    """split() in pure Python (FIPS 180-4 §6.2.2): the fallback and the tests' oracle."""
+    cut = _cut(message)
     state: tuple[int, ...] = IV
     for i in range(0, cut, BLOCK):
         state = _compress(state, message[i:i + BLOCK])

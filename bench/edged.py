@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import re
 import statistics
@@ -13,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.table import Row, fmt_time
+from bench.table import Row, fmt_time, goal
 from edged.api.methods import dispatch
 from edged.config import Config
 from edged.daemon import Daemon
@@ -82,20 +83,21 @@ async def _latency(quick: bool) -> list[Row]:
                                     f"{p50r / p50l:.1f}x in-process"))
                     rows.append(Row(f"{method} in-process (same handler)", fmt_time(p50l),
                                     f"p99 {fmt_time(_pct(local, 0.99))}", "1.0x"))
-            rows += await _fanout(daemon, credentials, 20 if quick else 100)
+            rows += await _fanout(daemon, credentials, 100, 10 if quick else 100)
         finally:
             await daemon.stop()
     return rows
 
 
-async def _fanout(daemon: Daemon, credentials: Credentials, subscribers: int) -> list[Row]:
+async def _fanout(daemon: Daemon, credentials: Credentials, subscribers: int,
+                  events: int) -> list[Row]:
     clients = [await credentials.connect() for _ in range(subscribers)]
     try:
         for c in clients:
             await c.subscribe(["pin.state"])
         spreads: list[float] = []
         lasts: list[float] = []
-        for i in range(10):
+        for i in range(events):
             sent = time.time()
             daemon.bus.publish("pin.state", result="bench", tries_left=i)
             arrivals = []
@@ -104,9 +106,12 @@ async def _fanout(daemon: Daemon, credentials: Credentials, subscribers: int) ->
                 arrivals.append(time.time())
             lasts.append(max(arrivals) - sent)
             spreads.append(max(arrivals) - min(arrivals))
-        return [Row(f"event fan-out to {subscribers} subscribers (last one)",
-                    fmt_time(statistics.median(lasts)),
-                    f"spread {fmt_time(statistics.median(spreads))}")]
+        p99 = _pct(lasts, 0.99)
+        return [goal("F", f"event fan-out to {subscribers} subscribers, p99 of the last one",
+                     fmt_time(p99), p99 * 1e3, 50, at_least=False, unit=" ms",
+                     detail=f"median {fmt_time(statistics.median(lasts))}, spread "
+                            f"{fmt_time(statistics.median(spreads))}, {events} events; the "
+                            "clients share the daemon's process")]
     finally:
         for c in clients:
             await c.close()
@@ -119,46 +124,87 @@ def _rss_kib(pid: int) -> int:
     return 0
 
 
-async def _subprocess_daemon(quick: bool) -> list[Row]:
-    from edged.discovery import browse
+async def _first_advert(instance: str, found: asyncio.Future[float]) -> Any:
+    """A browser listening before edged starts: when our instance is first seen (P7)."""
+    from zeroconf import ServiceStateChange
+    from zeroconf.asyncio import AsyncServiceBrowser, AsyncZeroconf
 
+    from edged.discovery import SERVICE_TYPE
+
+    aiozc = AsyncZeroconf(interfaces=["127.0.0.1"])
+
+    def on_change(zeroconf: Any, service_type: str, name: str,
+                  state_change: ServiceStateChange) -> None:
+        if name.startswith(instance) and not found.done():
+            found.set_result(time.monotonic())
+
+    browser = AsyncServiceBrowser(aiozc.zeroconf, SERVICE_TYPE, handlers=[on_change])
+    return aiozc, browser
+
+
+async def _subprocess_daemon(quick: bool) -> list[Row]:
     rows: list[Row] = []
     with tempfile.TemporaryDirectory() as tmp:
+        instance = f"bifente-bench-{os.getpid()}"
         config = Path(tmp) / "edged.toml"
         config.write_text(f'[server]\nhost = "127.0.0.1"\nport = 0\nrate_per_second = 1e6\n'
                           f'rate_burst = 1000000\nmax_connections_per_client = 500\n'
                           f'[state]\nstate_dir = "{tmp}/state"\n'
-                          f'[discovery]\nname = "bifente-bench-{os.getpid()}"\n'
+                          f'[discovery]\nname = "{instance}"\n'
                           f'mdns_interfaces = ["127.0.0.1"]\n[log]\nlog_level = "warning"\n')
+        seen: asyncio.Future[float] = asyncio.get_running_loop().create_future()
+        aiozc, browser = await _first_advert(instance, seen)
         started = time.monotonic()
         process = subprocess.Popen([sys.executable, "-m", "edged", "--config", str(config)],
                                    stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        bare = None
         try:
             line = await asyncio.to_thread(process.stdout.readline)  # type: ignore[union-attr]
             ready = time.monotonic() - started
             port, fingerprint = re.search(r":(\d+) fingerprint sha256:([0-9a-f]{64})",
                                           line).groups()  # type: ignore[union-attr]
-            found = None
-            while found is None and time.monotonic() - started < 30:
-                terminals = await browse(1.0, interfaces=["127.0.0.1"])
-                found = next((t for t in terminals if t.fingerprint == fingerprint), None)
-            discoverable = time.monotonic() - started
+            try:
+                discoverable = await asyncio.wait_for(seen, 30) - started
+            finally:
+                await browser.async_cancel()
+                await aiozc.async_close()
             rows.append(Row("daemon start to READY (process start included)", fmt_time(ready)))
-            rows.append(Row("daemon start to found by mDNS browse", fmt_time(discoverable)))
+            rows.append(goal("P7", "daemon start to seen by an mDNS browser already listening",
+                             fmt_time(discoverable), discoverable, 1.0, at_least=False,
+                             unit=" s", detail="process start, imports, probes (RFC 6762 "
+                                               "§8.1: 3 x 250 ms), announcement"))
             await asyncio.sleep(1)
             idle = _rss_kib(process.pid)
-            rows.append(Row("daemon RSS, idle", f"{idle / 1024:.1f} MiB"))
+            rows.append(Row("daemon RSS, idle", f"{idle * 1024 / 1e6:.1f} MB"))
             # The subprocess has no display to show a pairing code: issue the load client's
             # certificate from the daemon's own state files, as pairing would.
             creds = await _issue_client(Path(tmp) / "state", int(port), fingerprint)
+            bare = subprocess.Popen([sys.executable, "-m", "bench.bare",
+                                     str(Path(tmp) / "state" / "keys")],
+                                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+            bare_line = await asyncio.to_thread(bare.stdout.readline)  # type: ignore[union-attr]
+            bare_creds = dataclasses.replace(creds, port=int(bare_line.split()[1]))
+            seconds = 1.5 if quick else 4.0
             for clients in (1, 10, 100):
-                if quick and clients == 100:
-                    clients = 30
-                rate, peak = await _throughput(creds, clients, process.pid,
-                                               2.0 if quick else 4.0)
-                rows.append(Row(f"system.info throughput, {clients} client(s)",
-                                f"{rate:,.0f}/s", f"RSS under load {peak / 1024:.1f} MiB"))
+                rate, peak = await _throughput(creds, clients, process.pid, seconds)
+                bare_rate, bare_peak = await _throughput(bare_creds, clients, bare.pid, seconds)
+                detail = (f"bare websockets TLS 1.3 server {bare_rate:,.0f}/s; RSS under load "
+                          f"{peak * 1024 / 1e6:.1f} MB (bare {bare_peak * 1024 / 1e6:.1f} MB)")
+                name = f"system.info throughput, {clients} client(s), edged / bare"
+                rows.append(goal("P3", name, f"{rate:,.0f}/s", rate / bare_rate, 0.7,
+                                 at_least=True, detail=detail) if clients == 10 else
+                            Row(name, f"{rate:,.0f}/s", detail, f"{rate / bare_rate:.2f}"))
+                if clients == 100:
+                    per = (peak - idle) * 1024 / 100 / 1e3
+                    rows.append(goal("P6", "edged RSS with 100 connected clients",
+                                     f"{peak * 1024 / 1e6:.1f} MB", peak * 1024 / 1e6, 80,
+                                     at_least=False, unit=" MB",
+                                     detail=f"idle {idle * 1024 / 1e6:.1f} MB, {per:.0f} kB "
+                                            "per busy connection"))
         finally:
+            if bare is not None:
+                bare.stdin.close()  # type: ignore[union-attr]
+                bare.wait(timeout=15)
             process.terminate()
             process.wait(timeout=15)
     return rows

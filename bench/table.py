@@ -7,17 +7,34 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-__all__ = ["Row", "interleaved", "print_table", "sample"]
+__all__ = ["Row", "goal", "interleaved", "print_table", "sample"]
 
 
 @dataclass(frozen=True)
 class Row:
-    """One line of the benchmark table."""
+    """One line of the benchmark table; a row with a goal says PASS or FAIL on the same line."""
 
     name: str
     median: str
     detail: str = ""
     ratio: str = ""
+    goal: str = ""  # e.g. ">= 0.8", as issue 11's table states it
+    passed: bool | None = None
+    key: str = ""  # issue 11's row id (P5, S, H...), when the row is one of its goals
+
+    @property
+    def verdict(self) -> str:
+        """PASS, FAIL or nothing (a row without a goal)."""
+        return "" if self.passed is None else "PASS" if self.passed else "FAIL"
+
+
+def goal(key: str, name: str, value: str, ratio: float, target: float, *, at_least: bool,
+         detail: str = "", unit: str = "") -> Row:
+    """A goal row: `ratio` compared with `target` (>= if at_least, else <=)."""
+    passed = ratio >= target if at_least else ratio <= target
+    sign = ">=" if at_least else "<="
+    return Row(name, value, detail, f"{ratio:.2f}{unit}", f"{sign} {target:g}{unit}", passed,
+               key)
 
 
 def sample(fn: Callable[[], object], n: int) -> list[float]:
@@ -56,11 +73,13 @@ def median(values: list[float]) -> float:
 
 
 def print_table(title: str, rows: list[Row]) -> None:
-    """A fixed-width table."""
-    w0 = max(len(r.name) for r in rows)
-    w1 = max(len(r.median) for r in rows)
-    w2 = max(len(r.detail) for r in rows)
+    """A fixed-width table: measure, median, ratio, goal, verdict, then the detail."""
+    heads = ("measure", "median", "ratio", "goal", "", "detail")
+    cells = [(f"{r.key + ' ' if r.key else ''}{r.name}", r.median, r.ratio, r.goal, r.verdict,
+              r.detail) for r in rows]
+    widths = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(heads)]
     print(f"\n{title}")
-    print(f"  {'measure':<{w0}}  {'median':>{w1}}  {'detail':<{w2}}  ratio")
-    for r in rows:
-        print(f"  {r.name:<{w0}}  {r.median:>{w1}}  {r.detail:<{w2}}  {r.ratio}")
+    for line in (heads, *cells):
+        print("  " + "  ".join(f"{v:>{w}}" if i in (1, 2) else f"{v:<{w}}"
+                               for i, (v, w) in enumerate(zip(line, widths, strict=True))
+                               ).rstrip())

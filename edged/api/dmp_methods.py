@@ -19,6 +19,7 @@ from urllib.parse import quote
 
 from apdu.identity import mask_nir
 from contracts.consent import CONSENT_HEADER
+from edged.api import uploads
 from edged.api.errors import DMP_ERROR
 from edged.api.jsonrpc import INVALID_PARAMS, RpcError
 from edged.api.method import BOOL, INT, STR, Method, b64_param, obj, on_card
@@ -134,7 +135,13 @@ async def dmp_feed(daemon: Daemon, conn: Connection, params: dict[str, Any]) -> 
     from edged.services.dmp import HostUnreachable, query_string
 
     ins = params["ins"]
-    cda = b64_param(params["cda"], "cda", MAX_CDA_BYTES)
+    if "upload_id" in params:  # a CDA larger than one message (edged/api/uploads.py)
+        cda = await uploads.claim(daemon, conn, params["upload_id"], uploads.MAX_UPLOAD)
+    elif "cda" in params:
+        cda = b64_param(params["cda"], "cda", MAX_CDA_BYTES)
+    else:
+        raise RpcError(INVALID_PARAMS, "give the CDA as cda (base64) or upload_id",
+                       "invalid_params")
     meta = params.get("metadata") or {}
     query = query_string({k: meta.get(k) for k in ("masked_ps", "invisible_patient",
                                                     "invisible_representatives")})
@@ -289,10 +296,14 @@ METHODS: list[Method] = [
                 "notice": STR})),
     Method("dmp.feed", dmp_feed, "Add a CDA R2 document (base64): the patient consents on the "
            "terminal; queued durably (state queued, queue_id) when the host is unreachable, "
-           "delivered exactly once later.", _WRITE,
-           obj({"ins": _INS, "cda": {"type": "string", "description": "base64 CDA R2 XML",
-                                      "maxLength": 4 * (MAX_CDA_BYTES // 3 + 1)},
-                "metadata": obj(_FLAGS), "express": BOOL}, ("ins", "cda")),
+           "delivered exactly once later. A CDA larger than one message is sent with "
+           "upload.begin / chunk / commit and named by `upload_id` instead of `cda`.", _WRITE,
+           {"anyOf": [obj({"ins": _INS, "cda": {"type": "string",
+                                                "description": "base64 CDA R2 XML",
+                                                "maxLength": 4 * (MAX_CDA_BYTES // 3 + 1)},
+                           "metadata": obj(_FLAGS), "express": BOOL}, ("ins", "cda")),
+                      obj({"ins": _INS, "upload_id": uploads.UPLOAD_ID,
+                           "metadata": obj(_FLAGS), "express": BOOL}, ("ins", "upload_id"))]},
            obj({"state": {"type": "string", "enum": ["registered", "queued"]},
                 "document": _DOCUMENT, "already_registered": BOOL, "queue_id": STR})),
     Method("dmp.find", dmp_find, "The documents this professional may see (the patient "

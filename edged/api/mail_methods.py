@@ -24,6 +24,7 @@ from apdu.cps import CpsSession
 from apdu.cps_spec import KeyRef
 from apdu.errors import ApduError
 from apdu.sw import SW
+from edged.api import uploads
 from edged.api.method import BOOL, INT, STR, Method, b64_param, obj, on_card
 from edged.services import cms, smime
 from edged.services.mail import MailError, MailService, NoSuchMessage, service_of
@@ -41,10 +42,13 @@ MAX_RECIPIENTS = 100
 MAX_ATTACHMENTS = 32
 _SEND = frozenset({"mail:send"})
 _ADDRESS = {"type": "string", "minLength": 3, "maxLength": 254, "pattern": r"^[^@\s]+@[^@\s]+$"}
-_ATTACHMENT = obj({"filename": {"type": "string", "minLength": 1, "maxLength": 255},
-                   "content_type": {"type": "string", "maxLength": 127},
-                   "data": {"type": "string", "description": "base64"}},
-                  ("filename", "data"))
+_ATTACHMENT_FIELDS = {"filename": {"type": "string", "minLength": 1, "maxLength": 255},
+                      "content_type": {"type": "string", "maxLength": 127}}
+# The bytes in base64, or (larger than one message) a committed upload (edged/api/uploads.py).
+_ATTACHMENT = {"anyOf": [
+    obj({**_ATTACHMENT_FIELDS, "data": {"type": "string", "description": "base64"}},
+        ("filename", "data")),
+    obj({**_ATTACHMENT_FIELDS, "upload_id": uploads.UPLOAD_ID}, ("filename", "upload_id"))]}
 _ATTACHMENT_OUT = obj({"filename": STR, "content_type": STR, "size": INT,
                        "data": {"type": "string", "description": "base64"}})
 
@@ -162,6 +166,13 @@ async def _send(daemon: Daemon, conn: Connection, params: dict[str, Any]) -> Any
         raise MailError("a message needs a text or an HTML body")
     attachments = []
     for a in params.get("attachments", []):
+        if "upload_id" in a:
+            data = await uploads.claim(daemon, conn, a["upload_id"], uploads.MAX_UPLOAD)
+            if len(data) > settings.max_attachment:
+                raise smime.AttachmentTooLarge(a["filename"], len(data), settings.max_attachment)
+            attachments.append(smime.Attachment(
+                a["filename"], a.get("content_type") or "application/octet-stream", data))
+            continue
         # base64 grows by 4/3: refuse before decoding anything far over the limit
         if len(a["data"]) > 4 * (settings.max_attachment // 3 + 2):
             raise smime.AttachmentTooLarge(a["filename"], len(a["data"]) * 3 // 4,
@@ -192,9 +203,8 @@ async def _send(daemon: Daemon, conn: Connection, params: dict[str, Any]) -> Any
 
     def seal(protocol: CardProtocol) -> bytes:
         signer = _Signer(CpsSession(protocol), signature_cert, chain, encryption_cert)
-        protected = smime.protect(msg, signer, recipients, settings.mode,  # type: ignore[arg-type]
-                                  trust=trust)
-        return smime.to_bytes(protected)
+        return smime.protect_bytes(msg, signer, recipients, settings.mode,  # type: ignore[arg-type]
+                                   trust=trust)
 
     body = await on_card(daemon, conn, "cps", seal, "mail.send",
                          timeout=daemon.config.card_timeout + 60)

@@ -7,8 +7,10 @@ fingerprint is an active client in the registry): CONNECTED -> PAIRED (STYLE.md 
 from __future__ import annotations
 
 import asyncio
+import asyncio.sslproto
 import contextlib
 import hashlib
+import json
 import logging
 import time
 from typing import TYPE_CHECKING, Any
@@ -29,6 +31,43 @@ __all__ = ["Connection", "RpcServer", "TokenBucket"]
 
 log = logging.getLogger(__name__)
 MAX_IN_FLIGHT = 8  # concurrent calls per connection
+# asyncio reads TLS into a 256 KiB buffer per connection; a TLS record carries at most 16 KiB
+# (RFC 8446 §5.1), so 64 KiB still takes several records per read at a quarter of the memory
+# (100 clients: about 19 MB less, docs/benchmarks.md P6).
+TLS_READ_BUFFER = 64 * 1024
+# permessage-deflate (RFC 7692) off: our frames are small JSON or base64 chunks, and it cost
+# CPU per message and a zlib context per connection (docs/benchmarks.md P3, P6).
+COMPRESSION: str | None = None
+
+
+def _counted(method: str) -> bool:
+    """Whether a call takes a token from the client's rate limit.
+
+    The chunks of an upload are parts of one transfer, bounded by the size announced at
+    upload.begin (which is counted): counting each would make a 25 MB upload use up the
+    client's calls for seconds (edged/api/uploads.py).
+    """
+    return method != "upload.chunk"
+
+
+def _id_of_oversized(raw: str | bytes) -> Any:
+    """The id of a request refused for its size, so the caller's call gets the answer.
+
+    Without it the error went out with a null id and the SDK waited for its answer until its
+    timeout. The message is at most twice the limit (larger ones close the socket, 1009).
+    """
+    try:
+        message = json.loads(raw)
+    except ValueError:
+        return None
+    request_id = message.get("id") if isinstance(message, dict) else None
+    return request_id if isinstance(request_id, str | int) and not isinstance(
+        request_id, bool) else None
+
+
+def _size_tls_read_buffer() -> None:
+    """Give each TLS connection a TLS_READ_BUFFER read buffer (asyncio's is a class attribute)."""
+    asyncio.sslproto.SSLProtocol.max_size = TLS_READ_BUFFER
 
 
 class TokenBucket:
@@ -61,10 +100,27 @@ class Connection:
         ssl_object = ws.transport.get_extra_info("ssl_object") if ws.transport else None
         der = ssl_object.getpeercert(binary_form=True) if ssl_object else None
         self.fingerprint = hashlib.sha256(der).hexdigest() if der else None
+        self._generation = server.daemon.clients.generation()
         self.client = server.daemon.clients.lookup(self.fingerprint) if self.fingerprint else None
         self.subscription: Subscription | None = None
         self._send_lock = asyncio.Lock()
         self._tasks: set[asyncio.Task[None]] = set()
+
+    def refresh_client(self) -> bool:
+        """Re-read the client if the registry changed since it was read; True if it did.
+
+        The registry's generation moves with every write (this process or another), so a
+        revocation is seen on the next call while an unchanged registry costs one PRAGMA.
+        """
+        if not self.fingerprint or self.client is None:
+            return False
+        registry = self.server.daemon.clients
+        generation = registry.generation()
+        if generation == self._generation:
+            return False
+        self._generation = generation
+        self.client = registry.lookup(self.fingerprint)
+        return True
 
     @property
     def revoked(self) -> bool:
@@ -121,27 +177,25 @@ class Connection:
         request_id = None
         try:
             if len(raw) > self.server.daemon.config.max_message_bytes:
+                request_id = _id_of_oversized(raw)
                 raise jsonrpc.RpcError(TOO_LARGE, "message larger than "
                                        f"{self.server.daemon.config.max_message_bytes} bytes",
                                        "too_large")
             request = jsonrpc.parse_message(raw)
             request_id = request.id
-            if self.fingerprint and self.client is not None:
-                # Re-read on every call: a revocation applies at once (one indexed lookup).
-                self.client = self.server.daemon.clients.lookup(self.fingerprint)
+            self.refresh_client()  # a revocation applies at once
             if self.revoked:
                 raise jsonrpc.RpcError(REVOKED, "this client's certificate was revoked",
                                        "revoked")
-            wait = self.server.bucket_for(self.client_id).take()
+            wait = self.server.bucket_for(self.client_id).take() if _counted(request.method) \
+                else 0.0
             if wait:
                 raise jsonrpc.RpcError(RATE_LIMITED, "too many calls", "rate_limited",
                                        retry_after=round(wait, 3))
             result = await dispatch(self.server.daemon, self, request.method, request.params)
             if not request.is_notification:
                 await self.send(jsonrpc.result_response(request_id, result))
-            if self.fingerprint and self.client is not None:
-                self.client = self.server.daemon.clients.lookup(self.fingerprint)
-                if self.revoked:  # it revoked itself
+            if self.refresh_client() and self.revoked:  # it revoked itself
                     await self.ws.close(4403, "revoked")
         except ConnectionClosed:
             raise
@@ -218,9 +272,11 @@ class RpcServer:
     async def start(self) -> None:
         """Listen on the configured address with TLS 1.3."""
         cfg = self.daemon.config
+        _size_tls_read_buffer()
         self._server = await serve(
             self._handler, cfg.host, cfg.port, ssl=self.daemon.keystore.server_ssl_context(),
             max_size=cfg.max_message_bytes * 2,  # beyond this the socket is closed (1009)
+            compression=COMPRESSION,
             ping_interval=20, ping_timeout=20, close_timeout=5, server_header=None)
         log.info("listening on %s:%d (TLS 1.3)", cfg.host, self.port)
 

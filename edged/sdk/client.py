@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
+import hashlib
 import itertools
 import json
 import ssl
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -16,11 +18,13 @@ from typing import Any
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
+from edged.api.errors import TOO_LARGE
 from edged.api.tlsclient import check_pinned, pinned_ssl_context
 
 __all__ = ["Client", "RemoteError"]
 
 MAX_MESSAGE = 4 << 20
+MESSAGE_TOO_BIG = 1009  # RFC 6455 §7.4.1 close code
 
 
 class RemoteError(Exception):
@@ -90,8 +94,17 @@ class Client:
             why = f": {self.closed_reason}" if self.closed_reason else ""
             for future in self._pending.values():
                 if not future.done():
-                    future.set_exception(ConnectionError(f"connection closed{why}"))
+                    future.set_exception(self._too_large() or
+                                         ConnectionError(f"connection closed{why}"))
             self._pending.clear()
+
+    def _too_large(self) -> RemoteError | None:
+        """The daemon closed the socket on a message over twice its limit (1009, RFC 6455)."""
+        if self.ws.close_code != MESSAGE_TOO_BIG:
+            return None
+        return RemoteError(TOO_LARGE, "message too large for the daemon: send large data with "
+                           "Client.upload (upload.begin / chunk / commit)",
+                           {"reason": "too_large"})
 
     async def call(self, method: str, params: dict[str, Any] | None = None, *,
                    timeout: float = 120.0) -> Any:
@@ -104,11 +117,46 @@ class Client:
                                            "params": params or {}}))
         except ConnectionClosed as exc:
             self._pending.pop(request_id, None)
-            raise ConnectionError(f"connection closed: {exc}") from exc
+            raise self._too_large() or ConnectionError(f"connection closed: {exc}") from exc
         try:
             return await asyncio.wait_for(future, timeout)
         finally:
             self._pending.pop(request_id, None)
+
+    async def upload(self, data: bytes | Path, *, timeout: float = 120.0) -> str:
+        """Send a payload larger than one message in chunks; the committed upload's id.
+
+        upload.begin (size, SHA-256), upload.chunk in order, upload.commit (docs/protocol.md);
+        a file is read a chunk at a time. Pass the id as `upload_id` to mail.send (an
+        attachment) or dmp.feed.
+        """
+        size, digest = _size_and_digest(data)
+        begun = await self._call_paced("upload.begin", {"size": size, "sha256": digest},
+                                       timeout)
+        upload_id, chunk = begun["upload_id"], int(begun["chunk_size"])
+        try:
+            offset = 0
+            for piece in _chunks(data, chunk):
+                await self._call_paced("upload.chunk", {
+                    "upload_id": upload_id, "offset": offset,
+                    "data": base64.b64encode(piece).decode()}, timeout)
+                offset += len(piece)
+            await self._call_paced("upload.commit", {"upload_id": upload_id}, timeout)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await self.call("upload.cancel", {"upload_id": upload_id}, timeout=10)
+            raise
+        return str(upload_id)
+
+    async def _call_paced(self, method: str, params: dict[str, Any], timeout: float) -> Any:
+        """call(), waiting as told (data.retry_after) when the daemon's rate limit refuses it."""
+        while True:
+            try:
+                return await self.call(method, params, timeout=timeout)
+            except RemoteError as exc:
+                if exc.reason != "rate_limited" or "retry_after" not in exc.data:
+                    raise
+                await asyncio.sleep(float(exc.data["retry_after"]))
 
     async def send_raw(self, text: str | bytes) -> None:
         """Send bytes as they are (tests of malformed input)."""
@@ -141,6 +189,26 @@ class Client:
     async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                         tb: TracebackType | None) -> None:
         await self.close()
+
+
+def _size_and_digest(data: bytes | Path) -> tuple[int, str]:
+    digest = hashlib.sha256()
+    size = 0
+    for piece in _chunks(data, 1 << 20):
+        digest.update(piece)
+        size += len(piece)
+    return size, digest.hexdigest()
+
+
+def _chunks(data: bytes | Path, size: int) -> Iterator[bytes | memoryview]:
+    if isinstance(data, Path):
+        with data.open("rb") as source:
+            while piece := source.read(size):
+                yield piece
+        return
+    view = memoryview(data)
+    for offset in range(0, len(view), size):
+        yield view[offset:offset + size]
 
 
 def _bracket(host: str) -> str:

@@ -20,6 +20,7 @@ from typing import Literal, Protocol, runtime_checkable
 
 import asn1crypto.tsp  # noqa: F401  (registers the signing-certificate-v2 attribute)
 from asn1crypto import algos, cms, core
+from asn1crypto import parser as asn1_parser
 from asn1crypto import x509 as asn1_x509
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, InvalidTag
@@ -34,6 +35,7 @@ from apdu.cps import CpsSession
 from apdu.cps_spec import KeyRef
 from apdu.errors import ApduError
 from apdu.sw import SW
+from edged.services.pieces import CHUNK, Pieces
 
 __all__ = [
     "DEFAULT_MAX_CONTENT",
@@ -57,8 +59,10 @@ __all__ = [
     "UnsuitableRecipient",
     "UnsupportedAlgorithm",
     "VerifiedSignature",
+    "content_type_of",
     "decrypt",
     "encrypt",
+    "encrypt_stream",
     "sign",
     "validate_certificate",
     "verify",
@@ -464,16 +468,20 @@ def _time(value: dt.datetime) -> cms.Time:
     return cms.Time({"utc_time" if 1950 <= value.year < 2050 else "generalized_time": value})
 
 
-def sign(content: bytes, signer: Signer, *, detached: bool, content_type: str = "data",
+def sign(content: bytes | Pieces, signer: Signer, *, detached: bool, content_type: str = "data",
          signing_time: dt.datetime | None = None,
          max_content: int = DEFAULT_MAX_CONTENT) -> bytes:
     """DER ContentInfo(SignedData), CAdES-BES, with the signer's certificate and chain.
 
     Signed attributes: content-type, message-digest, signing-time, signing-certificate-v2
     (RFC 5035, ESSCertIDv2 with the SHA-256 of the certificate and its issuer/serial).
+    Detached content may be given as Pieces: it is hashed a chunk at a time, never joined.
     """
     if len(content) > max_content:
         raise ContentTooLarge(len(content), max_content)
+    content_digest = hashlib.sha256()
+    for chunk in Pieces.of(content).chunks():
+        content_digest.update(chunk)
     cert_der = signer.certificate.public_bytes(Encoding.DER)
     a_cert = asn1_x509.Certificate.load(cert_der)
     ess = {"certs": [{
@@ -484,7 +492,7 @@ def sign(content: bytes, signer: Signer, *, detached: bool, content_type: str = 
     attrs = cms.CMSAttributes([
         {"type": "content_type", "values": [content_type]},
         {"type": "signing_time", "values": [_time(signing_time or _now())]},
-        {"type": "message_digest", "values": [hashlib.sha256(content).digest()]},
+        {"type": "message_digest", "values": [content_digest.digest()]},
         {"type": "signing_certificate_v2", "values": [ess]},
     ])
     to_sign = attrs.dump()  # DER SET OF, sorted (RFC 5652 §5.4: the signature covers this)
@@ -512,7 +520,7 @@ def sign(content: bytes, signer: Signer, *, detached: bool, content_type: str = 
         "version": "v1" if content_type == "data" else "v3",  # RFC 5652 §5.1
         "digest_algorithms": [{"algorithm": "sha256"}],
         "encap_content_info": {"content_type": content_type,
-                               "content": None if detached else content},
+                               "content": None if detached else Pieces.of(content).join()},
         "certificates": certificates,
         "signer_infos": [signer_info],
     })
@@ -522,6 +530,15 @@ def sign(content: bytes, signer: Signer, *, detached: bool, content_type: str = 
 # asn1crypto parses lazily: a malformed field raises ValueError/TypeError where it is read.
 _PARSE_ERRORS = (ValueError, TypeError, KeyError, IndexError, AttributeError,
                  x509.InvalidVersion)
+
+
+def content_type_of(der: bytes) -> str:
+    """The contentType of a ContentInfo (RFC 5652 §3), read without parsing its content."""
+    start, end = asn1_parser._parse(der, len(der), 0, lengths_only=True)
+    if der[0] != 0x30 or end != len(der):
+        raise ValueError("not a DER ContentInfo")
+    oid_end = asn1_parser._parse(der, end, start, lengths_only=True)[1]
+    return str(cms.ContentType.load(der[start:oid_end]).native)
 
 
 def _load(der: bytes, expected: set[str]) -> cms.ContentInfo:
@@ -724,7 +741,7 @@ def _recipient_key(cert: x509.Certificate) -> RSAPublicKey:
     return key
 
 
-def encrypt(content: bytes, recipients: Sequence[x509.Certificate], *,
+def encrypt(content: bytes | Pieces, recipients: Sequence[x509.Certificate], *,
             mode: Literal["gcm", "cbc"] = "gcm",
             max_content: int = DEFAULT_MAX_CONTENT) -> bytes:
     """AES-256 content encryption, the key sent to each recipient with RSA-OAEP-SHA256.
@@ -732,10 +749,21 @@ def encrypt(content: bytes, recipients: Sequence[x509.Certificate], *,
     'gcm' gives AuthEnvelopedData (RFC 5083/5084), 'cbc' EnvelopedData (id-aes256-CBC).
     Duplicate certificates are sent one key; recipients are named by issuer and serial.
     """
+    return b"".join(encrypt_stream(content, recipients, mode=mode, max_content=max_content))
+
+
+def encrypt_stream(content: bytes | Pieces, recipients: Sequence[x509.Certificate], *,
+                   mode: Literal["gcm", "cbc"] = "gcm",
+                   max_content: int = DEFAULT_MAX_CONTENT) -> Iterator[bytes]:
+    """encrypt(), as DER chunks in order: the ciphertext is made a chunk at a time.
+
+    Every check runs before this returns (errors are not deferred to the first chunk).
+    """
     if mode not in ("gcm", "cbc"):
         raise ValueError(f"mode must be 'gcm' or 'cbc', not {mode!r}")
-    if len(content) > max_content:
-        raise ContentTooLarge(len(content), max_content)
+    pieces = Pieces.of(content)
+    if len(pieces) > max_content:
+        raise ContentTooLarge(len(pieces), max_content)
     unique = list({c.fingerprint(hashes.SHA256()): c for c in recipients}.values())
     if not unique:
         raise ValueError("at least one recipient certificate is needed")
@@ -756,37 +784,75 @@ def encrypt(content: bytes, recipients: Sequence[x509.Certificate], *,
         })}))
     if mode == "cbc":
         iv = os.urandom(16)
-        padder = padding.PKCS7(128).padder()
-        padded = padder.update(content) + padder.finalize()
-        encryptor = Cipher(algorithms.AES(cek), modes.CBC(iv)).encryptor()
-        enveloped = cms.EnvelopedData({
-            "version": "v0",  # RFC 5652 §6.1: only v0 KeyTransRecipientInfos, no attributes
-            "recipient_infos": infos,
-            "encrypted_content_info": {
-                "content_type": "data",
-                "content_encryption_algorithm": {"algorithm": "aes256_cbc", "parameters": iv},
-                "encrypted_content": encryptor.update(padded) + encryptor.finalize(),
-            },
-        })
-        return cms.ContentInfo({"content_type": "enveloped_data", "content": enveloped}).dump()
+        algorithm = cms.EncryptionAlgorithm({"algorithm": "aes256_cbc", "parameters": iv})
+        cipher = Cipher(algorithms.AES(cek), modes.CBC(iv))
+        size = (len(pieces) // 16 + 1) * 16  # PKCS#7 padding always adds 1 to 16 bytes
+        return _enveloped_chunks(pieces, cipher, "enveloped_data", algorithm, infos, size)
     nonce = os.urandom(GCM_NONCE_LEN)
-    encryptor = Cipher(algorithms.AES(cek), modes.GCM(nonce)).encryptor()
-    ciphertext = encryptor.update(content) + encryptor.finalize()
-    auth = cms.AuthEnvelopedData({
-        "version": "v0",  # RFC 5083 §2.1
-        "recipient_infos": infos,
-        "auth_encrypted_content_info": {
-            "content_type": "data",
-            "content_encryption_algorithm": {
-                "algorithm": "aes256_gcm",
-                "parameters": GcmParameters({"aes_nonce": nonce, "aes_icvlen": GCM_TAG_LEN}),
-            },
-            "encrypted_content": ciphertext,
-        },
-        "mac": encryptor.tag,
-    })
-    return cms.ContentInfo({"content_type": "authenticated_enveloped_data",
-                            "content": auth}).dump()
+    algorithm = cms.EncryptionAlgorithm({
+        "algorithm": "aes256_gcm",
+        "parameters": GcmParameters({"aes_nonce": nonce, "aes_icvlen": GCM_TAG_LEN})})
+    cipher = Cipher(algorithms.AES(cek), modes.GCM(nonce))
+    return _enveloped_chunks(pieces, cipher, "authenticated_enveloped_data", algorithm, infos,
+                             len(pieces))
+
+
+class _Length:
+    """Contents known by their length only: asn1crypto encodes a DER header from len() alone."""
+
+    def __init__(self, length: int) -> None:
+        self.length = length
+
+    def __len__(self) -> int:
+        return self.length
+
+
+def _header(tag: int, length: int, *, constructed: bool = True, context: bool = False) -> bytes:
+    """The DER identifier and length octets (X.690 §8.1) of a value of `length` bytes."""
+    # asn1crypto's own header encoder, so that the streamed DER is the DER its dump() writes.
+    return core._dump_header(2 if context else 0, int(constructed), tag, _Length(length))
+
+
+def _enveloped_chunks(pieces: Pieces, cipher: Cipher[modes.Mode], kind: str,
+                      algorithm: cms.EncryptionAlgorithm, infos: list[cms.RecipientInfo],
+                      size: int) -> Iterator[bytes]:
+    # RFC 5652 §6.1 EnvelopedData / RFC 5083 §2.1 AuthEnvelopedData, written in order around
+    # a streamed encryptedContent: every field but the ciphertext is dumped by asn1crypto,
+    # and the enclosing headers need only the ciphertext's length, known in advance.
+    authenticated = kind == "authenticated_enveloped_data"
+    fields = (cms.CMSVersion("v0").dump()  # v0: only KeyTransRecipientInfo v0, no attributes
+              + cms.RecipientInfos(infos).dump())
+    eci = (cms.ContentType("data").dump() + algorithm.dump()
+           + _header(0, size, constructed=False, context=True))  # [0] IMPLICIT OCTET STRING
+    mac_size = len(core.OctetString(bytes(GCM_TAG_LEN)).dump()) if authenticated else 0
+    eci = _header(16, len(eci) + size) + eci  # EncryptedContentInfo SEQUENCE
+    body = len(fields) + len(eci) + size + mac_size
+    envelope = _header(16, body)  # (Auth)EnvelopedData SEQUENCE
+    explicit = _header(0, len(envelope) + body, context=True)  # ContentInfo content [0]
+    oid = cms.ContentType(kind).dump()
+    outer = _header(16, len(oid) + len(explicit) + len(envelope) + body)  # ContentInfo
+    return _cipher_chunks(pieces, cipher, outer + oid + explicit + envelope + fields + eci,
+                          size, authenticated)
+
+
+def _cipher_chunks(pieces: Pieces, cipher: Cipher[modes.Mode], head: bytes, size: int,
+                   authenticated: bool) -> Iterator[bytes]:
+    yield head
+    encryptor = cipher.encryptor()
+    padder = None if authenticated else padding.PKCS7(128).padder()
+    written = 0
+    for chunk in pieces.chunks(CHUNK):
+        out = encryptor.update(padder.update(chunk) if padder else chunk)
+        written += len(out)
+        yield out
+    out = encryptor.update(padder.finalize()) if padder else b""
+    out += encryptor.finalize()
+    written += len(out)
+    if written != size:  # the headers above announced `size` bytes
+        raise RuntimeError(f"encrypted {written} bytes, announced {size}")
+    yield out
+    if authenticated:
+        yield core.OctetString(encryptor.tag).dump()  # type: ignore[attr-defined]
 
 
 def _rid_matches(rid: cms.RecipientIdentifier, cert: asn1_x509.Certificate) -> bool:
@@ -828,12 +894,68 @@ def decrypt(der: bytes, decryptor: Decryptor, *, max_content: int = DEFAULT_MAX_
         raise MalformedCms(f"cannot parse the enveloped data: {exc}") from None
 
 
+def _tlv(der: bytes, at: int, end: int) -> tuple[int, int]:
+    """(contents start, contents end) of the DER value at `at`, which must end by `end`."""
+    start, stop = asn1_parser._parse(der, end, at, lengths_only=True)  # no copy
+    if der[at + 1] == 0x80:  # indefinite length (BER): not the DER walked here
+        raise ValueError("indefinite length")
+    return start, stop
+
+
+def _skeleton(der: bytes) -> tuple[bytes, memoryview] | None:
+    """The envelope without its ciphertext (re-encoded lengths), and the ciphertext in place.
+
+    asn1crypto copies a value's contents at every nesting level it parses: five copies of a
+    large ciphertext. Here only the TLV boundaries are read (asn1crypto's own parser), the
+    ciphertext is cut out, and the rest, small, is parsed as usual. None: not plain DER with
+    a primitive encryptedContent (BER from `openssl cms -stream`, say); the caller then
+    parses the whole thing.
+    """
+    try:
+        ci_start, ci_end = _tlv(der, 0, len(der))
+        _oid_start, oid_end = _tlv(der, ci_start, ci_end)
+        if ci_end != len(der) or der[oid_end] != 0xA0:  # ContentInfo content [0] EXPLICIT
+            return None
+        x_start, x_end = _tlv(der, oid_end, ci_end)
+        if der[x_start] != 0x30:
+            return None
+        env_start, env_end = _tlv(der, x_start, x_end)
+        at = env_start
+        while der[at] != 0x30:  # version, originatorInfo, recipientInfos: to the ECI
+            at = _tlv(der, at, env_end)[1]
+        eci_at = at
+        eci_start, eci_end = _tlv(der, eci_at, env_end)
+        at = _tlv(der, eci_start, eci_end)[1]  # contentType
+        at = _tlv(der, at, eci_end)[1]  # contentEncryptionAlgorithm
+        if at >= eci_end or der[at] != 0x80:  # [0] IMPLICIT OCTET STRING, primitive
+            return None
+        ct_at = at
+        ct_start, ct_end = _tlv(der, ct_at, eci_end)
+    except (ValueError, IndexError):
+        return None
+    cut = ct_end - ct_start
+    # Innermost first: each enclosing header is re-encoded for contents `cut` bytes shorter.
+    empty = _header(0, 0, constructed=False, context=True)
+    eci = _header(16, eci_end - eci_start - (ct_start - ct_at) - cut + len(empty))
+    eci_len = len(eci) + (ct_at - eci_start) + len(empty) + (eci_end - ct_end)
+    env_len = (eci_at - env_start) + eci_len + (env_end - eci_end)
+    env = _header(16, env_len)
+    x_len = len(env) + env_len + (x_end - env_end)
+    explicit = _header(0, x_len, context=True)
+    ci = _header(16, (oid_end - ci_start) + len(explicit) + x_len + (ci_end - x_end))
+    skeleton = b"".join((ci, der[ci_start:oid_end], explicit, env, der[env_start:eci_at], eci,
+                         der[eci_start:ct_at], empty, der[ct_end:eci_end],
+                         der[eci_end:env_end], der[env_end:x_end], der[x_end:ci_end]))
+    return skeleton, memoryview(der)[ct_start:ct_end]
+
+
 def _decrypt(der: bytes, decryptor: Decryptor, max_content: int) -> bytes:
-    info = _load(der, {"enveloped_data", "authenticated_enveloped_data"})
+    cut = _skeleton(der)
+    info = _load(cut[0] if cut else der, {"enveloped_data", "authenticated_enveloped_data"})
     envelope = info["content"]
     authenticated = info["content_type"].native == "authenticated_enveloped_data"
     eci = envelope["auth_encrypted_content_info" if authenticated else "encrypted_content_info"]
-    ciphertext = eci["encrypted_content"].native
+    ciphertext: bytes | memoryview | None = cut[1] if cut else eci["encrypted_content"].native
     if ciphertext is None:
         raise MalformedCms("the encrypted content is detached (not supported)")
     if len(ciphertext) > max_content + 16:  # + one CBC padding block

@@ -632,7 +632,7 @@ class ProxyServer:
     def _protect(self, msg: Any, certificates: list[x509.Certificate]) -> bytes:
         assert self.signer is not None
         mode = "cbc" if self.settings.mode == "cbc" else "gcm"
-        return smime.to_bytes(smime.protect(msg, self.signer, certificates, mode))
+        return smime.protect_bytes(msg, self.signer, certificates, mode)
 
     def _certificates(self, recipients: Sequence[str]) -> list[x509.Certificate]:
         out = []

@@ -9,9 +9,12 @@ The MSSanté profile is not public: this one is a STAND-IN (FACTS §5, docs/mess
 
 from __future__ import annotations
 
+import binascii
 import datetime as dt
 import email.policy
 import io
+import itertools
+import os
 import re
 import secrets
 from collections.abc import Sequence
@@ -21,13 +24,13 @@ from email.headerregistry import AddressHeader
 from email.message import EmailMessage, MIMEPart
 from email.parser import BytesParser
 from email.utils import format_datetime, make_msgid
-from typing import Literal
+from typing import BinaryIO, Literal
 
-from asn1crypto import cms as asn1_cms
 from cryptography import x509
 
 from edged.services import cms
 from edged.services.cms import CmsError, Decryptor, Signer, TrustStore, VerifiedSignature
+from edged.services.pieces import Base64Lines, Pieces, base64_wrapped
 
 __all__ = [
     "DEFAULT_MAX_ATTACHMENT",
@@ -47,6 +50,8 @@ __all__ = [
     "encrypt_message",
     "open_message",
     "protect",
+    "protect_bytes",
+    "protect_to",
     "sign_message",
     "to_bytes",
 ]
@@ -176,13 +181,47 @@ def build_message(sender: str, to: str | Sequence[str], cc: str | Sequence[str] 
         if html is not None:
             msg.add_alternative(html, subtype="html", charset="utf-8", cte="quoted-printable")
     for item in attachments:
-        maintype, _, subtype = item.content_type.lower().partition("/")
-        msg.add_attachment(item.data, maintype=maintype, subtype=subtype,
-                           filename=item.filename)
+        if msg.get_content_type() != "multipart/mixed":
+            msg.make_mixed()
+        msg.attach(_attachment_part(item))
     for part in msg.walk():
         if part is not msg:
             del part["MIME-Version"]  # set_content adds it to every part; only the top needs it
+        if part.is_multipart() and part.get_boundary() is None:
+            # Chosen now, not by the generator, which would scan every body for it: "=_" and
+            # 128 random bits cannot occur in base64 or quoted-printable (RFC 2046 §5.1.1).
+            part.set_boundary(f"=_bifente_m_{secrets.token_hex(16)}")
     return msg
+
+
+def _attachment_part(item: Attachment) -> EmailMessage:
+    """What add_attachment makes, with the base64 written in large chunks (CRLF lines)."""
+    maintype, _, subtype = item.content_type.lower().partition("/")
+    part = EmailMessage(policy=POLICY)
+    part.set_content(b"", maintype=maintype, subtype=subtype, filename=item.filename)
+    # email encodes one 57-byte line per call; the same lines, a block per call.
+    part.set_payload(base64_wrapped(item.data, b"\r\n").decode("ascii"))
+    _mark_crlf(part)
+    return part
+
+
+# A part whose body we wrote with CRLF line breaks notes which body (by identity), so the
+# splice need not count every line break of a large body again.
+_CRLF_MARK = "_bifente_crlf_body"
+
+
+def _mark_crlf(part: MIMEPart) -> None:
+    vars(part)[_CRLF_MARK] = id(_raw_payload(part))
+
+
+def _known_crlf(part: MIMEPart, body: str) -> bool:
+    return vars(part).get(_CRLF_MARK) == id(body) or _is_crlf(body)
+
+
+def _raw_payload(part: MIMEPart) -> object:
+    # get_payload() encodes a str payload once more to look for surrogates (a copy of each
+    # large body per call); the generator itself reads the attribute.
+    return part._payload  # type: ignore[attr-defined]
 
 
 class _Generator(BytesGenerator):
@@ -194,8 +233,16 @@ class _Generator(BytesGenerator):
         if lines:
             if "\r" not in lines:  # the usual case: str.replace is 7x faster than the regex
                 self.write(lines.replace("\n", self._NL))
+            elif self._NL == "\r\n" and _is_crlf(lines):  # already canonical: as is
+                self.write(lines)
             else:
                 self.write(_NEWLINE.sub(self._NL, lines))
+
+
+def _is_crlf(text: str) -> bool:
+    """Every line break is CRLF (three C-speed counts instead of a regex over the text)."""
+    pairs = text.count("\r\n")
+    return text.count("\r") == pairs == text.count("\n")
 
 
 def to_bytes(msg: EmailMessage | MIMEPart, policy: email.policy.Policy = POLICY) -> bytes:
@@ -310,6 +357,31 @@ def protect(msg: EmailMessage, signer: Signer, recipients: Sequence[x509.Certifi
     The sender's encryption certificate is `sender_certificate` or the signer's
     `encryption_certificate` (CardSigner reads it from the card). With `trust`, every
     recipient certificate is validated for encryption first (chain, validity, CRL).
+    protect_bytes() gives the wire form directly, with far less memory.
+    """
+    return _shallow(protect_bytes(msg, signer, recipients, mode,
+                                  sender_certificate=sender_certificate, subject=subject,
+                                  trust=trust))
+
+
+def protect_bytes(msg: EmailMessage, signer: Signer, recipients: Sequence[x509.Certificate],
+                  mode: Mode = "gcm", *, sender_certificate: x509.Certificate | None = None,
+                  subject: str | None = None, trust: TrustStore | None = None) -> bytes:
+    """protect() in its wire form (what to_bytes(protect(...)) gives), built as a stream."""
+    out = io.BytesIO()
+    protect_to(out, msg, signer, recipients, mode, sender_certificate=sender_certificate,
+               subject=subject, trust=trust)
+    return out.getvalue()
+
+
+def protect_to(sink: BinaryIO, msg: EmailMessage, signer: Signer,
+               recipients: Sequence[x509.Certificate], mode: Mode = "gcm", *,
+               sender_certificate: x509.Certificate | None = None,
+               subject: str | None = None, trust: TrustStore | None = None) -> int:
+    """protect(), written to `sink` a chunk at a time; returns the bytes written.
+
+    The message is never joined: its large bodies are hashed, encrypted and base64-encoded
+    in chunks, so memory stays near one copy of the message (docs/benchmarks.md, P5m).
     """
     own = sender_certificate or getattr(signer, "encryption_certificate", None)
     if own is None:
@@ -319,8 +391,93 @@ def protect(msg: EmailMessage, signer: Signer, recipients: Sequence[x509.Certifi
     if trust is not None:
         for cert in everyone:
             cms.validate_certificate(cert, trust, purpose=cms.KeyPurpose.ENCRYPTION)
-    return encrypt_message(sign_message(msg, signer, hp="cipher"), everyone, mode,
-                           subject=subject)
+    if msg.get_content_type() in {"multipart/signed", *_PKCS7_MIME}:
+        raise ValueError("the message is already signed or encrypted")
+    content = _pieces(_payload(msg, "cipher"))
+    der = cms.sign(content, signer, detached=True)
+    prefix, suffix = _signed_frame(msg, content, der)
+    chunks = cms.encrypt_stream(Pieces([prefix, *content.parts, suffix]), everyone, mode=mode)
+    outer = _envelope(msg, subject)
+    outer.set_content(b"", maintype="application", subtype="pkcs7-mime", cte="base64",
+                      disposition="attachment", filename="smime.p7m",
+                      params={"smime-type": SMIME_TYPE[mode], "name": "smime.p7m"})
+    written = sink.write(to_bytes(outer))  # the header fields and the blank line
+    encoder = Base64Lines(b"\r\n")
+    for chunk in chunks:
+        written += sink.write(encoder.update(chunk))
+    written += sink.write(encoder.finish())
+    return written
+
+
+# Bodies at least this long are spliced in as they are rather than written by the generator.
+_SPLICE_MIN = 64 * 1024
+
+
+def _pieces(entity: MIMEPart) -> Pieces:
+    """to_bytes(entity) as pieces: the large bodies are not copied into the output."""
+    large = [p for p in entity.walk() if not p.is_multipart()
+             and isinstance(body := _raw_payload(p), str) and len(body) >= _SPLICE_MIN
+             and body.isascii()]
+    for part in entity.walk():  # chosen here, or the generator scans the bodies for one
+        if part.is_multipart() and part.get_boundary() is None:
+            part.set_boundary(f"=_bifente_m_{secrets.token_hex(16)}")
+    bodies: list[str] = []
+    tokens: list[bytes] = []
+    try:
+        for part in large:
+            body = _raw_payload(part)
+            assert isinstance(body, str)
+            token = f"bifente-body-{os.urandom(16).hex()}"  # not a boundary: not secrets
+            part.set_payload(token)
+            bodies.append(body)
+            tokens.append(token.encode("ascii"))
+        frame = to_bytes(entity)
+    finally:
+        for part, body in zip(large, bodies, strict=False):
+            part.set_payload(body)
+    out: list[bytes | str] = []
+    at = 0
+    for part, token, body in zip(large, tokens, bodies, strict=True):
+        found = frame.find(token, at)
+        if found < 0 or frame.find(token, found + 1) >= 0:
+            raise RuntimeError("a body placeholder was not written exactly once")
+        # What _Generator writes for an ASCII body: its line breaks as CRLF.
+        out += [frame[at:found], body if _known_crlf(part, body) else _NEWLINE.sub("\r\n", body)]
+        at = found + len(token)
+    out.append(frame[at:])
+    return Pieces(out)
+
+
+def _signed_frame(msg: EmailMessage, content: Pieces, der: bytes) -> tuple[bytes, bytes]:
+    """The multipart/signed entity's bytes before and after `content` (RFC 8551 §3.5).
+
+    What encrypt_message(sign_message(msg)) encrypts, without its content joined in.
+    """
+    first_chunk = bytes(next(content.chunks(_SPLICE_MIN), b""))
+    blank = _BLANK_LINE.search(first_chunk)
+    if blank is None:
+        raise RuntimeError("the signed entity has no header block")
+    head = first_chunk[:blank.end()]
+    token = f"bifente-signed-{os.urandom(16).hex()}".encode("ascii")
+    # Inside multipart/signed the generator writes parsed header fields as received: the
+    # signed part re-read from its own header block and a placeholder body.
+    first = _shallow(head + token)
+    if to_bytes(first) != head + token:  # what we signed is what goes on the wire
+        raise RuntimeError("the signed entity does not serialize back to the signed bytes")
+    signature = MIMEPart(policy=POLICY)
+    signature.set_content(der, maintype="application", subtype="pkcs7-signature",
+                          cte="base64", disposition="attachment", filename="smime.p7s",
+                          params={"name": "smime.p7s"})
+    outer = _envelope(msg)
+    outer["Content-Type"] = ('multipart/signed; protocol="application/pkcs7-signature"; '
+                             f'micalg=sha-256; boundary="=_bifente_s_{secrets.token_hex(16)}"')
+    outer.set_payload([first, signature])
+    outer.preamble = "This is an S/MIME signed message"
+    frame = to_bytes(_payload(outer, None))
+    at = frame.find(head + token)
+    if at < 0 or frame.find(token, at + len(head) + len(token)) >= 0:
+        raise RuntimeError("the signed entity placeholder was not written exactly once")
+    return frame[:at], frame[at + len(head) + len(token):]
 
 
 # -- opening ------------------------------------------------------------------------------
@@ -421,10 +578,17 @@ def _addresses_of(msg: EmailMessage, name: str) -> tuple[str, ...]:
     return ()
 
 
-def _attachments(entity: EmailMessage, limit: int) -> tuple[Attachment, ...]:
+def _attachments(entity: EmailMessage, limit: int, raw: bytes = b"",
+                 spans: dict[int, tuple[int, int]] | None = None) -> tuple[Attachment, ...]:
     out = []
     for index, part in enumerate(entity.iter_attachments(), 1):
         name = part.get_filename() or f"attachment-{index}"
+        if spans and (span := spans.get(id(part))):
+            data = _base64_span(raw, *span, name, limit)
+            if data is not None:
+                out.append(Attachment(name, part.get_content_type(), data))
+                continue
+            part.set_payload(raw[span[0]:span[1]].decode("ascii", "surrogateescape"))
         encoded = part.get_payload()
         base64 = str(part.get("Content-Transfer-Encoding", "")).strip().lower() == "base64"
         if base64 and isinstance(encoded, str):  # an upper bound, before decoding anything
@@ -438,6 +602,105 @@ def _attachments(entity: EmailMessage, limit: int) -> tuple[Attachment, ...]:
             raise AttachmentTooLarge(name, len(data), limit)
         out.append(Attachment(name, part.get_content_type(), data))
     return tuple(out)
+
+
+def _head(raw: bytes) -> tuple[EmailMessage, int]:
+    """The entity's header fields alone, and where its body starts (the body is not read)."""
+    blank = _BLANK_LINE.search(raw)
+    if blank is None:
+        return _parse(raw), len(raw)
+    message = BytesParser(policy=POLICY).parsebytes(raw[:blank.end()], headersonly=True)
+    assert isinstance(message, EmailMessage)
+    return message, blank.end()
+
+
+def _cms_body(entity: EmailMessage, raw: bytes, body_at: int) -> bytes:
+    """The CMS DER of an application/pkcs7-mime entity, decoded straight from `raw`."""
+    cte = str(entity.get("Content-Transfer-Encoding", "")).strip().lower()
+    data: bytes | None = None
+    if cte == "base64":
+        try:  # line breaks are skipped by a2b_base64 (RFC 2045 §6.8): no per-line split
+            data = binascii.a2b_base64(memoryview(raw)[body_at:])
+        except binascii.Error:
+            data = None  # bad padding and the like: email's lenient decoder below
+    elif cte in ("", "7bit", "8bit", "binary"):
+        data = raw[body_at:]
+    if data is None:
+        return _der_of(_shallow(raw))
+    if not data:
+        raise MalformedMessage(f"{entity.get_content_type()} part has no CMS content")
+    return data
+
+
+_MAX_TREE_DEPTH = 8
+
+
+def _tree(raw: bytes) -> tuple[EmailMessage, dict[int, tuple[int, int]]] | None:
+    """_parse(raw), multiparts split on their delimiters with bytes.find (RFC 2046 §5.1.1).
+
+    Large base64 attachment bodies are not copied: their (start, end) in `raw` is returned
+    by id of the part. None when the entity is not plain (message/* parts, a part without
+    header fields, a missing delimiter): the caller then uses email's full parser.
+    """
+    spans: dict[int, tuple[int, int]] = {}
+    entity = _subtree(raw, 0, len(raw), spans, 0)
+    return None if entity is None else (entity, spans)
+
+
+def _subtree(raw: bytes, start: int, end: int, spans: dict[int, tuple[int, int]],
+             depth: int) -> EmailMessage | None:
+    if depth > _MAX_TREE_DEPTH or raw[start:start + 1] in (b"\r", b"\n"):
+        return None
+    blank = _BLANK_LINE.search(raw, start, end)
+    if blank is None:
+        return None
+    part = BytesParser(policy=POLICY).parsebytes(raw[start:blank.end()], headersonly=True)
+    assert isinstance(part, EmailMessage)
+    body = blank.end()
+    if part.get_content_maintype() == "message":
+        return None
+    if not part.is_multipart() and part.get_content_maintype() != "multipart":
+        large = end - body >= _SPLICE_MIN and part.is_attachment() and str(
+            part.get("Content-Transfer-Encoding", "")).strip().lower() == "base64"
+        if large:
+            spans[id(part)] = (body, end)
+            part.set_payload("")
+        else:
+            part.set_payload(raw[body:end].decode("ascii", "surrogateescape"))
+        return part
+    boundary = part.get_boundary()
+    if boundary is None:
+        return None
+    marks = _delimiters(raw, b"--" + boundary.encode("ascii", "surrogateescape"), body)
+    if len(marks) < 2 or not marks[-1][2] or marks[-1][1] > end:
+        return None
+    children = []
+    for (_, part_start, _), (next_at, _, _) in itertools.pairwise(marks):
+        child = _subtree(raw, part_start, _before_line_break(raw, next_at), spans, depth + 1)
+        if child is None:
+            return None
+        children.append(child)
+    part.set_payload(children)
+    first = marks[0][0]
+    if first > body:
+        part.preamble = raw[body:_before_line_break(raw, first)].decode("ascii",
+                                                                          "surrogateescape")
+    return part
+
+
+def _base64_span(raw: bytes, start: int, end: int, name: str, limit: int) -> bytes | None:
+    """The base64 body raw[start:end] decoded in place; None if it does not decode cleanly."""
+    line_breaks = raw.count(b"\n", start, end) + raw.count(b"\r", start, end)
+    estimate = (end - start - line_breaks) * 3 // 4
+    if estimate > limit + 2:  # up to two '=' pad characters
+        raise AttachmentTooLarge(name, estimate, limit)
+    try:
+        data = binascii.a2b_base64(memoryview(raw)[start:end])
+    except binascii.Error:
+        return None
+    if len(data) > limit:
+        raise AttachmentTooLarge(name, len(data), limit)
+    return data
 
 
 # What CPython's email package raises on hostile header fields and bodies (an 8-bit boundary,
@@ -479,15 +742,16 @@ def _open(raw: bytes, decryptor: Decryptor | None, trust: TrustStore, *,
         raise MessageTooLarge(len(raw), max_message)
     blank = _BLANK_LINE.search(raw)
     top = _shallow(raw[:blank.end()] if blank else raw)  # header fields only: the body is big
-    entity, entity_bytes = _shallow(raw), raw
+    entity_bytes = raw
+    entity, body_at = _head(raw)
     encrypted = False
     signature: VerifiedSignature | None = None
     for _layer in range(MAX_LAYERS + 1):
         kind = entity.get_content_type()
         if kind in _PKCS7_MIME:
-            der = _der_of(entity)
+            der = _cms_body(entity, entity_bytes, body_at)
             try:  # the CMS content type decides; smime-type is only a hint (RFC 8551 §3.2.2)
-                content_type = asn1_cms.ContentInfo.load(der)["content_type"].native
+                content_type = cms.content_type_of(der)
             except ValueError as exc:
                 raise MalformedMessage(f"application/pkcs7-mime: {exc}") from None
             if content_type in ("enveloped_data", "authenticated_enveloped_data"):
@@ -522,12 +786,13 @@ def _open(raw: bytes, decryptor: Decryptor | None, trust: TrustStore, *,
             entity_bytes = content
         else:
             break
-        entity = _shallow(entity_bytes)
+        entity, body_at = _head(entity_bytes)
     else:
         raise MalformedMessage(f"more than {MAX_LAYERS} nested S/MIME layers")
     layered = entity_bytes is not raw
     del entity
-    entity = _parse(entity_bytes)  # the content itself: every part, for bodies and files
+    # The content itself: every part, for bodies and files (large files left undecoded).
+    entity, spans = _tree(entity_bytes) or (_parse(entity_bytes), {})
     if require_encrypted and not encrypted:
         raise NotEncrypted("the message was not encrypted")
     if require_signed and signature is None:
@@ -555,7 +820,7 @@ def _open(raw: bytes, decryptor: Decryptor | None, trust: TrustStore, *,
         message_id=str(fields["Message-ID"]) if fields["Message-ID"] else None,
         text=_text(plain),
         html=_text(rich),
-        attachments=_attachments(entity, max_attachment),
+        attachments=_attachments(entity, max_attachment, entity_bytes, spans),
         signature=signature,
         encrypted=encrypted,
         headers_protected=inner,

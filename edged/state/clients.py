@@ -299,6 +299,17 @@ class ClientRegistry:
                 (seen, fingerprint),
             )
 
+    def generation(self) -> tuple[int, int]:
+        """Changes to the table: from other processes (data_version) and from this one.
+
+        Equal twice means nothing changed in between (a revocation included), so a
+        connection may keep the Client it read: one PRAGMA instead of a lookup per call.
+        """
+        with self._lock:
+            db = self._conn()
+            (version,) = db.execute("PRAGMA data_version").fetchone()
+            return int(version), db.total_changes
+
     def _conn(self) -> sqlite3.Connection:
         if self._db is None:
             raise RuntimeError("the client registry is closed")

@@ -52,6 +52,7 @@ MAX_KEY_INPUT = 16 * 1024  # a CSR or public key from a peer, capped before pars
 CA_VALIDITY = timedelta(days=20 * 365)
 SERVER_VALIDITY = timedelta(days=2 * 365)
 RENEW_BEFORE = timedelta(days=30)  # re-issue the server certificate this close to expiry
+_RECHECK = timedelta(minutes=1)  # the fingerprint re-checks expiry and names this often
 # Certificates start a day early: a Pi has no RTC and may boot with yesterday's time.
 BACKDATE = timedelta(days=1)
 _MIN_RSA_BITS = 2048
@@ -217,6 +218,9 @@ class Keystore:
         self._ca_key: ec.EllipticCurvePrivateKey | None = None
         self._ca_cert: x509.Certificate | None = None
         self._server_cert: x509.Certificate | None = None
+        # The certificate last found current, when, and its fingerprint: system.info asks on
+        # every call, and re-parsing the names each time was 15% of the request loop.
+        self._checked: tuple[x509.Certificate, datetime, str] | None = None
 
     def __repr__(self) -> str:
         return f"Keystore({str(self._directory)!r})"
@@ -255,7 +259,15 @@ class Keystore:
     @property
     def fingerprint(self) -> str:
         """SHA-256 of the server certificate's DER, lower-case hex: what clients pin."""
-        return fingerprint_of(self.server_certificate.public_bytes(serialization.Encoding.DER))
+        checked = self._checked
+        # Re-checked (expiry, names) at most once a minute of the keystore's clock.
+        if checked is not None and checked[0] is self._server_cert \
+                and timedelta(0) <= self._clock() - checked[1] < _RECHECK:
+            return checked[2]
+        cert = self.server_certificate
+        fingerprint = fingerprint_of(cert.public_bytes(serialization.Encoding.DER))
+        self._checked = (cert, self._clock(), fingerprint)
+        return fingerprint
 
     def server_ssl_context(self) -> ssl.SSLContext:
         """TLS 1.3 only; client certificates optional but, if sent, must chain to the device CA."""

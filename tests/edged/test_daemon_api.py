@@ -98,6 +98,22 @@ async def test_revocation_is_immediate(edged) -> None:
     assert "client.revoke" in [r.event for r in bench.daemon.audit.records()]
 
 
+async def test_revocation_by_another_process_applies_on_the_next_call(edged) -> None:
+    # The connection keeps its client between calls while the registry is unchanged; a
+    # revocation written by another connection to the database (the CLI) is seen at once.
+    from edged.state.clients import ClientRegistry
+
+    bench = await edged()
+    async with await bench.client("laptop", "identity:read") as client:
+        await client.call("system.info")
+        await client.call("system.info")
+        with ClientRegistry(bench.daemon.config.state_dir / "clients.db") as other:
+            other.revoke("laptop", by="cli")
+        with pytest.raises(RemoteError) as exc:
+            await client.call("system.info")
+        assert exc.value.reason == "revoked"
+
+
 async def test_malformed_and_oversized_messages(edged) -> None:
     bench = await edged(max_message_bytes=4096)
     async with await bench.client("tester", "identity:read") as client:

@@ -26,7 +26,7 @@ import pytest
 
 from edged.services import cms, smime
 from edged.services.outbox import Outbox
-from simulators.mail import TEST_PASSWORD, MailOperator
+from simulators.mail import TEST_PASSWORD, MailOperator, mail_table
 from simulators.pki import DATA, ca_certificate, card_keys
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -75,9 +75,16 @@ def start(tmp: Path, op_dir: Path) -> subprocess.Popen[str]:
     intermediates.write_bytes(b"".join((DATA / "ca" / f"test-{n}.crt.pem").read_bytes()
                                        for n in ("personnes", "organisations")))
     config = tmp / "edged.toml"
+    table = mail_table(op_dir)
+    domains = ", ".join(f'"{d}" = {{submission_port = {p["submission_port"]}, '
+                        f'pop3_port = {p["pop3_port"]}}}'
+                        for d, p in table["domains"].items())  # type: ignore[attr-defined]
     config.write_text(f'[server]\nhost = "127.0.0.1"\nport = 0\n[state]\n'
                       f'state_dir = "{tmp}/state"\n[cards]\npcsc = false\n[mail]\n'
-                      f'operator_json = "{op_dir}/operator.json"\n'
+                      f'host = "{table["host"]}"\ndirectory_url = "{table["directory_url"]}"\n'
+                      f'ca_file = "{table["ca_file"]}"\n'
+                      f'password_file = "{table["password_file"]}"\n'
+                      f'domains = {{{domains}}}\n'
                       f'intermediates_file = "{intermediates}"\n'
                       "retry_base_delay = 0.2\nretry_max_delay = 1.0\ntimeout = 5\n")
     process = subprocess.Popen([sys.executable, "-m", "edged", "--config", str(config),

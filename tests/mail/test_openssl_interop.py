@@ -191,3 +191,38 @@ def test_oaep_with_sha1_is_refused_clearly(card, trust, tmp_path: Path) -> None:
     with pytest.raises(cms.UnsupportedAlgorithm, match="sha1"):
         smime.open_message((tmp_path / "encrypted.eml").read_bytes(), card("nurse").decryptor,
                            trust, require_signed=False)
+
+
+# -- 10 MB, both ways (the size `make bench` measures) -------------------------------------
+BIG = Attachment("scan.bin", "application/octet-stream", os.urandom(10 * 1024 * 1024))
+
+
+@pytest.mark.parametrize("mode", ["gcm", "cbc"])
+def test_openssl_opens_our_10_mb_message(card, tmp_path: Path, mode: str) -> None:
+    raw = smime.protect_bytes(message(attachments=[BIG]), card("gp").signer,
+                              [card("nurse").encryption_certificate], mode)
+    (tmp_path / "msg.eml").write_bytes(raw)
+    openssl("-decrypt", "-in", "msg.eml", "-recip", NURSE / "aut.crt.pem", "-inkey",
+            NURSE / "aut.key.pem", "-out", "signed.eml", cwd=tmp_path)
+    result = openssl("-verify", "-in", "signed.eml", "-CAfile", ROOT, "-cades",
+                     "-out", "content.eml", cwd=tmp_path)
+    assert b"Verification successful" in result.stderr
+    assert attachments_of((tmp_path / "content.eml").read_bytes()) == [BIG.data]
+
+
+def test_we_open_a_10_mb_openssl_message(card, trust, tmp_path: Path) -> None:
+    msg = message(attachments=[BIG])
+    for name in ("From", "To", "Subject", "Date", "Message-ID", "MIME-Version"):
+        del msg[name]
+    (tmp_path / "entity.eml").write_bytes(smime.to_bytes(msg))
+    openssl("-sign", "-cades", "-in", "entity.eml", "-signer", GP / "sig.crt.pem", "-inkey",
+            GP / "sig.key.pem", "-certfile", PERSONNES, "-from", SENDER, "-to",
+            "paul.infirmier@cabinet.test", "-subject", "10 MB", "-out", "signed.eml",
+            cwd=tmp_path)
+    openssl("-encrypt", "-aes-256-gcm", "-in", "signed.eml", "-recip", NURSE / "aut.crt.pem",
+            "-keyopt", "rsa_padding_mode:oaep", "-keyopt", "rsa_oaep_md:sha256", "-from", SENDER,
+            "-to", "paul.infirmier@cabinet.test", "-out", "encrypted.eml", cwd=tmp_path)
+    opened = smime.open_message((tmp_path / "encrypted.eml").read_bytes(),
+                                card("nurse").decryptor, trust)
+    assert opened.signer == card("gp").signer.certificate
+    assert [a.data for a in opened.attachments] == [BIG.data]

@@ -459,3 +459,14 @@ def test_cli_nothing_found_exits_0_with_a_hint(capsys: pytest.CaptureFixture[str
 def test_cli_bad_static_is_a_value_error_for_the_one_line_edge() -> None:
     with pytest.raises(ValueError, match="expected HOST:PORT#sha256:FINGERPRINT"):
         _cli("--timeout", "0", "--static", "192.0.2.7:8443")
+
+
+def test_probes_are_250_ms_apart_as_rfc_6762_says() -> None:
+    # RFC 6762 §8.1; python-zeroconf 0.154 uses 500 ms unless edged sets its constant.
+    import zeroconf._core
+
+    from edged import discovery
+
+    discovery._probe_at_rfc_pace()
+    assert zeroconf._core._CHECK_TIME == discovery.PROBE_INTERVAL_MS == 250
+    assert zeroconf._core._PROBE_RANDOM_DELAY_INTERVAL == (0, 250)

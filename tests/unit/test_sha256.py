@@ -9,7 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from apdu.sha256 import BLOCK, IV, finish, split
+from apdu import sha256
+from apdu.sha256 import BLOCK, IV, finish, split, split_reference
 
 
 def check(message: bytes) -> None:
@@ -52,6 +53,25 @@ def test_random_messages(message: bytes) -> None:
 @given(st.integers(1, 5000 // BLOCK), st.randoms(use_true_random=False))
 def test_random_multiples_of_64(blocks: int, rnd) -> None:
     check(rnd.randbytes(blocks * BLOCK))
+
+
+def test_libcrypto_is_used_here() -> None:
+    # Debian and Raspberry Pi OS ship libcrypto.so.3; without it split() is 2000x slower.
+    assert sha256._LIBCRYPTO is not None
+
+
+@given(st.binary(max_size=5000))
+def test_libcrypto_state_equals_the_pure_python_oracle(message: bytes) -> None:
+    assert split(message) == split_reference(message)
+
+
+@pytest.mark.parametrize("length", [0, 1, 64, 65, 128, 129, 4096, 4097])
+def test_without_libcrypto_the_pure_python_split_is_used(monkeypatch: pytest.MonkeyPatch,
+                                                         length: int) -> None:
+    monkeypatch.setattr(sha256, "_LIBCRYPTO", None)
+    message = bytes(i & 0xFF for i in range(length))
+    assert split(message) == split_reference(message)
+    check(message)
 
 
 def test_finish_from_any_split_point() -> None:

@@ -1,0 +1,59 @@
+"""P3's baseline: a bare `websockets` TLS 1.3 server answering each JSON-RPC call at once.
+
+It uses edged's own key, certificate and client CA (so the SDK connects to it unchanged, with
+its client certificate and pinned fingerprint) and the same websockets options as edged,
+and answers every request with a result shaped like system.info: what the socket, TLS,
+websockets and JSON cost without edged's work. It runs in its own process, as edged does.
+
+    python -m bench.bare KEYS_DIR       # prints "port N", serves until stdin closes
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import ssl
+import sys
+from pathlib import Path
+
+from websockets.asyncio.server import ServerConnection, serve
+
+from edged.api.server import COMPRESSION, _size_tls_read_buffer
+
+__all__ = ["main"]
+
+RESULT = {"protocol": "1", "version": "0.0.0", "model": "bifente", "fingerprint": "0" * 64,
+          "capabilities": ["vitale", "cps"]}
+
+
+def _context(keys: Path) -> ssl.SSLContext:
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = ctx.maximum_version = ssl.TLSVersion.TLSv1_3
+    ctx.load_cert_chain(keys / "server.pem", keys / "server.key")
+    ctx.verify_mode = ssl.CERT_OPTIONAL
+    ctx.load_verify_locations(cafile=keys / "ca.pem")
+    return ctx
+
+
+async def _answer(ws: ServerConnection) -> None:
+    async for raw in ws:
+        request = json.loads(raw)
+        await ws.send(json.dumps({"jsonrpc": "2.0", "id": request.get("id"), "result": RESULT}))
+
+
+async def _serve(keys: Path) -> None:
+    _size_tls_read_buffer()
+    async with serve(_answer, "127.0.0.1", 0, ssl=_context(keys), compression=COMPRESSION,
+                     server_header=None) as server:
+        print(f"port {server.sockets[0].getsockname()[1]}", flush=True)
+        await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
+
+
+def main() -> int:
+    """Serve until standard input is closed."""
+    asyncio.run(_serve(Path(sys.argv[1])))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,214 @@
+"""Chunked uploads: a payload larger than one message goes as begin / chunk / commit.
+
+`upload.begin` announces the size and SHA-256 of the payload and gets an id; `upload.chunk`
+sends it in order, at most `chunk_size` bytes (base64) per message, each written to a file
+under the state directory as it arrives (never the whole payload in memory); `upload.commit`
+checks the size and the digest. A method that takes a large payload (mail.send's
+attachments, dmp.feed's CDA) then names the committed upload by `upload_id` instead of
+carrying the bytes; the upload is used once. Only the client that began an upload may use
+it; one not used within UPLOAD_TTL seconds is deleted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import secrets
+import shutil
+import time
+import weakref
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from edged.api.errors import TOO_LARGE
+from edged.api.jsonrpc import INVALID_PARAMS, RpcError
+from edged.api.method import INT, STR, Method, b64_param, obj
+
+if TYPE_CHECKING:
+    from edged.api.server import Connection
+    from edged.daemon import Daemon
+
+__all__ = ["CHUNK_SIZE", "MAX_UPLOAD", "METHODS", "UPLOAD_ID", "Uploads", "claim"]
+
+MAX_UPLOAD = 64 * 1024 * 1024  # one payload: a 25 MiB attachment, a CDA with a 20 MB PDF
+CHUNK_SIZE = 512 * 1024  # bytes per upload.chunk: 683 KiB of base64, under the 1 MiB message
+MAX_OPEN = 8  # uploads under way per client
+UPLOAD_TTL = 600.0  # s from begin to use
+UPLOAD_ID = {"type": "string", "pattern": r"^[0-9a-f]{32}$",
+             "description": "a committed upload (upload.begin / chunk / commit)"}
+_SHA256 = {"type": "string", "pattern": r"^[0-9a-f]{64}$", "description": "hex SHA-256"}
+
+
+@dataclass
+class _Upload:
+    owner: str
+    size: int
+    sha256: str
+    path: Path
+    created: float
+    received: int = 0
+    digest: Any = field(default_factory=hashlib.sha256)
+    committed: bool = False
+
+
+class Uploads:
+    """The uploads of one daemon: one file each in `directory` (0700), ids never reused."""
+
+    def __init__(self, directory: Path, clock: Any = time.monotonic) -> None:
+        self.directory = directory
+        self._clock = clock
+        self._uploads: dict[str, _Upload] = {}
+        # Files left by an earlier run belong to no connection any more.
+        shutil.rmtree(directory, ignore_errors=True)
+        directory.mkdir(parents=True, mode=0o700)
+
+    def begin(self, owner: str, size: int, sha256: str) -> str:
+        """A new upload of `size` bytes whose SHA-256 is `sha256`; its id."""
+        self.expire()
+        if sum(1 for u in self._uploads.values() if u.owner == owner) >= MAX_OPEN:
+            raise RpcError(INVALID_PARAMS, f"at most {MAX_OPEN} uploads under way per client",
+                           "too_many_uploads")
+        upload_id = secrets.token_hex(16)
+        path = self.directory / upload_id
+        path.touch(mode=0o600)
+        self._uploads[upload_id] = _Upload(owner, size, sha256, path, self._clock())
+        return upload_id
+
+    def _get(self, owner: str, upload_id: str) -> _Upload:
+        upload = self._uploads.get(upload_id)
+        if upload is None or upload.owner != owner:  # another client's is not named either
+            raise RpcError(INVALID_PARAMS, f"no upload {upload_id!r} under way",
+                           "unknown_upload")
+        return upload
+
+    def chunk(self, owner: str, upload_id: str, offset: int, data: bytes) -> int:
+        """Append the next chunk (offset must be what was received); bytes received so far."""
+        upload = self._get(owner, upload_id)
+        if upload.committed:
+            raise RpcError(INVALID_PARAMS, "the upload is already committed", "upload_committed")
+        if offset != upload.received:
+            raise RpcError(INVALID_PARAMS, f"expected offset {upload.received}, not {offset}",
+                           "bad_offset", expected=upload.received)
+        if upload.received + len(data) > upload.size:
+            raise RpcError(TOO_LARGE, f"more than the {upload.size} bytes announced",
+                           "too_large")
+        with upload.path.open("ab") as out:
+            out.write(data)
+        upload.digest.update(data)
+        upload.received += len(data)
+        return upload.received
+
+    def commit(self, owner: str, upload_id: str) -> None:
+        """Check the size and the SHA-256 announced at begin (the upload is dropped if wrong)."""
+        upload = self._get(owner, upload_id)
+        if upload.received != upload.size:
+            raise RpcError(INVALID_PARAMS, f"received {upload.received} of {upload.size} bytes",
+                           "upload_incomplete", received=upload.received)
+        if upload.digest.hexdigest() != upload.sha256:
+            self.cancel(owner, upload_id)
+            raise RpcError(INVALID_PARAMS, "the data does not match the SHA-256 announced",
+                           "digest_mismatch")
+        upload.committed = True
+
+    def take(self, owner: str, upload_id: str, limit: int) -> bytes:
+        """The committed upload's bytes, once (its file is deleted); over `limit`: too_large."""
+        upload = self._get(owner, upload_id)
+        if not upload.committed:
+            raise RpcError(INVALID_PARAMS, "commit the upload first", "upload_incomplete",
+                           received=upload.received)
+        if upload.size > limit:
+            raise RpcError(TOO_LARGE, f"upload of {upload.size} bytes, over the limit of "
+                           f"{limit}", "too_large", size=upload.size, limit=limit)
+        try:
+            return upload.path.read_bytes()
+        finally:
+            self.cancel(owner, upload_id)
+
+    def cancel(self, owner: str, upload_id: str) -> None:
+        """Forget the upload and delete its file."""
+        upload = self._get(owner, upload_id)
+        del self._uploads[upload_id]
+        upload.path.unlink(missing_ok=True)
+
+    def expire(self) -> None:
+        """Delete uploads older than UPLOAD_TTL."""
+        now = self._clock()
+        for upload_id, upload in list(self._uploads.items()):
+            if now - upload.created > UPLOAD_TTL:
+                self.cancel(upload.owner, upload_id)
+
+
+_REGISTRY: weakref.WeakKeyDictionary[Daemon, Uploads] = weakref.WeakKeyDictionary()
+
+
+def uploads_of(daemon: Daemon) -> Uploads:
+    """The daemon's uploads (made on first use, under its state directory)."""
+    uploads = _REGISTRY.get(daemon)
+    if uploads is None:
+        uploads = _REGISTRY[daemon] = Uploads(Path(daemon.config.state_dir) / "uploads")
+    return uploads
+
+
+async def claim(daemon: Daemon, conn: Connection, upload_id: str, limit: int) -> bytes:
+    """The bytes of a committed upload of this client, for the method that uses it."""
+    return await asyncio.to_thread(uploads_of(daemon).take, conn.client_id, upload_id, limit)
+
+
+async def upload_begin(daemon: Daemon, conn: Connection, params: dict[str, Any]) -> Any:
+    """upload.begin."""
+    uploads = uploads_of(daemon)
+    upload_id = uploads.begin(conn.client_id, params["size"], params["sha256"])
+    return {"upload_id": upload_id, "chunk_size": CHUNK_SIZE}
+
+
+async def upload_chunk(daemon: Daemon, conn: Connection, params: dict[str, Any]) -> Any:
+    """upload.chunk."""
+    data = b64_param(params["data"], "data", CHUNK_SIZE)
+    received = await asyncio.to_thread(uploads_of(daemon).chunk, conn.client_id,
+                                       params["upload_id"], params["offset"], data)
+    return {"received": received}
+
+
+async def upload_commit(daemon: Daemon, conn: Connection, params: dict[str, Any]) -> Any:
+    """upload.commit."""
+    uploads = uploads_of(daemon)
+    uploads.commit(conn.client_id, params["upload_id"])
+    return {"upload_id": params["upload_id"], "state": "committed"}
+
+
+async def upload_cancel(daemon: Daemon, conn: Connection, params: dict[str, Any]) -> Any:
+    """upload.cancel."""
+    uploads_of(daemon).cancel(conn.client_id, params["upload_id"])
+    return {"upload_id": params["upload_id"], "state": "cancelled"}
+
+
+METHODS: list[Method] = [
+    Method("upload.begin", upload_begin, "Start a chunked upload, for a payload larger than "
+           "one message (mail.send attachments, dmp.feed CDA): give its size and SHA-256, "
+           "then send it with upload.chunk in order, `chunk_size` bytes at most each, and "
+           "finish with upload.commit, which checks the size and the digest. The method that "
+           f"uses it takes `upload_id` instead of the data, once. At most {MAX_OPEN} uploads "
+           f"under way per client, {MAX_UPLOAD} bytes each; one not used within "
+           f"{UPLOAD_TTL:.0f} s is deleted.",
+           params=obj({"size": {"type": "integer", "minimum": 1, "maximum": MAX_UPLOAD},
+                       "sha256": _SHA256}, ("size", "sha256")),
+           result=obj({"upload_id": STR, "chunk_size": INT})),
+    Method("upload.chunk", upload_chunk, "The next part of an upload: `offset` is the number "
+           "of bytes sent before it (a chunk out of order is refused with `bad_offset` and "
+           "`data.expected`), `data` at most `chunk_size` bytes in base64; written to disk at "
+           "once.",
+           params=obj({"upload_id": UPLOAD_ID, "offset": {"type": "integer", "minimum": 0},
+                       "data": {"type": "string", "description": "base64",
+                                "maxLength": 4 * (CHUNK_SIZE // 3 + 1)}},
+                      ("upload_id", "offset", "data")),
+           result=obj({"received": INT})),
+    Method("upload.commit", upload_commit, "Finish an upload: every byte announced arrived "
+           "(`upload_incomplete` otherwise) and its SHA-256 is the one announced "
+           "(`digest_mismatch`: the upload is dropped).",
+           params=obj({"upload_id": UPLOAD_ID}, ("upload_id",)),
+           result=obj({"upload_id": STR, "state": {"type": "string", "enum": ["committed"]}})),
+    Method("upload.cancel", upload_cancel, "Drop an upload and its data.",
+           params=obj({"upload_id": UPLOAD_ID}, ("upload_id",)),
+           result=obj({"upload_id": STR, "state": {"type": "string", "enum": ["cancelled"]}})),
+]

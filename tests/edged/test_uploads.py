@@ -1,0 +1,143 @@
+"""Chunked uploads (upload.begin / chunk / commit) and oversized messages, through a real edged
+and the SDK; then a 25 MB attachment with mail.send and a 20 MB PDF with dmp.feed, end to end
+(the CPS and the Vitale in pcscd, the reference operator and DMP host on 127.0.0.1)."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from edged.api import uploads
+from edged.api.jsonrpc import RpcError
+from edged.sdk import RemoteError
+from edged.services import smime
+from edged.services.mail import service_of
+from simulators.mail import MailOperator
+from tests.edged.cda import cda
+from tests.edged.test_dmp_flows import PIERRE, answered, start
+from tests.edged.test_dmp_flows import host as host
+from tests.edged.test_mail_rpc import (
+    NURSE,
+    TRUST,
+    Card,
+    daemon_with_gp,
+    mail_table,
+    mailbox,
+    verify_pin,
+)
+from tests.edged.test_mail_rpc import until as until_true
+
+
+@pytest.mark.asyncio
+async def test_upload_begin_chunk_commit(edged) -> None:
+    bench = await edged()
+    async with await bench.client("desk", "identity:read") as client:
+        data = os.urandom(uploads.CHUNK_SIZE * 2 + 1000)
+        upload_id = await client.upload(data)
+        stored = uploads.uploads_of(bench.daemon)
+        assert stored.take(client_id(bench), upload_id, len(data)) == data
+        assert list(stored.directory.iterdir()) == []  # used once, then deleted
+
+        begun = await client.call("upload.begin", {"size": 10,
+                                                   "sha256": hashlib.sha256(b"x").hexdigest()})
+        chunk = {"upload_id": begun["upload_id"], "data": "eHh4eHg="}  # "xxxxx"
+        with pytest.raises(RemoteError) as exc:
+            await client.call("upload.chunk", {**chunk, "offset": 3})
+        assert exc.value.reason == "bad_offset" and exc.value.data["expected"] == 0
+        assert (await client.call("upload.chunk", {**chunk, "offset": 0}))["received"] == 5
+        with pytest.raises(RemoteError) as exc:
+            await client.call("upload.commit", {"upload_id": begun["upload_id"]})
+        assert exc.value.reason == "upload_incomplete"
+        await client.call("upload.chunk", {**chunk, "offset": 5})
+        with pytest.raises(RemoteError) as exc:  # 10 bytes, but not the digest announced
+            await client.call("upload.commit", {"upload_id": begun["upload_id"]})
+        assert exc.value.reason == "digest_mismatch"
+        with pytest.raises(RemoteError) as exc:  # dropped with its data
+            await client.call("upload.chunk", {**chunk, "offset": 10})
+        assert exc.value.reason == "unknown_upload"
+
+
+def client_id(bench) -> str:
+    conn = next(iter(bench.daemon.server.connections))
+    return conn.client_id
+
+
+def test_an_upload_is_only_its_owners(tmp_path: Path) -> None:
+    clock = [0.0]
+    store = uploads.Uploads(tmp_path / "uploads", clock=lambda: clock[0])
+    upload_id = store.begin("alice", 3, hashlib.sha256(b"abc").hexdigest())
+    with pytest.raises(RpcError) as exc:
+        store.chunk("mallory", upload_id, 0, b"abc")
+    assert exc.value.data["reason"] == "unknown_upload"
+    store.chunk("alice", upload_id, 0, b"abc")
+    with pytest.raises(RpcError):
+        store.take("alice", upload_id, 10)  # not committed
+    store.commit("alice", upload_id)
+    with pytest.raises(RpcError) as exc:
+        store.take("alice", upload_id, 2)
+    assert exc.value.data["reason"] == "too_large"
+    later = store.begin("alice", 3, hashlib.sha256(b"abc").hexdigest())
+    clock[0] = uploads.UPLOAD_TTL + 1
+    store.expire()
+    assert list(store.directory.iterdir()) == []
+    with pytest.raises(RpcError):
+        store.take("alice", later, 10)
+
+
+@pytest.mark.asyncio
+async def test_an_oversized_message_is_a_clear_error_not_a_hang(edged) -> None:
+    bench = await edged(max_message_bytes=4096)
+    async with await bench.client("desk", "identity:read") as client:
+        with pytest.raises(RemoteError) as exc:  # over the limit: refused with an answer
+            await asyncio.wait_for(client.call("system.info", {"pad": "x" * 6000}), 15)
+        assert exc.value.reason == "too_large"
+    async with await bench.client("desk 2", "identity:read") as client:
+        with pytest.raises(RemoteError) as exc:  # over twice the limit: the socket closes
+            await asyncio.wait_for(client.call("system.info", {"pad": "x" * 50_000}), 15)
+        assert exc.value.reason == "too_large"
+        assert "upload" in str(exc.value)
+
+
+@pytest.mark.asyncio
+@pytest.mark.pcsc
+@pytest.mark.timeout(600)
+async def test_a_25_mb_attachment_arrives_intact(edged, slots, pcscd, tmp_path: Path) -> None:
+    data = os.urandom(25 * 1000 * 1000)
+    with MailOperator(tmp_path / "op", max_message_bytes=64 * 1024 * 1024) as op:
+        bench = await daemon_with_gp(edged, slots, mail_table(tmp_path / "op", tmp_path))
+        async with await bench.client("secretariat", "mail:send", "cps:sign") as client:
+            await verify_pin(bench, client)
+            upload_id = await client.upload(data)
+            sent = await client.call("mail.send", {
+                "to": [NURSE], "subject": "Imagerie", "text": "Le scanner, en pièce jointe.",
+                "attachments": [{"filename": "scanner.dcm", "content_type": "application/dicom",
+                                 "upload_id": upload_id}]}, timeout=300)
+            await until_true(lambda: service_of(bench.daemon).outbox.get(
+                sent["message_id"]).state == "sent", timeout=120)
+        raws = await asyncio.to_thread(mailbox, op, NURSE)
+        assert len(raws) == 1
+        opened = smime.open_message(raws[0], Card("nurse").decryptor, TRUST)
+        assert [(a.filename, a.data == data) for a in opened.attachments] == [
+            ("scanner.dcm", True)]
+
+
+@pytest.mark.asyncio
+@pytest.mark.pcsc
+@pytest.mark.timeout(600)
+async def test_a_20_mb_pdf_reaches_the_dmp_intact(edged, slots, pcscd, host) -> None:
+    document = cda(PIERRE, pdf=b"%PDF-1.7\n" + os.urandom(20 * 1000 * 1000) + b"\n%%EOF\n")
+    bench = await start(edged, slots, host)
+    async with await bench.client("desk", "dmp:read", "dmp:write") as client:
+        await answered(bench, client.call("dmp.create", {"ins": PIERRE}), "OK")
+        upload_id = await client.upload(document)
+        fed = await answered(bench, client.call("dmp.feed", {"ins": PIERRE,
+                                                             "upload_id": upload_id},
+                                                timeout=300), "OK")
+    assert fed["state"] == "registered", json.dumps(fed)[:200]
+    assert fed["document"]["size"] == len(document)
+    assert fed["document"]["sha256"] == hashlib.sha256(document).hexdigest()
