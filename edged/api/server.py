@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import ssl
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -19,6 +20,7 @@ from websockets.exceptions import ConnectionClosed
 
 from edged.api import jsonrpc
 from edged.api.errors import RATE_LIMITED, REVOKED, TOO_LARGE, to_rpc_error
+from edged.api.gate import Admission, Gate, GateLimits, prefix_of, start_tls
 from edged.api.methods import dispatch
 from edged.events import Subscription
 
@@ -29,6 +31,9 @@ __all__ = ["Connection", "RpcServer", "TokenBucket"]
 
 log = logging.getLogger(__name__)
 MAX_IN_FLIGHT = 8  # concurrent calls per connection
+MAX_BUCKETS = 1024  # rate-limit buckets kept before the idle (full) ones are dropped
+PEEK_MAX_BYTES = 4096  # a refused message this small is parsed for its id only
+MALFORMED_LOG_INTERVAL = 10.0  # at most one line per this many seconds about bad messages
 
 
 class TokenBucket:
@@ -124,7 +129,13 @@ class Connection:
                 raise jsonrpc.RpcError(TOO_LARGE, "message larger than "
                                        f"{self.server.daemon.config.max_message_bytes} bytes",
                                        "too_large")
-            request = jsonrpc.parse_message(raw)
+            # The rate limit comes before parsing: a parse costs more than a refusal (L2).
+            wait = self.server.bucket_for(self).take()
+            if wait:
+                request_id = self.server.peek_id(raw)
+                raise jsonrpc.RpcError(RATE_LIMITED, "too many calls", "rate_limited",
+                                       retry_after=round(wait, 3))
+            request = self.server.parse(raw, self.peer)
             request_id = request.id
             if self.fingerprint and self.client is not None:
                 # Re-read on every call: a revocation applies at once (one indexed lookup).
@@ -132,10 +143,6 @@ class Connection:
             if self.revoked:
                 raise jsonrpc.RpcError(REVOKED, "this client's certificate was revoked",
                                        "revoked")
-            wait = self.server.bucket_for(self.client_id).take()
-            if wait:
-                raise jsonrpc.RpcError(RATE_LIMITED, "too many calls", "rate_limited",
-                                       retry_after=round(wait, 3))
             result = await dispatch(self.server.daemon, self, request.method, request.params)
             if not request.is_notification:
                 await self.send(jsonrpc.result_response(request_id, result))
@@ -160,6 +167,8 @@ class Connection:
         try:
             while True:
                 idle = None if self.subscription else config.idle_timeout
+                if not self.paired:  # an unpaired connection is only there to pair
+                    idle = min(config.idle_timeout, config.unpaired_idle_timeout)
                 try:
                     raw = await asyncio.wait_for(self.ws.recv(), idle)
                 except TimeoutError:
@@ -200,14 +209,60 @@ class RpcServer:
         self.connections: set[Connection] = set()
         self._buckets: dict[str, TokenBucket] = {}
         self._server: WsServer | None = None
+        cfg = daemon.config
+        self.gate = Gate(GateLimits(
+            max_connections=cfg.max_connections, max_handshakes=cfg.max_handshakes,
+            max_unpaired=cfg.max_unpaired, max_unpaired_per_prefix=cfg.max_unpaired_per_prefix,
+            handshake_timeout=cfg.handshake_timeout))
+        self._malformed = 0
+        self._malformed_logged = 0.0
 
-    def bucket_for(self, client_id: str) -> TokenBucket:
-        """The rate limiter shared by every connection of one client."""
-        bucket = self._buckets.get(client_id)
+    def bucket_for(self, conn: Connection) -> TokenBucket:
+        """The rate limiter shared by every connection of one client (unpaired: one per /24
+        or /64, the unit of the accept caps)."""
+        key = conn.client_id if conn.paired else f"prefix:{prefix_of(conn.peer)}"
+        bucket = self._buckets.get(key)
         if bucket is None:
+            if len(self._buckets) >= MAX_BUCKETS:
+                self._prune_buckets()
             cfg = self.daemon.config
-            bucket = self._buckets[client_id] = TokenBucket(cfg.rate_per_second, cfg.rate_burst)
+            bucket = self._buckets[key] = TokenBucket(cfg.rate_per_second, cfg.rate_burst)
         return bucket
+
+    def _prune_buckets(self) -> None:
+        # A bucket that has refilled is the same as a new one: dropping it loses nothing.
+        for key, bucket in list(self._buckets.items()):
+            bucket.take()
+            bucket.tokens += 1
+            if bucket.tokens >= bucket.burst:
+                del self._buckets[key]
+
+    def peek_id(self, raw: str | bytes) -> int | str | None:
+        """The id of a refused message, so the caller can match the refusal: parsed only
+        when small (a large message over the rate is refused unread)."""
+        if len(raw) > PEEK_MAX_BYTES:
+            return None
+        try:
+            return jsonrpc.parse_message(raw).id
+        except (jsonrpc.RpcError, RecursionError):
+            return None
+
+    def parse(self, raw: str | bytes, peer: str) -> jsonrpc.Request:
+        """Parse one message; a malformed one is logged in one line, at most every 10 s."""
+        try:
+            try:
+                return jsonrpc.parse_message(raw)
+            except RecursionError:  # json.loads on deep nesting: a parse error, not a bug
+                raise jsonrpc.RpcError(jsonrpc.PARSE_ERROR, "parse error: nested too deeply",
+                                       "parse_error") from None
+        except jsonrpc.RpcError as exc:
+            self._malformed += 1
+            now = time.monotonic()
+            if now - self._malformed_logged >= MALFORMED_LOG_INTERVAL:
+                log.info("malformed message from %s: %s (%d malformed since the last line)",
+                         prefix_of(peer), exc.data.get("reason"), self._malformed)
+                self._malformed, self._malformed_logged = 0, now
+            raise
 
     @property
     def port(self) -> int:
@@ -216,16 +271,29 @@ class RpcServer:
         return self._server.sockets[0].getsockname()[1]
 
     async def start(self) -> None:
-        """Listen on the configured address with TLS 1.3."""
+        """Listen on the configured address with TLS 1.3 (admitted by the gate first)."""
         cfg = self.daemon.config
+        gate, context = self.gate, self.daemon.keystore.server_ssl_context()
+
+        def create_connection(*args: Any, **kwargs: Any) -> ServerConnection:
+            return _GatedConnection(gate, context, *args, **kwargs)
+
+        # ssl=None: the gate puts TLS on each admitted socket itself (edged/api/gate.py).
         self._server = await serve(
-            self._handler, cfg.host, cfg.port, ssl=self.daemon.keystore.server_ssl_context(),
+            self._handler, cfg.host, cfg.port, create_connection=create_connection,
             max_size=cfg.max_message_bytes * 2,  # beyond this the socket is closed (1009)
+            open_timeout=cfg.handshake_timeout,  # the WebSocket upgrade, after TLS
             ping_interval=20, ping_timeout=20, close_timeout=5, server_header=None)
         log.info("listening on %s:%d (TLS 1.3)", cfg.host, self.port)
 
     async def _handler(self, ws: ServerConnection) -> None:
         conn = Connection(self, ws)
+        admission = getattr(ws, "admission", None)
+        if isinstance(admission, Admission):
+            if conn.paired:
+                self.gate.paired(admission)
+            else:
+                self.gate.handshake_done(admission)
         same = [c for c in self.connections if c.client_id == conn.client_id]
         if len(same) >= self.daemon.config.max_connections_per_client:
             await ws.send(jsonrpc.error_response(None, jsonrpc.RpcError(
@@ -259,3 +327,32 @@ class RpcServer:
             self._server.close()
             await self._server.wait_closed()
             self._server = None
+
+
+class _GatedConnection(ServerConnection):
+    """A WebSocket connection whose raw socket is admitted by the gate, then wrapped in TLS.
+
+    asyncio calls `connection_made` twice: with the TCP transport (the gate decides, then
+    puts TLS under us), and with the TLS transport once the handshake is done.
+    """
+
+    def __init__(self, gate: Gate, context: ssl.SSLContext, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._gate, self._context = gate, context
+        self.admission: Admission | None = None
+        self._tls_started = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        """First the raw socket (admission), then the TLS transport (the WebSocket starts)."""
+        if not self._tls_started:
+            self._tls_started = True
+            assert isinstance(transport, asyncio.Transport)
+            self.admission = start_tls(self._gate, transport, self, self._context)
+            return
+        super().connection_made(transport)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        """Refused sockets never started a WebSocket: nothing to tear down."""
+        if self.admission is None:
+            return
+        super().connection_lost(exc)
