@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import platform
 
-from bench import cards, dmp, edged, mail, terminal
+from bench import cards, dmp, edged, exposure, mail, terminal
 from bench.table import print_table
 
 
@@ -21,6 +21,8 @@ def main() -> int:
     print_table("Terminal: firmware on MicroPython (192K heap) over a pty, T=0 card lines "
                 f"(f = {terminal.card_clock_hz() / 1e6:.5f} MHz)", terminal.run(args.quick))
     print_table("edged: the daemon over WebSocket + TLS 1.3 (loopback)", edged.run(args.quick))
+    print_table("edged under a connection flood from 250 loopback addresses (issue 9 §3)",
+                exposure.run(args.quick))
     print_table("Secure mail: 10 MB attachment, sign+encrypt / decrypt+verify vs openssl cms",
                 mail.run(args.quick))
     print_table("Reference DMP host: HTTPS + SQLite (WAL, synchronous=FULL) on loopback",

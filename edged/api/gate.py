@@ -21,7 +21,9 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
+import socket
 import ssl
+import struct
 import time
 from asyncio import sslproto
 from collections import OrderedDict
@@ -29,7 +31,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Admission", "Gate", "GateLimits", "SmallBufferSSLProtocol", "prefix_of"]
+__all__ = ["Acceptor", "Admission", "Gate", "GateLimits", "SmallBufferSSLProtocol", "prefix_of",
+           "start_tls"]
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +40,7 @@ TLS_RECORD_BYTES = (1 << 14) + 256 + 5  # RFC 8446 §5.2: the largest TLSCiphert
 _PAIRED_MEMORY = 256  # addresses remembered as paired (least recently used dropped first)
 _PAIRED_MEMORY_SECONDS = 24 * 3600.0
 _REFUSAL_LOG_INTERVAL = 60.0  # one summary line per minute, however many refusals
+_ACCEPT_BATCH = 128  # sockets accepted per wake-up (asyncio's default backlog is 100)
 
 
 class SmallBufferSSLProtocol(sslproto.SSLProtocol):
@@ -217,15 +221,57 @@ class Gate:
                 "unpaired": self.unpaired, "prefixes": len(self._per_prefix)}
 
 
-def start_tls(gate: Gate, transport: asyncio.Transport, app_protocol: asyncio.Protocol,
-              context: ssl.SSLContext) -> Admission | None:
-    """Admit the raw socket and put TLS under `app_protocol`, or close it (None)."""
-    peer = transport.get_extra_info("peername")
-    address = str(peer[0]) if peer else "unknown"
-    adm = gate.admit(address)
-    if adm is None:
-        transport.abort()  # RST, no TLS state ever allocated
-        return None
+class Acceptor:
+    """Accepts on the listening socket itself: a refused socket is reset before asyncio or
+    websockets build anything for it (a flood of refusals stays cheap)."""
+
+    def __init__(self, sock: socket.socket, gate: Gate,
+                 on_admitted: Callable[[socket.socket, Admission], None]) -> None:
+        self.sock = sock
+        self.gate = gate
+        self.on_admitted = on_admitted
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._reading = False
+
+    def start(self) -> None:
+        """Start accepting (on the running loop)."""
+        self._loop = asyncio.get_running_loop()
+        self.sock.setblocking(False)
+        self._loop.add_reader(self.sock.fileno(), self._ready)
+        self._reading = True
+
+    def stop(self) -> None:
+        """Stop accepting (the socket itself is closed by its owner); idempotent."""
+        if self._reading and self._loop is not None:
+            self._loop.remove_reader(self.sock.fileno())
+        self._reading = False
+
+    def _ready(self) -> None:
+        for _ in range(_ACCEPT_BATCH):
+            try:
+                conn, peer = self.sock.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                # Out of descriptors or buffers: pause a second instead of spinning.
+                log.warning("accept failed (%s); pausing for a second", exc.strerror or exc)
+                self.stop()
+                assert self._loop is not None
+                self._loop.call_later(1.0, self.start)
+                return
+            adm = self.gate.admit(str(peer[0]))
+            if adm is None:
+                # SO_LINGER 0: close sends a RST and frees the socket now, no TIME_WAIT.
+                conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                conn.close()
+                continue
+            conn.setblocking(False)
+            self.on_admitted(conn, adm)
+
+
+def start_tls(gate: Gate, adm: Admission, transport: asyncio.Transport,
+              app_protocol: asyncio.Protocol, context: ssl.SSLContext) -> None:
+    """Put TLS between an admitted socket's transport and `app_protocol`."""
     loop = asyncio.get_running_loop()
     tls = SmallBufferSSLProtocol(
         loop, app_protocol, context, None, server_side=True,
@@ -234,4 +280,3 @@ def start_tls(gate: Gate, transport: asyncio.Transport, app_protocol: asyncio.Pr
     # What loop.start_tls does, before any byte was read (the reader starts on the next tick).
     transport.set_protocol(tls)
     tls.connection_made(transport)
-    return adm

@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import socket
 import ssl
 import time
 from typing import TYPE_CHECKING, Any
@@ -17,10 +18,12 @@ from typing import TYPE_CHECKING, Any
 from websockets.asyncio.server import Server as WsServer
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
+from websockets.extensions.permessage_deflate import enable_server_permessage_deflate
+from websockets.server import ServerProtocol
 
 from edged.api import jsonrpc
 from edged.api.errors import RATE_LIMITED, REVOKED, TOO_LARGE, to_rpc_error
-from edged.api.gate import Admission, Gate, GateLimits, prefix_of, start_tls
+from edged.api.gate import Acceptor, Admission, Gate, GateLimits, prefix_of, start_tls
 from edged.api.methods import dispatch
 from edged.events import Subscription
 
@@ -32,6 +35,7 @@ __all__ = ["Connection", "RpcServer", "TokenBucket"]
 log = logging.getLogger(__name__)
 MAX_IN_FLIGHT = 8  # concurrent calls per connection
 MAX_BUCKETS = 1024  # rate-limit buckets kept before the idle (full) ones are dropped
+LISTEN_BACKLOG = 256
 PEEK_MAX_BYTES = 4096  # a refused message this small is parsed for its id only
 MALFORMED_LOG_INTERVAL = 10.0  # at most one line per this many seconds about bad messages
 
@@ -216,6 +220,8 @@ class RpcServer:
             handshake_timeout=cfg.handshake_timeout))
         self._malformed = 0
         self._malformed_logged = 0.0
+        self._acceptor: Acceptor | None = None
+        self._accepting: set[asyncio.Task[Any]] = set()
 
     def bucket_for(self, conn: Connection) -> TokenBucket:
         """The rate limiter shared by every connection of one client (unpaired: one per /24
@@ -271,20 +277,40 @@ class RpcServer:
         return self._server.sockets[0].getsockname()[1]
 
     async def start(self) -> None:
-        """Listen on the configured address with TLS 1.3 (admitted by the gate first)."""
+        """Listen on the configured address with TLS 1.3 (each socket admitted by the gate)."""
         cfg = self.daemon.config
-        gate, context = self.gate, self.daemon.keystore.server_ssl_context()
-
-        def create_connection(*args: Any, **kwargs: Any) -> ServerConnection:
-            return _GatedConnection(gate, context, *args, **kwargs)
-
-        # ssl=None: the gate puts TLS on each admitted socket itself (edged/api/gate.py).
+        context = self.daemon.keystore.server_ssl_context()
+        sock = _listen(cfg.host, cfg.port)
+        # websockets runs the handshakes and connections; accepting is ours, so that the caps
+        # apply before TLS (edged/api/gate.py): the acceptor replaces asyncio's reader on the
+        # socket right after, and a socket asyncio accepts in between is dropped.
         self._server = await serve(
-            self._handler, cfg.host, cfg.port, create_connection=create_connection,
+            self._handler, sock=sock, create_connection=_NotAdmitted,
             max_size=cfg.max_message_bytes * 2,  # beyond this the socket is closed (1009)
             open_timeout=cfg.handshake_timeout,  # the WebSocket upgrade, after TLS
             ping_interval=20, ping_timeout=20, close_timeout=5, server_header=None)
+        ws_server, loop = self._server, asyncio.get_running_loop()
+        extensions = enable_server_permessage_deflate(None)
+
+        def admitted(conn: socket.socket, admission: Admission) -> None:
+            protocol = ServerProtocol(extensions=extensions,
+                                      max_size=cfg.max_message_bytes * 2)
+            connection = _GatedConnection(self.gate, context, admission, protocol, ws_server,
+                                          ping_interval=20, ping_timeout=20, close_timeout=5)
+            task = loop.create_task(loop.connect_accepted_socket(lambda: connection, conn))
+            self._accepting.add(task)
+            task.add_done_callback(lambda t: self._accepted(t, conn, admission))
+
+        self._acceptor = Acceptor(sock, self.gate, admitted)
+        self._acceptor.start()
         log.info("listening on %s:%d (TLS 1.3)", cfg.host, self.port)
+
+    def _accepted(self, task: asyncio.Task[Any], conn: socket.socket,
+                  admission: Admission) -> None:
+        self._accepting.discard(task)
+        if task.cancelled() or task.exception() is not None:
+            conn.close()
+            self.gate.release(admission)
 
     async def _handler(self, ws: ServerConnection) -> None:
         conn = Connection(self, ws)
@@ -323,36 +349,53 @@ class RpcServer:
 
     async def close(self) -> None:
         """Stop accepting, then close every connection (idempotent)."""
+        if self._acceptor is not None:
+            self._acceptor.stop()
+            self._acceptor = None
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()
             self._server = None
 
 
-class _GatedConnection(ServerConnection):
-    """A WebSocket connection whose raw socket is admitted by the gate, then wrapped in TLS.
+class _NotAdmitted(ServerConnection):
+    """A socket accepted by asyncio itself rather than the gate: closed at once."""
 
-    asyncio calls `connection_made` twice: with the TCP transport (the gate decides, then
-    puts TLS under us), and with the TLS transport once the handshake is done.
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        """Never admitted: reset it."""
+        assert isinstance(transport, asyncio.Transport)
+        transport.abort()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        """Nothing was started."""
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """The listening socket (IPv6 "::" also takes IPv4, where the system allows it)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    return socket.create_server((host, port), family=family, backlog=LISTEN_BACKLOG,
+                                dualstack_ipv6=host == "::" and socket.has_dualstack_ipv6())
+
+
+class _GatedConnection(ServerConnection):
+    """A WebSocket connection on an admitted socket, with TLS put under it by the gate.
+
+    asyncio calls `connection_made` twice: with the TCP transport (TLS is started), then with
+    the TLS transport once the handshake is done (the WebSocket starts).
     """
 
-    def __init__(self, gate: Gate, context: ssl.SSLContext, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, gate: Gate, context: ssl.SSLContext, admission: Admission,
+                 *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._gate, self._context = gate, context
-        self.admission: Admission | None = None
+        self.admission = admission
         self._tls_started = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        """First the raw socket (admission), then the TLS transport (the WebSocket starts)."""
+        """First the raw socket (TLS starts), then the TLS transport (the WebSocket starts)."""
         if not self._tls_started:
             self._tls_started = True
             assert isinstance(transport, asyncio.Transport)
-            self.admission = start_tls(self._gate, transport, self, self._context)
+            start_tls(self._gate, self.admission, transport, self, self._context)
             return
         super().connection_made(transport)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        """Refused sockets never started a WebSocket: nothing to tear down."""
-        if self.admission is None:
-            return
-        super().connection_lost(exc)

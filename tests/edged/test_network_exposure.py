@@ -24,8 +24,12 @@ SOCKETS_PER_ADDRESS = 4
 
 
 async def _silent_socket(port: int, source: str) -> tuple[asyncio.StreamReader,
-                                                          asyncio.StreamWriter]:
-    return await asyncio.open_connection("127.0.0.1", port, local_addr=(source, 0))
+                                                          asyncio.StreamWriter] | None:
+    """A connected socket that says nothing, or None when the daemon reset it at once."""
+    try:
+        return await asyncio.open_connection("127.0.0.1", port, local_addr=(source, 0))
+    except ConnectionResetError:
+        return None
 
 
 async def _closed_by_server(reader: asyncio.StreamReader, limit: float) -> bool:
@@ -46,11 +50,11 @@ async def test_h2_caps_at_accept_keep_a_paired_client_served(edged) -> None:
     credentials = await bench.pair("desk", "identity:read")
     async with await credentials.connect() as client:  # 127.0.0.1 is now a paired address
         await client.call("system.info")
-        sockets = []
-        for x in range(1, FLOOD_PREFIXES + 1):
-            for y in range(1, ADDRESSES_PER_PREFIX + 1):
-                for _ in range(SOCKETS_PER_ADDRESS):
-                    sockets.append(await _silent_socket(bench.port, f"127.0.{x}.{y}"))
+        attempts = [await _silent_socket(bench.port, f"127.0.{x}.{y}")
+                    for x in range(1, FLOOD_PREFIXES + 1)
+                    for y in range(1, ADDRESSES_PER_PREFIX + 1)
+                    for _ in range(SOCKETS_PER_ADDRESS)]
+        sockets = [s for s in attempts if s is not None]
         await asyncio.sleep(0.2)  # let the loop accept them all
         stats = gate.stats()
         # Beyond the caps sockets were closed at accept: never more unpaired than allowed,
@@ -59,7 +63,7 @@ async def test_h2_caps_at_accept_keep_a_paired_client_served(edged) -> None:
         assert stats["prefixes"] <= FLOOD_PREFIXES
         assert all(n <= 2 for n in gate._per_prefix.values())
         closed_at_once = [await _closed_by_server(r, 1.0) for r, _ in sockets]
-        assert sum(closed_at_once) >= len(sockets) - 6
+        assert sum(closed_at_once) + len(attempts) - len(sockets) >= len(attempts) - 6
 
         # The paired client is still served, on a new connection too, during the flood.
         assert (await client.call("system.info"))["fingerprint"] == bench.fingerprint
