@@ -47,6 +47,10 @@ class Daemon:
         self.clients = ClientRegistry(state / "clients.db")
         self.audit = AuditLog(state / "audit.db",
                               anchor_key=load_or_create_anchor_key(state / "audit.key"))
+        from edged.state.audit_budget import AuditBudget
+
+        self.audit_budget = AuditBudget(self.audit.submit)
+        self._budget_flusher: asyncio.Task[None] | None = None
         self.bus = EventBus()
         self.slots = SlotRegistry(self.bus)
         self.ui = ui
@@ -82,9 +86,19 @@ class Daemon:
                 "capabilities": self.capabilities()}
 
     def audit_event(self, event: str, conn: Connection | None, **fields: Any) -> None:
-        """Append to the audit chain; the actor is the paired client's name."""
+        """Append to the audit chain off the event loop; the actor is the paired client's
+        name. An unpaired peer's records are aggregated (edged/state/audit_budget.py)."""
+        if conn is not None and not conn.paired:
+            self.audit_budget.record(event, conn.peer, **fields)
+            return
+        actor = (conn.client_name or "") if conn else "edged"
+        self.audit.submit(event, actor=actor, **fields)
+
+    async def audit_intent(self, event: str, conn: Connection | None, **fields: Any) -> None:
+        """Record what is about to happen and wait until it is durable: the trace exists
+        even if the action then fails or the daemon dies (review L3)."""
         actor = (conn.client_name or f"unpaired@{conn.peer}") if conn else "edged"
-        self.audit.append(event, actor=actor, **fields)
+        await asyncio.wrap_future(self.audit.submit(event, actor=actor, **fields))
 
     async def _show_code(self, code: str, client_name: str) -> None:
         if self.ui is not None:
@@ -94,8 +108,17 @@ class Daemon:
             log.warning("pairing code for %r: %s (no terminal display)", client_name, code)
 
     def _pairing_event(self, name: str, fields: dict[str, Any]) -> None:
-        self.audit.append(name, actor=str(fields.get("client", "")),
-                          **{k: v for k, v in fields.items() if k != "client"})
+        if name == "pair.complete":  # a new client: always written, in full
+            self.audit.submit(name, actor=str(fields.get("client_name", "")),
+                              **{k: v for k, v in fields.items() if k != "client_name"})
+            return
+        # Anyone on the LAN can cause the others: aggregated per peer (review M6).
+        self.audit_budget.record(name, str(fields.get("peer", "")), **fields)
+
+    async def _flush_audit_budget(self) -> None:
+        while True:
+            await asyncio.sleep(10.0)
+            self.audit_budget.flush()
 
     # -- lifecycle ---------------------------------------------------------------------------
     async def start(self) -> None:
@@ -114,6 +137,7 @@ class Daemon:
             await self._announce()
         self.discoverable_at = time.monotonic()
         systemd.notify("READY=1", f"STATUS=serving on port {self.server.port}")
+        self._budget_flusher = loop.create_task(self._flush_audit_budget())
         interval = systemd.watchdog_interval()
         if interval:
             self._watchdog = loop.create_task(self._keepalive(interval))
@@ -182,6 +206,9 @@ class Daemon:
             await asyncio.get_running_loop().run_in_executor(None, self.terminal.stop)
         if self.watcher is not None:
             await asyncio.get_running_loop().run_in_executor(None, self.watcher.stop)
+        if self._budget_flusher is not None:
+            self._budget_flusher.cancel()
+        self.audit_budget.flush(everything=True)
         self.audit.append("daemon.stop", actor="edged")
         self.audit.close()
         self.clients.close()

@@ -52,9 +52,12 @@ def _client(conn: Connection) -> str:
 
 async def _run(daemon: Daemon, conn: Connection, name: str, ins: str, op: Any,
                **audit: Any) -> Any:
-    """Run op, audit the call (INS masked), map host refusals to DMP_ERROR."""
+    """Audit the intent, run op, audit the outcome (INS masked), map host refusals to
+    DMP_ERROR."""
     from edged.services.dmp import DmpError, HostUnreachable
 
+    # Durable before the host hears of it: an action never happens without a trace (L3).
+    await daemon.audit_intent(name, conn, patient=mask_nir(ins), outcome="started", **audit)
     try:
         result = await op()
     except DmpError as exc:

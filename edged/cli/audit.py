@@ -1,4 +1,4 @@
-"""`bifente audit verify` and `bifente audit export`: check and dump the hash-chained audit log."""
+"""`bifente audit verify`, `export` and `checkpoint`: check, dump and pin the audit log."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from edged.state.audit import ANCHOR_KEY_NAME, AUDIT_DB_NAME, AuditLog, default_state_dir
+from edged.state.checkpoint import CheckpointError, verify_checkpoint
 
 __all__ = ["add_parsers"]
 
@@ -26,8 +27,16 @@ def _anchor_key(args: argparse.Namespace) -> bytes | None:
 
 
 def _verify(args: argparse.Namespace) -> int:
+    checkpoint = None
+    if args.checkpoint:
+        try:
+            checkpoint = verify_checkpoint(Path(args.checkpoint).read_bytes(),
+                                           device=args.device)
+        except CheckpointError as exc:
+            print(f"audit log INVALID: checkpoint refused: {exc}")
+            return 1
     with AuditLog(_db_path(args), readonly=True, anchor_key=_anchor_key(args)) as log:
-        report = log.verify()
+        report = log.verify(checkpoint)
     if args.json:
         print(json.dumps(asdict(report)))
     else:
@@ -44,6 +53,24 @@ def _export(args: argparse.Namespace) -> int:
         with open(fd, "w", encoding="utf-8") as out:
             count = log.export(out, since=args.since)
     print(f"{count} records written to {args.out}", file=sys.stderr)
+    return 0
+
+
+def _checkpoint(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from edged.cli.remote import _call
+
+    result = asyncio.run(_call(args.target, "audit.checkpoint", {}))
+    verify_checkpoint(result)  # never keep a checkpoint that does not verify
+    text = json.dumps(result, indent=1) + "\n"
+    if not args.out:
+        sys.stdout.write(text)
+        return 0
+    fd = os.open(args.out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with open(fd, "w", encoding="utf-8") as out:
+        out.write(text)
+    print(f"checkpoint at record {result['seq']} written to {args.out}", file=sys.stderr)
     return 0
 
 
@@ -66,8 +93,19 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--anchor-key-file", metavar="FILE",
                    help="file holding the daemon's anchor MAC key (raw bytes); without it the "
                         "anchor's MAC is not checked")
+    p.add_argument("--checkpoint", metavar="FILE",
+                   help="a checkpoint from `bifente audit checkpoint`, kept off the terminal: "
+                        "the log must still hold its record with its hash")
+    p.add_argument("--device", metavar="SHA256",
+                   help="with --checkpoint: the device CA certificate's SHA-256 it must carry")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_verify)
+
+    p = asub.add_parser("checkpoint", help="fetch a signed checkpoint from a paired terminal "
+                                           "(admin scope) to keep elsewhere")
+    p.add_argument("--target", help="host or fingerprint prefix of the paired terminal")
+    p.add_argument("--out", metavar="FILE", help="write here (mode 0600) instead of stdout")
+    p.set_defaults(func=_checkpoint)
 
     p = asub.add_parser("export", help="write the records as JSON lines")
     p.add_argument("--db", metavar="PATH", help=db_help)

@@ -46,7 +46,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from apdu.cps import CpsSession
 from apdu.cps_spec import KeyRef
-from apdu.errors import SecurityStatusNotSatisfied
+from apdu.errors import PinBlocked, PinCancelled, SecurityStatusNotSatisfied, WrongPin
 from apdu.identity import mask_nir
 from apdu.protocol import CardProtocol
 from edged.api.errors import CONSENT_ERROR, NoCard, TerminalUnavailable
@@ -147,10 +147,38 @@ class NotThisProfessional(Exception):
     """The CPS card in the terminal is not the one a queued feed needs."""
 
 
+AuditHook = Callable[..., Any]  # audit(event, **fields): durable when it returns
+
+
+def _verify_pin_audited(session: CpsSession, pin_timeout: float, audit: AuditHook | None,
+                        via: str) -> None:
+    """The keypad PIN, with its intent recorded before and its outcome after (review M5)."""
+    if audit is None:
+        session.verify_pin(None, timeout=pin_timeout)
+        return
+    audit("pin.verify", outcome="asked", via=via)
+    try:
+        session.verify_pin(None, timeout=pin_timeout)
+    except WrongPin as exc:
+        audit("pin.verify", outcome="wrong", tries_left=exc.tries_left, via=via)
+        raise
+    except PinBlocked:
+        audit("pin.verify", outcome="blocked", tries_left=0, via=via)
+        raise
+    except PinCancelled:
+        audit("pin.verify", outcome="cancelled", via=via)
+        raise
+    except Exception as exc:
+        audit("pin.verify", outcome="error", error=type(exc).__name__, via=via)
+        raise
+    audit("pin.verify", outcome="ok", via=via)
+
+
 def _card_login(protocol: CardProtocol, challenge: bytes, pin_timeout: float, *,
-                allow_pin: bool = True, expected: str | None = None) -> dict[str, Any]:
+                allow_pin: bool = True, expected: str | None = None,
+                audit: AuditHook | None = None, via: str = "dmp.login") -> dict[str, Any]:
     """Identity, then INTERNAL AUTHENTICATE of the challenge (PIN on the keypad if needed and
-    allowed: never from the background queue)."""
+    allowed: never from the background queue); every PIN attempt goes to `audit`."""
     session = CpsSession(protocol)
     holder = session.identity().holder
     if expected is not None and holder.national_id != expected:
@@ -160,7 +188,7 @@ def _card_login(protocol: CardProtocol, challenge: bytes, pin_timeout: float, *,
     except SecurityStatusNotSatisfied:
         if not allow_pin:
             raise
-        session.verify_pin(None, timeout=pin_timeout)
+        _verify_pin_audited(session, pin_timeout, audit, via)
         signature = session.authenticate(challenge)
     der = session.certificate(KeyRef.AUTHENTICATION).public_bytes(Encoding.DER)
     return {"national_id": holder.national_id, "display_name": holder.display_name,
@@ -444,9 +472,11 @@ class DmpService:
                 _, answer = await self.request("POST", "/api/auth/challenge")
                 challenge = base64.b64decode(answer["challenge"])
                 pin_timeout = self.daemon.config.pin_timeout
+                audit = self._pin_audit(client_id)
                 card = await slot.arbiter.run(
                     client_id, lambda p: _card_login(p, challenge, pin_timeout,
-                                                     allow_pin=allow_pin, expected=professional),
+                                                     allow_pin=allow_pin, expected=professional,
+                                                     audit=audit),
                     label="dmp.login", timeout=pin_timeout + self.daemon.config.card_timeout)
                 _, answer = await self.request("POST", "/api/auth/session", json_body={
                     "challenge": answer["challenge"], "certificate": card["certificate"],
@@ -457,14 +487,28 @@ class DmpService:
                 self.session = current
             return current
 
+    def _pin_audit(self, client_id: str) -> AuditHook:
+        """Audit from the card thread, waiting until each record is durable."""
+        client = self.daemon.clients.lookup(client_id) if not client_id.startswith("peer:") \
+            else None
+        actor = client.name if client is not None else client_id[:64]
+        log_ = self.daemon.audit
+
+        def audit(event: str, **fields: Any) -> None:
+            log_.submit(event, actor=actor, **fields).result()
+
+        return audit
+
     async def identify(self, client_id: str) -> dict[str, Any]:
         """Offline: who holds the CPS card (and the PIN verified on the keypad for later)."""
         slot = self.daemon.slots.find("cps")
         if slot is None or slot.arbiter is None:
             raise NoCard("no CPS card is inserted")
         pin_timeout = self.daemon.config.pin_timeout
+        audit = self._pin_audit(client_id)
         return await slot.arbiter.run(
-            client_id, lambda p: _card_login(p, uuid.uuid4().bytes, pin_timeout),
+            client_id, lambda p: _card_login(p, uuid.uuid4().bytes, pin_timeout, audit=audit,
+                                             via="dmp.identify"),
             label="dmp.identify", timeout=pin_timeout + self.daemon.config.card_timeout)
 
     async def call(self, client_id: str, method: str, path: str, *,

@@ -410,6 +410,7 @@ class _Walk:
     last_seq: int = 0
     last_hash: str | None = None
     anchored_hash: str | None = None
+    checkpoint_hash: str | None = None
     problem: tuple[str, int | None] | None = None
 
 
@@ -438,7 +439,8 @@ def _row_problem(row: tuple[Any, ...], expected: int,
     return None
 
 
-def _walk(conn: sqlite3.Connection, anchor_seq: int | None) -> _Walk:
+def _walk(conn: sqlite3.Connection, anchor_seq: int | None,
+          checkpoint_seq: int | None = None) -> _Walk:
     walk = _Walk()
     prev, expected = GENESIS, 1
     for row in conn.execute("SELECT seq, time, event, actor, fields, prev, hash FROM records "
@@ -454,10 +456,27 @@ def _walk(conn: sqlite3.Connection, anchor_seq: int | None) -> _Walk:
         walk.last_hash = row[6].decode()
         if seq == anchor_seq:
             walk.anchored_hash = row[6].decode()
+        if seq == checkpoint_seq:
+            walk.checkpoint_hash = row[6].decode()
     return walk
 
 
-def _verify(path: Path, anchor_path: Path, key: bytes | None) -> VerifyReport:
+def _checkpoint_problem(walk: _Walk,
+                        checkpoint: tuple[int, str]) -> tuple[str, int | None] | None:
+    seq, digest = checkpoint
+    if seq == 0:
+        return None
+    if walk.last_seq < seq:
+        return (f"log ends at {walk.last_seq}, before the checkpoint at record {seq} "
+                "(truncated, or an older copy)", walk.last_seq + 1)
+    if walk.checkpoint_hash != digest:
+        return (f"record {seq} does not match the checkpoint (history rewritten up to it)",
+                seq)
+    return None
+
+
+def _verify(path: Path, anchor_path: Path, key: bytes | None,
+            checkpoint: tuple[int, str] | None = None) -> VerifyReport:
     # The anchor first, then the snapshot: the writer moves the anchor only after a commit, so
     # a live log can never look shorter than its anchor to us.
     anchor: _Anchor | None = None
@@ -473,7 +492,8 @@ def _verify(path: Path, anchor_path: Path, key: bytes | None) -> VerifyReport:
     try:
         conn.text_factory = bytes  # hash the bytes as stored
         conn.execute("BEGIN")
-        walk = _walk(conn, anchor.seq if anchor else None)
+        walk = _walk(conn, anchor.seq if anchor else None,
+                     checkpoint[0] if checkpoint else None)
     except sqlite3.DatabaseError as exc:
         return VerifyReport(False, 0, None, f"not an audit log ({exc})")
     finally:
@@ -484,9 +504,14 @@ def _verify(path: Path, anchor_path: Path, key: bytes | None) -> VerifyReport:
                else _anchor_problem(anchor, key, walk.last_seq,
                                     lambda seq: walk.anchored_hash if anchor and seq == anchor.seq
                                     else walk.last_hash if seq == walk.last_seq else None))
+    if problem is None and checkpoint is not None:
+        problem = _checkpoint_problem(walk, checkpoint)
     if problem is not None:
         return VerifyReport(False, walk.count, problem[1], problem[0])
-    return VerifyReport(True, walk.count, None, _ok_summary(walk.count, anchor, key))
+    summary = _ok_summary(walk.count, anchor, key)
+    if checkpoint is not None:
+        summary += f"; matches the checkpoint at record {checkpoint[0]}"
+    return VerifyReport(True, walk.count, None, summary)
 
 
 def _ok_summary(count: int, anchor: _Anchor | None, key: bytes | None) -> str:
@@ -749,8 +774,9 @@ class AuditLog:
             count += 1
         return count
 
-    def verify(self) -> VerifyReport:
-        """Walk the chain and check the anchor on a read-only snapshot; report the first fault."""
+    def verify(self, checkpoint: tuple[int, str] | None = None) -> VerifyReport:
+        """Walk the chain and check the anchor (and a checkpoint's (seq, hash)) on a read-only
+        snapshot; report the first fault."""
         self._ensure_open()
         self.flush()
-        return _verify(self.path, self.anchor_path, self._key)
+        return _verify(self.path, self.anchor_path, self._key, checkpoint)

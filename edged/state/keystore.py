@@ -273,6 +273,16 @@ class Keystore:
             ctx.load_verify_locations(cadata=self.ca_certificate_pem.decode("ascii"))
             return ctx
 
+    def sign_with_device_key(self, data: bytes) -> bytes:
+        """ECDSA P-256/SHA-256 by the device CA key over domain-separated bytes (audit
+        checkpoints: edged/state/checkpoint.py); DER signature."""
+        if data[:1] == b"\x30":  # a DER SEQUENCE could be a certificate's TBS: never
+            raise ValueError("refusing to sign DER with the device CA key")
+        with self._lock:
+            self._ensure()
+            assert self._ca_key is not None
+            return self._ca_key.sign(data, ec.ECDSA(hashes.SHA256()))
+
     def issue_client_certificate(
         self,
         name: str,
