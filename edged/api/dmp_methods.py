@@ -74,6 +74,10 @@ async def _run(daemon: Daemon, conn: Connection, name: str, ins: str, op: Any,
         daemon.audit_event(name, conn, patient=mask_nir(ins), outcome="refused",
                            reason=exc.data.get("reason"), **audit)
         raise
+    except Exception as exc:  # a card or PIN error: the intent has its outcome too (M5)
+        daemon.audit_event(name, conn, patient=mask_nir(ins), outcome="failed",
+                           error=type(exc).__name__, **audit)
+        raise
     daemon.audit_event(name, conn, patient=mask_nir(ins), outcome="ok", **audit)
     return result
 
