@@ -171,7 +171,9 @@ async def _issue_client(state: Path, port: int, fingerprint: str) -> Credentials
     from edged.state.keystore import Keystore, fingerprint_of
 
     key_pem, csr_pem = generate_client_key_and_csr("bench")
-    keystore = Keystore(state / "keys")
+    from edged.state.keywrap import load_key_wrapper
+
+    keystore = Keystore(state / "keys", wrapper=load_key_wrapper(state))  # as the daemon
     cert = keystore.issue_client_certificate("bench", csr_pem, ["identity:read"])
     from cryptography.hazmat.primitives.serialization import Encoding
 

@@ -44,6 +44,9 @@ class Config:
     terminal: str = ""  # serial device of the bifente terminal, e.g. /dev/bifente-terminal
     # [state]
     state_dir: Path = Path("/var/lib/bifente")
+    # Fallback state key file when there is no systemd credential (edged/state/keywrap.py);
+    # empty: $BIFENTE_STATE_KEY_FILE, else $XDG_CONFIG_HOME/bifente/state.key.
+    state_key_file: str = ""
     # [discovery]
     mdns: bool = True
     name: str = ""  # instance name; default bifente-<hostname>
@@ -69,7 +72,7 @@ _SECTIONS = {
                "max_unpaired", "max_unpaired_per_prefix", "handshake_timeout",
                "unpaired_idle_timeout"),
     "cards": ("card_timeout", "pin_timeout", "pcsc", "terminal"),
-    "state": ("state_dir",),
+    "state": ("state_dir", "state_key_file"),
     "discovery": ("mdns", "name", "model", "mdns_interfaces"),
     "log": ("log_level",),
 }

@@ -40,13 +40,21 @@ class Daemon:
         from edged.state.keystore import Keystore
 
         self.config = config
+        from edged.state.keywrap import load_key_wrapper
+
         state = config.state_dir
         state.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if state.stat().st_mode & 0o077:
+            log.warning("tightening the state directory %s to 0700", state)
+            state.chmod(0o700)
         self.hostname = socket.gethostname()
-        self.keystore = Keystore(state / "keys", hostname=self.hostname)
+        # Secrets at rest are sealed with a key kept elsewhere (edged/state/keywrap.py, M8).
+        self.key_wrapper = load_key_wrapper(state, config.state_key_file)
+        self.keystore = Keystore(state / "keys", hostname=self.hostname,
+                                 wrapper=self.key_wrapper)
         self.clients = ClientRegistry(state / "clients.db")
-        self.audit = AuditLog(state / "audit.db",
-                              anchor_key=load_or_create_anchor_key(state / "audit.key"))
+        self.audit = AuditLog(state / "audit.db", anchor_key=load_or_create_anchor_key(
+            state / "audit.key", self.key_wrapper))
         from edged.state.audit_budget import AuditBudget
 
         self.audit_budget = AuditBudget(self.audit.submit)

@@ -9,8 +9,16 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
-from edged.state.audit import ANCHOR_KEY_NAME, AUDIT_DB_NAME, AuditLog, default_state_dir
+from edged.state.audit import (
+    ANCHOR_KEY_NAME,
+    AUDIT_DB_NAME,
+    AuditError,
+    AuditLog,
+    default_state_dir,
+    read_anchor_key,
+)
 from edged.state.checkpoint import CheckpointError, verify_checkpoint
+from edged.state.keywrap import StateKeyError, is_sealed, load_key_wrapper
 
 __all__ = ["add_parsers"]
 
@@ -20,10 +28,22 @@ def _db_path(args: argparse.Namespace) -> Path:
 
 
 def _anchor_key(args: argparse.Namespace) -> bytes | None:
-    if args.anchor_key_file:
-        return Path(args.anchor_key_file).read_bytes()
-    beside = _db_path(args).parent / ANCHOR_KEY_NAME  # where the daemon keeps it
-    return beside.read_bytes() if beside.is_file() and os.access(beside, os.R_OK) else None
+    path = Path(args.anchor_key_file) if args.anchor_key_file else \
+        _db_path(args).parent / ANCHOR_KEY_NAME  # where the daemon keeps it
+    if not args.anchor_key_file and not (path.is_file() and os.access(path, os.R_OK)):
+        return None
+    if not is_sealed(path.read_bytes()):
+        return path.read_bytes()
+    # Sealed with the state key: open it when this process can reach that key (the
+    # fallback key file; the systemd credential is the service's alone).
+    try:
+        wrapper = load_key_wrapper(_db_path(args).parent, args.state_key_file or "",
+                                   create=False)
+        return read_anchor_key(path, wrapper)
+    except (StateKeyError, AuditError) as exc:
+        print(f"note: the anchor key is sealed and cannot be opened here ({exc}); the MAC is "
+              "not checked", file=sys.stderr)
+        return None
 
 
 def _verify(args: argparse.Namespace) -> int:
@@ -93,6 +113,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--anchor-key-file", metavar="FILE",
                    help="file holding the daemon's anchor MAC key (raw bytes); without it the "
                         "anchor's MAC is not checked")
+    p.add_argument("--state-key-file", metavar="FILE",
+                   help="the fallback state key file, when the anchor key is sealed with it")
     p.add_argument("--checkpoint", metavar="FILE",
                    help="a checkpoint from `bifente audit checkpoint`, kept off the terminal: "
                         "the log must still hold its record with its hash")

@@ -55,6 +55,7 @@ from edged.config import ConfigError
 from edged.readers.ui import fit_lines
 from edged.services import cards
 from edged.services.consent import ConsentSigner
+from edged.state.keywrap import KeyWrapper, is_sealed
 from edged.state.sqlite import open_durable, transaction
 
 if TYPE_CHECKING:
@@ -262,8 +263,10 @@ _COLUMNS = ("queue_id, ins, professional, query, cda, consent, state, attempts, 
 class FeedQueue:
     """Durable feeds (SQLite, WAL, synchronous=FULL; thread-safe)."""
 
-    def __init__(self, path: Path, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, path: Path, clock: Callable[[], float] = time.time,
+                 wrapper: KeyWrapper | None = None) -> None:
         self.clock = clock
+        self._wrapper = wrapper  # seals the CDA and the consent header at rest (review M8)
         self._lock = threading.Lock()
         self._db = open_durable(path)
         self._db.executescript(_SCHEMA)
@@ -276,11 +279,26 @@ class FeedQueue:
     def add(self, ins: str, professional: str, query: str, cda: bytes, consent: str) -> str:
         """Store a feed; its queue id."""
         queue_id = str(uuid.uuid4())
+        stored_cda: bytes | str = cda
+        stored_consent: bytes | str = consent
+        if self._wrapper is not None:
+            context = queue_id.encode()
+            stored_cda = self._wrapper.seal("dmp-queue/cda", cda, context)
+            stored_consent = self._wrapper.seal("dmp-queue/consent", consent.encode(), context)
         with self._tx() as db:
             db.execute(f"INSERT INTO feeds ({_COLUMNS}, next_attempt) VALUES "  # noqa: S608
                        "(?, ?, ?, ?, ?, ?, 'queued', 0, NULL, ?, NULL, 0)",
-                       (queue_id, ins, professional, query, cda, consent, self.clock()))
+                       (queue_id, ins, professional, query, stored_cda, stored_consent,
+                        self.clock()))
         return queue_id
+
+    def _feed(self, row: tuple) -> QueuedFeed:
+        cda, consent = bytes(row[4]), row[5]
+        if self._wrapper is not None and is_sealed(cda):
+            context = str(row[0]).encode()
+            cda = self._wrapper.open("dmp-queue/cda", cda, context)
+            consent = self._wrapper.open("dmp-queue/consent", bytes(consent), context).decode()
+        return _feed((*row[:4], cda, consent, *row[6:]))
 
     def list(self, *, include_done: bool = False) -> list[QueuedFeed]:
         """Pending feeds (and delivered / failed ones when asked), oldest first."""
@@ -288,14 +306,14 @@ class FeedQueue:
         with self._lock:
             rows = self._db.execute(f"SELECT {_COLUMNS} FROM feeds {where} "  # noqa: S608
                                     "ORDER BY created").fetchall()
-        return [_feed(r) for r in rows]
+        return [self._feed(r) for r in rows]
 
     def get(self, queue_id: str) -> QueuedFeed | None:
         """One feed."""
         with self._lock:
             row = self._db.execute(f"SELECT {_COLUMNS} FROM feeds "  # noqa: S608
                                    "WHERE queue_id = ?", (queue_id,)).fetchone()
-        return _feed(row) if row else None
+        return self._feed(row) if row else None
 
     def claim(self) -> QueuedFeed | None:
         """The oldest due feed, marked sending."""
@@ -307,7 +325,7 @@ class FeedQueue:
                 return None
             db.execute("UPDATE feeds SET state = 'sending', attempts = attempts + 1 "
                        "WHERE queue_id = ?", (row[0],))
-        return _feed(row)
+        return self._feed(row)
 
     def delivered(self, queue_id: str, document_id: str | None) -> None:
         """Done: the host has it."""
@@ -362,8 +380,9 @@ class DmpService:
         parts = urlsplit(settings.url)
         self._host, self._port = parts.hostname or "", parts.port or 443
         self._ssl = ssl.create_default_context(cafile=str(settings.ca_file))
-        self.signer = ConsentSigner(daemon.config.state_dir / "keys")
-        self.queue = FeedQueue(daemon.config.state_dir / "dmp-queue.db")
+        self.signer = ConsentSigner(daemon.config.state_dir / "keys", wrapper=daemon.key_wrapper)
+        self.queue = FeedQueue(daemon.config.state_dir / "dmp-queue.db",
+                               wrapper=daemon.key_wrapper)
         self.session: ProSession | None = None
         self._login_lock = asyncio.Lock()
         self._enrolled = settings.admin_token is None  # pre-enrolled when no admin token

@@ -24,6 +24,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self, TextIO
 
+from edged.state.keywrap import KeyWrapper, is_sealed
+
 __all__ = [
     "ANCHOR_KEY_NAME",
     "AUDIT_DB_NAME",
@@ -36,6 +38,7 @@ __all__ = [
     "VerifyReport",
     "default_state_dir",
     "load_or_create_anchor_key",
+    "read_anchor_key",
     "record_hash",
 ]
 
@@ -142,19 +145,44 @@ class VerifyReport:
 ANCHOR_KEY_NAME = "audit.key"
 
 
-def load_or_create_anchor_key(path: Path) -> bytes:
-    """The daemon's anchor MAC key: 32 random bytes in a 0600 file, made on first start."""
+def load_or_create_anchor_key(path: Path, wrapper: KeyWrapper | None = None) -> bytes:
+    """The daemon's anchor MAC key: 32 random bytes in a 0600 file, made on first start;
+    sealed with the state key when one is given (review M8: not in clear beside the log)."""
     try:
-        return path.read_bytes()
+        stored = path.read_bytes()
     except FileNotFoundError:
-        pass
+        stored = None
+    if stored is not None:
+        if wrapper is None or not is_sealed(stored):
+            if wrapper is not None:  # written by an older edged: seal it now
+                _write_key_file(path, wrapper.seal("audit/anchor-key", stored), replace=True)
+            return stored
+        return wrapper.open("audit/anchor-key", stored)
     key = secrets.token_bytes(32)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    _write_key_file(path, wrapper.seal("audit/anchor-key", key) if wrapper else key)
+    return key
+
+
+def read_anchor_key(path: Path, wrapper: KeyWrapper | None) -> bytes:
+    """The anchor key as the daemon uses it (opened with the state key when sealed)."""
+    stored = path.read_bytes()
+    if is_sealed(stored):
+        if wrapper is None:
+            raise AuditError(f"{path} is sealed with the state key")
+        return wrapper.open("audit/anchor-key", stored)
+    return stored
+
+
+def _write_key_file(path: Path, data: bytes, *, replace: bool = False) -> None:
+    target = Path(f"{path}.tmp") if replace else path
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if replace else os.O_EXCL),
+                 0o600)
     with os.fdopen(fd, "wb") as out:
-        out.write(key)
+        out.write(data)
         out.flush()
         os.fsync(out.fileno())
-    return key
+    if replace:
+        os.replace(target, path)
 
 
 def default_state_dir() -> Path:

@@ -21,7 +21,7 @@ from edged.config import Config
 from edged.daemon import Daemon
 from edged.sdk import Client, RemoteError
 from edged.sdk.client import _context
-from edged.state.audit import AuditTampered, _anchor_mac, record_hash
+from edged.state.audit import AuditTampered, _anchor_mac, read_anchor_key, record_hash
 from edged.state.checkpoint import CheckpointError, verify_checkpoint
 
 pytestmark = pytest.mark.asyncio
@@ -117,7 +117,7 @@ async def test_m7_checkpoint_catches_what_root_with_the_key_can_do(edged, tmp_pa
     state = bench.daemon.config.state_dir
     await bench.daemon.stop()
     db = state / "audit.db"
-    key = (state / "audit.key").read_bytes()
+    key = read_anchor_key(state / "audit.key", bench.daemon.key_wrapper)  # root can
     verify = ["audit", "verify", "--db", str(db), "--anchor-key-file", str(state / "audit.key")]
     assert cli([*verify, "--checkpoint", str(kept)]) == 0
 
