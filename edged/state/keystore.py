@@ -269,15 +269,21 @@ class Keystore:
             ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
             ctx.minimum_version = ssl.TLSVersion.TLSv1_3
             ctx.maximum_version = ssl.TLSVersion.TLSv1_3
-            ctx.load_cert_chain(
-                self._directory / SERVER_CERT_FILE, self._directory / SERVER_KEY_FILE,
-                password=self._passphrase(SERVER_KEY_FILE),
-            )
+            self.load_server_chain(ctx)
             # Optional so that an unpaired client can still connect and call pair.begin; the
             # API decides what an unauthenticated connection may do.
             ctx.verify_mode = ssl.CERT_OPTIONAL
             ctx.load_verify_locations(cadata=self.ca_certificate_pem.decode("ascii"))
             return ctx
+
+    def load_server_chain(self, ctx: ssl.SSLContext) -> None:
+        """Load the server certificate and its key (decrypted with the state key) into ctx."""
+        with self._lock:
+            self._ensure()
+            ctx.load_cert_chain(
+                self._directory / SERVER_CERT_FILE, self._directory / SERVER_KEY_FILE,
+                password=self._passphrase(SERVER_KEY_FILE),
+            )
 
     def sign_with_device_key(self, data: bytes) -> bytes:
         """ECDSA P-256/SHA-256 by the device CA key over domain-separated bytes (audit
