@@ -217,6 +217,7 @@ class Daemon:
         if self._budget_flusher is not None:
             self._budget_flusher.cancel()
         self.audit_budget.flush(everything=True)
+        self.audit.flush()  # what was submitted comes before daemon.stop
         self.audit.append("daemon.stop", actor="edged")
         self.audit.close()
         self.clients.close()

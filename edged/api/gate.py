@@ -232,9 +232,11 @@ class Acceptor:
         self.on_admitted = on_admitted
         self._loop: asyncio.AbstractEventLoop | None = None
         self._reading = False
+        self._resume: asyncio.TimerHandle | None = None
 
     def start(self) -> None:
         """Start accepting (on the running loop)."""
+        self._resume = None
         self._loop = asyncio.get_running_loop()
         self.sock.setblocking(False)
         self._loop.add_reader(self.sock.fileno(), self._ready)
@@ -242,6 +244,9 @@ class Acceptor:
 
     def stop(self) -> None:
         """Stop accepting (the socket itself is closed by its owner); idempotent."""
+        if self._resume is not None:
+            self._resume.cancel()
+            self._resume = None
         if self._reading and self._loop is not None:
             self._loop.remove_reader(self.sock.fileno())
         self._reading = False
@@ -257,7 +262,7 @@ class Acceptor:
                 log.warning("accept failed (%s); pausing for a second", exc.strerror or exc)
                 self.stop()
                 assert self._loop is not None
-                self._loop.call_later(1.0, self.start)
+                self._resume = self._loop.call_later(1.0, self.start)
                 return
             adm = self.gate.admit(str(peer[0]))
             if adm is None:
