@@ -14,7 +14,7 @@ import ssl
 
 import pytest
 
-from edged.api.gate import prefix_of
+from edged.api.gate import TLS_RECORD_BYTES, SmallBufferSSLProtocol, prefix_of
 
 pytestmark = pytest.mark.asyncio
 
@@ -67,6 +67,11 @@ async def test_h2_caps_at_accept_keep_a_paired_client_served(edged) -> None:
 
         # The paired client is still served, on a new connection too, during the flood.
         assert (await client.call("system.info"))["fingerprint"] == bench.fingerprint
+        # Its TLS layer reads into one TLS record's worth of buffer, not 256 KiB.
+        [served] = bench.daemon.server.connections
+        tls = served.ws.transport._ssl_protocol  # asyncio's app transport -> its protocol
+        assert isinstance(tls, SmallBufferSSLProtocol)
+        assert len(tls._ssl_buffer) == TLS_RECORD_BYTES < 17 * 1024
         async with await credentials.connect() as second:
             assert "protocol" in await second.call("system.info")
 
