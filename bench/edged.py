@@ -55,7 +55,8 @@ async def _latency(quick: bool) -> list[Row]:
     with tempfile.TemporaryDirectory() as tmp:
         daemon = Daemon(Config(host="127.0.0.1", port=0, state_dir=Path(tmp), mdns=False,
                                rate_per_second=1e6, rate_burst=10**6,
-                               max_connections_per_client=500), ui=display)
+                               max_connections_per_client=500, max_connections=1024,
+                               max_per_paired_address=500), ui=display)
         await daemon.start()
         try:
             deadline = time.monotonic() + 5
@@ -127,6 +128,7 @@ async def _subprocess_daemon(quick: bool) -> list[Row]:
         config = Path(tmp) / "edged.toml"
         config.write_text(f'[server]\nhost = "127.0.0.1"\nport = 0\nrate_per_second = 1e6\n'
                           f'rate_burst = 1000000\nmax_connections_per_client = 500\n'
+                          f'max_connections = 1024\nmax_per_paired_address = 500\n'
                           f'[state]\nstate_dir = "{tmp}/state"\n'
                           f'[discovery]\nname = "bifente-bench-{os.getpid()}"\n'
                           f'mdns_interfaces = ["127.0.0.1"]\n[log]\nlog_level = "warning"\n')

@@ -35,6 +35,7 @@ class Config:
     max_handshakes: int = 32
     max_unpaired: int = 64
     max_unpaired_per_prefix: int = 8  # per IPv4 /24 or IPv6 /64
+    max_per_paired_address: int = 16  # sockets from an address seen paired (outside the above)
     handshake_timeout: float = 10.0  # TLS, then the WebSocket upgrade, each
     unpaired_idle_timeout: float = 150.0  # longer than a pairing code lives (120 s)
     # [cards]
@@ -69,7 +70,8 @@ class Config:
 _SECTIONS = {
     "server": ("host", "port", "max_message_bytes", "idle_timeout", "rate_per_second",
                "rate_burst", "max_connections_per_client", "max_connections", "max_handshakes",
-               "max_unpaired", "max_unpaired_per_prefix", "handshake_timeout",
+               "max_unpaired", "max_unpaired_per_prefix", "max_per_paired_address",
+               "handshake_timeout",
                "unpaired_idle_timeout"),
     "cards": ("card_timeout", "pin_timeout", "pcsc", "terminal"),
     "state": ("state_dir", "state_key_file"),
@@ -125,7 +127,8 @@ def load_config(path: Path | None) -> Config:
     if config.log_level not in _LOG_LEVELS:
         raise ConfigError(f"log_level must be one of {', '.join(_LOG_LEVELS)}")
     if min(config.max_connections, config.max_handshakes, config.max_unpaired,
-           config.max_unpaired_per_prefix) < 1 or config.handshake_timeout <= 0:
+           config.max_unpaired_per_prefix, config.max_per_paired_address) < 1 \
+            or config.handshake_timeout <= 0:
         raise ConfigError("connection caps must be at least 1 and handshake_timeout positive")
     if config.max_message_bytes < 4096:
         raise ConfigError("max_message_bytes must be at least 4096")

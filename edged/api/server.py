@@ -217,6 +217,7 @@ class RpcServer:
         self.gate = Gate(GateLimits(
             max_connections=cfg.max_connections, max_handshakes=cfg.max_handshakes,
             max_unpaired=cfg.max_unpaired, max_unpaired_per_prefix=cfg.max_unpaired_per_prefix,
+            max_per_paired_address=cfg.max_per_paired_address,
             handshake_timeout=cfg.handshake_timeout))
         self._malformed = 0
         self._malformed_logged = 0.0
