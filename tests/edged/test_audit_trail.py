@@ -118,8 +118,10 @@ async def test_m7_checkpoint_catches_what_root_with_the_key_can_do(edged, tmp_pa
     await bench.daemon.stop()
     db = state / "audit.db"
     key = read_anchor_key(state / "audit.key", bench.daemon.key_wrapper)  # root can
-    verify = ["audit", "verify", "--db", str(db), "--anchor-key-file", str(state / "audit.key")]
+    verify = ["audit", "verify", "--db", str(db), "--anchor-key-file", str(state / "audit.key"),
+              "--state-key-file", bench.daemon.config.state_key_file]
     assert cli([*verify, "--checkpoint", str(kept)]) == 0
+    assert "(MAC checked); matches the checkpoint" in capsys.readouterr().out
 
     # Root on the Pi has the anchor key: it cuts the tail and re-anchors. Without the
     # checkpoint the log looks fine; with it, the cut shows.
