@@ -57,10 +57,12 @@ async def edged(tmp_path: Path) -> AsyncIterator[BenchFactory]:
     async def start(*, pcsc: bool = False, pin_pad: bool = True, **overrides: object) -> Bench:
         keypad = Keypad()
         display = SimulatedDisplay(keypad)
-        # The fallback state key beside the state, never inside it (docs/security.md).
         config = Config(host="127.0.0.1", port=0, state_dir=tmp_path / f"state{len(started)}",
-                        state_key_file=str(tmp_path / f"key{len(started)}" / "state.key"),
                         mdns=False, pcsc=pcsc).with_overrides(**overrides)
+        if not config.state_key_file:  # the fallback state key beside the state, not inside
+            state = config.state_dir
+            config = config.with_overrides(
+                state_key_file=str(state.parent / f"{state.name}.key" / "state.key"))
         wrap = (lambda reader, t: PinPadTransport(t, keypad, display)) if pin_pad else None
         daemon = Daemon(config, ui=display, wrap_transport=wrap)
         await daemon.start()
