@@ -6,7 +6,7 @@ import argparse
 import os
 import platform
 
-from bench import cards, dmp, edged, large, mail, terminal
+from bench import cards, dmp, edged, exposure, large, mail, terminal
 from bench.table import Row, print_table
 
 # Issue 11's table, in its order (F: the fan-out p99; P4h: the terminal's host overhead).
@@ -26,6 +26,8 @@ def main() -> int:
             ("Terminal: firmware on MicroPython (192K heap) over a pty, T=0 card lines "
              f"(f = {terminal.card_clock_hz() / 1e6:.5f} MHz)", terminal.run),
             ("edged: the daemon over WebSocket + TLS 1.3 (loopback)", edged.run),
+            ("edged under a connection flood from 250 loopback addresses (issue 9 §3)",
+             exposure.run),
             ("Secure mail: 10 MB attachment, sign+encrypt / decrypt+verify vs openssl cms",
              mail.run),
             ("Large payloads through edged and the SDK (chunked uploads)", large.run),

@@ -56,7 +56,8 @@ async def _latency(quick: bool) -> list[Row]:
     with tempfile.TemporaryDirectory() as tmp:
         daemon = Daemon(Config(host="127.0.0.1", port=0, state_dir=Path(tmp), mdns=False,
                                rate_per_second=1e6, rate_burst=10**6,
-                               max_connections_per_client=500), ui=display)
+                               max_connections_per_client=500, max_connections=1024,
+                               max_per_paired_address=500), ui=display)
         await daemon.start()
         try:
             deadline = time.monotonic() + 5
@@ -149,6 +150,7 @@ async def _subprocess_daemon(quick: bool) -> list[Row]:
         config = Path(tmp) / "edged.toml"
         config.write_text(f'[server]\nhost = "127.0.0.1"\nport = 0\nrate_per_second = 1e6\n'
                           f'rate_burst = 1000000\nmax_connections_per_client = 500\n'
+                          f'max_connections = 1024\nmax_per_paired_address = 500\n'
                           f'[state]\nstate_dir = "{tmp}/state"\n'
                           f'[discovery]\nname = "{instance}"\n'
                           f'mdns_interfaces = ["127.0.0.1"]\n[log]\nlog_level = "warning"\n')
@@ -217,7 +219,9 @@ async def _issue_client(state: Path, port: int, fingerprint: str) -> Credentials
     from edged.state.keystore import Keystore, fingerprint_of
 
     key_pem, csr_pem = generate_client_key_and_csr("bench")
-    keystore = Keystore(state / "keys")
+    from edged.state.keywrap import load_key_wrapper
+
+    keystore = Keystore(state / "keys", wrapper=load_key_wrapper(state))  # as the daemon
     cert = keystore.issue_client_certificate("bench", csr_pem, ["identity:read"])
     from cryptography.hazmat.primitives.serialization import Encoding
 

@@ -60,6 +60,9 @@ async def _run(args: argparse.Namespace) -> int:
             if args.state_dir is None and args.config is None:
                 overrides["state_dir"] = Path(stack.enter_context(
                     tempfile.TemporaryDirectory(prefix="edged-sim-")))
+                # The fallback state key, kept apart from the state like on a real install.
+                overrides["state_key_file"] = str(Path(stack.enter_context(
+                    tempfile.TemporaryDirectory(prefix="edged-sim-key-"))) / "state.key")
             if args.simulate_pcsc:
                 from simulators.slots import SimulatedSlots
 

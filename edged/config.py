@@ -30,6 +30,14 @@ class Config:
     rate_per_second: float = 20.0
     rate_burst: int = 40
     max_connections_per_client: int = 4
+    # Accept-time caps (edged/api/gate.py, docs/security.md "Network exposure")
+    max_connections: int = 256
+    max_handshakes: int = 32
+    max_unpaired: int = 64
+    max_unpaired_per_prefix: int = 8  # per IPv4 /24 or IPv6 /64
+    max_per_paired_address: int = 16  # sockets from an address seen paired (outside the above)
+    handshake_timeout: float = 10.0  # TLS, then the WebSocket upgrade, each
+    unpaired_idle_timeout: float = 150.0  # longer than a pairing code lives (120 s)
     # [cards]
     card_timeout: float = 30.0
     pin_timeout: float = 30.0
@@ -37,6 +45,9 @@ class Config:
     terminal: str = ""  # serial device of the bifente terminal, e.g. /dev/bifente-terminal
     # [state]
     state_dir: Path = Path("/var/lib/bifente")
+    # Fallback state key file when there is no systemd credential (edged/state/keywrap.py);
+    # empty: $BIFENTE_STATE_KEY_FILE, else $XDG_CONFIG_HOME/bifente/state.key.
+    state_key_file: str = ""
     # [discovery]
     mdns: bool = True
     name: str = ""  # instance name; default bifente-<hostname>
@@ -58,9 +69,12 @@ class Config:
 
 _SECTIONS = {
     "server": ("host", "port", "max_message_bytes", "idle_timeout", "rate_per_second",
-               "rate_burst", "max_connections_per_client"),
+               "rate_burst", "max_connections_per_client", "max_connections", "max_handshakes",
+               "max_unpaired", "max_unpaired_per_prefix", "max_per_paired_address",
+               "handshake_timeout",
+               "unpaired_idle_timeout"),
     "cards": ("card_timeout", "pin_timeout", "pcsc", "terminal"),
-    "state": ("state_dir",),
+    "state": ("state_dir", "state_key_file"),
     "discovery": ("mdns", "name", "model", "mdns_interfaces"),
     "log": ("log_level",),
 }
@@ -116,6 +130,10 @@ def load_config(path: Path | None) -> Config:
         raise ConfigError("port must be 0..65535")
     if config.log_level not in _LOG_LEVELS:
         raise ConfigError(f"log_level must be one of {', '.join(_LOG_LEVELS)}")
+    if min(config.max_connections, config.max_handshakes, config.max_unpaired,
+           config.max_unpaired_per_prefix, config.max_per_paired_address) < 1 \
+            or config.handshake_timeout <= 0:
+        raise ConfigError("connection caps must be at least 1 and handshake_timeout positive")
     if config.max_message_bytes < 4096:
         raise ConfigError("max_message_bytes must be at least 4096")
     return config

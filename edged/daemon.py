@@ -41,19 +41,31 @@ class Daemon:
         from edged.state.sqlite import state_file
 
         self.config = config
+        from edged.state.keywrap import load_key_wrapper
+
         state = config.state_dir
         with state_file(state):
             state.mkdir(parents=True, exist_ok=True, mode=0o700)
+            if state.stat().st_mode & 0o077:
+                log.warning("tightening the state directory %s to 0700", state)
+                state.chmod(0o700)
         self.hostname = socket.gethostname()
+        # Secrets at rest are sealed with a key kept elsewhere (edged/state/keywrap.py, M8).
+        self.key_wrapper = load_key_wrapper(state, config.state_key_file)
         # Each state file opened under its own name: a full disk, a read-only directory or a
         # corrupted file stops the start with one line naming the file (D7).
         with state_file(state / "keys"):
-            self.keystore = Keystore(state / "keys", hostname=self.hostname)
+            self.keystore = Keystore(state / "keys", hostname=self.hostname,
+                                     wrapper=self.key_wrapper)
         with state_file(state / "clients.db"):
             self.clients = ClientRegistry(state / "clients.db")
         with state_file(state / "audit.db"):
-            self.audit = AuditLog(state / "audit.db",
-                                  anchor_key=load_or_create_anchor_key(state / "audit.key"))
+            self.audit = AuditLog(state / "audit.db", anchor_key=load_or_create_anchor_key(
+                state / "audit.key", self.key_wrapper))
+        from edged.state.audit_budget import AuditBudget
+
+        self.audit_budget = AuditBudget(self.audit.submit)
+        self._budget_flusher: asyncio.Task[None] | None = None
         self.bus = EventBus()
         self.slots = SlotRegistry(self.bus)
         self.ui = ui
@@ -89,9 +101,19 @@ class Daemon:
                 "capabilities": self.capabilities()}
 
     def audit_event(self, event: str, conn: Connection | None, **fields: Any) -> None:
-        """Append to the audit chain; the actor is the paired client's name."""
+        """Append to the audit chain off the event loop; the actor is the paired client's
+        name. An unpaired peer's records are aggregated (edged/state/audit_budget.py)."""
+        if conn is not None and not conn.paired:
+            self.audit_budget.record(event, conn.peer, **fields)
+            return
+        actor = (conn.client_name or "") if conn else "edged"
+        self.audit.submit(event, actor=actor, **fields)
+
+    async def audit_intent(self, event: str, conn: Connection | None, **fields: Any) -> None:
+        """Record what is about to happen and wait until it is durable: the trace exists
+        even if the action then fails or the daemon dies (review L3)."""
         actor = (conn.client_name or f"unpaired@{conn.peer}") if conn else "edged"
-        self.audit.append(event, actor=actor, **fields)
+        await asyncio.wrap_future(self.audit.submit(event, actor=actor, **fields))
 
     async def _show_code(self, code: str, client_name: str) -> None:
         if self.ui is not None:
@@ -102,13 +124,17 @@ class Daemon:
             log.warning("pairing code for %r: %s (no terminal display)", client_name, code)
 
     def _pairing_event(self, name: str, fields: dict[str, Any]) -> None:
-        self.audit.append(name, actor=str(fields.get("client", "")),
-                          **{k: v for k, v in fields.items() if k != "client"})
-        if name == "pair.complete" and self.ui is not None:
-            # The code was used: it leaves the shared screen now (review M3).
-            asyncio.get_running_loop().create_task(
-                self._show_quietly(["Appairage", "terminé", str(fields.get("client_name",
-                                                                             ""))[:21]]))
+        if name == "pair.complete":  # a new client: always written, in full
+            self.audit.submit(name, actor=str(fields.get("client_name", "")),
+                              **{k: v for k, v in fields.items() if k != "client_name"})
+            if self.ui is not None:
+                # The code was used: it leaves the shared screen now (review M3).
+                asyncio.get_running_loop().create_task(
+                    self._show_quietly(["Appairage", "terminé",
+                                        str(fields.get("client_name", ""))[:21]]))
+            return
+        # Anyone on the LAN can cause the others: aggregated per peer (review M6).
+        self.audit_budget.record(name, str(fields.get("peer", "")), **fields)
 
     async def _show_quietly(self, lines: list[str]) -> None:
         if self.ui is None:
@@ -117,6 +143,11 @@ class Daemon:
             await self.ui.show(lines)
         except Exception as exc:  # the terminal may be gone; the pairing stands
             log.debug("display after pairing: %s", exc)
+
+    async def _flush_audit_budget(self) -> None:
+        while True:
+            await asyncio.sleep(10.0)
+            self.audit_budget.flush()
 
     # -- lifecycle ---------------------------------------------------------------------------
     async def start(self) -> None:
@@ -138,6 +169,7 @@ class Daemon:
             await self._announce()
         self.discoverable_at = time.monotonic()
         systemd.notify("READY=1", f"STATUS=serving on port {self.server.port}")
+        self._budget_flusher = loop.create_task(self._flush_audit_budget())
         interval = systemd.watchdog_interval()
         if interval:
             self._watchdog = loop.create_task(self._keepalive(interval))
@@ -207,6 +239,10 @@ class Daemon:
             await asyncio.get_running_loop().run_in_executor(None, self.terminal.stop)
         if self.watcher is not None:
             await asyncio.get_running_loop().run_in_executor(None, self.watcher.stop)
+        if self._budget_flusher is not None:
+            self._budget_flusher.cancel()
+        self.audit_budget.flush(everything=True)
+        self.audit.flush()  # what was submitted comes before daemon.stop
         self.audit.append("daemon.stop", actor="edged")
         self.audit.close()
         self.clients.close()

@@ -55,9 +55,12 @@ def _client(conn: Connection) -> str:
 
 async def _run(daemon: Daemon, conn: Connection, name: str, ins: str, op: Any,
                **audit: Any) -> Any:
-    """Run op, audit the call (INS masked), map host refusals to DMP_ERROR."""
+    """Audit the intent, run op, audit the outcome (INS masked), map host refusals to
+    DMP_ERROR."""
     from edged.services.dmp import DmpError, HostUnreachable
 
+    # Durable before the host hears of it: an action never happens without a trace (L3).
+    await daemon.audit_intent(name, conn, patient=mask_nir(ins), outcome="started", **audit)
     try:
         result = await op()
     except DmpError as exc:
@@ -73,6 +76,10 @@ async def _run(daemon: Daemon, conn: Connection, name: str, ins: str, op: Any,
     except RpcError as exc:
         daemon.audit_event(name, conn, patient=mask_nir(ins), outcome="refused",
                            reason=exc.data.get("reason"), **audit)
+        raise
+    except Exception as exc:  # a card or PIN error: the intent has its outcome too (M5)
+        daemon.audit_event(name, conn, patient=mask_nir(ins), outcome="failed",
+                           error=type(exc).__name__, **audit)
         raise
     daemon.audit_event(name, conn, patient=mask_nir(ins), outcome="ok", **audit)
     return result

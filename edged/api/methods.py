@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from edged.api import dmp_methods, mail_methods, uploads
+from edged.api import audit_methods, dmp_methods, mail_methods, uploads
 from edged.api.errors import FORBIDDEN, NOT_PAIRED, TerminalUnavailable
 from edged.api.jsonrpc import METHOD_NOT_FOUND, RpcError
 from edged.api.method import B64 as _B64
@@ -240,7 +240,8 @@ _CORE = [
 
 # Mail and DMP methods live in their own modules (edged/api/mail_methods.py, dmp_methods.py).
 METHODS: dict[str, Method] = {m.name: m for m in [*_CORE, *mail_methods.METHODS,
-                                                  *dmp_methods.METHODS, *uploads.METHODS]}
+                                                  *dmp_methods.METHODS, *uploads.METHODS,
+                                                  *audit_methods.METHODS]}
 
 
 async def dispatch(daemon: Daemon, conn: Connection, name: str, params: dict[str, Any]) -> Any:

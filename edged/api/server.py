@@ -12,15 +12,20 @@ import contextlib
 import hashlib
 import json
 import logging
+import socket
+import ssl
 import time
 from typing import TYPE_CHECKING, Any
 
 from websockets.asyncio.server import Server as WsServer
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
+from websockets.extensions.permessage_deflate import enable_server_permessage_deflate
+from websockets.server import ServerProtocol
 
 from edged.api import jsonrpc
 from edged.api.errors import RATE_LIMITED, REVOKED, TOO_LARGE, to_rpc_error
+from edged.api.gate import Acceptor, Admission, Gate, GateLimits, prefix_of, start_tls
 from edged.api.methods import dispatch
 from edged.events import Subscription
 
@@ -70,6 +75,12 @@ def _size_tls_read_buffer() -> None:
     asyncio.sslproto.SSLProtocol.max_size = TLS_READ_BUFFER
 
 
+MAX_BUCKETS = 1024  # rate-limit buckets kept before the idle (full) ones are dropped
+LISTEN_BACKLOG = 256
+PEEK_MAX_BYTES = 4096  # a refused message this small is parsed for its id only
+MALFORMED_LOG_INTERVAL = 10.0  # at most one line per this many seconds about bad messages
+
+
 class TokenBucket:
     """Rate limit: `rate` calls per second with bursts of `burst`."""
 
@@ -87,6 +98,10 @@ class TokenBucket:
             self.tokens -= 1
             return 0.0
         return (1 - self.tokens) / self.rate
+
+    def refund(self) -> None:
+        """Give back one token (a call that turned out not to count)."""
+        self.tokens = min(float(self.burst), self.tokens + 1)
 
 
 class Connection:
@@ -181,17 +196,22 @@ class Connection:
                 raise jsonrpc.RpcError(TOO_LARGE, "message larger than "
                                        f"{self.server.daemon.config.max_message_bytes} bytes",
                                        "too_large")
-            request = jsonrpc.parse_message(raw)
+            # The rate limit comes before parsing: a parse costs more than a refusal (L2).
+            wait = self.server.bucket_for(self).take()
+            if wait:
+                request_id = self.server.peek_id(raw)
+                raise jsonrpc.RpcError(RATE_LIMITED, "too many calls", "rate_limited",
+                                       retry_after=round(wait, 3))
+            request = self.server.parse(raw, self.peer)
             request_id = request.id
             self.refresh_client()  # a revocation applies at once
             if self.revoked:
                 raise jsonrpc.RpcError(REVOKED, "this client's certificate was revoked",
                                        "revoked")
-            wait = self.server.bucket_for(self.client_id).take() if _counted(request.method) \
-                else 0.0
-            if wait:
-                raise jsonrpc.RpcError(RATE_LIMITED, "too many calls", "rate_limited",
-                                       retry_after=round(wait, 3))
+            if not _counted(request.method):
+                # Chunks are parts of one counted transfer (upload.begin): the token taken
+                # before parsing goes back (edged/api/uploads.py).
+                self.server.bucket_for(self).refund()
             result = await dispatch(self.server.daemon, self, request.method, request.params)
             if not request.is_notification:
                 await self.send(jsonrpc.result_response(request_id, result))
@@ -214,6 +234,8 @@ class Connection:
         try:
             while True:
                 idle = None if self.subscription else config.idle_timeout
+                if not self.paired:  # an unpaired connection is only there to pair
+                    idle = min(config.idle_timeout, config.unpaired_idle_timeout)
                 try:
                     raw = await asyncio.wait_for(self.ws.recv(), idle)
                 except TimeoutError:
@@ -254,14 +276,63 @@ class RpcServer:
         self.connections: set[Connection] = set()
         self._buckets: dict[str, TokenBucket] = {}
         self._server: WsServer | None = None
+        cfg = daemon.config
+        self.gate = Gate(GateLimits(
+            max_connections=cfg.max_connections, max_handshakes=cfg.max_handshakes,
+            max_unpaired=cfg.max_unpaired, max_unpaired_per_prefix=cfg.max_unpaired_per_prefix,
+            max_per_paired_address=cfg.max_per_paired_address,
+            handshake_timeout=cfg.handshake_timeout))
+        self._malformed = 0
+        self._malformed_logged = 0.0
+        self._acceptor: Acceptor | None = None
+        self._accepting: set[asyncio.Task[Any]] = set()
 
-    def bucket_for(self, client_id: str) -> TokenBucket:
-        """The rate limiter shared by every connection of one client."""
-        bucket = self._buckets.get(client_id)
+    def bucket_for(self, conn: Connection) -> TokenBucket:
+        """The rate limiter shared by every connection of one client (unpaired: one per /24
+        or /64, the unit of the accept caps)."""
+        key = conn.client_id if conn.paired else f"prefix:{prefix_of(conn.peer)}"
+        bucket = self._buckets.get(key)
         if bucket is None:
+            if len(self._buckets) >= MAX_BUCKETS:
+                self._prune_buckets()
             cfg = self.daemon.config
-            bucket = self._buckets[client_id] = TokenBucket(cfg.rate_per_second, cfg.rate_burst)
+            bucket = self._buckets[key] = TokenBucket(cfg.rate_per_second, cfg.rate_burst)
         return bucket
+
+    def _prune_buckets(self) -> None:
+        # A bucket that has refilled is the same as a new one: dropping it loses nothing.
+        for key, bucket in list(self._buckets.items()):
+            bucket.take()
+            bucket.tokens += 1
+            if bucket.tokens >= bucket.burst:
+                del self._buckets[key]
+
+    def peek_id(self, raw: str | bytes) -> int | str | None:
+        """The id of a refused message, so the caller can match the refusal: parsed only
+        when small (a large message over the rate is refused unread)."""
+        if len(raw) > PEEK_MAX_BYTES:
+            return None
+        try:
+            return jsonrpc.parse_message(raw).id
+        except (jsonrpc.RpcError, RecursionError):
+            return None
+
+    def parse(self, raw: str | bytes, peer: str) -> jsonrpc.Request:
+        """Parse one message; a malformed one is logged in one line, at most every 10 s."""
+        try:
+            try:
+                return jsonrpc.parse_message(raw)
+            except RecursionError:  # json.loads on deep nesting: a parse error, not a bug
+                raise jsonrpc.RpcError(jsonrpc.PARSE_ERROR, "parse error: nested too deeply",
+                                       "parse_error") from None
+        except jsonrpc.RpcError as exc:
+            self._malformed += 1
+            now = time.monotonic()
+            if now - self._malformed_logged >= MALFORMED_LOG_INTERVAL:
+                log.info("malformed message from %s: %s (%d malformed since the last line)",
+                         prefix_of(peer), exc.data.get("reason"), self._malformed)
+                self._malformed, self._malformed_logged = 0, now
+            raise
 
     @property
     def port(self) -> int:
@@ -270,18 +341,52 @@ class RpcServer:
         return self._server.sockets[0].getsockname()[1]
 
     async def start(self) -> None:
-        """Listen on the configured address with TLS 1.3."""
+        """Listen on the configured address with TLS 1.3 (each socket admitted by the gate)."""
         cfg = self.daemon.config
         _size_tls_read_buffer()
+        context = self.daemon.keystore.server_ssl_context()
+        sock = _listen(cfg.host, cfg.port)
+        # websockets runs the handshakes and connections; accepting is ours, so that the caps
+        # apply before TLS (edged/api/gate.py): the acceptor replaces asyncio's reader on the
+        # socket right after, and a socket asyncio accepts in between is dropped.
         self._server = await serve(
-            self._handler, cfg.host, cfg.port, ssl=self.daemon.keystore.server_ssl_context(),
+            self._handler, sock=sock, create_connection=_NotAdmitted,
             max_size=cfg.max_message_bytes * 2,  # beyond this the socket is closed (1009)
             compression=COMPRESSION,
+            open_timeout=cfg.handshake_timeout,  # the WebSocket upgrade, after TLS
             ping_interval=20, ping_timeout=20, close_timeout=5, server_header=None)
+        ws_server, loop = self._server, asyncio.get_running_loop()
+        extensions = (enable_server_permessage_deflate(None) if COMPRESSION == "deflate"
+                      else None)
+
+        def admitted(conn: socket.socket, admission: Admission) -> None:
+            protocol = ServerProtocol(extensions=extensions,
+                                      max_size=cfg.max_message_bytes * 2)
+            connection = _GatedConnection(self.gate, context, admission, protocol, ws_server,
+                                          ping_interval=20, ping_timeout=20, close_timeout=5)
+            task = loop.create_task(loop.connect_accepted_socket(lambda: connection, conn))
+            self._accepting.add(task)
+            task.add_done_callback(lambda t: self._accepted(t, conn, admission))
+
+        self._acceptor = Acceptor(sock, self.gate, admitted)
+        self._acceptor.start()
         log.info("listening on %s:%d (TLS 1.3)", cfg.host, self.port)
+
+    def _accepted(self, task: asyncio.Task[Any], conn: socket.socket,
+                  admission: Admission) -> None:
+        self._accepting.discard(task)
+        if task.cancelled() or task.exception() is not None:
+            conn.close()
+            self.gate.release(admission)
 
     async def _handler(self, ws: ServerConnection) -> None:
         conn = Connection(self, ws)
+        admission = getattr(ws, "admission", None)
+        if isinstance(admission, Admission):
+            if conn.paired:
+                self.gate.paired(admission)
+            else:
+                self.gate.handshake_done(admission)
         same = [c for c in self.connections if c.client_id == conn.client_id]
         if len(same) >= self.daemon.config.max_connections_per_client:
             await ws.send(jsonrpc.error_response(None, jsonrpc.RpcError(
@@ -311,7 +416,53 @@ class RpcServer:
 
     async def close(self) -> None:
         """Stop accepting, then close every connection (idempotent)."""
+        if self._acceptor is not None:
+            self._acceptor.stop()
+            self._acceptor = None
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()
             self._server = None
+
+
+class _NotAdmitted(ServerConnection):
+    """A socket accepted by asyncio itself rather than the gate: closed at once."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        """Never admitted: reset it."""
+        assert isinstance(transport, asyncio.Transport)
+        transport.abort()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        """Nothing was started."""
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """The listening socket (IPv6 "::" also takes IPv4, where the system allows it)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    return socket.create_server((host, port), family=family, backlog=LISTEN_BACKLOG,
+                                dualstack_ipv6=host == "::" and socket.has_dualstack_ipv6())
+
+
+class _GatedConnection(ServerConnection):
+    """A WebSocket connection on an admitted socket, with TLS put under it by the gate.
+
+    asyncio calls `connection_made` twice: with the TCP transport (TLS is started), then with
+    the TLS transport once the handshake is done (the WebSocket starts).
+    """
+
+    def __init__(self, gate: Gate, context: ssl.SSLContext, admission: Admission,
+                 *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._gate, self._context = gate, context
+        self.admission = admission
+        self._tls_started = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        """First the raw socket (TLS starts), then the TLS transport (the WebSocket starts)."""
+        if not self._tls_started:
+            self._tls_started = True
+            assert isinstance(transport, asyncio.Transport)
+            start_tls(self._gate, self.admission, transport, self, self._context)
+            return
+        super().connection_made(transport)

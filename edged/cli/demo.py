@@ -158,7 +158,8 @@ def _demo(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="bifente-demo-") as tmp:
         config = Path(tmp) / "edged.toml"
         config.write_text(f'[server]\nhost = "127.0.0.1"\nport = 0\n[state]\n'
-                          f'state_dir = "{tmp}/state"\n[discovery]\nname = "{name}"\n'
+                          f'state_dir = "{tmp}/state"\nstate_key_file = "{tmp}/key/state.key"\n'
+                          f'[discovery]\nname = "{name}"\n'
                           f'mdns_interfaces = ["127.0.0.1"]\n[log]\nlog_level = "warning"\n')
         started = time.monotonic()
         daemon = subprocess.Popen([sys.executable, "-m", "edged", "--simulate", "--config",
@@ -186,10 +187,13 @@ def _demo(args: argparse.Namespace) -> int:
             except subprocess.TimeoutExpired:
                 daemon.kill()
         state = Path(tmp) / "state"
-        from edged.state.audit import AuditLog
+        from edged.state.audit import AuditLog, read_anchor_key
+        from edged.state.keywrap import load_key_wrapper
 
+        # The anchor key is sealed with the state key (the fallback key file, here).
+        wrapper = load_key_wrapper(state, f"{tmp}/key/state.key", create=False)
         with AuditLog(state / "audit.db", readonly=True,
-                      anchor_key=(state / "audit.key").read_bytes()) as log:
+                      anchor_key=read_anchor_key(state / "audit.key", wrapper)) as log:
             report = log.verify()
             events = [r.event for r in log.records()]
     print(f"\nedged stopped (mDNS goodbye sent, cards powered down). Audit trail: "

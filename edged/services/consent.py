@@ -27,6 +27,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from contracts.consent import ACTIONS, VERSION, canonical_json
+from edged.state.keywrap import KeyWrapper
 
 __all__ = ["ACTIONS", "ConsentSigner", "verify_record"]
 
@@ -34,28 +35,29 @@ KEY_FILE = "consent-signing.key.pem"
 
 
 class ConsentSigner:
-    """The device key that signs consent records (ECDSA P-256, a 0600 file in the keystore)."""
+    """The device key that signs consent records (ECDSA P-256, a 0600 file in the keystore,
+    encrypted with the state key when one is given: review M8)."""
 
-    def __init__(self, directory: Path, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, directory: Path, *, clock: Callable[[], float] = time.time,
+                 wrapper: KeyWrapper | None = None) -> None:
         self.clock = clock
         path = directory / KEY_FILE
+        passphrase = wrapper.passphrase(f"keystore/{KEY_FILE}") if wrapper else None
         if path.exists():
-            key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+            data = path.read_bytes()
+            encrypted = b"ENCRYPTED PRIVATE KEY" in data
+            if encrypted and passphrase is None:
+                raise ValueError(f"{path.name} is encrypted at rest: it needs the state key")
+            key = serialization.load_pem_private_key(data,
+                                                     password=passphrase if encrypted else None)
             if not isinstance(key, ec.EllipticCurvePrivateKey):
                 raise ValueError(f"{path.name} is not an EC key")
+            if passphrase is not None and not encrypted:  # written by an older edged
+                _write_key(path, key, passphrase)
         else:
             directory.mkdir(parents=True, exist_ok=True, mode=0o700)
             key = ec.generate_private_key(ec.SECP256R1())
-            pem = key.private_bytes(serialization.Encoding.PEM,
-                                    serialization.PrivateFormat.PKCS8,
-                                    serialization.NoEncryption())
-            tmp = path.with_suffix(".tmp")
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "wb") as out:
-                out.write(pem)
-                out.flush()
-                os.fsync(out.fileno())
-            os.replace(tmp, path)
+            _write_key(path, key, passphrase)
         self._key = key
 
     @property
@@ -85,6 +87,21 @@ class ConsentSigner:
                   "device": self.device_id}
         signature = self._key.sign(canonical_json(record), ec.ECDSA(hashes.SHA256()))
         return {"record": record, "signature": base64.b64encode(signature).decode()}
+
+
+def _write_key(path: Path, key: ec.EllipticCurvePrivateKey, passphrase: bytes | None) -> None:
+    encryption: serialization.KeySerializationEncryption = (
+        serialization.BestAvailableEncryption(passphrase) if passphrase
+        else serialization.NoEncryption())
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                            encryption)
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as out:
+        out.write(pem)
+        out.flush()
+        os.fsync(out.fileno())
+    os.replace(tmp, path)
 
 
 def verify_record(signed: dict[str, Any], public_key_pem: str) -> dict[str, Any]:

@@ -46,7 +46,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from apdu.cps import CpsSession
 from apdu.cps_spec import KeyRef
-from apdu.errors import SecurityStatusNotSatisfied
+from apdu.errors import PinBlocked, PinCancelled, SecurityStatusNotSatisfied, WrongPin
 from apdu.identity import mask_nir
 from apdu.protocol import CardProtocol
 from contracts.consent import CONSENT_HEADER, encode_header
@@ -57,6 +57,7 @@ from edged.config import ConfigError
 from edged.readers.ui import CODE_SCREEN_S, fit_lines
 from edged.services import cards
 from edged.services.consent import ConsentSigner
+from edged.state.keywrap import KeyWrapper, is_sealed
 from edged.state.sqlite import open_durable, state_file, transaction
 
 if TYPE_CHECKING:
@@ -154,10 +155,38 @@ class NotThisProfessional(Exception):
     """The CPS card in the terminal is not the one a queued feed needs."""
 
 
+AuditHook = Callable[..., Any]  # audit(event, **fields): durable when it returns
+
+
+def _verify_pin_audited(session: CpsSession, pin_timeout: float, audit: AuditHook | None,
+                        via: str) -> None:
+    """The keypad PIN, with its intent recorded before and its outcome after (review M5)."""
+    if audit is None:
+        session.verify_pin(None, timeout=pin_timeout)
+        return
+    audit("pin.verify", outcome="asked", via=via)
+    try:
+        session.verify_pin(None, timeout=pin_timeout)
+    except WrongPin as exc:
+        audit("pin.verify", outcome="wrong", tries_left=exc.tries_left, via=via)
+        raise
+    except PinBlocked:
+        audit("pin.verify", outcome="blocked", tries_left=0, via=via)
+        raise
+    except PinCancelled:
+        audit("pin.verify", outcome="cancelled", via=via)
+        raise
+    except Exception as exc:
+        audit("pin.verify", outcome="error", error=type(exc).__name__, via=via)
+        raise
+    audit("pin.verify", outcome="ok", via=via)
+
+
 def _card_login(protocol: CardProtocol, challenge: bytes, pin_timeout: float, *,
-                allow_pin: bool = True, expected: str | None = None) -> dict[str, Any]:
+                allow_pin: bool = True, expected: str | None = None,
+                audit: AuditHook | None = None, via: str = "dmp.login") -> dict[str, Any]:
     """Identity, then INTERNAL AUTHENTICATE of the challenge (PIN on the keypad if needed and
-    allowed: never from the background queue)."""
+    allowed: never from the background queue); every PIN attempt goes to `audit`."""
     session = CpsSession(protocol)
     holder = session.identity().holder
     if expected is not None and holder.national_id != expected:
@@ -167,7 +196,7 @@ def _card_login(protocol: CardProtocol, challenge: bytes, pin_timeout: float, *,
     except SecurityStatusNotSatisfied:
         if not allow_pin:
             raise
-        session.verify_pin(None, timeout=pin_timeout)
+        _verify_pin_audited(session, pin_timeout, audit, via)
         signature = session.authenticate(challenge)
     der = session.certificate(KeyRef.AUTHENTICATION).public_bytes(Encoding.DER)
     return {"national_id": holder.national_id, "display_name": holder.display_name,
@@ -241,8 +270,10 @@ _COLUMNS = ("queue_id, ins, professional, query, cda, consent, state, attempts, 
 class FeedQueue:
     """Durable feeds (SQLite, WAL, synchronous=FULL; thread-safe)."""
 
-    def __init__(self, path: Path, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, path: Path, clock: Callable[[], float] = time.time,
+                 wrapper: KeyWrapper | None = None) -> None:
         self.clock = clock
+        self._wrapper = wrapper  # seals the CDA and the consent header at rest (review M8)
         self._lock = threading.Lock()
         self._db = open_durable(path)
         with state_file(path):  # a corrupted or full file is named at start
@@ -256,11 +287,26 @@ class FeedQueue:
     def add(self, ins: str, professional: str, query: str, cda: bytes, consent: str) -> str:
         """Store a feed; its queue id."""
         queue_id = str(uuid.uuid4())
+        stored_cda: bytes | str = cda
+        stored_consent: bytes | str = consent
+        if self._wrapper is not None:
+            context = queue_id.encode()
+            stored_cda = self._wrapper.seal("dmp-queue/cda", cda, context)
+            stored_consent = self._wrapper.seal("dmp-queue/consent", consent.encode(), context)
         with self._tx() as db:
             db.execute(f"INSERT INTO feeds ({_COLUMNS}, next_attempt) VALUES "  # noqa: S608
                        "(?, ?, ?, ?, ?, ?, 'queued', 0, NULL, ?, NULL, 0)",
-                       (queue_id, ins, professional, query, cda, consent, self.clock()))
+                       (queue_id, ins, professional, query, stored_cda, stored_consent,
+                        self.clock()))
         return queue_id
+
+    def _feed(self, row: tuple) -> QueuedFeed:
+        cda, consent = bytes(row[4]), row[5]
+        if self._wrapper is not None and is_sealed(cda):
+            context = str(row[0]).encode()
+            cda = self._wrapper.open("dmp-queue/cda", cda, context)
+            consent = self._wrapper.open("dmp-queue/consent", bytes(consent), context).decode()
+        return _feed((*row[:4], cda, consent, *row[6:]))
 
     def list(self, *, include_done: bool = False) -> list[QueuedFeed]:
         """Pending feeds (and delivered / failed ones when asked), oldest first."""
@@ -268,14 +314,14 @@ class FeedQueue:
         with self._lock:
             rows = self._db.execute(f"SELECT {_COLUMNS} FROM feeds {where} "  # noqa: S608
                                     "ORDER BY created").fetchall()
-        return [_feed(r) for r in rows]
+        return [self._feed(r) for r in rows]
 
     def get(self, queue_id: str) -> QueuedFeed | None:
         """One feed."""
         with self._lock:
             row = self._db.execute(f"SELECT {_COLUMNS} FROM feeds "  # noqa: S608
                                    "WHERE queue_id = ?", (queue_id,)).fetchone()
-        return _feed(row) if row else None
+        return self._feed(row) if row else None
 
     def claim(self) -> QueuedFeed | None:
         """The oldest due feed, marked sending."""
@@ -287,7 +333,7 @@ class FeedQueue:
                 return None
             db.execute("UPDATE feeds SET state = 'sending', attempts = attempts + 1 "
                        "WHERE queue_id = ?", (row[0],))
-        return _feed(row)
+        return self._feed(row)
 
     def delivered(self, queue_id: str, document_id: str | None) -> None:
         """Done: the host has it."""
@@ -342,8 +388,9 @@ class DmpService:
         parts = urlsplit(settings.url)
         self._host, self._port = parts.hostname or "", parts.port or 443
         self._ssl = ssl.create_default_context(cafile=str(settings.ca_file))
-        self.signer = ConsentSigner(daemon.config.state_dir / "keys")
-        self.queue = FeedQueue(daemon.config.state_dir / "dmp-queue.db")
+        self.signer = ConsentSigner(daemon.config.state_dir / "keys", wrapper=daemon.key_wrapper)
+        self.queue = FeedQueue(daemon.config.state_dir / "dmp-queue.db",
+                               wrapper=daemon.key_wrapper)
         self.session: ProSession | None = None
         self._login_lock = asyncio.Lock()
         self._enrolled = settings.admin_token is None  # pre-enrolled when no admin token
@@ -455,9 +502,11 @@ class DmpService:
                 _, answer = await self.request("POST", "/api/auth/challenge")
                 challenge = base64.b64decode(answer["challenge"])
                 pin_timeout = self.daemon.config.pin_timeout
+                audit = self._pin_audit(client_id)
                 card = await slot.arbiter.run(
                     client_id, lambda p: _card_login(p, challenge, pin_timeout,
-                                                     allow_pin=allow_pin, expected=professional),
+                                                     allow_pin=allow_pin, expected=professional,
+                                                     audit=audit),
                     label="dmp.login", timeout=pin_timeout + self.daemon.config.card_timeout)
                 _, answer = await self.request("POST", "/api/auth/session", json_body={
                     "challenge": answer["challenge"], "certificate": card["certificate"],
@@ -468,14 +517,28 @@ class DmpService:
                 self.session = current
             return current
 
+    def _pin_audit(self, client_id: str) -> AuditHook:
+        """Audit from the card thread, waiting until each record is durable."""
+        client = self.daemon.clients.lookup(client_id) if not client_id.startswith("peer:") \
+            else None
+        actor = client.name if client is not None else client_id[:64]
+        log_ = self.daemon.audit
+
+        def audit(event: str, **fields: Any) -> None:
+            log_.submit(event, actor=actor, **fields).result()
+
+        return audit
+
     async def identify(self, client_id: str) -> dict[str, Any]:
         """Offline: who holds the CPS card (and the PIN verified on the keypad for later)."""
         slot = self.daemon.slots.find("cps")
         if slot is None or slot.arbiter is None:
             raise NoCard("no CPS card is inserted")
         pin_timeout = self.daemon.config.pin_timeout
+        audit = self._pin_audit(client_id)
         return await slot.arbiter.run(
-            client_id, lambda p: _card_login(p, uuid.uuid4().bytes, pin_timeout),
+            client_id, lambda p: _card_login(p, uuid.uuid4().bytes, pin_timeout, audit=audit,
+                                             via="dmp.identify"),
             label="dmp.identify", timeout=pin_timeout + self.daemon.config.card_timeout)
 
     async def call(self, client_id: str, method: str, path: str, *,

@@ -55,7 +55,7 @@ from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 
 from edged.config import ConfigError
 from edged.services import cms, smime
-from edged.state.keystore import SERVER_CERT_FILE, SERVER_KEY_FILE, _atomic_write
+from edged.state.keystore import Keystore, _atomic_write
 
 if TYPE_CHECKING:
     from edged.daemon import Daemon
@@ -704,11 +704,11 @@ def time_now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
-def server_tls_context(keys_dir: Path) -> ssl.SSLContext:
+def server_tls_context(keystore: Keystore) -> ssl.SSLContext:
     """STARTTLS for mail clients: edged's own server certificate (issued by the device CA)."""
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2  # mail clients: TLS 1.2 still common
-    ctx.load_cert_chain(keys_dir / SERVER_CERT_FILE, keys_dir / SERVER_KEY_FILE)
+    keystore.load_server_chain(ctx)  # the key is encrypted at rest (docs/security.md)
     return ctx
 
 
@@ -720,5 +720,5 @@ def proxy_extension(daemon: Daemon) -> ProxyServer | None:
     settings = ProxySettings.from_table(table)
     daemon.keystore.server_certificate  # noqa: B018 - issues server.pem/server.key if needed
     return ProxyServer(settings, daemon.config.state_dir,
-                       server_tls_context(daemon.keystore.directory),
+                       server_tls_context(daemon.keystore),
                        audit=daemon.audit.append)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import errno
 import fcntl
@@ -24,6 +25,7 @@ from types import TracebackType
 from typing import Any, Self, TextIO
 
 from apdu.identity import mask_nir, nir_key
+from edged.state.keywrap import KeyWrapper, is_sealed
 
 __all__ = [
     "ANCHOR_KEY_NAME",
@@ -37,6 +39,7 @@ __all__ = [
     "VerifyReport",
     "default_state_dir",
     "load_or_create_anchor_key",
+    "read_anchor_key",
     "record_hash",
 ]
 
@@ -148,19 +151,44 @@ class VerifyReport:
 ANCHOR_KEY_NAME = "audit.key"
 
 
-def load_or_create_anchor_key(path: Path) -> bytes:
-    """The daemon's anchor MAC key: 32 random bytes in a 0600 file, made on first start."""
+def load_or_create_anchor_key(path: Path, wrapper: KeyWrapper | None = None) -> bytes:
+    """The daemon's anchor MAC key: 32 random bytes in a 0600 file, made on first start;
+    sealed with the state key when one is given (review M8: not in clear beside the log)."""
     try:
-        return path.read_bytes()
+        stored = path.read_bytes()
     except FileNotFoundError:
-        pass
+        stored = None
+    if stored is not None:
+        if wrapper is None or not is_sealed(stored):
+            if wrapper is not None:  # written by an older edged: seal it now
+                _write_key_file(path, wrapper.seal("audit/anchor-key", stored), replace=True)
+            return stored
+        return wrapper.open("audit/anchor-key", stored)
     key = secrets.token_bytes(32)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    _write_key_file(path, wrapper.seal("audit/anchor-key", key) if wrapper else key)
+    return key
+
+
+def read_anchor_key(path: Path, wrapper: KeyWrapper | None) -> bytes:
+    """The anchor key as the daemon uses it (opened with the state key when sealed)."""
+    stored = path.read_bytes()
+    if is_sealed(stored):
+        if wrapper is None:
+            raise AuditError(f"{path} is sealed with the state key")
+        return wrapper.open("audit/anchor-key", stored)
+    return stored
+
+
+def _write_key_file(path: Path, data: bytes, *, replace: bool = False) -> None:
+    target = Path(f"{path}.tmp") if replace else path
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if replace else os.O_EXCL),
+                 0o600)
     with os.fdopen(fd, "wb") as out:
-        out.write(key)
+        out.write(data)
         out.flush()
         os.fsync(out.fileno())
-    return key
+    if replace:
+        os.replace(target, path)
 
 
 def default_state_dir() -> Path:
@@ -264,34 +292,32 @@ def _check_name(name: object, where: str) -> str:
     return f"{where}{name}"
 
 
-def _check_value(where: str, value: Any, depth: int) -> None:
+def _check_value(where: str, value: Any, depth: int) -> Any:
+    """The value as it may be stored: NIR-shaped text masked; ValueError for what may not."""
     if depth > _MAX_DEPTH:
         raise ValueError(f"audit field {where} is nested too deep (max {_MAX_DEPTH})")
     if value is None or isinstance(value, bool):
-        return
+        return value
     if isinstance(value, int | str):
-        return
+        return value
     if isinstance(value, float):
         if not math.isfinite(value):
             raise ValueError(f"audit field {where} is not a finite number")
-        return
+        return value
     if isinstance(value, list | tuple):
-        for i, item in enumerate(value):
-            _check_value(f"{where}[{i}]", item, depth + 1)
-        return
+        return [_check_value(f"{where}[{i}]", item, depth + 1) for i, item in enumerate(value)]
     if isinstance(value, dict):
-        for key, item in value.items():
-            _check_value(_check_name(key, f"{where}."), item, depth + 1)
-        return
+        return {key: _check_value(_check_name(key, f"{where}."), item, depth + 1)
+                for key, item in value.items()}
     raise ValueError(f"audit field {where}: {type(value).__name__} is not allowed "
                      "(str, int, float, bool, None, list, dict)")
 
 
 def _canonical_fields(fields: dict[str, Any]) -> str:
-    for name, value in fields.items():
-        _check_value(_check_name(name, ""), value, 0)
+    fields = {name: _check_value(_check_name(name, ""), value, 0)
+              for name, value in fields.items()}
     # A full NIR is masked, never refused: the audit write must not fail the action it
-    # records (a refused mail.delivered record once stopped the outbox for good, D1).
+    # records (a refused mail.delivered record once stopped the outbox for good, D1; L3).
     masked: list[str] = []
     fields = {name: _masked(value, masked, name) for name, value in fields.items()}
     if masked:  # the warning names the fields, never the values
@@ -307,12 +333,17 @@ def _canonical_fields(fields: dict[str, Any]) -> str:
     return text
 
 
+def _prepare(event: str, actor: str, fields: dict[str, Any]) -> tuple[str, str, str]:
+    _check_event(event)
+    return event, _check_actor(actor), _canonical_fields(fields)
+
+
 def _check_event(event: object) -> None:
     if not isinstance(event, str) or not _EVENT.fullmatch(event):
         raise ValueError(f"audit event {event!r} is not a short dotted name like 'pin.verify'")
 
 
-def _check_actor(actor: object) -> None:
+def _check_actor(actor: object) -> str:
     if not isinstance(actor, str) or len(actor) > _MAX_ACTOR_CHARS or not actor.isprintable():
         raise ValueError(f"audit actor must be printable text of at most {_MAX_ACTOR_CHARS} "
                          "characters")
@@ -320,23 +351,35 @@ def _check_actor(actor: object) -> None:
         actor.encode("utf-8")
     except UnicodeEncodeError:
         raise ValueError("audit actor is not valid Unicode") from None
+    safe = _mask_nirs(actor)
+    if safe != actor:
+        _log.warning("audit actor looked like a full NIR: masked")
+    return safe
 
 
 # --- the anchor --------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
 class _Anchor:
-    seq: int
+    seq: int  # 0 (with the genesis hash) before the first record
     hash: str
     mac: str | None = None
+    next: tuple[int, str] | None = None  # the record being committed, announced before it
 
 
 class _BadAnchor(Exception):
     pass
 
 
-def _anchor_mac(key: bytes, seq: int, digest: str) -> str:
-    body = _canonical({"hash": digest, "seq": seq}).encode()
+def _anchor_body(seq: int, digest: str, nxt: tuple[int, str] | None) -> dict[str, Any]:
+    body: dict[str, Any] = {"hash": digest, "seq": seq}
+    if nxt is not None:
+        body["next"] = {"hash": nxt[1], "seq": nxt[0]}
+    return body
+
+
+def _anchor_mac(key: bytes, seq: int, digest: str, nxt: tuple[int, str] | None = None) -> str:
+    body = _canonical(_anchor_body(seq, digest, nxt)).encode()
     return hmac.new(key, _ANCHOR_MAC_TAG + body, hashlib.sha256).hexdigest()
 
 
@@ -357,12 +400,21 @@ def _read_anchor(path: Path) -> _Anchor | None:
     if not isinstance(data, dict):
         raise _BadAnchor("not a JSON object")
     seq, digest, mac = data.get("seq"), data.get("hash"), data.get("mac")
-    if type(seq) is not int or seq < 1:
+    if type(seq) is not int or seq < 0:
         raise _BadAnchor("bad seq")
     if not isinstance(digest, str) or not _HEX64.fullmatch(digest.encode()):
         raise _BadAnchor("bad hash")
+    if seq == 0 and digest != GENESIS.hex():
+        raise _BadAnchor("bad hash")
     if mac is not None and not isinstance(mac, str):
         raise _BadAnchor("bad mac")
+    nxt = data.get("next")
+    if nxt is not None:
+        if not isinstance(nxt, dict) or type(nxt.get("seq")) is not int \
+                or nxt["seq"] != seq + 1 or not isinstance(nxt.get("hash"), str) \
+                or not _HEX64.fullmatch(nxt["hash"].encode()):
+            raise _BadAnchor("bad next")
+        return _Anchor(seq, digest, mac, (nxt["seq"], nxt["hash"]))
     return _Anchor(seq, digest, mac)
 
 
@@ -370,20 +422,31 @@ def _anchor_problem(anchor: _Anchor | None, key: bytes | None, last_seq: int,
                     hash_at: Callable[[int], str | None]) -> tuple[str, int | None] | None:
     """(reason, first_bad_seq) when the anchor and the end of the log disagree."""
     if anchor is None:
-        # The anchor is written right after each commit: only a crash after the very first
-        # commit leaves a log without one.
-        return (f"anchor missing (log ends at {last_seq})", None) if last_seq > 1 else None
+        # The anchor announces each record before its commit: a log with records and no
+        # anchor lost it.
+        return (f"anchor missing (log ends at {last_seq})", None) if last_seq > 0 else None
     if key is not None:
         if anchor.mac is None:
             return "anchor altered (MAC missing)", None
-        expected = _anchor_mac(key, anchor.seq, anchor.hash).encode()
+        expected = _anchor_mac(key, anchor.seq, anchor.hash, anchor.next).encode()
         if not hmac.compare_digest(anchor.mac.encode("utf-8", "replace"), expected):
             return "anchor altered (MAC mismatch)", None
     if anchor.seq > last_seq:
         lost = anchor.seq - last_seq
         what = "last record missing" if lost == 1 else f"last {lost} records missing"
         return f"{what} (anchor says {anchor.seq}, log ends at {last_seq})", last_seq + 1
-    # Behind is fine: a crash between the commit and the anchor write leaves it there.
+    # Behind by one is a crash between the commit and the anchor write, and only for the
+    # record the anchor announced (review M7): any other tail was not written by the daemon.
+    lag = last_seq - anchor.seq
+    if lag > 1:
+        return (f"records {anchor.seq + 2} to {last_seq} follow the anchored record "
+                f"{anchor.seq} (the writer never leaves more than one unanchored: appended "
+                "by someone else)", anchor.seq + 1)
+    if lag == 1 and anchor.next != (last_seq, hash_at(last_seq)):
+        return (f"record {last_seq} follows the anchored record {anchor.seq} but was not "
+                "announced by it (appended by someone else)", last_seq)
+    if anchor.seq == 0:
+        return None
     if hash_at(anchor.seq) != anchor.hash:
         return (f"record {anchor.seq} does not match the anchor (history rewritten up to it)",
                 anchor.seq)
@@ -404,7 +467,9 @@ def _fsync_dir(path: Path) -> None:
 class _Walk:
     count: int = 0
     last_seq: int = 0
+    last_hash: str | None = None
     anchored_hash: str | None = None
+    checkpoint_hash: str | None = None
     problem: tuple[str, int | None] | None = None
 
 
@@ -433,7 +498,8 @@ def _row_problem(row: tuple[Any, ...], expected: int,
     return None
 
 
-def _walk(conn: sqlite3.Connection, anchor_seq: int | None) -> _Walk:
+def _walk(conn: sqlite3.Connection, anchor_seq: int | None,
+          checkpoint_seq: int | None = None) -> _Walk:
     walk = _Walk()
     prev, expected = GENESIS, 1
     for row in conn.execute("SELECT seq, time, event, actor, fields, prev, hash FROM records "
@@ -446,12 +512,30 @@ def _walk(conn: sqlite3.Connection, anchor_seq: int | None) -> _Walk:
             continue
         seq = row[0]
         prev, expected, walk.last_seq = bytes.fromhex(row[6].decode()), seq + 1, seq
+        walk.last_hash = row[6].decode()
         if seq == anchor_seq:
             walk.anchored_hash = row[6].decode()
+        if seq == checkpoint_seq:
+            walk.checkpoint_hash = row[6].decode()
     return walk
 
 
-def _verify(path: Path, anchor_path: Path, key: bytes | None) -> VerifyReport:
+def _checkpoint_problem(walk: _Walk,
+                        checkpoint: tuple[int, str]) -> tuple[str, int | None] | None:
+    seq, digest = checkpoint
+    if seq == 0:
+        return None
+    if walk.last_seq < seq:
+        return (f"log ends at {walk.last_seq}, before the checkpoint at record {seq} "
+                "(truncated, or an older copy)", walk.last_seq + 1)
+    if walk.checkpoint_hash != digest:
+        return (f"record {seq} does not match the checkpoint (history rewritten up to it)",
+                seq)
+    return None
+
+
+def _verify(path: Path, anchor_path: Path, key: bytes | None,
+            checkpoint: tuple[int, str] | None = None) -> VerifyReport:
     # The anchor first, then the snapshot: the writer moves the anchor only after a commit, so
     # a live log can never look shorter than its anchor to us.
     anchor: _Anchor | None = None
@@ -467,7 +551,8 @@ def _verify(path: Path, anchor_path: Path, key: bytes | None) -> VerifyReport:
     try:
         conn.text_factory = bytes  # hash the bytes as stored
         conn.execute("BEGIN")
-        walk = _walk(conn, anchor.seq if anchor else None)
+        walk = _walk(conn, anchor.seq if anchor else None,
+                     checkpoint[0] if checkpoint else None)
     except sqlite3.DatabaseError as exc:
         return VerifyReport(False, 0, None, f"not an audit log ({exc})")
     finally:
@@ -475,10 +560,17 @@ def _verify(path: Path, anchor_path: Path, key: bytes | None) -> VerifyReport:
     if walk.problem is not None:
         return VerifyReport(False, walk.count, walk.problem[1], walk.problem[0])
     problem = (("anchor unreadable (" + anchor_error + ")", None) if anchor_error is not None
-               else _anchor_problem(anchor, key, walk.last_seq, lambda _: walk.anchored_hash))
+               else _anchor_problem(anchor, key, walk.last_seq,
+                                    lambda seq: walk.anchored_hash if anchor and seq == anchor.seq
+                                    else walk.last_hash if seq == walk.last_seq else None))
+    if problem is None and checkpoint is not None:
+        problem = _checkpoint_problem(walk, checkpoint)
     if problem is not None:
         return VerifyReport(False, walk.count, problem[1], problem[0])
-    return VerifyReport(True, walk.count, None, _ok_summary(walk.count, anchor, key))
+    summary = _ok_summary(walk.count, anchor, key)
+    if checkpoint is not None:
+        summary += f"; matches the checkpoint at record {checkpoint[0]}"
+    return VerifyReport(True, walk.count, None, summary)
 
 
 def _ok_summary(count: int, anchor: _Anchor | None, key: bytes | None) -> str:
@@ -489,7 +581,7 @@ def _ok_summary(count: int, anchor: _Anchor | None, key: bytes | None) -> str:
         return text + "no anchor yet"
     text += f"anchor at record {anchor.seq}"
     if anchor.seq < count:
-        text += f" ({count - anchor.seq} behind: a crash after the commit)"
+        text += f" ({count - anchor.seq} behind, announced: a crash after the commit)"
     return text + (" (MAC checked)" if key is not None else " (MAC not checked)")
 
 
@@ -554,6 +646,7 @@ class AuditLog:
         self._readonly = readonly
         self._lock = threading.Lock()
         self._lock_fd: int | None = None
+        self._writer: concurrent.futures.ThreadPoolExecutor | None = None
         self._closed = False
         if readonly:
             if not self.path.is_file():
@@ -598,7 +691,11 @@ class AuditLog:
         self.close()
 
     def close(self) -> None:
-        """Close the database and release the writer lock; idempotent."""
+        """Write what was submitted, close the database and release the writer lock;
+        idempotent."""
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            writer.shutdown(wait=True)
         with self._lock:
             if self._closed:
                 return
@@ -613,11 +710,50 @@ class AuditLog:
             raise AuditError("the audit log is closed")
 
     def append(self, event: str, /, *, actor: str = "", **fields: Any) -> AuditRecord:
-        """Add one record and move the anchor; synchronous (one fsynced INSERT, a few ms)."""
-        _check_event(event)
-        _check_actor(actor)
-        actor = _mask_nirs(actor)
-        text = _canonical_fields(fields)
+        """Add one record and move the anchor; synchronous (three fsyncs, a few ms)."""
+        return self._write(*_prepare(event, actor, fields))
+
+    def submit(self, event: str, /, *, actor: str = "",
+               **fields: Any) -> concurrent.futures.Future[AuditRecord]:
+        """Check the record now (ValueError here), append it on the writer thread.
+
+        Records are written in submission order; the event loop never waits for an fsync
+        (review M6). `flush`, `records`, `export` and `verify` see every submitted record.
+        """
+        prepared = _prepare(event, actor, fields)
+        with self._lock:
+            self._ensure_open()
+            if self._writer is None:
+                self._writer = concurrent.futures.ThreadPoolExecutor(
+                    max_workers=1, thread_name_prefix="audit-writer")
+            future = self._writer.submit(self._write_logged, *prepared)
+        return future
+
+    def _write_logged(self, event: str, actor: str, text: str) -> AuditRecord:
+        try:
+            return self._write(event, actor, text)
+        except Exception:
+            # Nobody may be waiting for this future: say it here (the event name only).
+            _log.exception("audit log %s: could not append %s", self.path, event)
+            raise
+
+    def flush(self) -> None:
+        """Wait until every submitted record is written (or failed)."""
+        writer = self._writer
+        if writer is not None and not threading.current_thread().name.startswith("audit-writer"):
+            with contextlib.suppress(RuntimeError):  # shut down: nothing left to wait for
+                writer.submit(lambda: None).result()
+
+    def head(self) -> tuple[int, str]:
+        """(seq, hash) of the last record written; (0, the genesis hash) when empty."""
+        self.flush()
+        with self._lock:
+            self._ensure_open()
+            row = self._conn.execute(
+                "SELECT seq, hash FROM records ORDER BY seq DESC LIMIT 1").fetchone()
+        return (row[0], row[1]) if row else (0, GENESIS.hex())
+
+    def _write(self, event: str, actor: str, text: str) -> AuditRecord:
         with self._lock:
             self._ensure_open()
             if self._readonly:
@@ -633,6 +769,9 @@ class AuditLog:
                 record = AuditRecord(seq, time, event, actor, text, prev, digest)
                 conn.execute("INSERT INTO records VALUES (?, ?, ?, ?, ?, ?, ?)",
                              (seq, time, event, actor, text, prev, digest))
+                # Announce the record before committing it: after a crash the one record
+                # past the anchor is provably ours (review M7). No announcement, no commit.
+                self._write_anchor(seq - 1, prev, (seq, digest))
                 conn.execute("COMMIT")
             except BaseException:
                 with contextlib.suppress(sqlite3.Error):
@@ -646,13 +785,13 @@ class AuditLog:
         return record
 
     async def aappend(self, event: str, /, *, actor: str = "", **fields: Any) -> AuditRecord:
-        """`append` in a worker thread, so its fsyncs never stall the event loop."""
-        return await asyncio.to_thread(self.append, event, actor=actor, **fields)
+        """`submit` and wait until the record is durable, without stalling the event loop."""
+        return await asyncio.wrap_future(self.submit(event, actor=actor, **fields))
 
-    def _write_anchor(self, seq: int, digest: str) -> None:
-        body: dict[str, Any] = {"seq": seq, "hash": digest}
+    def _write_anchor(self, seq: int, digest: str, nxt: tuple[int, str] | None = None) -> None:
+        body = _anchor_body(seq, digest, nxt)
         if self._key is not None:
-            body["mac"] = _anchor_mac(self._key, seq, digest)
+            body["mac"] = _anchor_mac(self._key, seq, digest, nxt)
         tmp = Path(f"{self.anchor_path}.tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "wb") as f:
@@ -661,13 +800,14 @@ class AuditLog:
             os.fsync(f.fileno())
         first = not self.anchor_path.exists()
         os.replace(tmp, self.anchor_path)
-        if first:  # later renames only replace it: an older anchor is "behind", which is fine
+        if first:  # later renames only replace it
             _fsync_dir(self.anchor_path.parent)
 
     def records(self, since: int = 0) -> Iterator[AuditRecord]:
         """The records with seq > `since`, in order (read in batches; appends may go on)."""
         if since < 0:
             raise ValueError("since must be >= 0")
+        self.flush()
         last = since
         while True:
             with self._lock:
@@ -693,7 +833,9 @@ class AuditLog:
             count += 1
         return count
 
-    def verify(self) -> VerifyReport:
-        """Walk the chain and check the anchor on a read-only snapshot; report the first fault."""
+    def verify(self, checkpoint: tuple[int, str] | None = None) -> VerifyReport:
+        """Walk the chain and check the anchor (and a checkpoint's (seq, hash)) on a read-only
+        snapshot; report the first fault."""
         self._ensure_open()
-        return _verify(self.path, self.anchor_path, self._key)
+        self.flush()
+        return _verify(self.path, self.anchor_path, self._key, checkpoint)

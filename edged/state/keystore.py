@@ -28,6 +28,7 @@ from cryptography.hazmat.primitives.asymmetric.types import (
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from edged.state.clients import normalise_scopes, validate_client_name
+from edged.state.keywrap import KeyWrapper
 
 __all__ = [
     "CA_CERT_FILE",
@@ -169,12 +170,14 @@ def _atomic_write(path: Path, data: bytes) -> None:
         os.close(dir_fd)
 
 
-def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
-    return key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
+def _key_pem(key: ec.EllipticCurvePrivateKey, passphrase: bytes | None) -> bytes:
+    # Encrypted PKCS#8 (RFC 5958 EncryptedPrivateKeyInfo) when a state key is given: the TLS
+    # layer can load it itself with the passphrase, and a copied file is useless alone.
+    encryption: serialization.KeySerializationEncryption = (
+        serialization.BestAvailableEncryption(passphrase) if passphrase
+        else serialization.NoEncryption())
+    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                             encryption)
 
 
 def _cert_pem(cert: x509.Certificate) -> bytes:
@@ -197,9 +200,11 @@ class Keystore:
         hostname: str | None = None,
         addresses: Sequence[str] = (),
         clock: Callable[[], datetime] = _utcnow,
+        wrapper: KeyWrapper | None = None,
     ) -> None:
         self._directory = Path(directory)
         self._clock = clock
+        self._wrapper = wrapper  # None: keys in clear (unit tests, tools on a copy)
         if hostname:
             self._hostname = self._check_hostname(hostname)
         else:
@@ -276,14 +281,31 @@ class Keystore:
             ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
             ctx.minimum_version = ssl.TLSVersion.TLSv1_3
             ctx.maximum_version = ssl.TLSVersion.TLSv1_3
-            ctx.load_cert_chain(
-                self._directory / SERVER_CERT_FILE, self._directory / SERVER_KEY_FILE
-            )
+            self.load_server_chain(ctx)
             # Optional so that an unpaired client can still connect and call pair.begin; the
             # API decides what an unauthenticated connection may do.
             ctx.verify_mode = ssl.CERT_OPTIONAL
             ctx.load_verify_locations(cadata=self.ca_certificate_pem.decode("ascii"))
             return ctx
+
+    def load_server_chain(self, ctx: ssl.SSLContext) -> None:
+        """Load the server certificate and its key (decrypted with the state key) into ctx."""
+        with self._lock:
+            self._ensure()
+            ctx.load_cert_chain(
+                self._directory / SERVER_CERT_FILE, self._directory / SERVER_KEY_FILE,
+                password=self._passphrase(SERVER_KEY_FILE),
+            )
+
+    def sign_with_device_key(self, data: bytes) -> bytes:
+        """ECDSA P-256/SHA-256 by the device CA key over domain-separated bytes (audit
+        checkpoints: edged/state/checkpoint.py); DER signature."""
+        if data[:1] == b"\x30":  # a DER SEQUENCE could be a certificate's TBS: never
+            raise ValueError("refusing to sign DER with the device CA key")
+        with self._lock:
+            self._ensure()
+            assert self._ca_key is not None
+            return self._ca_key.sign(data, ec.ECDSA(hashes.SHA256()))
 
     def issue_client_certificate(
         self,
@@ -391,15 +413,34 @@ class Keystore:
             .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False)
             .sign(key, hashes.SHA256())
         )
-        _atomic_write(key_path, _key_pem(key))
+        _atomic_write(key_path, _key_pem(key, self._passphrase(CA_KEY_FILE)))
         _atomic_write(cert_path, _cert_pem(cert))
         self._ca_key, self._ca_cert = key, cert
         log.info("created a new device CA in %s", self._directory)
 
+    def _passphrase(self, name: str) -> bytes | None:
+        return self._wrapper.passphrase(f"keystore/{name}") if self._wrapper else None
+
     def _load_ec_key(self, path: Path) -> ec.EllipticCurvePrivateKey:
-        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+        data = path.read_bytes()
+        encrypted = b"ENCRYPTED PRIVATE KEY" in data
+        if encrypted and self._wrapper is None:
+            raise KeystoreError(f"{path} is encrypted at rest: it needs the state key "
+                                "(docs/security.md, Data at rest)")
+        try:
+            key = serialization.load_pem_private_key(
+                data, password=self._passphrase(path.name) if encrypted else None)
+        except ValueError:
+            if encrypted:
+                raise KeystoreError(f"{path} does not open with the state key from "
+                                    f"{self._wrapper.source if self._wrapper else '-'}") \
+                    from None
+            raise
         if not isinstance(key, ec.EllipticCurvePrivateKey):
             raise KeystoreError(f"{path} is not an EC private key")
+        if not encrypted and self._wrapper is not None:
+            log.info("encrypting %s at rest with the state key", path)
+            _atomic_write(path, _key_pem(key, self._passphrase(path.name)))
         return key
 
     def _aki(self) -> x509.AuthorityKeyIdentifier:
@@ -461,7 +502,8 @@ class Keystore:
             .sign(self._ca_key, hashes.SHA256())
         )
         # Key first: a crash in between leaves a mismatch, which the next start re-issues.
-        _atomic_write(self._directory / SERVER_KEY_FILE, _key_pem(key))
+        _atomic_write(self._directory / SERVER_KEY_FILE,
+                      _key_pem(key, self._passphrase(SERVER_KEY_FILE)))
         _atomic_write(self._directory / SERVER_CERT_FILE, _cert_pem(cert))
         self._server_cert = cert
         log.info(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -35,8 +36,21 @@ def state_file(path: Path) -> Iterator[None]:
 
 
 def open_durable(path: Path) -> sqlite3.Connection:
-    """A connection whose committed writes survive a crash or power loss (WAL + FULL)."""
+    """A connection whose committed writes survive a crash or power loss (WAL + FULL); the
+    file is 0600 (SQLite gives its -wal and -shm files the database's mode)."""
+    # Created here, not by sqlite3 with the umask's 0644 (review M8); an older file is
+    # tightened. The service's UMask=0077 is a second layer, not the only one.
     with state_file(path):
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            if os.fstat(fd).st_mode & 0o077:
+                os.fchmod(fd, 0o600)
+        finally:
+            os.close(fd)
+        for suffix in ("-wal", "-shm"):
+            side = Path(f"{path}{suffix}")
+            if side.exists() and side.stat().st_mode & 0o077:
+                os.chmod(side, 0o600)
         db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=FULL")

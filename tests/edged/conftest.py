@@ -59,6 +59,10 @@ async def edged(tmp_path: Path) -> AsyncIterator[BenchFactory]:
         display = SimulatedDisplay(keypad)
         config = Config(host="127.0.0.1", port=0, state_dir=tmp_path / f"state{len(started)}",
                         mdns=False, pcsc=pcsc).with_overrides(**overrides)
+        if not config.state_key_file:  # the fallback state key beside the state, not inside
+            state = config.state_dir
+            config = config.with_overrides(
+                state_key_file=str(state.parent / f"{state.name}.key" / "state.key"))
         wrap = (lambda reader, t: PinPadTransport(t, keypad, display)) if pin_pad else None
         daemon = Daemon(config, ui=display, wrap_transport=wrap)
         await daemon.start()

@@ -13,7 +13,7 @@ import pytest
 import websockets
 
 from edged.sdk import Client, RemoteError
-from edged.state.audit import AuditLog
+from edged.state.audit import AuditLog, read_anchor_key
 
 pytestmark = pytest.mark.asyncio
 
@@ -202,7 +202,7 @@ async def test_audit_chain_survives_restart(edged, tmp_path) -> None:
     await bench.pair("desk", "identity:read")
     await bench.daemon.stop()
     path = bench.daemon.config.state_dir / "audit.db"
-    key = (bench.daemon.config.state_dir / "audit.key").read_bytes()
+    key = read_anchor_key(bench.daemon.config.state_dir / "audit.key", bench.daemon.key_wrapper)
     with AuditLog(path, readonly=True, anchor_key=key) as log:
         report = log.verify()
     assert report.ok and report.records >= 4

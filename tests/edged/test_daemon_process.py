@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from edged.sdk import Client, RemoteError
-from edged.state.audit import AuditLog
+from edged.state.audit import AuditLog, read_anchor_key
+from edged.state.keywrap import load_key_wrapper
 
 pytestmark = pytest.mark.asyncio
 
@@ -34,7 +35,8 @@ def start_edged(tmp: Path, *extra: str, config: str = "") -> tuple[subprocess.Po
 
 
 def verify_audit(state: Path) -> int:
-    key = (state / "audit.key").read_bytes()
+    # Sealed with the state key (M8): the daemon's fallback key file, as the CLI opens it.
+    key = read_anchor_key(state / "audit.key", load_key_wrapper(state, create=False))
     with AuditLog(state / "audit.db", readonly=True, anchor_key=key) as log:
         report = log.verify()
     assert report.ok, report.reason

@@ -642,7 +642,7 @@ async def test_d21_patient_code_shown_on_the_terminal_only(edged, slots, pcscd, 
         assert len(code) == 6 and code.isdigit()
         assert code not in json.dumps(result)
         audit = [r for r in bench.daemon.audit.records() if r.event == "dmp.patient_code"]
-        assert [r.data()["outcome"] for r in audit] == ["ok"]
+        assert [r.data()["outcome"] for r in audit] == ["started", "ok"]  # intent first (L3)
         assert all(code not in str(r.fields) for r in bench.daemon.audit.records())
         assert code not in caplog.text
         status, token = patient_code_login(host, PIERRE, password, code)

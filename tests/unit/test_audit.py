@@ -352,13 +352,13 @@ def test_any_single_alteration_is_found_at_its_record(seq: int, column: str, val
 def test_anchor_one_behind_is_a_crash_not_tampering(tmp_path: Path) -> None:
     path = tmp_path / "audit.db"
     with AuditLog(path, anchor_key=KEY) as log:
-        log.append("card.inserted")
-        behind = Path(f"{path}.anchor").read_bytes()
+        first = log.append("card.inserted")
         last = log.append("card.removed")
-    Path(f"{path}.anchor").write_bytes(behind)  # as if killed between COMMIT and the rename
+        # As if killed between COMMIT and the rename: the anchor announcing record 2 stays.
+        log._write_anchor(1, first.hash, (2, last.hash))
     ok, _, reason = verify(path, KEY)
     assert ok and reason == ("2 records, chain intact, anchor at record 1 "
-                             "(1 behind: a crash after the commit) (MAC checked)")
+                             "(1 behind, announced: a crash after the commit) (MAC checked)")
     with AuditLog(path, anchor_key=KEY) as log:  # reopening catches the anchor up
         assert anchor_of(path)["seq"] == 2 and anchor_of(path)["hash"] == last.hash
         log.append("card.inserted")
@@ -366,12 +366,44 @@ def test_anchor_one_behind_is_a_crash_not_tampering(tmp_path: Path) -> None:
 
 
 def test_crash_before_the_first_anchor(tmp_path: Path) -> None:
+    # The first record is announced (seq 0, genesis) before its commit: a log with one record
+    # and no anchor lost its anchor.
     path = make_log(tmp_path / "audit.db", n=1)
+    announced = anchor_of(path)
+    assert announced["seq"] == 1
     Path(f"{path}.anchor").unlink()
-    assert verify(path) == (True, None, "1 record, chain intact, no anchor yet")
-    with AuditLog(path) as log:
-        log.append("card.removed")
-    assert verify(path)[0]
+    assert verify(path) == (False, None, "anchor missing (log ends at 1)")
+
+
+def _forge(path: Path, n: int, event: str = "client.revoke") -> None:
+    """Review M7: append n correctly chained records, without the key."""
+    last = row(path, max(r for (r,) in sqlite3.connect(path).execute("SELECT seq FROM records")))
+    seq, prev = last[0], bytes.fromhex(last[6])
+    statements = []
+    for _ in range(n):
+        seq += 1
+        fields = json.dumps({"client": "reception"}, separators=(",", ":"))
+        when = "2026-01-01T00:00:00.000Z"
+        digest = record_hash(prev, seq, when, event, "admin", fields)
+        statements.append(("INSERT INTO records VALUES (?, ?, ?, ?, ?, ?, ?)",
+                           (seq, when, event, "admin", fields, prev.hex(), digest.hex())))
+        prev = digest
+    tamper(path, *statements)
+
+
+@pytest.mark.parametrize("forged", [1, 3])
+def test_m7_appended_forgeries_are_detected_and_never_reanchored(tmp_path: Path,
+                                                                 forged: int) -> None:
+    path = make_log(tmp_path / "audit.db", n=5, key=KEY)
+    before = Path(f"{path}.anchor").read_bytes()
+    _forge(path, forged)
+    ok, bad, reason = verify(path, KEY)
+    assert not ok and bad == 6
+    assert "appended by someone else" in reason
+    assert not verify(path)[0]  # caught without the key too (the anchor was left as it was)
+    with pytest.raises(AuditTampered, match="appended by someone else"):
+        AuditLog(path, anchor_key=KEY)
+    assert Path(f"{path}.anchor").read_bytes() == before  # not re-anchored
 
 
 def test_writer_refuses_a_log_that_lost_its_tail(tmp_path: Path) -> None:
@@ -526,6 +558,26 @@ def test_a_nir_shape_with_a_wrong_key_is_kept(tmp_path: Path, value: str) -> Non
     assert value.replace(" ", "") != PARIS_NIR
     with AuditLog(tmp_path / "audit.db") as log:
         assert log.append("x.y", ref=value).data()["ref"] == value
+
+
+@pytest.mark.parametrize("value", [
+    PARIS_NIR, BASTIA_NIR, BASTIA_NIR.lower(), " ".join([PARIS_NIR[:1], PARIS_NIR[1:3],
+                                                         PARIS_NIR[3:5], PARIS_NIR[5:7],
+                                                         PARIS_NIR[7:10], PARIS_NIR[10:13],
+                                                         PARIS_NIR[13:]]),
+    f"patient {PARIS_NIR} at the desk", f"nir:{BASTIA_NIR}", int(PARIS_NIR), [PARIS_NIR],
+    {"patient": {"nir": PARIS_NIR}}])
+def test_l3_full_nirs_are_masked_never_dropped(tmp_path: Path, value: object) -> None:
+    # Review L3: the action happened, so its record is written, with the NIR masked.
+    with AuditLog(tmp_path / "audit.db") as log:
+        record = log.append("consent.answer", subject=value)
+        second = log.append("consent.answer", actor=PARIS_NIR)
+        assert [r.seq for r in log.records()] == [1, 2]
+        stored = row(tmp_path / "audit.db", 1)[4] + row(tmp_path / "audit.db", 2)[3]
+        for nir in (PARIS_NIR, BASTIA_NIR, BASTIA_NIR.lower()):
+            assert nir not in stored and nir[3:] not in stored
+        assert "*" in record.fields and second.actor.startswith(("180", "[masked"))
+        assert log.verify().ok
 
 
 @pytest.mark.parametrize("value", [

@@ -1,0 +1,96 @@
+"""Review M8 against the real daemon: what a copy of the state directory (the SD card's
+/var/lib/bifente) gives away. The keys are encrypted with a state key kept elsewhere, queued
+health documents are sealed, and every file is 0600 in 0700 directories."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import stat
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+
+from edged.config import Config
+from edged.daemon import Daemon
+from edged.services.dmp import DmpService
+from edged.state.keystore import Keystore, KeystoreError
+from edged.state.keywrap import CREDENTIAL_NAME, StateKeyError, load_key_wrapper
+from simulators.dmp import DmpHost
+
+pytestmark = pytest.mark.asyncio
+
+PIERRE = "178027505601209"
+CDA = b"<?xml version='1.0'?><ClinicalDocument>compte rendu: diabete de type 2</ClinicalDocument>"
+
+
+async def test_m8_a_copied_state_directory_cannot_forge_consents_or_read_documents(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    host = DmpHost(tmp_path / "dmp", test_mode=True, admin_token="admin-secret").start()
+    key_file = tmp_path / "elsewhere" / "state.key"
+    config = Config(host="127.0.0.1", port=0, state_dir=tmp_path / "state", mdns=False,
+                    pcsc=False, state_key_file=str(key_file),
+                    dmp={"url": host.url, "ca_file": str(host.cafile),
+                         "admin_token": host.admin_token})
+    caplog.set_level(logging.WARNING)
+    daemon = Daemon(config)
+    try:
+        await daemon.start()
+        service = next(e for e in daemon.extensions if isinstance(e, DmpService))
+        await service.ensure_enrolled()  # the host now trusts this terminal's consent key
+        consent = service.signer.sign(ins=PIERRE, professional="810001000101", action="feed")
+        header = "consent-header-" + consent["signature"]
+        service.queue.add(PIERRE, "810001000101", "", CDA, header)
+        assert service.queue.list()[0].cda == CDA  # the daemon itself reads it back
+    finally:
+        await daemon.stop()
+        host.stop()
+    assert "FALLBACK key file" in caplog.text  # the fallback is said, every start
+
+    # The review's reproduction: take the state directory off the SD card.
+    stolen = tmp_path / "stolen"
+    shutil.copytree(tmp_path / "state", stolen)
+    pem = (stolen / "keys" / "consent-signing.key.pem").read_bytes()
+    with pytest.raises(TypeError, match="encrypted"):
+        serialization.load_pem_private_key(pem, password=None)
+    for path in stolen.rglob("*"):
+        if path.is_file():
+            data = path.read_bytes()
+            assert b"BEGIN PRIVATE KEY" not in data and b"BEGIN EC PRIVATE KEY" not in data
+            assert CDA not in data and b"diabete" not in data
+            assert header.encode() not in data
+    # Another state key (another machine, a guess) opens nothing.
+    other = load_key_wrapper(stolen, str(tmp_path / "attacker" / "state.key"))
+    with pytest.raises(KeystoreError):
+        _ = Keystore(stolen / "keys", hostname="desk", wrapper=other).fingerprint
+
+    # Modes: 0700 directories, 0600 files, the state key outside the state directory.
+    for path in [tmp_path / "state", *(tmp_path / "state").rglob("*")]:
+        mode = stat.S_IMODE(path.stat().st_mode)
+        assert mode == (0o700 if path.is_dir() else 0o600), (path, oct(mode))
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    assert not (tmp_path / "state").joinpath(key_file.name).exists()
+
+
+async def test_m8_state_key_from_the_systemd_credential(tmp_path: Path, monkeypatch,
+                                                        caplog) -> None:
+    # What edged.service's LoadCredentialEncrypted= gives the process: a file in
+    # $CREDENTIALS_DIRECTORY that systemd decrypted (TPM2 or host key) for this service only.
+    credentials = tmp_path / "credentials"
+    credentials.mkdir(mode=0o700)
+    (credentials / CREDENTIAL_NAME).write_bytes(os.urandom(32))
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(credentials))
+    caplog.set_level(logging.INFO)
+    wrapper = load_key_wrapper(tmp_path / "state")
+    assert wrapper.hardware_bound and "FALLBACK" not in caplog.text
+    sealed = wrapper.seal("dmp-queue/cda", CDA, b"id-1")
+    assert wrapper.open("dmp-queue/cda", sealed, b"id-1") == CDA
+    with pytest.raises(StateKeyError):  # a blob moved to another row does not open
+        wrapper.open("dmp-queue/cda", sealed, b"id-2")
+
+
+async def test_m8_a_key_file_inside_the_state_directory_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(StateKeyError, match="inside the state directory"):
+        load_key_wrapper(tmp_path / "state", str(tmp_path / "state" / "keys" / "state.key"))
