@@ -122,13 +122,14 @@ class Daemon:
 
     def _start_terminal(self, loop: asyncio.AbstractEventLoop) -> None:
         """The bifente terminal: two slots with a keypad, and its display for prompts."""
-        from edged.readers.manager import Slot
+        from edged.readers.manager import Slot, SlotSource
         from edged.readers.terminal import TerminalReader
 
         def on_card(slot: int, present: bool, atr: bytes) -> None:
             slot_id = f"terminal:{slot}"
             if present:
-                view = Slot(slot_id, f"bifente terminal slot {slot}", "terminal", pin_pad=True)
+                view = Slot(slot_id, f"bifente terminal slot {slot}", SlotSource.TERMINAL,
+                            pin_pad=True)
                 coro = self.slots.card_inserted(view, atr,
                                                 lambda: self.terminal.transport(slot))
             else:

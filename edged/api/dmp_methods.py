@@ -21,6 +21,7 @@ from apdu.identity import mask_nir
 from edged.api.errors import DMP_ERROR
 from edged.api.jsonrpc import INVALID_PARAMS, RpcError
 from edged.api.method import BOOL, INT, STR, Method, b64_param, obj, on_card
+from edged.readers.pcsc import CardKind
 from edged.services import cards
 
 if TYPE_CHECKING:
@@ -111,9 +112,9 @@ async def dmp_create(daemon: Daemon, conn: Connection, params: dict[str, Any]) -
         headers = await _consent(daemon, conn, ins, "create", bool(params.get("express")))
         oid = params.get("ins_oid")
         if oid is None:  # the INS authority of the Vitale beneficiary
-            card = await on_card(daemon, conn, "vitale", cards.vitale_read, "dmp.create")
-            oid = next(b["ins"]["oid"] for b in card["beneficiaries"]
-                       if b["ins"]["value"] == ins)
+            # Already read for the consent: the insertion's session answers from memory.
+            card = await on_card(daemon, conn, CardKind.VITALE, cards.vitale_read, "dmp.create")
+            oid = next(b.ins.oid.value for b in card.beneficiaries if b.ins.value == ins)
         _, answer = await service.call(_client(conn), "POST", _path(ins),
                                        json_body={"ins_oid": oid}, headers=headers)
         password = str(answer.get("patient_password", ""))

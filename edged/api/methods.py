@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from edged.api import dmp_methods, mail_methods
+from apdu.cps_spec import KeyRef
+from edged.api import dmp_methods, mail_methods, render
 from edged.api.errors import FORBIDDEN, NOT_PAIRED, TerminalUnavailable
 from edged.api.jsonrpc import METHOD_NOT_FOUND, RpcError
 from edged.api.method import B64 as _B64
@@ -16,7 +17,8 @@ from edged.api.method import BOOL as _BOOL
 from edged.api.method import INT as _INT
 from edged.api.method import MAX_SIGN_BYTES, PROTOCOL_VERSION, Method, b64_param, obj, on_card
 from edged.api.method import STR as _STR
-from edged.readers.ui import fit_lines
+from edged.readers.pcsc import CardKind
+from edged.readers.ui import Answer, fit_lines
 from edged.services import cards
 
 if TYPE_CHECKING:
@@ -63,29 +65,31 @@ async def readers_list(daemon: Daemon, conn: Connection, params: dict[str, Any])
 
 async def vitale_read(daemon: Daemon, conn: Connection, params: dict[str, Any]) -> Any:
     """vitale.read."""
-    result = await on_card(daemon, conn, "vitale", cards.vitale_read, "vitale.read")
-    daemon.audit_event("vitale.read", conn, beneficiaries=len(result["beneficiaries"]))
-    return result
+    card = await on_card(daemon, conn, CardKind.VITALE, cards.vitale_read, "vitale.read")
+    daemon.audit_event("vitale.read", conn, beneficiaries=len(card.beneficiaries))
+    return render.vitale_card(card)
 
 
 async def cps_info(daemon: Daemon, conn: Connection, params: dict[str, Any]) -> Any:
     """cps.info."""
-    result = await on_card(daemon, conn, "cps", cards.cps_info, "cps.info")
+    info = await on_card(daemon, conn, CardKind.CPS, cards.cps_info, "cps.info")
     daemon.audit_event("cps.info", conn)
-    return result
+    return render.cps_info(info)
 
 
 async def cps_pin_status(daemon: Daemon, conn: Connection, params: dict[str, Any]) -> Any:
     """cps.pin_status."""
-    return await on_card(daemon, conn, "cps", cards.pin_status, "cps.pin_status")
+    return render.pin_status(await on_card(daemon, conn, CardKind.CPS, cards.pin_status,
+                                           "cps.pin_status"))
 
 
 async def cps_verify_pin(daemon: Daemon, conn: Connection, params: dict[str, Any]) -> Any:
     """cps.verify_pin: typed on the terminal keypad; never retried automatically."""
     timeout = float(params.get("timeout", daemon.config.pin_timeout))
-    result = await on_card(daemon, conn, "cps",
-                            lambda p: cards.verify_pin(p, timeout), "cps.verify_pin",
+    outcome = await on_card(daemon, conn, CardKind.CPS,
+                            lambda s: cards.verify_pin(s, timeout), "cps.verify_pin",
                             timeout=timeout + daemon.config.card_timeout)
+    result = render.pin_outcome(outcome)
     daemon.audit_event("pin.verify", conn, outcome=result["result"],
                        tries_left=result["tries_left"])
     daemon.bus.publish("pin.state", result=result["result"], tries_left=result["tries_left"])
@@ -96,18 +100,20 @@ async def cps_sign(daemon: Daemon, conn: Connection, params: dict[str, Any]) -> 
     """cps.sign."""
     data = b64_param(params["data"], "data", MAX_SIGN_BYTES)
     key = params.get("key", "signature")
-    result = await on_card(daemon, conn, "cps", lambda p: cards.sign(p, data, key), "cps.sign")
+    ref = KeyRef.SIGNATURE if key == "signature" else KeyRef.AUTHENTICATION
+    signature = await on_card(daemon, conn, CardKind.CPS, lambda s: cards.sign(s, data, ref),
+                              "cps.sign")
     daemon.audit_event("cps.sign", conn, certificate=key, bytes=len(data))
-    return result
+    return render.signature(signature)
 
 
 async def cps_authenticate(daemon: Daemon, conn: Connection, params: dict[str, Any]) -> Any:
     """cps.authenticate."""
     challenge = b64_param(params["challenge"], "challenge", 1024)
-    result = await on_card(daemon, conn, "cps", lambda p: cards.authenticate(p, challenge),
-                            "cps.authenticate")
+    signature = await on_card(daemon, conn, CardKind.CPS,
+                              lambda s: cards.authenticate(s, challenge), "cps.authenticate")
     daemon.audit_event("cps.authenticate", conn)
-    return result
+    return render.signature(signature)
 
 
 async def consent_ask(daemon: Daemon, conn: Connection, params: dict[str, Any]) -> Any:
@@ -115,7 +121,8 @@ async def consent_ask(daemon: Daemon, conn: Connection, params: dict[str, Any]) 
     if daemon.ui is None:
         raise TerminalUnavailable("no terminal display and keys to ask the patient")
     timeout = float(params.get("timeout", 60))
-    answer = await daemon.ui.confirm("\n".join(fit_lines(params["text"])), timeout=timeout)
+    answer = Answer(await daemon.ui.confirm("\n".join(fit_lines(params["text"])),
+                                            timeout=timeout))
     daemon.audit_event("consent.answer", conn, answer=answer)
     return {"answer": answer}
 
@@ -205,7 +212,7 @@ _CORE = [
            "OK or Cancel.", frozenset({"dmp:read", "dmp:write", "dmp:emergency"}),
            obj({"text": {"type": "string", "minLength": 1, "maxLength": 200},
                  "timeout": {"type": "number", "minimum": 5, "maximum": 300}}, ("text",)),
-           obj({"answer": {"type": "string", "enum": ["ok", "cancel", "timeout"]}})),
+           obj({"answer": {"type": "string", "enum": [str(a) for a in Answer]}})),
     Method("events.subscribe", events_subscribe, "Receive card.inserted, card.removed, "
            "pin.state and terminal.cancel (Cancel pressed outside a prompt) notifications on "
            "this connection.", _READ,

@@ -48,11 +48,11 @@ from apdu.cps import CpsSession
 from apdu.cps_spec import KeyRef
 from apdu.errors import SecurityStatusNotSatisfied
 from apdu.identity import mask_nir
-from apdu.protocol import CardProtocol
 from edged.api.errors import CONSENT_ERROR, NoCard, TerminalUnavailable
 from edged.api.jsonrpc import RpcError
 from edged.config import ConfigError
-from edged.readers.ui import fit_lines
+from edged.readers.pcsc import CardKind
+from edged.readers.ui import Answer, fit_lines
 from edged.services import cards
 from edged.services.consent import ConsentSigner
 from edged.state.sqlite import open_durable, transaction
@@ -147,11 +147,10 @@ class NotThisProfessional(Exception):
     """The CPS card in the terminal is not the one a queued feed needs."""
 
 
-def _card_login(protocol: CardProtocol, challenge: bytes, pin_timeout: float, *,
+def _card_login(session: CpsSession, challenge: bytes, pin_timeout: float, *,
                 allow_pin: bool = True, expected: str | None = None) -> dict[str, Any]:
     """Identity, then INTERNAL AUTHENTICATE of the challenge (PIN on the keypad if needed and
     allowed: never from the background queue)."""
-    session = CpsSession(protocol)
     holder = session.identity().holder
     if expected is not None and holder.national_id != expected:
         raise NotThisProfessional("the CPS card in the terminal is another professional's")
@@ -431,7 +430,7 @@ class DmpService:
                     allow_pin: bool = True) -> ProSession:
         """The session for the CPS card in the terminal (authenticating when needed); with
         `professional`, only that professional's card will do."""
-        slot = self.daemon.slots.find("cps")
+        slot = self.daemon.slots.find(CardKind.CPS)
         if slot is None or slot.arbiter is None:
             raise NoCard("no CPS card is inserted")
         async with self._login_lock:
@@ -445,7 +444,7 @@ class DmpService:
                 challenge = base64.b64decode(answer["challenge"])
                 pin_timeout = self.daemon.config.pin_timeout
                 card = await slot.arbiter.run(
-                    client_id, lambda p: _card_login(p, challenge, pin_timeout,
+                    client_id, lambda s: _card_login(s, challenge, pin_timeout,
                                                      allow_pin=allow_pin, expected=professional),
                     label="dmp.login", timeout=pin_timeout + self.daemon.config.card_timeout)
                 _, answer = await self.request("POST", "/api/auth/session", json_body={
@@ -459,12 +458,12 @@ class DmpService:
 
     async def identify(self, client_id: str) -> dict[str, Any]:
         """Offline: who holds the CPS card (and the PIN verified on the keypad for later)."""
-        slot = self.daemon.slots.find("cps")
+        slot = self.daemon.slots.find(CardKind.CPS)
         if slot is None or slot.arbiter is None:
             raise NoCard("no CPS card is inserted")
         pin_timeout = self.daemon.config.pin_timeout
         return await slot.arbiter.run(
-            client_id, lambda p: _card_login(p, uuid.uuid4().bytes, pin_timeout),
+            client_id, lambda s: _card_login(s, uuid.uuid4().bytes, pin_timeout),
             label="dmp.identify", timeout=pin_timeout + self.daemon.config.card_timeout)
 
     async def call(self, client_id: str, method: str, path: str, *,
@@ -486,13 +485,14 @@ class DmpService:
                           action: str, express: bool = False, question: str | None = None
                           ) -> str:
         """Ask the patient on the terminal; the signed record as the header value."""
-        if self.daemon.slots.find("vitale") is None:
+        if self.daemon.slots.find(CardKind.VITALE) is None:
             raise RpcError(CONSENT_ERROR, "the patient's Vitale card must be in the terminal "
                            "to consent", "vitale_required")
         from edged.api.method import on_card
 
-        card = await on_card(self.daemon, conn, "vitale", cards.vitale_read, "dmp.consent")
-        if ins not in {b["ins"]["value"] for b in card["beneficiaries"]}:
+        card = await on_card(self.daemon, conn, CardKind.VITALE, cards.vitale_read,
+                             "dmp.consent")
+        if ins not in {b.ins.value for b in card.beneficiaries}:
             raise RpcError(CONSENT_ERROR, "this INS is not one of the Vitale card's "
                            "beneficiaries", "ins_not_on_card")
         if self.daemon.ui is None:
@@ -501,14 +501,14 @@ class DmpService:
         text = question or f"Allow {name} to {verb} your DMP?"
         if express:
             text += " (express consent)"
-        answer = await self.daemon.ui.confirm("\n".join(fit_lines(text)),
-                                              timeout=self.settings.consent_timeout)
+        answer = Answer(await self.daemon.ui.confirm("\n".join(fit_lines(text)),
+                                                     timeout=self.settings.consent_timeout))
         self.daemon.audit_event("consent.answer", conn, answer=answer, action=action,
                                 patient=mask_nir(ins), professional=professional,
                                 express=express)
-        if answer == "cancel":
+        if answer is Answer.CANCEL:
             raise RpcError(CONSENT_ERROR, "the patient refused", "consent_refused")
-        if answer != "ok":
+        if answer is not Answer.OK:
             raise RpcError(CONSENT_ERROR, "the patient did not answer in time",
                            "consent_timeout")
         with contextlib.suppress(HostUnreachable):  # offline: the queue enrolls first
@@ -546,7 +546,7 @@ class DmpService:
     def emergency_granted(self, ins: str) -> bool:
         """An emergency access opened in this session for this patient, still running."""
         session = self.session
-        slot = self.daemon.slots.find("cps")
+        slot = self.daemon.slots.find(CardKind.CPS)
         if session is None or slot is None or session.arbiter is not slot.arbiter:
             return False
         return session.emergency.get(ins, 0.0) > time.monotonic()
