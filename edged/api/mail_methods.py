@@ -21,6 +21,7 @@ from apdu.cps import CpsSession
 from apdu.cps_spec import KeyRef
 from edged.api.method import BOOL, INT, STR, Method, b64_param, obj, on_card
 from edged.readers.pcsc import CardKind
+from edged.readers.session import InsertedCps
 from edged.services import cms, smime
 from edged.services.mail import MailError, MailService, NoSuchMessage, service_of
 
@@ -33,6 +34,7 @@ __all__ = ["METHODS", "card_address"]
 MAX_RECIPIENTS = 100
 MAX_ATTACHMENTS = 32
 _SEND = frozenset({"mail:send"})
+_READ = frozenset({"mail:read"})  # the mailbox: a sending client does not read it (M10)
 _ADDRESS = {"type": "string", "minLength": 3, "maxLength": 254, "pattern": r"^[^@\s]+@[^@\s]+$"}
 _ATTACHMENT = obj({"filename": {"type": "string", "minLength": 1, "maxLength": 255},
                    "content_type": {"type": "string", "maxLength": 127},
@@ -130,7 +132,8 @@ async def _send(daemon: Daemon, conn: Connection, params: dict[str, Any]) -> Any
     signature_cert, _ = await _card_certificates(daemon, conn)
     chain = [c for c in service.intermediates if c.subject == signature_cert.issuer]
 
-    def seal(session: CpsSession) -> bytes:
+    def seal(session: InsertedCps) -> bytes:
+        session.claim(conn.client_id)  # this client's PIN, not another's (docs/security.md)
         signer = cms.CardSigner(session, chain)
         protected = smime.protect(msg, signer, recipients, settings.mode, trust=trust)
         return smime.to_bytes(protected)
@@ -170,7 +173,8 @@ async def mail_open(daemon: Daemon, conn: Connection, params: dict[str, Any]) ->
     try:
         address = await _address(daemon, conn, service)
         raw = await asyncio.to_thread(service.retrieve, address, params["uid"])
-        def open_(session: CpsSession) -> smime.OpenedMessage:
+        def open_(session: InsertedCps) -> smime.OpenedMessage:
+            session.claim(conn.client_id)
             decryptor = cms.CardDecryptor(session)
             return smime.open_message(raw, decryptor, trust,
                                       max_attachment=max(settings.max_attachment,
@@ -220,12 +224,12 @@ METHODS: list[Method] = [
                                              "enum": ["queued", "sending", "sent", "failed"]},
                 "attempts": INT, "last_error": {"type": ["string", "null"]}})),
     Method("mail.list", mail_list, "The professional's mailbox (POP3, nothing deleted): uid, "
-           "from, the outer subject, date, size.", _SEND, obj({}),
+           "from, the outer subject, date, size.", _READ, obj({}),
            obj({"address": STR, "messages": {"type": "array", "items": obj({
                "uid": STR, "from": STR, "subject": STR, "date": STR, "size": INT})}})),
     Method("mail.open", mail_open, "Decrypt a message with the CPS (needs the PIN verified) "
            "and verify its signature: subject, from, signer, text, HTML, attachments "
-           "(byte-identical, base64).", _SEND,
+           "(byte-identical, base64).", _READ,
            obj({"uid": {"type": "string", "minLength": 1, "maxLength": 70}}, ("uid",)),
            obj({"uid": STR, "message_id": {"type": ["string", "null"]}, "subject": STR,
                 "from": STR, "to": {"type": "array", "items": STR},

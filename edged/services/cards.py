@@ -14,13 +14,22 @@ from apdu.cps import CpsIdentity, CpsSession, PinStatus
 from apdu.cps_spec import KeyRef
 from apdu.errors import PinBlocked, PinCancelled, WrongPin
 from apdu.vitale import VitaleCard, VitaleSession
+from edged.readers.session import InsertedCps
+from edged.services.errors import Family, ServiceError
+
+# The DMP host's login challenge is 32 random bytes (docs/dmp-api.md, "Authentication"), and
+# only the daemon answers it (docs/security.md): a client's own signature with the
+# authentication key never covers 32 bytes, so it cannot be turned into a DMP login.
+DMP_CHALLENGE_BYTES = 32
 
 __all__ = [
+    "DMP_CHALLENGE_BYTES",
     "CpsInfo",
     "PinOutcome",
     "PinResult",
     "Signature",
     "authenticate",
+    "check_not_host_challenge",
     "cps_info",
     "pin_status",
     "sign",
@@ -63,6 +72,14 @@ class Signature:
     algorithm: str = "sha256WithRSAEncryption"
 
 
+def check_not_host_challenge(data: bytes) -> None:
+    """Refuse to sign, with the authentication key, what has the DMP host's challenge shape."""
+    if len(data) == DMP_CHALLENGE_BYTES:
+        raise ServiceError(Family.FORBIDDEN, "challenge_reserved",
+                           f"{DMP_CHALLENGE_BYTES}-byte challenges are the DMP host's: only "
+                           "the daemon logs in there with the card (use another length)")
+
+
 def vitale_read(session: VitaleSession) -> VitaleCard:
     """The Vitale card's contents."""
     return session.read()
@@ -78,10 +95,13 @@ def pin_status(session: CpsSession) -> PinStatus:
     return session.pin_status()
 
 
-def verify_pin(session: CpsSession, timeout: float) -> PinOutcome:
-    """The reader's keypad collects the PIN; the outcome, never the PIN."""
+def verify_pin(session: CpsSession, timeout: float, client: str | None = None) -> PinOutcome:
+    """The reader's keypad collects the PIN (for this client); the outcome, never the PIN."""
     try:
-        session.verify_pin(None, timeout=timeout)
+        if isinstance(session, InsertedCps) and client is not None:
+            session.verify_for(client, timeout=timeout)
+        else:
+            session.verify_pin(None, timeout=timeout)
     except WrongPin as exc:
         return PinOutcome(PinResult.WRONG, exc.tries_left)
     except PinBlocked:
@@ -91,12 +111,14 @@ def verify_pin(session: CpsSession, timeout: float) -> PinOutcome:
     return PinOutcome(PinResult.OK, session.pin_status().tries_left)
 
 
-def sign(session: CpsSession, data: bytes, key: KeyRef) -> Signature:
-    """SHA-256 + RSA PKCS#1 v1.5 by the card (split hash), with the certificate."""
+def sign(session: InsertedCps, client: str, data: bytes, key: KeyRef) -> Signature:
+    """SHA-256 + RSA PKCS#1 v1.5 by the card (split hash) with this client's PIN state."""
+    session.claim(client)
     return Signature(session.sign(data, key), session.certificate(key))
 
 
-def authenticate(session: CpsSession, challenge: bytes) -> Signature:
-    """INTERNAL AUTHENTICATE of SHA-256(challenge) with the authentication key."""
+def authenticate(session: InsertedCps, client: str, challenge: bytes) -> Signature:
+    """INTERNAL AUTHENTICATE of SHA-256(challenge) with this client's PIN state."""
+    session.claim(client)
     return Signature(session.authenticate(challenge),
                      session.certificate(KeyRef.AUTHENTICATION))

@@ -17,7 +17,7 @@ from simulators.vitale import Vitale2Card
 pytestmark = [pytest.mark.asyncio, pytest.mark.pcsc]
 
 
-async def until(predicate, timeout: float = 5.0) -> None:
+async def until(predicate, timeout: float = 10.0) -> None:
     deadline = asyncio.get_running_loop().time() + timeout
     while not predicate():
         assert asyncio.get_running_loop().time() < deadline, "condition not reached"
@@ -30,6 +30,7 @@ async def _signs(client, bench, card: Cps3Card) -> tuple[int, int]:
     assert (await client.call("cps.verify_pin"))["result"] == "ok"
     counts = []
     for document in (b"first letter", b"second letter"):
+        bench.keypad.press("OK")  # the holder confirms each signature on the terminal
         before = card.apdu_count
         signed = await client.call("cps.sign", {"data": base64.b64encode(document).decode()})
         assert signed["signature"]
