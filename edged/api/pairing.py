@@ -208,11 +208,11 @@ class PairingManager:
         try:
             name = validate_client_name(client_name)
             granted = normalise_scopes(scopes) if scopes else DEFAULT_SCOPES
-            load_client_public_key(public_key_or_csr)
             local = sorted(LOCAL_ONLY_SCOPES & set(granted))
             if local:
                 raise ValueError(f"{', '.join(local)} is granted only on the daemon's machine "
                                  "(bifente admin grant NAME, after pairing without it)")
+            load_client_public_key(public_key_or_csr)
         except ValueError as exc:
             await self._refuse(PairingErrorCode.INVALID_REQUEST, str(exc), peer, None)
         if await asyncio.to_thread(self._registry.find_active, name) is not None:
