@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from apdu.cps_spec import KeyRef
 from edged.api import dmp_methods, mail_methods, render
-from edged.api.errors import FORBIDDEN, NOT_PAIRED, TerminalUnavailable
+from edged.api.errors import FORBIDDEN, NOT_PAIRED, NoCard, TerminalUnavailable
 from edged.api.jsonrpc import METHOD_NOT_FOUND, RpcError
 from edged.api.method import B64 as _B64
 from edged.api.method import BOOL as _BOOL
@@ -116,8 +116,12 @@ async def cps_sign(daemon: Daemon, conn: Connection, params: dict[str, Any]) -> 
     batch: bool | None = None
     if key == "signature":
         _require(conn, "cps:sign", "a signature with the signature key")
-        approval = await daemon.signatures.approve(daemon.ui, conn.client_id,
-                                                   conn.client_name or "?", title, digest)
+        slot = daemon.slots.find(CardKind.CPS)
+        if slot is None or slot.arbiter is None:  # nothing to confirm for
+            raise NoCard("no CPS card is inserted")
+        approval = await daemon.signatures.approve(
+            daemon.ui, conn.client_id, conn.client_name or "?", title, digest,
+            insertion=slot.arbiter)
         batch = approval.batch
         ref = KeyRef.SIGNATURE
     else:

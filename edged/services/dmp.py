@@ -10,7 +10,9 @@
   `retry_base` / `retry_max` (the offline queue's backoff, 2 s / 300 s).
 - **Professionals** authenticate with the CPS card in the terminal: the host's challenge is
   signed by the card (INTERNAL AUTHENTICATE; the PIN is asked on the keypad when the card needs
-  it); the session token is kept for that card insertion and renewed on a 401.
+  it, for the client that asks: docs/security.md); the session token is kept for that client
+  and that card insertion, and renewed on a 401. An emergency access is the declaring
+  client's only, and the patient's Cancel ends it.
 - **Consent**: before create, feed and read edged asks the patient on the terminal ("Allow
   <professional> to <action> your DMP?"), with the Vitale card present and the INS one of its
   beneficiaries'; OK yields a record signed by the device key (`ConsentSigner` under

@@ -36,6 +36,7 @@ class Approval:
 class _Batch:
     remaining: int
     until: float
+    insertion: object  # the card insertion it was confirmed for (its arbiter)
 
 
 class SignatureGate:
@@ -61,10 +62,12 @@ class SignatureGate:
         return "\n".join(fit_lines("\n".join(lines), lines=7))
 
     async def approve(self, ui: TerminalUI | None, client: str, client_name: str, title: str,
-                      digest: bytes, count: int = 1) -> Approval:
-        """Return once the holder allowed it; ServiceError when refused or unanswered."""
+                      digest: bytes, count: int = 1, insertion: object = None) -> Approval:
+        """Return once the holder allowed it; ServiceError when refused or unanswered. A batch
+        holds for this client and this card insertion only."""
         batch = self._batches.get(client)
-        if batch is not None and batch.until > self._clock() and batch.remaining >= count:
+        if batch is not None and batch.until > self._clock() and batch.remaining >= count \
+                and batch.insertion is insertion:
             batch.remaining -= count
             return Approval(True, batch.remaining)
         self._batches.pop(client, None)
@@ -82,7 +85,8 @@ class SignatureGate:
                                "the signature was not confirmed on the terminal in time")
         if self.batch_count > 1:
             remaining = self.batch_count - count
-            self._batches[client] = _Batch(remaining, self._clock() + self.batch_minutes * 60)
+            self._batches[client] = _Batch(remaining, self._clock() + self.batch_minutes * 60,
+                                           insertion)
             return Approval(True, remaining)
         return Approval(False, 0)
 
