@@ -43,6 +43,11 @@ class Config:
     pin_timeout: float = 30.0
     pcsc: bool = True
     terminal: str = ""  # serial device of the bifente terminal, e.g. /dev/bifente-terminal
+    # Non-repudiation signatures are confirmed on the terminal one by one, unless the holder
+    # accepts a bounded batch there: at most sign_batch_count within sign_batch_minutes
+    # (docs/security.md). 0 keeps the batch mode off (the default).
+    sign_batch_count: int = 0
+    sign_batch_minutes: float = 0.0
     # [state]
     state_dir: Path = Path("/var/lib/bifente")
     # Fallback state key file when there is no systemd credential (edged/state/keywrap.py);
@@ -73,7 +78,8 @@ _SECTIONS = {
                "max_unpaired", "max_unpaired_per_prefix", "max_per_paired_address",
                "handshake_timeout",
                "unpaired_idle_timeout"),
-    "cards": ("card_timeout", "pin_timeout", "pcsc", "terminal"),
+    "cards": ("card_timeout", "pin_timeout", "pcsc", "terminal", "sign_batch_count",
+              "sign_batch_minutes"),
     "state": ("state_dir", "state_key_file"),
     "discovery": ("mdns", "name", "model", "mdns_interfaces"),
     "log": ("log_level",),
@@ -136,4 +142,6 @@ def load_config(path: Path | None) -> Config:
         raise ConfigError("connection caps must be at least 1 and handshake_timeout positive")
     if config.max_message_bytes < 4096:
         raise ConfigError("max_message_bytes must be at least 4096")
+    if not 0 <= config.sign_batch_count <= 100 or not 0 <= config.sign_batch_minutes <= 60:
+        raise ConfigError("sign_batch_count must be 0..100 and sign_batch_minutes 0..60")
     return config

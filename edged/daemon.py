@@ -21,7 +21,9 @@ from edged.api.server import Connection, RpcServer
 from edged.config import Config
 from edged.events import EventBus
 from edged.readers.manager import PcscWatcher, SlotRegistry
-from edged.readers.ui import PAIRING_SCREEN_S, TerminalUI
+from edged.readers.ui import PAIRING_SCREEN_S, TerminalUI, fit_lines
+from edged.services.signing import SignatureGate
+from edged.state.clients import scope_labels
 
 __all__ = ["VERSION", "Daemon"]
 
@@ -73,6 +75,8 @@ class Daemon:
         self.pairing = PairingManager(self.keystore, self.clients, show_code=self._show_code,
                                       on_event=self._pairing_event)
         self.server = RpcServer(self)
+        self.signatures = SignatureGate(batch_count=config.sign_batch_count,
+                                        batch_minutes=config.sign_batch_minutes)
         from edged.services.extensions import EXTENSIONS
 
         self.extensions: list[Any] = [e for e in (f(self) for f in EXTENSIONS) if e is not None]
@@ -115,10 +119,12 @@ class Daemon:
         actor = (conn.client_name or f"unpaired@{conn.peer}") if conn else "edged"
         await asyncio.wrap_future(self.audit.submit(event, actor=actor, **fields))
 
-    async def _show_code(self, code: str, client_name: str) -> None:
+    async def _show_code(self, code: str, client_name: str, scopes: tuple[str, ...]) -> None:
         if self.ui is not None:
-            await self.ui.show(["Appairage", client_name[:21], "", f"Code: {code}"],
-                               secret_s=PAIRING_SCREEN_S)
+            # The holder sees what the code grants before reading it out (M9).
+            await self.ui.show(["Appairage", client_name[:16], *fit_lines(scope_labels(scopes),
+                                                                       lines=4),
+                                f"Code: {code}"], secret_s=PAIRING_SCREEN_S)
         else:
             # Headless PC/SC setups: the operator reads the code on the console (journald).
             log.warning("pairing code for %r: %s (no terminal display)", client_name, code)
@@ -178,13 +184,14 @@ class Daemon:
 
     def _start_terminal(self, loop: asyncio.AbstractEventLoop) -> None:
         """The bifente terminal: two slots with a keypad, and its display for prompts."""
-        from edged.readers.manager import Slot
+        from edged.readers.manager import Slot, SlotSource
         from edged.readers.terminal import TerminalReader
 
         def on_card(slot: int, present: bool, atr: bytes) -> None:
             slot_id = f"terminal:{slot}"
             if present:
-                view = Slot(slot_id, f"bifente terminal slot {slot}", "terminal", pin_pad=True)
+                view = Slot(slot_id, f"bifente terminal slot {slot}", SlotSource.TERMINAL,
+                            pin_pad=True)
                 coro = self.slots.card_inserted(view, atr,
                                                 lambda: self.terminal.transport(slot))
             else:
@@ -196,13 +203,23 @@ class Daemon:
                      "connected" if connected else "disconnected")
 
         def on_cancel() -> None:
-            loop.call_soon_threadsafe(self.bus.publish, "terminal.cancel")
+            loop.call_soon_threadsafe(self.terminal_cancel)
 
         self.terminal = TerminalReader(self.config.terminal, on_card=on_card, on_state=on_state,
                                        on_cancel=on_cancel,
                                        fingerprint=lambda: self.keystore.fingerprint).start()
         if self.ui is None:
             self.ui = self.terminal.ui()
+
+    def terminal_cancel(self) -> None:
+        """Cancel pressed outside a prompt: it wins at once over open batches and emergency
+        accesses (docs/security.md), and clients hear of it."""
+        self.signatures.end_batches()
+        for extension in self.extensions:
+            end = getattr(extension, "end_emergencies", None)
+            if end is not None:
+                end()
+        self.bus.publish("terminal.cancel")
 
     async def _announce(self) -> None:
         from edged.discovery import Advert, Announcer, default_name

@@ -13,7 +13,6 @@ display only: the RPC answer has no code.
 
 from __future__ import annotations
 
-import time
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
@@ -23,6 +22,7 @@ from edged.api import uploads
 from edged.api.errors import DMP_ERROR
 from edged.api.jsonrpc import INVALID_PARAMS, RpcError
 from edged.api.method import BOOL, INT, STR, Method, b64_param, obj, on_card
+from edged.readers.pcsc import CardKind
 from edged.readers.ui import CODE_SCREEN_S
 from edged.services import cards
 
@@ -54,34 +54,36 @@ def _client(conn: Connection) -> str:
 
 
 async def _run(daemon: Daemon, conn: Connection, name: str, ins: str, op: Any,
-               **audit: Any) -> Any:
-    """Audit the intent, run op, audit the outcome (INS masked), map host refusals to
-    DMP_ERROR."""
+               found: dict[str, Any] | None = None, **fixed: Any) -> Any:
+    """Audit the intent, run op, audit the outcome (INS masked; with what op put in `found`,
+    such as the access mode of a read), map host refusals to DMP_ERROR."""
     from edged.services.dmp import DmpError, HostUnreachable
 
     # Durable before the host hears of it: an action never happens without a trace (L3).
-    await daemon.audit_intent(name, conn, patient=mask_nir(ins), outcome="started", **audit)
+    await daemon.audit_intent(name, conn, patient=mask_nir(ins), outcome="started", **fixed)
+
+    def audit(**outcome: Any) -> None:
+        daemon.audit_event(name, conn, patient=mask_nir(ins), **outcome, **fixed,
+                           **(found or {}))
+
     try:
         result = await op()
     except DmpError as exc:
-        daemon.audit_event(name, conn, patient=mask_nir(ins), outcome="refused",
-                           reason=exc.reason, **audit)
+        audit(outcome="refused", reason=exc.reason)
         data: dict[str, Any] = {"status": exc.status}
         if exc.details:
             data["details"] = exc.details
         raise RpcError(DMP_ERROR, exc.message, exc.reason, **data) from exc
     except HostUnreachable as exc:
-        daemon.audit_event(name, conn, patient=mask_nir(ins), outcome="unreachable", **audit)
+        audit(outcome="unreachable")
         raise RpcError(DMP_ERROR, str(exc), "host_unreachable") from exc
     except RpcError as exc:
-        daemon.audit_event(name, conn, patient=mask_nir(ins), outcome="refused",
-                           reason=exc.data.get("reason"), **audit)
+        audit(outcome="refused", reason=exc.data.get("reason"))
         raise
     except Exception as exc:  # a card or PIN error: the intent has its outcome too (M5)
-        daemon.audit_event(name, conn, patient=mask_nir(ins), outcome="failed",
-                           error=type(exc).__name__, **audit)
+        audit(outcome="failed", error=type(exc).__name__)
         raise
-    daemon.audit_event(name, conn, patient=mask_nir(ins), outcome="ok", **audit)
+    audit(outcome="ok")
     return result
 
 
@@ -93,6 +95,18 @@ async def _consent(daemon: Daemon, conn: Connection, ins: str, action: str,
                                        name=session.display_name, action=action,
                                        express=express)
     return {CONSENT_HEADER: header}
+
+
+async def _read_access(daemon: Daemon, conn: Connection, ins: str, express: bool,
+                       found: dict[str, Any]) -> dict[str, str]:
+    """Headers for a read: none under this client's own emergency access, else the patient's
+    consent; the mode goes into the audit of every read (M1)."""
+    grant = _service(daemon).emergency_for(_client(conn), ins)
+    if grant is not None:
+        found["mode"] = grant.mode
+        return {}
+    found["mode"] = "consent"
+    return await _consent(daemon, conn, ins, "read", express)
 
 
 def _path(ins: str, *rest: str) -> str:
@@ -121,9 +135,9 @@ async def dmp_create(daemon: Daemon, conn: Connection, params: dict[str, Any]) -
         headers = await _consent(daemon, conn, ins, "create", bool(params.get("express")))
         oid = params.get("ins_oid")
         if oid is None:  # the INS authority of the Vitale beneficiary
-            card = await on_card(daemon, conn, "vitale", cards.vitale_read, "dmp.create")
-            oid = next(b["ins"]["oid"] for b in card["beneficiaries"]
-                       if b["ins"]["value"] == ins)
+            # Already read for the consent: the insertion's session answers from memory.
+            card = await on_card(daemon, conn, CardKind.VITALE, cards.vitale_read, "dmp.create")
+            oid = next(b.ins.oid.value for b in card.beneficiaries if b.ins.value == ins)
         _, answer = await service.call(_client(conn), "POST", _path(ins),
                                        json_body={"ins_oid": oid}, headers=headers)
         password = str(answer.get("patient_password", ""))
@@ -192,31 +206,33 @@ async def dmp_find(daemon: Daemon, conn: Connection, params: dict[str, Any]) -> 
     query = query_string({"type": params.get("type"), "status": params.get("status"),
                           "limit": params.get("limit"), "offset": params.get("offset")})
 
+    found: dict[str, Any] = {}
+
     async def op() -> Any:
         service = _service(daemon)
-        headers = {} if service.emergency_granted(ins) else await _consent(
-            daemon, conn, ins, "read", bool(params.get("express", False)))
+        headers = await _read_access(daemon, conn, ins, bool(params.get("express")), found)
         _, answer = await service.call(_client(conn), "GET", _path(ins, "documents") + query,
                                        headers=headers)
         return {"documents": answer.get("documents", []), "total": answer.get("total", 0),
                 "mode": answer.get("mode", "normal")}
 
-    return await _run(daemon, conn, "dmp.find", ins, op)
+    return await _run(daemon, conn, "dmp.find", ins, op, found)
 
 
 async def dmp_get(daemon: Daemon, conn: Connection, params: dict[str, Any]) -> Any:
     """dmp.get: one document with its CDA (base64)."""
     ins, document_id = params["ins"], params["document_id"]
 
+    found: dict[str, Any] = {}
+
     async def op() -> Any:
         service = _service(daemon)
-        headers = {} if service.emergency_granted(ins) else await _consent(
-            daemon, conn, ins, "read", bool(params.get("express", False)))
+        headers = await _read_access(daemon, conn, ins, bool(params.get("express")), found)
         _, answer = await service.call(_client(conn), "GET",
                                        _path(ins, "documents", document_id), headers=headers)
         return {"document": answer.get("document"), "cda": answer.get("cda")}
 
-    return await _run(daemon, conn, "dmp.get", ins, op, document=document_id)
+    return await _run(daemon, conn, "dmp.get", ins, op, found, document=document_id)
 
 
 async def dmp_emergency(daemon: Daemon, conn: Connection, params: dict[str, Any]) -> Any:
@@ -230,8 +246,7 @@ async def dmp_emergency(daemon: Daemon, conn: Connection, params: dict[str, Any]
         _, answer = await service.call(_client(conn), "POST", _path(ins, "emergency"),
                                        json_body={"mode": mode, "reason": reason})
         expires_in = float(answer.get("expires_in") or 0)
-        if service.session is not None:
-            service.session.emergency[ins] = time.monotonic() + expires_in
+        service.declare_emergency(_client(conn), ins, mode, reason, expires_in)
         return {"mode": answer.get("mode", mode), "reason": answer.get("reason", reason),
                 "expires_in": expires_in}
 
@@ -327,7 +342,8 @@ METHODS: list[Method] = [
            obj({"document": _DOCUMENT, "cda": STR})),
     Method("dmp.emergency", dmp_emergency, "Emergency access without consent: bris_de_glace or "
            "centre_15 (regulating doctors), with the professional's stated reason; then "
-           "dmp.find / dmp.get need no consent for this patient while it lasts.",
+           "dmp.find / dmp.get from this client need no consent for this patient while it lasts "
+           "(not from other clients; the patient's Cancel on the terminal ends it).",
            frozenset({"dmp:emergency"}),
            obj({"ins": _INS, "mode": {"type": "string", "enum": ["bris_de_glace", "centre_15"]},
                 "reason": {"type": "string", "minLength": 1, "maxLength": 500}},

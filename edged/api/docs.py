@@ -46,14 +46,14 @@ Every error has `data.reason`, a stable machine-readable string; some add fields
 | {jsonrpc.INVALID_PARAMS} | parameters do not match the schema | `invalid_params`, `too_large` |
 | {jsonrpc.INTERNAL_ERROR} | a bug; details are in the daemon's log | `internal_error` |
 | {errors.NOT_PAIRED} | the client must pair first | `not_paired` |
-| {errors.FORBIDDEN} | the client lacks a scope (`data.scopes` lists the accepted ones) | `missing_scope` |
+| {errors.FORBIDDEN} | the client lacks a scope (`data.scopes` lists the accepted ones), or asks what no client may (docs/security.md) | `missing_scope`, `challenge_reserved` |
 | {errors.REVOKED} | the client's certificate was revoked; the socket closes (4403) | `revoked` |
 | {errors.RATE_LIMITED} | too many calls (`data.retry_after` seconds) or connections, or a prompt of this client already waiting on the terminal | `rate_limited`, `too_many_connections`, `prompt_pending` |
 | {errors.TOO_LARGE} | message larger than the limit | `too_large` |
 | {errors.CARD_ERROR} | card problem | `no_card`, `card_removed`, `card_busy`, `timeout`, `card_unreadable`, `card_refused` (`data.sw`), `reader_error` |
 | {errors.PIN_ERROR} | PIN problem | `wrong_pin` (`data.tries_left`), `pin_blocked`, `pin_cancelled`, `no_pin_pad`, `pin_required` |
 | {errors.PAIRING_ERROR} | pairing refused | `invalid_request`, `unknown_pairing`, `expired`, `wrong_code` (`data.attempts_left`), `locked_out` (`data.retry_after`) |
-| {errors.CONSENT_ERROR} | the terminal cannot ask, or the patient did not consent (DMP) | `no_terminal`, `consent_refused`, `consent_timeout`, `vitale_required`, `ins_not_on_card` |
+| {errors.CONSENT_ERROR} | the terminal cannot ask, or the patient did not consent (DMP), or the holder did not confirm a signature | `no_terminal`, `consent_refused`, `consent_timeout`, `vitale_required`, `ins_not_on_card`, `signature_refused`, `signature_timeout` |
 | {errors.MAIL_ERROR} | secure mail refused | `unknown_recipient` (`data.address`), `attachment_too_large` (`data.filename`, `size`, `limit`), `message_too_large`, `signature_invalid` (`data.detail`: the verification reason, e.g. `digest-mismatch`), `certificate_invalid` (`data.detail`), `not_for_this_recipient`, `decryption_failed`, `sender_mismatch`, `not_encrypted`, `not_signed`, `malformed_message`, `unsupported_algorithm`, `unsuitable_recipient`, `signing_failed`, `operator_unavailable`, `operator_refused`, `no_such_message`, `not_configured`, `mail_error` |
 | {errors.DMP_ERROR} | the DMP host refused (`data.reason` is the host's reason code, docs/dmp-api.md; `data.status` its HTTP status, `data.details` the CDA problems) | e.g. `cda_invalid`, `ins_invalid`, `ins_mismatch`, `dmp_exists`, `dmp_not_found`, `unknown_document`, `outside_access_matrix`, `insurer_forbidden`, `occupational_needs_express_consent`, `emergency_opposed`, `not_regulating_doctor`, `consent_forged`, `consent_expired`, `consent_replayed`; and edged's `host_unreachable`, `host_untrusted`, `dmp_not_configured` |
 

@@ -20,6 +20,7 @@ from apdu.errors import (
 from edged.api.jsonrpc import INTERNAL_ERROR, INVALID_PARAMS, RpcError
 from edged.api.schema import SchemaError
 from edged.readers.arbiter import Busy, OperationTimeout
+from edged.services.errors import Family, ServiceError
 
 __all__ = [
     "CARD_ERROR",
@@ -54,6 +55,11 @@ MAIL_ERROR = -32050
 DMP_ERROR = -32060  # the DMP host refused: data.reason is the host's reason code
 
 
+_FAMILY_CODES = {Family.CARD: CARD_ERROR, Family.PIN: PIN_ERROR, Family.CONSENT: CONSENT_ERROR,
+                 Family.MAIL: MAIL_ERROR, Family.DMP: DMP_ERROR, Family.PAIRING: PAIRING_ERROR,
+                 Family.FORBIDDEN: FORBIDDEN}
+
+
 class NoCard(Exception):
     """No card of the kind the method needs is inserted."""
 
@@ -68,6 +74,8 @@ def to_rpc_error(exc: BaseException) -> RpcError:
         return exc
     if isinstance(exc, SchemaError):
         return RpcError(INVALID_PARAMS, str(exc), "invalid_params")
+    if isinstance(exc, ServiceError):
+        return RpcError(_FAMILY_CODES[exc.family], exc.message, exc.reason, **exc.data)
     from edged.api.pairing import PairingError
     from edged.state.clients import DuplicateClient, UnknownClient
 

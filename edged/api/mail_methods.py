@@ -14,23 +14,20 @@ import asyncio
 import base64
 import email.utils
 import logging
-import weakref
-from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from cryptography import x509
 
 from apdu.cps import CpsSession
 from apdu.cps_spec import KeyRef
-from apdu.errors import ApduError
-from apdu.sw import SW
 from edged.api import uploads
 from edged.api.method import BOOL, INT, STR, Method, b64_param, obj, on_card
+from edged.readers.pcsc import CardKind
+from edged.readers.session import InsertedCps
 from edged.services import cms, smime
 from edged.services.mail import MailError, MailService, NoSuchMessage, service_of
 
 if TYPE_CHECKING:
-    from apdu.protocol import CardProtocol
     from edged.api.server import Connection
     from edged.daemon import Daemon
 
@@ -41,6 +38,7 @@ log = logging.getLogger(__name__)
 MAX_RECIPIENTS = 100
 MAX_ATTACHMENTS = 32
 _SEND = frozenset({"mail:send"})
+_READ = frozenset({"mail:read"})  # the mailbox: a sending client does not read it (M10)
 _ADDRESS = {"type": "string", "minLength": 3, "maxLength": 254, "pattern": r"^[^@\s]+@[^@\s]+$"}
 _ATTACHMENT_FIELDS = {"filename": {"type": "string", "minLength": 1, "maxLength": 255},
                       "content_type": {"type": "string", "maxLength": 127}}
@@ -63,61 +61,14 @@ def card_address(certificate: x509.Certificate) -> str | None:
     return names[0].lower() if names else None
 
 
-# The card's certificates, read once per insertion (a new arbiter each time): on the
-# terminal's serial line each certificate is a second or more of APDUs.
-_CERTIFICATES: weakref.WeakKeyDictionary[Any, tuple[x509.Certificate, x509.Certificate]] = \
-    weakref.WeakKeyDictionary()
-
-
 async def _card_certificates(daemon: Daemon,
                              conn: Connection) -> tuple[x509.Certificate, x509.Certificate]:
-    """(signature, authentication = encryption) certificates of the inserted CPS."""
-    slot = daemon.slots.find("cps")
-    arbiter = slot.arbiter if slot is not None else None
-    if arbiter is not None and arbiter in _CERTIFICATES:
-        return _CERTIFICATES[arbiter]
-
-    def read(protocol: CardProtocol) -> tuple[x509.Certificate, x509.Certificate]:
-        session = CpsSession(protocol)
+    """(signature, authentication = encryption) certificates of the inserted CPS (read once
+    per insertion by its session: on the terminal's serial line each is a second or more)."""
+    def read(session: CpsSession) -> tuple[x509.Certificate, x509.Certificate]:
         return session.certificate(KeyRef.SIGNATURE), session.certificate(KeyRef.AUTHENTICATION)
 
-    certificates = await on_card(daemon, conn, "cps", read, "mail.certificates")
-    if arbiter is not None:
-        _CERTIFICATES[arbiter] = certificates
-    return certificates
-
-
-class _Signer:
-    """The CPS signature key with certificates already read (cms.Signer)."""
-
-    def __init__(self, session: CpsSession, certificate: x509.Certificate,
-                 chain: Sequence[x509.Certificate],
-                 encryption_certificate: x509.Certificate) -> None:
-        self._session = session
-        self.certificate = certificate
-        self.chain = tuple(chain)
-        self.encryption_certificate = encryption_certificate
-
-    def sign(self, data: bytes) -> bytes:
-        """PSO HASH + PSO COMPUTE DIGITAL SIGNATURE over SHA-256(data)."""
-        return self._session.sign(data, KeyRef.SIGNATURE)
-
-
-class _Decryptor:
-    """The CPS authentication (= encryption) key (cms.Decryptor), like cms.CardDecryptor."""
-
-    def __init__(self, session: CpsSession, certificate: x509.Certificate) -> None:
-        self._session = session
-        self.certificate = certificate
-
-    def decrypt(self, encrypted_key: bytes, *, oaep: bool) -> bytes:
-        """PSO DECIPHER; the card's 6A80 (padding check failed) becomes DecryptionFailed."""
-        try:
-            return self._session.decipher(encrypted_key, oaep=oaep)
-        except ApduError as exc:
-            if exc.sw in (SW.INCORRECT_DATA, SW.WRONG_LENGTH):
-                raise cms.DecryptionFailed() from None
-            raise
+    return await on_card(daemon, conn, CardKind.CPS, read, "mail.certificates")
 
 
 async def _address(daemon: Daemon, conn: Connection, service: MailService) -> str:
@@ -198,15 +149,15 @@ async def _send(daemon: Daemon, conn: Connection, params: dict[str, Any]) -> Any
     if not params.get("subject"):
         del msg["Subject"]  # an empty Subject field does not survive the signed re-read
 
-    signature_cert, encryption_cert = await _card_certificates(daemon, conn)
+    signature_cert, _ = await _card_certificates(daemon, conn)
     chain = [c for c in service.intermediates if c.subject == signature_cert.issuer]
 
-    def seal(protocol: CardProtocol) -> bytes:
-        signer = _Signer(CpsSession(protocol), signature_cert, chain, encryption_cert)
-        return smime.protect_bytes(msg, signer, recipients, settings.mode,  # type: ignore[arg-type]
-                                   trust=trust)
+    def seal(session: InsertedCps) -> bytes:
+        session.claim(conn.client_id)  # this client's PIN, not another's (docs/security.md)
+        signer = cms.CardSigner(session, chain)
+        return smime.protect_bytes(msg, signer, recipients, settings.mode, trust=trust)
 
-    body = await on_card(daemon, conn, "cps", seal, "mail.send",
+    body = await on_card(daemon, conn, CardKind.CPS, seal, "mail.send",
                          timeout=daemon.config.card_timeout + 60)
     if key is None:
         await asyncio.to_thread(service.outbox.enqueue, message_id, sender, tuple(everyone),
@@ -251,15 +202,14 @@ async def mail_open(daemon: Daemon, conn: Connection, params: dict[str, Any]) ->
     try:
         address = await _address(daemon, conn, service)
         raw = await asyncio.to_thread(service.retrieve, address, params["uid"])
-        encryption_cert = (await _card_certificates(daemon, conn))[1]
-
-        def open_(protocol: CardProtocol) -> smime.OpenedMessage:
-            decryptor = _Decryptor(CpsSession(protocol), encryption_cert)
+        def open_(session: InsertedCps) -> smime.OpenedMessage:
+            session.claim(conn.client_id)
+            decryptor = cms.CardDecryptor(session)
             return smime.open_message(raw, decryptor, trust,
                                       max_attachment=max(settings.max_attachment,
                                                          smime.DEFAULT_MAX_ATTACHMENT))
 
-        opened = await on_card(daemon, conn, "cps", open_, "mail.open",
+        opened = await on_card(daemon, conn, CardKind.CPS, open_, "mail.open",
                                timeout=daemon.config.card_timeout + 60)
     except Exception as exc:
         daemon.audit_event("mail.open", conn, uid=params["uid"], outcome="refused",
@@ -308,12 +258,12 @@ METHODS: list[Method] = [
                                              "enum": ["queued", "sending", "sent", "failed"]},
                 "attempts": INT, "last_error": {"type": ["string", "null"]}})),
     Method("mail.list", mail_list, "The professional's mailbox (POP3, nothing deleted): uid, "
-           "from, the outer subject, date, size.", _SEND, obj({}),
+           "from, the outer subject, date, size.", _READ, obj({}),
            obj({"address": STR, "messages": {"type": "array", "items": obj({
                "uid": STR, "from": STR, "subject": STR, "date": STR, "size": INT})}})),
     Method("mail.open", mail_open, "Decrypt a message with the CPS (needs the PIN verified) "
            "and verify its signature: subject, from, signer, text, HTML, attachments "
-           "(byte-identical, base64).", _SEND,
+           "(byte-identical, base64).", _READ,
            obj({"uid": {"type": "string", "minLength": 1, "maxLength": 70}}, ("uid",)),
            obj({"uid": STR, "message_id": {"type": ["string", "null"]}, "subject": STR,
                 "from": STR, "to": {"type": "array", "items": STR},

@@ -6,10 +6,11 @@ import base64
 import binascii
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from edged.api.errors import NoCard
 from edged.api.jsonrpc import INVALID_PARAMS, RpcError
+from edged.readers.pcsc import CardKind
 
 if TYPE_CHECKING:
     from edged.api.server import Connection
@@ -18,6 +19,7 @@ if TYPE_CHECKING:
 __all__ = ["B64", "BOOL", "INT", "MAX_SIGN_BYTES", "PROTOCOL_VERSION", "STR", "Handler", "Method",
            "b64_param", "obj", "on_card"]
 
+T = TypeVar("T")
 PROTOCOL_VERSION = "1.0"
 MAX_SIGN_BYTES = 1 << 20  # data signed in one call; larger documents: sign their CMS attributes
 
@@ -58,12 +60,12 @@ def b64_param(value: str, name: str, limit: int) -> bytes:
     return raw
 
 
-async def on_card(daemon: Daemon, conn: Connection, kind: str, fn: Callable[..., Any],
-                  label: str, timeout: float | None = None) -> Any:
-    """Run fn on the card of this kind, in its arbiter's queue."""
+async def on_card(daemon: Daemon, conn: Connection, kind: CardKind, fn: Callable[[Any], T],
+                  label: str, timeout: float | None = None) -> T:
+    """Run fn on the session of the card of this kind, in its arbiter's queue."""
     slot = daemon.slots.find(kind)
     if slot is None or slot.arbiter is None:
-        raise NoCard(f"no {'CPS' if kind == 'cps' else 'Vitale'} card is inserted")
+        raise NoCard(f"no {'CPS' if kind is CardKind.CPS else 'Vitale'} card is inserted")
     return await slot.arbiter.run(conn.client_id, fn, label=label,
                                   timeout=timeout or daemon.config.card_timeout)
 

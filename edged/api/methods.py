@@ -6,10 +6,12 @@ generated from it (`python -m edged.api.docs`).
 
 from __future__ import annotations
 
+import hashlib
 from typing import TYPE_CHECKING, Any
 
-from edged.api import audit_methods, dmp_methods, mail_methods, uploads
-from edged.api.errors import FORBIDDEN, NOT_PAIRED, TerminalUnavailable
+from apdu.cps_spec import KeyRef
+from edged.api import audit_methods, dmp_methods, mail_methods, render, uploads
+from edged.api.errors import FORBIDDEN, NOT_PAIRED, NoCard, TerminalUnavailable
 from edged.api.jsonrpc import METHOD_NOT_FOUND, RpcError
 from edged.api.method import B64 as _B64
 from edged.api.method import BOOL as _BOOL
@@ -17,8 +19,12 @@ from edged.api.method import INT as _INT
 from edged.api.method import MAX_SIGN_BYTES, PROTOCOL_VERSION, Method, b64_param, obj, on_card
 from edged.api.method import STR as _STR
 from edged.api.prompts import MAX_PROMPT_S, one_prompt
-from edged.readers.ui import fit_lines
+from edged.readers.pcsc import CardKind
+from edged.readers.ui import Answer, fit_lines
 from edged.services import cards
+from edged.services.errors import Family, ServiceError
+from edged.services.signing import DIGEST_DIGITS
+from edged.state.clients import SCOPES
 
 if TYPE_CHECKING:
     from edged.api.server import Connection
@@ -64,52 +70,84 @@ async def readers_list(daemon: Daemon, conn: Connection, params: dict[str, Any])
 
 async def vitale_read(daemon: Daemon, conn: Connection, params: dict[str, Any]) -> Any:
     """vitale.read."""
-    result = await on_card(daemon, conn, "vitale", cards.vitale_read, "vitale.read")
-    daemon.audit_event("vitale.read", conn, beneficiaries=len(result["beneficiaries"]))
-    return result
+    card = await on_card(daemon, conn, CardKind.VITALE, cards.vitale_read, "vitale.read")
+    daemon.audit_event("vitale.read", conn, beneficiaries=len(card.beneficiaries))
+    return render.vitale_card(card)
 
 
 async def cps_info(daemon: Daemon, conn: Connection, params: dict[str, Any]) -> Any:
     """cps.info."""
-    result = await on_card(daemon, conn, "cps", cards.cps_info, "cps.info")
+    info = await on_card(daemon, conn, CardKind.CPS, cards.cps_info, "cps.info")
     daemon.audit_event("cps.info", conn)
-    return result
+    return render.cps_info(info)
 
 
 async def cps_pin_status(daemon: Daemon, conn: Connection, params: dict[str, Any]) -> Any:
     """cps.pin_status."""
-    return await on_card(daemon, conn, "cps", cards.pin_status, "cps.pin_status")
+    return render.pin_status(await on_card(daemon, conn, CardKind.CPS, cards.pin_status,
+                                           "cps.pin_status"))
 
 
 async def cps_verify_pin(daemon: Daemon, conn: Connection, params: dict[str, Any]) -> Any:
     """cps.verify_pin: typed on the terminal keypad; never retried automatically."""
     timeout = min(float(params.get("timeout", daemon.config.pin_timeout)), MAX_PROMPT_S)
     async with one_prompt(daemon, conn):
-        result = await on_card(daemon, conn, "cps",
-                                lambda p: cards.verify_pin(p, timeout), "cps.verify_pin",
+        outcome = await on_card(daemon, conn, CardKind.CPS,
+                                lambda s: cards.verify_pin(s, timeout, conn.client_id),
+                                "cps.verify_pin",
                                 timeout=timeout + daemon.config.card_timeout)
+    result = render.pin_outcome(outcome)
     daemon.audit_event("pin.verify", conn, outcome=result["result"],
                        tries_left=result["tries_left"])
     daemon.bus.publish("pin.state", result=result["result"], tries_left=result["tries_left"])
     return result
 
 
+def _require(conn: Connection, scope: str, what: str) -> None:
+    if scope not in conn.scopes:
+        raise ServiceError(Family.FORBIDDEN, "missing_scope", f"{what} needs the scope {scope}",
+                           scopes=[scope])
+
+
 async def cps_sign(daemon: Daemon, conn: Connection, params: dict[str, Any]) -> Any:
-    """cps.sign."""
+    """cps.sign: the signature key only after the holder's OK on the terminal."""
     data = b64_param(params["data"], "data", MAX_SIGN_BYTES)
     key = params.get("key", "signature")
-    result = await on_card(daemon, conn, "cps", lambda p: cards.sign(p, data, key), "cps.sign")
-    daemon.audit_event("cps.sign", conn, certificate=key, bytes=len(data))
-    return result
+    title = params.get("title", "")
+    digest = hashlib.sha256(data).digest()
+    batch: bool | None = None
+    if key == "signature":
+        _require(conn, "cps:sign", "a signature with the signature key")
+        slot = daemon.slots.find(CardKind.CPS)
+        if slot is None or slot.arbiter is None:  # nothing to confirm for
+            raise NoCard("no CPS card is inserted")
+        approval = await daemon.signatures.approve(
+            daemon.ui, conn.client_id, conn.client_name or "?", title, digest,
+            insertion=slot.arbiter)
+        batch = approval.batch
+        ref = KeyRef.SIGNATURE
+    else:
+        # The authentication key over raw data is the same RSA signature as INTERNAL
+        # AUTHENTICATE: the same scope and the same rule as cps.authenticate.
+        _require(conn, "cps:authenticate", "a signature with the authentication key")
+        cards.check_not_host_challenge(data)
+        ref = KeyRef.AUTHENTICATION
+    signature = await on_card(daemon, conn, CardKind.CPS,
+                              lambda s: cards.sign(s, conn.client_id, data, ref), "cps.sign")
+    daemon.audit_event("cps.sign", conn, certificate=key, bytes=len(data),
+                       digest=digest.hex()[:DIGEST_DIGITS], batch=batch)
+    return render.signature(signature)
 
 
 async def cps_authenticate(daemon: Daemon, conn: Connection, params: dict[str, Any]) -> Any:
-    """cps.authenticate."""
+    """cps.authenticate: never a DMP host challenge (only the daemon logs in there)."""
     challenge = b64_param(params["challenge"], "challenge", 1024)
-    result = await on_card(daemon, conn, "cps", lambda p: cards.authenticate(p, challenge),
-                            "cps.authenticate")
+    cards.check_not_host_challenge(challenge)
+    signature = await on_card(daemon, conn, CardKind.CPS,
+                              lambda s: cards.authenticate(s, conn.client_id, challenge),
+                              "cps.authenticate")
     daemon.audit_event("cps.authenticate", conn)
-    return result
+    return render.signature(signature)
 
 
 async def consent_ask(daemon: Daemon, conn: Connection, params: dict[str, Any]) -> Any:
@@ -118,8 +156,8 @@ async def consent_ask(daemon: Daemon, conn: Connection, params: dict[str, Any]) 
         raise TerminalUnavailable("no terminal display and keys to ask the patient")
     timeout = min(float(params.get("timeout", MAX_PROMPT_S)), MAX_PROMPT_S)
     async with one_prompt(daemon, conn):
-        answer = await daemon.ui.confirm("\n".join(fit_lines(params["text"])),
-                                         timeout=timeout)
+        answer = Answer(await daemon.ui.confirm("\n".join(fit_lines(params["text"])),
+                                                timeout=timeout))
     daemon.audit_event("consent.answer", conn, answer=answer)
     return {"answer": answer}
 
@@ -171,10 +209,12 @@ async def clients_revoke(daemon: Daemon, conn: Connection, params: dict[str, Any
 
 EVENT_NAMES = frozenset({"card.inserted", "card.removed", "pin.state", "terminal.cancel"})
 _NAME = {"type": "string", "pattern": r"[A-Za-z0-9 ._-]{1,64}"}
-_SCOPE = {"type": "string", "enum": ["identity:read", "cps:sign", "mail:send", "dmp:read",
-                                      "dmp:write", "dmp:emergency", "admin"]}
+_SCOPE = {"type": "string", "enum": list(SCOPES)}
 _READ = frozenset({"identity:read"})
 _SIGN = frozenset({"cps:sign"})
+_AUTHENTICATE = frozenset({"cps:authenticate"})
+# The PIN is typed for the client that asks; it then works for that client's scopes only.
+_PIN = _SIGN | _AUTHENTICATE | frozenset({"mail:send", "mail:read"})
 
 _CORE = [
     Method("system.info", system_info, "Protocol version, daemon version, certificate "
@@ -193,16 +233,26 @@ _CORE = [
     Method("cps.pin_status", cps_pin_status, "PIN try counters.", _READ,
            result=obj({"tries_left": _INT, "max_tries": _INT, "blocked": _BOOL})),
     Method("cps.verify_pin", cps_verify_pin, "The holder types the PIN on the terminal keypad; "
-           "the result says ok, wrong (tries left), blocked or cancelled. No method takes a PIN.",
-           _SIGN, obj({"timeout": {"type": "number", "minimum": 5, "maximum": MAX_PROMPT_S}}),
+           "the result says ok, wrong (tries left), blocked or cancelled. No method takes a PIN. "
+           "The verified PIN serves this client only: another client's call resets it "
+           "(docs/security.md).", _PIN,
+           obj({"timeout": {"type": "number", "minimum": 5, "maximum": MAX_PROMPT_S}}),
            _PIN_RESULT),
     Method("cps.sign", cps_sign, "Sign data with the CPS card (SHA-256, RSA PKCS#1 v1.5, "
-           "split hash); needs the PIN verified.", _SIGN,
+           "split hash); needs the PIN verified for this client. The signature key (cps:sign) "
+           "signs after the holder's OK on the terminal, which shows the client, the title and "
+           "the digest's first hex digits; the authentication key needs cps:authenticate.",
+           _SIGN | _AUTHENTICATE,
            obj({"data": _B64, "key": {"type": "string",
-                                       "enum": ["signature", "authentication"]}}, ("data",)),
+                                       "enum": ["signature", "authentication"]},
+                "title": {"type": "string", "maxLength": 64,
+                          "description": "what is signed, shown on the terminal"}},
+               ("data",)),
            _SIGNATURE),
     Method("cps.authenticate", cps_authenticate, "INTERNAL AUTHENTICATE of SHA-256(challenge)"
-           " with the authentication key; needs the PIN verified.", _SIGN,
+           " with the authentication key; needs the PIN verified for this client. A 32-byte "
+           "challenge (the DMP host's shape) is refused: only the daemon logs in there.",
+           _AUTHENTICATE,
            obj({"challenge": {"type": "string", "maxLength": 1400}}, ("challenge",)),
            _SIGNATURE),
     Method("consent.ask", consent_ask, "Show a question on the terminal; the patient answers "
@@ -210,7 +260,7 @@ _CORE = [
            obj({"text": {"type": "string", "minLength": 1, "maxLength": 200},
                  "timeout": {"type": "number", "minimum": 5, "maximum": MAX_PROMPT_S}},
                ("text",)),
-           obj({"answer": {"type": "string", "enum": ["ok", "cancel", "timeout"]}})),
+           obj({"answer": {"type": "string", "enum": [str(a) for a in Answer]}})),
     Method("events.subscribe", events_subscribe, "Receive card.inserted, card.removed, "
            "pin.state and terminal.cancel (Cancel pressed outside a prompt) notifications on "
            "this connection.", _READ,
@@ -220,7 +270,7 @@ _CORE = [
     Method("pair.begin", pair_begin, "Start pairing: the terminal shows a 6-digit code.",
            params=obj({"name": _NAME, "csr": {"type": "string", "maxLength": 8192,
                                                 "description": "PEM CSR or public key"},
-                        "scopes": {"type": "array", "maxItems": 7, "items": _SCOPE}},
+                        "scopes": {"type": "array", "maxItems": len(SCOPES), "items": _SCOPE}},
                        ("name", "csr")),
            result=obj({"pairing_id": _STR, "expires_in": {"type": "number"},
                         "fingerprint": _STR}), unpaired=True),

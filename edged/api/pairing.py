@@ -29,6 +29,7 @@ from edged.state.keystore import Keystore, fingerprint_of, load_client_public_ke
 
 __all__ = [
     "CODE_DIGITS",
+    "LOCAL_ONLY_SCOPES",
     "EventHook",
     "PairingError",
     "PairingErrorCode",
@@ -46,7 +47,11 @@ _MAX_CODE_INPUT = 32
 _MAX_PAIRING_ID = 64
 _MAX_TRACKED_PEERS = 4096  # failure records kept for this many peers at most
 
-ShowCode = Callable[[str, str], Awaitable[None] | None]
+# (code, client name, scopes requested): the terminal shows all three (M9).
+ShowCode = Callable[[str, str, tuple[str, ...]], Awaitable[None] | None]
+# Granted only from the daemon's own machine (`bifente admin grant`), never by a code read
+# aloud on the LAN (docs/pairing.md, docs/security.md).
+LOCAL_ONLY_SCOPES = frozenset({"admin"})
 EventHook = Callable[[str, Mapping[str, Any]], Awaitable[None] | None]
 
 
@@ -203,6 +208,10 @@ class PairingManager:
         try:
             name = validate_client_name(client_name)
             granted = normalise_scopes(scopes) if scopes else DEFAULT_SCOPES
+            local = sorted(LOCAL_ONLY_SCOPES & set(granted))
+            if local:
+                raise ValueError(f"{', '.join(local)} is granted only on the daemon's machine "
+                                 "(bifente admin grant NAME, after pairing without it)")
             load_client_public_key(public_key_or_csr)
         except ValueError as exc:
             await self._refuse(PairingErrorCode.INVALID_REQUEST, str(exc), peer, None)
@@ -241,7 +250,7 @@ class PairingManager:
         self._pending[pending.pairing_id] = pending
         self._pending_by_peer[peer] = pending.pairing_id
         try:
-            shown = self._show_code(code, name)
+            shown = self._show_code(code, name, granted)
             if inspect.isawaitable(shown):
                 await shown
         except BaseException:

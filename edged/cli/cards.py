@@ -13,6 +13,7 @@ from apdu.identity import compute_ins_c, ins_for, parse_nir
 from apdu.protocol import CardProtocol
 from apdu.transport import SecurePinChange, SecurePinEntry, Transport
 from apdu.vitale import VitaleSession
+from edged.api.render import pin_outcome
 from edged.cli.errors import EXIT
 from edged.cli.render import cps_json, cps_text, vitale_json, vitale_text
 from edged.readers.pcsc import open_reader, scan
@@ -85,7 +86,7 @@ def _cps_verify(args: argparse.Namespace) -> int:
             raise PinNotAvailable(_NO_PIN_PAD)
         if not args.json:
             print("type the PIN on the terminal's keypad...", flush=True)
-        result = verify_pin(CardProtocol(transport), args.timeout)
+        result = pin_outcome(verify_pin(CpsSession(CardProtocol(transport)), args.timeout))
     if args.json:
         print(json.dumps(result))
     elif result["result"] == "wrong":

@@ -126,7 +126,11 @@ async def _scenario(port: int, fingerprint: str, control_address: str, name: str
         _step(7, "The doctor signs a consultation report with the CPS card")
         report = f"Consultation report, {card['beneficiaries'][0]['first_name']} " \
                  f"{card['beneficiaries'][0]['name']}, {time.strftime('%Y-%m-%d')}".encode()
-        signed = await client.call("cps.sign", {"data": base64.b64encode(report).decode()})
+        signing = asyncio.ensure_future(client.call("cps.sign", {
+            "data": base64.b64encode(report).decode(), "title": "Compte rendu"}))
+        print(_screen(await _wait_screen(control, r"Signer")))  # who asks, what, the digest
+        await asyncio.to_thread(control.press, "OK")
+        signed = await signing
         cert = x509.load_der_x509_certificate(base64.b64decode(signed["certificate"]))
         cert.public_key().verify(base64.b64decode(signed["signature"]), report,
                                  padding.PKCS1v15(), hashes.SHA256())

@@ -2,7 +2,7 @@
 
 The terminal signs with the CPS (the PIN typed on its keypad: `bifente` asks it first when
 needed) and encrypts to every recipient and the sender; the credentials are those stored by
-`bifente pair` (scope mail:send).
+`bifente pair` (scope mail:send to send, mail:read for list and open).
 """
 
 from __future__ import annotations

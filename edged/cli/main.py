@@ -6,7 +6,7 @@ import argparse
 import logging
 import sys
 
-from edged.cli import audit, cards, demo, discover, dmp, mail, proxy, remote, sim
+from edged.cli import admin, audit, cards, demo, discover, dmp, mail, proxy, remote, sim
 from edged.cli.errors import describe_error
 from edged.simulation import require_simulators
 
@@ -27,6 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     dmp.add_parsers(sub)
     proxy.add_parsers(sub)
     audit.add_parsers(sub)
+    admin.add_parsers(sub)
     sim.add_parsers(sub)
     demo.add_parsers(sub)
     return parser

@@ -2,9 +2,10 @@
 
 Each card has one worker thread (pyscard calls block) and one queue per client; the worker
 serves clients round robin, so a client sending many requests cannot starve another. A job is
-a function given the card's protocol; whatever it does (MSE + PSO HASH + PSO CDS) runs without
-another job in between, so multi-step operations are atomic. Removing the card fails what is
-queued with CardRemoved.
+a function given the card's session, which the arbiter opens once for this insertion (the
+arbiter lives as long as the insertion); whatever the job does (MSE + PSO HASH + PSO CDS) runs
+without another job in between, so multi-step operations are atomic. Removing the card fails
+what is queued with CardRemoved and drops the session.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ class OperationTimeout(Exception):
 @dataclass
 class _Job:
     client: str
-    fn: Callable[[CardProtocol], Any]
+    fn: Callable[[Any], Any]
     future: asyncio.Future[Any]
     label: str = ""
     started: bool = field(default=False)
@@ -48,11 +49,14 @@ class CardArbiter:
     """Serialises access to one card among clients; owns the card's transport."""
 
     def __init__(self, name: str, opener: Callable[[], Transport], *,
+                 session: Callable[[CardProtocol], Any] = lambda protocol: protocol,
                  max_queue_per_client: int = 16) -> None:
         self.name = name
         self._opener = opener
+        self._open_session = session
         self._transport: Transport | None = None
         self._protocol: CardProtocol | None = None
+        self._session: Any = None  # opened by the first job, kept until the card leaves
         self._queues: dict[str, collections.deque[_Job]] = {}
         self._order: collections.deque[str] = collections.deque()
         self._wakeup = asyncio.Event()
@@ -74,9 +78,9 @@ class CardArbiter:
         """Jobs queued, not yet started."""
         return sum(len(q) for q in self._queues.values())
 
-    async def run(self, client: str, fn: Callable[[CardProtocol], T], *, timeout: float = 30.0,
+    async def run(self, client: str, fn: Callable[[Any], T], *, timeout: float = 30.0,
                   label: str = "") -> T:
-        """Queue fn for this card and wait for its result (or its error)."""
+        """Queue fn for this card and wait for its result (or its error); fn gets the session."""
         if self._closed:
             raise CardRemoved(f"{self.name}: the card is gone")
         self.start()
@@ -136,14 +140,17 @@ class CardArbiter:
                     job.future.set_result(result)
             self.completed += 1
 
-    def _call(self, fn: Callable[[CardProtocol], T]) -> T:
+    def _call(self, fn: Callable[[Any], T]) -> T:
         if self._protocol is None:
             self._transport = self._opener()
             self._protocol = CardProtocol(self._transport)
-        return fn(self._protocol)
+        if self._session is None:
+            self._session = self._open_session(self._protocol)
+        return fn(self._session)
 
     def _drop_transport(self) -> None:
         transport, self._transport, self._protocol = self._transport, None, None
+        self._session = None
         if transport is not None:
             try:
                 transport.close()

@@ -1,12 +1,14 @@
 """Which cards are where: PC/SC readers watched for insertions, removals and hot-plug.
 
-A slot is a reader position holding a card. Each present card gets a CardArbiter; its kind
-(cps / vitale) comes from its ATR. Insertions and removals become events on the bus.
+A slot is a reader position holding a card. Each present card gets a CardArbiter, which opens
+the card's session (edged/readers/session.py) once for the insertion; its kind comes from its
+ATR. Insertions and removals become events on the bus.
 """
 
 from __future__ import annotations
 
 import asyncio
+import enum
 import logging
 import threading
 from collections.abc import Callable
@@ -19,12 +21,27 @@ from apdu.pcsc import PcscTransport
 from apdu.transport import Transport
 from edged.events import EventBus
 from edged.readers.arbiter import CardArbiter
-from edged.readers.pcsc import card_kind
+from edged.readers.pcsc import CardKind, card_kind
+from edged.readers.session import open_session
 
-__all__ = ["PcscWatcher", "Slot", "SlotRegistry"]
+__all__ = ["PcscWatcher", "Slot", "SlotRegistry", "SlotSource", "SlotState"]
 
 log = logging.getLogger(__name__)
 PNP = "\\\\?PnP?\\Notification"  # pcsc-lite's pseudo reader for reader hot-plug
+
+
+class SlotSource(enum.StrEnum):
+    """Where a slot is: a PC/SC reader or the bifente terminal."""
+
+    PCSC = "pcsc"
+    TERMINAL = "terminal"
+
+
+class SlotState(enum.Enum):
+    """EMPTY -> PRESENT (a card, its arbiter and its session) -> EMPTY on removal."""
+
+    EMPTY = "empty"
+    PRESENT = "present"
 
 
 @dataclass
@@ -33,16 +50,21 @@ class Slot:
 
     slot_id: str
     reader: str
-    source: str  # "pcsc" or "terminal"
-    kind: str = "empty"
+    source: SlotSource
+    kind: CardKind = CardKind.EMPTY
     atr: bytes = b""
     arbiter: CardArbiter | None = field(default=None, repr=False)
     pin_pad: bool = False
 
     @property
+    def state(self) -> SlotState:
+        """EMPTY or PRESENT."""
+        return SlotState.EMPTY if self.kind is CardKind.EMPTY else SlotState.PRESENT
+
+    @property
     def present(self) -> bool:
         """True when a card is in the slot."""
-        return self.kind != "empty"
+        return self.state is SlotState.PRESENT
 
     def describe(self) -> dict[str, object]:
         """The slot for the API (readers.list)."""
@@ -59,9 +81,10 @@ class SlotRegistry:
         self.slots: dict[str, Slot] = {}
         self.changed = asyncio.Event()
 
-    def find(self, kind: str) -> Slot | None:
+    def find(self, kind: CardKind) -> Slot | None:
         """The first slot holding a card of this kind (terminal slots first)."""
-        ordered = sorted(self.slots.values(), key=lambda s: (s.source != "terminal", s.slot_id))
+        ordered = sorted(self.slots.values(),
+                         key=lambda s: (s.source is not SlotSource.TERMINAL, s.slot_id))
         return next((s for s in ordered if s.kind == kind), None)
 
     async def card_inserted(self, slot: Slot, atr: bytes,
@@ -72,7 +95,9 @@ class SlotRegistry:
             await self.card_removed(slot.slot_id)
         self.slots[slot.slot_id] = slot
         slot.atr, slot.kind = atr, card_kind(atr)
-        slot.arbiter = CardArbiter(slot.slot_id, opener)
+        kind = slot.kind
+        slot.arbiter = CardArbiter(slot.slot_id, opener,
+                                   session=lambda protocol: open_session(kind, protocol))
         log.info("card inserted: %s in %s", slot.kind, slot.reader)
         self.bus.publish("card.inserted", slot=slot.slot_id, reader=slot.reader, kind=slot.kind)
         self.changed.set()
@@ -83,7 +108,7 @@ class SlotRegistry:
         if slot is None or not slot.present:
             return
         kind, arbiter = slot.kind, slot.arbiter
-        slot.kind, slot.atr, slot.arbiter = "empty", b"", None
+        slot.kind, slot.atr, slot.arbiter = CardKind.EMPTY, b"", None
         if arbiter is not None:
             await arbiter.close(CardRemoved(f"the {kind} card was removed from {slot.reader}"))
         log.info("card removed: %s from %s", kind, slot.reader)
@@ -177,7 +202,7 @@ class PcscWatcher:
                 for new in set(readers) - set(known):
                     known[new] = scard.SCARD_STATE_UNAWARE
                     self._post(lambda n=new: self.registry.reader_added(
-                        Slot(n, n, "pcsc")))
+                        Slot(n, n, SlotSource.PCSC)))
                 query = [(r, known[r]) for r in readers] + [(PNP, 0)]
                 hresult, states = scard.SCardGetStatusChange(ctx, self.poll_ms, query)
                 self.ready.set()
@@ -194,7 +219,7 @@ class PcscWatcher:
                     now = bool(event & scard.SCARD_STATE_PRESENT)
                     if now and not was:
                         self._post(lambda n=name, a=bytes(atr): self.loop.create_task(
-                            self.registry.card_inserted(Slot(n, n, "pcsc",
+                            self.registry.card_inserted(Slot(n, n, SlotSource.PCSC,
                                                              pin_pad=self.wrap is not None),
                                                         a, lambda n=n: self._open(n))))
                     elif was and not now:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass
 
 from apdu.cps_spec import is_cps_atr
@@ -9,22 +10,32 @@ from apdu.errors import CardError
 from apdu.pcsc import PcscTransport, reader_states
 from apdu.vitale_spec import is_vitale1_atr, is_vitale2_atr
 
-__all__ = ["NoCard", "SlotView", "card_kind", "find_reader", "open_reader", "scan"]
+__all__ = ["CardKind", "NoCard", "SlotView", "card_kind", "find_reader", "open_reader", "scan"]
 
 
 class NoCard(CardError):
     """No reader holds the kind of card asked for."""
 
 
-def card_kind(atr: bytes) -> str:
-    """'cps', 'vitale', 'vitale1' or 'unknown' from an ATR."""
+class CardKind(enum.StrEnum):
+    """What a slot holds, from the card's ATR (the API's `kind` strings)."""
+
+    CPS = "cps"
+    VITALE = "vitale"
+    VITALE1 = "vitale1"
+    UNKNOWN = "unknown"
+    EMPTY = "empty"
+
+
+def card_kind(atr: bytes) -> CardKind:
+    """CPS, Vitale 2, Vitale 1 or unknown from an ATR."""
     if is_cps_atr(atr):
-        return "cps"
+        return CardKind.CPS
     if is_vitale2_atr(atr):
-        return "vitale"
+        return CardKind.VITALE
     if is_vitale1_atr(atr):
-        return "vitale1"
-    return "unknown"
+        return CardKind.VITALE1
+    return CardKind.UNKNOWN
 
 
 @dataclass(frozen=True)
@@ -35,7 +46,7 @@ class SlotView:
     reader: str
     present: bool
     atr: bytes
-    kind: str
+    kind: CardKind
 
 
 def scan() -> list[SlotView]:
@@ -43,7 +54,7 @@ def scan() -> list[SlotView]:
     out = []
     for i, st in enumerate(reader_states()):
         out.append(SlotView(i, st.reader, st.present, st.atr,
-                            card_kind(st.atr) if st.present else "empty"))
+                            card_kind(st.atr) if st.present else CardKind.EMPTY))
     return out
 
 

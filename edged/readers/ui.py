@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
+import enum
 import unicodedata
 from collections.abc import Sequence
-from typing import Literal, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 __all__ = ["CODE_SCREEN_S", "PAIRING_SCREEN_S", "Answer", "TerminalUI", "fit_lines",
            "fold_ascii"]
 
-Answer = Literal["ok", "cancel", "timeout"]
+
+class Answer(enum.StrEnum):
+    """How a question on the terminal ended: OK, Cancel, or no key in time."""
+
+    OK = "ok"
+    CANCEL = "cancel"
+    TIMEOUT = "timeout"
+
+
 # The terminal's SSD1306 (128 x 64 px) with framebuf's 8 x 8 font: 16 columns, 8 rows, ASCII.
 DISPLAY_COLUMNS = 16
 DISPLAY_LINES = 8

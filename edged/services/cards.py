@@ -1,105 +1,124 @@
-"""Card operations as the API offers them; each runs inside the card's arbiter (sync)."""
+"""Card operations as the API offers them, on the insertion's session (run in its arbiter).
+
+Each returns a dataclass; edged/api/render.py turns them into JSON.
+"""
 
 from __future__ import annotations
 
-import base64
-from typing import Any
+import enum
+from dataclasses import dataclass
 
-from cryptography.hazmat.primitives.serialization import Encoding
+from cryptography import x509
 
-from apdu.cps import CpsSession
+from apdu.cps import CpsIdentity, CpsSession, PinStatus
 from apdu.cps_spec import KeyRef
 from apdu.errors import PinBlocked, PinCancelled, WrongPin
-from apdu.protocol import CardProtocol
 from apdu.vitale import VitaleCard, VitaleSession
+from edged.readers.session import InsertedCps
+from edged.services.errors import Family, ServiceError
+
+# The DMP host's login challenge is 32 random bytes (docs/dmp-api.md, "Authentication"), and
+# only the daemon answers it (docs/security.md): a client's own signature with the
+# authentication key never covers 32 bytes, so it cannot be turned into a DMP login.
+DMP_CHALLENGE_BYTES = 32
 
 __all__ = [
+    "DMP_CHALLENGE_BYTES",
+    "CpsInfo",
+    "PinOutcome",
+    "PinResult",
+    "Signature",
     "authenticate",
+    "check_not_host_challenge",
     "cps_info",
     "pin_status",
     "sign",
     "verify_pin",
     "vitale_read",
-    "vitale_result",
 ]
 
 
-def vitale_result(card: VitaleCard) -> dict[str, Any]:
-    """The Vitale card as the API returns it (full identifiers: the caller has identity:read)."""
-    return {
-        "card": {"type": card.card_type, "serial": card.serial, "test_card": card.test_card,
-                 "validity_start": card.validity_start, "end_of_validity": card.end_of_validity},
-        "insured": {"nir": card.insured.nir.value, "regime": card.insured.regime,
-                    "caisse": card.insured.caisse, "centre": card.insured.centre},
-        "beneficiaries": [{
-            "quality": b.quality, "quality_name": b.quality_name, "name": b.name,
-            "birth_name": b.birth_name, "first_name": b.first_name, "birth_date": b.birth_date,
-            "lunar_birth_date": b.lunar_birth_date, "birth_rank": b.birth_rank,
-            "nationality": b.nationality, "nir": b.nir.value, "temporary": b.nir.temporary,
-            "ins": {"value": b.ins.value, "oid": b.ins.oid.value, "kind": b.ins.kind},
-            "ins_c": b.ins_c,
-            "rights": [{"start": r.start, "end": r.end} for r in b.rights],
-        } for b in card.beneficiaries],
-    }
+@dataclass(frozen=True)
+class CpsInfo:
+    """The professional on the card and the PIN's counters."""
+
+    identity: CpsIdentity
+    pin: PinStatus
 
 
-def vitale_read(protocol: CardProtocol) -> dict[str, Any]:
-    """vitale.read."""
-    return vitale_result(VitaleSession(protocol).read())
+class PinResult(enum.StrEnum):
+    """How a PIN entry on the keypad ended."""
+
+    OK = "ok"
+    WRONG = "wrong"
+    BLOCKED = "blocked"
+    CANCELLED = "cancelled"
 
 
-def cps_info(protocol: CardProtocol) -> dict[str, Any]:
-    """cps.info: the holder and the card, no PIN needed."""
-    session = CpsSession(protocol)
-    identity = session.identity()
-    h = identity.holder
-    status = session.pin_status()
-    return {"serial": identity.serial, "card_type": h.card_type,
-            "card_type_name": h.card_type_name, "id_type": h.id_type,
-            "national_id": h.national_id, "name": h.name, "first_name": h.first_name,
-            "display_name": h.display_name, "profession": h.profession,
-            "specialty": h.specialty or None,
-            "pin": {"tries_left": status.tries_left, "max_tries": status.max_tries,
-                    "blocked": status.blocked}}
+@dataclass(frozen=True)
+class PinOutcome:
+    """The outcome of a PIN entry, never the PIN."""
+
+    result: PinResult
+    tries_left: int
 
 
-def pin_status(protocol: CardProtocol) -> dict[str, Any]:
-    """cps.pin_status."""
-    status = CpsSession(protocol).pin_status()
-    return {"tries_left": status.tries_left, "max_tries": status.max_tries,
-            "blocked": status.blocked}
+@dataclass(frozen=True)
+class Signature:
+    """RSA PKCS#1 v1.5 over SHA-256 by the card, with the key's certificate."""
+
+    signature: bytes
+    certificate: x509.Certificate
+    algorithm: str = "sha256WithRSAEncryption"
 
 
-def verify_pin(protocol: CardProtocol, timeout: float) -> dict[str, Any]:
-    """cps.verify_pin: the reader's keypad collects the PIN; the outcome, never the PIN."""
-    session = CpsSession(protocol)
+def check_not_host_challenge(data: bytes) -> None:
+    """Refuse to sign, with the authentication key, what has the DMP host's challenge shape."""
+    if len(data) == DMP_CHALLENGE_BYTES:
+        raise ServiceError(Family.FORBIDDEN, "challenge_reserved",
+                           f"{DMP_CHALLENGE_BYTES}-byte challenges are the DMP host's: only "
+                           "the daemon logs in there with the card (use another length)")
+
+
+def vitale_read(session: VitaleSession) -> VitaleCard:
+    """The Vitale card's contents."""
+    return session.read()
+
+
+def cps_info(session: CpsSession) -> CpsInfo:
+    """The holder and the card, no PIN needed."""
+    return CpsInfo(session.identity(), session.pin_status())
+
+
+def pin_status(session: CpsSession) -> PinStatus:
+    """The PIN's try counters."""
+    return session.pin_status()
+
+
+def verify_pin(session: CpsSession, timeout: float, client: str | None = None) -> PinOutcome:
+    """The reader's keypad collects the PIN (for this client); the outcome, never the PIN."""
     try:
-        session.verify_pin(None, timeout=timeout)
+        if isinstance(session, InsertedCps) and client is not None:
+            session.verify_for(client, timeout=timeout)
+        else:
+            session.verify_pin(None, timeout=timeout)
     except WrongPin as exc:
-        return {"result": "wrong", "tries_left": exc.tries_left}
+        return PinOutcome(PinResult.WRONG, exc.tries_left)
     except PinBlocked:
-        return {"result": "blocked", "tries_left": 0}
+        return PinOutcome(PinResult.BLOCKED, 0)
     except PinCancelled:
-        return {"result": "cancelled", "tries_left": session.pin_status().tries_left}
-    return {"result": "ok", "tries_left": session.pin_status().tries_left}
+        return PinOutcome(PinResult.CANCELLED, session.pin_status().tries_left)
+    return PinOutcome(PinResult.OK, session.pin_status().tries_left)
 
 
-def sign(protocol: CardProtocol, data: bytes, key: str) -> dict[str, Any]:
-    """cps.sign: SHA-256 + RSA PKCS#1 v1.5 by the card (split hash), with the certificate."""
-    session = CpsSession(protocol)
-    ref = KeyRef.SIGNATURE if key == "signature" else KeyRef.AUTHENTICATION
-    signature = session.sign(data, ref)
-    cert = session.certificate(ref).public_bytes(Encoding.DER)
-    return {"algorithm": "sha256WithRSAEncryption",
-            "signature": base64.b64encode(signature).decode(),
-            "certificate": base64.b64encode(cert).decode()}
+def sign(session: InsertedCps, client: str, data: bytes, key: KeyRef) -> Signature:
+    """SHA-256 + RSA PKCS#1 v1.5 by the card (split hash) with this client's PIN state."""
+    session.claim(client)
+    return Signature(session.sign(data, key), session.certificate(key))
 
 
-def authenticate(protocol: CardProtocol, challenge: bytes) -> dict[str, Any]:
-    """cps.authenticate: INTERNAL AUTHENTICATE of SHA-256(challenge) with the auth key."""
-    session = CpsSession(protocol)
-    signature = session.authenticate(challenge)
-    cert = session.certificate(KeyRef.AUTHENTICATION).public_bytes(Encoding.DER)
-    return {"algorithm": "sha256WithRSAEncryption",
-            "signature": base64.b64encode(signature).decode(),
-            "certificate": base64.b64encode(cert).decode()}
+def authenticate(session: InsertedCps, client: str, challenge: bytes) -> Signature:
+    """INTERNAL AUTHENTICATE of SHA-256(challenge) with this client's PIN state."""
+    session.claim(client)
+    return Signature(session.authenticate(challenge),
+                     session.certificate(KeyRef.AUTHENTICATION))

@@ -10,7 +10,9 @@
   `retry_base` / `retry_max` (the offline queue's backoff, 2 s / 300 s).
 - **Professionals** authenticate with the CPS card in the terminal: the host's challenge is
   signed by the card (INTERNAL AUTHENTICATE; the PIN is asked on the keypad when the card needs
-  it); the session token is kept for that card insertion and renewed on a 401.
+  it, for the client that asks: docs/security.md); the session token is kept for that client
+  and that card insertion, and renewed on a 401. An emergency access is the declaring
+  client's only, and the patient's Cancel ends it.
 - **Consent**: before create, feed and read edged asks the patient on the terminal ("Allow
   <professional> to <action> your DMP?"), with the Vitale card present and the INS one of its
   beneficiaries'; OK yields a record signed by the device key (`ConsentSigner` under
@@ -44,17 +46,17 @@ from urllib.parse import quote, urlencode, urlsplit
 
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from apdu.cps import CpsSession
 from apdu.cps_spec import KeyRef
 from apdu.errors import PinBlocked, PinCancelled, SecurityStatusNotSatisfied, WrongPin
 from apdu.identity import mask_nir
-from apdu.protocol import CardProtocol
 from contracts.consent import CONSENT_HEADER, encode_header
 from edged.api.errors import CONSENT_ERROR, NoCard, TerminalUnavailable
 from edged.api.jsonrpc import RpcError
 from edged.api.prompts import one_prompt
 from edged.config import ConfigError
-from edged.readers.ui import CODE_SCREEN_S, fit_lines
+from edged.readers.pcsc import CardKind
+from edged.readers.session import InsertedCps
+from edged.readers.ui import CODE_SCREEN_S, Answer, fit_lines
 from edged.services import cards
 from edged.services.consent import ConsentSigner
 from edged.state.keywrap import KeyWrapper, is_sealed
@@ -63,8 +65,8 @@ from edged.state.sqlite import open_durable, state_file, transaction
 if TYPE_CHECKING:
     from edged.daemon import Daemon
 
-__all__ = ["DmpError", "DmpService", "DmpSettings", "HostUnreachable", "QueuedFeed",
-           "create_service"]
+__all__ = ["DmpError", "DmpService", "DmpSettings", "Emergency", "HostUnreachable",
+           "QueuedFeed", "create_service"]
 
 log = logging.getLogger(__name__)
 
@@ -158,15 +160,16 @@ class NotThisProfessional(Exception):
 AuditHook = Callable[..., Any]  # audit(event, **fields): durable when it returns
 
 
-def _verify_pin_audited(session: CpsSession, pin_timeout: float, audit: AuditHook | None,
-                        via: str) -> None:
-    """The keypad PIN, with its intent recorded before and its outcome after (review M5)."""
+def _verify_pin_audited(session: InsertedCps, client: str, pin_timeout: float,
+                        audit: AuditHook | None, via: str) -> None:
+    """The keypad PIN for `client`, with its intent recorded before and its outcome after
+    (review M5)."""
     if audit is None:
-        session.verify_pin(None, timeout=pin_timeout)
+        session.verify_for(client, timeout=pin_timeout)
         return
     audit("pin.verify", outcome="asked", via=via)
     try:
-        session.verify_pin(None, timeout=pin_timeout)
+        session.verify_for(client, timeout=pin_timeout)
     except WrongPin as exc:
         audit("pin.verify", outcome="wrong", tries_left=exc.tries_left, via=via)
         raise
@@ -182,21 +185,24 @@ def _verify_pin_audited(session: CpsSession, pin_timeout: float, audit: AuditHoo
     audit("pin.verify", outcome="ok", via=via)
 
 
-def _card_login(protocol: CardProtocol, challenge: bytes, pin_timeout: float, *,
-                allow_pin: bool = True, expected: str | None = None,
-                audit: AuditHook | None = None, via: str = "dmp.login") -> dict[str, Any]:
-    """Identity, then INTERNAL AUTHENTICATE of the challenge (PIN on the keypad if needed and
-    allowed: never from the background queue); every PIN attempt goes to `audit`."""
-    session = CpsSession(protocol)
+def _card_login(session: InsertedCps, challenge: bytes, pin_timeout: float,
+                client: str | None, *, allow_pin: bool = True,
+                expected: str | None = None, audit: AuditHook | None = None,
+                via: str = "dmp.login") -> dict[str, Any]:
+    """Identity, then INTERNAL AUTHENTICATE of the challenge with this client's PIN state
+    (typed on the keypad if needed and allowed; every attempt goes to `audit`). `client` None
+    is the background queue: it uses the card as it is and never prompts."""
     holder = session.identity().holder
     if expected is not None and holder.national_id != expected:
         raise NotThisProfessional("the CPS card in the terminal is another professional's")
+    if client is not None:
+        session.claim(client)
     try:
         signature = session.authenticate(challenge)
     except SecurityStatusNotSatisfied:
-        if not allow_pin:
+        if not allow_pin or client is None:
             raise
-        _verify_pin_audited(session, pin_timeout, audit, via)
+        _verify_pin_audited(session, client, pin_timeout, audit, via)
         signature = session.authenticate(challenge)
     der = session.certificate(KeyRef.AUTHENTICATION).public_bytes(Encoding.DER)
     return {"national_id": holder.national_id, "display_name": holder.display_name,
@@ -206,14 +212,26 @@ def _card_login(protocol: CardProtocol, challenge: bytes, pin_timeout: float, *,
 
 @dataclass
 class ProSession:
-    """A professional's session on the host, for one CPS card insertion."""
+    """A professional's session on the host, for one client and one CPS card insertion."""
 
     token: str
     national_id: str
     display_name: str
     arbiter: Any  # the card insertion (a new arbiter per insertion)
     professional: dict[str, Any] = field(default_factory=dict)
-    emergency: dict[str, float] = field(default_factory=dict)  # ins -> monotonic expiry
+
+
+@dataclass(frozen=True)
+class Emergency:
+    """An emergency access ("bris de glace", centre 15): who declared it, for whom, why."""
+
+    client: str  # the client context that declared it; nobody else reads under it
+    professional: str  # national id of the CPS holder who declared it
+    ins: str = field(repr=False)
+    mode: str
+    reason: str = field(repr=False)
+    until: float  # time.monotonic()
+    arbiter: Any = field(repr=False)  # the card insertion it was declared with
 
 
 # -- the offline queue --------------------------------------------------------------------
@@ -391,7 +409,9 @@ class DmpService:
         self.signer = ConsentSigner(daemon.config.state_dir / "keys", wrapper=daemon.key_wrapper)
         self.queue = FeedQueue(daemon.config.state_dir / "dmp-queue.db",
                                wrapper=daemon.key_wrapper)
-        self.session: ProSession | None = None
+        self._sessions: dict[str, ProSession] = {}  # client context -> its host session
+        self._last: ProSession | None = None
+        self._emergencies: dict[tuple[str, str], Emergency] = {}  # (client, INS) -> grant
         self._login_lock = asyncio.Lock()
         self._enrolled = settings.admin_token is None  # pre-enrolled when no admin token
         self._wakeup = asyncio.Event()
@@ -485,26 +505,54 @@ class DmpService:
         log.info("DMP: consent device %s enrolled", self.signer.device_id)
 
     # -- professionals ---------------------------------------------------------------------
+    # A host session belongs to the client context whose PIN opened it (docs/security.md):
+    # another client logs in for itself, with its own PIN on the keypad.
+    @property
+    def session(self) -> ProSession | None:
+        """The most recently opened session (None drops them all: the host forgot them)."""
+        return self._last
+
+    @session.setter
+    def session(self, value: ProSession | None) -> None:
+        if value is not None:
+            raise ValueError("sessions are opened by login()")
+        self._sessions.clear()
+        self._last = None
+
+    def session_of(self, client_id: str) -> ProSession | None:
+        """This client's session for the CPS card now inserted, if it has one."""
+        slot = self.daemon.slots.find(CardKind.CPS)
+        current = self._sessions.get(client_id)
+        if current is None or slot is None or current.arbiter is not slot.arbiter:
+            return None
+        return current
+
     async def login(self, client_id: str, *, professional: str | None = None,
                     allow_pin: bool = True) -> ProSession:
-        """The session for the CPS card in the terminal (authenticating when needed); with
-        `professional`, only that professional's card will do."""
-        slot = self.daemon.slots.find("cps")
+        """This client's session for the CPS card in the terminal (authenticating when
+        needed); with `professional`, only that professional's card will do. The background
+        queue (QUEUE_CLIENT) reuses a session the professional opened, or the card as it is."""
+        slot = self.daemon.slots.find(CardKind.CPS)
         if slot is None or slot.arbiter is None:
             raise NoCard("no CPS card is inserted")
         async with self._login_lock:
-            current = self.session
+            current = self.session_of(client_id)
+            if current is None and client_id == QUEUE_CLIENT:
+                current = next((s for s in self._sessions.values()
+                                if s.arbiter is slot.arbiter
+                                and s.national_id == (professional or s.national_id)), None)
             if professional is not None and current is not None \
-                    and current.arbiter is slot.arbiter and current.national_id != professional:
+                    and current.national_id != professional:
                 raise NotThisProfessional("the CPS card in the terminal is another "
                                           "professional's")
-            if current is None or current.arbiter is not slot.arbiter:
+            if current is None:
                 _, answer = await self.request("POST", "/api/auth/challenge")
                 challenge = base64.b64decode(answer["challenge"])
                 pin_timeout = self.daemon.config.pin_timeout
                 audit = self._pin_audit(client_id)
+                owner = None if client_id == QUEUE_CLIENT else client_id
                 card = await slot.arbiter.run(
-                    client_id, lambda p: _card_login(p, challenge, pin_timeout,
+                    client_id, lambda s: _card_login(s, challenge, pin_timeout, owner,
                                                      allow_pin=allow_pin, expected=professional,
                                                      audit=audit),
                     label="dmp.login", timeout=pin_timeout + self.daemon.config.card_timeout)
@@ -514,7 +562,8 @@ class DmpService:
                 current = ProSession(str(answer["token"]), card["national_id"],
                                      card["display_name"], slot.arbiter,
                                      dict(answer.get("professional") or {}))
-                self.session = current
+                self._sessions[client_id] = current
+            self._last = current
             return current
 
     def _pin_audit(self, client_id: str) -> AuditHook:
@@ -531,42 +580,86 @@ class DmpService:
 
     async def identify(self, client_id: str) -> dict[str, Any]:
         """Offline: who holds the CPS card (and the PIN verified on the keypad for later)."""
-        slot = self.daemon.slots.find("cps")
+        slot = self.daemon.slots.find(CardKind.CPS)
         if slot is None or slot.arbiter is None:
             raise NoCard("no CPS card is inserted")
         pin_timeout = self.daemon.config.pin_timeout
         audit = self._pin_audit(client_id)
         return await slot.arbiter.run(
-            client_id, lambda p: _card_login(p, uuid.uuid4().bytes, pin_timeout, audit=audit,
-                                             via="dmp.identify"),
+            client_id, lambda s: _card_login(s, uuid.uuid4().bytes, pin_timeout, client_id,
+                                             audit=audit, via="dmp.identify"),
             label="dmp.identify", timeout=pin_timeout + self.daemon.config.card_timeout)
 
     async def call(self, client_id: str, method: str, path: str, *,
                    professional: str | None = None, allow_pin: bool = True,
                    **kw: Any) -> tuple[int, Any]:
-        """A request in the professional's session, authenticating again after a 401."""
+        """A request in the client's session, authenticating again after a 401."""
         session = await self.login(client_id, professional=professional, allow_pin=allow_pin)
         try:
             return await self.request(method, path, token=session.token, **kw)
         except DmpError as exc:
             if exc.status != 401:
                 raise
-        self.session = None
+        self._forget(session)
         session = await self.login(client_id, professional=professional, allow_pin=allow_pin)
         return await self.request(method, path, token=session.token, **kw)
+
+    def _forget(self, session: ProSession) -> None:
+        """The host no longer knows this session."""
+        for key in [k for k, v in self._sessions.items() if v is session]:
+            del self._sessions[key]
+        if self._last is session:
+            self._last = None
+
+    # -- emergency access ------------------------------------------------------------------
+    def declare_emergency(self, client_id: str, ins: str, mode: str, reason: str,
+                          expires_in: float) -> Emergency:
+        """Record an emergency access the host granted to this client's session."""
+        session = self.session_of(client_id)
+        if session is None:
+            raise NoCard("the CPS card that declared the emergency access is gone")
+        grant = Emergency(client_id, session.national_id, ins, mode, reason,
+                          time.monotonic() + expires_in, session.arbiter)
+        self._emergencies[(client_id, ins)] = grant
+        return grant
+
+    def emergency_for(self, client_id: str, ins: str) -> Emergency | None:
+        """The emergency access this client declared for this patient, still running with
+        the same card and professional (M1: a grant is never shared between clients)."""
+        grant = self._emergencies.get((client_id, ins))
+        session = self.session_of(client_id)
+        if grant is None:
+            return None
+        if grant.until <= time.monotonic() or session is None \
+                or session.arbiter is not grant.arbiter \
+                or session.national_id != grant.professional:
+            del self._emergencies[(client_id, ins)]
+            return None
+        return grant
+
+    def end_emergencies(self, ins: str | None = None) -> int:
+        """The patient pressed Cancel: emergency accesses (for this patient, or all) end now."""
+        ended = [k for k in self._emergencies if ins is None or k[1] == ins]
+        for key in ended:
+            del self._emergencies[key]
+        if ended:
+            self.daemon.audit_event("dmp.emergency.ended", None, grants=len(ended),
+                                    by="patient_cancel")
+        return len(ended)
 
     # -- consent ---------------------------------------------------------------------------
     async def ask_consent(self, conn: Any, *, ins: str, professional: str, name: str,
                           action: str, express: bool = False, question: str | None = None
                           ) -> str:
         """Ask the patient on the terminal; the signed record as the header value."""
-        if self.daemon.slots.find("vitale") is None:
+        if self.daemon.slots.find(CardKind.VITALE) is None:
             raise RpcError(CONSENT_ERROR, "the patient's Vitale card must be in the terminal "
                            "to consent", "vitale_required")
         from edged.api.method import on_card
 
-        card = await on_card(self.daemon, conn, "vitale", cards.vitale_read, "dmp.consent")
-        if ins not in {b["ins"]["value"] for b in card["beneficiaries"]}:
+        card = await on_card(self.daemon, conn, CardKind.VITALE, cards.vitale_read,
+                             "dmp.consent")
+        if ins not in {b.ins.value for b in card.beneficiaries}:
             raise RpcError(CONSENT_ERROR, "this INS is not one of the Vitale card's "
                            "beneficiaries", "ins_not_on_card")
         if self.daemon.ui is None:
@@ -576,14 +669,15 @@ class DmpService:
         if express:
             text += " (consentement exprès)"
         async with one_prompt(self.daemon, conn):
-            answer = await self.daemon.ui.confirm("\n".join(fit_lines(text)),
-                                                  timeout=self.settings.consent_timeout)
+            answer = Answer(await self.daemon.ui.confirm("\n".join(fit_lines(text)),
+                                                         timeout=self.settings.consent_timeout))
         self.daemon.audit_event("consent.answer", conn, answer=answer, action=action,
                                 patient=mask_nir(ins), professional=professional,
                                 express=express)
-        if answer == "cancel":
+        if answer is Answer.CANCEL:
+            self.end_emergencies(ins)  # the patient's Cancel wins over an emergency access
             raise RpcError(CONSENT_ERROR, "the patient refused", "consent_refused")
-        if answer != "ok":
+        if answer is not Answer.OK:
             raise RpcError(CONSENT_ERROR, "the patient did not answer in time",
                            "consent_timeout")
         with contextlib.suppress(HostUnreachable):  # offline: the queue enrolls first
@@ -618,14 +712,6 @@ class DmpService:
                                    f"valable {max(expires_in // 60, 1)} min"],
                                   secret_s=CODE_SCREEN_S)
         return expires_in
-
-    def emergency_granted(self, ins: str) -> bool:
-        """An emergency access opened in this session for this patient, still running."""
-        session = self.session
-        slot = self.daemon.slots.find("cps")
-        if session is None or slot is None or session.arbiter is not slot.arbiter:
-            return False
-        return session.emergency.get(ins, 0.0) > time.monotonic()
 
     # -- offline feeds ---------------------------------------------------------------------
     def enqueue(self, ins: str, professional: str, query: str, cda: bytes, consent: str) -> str:
@@ -683,7 +769,8 @@ class DmpService:
             return
         except DmpError as exc:
             if exc.status == 401:
-                self.session = None
+                self._sessions.clear()  # the host restarted: every session is gone
+                self._last = None
                 await asyncio.to_thread(self.queue.retry, item.queue_id, exc.reason,
                                         self._delay(item.attempts + 1))
                 return

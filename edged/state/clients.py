@@ -22,6 +22,7 @@ __all__ = [
     "DuplicateClient",
     "UnknownClient",
     "normalise_scopes",
+    "scope_labels",
     "validate_client_name",
     "validate_fingerprint",
 ]
@@ -30,13 +31,27 @@ __all__ = [
 SCOPES: tuple[str, ...] = (
     "identity:read",
     "cps:sign",
+    "cps:authenticate",
     "mail:send",
+    "mail:read",
     "dmp:read",
     "dmp:write",
     "dmp:emergency",
     "admin",
 )
 DEFAULT_SCOPES: tuple[str, ...] = ("identity:read",)
+# What the terminal display shows at pairing (French, short: 16 columns, ASCII).
+SCOPE_LABELS: dict[str, str] = {
+    "identity:read": "CARTES",
+    "cps:sign": "SIGNER",
+    "cps:authenticate": "AUTHENTIFIER",
+    "mail:send": "ENVOI-MSS",
+    "mail:read": "LIRE-MSS",
+    "dmp:read": "DMP",
+    "dmp:write": "DMP-ECRIRE",
+    "dmp:emergency": "DMP-URGENCE",
+    "admin": "ADMIN",
+}
 
 MAX_NAME_LENGTH = 64  # also the X.509 upper bound for a CN (RFC 5280 ub-common-name)
 _MAX_SCOPES_REQUESTED = 32  # a peer-controlled count, capped before anything else
@@ -107,6 +122,11 @@ def normalise_scopes(scopes: Sequence[str]) -> tuple[str, ...]:
         shown = ", ".join(repr(s)[:40] for s in unknown[:3])
         raise ValueError(f"unknown scope {shown}; known scopes: {', '.join(SCOPES)}")
     return tuple(s for s in SCOPES if s in scopes)
+
+
+def scope_labels(scopes: Sequence[str]) -> str:
+    """The scopes as the terminal shows them at pairing, e.g. 'SIGNER DMP ADMIN'."""
+    return " ".join(SCOPE_LABELS.get(s, s.upper()) for s in scopes)
 
 
 def _utcnow() -> datetime:
@@ -253,6 +273,20 @@ class ClientRegistry:
         with self._lock:
             row = self._conn().execute(_SELECT_ACTIVE_BY_NAME, (name,)).fetchone()
         return None if row is None else _row_to_client(row)
+
+    def grant(self, name: str, scopes: Sequence[str]) -> Client:
+        """Add scopes to the active client `name` (the local CLI's admin grant); UnknownClient."""
+        added = normalise_scopes(scopes)
+        with self._lock, self._transaction() as db:
+            row = db.execute(_SELECT_ACTIVE_BY_NAME, (name,)).fetchone()
+            if row is None:
+                raise UnknownClient(f"no active client named {str(name)[:64]!r}")
+            client = _row_to_client(row)
+            granted = normalise_scopes([*client.scopes, *added])
+            db.execute("UPDATE clients SET scopes = ? WHERE fingerprint = ?",
+                       (json.dumps(list(granted)), client.fingerprint))
+        return Client(client.name, client.fingerprint, granted, client.paired_at,
+                      client.last_seen)
 
     def revoke(self, name: str, by: str) -> Client:
         """Revoke the active client `name` at once; UnknownClient (a KeyError) if there is none."""

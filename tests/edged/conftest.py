@@ -39,8 +39,14 @@ class Bench:
         return await Client.connect("127.0.0.1", self.port, self.fingerprint)
 
     async def pair(self, name: str, *scopes: str) -> Credentials:
-        return await pair("127.0.0.1", self.port, self.fingerprint, name, list(scopes),
-                          self.code_on_display)
+        """Pair over the network; `admin` is then granted as the local CLI does (never by a
+        pairing code)."""
+        remote = [s for s in scopes if s != "admin"]
+        credentials = await pair("127.0.0.1", self.port, self.fingerprint, name, remote,
+                                 self.code_on_display)
+        if "admin" in scopes:
+            self.daemon.clients.grant(name, ["admin"])
+        return credentials
 
     async def client(self, name: str, *scopes: str) -> Client:
         return await (await self.pair(name, *scopes)).connect()

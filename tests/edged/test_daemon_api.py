@@ -72,7 +72,8 @@ async def test_missing_scope_is_refused(edged) -> None:
     async with await bench.client("reception", "identity:read") as client:
         with pytest.raises(RemoteError) as exc:
             await client.call("cps.sign", {"data": "aGVsbG8="})
-        assert exc.value.reason == "missing_scope" and exc.value.data["scopes"] == ["cps:sign"]
+        assert exc.value.reason == "missing_scope" and exc.value.data["scopes"] == [
+            "cps:authenticate", "cps:sign"]
         with pytest.raises(RemoteError) as exc:
             await client.call("clients.list")
         assert exc.value.reason == "missing_scope"

@@ -50,6 +50,7 @@ async def test_pin_on_the_keypad_then_sign(edged, slots, pcscd) -> None:
     bench = await with_cards(edged, slots)
     async with await bench.client("doctor", "identity:read", "cps:sign") as client:
         await client.subscribe(["pin.state"])
+        bench.keypad.press("OK")
         with pytest.raises(RemoteError) as exc:
             await client.call("cps.sign", {"data": base64.b64encode(b"x").decode()})
         assert exc.value.reason == "pin_required"
@@ -61,7 +62,9 @@ async def test_pin_on_the_keypad_then_sign(edged, slots, pcscd) -> None:
         assert event["event"] == "pin.state" and event["result"] == "wrong"
         assert (await client.next_event())["result"] == "ok"
         document = b"consultation report"
-        signed = await client.call("cps.sign", {"data": base64.b64encode(document).decode()})
+        bench.keypad.press("OK")  # confirmed on the terminal
+        signed = await client.call("cps.sign", {"data": base64.b64encode(document).decode(),
+                                                "title": "Compte rendu"})
         cert = x509.load_der_x509_certificate(base64.b64decode(signed["certificate"]))
         cert.public_key().verify(base64.b64decode(signed["signature"]), document,
                                  padding.PKCS1v15(), hashes.SHA256())
@@ -129,6 +132,7 @@ async def test_card_pulled_mid_signature_then_next_call_works(edged, slots, pcsc
         assert (await client.call("cps.verify_pin"))["result"] == "ok"
         bridge = slots.bridges[0]
         bridge.vanish_at_apdu = bridge.apdus + 3  # inside MSE / PSO HASH / PSO CDS
+        bench.keypad.press("OK")
         with pytest.raises(RemoteError) as exc:
             await client.call("cps.sign", {"data": base64.b64encode(b"doc").decode()})
         assert exc.value.reason == "card_removed"

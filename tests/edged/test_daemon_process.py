@@ -225,11 +225,18 @@ async def test_cli_discover_pair_status_and_clients(tmp_path: Path) -> None:
         entry = next(t for t in json.loads(found.stdout) if t["name"] == name)
         assert fingerprint in entry["fingerprint"] and entry["port"] == port
 
-        admin = await asyncio.to_thread(pair_with_prompt, "admin desk", "admin",
-                                        "identity:read")
+        refused = await asyncio.to_thread(bifente, "pair",
+                                          f"127.0.0.1:{port}#sha256:{fingerprint}", "--name",
+                                          "remote admin", "--scope", "admin", "--code", "000000")
+        assert refused.returncode != 0 and "daemon's machine" in refused.stderr
+        admin = await asyncio.to_thread(pair_with_prompt, "admin desk", "identity:read")
         assert admin.returncode == 0, admin.stderr
         assert "enter the 6-digit code shown on the terminal" in admin.stderr
         assert "paired as 'admin desk'" in admin.stdout
+        # admin is granted on the daemon's machine only, by the local CLI.
+        granted = await asyncio.to_thread(bifente, "admin", "grant", "admin desk",
+                                          "--state-dir", str(tmp_path / "state"))
+        assert granted.returncode == 0 and "admin" in granted.stdout, granted.stderr
 
         status = await asyncio.to_thread(bifente, "status")
         assert status.returncode == 0 and fingerprint in status.stdout

@@ -110,7 +110,8 @@ async def verify_pin(bench, client) -> None:
 async def test_send_list_open_and_refusals(edged, slots, pcscd, tmp_path: Path) -> None:
     with MailOperator(tmp_path / "op") as op:
         bench = await daemon_with_gp(edged, slots, mail_table(tmp_path / "op", tmp_path))
-        async with await bench.client("secretariat", "mail:send", "cps:sign") as client:
+        async with await bench.client("secretariat", "mail:send", "mail:read",
+                                      "cps:sign") as client:
             message = {"to": [NURSE], "cc": [EMERGENCY], "subject": "CR consultation",
                        "text": "Bonjour, voici le compte rendu.", "html": "<p>Bonjour</p>",
                        "attachments": [
@@ -297,7 +298,7 @@ async def test_cli_send_list_open(edged, slots, pcscd, tmp_path: Path, monkeypat
     monkeypatch.setenv("BIFENTE_CLIENT_DIR", str(tmp_path / "client"))
     with MailOperator(tmp_path / "op") as op:
         bench = await daemon_with_gp(edged, slots, mail_table(tmp_path / "op", tmp_path))
-        (await bench.pair("cli", "mail:send", "cps:sign")).save()
+        (await bench.pair("cli", "mail:send", "mail:read", "cps:sign")).save()
         report = tmp_path / "compte rendu.pdf"
         report.write_bytes(PDF)
         bench.keypad.press("1234", "OK")  # typed when the CLI asks the terminal for the PIN

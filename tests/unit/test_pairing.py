@@ -68,7 +68,7 @@ class Display:
     def __init__(self) -> None:
         self.shown: list[tuple[str, str]] = []
 
-    def __call__(self, code: str, client_name: str) -> None:
+    def __call__(self, code: str, client_name: str, scopes: tuple[str, ...]) -> None:
         self.shown.append((code, client_name))
 
     @property
@@ -189,12 +189,16 @@ async def test_default_scope_is_identity_read(
 
 
 @pytest.mark.asyncio
-async def test_every_scope_including_admin_may_be_granted(
+async def test_every_scope_but_admin_may_be_granted_by_pairing(
     manager: PairingManager, display: Display, csr: bytes
 ) -> None:
-    pending = await manager.begin("Admin desk", csr, list(SCOPES), PEER)
+    remote = tuple(s for s in SCOPES if s != "admin")
+    pending = await manager.begin("Desk", csr, list(remote), PEER)
     result = await manager.complete(pending.pairing_id, f" {display.code} ", PEER)
-    assert result.scopes == SCOPES
+    assert result.scopes == remote
+    with pytest.raises(PairingError, match="daemon's machine") as exc:
+        await manager.begin("Admin desk", csr, list(SCOPES), "192.0.2.11")
+    assert exc.value.code == "invalid_request"
 
 
 @pytest.mark.asyncio
@@ -203,7 +207,7 @@ async def test_show_code_may_be_async(
 ) -> None:
     shown: list[str] = []
 
-    async def show(code: str, name: str) -> None:
+    async def show(code: str, name: str, scopes: tuple[str, ...]) -> None:
         await asyncio.sleep(0)
         shown.append(code)
 
@@ -216,7 +220,7 @@ async def test_show_code_may_be_async(
 async def test_a_failing_display_leaves_no_pairing_open(
     keystore: Keystore, registry: ClientRegistry, csr: bytes
 ) -> None:
-    def broken(code: str, name: str) -> None:
+    def broken(code: str, name: str, scopes: tuple[str, ...]) -> None:
         raise OSError("display unplugged")
 
     manager = PairingManager(keystore, registry, show_code=broken)
