@@ -35,8 +35,9 @@ $(PY):
 	@touch $@
 
 include mk/firmware.mk
+include mk/openrpc.mk
 
-setup: .stamp-apt .stamp-venv .stamp-firmware
+setup: .stamp-apt .stamp-venv .stamp-firmware .stamp-openrpc
 
 test: setup
 	$(PY) -m ruff check .
@@ -52,4 +53,5 @@ lint: setup
 	$(PY) -m ruff check .
 
 clean:
-	rm -rf $(VENV) .stamp-* .pytest_cache .ruff_cache .hypothesis typings firmware/tools/node_modules
+	rm -rf $(VENV) .stamp-* .pytest_cache .ruff_cache .hypothesis typings firmware/tools/node_modules \
+	  tools/openrpc/node_modules
