@@ -23,6 +23,7 @@ __all__ = ["DEFAULT_MAX_REQUEST", "Client", "RemoteError", "RequestTooLarge"]
 
 MAX_MESSAGE = 4 << 20
 DEFAULT_MAX_REQUEST = 1 << 20  # edged's default max_message_bytes (system.info limits)
+_ASK_LIMIT_ABOVE = 4096  # a larger request first learns the daemon's limit (once)
 
 
 class RequestTooLarge(ValueError):
@@ -142,7 +143,7 @@ class Client:
         text = json.dumps({"jsonrpc": "2.0", "id": request_id, "method": method,
                            "params": params or {}})
         size = len(text.encode())
-        if size > self.max_request and not self._limit_known and method != "system.info":
+        if size > _ASK_LIMIT_ABOVE and not self._limit_known and method != "system.info":
             with contextlib.suppress(RemoteError):  # unpaired: keep the default
                 info = await self.call("system.info", timeout=timeout)
                 self.max_request = int(info["limits"]["max_message_bytes"])
