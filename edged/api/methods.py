@@ -99,11 +99,13 @@ _FP = {"type": "string", "pattern": "^[0-9a-f]{64}$",
 
 async def system_info(daemon: Daemon, conn: Connection, params: dict[str, Any]) -> Any:
     """system.info."""
-    cfg = daemon.config
+    from edged.api.limits import limits_for
+
+    mine = limits_for(daemon.config, conn.client_name)
     return {**daemon.info(), "client": conn.client_name or "", "scopes": sorted(conn.scopes),
-            "limits": {"max_message_bytes": cfg.max_message_bytes,
-                       "rate_per_second": cfg.rate_per_second, "rate_burst": cfg.rate_burst,
-                       "max_connections_per_client": cfg.max_connections_per_client,
+            "limits": {"max_message_bytes": daemon.config.max_message_bytes,
+                       "rate_per_second": mine.rate_per_second, "rate_burst": mine.rate_burst,
+                       "max_connections_per_client": mine.max_connections,
                        "max_in_flight": 8}}
 
 
