@@ -35,9 +35,9 @@ $(PY):
 	@touch $@
 
 include mk/firmware.mk
-include mk/openrpc.mk
+include mk/node-tools.mk
 
-setup: .stamp-apt .stamp-venv .stamp-firmware .stamp-openrpc
+setup: .stamp-apt .stamp-venv .stamp-firmware .stamp-node-tools
 
 test: setup
 	$(PY) -m ruff check .
@@ -54,4 +54,4 @@ lint: setup
 
 clean:
 	rm -rf $(VENV) .stamp-* .pytest_cache .ruff_cache .hypothesis typings firmware/tools/node_modules \
-	  tools/openrpc/node_modules
+	  tools/openrpc/node_modules tools/web/node_modules
