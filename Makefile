@@ -40,8 +40,9 @@ $(PY):
 	@touch $@
 
 include mk/firmware.mk
+include mk/node-tools.mk
 
-setup: .stamp-apt .stamp-venv .stamp-firmware
+setup: .stamp-apt .stamp-venv .stamp-firmware .stamp-node-tools
 
 test: setup
 	$(PY) -m ruff check .
@@ -70,4 +71,5 @@ lint: setup
 	$(PY) -m ruff check .
 
 clean:
-	rm -rf $(VENV) .stamp-* .pytest_cache .ruff_cache .hypothesis typings firmware/tools/node_modules
+	rm -rf $(VENV) .stamp-* .pytest_cache .ruff_cache .hypothesis typings firmware/tools/node_modules \
+	  tools/openrpc/node_modules tools/web/node_modules

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import sys
 import tempfile
@@ -23,6 +24,17 @@ __all__ = ["main"]
 log = logging.getLogger("edged")
 
 
+def _port(text: str) -> int:
+    """A TCP port for argparse: 0-65535 (0: any free port)."""
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{port} is not a port number (0-65535)")
+    return port
+
+
 def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="edged", description="bifente edge daemon")
     parser.add_argument("--version", action="version", version=f"edged {VERSION}")
@@ -35,11 +47,14 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
                         help="simulate PC/SC readers instead: simulated cards in pcscd via vpcd")
     parser.add_argument("--cps", default="gp", help="with --simulate: CPS profile")
     parser.add_argument("--vitale", default="family", help="with --simulate: Vitale profile")
-    parser.add_argument("--port", type=int, help="override the listening port")
+    parser.add_argument("--port", type=_port, help="override the listening port (0-65535)")
     parser.add_argument("--state-dir", type=Path, help="override the state directory")
     parser.add_argument("--no-mdns", action="store_true", help="do not announce on mDNS")
     parser.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.simulate and args.simulate_pcsc:
+        parser.error("choose one of --simulate (virtual terminal) and --simulate-pcsc")
+    return args
 
 
 async def _run(args: argparse.Namespace) -> int:
@@ -76,6 +91,7 @@ async def _run(args: argparse.Namespace) -> int:
                 stack.callback(terminal.stop)
                 control_dir = stack.enter_context(tempfile.TemporaryDirectory(prefix="bifente-vt-"))
                 terminal.serve_control(f"unix:{control_dir}/control.sock")
+                _record_terminal(stack, terminal.pty_path, terminal.control_address)
                 overrides["terminal"] = terminal.pty_path
                 overrides["pcsc"] = False
                 print(f"virtual terminal: {terminal.pty_path} control {terminal.control_address}",
@@ -103,6 +119,21 @@ async def _run(args: argparse.Namespace) -> int:
         finally:
             await daemon.stop()
     return 0
+
+
+def _record_terminal(stack: contextlib.ExitStack, pty: str, control: str) -> None:
+    """Write the virtual terminal's state file, so `bifente sim screen | press | insert`
+    find it without --control (docs/terminal.md); removed at exit if still ours."""
+    from simulators.terminal.control import read_state, remove_state, write_state
+
+    state = write_state(pty, control)
+
+    def forget() -> None:
+        with contextlib.suppress(Exception):
+            if read_state(state).get("pid") == os.getpid():
+                remove_state(state)
+
+    stack.callback(forget)
 
 
 def _simulated_mail(stack: contextlib.ExitStack) -> dict[str, object]:
@@ -137,6 +168,15 @@ def _simulated_dmp(stack: contextlib.ExitStack) -> dict[str, object]:
     return {"url": host.url, "ca_file": str(host.cafile), "admin_token": host.admin_token}
 
 
+def _is_profile_error(exc: BaseException) -> bool:
+    """An unknown or bad simulated card profile (only with --simulate; simulators optional)."""
+    try:
+        from simulators.profiles import ProfileError
+    except ImportError:
+        return False
+    return isinstance(exc, ProfileError)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the daemon until SIGTERM / SIGINT."""
     args = _parse(argv)
@@ -157,9 +197,19 @@ def main(argv: list[str] | None = None) -> int:
     except (StateFileError, AuditError, KeystoreError) as exc:
         print(f"edged: state error: {exc}", file=sys.stderr)
         return 1
-    except OSError as exc:
-        where = f"{exc.filename}: " if exc.filename else ""
-        print(f"edged: {where}{exc.strerror or exc}", file=sys.stderr)
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # the edge: one line and an exit code, never a traceback
+        if _is_profile_error(exc):
+            print(f"edged: {exc}", file=sys.stderr)
+            return 2
+        if isinstance(exc, OSError):
+            where = f"{exc.filename}: " if exc.filename else ""
+            print(f"edged: {where}{exc.strerror or exc}", file=sys.stderr)
+            return 1
+        log.debug("failed", exc_info=exc)
+        print(f"edged: {type(exc).__name__}: {exc} (run with --log-level debug for details)",
+              file=sys.stderr)
         return 1
 
 

@@ -64,6 +64,8 @@ class Config:
     mail: dict[str, Any] = field(default_factory=dict)
     proxy: dict[str, Any] = field(default_factory=dict)
     dmp: dict[str, Any] = field(default_factory=dict)
+    # [limits."CLIENT NAME"]: higher limits for one paired client (edged/api/limits.py)
+    limits: dict[str, Any] = field(default_factory=dict)
     # wiring for demos and tests
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
@@ -84,7 +86,7 @@ _SECTIONS = {
     "discovery": ("mdns", "name", "model", "mdns_interfaces"),
     "log": ("log_level",),
 }
-_RAW_SECTIONS = ("mail", "proxy", "dmp")  # kept as tables; each service checks its own
+_RAW_SECTIONS = ("mail", "proxy", "dmp", "limits")  # kept as tables, checked by their owner
 _LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
@@ -144,4 +146,7 @@ def load_config(path: Path | None) -> Config:
         raise ConfigError("max_message_bytes must be at least 4096")
     if not 0 <= config.sign_batch_count <= 100 or not 0 <= config.sign_batch_minutes <= 60:
         raise ConfigError("sign_batch_count must be 0..100 and sign_batch_minutes 0..60")
+    from edged.api.limits import check_limits
+
+    check_limits(config.limits)
     return config

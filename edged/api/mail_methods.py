@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from edged.api.server import Connection
     from edged.daemon import Daemon
 
-__all__ = ["METHODS", "card_address"]
+__all__ = ["METHODS", "card_address", "card_certificates"]
 
 log = logging.getLogger(__name__)
 
@@ -44,11 +44,12 @@ _ATTACHMENT_FIELDS = {"filename": {"type": "string", "minLength": 1, "maxLength"
                       "content_type": {"type": "string", "maxLength": 127}}
 # The bytes in base64, or (larger than one message) a committed upload (edged/api/uploads.py).
 _ATTACHMENT = {"anyOf": [
-    obj({**_ATTACHMENT_FIELDS, "data": {"type": "string", "description": "base64"}},
+    obj({**_ATTACHMENT_FIELDS, "data": {"type": "string", "contentEncoding": "base64"}},
         ("filename", "data")),
     obj({**_ATTACHMENT_FIELDS, "upload_id": uploads.UPLOAD_ID}, ("filename", "upload_id"))]}
 _ATTACHMENT_OUT = obj({"filename": STR, "content_type": STR, "size": INT,
-                       "data": {"type": "string", "description": "base64"}})
+                       "data": {"type": "string", "contentEncoding": "base64"}},
+                      ("filename", "content_type", "size", "data"))
 
 
 def card_address(certificate: x509.Certificate) -> str | None:
@@ -69,6 +70,9 @@ async def _card_certificates(daemon: Daemon,
         return session.certificate(KeyRef.SIGNATURE), session.certificate(KeyRef.AUTHENTICATION)
 
     return await on_card(daemon, conn, CardKind.CPS, read, "mail.certificates")
+
+
+card_certificates = _card_certificates  # also cps.certificates (edged/api/cps_methods.py)
 
 
 async def _address(daemon: Daemon, conn: Connection, service: MailService) -> str:
@@ -250,17 +254,20 @@ METHODS: list[Method] = [
                                     "the message queued the first time, never a second one"}},
                ("to",)),
            obj({"message_id": STR, "state": {"type": "string",
-                                             "enum": ["queued", "sending", "sent", "failed"]}})),
+                                             "enum": ["queued", "sending", "sent", "failed"]}},
+               ("message_id", "state"))),
     Method("mail.status", mail_status, "Where a sent message is: queued, sending, sent or "
            "failed, with the attempts and the last error.", _SEND,
            obj({"message_id": {"type": "string", "maxLength": 998}}, ("message_id",)),
            obj({"message_id": STR, "state": {"type": "string",
                                              "enum": ["queued", "sending", "sent", "failed"]},
-                "attempts": INT, "last_error": {"type": ["string", "null"]}})),
+                "attempts": INT, "last_error": {"type": ["string", "null"]}},
+               ("message_id", "state", "attempts", "last_error"))),
     Method("mail.list", mail_list, "The professional's mailbox (POP3, nothing deleted): uid, "
            "from, the outer subject, date, size.", _READ, obj({}),
            obj({"address": STR, "messages": {"type": "array", "items": obj({
-               "uid": STR, "from": STR, "subject": STR, "date": STR, "size": INT})}})),
+               "uid": STR, "from": STR, "subject": STR, "date": STR, "size": INT},
+               ("uid", "from", "subject", "date", "size"))}}, ("address", "messages"))),
     Method("mail.open", mail_open, "Decrypt a message with the CPS (needs the PIN verified) "
            "and verify its signature: subject, from, signer, text, HTML, attachments "
            "(byte-identical, base64).", _READ,
@@ -269,7 +276,9 @@ METHODS: list[Method] = [
                 "from": STR, "to": {"type": "array", "items": STR},
                 "cc": {"type": "array", "items": STR}, "date": {"type": ["string", "null"]},
                 "signer": obj({"name": STR, "email": {"type": ["string", "null"]},
-                               "valid": BOOL}),
+                               "valid": BOOL}, ("name", "email", "valid")),
                 "text": {"type": ["string", "null"]}, "html": {"type": ["string", "null"]},
-                "attachments": {"type": "array", "items": _ATTACHMENT_OUT}})),
+                "attachments": {"type": "array", "items": _ATTACHMENT_OUT}},
+               ("uid", "message_id", "subject", "from", "to", "cc", "date", "signer", "text",
+                "html", "attachments"))),
 ]

@@ -26,6 +26,7 @@ from websockets.server import ServerProtocol
 from edged.api import jsonrpc
 from edged.api.errors import RATE_LIMITED, REVOKED, TOO_LARGE, to_rpc_error
 from edged.api.gate import Acceptor, Admission, Gate, GateLimits, prefix_of, start_tls
+from edged.api.limits import limits_for
 from edged.api.methods import dispatch
 from edged.events import Subscription
 
@@ -172,9 +173,10 @@ class Connection:
     async def _forward(self, sub: Subscription) -> None:
         while True:
             event = await sub.get()
-            params = {**event.params, "time": event.time}
-            if sub.dropped:
+            params = {**event.params, "time": event.time, "seq": event.seq}
+            if sub.dropped:  # lost since the last event this connection received
                 params["dropped"] = sub.dropped
+                sub.dropped = 0
             await self.send(jsonrpc.notification(event.name, params))
 
     async def send(self, text: str) -> None:
@@ -188,14 +190,16 @@ class Connection:
         task.add_done_callback(self._tasks.discard)
 
     async def handle(self, raw: str | bytes) -> None:
-        """One incoming message -> one response (none for notifications)."""
+        """One incoming message -> one response (none for notifications, JSON-RPC 2.0 §4.1)."""
         request_id = None
+        notification = False
         try:
             if len(raw) > self.server.daemon.config.max_message_bytes:
-                request_id = _id_of_oversized(raw)
+                request_id = jsonrpc.peek_id(raw)  # §5: answer with the id when readable
                 raise jsonrpc.RpcError(TOO_LARGE, "message larger than "
                                        f"{self.server.daemon.config.max_message_bytes} bytes",
-                                       "too_large")
+                                       "too_large",
+                                       limit=self.server.daemon.config.max_message_bytes)
             # The rate limit comes before parsing: a parse costs more than a refusal (L2).
             wait = self.server.bucket_for(self).take()
             if wait:
@@ -203,7 +207,7 @@ class Connection:
                 raise jsonrpc.RpcError(RATE_LIMITED, "too many calls", "rate_limited",
                                        retry_after=round(wait, 3))
             request = self.server.parse(raw, self.peer)
-            request_id = request.id
+            request_id, notification = request.id, request.is_notification
             self.refresh_client()  # a revocation applies at once
             if self.revoked:
                 raise jsonrpc.RpcError(REVOKED, "this client's certificate was revoked",
@@ -223,7 +227,10 @@ class Connection:
             raise
         except Exception as exc:
             error = to_rpc_error(exc)
-            await self.send(jsonrpc.error_response(request_id, error))
+            if isinstance(exc, jsonrpc.RpcError) and exc.request_id is not None:
+                request_id = exc.request_id  # refused while parsing, but the id was readable
+            if not (notification or getattr(exc, "notification", False)):
+                await self.send(jsonrpc.error_response(request_id, error))
             if error.code == REVOKED:
                 await self.ws.close(4403, "revoked")
 
@@ -288,15 +295,15 @@ class RpcServer:
         self._accepting: set[asyncio.Task[Any]] = set()
 
     def bucket_for(self, conn: Connection) -> TokenBucket:
-        """The rate limiter shared by every connection of one client (unpaired: one per /24
-        or /64, the unit of the accept caps)."""
+        """The rate limiter shared by every connection of one client, with the limits of its
+        paired name (unpaired: one per /24 or /64, the unit of the accept caps)."""
         key = conn.client_id if conn.paired else f"prefix:{prefix_of(conn.peer)}"
         bucket = self._buckets.get(key)
         if bucket is None:
             if len(self._buckets) >= MAX_BUCKETS:
                 self._prune_buckets()
-            cfg = self.daemon.config
-            bucket = self._buckets[key] = TokenBucket(cfg.rate_per_second, cfg.rate_burst)
+            limits = limits_for(self.daemon.config, conn.client_name if conn.paired else None)
+            bucket = self._buckets[key] = TokenBucket(limits.rate_per_second, limits.rate_burst)
         return bucket
 
     def _prune_buckets(self) -> None:
@@ -388,7 +395,7 @@ class RpcServer:
             else:
                 self.gate.handshake_done(admission)
         same = [c for c in self.connections if c.client_id == conn.client_id]
-        if len(same) >= self.daemon.config.max_connections_per_client:
+        if len(same) >= limits_for(self.daemon.config, conn.client_name).max_connections:
             await ws.send(jsonrpc.error_response(None, jsonrpc.RpcError(
                 RATE_LIMITED, "too many connections for this client", "too_many_connections")))
             await ws.close(1008, "too many connections")
