@@ -35,8 +35,9 @@ $(PY):
 	@touch $@
 
 include mk/firmware.mk
+include mk/sdk-js.mk
 
-setup: .stamp-apt .stamp-venv .stamp-firmware
+setup: .stamp-apt .stamp-venv .stamp-firmware .stamp-sdk-js
 
 test: setup
 	$(PY) -m ruff check .
@@ -52,4 +53,4 @@ lint: setup
 	$(PY) -m ruff check .
 
 clean:
-	rm -rf $(VENV) .stamp-* .pytest_cache .ruff_cache .hypothesis typings firmware/tools/node_modules
+	rm -rf $(VENV) .stamp-* .pytest_cache .ruff_cache .hypothesis typings firmware/tools/node_modules sdk/js/node_modules sdk/js/dist

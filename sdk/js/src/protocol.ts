@@ -1,0 +1,605 @@
+// Generated from docs/openrpc.json by sdk/js/scripts/generate.ts; do not edit by hand.
+// Regenerate: npm run generate (in sdk/js). A test fails when this file is stale.
+/* eslint-disable */
+
+/** The protocol version the types were generated from. */
+export const PROTOCOL_VERSION = "1.0";
+
+/** Parameters of `clients.list`: Paired clients. */
+export type ClientsListParams = {
+  include_revoked?: boolean;
+};
+
+/** Result of `clients.list`. */
+export type ClientsListResult = {
+  clients?: unknown[];
+};
+
+/** Parameters of `clients.revoke`: Revoke a client: refused at once. */
+export type ClientsRevokeParams = {
+  /** pattern: "[A-Za-z0-9 ._-]{1,64}" */
+  name: string;
+};
+
+/** Result of `clients.revoke`. */
+export type ClientsRevokeResult = {
+  revoked?: string;
+  connections_closed?: number;
+};
+
+/** Parameters of `consent.ask`: Show a question on the terminal; the patient answers OK or Cancel. */
+export type ConsentAskParams = {
+  /** minLength: 1; maxLength: 200 */
+  text: string;
+  /** minimum: 5; maximum: 300 */
+  timeout?: number;
+};
+
+/** Result of `consent.ask`. */
+export type ConsentAskResult = {
+  answer?: "ok" | "cancel" | "timeout";
+};
+
+/** Parameters of `cps.authenticate`: INTERNAL AUTHENTICATE of SHA-256(challenge) with the authentication key; needs the PIN verified. */
+export type CpsAuthenticateParams = {
+  /** maxLength: 1400 */
+  challenge: string;
+};
+
+/** Result of `cps.authenticate`. */
+export type CpsAuthenticateResult = {
+  algorithm: string;
+  /** base64 */
+  signature: string;
+  /** base64 DER X.509 */
+  certificate: string;
+};
+
+/** Parameters of `cps.info`: The professional on the CPS card and the PIN tries left (no PIN needed). */
+export type CpsInfoParams = Record<string, never>;
+
+/** Result of `cps.info`. */
+export type CpsInfoResult = Record<string, unknown>;
+
+/** Parameters of `cps.pin_status`: PIN try counters. */
+export type CpsPinStatusParams = Record<string, never>;
+
+/** Result of `cps.pin_status`. */
+export type CpsPinStatusResult = {
+  tries_left?: number;
+  max_tries?: number;
+  blocked?: boolean;
+};
+
+/** Parameters of `cps.sign`: Sign data with the CPS card (SHA-256, RSA PKCS#1 v1.5, split hash); needs the PIN verified. */
+export type CpsSignParams = {
+  /** base64; maxLength: 1398104 */
+  data: string;
+  key?: "signature" | "authentication";
+};
+
+/** Result of `cps.sign`. */
+export type CpsSignResult = {
+  algorithm: string;
+  /** base64 */
+  signature: string;
+  /** base64 DER X.509 */
+  certificate: string;
+};
+
+/** Parameters of `cps.verify_pin`: The holder types the PIN on the terminal keypad; the result says ok, wrong (tries left), blocked or cancelled. No method takes a PIN. */
+export type CpsVerifyPinParams = {
+  /** minimum: 5; maximum: 120 */
+  timeout?: number;
+};
+
+/** Result of `cps.verify_pin`. */
+export type CpsVerifyPinResult = {
+  result: "ok" | "wrong" | "blocked" | "cancelled";
+  tries_left: number;
+};
+
+/** Parameters of `dmp.create`: Create the patient's DMP: the patient consents on the terminal (Vitale card in); the answer holds the patient's password once (also shown on the terminal display). */
+export type DmpCreateParams = {
+  /** the patient's INS (15 characters: NIR or NIA with its key); pattern: "^[0-9]{6}[0-9AB][0-9]{8}$" */
+  ins: string;
+  /** maxLength: 64 */
+  ins_oid?: string;
+  express?: boolean;
+};
+
+/** Result of `dmp.create`. */
+export type DmpCreateResult = {
+  ins?: string;
+  ins_oid?: string;
+  status?: string;
+  patient_password?: string;
+  notice?: string;
+};
+
+/** Parameters of `dmp.delete`: The author deletes a document after the patient asked for it (the entry stays, status deleted, its bytes wiped). */
+export type DmpDeleteParams = {
+  /** the patient's INS (15 characters: NIR or NIA with its key); pattern: "^[0-9]{6}[0-9AB][0-9]{8}$" */
+  ins: string;
+  /** minLength: 1; maxLength: 64 */
+  document_id: string;
+};
+
+/** Result of `dmp.delete`. */
+export type DmpDeleteResult = {
+  /** the host's document JSON (docs/dmp-api.md) */
+  document?: Record<string, unknown>;
+};
+
+/** Parameters of `dmp.emergency`: Emergency access without consent: bris_de_glace or centre_15 (regulating doctors), with the professional's stated reason; then dmp.find / dmp.get need no consent for this patient while it lasts. */
+export type DmpEmergencyParams = {
+  /** the patient's INS (15 characters: NIR or NIA with its key); pattern: "^[0-9]{6}[0-9AB][0-9]{8}$" */
+  ins: string;
+  mode: "bris_de_glace" | "centre_15";
+  /** minLength: 1; maxLength: 500 */
+  reason: string;
+};
+
+/** Result of `dmp.emergency`. */
+export type DmpEmergencyResult = {
+  mode?: string;
+  reason?: string;
+  expires_in?: number;
+};
+
+/** Parameters of `dmp.exists`: Does the patient have a DMP (no consent needed). */
+export type DmpExistsParams = {
+  /** the patient's INS (15 characters: NIR or NIA with its key); pattern: "^[0-9]{6}[0-9AB][0-9]{8}$" */
+  ins: string;
+};
+
+/** Result of `dmp.exists`. */
+export type DmpExistsResult = {
+  exists?: boolean;
+  status?: string | null;
+};
+
+/** Parameters of `dmp.feed`: Add a CDA R2 document (base64): the patient consents on the terminal; queued durably (state queued, queue_id) when the host is unreachable, delivered exactly once later. */
+export type DmpFeedParams = {
+  /** the patient's INS (15 characters: NIR or NIA with its key); pattern: "^[0-9]{6}[0-9AB][0-9]{8}$" */
+  ins: string;
+  /** base64 CDA R2 XML; maxLength: 955736 */
+  cda: string;
+  metadata?: {
+    masked_ps?: boolean;
+    invisible_patient?: boolean;
+    invisible_representatives?: boolean;
+  };
+  express?: boolean;
+};
+
+/** Result of `dmp.feed`. */
+export type DmpFeedResult = {
+  state?: "registered" | "queued";
+  /** the host's document JSON (docs/dmp-api.md) */
+  document?: Record<string, unknown>;
+  already_registered?: boolean;
+  queue_id?: string;
+};
+
+/** Parameters of `dmp.find`: The documents this professional may see (the patient consents on the terminal, unless an emergency access is open). */
+export type DmpFindParams = {
+  /** the patient's INS (15 characters: NIR or NIA with its key); pattern: "^[0-9]{6}[0-9AB][0-9]{8}$" */
+  ins: string;
+  /** maxLength: 200 */
+  type?: string;
+  /** maxLength: 100 */
+  status?: string;
+  /** minimum: 1; maximum: 1000 */
+  limit?: number;
+  /** minimum: 0 */
+  offset?: number;
+  express?: boolean;
+};
+
+/** Result of `dmp.find`. */
+export type DmpFindResult = {
+  documents?: Record<string, unknown>[];
+  total?: number;
+  mode?: string;
+};
+
+/** Parameters of `dmp.get`: One document and its CDA (base64), with the patient's consent or an open emergency access. */
+export type DmpGetParams = {
+  /** the patient's INS (15 characters: NIR or NIA with its key); pattern: "^[0-9]{6}[0-9AB][0-9]{8}$" */
+  ins: string;
+  /** minLength: 1; maxLength: 64 */
+  document_id: string;
+  express?: boolean;
+};
+
+/** Result of `dmp.get`. */
+export type DmpGetResult = {
+  /** the host's document JSON (docs/dmp-api.md) */
+  document?: Record<string, unknown>;
+  cda?: string;
+};
+
+/** Parameters of `dmp.patient_code`: The patient's one-time code for the DMP patient space (with the INS and the password from dmp.create): the patient consents on the terminal (Vitale card in), the code is shown on the terminal display only, never returned, logged or audited. */
+export type DmpPatientCodeParams = {
+  /** the patient's INS (15 characters: NIR or NIA with its key); pattern: "^[0-9]{6}[0-9AB][0-9]{8}$" */
+  ins: string;
+};
+
+/** Result of `dmp.patient_code`. */
+export type DmpPatientCodeResult = {
+  shown?: boolean;
+  expires_in?: number;
+};
+
+/** Parameters of `dmp.queue`: Feeds waiting for the DMP host (all: also delivered and failed ones); patients masked. */
+export type DmpQueueParams = {
+  all?: boolean;
+};
+
+/** Result of `dmp.queue`. */
+export type DmpQueueResult = {
+  feeds?: {
+    queue_id?: string;
+    patient?: string;
+    professional?: string;
+    state?: string;
+    attempts?: number;
+    last_error?: string | null;
+    queued_at?: string;
+    size?: number;
+    document_id?: string | null;
+  }[];
+};
+
+/** Parameters of `dmp.visibility`: The author changes a document's visibility (masked to professionals, hidden from the patient, from representatives, announced). */
+export type DmpVisibilityParams = {
+  /** the patient's INS (15 characters: NIR or NIA with its key); pattern: "^[0-9]{6}[0-9AB][0-9]{8}$" */
+  ins: string;
+  /** minLength: 1; maxLength: 64 */
+  document_id: string;
+  masked_ps?: boolean;
+  invisible_patient?: boolean;
+  invisible_representatives?: boolean;
+  announced?: boolean;
+};
+
+/** Result of `dmp.visibility`. */
+export type DmpVisibilityResult = {
+  /** the host's document JSON (docs/dmp-api.md) */
+  document?: Record<string, unknown>;
+};
+
+/** Parameters of `events.subscribe`: Receive card.inserted, card.removed, pin.state and terminal.cancel (Cancel pressed outside a prompt) notifications on this connection. */
+export type EventsSubscribeParams = {
+  /** maxItems: 8 */
+  events?: ("card.inserted" | "card.removed" | "pin.state" | "terminal.cancel")[];
+};
+
+/** Result of `events.subscribe`. */
+export type EventsSubscribeResult = {
+  subscribed?: string[];
+};
+
+/** Parameters of `mail.list`: The professional's mailbox (POP3, nothing deleted): uid, from, the outer subject, date, size. */
+export type MailListParams = Record<string, never>;
+
+/** Result of `mail.list`. */
+export type MailListResult = {
+  address?: string;
+  messages?: {
+    uid?: string;
+    from?: string;
+    subject?: string;
+    date?: string;
+    size?: number;
+  }[];
+};
+
+/** Parameters of `mail.open`: Decrypt a message with the CPS (needs the PIN verified) and verify its signature: subject, from, signer, text, HTML, attachments (byte-identical, base64). */
+export type MailOpenParams = {
+  /** minLength: 1; maxLength: 70 */
+  uid: string;
+};
+
+/** Result of `mail.open`. */
+export type MailOpenResult = {
+  uid?: string;
+  message_id?: string | null;
+  subject?: string;
+  from?: string;
+  to?: string[];
+  cc?: string[];
+  date?: string | null;
+  signer?: {
+    name?: string;
+    email?: string | null;
+    valid?: boolean;
+  };
+  text?: string | null;
+  html?: string | null;
+  attachments?: {
+    filename?: string;
+    content_type?: string;
+    size?: number;
+    /** base64 */
+    data?: string;
+  }[];
+};
+
+/** Parameters of `mail.send`: Sign (CPS, needs the PIN verified) and encrypt a message to every recipient and the sender, then queue it for the operator. Recipients without a directory certificate are refused before anything is signed. */
+export type MailSendParams = {
+  /** minItems: 1; maxItems: 100 */
+  to: string[];
+  /** maxItems: 100 */
+  cc?: string[];
+  /** maxLength: 998 */
+  subject?: string;
+  text?: string;
+  html?: string;
+  /** maxItems: 32 */
+  attachments?: {
+    /** minLength: 1; maxLength: 255 */
+    filename: string;
+    /** maxLength: 127 */
+    content_type?: string;
+    /** base64 */
+    data: string;
+  }[];
+};
+
+/** Result of `mail.send`. */
+export type MailSendResult = {
+  message_id?: string;
+  state?: "queued";
+};
+
+/** Parameters of `mail.status`: Where a sent message is: queued, sending, sent or failed, with the attempts and the last error. */
+export type MailStatusParams = {
+  /** maxLength: 998 */
+  message_id: string;
+};
+
+/** Result of `mail.status`. */
+export type MailStatusResult = {
+  message_id?: string;
+  state?: "queued" | "sending" | "sent" | "failed";
+  attempts?: number;
+  last_error?: string | null;
+};
+
+/** Parameters of `pair.begin`: Start pairing: the terminal shows a 6-digit code. */
+export type PairBeginParams = {
+  /** pattern: "[A-Za-z0-9 ._-]{1,64}" */
+  name: string;
+  /** PEM CSR or public key; maxLength: 8192 */
+  csr: string;
+  /** maxItems: 7 */
+  scopes?: ("identity:read" | "cps:sign" | "mail:send" | "dmp:read" | "dmp:write" | "dmp:emergency" | "admin")[];
+};
+
+/** Result of `pair.begin`. */
+export type PairBeginResult = {
+  pairing_id?: string;
+  expires_in?: number;
+  fingerprint?: string;
+};
+
+/** Parameters of `pair.complete`: Finish pairing with the code read on the terminal; returns the client certificate. */
+export type PairCompleteParams = {
+  /** maxLength: 64 */
+  pairing_id: string;
+  /** pattern: "\\d{6}" */
+  code: string;
+};
+
+/** Result of `pair.complete`. */
+export type PairCompleteResult = {
+  certificate?: string;
+  ca_certificate?: string;
+  fingerprint?: string;
+  scopes?: string[];
+};
+
+/** Parameters of `readers.list`: Slots and what is in them. */
+export type ReadersListParams = Record<string, never>;
+
+/** Result of `readers.list`. */
+export type ReadersListResult = {
+  slots?: {
+    slot?: string;
+    reader?: string;
+    source?: "pcsc" | "terminal";
+    present?: boolean;
+    kind?: "cps" | "vitale" | "vitale1" | "unknown" | "empty";
+    atr?: string;
+    pin_pad?: boolean;
+  }[];
+};
+
+/** Parameters of `system.info`: Protocol version, daemon version, certificate fingerprint, terminal model and capabilities. */
+export type SystemInfoParams = Record<string, never>;
+
+/** Result of `system.info`. */
+export type SystemInfoResult = {
+  protocol?: string;
+  version?: string;
+  fingerprint?: string;
+  model?: string;
+  capabilities?: string[];
+  client?: string;
+  scopes?: string[];
+};
+
+/** Parameters of `vitale.read`: Read the Vitale card: the insured person, every beneficiary with NIR, INS (with OID) and INS-C, rights. */
+export type VitaleReadParams = Record<string, never>;
+
+/** Result of `vitale.read`. */
+export type VitaleReadResult = {
+  card?: Record<string, unknown>;
+  insured?: Record<string, unknown>;
+  beneficiaries?: {
+    quality?: number;
+    quality_name?: string;
+    name?: string;
+    birth_name?: string;
+    first_name?: string;
+    /** YYYYMMDD, possibly lunar */
+    birth_date?: string;
+    lunar_birth_date?: boolean;
+    birth_rank?: number;
+    nationality?: string;
+    nir?: string;
+    temporary?: boolean;
+    ins?: {
+      value?: string;
+      oid?: string;
+      kind?: string;
+    };
+    ins_c?: string | null;
+    rights?: {
+      start?: string;
+      end?: string;
+    }[];
+  }[];
+};
+
+/** Every method: its parameters and result. */
+export interface Methods {
+  /** Paired clients. */
+  "clients.list": { params: ClientsListParams; result: ClientsListResult };
+  /** Revoke a client: refused at once. */
+  "clients.revoke": { params: ClientsRevokeParams; result: ClientsRevokeResult };
+  /** Show a question on the terminal; the patient answers OK or Cancel. */
+  "consent.ask": { params: ConsentAskParams; result: ConsentAskResult };
+  /** INTERNAL AUTHENTICATE of SHA-256(challenge) with the authentication key; needs the PIN verified. */
+  "cps.authenticate": { params: CpsAuthenticateParams; result: CpsAuthenticateResult };
+  /** The professional on the CPS card and the PIN tries left (no PIN needed). */
+  "cps.info": { params: CpsInfoParams; result: CpsInfoResult };
+  /** PIN try counters. */
+  "cps.pin_status": { params: CpsPinStatusParams; result: CpsPinStatusResult };
+  /** Sign data with the CPS card (SHA-256, RSA PKCS#1 v1.5, split hash); needs the PIN verified. */
+  "cps.sign": { params: CpsSignParams; result: CpsSignResult };
+  /** The holder types the PIN on the terminal keypad; the result says ok, wrong (tries left), blocked or cancelled. No method takes a PIN. */
+  "cps.verify_pin": { params: CpsVerifyPinParams; result: CpsVerifyPinResult };
+  /** Create the patient's DMP: the patient consents on the terminal (Vitale card in); the answer holds the patient's password once (also shown on the terminal display). */
+  "dmp.create": { params: DmpCreateParams; result: DmpCreateResult };
+  /** The author deletes a document after the patient asked for it (the entry stays, status deleted, its bytes wiped). */
+  "dmp.delete": { params: DmpDeleteParams; result: DmpDeleteResult };
+  /** Emergency access without consent: bris_de_glace or centre_15 (regulating doctors), with the professional's stated reason; then dmp.find / dmp.get need no consent for this patient while it lasts. */
+  "dmp.emergency": { params: DmpEmergencyParams; result: DmpEmergencyResult };
+  /** Does the patient have a DMP (no consent needed). */
+  "dmp.exists": { params: DmpExistsParams; result: DmpExistsResult };
+  /** Add a CDA R2 document (base64): the patient consents on the terminal; queued durably (state queued, queue_id) when the host is unreachable, delivered exactly once later. */
+  "dmp.feed": { params: DmpFeedParams; result: DmpFeedResult };
+  /** The documents this professional may see (the patient consents on the terminal, unless an emergency access is open). */
+  "dmp.find": { params: DmpFindParams; result: DmpFindResult };
+  /** One document and its CDA (base64), with the patient's consent or an open emergency access. */
+  "dmp.get": { params: DmpGetParams; result: DmpGetResult };
+  /** The patient's one-time code for the DMP patient space (with the INS and the password from dmp.create): the patient consents on the terminal (Vitale card in), the code is shown on the terminal display only, never returned, logged or audited. */
+  "dmp.patient_code": { params: DmpPatientCodeParams; result: DmpPatientCodeResult };
+  /** Feeds waiting for the DMP host (all: also delivered and failed ones); patients masked. */
+  "dmp.queue": { params: DmpQueueParams; result: DmpQueueResult };
+  /** The author changes a document's visibility (masked to professionals, hidden from the patient, from representatives, announced). */
+  "dmp.visibility": { params: DmpVisibilityParams; result: DmpVisibilityResult };
+  /** Receive card.inserted, card.removed, pin.state and terminal.cancel (Cancel pressed outside a prompt) notifications on this connection. */
+  "events.subscribe": { params: EventsSubscribeParams; result: EventsSubscribeResult };
+  /** The professional's mailbox (POP3, nothing deleted): uid, from, the outer subject, date, size. */
+  "mail.list": { params: MailListParams; result: MailListResult };
+  /** Decrypt a message with the CPS (needs the PIN verified) and verify its signature: subject, from, signer, text, HTML, attachments (byte-identical, base64). */
+  "mail.open": { params: MailOpenParams; result: MailOpenResult };
+  /** Sign (CPS, needs the PIN verified) and encrypt a message to every recipient and the sender, then queue it for the operator. Recipients without a directory certificate are refused before anything is signed. */
+  "mail.send": { params: MailSendParams; result: MailSendResult };
+  /** Where a sent message is: queued, sending, sent or failed, with the attempts and the last error. */
+  "mail.status": { params: MailStatusParams; result: MailStatusResult };
+  /** Start pairing: the terminal shows a 6-digit code. */
+  "pair.begin": { params: PairBeginParams; result: PairBeginResult };
+  /** Finish pairing with the code read on the terminal; returns the client certificate. */
+  "pair.complete": { params: PairCompleteParams; result: PairCompleteResult };
+  /** Slots and what is in them. */
+  "readers.list": { params: ReadersListParams; result: ReadersListResult };
+  /** Protocol version, daemon version, certificate fingerprint, terminal model and capabilities. */
+  "system.info": { params: SystemInfoParams; result: SystemInfoResult };
+  /** Read the Vitale card: the insured person, every beneficiary with NIR, INS (with OID) and INS-C, rights. */
+  "vitale.read": { params: VitaleReadParams; result: VitaleReadResult };
+}
+
+/** The methods' names, in order. */
+export const METHOD_NAMES = [
+  "clients.list",
+  "clients.revoke",
+  "consent.ask",
+  "cps.authenticate",
+  "cps.info",
+  "cps.pin_status",
+  "cps.sign",
+  "cps.verify_pin",
+  "dmp.create",
+  "dmp.delete",
+  "dmp.emergency",
+  "dmp.exists",
+  "dmp.feed",
+  "dmp.find",
+  "dmp.get",
+  "dmp.patient_code",
+  "dmp.queue",
+  "dmp.visibility",
+  "events.subscribe",
+  "mail.list",
+  "mail.open",
+  "mail.send",
+  "mail.status",
+  "pair.begin",
+  "pair.complete",
+  "readers.list",
+  "system.info",
+  "vitale.read",
+] as const;
+
+/** Scopes that allow each method (any of them; empty: any paired client). */
+export const METHOD_SCOPES: Readonly<Record<MethodName, readonly string[]>> = {
+  "clients.list": ["admin"],
+  "clients.revoke": ["admin"],
+  "consent.ask": ["dmp:emergency","dmp:read","dmp:write"],
+  "cps.authenticate": ["cps:sign"],
+  "cps.info": ["identity:read"],
+  "cps.pin_status": ["identity:read"],
+  "cps.sign": ["cps:sign"],
+  "cps.verify_pin": ["cps:sign"],
+  "dmp.create": ["dmp:write"],
+  "dmp.delete": ["dmp:write"],
+  "dmp.emergency": ["dmp:emergency"],
+  "dmp.exists": ["dmp:emergency","dmp:read","dmp:write"],
+  "dmp.feed": ["dmp:write"],
+  "dmp.find": ["dmp:emergency","dmp:read"],
+  "dmp.get": ["dmp:emergency","dmp:read"],
+  "dmp.patient_code": ["dmp:read"],
+  "dmp.queue": ["dmp:write"],
+  "dmp.visibility": ["dmp:write"],
+  "events.subscribe": ["identity:read"],
+  "mail.list": ["mail:send"],
+  "mail.open": ["mail:send"],
+  "mail.send": ["mail:send"],
+  "mail.status": ["mail:send"],
+  "pair.begin": [],
+  "pair.complete": [],
+  "readers.list": ["identity:read"],
+  "system.info": [],
+  "vitale.read": ["identity:read"],
+};
+
+/** Every event (notification) and its params. */
+export interface Events {
+}
+
+/** A method's name. */
+export type MethodName = keyof Methods;
+/** A method's parameters. */
+export type Params<M extends MethodName> = Methods[M]["params"];
+/** A method's result. */
+export type Result<M extends MethodName> = Methods[M]["result"];
+/** An event's name (any string when the document declares none). */
+export type EventName = [keyof Events] extends [never] ? string : keyof Events & string;
+/** An event's params (with `time`, and `dropped` after an overflow). */
+export type EventParams<E extends EventName> = E extends keyof Events ? Events[E]
+  : { time: number; dropped?: number; [key: string]: unknown };

@@ -1,0 +1,52 @@
+/** The transport-independent client with a fake wire: ids, out-of-order answers, errors, events. */
+
+import assert from "node:assert/strict";
+import { test } from "node:test";
+
+import { CallTimeoutError, Client, ConnectionClosedError, RemoteError, RequestTooLargeError } from "../../src/core.js";
+
+function fake(): { client: Client; sent: Record<string, unknown>[] } {
+  const sent: Record<string, unknown>[] = [];
+  const client = new Client({ send: (text) => sent.push(JSON.parse(text)), close: () => client.closedBy(1000, "") },
+    { maxMessageBytes: 1024 });
+  return { client, sent };
+}
+
+test("answers are matched by id, in any order; errors carry code and reason", async () => {
+  const { client, sent } = fake();
+  const first = client.call("system.info");
+  const second = client.call("readers.list");
+  assert.deepEqual(sent.map((m) => [m["jsonrpc"], m["method"], m["params"]]),
+    [["2.0", "system.info", {}], ["2.0", "readers.list", {}]]);
+  client.receive(JSON.stringify({ jsonrpc: "2.0", id: sent[1]!["id"], result: { slots: [] } }));
+  client.receive(JSON.stringify({ jsonrpc: "2.0", id: sent[0]!["id"],
+    error: { code: -32001, message: "missing scope", data: { reason: "missing_scope", scopes: ["x"] } } }));
+  assert.deepEqual(await second, { slots: [] });
+  await assert.rejects(first, (e: unknown) => e instanceof RemoteError && e.code === -32001
+    && e.reason === "missing_scope" && Array.isArray(e.data["scopes"]));
+});
+
+test("too large fails at once; a timeout and a close fail pending calls", async () => {
+  const { client } = fake();
+  await assert.rejects(client.call("cps.sign", { data: "A".repeat(2000) }), RequestTooLargeError);
+  await assert.rejects(client.call("system.info", {}, { timeout: 20 }), CallTimeoutError);
+  const pending = client.call("system.info");
+  client.closedBy(4403, "revoked");
+  await assert.rejects(pending, (e: unknown) => e instanceof ConnectionClosedError && e.closeCode === 4403);
+  await assert.rejects(client.call("system.info"), ConnectionClosedError);
+  assert.deepEqual(await client.closed, { code: 4403, reason: "revoked" });
+});
+
+test("notifications reach listeners of their name and of '*'; unroutable answers are ignored", async () => {
+  const { client } = fake();
+  const seen: string[] = [];
+  client.on("*", (e) => seen.push(`*:${e.event}`));
+  const next = client.nextEvent("card.removed", 1000);
+  client.receive(JSON.stringify({ jsonrpc: "2.0", id: null, error: { code: -32700, message: "x" } }));
+  client.receive("not json");
+  client.receive(JSON.stringify({ jsonrpc: "2.0", method: "card.removed", params: { slot: "s", kind: "vitale", time: 1 } }));
+  const event = await next;
+  assert.equal(event.event, "card.removed");
+  assert.equal(event["kind"], "vitale");
+  assert.deepEqual(seen, ["*:card.removed"]);
+});
