@@ -35,9 +35,10 @@ $(PY):
 	@touch $@
 
 include mk/firmware.mk
+include mk/openrpc.mk
 include mk/sdk-js.mk
 
-setup: .stamp-apt .stamp-venv .stamp-firmware .stamp-sdk-js
+setup: .stamp-apt .stamp-venv .stamp-firmware .stamp-openrpc .stamp-sdk-js
 
 test: setup
 	$(PY) -m ruff check .
@@ -53,4 +54,5 @@ lint: setup
 	$(PY) -m ruff check .
 
 clean:
-	rm -rf $(VENV) .stamp-* .pytest_cache .ruff_cache .hypothesis typings firmware/tools/node_modules sdk/js/node_modules sdk/js/dist
+	rm -rf $(VENV) .stamp-* .pytest_cache .ruff_cache .hypothesis typings firmware/tools/node_modules \
+	  tools/openrpc/node_modules sdk/js/node_modules sdk/js/dist

@@ -135,9 +135,17 @@ class Daemon:
                 coro = self.slots.card_removed(slot_id)
             loop.call_soon_threadsafe(lambda: loop.create_task(coro))
 
+        seen = {"connected": False}
+
         def on_state(connected: bool) -> None:
             log.info("terminal %s %s", self.config.terminal,
                      "connected" if connected else "disconnected")
+            if connected and seen["connected"]:  # not the first connection: a recovery
+                loop.call_soon_threadsafe(self.bus.publish, "terminal.restored")
+            elif not connected:
+                loop.call_soon_threadsafe(lambda: self.bus.publish(
+                    "terminal.lost", reason="the link to the terminal was lost"))
+            seen["connected"] = seen["connected"] or connected
 
         def on_cancel() -> None:
             loop.call_soon_threadsafe(self.bus.publish, "terminal.cancel")

@@ -17,6 +17,7 @@ class Event:
     name: str
     params: dict[str, Any]
     time: float = field(default_factory=time.time)
+    seq: int = 0  # the bus's counter: consecutive for consecutive events
 
 
 class Subscription:
@@ -52,6 +53,7 @@ class EventBus:
     def __init__(self, queue_size: int = 256) -> None:
         self._subs: set[Subscription] = set()
         self.queue_size = queue_size
+        self._seq = 0
 
     def subscribe(self, names: frozenset[str] | None = None) -> Subscription:
         """A new subscription to these event names (None: all)."""
@@ -65,7 +67,8 @@ class EventBus:
 
     def publish(self, name: str, **params: Any) -> Event:
         """Deliver an event to every matching subscription."""
-        event = Event(name, params)
+        self._seq += 1
+        event = Event(name, params, seq=self._seq)
         for sub in list(self._subs):
             sub.offer(event)
         return event

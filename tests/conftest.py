@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -12,6 +13,12 @@ from simulators.cps3 import Cps3Card
 from simulators.pcscd import PcscdHandle, ensure_pcscd
 from simulators.slots import CPS_SLOT, VITALE_SLOT, SimulatedSlots
 from simulators.vitale import Vitale2Card
+
+# Every answer the suite receives through the SDK (in this process, and in the CLI run as a
+# subprocess, which inherits the variable) is validated against docs/openrpc.json: results
+# against their method's result schema, errors against the error table, events against their
+# params schema (edged/sdk/contract.py). A mismatch fails the call, so the test fails.
+os.environ.setdefault("BIFENTE_CHECK_ANSWERS", "1")
 
 
 @pytest.fixture(scope="session")

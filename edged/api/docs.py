@@ -7,68 +7,82 @@ import json
 import sys
 from pathlib import Path
 
-from edged.api import errors, jsonrpc
-from edged.api.methods import EVENT_NAMES, METHODS, PROTOCOL_VERSION
+from edged.api.contract import CLOSE_CODES, ERRORS, EVENTS
+from edged.api.methods import METHODS, PROTOCOL_VERSION
 
 __all__ = ["render"]
 
 TARGET = Path(__file__).resolve().parents[2] / "docs" / "protocol.md"
 
-_INTRO = f"""# edged protocol, version {PROTOCOL_VERSION}
+_INTRO = """# edged protocol, version {{VERSION}}
 
-Generated from `edged/api/methods.py` by `python -m edged.api.docs`; do not edit by hand.
+Generated from `edged/api/methods.py` and `edged/api/contract.py` by
+`python -m edged.api.docs`; do not edit by hand. The same contract, machine-readable:
+[openrpc.json](openrpc.json) (OpenRPC 1.3, also answered by the `rpc.discover` method).
 
 ## Transport
 - WebSocket over **TLS 1.3 only** to `wss://HOST:PORT/` (default port 4443). The daemon's
   certificate is self-issued: clients **pin its SHA-256 fingerprint**, published in the mDNS
   TXT record (`fp=sha256:...`, service `_bifente._tcp.local.`) and shown at pairing.
-- One JSON-RPC 2.0 request per WebSocket text message, named parameters only (`params` is
-  an object), no batches. Responses carry the request's `id`; calls on one connection may
-  complete out of order.
-- Before pairing a client connects without a certificate and may call only `pair.begin` and
-  `pair.complete`. Afterwards it connects with the certificate it received (mutual TLS);
-  every method checks the scopes granted at pairing.
-- Limits: messages up to `max_message_bytes` (1 MiB by default; beyond twice that the socket
-  is closed with 1009), `rate_per_second` calls with bursts of `rate_burst` per client,
-  `max_connections_per_client` connections, 8 calls in flight per connection, an idle
-  timeout for connections without a subscription.
+- One JSON-RPC 2.0 request per WebSocket text message (a binary message is read as UTF-8
+  text), named parameters only (`params` is an object; absent or `null` means `{}`), no
+  batches. Calls on one connection may complete out of order.
+- **Ids.** A response carries the request's `id` exactly (a string or an integer; fractions
+  are refused with -32600). When the id could not be read (not JSON, not an object, a
+  message too large to read) the error's `id` is `null` (JSON-RPC 2.0 §5).
+- **Notifications.** A request without an `id` member is a notification (JSON-RPC 2.0 §4.1):
+  the daemon runs it and **never answers**, not even with an error. Use an id to learn the
+  outcome.
+- Before pairing a client connects without a certificate and may call only `pair.begin`,
+  `pair.complete` and `rpc.discover`. Afterwards it connects with the certificate it
+  received (mutual TLS); every method checks the scopes granted at pairing, and
+  `system.info` tells a client its own name and scopes.
+- Limits: messages up to `max_message_bytes` (1 MiB by default: -32004 `too_large` above
+  it, and beyond twice that the socket is closed with 1009), `rate_per_second` calls with
+  bursts of `rate_burst` per client, `max_connections_per_client` connections, 8 calls in
+  flight per connection (a 9th call is read only when one of them ends: back-pressure, no
+  error), an idle timeout for connections without a subscription. The schema maxima below
+  fit in the default message limit.
 - **No method takes a PIN.** The PIN is typed on the terminal keypad; the API only learns
   the outcome.
 
 ## Errors
-Every error has `data.reason`, a stable machine-readable string; some add fields.
-
-| code | meaning | reasons |
-|---|---|---|
-| {jsonrpc.PARSE_ERROR} | not JSON | `parse_error` |
-| {jsonrpc.INVALID_REQUEST} | not a JSON-RPC 2.0 request | `invalid_request`, `batch_not_supported` |
-| {jsonrpc.METHOD_NOT_FOUND} | unknown method | `method_not_found` |
-| {jsonrpc.INVALID_PARAMS} | parameters do not match the schema | `invalid_params`, `too_large` |
-| {jsonrpc.INTERNAL_ERROR} | a bug; details are in the daemon's log | `internal_error` |
-| {errors.NOT_PAIRED} | the client must pair first | `not_paired` |
-| {errors.FORBIDDEN} | the client lacks a scope (`data.scopes` lists the accepted ones) | `missing_scope` |
-| {errors.REVOKED} | the client's certificate was revoked; the socket closes (4403) | `revoked` |
-| {errors.RATE_LIMITED} | too many calls (`data.retry_after` seconds) or connections | `rate_limited`, `too_many_connections` |
-| {errors.TOO_LARGE} | message larger than the limit | `too_large` |
-| {errors.CARD_ERROR} | card problem | `no_card`, `card_removed`, `card_busy`, `timeout`, `card_unreadable`, `card_refused` (`data.sw`), `reader_error` |
-| {errors.PIN_ERROR} | PIN problem | `wrong_pin` (`data.tries_left`), `pin_blocked`, `pin_cancelled`, `no_pin_pad`, `pin_required` |
-| {errors.PAIRING_ERROR} | pairing refused | `invalid_request`, `unknown_pairing`, `expired`, `wrong_code` (`data.attempts_left`), `locked_out` (`data.retry_after`) |
-| {errors.CONSENT_ERROR} | the terminal cannot ask, or the patient did not consent (DMP) | `no_terminal`, `consent_refused`, `consent_timeout`, `vitale_required`, `ins_not_on_card` |
-| {errors.MAIL_ERROR} | secure mail refused | `unknown_recipient` (`data.address`), `attachment_too_large` (`data.filename`, `size`, `limit`), `message_too_large`, `signature_invalid` (`data.detail`: the verification reason, e.g. `digest-mismatch`), `certificate_invalid` (`data.detail`), `not_for_this_recipient`, `decryption_failed`, `sender_mismatch`, `not_encrypted`, `not_signed`, `malformed_message`, `unsupported_algorithm`, `unsuitable_recipient`, `signing_failed`, `operator_unavailable`, `operator_refused`, `no_such_message`, `not_configured`, `mail_error` |
-| {errors.DMP_ERROR} | the DMP host refused (`data.reason` is the host's reason code, docs/dmp-api.md; `data.status` its HTTP status, `data.details` the CDA problems) | e.g. `cda_invalid`, `ins_invalid`, `ins_mismatch`, `dmp_exists`, `dmp_not_found`, `unknown_document`, `outside_access_matrix`, `insurer_forbidden`, `occupational_needs_express_consent`, `emergency_opposed`, `not_regulating_doctor`, `consent_forged`, `consent_expired`, `consent_replayed`; and edged's `host_unreachable`, `host_untrusted`, `dmp_not_configured` |
-
+{{ERRORS}}
 ## Events
-After `events.subscribe`, the daemon sends notifications (no `id`): {", ".join(
-    f"`{e}`" for e in sorted(EVENT_NAMES))}. Each carries `time` (Unix seconds) and, when
-the client was too slow and events were dropped, `dropped` (a count).
-
+{{EVENTS}}
 ## Methods
 """
 
 
+def _errors() -> str:
+    rows = ["Every error has `data.reason`, a stable machine-readable string; some add "
+            "fields.\n", "| code | meaning | reasons | data |", "|---|---|---|---|"]
+    for kind in ERRORS:
+        reasons = ", ".join(f"`{r}`" for r in kind.reasons)
+        if kind.open_ended:
+            reasons += ", or the host's own reason code"
+        rows.append(f"| {kind.code} | {kind.meaning} | {reasons} | {kind.notes} |")
+    rows += ["", "WebSocket close codes (RFC 6455 §7.4):", "", "| code | when |", "|---|---|"]
+    rows += [f"| {code} | {text} |" for code, text in CLOSE_CODES]
+    return "\n".join(rows) + "\n"
+
+
+def _events() -> str:
+    out = ["After `events.subscribe`, the daemon sends notifications (no `id`). Every event "
+           "carries `time` (Unix seconds) and `seq` (one counter for the whole daemon: a gap "
+           "means missed events); `dropped` counts the events this connection lost because "
+           "it read too slowly.\n"]
+    for name, (summary, schema) in sorted(EVENTS.items()):
+        out.append(f"### event `{name}`\n\n{summary}\n\n```json\n"
+                   + json.dumps(schema, indent=2) + "\n```\n")
+    return "\n".join(out)
+
+
 def render() -> str:
     """The whole document."""
-    parts = [_INTRO]
+    intro = (_INTRO.replace("{{VERSION}}", PROTOCOL_VERSION).replace("{{ERRORS}}", _errors())
+             .replace("{{EVENTS}}", _events()))
+    parts = [intro]
     for method in sorted(METHODS.values(), key=lambda m: m.name):
         scopes = ("none (before pairing)" if method.unpaired else
                   " or ".join(f"`{s}`" for s in sorted(method.scopes)) or "any paired client")

@@ -20,6 +20,7 @@ __all__ = [
     "error_response",
     "notification",
     "parse_message",
+    "peek_id",
     "result_response",
 ]
 
@@ -32,27 +33,30 @@ INTERNAL_ERROR = -32603
 
 
 class RpcError(Exception):
-    """An error to send back: code, message, and data with at least a `reason`."""
+    """An error to send back: code, message, and data with at least a `reason`.
+
+    `request_id` is the id read from a request that was refused while parsing (JSON-RPC 2.0
+    §5: the id is null only when it could not be read); `notification` is True when the
+    request was a readable notification, which is never answered (§4.1).
+    """
 
     def __init__(self, code: int, message: str, reason: str, **data: Any) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
         self.data = {"reason": reason, **data}
+        self.request_id: int | str | None = None
+        self.notification = False
 
 
 @dataclass(frozen=True)
 class Request:
-    """One call (id present) or notification (id absent)."""
+    """One call (an `id` member, possibly null) or notification (no `id` member, §4.1)."""
 
     method: str
     params: dict[str, Any] = field(default_factory=dict)
     id: int | str | None = None
-
-    @property
-    def is_notification(self) -> bool:
-        """True when no response is expected."""
-        return self.id is None
+    is_notification: bool = False
 
 
 def parse_message(text: str | bytes) -> Request:
@@ -64,22 +68,46 @@ def parse_message(text: str | bytes) -> Request:
             from exc
     if isinstance(message, list):
         raise RpcError(INVALID_REQUEST, "batches are not supported", "batch_not_supported")
-    if not isinstance(message, dict) or message.get("jsonrpc") != "2.0":
+    if not isinstance(message, dict):
         raise RpcError(INVALID_REQUEST, "not a JSON-RPC 2.0 request", "invalid_request")
+    has_id = "id" in message
+    request_id = message.get("id")
+    id_ok = request_id is None or (isinstance(request_id, int | str)
+                                   and not isinstance(request_id, bool))
+
+    def refuse(code: int, text: str, reason: str) -> RpcError:
+        error = RpcError(code, text, reason)
+        error.request_id = request_id if id_ok else None
+        return error
+
+    if message.get("jsonrpc") != "2.0":
+        raise refuse(INVALID_REQUEST, "not a JSON-RPC 2.0 request", "invalid_request")
+    if not id_ok:
+        raise refuse(INVALID_REQUEST, "id must be a string or an integer", "invalid_request")
     method = message.get("method")
     if not isinstance(method, str) or not method:
-        raise RpcError(INVALID_REQUEST, "method must be a non-empty string", "invalid_request")
-    request_id = message.get("id")
-    if request_id is not None and (isinstance(request_id, bool)
-                                   or not isinstance(request_id, int | str)):
-        raise RpcError(INVALID_REQUEST, "id must be a string or an integer", "invalid_request")
+        raise refuse(INVALID_REQUEST, "method must be a non-empty string", "invalid_request")
     params = message.get("params", {})
     if params is None:
         params = {}
     if not isinstance(params, dict):
-        raise RpcError(INVALID_PARAMS, "params must be an object (named parameters)",
+        error = refuse(INVALID_PARAMS, "params must be an object (named parameters)",
                        "invalid_params")
-    return Request(method, params, request_id)
+        error.notification = not has_id
+        raise error
+    return Request(method, params, request_id, is_notification=not has_id)
+
+
+def peek_id(text: str | bytes) -> int | str | None:
+    """The id of a message refused before parsing (too large), when it can be read."""
+    try:
+        message = json.loads(text)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        return None
+    request_id = message.get("id") if isinstance(message, dict) else None
+    if isinstance(request_id, bool) or not isinstance(request_id, int | str):
+        return None
+    return request_id
 
 
 def _dump(obj: dict[str, Any]) -> str:

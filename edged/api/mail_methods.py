@@ -40,10 +40,11 @@ _SEND = frozenset({"mail:send"})
 _ADDRESS = {"type": "string", "minLength": 3, "maxLength": 254, "pattern": r"^[^@\s]+@[^@\s]+$"}
 _ATTACHMENT = obj({"filename": {"type": "string", "minLength": 1, "maxLength": 255},
                    "content_type": {"type": "string", "maxLength": 127},
-                   "data": {"type": "string", "description": "base64"}},
+                   "data": {"type": "string", "contentEncoding": "base64"}},
                   ("filename", "data"))
 _ATTACHMENT_OUT = obj({"filename": STR, "content_type": STR, "size": INT,
-                       "data": {"type": "string", "description": "base64"}})
+                       "data": {"type": "string", "contentEncoding": "base64"}},
+                      ("filename", "content_type", "size", "data"))
 
 
 def card_address(certificate: x509.Certificate) -> str | None:
@@ -266,17 +267,20 @@ METHODS: list[Method] = [
                 "text": {"type": "string"}, "html": {"type": "string"},
                 "attachments": {"type": "array", "maxItems": MAX_ATTACHMENTS,
                                 "items": _ATTACHMENT}}, ("to",)),
-           obj({"message_id": STR, "state": {"type": "string", "enum": ["queued"]}})),
+           obj({"message_id": STR, "state": {"type": "string", "enum": ["queued"]}},
+               ("message_id", "state"))),
     Method("mail.status", mail_status, "Where a sent message is: queued, sending, sent or "
            "failed, with the attempts and the last error.", _SEND,
            obj({"message_id": {"type": "string", "maxLength": 998}}, ("message_id",)),
            obj({"message_id": STR, "state": {"type": "string",
                                              "enum": ["queued", "sending", "sent", "failed"]},
-                "attempts": INT, "last_error": {"type": ["string", "null"]}})),
+                "attempts": INT, "last_error": {"type": ["string", "null"]}},
+               ("message_id", "state", "attempts", "last_error"))),
     Method("mail.list", mail_list, "The professional's mailbox (POP3, nothing deleted): uid, "
            "from, the outer subject, date, size.", _SEND, obj({}),
            obj({"address": STR, "messages": {"type": "array", "items": obj({
-               "uid": STR, "from": STR, "subject": STR, "date": STR, "size": INT})}})),
+               "uid": STR, "from": STR, "subject": STR, "date": STR, "size": INT},
+               ("uid", "from", "subject", "date", "size"))}}, ("address", "messages"))),
     Method("mail.open", mail_open, "Decrypt a message with the CPS (needs the PIN verified) "
            "and verify its signature: subject, from, signer, text, HTML, attachments "
            "(byte-identical, base64).", _SEND,
@@ -285,7 +289,9 @@ METHODS: list[Method] = [
                 "from": STR, "to": {"type": "array", "items": STR},
                 "cc": {"type": "array", "items": STR}, "date": {"type": ["string", "null"]},
                 "signer": obj({"name": STR, "email": {"type": ["string", "null"]},
-                               "valid": BOOL}),
+                               "valid": BOOL}, ("name", "email", "valid")),
                 "text": {"type": ["string", "null"]}, "html": {"type": ["string", "null"]},
-                "attachments": {"type": "array", "items": _ATTACHMENT_OUT}})),
+                "attachments": {"type": "array", "items": _ATTACHMENT_OUT}},
+               ("uid", "message_id", "subject", "from", "to", "cc", "date", "signer", "text",
+                "html", "attachments"))),
 ]

@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from edged.api.errors import NoCard
+from edged.api.errors import TOO_LARGE, NoCard
 from edged.api.jsonrpc import INVALID_PARAMS, RpcError
 
 if TYPE_CHECKING:
@@ -19,7 +19,9 @@ __all__ = ["B64", "BOOL", "INT", "MAX_SIGN_BYTES", "PROTOCOL_VERSION", "STR", "H
            "b64_param", "obj", "on_card"]
 
 PROTOCOL_VERSION = "1.0"
-MAX_SIGN_BYTES = 1 << 20  # data signed in one call; larger documents: sign their CMS attributes
+# Data signed in one call: its base64 (4/3) and the request around it fit in the default
+# 1 MiB message. Larger documents: sign their CMS signed attributes, or a digest.
+MAX_SIGN_BYTES = 760 * 1024
 
 Handler = Callable[["Daemon", "Connection", dict[str, Any]], Awaitable[Any]]
 
@@ -46,7 +48,9 @@ def obj(props: dict[str, Any], required: tuple[str, ...] = ()) -> dict[str, Any]
 STR = {"type": "string"}
 INT = {"type": "integer"}
 BOOL = {"type": "boolean"}
-B64 = {"type": "string", "description": "base64", "maxLength": 4 * (MAX_SIGN_BYTES // 3 + 1)}
+B64 = {"type": "string", "contentEncoding": "base64",
+       "description": f"base64 of at most {MAX_SIGN_BYTES} bytes",
+       "maxLength": 4 * -(-MAX_SIGN_BYTES // 3)}
 def b64_param(value: str, name: str, limit: int) -> bytes:
     """Decode a base64 parameter, refusing bad encodings and sizes over the limit."""
     try:
@@ -54,7 +58,8 @@ def b64_param(value: str, name: str, limit: int) -> bytes:
     except (binascii.Error, ValueError) as exc:
         raise RpcError(INVALID_PARAMS, f"{name} is not valid base64", "invalid_params") from exc
     if len(raw) > limit:
-        raise RpcError(INVALID_PARAMS, f"{name} is larger than {limit} bytes", "too_large")
+        raise RpcError(TOO_LARGE, f"{name} is larger than {limit} bytes", "too_large",
+                       limit=limit)
     return raw
 
 

@@ -9,11 +9,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from edged.api import dmp_methods, mail_methods
+from edged.api.contract import EVENTS
 from edged.api.errors import FORBIDDEN, NOT_PAIRED, TerminalUnavailable
 from edged.api.jsonrpc import METHOD_NOT_FOUND, RpcError
 from edged.api.method import B64 as _B64
 from edged.api.method import BOOL as _BOOL
-from edged.api.method import INT as _INT
 from edged.api.method import MAX_SIGN_BYTES, PROTOCOL_VERSION, Method, b64_param, obj, on_card
 from edged.api.method import STR as _STR
 from edged.readers.ui import fit_lines
@@ -25,26 +25,70 @@ if TYPE_CHECKING:
 
 __all__ = ["METHODS", "PROTOCOL_VERSION", "Method", "dispatch"]
 
+_COUNT = {"type": "integer", "minimum": 0}
 _PIN_RESULT = obj({"result": {"type": "string", "enum": ["ok", "wrong", "blocked",
                                                            "cancelled"]},
-                    "tries_left": _INT}, ("result", "tries_left"))
-_SIGNATURE = obj({"algorithm": _STR, "signature": {**_STR, "description": "base64"},
-                   "certificate": {**_STR, "description": "base64 DER X.509"}},
+                    "tries_left": _COUNT}, ("result", "tries_left"))
+_B64_OUT = {"type": "string", "contentEncoding": "base64"}
+_SIGNATURE = obj({"algorithm": {"type": "string", "enum": ["sha256WithRSAEncryption"]},
+                   "signature": {**_B64_OUT, "description": "RSA PKCS#1 v1.5 signature"},
+                   "certificate": {**_B64_OUT, "contentMediaType": "application/pkix-cert",
+                                   "description": "the key's X.509 certificate (DER)"}},
                   ("algorithm", "signature", "certificate"))
 _SLOT = obj({"slot": _STR, "reader": _STR, "source": {"type": "string",
                                                          "enum": ["pcsc", "terminal"]},
               "present": _BOOL, "kind": {"type": "string",
                                          "enum": ["cps", "vitale", "vitale1", "unknown",
                                                   "empty"]},
-              "atr": _STR, "pin_pad": _BOOL})
+              "atr": {"type": "string", "pattern": "^([0-9a-f]{2})*$",
+                      "description": "hex, empty when no card"},
+              "pin_pad": _BOOL}, ("slot", "reader", "source", "present", "kind", "atr",
+                                  "pin_pad"))
+_DATE8 = {"type": "string", "pattern": "^[0-9]{8}$", "description": "YYYYMMDD"}
+_NIR = {"type": "string", "pattern": "^[0-9]{6}[0-9AB][0-9]{8}$",
+        "description": "13 characters and the 2-digit key"}
 _BENEFICIARY = obj({
-    "quality": _INT, "quality_name": _STR, "name": _STR, "birth_name": _STR, "first_name": _STR,
-    "birth_date": {**_STR, "description": "YYYYMMDD, possibly lunar"},
-    "lunar_birth_date": _BOOL, "birth_rank": _INT, "nationality": _STR, "nir": _STR,
-    "temporary": _BOOL, "ins": obj({"value": _STR, "oid": _STR, "kind": _STR}),
-    "ins_c": {"type": ["string", "null"]},
-    "rights": {"type": "array", "items": obj({"start": _STR, "end": _STR})},
-})
+    "quality": {**_COUNT, "description": "0 insured, 1 ascendant/other, 2 spouse, 6 child, "
+                "... (quality_name says it in words)"},
+    "quality_name": _STR, "name": _STR, "birth_name": _STR, "first_name": _STR,
+    "birth_date": {**_DATE8, "description": "YYYYMMDD; a lunar date has a day or month out "
+                   "of range (lunar_birth_date)"},
+    "lunar_birth_date": _BOOL, "birth_rank": _COUNT, "nationality": _STR, "nir": _NIR,
+    "temporary": {**_BOOL, "description": "a temporary number (NIA): no INS-C"},
+    "ins": obj({"value": {**_NIR, "description": "the INS: the beneficiary's own NIR (or "
+                          "NIA), which may differ from the insured's nir"},
+                "oid": {"type": "string", "pattern": "^[0-9]+(\\.[0-9]+)*$"},
+                "kind": {"type": "string", "enum": ["NIR", "NIA"]}}, ("value", "oid", "kind")),
+    "ins_c": {"type": ["string", "null"], "pattern": "^[0-9]{22}$",
+              "description": "the historical INS-C (22 digits), null for a NIA"},
+    "rights": {"type": "array", "items": obj({"start": _DATE8, "end": _DATE8},
+                                             ("start", "end"))},
+}, ("quality", "quality_name", "name", "birth_name", "first_name", "birth_date",
+    "lunar_birth_date", "birth_rank", "nationality", "nir", "temporary", "ins", "ins_c",
+    "rights"))
+_VITALE_CARD = obj({"type": _STR, "serial": _STR, "test_card": _BOOL,
+                    "validity_start": _DATE8, "end_of_validity": _DATE8},
+                   ("type", "serial", "test_card", "validity_start", "end_of_validity"))
+_INSURED = obj({"nir": _NIR, "regime": _STR, "caisse": _STR, "centre": _STR},
+               ("nir", "regime", "caisse", "centre"))
+_PIN_STATUS = obj({"tries_left": _COUNT, "max_tries": _COUNT, "blocked": _BOOL},
+                  ("tries_left", "max_tries", "blocked"))
+_CPS_INFO = obj({"serial": _STR, "card_type": _COUNT, "card_type_name": _STR,
+                 "id_type": _COUNT, "national_id": _STR, "name": _STR, "first_name": _STR,
+                 "display_name": _STR, "profession": _STR,
+                 "specialty": {"type": ["string", "null"]}, "pin": _PIN_STATUS},
+                ("serial", "card_type", "card_type_name", "id_type", "national_id", "name",
+                 "first_name", "display_name", "profession", "specialty", "pin"))
+_ISO_TIME = {"type": ["string", "null"], "format": "date-time"}
+_CLIENT = obj({"name": _STR, "fingerprint": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+               "scopes": {"type": "array", "items": _STR}, "paired_at": _ISO_TIME,
+               "last_seen": _ISO_TIME, "revoked_at": _ISO_TIME,
+               "revoked_by": {"type": ["string", "null"]}},
+              ("name", "fingerprint", "scopes", "paired_at", "last_seen", "revoked_at",
+               "revoked_by"))
+_PEM = {"type": "string", "contentMediaType": "application/x-pem-file"}
+_FP = {"type": "string", "pattern": "^[0-9a-f]{64}$",
+       "description": "SHA-256 of the certificate's DER, lower-case hex"}
 
 
 
@@ -52,7 +96,19 @@ _BENEFICIARY = obj({
 
 async def system_info(daemon: Daemon, conn: Connection, params: dict[str, Any]) -> Any:
     """system.info."""
-    return daemon.info()
+    cfg = daemon.config
+    return {**daemon.info(), "client": conn.client_name or "", "scopes": sorted(conn.scopes),
+            "limits": {"max_message_bytes": cfg.max_message_bytes,
+                       "rate_per_second": cfg.rate_per_second, "rate_burst": cfg.rate_burst,
+                       "max_connections_per_client": cfg.max_connections_per_client,
+                       "max_in_flight": 8}}
+
+
+async def rpc_discover(daemon: Daemon, conn: Connection, params: dict[str, Any]) -> Any:
+    """rpc.discover: the OpenRPC document (docs/openrpc.json)."""
+    from edged.api.openrpc import document
+
+    return document()
 
 
 async def readers_list(daemon: Daemon, conn: Connection, params: dict[str, Any]) -> Any:
@@ -165,8 +221,8 @@ async def clients_revoke(daemon: Daemon, conn: Connection, params: dict[str, Any
     return {"revoked": client.name, "connections_closed": closed}
 
 
-EVENT_NAMES = frozenset({"card.inserted", "card.removed", "pin.state", "terminal.cancel"})
-_NAME = {"type": "string", "pattern": r"[A-Za-z0-9 ._-]{1,64}"}
+EVENT_NAMES = frozenset(EVENTS)  # edged/api/contract.py: every event and its params
+_NAME = {"type": "string", "pattern": r"^[A-Za-z0-9 ._-]{1,64}$"}
 _SCOPE = {"type": "string", "enum": ["identity:read", "cps:sign", "mail:send", "dmp:read",
                                       "dmp:write", "dmp:emergency", "admin"]}
 _READ = frozenset({"identity:read"})
@@ -174,20 +230,38 @@ _SIGN = frozenset({"cps:sign"})
 
 _CORE = [
     Method("system.info", system_info, "Protocol version, daemon version, certificate "
-           "fingerprint, terminal model and capabilities.",
-           result=obj({"protocol": _STR, "version": _STR, "fingerprint": _STR, "model": _STR,
-                        "capabilities": {"type": "array", "items": _STR}, "client": _STR,
-                        "scopes": {"type": "array", "items": _STR}})),
+           "fingerprint, terminal model and capabilities; the caller's own name and scopes; "
+           "the limits that apply to it.",
+           result=obj({"protocol": _STR, "version": _STR, "fingerprint": _FP, "model": _STR,
+                        "capabilities": {"type": "array", "items": _STR},
+                        "client": {**_STR, "description": "the caller's paired name"},
+                        "scopes": {"type": "array", "items": _STR,
+                                   "description": "the scopes the caller was granted"},
+                        "limits": obj({"max_message_bytes": _COUNT, "rate_per_second":
+                                       {"type": "number"}, "rate_burst": _COUNT,
+                                       "max_connections_per_client": _COUNT,
+                                       "max_in_flight": _COUNT},
+                                      ("max_message_bytes", "rate_per_second", "rate_burst",
+                                       "max_connections_per_client", "max_in_flight"))},
+                       ("protocol", "version", "fingerprint", "model", "capabilities",
+                        "client", "scopes", "limits"))),
+    Method("rpc.discover", rpc_discover, "The OpenRPC document of this API "
+           "(docs/openrpc.json): every method with its parameter, result and error schemas.",
+           result={"type": "object", "required": ["openrpc", "info", "methods"],
+                   "properties": {"openrpc": _STR, "info": {"type": "object"},
+                                  "methods": {"type": "array"}}}, unpaired=True),
     Method("readers.list", readers_list, "Slots and what is in them.", _READ,
-           result=obj({"slots": {"type": "array", "items": _SLOT}})),
+           result=obj({"slots": {"type": "array", "items": _SLOT}}, ("slots",))),
     Method("vitale.read", vitale_read, "Read the Vitale card: the insured person, every "
            "beneficiary with NIR, INS (with OID) and INS-C, rights.", _READ,
-           result=obj({"card": {"type": "object"}, "insured": {"type": "object"},
-                        "beneficiaries": {"type": "array", "items": _BENEFICIARY}})),
+           result=obj({"card": _VITALE_CARD, "insured": _INSURED,
+                        "beneficiaries": {"type": "array", "minItems": 1,
+                                          "items": _BENEFICIARY}},
+                       ("card", "insured", "beneficiaries"))),
     Method("cps.info", cps_info, "The professional on the CPS card and the PIN tries left "
-           "(no PIN needed).", _READ, result={"type": "object"}),
+           "(no PIN needed).", _READ, result=_CPS_INFO),
     Method("cps.pin_status", cps_pin_status, "PIN try counters.", _READ,
-           result=obj({"tries_left": _INT, "max_tries": _INT, "blocked": _BOOL})),
+           result=_PIN_STATUS),
     Method("cps.verify_pin", cps_verify_pin, "The holder types the PIN on the terminal keypad; "
            "the result says ok, wrong (tries left), blocked or cancelled. No method takes a PIN.",
            _SIGN, obj({"timeout": {"type": "number", "minimum": 5, "maximum": 120}}),
@@ -199,38 +273,52 @@ _CORE = [
            _SIGNATURE),
     Method("cps.authenticate", cps_authenticate, "INTERNAL AUTHENTICATE of SHA-256(challenge)"
            " with the authentication key; needs the PIN verified.", _SIGN,
-           obj({"challenge": {"type": "string", "maxLength": 1400}}, ("challenge",)),
+           obj({"challenge": {"type": "string", "contentEncoding": "base64", "maxLength": 1368,
+                               "description": "base64 of at most 1024 bytes"}},
+               ("challenge",)),
            _SIGNATURE),
     Method("consent.ask", consent_ask, "Show a question on the terminal; the patient answers "
            "OK or Cancel.", frozenset({"dmp:read", "dmp:write", "dmp:emergency"}),
            obj({"text": {"type": "string", "minLength": 1, "maxLength": 200},
                  "timeout": {"type": "number", "minimum": 5, "maximum": 300}}, ("text",)),
-           obj({"answer": {"type": "string", "enum": ["ok", "cancel", "timeout"]}})),
-    Method("events.subscribe", events_subscribe, "Receive card.inserted, card.removed, "
-           "pin.state and terminal.cancel (Cancel pressed outside a prompt) notifications on "
-           "this connection.", _READ,
+           obj({"answer": {"type": "string", "enum": ["ok", "cancel", "timeout"]}},
+               ("answer",))),
+    Method("events.subscribe", events_subscribe, "Receive event notifications on this "
+           "connection (all, or the ones named): card.inserted, card.removed, pin.state, "
+           "terminal.cancel (Cancel pressed outside a prompt), terminal.lost, "
+           "terminal.restored. Replaces an earlier subscription.", _READ,
            obj({"events": {"type": "array", "maxItems": 8,
                             "items": {"type": "string", "enum": sorted(EVENT_NAMES)}}}),
-           obj({"subscribed": {"type": "array", "items": _STR}})),
+           obj({"subscribed": {"type": "array", "items": {"type": "string",
+                                                          "enum": sorted(EVENT_NAMES)}}},
+               ("subscribed",))),
     Method("pair.begin", pair_begin, "Start pairing: the terminal shows a 6-digit code.",
            params=obj({"name": _NAME, "csr": {"type": "string", "maxLength": 8192,
                                                 "description": "PEM CSR or public key"},
                         "scopes": {"type": "array", "maxItems": 7, "items": _SCOPE}},
                        ("name", "csr")),
-           result=obj({"pairing_id": _STR, "expires_in": {"type": "number"},
-                        "fingerprint": _STR}), unpaired=True),
+           result=obj({"pairing_id": _STR, "expires_in": {"type": "number", "minimum": 0,
+                                                           "description": "seconds"},
+                        "fingerprint": _FP}, ("pairing_id", "expires_in", "fingerprint")),
+           unpaired=True),
     Method("pair.complete", pair_complete, "Finish pairing with the code read on the terminal; "
            "returns the client certificate.",
            params=obj({"pairing_id": {"type": "string", "maxLength": 64},
-                        "code": {"type": "string", "pattern": r"\d{6}"}},
+                        "code": {"type": "string", "pattern": r"^[0-9]{6}$"}},
                        ("pairing_id", "code")),
-           result=obj({"certificate": _STR, "ca_certificate": _STR, "fingerprint": _STR,
-                        "scopes": {"type": "array", "items": _STR}}), unpaired=True),
+           result=obj({"certificate": {**_PEM, "description": "the client certificate"},
+                        "ca_certificate": {**_PEM, "description": "the daemon's CA"},
+                        "fingerprint": {**_FP, "description": "the daemon's certificate"},
+                        "scopes": {"type": "array", "items": _STR}},
+                       ("certificate", "ca_certificate", "fingerprint", "scopes")),
+           unpaired=True),
     Method("clients.list", clients_list, "Paired clients.", frozenset({"admin"}),
-           obj({"include_revoked": _BOOL}), obj({"clients": {"type": "array"}})),
+           obj({"include_revoked": _BOOL}),
+           obj({"clients": {"type": "array", "items": _CLIENT}}, ("clients",))),
     Method("clients.revoke", clients_revoke, "Revoke a client: refused at once.",
            frozenset({"admin"}), obj({"name": _NAME}, ("name",)),
-           obj({"revoked": _STR, "connections_closed": _INT})),
+           obj({"revoked": _STR, "connections_closed": _COUNT},
+               ("revoked", "connections_closed"))),
 ]
 
 # Mail and DMP methods live in their own modules (edged/api/mail_methods.py, dmp_methods.py).

@@ -1,7 +1,9 @@
 """A small JSON Schema subset validator: the method schemas are the docs and the checks.
 
 Supports type, properties, required, additionalProperties (false), enum, pattern, minLength,
-maxLength, minimum, maximum, items, maxItems, anyOf, description. The same schema dicts are
+maxLength, minimum, maximum, items, minItems, maxItems, anyOf; annotations (description,
+format, contentEncoding, contentMediaType) are documentation. Patterns are written anchored
+(^...$) so that standard validators agree with this one. The same schema dicts are
 rendered into docs/protocol.md, so the documentation cannot drift from what is enforced.
 """
 
@@ -55,6 +57,8 @@ def validate(value: Any, schema: dict[str, Any], path: str = "params") -> None:
         if "maximum" in schema and value > schema["maximum"]:
             raise SchemaError(f"{path}: above {schema['maximum']}")
     if isinstance(value, list):
+        if len(value) < schema.get("minItems", 0):
+            raise SchemaError(f"{path}: fewer than {schema['minItems']} items")
         if "maxItems" in schema and len(value) > schema["maxItems"]:
             raise SchemaError(f"{path}: more than {schema['maxItems']} items")
         for i, item in enumerate(value):

@@ -101,9 +101,10 @@ class Connection:
     async def _forward(self, sub: Subscription) -> None:
         while True:
             event = await sub.get()
-            params = {**event.params, "time": event.time}
-            if sub.dropped:
+            params = {**event.params, "time": event.time, "seq": event.seq}
+            if sub.dropped:  # lost since the last event this connection received
                 params["dropped"] = sub.dropped
+                sub.dropped = 0
             await self.send(jsonrpc.notification(event.name, params))
 
     async def send(self, text: str) -> None:
@@ -117,15 +118,18 @@ class Connection:
         task.add_done_callback(self._tasks.discard)
 
     async def handle(self, raw: str | bytes) -> None:
-        """One incoming message -> one response (none for notifications)."""
+        """One incoming message -> one response (none for notifications, JSON-RPC 2.0 §4.1)."""
         request_id = None
+        notification = False
         try:
             if len(raw) > self.server.daemon.config.max_message_bytes:
+                request_id = jsonrpc.peek_id(raw)  # §5: answer with the id when readable
                 raise jsonrpc.RpcError(TOO_LARGE, "message larger than "
                                        f"{self.server.daemon.config.max_message_bytes} bytes",
-                                       "too_large")
+                                       "too_large",
+                                       limit=self.server.daemon.config.max_message_bytes)
             request = jsonrpc.parse_message(raw)
-            request_id = request.id
+            request_id, notification = request.id, request.is_notification
             if self.fingerprint and self.client is not None:
                 # Re-read on every call: a revocation applies at once (one indexed lookup).
                 self.client = self.server.daemon.clients.lookup(self.fingerprint)
@@ -149,7 +153,10 @@ class Connection:
             raise
         except Exception as exc:
             error = to_rpc_error(exc)
-            await self.send(jsonrpc.error_response(request_id, error))
+            if isinstance(exc, jsonrpc.RpcError) and exc.request_id is not None:
+                request_id = exc.request_id  # refused while parsing, but the id was readable
+            if not (notification or getattr(exc, "notification", False)):
+                await self.send(jsonrpc.error_response(request_id, error))
             if error.code == REVOKED:
                 await self.ws.close(4403, "revoked")
 

@@ -17,10 +17,23 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from edged.api.tlsclient import check_pinned, pinned_ssl_context
+from edged.sdk import contract
 
-__all__ = ["Client", "RemoteError"]
+__all__ = ["DEFAULT_MAX_REQUEST", "Client", "RemoteError", "RequestTooLarge"]
 
 MAX_MESSAGE = 4 << 20
+DEFAULT_MAX_REQUEST = 1 << 20  # edged's default max_message_bytes (system.info limits)
+_ASK_LIMIT_ABOVE = 4096  # a larger request first learns the daemon's limit (once)
+
+
+class RequestTooLarge(ValueError):
+    """A request larger than the daemon accepts: refused here, before anything is sent."""
+
+    def __init__(self, method: str, size: int, limit: int) -> None:
+        super().__init__(f"{method}: the request is {size} bytes, the terminal accepts at most "
+                         f"{limit} bytes per message (max_message_bytes)")
+        self.size = size
+        self.limit = limit
 
 
 class RemoteError(Exception):
@@ -42,8 +55,12 @@ class Client:
         self._ids = itertools.count(1)
         self._pending: dict[int, asyncio.Future[Any]] = {}
         self._events: asyncio.Queue[dict[str, Any]] = asyncio.Queue(1024)
+        self._methods: dict[int, str] = {}
         self._reader = asyncio.get_running_loop().create_task(self._read())
         self.closed_reason: str | None = None
+        self.max_request = DEFAULT_MAX_REQUEST
+        self._limit_known = False
+        self.check = contract.enabled()  # validate answers against docs/openrpc.json
 
     @classmethod
     async def connect(cls, host: str, port: int, fingerprint: str, *,
@@ -68,18 +85,10 @@ class Client:
             async for raw in self.ws:
                 message = json.loads(raw)
                 if "id" in message and ("result" in message or "error" in message):
-                    future = self._pending.pop(message["id"], None) if message["id"] else None
-                    if future is None:
-                        if "error" in message:  # an error not tied to a call (connection-level)
-                            self.closed_reason = message["error"].get("message")
-                        continue
-                    if "error" in message:
-                        err = message["error"]
-                        future.set_exception(RemoteError(err["code"], err["message"],
-                                                         err.get("data")))
-                    else:
-                        future.set_result(message["result"])
+                    self._answer(message)
                 elif "method" in message:
+                    if self.check:
+                        contract.check_event(message["method"], message.get("params"))
                     if self._events.full():
                         self._events.get_nowait()
                     self._events.put_nowait({"event": message["method"],
@@ -93,22 +102,68 @@ class Client:
                     future.set_exception(ConnectionError(f"connection closed{why}"))
             self._pending.clear()
 
+    def _answer(self, message: dict[str, Any]) -> None:
+        """Route a response to its call; an error with id null fails the only pending call."""
+        request_id = message["id"]
+        if request_id is None and "error" in message:
+            err = message["error"]
+            if self.check:
+                contract.check_error(err)
+            if len(self._pending) == 1 and (err.get("data") or {}).get("reason") \
+                    != "too_many_connections":
+                request_id = next(iter(self._pending))
+            else:  # connection-level (too many connections): the close follows
+                self.closed_reason = err.get("message")
+                return
+        future = self._pending.pop(request_id, None)
+        method = self._methods.pop(request_id, "")
+        if future is None or future.done():
+            return
+        if "error" in message:
+            err = message["error"]
+            if self.check:
+                contract.check_error(err)
+            future.set_exception(RemoteError(err["code"], err["message"], err.get("data")))
+            return
+        try:
+            if self.check:
+                contract.check_result(method, message["result"])
+        except contract.ContractViolation as exc:
+            future.set_exception(exc)
+            return
+        future.set_result(message["result"])
+
     async def call(self, method: str, params: dict[str, Any] | None = None, *,
                    timeout: float = 120.0) -> Any:
-        """Call a method and return its result; RemoteError for an error answer."""
+        """Call a method and return its result; RemoteError for an error answer.
+
+        RequestTooLarge, at once, for a request over the daemon's message limit.
+        """
         request_id = next(self._ids)
+        text = json.dumps({"jsonrpc": "2.0", "id": request_id, "method": method,
+                           "params": params or {}})
+        size = len(text.encode())
+        if size > _ASK_LIMIT_ABOVE and not self._limit_known and method != "system.info":
+            with contextlib.suppress(RemoteError):  # unpaired: keep the default
+                info = await self.call("system.info", timeout=timeout)
+                self.max_request = int(info["limits"]["max_message_bytes"])
+            self._limit_known = True
+        if size > self.max_request:
+            raise RequestTooLarge(method, size, self.max_request)
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._pending[request_id] = future
+        self._methods[request_id] = method
         try:
-            await self.ws.send(json.dumps({"jsonrpc": "2.0", "id": request_id, "method": method,
-                                           "params": params or {}}))
+            await self.ws.send(text)
         except ConnectionClosed as exc:
             self._pending.pop(request_id, None)
+            self._methods.pop(request_id, None)
             raise ConnectionError(f"connection closed: {exc}") from exc
         try:
             return await asyncio.wait_for(future, timeout)
         finally:
             self._pending.pop(request_id, None)
+            self._methods.pop(request_id, None)
 
     async def send_raw(self, text: str | bytes) -> None:
         """Send bytes as they are (tests of malformed input)."""

@@ -71,7 +71,8 @@ def test_no_method_accepts_a_pin() -> None:
 
 
 def test_only_pairing_is_open_to_unpaired_clients() -> None:
-    assert {m.name for m in METHODS.values() if m.unpaired} == {"pair.begin", "pair.complete"}
+    assert {m.name for m in METHODS.values() if m.unpaired} == {"pair.begin", "pair.complete",
+                                                                "rpc.discover"}
 
 
 def test_config_defaults_and_file(tmp_path: Path) -> None:
