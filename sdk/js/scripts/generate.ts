@@ -190,11 +190,28 @@ function resolveMethod(doc: OpenRpcDocument, entry: MethodObject | { $ref: strin
   return found;
 }
 
+/** OpenRPC's service discovery method, implied by every document (OpenRPC 1.3). */
+const DISCOVER: MethodObject = {
+  name: "rpc.discover",
+  summary: "The OpenRPC document of this API (the one these types were generated from).",
+  params: [],
+  result: { name: "result", schema: { type: "object", required: ["openrpc", "info", "methods"],
+    properties: { openrpc: { type: "string" }, info: { type: "object" }, methods: { type: "array" } } } },
+  "x-scopes": [],
+};
+
+interface ErrorKind {
+  code: number;
+  message: string;
+  reasons: string[];
+}
+
 /** The whole generated module for an OpenRPC document. */
 export function render(doc: OpenRpcDocument, source = "docs/openrpc.json"): string {
   const methods = doc.methods.map((m) => resolveMethod(doc, m))
-    .filter((m) => !m["x-notification"])
-    .sort((a, b) => a.name.localeCompare(b.name));
+    .filter((m) => !m["x-notification"]);
+  if (!methods.some((m) => m.name === DISCOVER.name)) methods.push(DISCOVER);
+  methods.sort((a, b) => a.name.localeCompare(b.name));
   const notifications = doc.methods.map((m) => resolveMethod(doc, m)).filter((m) => m["x-notification"])
     .map((m): EventObject => ({ name: m.name, ...(m.summary ? { summary: m.summary } : {}),
       ...(m.params ? { params: m.params } : {}) }));
@@ -227,6 +244,14 @@ export function render(doc: OpenRpcDocument, source = "docs/openrpc.json"): stri
   out.push("/** Scopes that allow each method (any of them; empty: any paired client). */\n"
     + "export const METHOD_SCOPES: Readonly<Record<MethodName, readonly string[]>> = {\n"
     + scopes.join("\n") + "\n};\n");
+  const errors = Array.isArray(doc["x-errors"]) ? doc["x-errors"] as ErrorKind[] : [];
+  if (errors.length) {
+    out.push("/** Every error code with its meaning and the `data.reason` values it comes with. */\n"
+      + "export const ERRORS = {\n" + errors.map((e) => `${comment(e.message, "  ")}  ${JSON.stringify(String(e.code))}: ${JSON.stringify(e.reasons)},`).join("\n")
+      + "\n} as const;\n");
+    out.push("/** A documented `data.reason` (some codes, e.g. the DMP host's, add open-ended ones). */\n"
+      + "export type ErrorReason = (typeof ERRORS)[keyof typeof ERRORS][number];\n");
+  }
   for (const event of events) {
     out.push(`${comment(`Params of the \`${event.name}\` event${event.summary ? `: ${event.summary}` : "."}`, "")}`
       + `export type ${pascal(event.name)}Event = ${tsType(eventSchema(event))};\n`);

@@ -12,19 +12,32 @@ export type ClientsListParams = {
 
 /** Result of `clients.list`. */
 export type ClientsListResult = {
-  clients?: unknown[];
+  clients: {
+    name: string;
+    /** pattern: "^[0-9a-f]{64}$" */
+    fingerprint: string;
+    scopes: string[];
+    /** format: date-time */
+    paired_at: string | null;
+    /** format: date-time */
+    last_seen: string | null;
+    /** format: date-time */
+    revoked_at: string | null;
+    revoked_by: string | null;
+  }[];
 };
 
 /** Parameters of `clients.revoke`: Revoke a client: refused at once. */
 export type ClientsRevokeParams = {
-  /** pattern: "[A-Za-z0-9 ._-]{1,64}" */
+  /** pattern: "^[A-Za-z0-9 ._-]{1,64}$" */
   name: string;
 };
 
 /** Result of `clients.revoke`. */
 export type ClientsRevokeResult = {
-  revoked?: string;
-  connections_closed?: number;
+  revoked: string;
+  /** minimum: 0 */
+  connections_closed: number;
 };
 
 /** Parameters of `consent.ask`: Show a question on the terminal; the patient answers OK or Cancel. */
@@ -37,21 +50,21 @@ export type ConsentAskParams = {
 
 /** Result of `consent.ask`. */
 export type ConsentAskResult = {
-  answer?: "ok" | "cancel" | "timeout";
+  answer: "ok" | "cancel" | "timeout";
 };
 
 /** Parameters of `cps.authenticate`: INTERNAL AUTHENTICATE of SHA-256(challenge) with the authentication key; needs the PIN verified. */
 export type CpsAuthenticateParams = {
-  /** maxLength: 1400 */
+  /** base64 of at most 1024 bytes; encoding: base64; maxLength: 1368 */
   challenge: string;
 };
 
 /** Result of `cps.authenticate`. */
 export type CpsAuthenticateResult = {
-  algorithm: string;
-  /** base64 */
+  algorithm: "sha256WithRSAEncryption";
+  /** RSA PKCS#1 v1.5 signature; encoding: base64 */
   signature: string;
-  /** base64 DER X.509 */
+  /** the key's X.509 certificate (DER); encoding: base64 */
   certificate: string;
 };
 
@@ -59,31 +72,53 @@ export type CpsAuthenticateResult = {
 export type CpsInfoParams = Record<string, never>;
 
 /** Result of `cps.info`. */
-export type CpsInfoResult = Record<string, unknown>;
+export type CpsInfoResult = {
+  serial: string;
+  /** minimum: 0 */
+  card_type: number;
+  card_type_name: string;
+  /** minimum: 0 */
+  id_type: number;
+  national_id: string;
+  name: string;
+  first_name: string;
+  display_name: string;
+  profession: string;
+  specialty: string | null;
+  pin: {
+    /** minimum: 0 */
+    tries_left: number;
+    /** minimum: 0 */
+    max_tries: number;
+    blocked: boolean;
+  };
+};
 
 /** Parameters of `cps.pin_status`: PIN try counters. */
 export type CpsPinStatusParams = Record<string, never>;
 
 /** Result of `cps.pin_status`. */
 export type CpsPinStatusResult = {
-  tries_left?: number;
-  max_tries?: number;
-  blocked?: boolean;
+  /** minimum: 0 */
+  tries_left: number;
+  /** minimum: 0 */
+  max_tries: number;
+  blocked: boolean;
 };
 
 /** Parameters of `cps.sign`: Sign data with the CPS card (SHA-256, RSA PKCS#1 v1.5, split hash); needs the PIN verified. */
 export type CpsSignParams = {
-  /** base64; maxLength: 1398104 */
+  /** base64 of at most 778240 bytes; encoding: base64; maxLength: 1037656 */
   data: string;
   key?: "signature" | "authentication";
 };
 
 /** Result of `cps.sign`. */
 export type CpsSignResult = {
-  algorithm: string;
-  /** base64 */
+  algorithm: "sha256WithRSAEncryption";
+  /** RSA PKCS#1 v1.5 signature; encoding: base64 */
   signature: string;
-  /** base64 DER X.509 */
+  /** the key's X.509 certificate (DER); encoding: base64 */
   certificate: string;
 };
 
@@ -96,6 +131,7 @@ export type CpsVerifyPinParams = {
 /** Result of `cps.verify_pin`. */
 export type CpsVerifyPinResult = {
   result: "ok" | "wrong" | "blocked" | "cancelled";
+  /** minimum: 0 */
   tries_left: number;
 };
 
@@ -110,11 +146,11 @@ export type DmpCreateParams = {
 
 /** Result of `dmp.create`. */
 export type DmpCreateResult = {
-  ins?: string;
-  ins_oid?: string;
-  status?: string;
-  patient_password?: string;
-  notice?: string;
+  ins: string;
+  ins_oid: string;
+  status: string;
+  patient_password: string;
+  notice: string;
 };
 
 /** Parameters of `dmp.delete`: The author deletes a document after the patient asked for it (the entry stays, status deleted, its bytes wiped). */
@@ -128,7 +164,7 @@ export type DmpDeleteParams = {
 /** Result of `dmp.delete`. */
 export type DmpDeleteResult = {
   /** the host's document JSON (docs/dmp-api.md) */
-  document?: Record<string, unknown>;
+  document: Record<string, unknown>;
 };
 
 /** Parameters of `dmp.emergency`: Emergency access without consent: bris_de_glace or centre_15 (regulating doctors), with the professional's stated reason; then dmp.find / dmp.get need no consent for this patient while it lasts. */
@@ -142,9 +178,9 @@ export type DmpEmergencyParams = {
 
 /** Result of `dmp.emergency`. */
 export type DmpEmergencyResult = {
-  mode?: string;
-  reason?: string;
-  expires_in?: number;
+  mode: string;
+  reason: string;
+  expires_in: number;
 };
 
 /** Parameters of `dmp.exists`: Does the patient have a DMP (no consent needed). */
@@ -155,15 +191,15 @@ export type DmpExistsParams = {
 
 /** Result of `dmp.exists`. */
 export type DmpExistsResult = {
-  exists?: boolean;
-  status?: string | null;
+  exists: boolean;
+  status: string | null;
 };
 
 /** Parameters of `dmp.feed`: Add a CDA R2 document (base64): the patient consents on the terminal; queued durably (state queued, queue_id) when the host is unreachable, delivered exactly once later. */
 export type DmpFeedParams = {
   /** the patient's INS (15 characters: NIR or NIA with its key); pattern: "^[0-9]{6}[0-9AB][0-9]{8}$" */
   ins: string;
-  /** base64 CDA R2 XML; maxLength: 955736 */
+  /** base64 CDA R2 XML; encoding: base64; maxLength: 955736 */
   cda: string;
   metadata?: {
     masked_ps?: boolean;
@@ -175,7 +211,7 @@ export type DmpFeedParams = {
 
 /** Result of `dmp.feed`. */
 export type DmpFeedResult = {
-  state?: "registered" | "queued";
+  state: "registered" | "queued";
   /** the host's document JSON (docs/dmp-api.md) */
   document?: Record<string, unknown>;
   already_registered?: boolean;
@@ -199,9 +235,9 @@ export type DmpFindParams = {
 
 /** Result of `dmp.find`. */
 export type DmpFindResult = {
-  documents?: Record<string, unknown>[];
-  total?: number;
-  mode?: string;
+  documents: Record<string, unknown>[];
+  total: number;
+  mode: string;
 };
 
 /** Parameters of `dmp.get`: One document and its CDA (base64), with the patient's consent or an open emergency access. */
@@ -216,8 +252,9 @@ export type DmpGetParams = {
 /** Result of `dmp.get`. */
 export type DmpGetResult = {
   /** the host's document JSON (docs/dmp-api.md) */
-  document?: Record<string, unknown>;
-  cda?: string;
+  document: Record<string, unknown>;
+  /** encoding: base64 */
+  cda: string;
 };
 
 /** Parameters of `dmp.patient_code`: The patient's one-time code for the DMP patient space (with the INS and the password from dmp.create): the patient consents on the terminal (Vitale card in), the code is shown on the terminal display only, never returned, logged or audited. */
@@ -228,8 +265,8 @@ export type DmpPatientCodeParams = {
 
 /** Result of `dmp.patient_code`. */
 export type DmpPatientCodeResult = {
-  shown?: boolean;
-  expires_in?: number;
+  shown: boolean;
+  expires_in: number;
 };
 
 /** Parameters of `dmp.queue`: Feeds waiting for the DMP host (all: also delivered and failed ones); patients masked. */
@@ -239,16 +276,16 @@ export type DmpQueueParams = {
 
 /** Result of `dmp.queue`. */
 export type DmpQueueResult = {
-  feeds?: {
-    queue_id?: string;
-    patient?: string;
-    professional?: string;
-    state?: string;
-    attempts?: number;
-    last_error?: string | null;
-    queued_at?: string;
-    size?: number;
-    document_id?: string | null;
+  feeds: {
+    queue_id: string;
+    patient: string;
+    professional: string;
+    state: string;
+    attempts: number;
+    last_error: string | null;
+    queued_at: string;
+    size: number;
+    document_id: string | null;
   }[];
 };
 
@@ -267,18 +304,18 @@ export type DmpVisibilityParams = {
 /** Result of `dmp.visibility`. */
 export type DmpVisibilityResult = {
   /** the host's document JSON (docs/dmp-api.md) */
-  document?: Record<string, unknown>;
+  document: Record<string, unknown>;
 };
 
-/** Parameters of `events.subscribe`: Receive card.inserted, card.removed, pin.state and terminal.cancel (Cancel pressed outside a prompt) notifications on this connection. */
+/** Parameters of `events.subscribe`: Receive event notifications on this connection (all, or the ones named): card.inserted, card.removed, pin.state, terminal.cancel (Cancel pressed outside a prompt), terminal.lost, terminal.restored. Replaces an earlier subscription. */
 export type EventsSubscribeParams = {
   /** maxItems: 8 */
-  events?: ("card.inserted" | "card.removed" | "pin.state" | "terminal.cancel")[];
+  events?: ("card.inserted" | "card.removed" | "pin.state" | "terminal.cancel" | "terminal.lost" | "terminal.restored")[];
 };
 
 /** Result of `events.subscribe`. */
 export type EventsSubscribeResult = {
-  subscribed?: string[];
+  subscribed: ("card.inserted" | "card.removed" | "pin.state" | "terminal.cancel" | "terminal.lost" | "terminal.restored")[];
 };
 
 /** Parameters of `mail.list`: The professional's mailbox (POP3, nothing deleted): uid, from, the outer subject, date, size. */
@@ -286,13 +323,13 @@ export type MailListParams = Record<string, never>;
 
 /** Result of `mail.list`. */
 export type MailListResult = {
-  address?: string;
-  messages?: {
-    uid?: string;
-    from?: string;
-    subject?: string;
-    date?: string;
-    size?: number;
+  address: string;
+  messages: {
+    uid: string;
+    from: string;
+    subject: string;
+    date: string;
+    size: number;
   }[];
 };
 
@@ -304,26 +341,26 @@ export type MailOpenParams = {
 
 /** Result of `mail.open`. */
 export type MailOpenResult = {
-  uid?: string;
-  message_id?: string | null;
-  subject?: string;
-  from?: string;
-  to?: string[];
-  cc?: string[];
-  date?: string | null;
-  signer?: {
-    name?: string;
-    email?: string | null;
-    valid?: boolean;
+  uid: string;
+  message_id: string | null;
+  subject: string;
+  from: string;
+  to: string[];
+  cc: string[];
+  date: string | null;
+  signer: {
+    name: string;
+    email: string | null;
+    valid: boolean;
   };
-  text?: string | null;
-  html?: string | null;
-  attachments?: {
-    filename?: string;
-    content_type?: string;
-    size?: number;
-    /** base64 */
-    data?: string;
+  text: string | null;
+  html: string | null;
+  attachments: {
+    filename: string;
+    content_type: string;
+    size: number;
+    /** encoding: base64 */
+    data: string;
   }[];
 };
 
@@ -343,15 +380,15 @@ export type MailSendParams = {
     filename: string;
     /** maxLength: 127 */
     content_type?: string;
-    /** base64 */
+    /** encoding: base64 */
     data: string;
   }[];
 };
 
 /** Result of `mail.send`. */
 export type MailSendResult = {
-  message_id?: string;
-  state?: "queued";
+  message_id: string;
+  state: "queued";
 };
 
 /** Parameters of `mail.status`: Where a sent message is: queued, sending, sent or failed, with the attempts and the last error. */
@@ -362,15 +399,15 @@ export type MailStatusParams = {
 
 /** Result of `mail.status`. */
 export type MailStatusResult = {
-  message_id?: string;
-  state?: "queued" | "sending" | "sent" | "failed";
-  attempts?: number;
-  last_error?: string | null;
+  message_id: string;
+  state: "queued" | "sending" | "sent" | "failed";
+  attempts: number;
+  last_error: string | null;
 };
 
 /** Parameters of `pair.begin`: Start pairing: the terminal shows a 6-digit code. */
 export type PairBeginParams = {
-  /** pattern: "[A-Za-z0-9 ._-]{1,64}" */
+  /** pattern: "^[A-Za-z0-9 ._-]{1,64}$" */
   name: string;
   /** PEM CSR or public key; maxLength: 8192 */
   csr: string;
@@ -380,25 +417,30 @@ export type PairBeginParams = {
 
 /** Result of `pair.begin`. */
 export type PairBeginResult = {
-  pairing_id?: string;
-  expires_in?: number;
-  fingerprint?: string;
+  pairing_id: string;
+  /** seconds; minimum: 0 */
+  expires_in: number;
+  /** SHA-256 of the certificate's DER, lower-case hex; pattern: "^[0-9a-f]{64}$" */
+  fingerprint: string;
 };
 
 /** Parameters of `pair.complete`: Finish pairing with the code read on the terminal; returns the client certificate. */
 export type PairCompleteParams = {
   /** maxLength: 64 */
   pairing_id: string;
-  /** pattern: "\\d{6}" */
+  /** pattern: "^[0-9]{6}$" */
   code: string;
 };
 
 /** Result of `pair.complete`. */
 export type PairCompleteResult = {
-  certificate?: string;
-  ca_certificate?: string;
-  fingerprint?: string;
-  scopes?: string[];
+  /** the client certificate */
+  certificate: string;
+  /** the daemon's CA */
+  ca_certificate: string;
+  /** the daemon's certificate; pattern: "^[0-9a-f]{64}$" */
+  fingerprint: string;
+  scopes: string[];
 };
 
 /** Parameters of `readers.list`: Slots and what is in them. */
@@ -406,29 +448,54 @@ export type ReadersListParams = Record<string, never>;
 
 /** Result of `readers.list`. */
 export type ReadersListResult = {
-  slots?: {
-    slot?: string;
-    reader?: string;
-    source?: "pcsc" | "terminal";
-    present?: boolean;
-    kind?: "cps" | "vitale" | "vitale1" | "unknown" | "empty";
-    atr?: string;
-    pin_pad?: boolean;
+  slots: {
+    slot: string;
+    reader: string;
+    source: "pcsc" | "terminal";
+    present: boolean;
+    kind: "cps" | "vitale" | "vitale1" | "unknown" | "empty";
+    /** hex, empty when no card; pattern: "^([0-9a-f]{2})*$" */
+    atr: string;
+    pin_pad: boolean;
   }[];
 };
 
-/** Parameters of `system.info`: Protocol version, daemon version, certificate fingerprint, terminal model and capabilities. */
+/** Parameters of `rpc.discover`: The OpenRPC document of this API (the one these types were generated from). */
+export type RpcDiscoverParams = Record<string, never>;
+
+/** Result of `rpc.discover`. */
+export type RpcDiscoverResult = {
+  openrpc: string;
+  info: Record<string, unknown>;
+  methods: unknown[];
+};
+
+/** Parameters of `system.info`: Protocol version, daemon version, certificate fingerprint, terminal model and capabilities; the caller's own name and scopes; the limits that apply to it. */
 export type SystemInfoParams = Record<string, never>;
 
 /** Result of `system.info`. */
 export type SystemInfoResult = {
-  protocol?: string;
-  version?: string;
-  fingerprint?: string;
-  model?: string;
-  capabilities?: string[];
-  client?: string;
-  scopes?: string[];
+  protocol: string;
+  version: string;
+  /** SHA-256 of the certificate's DER, lower-case hex; pattern: "^[0-9a-f]{64}$" */
+  fingerprint: string;
+  model: string;
+  capabilities: string[];
+  /** the caller's paired name */
+  client: string;
+  /** the scopes the caller was granted */
+  scopes: string[];
+  limits: {
+    /** minimum: 0 */
+    max_message_bytes: number;
+    rate_per_second: number;
+    /** minimum: 0 */
+    rate_burst: number;
+    /** minimum: 0 */
+    max_connections_per_client: number;
+    /** minimum: 0 */
+    max_in_flight: number;
+  };
 };
 
 /** Parameters of `vitale.read`: Read the Vitale card: the insured person, every beneficiary with NIR, INS (with OID) and INS-C, rights. */
@@ -436,30 +503,54 @@ export type VitaleReadParams = Record<string, never>;
 
 /** Result of `vitale.read`. */
 export type VitaleReadResult = {
-  card?: Record<string, unknown>;
-  insured?: Record<string, unknown>;
-  beneficiaries?: {
-    quality?: number;
-    quality_name?: string;
-    name?: string;
-    birth_name?: string;
-    first_name?: string;
-    /** YYYYMMDD, possibly lunar */
-    birth_date?: string;
-    lunar_birth_date?: boolean;
-    birth_rank?: number;
-    nationality?: string;
-    nir?: string;
-    temporary?: boolean;
-    ins?: {
-      value?: string;
-      oid?: string;
-      kind?: string;
+  card: {
+    type: string;
+    serial: string;
+    test_card: boolean;
+    /** YYYYMMDD; pattern: "^[0-9]{8}$" */
+    validity_start: string;
+    /** YYYYMMDD; pattern: "^[0-9]{8}$" */
+    end_of_validity: string;
+  };
+  insured: {
+    /** 13 characters and the 2-digit key; pattern: "^[0-9]{6}[0-9AB][0-9]{8}$" */
+    nir: string;
+    regime: string;
+    caisse: string;
+    centre: string;
+  };
+  /** minItems: 1 */
+  beneficiaries: {
+    /** 0 insured, 1 ascendant/other, 2 spouse, 6 child, ... (quality_name says it in words); minimum: 0 */
+    quality: number;
+    quality_name: string;
+    name: string;
+    birth_name: string;
+    first_name: string;
+    /** YYYYMMDD; a lunar date has a day or month out of range (lunar_birth_date); pattern: "^[0-9]{8}$" */
+    birth_date: string;
+    lunar_birth_date: boolean;
+    /** minimum: 0 */
+    birth_rank: number;
+    nationality: string;
+    /** 13 characters and the 2-digit key; pattern: "^[0-9]{6}[0-9AB][0-9]{8}$" */
+    nir: string;
+    /** a temporary number (NIA): no INS-C */
+    temporary: boolean;
+    ins: {
+      /** the INS: the beneficiary's own NIR (or NIA), which may differ from the insured's nir; pattern: "^[0-9]{6}[0-9AB][0-9]{8}$" */
+      value: string;
+      /** pattern: "^[0-9]+(\\.[0-9]+)*$" */
+      oid: string;
+      kind: "NIR" | "NIA";
     };
-    ins_c?: string | null;
-    rights?: {
-      start?: string;
-      end?: string;
+    /** the historical INS-C (22 digits), null for a NIA; pattern: "^[0-9]{22}$" */
+    ins_c: string | null;
+    rights: {
+      /** YYYYMMDD; pattern: "^[0-9]{8}$" */
+      start: string;
+      /** YYYYMMDD; pattern: "^[0-9]{8}$" */
+      end: string;
     }[];
   }[];
 };
@@ -502,7 +593,7 @@ export interface Methods {
   "dmp.queue": { params: DmpQueueParams; result: DmpQueueResult };
   /** The author changes a document's visibility (masked to professionals, hidden from the patient, from representatives, announced). */
   "dmp.visibility": { params: DmpVisibilityParams; result: DmpVisibilityResult };
-  /** Receive card.inserted, card.removed, pin.state and terminal.cancel (Cancel pressed outside a prompt) notifications on this connection. */
+  /** Receive event notifications on this connection (all, or the ones named): card.inserted, card.removed, pin.state, terminal.cancel (Cancel pressed outside a prompt), terminal.lost, terminal.restored. Replaces an earlier subscription. */
   "events.subscribe": { params: EventsSubscribeParams; result: EventsSubscribeResult };
   /** The professional's mailbox (POP3, nothing deleted): uid, from, the outer subject, date, size. */
   "mail.list": { params: MailListParams; result: MailListResult };
@@ -518,7 +609,9 @@ export interface Methods {
   "pair.complete": { params: PairCompleteParams; result: PairCompleteResult };
   /** Slots and what is in them. */
   "readers.list": { params: ReadersListParams; result: ReadersListResult };
-  /** Protocol version, daemon version, certificate fingerprint, terminal model and capabilities. */
+  /** The OpenRPC document of this API (the one these types were generated from). */
+  "rpc.discover": { params: RpcDiscoverParams; result: RpcDiscoverResult };
+  /** Protocol version, daemon version, certificate fingerprint, terminal model and capabilities; the caller's own name and scopes; the limits that apply to it. */
   "system.info": { params: SystemInfoParams; result: SystemInfoResult };
   /** Read the Vitale card: the insured person, every beneficiary with NIR, INS (with OID) and INS-C, rights. */
   "vitale.read": { params: VitaleReadParams; result: VitaleReadResult };
@@ -552,6 +645,7 @@ export const METHOD_NAMES = [
   "pair.begin",
   "pair.complete",
   "readers.list",
+  "rpc.discover",
   "system.info",
   "vitale.read",
 ] as const;
@@ -584,12 +678,128 @@ export const METHOD_SCOPES: Readonly<Record<MethodName, readonly string[]>> = {
   "pair.begin": [],
   "pair.complete": [],
   "readers.list": ["identity:read"],
+  "rpc.discover": [],
   "system.info": [],
   "vitale.read": ["identity:read"],
 };
 
+/** Every error code with its meaning and the `data.reason` values it comes with. */
+export const ERRORS = {
+  /** not JSON (id is null) */
+  "-32700": ["parse_error"],
+  /** not a JSON-RPC 2.0 request object, or an id that is not a string or an integer (fractions are refused); id is the request's when it could be read, else null */
+  "-32600": ["invalid_request","batch_not_supported"],
+  /** unknown method */
+  "-32601": ["method_not_found"],
+  /** parameters do not match the schema (positional `params` arrays included: named parameters only), an unknown client name, an emergency access without a reason */
+  "-32602": ["invalid_params","unknown_client","reason_required"],
+  /** a bug; details are in the daemon's log */
+  "-32603": ["internal_error"],
+  /** the client must pair first */
+  "-32000": ["not_paired"],
+  /** the client lacks a scope */
+  "-32001": ["missing_scope"],
+  /** the client's certificate was revoked; the daemon closes the socket with 4403 (a revocation closes open sockets first, so the error is seen on the next connection) */
+  "-32002": ["revoked"],
+  /** too many calls, or too many connections for this client (sent with id null right before the close 1008) */
+  "-32003": ["rate_limited","too_many_connections"],
+  /** a message or a decoded parameter larger than its limit (id is null when the message was too large to be read) */
+  "-32004": ["too_large"],
+  /** card problem */
+  "-32010": ["no_card","card_removed","card_busy","timeout","card_unreadable","card_refused","reader_error"],
+  /** PIN problem: a signature or decryption needs the PIN first (cps.verify_pin reports wrong/blocked/cancelled in its result, not as errors) */
+  "-32020": ["wrong_pin","pin_blocked","pin_cancelled","no_pin_pad","pin_required"],
+  /** pairing refused */
+  "-32030": ["invalid_request","unknown_pairing","expired","wrong_code","locked_out","busy","duplicate_name"],
+  /** the terminal cannot ask, or the patient did not consent (DMP) */
+  "-32040": ["no_terminal","consent_refused","consent_timeout","vitale_required","ins_not_on_card"],
+  /** secure mail refused */
+  "-32050": ["unknown_recipient","attachment_too_large","message_too_large","signature_invalid","certificate_invalid","not_for_this_recipient","decryption_failed","sender_mismatch","not_encrypted","not_signed","malformed_message","unsupported_algorithm","unsuitable_recipient","signing_failed","operator_unavailable","operator_refused","no_such_message","not_configured","mail_error"],
+  /** the DMP host refused, or cannot be reached */
+  "-32060": ["host_unreachable","host_untrusted","dmp_not_configured","cda_invalid","ins_invalid","ins_mismatch","dmp_exists","dmp_not_found","unknown_document","outside_access_matrix","insurer_forbidden","occupational_needs_express_consent","emergency_opposed","not_regulating_doctor","consent_forged","consent_expired","consent_replayed"],
+} as const;
+
+/** A documented `data.reason` (some codes, e.g. the DMP host's, add open-ended ones). */
+export type ErrorReason = (typeof ERRORS)[keyof typeof ERRORS][number];
+
+/** Params of the `card.inserted` event: A card was inserted in a slot. */
+export type CardInsertedEvent = {
+  slot: string;
+  reader: string;
+  kind: "cps" | "vitale" | "vitale1" | "unknown" | "empty";
+  /** Unix time in seconds */
+  time: number;
+  /** increases by one for each event the daemon publishes; a gap means events were missed (also counted in `dropped`); minimum: 1 */
+  seq: number;
+  /** events this connection lost since the last one it received, because it read too slowly; minimum: 1 */
+  dropped?: number;
+};
+
+/** Params of the `card.removed` event: A card was removed from a slot (`kind` is what it was). */
+export type CardRemovedEvent = {
+  slot: string;
+  reader: string;
+  kind: "cps" | "vitale" | "vitale1" | "unknown" | "empty";
+  /** Unix time in seconds */
+  time: number;
+  /** increases by one for each event the daemon publishes; a gap means events were missed (also counted in `dropped`); minimum: 1 */
+  seq: number;
+  /** events this connection lost since the last one it received, because it read too slowly; minimum: 1 */
+  dropped?: number;
+};
+
+/** Params of the `pin.state` event: The outcome of a PIN entry, for every subscriber. */
+export type PinStateEvent = {
+  result: "ok" | "wrong" | "blocked" | "cancelled" | "reset";
+  /** minimum: 0 */
+  tries_left: number;
+  /** Unix time in seconds */
+  time: number;
+  /** increases by one for each event the daemon publishes; a gap means events were missed (also counted in `dropped`); minimum: 1 */
+  seq: number;
+  /** events this connection lost since the last one it received, because it read too slowly; minimum: 1 */
+  dropped?: number;
+};
+
+/** Params of the `terminal.cancel` event: Cancel was pressed on the terminal outside a prompt. */
+export type TerminalCancelEvent = {
+  /** Unix time in seconds */
+  time: number;
+  /** increases by one for each event the daemon publishes; a gap means events were missed (also counted in `dropped`); minimum: 1 */
+  seq: number;
+  /** events this connection lost since the last one it received, because it read too slowly; minimum: 1 */
+  dropped?: number;
+};
+
+/** Params of the `terminal.lost` event: The daemon lost the link to the terminal (unplugged, reset). */
+export type TerminalLostEvent = {
+  reason?: string;
+  /** Unix time in seconds */
+  time: number;
+  /** increases by one for each event the daemon publishes; a gap means events were missed (also counted in `dropped`); minimum: 1 */
+  seq: number;
+  /** events this connection lost since the last one it received, because it read too slowly; minimum: 1 */
+  dropped?: number;
+};
+
+/** Params of the `terminal.restored` event: The link to the terminal is back. */
+export type TerminalRestoredEvent = {
+  /** Unix time in seconds */
+  time: number;
+  /** increases by one for each event the daemon publishes; a gap means events were missed (also counted in `dropped`); minimum: 1 */
+  seq: number;
+  /** events this connection lost since the last one it received, because it read too slowly; minimum: 1 */
+  dropped?: number;
+};
+
 /** Every event (notification) and its params. */
 export interface Events {
+  "card.inserted": CardInsertedEvent;
+  "card.removed": CardRemovedEvent;
+  "pin.state": PinStateEvent;
+  "terminal.cancel": TerminalCancelEvent;
+  "terminal.lost": TerminalLostEvent;
+  "terminal.restored": TerminalRestoredEvent;
 }
 
 /** A method's name. */
