@@ -6,7 +6,7 @@ import argparse
 import logging
 import sys
 
-from edged.cli import audit, cards, demo, discover, dmp, mail, proxy, remote, sim
+from edged.cli import audit, bridge, cards, demo, discover, dmp, mail, proxy, remote, sim
 from edged.cli.errors import describe_error
 
 __all__ = ["main"]
@@ -25,6 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     mail.add_parsers(sub)
     dmp.add_parsers(sub)
     proxy.add_parsers(sub)
+    bridge.add_parsers(sub)
     audit.add_parsers(sub)
     sim.add_parsers(sub)
     demo.add_parsers(sub)
