@@ -19,6 +19,17 @@ __all__ = ["main"]
 log = logging.getLogger("edged")
 
 
+def _port(text: str) -> int:
+    """A TCP port for argparse: 0-65535 (0: any free port)."""
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{port} is not a port number (0-65535)")
+    return port
+
+
 def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="edged", description="bifente edge daemon")
     parser.add_argument("--version", action="version", version=f"edged {VERSION}")
@@ -31,11 +42,14 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
                         help="simulate PC/SC readers instead: simulated cards in pcscd via vpcd")
     parser.add_argument("--cps", default="gp", help="with --simulate: CPS profile")
     parser.add_argument("--vitale", default="family", help="with --simulate: Vitale profile")
-    parser.add_argument("--port", type=int, help="override the listening port")
+    parser.add_argument("--port", type=_port, help="override the listening port (0-65535)")
     parser.add_argument("--state-dir", type=Path, help="override the state directory")
     parser.add_argument("--no-mdns", action="store_true", help="do not announce on mDNS")
     parser.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.simulate and args.simulate_pcsc:
+        parser.error("choose one of --simulate (virtual terminal) and --simulate-pcsc")
+    return args
 
 
 async def _run(args: argparse.Namespace) -> int:
@@ -142,8 +156,21 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"edged: configuration error: {exc}", file=sys.stderr)
         return 2
-    except OSError as exc:
-        print(f"edged: {exc.strerror or exc}", file=sys.stderr)
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # the edge: one line and an exit code, never a traceback
+        from simulators.profiles import ProfileError
+
+        if isinstance(exc, ProfileError):
+            print(f"edged: {exc}", file=sys.stderr)
+            return 2
+        if isinstance(exc, OSError):
+            where = f"{exc.filename}: " if exc.filename else ""
+            print(f"edged: {where}{exc.strerror or exc}", file=sys.stderr)
+            return 1
+        log.debug("failed", exc_info=exc)
+        print(f"edged: {type(exc).__name__}: {exc} (run with --log-level debug for details)",
+              file=sys.stderr)
         return 1
 
 

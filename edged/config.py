@@ -48,6 +48,8 @@ class Config:
     mail: dict[str, Any] = field(default_factory=dict)
     proxy: dict[str, Any] = field(default_factory=dict)
     dmp: dict[str, Any] = field(default_factory=dict)
+    # [limits."CLIENT NAME"]: higher limits for one paired client (edged/api/limits.py)
+    limits: dict[str, Any] = field(default_factory=dict)
     # wiring for demos and tests
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
@@ -64,7 +66,7 @@ _SECTIONS = {
     "discovery": ("mdns", "name", "model", "mdns_interfaces"),
     "log": ("log_level",),
 }
-_RAW_SECTIONS = ("mail", "proxy", "dmp")  # kept as tables; each service checks its own
+_RAW_SECTIONS = ("mail", "proxy", "dmp", "limits")  # kept as tables, checked by their owner
 _LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
@@ -114,4 +116,7 @@ def load_config(path: Path | None) -> Config:
         raise ConfigError(f"log_level must be one of {', '.join(_LOG_LEVELS)}")
     if config.max_message_bytes < 4096:
         raise ConfigError("max_message_bytes must be at least 4096")
+    from edged.api.limits import check_limits
+
+    check_limits(config.limits)
     return config

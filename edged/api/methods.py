@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from edged.api import dmp_methods, mail_methods
+from edged.api import cps_methods, dmp_methods, mail_methods
 from edged.api.contract import EVENTS
 from edged.api.errors import FORBIDDEN, NOT_PAIRED, TerminalUnavailable
 from edged.api.jsonrpc import METHOD_NOT_FOUND, RpcError
@@ -18,6 +18,7 @@ from edged.api.method import MAX_SIGN_BYTES, PROTOCOL_VERSION, Method, b64_param
 from edged.api.method import STR as _STR
 from edged.readers.ui import fit_lines
 from edged.services import cards
+from edged.state.clients import SCOPES
 
 if TYPE_CHECKING:
     from edged.api.server import Connection
@@ -76,7 +77,9 @@ _PIN_STATUS = obj({"tries_left": _COUNT, "max_tries": _COUNT, "blocked": _BOOL},
 _CPS_INFO = obj({"serial": _STR, "card_type": _COUNT, "card_type_name": _STR,
                  "id_type": _COUNT, "national_id": _STR, "name": _STR, "first_name": _STR,
                  "display_name": _STR, "profession": _STR,
-                 "specialty": {"type": ["string", "null"]}, "pin": _PIN_STATUS},
+                 "specialty": {"type": ["string", "null"]}, "pin": _PIN_STATUS,
+                 "certificates": {**cps_methods.METHODS[0].result,
+                                  "description": "only when asked (certificates: true)"}},
                 ("serial", "card_type", "card_type_name", "id_type", "national_id", "name",
                  "first_name", "display_name", "profession", "specialty", "pin"))
 _ISO_TIME = {"type": ["string", "null"], "format": "date-time"}
@@ -96,11 +99,13 @@ _FP = {"type": "string", "pattern": "^[0-9a-f]{64}$",
 
 async def system_info(daemon: Daemon, conn: Connection, params: dict[str, Any]) -> Any:
     """system.info."""
-    cfg = daemon.config
+    from edged.api.limits import limits_for
+
+    mine = limits_for(daemon.config, conn.client_name)
     return {**daemon.info(), "client": conn.client_name or "", "scopes": sorted(conn.scopes),
-            "limits": {"max_message_bytes": cfg.max_message_bytes,
-                       "rate_per_second": cfg.rate_per_second, "rate_burst": cfg.rate_burst,
-                       "max_connections_per_client": cfg.max_connections_per_client,
+            "limits": {"max_message_bytes": daemon.config.max_message_bytes,
+                       "rate_per_second": mine.rate_per_second, "rate_burst": mine.rate_burst,
+                       "max_connections_per_client": mine.max_connections,
                        "max_in_flight": 8}}
 
 
@@ -127,6 +132,8 @@ async def vitale_read(daemon: Daemon, conn: Connection, params: dict[str, Any]) 
 async def cps_info(daemon: Daemon, conn: Connection, params: dict[str, Any]) -> Any:
     """cps.info."""
     result = await on_card(daemon, conn, "cps", cards.cps_info, "cps.info")
+    if params.get("certificates"):
+        result["certificates"] = await cps_methods.cps_certificates(daemon, conn, {})
     daemon.audit_event("cps.info", conn)
     return result
 
@@ -223,8 +230,7 @@ async def clients_revoke(daemon: Daemon, conn: Connection, params: dict[str, Any
 
 EVENT_NAMES = frozenset(EVENTS)  # edged/api/contract.py: every event and its params
 _NAME = {"type": "string", "pattern": r"^[A-Za-z0-9 ._-]{1,64}$"}
-_SCOPE = {"type": "string", "enum": ["identity:read", "cps:sign", "mail:send", "dmp:read",
-                                      "dmp:write", "dmp:emergency", "admin"]}
+_SCOPE = {"type": "string", "enum": list(SCOPES)}  # edged/state/clients.py
 _READ = frozenset({"identity:read"})
 _SIGN = frozenset({"cps:sign"})
 
@@ -259,7 +265,8 @@ _CORE = [
                                           "items": _BENEFICIARY}},
                        ("card", "insured", "beneficiaries"))),
     Method("cps.info", cps_info, "The professional on the CPS card and the PIN tries left "
-           "(no PIN needed).", _READ, result=_CPS_INFO),
+           "(no PIN needed); with certificates: true, both certificates and their validity.",
+           _READ, obj({"certificates": _BOOL}), _CPS_INFO),
     Method("cps.pin_status", cps_pin_status, "PIN try counters.", _READ,
            result=_PIN_STATUS),
     Method("cps.verify_pin", cps_verify_pin, "The holder types the PIN on the terminal keypad; "
@@ -278,7 +285,8 @@ _CORE = [
                ("challenge",)),
            _SIGNATURE),
     Method("consent.ask", consent_ask, "Show a question on the terminal; the patient answers "
-           "OK or Cancel.", frozenset({"dmp:read", "dmp:write", "dmp:emergency"}),
+           "OK or Cancel.", frozenset({"terminal:display", "dmp:read", "dmp:write",
+                                      "dmp:emergency"}),
            obj({"text": {"type": "string", "minLength": 1, "maxLength": 200},
                  "timeout": {"type": "number", "minimum": 5, "maximum": 300}}, ("text",)),
            obj({"answer": {"type": "string", "enum": ["ok", "cancel", "timeout"]}},
@@ -295,7 +303,7 @@ _CORE = [
     Method("pair.begin", pair_begin, "Start pairing: the terminal shows a 6-digit code.",
            params=obj({"name": _NAME, "csr": {"type": "string", "maxLength": 8192,
                                                 "description": "PEM CSR or public key"},
-                        "scopes": {"type": "array", "maxItems": 7, "items": _SCOPE}},
+                        "scopes": {"type": "array", "maxItems": len(SCOPES), "items": _SCOPE}},
                        ("name", "csr")),
            result=obj({"pairing_id": _STR, "expires_in": {"type": "number", "minimum": 0,
                                                            "description": "seconds"},
@@ -322,7 +330,8 @@ _CORE = [
 ]
 
 # Mail and DMP methods live in their own modules (edged/api/mail_methods.py, dmp_methods.py).
-METHODS: dict[str, Method] = {m.name: m for m in [*_CORE, *mail_methods.METHODS,
+METHODS: dict[str, Method] = {m.name: m for m in [*_CORE, *cps_methods.METHODS,
+                                                  *mail_methods.METHODS,
                                                   *dmp_methods.METHODS]}
 
 

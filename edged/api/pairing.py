@@ -128,8 +128,8 @@ class _Pending:
     code_digest: bytes = field(repr=False)
 
 
-def _lockout_key(peer: str) -> str:
-    """The unit a lockout applies to: an IPv4 address, or an IPv6 /64 (one host's prefix)."""
+def _peer_unit(peer: str) -> str:
+    """One network peer: an IPv4 address, or an IPv6 /64 (one host's prefix)."""
     try:
         ip = ipaddress.ip_address(peer.strip("[]").split("%", 1)[0])
     except ValueError:
@@ -139,6 +139,16 @@ def _lockout_key(peer: str) -> str:
             return str(ip.ipv4_mapped)
         return str(ipaddress.IPv6Network((ip, 64), strict=False))
     return str(ip)
+
+
+def _lockout_key(peer: str, client_name: str) -> str:
+    """What a lockout applies to: one client name from one peer (docs/pairing.md).
+
+    Not the peer alone: behind NAT or a terminal server (RDS, Citrix) a whole site shares
+    one address, and one user's mistyped codes must not lock the others out. Rotating names
+    buys no guesses beyond the global limit, which bounds guesses from everyone together.
+    """
+    return f"{_peer_unit(peer)}/{client_name.casefold()}"
 
 
 class PairingManager:
@@ -181,7 +191,7 @@ class PairingManager:
         # Codes are kept only as HMACs under a key that never leaves this object.
         self._code_key = secrets.token_bytes(32)
         self._pending: dict[str, _Pending] = {}  # by pairing_id
-        self._pending_by_peer: dict[str, str] = {}  # peer -> pairing_id
+        self._pending_by_peer: dict[str, str] = {}  # lockout key (peer/name) -> pairing_id
         self._failures: dict[str, deque[float]] = {}  # lockout key -> wrong-code times
         self._locked_until: dict[str, float] = {}
         self._global_failures: deque[float] = deque()
@@ -199,7 +209,7 @@ class PairingManager:
         """Check the request, show a fresh code on the terminal, and hold the pairing open."""
         now = self._clock()
         self._prune(now)
-        await self._refuse_if_locked(peer, now)
+        await self._refuse_if_locked(peer, now, None)
         try:
             name = validate_client_name(client_name)
             granted = normalise_scopes(scopes) if scopes else DEFAULT_SCOPES
@@ -215,8 +225,9 @@ class PairingManager:
                 name,
             )
         now = self._clock()  # the registry look-up awaited: state may have moved
-        await self._refuse_if_locked(peer, now)
-        self._drop_peer(peer)  # one pending pairing per peer: a new begin replaces the old
+        await self._refuse_if_locked(peer, now, name)
+        self._drop_peer(peer, name)  # one pending pairing per peer and name: a new begin
+        # replaces the old (two desks behind one NAT address can pair at the same time)
         live = [p for p in self._pending.values() if now < p.expires_at]
         if len(live) >= self._max_pending:
             retry = min(p.expires_at for p in live) - now
@@ -239,7 +250,7 @@ class PairingManager:
             code_digest=self._digest(code),
         )
         self._pending[pending.pairing_id] = pending
-        self._pending_by_peer[peer] = pending.pairing_id
+        self._pending_by_peer[_lockout_key(peer, name)] = pending.pairing_id
         try:
             shown = self._show_code(code, name)
             if inspect.isawaitable(shown):
@@ -257,10 +268,15 @@ class PairingManager:
     async def complete(self, pairing_id: str, code: str, peer: str) -> PairingResult:
         """Check the code; if right, issue and register the client certificate (consumed once)."""
         now = self._clock()
-        await self._refuse_if_locked(peer, now)
+        await self._refuse_if_locked(peer, now, None)
         pending = None
         if isinstance(pairing_id, str) and len(pairing_id) <= _MAX_PAIRING_ID:
             pending = self._pending.get(pairing_id)
+        if pending is not None and pending.peer == peer:
+            await self._refuse_if_locked(peer, now, pending.client_name)
+        elif self._peer_has_lockout(peer, now):
+            # A pairing dropped by its lockout: say so rather than "unknown".
+            await self._refuse_if_locked(peer, now, "", any_name=True)
         if pending is None or pending.peer != peer:
             # Another peer's pairing id is as unknown as a made-up one.
             await self._refuse(
@@ -328,7 +344,7 @@ class PairingManager:
 
     async def _wrong_code(self, pending: _Pending, peer: str, now: float) -> NoReturn:
         pending.attempts_left -= 1
-        lockout = self._record_failure(peer, now)
+        lockout = self._record_failure(peer, pending.client_name, now)
         if lockout is not None or pending.attempts_left <= 0:
             self._drop(pending)
         await self._emit(
@@ -361,9 +377,10 @@ class PairingManager:
             PairingErrorCode.WRONG_CODE, message, attempts_left=pending.attempts_left
         )
 
-    def _record_failure(self, peer: str, now: float) -> tuple[float, bool] | None:
+    def _record_failure(self, peer: str, client_name: str,
+                        now: float) -> tuple[float, bool] | None:
         """Count a wrong code; (seconds, for all peers?) if that starts a lockout."""
-        key = _lockout_key(peer)
+        key = _lockout_key(peer, client_name)
         window_start = now - self._lockout_seconds
         times = self._failures.pop(key, deque())
         while times and times[0] <= window_start:
@@ -389,17 +406,29 @@ class PairingManager:
                 lockout = (self._lockout_seconds, True)
         if lockout is not None:
             for pairing in list(self._pending.values()):
-                if self._is_locked(pairing.peer, now):
+                if self._is_locked(pairing.peer, pairing.client_name, now):
                     self._drop(pairing)
         return lockout
 
-    def _is_locked(self, peer: str, now: float) -> bool:
+    def _is_locked(self, peer: str, client_name: str, now: float) -> bool:
         return now < self._global_locked_until or now < self._locked_until.get(
-            _lockout_key(peer), 0.0
+            _lockout_key(peer, client_name), 0.0
         )
 
-    async def _refuse_if_locked(self, peer: str, now: float) -> None:
-        until = max(self._global_locked_until, self._locked_until.get(_lockout_key(peer), 0.0))
+    def _peer_has_lockout(self, peer: str, now: float) -> bool:
+        prefix = _peer_unit(peer) + "/"
+        return any(k.startswith(prefix) and now < until for k, until in self._locked_until.items())
+
+    async def _refuse_if_locked(self, peer: str, now: float, client_name: str | None,
+                                *, any_name: bool = False) -> None:
+        """Refuse while pairing is locked for everyone, or for this name from this peer."""
+        until = self._global_locked_until
+        if any_name:
+            prefix = _peer_unit(peer) + "/"
+            until = max([until, *(u for k, u in self._locked_until.items()
+                                  if k.startswith(prefix))])
+        elif client_name is not None:
+            until = max(until, self._locked_until.get(_lockout_key(peer, client_name), 0.0))
         if now < until:
             retry = until - now
             await self._emit(
@@ -435,11 +464,12 @@ class PairingManager:
 
     def _drop(self, pending: _Pending) -> None:
         self._pending.pop(pending.pairing_id, None)
-        if self._pending_by_peer.get(pending.peer) == pending.pairing_id:
-            del self._pending_by_peer[pending.peer]
+        key = _lockout_key(pending.peer, pending.client_name)
+        if self._pending_by_peer.get(key) == pending.pairing_id:
+            del self._pending_by_peer[key]
 
-    def _drop_peer(self, peer: str) -> None:
-        pairing_id = self._pending_by_peer.get(peer)
+    def _drop_peer(self, peer: str, client_name: str) -> None:
+        pairing_id = self._pending_by_peer.get(_lockout_key(peer, client_name))
         if pairing_id is not None and pairing_id in self._pending:
             self._drop(self._pending[pairing_id])
 

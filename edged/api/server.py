@@ -19,6 +19,7 @@ from websockets.exceptions import ConnectionClosed
 
 from edged.api import jsonrpc
 from edged.api.errors import RATE_LIMITED, REVOKED, TOO_LARGE, to_rpc_error
+from edged.api.limits import limits_for
 from edged.api.methods import dispatch
 from edged.events import Subscription
 
@@ -136,7 +137,7 @@ class Connection:
             if self.revoked:
                 raise jsonrpc.RpcError(REVOKED, "this client's certificate was revoked",
                                        "revoked")
-            wait = self.server.bucket_for(self.client_id).take()
+            wait = self.server.bucket_for(self.client_id, self.client_name).take()
             if wait:
                 raise jsonrpc.RpcError(RATE_LIMITED, "too many calls", "rate_limited",
                                        retry_after=round(wait, 3))
@@ -208,12 +209,13 @@ class RpcServer:
         self._buckets: dict[str, TokenBucket] = {}
         self._server: WsServer | None = None
 
-    def bucket_for(self, client_id: str) -> TokenBucket:
+    def bucket_for(self, client_id: str, client_name: str | None = None) -> TokenBucket:
         """The rate limiter shared by every connection of one client."""
         bucket = self._buckets.get(client_id)
         if bucket is None:
-            cfg = self.daemon.config
-            bucket = self._buckets[client_id] = TokenBucket(cfg.rate_per_second, cfg.rate_burst)
+            limits = limits_for(self.daemon.config, client_name)
+            bucket = self._buckets[client_id] = TokenBucket(limits.rate_per_second,
+                                                            limits.rate_burst)
         return bucket
 
     @property
@@ -234,7 +236,7 @@ class RpcServer:
     async def _handler(self, ws: ServerConnection) -> None:
         conn = Connection(self, ws)
         same = [c for c in self.connections if c.client_id == conn.client_id]
-        if len(same) >= self.daemon.config.max_connections_per_client:
+        if len(same) >= limits_for(self.daemon.config, conn.client_name).max_connections:
             await ws.send(jsonrpc.error_response(None, jsonrpc.RpcError(
                 RATE_LIMITED, "too many connections for this client", "too_many_connections")))
             await ws.close(1008, "too many connections")

@@ -42,19 +42,28 @@ def describe_error(exc: BaseException) -> tuple[str, int]:
         return f"reader error: {exc}", EXIT["no_card"]
     if isinstance(exc, CardError):
         return str(exc), EXIT["card"]
-    from edged.sdk.client import RemoteError
+    from edged.sdk.client import RemoteError, RequestTooLarge
     from edged.state.audit import AuditError
 
     if isinstance(exc, AuditError):
         return str(exc), EXIT["failed"]
     if isinstance(exc, RemoteError):
         return f"refused by the terminal: {exc.message} ({exc.reason})", EXIT["failed"]
+    if isinstance(exc, RequestTooLarge):
+        return str(exc), EXIT["usage"]
     if isinstance(exc, LookupError):
         return str(exc).strip("'\""), EXIT["usage"]
+    if isinstance(exc, BrokenPipeError):
+        return "the output was closed before the end (broken pipe)", EXIT["failed"]
+    if isinstance(exc, ConnectionRefusedError):
+        return f"cannot reach edged: connection refused ({exc.strerror or exc}); is it " \
+               "running?", EXIT["failed"]
     if isinstance(exc, ConnectionError | TimeoutError):
         return f"cannot reach the terminal: {exc or type(exc).__name__}", EXIT["failed"]
-    if isinstance(exc, ValueError):
+    if isinstance(exc, ValueError | OverflowError):
         return str(exc), EXIT["usage"]
     if isinstance(exc, OSError):
-        return f"{exc.strerror or exc}", EXIT["failed"]
-    return f"{type(exc).__name__}: {exc}", EXIT["failed"]
+        where = f"{exc.filename}: " if exc.filename else ""
+        return f"{where}{exc.strerror or exc}", EXIT["failed"]
+    return f"internal error ({type(exc).__name__}): {exc}; run with -vv for details", \
+        EXIT["failed"]

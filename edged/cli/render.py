@@ -104,8 +104,17 @@ def _beneficiary_text(i: int, b: Beneficiary, full_nir: bool) -> list[str]:
         f"     INS         {_nir_text(ins.nir, full_nir)} ({ins.kind}, OID {ins.oid.value})",
     ]
     for r in b.rights:
-        lines.append(f"     Rights      {date_text(r.start)} to {date_text(r.end)}")
+        expired = "  ** RIGHTS EXPIRED (droits expirés) **" if _past(r.end) else ""
+        lines.append(f"     Rights      {date_text(r.start)} to {date_text(r.end)}{expired}")
     return lines
+
+
+def _past(yyyymmdd: str, today: str | None = None) -> bool:
+    """True when a YYYYMMDD date is before today (local date)."""
+    import datetime
+
+    now = today or datetime.date.today().strftime("%Y%m%d")
+    return yyyymmdd.isdigit() and len(yyyymmdd) == 8 and yyyymmdd < now
 
 
 def vitale_text(card: VitaleCard, *, full_nir: bool = True) -> str:
@@ -114,7 +123,8 @@ def vitale_text(card: VitaleCard, *, full_nir: bool = True) -> str:
     lines = [
         f"Vitale card    {card.card_type}, serial {card.serial}"
         + (" (TEST CARD)" if card.test_card else ""),
-        f"Valid          {date_text(card.validity_start)} to {date_text(card.end_of_validity)}",
+        f"Valid          {date_text(card.validity_start)} to {date_text(card.end_of_validity)}"
+        + ("  ** CARD EXPIRED (carte expirée) **" if _past(card.end_of_validity) else ""),
         f"Insured NIR    {_nir_text(ins.nir, full_nir)}",
         f"Scheme         régime {ins.regime}, caisse {ins.caisse}, centre {ins.centre}",
         f"Beneficiaries  {len(card.beneficiaries)}",

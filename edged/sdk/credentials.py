@@ -15,6 +15,10 @@ from edged.sdk.client import Client
 __all__ = ["Credentials", "client_dir", "pair"]
 
 
+class CredentialsError(ValueError):
+    """A stored pairing file that cannot be read."""
+
+
 def client_dir() -> Path:
     """Where credentials live: $BIFENTE_CLIENT_DIR, else ~/.config/bifente/terminals."""
     env = os.environ.get("BIFENTE_CLIENT_DIR")
@@ -60,9 +64,13 @@ class Credentials:
         folder = directory or client_dir()
         out = []
         for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
-            data = json.loads(path.read_text())
-            data["scopes"] = tuple(data.get("scopes", ()))
-            out.append(cls(**data))
+            try:
+                data = json.loads(path.read_text())
+                data["scopes"] = tuple(data.get("scopes", ()))
+                out.append(cls(**data))
+            except (ValueError, TypeError, AttributeError) as exc:
+                raise CredentialsError(f"{path}: not a bifente credentials file (pair again, "
+                                       "or remove it)") from exc
         return out
 
     @classmethod

@@ -34,6 +34,7 @@ SCOPES: tuple[str, ...] = (
     "dmp:read",
     "dmp:write",
     "dmp:emergency",
+    "terminal:display",
     "admin",
 )
 DEFAULT_SCOPES: tuple[str, ...] = ("identity:read",)

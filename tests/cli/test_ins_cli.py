@@ -48,3 +48,18 @@ def test_bad_nir_is_one_line_and_exit_2() -> None:
 def test_usage_error_exit_2() -> None:
     result = bifente("ins")
     assert result.returncode == 2 and "usage:" in result.stderr
+
+
+def test_expired_rights_and_card_are_flagged() -> None:
+    from apdu.protocol import CardProtocol
+    from apdu.transport import InProcessTransport
+    from apdu.vitale import VitaleSession
+    from edged.cli.render import _past, vitale_text
+    from simulators.vitale import Vitale2Card
+
+    assert _past("20260115", today="20261205") and not _past("20331231", today="20261205")
+    card = VitaleSession(CardProtocol(InProcessTransport(Vitale2Card("family")))).read()
+    assert "EXPIRED" not in vitale_text(card)  # rights until 2033
+    text = vitale_text(VitaleSession(CardProtocol(InProcessTransport(
+        Vitale2Card("temporary")))).read())
+    assert ("RIGHTS EXPIRED" in text) == _past("20260115")

@@ -150,3 +150,15 @@ def test_protocol_doc_is_generated_from_the_method_table() -> None:
 def test_example_config_is_the_defaults() -> None:
     example = Path(__file__).resolve().parents[2] / "docs" / "edged.example.toml"
     assert load_config(example) == Config()
+
+
+def test_limits_table_is_checked(tmp_path) -> None:
+    from edged.config import ConfigError, load_config
+
+    path = tmp_path / "edged.toml"
+    path.write_text('[limits."Practice server"]\nrate_burst = 400\nmax_connections = 64\n')
+    assert load_config(path).limits == {"Practice server": {"rate_burst": 400,
+                                                            "max_connections": 64}}
+    path.write_text('[limits."X"]\nrate_burst = -1\n')
+    with pytest.raises(ConfigError, match="positive"):
+        load_config(path)

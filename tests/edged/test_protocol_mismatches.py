@@ -141,3 +141,20 @@ async def test_events_carry_consecutive_sequence_numbers(edged) -> None:
             bench.daemon.bus.publish("terminal.cancel")
         seqs = [(await client.next_event())["seq"] for _ in range(3)]
     assert seqs == [seqs[0], seqs[0] + 1, seqs[0] + 2]
+
+
+async def test_a_named_client_gets_higher_limits(edged) -> None:
+    bench = await edged(rate_per_second=1.0, rate_burst=4, max_connections_per_client=1,
+                        limits={"Practice server": {"rate_burst": 30, "max_connections": 3}})
+    proxy = await bench.pair("Practice server", "identity:read")
+    connections = [await proxy.connect() for _ in range(3)]
+    info = await connections[2].call("system.info")
+    assert info["limits"]["rate_burst"] == 30 and info["limits"]["max_connections_per_client"] == 3
+    results = await asyncio.gather(*(connections[0].call("system.info") for _ in range(20)))
+    assert len(results) == 20
+    async with await bench.client("desk", "identity:read") as desk:
+        limited = await asyncio.gather(*(desk.call("system.info") for _ in range(10)),
+                                       return_exceptions=True)
+    assert any(isinstance(r, RemoteError) and r.reason == "rate_limited" for r in limited)
+    for c in connections:
+        await c.close()

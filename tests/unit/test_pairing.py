@@ -787,3 +787,23 @@ async def test_pairing_end_to_end_over_websocket_and_tls(
     )
     async with connect(url, ssl=by_ca) as ws:
         assert (await call(ws, "whoami"))["result"]["name"] == "Front desk"
+
+
+@pytest.mark.asyncio
+async def test_one_user_behind_nat_does_not_lock_the_site_out(
+    manager: PairingManager, display: Display, csr: bytes
+) -> None:
+    # One address for a whole practice (NAT, RDS/Citrix): "Guesser" mistypes until locked.
+    await fail(manager, display, PEER, 4, csr)
+    locked = await manager.begin("Guesser", csr, [], PEER)
+    await refused(
+        manager.complete(locked.pairing_id, wrong(display.code), PEER),
+        PairingErrorCode.LOCKED_OUT,
+    )
+    await refused(manager.begin("guesser", csr, [], PEER), PairingErrorCode.LOCKED_OUT)
+    # Two other desks at the same address pair at the same time.
+    first = await manager.begin("Desk 1", csr, [], PEER)
+    first_code = display.code
+    second = await manager.begin("Desk 2", csr, [], PEER)
+    await manager.complete(second.pairing_id, display.code, PEER)
+    await manager.complete(first.pairing_id, first_code, PEER)

@@ -1,0 +1,54 @@
+"""Per-client limits: the [server] defaults, raised for named clients in [limits."NAME"].
+
+A practice server that proxies many front desks through one pairing needs more calls and
+connections than one desk; it gets them by name in the configuration, e.g.
+
+    [limits."Practice server"]
+    rate_per_second = 200.0
+    rate_burst = 400
+    max_connections = 64
+
+Everyone else keeps the defaults (docs/edged.md).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from edged.config import Config, ConfigError
+
+__all__ = ["ClientLimits", "check_limits", "limits_for"]
+
+_KEYS = {"rate_per_second": (int, float), "rate_burst": (int,), "max_connections": (int,)}
+
+
+@dataclass(frozen=True)
+class ClientLimits:
+    """What one client may do."""
+
+    rate_per_second: float
+    rate_burst: int
+    max_connections: int
+
+
+def check_limits(table: dict[str, Any]) -> None:
+    """Raise ConfigError for a [limits] table that is not {name: {known key: positive}}."""
+    for name, body in table.items():
+        if not isinstance(body, dict):
+            raise ConfigError(f'[limits."{name}"] must be a table')
+        for key, value in body.items():
+            if key not in _KEYS:
+                raise ConfigError(f'unknown setting limits."{name}".{key}')
+            if isinstance(value, bool) or not isinstance(value, _KEYS[key]) or value <= 0:
+                raise ConfigError(f'limits."{name}".{key} must be a positive number')
+
+
+def limits_for(config: Config, client_name: str | None) -> ClientLimits:
+    """The limits of a client (by its paired name; unpaired peers get the defaults)."""
+    base = ClientLimits(config.rate_per_second, config.rate_burst,
+                        config.max_connections_per_client)
+    extra = config.limits.get(client_name or "", {}) if client_name else {}
+    return ClientLimits(float(extra.get("rate_per_second", base.rate_per_second)),
+                        int(extra.get("rate_burst", base.rate_burst)),
+                        int(extra.get("max_connections", base.max_connections)))
