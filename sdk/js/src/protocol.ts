@@ -68,8 +68,43 @@ export type CpsAuthenticateResult = {
   certificate: string;
 };
 
-/** Parameters of `cps.info`: The professional on the CPS card and the PIN tries left (no PIN needed). */
-export type CpsInfoParams = Record<string, never>;
+/** Parameters of `cps.certificates`: Both CPS certificates (signature and authentication) with their validity, without the PIN: what a CAdES/XAdES signer needs before it signs. */
+export type CpsCertificatesParams = Record<string, never>;
+
+/** Result of `cps.certificates`. */
+export type CpsCertificatesResult = {
+  signature: {
+    /** X.509 certificate (DER); encoding: base64 */
+    certificate: string;
+    subject: string;
+    /** format: date-time */
+    not_before: string;
+    /** format: date-time */
+    not_after: string;
+    /** outside its validity period now */
+    expired: boolean;
+    /** expires within 30 days */
+    expires_soon: boolean;
+  };
+  authentication: {
+    /** X.509 certificate (DER); encoding: base64 */
+    certificate: string;
+    subject: string;
+    /** format: date-time */
+    not_before: string;
+    /** format: date-time */
+    not_after: string;
+    /** outside its validity period now */
+    expired: boolean;
+    /** expires within 30 days */
+    expires_soon: boolean;
+  };
+};
+
+/** Parameters of `cps.info`: The professional on the CPS card and the PIN tries left (no PIN needed); with certificates: true, both certificates and their validity. */
+export type CpsInfoParams = {
+  certificates?: boolean;
+};
 
 /** Result of `cps.info`. */
 export type CpsInfoResult = {
@@ -92,6 +127,56 @@ export type CpsInfoResult = {
     max_tries: number;
     blocked: boolean;
   };
+  /** only when asked (certificates: true) */
+  certificates?: {
+    signature: {
+      /** X.509 certificate (DER); encoding: base64 */
+      certificate: string;
+      subject: string;
+      /** format: date-time */
+      not_before: string;
+      /** format: date-time */
+      not_after: string;
+      /** outside its validity period now */
+      expired: boolean;
+      /** expires within 30 days */
+      expires_soon: boolean;
+    };
+    authentication: {
+      /** X.509 certificate (DER); encoding: base64 */
+      certificate: string;
+      subject: string;
+      /** format: date-time */
+      not_before: string;
+      /** format: date-time */
+      not_after: string;
+      /** outside its validity period now */
+      expired: boolean;
+      /** expires within 30 days */
+      expires_soon: boolean;
+    };
+  };
+};
+
+/** Parameters of `cps.logout`: End the verified state: the holder types the PIN again before the next signature (pin.state event with result reset). */
+export type CpsLogoutParams = Record<string, never>;
+
+/** Result of `cps.logout`. */
+export type CpsLogoutResult = {
+  verified: false;
+};
+
+/** Parameters of `cps.pin_state`: PIN try counters and whether the PIN is verified now (a verified card signs for any client with cps:sign until it is removed or cps.logout). */
+export type CpsPinStateParams = Record<string, never>;
+
+/** Result of `cps.pin_state`. */
+export type CpsPinStateResult = {
+  /** minimum: 0 */
+  tries_left: number;
+  /** minimum: 0 */
+  max_tries: number;
+  blocked: boolean;
+  verified: boolean;
 };
 
 /** Parameters of `cps.pin_status`: PIN try counters. */
@@ -122,6 +207,21 @@ export type CpsSignResult = {
   certificate: string;
 };
 
+/** Parameters of `cps.sign_digest`: Sign a SHA-256 digest computed by the caller with the authentication key (PKCS#1 v1.5 DigestInfo); needs the PIN verified. The signature key signs only whole data (cps.sign: the card finishes the hash). */
+export type CpsSignDigestParams = {
+  /** base64 of the 32-byte SHA-256 digest; encoding: base64; minLength: 44; maxLength: 44 */
+  digest: string;
+};
+
+/** Result of `cps.sign_digest`. */
+export type CpsSignDigestResult = {
+  algorithm: "sha256WithRSAEncryption";
+  /** encoding: base64 */
+  signature: string;
+  /** encoding: base64 */
+  certificate: string;
+};
+
 /** Parameters of `cps.verify_pin`: The holder types the PIN on the terminal keypad; the result says ok, wrong (tries left), blocked or cancelled. No method takes a PIN. */
 export type CpsVerifyPinParams = {
   /** minimum: 5; maximum: 120 */
@@ -133,6 +233,18 @@ export type CpsVerifyPinResult = {
   result: "ok" | "wrong" | "blocked" | "cancelled";
   /** minimum: 0 */
   tries_left: number;
+};
+
+/** Parameters of `display.show`: Show a message on the terminal's display (ASCII, 16 columns x 8 lines, word-wrapped); it stays until the next screen. */
+export type DisplayShowParams = {
+  /** minLength: 1; maxLength: 200 */
+  text: string;
+};
+
+/** Result of `display.show`. */
+export type DisplayShowResult = {
+  /** maxItems: 8 */
+  lines: string[];
 };
 
 /** Parameters of `dmp.create`: Create the patient's DMP: the patient consents on the terminal (Vitale card in); the answer holds the patient's password once (also shown on the terminal display). */
@@ -411,8 +523,8 @@ export type PairBeginParams = {
   name: string;
   /** PEM CSR or public key; maxLength: 8192 */
   csr: string;
-  /** maxItems: 7 */
-  scopes?: ("identity:read" | "cps:sign" | "mail:send" | "dmp:read" | "dmp:write" | "dmp:emergency" | "admin")[];
+  /** maxItems: 8 */
+  scopes?: ("identity:read" | "cps:sign" | "mail:send" | "dmp:read" | "dmp:write" | "dmp:emergency" | "terminal:display" | "admin")[];
 };
 
 /** Result of `pair.begin`. */
@@ -565,14 +677,24 @@ export interface Methods {
   "consent.ask": { params: ConsentAskParams; result: ConsentAskResult };
   /** INTERNAL AUTHENTICATE of SHA-256(challenge) with the authentication key; needs the PIN verified. */
   "cps.authenticate": { params: CpsAuthenticateParams; result: CpsAuthenticateResult };
-  /** The professional on the CPS card and the PIN tries left (no PIN needed). */
+  /** Both CPS certificates (signature and authentication) with their validity, without the PIN: what a CAdES/XAdES signer needs before it signs. */
+  "cps.certificates": { params: CpsCertificatesParams; result: CpsCertificatesResult };
+  /** The professional on the CPS card and the PIN tries left (no PIN needed); with certificates: true, both certificates and their validity. */
   "cps.info": { params: CpsInfoParams; result: CpsInfoResult };
+  /** End the verified state: the holder types the PIN again before the next signature (pin.state event with result reset). */
+  "cps.logout": { params: CpsLogoutParams; result: CpsLogoutResult };
+  /** PIN try counters and whether the PIN is verified now (a verified card signs for any client with cps:sign until it is removed or cps.logout). */
+  "cps.pin_state": { params: CpsPinStateParams; result: CpsPinStateResult };
   /** PIN try counters. */
   "cps.pin_status": { params: CpsPinStatusParams; result: CpsPinStatusResult };
   /** Sign data with the CPS card (SHA-256, RSA PKCS#1 v1.5, split hash); needs the PIN verified. */
   "cps.sign": { params: CpsSignParams; result: CpsSignResult };
+  /** Sign a SHA-256 digest computed by the caller with the authentication key (PKCS#1 v1.5 DigestInfo); needs the PIN verified. The signature key signs only whole data (cps.sign: the card finishes the hash). */
+  "cps.sign_digest": { params: CpsSignDigestParams; result: CpsSignDigestResult };
   /** The holder types the PIN on the terminal keypad; the result says ok, wrong (tries left), blocked or cancelled. No method takes a PIN. */
   "cps.verify_pin": { params: CpsVerifyPinParams; result: CpsVerifyPinResult };
+  /** Show a message on the terminal's display (ASCII, 16 columns x 8 lines, word-wrapped); it stays until the next screen. */
+  "display.show": { params: DisplayShowParams; result: DisplayShowResult };
   /** Create the patient's DMP: the patient consents on the terminal (Vitale card in); the answer holds the patient's password once (also shown on the terminal display). */
   "dmp.create": { params: DmpCreateParams; result: DmpCreateResult };
   /** The author deletes a document after the patient asked for it (the entry stays, status deleted, its bytes wiped). */
@@ -623,10 +745,15 @@ export const METHOD_NAMES = [
   "clients.revoke",
   "consent.ask",
   "cps.authenticate",
+  "cps.certificates",
   "cps.info",
+  "cps.logout",
+  "cps.pin_state",
   "cps.pin_status",
   "cps.sign",
+  "cps.sign_digest",
   "cps.verify_pin",
+  "display.show",
   "dmp.create",
   "dmp.delete",
   "dmp.emergency",
@@ -654,12 +781,17 @@ export const METHOD_NAMES = [
 export const METHOD_SCOPES: Readonly<Record<MethodName, readonly string[]>> = {
   "clients.list": ["admin"],
   "clients.revoke": ["admin"],
-  "consent.ask": ["dmp:emergency","dmp:read","dmp:write"],
+  "consent.ask": ["dmp:emergency","dmp:read","dmp:write","terminal:display"],
   "cps.authenticate": ["cps:sign"],
+  "cps.certificates": ["cps:sign","identity:read"],
   "cps.info": ["identity:read"],
+  "cps.logout": ["cps:sign"],
+  "cps.pin_state": ["cps:sign","identity:read"],
   "cps.pin_status": ["identity:read"],
   "cps.sign": ["cps:sign"],
+  "cps.sign_digest": ["cps:sign"],
   "cps.verify_pin": ["cps:sign"],
+  "display.show": ["terminal:display"],
   "dmp.create": ["dmp:write"],
   "dmp.delete": ["dmp:write"],
   "dmp.emergency": ["dmp:emergency"],
