@@ -76,8 +76,20 @@ export interface CallOptions {
   signal?: AbortSignal;
 }
 
+/** What {@link ClientOptions.observe} sees: every answer and event, as received. */
+export type Observed =
+  | { kind: "result"; method: string; value: unknown }
+  | { kind: "error"; method: string; value: Record<string, unknown> }
+  | { kind: "event"; method: string; value: Record<string, unknown> }
+  | { kind: "unroutable"; method: ""; value: Record<string, unknown> };
+
 /** Options common to every connection. */
 export interface ClientOptions {
+  /**
+   * Called with every answer and event before it is delivered (e.g. to check answers
+   * against docs/openrpc.json in an integration test). It must not throw.
+   */
+  observe?: (message: Observed) => void;
   /** Default per-call timeout in ms (120 s: PIN entry takes a person's time). */
   callTimeout?: number;
   /** Requests larger than this (UTF-8 bytes) fail at once with RequestTooLargeError. */
@@ -107,6 +119,8 @@ export class Client {
   private readonly listeners = new Map<string, Set<Listener>>();
   private readonly callTimeout: number;
   private readonly maxMessageBytes: number;
+  private readonly observe: ((message: Observed) => void) | undefined;
+  private lastUnroutable: string | undefined;
   private nextId = 1;
   private closeInfo: { code: number; reason: string } | undefined;
   private resolveClosed!: (info: { code: number; reason: string }) => void;
@@ -116,6 +130,7 @@ export class Client {
     this.wire = wire;
     this.callTimeout = options.callTimeout ?? 120_000;
     this.maxMessageBytes = options.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES;
+    this.observe = options.observe;
     this.closed = new Promise((resolve) => {
       this.resolveClosed = resolve;
     });
@@ -201,14 +216,24 @@ export class Client {
     }
     const id = message["id"];
     const pending = typeof id === "number" ? this.pending.get(id) : undefined;
-    if (!pending) return; // an answer to nothing we asked (e.g. id null): not routable
+    const error = message["error"];
+    if (!pending) {
+      // Not an answer to a call of ours: an id-null error is about the connection
+      // (e.g. too_many_connections, sent just before the daemon closes with 1008).
+      if (isObject(error)) {
+        this.lastUnroutable = String(error["message"] ?? "");
+        this.observe?.({ kind: "unroutable", method: "", value: error });
+      }
+      return;
+    }
     this.pending.delete(id as number);
     pending.cleanup();
-    const error = message["error"];
     if (isObject(error)) {
+      this.observe?.({ kind: "error", method: pending.method, value: error });
       const data = isObject(error["data"]) ? error["data"] : undefined;
       pending.reject(new RemoteError(Number(error["code"]), String(error["message"] ?? ""), data));
     } else {
+      this.observe?.({ kind: "result", method: pending.method, value: message["result"] });
       pending.resolve(message["result"]);
     }
   }
@@ -216,10 +241,10 @@ export class Client {
   /** The transport reports the end of the connection here (once). */
   closedBy(code: number, reason: string): void {
     if (this.closeInfo) return;
-    this.closeInfo = { code, reason };
+    this.closeInfo = { code, reason: reason || this.lastUnroutable || "" };
     for (const pending of this.pending.values()) {
       pending.cleanup();
-      pending.reject(new ConnectionClosedError(code, reason));
+      pending.reject(new ConnectionClosedError(code, this.closeInfo.reason));
     }
     this.pending.clear();
     this.resolveClosed(this.closeInfo);
@@ -272,6 +297,7 @@ export class Client {
     const name = message["method"];
     if (typeof name !== "string") return;
     const params = isObject(message["params"]) ? message["params"] : {};
+    this.observe?.({ kind: "event", method: name, value: params });
     const event = { ...params, event: name } as EventMessage;
     for (const key of [name, "*"]) {
       for (const listener of [...(this.listeners.get(key) ?? [])]) {

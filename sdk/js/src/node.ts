@@ -138,8 +138,8 @@ export interface Credentials {
   scopes: string[];
 }
 
-/** What pair() needs. */
-export interface PairOptions {
+/** What pair() needs (plus the client options of its unpaired connection). */
+export interface PairOptions extends ClientOptions {
   host: string;
   port?: number;
   fingerprint: string;
@@ -160,7 +160,8 @@ export async function pair(options: PairOptions): Promise<Credentials> {
   const spki = publicKey.export({ type: "spki", format: "pem" }).toString();
   const fingerprint = normalizeFingerprint(options.fingerprint);
   const port = options.port ?? DEFAULT_PORT;
-  const client = await connect({ host: options.host, port, fingerprint });
+  const { readCode: _readCode, name: _name, scopes: _scopes, ...connectOptions } = options;
+  const client = await connect({ ...connectOptions, port, fingerprint });
   try {
     const begun = await client.call("pair.begin",
       { name: options.name, csr: spki, scopes: options.scopes ?? ["identity:read"] });

@@ -12,12 +12,15 @@ import {
   type Client, connect, connectWith, type Credentials, loadCredentials, pair, PinMismatchError,
   RemoteError, RequestTooLargeError, saveCredentials,
 } from "../../src/node.js";
+import { Contract } from "../support/contract.js";
 import { env, Terminal } from "../support/terminal.js";
 
 const host = env("EDGED_HOST");
 const port = Number(env("EDGED_PORT"));
 const fingerprint = env("EDGED_FINGERPRINT");
 const terminal = new Terminal(env("EDGED_CONTROL"));
+const contract = new Contract(); // every answer and event below is checked against docs/openrpc.json
+const observe = contract.observe;
 
 /** Read the pairing code off the display, as the receptionist does. */
 async function codeOnDisplay(): Promise<string> {
@@ -31,9 +34,9 @@ let client: Client;
 before(async () => {
   credentials = await pair({
     host, port, fingerprint, name: "Node front desk", scopes: ["identity:read", "cps:sign"],
-    readCode: codeOnDisplay,
+    readCode: codeOnDisplay, observe,
   });
-  client = await connectWith(credentials);
+  client = await connectWith(credentials, { observe });
 });
 
 after(async () => {
@@ -50,7 +53,7 @@ test("a wrong pin fails inside the TLS handshake, before the WebSocket request",
 });
 
 test("unpaired: only pair.* is allowed, and a wrong code costs an attempt", async () => {
-  const unpaired = await connect({ host, port, fingerprint: `SHA256:${fingerprint.toUpperCase()}` });
+  const unpaired = await connect({ host, port, fingerprint: `SHA256:${fingerprint.toUpperCase()}`, observe });
   try {
     await assert.rejects(unpaired.call("system.info"),
       (e: unknown) => e instanceof RemoteError && e.code === -32000 && e.reason === "not_paired");
@@ -131,9 +134,9 @@ test("an oversized request fails at once in the SDK, and the connection stays us
 });
 
 test("a method outside the client's scopes is refused with missing_scope", async () => {
-  const reader = await pair({ host, port, fingerprint, name: "Node reader", readCode: codeOnDisplay });
+  const reader = await pair({ host, port, fingerprint, name: "Node reader", readCode: codeOnDisplay, observe });
   assert.deepEqual(reader.scopes, ["identity:read"]);
-  const limited = await connectWith(reader);
+  const limited = await connectWith(reader, { observe });
   try {
     await assert.rejects(limited.call("cps.sign", { data: "AAAA" }),
       (e: unknown) => e instanceof RemoteError && e.code === -32001 && e.reason === "missing_scope");
@@ -151,7 +154,15 @@ test("credentials are saved in the Python SDK's format (0600) and load back", as
   assert.equal(statSync(path).mode & 0o777, 0o600);
   const loaded = loadCredentials(dir);
   assert.equal(loaded.length, 1);
-  const again = await connectWith(loaded[0]!);
+  const again = await connectWith(loaded[0]!, { observe });
   assert.equal((await again.call("system.info")).fingerprint, fingerprint);
   await again.close();
+});
+
+test("every answer and event above matched docs/openrpc.json", () => {
+  assert.deepEqual(contract.mismatches, []);
+  for (const key of ["result pair.complete", "error pair.complete", "error system.info", "result vitale.read",
+    "result cps.verify_pin", "result cps.sign", "event pin.state", "event card.removed", "error cps.sign"]) {
+    assert.ok(contract.seen.has(key), `${key} was never checked (${[...contract.seen].join(", ")})`);
+  }
 });

@@ -50,3 +50,21 @@ test("notifications reach listeners of their name and of '*'; unroutable answers
   assert.equal(event["kind"], "vitale");
   assert.deepEqual(seen, ["*:card.removed"]);
 });
+
+test("observe sees every answer and event; an id-null error explains the close that follows", async () => {
+  const seen: string[] = [];
+  const sent: Record<string, unknown>[] = [];
+  const client = new Client({ send: (text) => sent.push(JSON.parse(text)), close: () => undefined },
+    { observe: (m) => seen.push(`${m.kind} ${m.method}`) });
+  const call = client.call("system.info");
+  client.receive(JSON.stringify({ jsonrpc: "2.0", id: sent[0]!["id"], result: { protocol: "1.0" } }));
+  await call;
+  const pending = client.call("readers.list");
+  client.receive(JSON.stringify({ jsonrpc: "2.0", method: "card.inserted", params: { time: 1 } }));
+  client.receive(JSON.stringify({ jsonrpc: "2.0", id: null,
+    error: { code: -32003, message: "too many connections for this client", data: { reason: "too_many_connections" } } }));
+  client.closedBy(1008, "");
+  await assert.rejects(pending, (e: unknown) => e instanceof ConnectionClosedError && e.closeCode === 1008
+    && e.closeReason === "too many connections for this client");
+  assert.deepEqual(seen, ["result system.info", "event card.inserted", "unroutable "]);
+});
