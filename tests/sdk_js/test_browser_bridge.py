@@ -22,8 +22,10 @@ from pathlib import Path
 
 import pytest
 from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
 
-from edged.sdk import pair
+from edged.bridge import AllowList, Bridge
+from edged.sdk import Credentials, pair
 from simulators.terminal.control import TerminalControl
 from tests.sdk_js.jsrun import Edged, run_node
 from tests.sdk_js.pages import PageServer
@@ -49,6 +51,22 @@ def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
                           capture_output=True, text=True, timeout=60, check=False)
 
 
+async def _pair(edged: Edged, name: str, scopes: list[str]) -> Credentials:
+    """Pair through the Python SDK, the code read off the virtual display."""
+    control = TerminalControl(edged.control)
+
+    async def read_code() -> str:
+        screen = ""
+        for _ in range(150):
+            screen = "\n".join(await asyncio.to_thread(control.screen))
+            if m := re.search(r"\d{6}", screen):
+                return m.group(0)
+            await asyncio.sleep(0.1)
+        raise AssertionError(f"no pairing code on the terminal: {screen}")
+
+    return await pair(edged.host, edged.port, edged.fingerprint, name, scopes, read_code)
+
+
 @pytest.fixture(scope="module")
 def pages(js_build: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[PageServer]:
     """The clinic page and the compiled SDK over HTTPS (clinic.test and evil.test)."""
@@ -64,19 +82,8 @@ def bridge(edged_sim: Edged, pages: PageServer,
     tmp = tmp_path_factory.mktemp("bridge")
     env = {**os.environ, "BIFENTE_CLIENT_DIR": str(tmp / "terminals"),
            "BIFENTE_BRIDGE_ALLOWLIST": str(tmp / "bridge.json"), "PYTHONPATH": str(ROOT)}
-    control = TerminalControl(edged_sim.control)
-
-    async def read_code() -> str:
-        for _ in range(150):
-            screen = "\n".join(await asyncio.to_thread(control.screen))
-            if m := re.search(r"\d{6}", screen):
-                return m.group(0)
-            await asyncio.sleep(0.1)
-        raise AssertionError(f"no pairing code on the terminal: {screen}")
-
-    credentials = asyncio.run(pair(edged_sim.host, edged_sim.port, edged_sim.fingerprint,
-                                   "Bridge front desk", ["identity:read", "cps:sign", "dmp:read"],
-                                   read_code))
+    credentials = asyncio.run(_pair(edged_sim, "Bridge front desk",
+                                    ["identity:read", "cps:sign", "dmp:read"]))
     credentials.save(tmp / "terminals")
     clinic = f"https://clinic.test:{pages.port}"
     allowed = _cli(env, "bridge", "allow", clinic, "--scope", "identity:read",
@@ -197,3 +204,42 @@ def test_bridge_forwards_and_filters(bridge: RunningBridge) -> None:
     assert by_id["8"]["error"]["code"] == -32601
     refused = sorted(a["error"]["data"]["reason"] for a in answers if a["id"] is None)
     assert refused == ["invalid_request", "parse_error"]
+
+
+@pytest.mark.timeout(120)
+def test_revocations_close_open_pages(edged_sim: Edged, tmp_path: Path) -> None:
+    """Revoking an origin closes its pages (1008); revoking the bridge on edged gives 4403."""
+
+    async def run() -> tuple[int | None, int | None]:
+        credentials = await _pair(edged_sim, "Bridge two", ["identity:read"])
+        admin = await _pair(edged_sim, "Admin desk", ["admin"])
+        allowlist = AllowList(tmp_path / "bridge.json")
+        _, token_a = allowlist.allow("https://a.test", ["identity:read"])
+        _, token_b = allowlist.allow("https://b.test", ["identity:read"])
+        bridge = Bridge(credentials, allowlist, port=0)
+        port = await bridge.start()
+        info = '{"jsonrpc":"2.0","id":1,"method":"system.info"}'
+
+        def page(origin: str, token: str) -> connect:
+            return connect(f"ws://127.0.0.1:{port}/", additional_headers={"Origin": origin},
+                           subprotocols=["bifente.v1", f"bifente-token.{token}"],  # type: ignore[list-item]
+                           open_timeout=10)
+        try:
+            async with page("https://a.test", token_a) as a, page("https://b.test", token_b) as b:
+                for ws in (a, b):
+                    await ws.send(info)
+                    assert '"result"' in str(await asyncio.wait_for(ws.recv(), 10))
+                assert allowlist.revoke("https://a.test")
+                await a.send(info)
+                with pytest.raises(ConnectionClosed):
+                    await asyncio.wait_for(a.recv(), 10)
+                async with await admin.connect() as admin_client:
+                    revoked = await admin_client.call("clients.revoke", {"name": "Bridge two"})
+                    assert revoked["connections_closed"] == 1
+                with pytest.raises(ConnectionClosed):
+                    await asyncio.wait_for(b.recv(), 10)
+                return a.close_code, b.close_code
+        finally:
+            await bridge.close()
+
+    assert asyncio.run(run()) == (1008, 4403)
