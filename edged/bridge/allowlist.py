@@ -89,10 +89,14 @@ class AllowList:
         except FileNotFoundError:
             return {}
         if self._cache is None or self._cache[0] != stamp:
-            data = json.loads(self.path.read_text())
-            self._cache = (stamp, {
-                origin: Allowed(origin, e["token_sha256"], tuple(e["scopes"]), float(e["added"]))
-                for origin, e in data.get("origins", {}).items()})
+            try:
+                data = json.loads(self.path.read_text())
+                entries = {origin: Allowed(origin, str(e["token_sha256"]), tuple(e["scopes"]),
+                                           float(e["added"]))
+                           for origin, e in data["origins"].items()}
+            except (ValueError, KeyError, TypeError, AttributeError) as exc:
+                raise ValueError(f"{self.path}: not a bridge allow-list ({exc})") from None
+            self._cache = (stamp, entries)
         return self._cache[1]
 
     def check(self, origin: str | None, token: str | None) -> Allowed | None:
@@ -100,9 +104,10 @@ class AllowList:
         if not origin or not token:
             return None
         try:
-            entry = self.entries().get(normalize_origin(origin))
+            normal = normalize_origin(origin)
         except ValueError:
             return None
+        entry = self.entries().get(normal)  # ValueError when the file is damaged
         return entry if entry is not None and entry.token_matches(token) else None
 
     def allow(self, origin: str, scopes: list[str]) -> tuple[str, str]:

@@ -129,7 +129,10 @@ class Bridge:
         if not origin:
             return self._refuse(conn, "not exactly one Origin header", origin)
         tokens = _tokens(headers)
-        entry = self.allowlist.check(origin, tokens[0] if len(tokens) == 1 else None)
+        try:
+            entry = self.allowlist.check(origin, tokens[0] if len(tokens) == 1 else None)
+        except ValueError as exc:  # a damaged allow-list allows nobody
+            return self._refuse(conn, str(exc), origin)
         if entry is None:
             return self._refuse(conn, "origin not allowed, or wrong token", origin)
         if BRIDGE_PROTOCOL not in {p.strip() for p in
@@ -148,9 +151,12 @@ class Bridge:
 
     async def _serve_page(self, page: ServerConnection) -> None:
         origin = page.request.headers.get("Origin", "") if page.request else ""
-        entry = self.allowlist.check(origin, (_tokens(page.request.headers) or [""])[0]
-                                     if page.request else None)
-        if entry is None:  # revoked between the gate and here
+        try:
+            entry = self.allowlist.check(origin, (_tokens(page.request.headers) or [""])[0]
+                                         if page.request else None)
+        except ValueError:
+            entry = None
+        if entry is None:  # revoked (or the allow-list damaged) between the gate and here
             await page.close(1008, "origin not allowed")
             return
         try:
@@ -175,7 +181,10 @@ class Bridge:
         """Page -> edged: parse, filter by the origin's scopes, forward the original text."""
         with contextlib.suppress(ConnectionClosed):
             async for raw in page:
-                current = self.allowlist.entries().get(entry.origin)
+                try:
+                    current = self.allowlist.entries().get(entry.origin)
+                except ValueError:
+                    current = None
                 if current is None or current.token_sha256 != entry.token_sha256:
                     await page.close(1008, "origin no longer allowed")  # revoked or re-keyed
                     return

@@ -24,6 +24,17 @@ from edged.sdk import Credentials
 __all__ = ["add_parsers"]
 
 
+def _port(text: str) -> int:
+    """A TCP port, 0 (pick a free one) to 65535."""
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{port} is not a port (0-65535)")
+    return port
+
+
 def _allowlist(args: argparse.Namespace) -> AllowList:
     return AllowList(args.allow_list)
 
@@ -35,11 +46,16 @@ def _serve(args: argparse.Namespace) -> int:
     async def run() -> None:
         bridge = Bridge(credentials, allowlist, host=args.host, port=args.port)
         port = await bridge.start()
-        origins = ", ".join(sorted(allowlist.entries())) or "none yet (bifente bridge allow)"
+        allowed = sorted(allowlist.entries())
         host = f"[{args.host}]" if ":" in args.host else args.host
-        print(f"bifente bridge: ws://{host}:{port}/ -> terminal {credentials.host}:"
-              f"{credentials.port} as {credentials.name!r}; allowed origins: {origins}",
-              flush=True)
+        if args.json:
+            print(json.dumps({"url": f"ws://{host}:{port}/", "terminal": f"{credentials.host}:"
+                              f"{credentials.port}", "client": credentials.name,
+                              "origins": allowed}), flush=True)
+        else:
+            print(f"bifente bridge: ws://{host}:{port}/ -> terminal {credentials.host}:"
+                  f"{credentials.port} as {credentials.name!r}; allowed origins: "
+                  f"{', '.join(allowed) or 'none yet (bifente bridge allow)'}", flush=True)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -54,9 +70,13 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _allow(args: argparse.Namespace) -> int:
-    origin, token = _allowlist(args).allow(args.origin, args.scope or ["identity:read"])
-    print(f"allowed {origin} with scopes {', '.join(sorted(set(args.scope or ['identity:read'])))}"
-          f"; its token (shown once, paste it into the web app's settings):", file=sys.stderr)
+    scopes = sorted(set(args.scope or ["identity:read"]))
+    origin, token = _allowlist(args).allow(args.origin, scopes)
+    if args.json:
+        print(json.dumps({"origin": origin, "scopes": scopes, "token": token}))
+        return 0
+    print(f"allowed {origin} with scopes {', '.join(scopes)}; its token (shown once, paste it "
+          "into the web app's settings):", file=sys.stderr)
     print(token)
     return 0
 
@@ -64,7 +84,10 @@ def _allow(args: argparse.Namespace) -> int:
 def _revoke(args: argparse.Namespace) -> int:
     if not _allowlist(args).revoke(args.origin):
         raise LookupError(f"{args.origin} is not on the allow-list")
-    print(f"revoked {args.origin}: its pages are refused from now on", file=sys.stderr)
+    if args.json:
+        print(json.dumps({"revoked": args.origin}))
+    else:
+        print(f"revoked {args.origin}: its pages are refused from now on", file=sys.stderr)
     return 0
 
 
@@ -88,11 +111,12 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     def common(p: argparse.ArgumentParser) -> None:
         p.add_argument("--allow-list", type=Path, default=None,
                        help=f"the allow-list file (default {default_path()})")
+        p.add_argument("--json", action="store_true", help="answer in JSON")
 
     p = bsub.add_parser("serve", help="serve allowed web pages on loopback")
     p.add_argument("--terminal", help="which paired terminal (host or fingerprint prefix)")
     p.add_argument("--host", default="127.0.0.1", choices=["127.0.0.1", "::1"])
-    p.add_argument("--port", type=int, default=DEFAULT_PORT,
+    p.add_argument("--port", type=_port, default=DEFAULT_PORT,
                    help=f"port (default {DEFAULT_PORT}; 0 picks a free one)")
     common(p)
     p.set_defaults(func=_serve)
@@ -110,6 +134,5 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_revoke)
 
     p = bsub.add_parser("list", help="allowed origins and their scopes")
-    p.add_argument("--json", action="store_true")
     common(p)
     p.set_defaults(func=_list)
