@@ -8,16 +8,19 @@ import json
 from collections.abc import Iterator
 
 from apdu.cps import CpsSession
+from apdu.cps_spec import KeyRef
 from apdu.errors import PinNotAvailable
 from apdu.identity import compute_ins_c, ins_for, parse_nir
 from apdu.protocol import CardProtocol
 from apdu.transport import SecurePinChange, SecurePinEntry, Transport
 from apdu.vitale import VitaleSession
+from edged.api.cps_methods import certificate_info
+from edged.cli import frontdesk
 from edged.cli.errors import EXIT
 from edged.cli.render import cps_json, cps_text, vitale_json, vitale_text
 from edged.readers.pcsc import open_reader, scan
 from edged.readers.terminal import TerminalLink, TerminalTransport, parse_reader
-from edged.services.cards import verify_pin
+from edged.services.cards import verify_pin, vitale_result
 
 __all__ = ["add_parsers"]
 
@@ -59,19 +62,35 @@ def _open(kind: str, reader: str | None) -> Iterator[Transport]:
 
 
 def _vitale_read(args: argparse.Namespace) -> int:
+    if args.remote:
+        return frontdesk.remote_vitale_read(args)
     with _open("vitale", args.reader) as transport:
         card = VitaleSession(CardProtocol(transport)).read()
-    print(json.dumps(vitale_json(card), indent=2, ensure_ascii=False) if args.json
-          else vitale_text(card))
+    if args.json:
+        print(json.dumps(vitale_json(card), indent=2, ensure_ascii=False))
+        return 0
+    print(vitale_text(card))
+    for warning in frontdesk.vitale_warnings(vitale_result(card)):
+        print(warning)
     return 0
 
 
 def _cps_info(args: argparse.Namespace) -> int:
+    if args.remote:
+        return frontdesk.remote_cps_info(args)
     with _open("cps", args.reader) as transport:
         session = CpsSession(CardProtocol(transport))
         identity, pin = session.identity(), session.pin_status()
-    print(json.dumps(cps_json(identity, pin), indent=2, ensure_ascii=False) if args.json
-          else cps_text(identity, pin))
+        certificates = {"signature": certificate_info(session.certificate(KeyRef.SIGNATURE))}
+    if args.json:
+        print(json.dumps({**cps_json(identity, pin), "certificates": certificates}, indent=2,
+                         ensure_ascii=False))
+        return 0
+    print(cps_text(identity, pin))
+    print(f"Certificate    valid until {certificates['signature']['not_after'][:10]}")
+    for warning in frontdesk.cps_warnings({"certificates": certificates,
+                                           "pin": {"blocked": pin.blocked}}):
+        print(warning)
     return 0
 
 
@@ -80,6 +99,8 @@ _NO_PIN_PAD = ("this reader has no PIN pad: the PIN is typed on a terminal keypa
 
 
 def _cps_verify(args: argparse.Namespace) -> int:
+    if args.remote:
+        return frontdesk.remote_cps_verify(args)
     with _open("cps", args.reader) as transport:
         if not isinstance(transport, SecurePinEntry):
             raise PinNotAvailable(_NO_PIN_PAD)
@@ -104,6 +125,19 @@ def _cps_change_pin(args: argparse.Namespace) -> int:
               flush=True)
         CpsSession(CardProtocol(transport)).change_pin(timeout=args.timeout)
     print("PIN changed")
+    return 0
+
+
+def _cps_unblock(args: argparse.Namespace) -> int:
+    if args.remote:
+        raise ValueError("cps unblock runs on a terminal attached to this computer "
+                         "(--reader terminal:PATH): the PUK is never sent over the network")
+    with _open("cps", args.reader) as transport:
+        if not isinstance(transport, SecurePinChange):
+            raise PinNotAvailable(_NO_PIN_PAD)
+        print("type the PUK, then the new PIN twice, on the terminal's keypad...", flush=True)
+        CpsSession(CardProtocol(transport)).unblock_pin(timeout=args.timeout)
+    print("PIN unblocked: the new PIN is set")
     return 0
 
 
@@ -165,6 +199,12 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--timeout", type=float, default=30.0,
                    help="seconds for each code (default 30)")
     p.set_defaults(func=_cps_change_pin)
+    p = csub.add_parser("unblock", help="unblock a blocked PIN: the PUK and the new PIN are "
+                                        "typed on the terminal's keypad")
+    p.add_argument("--reader", help=reader_help)
+    p.add_argument("--timeout", type=float, default=30.0,
+                   help="seconds for each code (default 30)")
+    p.set_defaults(func=_cps_unblock)
 
     p = sub.add_parser("ins", help="check a NIR, compute the INS-C and the INS with its OID")
     p.add_argument("nir", help="13 or 15 characters, spaces allowed")

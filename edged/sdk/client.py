@@ -8,10 +8,10 @@ import itertools
 import json
 import ssl
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, ClassVar
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
@@ -49,6 +49,9 @@ class RemoteError(Exception):
 
 class Client:
     """One connection; concurrent calls are matched to their answers by id."""
+
+    # Called with (method, result) for every successful call (the CLI's --json uses it).
+    on_result: ClassVar[Callable[[str, Any], None] | None] = None
 
     def __init__(self, ws: ClientConnection) -> None:
         self.ws = ws
@@ -160,10 +163,13 @@ class Client:
             self._methods.pop(request_id, None)
             raise ConnectionError(f"connection closed: {exc}") from exc
         try:
-            return await asyncio.wait_for(future, timeout)
+            result = await asyncio.wait_for(future, timeout)
         finally:
             self._pending.pop(request_id, None)
             self._methods.pop(request_id, None)
+        if Client.on_result is not None:
+            Client.on_result(method, result)
+        return result
 
     async def send_raw(self, text: str | bytes) -> None:
         """Send bytes as they are (tests of malformed input)."""

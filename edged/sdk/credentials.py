@@ -75,11 +75,12 @@ class Credentials:
 
     @classmethod
     def find(cls, target: str | None = None, directory: Path | None = None) -> Credentials:
-        """The pairing for a host, a fingerprint prefix, or the only one there is."""
+        """The pairing for a host, a fingerprint prefix, a paired name, or the only one."""
         found = cls.load_all(directory)
         if target:
             found = [c for c in found if target in (c.host, f"{c.host}:{c.port}")
-                     or c.fingerprint.startswith(target.lower())]
+                     or c.fingerprint.startswith(target.lower())
+                     or c.name.casefold() == target.casefold()]
         if not found:
             raise LookupError("not paired with this terminal: run `bifente pair HOST` first")
         if len(found) > 1:

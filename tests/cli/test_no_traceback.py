@@ -69,10 +69,26 @@ def _credentials(home: Path, *, port: int, corrupt: bool = False) -> None:
     if corrupt:
         (folder / "0123456789abcdef.json").write_text('{"host": "127.0.0.1"}')
         return
+    # A real key and certificate: the connection itself must be what fails.
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, "desk")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(1).not_valid_before(now)
+            .not_valid_after(now + datetime.timedelta(days=1)).sign(key, hashes.SHA256()))
     (folder / "0123456789abcdef.json").write_text(json.dumps({
-        "host": "127.0.0.1", "port": port, "fingerprint": "0123456789abcdef" * 4,
-        "name": "desk", "scopes": ["identity:read"], "certificate_pem": "x", "key_pem": "y",
-        "ca_certificate_pem": "z"}))
+        "name": "desk", "host": "127.0.0.1", "port": port,
+        "fingerprint": "0123456789abcdef" * 4, "scopes": ["identity:read"],
+        "certificate_pem": cert.public_bytes(serialization.Encoding.PEM).decode(),
+        "key_pem": key.private_bytes(serialization.Encoding.PEM,
+                                     serialization.PrivateFormat.PKCS8,
+                                     serialization.NoEncryption()).decode()}))
 
 
 BAD_INPUTS = [
@@ -106,8 +122,17 @@ def test_bad_inputs_give_one_line(argv: list[str], tmp_path: Path) -> None:
 def test_remote_commands_with_no_daemon_or_bad_credentials(corrupt: bool,
                                                            tmp_path: Path) -> None:
     _credentials(tmp_path, port=1, corrupt=corrupt)
-    for argv in (["status"], ["clients", "list"], ["dmp", "queue"], ["mail", "list"]):
-        _assert_clean(_run(argv, tmp_path), argv)
+    for argv in (["status"], ["clients", "list"], ["dmp", "queue"], ["mail", "list"],
+                 ["--remote", "desk", "vitale", "read"], ["--json", "status"]):
+        done = _run(argv, tmp_path)
+        _assert_clean(done, argv)
+        if not corrupt:
+            assert "connection refused" in done.stderr, done.stderr
+
+
+def test_every_command_has_json() -> None:
+    for command, parser in LEAVES:
+        assert any("--json" in a.option_strings for a in parser._actions), command
 
 
 EDGED_BAD = [
