@@ -92,9 +92,16 @@ export interface ClientOptions {
   observe?: (message: Observed) => void;
   /** Default per-call timeout in ms (120 s: PIN entry takes a person's time). */
   callTimeout?: number;
-  /** Requests larger than this (UTF-8 bytes) fail at once with RequestTooLargeError. */
+  /**
+   * Requests larger than this (UTF-8 bytes) fail at once with RequestTooLargeError. By
+   * default the client asks the daemon (system.info `limits.max_message_bytes`) before its
+   * first request over 4 KiB, and assumes 1 MiB until then or if it cannot ask.
+   */
   maxMessageBytes?: number;
 }
+
+/** Requests up to this size never wait for the daemon's limit to be known. */
+const ASK_LIMIT_ABOVE = 4096;
 
 /** One event as delivered to listeners: its name and its params (`time`, maybe `dropped`). */
 export type EventMessage<E extends EventName = EventName> = { event: E } & EventParams<E>;
@@ -118,7 +125,8 @@ export class Client {
   private readonly pending = new Map<number, Pending>();
   private readonly listeners = new Map<string, Set<Listener>>();
   private readonly callTimeout: number;
-  private readonly maxMessageBytes: number;
+  private maxMessageBytes: number;
+  private limit: Promise<void> | undefined;
   private readonly observe: ((message: Observed) => void) | undefined;
   private lastUnroutable: string | undefined;
   private nextId = 1;
@@ -130,6 +138,7 @@ export class Client {
     this.wire = wire;
     this.callTimeout = options.callTimeout ?? 120_000;
     this.maxMessageBytes = options.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES;
+    if (options.maxMessageBytes !== undefined) this.limit = Promise.resolve();
     this.observe = options.observe;
     this.closed = new Promise((resolve) => {
       this.resolveClosed = resolve;
@@ -250,7 +259,25 @@ export class Client {
     this.resolveClosed(this.closeInfo);
   }
 
-  private request(method: string, params: object, options: CallOptions): Promise<unknown> {
+  /** The daemon's message limit, asked once (system.info); the default if it cannot tell. */
+  private learnLimit(): Promise<void> {
+    this.limit ??= this.send("system.info", {}, { timeout: 10_000 }).then((info) => {
+      const limits = isObject(info) && isObject(info["limits"]) ? info["limits"] : {};
+      const max = limits["max_message_bytes"];
+      if (typeof max === "number" && max > 0) this.maxMessageBytes = max;
+    }, () => undefined); // unpaired, or an older daemon: keep the default
+    return this.limit;
+  }
+
+  private async request(method: string, params: object, options: CallOptions): Promise<unknown> {
+    if (!this.limit && method !== "system.info"
+      && encoder.encode(JSON.stringify(params)).length > ASK_LIMIT_ABOVE) {
+      await this.learnLimit();
+    }
+    return this.send(method, params, options);
+  }
+
+  private send(method: string, params: object, options: CallOptions): Promise<unknown> {
     if (this.closeInfo) {
       return Promise.reject(new ConnectionClosedError(this.closeInfo.code, this.closeInfo.reason));
     }

@@ -68,3 +68,22 @@ test("observe sees every answer and event; an id-null error explains the close t
     && e.closeReason === "too many connections for this client");
   assert.deepEqual(seen, ["result system.info", "event card.inserted", "unroutable "]);
 });
+
+test("before its first large request the client learns the daemon's limit, once", async () => {
+  const sent: Record<string, unknown>[] = [];
+  const client = new Client({ send: (text) => sent.push(JSON.parse(text)), close: () => undefined });
+  const answer = (result: unknown): void => {
+    client.receive(JSON.stringify({ jsonrpc: "2.0", id: sent.at(-1)!["id"], result }));
+  };
+  const tooLarge = client.call("cps.sign", { data: "A".repeat(6000) });
+  await new Promise((r) => setImmediate(r));
+  assert.equal(sent.at(-1)!["method"], "system.info");
+  answer({ limits: { max_message_bytes: 5000 } });
+  await assert.rejects(tooLarge, (e: unknown) => e instanceof RequestTooLargeError && e.limit === 5000);
+  const fits = client.call("cps.sign", { data: "A".repeat(4500) });
+  await new Promise((r) => setImmediate(r));
+  assert.equal(sent.at(-1)!["method"], "cps.sign");
+  answer({ algorithm: "sha256WithRSAEncryption", signature: "", certificate: "" });
+  await fits;
+  assert.equal(sent.filter((m) => m["method"] === "system.info").length, 1);
+});
