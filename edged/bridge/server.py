@@ -28,6 +28,7 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
+from websockets.typing import Subprotocol
 
 from edged.api.methods import METHODS
 from edged.api.tlsclient import check_pinned, pinned_ssl_context
@@ -100,7 +101,7 @@ class Bridge:
         """Listen; returns the port actually bound."""
         self._server = await serve(
             self._serve_page, self.host, self.port, process_request=self._check,
-            select_subprotocol=lambda _conn, offered: BRIDGE_PROTOCOL
+            select_subprotocol=lambda _conn, offered: Subprotocol(BRIDGE_PROTOCOL)
             if BRIDGE_PROTOCOL in offered else None,
             max_size=MAX_MESSAGE, server_header=None, ping_interval=20, ping_timeout=20)
         self.port = self._server.sockets[0].getsockname()[1]
