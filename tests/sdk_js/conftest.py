@@ -66,7 +66,7 @@ def edged_sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Edged]:
             if m := re.search(r":(\d+) fingerprint sha256:([0-9a-f]{64})", line):
                 break
         assert control is not None, "edged did not report the virtual terminal's control address"
-        yield Edged("127.0.0.1", int(m.group(1)), m.group(2), control)
+        yield Edged("127.0.0.1", int(m.group(1)), m.group(2), control, tmp / "state")
     finally:
         process.send_signal(signal.SIGTERM)
         try:

@@ -19,6 +19,7 @@ class Edged:
     port: int
     fingerprint: str
     control: str
+    state_dir: Path
 
 
 @dataclass(frozen=True)

@@ -206,13 +206,25 @@ def test_bridge_forwards_and_filters(bridge: RunningBridge) -> None:
     assert refused == ["invalid_request", "parse_error"]
 
 
+def _revoke_in_registry(edged: Edged, name: str) -> None:
+    """Revoke a client in the daemon's registry, as `bifente clients revoke` would record it.
+
+    The daemon re-reads a client on every call, so the next call through that certificate is
+    refused (-32002) and its socket closed with 4403. No admin client is needed here.
+    """
+    from edged.state.clients import ClientRegistry
+
+    (registry,) = (p for p in edged.state_dir.glob("clients.*") if p.suffix in (".db", ".sqlite"))
+    with ClientRegistry(registry) as clients:
+        clients.revoke(name, by="test")
+
+
 @pytest.mark.timeout(120)
 def test_revocations_close_open_pages(edged_sim: Edged, tmp_path: Path) -> None:
     """Revoking an origin closes its pages (1008); revoking the bridge on edged gives 4403."""
 
-    async def run() -> tuple[int | None, int | None]:
+    async def run() -> tuple[int | None, int | None, str]:
         credentials = await _pair(edged_sim, "Bridge two", ["identity:read"])
-        admin = await _pair(edged_sim, "Admin desk", ["admin"])
         allowlist = AllowList(tmp_path / "bridge.json")
         _, token_a = allowlist.allow("https://a.test", ["identity:read"])
         _, token_b = allowlist.allow("https://b.test", ["identity:read"])
@@ -233,13 +245,15 @@ def test_revocations_close_open_pages(edged_sim: Edged, tmp_path: Path) -> None:
                 await a.send(info)
                 with pytest.raises(ConnectionClosed):
                     await asyncio.wait_for(a.recv(), 10)
-                async with await admin.connect() as admin_client:
-                    revoked = await admin_client.call("clients.revoke", {"name": "Bridge two"})
-                    assert revoked["connections_closed"] == 1
+                await asyncio.to_thread(_revoke_in_registry, edged_sim, "Bridge two")
+                await b.send(info)
+                refused = str(await asyncio.wait_for(b.recv(), 10))  # edged's answer, verbatim
                 with pytest.raises(ConnectionClosed):
                     await asyncio.wait_for(b.recv(), 10)
-                return a.close_code, b.close_code
+                return a.close_code, b.close_code, refused
         finally:
             await bridge.close()
 
-    assert asyncio.run(run()) == (1008, 4403)
+    a_code, b_code, refused = asyncio.run(run())
+    assert (a_code, b_code) == (1008, 4403)
+    assert json.loads(refused)["error"]["data"]["reason"] == "revoked"

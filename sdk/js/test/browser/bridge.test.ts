@@ -75,8 +75,9 @@ test("the clinic's page reads the Vitale card and gets a CPS signature through t
   const prompt = await terminal.waitFor(/PIN/);
   assert.ok(prompt.length > 0);
   await terminal.press("1234", "OK"); // on the keypad: the page never sees the PIN
-  await page.locator("#signature").waitFor({ state: "visible", timeout: 30_000 });
-  assert.equal(await page.getByRole("status").innerText(), "Code porteur : ok");
+  // A daemon that has the holder confirm each signature shows it on the terminal: OK there.
+  await terminal.confirmWhile(page.locator("#signature").waitFor({ state: "visible", timeout: 30_000 }));
+  assert.equal(await page.getByRole("status").innerText(), "Document signé.");
   await snap(page, "bridge-02-signed");
 
   const signature = Buffer.from(await page.locator("#signature").innerText(), "base64");

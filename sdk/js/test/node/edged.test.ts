@@ -106,7 +106,7 @@ test("the PIN is typed on the keypad; the signature verifies with the card's cer
   assert.equal(typeof event.time, "number");
 
   const report = Buffer.from("Compte rendu de consultation, 5 décembre 2026", "utf8");
-  const signed = await client.call("cps.sign", { data: report.toString("base64") });
+  const signed = await terminal.confirmWhile(client.call("cps.sign", { data: report.toString("base64") }));
   const certificate = new X509Certificate(Buffer.from(signed.certificate, "base64"));
   assert.ok(verify("sha256", report, { key: certificate.publicKey, padding: constants.RSA_PKCS1_PADDING },
     Buffer.from(signed.signature, "base64")));

@@ -52,6 +52,30 @@ export class Terminal {
     await control(this.address, { op: "insert", slot, ...(profile ? { profile } : {}) });
   }
 
+  /**
+   * Settle `pending` (e.g. a cps.sign), pressing OK if the terminal asks for a confirmation
+   * matching `prompt` meanwhile (signatures confirmed on the keypad); daemons that do not
+   * ask simply answer.
+   */
+  async confirmWhile<T>(pending: Promise<T>, prompt = /Signer/): Promise<T> {
+    let settled = false;
+    const done = pending.finally(() => {
+      settled = true;
+    });
+    const watch = (async (): Promise<void> => {
+      while (!settled) {
+        if (prompt.test((await this.screen()).join("\n"))) {
+          await this.press("OK");
+          return;
+        }
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    })();
+    const result = await done;
+    await watch.catch(() => undefined);
+    return result;
+  }
+
   /** Wait until the display matches; resolves with its lines. */
   async waitFor(pattern: RegExp, timeout = 15_000): Promise<string[]> {
     const deadline = Date.now() + timeout;

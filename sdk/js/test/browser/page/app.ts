@@ -59,7 +59,9 @@ $("sign").addEventListener("click", async () => {
     $("pin").textContent = `Code porteur : ${pin.result}`;
     if (pin.result !== "ok") return;
     const report = new TextEncoder().encode(document.title);
+    $("pin").textContent = "Code porteur : ok. Confirmez la signature sur le terminal si demandé.";
     const signed = await c.call("cps.sign", { data: btoa(String.fromCharCode(...report)) });
+    $("pin").textContent = "Document signé.";
     $("signature").textContent = signed.signature;
     $("certificate").textContent = signed.certificate;
     $("signature").hidden = false;
