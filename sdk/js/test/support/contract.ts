@@ -7,6 +7,7 @@
 
 import { readFileSync } from "node:fs";
 import { Ajv, type ValidateFunction } from "ajv";
+import addFormats from "ajv-formats";
 
 import { DEFAULT_INPUT } from "../../scripts/generate.js";
 import type { Observed } from "../../src/core.js";
@@ -27,6 +28,7 @@ export class Contract {
   constructor(path = DEFAULT_INPUT) {
     const doc = JSON.parse(readFileSync(path, "utf8")) as Doc;
     const ajv = new Ajv({ strict: false, allErrors: true });
+    addFormats.default(ajv); // date-time, uri, ... are checked too
     for (const m of doc.methods) {
       this.results.set(m.name, ajv.compile(m.result.schema));
       this.errors.set(m.name, new Map((m.errors ?? []).map((e) => [e.code, ajv.compile(e.data ?? {})])));
