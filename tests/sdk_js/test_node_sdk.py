@@ -20,7 +20,7 @@ def test_node_sdk_against_edged(js_build: Path, edged_sim: Edged, tmp_path: Path
         "EDGED_FINGERPRINT": edged_sim.fingerprint, "EDGED_CONTROL": edged_sim.control,
         "BIFENTE_CLIENT_DIR": str(clients)})
     assert run.returncode == 0 and run.failed == 0, run.output[-6000:]
-    assert run.passed == 10, run.output[-6000:]
+    assert run.passed == 11, run.output[-6000:]
     # The Python CLI uses the pairing the Node SDK saved: one credentials format.
     status = subprocess.run([sys.executable, "-m", "edged.cli.main", "status", "--json"],
                             env={"BIFENTE_CLIENT_DIR": str(clients), "PATH": "/usr/bin:/bin",

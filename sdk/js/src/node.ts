@@ -33,6 +33,11 @@ export interface ConnectOptions extends ClientOptions {
   /** PEM client certificate and key from pairing; without them only pair.* is allowed. */
   certificate?: string;
   key?: string;
+  /**
+   * The device CA from pairing (PEM). With it, OpenSSL checks the chain inside the handshake,
+   * so an impostor is refused before the client certificate is sent; the pin is checked too.
+   */
+  ca?: string;
   /** Milliseconds for TCP + TLS + WebSocket handshakes (default 10 s). */
   connectTimeout?: number;
 }
@@ -79,8 +84,12 @@ function pinnedSocket(host: string, port: number, pin: string, options: ConnectO
     const socket = tlsConnect({
       host, port,
       minVersion: "TLSv1.3",
-      rejectUnauthorized: false, // the pin below replaces CA and host name checks
       ALPNProtocols: ["http/1.1"],
+      // Without the device CA, the pin below replaces chain checks. With it, the chain is
+      // checked in the handshake; host names never are (DHCP moves terminals), the pin is.
+      ...(options.ca
+        ? { ca: options.ca, rejectUnauthorized: true, checkServerIdentity: () => undefined }
+        : { rejectUnauthorized: false }),
       ...(options.certificate && options.key ? { cert: options.certificate, key: options.key } : {}),
       ...(/^[\d.:]+$/.test(host) ? {} : { servername: host }),
     });
@@ -189,6 +198,7 @@ export function connectWith(credentials: Credentials, options: ClientOptions = {
   return connect({
     ...options, host: credentials.host, port: credentials.port, fingerprint: credentials.fingerprint,
     certificate: credentials.certificate_pem, key: credentials.key_pem,
+    ...(credentials.ca_pem ? { ca: credentials.ca_pem } : {}),
   });
 }
 

@@ -52,6 +52,15 @@ test("a wrong pin fails inside the TLS handshake, before the WebSocket request",
   });
 });
 
+test("with the device CA the chain is checked in the handshake: a wrong CA is refused", async () => {
+  const wrongCa = { ...credentials, ca_pem: credentials.certificate_pem }; // not the terminal's CA
+  await assert.rejects(connectWith(wrongCa), (error: unknown) => {
+    assert.ok(!(error instanceof PinMismatchError)); // refused by OpenSSL, before the pin check
+    assert.match(String((error as { code?: string }).code), /CERT|VERIFY|SIGNATURE|ISSUER/);
+    return true;
+  });
+});
+
 test("unpaired: only pair.* is allowed, and a wrong code costs an attempt", async () => {
   const unpaired = await connect({ host, port, fingerprint: `SHA256:${fingerprint.toUpperCase()}`, observe });
   try {
