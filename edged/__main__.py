@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import sys
 import tempfile
@@ -83,6 +84,7 @@ async def _run(args: argparse.Namespace) -> int:
                 stack.callback(terminal.stop)
                 control_dir = stack.enter_context(tempfile.TemporaryDirectory(prefix="bifente-vt-"))
                 terminal.serve_control(f"unix:{control_dir}/control.sock")
+                _record_terminal(stack, terminal.pty_path, terminal.control_address)
                 overrides["terminal"] = terminal.pty_path
                 overrides["pcsc"] = False
                 print(f"virtual terminal: {terminal.pty_path} control {terminal.control_address}",
@@ -110,6 +112,21 @@ async def _run(args: argparse.Namespace) -> int:
         finally:
             await daemon.stop()
     return 0
+
+
+def _record_terminal(stack: contextlib.ExitStack, pty: str, control: str) -> None:
+    """Write the virtual terminal's state file, so `bifente sim screen | press | insert`
+    find it without --control (docs/terminal.md); removed at exit if still ours."""
+    from simulators.terminal.control import read_state, remove_state, write_state
+
+    state = write_state(pty, control)
+
+    def forget() -> None:
+        with contextlib.suppress(Exception):
+            if read_state(state).get("pid") == os.getpid():
+                remove_state(state)
+
+    stack.callback(forget)
 
 
 def _simulated_mail(stack: contextlib.ExitStack) -> dict[str, object]:

@@ -144,6 +144,13 @@ def _cps_unblock(args: argparse.Namespace) -> int:
 def _ins(args: argparse.Namespace) -> int:
     nir = parse_nir(args.nir, key_required=False)
     birth = args.birth_date.replace("-", "") if args.birth_date else None
+    if birth is not None and not (len(birth) == 8 and birth.isdigit()):
+        raise ValueError(f"--birth-date {args.birth_date!r}: expected YYYY-MM-DD "
+                         "(a lunar date, with an impossible day or month, is allowed)")
+    if args.first_name is not None and not args.first_name.strip():
+        raise ValueError("--first-name is empty")
+    if birth is not None and args.first_name is None:
+        raise ValueError("--birth-date needs --first-name (the INS-C uses both)")
     ins_c = None
     reason = None
     if nir.temporary:

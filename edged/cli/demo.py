@@ -149,7 +149,15 @@ async def _scenario(port: int, fingerprint: str, control_address: str, name: str
                 break
 
 
+class DemoError(RuntimeError):
+    """The demo cannot go on; the message is for the user."""
+
+
 def _demo(args: argparse.Namespace) -> int:
+    from simulators.profiles import load_cps, load_vitale
+
+    load_cps(args.cps)  # ProfileError (one line, exit 2) before anything starts
+    load_vitale(args.vitale)
     print("bifente demo: a front desk with the dual-slot terminal, on simulated hardware")
     print("(the terminal firmware runs on MicroPython; edged talks to it over a serial line)")
     _step(1, f"Start edged --simulate: CPS profile {args.cps!r}, Vitale profile "
@@ -169,8 +177,8 @@ def _demo(args: argparse.Namespace) -> int:
             while port is None:
                 line = daemon.stdout.readline()  # type: ignore[union-attr]
                 if not line:
-                    raise RuntimeError("edged stopped: "
-                                       + daemon.stderr.read()[-2000:])  # type: ignore[union-attr]
+                    lines = (daemon.stderr.read() or "").strip().splitlines()  # type: ignore[union-attr]
+                    raise DemoError("edged stopped: " + (lines[-1] if lines else "no output"))
                 if m := re.search(r"control (\S+)", line):
                     control = m.group(1)
                 if m := re.search(r":(\d+) fingerprint sha256:([0-9a-f]{64})", line):

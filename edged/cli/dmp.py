@@ -12,6 +12,7 @@ import argparse
 import asyncio
 import base64
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,16 @@ def _run(args: argparse.Namespace, method: str, params: dict[str, Any], *,
 
 def _print(args: argparse.Namespace, result: Any) -> None:
     print(json.dumps(result, indent=2, ensure_ascii=False))
+
+
+def _ins(text: str) -> str:
+    """An INS as typed or copied (spaces allowed): 15 characters, NIR or NIA with its key."""
+    ins = "".join(text.split()).upper()
+    if not re.fullmatch(r"[0-9]{6}[0-9AB][0-9]{8}", ins):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not an INS: 15 characters, 13 digits (2A/2B for Corsica) and the "
+            "2-digit key")
+    return ins
 
 
 _ASK = "the patient answers OK or Cancel on the terminal (PIN on the keypad if asked)..."
@@ -157,7 +168,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--target", help="the paired terminal (host or fingerprint prefix)")
     patient = argparse.ArgumentParser(add_help=False, parents=[common])
-    patient.add_argument("ins", metavar="INS", help="the patient's INS (15 characters)")
+    patient.add_argument("ins", metavar="INS", type=_ins,
+                         help="the patient's INS (15 characters; spaces allowed, as "
+                              "`vitale read` prints it)")
     express = argparse.ArgumentParser(add_help=False)
     express.add_argument("--express", action="store_true",
                          help="the patient's express consent (occupational doctors)")

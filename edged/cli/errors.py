@@ -49,6 +49,10 @@ def describe_error(exc: BaseException) -> tuple[str, int]:
         return str(exc), EXIT["failed"]
     if isinstance(exc, RemoteError):
         return f"refused by the terminal: {exc.message} ({exc.reason})", EXIT["failed"]
+    from edged.cli.demo import DemoError
+
+    if isinstance(exc, DemoError):
+        return str(exc), EXIT["failed"]
     if isinstance(exc, RequestTooLarge):
         return str(exc), EXIT["usage"]
     if isinstance(exc, LookupError):

@@ -60,9 +60,15 @@ def _send(args: argparse.Namespace) -> int:
     return 0
 
 
+def _message_id(text: str) -> str:
+    """A Message-ID as printed by mail send, with or without its angle brackets."""
+    text = text.strip()
+    return text if text.startswith("<") else f"<{text}>"
+
+
 def _status(args: argparse.Namespace) -> int:
     result = asyncio.run(_session(args.target, "mail.status",
-                                  {"message_id": args.message_id}, pin=False))
+                                  {"message_id": _message_id(args.message_id)}, pin=False))
     error = f" ({result['last_error']})" if result.get("last_error") else ""
     print(f"{result['message_id']} {result['state']}, {result['attempts']} attempt(s){error}")
     return 0

@@ -88,7 +88,8 @@ def _seal_import(args: argparse.Namespace) -> int:
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
     """Register `bifente proxy user add|list|remove|unlock` and `bifente proxy seal import`."""
-    parser = sub.add_parser("proxy", help="the encrypting proxy's users and seal key (M8)")
+    parser = sub.add_parser("proxy", help="the encrypting mail proxy's users and seal key "
+                                          "(docs/messaging.md)")
     parser.add_argument("--state-dir", help="the daemon's state directory")
     parser.add_argument("--config", help="edged's config file (for its state_dir)")
     what = parser.add_subparsers(dest="proxy_command", required=True, metavar="WHAT")

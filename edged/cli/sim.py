@@ -141,7 +141,8 @@ def _sim_dmp(args: argparse.Namespace) -> int:
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
     """Register `bifente sim`."""
-    sim = sub.add_parser("sim", help="run simulated cards (and later terminal and hosts)")
+    sim = sub.add_parser("sim", help="simulated cards, the virtual terminal, the reference "
+                                     "DMP and mail hosts")
     ssub = sim.add_subparsers(dest="what", required=True)
     p = ssub.add_parser("cards", help="put simulated cards into the vpcd readers until stopped")
     p.add_argument("--cps", default="gp", help="CPS profile name or .toml path (default gp)")

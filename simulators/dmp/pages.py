@@ -23,6 +23,7 @@ import email.policy
 import hmac
 import json
 import mimetypes
+import re
 import secrets
 import threading
 import time
@@ -101,6 +102,51 @@ REASONS: dict[str, str] = {
 MODES = {"normal": "", "bris_de_glace": "Bris de glace", "centre_15": "Centre 15 (SAMU)"}
 STATUSES = {"available": "Disponible", "deletion_requested": "Suppression demandée",
             "deleted": "Supprimé"}
+# Document types (LOINC codes of data/standin_access_matrix.toml) as a French patient reads them.
+TYPES_FR = {
+    "11488-4": "Compte rendu de consultation", "11490-0": "Lettre de sortie",
+    "11502-2": "Compte rendu de biologie", "11528-7": "Compte rendu d'imagerie",
+    "15507-7": "Compte rendu de passage aux urgences", "34874-8": "Compte rendu opératoire",
+    "57833-6": "Prescription", "29551-9": "Prescription de médicaments",
+    "29550-1": "Dispensation", "60593-1": "Dispensation de médicaments",
+    "11506-3": "Suivi de soins par un auxiliaire médical", "52521-2": "Prescription de soins",
+    "18776-5": "Plan de soins", "47420-5": "Bilan fonctionnel",
+    "60591-5": "Synthèse médicale", "87273-9": "Vaccination",
+}
+
+
+def _type_fr(d: dict) -> str:
+    """The document's type in French (the host's name, else its code, when unknown)."""
+    return TYPES_FR.get(d.get("type_code", ""), d.get("type_name") or d.get("type_code", ""))
+
+
+_TABLE_RE = re.compile(r"<table>(.*?)</table>", re.S)
+_TH_RE = re.compile(r'<th scope="col">(.*?)</th>', re.S)
+
+
+def _labelled_tables(html: str) -> str:
+    """Each cell labelled with its column (data-label, shown on narrow screens, where rows
+    become cards) and explicit table roles, which CSS display changes cannot take away."""
+    def one(match: re.Match[str]) -> str:
+        inner = match.group(1)
+        head, sep, body = inner.partition("</thead>")
+        if not sep:
+            return match.group(0)
+        labels = [re.sub(r"<[^>]+>", "", h) for h in _TH_RE.findall(head)]
+        head = (head.replace("<thead>", '<thead role="rowgroup">')
+                .replace("<tr>", '<tr role="row">')
+                .replace('<th scope="col">', '<th scope="col" role="columnheader">'))
+
+        def row(m: re.Match[str]) -> str:
+            cells = iter(labels)
+            return re.sub(r"<td", lambda _c: f'<td role="cell" data-label="{next(cells, "")}"',
+                          m.group(0).replace("<tr", '<tr role="row"', 1))
+
+        body = re.sub(r"<tr.*?</tr>", row, body.replace("<tbody>", '<tbody role="rowgroup">'),
+                      flags=re.S)
+        return f'<table role="table">{head}{sep}{body}</table>'
+
+    return _TABLE_RE.sub(one, html)
 
 
 # -- small helpers -------------------------------------------------------------------------------
@@ -442,7 +488,8 @@ class PatientPages:
             f"<title>{_e(page.title)} - Mon DMP</title>"
             '<link rel="stylesheet" href="/static/patient.css"></head><body>'
             '<header><p class="brand">Mon DMP <span class="test">service de test</span></p>'
-            f"{nav}</header><main>{flash}{closed}<h1>{_e(page.title)}</h1>{page.body}</main>"
+            f"{nav}</header><main>{flash}{closed}<h1>{_e(page.title)}</h1>"
+            f"{_labelled_tables(page.body)}</main>"
             "<footer><p>Hôte DMP de référence bifente (TEST) - données fictives.</p></footer>"
             "</body></html>")
         headers = {"Set-Cookie": cookie} if cookie else {}
@@ -578,7 +625,7 @@ class PatientPages:
             rows.append(
                 f'<tr data-id="{_e(d["id"])}">'
                 f'<td><a href="/patient/documents/{_e(quote(d["id"]))}">'
-                f'{_e(d["title"])}</a></td><td>{_e(d["type_name"] or d["type_code"])}</td>'
+                f'{_e(d["title"])}</a></td><td>{_e(_type_fr(d))}</td>'
                 f'<td>{_e(_when_hl7(d["effective_time"]))}</td><td>{_e(_author(d))}</td>'
                 f'<td class="status">{_e(status)}'
                 f'{"<br><span class=badge>Masqué aux professionnels</span>" if masked else ""}'
@@ -630,7 +677,7 @@ class PatientPages:
         body = (
             '<dl class="meta">'
             f"<dt>Titre (CDA)</dt><dd>{_e(view['title'])}</dd>"
-            f"<dt>Type</dt><dd>{_e(d['type_name'] or d['type_code'])}</dd>"
+            f"<dt>Type</dt><dd>{_e(_type_fr(d))}</dd>"
             f"<dt>Auteur</dt><dd>{_e(author)}</dd>"
             f"<dt>Date</dt><dd>{_e(view['date'])}</dd>"
             f"<dt>Ajouté le</dt><dd>{_e(_when_iso(d['submitted_at']))}</dd>"

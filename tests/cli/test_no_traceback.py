@@ -94,6 +94,10 @@ def _credentials(home: Path, *, port: int, corrupt: bool = False) -> None:
 BAD_INPUTS = [
     ["ins", "garbage"],
     ["ins", INS, "--first-name", "Pierre", "--birth-date", "garbage"],
+    ["ins", INS, "--birth-date", "1978-02-14"],
+    ["ins", INS, "--first-name", "   ", "--birth-date", "1978-02-14"],
+    ["demo", "--cps", "nosuch"],
+    ["dmp", "exists", "1 78 02 75 056 012 0"],
     ["vitale", "read", "--reader", "terminal:/nonexistent/tty"],
     ["cps", "info", "--reader", "terminal:/nonexistent/tty"],
     ["status"],

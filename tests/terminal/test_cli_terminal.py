@@ -154,3 +154,41 @@ def test_cps_verify_refuses_a_pcsc_reader_without_pin_pad(cps) -> None:  # type:
                              "terminal keypad (--reader terminal:PATH), never on the "
                              "computer\n")
     assert "type the PIN" not in result.stdout
+
+
+def test_cps_unblock_with_the_puk_on_the_keypad(sim: SimProcess) -> None:
+    reader = f"terminal:{sim.pty}"
+    assert sim.run("sim", "insert", "0", "--profile", "blocked").returncode == 0
+    info = sim.run("cps", "info", "--reader", reader)
+    assert "BLOCKED" in info.stdout and "WARNING: the PIN is blocked" in info.stdout
+    unblock = in_background(sim, "cps", "unblock", "--reader", reader)
+    pressed = sim.run("sim", "press", "12345678", "OK", "1234", "OK", "1234", "OK")
+    assert pressed.returncode == 0, pressed.stderr
+    result = unblock()
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "PIN unblocked: the new PIN is set"
+    assert "3 of 3 tries left" in sim.run("cps", "info", "--reader", reader).stdout
+    assert sim.run("sim", "insert", "0", "--profile", "gp").returncode == 0
+
+
+def test_edged_simulate_writes_the_state_file_for_sim_commands(tmp_path: Path,
+                                                               firmware_tools: None) -> None:
+    state = tmp_path / "terminal.json"
+    env = dict(os.environ, **{ENV_STATE: str(state)})
+    proc = subprocess.Popen([sys.executable, "-m", "edged", "--simulate", "--no-mdns", "--port",
+                             "0", "--state-dir", str(tmp_path / "state")],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            if line.startswith("edged "):
+                break
+        else:
+            raise AssertionError(proc.stderr.read() if proc.stderr else "edged stopped")
+        screen = bifente("sim", "screen", env=env)
+        assert screen.returncode == 0, screen.stderr
+        assert screen.stdout.split("\n")[:2] == ["bifente", "pret"]
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+    assert not state.exists()
