@@ -41,8 +41,9 @@ $(PY):
 
 include mk/firmware.mk
 include mk/node-tools.mk
+include mk/sdk-js.mk
 
-setup: .stamp-apt .stamp-venv .stamp-firmware .stamp-node-tools
+setup: .stamp-apt .stamp-venv .stamp-firmware .stamp-node-tools .stamp-sdk-js
 
 test: setup
 	$(PY) -m ruff check .
@@ -72,4 +73,4 @@ lint: setup
 
 clean:
 	rm -rf $(VENV) .stamp-* .pytest_cache .ruff_cache .hypothesis typings firmware/tools/node_modules \
-	  tools/openrpc/node_modules tools/web/node_modules
+	  tools/openrpc/node_modules tools/web/node_modules sdk/js/node_modules sdk/js/dist

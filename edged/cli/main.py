@@ -8,7 +8,20 @@ import logging
 import os
 import sys
 
-from edged.cli import admin, audit, cards, demo, discover, dmp, mail, output, proxy, remote, sim
+from edged.cli import (
+    admin,
+    audit,
+    bridge,
+    cards,
+    demo,
+    discover,
+    dmp,
+    mail,
+    output,
+    proxy,
+    remote,
+    sim,
+)
 from edged.cli.errors import describe_error
 from edged.simulation import require_simulators
 
@@ -40,6 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     mail.add_parsers(sub)
     dmp.add_parsers(sub)
     proxy.add_parsers(sub)
+    bridge.add_parsers(sub)
     audit.add_parsers(sub)
     admin.add_parsers(sub)
     sim.add_parsers(sub)
