@@ -275,7 +275,7 @@ class CpsSession:
             new = self._ask(source, PinRequest(PinRef.PIN, 4, 4, "new"))
             both = (_checked(old, PinRequest(PinRef.PIN, 4, 4, "old"))
                     + _checked(new, PinRequest(PinRef.PIN, 4, 4, "new")))
-            self.protocol.transceive(CommandApdu(*template, bytes(both)))
+            self.protocol.transceive(_with_data(template, bytes(both)))
         except ApduError as exc:
             self._raise_pin_error(exc)
         finally:
@@ -315,10 +315,10 @@ class CpsSession:
             _checked(puk, PinRequest(PinRef.PUK, 8, 8, "puk"))
             _checked(new, PinRequest(PinRef.PIN, 4, 4, "new"))
             try:
-                self.protocol.transceive(CommandApdu(*verify_puk, bytes(puk)))
+                self.protocol.transceive(_with_data(verify_puk, bytes(puk)))
             except ApduError as exc:
                 self._puk_error(exc)
-            self.protocol.transceive(CommandApdu(*reset, bytes(new)))
+            self.protocol.transceive(_with_data(reset, bytes(new)))
         finally:
             _wipe(puk)
             _wipe(new)
@@ -386,3 +386,9 @@ class CpsSession:
         return self.protocol.transceive(
             CommandApdu(0x00, INS.PERFORM_SECURITY_OPERATION, 0x80, 0x86, b"\x81" + cryptogram,
                         le=256), chained=True)
+
+
+def _with_data(header: bytes, data: bytes) -> CommandApdu:
+    """A case 3 command from a 4-byte header (CLA INS P1 P2) and its data."""
+    cla, ins, p1, p2 = header
+    return CommandApdu(cla, ins, p1, p2, data)

@@ -713,7 +713,8 @@ def _algorithm_info(algo: AlgorithmInfo) -> dict[str, object]:
 
 def _null_parameters(entry: _AlgorithmInfo) -> bool:
     """True when the third element is RSA's NULL (asn1crypto would read an OID as absent)."""
-    data, offset, found = entry.contents, 0, (None, None)
+    data, offset = entry.contents, 0
+    found: tuple[int | None, int | None] = (None, None)
     for _ in range(3):
         class_, _method, tag, header, contents, _trailer = parser.parse(data[offset:])
         offset += len(header) + len(contents)

@@ -23,13 +23,16 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from apdu.command import CommandApdu
-from apdu.cps import SHA256_DIGEST_INFO, CpsSession
+from apdu.cps import SHA256_DIGEST_INFO
 from apdu.cps_spec import CPS_AID, Algo, KeyRef, PinRef
 from apdu.errors import ApduError, AuthMethodBlocked
 from apdu.ins import INS
-from edged.api.errors import TerminalUnavailable
+from edged.api.errors import NoCard, TerminalUnavailable
 from edged.api.method import BOOL, STR, Method, b64_param, obj, on_card
+from edged.readers.pcsc import CardKind
+from edged.readers.session import InsertedCps
 from edged.readers.ui import fit_lines
+from edged.services.signing import DIGEST_DIGITS
 
 if TYPE_CHECKING:
     from apdu.protocol import CardProtocol
@@ -55,11 +58,6 @@ def pin_verified(protocol: CardProtocol) -> bool:
     return True
 
 
-def _logout(protocol: CardProtocol) -> None:
-    protocol.select_aid(CPS_AID)
-    protocol.transceive(CommandApdu(0x00, INS.VERIFY, 0xFF, PinRef.PIN))
-
-
 def certificate_info(cert: x509.Certificate, now: datetime.datetime | None = None
                      ) -> dict[str, Any]:
     """A certificate for the API: DER (base64), subject, validity and whether it expired."""
@@ -74,8 +72,9 @@ def certificate_info(cert: x509.Certificate, now: datetime.datetime | None = Non
             "expires_soon": 0 <= days <= SOON_DAYS}
 
 
-def _sign_digest(protocol: CardProtocol, digest: bytes) -> dict[str, Any]:
-    session = CpsSession(protocol)
+def _sign_digest(session: InsertedCps, client: str, digest: bytes) -> dict[str, Any]:
+    session.claim(client)  # this client's PIN state, never another's (docs/security.md)
+    protocol = session.protocol
     protocol.select_aid(CPS_AID)
     data = bytes([0x84, 1, KeyRef.AUTHENTICATION, 0x80, 1, Algo.RSA_PKCS1_INTERNAL_AUTH])
     protocol.transceive(CommandApdu(0x00, INS.MANAGE_SECURITY_ENVIRONMENT, 0x41, 0xA4, data))
@@ -90,46 +89,63 @@ def _sign_digest(protocol: CardProtocol, digest: bytes) -> dict[str, Any]:
 # -- handlers -------------------------------------------------------------------------------
 
 async def cps_certificates(daemon: Daemon, conn: Connection, params: dict[str, Any]) -> Any:
-    """cps.certificates."""
-    from edged.api.mail_methods import card_certificates
-
-    signature, authentication = await card_certificates(daemon, conn)
+    """cps.certificates: read once per insertion (edged/readers/session.py)."""
+    signature, authentication = await on_card(
+        daemon, conn, CardKind.CPS,
+        lambda s: (s.certificate(KeyRef.SIGNATURE), s.certificate(KeyRef.AUTHENTICATION)),
+        "cps.certificates")
     return {"signature": certificate_info(signature),
             "authentication": certificate_info(authentication)}
 
 
 async def cps_pin_state(daemon: Daemon, conn: Connection, params: dict[str, Any]) -> Any:
-    """cps.pin_state."""
-    def read(protocol: CardProtocol) -> dict[str, Any]:
-        status = CpsSession(protocol).pin_status()
+    """cps.pin_state: `verified` is for this client (another client's PIN does not count)."""
+    def read(session: InsertedCps) -> dict[str, Any]:
+        status = session.pin_status()
+        mine = session.verified_for == conn.client_id
         return {"tries_left": status.tries_left, "max_tries": status.max_tries,
                 "blocked": status.blocked,
-                "verified": not status.blocked and pin_verified(protocol)}
+                "verified": mine and not status.blocked and pin_verified(session.protocol)}
 
-    return await on_card(daemon, conn, "cps", read, "cps.pin_state")
+    return await on_card(daemon, conn, CardKind.CPS, read, "cps.pin_state")
 
 
 async def cps_logout(daemon: Daemon, conn: Connection, params: dict[str, Any]) -> Any:
-    """cps.logout: the PIN must be typed again before the next signature."""
-    await on_card(daemon, conn, "cps", _logout, "cps.logout")
+    """cps.logout: this client's PIN must be typed again before its next signature."""
+    def logout(session: InsertedCps) -> int:
+        # Only this client's own verified state is ended: a client cannot log another out.
+        if session.verified_for in (conn.client_id, None):
+            session.reset_verification()
+        return session.pin_status().tries_left
+
+    tries_left = await on_card(daemon, conn, CardKind.CPS, logout, "cps.logout")
     daemon.audit_event("pin.logout", conn)
-    status = await on_card(daemon, conn, "cps", lambda p: CpsSession(p).pin_status(),
-                           "cps.logout")
-    daemon.bus.publish("pin.state", result="reset", tries_left=status.tries_left)
+    daemon.bus.publish("pin.state", result="reset", tries_left=tries_left)
     return {"verified": False}
 
 
 async def cps_sign_digest(daemon: Daemon, conn: Connection, params: dict[str, Any]) -> Any:
-    """cps.sign_digest."""
+    """cps.sign_digest: confirmed on the terminal, like a non-repudiation signature.
+
+    A digest gives no way to tell a DMP host login challenge from a document (the caller
+    hashes), so unlike cps.authenticate no shape can be refused: the holder confirms instead.
+    """
     digest = b64_param(params["digest"], "digest", 32)
     if len(digest) != 32:
         from edged.api.jsonrpc import INVALID_PARAMS, RpcError
 
         raise RpcError(INVALID_PARAMS, "digest must be a SHA-256 digest (32 bytes)",
                        "invalid_params")
-    result = await on_card(daemon, conn, "cps", lambda p: _sign_digest(p, digest),
+    slot = daemon.slots.find(CardKind.CPS)
+    if slot is None or slot.arbiter is None:
+        raise NoCard("no CPS card is inserted")
+    await daemon.signatures.approve(daemon.ui, conn.client_id, conn.client_name or "?",
+                                    params.get("title", ""), digest, insertion=slot.arbiter)
+    result = await on_card(daemon, conn, CardKind.CPS,
+                           lambda s: _sign_digest(s, conn.client_id, digest),
                            "cps.sign_digest")
-    daemon.audit_event("cps.sign_digest", conn, certificate="authentication")
+    daemon.audit_event("cps.sign_digest", conn, certificate="authentication",
+                       digest=digest.hex()[:DIGEST_DIGITS])
     return result
 
 
@@ -159,6 +175,7 @@ _SIGNATURE = obj({"algorithm": {"type": "string", "enum": ["sha256WithRSAEncrypt
                  ("algorithm", "signature", "certificate"))
 _IDENTITY = frozenset({"identity:read"})
 _SIGN = frozenset({"cps:sign"})
+_AUTHENTICATE = frozenset({"cps:authenticate"})
 
 METHODS: list[Method] = [
     Method("cps.certificates", cps_certificates, "Both CPS certificates (signature and "
@@ -167,20 +184,27 @@ METHODS: list[Method] = [
            obj({"signature": _CERT, "authentication": _CERT},
                ("signature", "authentication"))),
     Method("cps.pin_state", cps_pin_state, "PIN try counters and whether the PIN is verified "
-           "now (a verified card signs for any client with cps:sign until it is removed or "
-           "cps.logout).", _IDENTITY | _SIGN, obj({}),
+           "now for this client (a PIN typed for another client does not count: the card "
+           "asks this client for its own, docs/security.md).", _IDENTITY | _SIGN, obj({}),
            obj({"tries_left": _COUNT, "max_tries": _COUNT, "blocked": BOOL, "verified": BOOL},
                ("tries_left", "max_tries", "blocked", "verified"))),
-    Method("cps.logout", cps_logout, "End the verified state: the holder types the PIN again "
-           "before the next signature (pin.state event with result reset).", _SIGN, obj({}),
+    Method("cps.logout", cps_logout, "End this client's verified state: the holder types the "
+           "PIN again before its next signature (pin.state event with result reset).",
+           _SIGN | _AUTHENTICATE, obj({}),
            obj({"verified": {"type": "boolean", "enum": [False]}}, ("verified",))),
     Method("cps.sign_digest", cps_sign_digest, "Sign a SHA-256 digest computed by the caller "
-           "with the authentication key (PKCS#1 v1.5 DigestInfo); needs the PIN verified. "
-           "The signature key signs only whole data (cps.sign: the card finishes the hash).",
-           _SIGN, obj({"digest": {"type": "string", "contentEncoding": "base64",
-                                  "minLength": 44, "maxLength": 44,
-                                  "description": "base64 of the 32-byte SHA-256 digest"}},
-                      ("digest",)), _SIGNATURE),
+           "with the authentication key (PKCS#1 v1.5 DigestInfo); needs the PIN verified for "
+           "this client and the holder's OK on the terminal (which shows the client, the title "
+           "and the digest's first hex digits). The signature key signs only whole data "
+           "(cps.sign: the card finishes the hash).",
+           _AUTHENTICATE, obj({"digest": {"type": "string", "contentEncoding": "base64",
+                                          "minLength": 44, "maxLength": 44,
+                                          "description": "base64 of the 32-byte SHA-256 "
+                                          "digest"},
+                               "title": {"type": "string", "maxLength": 64,
+                                         "description": "what is signed, shown on the "
+                                         "terminal"}},
+                              ("digest",)), _SIGNATURE),
     Method("display.show", display_show, "Show a message on the terminal's display (ASCII, "
            "16 columns x 8 lines, word-wrapped); it stays until the next screen.",
            frozenset({"terminal:display"}),

@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from edged.api.server import Connection
     from edged.daemon import Daemon
 
-__all__ = ["METHODS", "card_address", "card_certificates"]
+__all__ = ["METHODS", "card_address"]
 
 log = logging.getLogger(__name__)
 
@@ -71,8 +71,6 @@ async def _card_certificates(daemon: Daemon,
 
     return await on_card(daemon, conn, CardKind.CPS, read, "mail.certificates")
 
-
-card_certificates = _card_certificates  # also cps.certificates (edged/api/cps_methods.py)
 
 
 async def _address(daemon: Daemon, conn: Connection, service: MailService) -> str:

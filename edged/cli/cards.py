@@ -15,13 +15,13 @@ from apdu.protocol import CardProtocol
 from apdu.transport import SecurePinChange, SecurePinEntry, Transport
 from apdu.vitale import VitaleSession
 from edged.api.cps_methods import certificate_info
-from edged.api.render import pin_outcome
+from edged.api.render import pin_outcome, vitale_card
 from edged.cli import frontdesk
 from edged.cli.errors import EXIT
 from edged.cli.render import cps_json, cps_text, vitale_json, vitale_text
 from edged.readers.pcsc import open_reader, scan
 from edged.readers.terminal import TerminalLink, TerminalTransport, parse_reader
-from edged.services.cards import verify_pin, vitale_result
+from edged.services.cards import verify_pin
 
 __all__ = ["add_parsers"]
 
@@ -71,7 +71,7 @@ def _vitale_read(args: argparse.Namespace) -> int:
         print(json.dumps(vitale_json(card), indent=2, ensure_ascii=False))
         return 0
     print(vitale_text(card))
-    for warning in frontdesk.vitale_warnings(vitale_result(card)):
+    for warning in frontdesk.vitale_warnings(vitale_card(card)):
         print(warning)
     return 0
 
