@@ -34,18 +34,25 @@ ERRORS: tuple[ErrorKind, ...] = (
     ErrorKind(jsonrpc.INVALID_PARAMS, "parameters do not match the schema (positional "
               "`params` arrays included: named parameters only), an unknown client name, an "
               "emergency access without a reason", ("invalid_params", "unknown_client",
-                                                    "reason_required")),
+                                                    "reason_required", "too_many_uploads",
+                                                    "unknown_upload", "upload_committed",
+                                                    "bad_offset", "upload_incomplete",
+                                                    "digest_mismatch")),
     ErrorKind(jsonrpc.INTERNAL_ERROR, "a bug; details are in the daemon's log",
               ("internal_error",)),
     ErrorKind(errors.NOT_PAIRED, "the client must pair first", ("not_paired",)),
-    ErrorKind(errors.FORBIDDEN, "the client lacks a scope", ("missing_scope",),
+    ErrorKind(errors.FORBIDDEN, "the client lacks a scope, or asks what no client may: a "
+              "challenge of the DMP host's shape (docs/security.md)",
+              ("missing_scope", "challenge_reserved"),
               "`data.scopes` lists the scopes that would be accepted"),
     ErrorKind(errors.REVOKED, "the client's certificate was revoked; the daemon closes the "
               "socket with 4403 (a revocation closes open sockets first, so the error is "
               "seen on the next connection)", ("revoked",)),
     ErrorKind(errors.RATE_LIMITED, "too many calls, or too many connections for this "
               "client (sent with id null right before the close 1008)",
-              ("rate_limited", "too_many_connections"), "`data.retry_after` (seconds)"),
+              ("rate_limited", "too_many_connections", "prompt_pending"),
+              "`data.retry_after` (seconds); `prompt_pending`: a prompt of this client is "
+              "already waiting on the terminal"),
     ErrorKind(errors.TOO_LARGE, "a message or a decoded parameter larger than its limit "
               "(id is null when the message was too large to be read)", ("too_large",),
               "`data.limit` (bytes)"),
@@ -62,8 +69,9 @@ ERRORS: tuple[ErrorKind, ...] = (
               "`data.attempts_left` for `wrong_code`, `data.retry_after` for `locked_out` and "
               "`busy`"),
     ErrorKind(errors.CONSENT_ERROR, "the terminal cannot ask, or the patient did not consent "
-              "(DMP)", ("no_terminal", "consent_refused", "consent_timeout",
-                        "vitale_required", "ins_not_on_card")),
+              "(DMP), or the holder did not confirm a signature on the terminal",
+              ("no_terminal", "consent_refused", "consent_timeout", "vitale_required",
+               "ins_not_on_card", "signature_refused", "signature_timeout")),
     ErrorKind(errors.MAIL_ERROR, "secure mail refused",
               ("unknown_recipient", "attachment_too_large", "message_too_large",
                "signature_invalid", "certificate_invalid", "not_for_this_recipient",

@@ -193,7 +193,7 @@ METHODS: list[Method] = [
            f"{UPLOAD_TTL:.0f} s is deleted.",
            params=obj({"size": {"type": "integer", "minimum": 1, "maximum": MAX_UPLOAD},
                        "sha256": _SHA256}, ("size", "sha256")),
-           result=obj({"upload_id": STR, "chunk_size": INT})),
+           result=obj({"upload_id": STR, "chunk_size": INT}, ("upload_id", "chunk_size"))),
     Method("upload.chunk", upload_chunk, "The next part of an upload: `offset` is the number "
            "of bytes sent before it (a chunk out of order is refused with `bad_offset` and "
            "`data.expected`), `data` at most `chunk_size` bytes in base64; written to disk at "
@@ -202,13 +202,15 @@ METHODS: list[Method] = [
                        "data": {"type": "string", "description": "base64",
                                 "maxLength": 4 * (CHUNK_SIZE // 3 + 1)}},
                       ("upload_id", "offset", "data")),
-           result=obj({"received": INT})),
+           result=obj({"received": INT}, ("received",))),
     Method("upload.commit", upload_commit, "Finish an upload: every byte announced arrived "
            "(`upload_incomplete` otherwise) and its SHA-256 is the one announced "
            "(`digest_mismatch`: the upload is dropped).",
            params=obj({"upload_id": UPLOAD_ID}, ("upload_id",)),
-           result=obj({"upload_id": STR, "state": {"type": "string", "enum": ["committed"]}})),
+           result=obj({"upload_id": STR, "state": {"type": "string", "enum": ["committed"]}},
+                      ("upload_id", "state"))),
     Method("upload.cancel", upload_cancel, "Drop an upload and its data.",
            params=obj({"upload_id": UPLOAD_ID}, ("upload_id",)),
-           result=obj({"upload_id": STR, "state": {"type": "string", "enum": ["cancelled"]}})),
+           result=obj({"upload_id": STR, "state": {"type": "string", "enum": ["cancelled"]}},
+                      ("upload_id", "state"))),
 ]

@@ -30,7 +30,8 @@ async def with_cards(edged, slots, cps: str = "gp"):
 async def test_certificates_without_pin_then_verified_state_and_logout(edged, slots,
                                                                          pcscd) -> None:
     bench = await with_cards(edged, slots)
-    async with await bench.client("doctor", "identity:read", "cps:sign") as client:
+    async with await bench.client("doctor", "identity:read", "cps:sign",
+                                  "cps:authenticate") as client:
         certs = await client.call("cps.certificates")  # no PIN, no throwaway signature
         sign_cert = x509.load_der_x509_certificate(
             base64.b64decode(certs["signature"]["certificate"]))
@@ -40,6 +41,7 @@ async def test_certificates_without_pin_then_verified_state_and_logout(edged, sl
         assert (await client.call("cps.pin_state"))["verified"] is False
 
         digest = hashlib.sha256(b"signed attributes").digest()
+        bench.keypad.press("OK")  # the holder confirms the digest signature on the terminal
         with pytest.raises(RemoteError) as exc:
             await client.call("cps.sign_digest", {"digest": base64.b64encode(digest).decode()})
         assert exc.value.reason == "pin_required"
@@ -47,6 +49,7 @@ async def test_certificates_without_pin_then_verified_state_and_logout(edged, sl
         assert (await client.call("cps.verify_pin"))["result"] == "ok"
         assert (await client.call("cps.pin_state"))["verified"] is True
 
+        bench.keypad.press("OK")
         signed = await client.call("cps.sign_digest",
                                    {"digest": base64.b64encode(digest).decode()})
         auth = x509.load_der_x509_certificate(base64.b64decode(signed["certificate"]))
@@ -61,6 +64,7 @@ async def test_certificates_without_pin_then_verified_state_and_logout(edged, sl
         event = await client.next_event()
         assert event["result"] == "reset"
         assert (await client.call("cps.pin_state"))["verified"] is False
+        bench.keypad.press("OK")
         with pytest.raises(RemoteError) as exc:
             await client.call("cps.sign", {"data": base64.b64encode(b"x").decode()})
         assert exc.value.reason == "pin_required"

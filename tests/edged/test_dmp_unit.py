@@ -111,7 +111,8 @@ def test_a_refusal_is_told_from_an_outage(tmp_path: Path, status: int, body: byt
 
     settings = DmpSettings.from_table({"url": "https://dmp.test:8443/", "ca_file": CA})
     assert settings is not None
-    service = DmpService(SimpleNamespace(config=SimpleNamespace(state_dir=tmp_path)), settings)
+    service = DmpService(SimpleNamespace(config=SimpleNamespace(state_dir=tmp_path),
+                                         key_wrapper=None), settings)
     service._http = lambda *_args: (status, {}, body)  # type: ignore[method-assign]
     with pytest.raises(HostUnreachable if outage else DmpError) as caught:
         asyncio.run(service.request("POST", "/api/dmp/x/documents", body=b"<x/>"))

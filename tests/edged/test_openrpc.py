@@ -71,13 +71,20 @@ def test_standard_validator_agrees_with_the_daemon_on_anchors() -> None:
 
 
 def _reasons_in_code() -> set[str]:
-    """Every literal reason given to RpcError(code, message, reason, ...) in edged/."""
+    """Every literal reason given to RpcError(code, message, reason, ...) or to the services'
+    ServiceError(family, reason, ...) in edged/."""
     reasons = set()
     for path in (ROOT / "edged").rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
-            if (isinstance(node, ast.Call) and getattr(node.func, "id", None) == "RpcError"
-                    and len(node.args) >= 3 and isinstance(node.args[2], ast.Constant)):
+            if not isinstance(node, ast.Call):
+                continue
+            name = getattr(node.func, "id", None)
+            if (name == "RpcError" and len(node.args) >= 3
+                    and isinstance(node.args[2], ast.Constant)):
                 reasons.add(node.args[2].value)
+            elif (name == "ServiceError" and len(node.args) >= 2
+                  and isinstance(node.args[1], ast.Constant)):
+                reasons.add(node.args[1].value)
     return reasons
 
 
@@ -123,7 +130,8 @@ def test_openrpc_document_validates_against_the_meta_schema_with_jsonschema() ->
 
 def test_the_validator_rejects_a_broken_document(tmp_path: Path) -> None:
     broken = json.loads(openrpc.TARGET.read_text())
-    broken["methods"][0]["params"][0]["required"] = "yes"
+    with_params = next(m for m in broken["methods"] if m["params"])
+    with_params["params"][0]["required"] = "yes"
     path = tmp_path / "broken.json"
     path.write_text(json.dumps(broken))
     assert _node_tool(str(path)).returncode == 1

@@ -120,8 +120,11 @@ async def test_oversized_call_fails_at_once_never_hangs(edged) -> None:
         with pytest.raises(RemoteError) as exc:
             await asyncio.wait_for(client.call("cps.sign", {"data": "A" * 12000}), 5)
         assert exc.value.reason == "too_large" and exc.value.data["limit"] == 8192
-        with pytest.raises(ConnectionError):  # beyond twice the limit: close 1009, no hang
+        # Beyond twice the limit the daemon closes with 1009 (RFC 6455 §7.4.1): the SDK says
+        # so at once, pointing at uploads, and never hangs.
+        with pytest.raises(RemoteError) as exc:
             await asyncio.wait_for(client.call("cps.sign", {"data": "A" * 20000}), 5)
+        assert exc.value.reason == "too_large" and "upload" in exc.value.message
 
 
 async def test_rpc_discover_serves_docs_openrpc_json(edged) -> None:

@@ -26,7 +26,8 @@ def run_edged(tmp: Path, state: Path, *, until_ready: bool = False) -> tuple[int
     """Start edged on `state`; when it comes up, SIGTERM it. (exit status, stderr)."""
     config = tmp / "edged.toml"
     config.write_text(CONFIG.format(state=state))
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    # The state key (edged/state/keywrap.py) stays beside, never inside, the state directory.
+    env = dict(os.environ, PYTHONPATH=str(ROOT), BIFENTE_STATE_KEY_FILE=str(tmp / "state.key"))
     process = subprocess.Popen([sys.executable, "-m", "edged", "--config", str(config),
                                 "--no-mdns"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                text=True, env=env)
@@ -111,9 +112,11 @@ def test_full_disk_at_start(tmp_path: Path, populated: bool) -> None:
             for name, data in before.items():  # the audit chain may only have grown
                 assert (state / name).read_bytes()[:len(data)] == data or name.endswith(".db")
             run_edged(tmp_path, state, until_ready=True)  # space back: it starts again
-            from edged.state.audit import AuditLog
+            from edged.state.audit import AuditLog, read_anchor_key
+            from edged.state.keywrap import load_key_wrapper
 
-            key = (state / "audit.key").read_bytes()
+            wrapper = load_key_wrapper(state, str(tmp_path / "state.key"), create=False)
+            key = read_anchor_key(state / "audit.key", wrapper)
             with AuditLog(state / "audit.db", readonly=True, anchor_key=key) as log:
                 report = log.verify()
             assert report.ok, report.reason
