@@ -292,6 +292,11 @@ class Cps3Card(Card):
     def _chv_data(self, request: sdo.SdoRequest) -> bytes:
         # Only the DOCP (A0) is served: a real CPx answers the 7F41 form with 6A86 and OpenSC
         # falls back to A0 (OpenSC issue #2275 log of the vendor's middleware uses A0).
+        # From the MF only: OpenSC reads CHV SDOs of a CPx "from 3F00" (commit e3a3722ad),
+        # as the vendor's middleware does; elsewhere the object is not found (STAND-IN: what
+        # a real CPS3 answers inside 0001 is not public; 6A88 as for an SE inside 0002).
+        if self.current_df is not self.mf:
+            raise CardStatus(SW.REFERENCED_DATA_NOT_FOUND)
         pin = self.pin(request.reference)
         if request.wanted != sdo.DOCP:
             raise CardStatus(SW.INCORRECT_P1_P2)
@@ -314,10 +319,12 @@ class Cps3Card(Card):
                               bytes.fromhex(docp["acl"]), docp["non_repudiation"])
 
     def _se_data(self, request: sdo.SdoRequest) -> bytes:
+        # From the MF only: a real CPx answers SE GET DATA with 9000 from 3F00 and 6A88
+        # inside 0002 (OpenSC commit fcd2e665f).
         chv = LAYOUT["security_environments"].get(str(request.reference))
         if self.current_df is not self.mf or chv is None or request.wanted != sdo.SE:
             raise CardStatus(SW.REFERENCED_DATA_NOT_FOUND)
-        return sdo.se_answer(request.reference, chv)
+        return sdo.se_answer(request.reference, chv or None)
 
     # -- PIN management -------------------------------------------------------------------
     def do_change_reference_data(self, c: CommandApdu) -> bytes:
