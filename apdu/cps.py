@@ -103,6 +103,11 @@ def _path(*fids: int) -> bytes:
     return b"".join(f.to_bytes(2, "big") for f in fids)
 
 
+def _command(header: bytes, data: bytes) -> CommandApdu:
+    """A case 3 command from its 4 header bytes (CLA INS P1 P2) and data."""
+    return CommandApdu(header[0], header[1], header[2], header[3], data)
+
+
 def _wipe(buf: bytearray | None) -> None:
     if buf is not None:
         for i in range(len(buf)):
@@ -294,7 +299,7 @@ class CpsSession:
             new = self._ask(source, PinRequest(PinRef.PIN, 4, 4, "new"))
             both = (_checked(old, PinRequest(PinRef.PIN, 4, 4, "old"))
                     + _checked(new, PinRequest(PinRef.PIN, 4, 4, "new")))
-            self.protocol.transceive(CommandApdu(*template, bytes(both)))
+            self.protocol.transceive(_command(template, bytes(both)))
         except ApduError as exc:
             self._raise_pin_error(exc)
         finally:
@@ -334,10 +339,10 @@ class CpsSession:
             _checked(puk, PinRequest(PinRef.PUK, 8, 8, "puk"))
             _checked(new, PinRequest(PinRef.PIN, 4, 4, "new"))
             try:
-                self.protocol.transceive(CommandApdu(*verify_puk, bytes(puk)))
+                self.protocol.transceive(_command(verify_puk, bytes(puk)))
             except ApduError as exc:
                 self._puk_error(exc)
-            self.protocol.transceive(CommandApdu(*reset, bytes(new)))
+            self.protocol.transceive(_command(reset, bytes(new)))
         finally:
             _wipe(puk)
             _wipe(new)

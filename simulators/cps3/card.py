@@ -48,14 +48,14 @@ PSO_HASH, PSO_CDS, PSO_DECIPHER = 0x90A0, 0x9E9A, 0x8086
 DST, AT, CT, HT = 0xB6, 0xA4, 0xB8, 0xAA
 # Which key each template may name: the real PrKDF access rules (#2267) give the signature
 # key PSO CDS only, the authentication key INTERNAL AUTHENTICATE and PSO DECIPHER only.
-_TEMPLATE_KEYS = {DST: {KeyRef.SIGNATURE}, AT: {KeyRef.AUTHENTICATION},
-                  CT: {KeyRef.AUTHENTICATION}}
+_TEMPLATE_KEYS: dict[int, set[int]] = {DST: {KeyRef.SIGNATURE}, AT: {KeyRef.AUTHENTICATION},
+                                        CT: {KeyRef.AUTHENTICATION}}
 # DST algorithm -> hash (the TokenInfo algRefs of a real CPS3, #2267: 12 SHA-1, 42 SHA-256).
-_DST_HASH = {Algo.RSA_PKCS1_SHA1_PARTIAL_HASH: HASH_SHA1,
-             Algo.RSA_PKCS1_SHA256_PARTIAL_HASH: HASH_SHA256}
-_TEMPLATE_ALGOS = {DST: set(_DST_HASH), HT: {HASH_SHA1, HASH_SHA256},
-                   AT: {Algo.RSA_PKCS1_INTERNAL_AUTH},
-                   CT: {Algo.RSA_PKCS1_DECIPHER, Algo.RSA_OAEP_SHA256_DECIPHER}}
+_DST_HASH: dict[int, int] = {Algo.RSA_PKCS1_SHA1_PARTIAL_HASH: HASH_SHA1,
+                             Algo.RSA_PKCS1_SHA256_PARTIAL_HASH: HASH_SHA256}
+_TEMPLATE_ALGOS: dict[int, set[int]] = {
+    DST: set(_DST_HASH), HT: {HASH_SHA1, HASH_SHA256}, AT: {Algo.RSA_PKCS1_INTERNAL_AUTH},
+    CT: {Algo.RSA_PKCS1_DECIPHER, Algo.RSA_OAEP_SHA256_DECIPHER}}
 # SHA-1 because a real CPS3 offers it (#2267); the card signs what the host hashed.
 _PREHASHED = {HASH_SHA1: hashes.SHA1(), HASH_SHA256: hashes.SHA256()}  # noqa: S303
 _KEY_SECTION = {KeyRef.SIGNATURE: "signature", KeyRef.AUTHENTICATION: "authentication"}
