@@ -96,6 +96,18 @@ class CpsIdentity:
     holder: CpsHolder
 
 
+MF_PATH = Fid.MF.to_bytes(2, "big")
+
+
+def _path(*fids: int) -> bytes:
+    return b"".join(f.to_bytes(2, "big") for f in fids)
+
+
+def _command(header: bytes, data: bytes) -> CommandApdu:
+    """A case 3 command from its 4 header bytes (CLA INS P1 P2) and data."""
+    return CommandApdu(header[0], header[1], header[2], header[3], data)
+
+
 def _wipe(buf: bytearray | None) -> None:
     if buf is not None:
         for i in range(len(buf)):
@@ -122,16 +134,25 @@ class CpsSession:
         self._keys: dict[int, pkcs15.KeyInfo] | None = None
 
     # -- reading files --------------------------------------------------------------------
+    def _select(self, path: bytes) -> None:
+        """SELECT by path, P1=09 P2=0C, the path written from 3F00.
+
+        The form a real CPx takes from its vendor's middleware and from OpenSC (OpenSC issue
+        #2275 log: `00 A4 09 0C 04 3F 00 00 01`, `00 A4 09 0C 02 3F 00`). A path that does
+        not start at the MF is read from the IAS application, selected by AID first.
+        """
+        if not path.startswith(MF_PATH):
+            self.protocol.select_aid(CPS_AID)
+        self.protocol.transceive(CommandApdu(0x00, INS.SELECT, 0x09, 0x0C, path))
+
     def _read_path(self, path: bytes) -> bytes:
-        fids = [int.from_bytes(path[i:i + 2], "big") for i in range(0, len(path), 2)]
-        self.protocol.select_path(fids)
+        self._select(path)
         return self.protocol.read_binary_all()
 
     def _pkcs15(self) -> dict[str, bytes]:
         if self._dirs is None:
-            self.protocol.select_aid(CPS_AID)
-            self.protocol.select_fid(Fid.ODF)
-            self._dirs = pkcs15.decode_odf(self.protocol.read_binary_all())
+            self._dirs = pkcs15.decode_odf(self._read_path(_path(Fid.MF, Fid.IAS_DF,
+                                                                  Fid.ODF)))
         return self._dirs
 
     def _data_objects(self) -> dict[str, pkcs15.DataObjectInfo]:
@@ -150,8 +171,7 @@ class CpsSession:
 
     def serial(self) -> str:
         """The card's PAN from EF.SN.ICC (20 digits starting with the ANS issuer number)."""
-        self.protocol.select_path([Fid.MF, Fid.EF_SN_ICC])
-        pan = tlv.find_path(self.protocol.read_binary_all(), 0x5A)
+        pan = tlv.find_path(self._read_path(_path(Fid.MF, Fid.EF_SN_ICC)), 0x5A)
         if pan is None or not pan.startswith(ISSUER_PREFIX):
             raise UnexpectedCard("EF.SN.ICC does not carry an ANS serial (80 25 00 00 01 ...)")
         return pan.hex()
@@ -193,8 +213,12 @@ class CpsSession:
 
     # -- PIN --------------------------------------------------------------------------------
     def pin_status(self, ref: int = PinRef.PIN) -> PinStatus:
-        """Try counters from GET DATA (FACTS §1); tag 9A = max tries, 9B = tries left."""
-        self.protocol.select_aid(CPS_AID)
+        """Try counters from GET DATA (FACTS §1); tag 9A = max tries, 9B = tries left.
+
+        Asked from the MF: a CPx serves its PIN objects there (OpenSC commit e3a3722ad; the
+        vendor's middleware does the same in OpenSC issue #2275).
+        """
+        self._select(MF_PATH)
         data = self.protocol.transceive(CommandApdu(0x00, INS.GET_DATA_ODD, 0x3F, 0xFF,
                                                     pin_counter_query(ref), le=256))
         counters = tlv.find_path(data, 0x70, 0xBF8100 | ref, 0xA0)
@@ -275,7 +299,7 @@ class CpsSession:
             new = self._ask(source, PinRequest(PinRef.PIN, 4, 4, "new"))
             both = (_checked(old, PinRequest(PinRef.PIN, 4, 4, "old"))
                     + _checked(new, PinRequest(PinRef.PIN, 4, 4, "new")))
-            self.protocol.transceive(_with_data(template, bytes(both)))
+            self.protocol.transceive(_command(template, bytes(both)))
         except ApduError as exc:
             self._raise_pin_error(exc)
         finally:
@@ -315,10 +339,10 @@ class CpsSession:
             _checked(puk, PinRequest(PinRef.PUK, 8, 8, "puk"))
             _checked(new, PinRequest(PinRef.PIN, 4, 4, "new"))
             try:
-                self.protocol.transceive(_with_data(verify_puk, bytes(puk)))
+                self.protocol.transceive(_command(verify_puk, bytes(puk)))
             except ApduError as exc:
                 self._puk_error(exc)
-            self.protocol.transceive(_with_data(reset, bytes(new)))
+            self.protocol.transceive(_command(reset, bytes(new)))
         finally:
             _wipe(puk)
             _wipe(new)
@@ -386,9 +410,3 @@ class CpsSession:
         return self.protocol.transceive(
             CommandApdu(0x00, INS.PERFORM_SECURITY_OPERATION, 0x80, 0x86, b"\x81" + cryptogram,
                         le=256), chained=True)
-
-
-def _with_data(header: bytes, data: bytes) -> CommandApdu:
-    """A case 3 command from a 4-byte header (CLA INS P1 P2) and its data."""
-    cla, ins, p1, p2 = header
-    return CommandApdu(cla, ins, p1, p2, data)

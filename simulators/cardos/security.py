@@ -47,8 +47,8 @@ class SecurityEnvironment:
     """What MSE SET chose and what has been verified since power on."""
 
     verified: set[int] = field(default_factory=set)
-    # Template (B6 DST, A4 AT, B8 CT) -> (key reference, algorithm reference)
-    templates: dict[int, tuple[int, int | None]] = field(default_factory=dict)
+    # Template (B6 DST, A4 AT, B8 CT, AA HT) -> (key reference or None for HT, algorithm)
+    templates: dict[int, tuple[int | None, int | None]] = field(default_factory=dict)
     hash_state: bytes | None = field(default=None, repr=False)  # digest awaiting PSO CDS
 
     def reset(self) -> None:

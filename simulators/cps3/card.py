@@ -48,14 +48,14 @@ PSO_HASH, PSO_CDS, PSO_DECIPHER = 0x90A0, 0x9E9A, 0x8086
 DST, AT, CT, HT = 0xB6, 0xA4, 0xB8, 0xAA
 # Which key each template may name: the real PrKDF access rules (#2267) give the signature
 # key PSO CDS only, the authentication key INTERNAL AUTHENTICATE and PSO DECIPHER only.
-_TEMPLATE_KEYS = {DST: {KeyRef.SIGNATURE}, AT: {KeyRef.AUTHENTICATION},
-                  CT: {KeyRef.AUTHENTICATION}}
+_TEMPLATE_KEYS: dict[int, set[int]] = {DST: {KeyRef.SIGNATURE}, AT: {KeyRef.AUTHENTICATION},
+                                        CT: {KeyRef.AUTHENTICATION}}
 # DST algorithm -> hash (the TokenInfo algRefs of a real CPS3, #2267: 12 SHA-1, 42 SHA-256).
-_DST_HASH = {Algo.RSA_PKCS1_SHA1_PARTIAL_HASH: HASH_SHA1,
-             Algo.RSA_PKCS1_SHA256_PARTIAL_HASH: HASH_SHA256}
-_TEMPLATE_ALGOS = {DST: set(_DST_HASH), HT: {HASH_SHA1, HASH_SHA256},
-                   AT: {Algo.RSA_PKCS1_INTERNAL_AUTH},
-                   CT: {Algo.RSA_PKCS1_DECIPHER, Algo.RSA_OAEP_SHA256_DECIPHER}}
+_DST_HASH: dict[int, int] = {Algo.RSA_PKCS1_SHA1_PARTIAL_HASH: HASH_SHA1,
+                             Algo.RSA_PKCS1_SHA256_PARTIAL_HASH: HASH_SHA256}
+_TEMPLATE_ALGOS: dict[int, set[int]] = {
+    DST: set(_DST_HASH), HT: {HASH_SHA1, HASH_SHA256}, AT: {Algo.RSA_PKCS1_INTERNAL_AUTH},
+    CT: {Algo.RSA_PKCS1_DECIPHER, Algo.RSA_OAEP_SHA256_DECIPHER}}
 # SHA-1 because a real CPS3 offers it (#2267); the card signs what the host hashed.
 _PREHASHED = {HASH_SHA1: hashes.SHA1(), HASH_SHA256: hashes.SHA256()}  # noqa: S303
 _KEY_SECTION = {KeyRef.SIGNATURE: "signature", KeyRef.AUTHENTICATION: "authentication"}
@@ -292,6 +292,11 @@ class Cps3Card(Card):
     def _chv_data(self, request: sdo.SdoRequest) -> bytes:
         # Only the DOCP (A0) is served: a real CPx answers the 7F41 form with 6A86 and OpenSC
         # falls back to A0 (OpenSC issue #2275 log of the vendor's middleware uses A0).
+        # From the MF only: OpenSC reads CHV SDOs of a CPx "from 3F00" (commit e3a3722ad),
+        # as the vendor's middleware does; elsewhere the object is not found (STAND-IN: what
+        # a real CPS3 answers inside 0001 is not public; 6A88 as for an SE inside 0002).
+        if self.current_df is not self.mf:
+            raise CardStatus(SW.REFERENCED_DATA_NOT_FOUND)
         pin = self.pin(request.reference)
         if request.wanted != sdo.DOCP:
             raise CardStatus(SW.INCORRECT_P1_P2)
@@ -314,10 +319,12 @@ class Cps3Card(Card):
                               bytes.fromhex(docp["acl"]), docp["non_repudiation"])
 
     def _se_data(self, request: sdo.SdoRequest) -> bytes:
+        # From the MF only: a real CPx answers SE GET DATA with 9000 from 3F00 and 6A88
+        # inside 0002 (OpenSC commit fcd2e665f).
         chv = LAYOUT["security_environments"].get(str(request.reference))
         if self.current_df is not self.mf or chv is None or request.wanted != sdo.SE:
             raise CardStatus(SW.REFERENCED_DATA_NOT_FOUND)
-        return sdo.se_answer(request.reference, chv)
+        return sdo.se_answer(request.reference, chv or None)
 
     # -- PIN management -------------------------------------------------------------------
     def do_change_reference_data(self, c: CommandApdu) -> bytes:

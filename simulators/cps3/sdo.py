@@ -101,8 +101,13 @@ def key_answer(reference: int, modulus_bits: int, acl: bytes, non_repudiation: i
         tlv.encode(0x9E, bytes([non_repudiation]))))
 
 
-def se_answer(reference: int, chv: int) -> bytes:
-    """An SE with one AT CRT: user password (95 08) is CHV `chv` (83) (iasecc_crt_parse)."""
+def se_answer(reference: int, chv: int | None) -> bytes:
+    """An SE; with `chv`, one AT CRT: user password (95 08) is CHV `chv` (83).
+
+    The CRT layout is what OpenSC's iasecc_crt_parse reads; without `chv` the SE is empty.
+    """
+    if chv is None:
+        return _answer(SE, reference, tlv.encode(SE, b""))
     crt = tlv.encode_constructed(0xA4, tlv.encode(0x83, bytes([chv])),
                                  tlv.encode(0x95, b"\x08"))
     return _answer(SE, reference, tlv.encode_constructed(SE, crt))

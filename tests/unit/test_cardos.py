@@ -553,11 +553,23 @@ def test_unknown_pso_answers_6a86(app: Cps3Card) -> None:
 
 
 # -- GET DATA (PIN counters) -------------------------------------------------------------------
+SELECT_MF = "00A4090C02 3F00"  # as the vendor's middleware selects it (OpenSC #2275)
+
+
 def test_get_data_7f41_answers_6a86(app: Cps3Card) -> None:
+    ok(app, SELECT_MF)
     assert sw_of(app, "00CB3FFF 0B 4D09 7007 BF8101 03 7F4180 00") == 0x6A86
 
 
+def test_get_data_of_the_pin_only_from_the_mf(app: Cps3Card) -> None:
+    # OpenSC reads a CPx's CHV objects from 3F00 (commit e3a3722ad)
+    assert sw_of(app, "00CB3FFF 0A 4D08 7006 BF8101 02 A080 00") == 0x6A88
+    ok(app, SELECT_MF)
+    assert ok(app, "00CB3FFF 0A 4D08 7006 BF8101 02 A080 00")[:2] == b"\x70\x16"
+
+
 def counters(card: Card, ref: int) -> dict[int, tlv.Tlv]:
+    ok(card, SELECT_MF)
     data = ok(card, f"00CB3FFF 0A 4D08 7006 BF81{ref:02X} 02 A080 00")
     (top,) = tlv.decode(data)
     assert top.tag == 0x70
@@ -579,6 +591,7 @@ def test_get_data_a0_returns_the_counters(app: Cps3Card) -> None:
 
 
 def test_get_data_refusals(app: Cps3Card) -> None:
+    ok(app, SELECT_MF)
     assert sw_of(app, "00CB3FFE 0A 4D087006BF810102A080 00") == 0x6A86  # P1-P2
     assert sw_of(app, "00CB3FFF 0A 4D087006BF810902A080 00") == 0x6A88  # no PIN 09
     assert sw_of(app, "00CB3FFF 02 5C00 00") == 0x6A80  # no BF81xx inside
@@ -622,9 +635,11 @@ def test_get_data_security_environments_from_the_mf(cps: Cps3Card) -> None:
         assert data == tlv.encode_constructed(0x70, tlv.encode_constructed(
             0xBFFB00 | se, tlv.encode_constructed(0x7B, tlv.encode_constructed(
                 0xA4, tlv.encode(0x83, bytes([chv])), tlv.encode(0x95, b"\x08")))))
-    assert sw_of(cps, "00CB3FFF 0A 4D08 7006 BFFB05 02 7B80 00") == 0x6A88  # as #2275
-    ok(cps, "00A4040C0D" + CPS_AID.hex())
-    assert sw_of(cps, "00CB3FFF 0A 4D08 7006 BFFB01 02 7B80 00") == 0x6A88
+    # SE 5 answers 9000 from 3F00 on a real CPx (commit fcd2e665f); its content is not public
+    assert ok(cps, "00CB3FFF 0A 4D08 7006 BFFB05 02 7B80 00") == bytes.fromhex("7006BFFB05027B00")
+    assert sw_of(cps, "00CB3FFF 0A 4D08 7006 BFFB02 02 7B80 00") == 0x6A88  # no SE 2
+    ok(cps, "00A4040C0D" + CPS_AID.hex())  # 6A88 inside an application, as inside 0002
+    assert sw_of(cps, "00CB3FFF 0A 4D08 7006 BFFB05 02 7B80 00") == 0x6A88
 
 
 # -- GET CHALLENGE / SELECT P2 -----------------------------------------------------------------
