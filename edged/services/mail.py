@@ -40,6 +40,7 @@ import logging
 import poplib
 import smtplib
 import ssl
+import threading
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -273,6 +274,8 @@ class MailService:
                              base_delay=settings.retry_base_delay,
                              max_delay=settings.retry_max_delay)
         self._task: asyncio.Task[None] | None = None
+        self._box_locks: dict[str, threading.Lock] = {}
+        self._box_locks_guard = threading.Lock()
 
     async def start(self) -> None:
         """Run the delivery loop."""
@@ -373,8 +376,23 @@ class MailService:
             raise OperatorRefused(f"mailbox login refused: {_text(exc)}") from None
         return box
 
+    def _box_lock(self, address: str) -> threading.Lock:
+        # POP3 locks a maildrop for one session (RFC 1939 §8): two clients of the same
+        # professional listing at once got "[IN-USE]" (found by the soak). One at a time here.
+        with self._box_locks_guard:
+            return self._box_locks.setdefault(address.lower(), threading.Lock())
+
     def list_mailbox(self, address: str) -> list[dict[str, Any]]:
         """uid, from, subject (the outer one), date, size of every message; nothing deleted."""
+        with self._box_lock(address):
+            return self._list_mailbox(address)
+
+    def retrieve(self, address: str, uid: str) -> bytes:
+        """One message by its uid, as stored; NoSuchMessage when it is not there."""
+        with self._box_lock(address):
+            return self._retrieve(address, uid)
+
+    def _list_mailbox(self, address: str) -> list[dict[str, Any]]:
         box = self._pop3(address)
         try:
             uids = _listing(box.uidl()[1])
@@ -394,8 +412,7 @@ class MailService:
             with contextlib.suppress(Exception):
                 box.quit()
 
-    def retrieve(self, address: str, uid: str) -> bytes:
-        """One message by its uid, as stored; NoSuchMessage when it is not there."""
+    def _retrieve(self, address: str, uid: str) -> bytes:
         box = self._pop3(address)
         try:
             number = next((n for n, u in _listing(box.uidl()[1]).items() if u == uid), None)

@@ -15,6 +15,7 @@ import contextlib
 import json
 import logging
 import os
+import random
 import select
 import shutil
 import socket
@@ -117,6 +118,9 @@ class VirtualTerminal:
         self._capture_lock = threading.Lock()
         self._proc_lock = threading.Lock()
         self.dropped_out = 0
+        # Fault injection (tests): damage this share of the link's chunks, both directions.
+        self._damage: tuple[float, random.Random] | None = None
+        self.damaged = collections.Counter[str]()
         self._server: object | None = None
         self.started = False
 
@@ -293,6 +297,28 @@ class VirtualTerminal:
         self._threads.append(t)
         t.start()
 
+    def damage_link(self, rate: float, seed: int = 0) -> None:
+        """Damage `rate` of the chunks on the link (a bit flipped, the chunk dropped or sent
+        twice, random bytes inserted); 0 stops. A USB cable with a bad contact, for tests."""
+        self._damage = (rate, random.Random(seed)) if rate > 0 else None
+
+    def _damaged(self, data: bytes) -> bytes:
+        damage = self._damage
+        if damage is None or damage[1].random() >= damage[0]:
+            return data
+        rng = damage[1]
+        kind = rng.choice(("flip", "drop", "dup", "insert"))
+        self.damaged[kind] += 1
+        if kind == "drop":
+            return b""
+        if kind == "dup":
+            return data + data
+        if kind == "insert":
+            at = rng.randrange(len(data) + 1)
+            return data[:at] + rng.randbytes(rng.randint(1, 8)) + data[at:]
+        at = rng.randrange(len(data))
+        return data[:at] + bytes((data[at] ^ (1 << rng.randrange(8)),)) + data[at + 1:]
+
     def _tap(self, direction: str, data: bytes) -> None:
         with self._capture_lock:
             if self._capture is not None:
@@ -311,6 +337,7 @@ class VirtualTerminal:
                     return
                 time.sleep(0.05)
                 continue
+            data = self._damaged(data)
             if not data:
                 continue
             self._tap("host", data)
@@ -333,6 +360,7 @@ class VirtualTerminal:
                 return
             if not data:
                 return
+            data = self._damaged(data)
             self._tap("term", data)
             view = memoryview(data)
             deadline = time.monotonic() + 1.0

@@ -440,3 +440,18 @@ async def test_mail_list_wakes_the_outbox_when_the_operator_is_back(edged, slots
                 await client.call("mail.list")
                 await until(lambda: outbox.get(sent["message_id"]).state == "sent")
                 assert len(await asyncio.to_thread(mailbox, smtp, NURSE)) == 1
+
+
+async def test_clients_of_one_professional_list_the_mailbox_at_once(edged, slots, pcscd,
+                                                                    tmp_path: Path) -> None:
+    # Found by the soak: POP3 locks a maildrop per session (RFC 1939 §8), so concurrent
+    # mail.list calls for the same address got operator_refused "[IN-USE]".
+    with MailOperator(tmp_path / "op"):
+        bench = await daemon_with_gp(edged, slots, mail_table(tmp_path / "op", tmp_path))
+        clients = [await bench.client(f"desk{i}", "mail:send", "cps:sign") for i in range(6)]
+        try:
+            listed = await asyncio.gather(*(c.call("mail.list") for c in clients for _ in range(3)))
+            assert all(r["address"] == GP for r in listed)
+        finally:
+            for c in clients:
+                await c.close()

@@ -8,9 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import atheris  # noqa: F401 - make setup installs it (dev extra): missing fails, never skips
 import pytest
-
-pytest.importorskip("atheris")
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
