@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 import re
 import resource
 import subprocess
@@ -124,7 +125,8 @@ async def _measure(quick: bool) -> list[Row]:
             f"{peak_mb:.1f} MB", f"idle {before_mb:.1f} MB; flood: {summary}",
             f"goal < {GOAL_RSS_MB:.0f} MB: {'PASS' if peak_mb < GOAL_RSS_MB else 'FAIL'}"),
         Row("§3 paired client's system.info during the flood (p99)", fmt_time(p99),
-            f"p50 {fmt_time(_pct(latencies, 0.5))}, {len(latencies)} calls",
+            f"p50 {fmt_time(_pct(latencies, 0.5))}, {len(latencies)} calls, load average "
+            f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs",
             f"goal < {GOAL_P99_S * 1e3:.0f} ms: {'PASS' if p99 < GOAL_P99_S else 'FAIL'}"),
         Row("§3 edged RSS 3 s after the flood left", f"{after_mb:.1f} MB",
             f"peak {peak_mb:.1f} MB, idle before {before_mb:.1f} MB",

@@ -154,14 +154,21 @@ async def cps_pin_status(daemon: Daemon, conn: Connection, params: dict[str, Any
 async def cps_verify_pin(daemon: Daemon, conn: Connection, params: dict[str, Any]) -> Any:
     """cps.verify_pin: typed on the terminal keypad; never retried automatically."""
     timeout = min(float(params.get("timeout", daemon.config.pin_timeout)), MAX_PROMPT_S)
-    async with one_prompt(daemon, conn):
-        outcome = await on_card(daemon, conn, CardKind.CPS,
-                                lambda s: cards.verify_pin(s, timeout, conn.client_id),
-                                "cps.verify_pin",
-                                timeout=timeout + daemon.config.card_timeout)
+    # Intent durable before the keypad prompt, outcome after, errors included (review M5).
+    await daemon.audit_intent("pin.verify", conn, outcome="asked", via="cps.verify_pin")
+    try:
+        async with one_prompt(daemon, conn):
+            outcome = await on_card(daemon, conn, CardKind.CPS,
+                                    lambda s: cards.verify_pin(s, timeout, conn.client_id),
+                                    "cps.verify_pin",
+                                    timeout=timeout + daemon.config.card_timeout)
+    except Exception as exc:
+        daemon.audit_event("pin.verify", conn, outcome="error", error=type(exc).__name__,
+                           via="cps.verify_pin")
+        raise
     result = render.pin_outcome(outcome)
     daemon.audit_event("pin.verify", conn, outcome=result["result"],
-                       tries_left=result["tries_left"])
+                       tries_left=result["tries_left"], via="cps.verify_pin")
     daemon.bus.publish("pin.state", result=result["result"], tries_left=result["tries_left"])
     return result
 

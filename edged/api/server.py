@@ -78,6 +78,11 @@ def _size_tls_read_buffer() -> None:
 
 MAX_BUCKETS = 1024  # rate-limit buckets kept before the idle (full) ones are dropped
 LISTEN_BACKLOG = 256
+# Until a connection proves a paired certificate it may only pair: a CSR fits in 64 KiB, and
+# two frames waiting is plenty (websockets pauses reading beyond the high-water mark).
+UNPAIRED_MAX_FRAME = 64 * 1024
+UNPAIRED_MAX_QUEUE = 2
+PAIRED_MAX_QUEUE = 16  # websockets' default
 PEEK_MAX_BYTES = 4096  # a refused message this small is parsed for its id only
 MALFORMED_LOG_INTERVAL = 10.0  # at most one line per this many seconds about bad messages
 
@@ -367,10 +372,10 @@ class RpcServer:
                       else None)
 
         def admitted(conn: socket.socket, admission: Admission) -> None:
-            protocol = ServerProtocol(extensions=extensions,
-                                      max_size=cfg.max_message_bytes * 2)
+            protocol = ServerProtocol(extensions=extensions, max_size=UNPAIRED_MAX_FRAME)
             connection = _GatedConnection(self.gate, context, admission, protocol, ws_server,
-                                          ping_interval=20, ping_timeout=20, close_timeout=5)
+                                          ping_interval=20, ping_timeout=20, close_timeout=5,
+                                          max_queue=UNPAIRED_MAX_QUEUE)
             task = loop.create_task(loop.connect_accepted_socket(lambda: connection, conn))
             self._accepting.add(task)
             task.add_done_callback(lambda t: self._accepted(t, conn, admission))
@@ -392,6 +397,7 @@ class RpcServer:
         if isinstance(admission, Admission):
             if conn.paired:
                 self.gate.paired(admission)
+                _paired_limits(ws, self.daemon.config.max_message_bytes * 2)
             else:
                 self.gate.handshake_done(admission)
         same = [c for c in self.connections if c.client_id == conn.client_id]
@@ -442,6 +448,13 @@ class _NotAdmitted(ServerConnection):
 
     def connection_lost(self, exc: Exception | None) -> None:
         """Nothing was started."""
+
+
+def _paired_limits(ws: ServerConnection, max_frame: int) -> None:
+    """Raise a connection's limits once its certificate is a paired client's (the parser reads
+    the frame limit per frame; no frame has been read yet)."""
+    ws.protocol.max_message_size = max_frame
+    ws.recv_messages.high, ws.recv_messages.low = PAIRED_MAX_QUEUE, PAIRED_MAX_QUEUE // 4
 
 
 def _listen(host: str, port: int) -> socket.socket:

@@ -13,6 +13,7 @@ import logging
 import ssl
 
 import pytest
+import websockets
 
 from edged.api.gate import TLS_RECORD_BYTES, SmallBufferSSLProtocol, prefix_of
 
@@ -100,7 +101,7 @@ async def test_l2_deep_nesting_is_a_parse_error_logged_in_one_line(edged, caplog
     async with await bench.unpaired() as client:
         client._reader.cancel()  # read the raw answers
         for _ in range(30):
-            await client.send_raw("[" * 100_000)
+            await client.send_raw("[" * 60_000)  # under the unpaired frame limit
         answers = []
         for _ in range(30):
             answers.append(json.loads(await asyncio.wait_for(client.ws.recv(), 5)))
@@ -124,3 +125,21 @@ async def test_h2_tls_still_works_for_plain_clients_after_gate(edged) -> None:
     writer.close()
     with contextlib.suppress(ConnectionError, ssl.SSLError):
         await writer.wait_closed()
+
+
+async def test_h2_unpaired_frames_are_small_until_the_certificate_is_paired(edged) -> None:
+    # An unpaired peer may only pair: 64 KiB frames, two queued. Paired: max_message_bytes.
+    bench = await edged()
+    big = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "system.info",
+                      "params": {"x": "y" * 500_000}})
+    async with await bench.unpaired() as client:
+        client._reader.cancel()
+        await client.send_raw(big)
+        with pytest.raises(websockets.ConnectionClosed) as closed:
+            await asyncio.wait_for(client.ws.recv(), 5)
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 1009
+    async with await bench.client("desk", "identity:read") as paired:
+        paired._reader.cancel()
+        await paired.send_raw(big)
+        answer = json.loads(await asyncio.wait_for(paired.ws.recv(), 5))
+        assert answer["error"]["data"]["reason"] == "invalid_params"  # read, then refused
