@@ -5,6 +5,20 @@
 /** The protocol version the types were generated from. */
 export const PROTOCOL_VERSION = "1.0";
 
+/** Parameters of `audit.checkpoint`: A checkpoint of the audit log (sequence number and head hash) signed by the device; keep it off the terminal and check the log against it with `bifente audit verify --checkpoint FILE`. */
+export type AuditCheckpointParams = Record<string, never>;
+
+/** Result of `audit.checkpoint`. */
+export type AuditCheckpointResult = {
+  v: number;
+  seq: number;
+  hash: string;
+  issued: number;
+  device: string;
+  signature: string;
+  certificate: string;
+};
+
 /** Parameters of `clients.list`: Paired clients. */
 export type ClientsListParams = {
   include_revoked?: boolean;
@@ -44,7 +58,7 @@ export type ClientsRevokeResult = {
 export type ConsentAskParams = {
   /** minLength: 1; maxLength: 200 */
   text: string;
-  /** minimum: 5; maximum: 300 */
+  /** minimum: 5; maximum: 60 */
   timeout?: number;
 };
 
@@ -53,7 +67,7 @@ export type ConsentAskResult = {
   answer: "ok" | "cancel" | "timeout";
 };
 
-/** Parameters of `cps.authenticate`: INTERNAL AUTHENTICATE of SHA-256(challenge) with the authentication key; needs the PIN verified. */
+/** Parameters of `cps.authenticate`: INTERNAL AUTHENTICATE of SHA-256(challenge) with the authentication key; needs the PIN verified for this client. A 32-byte challenge (the DMP host's shape) is refused: only the daemon logs in there. */
 export type CpsAuthenticateParams = {
   /** base64 of at most 1024 bytes; encoding: base64; maxLength: 1368 */
   challenge: string;
@@ -158,7 +172,7 @@ export type CpsInfoResult = {
   };
 };
 
-/** Parameters of `cps.logout`: End the verified state: the holder types the PIN again before the next signature (pin.state event with result reset). */
+/** Parameters of `cps.logout`: End this client's verified state: the holder types the PIN again before its next signature (pin.state event with result reset). */
 export type CpsLogoutParams = Record<string, never>;
 
 /** Result of `cps.logout`. */
@@ -166,7 +180,7 @@ export type CpsLogoutResult = {
   verified: false;
 };
 
-/** Parameters of `cps.pin_state`: PIN try counters and whether the PIN is verified now (a verified card signs for any client with cps:sign until it is removed or cps.logout). */
+/** Parameters of `cps.pin_state`: PIN try counters and whether the PIN is verified now for this client (a PIN typed for another client does not count: the card asks this client for its own, docs/security.md). */
 export type CpsPinStateParams = Record<string, never>;
 
 /** Result of `cps.pin_state`. */
@@ -191,11 +205,13 @@ export type CpsPinStatusResult = {
   blocked: boolean;
 };
 
-/** Parameters of `cps.sign`: Sign data with the CPS card (SHA-256, RSA PKCS#1 v1.5, split hash); needs the PIN verified. */
+/** Parameters of `cps.sign`: Sign data with the CPS card (SHA-256, RSA PKCS#1 v1.5, split hash); needs the PIN verified for this client. The signature key (cps:sign) signs after the holder's OK on the terminal, which shows the client, the title and the digest's first hex digits; the authentication key needs cps:authenticate. */
 export type CpsSignParams = {
   /** base64 of at most 778240 bytes; encoding: base64; maxLength: 1037656 */
   data: string;
   key?: "signature" | "authentication";
+  /** what is signed, shown on the terminal; maxLength: 64 */
+  title?: string;
 };
 
 /** Result of `cps.sign`. */
@@ -207,10 +223,12 @@ export type CpsSignResult = {
   certificate: string;
 };
 
-/** Parameters of `cps.sign_digest`: Sign a SHA-256 digest computed by the caller with the authentication key (PKCS#1 v1.5 DigestInfo); needs the PIN verified. The signature key signs only whole data (cps.sign: the card finishes the hash). */
+/** Parameters of `cps.sign_digest`: Sign a SHA-256 digest computed by the caller with the authentication key (PKCS#1 v1.5 DigestInfo); needs the PIN verified for this client and the holder's OK on the terminal (which shows the client, the title and the digest's first hex digits). The signature key signs only whole data (cps.sign: the card finishes the hash). */
 export type CpsSignDigestParams = {
   /** base64 of the 32-byte SHA-256 digest; encoding: base64; minLength: 44; maxLength: 44 */
   digest: string;
+  /** what is signed, shown on the terminal; maxLength: 64 */
+  title?: string;
 };
 
 /** Result of `cps.sign_digest`. */
@@ -222,9 +240,9 @@ export type CpsSignDigestResult = {
   certificate: string;
 };
 
-/** Parameters of `cps.verify_pin`: The holder types the PIN on the terminal keypad; the result says ok, wrong (tries left), blocked or cancelled. No method takes a PIN. */
+/** Parameters of `cps.verify_pin`: The holder types the PIN on the terminal keypad; the result says ok, wrong (tries left), blocked or cancelled. No method takes a PIN. The verified PIN serves this client only: another client's call resets it (docs/security.md). */
 export type CpsVerifyPinParams = {
-  /** minimum: 5; maximum: 120 */
+  /** minimum: 5; maximum: 60 */
   timeout?: number;
 };
 
@@ -279,7 +297,7 @@ export type DmpDeleteResult = {
   document: Record<string, unknown>;
 };
 
-/** Parameters of `dmp.emergency`: Emergency access without consent: bris_de_glace or centre_15 (regulating doctors), with the professional's stated reason; then dmp.find / dmp.get need no consent for this patient while it lasts. */
+/** Parameters of `dmp.emergency`: Emergency access without consent: bris_de_glace or centre_15 (regulating doctors), with the professional's stated reason; then dmp.find / dmp.get from this client need no consent for this patient while it lasts (not from other clients; the patient's Cancel on the terminal ends it). */
 export type DmpEmergencyParams = {
   /** the patient's INS (15 characters: NIR or NIA with its key); pattern: "^[0-9]{6}[0-9AB][0-9]{8}$" */
   ins: string;
@@ -307,19 +325,8 @@ export type DmpExistsResult = {
   status: string | null;
 };
 
-/** Parameters of `dmp.feed`: Add a CDA R2 document (base64): the patient consents on the terminal; queued durably (state queued, queue_id) when the host is unreachable, delivered exactly once later. */
-export type DmpFeedParams = {
-  /** the patient's INS (15 characters: NIR or NIA with its key); pattern: "^[0-9]{6}[0-9AB][0-9]{8}$" */
-  ins: string;
-  /** base64 CDA R2 XML; encoding: base64; maxLength: 955736 */
-  cda: string;
-  metadata?: {
-    masked_ps?: boolean;
-    invisible_patient?: boolean;
-    invisible_representatives?: boolean;
-  };
-  express?: boolean;
-};
+/** Parameters of `dmp.feed`: Add a CDA R2 document (base64): the patient consents on the terminal; queued durably (state queued, queue_id) when the host is unreachable, delivered exactly once later. A CDA larger than one message is sent with upload.begin / chunk / commit and named by `upload_id` instead of `cda`. */
+export type DmpFeedParams = Record<string, never>;
 
 /** Result of `dmp.feed`. */
 export type DmpFeedResult = {
@@ -494,13 +501,22 @@ export type MailSendParams = {
     content_type?: string;
     /** encoding: base64 */
     data: string;
+  } | {
+    /** minLength: 1; maxLength: 255 */
+    filename: string;
+    /** maxLength: 127 */
+    content_type?: string;
+    /** a committed upload (upload.begin / chunk / commit); pattern: "^[0-9a-f]{32}$" */
+    upload_id: string;
   }[];
+  /** the same key again (same client) returns the message queued the first time, never a second one; minLength: 1; maxLength: 128 */
+  idempotency_key?: string;
 };
 
 /** Result of `mail.send`. */
 export type MailSendResult = {
   message_id: string;
-  state: "queued";
+  state: "queued" | "sending" | "sent" | "failed";
 };
 
 /** Parameters of `mail.status`: Where a sent message is: queued, sending, sent or failed, with the attempts and the last error. */
@@ -523,8 +539,8 @@ export type PairBeginParams = {
   name: string;
   /** PEM CSR or public key; maxLength: 8192 */
   csr: string;
-  /** maxItems: 8 */
-  scopes?: ("identity:read" | "cps:sign" | "mail:send" | "dmp:read" | "dmp:write" | "dmp:emergency" | "terminal:display" | "admin")[];
+  /** maxItems: 10 */
+  scopes?: ("identity:read" | "cps:sign" | "cps:authenticate" | "mail:send" | "mail:read" | "dmp:read" | "dmp:write" | "dmp:emergency" | "terminal:display" | "admin")[];
 };
 
 /** Result of `pair.begin`. */
@@ -610,6 +626,59 @@ export type SystemInfoResult = {
   };
 };
 
+/** Parameters of `upload.begin`: Start a chunked upload, for a payload larger than one message (mail.send attachments, dmp.feed CDA): give its size and SHA-256, then send it with upload.chunk in order, `chunk_size` bytes at most each, and finish with upload.commit, which checks the size and the digest. The method that uses it takes `upload_id` instead of the data, once. At most 8 uploads under way per client, 67108864 bytes each; one not used within 600 s is deleted. */
+export type UploadBeginParams = {
+  /** minimum: 1; maximum: 67108864 */
+  size: number;
+  /** hex SHA-256; pattern: "^[0-9a-f]{64}$" */
+  sha256: string;
+};
+
+/** Result of `upload.begin`. */
+export type UploadBeginResult = {
+  upload_id: string;
+  chunk_size: number;
+};
+
+/** Parameters of `upload.cancel`: Drop an upload and its data. */
+export type UploadCancelParams = {
+  /** a committed upload (upload.begin / chunk / commit); pattern: "^[0-9a-f]{32}$" */
+  upload_id: string;
+};
+
+/** Result of `upload.cancel`. */
+export type UploadCancelResult = {
+  upload_id: string;
+  state: "cancelled";
+};
+
+/** Parameters of `upload.chunk`: The next part of an upload: `offset` is the number of bytes sent before it (a chunk out of order is refused with `bad_offset` and `data.expected`), `data` at most `chunk_size` bytes in base64; written to disk at once. */
+export type UploadChunkParams = {
+  /** a committed upload (upload.begin / chunk / commit); pattern: "^[0-9a-f]{32}$" */
+  upload_id: string;
+  /** minimum: 0 */
+  offset: number;
+  /** base64; maxLength: 699052 */
+  data: string;
+};
+
+/** Result of `upload.chunk`. */
+export type UploadChunkResult = {
+  received: number;
+};
+
+/** Parameters of `upload.commit`: Finish an upload: every byte announced arrived (`upload_incomplete` otherwise) and its SHA-256 is the one announced (`digest_mismatch`: the upload is dropped). */
+export type UploadCommitParams = {
+  /** a committed upload (upload.begin / chunk / commit); pattern: "^[0-9a-f]{32}$" */
+  upload_id: string;
+};
+
+/** Result of `upload.commit`. */
+export type UploadCommitResult = {
+  upload_id: string;
+  state: "committed";
+};
+
 /** Parameters of `vitale.read`: Read the Vitale card: the insured person, every beneficiary with NIR, INS (with OID) and INS-C, rights. */
 export type VitaleReadParams = Record<string, never>;
 
@@ -669,29 +738,31 @@ export type VitaleReadResult = {
 
 /** Every method: its parameters and result. */
 export interface Methods {
+  /** A checkpoint of the audit log (sequence number and head hash) signed by the device; keep it off the terminal and check the log against it with `bifente audit verify --checkpoint FILE`. */
+  "audit.checkpoint": { params: AuditCheckpointParams; result: AuditCheckpointResult };
   /** Paired clients. */
   "clients.list": { params: ClientsListParams; result: ClientsListResult };
   /** Revoke a client: refused at once. */
   "clients.revoke": { params: ClientsRevokeParams; result: ClientsRevokeResult };
   /** Show a question on the terminal; the patient answers OK or Cancel. */
   "consent.ask": { params: ConsentAskParams; result: ConsentAskResult };
-  /** INTERNAL AUTHENTICATE of SHA-256(challenge) with the authentication key; needs the PIN verified. */
+  /** INTERNAL AUTHENTICATE of SHA-256(challenge) with the authentication key; needs the PIN verified for this client. A 32-byte challenge (the DMP host's shape) is refused: only the daemon logs in there. */
   "cps.authenticate": { params: CpsAuthenticateParams; result: CpsAuthenticateResult };
   /** Both CPS certificates (signature and authentication) with their validity, without the PIN: what a CAdES/XAdES signer needs before it signs. */
   "cps.certificates": { params: CpsCertificatesParams; result: CpsCertificatesResult };
   /** The professional on the CPS card and the PIN tries left (no PIN needed); with certificates: true, both certificates and their validity. */
   "cps.info": { params: CpsInfoParams; result: CpsInfoResult };
-  /** End the verified state: the holder types the PIN again before the next signature (pin.state event with result reset). */
+  /** End this client's verified state: the holder types the PIN again before its next signature (pin.state event with result reset). */
   "cps.logout": { params: CpsLogoutParams; result: CpsLogoutResult };
-  /** PIN try counters and whether the PIN is verified now (a verified card signs for any client with cps:sign until it is removed or cps.logout). */
+  /** PIN try counters and whether the PIN is verified now for this client (a PIN typed for another client does not count: the card asks this client for its own, docs/security.md). */
   "cps.pin_state": { params: CpsPinStateParams; result: CpsPinStateResult };
   /** PIN try counters. */
   "cps.pin_status": { params: CpsPinStatusParams; result: CpsPinStatusResult };
-  /** Sign data with the CPS card (SHA-256, RSA PKCS#1 v1.5, split hash); needs the PIN verified. */
+  /** Sign data with the CPS card (SHA-256, RSA PKCS#1 v1.5, split hash); needs the PIN verified for this client. The signature key (cps:sign) signs after the holder's OK on the terminal, which shows the client, the title and the digest's first hex digits; the authentication key needs cps:authenticate. */
   "cps.sign": { params: CpsSignParams; result: CpsSignResult };
-  /** Sign a SHA-256 digest computed by the caller with the authentication key (PKCS#1 v1.5 DigestInfo); needs the PIN verified. The signature key signs only whole data (cps.sign: the card finishes the hash). */
+  /** Sign a SHA-256 digest computed by the caller with the authentication key (PKCS#1 v1.5 DigestInfo); needs the PIN verified for this client and the holder's OK on the terminal (which shows the client, the title and the digest's first hex digits). The signature key signs only whole data (cps.sign: the card finishes the hash). */
   "cps.sign_digest": { params: CpsSignDigestParams; result: CpsSignDigestResult };
-  /** The holder types the PIN on the terminal keypad; the result says ok, wrong (tries left), blocked or cancelled. No method takes a PIN. */
+  /** The holder types the PIN on the terminal keypad; the result says ok, wrong (tries left), blocked or cancelled. No method takes a PIN. The verified PIN serves this client only: another client's call resets it (docs/security.md). */
   "cps.verify_pin": { params: CpsVerifyPinParams; result: CpsVerifyPinResult };
   /** Show a message on the terminal's display (ASCII, 16 columns x 8 lines, word-wrapped); it stays until the next screen. */
   "display.show": { params: DisplayShowParams; result: DisplayShowResult };
@@ -699,11 +770,11 @@ export interface Methods {
   "dmp.create": { params: DmpCreateParams; result: DmpCreateResult };
   /** The author deletes a document after the patient asked for it (the entry stays, status deleted, its bytes wiped). */
   "dmp.delete": { params: DmpDeleteParams; result: DmpDeleteResult };
-  /** Emergency access without consent: bris_de_glace or centre_15 (regulating doctors), with the professional's stated reason; then dmp.find / dmp.get need no consent for this patient while it lasts. */
+  /** Emergency access without consent: bris_de_glace or centre_15 (regulating doctors), with the professional's stated reason; then dmp.find / dmp.get from this client need no consent for this patient while it lasts (not from other clients; the patient's Cancel on the terminal ends it). */
   "dmp.emergency": { params: DmpEmergencyParams; result: DmpEmergencyResult };
   /** Does the patient have a DMP (no consent needed). */
   "dmp.exists": { params: DmpExistsParams; result: DmpExistsResult };
-  /** Add a CDA R2 document (base64): the patient consents on the terminal; queued durably (state queued, queue_id) when the host is unreachable, delivered exactly once later. */
+  /** Add a CDA R2 document (base64): the patient consents on the terminal; queued durably (state queued, queue_id) when the host is unreachable, delivered exactly once later. A CDA larger than one message is sent with upload.begin / chunk / commit and named by `upload_id` instead of `cda`. */
   "dmp.feed": { params: DmpFeedParams; result: DmpFeedResult };
   /** The documents this professional may see (the patient consents on the terminal, unless an emergency access is open). */
   "dmp.find": { params: DmpFindParams; result: DmpFindResult };
@@ -735,12 +806,21 @@ export interface Methods {
   "rpc.discover": { params: RpcDiscoverParams; result: RpcDiscoverResult };
   /** Protocol version, daemon version, certificate fingerprint, terminal model and capabilities; the caller's own name and scopes; the limits that apply to it. */
   "system.info": { params: SystemInfoParams; result: SystemInfoResult };
+  /** Start a chunked upload, for a payload larger than one message (mail.send attachments, dmp.feed CDA): give its size and SHA-256, then send it with upload.chunk in order, `chunk_size` bytes at most each, and finish with upload.commit, which checks the size and the digest. The method that uses it takes `upload_id` instead of the data, once. At most 8 uploads under way per client, 67108864 bytes each; one not used within 600 s is deleted. */
+  "upload.begin": { params: UploadBeginParams; result: UploadBeginResult };
+  /** Drop an upload and its data. */
+  "upload.cancel": { params: UploadCancelParams; result: UploadCancelResult };
+  /** The next part of an upload: `offset` is the number of bytes sent before it (a chunk out of order is refused with `bad_offset` and `data.expected`), `data` at most `chunk_size` bytes in base64; written to disk at once. */
+  "upload.chunk": { params: UploadChunkParams; result: UploadChunkResult };
+  /** Finish an upload: every byte announced arrived (`upload_incomplete` otherwise) and its SHA-256 is the one announced (`digest_mismatch`: the upload is dropped). */
+  "upload.commit": { params: UploadCommitParams; result: UploadCommitResult };
   /** Read the Vitale card: the insured person, every beneficiary with NIR, INS (with OID) and INS-C, rights. */
   "vitale.read": { params: VitaleReadParams; result: VitaleReadResult };
 }
 
 /** The methods' names, in order. */
 export const METHOD_NAMES = [
+  "audit.checkpoint",
   "clients.list",
   "clients.revoke",
   "consent.ask",
@@ -774,23 +854,28 @@ export const METHOD_NAMES = [
   "readers.list",
   "rpc.discover",
   "system.info",
+  "upload.begin",
+  "upload.cancel",
+  "upload.chunk",
+  "upload.commit",
   "vitale.read",
 ] as const;
 
 /** Scopes that allow each method (any of them; empty: any paired client). */
 export const METHOD_SCOPES: Readonly<Record<MethodName, readonly string[]>> = {
+  "audit.checkpoint": ["admin"],
   "clients.list": ["admin"],
   "clients.revoke": ["admin"],
   "consent.ask": ["dmp:emergency","dmp:read","dmp:write","terminal:display"],
-  "cps.authenticate": ["cps:sign"],
+  "cps.authenticate": ["cps:authenticate"],
   "cps.certificates": ["cps:sign","identity:read"],
   "cps.info": ["identity:read"],
-  "cps.logout": ["cps:sign"],
+  "cps.logout": ["cps:authenticate","cps:sign"],
   "cps.pin_state": ["cps:sign","identity:read"],
   "cps.pin_status": ["identity:read"],
-  "cps.sign": ["cps:sign"],
-  "cps.sign_digest": ["cps:sign"],
-  "cps.verify_pin": ["cps:sign"],
+  "cps.sign": ["cps:authenticate","cps:sign"],
+  "cps.sign_digest": ["cps:authenticate"],
+  "cps.verify_pin": ["cps:authenticate","cps:sign","mail:read","mail:send"],
   "display.show": ["terminal:display"],
   "dmp.create": ["dmp:write"],
   "dmp.delete": ["dmp:write"],
@@ -803,8 +888,8 @@ export const METHOD_SCOPES: Readonly<Record<MethodName, readonly string[]>> = {
   "dmp.queue": ["dmp:write"],
   "dmp.visibility": ["dmp:write"],
   "events.subscribe": ["identity:read"],
-  "mail.list": ["mail:send"],
-  "mail.open": ["mail:send"],
+  "mail.list": ["mail:read"],
+  "mail.open": ["mail:read"],
   "mail.send": ["mail:send"],
   "mail.status": ["mail:send"],
   "pair.begin": [],
@@ -812,6 +897,10 @@ export const METHOD_SCOPES: Readonly<Record<MethodName, readonly string[]>> = {
   "readers.list": ["identity:read"],
   "rpc.discover": [],
   "system.info": [],
+  "upload.begin": [],
+  "upload.cancel": [],
+  "upload.chunk": [],
+  "upload.commit": [],
   "vitale.read": ["identity:read"],
 };
 
@@ -824,17 +913,17 @@ export const ERRORS = {
   /** unknown method */
   "-32601": ["method_not_found"],
   /** parameters do not match the schema (positional `params` arrays included: named parameters only), an unknown client name, an emergency access without a reason */
-  "-32602": ["invalid_params","unknown_client","reason_required"],
+  "-32602": ["invalid_params","unknown_client","reason_required","too_many_uploads","unknown_upload","upload_committed","bad_offset","upload_incomplete","digest_mismatch"],
   /** a bug; details are in the daemon's log */
   "-32603": ["internal_error"],
   /** the client must pair first */
   "-32000": ["not_paired"],
-  /** the client lacks a scope */
-  "-32001": ["missing_scope"],
+  /** the client lacks a scope, or asks what no client may: a challenge of the DMP host's shape (docs/security.md) */
+  "-32001": ["missing_scope","challenge_reserved"],
   /** the client's certificate was revoked; the daemon closes the socket with 4403 (a revocation closes open sockets first, so the error is seen on the next connection) */
   "-32002": ["revoked"],
   /** too many calls, or too many connections for this client (sent with id null right before the close 1008) */
-  "-32003": ["rate_limited","too_many_connections"],
+  "-32003": ["rate_limited","too_many_connections","prompt_pending"],
   /** a message or a decoded parameter larger than its limit (id is null when the message was too large to be read) */
   "-32004": ["too_large"],
   /** card problem */
@@ -843,8 +932,8 @@ export const ERRORS = {
   "-32020": ["wrong_pin","pin_blocked","pin_cancelled","no_pin_pad","pin_required"],
   /** pairing refused */
   "-32030": ["invalid_request","unknown_pairing","expired","wrong_code","locked_out","busy","duplicate_name"],
-  /** the terminal cannot ask, or the patient did not consent (DMP) */
-  "-32040": ["no_terminal","consent_refused","consent_timeout","vitale_required","ins_not_on_card"],
+  /** the terminal cannot ask, or the patient did not consent (DMP), or the holder did not confirm a signature on the terminal */
+  "-32040": ["no_terminal","consent_refused","consent_timeout","vitale_required","ins_not_on_card","signature_refused","signature_timeout"],
   /** secure mail refused */
   "-32050": ["unknown_recipient","attachment_too_large","message_too_large","signature_invalid","certificate_invalid","not_for_this_recipient","decryption_failed","sender_mismatch","not_encrypted","not_signed","malformed_message","unsupported_algorithm","unsuitable_recipient","signing_failed","operator_unavailable","operator_refused","no_such_message","not_configured","mail_error"],
   /** the DMP host refused, or cannot be reached */
