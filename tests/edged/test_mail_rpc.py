@@ -404,7 +404,8 @@ async def test_a_hostile_from_does_not_break_mail_list(edged, slots, pcscd,
     # D2: `From: x:;y@z.test` made str(head["From"]) raise, and every mail.list failed.
     with MailOperator(tmp_path / "op") as op:
         bench = await daemon_with_gp(edged, slots, mail_table(tmp_path / "op", tmp_path))
-        async with await bench.client("secretariat", "mail:send", "mail:read", "cps:sign") as client:
+        async with await bench.client("secretariat", "mail:send", "mail:read",
+                                      "cps:sign") as client:
             await verify_pin(bench, client)
             nurse = Card("nurse")
             gp_cert = await asyncio.to_thread(_certificate, op, GP)
@@ -429,7 +430,8 @@ async def test_mail_list_wakes_the_outbox_when_the_operator_is_back(edged, slots
         table = mail_table(tmp_path / "op", tmp_path, directory_url=directory.info.directory_url,
                            retry_base_delay=3600, retry_max_delay=3600)
         bench = await daemon_with_gp(edged, slots, table)
-        async with await bench.client("secretariat", "mail:send", "mail:read", "cps:sign") as client:
+        async with await bench.client("secretariat", "mail:send", "mail:read",
+                                      "cps:sign") as client:
             await verify_pin(bench, client)
             sent = await client.call("mail.send", {"to": [NURSE], "text": "en attente"})
             outbox = service_of(bench.daemon).outbox
