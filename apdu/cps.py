@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import NoReturn
+from typing import NoReturn, cast
 
 from cryptography import x509
 
@@ -320,6 +320,15 @@ class CpsSession:
         verify_puk = bytes([0x00, INS.VERIFY, 0x00, PinRef.PUK])
         reset = bytes([0x00, INS.RESET_RETRY_COUNTER, 0x02, PinRef.PIN])
         transport = self.protocol.transport
+        if source is None and getattr(transport, "unblocks_in_one_prompt", False):
+            # A reader that runs VERIFY PUK then RESET RETRY COUNTER P1=02 itself, from one
+            # prompt (the bifente terminal: it builds both APDUs, docs/link-protocol.md).
+            sw = cast(SecurePinChange, transport).secure_unblock(
+                reset, current_length=(8, 8), new_length=(4, 4), pad_to=NO_PADDING,
+                pad_byte=0xFF, prompt=prompt, timeout=timeout)
+            if sw != 0x9000:
+                self._puk_error(error_for_sw(sw))
+            return
         if source is None and isinstance(transport, SecurePinEntry):
             sw = transport.secure_verify(verify_puk, min_length=8, max_length=8,
                                          pad_to=NO_PADDING, pad_byte=0xFF, prompt=prompt,

@@ -47,6 +47,8 @@ CPS_SLOT = const(0)  # the slot labelled "CPS" on the case
 _CPS_ATR = b"\x3b\xac\x00\x40\x2a\x00\x12\x25\x00\x64\x80\x00\x03\x10\x00\x90\x00"
 _CPS_MASK = b"\xff\x00\x00\x00\x00\xff\xff\xff\xff\xff\xff\x00\x00\x00\xff\xff\xff"
 _PIN_REF_CPS = const(0x01)  # the CPS holder PIN (IAS-ECC PIN reference 01)
+_PUK_REF_CPS = const(0x02)  # its unblocking code (IAS-ECC; OpenSC card-iasecc.c, CPx)
+_RESET_NEW_PIN = const(0x02)  # RESET RETRY COUNTER P1 02: the data is the new PIN alone
 # ISO 7816-4 §11.5.6 VERIFY, §11.5.7 CHANGE REFERENCE DATA, §11.5.10 RESET RETRY COUNTER.
 _INS = {link.SECURE_VERIFY: 0x20, link.SECURE_CHANGE: 0x24, link.SECURE_UNBLOCK: 0x2C}
 # The prompt lane owns the screen: prompts, and DISPLAY (which must wait for a prompt, not
@@ -90,7 +92,10 @@ def check_pin_policy(msg: "Any", slots: list) -> None:
         raise PinRefused("CLA %02X not allowed" % msg.cla)
     if msg.ins != _INS[msg.TYPE]:
         raise PinRefused("INS %02X not allowed for %s" % (msg.ins, link.TYPE_NAMES[msg.TYPE]))
-    if msg.p1 != 0x00:  # P1 00: old+new (24), PUK+new (2C), plain VERIFY (20)
+    # P1 00: old+new (24), plain VERIFY (20). Unblocking (2C) is IAS-ECC's: P1 02, the
+    # terminal verifying the PUK itself first (ISO 7816-4 §11.5.10; OpenSC card-iasecc.c).
+    wanted_p1 = _RESET_NEW_PIN if msg.TYPE == link.SECURE_UNBLOCK else 0x00
+    if msg.p1 != wanted_p1:
         raise PinRefused("P1 %02X not allowed" % msg.p1)
     if msg.p2 != _PIN_REF_CPS:
         raise PinRefused("P2 %02X is not PIN reference %02X" % (msg.p2, _PIN_REF_CPS))
@@ -459,28 +464,51 @@ class Terminal:
             if len(labels) == 3 and not pinentry.same(pins[1], counts[1], pins[2], counts[2]):
                 raise PinMismatch("confirmation differs")
             # Built from the policy's values, not the host's bytes (equal once checked).
-            apdu[0] = 0x00
-            apdu[1] = _INS[msg.TYPE]
-            apdu[2] = 0x00
-            apdu[3] = _PIN_REF_CPS
-            off = 5
-            for i in range(len(fields)):
-                off = pinentry.put_block(apdu, off, pins[i], counts[i], fields[i])
-            apdu[4] = off - 5
-            for b in pins:
-                pinentry.wipe(b)
+            unblock = msg.TYPE == link.SECURE_UNBLOCK
             self.display.show(["Verification..."])
             async with self._card_lock:  # _tx is scratch while we hold the lock
                 check_pin_policy(msg, self.slots)  # the same card, still powered
-                n = await slot.transmit(memoryview(apdu)[:off], self._tx, link.HEADER_LEN)
-                base = link.HEADER_LEN + n - 2
-                sw = (self._tx[base] << 8) | self._tx[base + 1]
+                if unblock:  # VERIFY the PUK (P2 02), then RESET RETRY COUNTER P1 02
+                    sw = await self._pin_apdu(slot, apdu, 0x20, 0x00, _PUK_REF_CPS,
+                                              pins[0], counts[0], fields[0])
+                    if sw == 0x9000:
+                        sw = await self._pin_apdu(slot, apdu, 0x2C, _RESET_NEW_PIN,
+                                                  _PIN_REF_CPS, pins[1], counts[1],
+                                                  fields[min(1, len(fields) - 1)])
+                else:
+                    apdu[0] = 0x00
+                    apdu[1] = _INS[msg.TYPE]
+                    apdu[2] = 0x00
+                    apdu[3] = _PIN_REF_CPS
+                    off = 5
+                    for i in range(len(fields)):
+                        off = pinentry.put_block(apdu, off, pins[i], counts[i], fields[i])
+                    apdu[4] = off - 5
+                    n = await slot.transmit(memoryview(apdu)[:off], self._tx, link.HEADER_LEN)
+                    base = link.HEADER_LEN + n - 2
+                    sw = (self._tx[base] << 8) | self._tx[base + 1]
         finally:
             for b in pins:
                 pinentry.wipe(b)
             pinentry.wipe(apdu)
         self.display.show(self._pin_screen(sw))
         await self._respond(seq, link.PinResult(sw), True)
+
+    async def _pin_apdu(self, slot: "Any", apdu: bytearray, ins: int, p1: int, p2: int,
+                        pin: bytearray, count: int, field: "Any") -> int:
+        """Send CLA 00 INS P1 P2 with one PIN block; the card's SW (caller holds _card_lock)."""
+        apdu[0] = 0x00
+        apdu[1] = ins
+        apdu[2] = p1
+        apdu[3] = p2
+        off = pinentry.put_block(apdu, 5, pin, count, field)
+        apdu[4] = off - 5
+        try:
+            n = await slot.transmit(memoryview(apdu)[:off], self._tx, link.HEADER_LEN)
+        finally:
+            pinentry.wipe(apdu)
+        base = link.HEADER_LEN + n - 2
+        return (self._tx[base] << 8) | self._tx[base + 1]
 
     @staticmethod
     def _pin_screen(sw: int) -> list:

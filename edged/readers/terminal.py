@@ -484,6 +484,10 @@ def _tries(prompt: str) -> int:
 class TerminalTransport:
     """One card slot of the terminal as apdu's Transport and SecurePinEntry."""
 
+    # The firmware verifies the PUK and resets the PIN itself (IAS-ECC, RESET RETRY COUNTER
+    # P1 02), from one prompt: apdu.cps.CpsSession.unblock_pin asks for that.
+    unblocks_in_one_prompt = True
+
     def __init__(self, link: TerminalLink, slot: int) -> None:
         self.link = link
         self.slot = slot

@@ -81,11 +81,12 @@ async def test_other_pin_reference_or_p1_is_refused():
             await refused(rig, link.SecureVerify(0, 0x00, 0x20, 0x00, p2, 30, CPS, 3, PIN4),
                           "P2 %02X is not PIN reference 01" % p2)
         # CHANGE REFERENCE DATA with P1 01 sets a new PIN without the old one (ISO 7816-4
-        # §11.5.7); RESET RETRY COUNTER P1 01/02/03 are other data layouts (§11.5.10).
+        # §11.5.7); RESET RETRY COUNTER P1 00/01/03 are other data layouts (§11.5.10).
         await refused(rig, link.SecureChange(0, 0x00, 0x24, 0x01, 0x01, 30, CPS, 3, PIN4, PIN4),
                       "P1 01")
-        await refused(rig, link.SecureUnblock(0, 0x00, 0x2C, 0x02, 0x01, 30, CPS, 0, PUK8,
-                                              PIN4), "P1 02")
+        for p1 in (0x00, 0x01, 0x03):  # unblocking is IAS-ECC's P1 02 only
+            await refused(rig, link.SecureUnblock(0, 0x00, 0x2C, p1, 0x01, 30, CPS, 0, PUK8,
+                                                  PIN4), "P1 %02X" % p1)
         await refused(rig, link.SecureVerify(0, 0x00, 0x20, 0xFF, 0x01, 30, CPS, 3, PIN4),
                       "P1 FF")
 
@@ -144,10 +145,12 @@ async def test_the_allowed_requests_reach_the_cps_exactly():
         rig.rec.screens = []
         rig.card.tries = 0
         rig.typing(entry(b"24682468"), entry(b"1111"), entry(b"1111"))
-        ok = await rig.host.request(link.SecureUnblock(0, 0x00, 0x2C, 0x00, 0x01, 30, CPS, 0,
+        ok = await rig.host.request(link.SecureUnblock(0, 0x00, 0x2C, 0x02, 0x01, 30, CPS, 0,
                                                        PUK8, PIN4))
         assert ok.sw == 0x9000 and rig.card.pin == b"1111"
-        assert rig.hw0.commands[-1][0] == bytes.fromhex("002C000110")
+        # The PUK verified under its own reference, then the new PIN alone (IAS-ECC).
+        assert [c[0] for c in rig.hw0.commands[-2:]] == [bytes.fromhex("0020000208"),
+                                                         bytes.fromhex("002C020108")]
         seen = rig.screens()
         assert "Deblocage" in seen and "Code PUK :" in seen
         assert rig.hw1.commands == []  # the patient's card never saw a PIN command

@@ -16,17 +16,21 @@ PUK8 = link.PinField(8, 8, 0xFF, 8, link.PIN_ASCII)
 
 
 class PinCard:
-    """A CPS-like card OS behind the scripted line: VERIFY, CHANGE, RESET RETRY, READ BINARY."""
+    """A CPS-like card OS behind the scripted line: VERIFY (PIN 01, PUK 02), CHANGE, RESET
+    RETRY COUNTER P1 02 after the PUK (IAS-ECC), READ BINARY."""
 
     def __init__(self):
         self.pin = PIN
         self.tries = 3
+        self.puk_verified = False
 
     def handler(self, hw, hdr):
         """Steps for a command header."""
         ins = hdr[1]
         if ins in (0x20, 0x24, 0x2C):
-            fn = {0x20: self.verify, 0x24: self.change, 0x2C: self.unblock}[ins]
+            fn = {0x20: self.verify_puk if hdr[3] == 0x02 else self.verify,
+                  0x24: self.change,
+                  0x2C: self.reset if hdr[2] == 0x02 else self.unblock}[ins]
             return [("send", bytes((ins,))), ("recv", hdr[4]), ("reply", fn)]
         if ins == 0xB0:
             return case2(0xB0, bytes(i & 0xFF for i in range(hdr[4] or 256)))
@@ -58,6 +62,18 @@ class PinCard:
         if sw == b"\x90\x00":
             self.pin = self._strip(data[8:])
         return sw
+
+    def verify_puk(self, data):
+        """VERIFY P2 02: the PUK, unpadded."""
+        self.puk_verified = self._strip(data) == PUK
+        return b"\x90\x00" if self.puk_verified else b"\x63\xc9"
+
+    def reset(self, data):
+        """RESET RETRY COUNTER P1 02: the new PIN alone, once the PUK is verified."""
+        if not self.puk_verified:
+            return b"\x69\x82"
+        self.pin, self.tries, self.puk_verified = self._strip(data), 3, False
+        return b"\x90\x00"
 
     def unblock(self, data):
         """RESET RETRY COUNTER: PUK || new."""
@@ -249,7 +265,7 @@ async def test_secure_unblock_with_puk():
     async with Rig() as rig:
         rig.card.tries = 0
         rig.typing(entry(PUK), entry(b"1111"), entry(b"1111"))
-        msg = link.SecureUnblock(0, 0x00, 0x2C, 0x00, 0x01, 30, link.PROMPT_PIN_CPS, 0, PUK8,
+        msg = link.SecureUnblock(0, 0x00, 0x2C, 0x02, 0x01, 30, link.PROMPT_PIN_CPS, 0, PUK8,
                                  PIN4)
         result = await rig.host.request(msg)
         assert result.sw == 0x9000 and rig.card.pin == b"1111" and rig.card.tries == 3
