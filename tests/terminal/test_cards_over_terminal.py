@@ -159,9 +159,9 @@ def test_three_wrong_pins_block_the_card_and_the_puk_unblocks_it(vt: VirtualTerm
         with pytest.raises(PinBlocked):
             session.verify_pin(None, timeout=20)  # no prompt for a blocked PIN
         assert vt.status()["screen"] == prompts["screen"]
-        # IAS-ECC: the PUK is verified on its own, then RESET RETRY COUNTER carries the new
-        # PIN (two keypad entries; OpenSC's iasecc_pin_reset does the same on PIN pads).
-        with typing(vt, PUK, "OK", PIN, "OK"):
+        # IAS-ECC: the PUK is verified on its own, then RESET RETRY COUNTER P1 02 carries the
+        # new PIN; the terminal runs both from one prompt (PUK, new PIN, confirmation).
+        with typing(vt, PUK, "OK", PIN, "OK", PIN, "OK"):
             session.unblock_pin(timeout=20)
         assert session.pin_status().tries_left == 3
         with typing(vt, PIN, "OK"):
