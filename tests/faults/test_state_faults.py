@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.needs import missing
+
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = '[server]\nhost = "127.0.0.1"\nport = 0\n[state]\nstate_dir = "{state}"\n' \
          "[cards]\npcsc = false\n"
@@ -45,7 +47,7 @@ def tmpfs(where: Path, size: str = "1m") -> Iterator[Path]:
     """A small tmpfs of our own (root only)."""
     where.mkdir()
     if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root (CI and the dev machines run as root)")
+        missing("mounting a tmpfs needs root (CI and the dev machines run as root)")
     subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0700", "tmpfs",
                     str(where)], check=True)
     try:

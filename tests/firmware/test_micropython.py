@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.needs import missing
+
 ROOT = Path(__file__).resolve().parents[2]
 FIRMWARE = ROOT / "firmware"
 HERE = Path(__file__).resolve().parent
@@ -51,14 +53,9 @@ def _tool(name: str) -> str:
     """Path of a toolchain program, from the venv first; skip (or fail under CI) if absent."""
     found = BIN / name if (BIN / name).exists() else shutil.which(name)
     if not found:
-        _missing(f"`{name}` not found (make setup installs the firmware toolchain)")
+        missing(f"`{name}` not found (make setup installs the firmware toolchain)")
     return str(found)
 
-
-def _missing(reason: str) -> None:
-    if os.environ.get("CI"):
-        pytest.fail(f"{reason}; CI must run the firmware tests")
-    pytest.skip(reason)
 
 
 def _closing(output: str) -> tuple[int, int]:
@@ -165,7 +162,7 @@ def test_unix_port_from_source() -> None:
 def test_webassembly_port() -> None:
     node = _tool("node")
     if not WASM_PKG.exists():
-        _missing(f"{WASM_PKG.relative_to(ROOT)} missing (make setup runs npm ci in firmware/tools)")
+        missing(f"{WASM_PKG.relative_to(ROOT)} missing (make setup runs npm ci in firmware/tools)")
     result = subprocess.run([node, str(HERE / "run_wasm.mjs"), "192", "300"], cwd=ROOT,
                             capture_output=True, text=True, timeout=400, check=False)
     output = result.stdout + result.stderr
@@ -191,11 +188,11 @@ def test_every_firmware_module_is_checked() -> None:
 
 def test_firmware_typechecks_against_rp2_stubs() -> None:
     if not (ROOT / "typings" / "rp2").is_dir():
-        _missing("typings/ has no RP2040 stubs (make setup installs micropython-rp2-stubs)")
+        missing("typings/ has no RP2040 stubs (make setup installs micropython-rp2-stubs)")
     try:
         import mypy  # noqa: F401
     except ImportError:
-        _missing("mypy is not installed (make setup installs it)")
+        missing("mypy is not installed (make setup installs it)")
     result = subprocess.run([sys.executable, "-m", "mypy", "--config-file",
                              str(FIRMWARE / "tools" / "mypy.ini"), "firmware"], cwd=ROOT,
                             capture_output=True, text=True, timeout=300, check=False)

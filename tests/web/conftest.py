@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,6 +22,7 @@ from cryptography.hazmat.primitives import serialization
 
 from simulators.dmp import DmpHost
 from simulators.dmp.testing import DmpWorld, FakeClock
+from tests.needs import missing
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts" / "web"
@@ -53,9 +53,7 @@ def _spki_hash(chain_pem: Path) -> str:
 def browser(web_world: DmpWorld) -> Iterator[Any]:
     """Headless Debian Chromium, trusting only the host's key."""
     if not CHROMIUM.exists():
-        if os.environ.get("CI"):  # make setup installs it: absent in CI is a failure
-            pytest.fail("/usr/bin/chromium is missing")
-        pytest.skip("/usr/bin/chromium is missing (make setup installs the chromium package)")
+        missing("/usr/bin/chromium is missing (make setup installs the chromium package)")
     from playwright.sync_api import sync_playwright
 
     spki = _spki_hash(web_world.host.data_dir / "tls" / "host.chain.pem")
