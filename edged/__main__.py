@@ -12,6 +12,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from edged.cli.argtypes import port
 from edged.config import ConfigError, load_config
 from edged.daemon import VERSION, Daemon
 from edged.simulation import SimulatorsMissing, require_simulators
@@ -22,17 +23,6 @@ from edged.state.sqlite import StateFileError
 __all__ = ["main"]
 
 log = logging.getLogger("edged")
-
-
-def _port(text: str) -> int:
-    """A TCP port for argparse: 0-65535 (0: any free port)."""
-    try:
-        port = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
-    if not 0 <= port <= 65535:
-        raise argparse.ArgumentTypeError(f"{port} is not a port number (0-65535)")
-    return port
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
@@ -47,7 +37,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
                         help="simulate PC/SC readers instead: simulated cards in pcscd via vpcd")
     parser.add_argument("--cps", default="gp", help="with --simulate: CPS profile")
     parser.add_argument("--vitale", default="family", help="with --simulate: Vitale profile")
-    parser.add_argument("--port", type=_port, help="override the listening port (0-65535)")
+    parser.add_argument("--port", type=port, help="override the listening port (0-65535)")
     parser.add_argument("--state-dir", type=Path, help="override the state directory")
     parser.add_argument("--no-mdns", action="store_true", help="do not announce on mDNS")
     parser.add_argument("--log-level", choices=["debug", "info", "warning", "error"])

@@ -32,6 +32,7 @@ from edged.api.method import BOOL, STR, Method, b64_param, obj, on_card
 from edged.readers.pcsc import CardKind
 from edged.readers.session import InsertedCps
 from edged.readers.ui import fit_lines
+from edged.services import cards
 from edged.services.signing import DIGEST_DIGITS
 
 if TYPE_CHECKING:
@@ -90,10 +91,8 @@ def _sign_digest(session: InsertedCps, client: str, digest: bytes) -> dict[str, 
 
 async def cps_certificates(daemon: Daemon, conn: Connection, params: dict[str, Any]) -> Any:
     """cps.certificates: read once per insertion (edged/readers/session.py)."""
-    signature, authentication = await on_card(
-        daemon, conn, CardKind.CPS,
-        lambda s: (s.certificate(KeyRef.SIGNATURE), s.certificate(KeyRef.AUTHENTICATION)),
-        "cps.certificates")
+    signature, authentication = await on_card(daemon, conn, CardKind.CPS, cards.certificates,
+                                              "cps.certificates")
     return {"signature": certificate_info(signature),
             "authentication": certificate_info(authentication)}
 

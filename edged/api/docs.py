@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import argparse
 import json
-import sys
 from pathlib import Path
 
 from edged.api.contract import CLOSE_CODES, ERRORS, EVENTS
+from edged.api.generated import write_or_check
 from edged.api.methods import METHODS, PROTOCOL_VERSION
 
 __all__ = ["render"]
@@ -95,18 +94,7 @@ def render() -> str:
 
 def main() -> int:
     """Write docs/protocol.md, or with --check fail when it is stale."""
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--check", action="store_true")
-    args = parser.parse_args()
-    text = render()
-    if args.check:
-        if not TARGET.exists() or TARGET.read_text() != text:
-            print(f"{TARGET} is stale: run python -m edged.api.docs", file=sys.stderr)
-            return 1
-        return 0
-    TARGET.write_text(text)
-    print(f"wrote {TARGET}")
-    return 0
+    return write_or_check(TARGET, render, "edged.api.docs", __doc__ or "")
 
 
 if __name__ == "__main__":

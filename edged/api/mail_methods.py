@@ -18,13 +18,11 @@ from typing import TYPE_CHECKING, Any
 
 from cryptography import x509
 
-from apdu.cps import CpsSession
-from apdu.cps_spec import KeyRef
 from edged.api import uploads
 from edged.api.method import BOOL, INT, STR, Method, b64_param, obj, on_card
 from edged.readers.pcsc import CardKind
 from edged.readers.session import InsertedCps
-from edged.services import cms, smime
+from edged.services import cards, cms, smime
 from edged.services.mail import MailError, MailService, NoSuchMessage, service_of
 
 if TYPE_CHECKING:
@@ -64,13 +62,8 @@ def card_address(certificate: x509.Certificate) -> str | None:
 
 async def _card_certificates(daemon: Daemon,
                              conn: Connection) -> tuple[x509.Certificate, x509.Certificate]:
-    """(signature, authentication = encryption) certificates of the inserted CPS (read once
-    per insertion by its session: on the terminal's serial line each is a second or more)."""
-    def read(session: CpsSession) -> tuple[x509.Certificate, x509.Certificate]:
-        return session.certificate(KeyRef.SIGNATURE), session.certificate(KeyRef.AUTHENTICATION)
-
-    return await on_card(daemon, conn, CardKind.CPS, read, "mail.certificates")
-
+    """(signature, authentication = encryption) certificates of the inserted CPS."""
+    return await on_card(daemon, conn, CardKind.CPS, cards.certificates, "mail.certificates")
 
 
 async def _address(daemon: Daemon, conn: Connection, service: MailService) -> str:

@@ -8,14 +8,13 @@ TypeScript, C# or Java can use each one alone.
 
 from __future__ import annotations
 
-import argparse
 import copy
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
 from edged.api.contract import CLOSE_CODES, ERRORS, EVENTS
+from edged.api.generated import write_or_check
 
 __all__ = ["TARGET", "document", "method_errors", "render"]
 
@@ -109,18 +108,7 @@ def render() -> str:
 
 def main() -> int:
     """Write docs/openrpc.json, or with --check fail when it is stale."""
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--check", action="store_true")
-    args = parser.parse_args()
-    text = render()
-    if args.check:
-        if not TARGET.exists() or TARGET.read_text() != text:
-            print(f"{TARGET.name} is stale: run python -m edged.api.openrpc", file=sys.stderr)
-            return 1
-        return 0
-    TARGET.write_text(text)
-    print(f"wrote {TARGET.name}")
-    return 0
+    return write_or_check(TARGET, render, "edged.api.openrpc", __doc__ or "")
 
 
 if __name__ == "__main__":

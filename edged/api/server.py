@@ -10,7 +10,6 @@ import asyncio
 import asyncio.sslproto
 import contextlib
 import hashlib
-import json
 import logging
 import socket
 import ssl
@@ -54,21 +53,6 @@ def _counted(method: str) -> bool:
     client's calls for seconds (edged/api/uploads.py).
     """
     return method != "upload.chunk"
-
-
-def _id_of_oversized(raw: str | bytes) -> Any:
-    """The id of a request refused for its size, so the caller's call gets the answer.
-
-    Without it the error went out with a null id and the SDK waited for its answer until its
-    timeout. The message is at most twice the limit (larger ones close the socket, 1009).
-    """
-    try:
-        message = json.loads(raw)
-    except ValueError:
-        return None
-    request_id = message.get("id") if isinstance(message, dict) else None
-    return request_id if isinstance(request_id, str | int) and not isinstance(
-        request_id, bool) else None
 
 
 def _size_tls_read_buffer() -> None:
@@ -322,12 +306,7 @@ class RpcServer:
     def peek_id(self, raw: str | bytes) -> int | str | None:
         """The id of a refused message, so the caller can match the refusal: parsed only
         when small (a large message over the rate is refused unread)."""
-        if len(raw) > PEEK_MAX_BYTES:
-            return None
-        try:
-            return jsonrpc.parse_message(raw).id
-        except (jsonrpc.RpcError, RecursionError):
-            return None
+        return None if len(raw) > PEEK_MAX_BYTES else jsonrpc.peek_id(raw)
 
     def parse(self, raw: str | bytes, peer: str) -> jsonrpc.Request:
         """Parse one message; a malformed one is logged in one line, at most every 10 s."""

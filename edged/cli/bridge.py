@@ -19,20 +19,10 @@ from pathlib import Path
 
 from edged.bridge.allowlist import AllowList, default_path
 from edged.bridge.server import DEFAULT_PORT, Bridge
+from edged.cli.argtypes import port
 from edged.sdk import Credentials
 
 __all__ = ["add_parsers"]
-
-
-def _port(text: str) -> int:
-    """A TCP port, 0 (pick a free one) to 65535."""
-    try:
-        port = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
-    if not 0 <= port <= 65535:
-        raise argparse.ArgumentTypeError(f"{port} is not a port (0-65535)")
-    return port
 
 
 def _allowlist(args: argparse.Namespace) -> AllowList:
@@ -116,7 +106,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p = bsub.add_parser("serve", help="serve allowed web pages on loopback")
     p.add_argument("--terminal", help="which paired terminal (host or fingerprint prefix)")
     p.add_argument("--host", default="127.0.0.1", choices=["127.0.0.1", "::1"])
-    p.add_argument("--port", type=_port, default=DEFAULT_PORT,
+    p.add_argument("--port", type=port, default=DEFAULT_PORT,
                    help=f"port (default {DEFAULT_PORT}; 0 picks a free one)")
     common(p)
     p.set_defaults(func=_serve)

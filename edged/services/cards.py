@@ -90,6 +90,12 @@ def cps_info(session: CpsSession) -> CpsInfo:
     return CpsInfo(session.identity(), session.pin_status())
 
 
+def certificates(session: CpsSession) -> tuple[x509.Certificate, x509.Certificate]:
+    """(signature, authentication = encryption) certificates; an inserted card's session
+    reads each once per insertion (a second or more on the terminal's serial line)."""
+    return session.certificate(KeyRef.SIGNATURE), session.certificate(KeyRef.AUTHENTICATION)
+
+
 def pin_status(session: CpsSession) -> PinStatus:
     """The PIN's try counters."""
     return session.pin_status()

@@ -301,6 +301,21 @@ def _envelope(msg: EmailMessage, subject: str | None = None) -> EmailMessage:
     return outer
 
 
+
+def _signed_envelope(msg: EmailMessage, first: MIMEPart, der: bytes) -> EmailMessage:
+    """multipart/signed (RFC 8551 §3.5.3): the signed entity `first`, then the detached CMS."""
+    signature = MIMEPart(policy=POLICY)
+    signature.set_content(der, maintype="application", subtype="pkcs7-signature",
+                          cte="base64", disposition="attachment", filename="smime.p7s",
+                          params={"name": "smime.p7s"})
+    outer = _envelope(msg)
+    outer["Content-Type"] = ('multipart/signed; protocol="application/pkcs7-signature"; '
+                             f'micalg=sha-256; boundary="=_bifente_s_{secrets.token_hex(16)}"')
+    outer.set_payload([first, signature])
+    outer.preamble = "This is an S/MIME signed message"
+    return outer
+
+
 def sign_message(msg: EmailMessage, signer: Signer, *, hp: str = "clear") -> EmailMessage:
     """multipart/signed (RFC 8551 §3.5): a detached CMS over the first part's exact CRLF bytes.
 
@@ -316,15 +331,7 @@ def sign_message(msg: EmailMessage, signer: Signer, *, hp: str = "clear") -> Ema
     first = _shallow(content)
     if to_bytes(first) != content:  # what we signed is what goes on the wire, bit for bit
         raise RuntimeError("the signed entity does not serialize back to the signed bytes")
-    signature = MIMEPart(policy=POLICY)
-    signature.set_content(der, maintype="application", subtype="pkcs7-signature",
-                          cte="base64", disposition="attachment", filename="smime.p7s",
-                          params={"name": "smime.p7s"})
-    outer = _envelope(msg)
-    outer["Content-Type"] = ('multipart/signed; protocol="application/pkcs7-signature"; '
-                             f'micalg=sha-256; boundary="=_bifente_s_{secrets.token_hex(16)}"')
-    outer.set_payload([first, signature])
-    outer.preamble = "This is an S/MIME signed message"
+    outer = _signed_envelope(msg, first, der)
     return outer
 
 
@@ -464,15 +471,7 @@ def _signed_frame(msg: EmailMessage, content: Pieces, der: bytes) -> tuple[bytes
     first = _shallow(head + token)
     if to_bytes(first) != head + token:  # what we signed is what goes on the wire
         raise RuntimeError("the signed entity does not serialize back to the signed bytes")
-    signature = MIMEPart(policy=POLICY)
-    signature.set_content(der, maintype="application", subtype="pkcs7-signature",
-                          cte="base64", disposition="attachment", filename="smime.p7s",
-                          params={"name": "smime.p7s"})
-    outer = _envelope(msg)
-    outer["Content-Type"] = ('multipart/signed; protocol="application/pkcs7-signature"; '
-                             f'micalg=sha-256; boundary="=_bifente_s_{secrets.token_hex(16)}"')
-    outer.set_payload([first, signature])
-    outer.preamble = "This is an S/MIME signed message"
+    outer = _signed_envelope(msg, first, der)
     frame = to_bytes(_payload(outer, None))
     at = frame.find(head + token)
     if at < 0 or frame.find(token, at + len(head) + len(token)) >= 0:
