@@ -6,7 +6,7 @@ import asyncio
 import asyncio.sslproto
 import ssl
 
-from edged.api import server
+from edged.api import jsonrpc, server
 
 
 def test_each_tls_connection_gets_the_smaller_read_buffer() -> None:
@@ -24,8 +24,8 @@ def test_each_tls_connection_gets_the_smaller_read_buffer() -> None:
 
 def test_compression_is_off_and_oversized_ids_are_recovered() -> None:
     assert server.COMPRESSION is None
-    assert server._id_of_oversized('{"jsonrpc": "2.0", "id": 7, "method": "x"}') == 7
-    assert server._id_of_oversized(b'{"id": "a"}') == "a"
-    assert server._id_of_oversized("{not json") is None
-    assert server._id_of_oversized('{"id": true}') is None
+    assert jsonrpc.peek_id('{"jsonrpc": "2.0", "id": 7, "method": "x"}') == 7
+    assert jsonrpc.peek_id(b'{"id": "a"}') == "a"
+    assert jsonrpc.peek_id("{not json") is None
+    assert jsonrpc.peek_id('{"id": true}') is None
     assert not server._counted("upload.chunk") and server._counted("upload.begin")
