@@ -23,7 +23,7 @@ async def bifente(clients: Path, *argv: str) -> tuple[int, str, str]:
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "edged.cli.main", *argv, env=env,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-    _out, err = await asyncio.wait_for(proc.communicate(), 60)
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
     assert b"Traceback" not in err, err.decode()
     return proc.returncode or 0, out.decode(), err.decode()
 
