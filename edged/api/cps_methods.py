@@ -6,29 +6,35 @@
   §11.5.6: VERIFY without data answers 9000 when verified, 63Cx otherwise).
 - `cps.logout`: end the verified state (VERIFY with P1=FF, ISO 7816-4 §11.5.6), so that no
   other client can sign with a PIN typed for someone else.
-- `cps.sign_digest`: a signature of a SHA-256 digest computed by the caller, with the
-  authentication key (INTERNAL AUTHENTICATE of a DigestInfo). The CPS3 signature key signs
-  only through the card's split hash (the card finishes the hash itself), so a digest
-  cannot be signed with it: use `cps.sign` with the CMS signed attributes instead.
 - `display.show`: a message on the terminal's display, with its own scope.
+
+No sign-a-digest: the CPS3 signature key signs only through the card's split hash (the card
+finishes the hash itself), and letting a client have the authentication key sign any
+32-byte digest would let it answer other services' authentication challenges. A CAdES or
+XAdES signer signs its signed attributes (a few hundred bytes, holding the document's
+digest) with `cps.sign`, which is the digest-sized operation such formats need.
+
+The card functions take the card's session (a CpsSession) or its CardProtocol, whichever
+the slot's arbiter hands over.
 """
 
 from __future__ import annotations
 
 import base64
 import datetime
+import weakref
 from typing import TYPE_CHECKING, Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from apdu.command import CommandApdu
-from apdu.cps import SHA256_DIGEST_INFO, CpsSession
-from apdu.cps_spec import CPS_AID, Algo, KeyRef, PinRef
+from apdu.cps import CpsSession
+from apdu.cps_spec import CPS_AID, KeyRef, PinRef
 from apdu.errors import ApduError, AuthMethodBlocked
 from apdu.ins import INS
 from edged.api.errors import TerminalUnavailable
-from edged.api.method import BOOL, STR, Method, b64_param, obj, on_card
+from edged.api.method import BOOL, STR, Method, obj, on_card
 from edged.readers.ui import fit_lines
 
 if TYPE_CHECKING:
@@ -38,11 +44,25 @@ if TYPE_CHECKING:
 
 __all__ = ["METHODS", "certificate_info", "pin_verified"]
 
+# The certificates of the inserted card, read once per insertion (each arbiter is one
+# insertion): on the terminal's serial line a certificate is a second or more of APDUs.
+_CERTIFICATES: weakref.WeakKeyDictionary[Any, tuple[x509.Certificate, x509.Certificate]] = \
+    weakref.WeakKeyDictionary()
+
+
+def _session(card: Any) -> CpsSession:
+    return card if isinstance(card, CpsSession) else CpsSession(card)
+
+
+def _protocol(card: Any) -> CardProtocol:
+    return card.protocol if isinstance(card, CpsSession) else card
+
 SOON_DAYS = 30  # a certificate expiring within this many days is flagged
 
 
-def pin_verified(protocol: CardProtocol) -> bool:
+def pin_verified(card: Any) -> bool:
     """True when the CPS PIN is verified now (VERIFY with no data: a status query, no try)."""
+    protocol = _protocol(card)
     protocol.select_aid(CPS_AID)
     try:
         protocol.transceive(CommandApdu(0x00, INS.VERIFY, 0x00, PinRef.PIN))
@@ -55,9 +75,15 @@ def pin_verified(protocol: CardProtocol) -> bool:
     return True
 
 
-def _logout(protocol: CardProtocol) -> None:
-    protocol.select_aid(CPS_AID)
-    protocol.transceive(CommandApdu(0x00, INS.VERIFY, 0xFF, PinRef.PIN))
+def _logout(card: Any) -> int:
+    reset = getattr(card, "reset_verification", None)
+    if reset is not None:  # a session that tracks whose PIN is verified
+        reset()
+    else:
+        protocol = _protocol(card)
+        protocol.select_aid(CPS_AID)
+        protocol.transceive(CommandApdu(0x00, INS.VERIFY, 0xFF, PinRef.PIN))
+    return _session(card).pin_status().tries_left
 
 
 def certificate_info(cert: x509.Certificate, now: datetime.datetime | None = None
@@ -74,63 +100,46 @@ def certificate_info(cert: x509.Certificate, now: datetime.datetime | None = Non
             "expires_soon": 0 <= days <= SOON_DAYS}
 
 
-def _sign_digest(protocol: CardProtocol, digest: bytes) -> dict[str, Any]:
-    session = CpsSession(protocol)
-    protocol.select_aid(CPS_AID)
-    data = bytes([0x84, 1, KeyRef.AUTHENTICATION, 0x80, 1, Algo.RSA_PKCS1_INTERNAL_AUTH])
-    protocol.transceive(CommandApdu(0x00, INS.MANAGE_SECURITY_ENVIRONMENT, 0x41, 0xA4, data))
-    signature = protocol.transceive(CommandApdu(0x00, INS.INTERNAL_AUTHENTICATE, 0x00, 0x00,
-                                                SHA256_DIGEST_INFO + digest, le=256))
-    cert = session.certificate(KeyRef.AUTHENTICATION).public_bytes(Encoding.DER)
-    return {"algorithm": "sha256WithRSAEncryption",
-            "signature": base64.b64encode(signature).decode(),
-            "certificate": base64.b64encode(cert).decode()}
-
-
 # -- handlers -------------------------------------------------------------------------------
 
 async def cps_certificates(daemon: Daemon, conn: Connection, params: dict[str, Any]) -> Any:
     """cps.certificates."""
-    from edged.api.mail_methods import card_certificates
+    slot = daemon.slots.find("cps")
+    arbiter = slot.arbiter if slot is not None else None
+    certificates = _CERTIFICATES.get(arbiter) if arbiter is not None else None
+    if certificates is None:
+        def read(card: Any) -> tuple[x509.Certificate, x509.Certificate]:
+            session = _session(card)
+            return (session.certificate(KeyRef.SIGNATURE),
+                    session.certificate(KeyRef.AUTHENTICATION))
 
-    signature, authentication = await card_certificates(daemon, conn)
+        certificates = await on_card(daemon, conn, "cps", read, "cps.certificates")
+        if arbiter is not None:
+            _CERTIFICATES[arbiter] = certificates
+    signature, authentication = certificates
     return {"signature": certificate_info(signature),
             "authentication": certificate_info(authentication)}
 
 
 async def cps_pin_state(daemon: Daemon, conn: Connection, params: dict[str, Any]) -> Any:
     """cps.pin_state."""
-    def read(protocol: CardProtocol) -> dict[str, Any]:
-        status = CpsSession(protocol).pin_status()
+    def read(card: Any) -> dict[str, Any]:
+        status = _session(card).pin_status()
+        owner = getattr(card, "verified_for", None)  # a session bound to one client's PIN
+        mine = owner is None or owner == conn.client_id
         return {"tries_left": status.tries_left, "max_tries": status.max_tries,
                 "blocked": status.blocked,
-                "verified": not status.blocked and pin_verified(protocol)}
+                "verified": mine and not status.blocked and pin_verified(card)}
 
     return await on_card(daemon, conn, "cps", read, "cps.pin_state")
 
 
 async def cps_logout(daemon: Daemon, conn: Connection, params: dict[str, Any]) -> Any:
     """cps.logout: the PIN must be typed again before the next signature."""
-    await on_card(daemon, conn, "cps", _logout, "cps.logout")
+    tries_left = await on_card(daemon, conn, "cps", _logout, "cps.logout")
     daemon.audit_event("pin.logout", conn)
-    status = await on_card(daemon, conn, "cps", lambda p: CpsSession(p).pin_status(),
-                           "cps.logout")
-    daemon.bus.publish("pin.state", result="reset", tries_left=status.tries_left)
+    daemon.bus.publish("pin.state", result="reset", tries_left=tries_left)
     return {"verified": False}
-
-
-async def cps_sign_digest(daemon: Daemon, conn: Connection, params: dict[str, Any]) -> Any:
-    """cps.sign_digest."""
-    digest = b64_param(params["digest"], "digest", 32)
-    if len(digest) != 32:
-        from edged.api.jsonrpc import INVALID_PARAMS, RpcError
-
-        raise RpcError(INVALID_PARAMS, "digest must be a SHA-256 digest (32 bytes)",
-                       "invalid_params")
-    result = await on_card(daemon, conn, "cps", lambda p: _sign_digest(p, digest),
-                           "cps.sign_digest")
-    daemon.audit_event("cps.sign_digest", conn, certificate="authentication")
-    return result
 
 
 async def display_show(daemon: Daemon, conn: Connection, params: dict[str, Any]) -> Any:
@@ -152,11 +161,6 @@ _CERT = obj({"certificate": {"type": "string", "contentEncoding": "base64",
              "expires_soon": {**BOOL, "description": f"expires within {SOON_DAYS} days"}},
             ("certificate", "subject", "not_before", "not_after", "expired", "expires_soon"))
 _COUNT = {"type": "integer", "minimum": 0}
-_SIGNATURE = obj({"algorithm": {"type": "string", "enum": ["sha256WithRSAEncryption"]},
-                  "signature": {"type": "string", "contentEncoding": "base64"},
-                  "certificate": {"type": "string", "contentEncoding": "base64",
-                                  "contentMediaType": "application/pkix-cert"}},
-                 ("algorithm", "signature", "certificate"))
 _IDENTITY = frozenset({"identity:read"})
 _SIGN = frozenset({"cps:sign"})
 
@@ -174,13 +178,6 @@ METHODS: list[Method] = [
     Method("cps.logout", cps_logout, "End the verified state: the holder types the PIN again "
            "before the next signature (pin.state event with result reset).", _SIGN, obj({}),
            obj({"verified": {"type": "boolean", "enum": [False]}}, ("verified",))),
-    Method("cps.sign_digest", cps_sign_digest, "Sign a SHA-256 digest computed by the caller "
-           "with the authentication key (PKCS#1 v1.5 DigestInfo); needs the PIN verified. "
-           "The signature key signs only whole data (cps.sign: the card finishes the hash).",
-           _SIGN, obj({"digest": {"type": "string", "contentEncoding": "base64",
-                                  "minLength": 44, "maxLength": 44,
-                                  "description": "base64 of the 32-byte SHA-256 digest"}},
-                      ("digest",)), _SIGNATURE),
     Method("display.show", display_show, "Show a message on the terminal's display (ASCII, "
            "16 columns x 8 lines, word-wrapped); it stays until the next screen.",
            frozenset({"terminal:display"}),

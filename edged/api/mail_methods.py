@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from edged.api.server import Connection
     from edged.daemon import Daemon
 
-__all__ = ["METHODS", "card_address", "card_certificates"]
+__all__ = ["METHODS", "card_address"]
 
 MAX_RECIPIENTS = 100
 MAX_ATTACHMENTS = 32
@@ -79,9 +79,6 @@ async def _card_certificates(daemon: Daemon,
     if arbiter is not None:
         _CERTIFICATES[arbiter] = certificates
     return certificates
-
-
-card_certificates = _card_certificates  # also cps.certificates (edged/api/cps_methods.py)
 
 
 class _Signer:

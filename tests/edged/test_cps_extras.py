@@ -1,15 +1,14 @@
-"""cps.certificates, cps.pin_state (verified flag), cps.logout, cps.sign_digest, display.show."""
+"""cps.certificates, cps.pin_state (verified flag), cps.logout, display.show."""
 
 from __future__ import annotations
 
 import asyncio
 import base64
-import hashlib
 
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import padding, utils
+from cryptography.hazmat.primitives.asymmetric import padding
 
 from edged.sdk import RemoteError
 from simulators.cps3 import Cps3Card
@@ -39,22 +38,17 @@ async def test_certificates_without_pin_then_verified_state_and_logout(edged, sl
         assert info["certificates"] == certs
         assert (await client.call("cps.pin_state"))["verified"] is False
 
-        digest = hashlib.sha256(b"signed attributes").digest()
         with pytest.raises(RemoteError) as exc:
-            await client.call("cps.sign_digest", {"digest": base64.b64encode(digest).decode()})
+            await client.call("cps.sign", {"data": base64.b64encode(b"x").decode()})
         assert exc.value.reason == "pin_required"
         bench.keypad.press("1234", "OK")
         assert (await client.call("cps.verify_pin"))["result"] == "ok"
         assert (await client.call("cps.pin_state"))["verified"] is True
-
-        signed = await client.call("cps.sign_digest",
-                                   {"digest": base64.b64encode(digest).decode()})
-        auth = x509.load_der_x509_certificate(base64.b64decode(signed["certificate"]))
-        assert auth == x509.load_der_x509_certificate(
-            base64.b64decode(certs["authentication"]["certificate"]))
-        auth.public_key().verify(base64.b64decode(signed["signature"]), digest,
-                                 padding.PKCS1v15(), utils.Prehashed(hashes.SHA256()))
-        assert sign_cert != auth
+        signed = await client.call("cps.sign", {"data": base64.b64encode(b"x").decode()})
+        assert x509.load_der_x509_certificate(base64.b64decode(signed["certificate"])) == \
+            sign_cert  # the certificate cps.certificates gave before any PIN
+        sign_cert.public_key().verify(base64.b64decode(signed["signature"]), b"x",
+                                      padding.PKCS1v15(), hashes.SHA256())
 
         await client.subscribe(["pin.state"])
         assert await client.call("cps.logout") == {"verified": False}
