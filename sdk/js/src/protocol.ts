@@ -207,21 +207,6 @@ export type CpsSignResult = {
   certificate: string;
 };
 
-/** Parameters of `cps.sign_digest`: Sign a SHA-256 digest computed by the caller with the authentication key (PKCS#1 v1.5 DigestInfo); needs the PIN verified. The signature key signs only whole data (cps.sign: the card finishes the hash). */
-export type CpsSignDigestParams = {
-  /** base64 of the 32-byte SHA-256 digest; encoding: base64; minLength: 44; maxLength: 44 */
-  digest: string;
-};
-
-/** Result of `cps.sign_digest`. */
-export type CpsSignDigestResult = {
-  algorithm: "sha256WithRSAEncryption";
-  /** encoding: base64 */
-  signature: string;
-  /** encoding: base64 */
-  certificate: string;
-};
-
 /** Parameters of `cps.verify_pin`: The holder types the PIN on the terminal keypad; the result says ok, wrong (tries left), blocked or cancelled. No method takes a PIN. */
 export type CpsVerifyPinParams = {
   /** minimum: 5; maximum: 120 */
@@ -689,8 +674,6 @@ export interface Methods {
   "cps.pin_status": { params: CpsPinStatusParams; result: CpsPinStatusResult };
   /** Sign data with the CPS card (SHA-256, RSA PKCS#1 v1.5, split hash); needs the PIN verified. */
   "cps.sign": { params: CpsSignParams; result: CpsSignResult };
-  /** Sign a SHA-256 digest computed by the caller with the authentication key (PKCS#1 v1.5 DigestInfo); needs the PIN verified. The signature key signs only whole data (cps.sign: the card finishes the hash). */
-  "cps.sign_digest": { params: CpsSignDigestParams; result: CpsSignDigestResult };
   /** The holder types the PIN on the terminal keypad; the result says ok, wrong (tries left), blocked or cancelled. No method takes a PIN. */
   "cps.verify_pin": { params: CpsVerifyPinParams; result: CpsVerifyPinResult };
   /** Show a message on the terminal's display (ASCII, 16 columns x 8 lines, word-wrapped); it stays until the next screen. */
@@ -751,7 +734,6 @@ export const METHOD_NAMES = [
   "cps.pin_state",
   "cps.pin_status",
   "cps.sign",
-  "cps.sign_digest",
   "cps.verify_pin",
   "display.show",
   "dmp.create",
@@ -789,7 +771,6 @@ export const METHOD_SCOPES: Readonly<Record<MethodName, readonly string[]>> = {
   "cps.pin_state": ["cps:sign","identity:read"],
   "cps.pin_status": ["identity:read"],
   "cps.sign": ["cps:sign"],
-  "cps.sign_digest": ["cps:sign"],
   "cps.verify_pin": ["cps:sign"],
   "display.show": ["terminal:display"],
   "dmp.create": ["dmp:write"],
@@ -861,7 +842,7 @@ export type CardInsertedEvent = {
   kind: "cps" | "vitale" | "vitale1" | "unknown" | "empty";
   /** Unix time in seconds */
   time: number;
-  /** increases by one for each event the daemon publishes; a gap means events were missed (also counted in `dropped`); minimum: 1 */
+  /** increases by one for each event the daemon publishes (all kinds): events arrive in seq order; with a subscription to every event, a gap means events were missed (`dropped` counts them in any case); minimum: 1 */
   seq: number;
   /** events this connection lost since the last one it received, because it read too slowly; minimum: 1 */
   dropped?: number;
@@ -874,7 +855,7 @@ export type CardRemovedEvent = {
   kind: "cps" | "vitale" | "vitale1" | "unknown" | "empty";
   /** Unix time in seconds */
   time: number;
-  /** increases by one for each event the daemon publishes; a gap means events were missed (also counted in `dropped`); minimum: 1 */
+  /** increases by one for each event the daemon publishes (all kinds): events arrive in seq order; with a subscription to every event, a gap means events were missed (`dropped` counts them in any case); minimum: 1 */
   seq: number;
   /** events this connection lost since the last one it received, because it read too slowly; minimum: 1 */
   dropped?: number;
@@ -887,7 +868,7 @@ export type PinStateEvent = {
   tries_left: number;
   /** Unix time in seconds */
   time: number;
-  /** increases by one for each event the daemon publishes; a gap means events were missed (also counted in `dropped`); minimum: 1 */
+  /** increases by one for each event the daemon publishes (all kinds): events arrive in seq order; with a subscription to every event, a gap means events were missed (`dropped` counts them in any case); minimum: 1 */
   seq: number;
   /** events this connection lost since the last one it received, because it read too slowly; minimum: 1 */
   dropped?: number;
@@ -897,7 +878,7 @@ export type PinStateEvent = {
 export type TerminalCancelEvent = {
   /** Unix time in seconds */
   time: number;
-  /** increases by one for each event the daemon publishes; a gap means events were missed (also counted in `dropped`); minimum: 1 */
+  /** increases by one for each event the daemon publishes (all kinds): events arrive in seq order; with a subscription to every event, a gap means events were missed (`dropped` counts them in any case); minimum: 1 */
   seq: number;
   /** events this connection lost since the last one it received, because it read too slowly; minimum: 1 */
   dropped?: number;
@@ -908,7 +889,7 @@ export type TerminalLostEvent = {
   reason?: string;
   /** Unix time in seconds */
   time: number;
-  /** increases by one for each event the daemon publishes; a gap means events were missed (also counted in `dropped`); minimum: 1 */
+  /** increases by one for each event the daemon publishes (all kinds): events arrive in seq order; with a subscription to every event, a gap means events were missed (`dropped` counts them in any case); minimum: 1 */
   seq: number;
   /** events this connection lost since the last one it received, because it read too slowly; minimum: 1 */
   dropped?: number;
@@ -918,7 +899,7 @@ export type TerminalLostEvent = {
 export type TerminalRestoredEvent = {
   /** Unix time in seconds */
   time: number;
-  /** increases by one for each event the daemon publishes; a gap means events were missed (also counted in `dropped`); minimum: 1 */
+  /** increases by one for each event the daemon publishes (all kinds): events arrive in seq order; with a subscription to every event, a gap means events were missed (`dropped` counts them in any case); minimum: 1 */
   seq: number;
   /** events this connection lost since the last one it received, because it read too slowly; minimum: 1 */
   dropped?: number;
