@@ -136,6 +136,12 @@ def test_remote_commands_with_no_daemon_or_bad_credentials(corrupt: bool,
             assert "connection refused" in done.stderr, done.stderr
 
 
+def test_read_only_listing_creates_nothing(tmp_path: Path) -> None:
+    done = _run(["proxy", "--state-dir", str(tmp_path / "state"), "user", "list"], tmp_path)
+    assert done.returncode == 0 and done.stdout.strip() == "no proxy users"
+    assert not (tmp_path / "state").exists()
+
+
 def test_version(tmp_path: Path) -> None:
     for program in ("edged.cli.main", "edged"):
         done = _run(["--version"], tmp_path, program=program)
