@@ -51,8 +51,8 @@ ERRORS: tuple[ErrorKind, ...] = (
     ErrorKind(errors.RATE_LIMITED, "too many calls, or too many connections for this "
               "client (sent with id null right before the close 1008)",
               ("rate_limited", "too_many_connections", "prompt_pending"),
-              "`data.retry_after` (seconds); `prompt_pending`: a prompt of this client is "
-              "already waiting on the terminal"),
+              "`data.retry_after` (seconds) for `rate_limited`; `prompt_pending`: a prompt "
+              "of this client is already waiting on the terminal"),
     ErrorKind(errors.TOO_LARGE, "a message or a decoded parameter larger than its limit "
               "(id is null when the message was too large to be read)", ("too_large",),
               "`data.limit` (bytes)"),
@@ -110,8 +110,9 @@ CLOSE_CODES: tuple[tuple[int, str], ...] = (
 
 _TIME = {"type": "number", "description": "Unix time in seconds"}
 _SEQ = {"type": "integer", "minimum": 1,
-        "description": "increases by one for each event the daemon publishes; a gap means "
-                       "events were missed (also counted in `dropped`)"}
+        "description": "increases by one for each event the daemon publishes (all kinds): "
+                       "events arrive in seq order; with a subscription to every event, a "
+                       "gap means events were missed (`dropped` counts them in any case)"}
 _DROPPED = {"type": "integer", "minimum": 1,
             "description": "events this connection lost since the last one it received, "
                            "because it read too slowly"}

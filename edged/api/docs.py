@@ -38,7 +38,9 @@ Generated from `edged/api/methods.py` and `edged/api/contract.py` by
   `system.info` tells a client its own name and scopes.
 - Limits: messages up to `max_message_bytes` (1 MiB by default: -32004 `too_large` above
   it, and beyond twice that the socket is closed with 1009), `rate_per_second` calls with
-  bursts of `rate_burst` per client, `max_connections_per_client` connections, 8 calls in
+  bursts of `rate_burst` per client, `max_connections_per_client` connections (higher for
+  a client named in `[limits."NAME"]`, e.g. a practice server proxying many desks:
+  docs/edged.md; `system.info` tells each client its own), 8 calls in
   flight per connection (a 9th call is read only when one of them ends: back-pressure, no
   error), an idle timeout for connections without a subscription. The schema maxima below
   fit in the default message limit.
@@ -68,9 +70,10 @@ def _errors() -> str:
 
 def _events() -> str:
     out = ["After `events.subscribe`, the daemon sends notifications (no `id`). Every event "
-           "carries `time` (Unix seconds) and `seq` (one counter for the whole daemon: a gap "
-           "means missed events); `dropped` counts the events this connection lost because "
-           "it read too slowly.\n"]
+           "carries `time` (Unix seconds) and `seq` (one counter for the whole daemon, for all "
+           "kinds of events: in order, and with a subscription to every event a gap means "
+           "missed events); `dropped` counts the events this connection lost, since the last "
+           "one it received, because it read too slowly.\n"]
     for name, (summary, schema) in sorted(EVENTS.items()):
         out.append(f"### event `{name}`\n\n{summary}\n\n```json\n"
                    + json.dumps(schema, indent=2) + "\n```\n")

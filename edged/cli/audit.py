@@ -60,7 +60,11 @@ def _verify(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(asdict(report)))
     else:
-        print(f"audit log {'OK' if report.ok else 'INVALID'}: {report.reason}")
+        hint = ""
+        if not report.ok and "MAC mismatch" in report.reason and args.anchor_key_file:
+            hint = (f"; or {args.anchor_key_file} is not this daemon's anchor key "
+                    "(state_dir/audit.key)")
+        print(f"audit log {'OK' if report.ok else 'INVALID'}: {report.reason}{hint}")
     return 0 if report.ok else 1
 
 

@@ -15,13 +15,14 @@ from apdu.protocol import CardProtocol
 from apdu.transport import SecurePinChange, SecurePinEntry, Transport
 from apdu.vitale import VitaleSession
 from edged.api.cps_methods import certificate_info
+from edged.api.render import cps_info as cps_info_result
 from edged.api.render import pin_outcome, vitale_card
 from edged.cli import frontdesk
 from edged.cli.errors import EXIT
-from edged.cli.render import cps_json, cps_text, vitale_json, vitale_text
+from edged.cli.render import cps_text, vitale_text
 from edged.readers.pcsc import open_reader, scan
 from edged.readers.terminal import TerminalLink, TerminalTransport, parse_reader
-from edged.services.cards import verify_pin
+from edged.services.cards import CpsInfo, verify_pin
 
 __all__ = ["add_parsers"]
 
@@ -67,8 +68,8 @@ def _vitale_read(args: argparse.Namespace) -> int:
         return frontdesk.remote_vitale_read(args)
     with _open("vitale", args.reader) as transport:
         card = VitaleSession(CardProtocol(transport)).read()
-    if args.json:
-        print(json.dumps(vitale_json(card), indent=2, ensure_ascii=False))
+    if args.json:  # the shape of the API's vitale.read (docs/protocol.md), local or remote
+        print(json.dumps(vitale_card(card), indent=2, ensure_ascii=False))
         return 0
     print(vitale_text(card))
     for warning in frontdesk.vitale_warnings(vitale_card(card)):
@@ -82,11 +83,14 @@ def _cps_info(args: argparse.Namespace) -> int:
     with _open("cps", args.reader) as transport:
         session = CpsSession(CardProtocol(transport))
         identity, pin = session.identity(), session.pin_status()
+        info = CpsInfo(identity, pin)
         certificates = {"signature": certificate_info(session.certificate(KeyRef.SIGNATURE))}
-    if args.json:
-        print(json.dumps({**cps_json(identity, pin), "certificates": certificates}, indent=2,
-                         ensure_ascii=False))
-        return 0
+        if args.json:  # the shape of the API's cps.info with certificates (docs/protocol.md)
+            certificates["authentication"] = certificate_info(
+                session.certificate(KeyRef.AUTHENTICATION))
+            print(json.dumps({**cps_info_result(info), "certificates": certificates},
+                             indent=2, ensure_ascii=False))
+            return 0
     print(cps_text(identity, pin))
     print(f"Certificate    valid until {certificates['signature']['not_after'][:10]}")
     for warning in frontdesk.cps_warnings({"certificates": certificates,

@@ -45,7 +45,14 @@ def describe_terminal(t: Terminal) -> str:
 def _discover(args: argparse.Namespace) -> int:
     terminals = [parse_static(s) for s in args.static]
     if args.timeout > 0:
-        terminals += asyncio.run(browse(args.timeout, interfaces=args.interface or None))
+        try:
+            terminals += asyncio.run(browse(args.timeout, interfaces=args.interface or None))
+        except OSError as exc:
+            if not args.interface:
+                raise
+            raise ValueError(f"cannot browse on {', '.join(args.interface)}: "
+                             f"{exc.strerror or exc} (give the IP address of one of this "
+                             "computer's interfaces)") from exc
     if args.json:
         print(json.dumps([t.to_json() for t in terminals], indent=2, ensure_ascii=False))
     else:

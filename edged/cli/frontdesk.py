@@ -14,7 +14,7 @@ import json
 from typing import Any
 
 from edged.cli.errors import EXIT
-from edged.cli.render import date_text
+from edged.cli.render import PROFESSIONS, SPECIALTIES, date_text
 from edged.sdk import Credentials
 
 __all__ = ["cps_text_api", "cps_warnings", "remote_cps_info", "remote_cps_verify",
@@ -86,8 +86,10 @@ def cps_text_api(info: dict[str, Any]) -> str:
     state = "BLOCKED (unblock with the PUK)" if pin["blocked"] else \
         f"{pin['tries_left']} of {pin['max_tries']} tries left"
     lines = [f"Professional   {info['display_name']}",
-             f"Profession     {info['profession']}",
-             f"Specialty      {info['specialty'] or '-'}",
+             f"Profession     {PROFESSIONS.get(info['profession'], 'profession')} "
+             f"({info['profession']})",
+             f"Specialty      {SPECIALTIES.get(info['specialty'] or '', '')} "
+             f"({info['specialty']})" if info["specialty"] else "Specialty      -",
              f"Card type      {info['card_type_name']}",
              f"National id    {info['national_id']}",
              f"Card serial    {info['serial']}",

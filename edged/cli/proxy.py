@@ -45,6 +45,9 @@ def _user_add(args: argparse.Namespace) -> int:
 def _user_list(args: argparse.Namespace) -> int:
     from edged.services.proxy import UserStore
 
+    if not (Path(_state_dir(args)) / "proxy" / "users.db").exists():  # a listing creates nothing
+        print("no proxy users")
+        return 0
     store = UserStore(_state_dir(args))
     try:
         for name, email, locked in store.list():

@@ -10,6 +10,7 @@ import sys
 from typing import Any
 
 from edged.sdk import Client, Credentials, pair
+from edged.state.clients import SCOPES
 
 __all__ = ["add_parsers", "resolve_target"]
 
@@ -48,17 +49,33 @@ async def resolve_target(target: str, fingerprint: str | None,
 def _pair(args: argparse.Namespace) -> int:
     async def run() -> Credentials:
         host, port, fp = await resolve_target(args.target, args.fingerprint)
+        existing = [c for c in Credentials.load_all() if c.fingerprint == fp.lower()]
+        if existing and not args.replace:
+            raise ValueError(f"this computer is already paired with that terminal as "
+                             f"{existing[0].name!r}; `bifente unpair {fp[:16]}` first (and "
+                             "have an admin revoke the old name), or pair with --replace")
         print(f"pairing with {host}:{port}, certificate sha256:{fp}", file=sys.stderr)
 
         def read_code() -> str:
             if args.code:
                 return args.code
-            print("enter the 6-digit code shown on the terminal: ", end="", file=sys.stderr,
-                  flush=True)
-            return sys.stdin.readline().strip()
+            while True:  # a mistyped code is asked again; it costs no attempt
+                print("enter the 6-digit code shown on the terminal: ", end="",
+                      file=sys.stderr, flush=True)
+                line = sys.stdin.readline()
+                if not line:
+                    raise ValueError("no code typed (end of input)")
+                code = "".join(line.split())
+                if len(code) == 6 and code.isdigit():
+                    return code
+                print("the code is 6 digits, as shown on the terminal", file=sys.stderr)
+
+        def wrong(left: int) -> None:
+            print(f"wrong code: {left} attempt(s) left", file=sys.stderr)
 
         return await pair(host, port, fp, args.name, args.scope or ["identity:read"],
-                          lambda: asyncio.to_thread(read_code))
+                          lambda: asyncio.to_thread(read_code),
+                          on_wrong_code=None if args.code else wrong)
 
     credentials = asyncio.run(run())
     path = credentials.save()
@@ -71,6 +88,29 @@ async def _call(target: str | None, method: str, params: dict[str, Any]) -> Any:
     credentials = Credentials.find(target)
     async with await credentials.connect() as client:
         return await client.call(method, params)
+
+
+def _pairings(args: argparse.Namespace) -> int:
+    found = Credentials.load_all()
+    rows = [{"name": c.name, "host": c.host, "port": c.port, "fingerprint": c.fingerprint,
+             "scopes": list(c.scopes)} for c in found]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    if not rows:
+        print("not paired with any terminal (bifente pair HOST)")
+    for r in rows:
+        print(f"{r['name']:<24} {r['host']}:{r['port']}  sha256:{r['fingerprint'][:16]}...  "
+              f"{', '.join(r['scopes'])}")
+    return 0
+
+
+def _unpair(args: argparse.Namespace) -> int:
+    credentials = Credentials.find(args.target)
+    path = credentials.forget()
+    print(f"forgot the pairing {credentials.name!r} with {credentials.host}:{credentials.port}"
+          f" ({path}); it stays valid on the terminal until an admin revokes it")
+    return 0
 
 
 def _status(args: argparse.Namespace) -> int:
@@ -105,6 +145,10 @@ def _clients_list(args: argparse.Namespace) -> int:
 
 
 def _clients_revoke(args: argparse.Namespace) -> int:
+    mine = Credentials.find(args.target)
+    if mine.name.casefold() == args.name.casefold() and not args.yes:
+        raise ValueError(f"{args.name!r} is this computer's own pairing: once revoked, every "
+                         "call from here is refused. Add --yes to revoke it anyway")
     result = asyncio.run(_call(args.target, "clients.revoke", {"name": args.name}))
     print(f"revoked {result['revoked']} ({result['connections_closed']} connection(s) closed)")
     return 0
@@ -116,9 +160,22 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("target", help="HOST[:PORT][#sha256:FINGERPRINT]")
     p.add_argument("--fingerprint", help="the terminal's certificate SHA-256 (else from mDNS)")
     p.add_argument("--name", default="bifente-cli", help="how the terminal will know us")
-    p.add_argument("--scope", action="append", help="scope to ask for (repeatable)")
+    p.add_argument("--scope", action="append", choices=SCOPES, metavar="SCOPE",
+                   help="scope to ask for (repeatable; default identity:read): "
+                        + ", ".join(SCOPES))
+    p.add_argument("--replace", action="store_true",
+                   help="pair again with a terminal this computer is already paired with")
     p.add_argument("--code", help="the code (otherwise asked on the terminal)")
     p.set_defaults(func=_pair)
+
+    p = sub.add_parser("pairings", help="the terminals this computer is paired with")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_pairings)
+
+    p = sub.add_parser("unpair", help="forget a pairing on this computer (an admin revokes "
+                                      "it on the terminal: bifente clients revoke NAME)")
+    p.add_argument("target", help="host, fingerprint prefix or paired name")
+    p.set_defaults(func=_unpair)
 
     p = sub.add_parser("status", help="a paired terminal's version and slots")
     p.add_argument("target", nargs="?", help="host or fingerprint prefix")
@@ -135,4 +192,5 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p = csub.add_parser("revoke")
     p.add_argument("name")
     p.add_argument("--target")
+    p.add_argument("--yes", action="store_true", help="also when it is this computer's own")
     p.set_defaults(func=_clients_revoke)

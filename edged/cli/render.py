@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from apdu.cps import CpsIdentity, PinStatus
-from apdu.cps_objects import CIVILITIES, PracticeSituation
+from apdu.cps_objects import PracticeSituation
 from apdu.identity import Nir, mask_nir
 from apdu.vitale import Beneficiary, VitaleCard
 
 __all__ = [
     "PROFESSIONS",
-    "cps_json",
     "cps_text",
     "date_text",
     "situations_text",
-    "vitale_json",
     "vitale_text",
 ]
 
@@ -77,21 +73,6 @@ def situations_text(situations: tuple[PracticeSituation, ...]) -> str:
                      f"sector {s.sector}, id {s.structure_id})" for s in situations)
 
 
-def cps_json(identity: CpsIdentity, pin: PinStatus | None) -> dict[str, Any]:
-    """The professional, for programs."""
-    h = identity.holder
-    out: dict[str, Any] = {
-        "serial": identity.serial, "card_type": h.card_type, "card_type_name": h.card_type_name,
-        "id_type": h.id_type, "national_id": h.national_id,
-        "civility": CIVILITIES.get(h.civility, ""), "name": h.name, "first_name": h.first_name,
-        "profession": h.profession, "specialty": h.specialty or None,
-    }
-    if pin is not None:
-        out["pin"] = {"tries_left": pin.tries_left, "max_tries": pin.max_tries,
-                      "blocked": pin.blocked}
-    return out
-
-
 def _beneficiary_text(i: int, b: Beneficiary, full_nir: bool) -> list[str]:
     born = f" (born {b.birth_name})" if b.birth_name != b.name else ""
     ins = b.ins
@@ -134,21 +115,3 @@ def vitale_text(card: VitaleCard, *, full_nir: bool = True) -> str:
     return "\n".join(lines)
 
 
-def vitale_json(card: VitaleCard) -> dict[str, Any]:
-    """The card for programs (full identifiers: the caller asked for patient data)."""
-    return {
-        "card_type": card.card_type, "serial": card.serial, "test_card": card.test_card,
-        "validity_start": card.validity_start, "end_of_validity": card.end_of_validity,
-        "insured": {"nir": card.insured.nir.value, "regime": card.insured.regime,
-                    "caisse": card.insured.caisse, "centre": card.insured.centre},
-        "beneficiaries": [
-            {"quality": b.quality, "quality_name": b.quality_name, "name": b.name,
-             "birth_name": b.birth_name, "first_name": b.first_name,
-             "birth_date": b.birth_date, "lunar_birth_date": b.lunar_birth_date,
-             "birth_rank": b.birth_rank, "nationality": b.nationality,
-             "nir": b.nir.value, "nir_key_valid": True, "temporary": b.nir.temporary,
-             "ins_c": b.ins_c, "ins": {"value": b.ins.value, "oid": b.ins.oid.value,
-                                       "kind": b.ins.kind},
-             "rights": [{"start": r.start, "end": r.end} for r in b.rights]}
-            for b in card.beneficiaries],
-    }

@@ -32,6 +32,17 @@ def _slot(word: str) -> int:
     return _SLOTS[word.lower()]
 
 
+def _seconds(text: str) -> float:
+    """A duration for argparse: a number of seconds, 0 or more."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"{text} seconds: must be 0 or more")
+    return value
+
+
 def _terminal(args: argparse.Namespace) -> int:
     from simulators.terminal import FirmwareError, VirtualTerminal
     from simulators.terminal.control import read_state, remove_state, write_state
@@ -127,7 +138,7 @@ def add_parsers(ssub: argparse._SubParsersAction) -> None:
     p = ssub.add_parser("press", help="press keys on the virtual terminal (waits for a prompt)")
     p.add_argument("keys", nargs="+", metavar="KEY",
                    help="digits ('1234' is four keys), OK, CANCEL, CORR")
-    p.add_argument("--wait", type=float, default=10.0,
+    p.add_argument("--wait", type=_seconds, default=10.0,
                    help="seconds each key waits for a prompt (0: press now; default 10)")
     control(p)
     p.set_defaults(func=_press)

@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from edged.api.tlsclient import generate_client_key_and_csr
-from edged.sdk.client import Client
+from edged.sdk.client import Client, RemoteError
 
 __all__ = ["Credentials", "client_dir", "pair"]
 
@@ -58,6 +58,12 @@ class Credentials:
         os.replace(tmp, path)
         return path
 
+    def forget(self, directory: Path | None = None) -> Path:
+        """Delete the stored file of this pairing (the terminal still knows the client)."""
+        path = (directory or client_dir()) / f"{self.fingerprint[:16]}.json"
+        path.unlink()
+        return path
+
     @classmethod
     def load_all(cls, directory: Path | None = None) -> list[Credentials]:
         """Every stored pairing."""
@@ -89,16 +95,29 @@ class Credentials:
 
 
 async def pair(host: str, port: int, fingerprint: str, name: str, scopes: Sequence[str],
-               read_code: Callable[[], str | Awaitable[str]]) -> Credentials:
-    """Pair with a terminal: it shows a code, read_code() returns what the operator typed."""
+               read_code: Callable[[], str | Awaitable[str]], *,
+               on_wrong_code: Callable[[int], None] | None = None) -> Credentials:
+    """Pair with a terminal: it shows a code, read_code() returns what the operator typed.
+
+    With on_wrong_code, a wrong code is reported (attempts left) and asked again while the
+    terminal allows more attempts; without it, a wrong code raises RemoteError at once.
+    """
     key_pem, csr_pem = generate_client_key_and_csr(name)
     async with await Client.connect(host, port, fingerprint) as client:
         begun = await client.call("pair.begin", {"name": name, "csr": csr_pem.decode(),
                                                  "scopes": list(scopes)})
-        code = read_code()
-        if inspect.isawaitable(code):
-            code = await code
-        done = await client.call("pair.complete", {"pairing_id": begun["pairing_id"],
-                                                   "code": str(code).strip()})
+        while True:
+            code = read_code()
+            if inspect.isawaitable(code):
+                code = await code
+            try:
+                done = await client.call("pair.complete", {"pairing_id": begun["pairing_id"],
+                                                           "code": str(code).strip()})
+                break
+            except RemoteError as exc:
+                left = int(exc.data.get("attempts_left", 0) or 0)
+                if on_wrong_code is None or exc.reason != "wrong_code" or left <= 0:
+                    raise
+                on_wrong_code(left)
     return Credentials(name, host, port, fingerprint, done["certificate"], key_pem.decode(),
                        done.get("ca_certificate", ""), tuple(done.get("scopes", ())))

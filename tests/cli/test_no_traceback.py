@@ -114,6 +114,8 @@ BAD_INPUTS = [
     ["sim", "dmp", "--data", "D", "--port", "99999"],
     ["audit", "verify", "--db", "/nonexistent/audit.db"],
     ["proxy", "user", "list", "--db", "/nonexistent/users.db"],
+    ["sim", "press", "1", "--wait", "-5"],
+    ["discover", "--interface", "192.0.2.77", "--timeout", "1"],
 ]
 
 
@@ -132,6 +134,18 @@ def test_remote_commands_with_no_daemon_or_bad_credentials(corrupt: bool,
         _assert_clean(done, argv)
         if not corrupt:
             assert "connection refused" in done.stderr, done.stderr
+
+
+def test_read_only_listing_creates_nothing(tmp_path: Path) -> None:
+    done = _run(["proxy", "--state-dir", str(tmp_path / "state"), "user", "list"], tmp_path)
+    assert done.returncode == 0 and done.stdout.strip() == "no proxy users"
+    assert not (tmp_path / "state").exists()
+
+
+def test_version(tmp_path: Path) -> None:
+    for program in ("edged.cli.main", "edged"):
+        done = _run(["--version"], tmp_path, program=program)
+        assert done.returncode == 0 and done.stdout.split()[1][0].isdigit(), done
 
 
 def test_every_command_has_json() -> None:

@@ -87,3 +87,40 @@ async def test_expired_rights_and_certificates_are_flagged(edged, slots, pcscd,
 
     if _past("20260115"):  # the temporary profile's rights end on 2026-01-15
         assert "(droits expirés)" in out and "(carte expirée)" in out
+
+
+async def test_pair_asks_again_lists_refuses_overwrite_and_self_revoke(edged,
+                                                                     tmp_path: Path) -> None:
+    bench = await edged()
+    clients = tmp_path / "clients"
+    target = f"127.0.0.1:{bench.port}#sha256:{bench.fingerprint}"
+    env = {**os.environ, "BIFENTE_CLIENT_DIR": str(clients), "PYTHONPATH": str(ROOT)}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "edged.cli.main", "pair", target, "--name", "Admin desk",
+        "--scope", "identity:read", env=env, stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    assert proc.stdin is not None
+    for _ in range(200):
+        if "Code:" in bench.display.screen():
+            break
+        await asyncio.sleep(0.05)
+    right = bench.code_on_display()
+    wrong = f"{(int(right) + 1) % 1_000_000:06d}"
+    proc.stdin.write(f"12345\n{wrong}\n{right[:3]} {right[3:]}\n".encode())
+    await proc.stdin.drain()
+    _out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 0, err.decode()
+    assert "the code is 6 digits" in err.decode()
+    assert "wrong code: 2 attempt(s) left" in err.decode()
+
+    rc, out_text, _ = await bifente(clients, "pairings", "--json")
+    assert rc == 0 and [p["name"] for p in json.loads(out_text)] == ["Admin desk"]
+    rc, _, err_text = await bifente(clients, "pair", target, "--code", "000000")
+    assert rc == 2 and "already paired with that terminal as 'Admin desk'" in err_text
+    rc, _, err_text = await bifente(clients, "clients", "revoke", "admin desk")
+    assert rc == 2 and "this computer's own pairing" in err_text
+    rc, _, err_text = await bifente(clients, "pair", target, "--scope", "root")
+    assert rc == 2 and "invalid choice" in err_text
+    rc, out_text, _ = await bifente(clients, "unpair", "Admin desk")
+    assert rc == 0 and "forgot the pairing" in out_text
+    assert not list(clients.glob("*.json"))

@@ -24,6 +24,7 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
+from edged.api.methods import METHODS
 from edged.bridge import AllowList, Bridge
 from edged.sdk import Credentials, pair
 from simulators.terminal.control import TerminalControl
@@ -198,8 +199,10 @@ def test_bridge_forwards_and_filters(bridge: RunningBridge) -> None:
     answers = [json.loads(a) for a in asyncio.run(run())]
     by_id = {json.dumps(a.get("id")): a for a in answers}
     assert by_id['"a"']["result"]["client"] == "Bridge front desk"
+    # The bridge's pairing holds dmp:read, the origin does not: refused by the bridge itself.
     assert by_id["7"]["error"]["data"] == {"reason": "missing_scope",
-                                          "scopes": ["dmp:emergency", "dmp:read"]}
+                                          "scopes": sorted(METHODS["dmp.find"].scopes)}
+    assert "web origin" in by_id["7"]["error"]["message"]
     assert by_id["8"]["error"]["code"] == -32601
     refused = sorted(a["error"]["data"]["reason"] for a in answers if a["id"] is None)
     assert refused == ["invalid_request", "parse_error"]

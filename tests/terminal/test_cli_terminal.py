@@ -107,6 +107,13 @@ def test_cps_info_and_vitale_read_through_the_terminal(sim: SimProcess) -> None:
     read = sim.run("vitale", "read", "--reader", f"terminal:{sim.pty}", "--json")
     assert read.returncode == 0, read.stderr
     assert len(json.loads(read.stdout)["beneficiaries"]) == 4
+    # The local --json has the API's shapes: one parser for both paths.
+    from edged.sdk.contract import check_result
+
+    check_result("vitale.read", json.loads(read.stdout))
+    info = sim.run("cps", "info", "--reader", f"terminal:{sim.pty}", "--json")
+    assert info.returncode == 0, info.stderr
+    check_result("cps.info", json.loads(info.stdout))
 
 
 def test_cps_verify_asks_on_the_terminal(sim: SimProcess) -> None:

@@ -749,7 +749,10 @@ def test_cli_verify_with_the_anchor_key(tmp_path: Path,
     write_anchor(path, {**anchor_of(path), "seq": 21})
     assert cli("audit", "verify", "--db", str(path), "--anchor-key-file",
                str(tmp_path / "key")) == 1
-    assert capsys.readouterr().out == "audit log INVALID: anchor altered (MAC mismatch)\n"
+    key_file = tmp_path / "key"
+    assert capsys.readouterr().out == (
+        "audit log INVALID: anchor altered (MAC mismatch); or "
+        f"{key_file} is not this daemon's anchor key (state_dir/audit.key)\n")
 
 
 def test_cli_default_db_and_missing_log(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,

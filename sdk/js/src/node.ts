@@ -14,7 +14,7 @@ import { join } from "node:path";
 import { connect as tlsConnect, type TLSSocket } from "node:tls";
 import WebSocket from "ws";
 
-import { Client, type ClientOptions, type Wire } from "./core.js";
+import { Client, type ClientOptions, RemoteError, type Wire } from "./core.js";
 import type { PairBeginParams, PairCompleteResult } from "./protocol.js";
 
 export * from "./core.js";
@@ -158,6 +158,11 @@ export interface PairOptions extends ClientOptions {
   scopes?: NonNullable<PairBeginParams["scopes"]>;
   /** Returns the 6-digit code the operator read on the terminal's display. */
   readCode: () => string | Promise<string>;
+  /**
+   * With this, a wrong code is reported (attempts left) and readCode() is asked again while
+   * the terminal allows more attempts; without it, a wrong code rejects with RemoteError.
+   */
+  onWrongCode?: (attemptsLeft: number) => void;
 }
 
 /**
@@ -169,14 +174,27 @@ export async function pair(options: PairOptions): Promise<Credentials> {
   const spki = publicKey.export({ type: "spki", format: "pem" }).toString();
   const fingerprint = normalizeFingerprint(options.fingerprint);
   const port = options.port ?? DEFAULT_PORT;
-  const { readCode: _readCode, name: _name, scopes: _scopes, ...connectOptions } = options;
+  const { readCode: _readCode, onWrongCode: _onWrongCode, name: _name, scopes: _scopes,
+    ...connectOptions } = options;
   const client = await connect({ ...connectOptions, port, fingerprint });
   try {
     const begun = await client.call("pair.begin",
       { name: options.name, csr: spki, scopes: options.scopes ?? ["identity:read"] });
-    const code = (await options.readCode()).trim();
-    const done: PairCompleteResult = await client.call("pair.complete",
-      { pairing_id: String(begun.pairing_id), code });
+    let done: PairCompleteResult;
+    for (;;) {
+      const code = (await options.readCode()).trim();
+      try {
+        done = await client.call("pair.complete", { pairing_id: String(begun.pairing_id), code });
+        break;
+      } catch (error) {
+        if (!(error instanceof RemoteError) || error.reason !== "wrong_code" || !options.onWrongCode) {
+          throw error;
+        }
+        const left = error.data["attempts_left"];
+        if (typeof left !== "number" || left < 1) throw error;
+        options.onWrongCode(left);
+      }
+    }
     const certificate = String(done.certificate ?? "");
     if (!new X509Certificate(certificate).checkPrivateKey(privateKey)) {
       throw new Error("the terminal returned a certificate for another key");

@@ -950,7 +950,7 @@ export type CardInsertedEvent = {
   kind: "cps" | "vitale" | "vitale1" | "unknown" | "empty";
   /** Unix time in seconds */
   time: number;
-  /** increases by one for each event the daemon publishes; a gap means events were missed (also counted in `dropped`); minimum: 1 */
+  /** increases by one for each event the daemon publishes (all kinds): events arrive in seq order; with a subscription to every event, a gap means events were missed (`dropped` counts them in any case); minimum: 1 */
   seq: number;
   /** events this connection lost since the last one it received, because it read too slowly; minimum: 1 */
   dropped?: number;
@@ -963,7 +963,7 @@ export type CardRemovedEvent = {
   kind: "cps" | "vitale" | "vitale1" | "unknown" | "empty";
   /** Unix time in seconds */
   time: number;
-  /** increases by one for each event the daemon publishes; a gap means events were missed (also counted in `dropped`); minimum: 1 */
+  /** increases by one for each event the daemon publishes (all kinds): events arrive in seq order; with a subscription to every event, a gap means events were missed (`dropped` counts them in any case); minimum: 1 */
   seq: number;
   /** events this connection lost since the last one it received, because it read too slowly; minimum: 1 */
   dropped?: number;
@@ -976,7 +976,7 @@ export type PinStateEvent = {
   tries_left: number;
   /** Unix time in seconds */
   time: number;
-  /** increases by one for each event the daemon publishes; a gap means events were missed (also counted in `dropped`); minimum: 1 */
+  /** increases by one for each event the daemon publishes (all kinds): events arrive in seq order; with a subscription to every event, a gap means events were missed (`dropped` counts them in any case); minimum: 1 */
   seq: number;
   /** events this connection lost since the last one it received, because it read too slowly; minimum: 1 */
   dropped?: number;
@@ -986,7 +986,7 @@ export type PinStateEvent = {
 export type TerminalCancelEvent = {
   /** Unix time in seconds */
   time: number;
-  /** increases by one for each event the daemon publishes; a gap means events were missed (also counted in `dropped`); minimum: 1 */
+  /** increases by one for each event the daemon publishes (all kinds): events arrive in seq order; with a subscription to every event, a gap means events were missed (`dropped` counts them in any case); minimum: 1 */
   seq: number;
   /** events this connection lost since the last one it received, because it read too slowly; minimum: 1 */
   dropped?: number;
@@ -997,7 +997,7 @@ export type TerminalLostEvent = {
   reason?: string;
   /** Unix time in seconds */
   time: number;
-  /** increases by one for each event the daemon publishes; a gap means events were missed (also counted in `dropped`); minimum: 1 */
+  /** increases by one for each event the daemon publishes (all kinds): events arrive in seq order; with a subscription to every event, a gap means events were missed (`dropped` counts them in any case); minimum: 1 */
   seq: number;
   /** events this connection lost since the last one it received, because it read too slowly; minimum: 1 */
   dropped?: number;
@@ -1007,7 +1007,7 @@ export type TerminalLostEvent = {
 export type TerminalRestoredEvent = {
   /** Unix time in seconds */
   time: number;
-  /** increases by one for each event the daemon publishes; a gap means events were missed (also counted in `dropped`); minimum: 1 */
+  /** increases by one for each event the daemon publishes (all kinds): events arrive in seq order; with a subscription to every event, a gap means events were missed (`dropped` counts them in any case); minimum: 1 */
   seq: number;
   /** events this connection lost since the last one it received, because it read too slowly; minimum: 1 */
   dropped?: number;

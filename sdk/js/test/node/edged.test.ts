@@ -31,10 +31,17 @@ async function codeOnDisplay(): Promise<string> {
 let credentials: Credentials;
 let client: Client;
 
+const wrongCodes: number[] = [];
+
 before(async () => {
+  let typed = 0; // the receptionist mistypes the code once, then reads it again
   credentials = await pair({
     host, port, fingerprint, name: "Node front desk", scopes: ["identity:read", "cps:sign"],
-    readCode: codeOnDisplay, observe,
+    readCode: async () => {
+      const shown = await codeOnDisplay();
+      return typed++ === 0 ? (shown === "000000" ? "111111" : "000000") : shown;
+    },
+    onWrongCode: (left) => wrongCodes.push(left), observe,
   });
   client = await connectWith(credentials, { observe });
 });
@@ -80,6 +87,7 @@ test("unpaired: only pair.* is allowed, and a wrong code costs an attempt", asyn
 });
 
 test("pairing gave a certificate for our key, with the scopes asked for", async () => {
+  assert.deepEqual(wrongCodes, [2]); // one mistyped code, asked again, then paired
   assert.deepEqual([...credentials.scopes].sort(), ["cps:sign", "identity:read"]);
   const cert = new X509Certificate(credentials.certificate_pem);
   assert.match(cert.subject, /CN=Node front desk/);
