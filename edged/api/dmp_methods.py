@@ -25,10 +25,10 @@ from edged.api.method import BOOL, INT, STR, Method, b64_param, obj, on_card
 from edged.readers.pcsc import CardKind
 from edged.readers.ui import CODE_SCREEN_S
 from edged.services import cards
+from edged.services.errors import ServiceError
 
 if TYPE_CHECKING:
-    from edged.api.server import Connection
-    from edged.daemon import Daemon
+    from edged.api.context import ApiContext, Caller
     from edged.services.dmp import DmpService
 
 __all__ = ["MAX_CDA_BYTES", "METHODS"]
@@ -39,21 +39,18 @@ _INS = {"type": "string", "pattern": r"^[0-9]{6}[0-9AB][0-9]{8}$",
 _DOC_ID = {"type": "string", "minLength": 1, "maxLength": 64}
 
 
-def _service(daemon: Daemon) -> DmpService:
-    from edged.services.dmp import DmpService
-
-    for extension in daemon.extensions:
-        if isinstance(extension, DmpService):
-            return extension
+def _service(daemon: ApiContext) -> DmpService:
+    if daemon.services.dmp is not None:
+        return daemon.services.dmp
     raise RpcError(DMP_ERROR, "the DMP is not configured on this terminal ([dmp])",
                    "dmp_not_configured")
 
 
-def _client(conn: Connection) -> str:
+def _client(conn: Caller) -> str:
     return conn.client_id
 
 
-async def _run(daemon: Daemon, conn: Connection, name: str, ins: str, op: Any,
+async def _run(daemon: ApiContext, conn: Caller, name: str, ins: str, op: Any,
                found: dict[str, Any] | None = None, **fixed: Any) -> Any:
     """Audit the intent, run op, audit the outcome (INS masked; with what op put in `found`,
     such as the access mode of a read), map host refusals to DMP_ERROR."""
@@ -77,6 +74,9 @@ async def _run(daemon: Daemon, conn: Connection, name: str, ins: str, op: Any,
     except HostUnreachable as exc:
         audit(outcome="unreachable")
         raise RpcError(DMP_ERROR, str(exc), "host_unreachable") from exc
+    except ServiceError as exc:  # consent refused, no card, no terminal...
+        audit(outcome="refused", reason=exc.reason)
+        raise
     except RpcError as exc:
         audit(outcome="refused", reason=exc.data.get("reason"))
         raise
@@ -87,7 +87,7 @@ async def _run(daemon: Daemon, conn: Connection, name: str, ins: str, op: Any,
     return result
 
 
-async def _consent(daemon: Daemon, conn: Connection, ins: str, action: str,
+async def _consent(daemon: ApiContext, conn: Caller, ins: str, action: str,
                    express: bool = False) -> dict[str, str]:
     service = _service(daemon)
     session = await service.login(_client(conn))
@@ -97,7 +97,7 @@ async def _consent(daemon: Daemon, conn: Connection, ins: str, action: str,
     return {CONSENT_HEADER: header}
 
 
-async def _read_access(daemon: Daemon, conn: Connection, ins: str, express: bool,
+async def _read_access(daemon: ApiContext, conn: Caller, ins: str, express: bool,
                        found: dict[str, Any]) -> dict[str, str]:
     """Headers for a read: none under this client's own emergency access, else the patient's
     consent; the mode goes into the audit of every read (M1)."""
@@ -115,7 +115,7 @@ def _path(ins: str, *rest: str) -> str:
 
 # -- handlers -------------------------------------------------------------------------------
 
-async def dmp_exists(daemon: Daemon, conn: Connection, params: dict[str, Any]) -> Any:
+async def dmp_exists(daemon: ApiContext, conn: Caller, params: dict[str, Any]) -> Any:
     """dmp.exists."""
     ins = params["ins"]
 
@@ -126,7 +126,7 @@ async def dmp_exists(daemon: Daemon, conn: Connection, params: dict[str, Any]) -
     return await _run(daemon, conn, "dmp.exists", ins, op)
 
 
-async def dmp_create(daemon: Daemon, conn: Connection, params: dict[str, Any]) -> Any:
+async def dmp_create(daemon: ApiContext, conn: Caller, params: dict[str, Any]) -> Any:
     """dmp.create: consent, then the record; the patient's password once (and on screen)."""
     ins = params["ins"]
 
@@ -151,7 +151,7 @@ async def dmp_create(daemon: Daemon, conn: Connection, params: dict[str, Any]) -
     return await _run(daemon, conn, "dmp.create", ins, op)
 
 
-async def dmp_feed(daemon: Daemon, conn: Connection, params: dict[str, Any]) -> Any:
+async def dmp_feed(daemon: ApiContext, conn: Caller, params: dict[str, Any]) -> Any:
     """dmp.feed: consent, then the CDA; queued durably when the host is unreachable."""
     from edged.services.dmp import HostUnreachable, query_string
 
@@ -198,7 +198,7 @@ async def dmp_feed(daemon: Daemon, conn: Connection, params: dict[str, Any]) -> 
     return await _run(daemon, conn, "dmp.feed", ins, op, bytes=len(cda))
 
 
-async def dmp_find(daemon: Daemon, conn: Connection, params: dict[str, Any]) -> Any:
+async def dmp_find(daemon: ApiContext, conn: Caller, params: dict[str, Any]) -> Any:
     """dmp.find: the index as this professional may see it."""
     from edged.services.dmp import query_string
 
@@ -219,7 +219,7 @@ async def dmp_find(daemon: Daemon, conn: Connection, params: dict[str, Any]) -> 
     return await _run(daemon, conn, "dmp.find", ins, op, found)
 
 
-async def dmp_get(daemon: Daemon, conn: Connection, params: dict[str, Any]) -> Any:
+async def dmp_get(daemon: ApiContext, conn: Caller, params: dict[str, Any]) -> Any:
     """dmp.get: one document with its CDA (base64)."""
     ins, document_id = params["ins"], params["document_id"]
 
@@ -235,7 +235,7 @@ async def dmp_get(daemon: Daemon, conn: Connection, params: dict[str, Any]) -> A
     return await _run(daemon, conn, "dmp.get", ins, op, found, document=document_id)
 
 
-async def dmp_emergency(daemon: Daemon, conn: Connection, params: dict[str, Any]) -> Any:
+async def dmp_emergency(daemon: ApiContext, conn: Caller, params: dict[str, Any]) -> Any:
     """dmp.emergency: no patient consent possible; the professional states the reason."""
     ins, mode, reason = params["ins"], params["mode"], params["reason"].strip()
     if not reason:
@@ -253,7 +253,7 @@ async def dmp_emergency(daemon: Daemon, conn: Connection, params: dict[str, Any]
     return await _run(daemon, conn, "dmp.emergency", ins, op, mode=mode)
 
 
-async def dmp_visibility(daemon: Daemon, conn: Connection, params: dict[str, Any]) -> Any:
+async def dmp_visibility(daemon: ApiContext, conn: Caller, params: dict[str, Any]) -> Any:
     """dmp.visibility: the author changes a document's visibility flags."""
     ins, document_id = params["ins"], params["document_id"]
     flags = {k: params[k] for k in ("masked_ps", "invisible_patient",
@@ -270,7 +270,7 @@ async def dmp_visibility(daemon: Daemon, conn: Connection, params: dict[str, Any
     return await _run(daemon, conn, "dmp.visibility", ins, op, document=document_id)
 
 
-async def dmp_delete(daemon: Daemon, conn: Connection, params: dict[str, Any]) -> Any:
+async def dmp_delete(daemon: ApiContext, conn: Caller, params: dict[str, Any]) -> Any:
     """dmp.delete: the author deletes a document the patient asked to delete (D20)."""
     ins, document_id = params["ins"], params["document_id"]
 
@@ -282,7 +282,7 @@ async def dmp_delete(daemon: Daemon, conn: Connection, params: dict[str, Any]) -
     return await _run(daemon, conn, "dmp.delete", ins, op, document=document_id)
 
 
-async def dmp_patient_code(daemon: Daemon, conn: Connection, params: dict[str, Any]) -> Any:
+async def dmp_patient_code(daemon: ApiContext, conn: Caller, params: dict[str, Any]) -> Any:
     """dmp.patient_code: the patient's web login code, shown on the terminal display only."""
     ins = params["ins"]
 
@@ -293,7 +293,7 @@ async def dmp_patient_code(daemon: Daemon, conn: Connection, params: dict[str, A
     return await _run(daemon, conn, "dmp.patient_code", ins, op)
 
 
-async def dmp_queue(daemon: Daemon, conn: Connection, params: dict[str, Any]) -> Any:
+async def dmp_queue(daemon: ApiContext, conn: Caller, params: dict[str, Any]) -> Any:
     """dmp.queue: feeds waiting for the host (and, asked, delivered and failed ones)."""
     service = _service(daemon)
     feeds = service.queue.list(include_done=bool(params.get("all")))

@@ -20,7 +20,8 @@ from apdu.errors import (
 from edged.api.jsonrpc import INTERNAL_ERROR, INVALID_PARAMS, RpcError
 from edged.api.schema import SchemaError
 from edged.readers.arbiter import Busy, OperationTimeout
-from edged.services.errors import Family, ServiceError
+from edged.readers.pcsc import NoCard as NoReaderCard
+from edged.services.errors import Family, NoCard, ServiceError, TerminalUnavailable
 
 __all__ = [
     "CARD_ERROR",
@@ -57,15 +58,7 @@ DMP_ERROR = -32060  # the DMP host refused: data.reason is the host's reason cod
 
 _FAMILY_CODES = {Family.CARD: CARD_ERROR, Family.PIN: PIN_ERROR, Family.CONSENT: CONSENT_ERROR,
                  Family.MAIL: MAIL_ERROR, Family.DMP: DMP_ERROR, Family.PAIRING: PAIRING_ERROR,
-                 Family.FORBIDDEN: FORBIDDEN}
-
-
-class NoCard(Exception):
-    """No card of the kind the method needs is inserted."""
-
-
-class TerminalUnavailable(Exception):
-    """The method needs the terminal's display and keys, and there is no terminal."""
+                 Family.FORBIDDEN: FORBIDDEN, Family.RATE_LIMITED: RATE_LIMITED}
 
 
 def to_rpc_error(exc: BaseException) -> RpcError:
@@ -86,7 +79,7 @@ def to_rpc_error(exc: BaseException) -> RpcError:
         return RpcError(PAIRING_ERROR, str(exc), "duplicate_name")
     if isinstance(exc, UnknownClient):
         return RpcError(INVALID_PARAMS, str(exc), "unknown_client")
-    if isinstance(exc, NoCard):
+    if isinstance(exc, NoReaderCard):  # a terminal slot found empty at the reader level
         return RpcError(CARD_ERROR, str(exc), "no_card")
     if isinstance(exc, CardRemoved):
         return RpcError(CARD_ERROR, str(exc), "card_removed")
@@ -105,8 +98,6 @@ def to_rpc_error(exc: BaseException) -> RpcError:
     if isinstance(exc, SecurityStatusNotSatisfied):
         return RpcError(PIN_ERROR, "the card needs the PIN first (cps.verify_pin)",
                         "pin_required")
-    if isinstance(exc, TerminalUnavailable):
-        return RpcError(CONSENT_ERROR, str(exc), "no_terminal")
     if isinstance(exc, UnexpectedCard | MalformedData):
         return RpcError(CARD_ERROR, str(exc), "card_unreadable")
     if isinstance(exc, ApduError):

@@ -25,12 +25,12 @@ from websockets.server import ServerProtocol
 from edged.api import jsonrpc
 from edged.api.errors import RATE_LIMITED, REVOKED, TOO_LARGE, to_rpc_error
 from edged.api.gate import Acceptor, Admission, Gate, GateLimits, prefix_of, start_tls
-from edged.api.limits import limits_for
 from edged.api.methods import dispatch
 from edged.events import Subscription
+from edged.limits import limits_for
 
 if TYPE_CHECKING:
-    from edged.daemon import Daemon
+    from edged.api.context import ApiContext
 
 __all__ = ["Connection", "RpcServer", "TokenBucket"]
 
@@ -267,7 +267,7 @@ class Connection:
 class RpcServer:
     """Accepts clients on the secure socket and keeps track of them."""
 
-    def __init__(self, daemon: Daemon) -> None:
+    def __init__(self, daemon: ApiContext) -> None:
         self.daemon = daemon
         self.connections: set[Connection] = set()
         self._buckets: dict[str, TokenBucket] = {}

@@ -41,7 +41,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
 
 from cryptography.hazmat.primitives.serialization import Encoding
@@ -50,20 +50,17 @@ from apdu.cps_spec import KeyRef
 from apdu.errors import PinBlocked, PinCancelled, SecurityStatusNotSatisfied, WrongPin
 from apdu.identity import mask_nir
 from contracts.consent import CONSENT_HEADER, encode_header
-from edged.api.errors import CONSENT_ERROR, NoCard, TerminalUnavailable
-from edged.api.jsonrpc import RpcError
-from edged.api.prompts import one_prompt
 from edged.config import ConfigError
 from edged.readers.pcsc import CardKind
 from edged.readers.session import InsertedCps
 from edged.readers.ui import CODE_SCREEN_S, Answer, fit_lines
 from edged.services import cards
 from edged.services.consent import ConsentSigner
+from edged.services.context import ServiceContext
+from edged.services.errors import Family, NoCard, ServiceError, TerminalUnavailable
+from edged.services.prompts import one_prompt
 from edged.state.keywrap import KeyWrapper, is_sealed
 from edged.state.sqlite import open_durable, state_file, transaction
-
-if TYPE_CHECKING:
-    from edged.daemon import Daemon
 
 __all__ = ["DmpError", "DmpService", "DmpSettings", "Emergency", "HostUnreachable",
            "QueuedFeed", "create_service"]
@@ -145,10 +142,10 @@ class DmpSettings:
         return cls(url=url.rstrip("/"), ca_file=Path(ca), admin_token=token, **values)
 
 
-def create_service(daemon: Daemon) -> DmpService | None:
-    """The EXTENSIONS factory: None when [dmp] is empty."""
-    settings = DmpSettings.from_table(daemon.config.dmp)
-    return None if settings is None else DmpService(daemon, settings)
+def create_service(ctx: ServiceContext) -> DmpService | None:
+    """The service, or None when [dmp] is empty."""
+    settings = DmpSettings.from_table(ctx.config.dmp)
+    return None if settings is None else DmpService(ctx, settings)
 
 
 # -- the card side ------------------------------------------------------------------------
@@ -400,15 +397,15 @@ def _feed(row: tuple) -> QueuedFeed:
 class DmpService:
     """The DMP host client, the terminal consent, the sessions and the offline queue."""
 
-    def __init__(self, daemon: Daemon, settings: DmpSettings) -> None:
-        self.daemon = daemon
+    def __init__(self, ctx: ServiceContext, settings: DmpSettings) -> None:
+        self.ctx = ctx
         self.settings = settings
         parts = urlsplit(settings.url)
         self._host, self._port = parts.hostname or "", parts.port or 443
         self._ssl = ssl.create_default_context(cafile=str(settings.ca_file))
-        self.signer = ConsentSigner(daemon.config.state_dir / "keys", wrapper=daemon.key_wrapper)
-        self.queue = FeedQueue(daemon.config.state_dir / "dmp-queue.db",
-                               wrapper=daemon.key_wrapper)
+        self.signer = ConsentSigner(ctx.config.state_dir / "keys", wrapper=ctx.key_wrapper)
+        self.queue = FeedQueue(ctx.config.state_dir / "dmp-queue.db",
+                               wrapper=ctx.key_wrapper)
         self._sessions: dict[str, ProSession] = {}  # client context -> its host session
         self._last: ProSession | None = None
         self._emergencies: dict[tuple[str, str], Emergency] = {}  # (client, INS) -> grant
@@ -521,7 +518,7 @@ class DmpService:
 
     def session_of(self, client_id: str) -> ProSession | None:
         """This client's session for the CPS card now inserted, if it has one."""
-        slot = self.daemon.slots.find(CardKind.CPS)
+        slot = self.ctx.slots.find(CardKind.CPS)
         current = self._sessions.get(client_id)
         if current is None or slot is None or current.arbiter is not slot.arbiter:
             return None
@@ -532,7 +529,7 @@ class DmpService:
         """This client's session for the CPS card in the terminal (authenticating when
         needed); with `professional`, only that professional's card will do. The background
         queue (QUEUE_CLIENT) reuses a session the professional opened, or the card as it is."""
-        slot = self.daemon.slots.find(CardKind.CPS)
+        slot = self.ctx.slots.find(CardKind.CPS)
         if slot is None or slot.arbiter is None:
             raise NoCard("no CPS card is inserted")
         async with self._login_lock:
@@ -548,14 +545,14 @@ class DmpService:
             if current is None:
                 _, answer = await self.request("POST", "/api/auth/challenge")
                 challenge = base64.b64decode(answer["challenge"])
-                pin_timeout = self.daemon.config.pin_timeout
+                pin_timeout = self.ctx.config.pin_timeout
                 audit = self._pin_audit(client_id)
                 owner = None if client_id == QUEUE_CLIENT else client_id
                 card = await slot.arbiter.run(
                     client_id, lambda s: _card_login(s, challenge, pin_timeout, owner,
                                                      allow_pin=allow_pin, expected=professional,
                                                      audit=audit),
-                    label="dmp.login", timeout=pin_timeout + self.daemon.config.card_timeout)
+                    label="dmp.login", timeout=pin_timeout + self.ctx.config.card_timeout)
                 _, answer = await self.request("POST", "/api/auth/session", json_body={
                     "challenge": answer["challenge"], "certificate": card["certificate"],
                     "signature": card["signature"]})
@@ -568,10 +565,10 @@ class DmpService:
 
     def _pin_audit(self, client_id: str) -> AuditHook:
         """Audit from the card thread, waiting until each record is durable."""
-        client = self.daemon.clients.lookup(client_id) if not client_id.startswith("peer:") \
+        client = self.ctx.clients.lookup(client_id) if not client_id.startswith("peer:") \
             else None
         actor = client.name if client is not None else client_id[:64]
-        log_ = self.daemon.audit
+        log_ = self.ctx.audit
 
         def audit(event: str, **fields: Any) -> None:
             log_.submit(event, actor=actor, **fields).result()
@@ -580,15 +577,15 @@ class DmpService:
 
     async def identify(self, client_id: str) -> dict[str, Any]:
         """Offline: who holds the CPS card (and the PIN verified on the keypad for later)."""
-        slot = self.daemon.slots.find(CardKind.CPS)
+        slot = self.ctx.slots.find(CardKind.CPS)
         if slot is None or slot.arbiter is None:
             raise NoCard("no CPS card is inserted")
-        pin_timeout = self.daemon.config.pin_timeout
+        pin_timeout = self.ctx.config.pin_timeout
         audit = self._pin_audit(client_id)
         return await slot.arbiter.run(
             client_id, lambda s: _card_login(s, uuid.uuid4().bytes, pin_timeout, client_id,
                                              audit=audit, via="dmp.identify"),
-            label="dmp.identify", timeout=pin_timeout + self.daemon.config.card_timeout)
+            label="dmp.identify", timeout=pin_timeout + self.ctx.config.card_timeout)
 
     async def call(self, client_id: str, method: str, path: str, *,
                    professional: str | None = None, allow_pin: bool = True,
@@ -643,7 +640,7 @@ class DmpService:
         for key in ended:
             del self._emergencies[key]
         if ended:
-            self.daemon.audit_event("dmp.emergency.ended", None, grants=len(ended),
+            self.ctx.audit_event("dmp.emergency.ended", None, grants=len(ended),
                                     by="patient_cancel")
         return len(ended)
 
@@ -652,34 +649,32 @@ class DmpService:
                           action: str, express: bool = False, question: str | None = None
                           ) -> str:
         """Ask the patient on the terminal; the signed record as the header value."""
-        if self.daemon.slots.find(CardKind.VITALE) is None:
-            raise RpcError(CONSENT_ERROR, "the patient's Vitale card must be in the terminal "
-                           "to consent", "vitale_required")
-        from edged.api.method import on_card
-
-        card = await on_card(self.daemon, conn, CardKind.VITALE, cards.vitale_read,
-                             "dmp.consent")
+        if self.ctx.slots.find(CardKind.VITALE) is None:
+            raise ServiceError(Family.CONSENT, "vitale_required", "the patient's Vitale card "
+                               "must be in the terminal to consent")
+        card = await cards.on_card(self.ctx, conn.client_id, CardKind.VITALE,
+                                   cards.vitale_read, "dmp.consent")
         if ins not in {b.ins.value for b in card.beneficiaries}:
-            raise RpcError(CONSENT_ERROR, "this INS is not one of the Vitale card's "
-                           "beneficiaries", "ins_not_on_card")
-        if self.daemon.ui is None:
+            raise ServiceError(Family.CONSENT, "ins_not_on_card", "this INS is not one of the "
+                               "Vitale card's beneficiaries")
+        if self.ctx.ui is None:
             raise TerminalUnavailable("no terminal display and keys to ask the patient")
         verb = {"read": "consulter", "feed": "alimenter", "create": "créer"}[action]
         text = question or f"Autoriser {name} à {verb} votre DMP ?"
         if express:
             text += " (consentement exprès)"
-        async with one_prompt(self.daemon, conn):
-            answer = Answer(await self.daemon.ui.confirm("\n".join(fit_lines(text)),
-                                                         timeout=self.settings.consent_timeout))
-        self.daemon.audit_event("consent.answer", conn, answer=answer, action=action,
+        async with one_prompt(self.ctx, conn):
+            answer = Answer(await self.ctx.ui.confirm("\n".join(fit_lines(text)),
+                                                      timeout=self.settings.consent_timeout))
+        self.ctx.audit_event("consent.answer", conn, answer=answer, action=action,
                                 patient=mask_nir(ins), professional=professional,
                                 express=express)
         if answer is Answer.CANCEL:
             self.end_emergencies(ins)  # the patient's Cancel wins over an emergency access
-            raise RpcError(CONSENT_ERROR, "the patient refused", "consent_refused")
+            raise ServiceError(Family.CONSENT, "consent_refused", "the patient refused")
         if answer is not Answer.OK:
-            raise RpcError(CONSENT_ERROR, "the patient did not answer in time",
-                           "consent_timeout")
+            raise ServiceError(Family.CONSENT, "consent_timeout",
+                               "the patient did not answer in time")
         with contextlib.suppress(HostUnreachable):  # offline: the queue enrolls first
             await self.ensure_enrolled()
         ttl = self.settings.feed_consent_ttl if action == "feed" else self.settings.consent_ttl
@@ -696,7 +691,7 @@ class DmpService:
         code goes only to the display: it is not returned, logged or audited. Returns the
         seconds it stays valid.
         """
-        if self.daemon.ui is None:
+        if self.ctx.ui is None:
             raise TerminalUnavailable("no terminal display to show the code on")
         session = await self.login(conn.client_id)
         header = await self.ask_consent(
@@ -708,9 +703,9 @@ class DmpService:
         code, expires_in = str(answer.get("code", "")), int(answer.get("expires_in") or 0)
         if not code:
             raise DmpError("bad_answer", "the DMP host sent no code")
-        await self.daemon.ui.show(["Votre code DMP", code,
-                                   f"valable {max(expires_in // 60, 1)} min"],
-                                  secret_s=CODE_SCREEN_S)
+        await self.ctx.ui.show(["Votre code DMP", code,
+                                f"valable {max(expires_in // 60, 1)} min"],
+                               secret_s=CODE_SCREEN_S)
         return expires_in
 
     # -- offline feeds ---------------------------------------------------------------------
@@ -775,7 +770,7 @@ class DmpService:
                                         self._delay(item.attempts + 1))
                 return
             await asyncio.to_thread(self.queue.failed, item.queue_id, exc.reason)
-            self.daemon.audit_event("dmp.feed.failed", None, queue_id=item.queue_id,
+            self.ctx.audit_event("dmp.feed.failed", None, queue_id=item.queue_id,
                                     patient=mask_nir(item.ins), reason=exc.reason)
             return
         except Exception as exc:
@@ -784,7 +779,7 @@ class DmpService:
             return
         document = answer.get("document") or {}
         await asyncio.to_thread(self.queue.delivered, item.queue_id, document.get("id"))
-        self.daemon.audit_event("dmp.feed.delivered", None, queue_id=item.queue_id,
+        self.ctx.audit_event("dmp.feed.delivered", None, queue_id=item.queue_id,
                                 patient=mask_nir(item.ins), document=document.get("id"),
                                 already_registered=bool(answer.get("already_registered")))
         log.info("DMP queue: feed %s delivered", item.queue_id)

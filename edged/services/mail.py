@@ -1,6 +1,6 @@
 """Secure health mail from the terminal: settings, directory, SMTP submission, POP3 reading.
 
-`MailService` is a daemon extension (edged/services/extensions.py): it owns the durable
+`MailService` is a daemon service (edged/services/container.py): it owns the durable
 outbox (state_dir/outbox.db) and runs its delivery loop, submitting over SMTP with STARTTLS
 and AUTH to the configured operator. Certificates come from the operator's directory over
 HTTPS, the CA pinned to the configured one. Reading uses POP3 over TLS and never deletes.
@@ -55,7 +55,7 @@ from edged.services import smime
 from edged.services.outbox import Outbox, OutboxItem, PermanentFailure, TemporaryFailure
 
 if TYPE_CHECKING:
-    from edged.daemon import Daemon
+    from edged.services.context import ServiceContext
 
 __all__ = [
     "MailError",
@@ -262,15 +262,15 @@ class MailSettings:
 class MailService:
     """Outbox and delivery loop, directory, mailbox reading (blocking calls run in threads)."""
 
-    def __init__(self, daemon: Daemon, settings: MailSettings) -> None:
-        self.daemon = daemon
+    def __init__(self, ctx: ServiceContext, settings: MailSettings) -> None:
+        self.ctx = ctx
         self.settings = settings
         self.context = ssl.create_default_context(cafile=str(settings.ca_file))
         self.context.minimum_version = ssl.TLSVersion.TLSv1_2
         self.roots = load_certificates(settings.trust_roots or settings.ca_file)
         self.intermediates = (load_certificates(settings.intermediates_file)
                               if settings.intermediates_file else [])
-        self.outbox = Outbox(daemon.config.state_dir / "outbox.db",
+        self.outbox = Outbox(ctx.config.state_dir / "outbox.db",
                              base_delay=settings.retry_base_delay,
                              max_delay=settings.retry_max_delay)
         self._task: asyncio.Task[None] | None = None
@@ -316,7 +316,7 @@ class MailService:
         # The message has left (or been refused): a failing audit write must not make the
         # outbox send it again or stop the loop (D1); it is logged, without the fields.
         try:
-            self.daemon.audit_event(event, None, **fields)
+            self.ctx.audit_event(event, None, **fields)
         except Exception:
             log.exception("mail: could not audit %s", event)
 
@@ -490,16 +490,15 @@ def _blank(lines: list[bytes]) -> int:
     return len(lines)
 
 
-def extension(daemon: Daemon) -> MailService | None:
-    """The daemon extension; None when [mail] is empty."""
-    if not daemon.config.mail:
+def extension(ctx: ServiceContext) -> MailService | None:
+    """The service; None when [mail] is empty."""
+    if not ctx.config.mail:
         return None
-    return MailService(daemon, MailSettings.from_table(daemon.config.mail))
+    return MailService(ctx, MailSettings.from_table(ctx.config.mail))
 
 
-def service_of(daemon: Daemon) -> MailService:
+def service_of(service: MailService | None) -> MailService:
     """The running mail service, or MailNotConfigured."""
-    for ext in daemon.extensions:
-        if isinstance(ext, MailService):
-            return ext
-    raise MailNotConfigured("secure mail is not configured on this terminal ([mail])")
+    if service is None:
+        raise MailNotConfigured("secure mail is not configured on this terminal ([mail])")
+    return service
