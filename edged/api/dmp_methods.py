@@ -14,10 +14,8 @@ display only: the RPC answer has no code.
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote
 
 from apdu.identity import mask_nir
-from contracts.consent import CONSENT_HEADER
 from edged.api import uploads
 from edged.api.errors import DMP_ERROR
 from edged.api.jsonrpc import INVALID_PARAMS, RpcError
@@ -88,29 +86,24 @@ async def _run(daemon: ApiContext, conn: Caller, name: str, ins: str, op: Any,
 
 
 async def _consent(daemon: ApiContext, conn: Caller, ins: str, action: str,
-                   express: bool = False) -> dict[str, str]:
+                   express: bool = False) -> str:
+    """The patient's signed consent for this action (asked on the terminal)."""
     service = _service(daemon)
     session = await service.login(_client(conn))
-    header = await service.ask_consent(conn, ins=ins, professional=session.national_id,
-                                       name=session.display_name, action=action,
-                                       express=express)
-    return {CONSENT_HEADER: header}
+    return await service.ask_consent(conn, ins=ins, professional=session.national_id,
+                                     name=session.display_name, action=action, express=express)
 
 
 async def _read_access(daemon: ApiContext, conn: Caller, ins: str, express: bool,
-                       found: dict[str, Any]) -> dict[str, str]:
-    """Headers for a read: none under this client's own emergency access, else the patient's
-    consent; the mode goes into the audit of every read (M1)."""
+                       found: dict[str, Any]) -> str | None:
+    """The consent for a read: none under this client's own emergency access, else the
+    patient's; the mode goes into the audit of every read (M1)."""
     grant = _service(daemon).emergency_for(_client(conn), ins)
     if grant is not None:
         found["mode"] = grant.mode
-        return {}
+        return None
     found["mode"] = "consent"
     return await _consent(daemon, conn, ins, "read", express)
-
-
-def _path(ins: str, *rest: str) -> str:
-    return "/api/dmp/" + quote(ins, safe="") + "".join("/" + quote(r, safe="") for r in rest)
 
 
 # -- handlers -------------------------------------------------------------------------------
@@ -120,7 +113,7 @@ async def dmp_exists(daemon: ApiContext, conn: Caller, params: dict[str, Any]) -
     ins = params["ins"]
 
     async def op() -> Any:
-        _, answer = await _service(daemon).call(_client(conn), "GET", _path(ins))
+        answer = await _service(daemon).exists(_client(conn), ins)
         return {"exists": bool(answer.get("exists")), "status": answer.get("status")}
 
     return await _run(daemon, conn, "dmp.exists", ins, op)
@@ -132,14 +125,13 @@ async def dmp_create(daemon: ApiContext, conn: Caller, params: dict[str, Any]) -
 
     async def op() -> Any:
         service = _service(daemon)
-        headers = await _consent(daemon, conn, ins, "create", bool(params.get("express")))
+        consent = await _consent(daemon, conn, ins, "create", bool(params.get("express")))
         oid = params.get("ins_oid")
         if oid is None:  # the INS authority of the Vitale beneficiary
             # Already read for the consent: the insertion's session answers from memory.
             card = await on_card(daemon, conn, CardKind.VITALE, cards.vitale_read, "dmp.create")
             oid = next(b.ins.oid.value for b in card.beneficiaries if b.ins.value == ins)
-        _, answer = await service.call(_client(conn), "POST", _path(ins),
-                                       json_body={"ins_oid": oid}, headers=headers)
+        answer = await service.create(_client(conn), ins, oid, consent)
         password = str(answer.get("patient_password", ""))
         if daemon.ui is not None and password:
             await daemon.ui.show(["DMP créé", "Mot de passe :", password],
@@ -181,10 +173,7 @@ async def dmp_feed(daemon: ApiContext, conn: Caller, params: dict[str, Any]) -> 
                                            name=name, action="feed", express=express)
         if session is not None:
             try:
-                _, answer = await service.call(
-                    _client(conn), "POST", _path(ins, "documents") + query, body=cda,
-                    headers={"Content-Type": "application/hl7-v3+xml",
-                             CONSENT_HEADER: header})
+                answer = await service.feed(_client(conn), ins, query, cda, header)
             except HostUnreachable:
                 pass
             else:
@@ -210,9 +199,8 @@ async def dmp_find(daemon: ApiContext, conn: Caller, params: dict[str, Any]) -> 
 
     async def op() -> Any:
         service = _service(daemon)
-        headers = await _read_access(daemon, conn, ins, bool(params.get("express")), found)
-        _, answer = await service.call(_client(conn), "GET", _path(ins, "documents") + query,
-                                       headers=headers)
+        consent = await _read_access(daemon, conn, ins, bool(params.get("express")), found)
+        answer = await service.find(_client(conn), ins, query, consent)
         return {"documents": answer.get("documents", []), "total": answer.get("total", 0),
                 "mode": answer.get("mode", "normal")}
 
@@ -227,9 +215,8 @@ async def dmp_get(daemon: ApiContext, conn: Caller, params: dict[str, Any]) -> A
 
     async def op() -> Any:
         service = _service(daemon)
-        headers = await _read_access(daemon, conn, ins, bool(params.get("express")), found)
-        _, answer = await service.call(_client(conn), "GET",
-                                       _path(ins, "documents", document_id), headers=headers)
+        consent = await _read_access(daemon, conn, ins, bool(params.get("express")), found)
+        answer = await service.get(_client(conn), ins, document_id, consent)
         return {"document": answer.get("document"), "cda": answer.get("cda")}
 
     return await _run(daemon, conn, "dmp.get", ins, op, found, document=document_id)
@@ -242,13 +229,9 @@ async def dmp_emergency(daemon: ApiContext, conn: Caller, params: dict[str, Any]
         raise RpcError(INVALID_PARAMS, "an emergency access needs a reason", "reason_required")
 
     async def op() -> Any:
-        service = _service(daemon)
-        _, answer = await service.call(_client(conn), "POST", _path(ins, "emergency"),
-                                       json_body={"mode": mode, "reason": reason})
-        expires_in = float(answer.get("expires_in") or 0)
-        service.declare_emergency(_client(conn), ins, mode, reason, expires_in)
+        answer = await _service(daemon).emergency(_client(conn), ins, mode, reason)
         return {"mode": answer.get("mode", mode), "reason": answer.get("reason", reason),
-                "expires_in": expires_in}
+                "expires_in": answer["expires_in"]}
 
     return await _run(daemon, conn, "dmp.emergency", ins, op, mode=mode)
 
@@ -262,9 +245,7 @@ async def dmp_visibility(daemon: ApiContext, conn: Caller, params: dict[str, Any
         raise RpcError(INVALID_PARAMS, "give at least one visibility flag", "invalid_params")
 
     async def op() -> Any:
-        _, answer = await _service(daemon).call(
-            _client(conn), "POST", _path(ins, "documents", document_id, "visibility"),
-            json_body=flags)
+        answer = await _service(daemon).visibility(_client(conn), ins, document_id, flags)
         return {"document": answer.get("document")}
 
     return await _run(daemon, conn, "dmp.visibility", ins, op, document=document_id)
@@ -275,8 +256,7 @@ async def dmp_delete(daemon: ApiContext, conn: Caller, params: dict[str, Any]) -
     ins, document_id = params["ins"], params["document_id"]
 
     async def op() -> Any:
-        _, answer = await _service(daemon).call(
-            _client(conn), "DELETE", _path(ins, "documents", document_id))
+        answer = await _service(daemon).delete(_client(conn), ins, document_id)
         return {"document": answer.get("document")}
 
     return await _run(daemon, conn, "dmp.delete", ins, op, document=document_id)

@@ -608,6 +608,62 @@ class DmpService:
         if self._last is session:
             self._last = None
 
+    # -- verbs: the host's paths and headers live here (docs/dmp-api.md) -------------------
+    async def exists(self, client_id: str, ins: str) -> dict[str, Any]:
+        """Whether the patient has a DMP (no consent needed)."""
+        _, answer = await self.call(client_id, "GET", _path(ins))
+        return answer
+
+    async def create(self, client_id: str, ins: str, ins_oid: str,
+                     consent: str) -> dict[str, Any]:
+        """Create the record under a signed consent; the host's answer (with the password)."""
+        _, answer = await self.call(client_id, "POST", _path(ins), json_body={"ins_oid": ins_oid},
+                                    headers={CONSENT_HEADER: consent})
+        return answer
+
+    async def feed(self, client_id: str, ins: str, query: str, cda: bytes,
+                   consent: str) -> dict[str, Any]:
+        """Add a CDA under a signed consent; HostUnreachable when the host does not answer."""
+        _, answer = await self.call(client_id, "POST", _path(ins, "documents") + query,
+                                    body=cda, headers=_feed_headers(consent))
+        return answer
+
+    async def find(self, client_id: str, ins: str, query: str,
+                   consent: str | None) -> dict[str, Any]:
+        """The index; `consent` None under the client's own emergency access."""
+        _, answer = await self.call(client_id, "GET", _path(ins, "documents") + query,
+                                    headers=_consent_headers(consent))
+        return answer
+
+    async def get(self, client_id: str, ins: str, document_id: str,
+                  consent: str | None) -> dict[str, Any]:
+        """One document and its CDA; `consent` None under the client's emergency access."""
+        _, answer = await self.call(client_id, "GET", _path(ins, "documents", document_id),
+                                    headers=_consent_headers(consent))
+        return answer
+
+    async def emergency(self, client_id: str, ins: str, mode: str,
+                        reason: str) -> dict[str, Any]:
+        """Open an emergency access on the host, then record it for this client only."""
+        _, answer = await self.call(client_id, "POST", _path(ins, "emergency"),
+                                    json_body={"mode": mode, "reason": reason})
+        expires_in = float(answer.get("expires_in") or 0)
+        self.declare_emergency(client_id, ins, mode, reason, expires_in)
+        return {**answer, "expires_in": expires_in}
+
+    async def visibility(self, client_id: str, ins: str, document_id: str,
+                         flags: dict[str, bool]) -> dict[str, Any]:
+        """The author changes a document's visibility flags."""
+        _, answer = await self.call(client_id, "POST",
+                                    _path(ins, "documents", document_id, "visibility"),
+                                    json_body=flags)
+        return answer
+
+    async def delete(self, client_id: str, ins: str, document_id: str) -> dict[str, Any]:
+        """The author deletes a document the patient asked to delete."""
+        _, answer = await self.call(client_id, "DELETE", _path(ins, "documents", document_id))
+        return answer
+
     # -- emergency access ------------------------------------------------------------------
     def declare_emergency(self, client_id: str, ins: str, mode: str, reason: str,
                           expires_in: float) -> Emergency:
@@ -697,8 +753,7 @@ class DmpService:
         header = await self.ask_consent(
             conn, ins=ins, professional=session.national_id, name=session.display_name,
             action="read", question="Afficher votre code de connexion DMP sur ce terminal ?")
-        path = "/api/dmp/" + quote(ins, safe="") + "/patient-code"
-        _, answer = await self.call(conn.client_id, "POST", path,
+        _, answer = await self.call(conn.client_id, "POST", _path(ins, "patient-code"),
                                     headers={CONSENT_HEADER: header})
         code, expires_in = str(answer.get("code", "")), int(answer.get("expires_in") or 0)
         if not code:
@@ -749,8 +804,8 @@ class DmpService:
         return delay * (0.5 + random.random() / 2)
 
     async def _deliver(self, item: QueuedFeed) -> None:
-        path = f"/api/dmp/{quote(item.ins)}/documents{item.query}"
-        headers = {"Content-Type": "application/hl7-v3+xml", CONSENT_HEADER: item.consent}
+        path = _path(item.ins, "documents") + item.query
+        headers = _feed_headers(item.consent)
         try:
             _, answer = await self.call(QUEUE_CLIENT, "POST", path, body=item.cda,
                                         headers=headers, professional=item.professional,
@@ -783,6 +838,19 @@ class DmpService:
                                 patient=mask_nir(item.ins), document=document.get("id"),
                                 already_registered=bool(answer.get("already_registered")))
         log.info("DMP queue: feed %s delivered", item.queue_id)
+
+
+def _path(ins: str, *rest: str) -> str:
+    """/api/dmp/{ins}/... with every segment quoted."""
+    return "/api/dmp/" + quote(ins, safe="") + "".join("/" + quote(r, safe="") for r in rest)
+
+
+def _consent_headers(consent: str | None) -> dict[str, str]:
+    return {} if consent is None else {CONSENT_HEADER: consent}
+
+
+def _feed_headers(consent: str) -> dict[str, str]:
+    return {"Content-Type": "application/hl7-v3+xml", CONSENT_HEADER: consent}
 
 
 def query_string(params: dict[str, Any]) -> str:
