@@ -23,6 +23,7 @@ from edged.api.method import BOOL, INT, STR, Method, b64_param, obj, on_card
 from edged.readers.pcsc import CardKind
 from edged.readers.ui import CODE_SCREEN_S
 from edged.services import cards
+from edged.services.dmp_host import DmpError, HostUnreachable, query_string
 from edged.services.errors import ServiceError
 
 if TYPE_CHECKING:
@@ -52,8 +53,6 @@ async def _run(daemon: ApiContext, conn: Caller, name: str, ins: str, op: Any,
                found: dict[str, Any] | None = None, **fixed: Any) -> Any:
     """Audit the intent, run op, audit the outcome (INS masked; with what op put in `found`,
     such as the access mode of a read), map host refusals to DMP_ERROR."""
-    from edged.services.dmp import DmpError, HostUnreachable
-
     # Durable before the host hears of it: an action never happens without a trace (L3).
     await daemon.audit_intent(name, conn, patient=mask_nir(ins), outcome="started", **fixed)
 
@@ -145,8 +144,6 @@ async def dmp_create(daemon: ApiContext, conn: Caller, params: dict[str, Any]) -
 
 async def dmp_feed(daemon: ApiContext, conn: Caller, params: dict[str, Any]) -> Any:
     """dmp.feed: consent, then the CDA; queued durably when the host is unreachable."""
-    from edged.services.dmp import HostUnreachable, query_string
-
     ins = params["ins"]
     if "upload_id" in params:  # a CDA larger than one message (edged/api/uploads.py)
         cda = await uploads.claim(daemon, conn, params["upload_id"], uploads.MAX_UPLOAD)
@@ -189,8 +186,6 @@ async def dmp_feed(daemon: ApiContext, conn: Caller, params: dict[str, Any]) -> 
 
 async def dmp_find(daemon: ApiContext, conn: Caller, params: dict[str, Any]) -> Any:
     """dmp.find: the index as this professional may see it."""
-    from edged.services.dmp import query_string
-
     ins = params["ins"]
     query = query_string({"type": params.get("type"), "status": params.get("status"),
                           "limit": params.get("limit"), "offset": params.get("offset")})
