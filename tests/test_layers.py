@@ -199,8 +199,34 @@ def test_edged_layers_point_one_way() -> None:
     assert upward_imports(graph, EDGED_LAYERS) == []
 
 
-def test_edged_has_no_import_circle() -> None:
-    assert import_cycles(package_imports(ROOT, "edged")) == []
+def firmware_imports(root: Path) -> dict[str, set[str]]:
+    """firmware module -> the firmware modules it imports (flat: MicroPython's own path)."""
+    modules = {path.stem: path for path in (root / "firmware").glob("*.py")}
+    graph: dict[str, set[str]] = {}
+    for name, path in modules.items():
+        found: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                found.update(a.name for a in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                found.add(node.module)
+        graph[name] = {m for m in found if m in modules and m != name}
+    return graph
+
+
+@pytest.mark.parametrize("package", ["apdu", "contracts", "edged"])
+def test_the_product_has_no_import_circle(package: str) -> None:
+    # Across packages the layer tests above already forbid a way back (contracts <- apdu <-
+    # edged), so a circle could only live inside one package.
+    graph = package_imports(ROOT, package)
+    assert len(graph) > 2
+    assert import_cycles(graph) == []
+
+
+def test_the_firmware_has_no_import_circle() -> None:
+    graph = firmware_imports(ROOT)
+    assert {"main", "terminal", "link"} <= set(graph)
+    assert import_cycles(graph) == []
 
 
 def test_the_edged_checks_can_fail(tmp_path: Path) -> None:
@@ -216,3 +242,10 @@ def test_the_edged_checks_can_fail(tmp_path: Path) -> None:
     graph = package_imports(tmp_path, "edged")
     assert upward_imports(graph, EDGED_LAYERS) == ["edged.services.dmp -> edged.api.methods"]
     assert import_cycles(graph) == [["edged.api.methods", "edged.services.dmp"]]
+
+
+def test_the_firmware_circle_check_can_fail(tmp_path: Path) -> None:
+    (tmp_path / "firmware").mkdir()
+    (tmp_path / "firmware" / "link.py").write_text("import terminal\n")
+    (tmp_path / "firmware" / "terminal.py").write_text("from link import Frame\n")
+    assert import_cycles(firmware_imports(tmp_path)) == [["link", "terminal"]]
