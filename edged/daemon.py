@@ -12,7 +12,7 @@ import dataclasses
 import logging
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from apdu.transport import Transport
@@ -133,7 +133,7 @@ class Daemon:
             # Headless PC/SC setups: the operator reads the code on the console (journald).
             log.warning("pairing code for %r: %s (no terminal display)", client_name, code)
 
-    def _pairing_event(self, name: str, fields: dict[str, Any]) -> None:
+    def _pairing_event(self, name: str, fields: Mapping[str, Any]) -> None:
         if name == "pair.complete":  # a new client: always written, in full
             self.audit.submit(name, actor=str(fields.get("client_name", "")),
                               **{k: v for k, v in fields.items() if k != "client_name"})

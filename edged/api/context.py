@@ -59,3 +59,7 @@ class ApiContext(ServiceContext, Protocol):
     def info(self) -> dict[str, Any]:
         """system.info."""
         ...
+
+    async def audit_intent(self, event: str, conn: Any, **fields: Any) -> None:
+        """Record what is about to happen, durably, before it happens (review L3)."""
+        ...

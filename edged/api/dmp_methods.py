@@ -234,7 +234,7 @@ async def dmp_emergency(daemon: ApiContext, conn: Caller, params: dict[str, Any]
 async def dmp_visibility(daemon: ApiContext, conn: Caller, params: dict[str, Any]) -> Any:
     """dmp.visibility: the author changes a document's visibility flags."""
     ins, document_id = params["ins"], params["document_id"]
-    flags = {k: params[k] for k in ("masked_ps", "invisible_patient",
+    flags: dict[str, bool] = {k: params[k] for k in ("masked_ps", "invisible_patient",
                                     "invisible_representatives", "announced") if k in params}
     if not flags:
         raise RpcError(INVALID_PARAMS, "give at least one visibility flag", "invalid_params")

@@ -111,21 +111,26 @@ class Gate:
         """An admission for a new socket from `address`, or None (close it now, no TLS)."""
         lim = self.limits
         if self.total >= lim.max_connections:
-            return self._refuse("max_connections")
+            self._refuse("max_connections")
+            return None
         if self._is_known_paired(address):
             if self._per_paired_address.get(address, 0) >= lim.max_per_paired_address:
-                return self._refuse("per_paired_address")
+                self._refuse("per_paired_address")
+                return None
             self._per_paired_address[address] = self._per_paired_address.get(address, 0) + 1
             self.total += 1
             self.paired_handshakes += 1
             return Admission(address, prefix_of(address), known_paired=True)
         prefix = prefix_of(address)
         if self.handshakes >= lim.max_handshakes:
-            return self._refuse("max_handshakes")
+            self._refuse("max_handshakes")
+            return None
         if self.unpaired >= lim.max_unpaired:
-            return self._refuse("max_unpaired")
+            self._refuse("max_unpaired")
+            return None
         if self._per_prefix.get(prefix, 0) >= lim.max_unpaired_per_prefix:
-            return self._refuse("max_unpaired_per_prefix")
+            self._refuse("max_unpaired_per_prefix")
+            return None
         self.total += 1
         self.handshakes += 1
         self.unpaired += 1

@@ -329,7 +329,8 @@ class RpcServer:
     def port(self) -> int:
         """The port actually bound (useful with port 0)."""
         assert self._server is not None
-        return self._server.sockets[0].getsockname()[1]
+        port: int = self._server.sockets[0].getsockname()[1]
+        return port
 
     async def start(self) -> None:
         """Listen on the configured address with TLS 1.3 (each socket admitted by the gate)."""

@@ -52,7 +52,7 @@ def _pair(args: argparse.Namespace) -> int:
 
         def read_code() -> str:
             if args.code:
-                return args.code
+                return str(args.code)
             print("enter the 6-digit code shown on the terminal: ", end="", file=sys.stderr,
                   flush=True)
             return sys.stdin.readline().strip()
@@ -110,7 +110,7 @@ def _clients_revoke(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_parsers(sub: argparse._SubParsersAction) -> None:
+def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register the remote commands."""
     p = sub.add_parser("pair", help="pair this computer with a terminal (code on its display)")
     p.add_argument("target", help="HOST[:PORT][#sha256:FINGERPRINT]")

@@ -304,12 +304,14 @@ class DmpService:
     # -- verbs: the host's paths and headers live here (docs/dmp-api.md) -------------------
     async def exists(self, client_id: str, ins: str) -> dict[str, Any]:
         """Whether the patient has a DMP (no consent needed)."""
+        answer: dict[str, Any]  # the host answers a JSON object (docs/dmp-api.md)
         _, answer = await self.call(client_id, "GET", host_path(ins))
         return answer
 
     async def create(self, client_id: str, ins: str, ins_oid: str,
                      consent: str) -> dict[str, Any]:
         """Create the record under a signed consent; the host's answer (with the password)."""
+        answer: dict[str, Any]  # the host answers a JSON object (docs/dmp-api.md)
         _, answer = await self.call(client_id, "POST", host_path(ins),
                                     json_body={"ins_oid": ins_oid},
                                     headers={CONSENT_HEADER: consent})
@@ -318,6 +320,7 @@ class DmpService:
     async def feed(self, client_id: str, ins: str, query: str, cda: bytes,
                    consent: str) -> dict[str, Any]:
         """Add a CDA under a signed consent; HostUnreachable when the host does not answer."""
+        answer: dict[str, Any]  # the host answers a JSON object (docs/dmp-api.md)
         _, answer = await self.call(client_id, "POST", host_path(ins, "documents") + query,
                                     body=cda, headers=feed_headers(consent))
         return answer
@@ -325,6 +328,7 @@ class DmpService:
     async def find(self, client_id: str, ins: str, query: str,
                    consent: str | None) -> dict[str, Any]:
         """The index; `consent` None under the client's own emergency access."""
+        answer: dict[str, Any]  # the host answers a JSON object (docs/dmp-api.md)
         _, answer = await self.call(client_id, "GET", host_path(ins, "documents") + query,
                                     headers=consent_headers(consent))
         return answer
@@ -332,6 +336,7 @@ class DmpService:
     async def get(self, client_id: str, ins: str, document_id: str,
                   consent: str | None) -> dict[str, Any]:
         """One document and its CDA; `consent` None under the client's emergency access."""
+        answer: dict[str, Any]  # the host answers a JSON object (docs/dmp-api.md)
         _, answer = await self.call(client_id, "GET", host_path(ins, "documents", document_id),
                                     headers=consent_headers(consent))
         return answer
@@ -339,6 +344,7 @@ class DmpService:
     async def emergency(self, client_id: str, ins: str, mode: str,
                         reason: str) -> dict[str, Any]:
         """Open an emergency access on the host, then record it for this client only."""
+        answer: dict[str, Any]  # the host answers a JSON object (docs/dmp-api.md)
         _, answer = await self.call(client_id, "POST", host_path(ins, "emergency"),
                                     json_body={"mode": mode, "reason": reason})
         expires_in = float(answer.get("expires_in") or 0)
@@ -348,6 +354,7 @@ class DmpService:
     async def visibility(self, client_id: str, ins: str, document_id: str,
                          flags: dict[str, bool]) -> dict[str, Any]:
         """The author changes a document's visibility flags."""
+        answer: dict[str, Any]  # the host answers a JSON object (docs/dmp-api.md)
         _, answer = await self.call(client_id, "POST",
                                     host_path(ins, "documents", document_id, "visibility"),
                                     json_body=flags)
@@ -355,6 +362,7 @@ class DmpService:
 
     async def delete(self, client_id: str, ins: str, document_id: str) -> dict[str, Any]:
         """The author deletes a document the patient asked to delete."""
+        answer: dict[str, Any]  # the host answers a JSON object (docs/dmp-api.md)
         _, answer = await self.call(client_id, "DELETE", host_path(ins, "documents", document_id))
         return answer
 

@@ -105,7 +105,7 @@ class FeedQueue:
                         self.clock()))
         return queue_id
 
-    def _feed(self, row: tuple) -> QueuedFeed:
+    def _feed(self, row: tuple[Any, ...]) -> QueuedFeed:
         cda, consent = bytes(row[4]), row[5]
         if self._wrapper is not None and is_sealed(cda):
             context = str(row[0]).encode()
@@ -177,6 +177,6 @@ class FeedQueue:
             self._db.close()
 
 
-def _feed(row: tuple) -> QueuedFeed:
+def _feed(row: tuple[Any, ...]) -> QueuedFeed:
     return QueuedFeed(row[0], row[1], row[2], row[3], bytes(row[4]), row[5], row[6], row[7],
                       row[8], row[9], row[10])

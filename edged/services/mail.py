@@ -44,6 +44,7 @@ import threading
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -166,7 +167,7 @@ class MailSettings:
     trust_roots: Path | None = None
     intermediates_file: Path | None = None
     max_attachment: int = DEFAULT_MAX_ATTACHMENT
-    mode: str = "gcm"
+    mode: smime.Mode = "gcm"
     timeout: float = 30.0
     retry_base_delay: float = 2.0
     retry_max_delay: float = 600.0
@@ -429,7 +430,7 @@ class MailService:
                 box.quit()
 
 
-def _failure(replies: dict[str, tuple[int, bytes | str]], *,
+def _failure(replies: Mapping[str, tuple[int, bytes | str]], *,
              partial: bool = False) -> Exception:
     """The outbox failure for SMTP replies: any 4xx -> temporary, else permanent."""
     parts = [f"{code} {_text(text)}" + (f" ({rcpt})" if rcpt else "")
