@@ -110,7 +110,7 @@ async def _flows(tmp: Path) -> tuple[dict[str, Any], dict[str, Any]]:
                     "attachments": [{"filename": "scan.bin", "upload_id": upload_id}]},
                     timeout=600)
                 queued, queued_rss = time.perf_counter() - start, _hwm() - before
-                outbox = service_of(daemon).outbox
+                outbox = service_of(daemon.services.mail).outbox
                 await _until(lambda: outbox.get(sent["message_id"]).state == "sent", 300)
                 mail = {"queued": queued, "sent": time.perf_counter() - start,
                         "queued_rss": queued_rss, "rss": _hwm() - before}

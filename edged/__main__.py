@@ -81,6 +81,7 @@ async def _run(args: argparse.Namespace) -> int:
                 stack.callback(terminal.stop)
                 control_dir = stack.enter_context(tempfile.TemporaryDirectory(prefix="bifente-vt-"))
                 terminal.serve_control(f"unix:{control_dir}/control.sock")
+                assert terminal.control_address is not None  # serve_control just set it
                 _record_terminal(stack, terminal.pty_path, terminal.control_address)
                 overrides["terminal"] = terminal.pty_path
                 overrides["pcsc"] = False

@@ -64,7 +64,7 @@ class Config:
     mail: dict[str, Any] = field(default_factory=dict)
     proxy: dict[str, Any] = field(default_factory=dict)
     dmp: dict[str, Any] = field(default_factory=dict)
-    # [limits."CLIENT NAME"]: higher limits for one paired client (edged/api/limits.py)
+    # [limits."CLIENT NAME"]: higher limits for one paired client (edged/limits.py)
     limits: dict[str, Any] = field(default_factory=dict)
     # wiring for demos and tests
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
@@ -146,7 +146,21 @@ def load_config(path: Path | None) -> Config:
         raise ConfigError("max_message_bytes must be at least 4096")
     if not 0 <= config.sign_batch_count <= 100 or not 0 <= config.sign_batch_minutes <= 60:
         raise ConfigError("sign_batch_count must be 0..100 and sign_batch_minutes 0..60")
-    from edged.api.limits import check_limits
-
-    check_limits(config.limits)
+    _check_limits(config.limits)
     return config
+
+
+# The settings a [limits."NAME"] table may raise (edged/limits.py applies them).
+_LIMIT_KEYS = {"rate_per_second": (int, float), "rate_burst": (int,), "max_connections": (int,)}
+
+
+def _check_limits(table: dict[str, Any]) -> None:
+    """Raise ConfigError for a [limits] table that is not {name: {known key: positive}}."""
+    for name, body in table.items():
+        if not isinstance(body, dict):
+            raise ConfigError(f'[limits."{name}"] must be a table')
+        for key, value in body.items():
+            if key not in _LIMIT_KEYS:
+                raise ConfigError(f'unknown setting limits."{name}".{key}')
+            if isinstance(value, bool) or not isinstance(value, _LIMIT_KEYS[key]) or value <= 0:
+                raise ConfigError(f'limits."{name}".{key} must be a positive number')

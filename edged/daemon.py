@@ -12,7 +12,7 @@ import dataclasses
 import logging
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from apdu.transport import Transport
@@ -22,6 +22,7 @@ from edged.config import Config
 from edged.events import EventBus
 from edged.readers.manager import PcscWatcher, SlotRegistry
 from edged.readers.ui import PAIRING_SCREEN_S, TerminalUI, fit_lines
+from edged.services.container import Extension, Services
 from edged.services.signing import SignatureGate
 from edged.state.clients import scope_labels
 
@@ -77,9 +78,7 @@ class Daemon:
         self.server = RpcServer(self)
         self.signatures = SignatureGate(batch_count=config.sign_batch_count,
                                         batch_minutes=config.sign_batch_minutes)
-        from edged.services.extensions import EXTENSIONS
-
-        self.extensions: list[Any] = [e for e in (f(self) for f in EXTENSIONS) if e is not None]
+        self.services = Services.build(self)
         self.announcer: Any = None
         self.watcher: PcscWatcher | None = None
         self.terminal: Any = None
@@ -87,6 +86,11 @@ class Daemon:
         self.discoverable_at: float | None = None
         self._watchdog: asyncio.Task[None] | None = None
         self._stopped = asyncio.Event()
+
+    @property
+    def extensions(self) -> list[Extension]:
+        """The configured services, in start order."""
+        return self.services.running()
 
     # -- what clients see --------------------------------------------------------------------
     def capabilities(self) -> list[str]:
@@ -129,7 +133,7 @@ class Daemon:
             # Headless PC/SC setups: the operator reads the code on the console (journald).
             log.warning("pairing code for %r: %s (no terminal display)", client_name, code)
 
-    def _pairing_event(self, name: str, fields: dict[str, Any]) -> None:
+    def _pairing_event(self, name: str, fields: Mapping[str, Any]) -> None:
         if name == "pair.complete":  # a new client: always written, in full
             self.audit.submit(name, actor=str(fields.get("client_name", "")),
                               **{k: v for k, v in fields.items() if k != "client_name"})
@@ -223,10 +227,8 @@ class Daemon:
         """Cancel pressed outside a prompt: it wins at once over open batches and emergency
         accesses (docs/security.md), and clients hear of it."""
         self.signatures.end_batches()
-        for extension in self.extensions:
-            end = getattr(extension, "end_emergencies", None)
-            if end is not None:
-                end()
+        if self.services.dmp is not None:
+            self.services.dmp.end_emergencies()
         self.bus.publish("terminal.cancel")
 
     async def _announce(self) -> None:

@@ -18,7 +18,6 @@ import ifaddr
 import zeroconf._core as _zeroconf_core
 from zeroconf import (
     DNSQuestionType,
-    DNSService,
     InterfaceChoice,
     IPVersion,
     RecordUpdate,
@@ -26,6 +25,7 @@ from zeroconf import (
     ServiceStateChange,
     Zeroconf,
 )
+from zeroconf._dns import DNSService  # not re-exported by name from zeroconf itself
 from zeroconf.asyncio import AsyncServiceBrowser, AsyncServiceInfo, AsyncZeroconf
 
 __all__ = [
@@ -81,7 +81,7 @@ def _probe_at_rfc_pace() -> None:
     the values, so an upgrade that does shows up).
     """
     if isinstance(getattr(_zeroconf_core, "_CHECK_TIME", None), int):
-        _zeroconf_core._CHECK_TIME = PROBE_INTERVAL_MS
+        setattr(_zeroconf_core, "_CHECK_TIME", PROBE_INTERVAL_MS)  # noqa: B010 - private
     if isinstance(getattr(_zeroconf_core, "_PROBE_RANDOM_DELAY_INTERVAL", None), tuple):
         _zeroconf_core._PROBE_RANDOM_DELAY_INTERVAL = PROBE_DELAY_MS
 

@@ -104,3 +104,148 @@ def test_firmware_imports_no_host_package(path: Path) -> None:
                                     "__import__('apdu')"])
 def test_the_static_check_sees_host_imports(source: str) -> None:
     assert top_level_imports(source) & set(HOST_PACKAGES)
+
+
+# -- inside edged: daemon / cli / sdk -> api -> services -> readers, state -------------------
+# A module may import its own layer or lower ones, never a higher one; function-local and
+# TYPE_CHECKING imports count too (they are how an import circle hides).
+EDGED_LAYERS = {
+    "edged.__main__": 4, "edged.daemon": 4, "edged.cli": 4, "edged.sdk": 4, "edged.bridge": 4,
+    "edged.simulation": 4,
+    "edged.api": 3,
+    "edged.services": 2,
+    "edged.readers": 1, "edged.state": 1, "edged.events": 1, "edged.config": 1,
+    "edged.discovery": 1, "edged.systemd": 1, "edged.limits": 1, "edged.peers": 1,
+}
+
+
+def layer_of(module: str, layers: dict[str, int]) -> int | None:
+    """The rank of the longest layer prefix of module (None: not in a layer)."""
+    best = max((p for p in layers if module == p or module.startswith(p + ".")),
+               key=len, default=None)
+    return None if best is None else layers[best]
+
+
+def package_imports(root: Path, package: str) -> dict[str, set[str]]:
+    """module -> the modules of `package` it imports (every import statement, anywhere)."""
+    modules: dict[str, Path] = {}
+    for path in (root / package).rglob("*.py"):
+        parts = path.relative_to(root).with_suffix("").parts
+        modules[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    graph: dict[str, set[str]] = {}
+    for name, path in modules.items():
+        found: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                targets = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                targets = [node.module, *(f"{node.module}.{a.name}" for a in node.names)]
+            else:
+                continue
+            found.update(t for t in targets if t in modules and t != name)
+        graph[name] = found
+    return graph
+
+
+def upward_imports(graph: dict[str, set[str]], layers: dict[str, int]) -> list[str]:
+    """Every import of a higher layer, as 'a -> b'."""
+    out = []
+    for module, targets in sorted(graph.items()):
+        rank = layer_of(module, layers)
+        for target in sorted(targets):
+            other = layer_of(target, layers)
+            if rank is not None and other is not None and other > rank:
+                out.append(f"{module} -> {target}")
+    return out
+
+
+def import_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components of more than one module (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    cycles: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        for w in graph[v]:
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                cycles.append(sorted(component))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return cycles
+
+
+def test_edged_layers_point_one_way() -> None:
+    graph = package_imports(ROOT, "edged")
+    assert {"edged.api.methods", "edged.services.dmp", "edged.readers.arbiter"} <= set(graph)
+    assert all(layer_of(m, EDGED_LAYERS) is not None for m in graph if m != "edged"), \
+        "a module outside every layer: add its package to EDGED_LAYERS"
+    assert upward_imports(graph, EDGED_LAYERS) == []
+
+
+def firmware_imports(root: Path) -> dict[str, set[str]]:
+    """firmware module -> the firmware modules it imports (flat: MicroPython's own path)."""
+    modules = {path.stem: path for path in (root / "firmware").glob("*.py")}
+    graph: dict[str, set[str]] = {}
+    for name, path in modules.items():
+        found: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                found.update(a.name for a in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                found.add(node.module)
+        graph[name] = {m for m in found if m in modules and m != name}
+    return graph
+
+
+@pytest.mark.parametrize("package", ["apdu", "contracts", "edged"])
+def test_the_product_has_no_import_circle(package: str) -> None:
+    # Across packages the layer tests above already forbid a way back (contracts <- apdu <-
+    # edged), so a circle could only live inside one package.
+    graph = package_imports(ROOT, package)
+    assert len(graph) > 2
+    assert import_cycles(graph) == []
+
+
+def test_the_firmware_has_no_import_circle() -> None:
+    graph = firmware_imports(ROOT)
+    assert {"main", "terminal", "link"} <= set(graph)
+    assert import_cycles(graph) == []
+
+
+def test_the_edged_checks_can_fail(tmp_path: Path) -> None:
+    # A service importing the API (upward) and two modules importing each other are seen.
+    pkg = tmp_path / "edged"
+    for sub in ("api", "services"):
+        (pkg / sub).mkdir(parents=True)
+        (pkg / sub / "__init__.py").write_text("")
+    (pkg / "__init__.py").write_text("")
+    (pkg / "api" / "methods.py").write_text("from edged.services import dmp\n")
+    (pkg / "services" / "dmp.py").write_text(
+        "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    import edged.api.methods\n")
+    graph = package_imports(tmp_path, "edged")
+    assert upward_imports(graph, EDGED_LAYERS) == ["edged.services.dmp -> edged.api.methods"]
+    assert import_cycles(graph) == [["edged.api.methods", "edged.services.dmp"]]
+
+
+def test_the_firmware_circle_check_can_fail(tmp_path: Path) -> None:
+    (tmp_path / "firmware").mkdir()
+    (tmp_path / "firmware" / "link.py").write_text("import terminal\n")
+    (tmp_path / "firmware" / "terminal.py").write_text("from link import Frame\n")
+    assert import_cycles(firmware_imports(tmp_path)) == [["link", "terminal"]]

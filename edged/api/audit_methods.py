@@ -9,13 +9,12 @@ from edged.api.method import INT, STR, Method, obj
 from edged.state.checkpoint import make_checkpoint
 
 if TYPE_CHECKING:
-    from edged.api.server import Connection
-    from edged.daemon import Daemon
+    from edged.api.context import ApiContext, Caller
 
 __all__ = ["METHODS", "audit_checkpoint"]
 
 
-async def audit_checkpoint(daemon: Daemon, conn: Connection, params: dict[str, Any]) -> Any:
+async def audit_checkpoint(daemon: ApiContext, conn: Caller, params: dict[str, Any]) -> Any:
     """audit.checkpoint: (seq, head hash) now, signed by the device (docs/audit.md)."""
     seq, digest = await asyncio.to_thread(daemon.audit.head)
     checkpoint = make_checkpoint(seq, digest, sign=daemon.keystore.sign_with_device_key,

@@ -27,18 +27,17 @@ from apdu.cps import SHA256_DIGEST_INFO
 from apdu.cps_spec import CPS_AID, Algo, KeyRef, PinRef
 from apdu.errors import ApduError, AuthMethodBlocked
 from apdu.ins import INS
-from edged.api.errors import NoCard, TerminalUnavailable
 from edged.api.method import BOOL, STR, Method, b64_param, obj, on_card
 from edged.readers.pcsc import CardKind
 from edged.readers.session import InsertedCps
 from edged.readers.ui import fit_lines
 from edged.services import cards
+from edged.services.errors import NoCard, TerminalUnavailable
 from edged.services.signing import DIGEST_DIGITS
 
 if TYPE_CHECKING:
     from apdu.protocol import CardProtocol
-    from edged.api.server import Connection
-    from edged.daemon import Daemon
+    from edged.api.context import ApiContext, Caller
 
 __all__ = ["METHODS", "certificate_info", "pin_verified"]
 
@@ -89,7 +88,7 @@ def _sign_digest(session: InsertedCps, client: str, digest: bytes) -> dict[str, 
 
 # -- handlers -------------------------------------------------------------------------------
 
-async def cps_certificates(daemon: Daemon, conn: Connection, params: dict[str, Any]) -> Any:
+async def cps_certificates(daemon: ApiContext, conn: Caller, params: dict[str, Any]) -> Any:
     """cps.certificates: read once per insertion (edged/readers/session.py)."""
     signature, authentication = await on_card(daemon, conn, CardKind.CPS, cards.certificates,
                                               "cps.certificates")
@@ -97,7 +96,7 @@ async def cps_certificates(daemon: Daemon, conn: Connection, params: dict[str, A
             "authentication": certificate_info(authentication)}
 
 
-async def cps_pin_state(daemon: Daemon, conn: Connection, params: dict[str, Any]) -> Any:
+async def cps_pin_state(daemon: ApiContext, conn: Caller, params: dict[str, Any]) -> Any:
     """cps.pin_state: `verified` is for this client (another client's PIN does not count)."""
     def read(session: InsertedCps) -> dict[str, Any]:
         status = session.pin_status()
@@ -109,7 +108,7 @@ async def cps_pin_state(daemon: Daemon, conn: Connection, params: dict[str, Any]
     return await on_card(daemon, conn, CardKind.CPS, read, "cps.pin_state")
 
 
-async def cps_logout(daemon: Daemon, conn: Connection, params: dict[str, Any]) -> Any:
+async def cps_logout(daemon: ApiContext, conn: Caller, params: dict[str, Any]) -> Any:
     """cps.logout: this client's PIN must be typed again before its next signature."""
     def logout(session: InsertedCps) -> int:
         # Only this client's own verified state is ended: a client cannot log another out.
@@ -123,7 +122,7 @@ async def cps_logout(daemon: Daemon, conn: Connection, params: dict[str, Any]) -
     return {"verified": False}
 
 
-async def cps_sign_digest(daemon: Daemon, conn: Connection, params: dict[str, Any]) -> Any:
+async def cps_sign_digest(daemon: ApiContext, conn: Caller, params: dict[str, Any]) -> Any:
     """cps.sign_digest: confirmed on the terminal, like a non-repudiation signature.
 
     A digest gives no way to tell a DMP host login challenge from a document (the caller
@@ -148,7 +147,7 @@ async def cps_sign_digest(daemon: Daemon, conn: Connection, params: dict[str, An
     return result
 
 
-async def display_show(daemon: Daemon, conn: Connection, params: dict[str, Any]) -> Any:
+async def display_show(daemon: ApiContext, conn: Caller, params: dict[str, Any]) -> Any:
     """display.show: text on the terminal's display (folded to its ASCII font)."""
     if daemon.ui is None:
         raise TerminalUnavailable("no terminal display")

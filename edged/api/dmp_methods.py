@@ -14,10 +14,8 @@ display only: the RPC answer has no code.
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote
 
 from apdu.identity import mask_nir
-from contracts.consent import CONSENT_HEADER
 from edged.api import uploads
 from edged.api.errors import DMP_ERROR
 from edged.api.jsonrpc import INVALID_PARAMS, RpcError
@@ -25,10 +23,11 @@ from edged.api.method import BOOL, INT, STR, Method, b64_param, obj, on_card
 from edged.readers.pcsc import CardKind
 from edged.readers.ui import CODE_SCREEN_S
 from edged.services import cards
+from edged.services.dmp_host import DmpError, HostUnreachable, query_string
+from edged.services.errors import ServiceError
 
 if TYPE_CHECKING:
-    from edged.api.server import Connection
-    from edged.daemon import Daemon
+    from edged.api.context import ApiContext, Caller
     from edged.services.dmp import DmpService
 
 __all__ = ["MAX_CDA_BYTES", "METHODS"]
@@ -39,26 +38,21 @@ _INS = {"type": "string", "pattern": r"^[0-9]{6}[0-9AB][0-9]{8}$",
 _DOC_ID = {"type": "string", "minLength": 1, "maxLength": 64}
 
 
-def _service(daemon: Daemon) -> DmpService:
-    from edged.services.dmp import DmpService
-
-    for extension in daemon.extensions:
-        if isinstance(extension, DmpService):
-            return extension
+def _service(daemon: ApiContext) -> DmpService:
+    if daemon.services.dmp is not None:
+        return daemon.services.dmp
     raise RpcError(DMP_ERROR, "the DMP is not configured on this terminal ([dmp])",
                    "dmp_not_configured")
 
 
-def _client(conn: Connection) -> str:
+def _client(conn: Caller) -> str:
     return conn.client_id
 
 
-async def _run(daemon: Daemon, conn: Connection, name: str, ins: str, op: Any,
+async def _run(daemon: ApiContext, conn: Caller, name: str, ins: str, op: Any,
                found: dict[str, Any] | None = None, **fixed: Any) -> Any:
     """Audit the intent, run op, audit the outcome (INS masked; with what op put in `found`,
     such as the access mode of a read), map host refusals to DMP_ERROR."""
-    from edged.services.dmp import DmpError, HostUnreachable
-
     # Durable before the host hears of it: an action never happens without a trace (L3).
     await daemon.audit_intent(name, conn, patient=mask_nir(ins), outcome="started", **fixed)
 
@@ -77,6 +71,9 @@ async def _run(daemon: Daemon, conn: Connection, name: str, ins: str, op: Any,
     except HostUnreachable as exc:
         audit(outcome="unreachable")
         raise RpcError(DMP_ERROR, str(exc), "host_unreachable") from exc
+    except ServiceError as exc:  # consent refused, no card, no terminal...
+        audit(outcome="refused", reason=exc.reason)
+        raise
     except RpcError as exc:
         audit(outcome="refused", reason=exc.data.get("reason"))
         raise
@@ -87,59 +84,53 @@ async def _run(daemon: Daemon, conn: Connection, name: str, ins: str, op: Any,
     return result
 
 
-async def _consent(daemon: Daemon, conn: Connection, ins: str, action: str,
-                   express: bool = False) -> dict[str, str]:
+async def _consent(daemon: ApiContext, conn: Caller, ins: str, action: str,
+                   express: bool = False) -> str:
+    """The patient's signed consent for this action (asked on the terminal)."""
     service = _service(daemon)
     session = await service.login(_client(conn))
-    header = await service.ask_consent(conn, ins=ins, professional=session.national_id,
-                                       name=session.display_name, action=action,
-                                       express=express)
-    return {CONSENT_HEADER: header}
+    return await service.ask_consent(conn, ins=ins, professional=session.national_id,
+                                     name=session.display_name, action=action, express=express)
 
 
-async def _read_access(daemon: Daemon, conn: Connection, ins: str, express: bool,
-                       found: dict[str, Any]) -> dict[str, str]:
-    """Headers for a read: none under this client's own emergency access, else the patient's
-    consent; the mode goes into the audit of every read (M1)."""
+async def _read_access(daemon: ApiContext, conn: Caller, ins: str, express: bool,
+                       found: dict[str, Any]) -> str | None:
+    """The consent for a read: none under this client's own emergency access, else the
+    patient's; the mode goes into the audit of every read (M1)."""
     grant = _service(daemon).emergency_for(_client(conn), ins)
     if grant is not None:
         found["mode"] = grant.mode
-        return {}
+        return None
     found["mode"] = "consent"
     return await _consent(daemon, conn, ins, "read", express)
 
 
-def _path(ins: str, *rest: str) -> str:
-    return "/api/dmp/" + quote(ins, safe="") + "".join("/" + quote(r, safe="") for r in rest)
-
-
 # -- handlers -------------------------------------------------------------------------------
 
-async def dmp_exists(daemon: Daemon, conn: Connection, params: dict[str, Any]) -> Any:
+async def dmp_exists(daemon: ApiContext, conn: Caller, params: dict[str, Any]) -> Any:
     """dmp.exists."""
     ins = params["ins"]
 
     async def op() -> Any:
-        _, answer = await _service(daemon).call(_client(conn), "GET", _path(ins))
+        answer = await _service(daemon).exists(_client(conn), ins)
         return {"exists": bool(answer.get("exists")), "status": answer.get("status")}
 
     return await _run(daemon, conn, "dmp.exists", ins, op)
 
 
-async def dmp_create(daemon: Daemon, conn: Connection, params: dict[str, Any]) -> Any:
+async def dmp_create(daemon: ApiContext, conn: Caller, params: dict[str, Any]) -> Any:
     """dmp.create: consent, then the record; the patient's password once (and on screen)."""
     ins = params["ins"]
 
     async def op() -> Any:
         service = _service(daemon)
-        headers = await _consent(daemon, conn, ins, "create", bool(params.get("express")))
+        consent = await _consent(daemon, conn, ins, "create", bool(params.get("express")))
         oid = params.get("ins_oid")
         if oid is None:  # the INS authority of the Vitale beneficiary
             # Already read for the consent: the insertion's session answers from memory.
             card = await on_card(daemon, conn, CardKind.VITALE, cards.vitale_read, "dmp.create")
             oid = next(b.ins.oid.value for b in card.beneficiaries if b.ins.value == ins)
-        _, answer = await service.call(_client(conn), "POST", _path(ins),
-                                       json_body={"ins_oid": oid}, headers=headers)
+        answer = await service.create(_client(conn), ins, oid, consent)
         password = str(answer.get("patient_password", ""))
         if daemon.ui is not None and password:
             await daemon.ui.show(["DMP créé", "Mot de passe :", password],
@@ -151,10 +142,8 @@ async def dmp_create(daemon: Daemon, conn: Connection, params: dict[str, Any]) -
     return await _run(daemon, conn, "dmp.create", ins, op)
 
 
-async def dmp_feed(daemon: Daemon, conn: Connection, params: dict[str, Any]) -> Any:
+async def dmp_feed(daemon: ApiContext, conn: Caller, params: dict[str, Any]) -> Any:
     """dmp.feed: consent, then the CDA; queued durably when the host is unreachable."""
-    from edged.services.dmp import HostUnreachable, query_string
-
     ins = params["ins"]
     if "upload_id" in params:  # a CDA larger than one message (edged/api/uploads.py)
         cda = await uploads.claim(daemon, conn, params["upload_id"], uploads.MAX_UPLOAD)
@@ -181,10 +170,7 @@ async def dmp_feed(daemon: Daemon, conn: Connection, params: dict[str, Any]) -> 
                                            name=name, action="feed", express=express)
         if session is not None:
             try:
-                _, answer = await service.call(
-                    _client(conn), "POST", _path(ins, "documents") + query, body=cda,
-                    headers={"Content-Type": "application/hl7-v3+xml",
-                             CONSENT_HEADER: header})
+                answer = await service.feed(_client(conn), ins, query, cda, header)
             except HostUnreachable:
                 pass
             else:
@@ -198,10 +184,8 @@ async def dmp_feed(daemon: Daemon, conn: Connection, params: dict[str, Any]) -> 
     return await _run(daemon, conn, "dmp.feed", ins, op, bytes=len(cda))
 
 
-async def dmp_find(daemon: Daemon, conn: Connection, params: dict[str, Any]) -> Any:
+async def dmp_find(daemon: ApiContext, conn: Caller, params: dict[str, Any]) -> Any:
     """dmp.find: the index as this professional may see it."""
-    from edged.services.dmp import query_string
-
     ins = params["ins"]
     query = query_string({"type": params.get("type"), "status": params.get("status"),
                           "limit": params.get("limit"), "offset": params.get("offset")})
@@ -210,16 +194,15 @@ async def dmp_find(daemon: Daemon, conn: Connection, params: dict[str, Any]) -> 
 
     async def op() -> Any:
         service = _service(daemon)
-        headers = await _read_access(daemon, conn, ins, bool(params.get("express")), found)
-        _, answer = await service.call(_client(conn), "GET", _path(ins, "documents") + query,
-                                       headers=headers)
+        consent = await _read_access(daemon, conn, ins, bool(params.get("express")), found)
+        answer = await service.find(_client(conn), ins, query, consent)
         return {"documents": answer.get("documents", []), "total": answer.get("total", 0),
                 "mode": answer.get("mode", "normal")}
 
     return await _run(daemon, conn, "dmp.find", ins, op, found)
 
 
-async def dmp_get(daemon: Daemon, conn: Connection, params: dict[str, Any]) -> Any:
+async def dmp_get(daemon: ApiContext, conn: Caller, params: dict[str, Any]) -> Any:
     """dmp.get: one document with its CDA (base64)."""
     ins, document_id = params["ins"], params["document_id"]
 
@@ -227,62 +210,54 @@ async def dmp_get(daemon: Daemon, conn: Connection, params: dict[str, Any]) -> A
 
     async def op() -> Any:
         service = _service(daemon)
-        headers = await _read_access(daemon, conn, ins, bool(params.get("express")), found)
-        _, answer = await service.call(_client(conn), "GET",
-                                       _path(ins, "documents", document_id), headers=headers)
+        consent = await _read_access(daemon, conn, ins, bool(params.get("express")), found)
+        answer = await service.get(_client(conn), ins, document_id, consent)
         return {"document": answer.get("document"), "cda": answer.get("cda")}
 
     return await _run(daemon, conn, "dmp.get", ins, op, found, document=document_id)
 
 
-async def dmp_emergency(daemon: Daemon, conn: Connection, params: dict[str, Any]) -> Any:
+async def dmp_emergency(daemon: ApiContext, conn: Caller, params: dict[str, Any]) -> Any:
     """dmp.emergency: no patient consent possible; the professional states the reason."""
     ins, mode, reason = params["ins"], params["mode"], params["reason"].strip()
     if not reason:
         raise RpcError(INVALID_PARAMS, "an emergency access needs a reason", "reason_required")
 
     async def op() -> Any:
-        service = _service(daemon)
-        _, answer = await service.call(_client(conn), "POST", _path(ins, "emergency"),
-                                       json_body={"mode": mode, "reason": reason})
-        expires_in = float(answer.get("expires_in") or 0)
-        service.declare_emergency(_client(conn), ins, mode, reason, expires_in)
+        answer = await _service(daemon).emergency(_client(conn), ins, mode, reason)
         return {"mode": answer.get("mode", mode), "reason": answer.get("reason", reason),
-                "expires_in": expires_in}
+                "expires_in": answer["expires_in"]}
 
     return await _run(daemon, conn, "dmp.emergency", ins, op, mode=mode)
 
 
-async def dmp_visibility(daemon: Daemon, conn: Connection, params: dict[str, Any]) -> Any:
+async def dmp_visibility(daemon: ApiContext, conn: Caller, params: dict[str, Any]) -> Any:
     """dmp.visibility: the author changes a document's visibility flags."""
     ins, document_id = params["ins"], params["document_id"]
-    flags = {k: params[k] for k in ("masked_ps", "invisible_patient",
+    flags: dict[str, bool] = {k: params[k] for k in ("masked_ps", "invisible_patient",
                                     "invisible_representatives", "announced") if k in params}
     if not flags:
         raise RpcError(INVALID_PARAMS, "give at least one visibility flag", "invalid_params")
 
     async def op() -> Any:
-        _, answer = await _service(daemon).call(
-            _client(conn), "POST", _path(ins, "documents", document_id, "visibility"),
-            json_body=flags)
+        answer = await _service(daemon).visibility(_client(conn), ins, document_id, flags)
         return {"document": answer.get("document")}
 
     return await _run(daemon, conn, "dmp.visibility", ins, op, document=document_id)
 
 
-async def dmp_delete(daemon: Daemon, conn: Connection, params: dict[str, Any]) -> Any:
+async def dmp_delete(daemon: ApiContext, conn: Caller, params: dict[str, Any]) -> Any:
     """dmp.delete: the author deletes a document the patient asked to delete (D20)."""
     ins, document_id = params["ins"], params["document_id"]
 
     async def op() -> Any:
-        _, answer = await _service(daemon).call(
-            _client(conn), "DELETE", _path(ins, "documents", document_id))
+        answer = await _service(daemon).delete(_client(conn), ins, document_id)
         return {"document": answer.get("document")}
 
     return await _run(daemon, conn, "dmp.delete", ins, op, document=document_id)
 
 
-async def dmp_patient_code(daemon: Daemon, conn: Connection, params: dict[str, Any]) -> Any:
+async def dmp_patient_code(daemon: ApiContext, conn: Caller, params: dict[str, Any]) -> Any:
     """dmp.patient_code: the patient's web login code, shown on the terminal display only."""
     ins = params["ins"]
 
@@ -293,7 +268,7 @@ async def dmp_patient_code(daemon: Daemon, conn: Connection, params: dict[str, A
     return await _run(daemon, conn, "dmp.patient_code", ins, op)
 
 
-async def dmp_queue(daemon: Daemon, conn: Connection, params: dict[str, Any]) -> Any:
+async def dmp_queue(daemon: ApiContext, conn: Caller, params: dict[str, Any]) -> Any:
     """dmp.queue: feeds waiting for the host (and, asked, delivered and failed ones)."""
     service = _service(daemon)
     feeds = service.queue.list(include_done=bool(params.get("all")))

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from typing import Any
 
 from apdu.errors import (
     ApduError,
@@ -13,14 +15,18 @@ from apdu.errors import (
     PinCancelled,
     PinNotAvailable,
     SecurityStatusNotSatisfied,
-    TransportError,
     UnexpectedCard,
     WrongPin,
 )
 from edged.api.jsonrpc import INTERNAL_ERROR, INVALID_PARAMS, RpcError
+from edged.api.pairing import PairingError
 from edged.api.schema import SchemaError
 from edged.readers.arbiter import Busy, OperationTimeout
-from edged.services.errors import Family, ServiceError
+from edged.readers.pcsc import NoCard as NoReaderCard
+from edged.services import cms, smime
+from edged.services.errors import Family, NoCard, ServiceError, TerminalUnavailable
+from edged.services.mail import MailError
+from edged.state.clients import DuplicateClient, UnknownClient
 
 __all__ = [
     "CARD_ERROR",
@@ -57,101 +63,75 @@ DMP_ERROR = -32060  # the DMP host refused: data.reason is the host's reason cod
 
 _FAMILY_CODES = {Family.CARD: CARD_ERROR, Family.PIN: PIN_ERROR, Family.CONSENT: CONSENT_ERROR,
                  Family.MAIL: MAIL_ERROR, Family.DMP: DMP_ERROR, Family.PAIRING: PAIRING_ERROR,
-                 Family.FORBIDDEN: FORBIDDEN}
+                 Family.FORBIDDEN: FORBIDDEN, Family.RATE_LIMITED: RATE_LIMITED}
 
 
-class NoCard(Exception):
-    """No card of the kind the method needs is inserted."""
+def _simple(code: int, reason: str) -> Callable[[Any], RpcError]:
+    return lambda exc: RpcError(code, str(exc), reason)
 
 
-class TerminalUnavailable(Exception):
-    """The method needs the terminal's display and keys, and there is no terminal."""
+def _mail(reason: str) -> Callable[[Any], RpcError]:
+    return _simple(MAIL_ERROR, reason)
+
+
+def _pairing(exc: PairingError) -> RpcError:
+    return RpcError(PAIRING_ERROR, exc.message, str(exc.code),
+                    **{k: v for k, v in exc.data.items() if k != "code"})
+
+
+# Exception class -> its JSON-RPC error; the most specific class of an exception's MRO wins.
+_BY_TYPE: dict[type[BaseException], Callable[[Any], RpcError]] = {
+    SchemaError: _simple(INVALID_PARAMS, "invalid_params"),
+    ServiceError: lambda exc: RpcError(_FAMILY_CODES[exc.family], exc.message, exc.reason,
+                                       **exc.data),
+    PairingError: _pairing,
+    DuplicateClient: _simple(PAIRING_ERROR, "duplicate_name"),
+    UnknownClient: _simple(INVALID_PARAMS, "unknown_client"),
+    NoReaderCard: _simple(CARD_ERROR, "no_card"),  # a terminal slot found empty
+    CardRemoved: _simple(CARD_ERROR, "card_removed"),
+    Busy: _simple(CARD_ERROR, "card_busy"),
+    OperationTimeout: _simple(CARD_ERROR, "timeout"),
+    WrongPin: lambda exc: RpcError(PIN_ERROR, str(exc), "wrong_pin", tries_left=exc.tries_left),
+    PinBlocked: _simple(PIN_ERROR, "pin_blocked"),
+    PinCancelled: _simple(PIN_ERROR, "pin_cancelled"),
+    PinNotAvailable: _simple(PIN_ERROR, "no_pin_pad"),
+    SecurityStatusNotSatisfied: lambda exc: RpcError(
+        PIN_ERROR, "the card needs the PIN first (cps.verify_pin)", "pin_required"),
+    UnexpectedCard: _simple(CARD_ERROR, "card_unreadable"),
+    MalformedData: _simple(CARD_ERROR, "card_unreadable"),
+    ApduError: lambda exc: RpcError(CARD_ERROR, str(exc), "card_refused", sw=f"{exc.sw:04X}"),
+    CardError: _simple(CARD_ERROR, "reader_error"),
+    # Secure mail (edged/services/mail.py, cms.py, smime.py): MAIL_ERROR + reason.
+    MailError: lambda exc: RpcError(MAIL_ERROR, str(exc), exc.reason, **exc.data),
+    cms.SignatureInvalid: lambda exc: RpcError(MAIL_ERROR, str(exc), "signature_invalid",
+                                               detail=str(exc.reason)),
+    cms.CertificateInvalid: lambda exc: RpcError(MAIL_ERROR, str(exc), "certificate_invalid",
+                                                 detail=str(exc.reason)),
+    cms.NotForThisRecipient: _mail("not_for_this_recipient"),
+    cms.DecryptionFailed: _mail("decryption_failed"),
+    smime.AttachmentTooLarge: lambda exc: RpcError(
+        MAIL_ERROR, str(exc), "attachment_too_large", filename=exc.name, size=exc.size,
+        limit=exc.limit),
+    smime.MessageTooLarge: _mail("message_too_large"),
+    cms.ContentTooLarge: _mail("message_too_large"),
+    smime.SenderMismatch: _mail("sender_mismatch"),
+    smime.NotEncrypted: _mail("not_encrypted"),
+    smime.NotSigned: _mail("not_signed"),
+    cms.UnsuitableRecipient: _mail("unsuitable_recipient"),
+    cms.UnsupportedAlgorithm: _mail("unsupported_algorithm"),
+    smime.MalformedMessage: _mail("malformed_message"),
+    cms.MalformedCms: _mail("malformed_message"),
+    cms.SigningFailed: _mail("signing_failed"),
+}
 
 
 def to_rpc_error(exc: BaseException) -> RpcError:
-    """The JSON-RPC error for an exception; unexpected ones are logged, not detailed."""
+    """The JSON-RPC error for an exception, by lookup; unexpected ones are logged only."""
     if isinstance(exc, RpcError):
         return exc
-    if isinstance(exc, SchemaError):
-        return RpcError(INVALID_PARAMS, str(exc), "invalid_params")
-    if isinstance(exc, ServiceError):
-        return RpcError(_FAMILY_CODES[exc.family], exc.message, exc.reason, **exc.data)
-    from edged.api.pairing import PairingError
-    from edged.state.clients import DuplicateClient, UnknownClient
-
-    if isinstance(exc, PairingError):
-        data = {k: v for k, v in exc.data.items() if k != "code"}
-        return RpcError(PAIRING_ERROR, exc.message, str(exc.code), **data)
-    if isinstance(exc, DuplicateClient):
-        return RpcError(PAIRING_ERROR, str(exc), "duplicate_name")
-    if isinstance(exc, UnknownClient):
-        return RpcError(INVALID_PARAMS, str(exc), "unknown_client")
-    if isinstance(exc, NoCard):
-        return RpcError(CARD_ERROR, str(exc), "no_card")
-    if isinstance(exc, CardRemoved):
-        return RpcError(CARD_ERROR, str(exc), "card_removed")
-    if isinstance(exc, Busy):
-        return RpcError(CARD_ERROR, str(exc), "card_busy")
-    if isinstance(exc, OperationTimeout):
-        return RpcError(CARD_ERROR, str(exc), "timeout")
-    if isinstance(exc, WrongPin):
-        return RpcError(PIN_ERROR, str(exc), "wrong_pin", tries_left=exc.tries_left)
-    if isinstance(exc, PinBlocked):
-        return RpcError(PIN_ERROR, str(exc), "pin_blocked")
-    if isinstance(exc, PinCancelled):
-        return RpcError(PIN_ERROR, str(exc), "pin_cancelled")
-    if isinstance(exc, PinNotAvailable):
-        return RpcError(PIN_ERROR, str(exc), "no_pin_pad")
-    if isinstance(exc, SecurityStatusNotSatisfied):
-        return RpcError(PIN_ERROR, "the card needs the PIN first (cps.verify_pin)",
-                        "pin_required")
-    if isinstance(exc, TerminalUnavailable):
-        return RpcError(CONSENT_ERROR, str(exc), "no_terminal")
-    if isinstance(exc, UnexpectedCard | MalformedData):
-        return RpcError(CARD_ERROR, str(exc), "card_unreadable")
-    if isinstance(exc, ApduError):
-        return RpcError(CARD_ERROR, str(exc), "card_refused", sw=f"{exc.sw:04X}")
-    if isinstance(exc, TransportError | CardError):
-        return RpcError(CARD_ERROR, str(exc), "reader_error")
-    mail = _mail_error(exc)
-    if mail is not None:
-        return mail
+    for cls in type(exc).__mro__:
+        render = _BY_TYPE.get(cls)
+        if render is not None:
+            return render(exc)
     log.error("internal error: %s", type(exc).__name__, exc_info=exc)
     return RpcError(INTERNAL_ERROR, "internal error", "internal_error")
-
-
-def _mail_error(exc: BaseException) -> RpcError | None:
-    """Secure mail failures (edged/services/mail.py, cms.py, smime.py): MAIL_ERROR + reason."""
-    from edged.services import cms, smime
-    from edged.services.mail import MailError
-
-    if isinstance(exc, MailError):
-        return RpcError(MAIL_ERROR, str(exc), exc.reason, **exc.data)
-    if isinstance(exc, cms.SignatureInvalid):
-        return RpcError(MAIL_ERROR, str(exc), "signature_invalid", detail=str(exc.reason))
-    if isinstance(exc, cms.CertificateInvalid):
-        return RpcError(MAIL_ERROR, str(exc), "certificate_invalid", detail=str(exc.reason))
-    if isinstance(exc, cms.NotForThisRecipient):
-        return RpcError(MAIL_ERROR, str(exc), "not_for_this_recipient")
-    if isinstance(exc, cms.DecryptionFailed):
-        return RpcError(MAIL_ERROR, str(exc), "decryption_failed")
-    if isinstance(exc, smime.AttachmentTooLarge):
-        return RpcError(MAIL_ERROR, str(exc), "attachment_too_large", filename=exc.name,
-                        size=exc.size, limit=exc.limit)
-    if isinstance(exc, smime.MessageTooLarge | cms.ContentTooLarge):
-        return RpcError(MAIL_ERROR, str(exc), "message_too_large")
-    if isinstance(exc, smime.SenderMismatch):
-        return RpcError(MAIL_ERROR, str(exc), "sender_mismatch")
-    if isinstance(exc, smime.NotEncrypted):
-        return RpcError(MAIL_ERROR, str(exc), "not_encrypted")
-    if isinstance(exc, smime.NotSigned):
-        return RpcError(MAIL_ERROR, str(exc), "not_signed")
-    if isinstance(exc, cms.UnsuitableRecipient):
-        return RpcError(MAIL_ERROR, str(exc), "unsuitable_recipient")
-    if isinstance(exc, cms.UnsupportedAlgorithm):
-        return RpcError(MAIL_ERROR, str(exc), "unsupported_algorithm")
-    if isinstance(exc, smime.MalformedMessage | cms.MalformedCms):
-        return RpcError(MAIL_ERROR, str(exc), "malformed_message")
-    if isinstance(exc, cms.SigningFailed):
-        return RpcError(MAIL_ERROR, str(exc), "signing_failed")
-    return None

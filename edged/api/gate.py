@@ -19,7 +19,6 @@ plaintext plus at most 256 of expansion and a 5-byte header) instead of 256 KiB.
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
 import socket
 import ssl
@@ -30,6 +29,8 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+
+from edged.peers import prefix_of
 
 __all__ = ["Acceptor", "Admission", "Gate", "GateLimits", "SmallBufferSSLProtocol", "prefix_of",
            "start_tls"]
@@ -58,18 +59,6 @@ class SmallBufferSSLProtocol(sslproto.SSLProtocol):
             super().connection_lost(exc)
         finally:
             self._on_lost()
-
-
-def prefix_of(address: str) -> str:
-    """The unit the per-peer caps count: an IPv4 /24 or an IPv6 /64."""
-    try:
-        ip = ipaddress.ip_address(address.split("%", 1)[0])
-    except ValueError:
-        return address
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    bits = 24 if ip.version == 4 else 64
-    return str(ipaddress.ip_network(f"{ip}/{bits}", strict=False))
 
 
 @dataclass(frozen=True)
@@ -122,21 +111,26 @@ class Gate:
         """An admission for a new socket from `address`, or None (close it now, no TLS)."""
         lim = self.limits
         if self.total >= lim.max_connections:
-            return self._refuse("max_connections")
+            self._refuse("max_connections")
+            return None
         if self._is_known_paired(address):
             if self._per_paired_address.get(address, 0) >= lim.max_per_paired_address:
-                return self._refuse("per_paired_address")
+                self._refuse("per_paired_address")
+                return None
             self._per_paired_address[address] = self._per_paired_address.get(address, 0) + 1
             self.total += 1
             self.paired_handshakes += 1
             return Admission(address, prefix_of(address), known_paired=True)
         prefix = prefix_of(address)
         if self.handshakes >= lim.max_handshakes:
-            return self._refuse("max_handshakes")
+            self._refuse("max_handshakes")
+            return None
         if self.unpaired >= lim.max_unpaired:
-            return self._refuse("max_unpaired")
+            self._refuse("max_unpaired")
+            return None
         if self._per_prefix.get(prefix, 0) >= lim.max_unpaired_per_prefix:
-            return self._refuse("max_unpaired_per_prefix")
+            self._refuse("max_unpaired_per_prefix")
+            return None
         self.total += 1
         self.handshakes += 1
         self.unpaired += 1

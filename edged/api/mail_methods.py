@@ -26,8 +26,7 @@ from edged.services import cards, cms, smime
 from edged.services.mail import MailError, MailService, NoSuchMessage, service_of
 
 if TYPE_CHECKING:
-    from edged.api.server import Connection
-    from edged.daemon import Daemon
+    from edged.api.context import ApiContext, Caller
 
 __all__ = ["METHODS", "card_address"]
 
@@ -60,13 +59,13 @@ def card_address(certificate: x509.Certificate) -> str | None:
     return names[0].lower() if names else None
 
 
-async def _card_certificates(daemon: Daemon,
-                             conn: Connection) -> tuple[x509.Certificate, x509.Certificate]:
+async def _card_certificates(daemon: ApiContext,
+                             conn: Caller) -> tuple[x509.Certificate, x509.Certificate]:
     """(signature, authentication = encryption) certificates of the inserted CPS."""
     return await on_card(daemon, conn, CardKind.CPS, cards.certificates, "mail.certificates")
 
 
-async def _address(daemon: Daemon, conn: Connection, service: MailService) -> str:
+async def _address(daemon: ApiContext, conn: Caller, service: MailService) -> str:
     """The professional's address: configured, else read from the CPS signature certificate."""
     if service.settings.address:
         return service.settings.address
@@ -83,7 +82,7 @@ def _masked(address: str) -> str:
     return f"*@{domain}" if domain.startswith("patient.") else address
 
 
-async def mail_send(daemon: Daemon, conn: Connection, params: dict[str, Any]) -> Any:
+async def mail_send(daemon: ApiContext, conn: Caller, params: dict[str, Any]) -> Any:
     """mail.send; a refusal is audited too (its reason, never the content)."""
     try:
         return await _send(daemon, conn, params)
@@ -94,8 +93,8 @@ async def mail_send(daemon: Daemon, conn: Connection, params: dict[str, Any]) ->
         raise
 
 
-async def _send(daemon: Daemon, conn: Connection, params: dict[str, Any]) -> Any:
-    service = service_of(daemon)
+async def _send(daemon: ApiContext, conn: Caller, params: dict[str, Any]) -> Any:
+    service = service_of(daemon.services.mail)
     settings = service.settings
     key = params.get("idempotency_key")
     client = conn.client_name or ""
@@ -169,9 +168,9 @@ async def _send(daemon: Daemon, conn: Connection, params: dict[str, Any]) -> Any
     return {"message_id": message_id, "state": "queued"}
 
 
-async def mail_status(daemon: Daemon, conn: Connection, params: dict[str, Any]) -> Any:
+async def mail_status(daemon: ApiContext, conn: Caller, params: dict[str, Any]) -> Any:
     """mail.status."""
-    service = service_of(daemon)
+    service = service_of(daemon.services.mail)
     item = await asyncio.to_thread(service.outbox.get, params["message_id"])
     if item is None:
         raise NoSuchMessage(f"no message {params['message_id']!r} in the outbox")
@@ -179,9 +178,9 @@ async def mail_status(daemon: Daemon, conn: Connection, params: dict[str, Any]) 
             "last_error": item.last_error}
 
 
-async def mail_list(daemon: Daemon, conn: Connection, params: dict[str, Any]) -> Any:
+async def mail_list(daemon: ApiContext, conn: Caller, params: dict[str, Any]) -> Any:
     """mail.list."""
-    service = service_of(daemon)
+    service = service_of(daemon.services.mail)
     address = await _address(daemon, conn, service)
     messages = await asyncio.to_thread(service.list_mailbox, address)
     # The operator answered: mail waiting out a backoff (up to retry_max_delay) goes now.
@@ -189,9 +188,9 @@ async def mail_list(daemon: Daemon, conn: Connection, params: dict[str, Any]) ->
     return {"address": address, "messages": messages}
 
 
-async def mail_open(daemon: Daemon, conn: Connection, params: dict[str, Any]) -> Any:
+async def mail_open(daemon: ApiContext, conn: Caller, params: dict[str, Any]) -> Any:
     """mail.open; a refusal is audited too (its reason)."""
-    service = service_of(daemon)
+    service = service_of(daemon.services.mail)
     settings = service.settings
     trust = cms.TrustStore(service.roots, intermediates=service.intermediates)
     try:

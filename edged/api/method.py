@@ -8,13 +8,13 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from edged.api.errors import TOO_LARGE, NoCard
+from edged.api.errors import TOO_LARGE
 from edged.api.jsonrpc import INVALID_PARAMS, RpcError
 from edged.readers.pcsc import CardKind
+from edged.services import cards
 
 if TYPE_CHECKING:
-    from edged.api.server import Connection
-    from edged.daemon import Daemon
+    from edged.api.context import ApiContext, Caller
 
 __all__ = ["B64", "BOOL", "INT", "MAX_SIGN_BYTES", "PROTOCOL_VERSION", "STR", "Handler", "Method",
            "b64_param", "obj", "on_card"]
@@ -25,7 +25,7 @@ PROTOCOL_VERSION = "1.0"
 # 1 MiB message. Larger documents: sign their CMS signed attributes, or a digest.
 MAX_SIGN_BYTES = 760 * 1024
 
-Handler = Callable[["Daemon", "Connection", dict[str, Any]], Awaitable[Any]]
+Handler = Callable[["ApiContext", "Caller", dict[str, Any]], Awaitable[Any]]
 
 
 @dataclass(frozen=True)
@@ -65,13 +65,7 @@ def b64_param(value: str, name: str, limit: int) -> bytes:
     return raw
 
 
-async def on_card(daemon: Daemon, conn: Connection, kind: CardKind, fn: Callable[[Any], T],
+async def on_card(daemon: ApiContext, conn: Caller, kind: CardKind, fn: Callable[[Any], T],
                   label: str, timeout: float | None = None) -> T:
     """Run fn on the session of the card of this kind, in its arbiter's queue."""
-    slot = daemon.slots.find(kind)
-    if slot is None or slot.arbiter is None:
-        raise NoCard(f"no {'CPS' if kind is CardKind.CPS else 'Vitale'} card is inserted")
-    return await slot.arbiter.run(conn.client_id, fn, label=label,
-                                  timeout=timeout or daemon.config.card_timeout)
-
-
+    return await cards.on_card(daemon, conn.client_id, kind, fn, label, timeout)

@@ -12,23 +12,23 @@ from typing import TYPE_CHECKING, Any
 from apdu.cps_spec import KeyRef
 from edged.api import audit_methods, cps_methods, dmp_methods, mail_methods, render, uploads
 from edged.api.contract import EVENTS
-from edged.api.errors import FORBIDDEN, NOT_PAIRED, NoCard, TerminalUnavailable
+from edged.api.describe import build
+from edged.api.errors import FORBIDDEN, NOT_PAIRED
 from edged.api.jsonrpc import METHOD_NOT_FOUND, RpcError
 from edged.api.method import B64 as _B64
 from edged.api.method import BOOL as _BOOL
 from edged.api.method import MAX_SIGN_BYTES, PROTOCOL_VERSION, Method, b64_param, obj, on_card
 from edged.api.method import STR as _STR
-from edged.api.prompts import MAX_PROMPT_S, one_prompt
 from edged.readers.pcsc import CardKind
 from edged.readers.ui import Answer, fit_lines
 from edged.services import cards
-from edged.services.errors import Family, ServiceError
+from edged.services.errors import Family, NoCard, ServiceError, TerminalUnavailable
+from edged.services.prompts import MAX_PROMPT_S, one_prompt
 from edged.services.signing import DIGEST_DIGITS
 from edged.state.clients import SCOPES
 
 if TYPE_CHECKING:
-    from edged.api.server import Connection
-    from edged.daemon import Daemon
+    from edged.api.context import ApiContext, Caller
 
 __all__ = ["METHODS", "PROTOCOL_VERSION", "Method", "dispatch"]
 
@@ -103,9 +103,9 @@ _FP = {"type": "string", "pattern": "^[0-9a-f]{64}$",
 
 # -- handlers -------------------------------------------------------------------------------
 
-async def system_info(daemon: Daemon, conn: Connection, params: dict[str, Any]) -> Any:
+async def system_info(daemon: ApiContext, conn: Caller, params: dict[str, Any]) -> Any:
     """system.info."""
-    from edged.api.limits import limits_for
+    from edged.limits import limits_for
 
     mine = limits_for(daemon.config, conn.client_name)
     return {**daemon.info(), "client": conn.client_name or "", "scopes": sorted(conn.scopes),
@@ -115,27 +115,25 @@ async def system_info(daemon: Daemon, conn: Connection, params: dict[str, Any]) 
                        "max_in_flight": 8}}
 
 
-async def rpc_discover(daemon: Daemon, conn: Connection, params: dict[str, Any]) -> Any:
+async def rpc_discover(daemon: ApiContext, conn: Caller, params: dict[str, Any]) -> Any:
     """rpc.discover: the OpenRPC document (docs/openrpc.json)."""
-    from edged.api.openrpc import document
-
-    return document()
+    return build(METHODS.values(), PROTOCOL_VERSION)
 
 
-async def readers_list(daemon: Daemon, conn: Connection, params: dict[str, Any]) -> Any:
+async def readers_list(daemon: ApiContext, conn: Caller, params: dict[str, Any]) -> Any:
     """readers.list."""
     return {"slots": [s.describe() for s in sorted(daemon.slots.slots.values(),
                                                     key=lambda s: s.slot_id)]}
 
 
-async def vitale_read(daemon: Daemon, conn: Connection, params: dict[str, Any]) -> Any:
+async def vitale_read(daemon: ApiContext, conn: Caller, params: dict[str, Any]) -> Any:
     """vitale.read."""
     card = await on_card(daemon, conn, CardKind.VITALE, cards.vitale_read, "vitale.read")
     daemon.audit_event("vitale.read", conn, beneficiaries=len(card.beneficiaries))
     return render.vitale_card(card)
 
 
-async def cps_info(daemon: Daemon, conn: Connection, params: dict[str, Any]) -> Any:
+async def cps_info(daemon: ApiContext, conn: Caller, params: dict[str, Any]) -> Any:
     """cps.info."""
     info = await on_card(daemon, conn, CardKind.CPS, cards.cps_info, "cps.info")
     result = render.cps_info(info)
@@ -145,13 +143,13 @@ async def cps_info(daemon: Daemon, conn: Connection, params: dict[str, Any]) -> 
     return result
 
 
-async def cps_pin_status(daemon: Daemon, conn: Connection, params: dict[str, Any]) -> Any:
+async def cps_pin_status(daemon: ApiContext, conn: Caller, params: dict[str, Any]) -> Any:
     """cps.pin_status."""
     return render.pin_status(await on_card(daemon, conn, CardKind.CPS, cards.pin_status,
                                            "cps.pin_status"))
 
 
-async def cps_verify_pin(daemon: Daemon, conn: Connection, params: dict[str, Any]) -> Any:
+async def cps_verify_pin(daemon: ApiContext, conn: Caller, params: dict[str, Any]) -> Any:
     """cps.verify_pin: typed on the terminal keypad; never retried automatically."""
     timeout = min(float(params.get("timeout", daemon.config.pin_timeout)), MAX_PROMPT_S)
     # Intent durable before the keypad prompt, outcome after, errors included (review M5).
@@ -173,13 +171,13 @@ async def cps_verify_pin(daemon: Daemon, conn: Connection, params: dict[str, Any
     return result
 
 
-def _require(conn: Connection, scope: str, what: str) -> None:
+def _require(conn: Caller, scope: str, what: str) -> None:
     if scope not in conn.scopes:
         raise ServiceError(Family.FORBIDDEN, "missing_scope", f"{what} needs the scope {scope}",
                            scopes=[scope])
 
 
-async def cps_sign(daemon: Daemon, conn: Connection, params: dict[str, Any]) -> Any:
+async def cps_sign(daemon: ApiContext, conn: Caller, params: dict[str, Any]) -> Any:
     """cps.sign: the signature key only after the holder's OK on the terminal."""
     data = b64_param(params["data"], "data", MAX_SIGN_BYTES)
     key = params.get("key", "signature")
@@ -209,7 +207,7 @@ async def cps_sign(daemon: Daemon, conn: Connection, params: dict[str, Any]) -> 
     return render.signature(signature)
 
 
-async def cps_authenticate(daemon: Daemon, conn: Connection, params: dict[str, Any]) -> Any:
+async def cps_authenticate(daemon: ApiContext, conn: Caller, params: dict[str, Any]) -> Any:
     """cps.authenticate: never a DMP host challenge (only the daemon logs in there)."""
     challenge = b64_param(params["challenge"], "challenge", 1024)
     cards.check_not_host_challenge(challenge)
@@ -220,7 +218,7 @@ async def cps_authenticate(daemon: Daemon, conn: Connection, params: dict[str, A
     return render.signature(signature)
 
 
-async def consent_ask(daemon: Daemon, conn: Connection, params: dict[str, Any]) -> Any:
+async def consent_ask(daemon: ApiContext, conn: Caller, params: dict[str, Any]) -> Any:
     """consent.ask: a question on the terminal display, answered with OK or Cancel."""
     if daemon.ui is None:
         raise TerminalUnavailable("no terminal display and keys to ask the patient")
@@ -232,14 +230,14 @@ async def consent_ask(daemon: Daemon, conn: Connection, params: dict[str, Any]) 
     return {"answer": answer}
 
 
-async def events_subscribe(daemon: Daemon, conn: Connection, params: dict[str, Any]) -> Any:
+async def events_subscribe(daemon: ApiContext, conn: Caller, params: dict[str, Any]) -> Any:
     """events.subscribe: notifications follow on this connection."""
     names = params.get("events")
     conn.subscribe(frozenset(names) if names else None)
     return {"subscribed": sorted(names) if names else sorted(EVENT_NAMES)}
 
 
-async def pair_begin(daemon: Daemon, conn: Connection, params: dict[str, Any]) -> Any:
+async def pair_begin(daemon: ApiContext, conn: Caller, params: dict[str, Any]) -> Any:
     """pair.begin."""
     key = params["csr"].encode()
     pending = await daemon.pairing.begin(params["name"], key, params.get("scopes") or [],
@@ -248,7 +246,7 @@ async def pair_begin(daemon: Daemon, conn: Connection, params: dict[str, Any]) -
             "fingerprint": daemon.keystore.fingerprint}
 
 
-async def pair_complete(daemon: Daemon, conn: Connection, params: dict[str, Any]) -> Any:
+async def pair_complete(daemon: ApiContext, conn: Caller, params: dict[str, Any]) -> Any:
     """pair.complete."""
     result = await daemon.pairing.complete(params["pairing_id"], params["code"], conn.peer)
     return {"certificate": result.client_certificate_pem,
@@ -256,7 +254,7 @@ async def pair_complete(daemon: Daemon, conn: Connection, params: dict[str, Any]
             "fingerprint": result.server_fingerprint, "scopes": list(result.scopes)}
 
 
-async def clients_list(daemon: Daemon, conn: Connection, params: dict[str, Any]) -> Any:
+async def clients_list(daemon: ApiContext, conn: Caller, params: dict[str, Any]) -> Any:
     """clients.list."""
     def iso(value: Any) -> str | None:
         return value.isoformat() if value is not None else None
@@ -268,7 +266,7 @@ async def clients_list(daemon: Daemon, conn: Connection, params: dict[str, Any])
         for c in daemon.clients.list(include_revoked=bool(params.get("include_revoked")))]}
 
 
-async def clients_revoke(daemon: Daemon, conn: Connection, params: dict[str, Any]) -> Any:
+async def clients_revoke(daemon: ApiContext, conn: Caller, params: dict[str, Any]) -> Any:
     """clients.revoke: the certificate is refused at once, open connections are closed."""
     client = daemon.clients.revoke(params["name"], by=conn.client_name or "")
     daemon.audit_event("client.revoke", conn, client=client.name)
@@ -398,7 +396,7 @@ METHODS: dict[str, Method] = {m.name: m for m in [*_CORE, *cps_methods.METHODS,
                                                   *audit_methods.METHODS]}
 
 
-async def dispatch(daemon: Daemon, conn: Connection, name: str, params: dict[str, Any]) -> Any:
+async def dispatch(daemon: ApiContext, conn: Caller, name: str, params: dict[str, Any]) -> Any:
     """Check pairing, scope and parameters, then run the method."""
     from edged.api.schema import validate
 

@@ -25,12 +25,12 @@ from websockets.server import ServerProtocol
 from edged.api import jsonrpc
 from edged.api.errors import RATE_LIMITED, REVOKED, TOO_LARGE, to_rpc_error
 from edged.api.gate import Acceptor, Admission, Gate, GateLimits, prefix_of, start_tls
-from edged.api.limits import limits_for
 from edged.api.methods import dispatch
 from edged.events import Subscription
+from edged.limits import limits_for
 
 if TYPE_CHECKING:
-    from edged.daemon import Daemon
+    from edged.api.context import ApiContext
 
 __all__ = ["Connection", "RpcServer", "TokenBucket"]
 
@@ -267,7 +267,7 @@ class Connection:
 class RpcServer:
     """Accepts clients on the secure socket and keeps track of them."""
 
-    def __init__(self, daemon: Daemon) -> None:
+    def __init__(self, daemon: ApiContext) -> None:
         self.daemon = daemon
         self.connections: set[Connection] = set()
         self._buckets: dict[str, TokenBucket] = {}
@@ -329,7 +329,8 @@ class RpcServer:
     def port(self) -> int:
         """The port actually bound (useful with port 0)."""
         assert self._server is not None
-        return self._server.sockets[0].getsockname()[1]
+        port: int = self._server.sockets[0].getsockname()[1]
+        return port
 
     async def start(self) -> None:
         """Listen on the configured address with TLS 1.3 (each socket admitted by the gate)."""

@@ -26,8 +26,7 @@ from edged.api.jsonrpc import INVALID_PARAMS, RpcError
 from edged.api.method import INT, STR, Method, b64_param, obj
 
 if TYPE_CHECKING:
-    from edged.api.server import Connection
-    from edged.daemon import Daemon
+    from edged.api.context import ApiContext, Caller
 
 __all__ = ["CHUNK_SIZE", "MAX_UPLOAD", "METHODS", "UPLOAD_ID", "Uploads", "claim"]
 
@@ -139,10 +138,10 @@ class Uploads:
                 self.cancel(upload.owner, upload_id)
 
 
-_REGISTRY: weakref.WeakKeyDictionary[Daemon, Uploads] = weakref.WeakKeyDictionary()
+_REGISTRY: weakref.WeakKeyDictionary[ApiContext, Uploads] = weakref.WeakKeyDictionary()
 
 
-def uploads_of(daemon: Daemon) -> Uploads:
+def uploads_of(daemon: ApiContext) -> Uploads:
     """The daemon's uploads (made on first use, under its state directory)."""
     uploads = _REGISTRY.get(daemon)
     if uploads is None:
@@ -150,19 +149,19 @@ def uploads_of(daemon: Daemon) -> Uploads:
     return uploads
 
 
-async def claim(daemon: Daemon, conn: Connection, upload_id: str, limit: int) -> bytes:
+async def claim(daemon: ApiContext, conn: Caller, upload_id: str, limit: int) -> bytes:
     """The bytes of a committed upload of this client, for the method that uses it."""
     return await asyncio.to_thread(uploads_of(daemon).take, conn.client_id, upload_id, limit)
 
 
-async def upload_begin(daemon: Daemon, conn: Connection, params: dict[str, Any]) -> Any:
+async def upload_begin(daemon: ApiContext, conn: Caller, params: dict[str, Any]) -> Any:
     """upload.begin."""
     uploads = uploads_of(daemon)
     upload_id = uploads.begin(conn.client_id, params["size"], params["sha256"])
     return {"upload_id": upload_id, "chunk_size": CHUNK_SIZE}
 
 
-async def upload_chunk(daemon: Daemon, conn: Connection, params: dict[str, Any]) -> Any:
+async def upload_chunk(daemon: ApiContext, conn: Caller, params: dict[str, Any]) -> Any:
     """upload.chunk."""
     data = b64_param(params["data"], "data", CHUNK_SIZE)
     received = await asyncio.to_thread(uploads_of(daemon).chunk, conn.client_id,
@@ -170,14 +169,14 @@ async def upload_chunk(daemon: Daemon, conn: Connection, params: dict[str, Any])
     return {"received": received}
 
 
-async def upload_commit(daemon: Daemon, conn: Connection, params: dict[str, Any]) -> Any:
+async def upload_commit(daemon: ApiContext, conn: Caller, params: dict[str, Any]) -> Any:
     """upload.commit."""
     uploads = uploads_of(daemon)
     uploads.commit(conn.client_id, params["upload_id"])
     return {"upload_id": params["upload_id"], "state": "committed"}
 
 
-async def upload_cancel(daemon: Daemon, conn: Connection, params: dict[str, Any]) -> Any:
+async def upload_cancel(daemon: ApiContext, conn: Caller, params: dict[str, Any]) -> Any:
     """upload.cancel."""
     uploads_of(daemon).cancel(conn.client_id, params["upload_id"])
     return {"upload_id": params["upload_id"], "state": "cancelled"}

@@ -30,7 +30,7 @@ def _grant(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_parsers(sub: argparse._SubParsersAction) -> None:
+def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register the local admin commands."""
     admin = sub.add_parser("admin", help="local administration on the daemon's machine")
     asub = admin.add_subparsers(dest="action", required=True)

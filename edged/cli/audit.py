@@ -105,7 +105,7 @@ def _since(text: str) -> int:
     return value
 
 
-def add_parsers(sub: argparse._SubParsersAction) -> None:
+def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register the audit commands."""
     audit = sub.add_parser("audit", help="the append-only, hash-chained audit log")
     asub = audit.add_subparsers(dest="action", required=True)

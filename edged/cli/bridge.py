@@ -92,7 +92,7 @@ def _list(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_parsers(sub: argparse._SubParsersAction) -> None:
+def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register `bifente bridge`."""
     bridge = sub.add_parser("bridge", help="the local bridge that lets allowed web pages use "
                             "the terminal")

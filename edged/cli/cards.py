@@ -178,7 +178,7 @@ def _ins(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_parsers(sub: argparse._SubParsersAction) -> None:
+def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register the card commands."""
     p = sub.add_parser("cards", help="list readers and what is in them")
     p.add_argument("--json", action="store_true")

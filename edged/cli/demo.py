@@ -20,10 +20,11 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import padding
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.x509.oid import NameOID
 
 from edged.cli.render import date_text
@@ -51,10 +52,10 @@ def _cn(cert: x509.Certificate) -> str:
     return str(cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value)
 
 
-async def _wait_screen(control, pattern: str, timeout: float = 15.0) -> list[str]:
+async def _wait_screen(control: Any, pattern: str, timeout: float = 15.0) -> list[str]:
     deadline = time.monotonic() + timeout
     while True:
-        lines = await asyncio.to_thread(control.screen)
+        lines: list[str] = await asyncio.to_thread(control.screen)
         if re.search(pattern, "\n".join(lines)):
             return lines
         if time.monotonic() > deadline:
@@ -132,8 +133,11 @@ async def _scenario(port: int, fingerprint: str, control_address: str, name: str
         await asyncio.to_thread(control.press, "OK")
         signed = await signing
         cert = x509.load_der_x509_certificate(base64.b64decode(signed["certificate"]))
-        cert.public_key().verify(base64.b64decode(signed["signature"]), report,
-                                 padding.PKCS1v15(), hashes.SHA256())
+        key = cert.public_key()
+        if not isinstance(key, rsa.RSAPublicKey):  # the CPS signature key is RSA
+            raise DemoError(f"the card's signature key is {type(key).__name__}, not RSA")
+        key.verify(base64.b64decode(signed["signature"]), report, padding.PKCS1v15(),
+                   hashes.SHA256())
         _say(f"signature verified with the card's certificate {_cn(cert)}")
         _say(f"issued by {cert.issuer.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value!s}")
 
@@ -189,7 +193,7 @@ def _demo(args: argparse.Namespace) -> int:
                 if m := re.search(r":(\d+) fingerprint sha256:([0-9a-f]{64})", line):
                     port, fingerprint = int(m.group(1)), m.group(2)
             _say(f"edged listening on port {port} after {time.monotonic() - started:.1f} s")
-            if control is None:
+            if control is None or fingerprint is None:
                 raise RuntimeError("edged did not report the virtual terminal's control address")
             asyncio.run(_scenario(port, fingerprint, control, name))
         finally:
@@ -214,7 +218,7 @@ def _demo(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
-def add_parsers(sub: argparse._SubParsersAction) -> None:
+def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register `bifente demo`."""
     p = sub.add_parser("demo", help="run the front-desk scenario on simulated hardware")
     p.add_argument("--cps", default="gp", help="CPS profile (default gp)")

@@ -161,7 +161,7 @@ def _queue(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_parsers(sub: argparse._SubParsersAction) -> None:
+def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register `bifente dmp`."""
     dmp = sub.add_parser("dmp", help="the shared medical record (DMP), consent on the terminal")
     dsub = dmp.add_subparsers(dest="action", required=True)

@@ -113,7 +113,7 @@ def _open(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_parsers(sub: argparse._SubParsersAction) -> None:
+def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register `bifente mail`."""
     mail = sub.add_parser("mail", help="secure health mail signed and encrypted by the CPS")
     msub = mail.add_subparsers(dest="action", required=True)

@@ -89,7 +89,7 @@ def _seal_import(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_parsers(sub: argparse._SubParsersAction) -> None:
+def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register `bifente proxy user add|list|remove|unlock` and `bifente proxy seal import`."""
     parser = sub.add_parser("proxy", help="the encrypting mail proxy's users and seal key "
                                           "(docs/messaging.md)")

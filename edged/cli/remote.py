@@ -58,7 +58,7 @@ def _pair(args: argparse.Namespace) -> int:
 
         def read_code() -> str:
             if args.code:
-                return args.code
+                return str(args.code)
             while True:  # a mistyped code is asked again; it costs no attempt
                 print("enter the 6-digit code shown on the terminal: ", end="",
                       file=sys.stderr, flush=True)
@@ -92,16 +92,16 @@ async def _call(target: str | None, method: str, params: dict[str, Any]) -> Any:
 
 def _pairings(args: argparse.Namespace) -> int:
     found = Credentials.load_all()
-    rows = [{"name": c.name, "host": c.host, "port": c.port, "fingerprint": c.fingerprint,
-             "scopes": list(c.scopes)} for c in found]
     if args.json:
-        print(json.dumps(rows, indent=2))
+        print(json.dumps([{"name": c.name, "host": c.host, "port": c.port,
+                           "fingerprint": c.fingerprint, "scopes": list(c.scopes)}
+                          for c in found], indent=2))
         return 0
-    if not rows:
+    if not found:
         print("not paired with any terminal (bifente pair HOST)")
-    for r in rows:
-        print(f"{r['name']:<24} {r['host']}:{r['port']}  sha256:{r['fingerprint'][:16]}...  "
-              f"{', '.join(r['scopes'])}")
+    for c in found:
+        print(f"{c.name:<24} {c.host}:{c.port}  sha256:{c.fingerprint[:16]}...  "
+              f"{', '.join(c.scopes)}")
     return 0
 
 
@@ -154,7 +154,7 @@ def _clients_revoke(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_parsers(sub: argparse._SubParsersAction) -> None:
+def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register the remote commands."""
     p = sub.add_parser("pair", help="pair this computer with a terminal (code on its display)")
     p.add_argument("target", help="HOST[:PORT][#sha256:FINGERPRINT]")

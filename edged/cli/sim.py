@@ -139,7 +139,7 @@ def _sim_dmp(args: argparse.Namespace) -> int:
         host.stop()
 
 
-def add_parsers(sub: argparse._SubParsersAction) -> None:
+def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register `bifente sim`."""
     sim = sub.add_parser("sim", help="simulated cards, the virtual terminal, the reference "
                                      "DMP and mail hosts")

@@ -15,7 +15,7 @@ import signal
 import sys
 import threading
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from simulators.terminal.control import TerminalControl
@@ -59,7 +59,8 @@ def _terminal(args: argparse.Namespace) -> int:
             print(f"pty: {vt.pty_path}")
             print(f"control: {address}")
             print(f"state: {state}")
-            for status in vt.status()["slots"]:  # type: ignore[union-attr]
+            slots: list[dict[str, Any]] = vt.status()["slots"]  # type: ignore[assignment]
+            for status in slots:
                 card = (f"{status['card']} profile {status['profile']!r}" if status["present"]
                         else "empty")
                 print(f"slot {status['slot']}: {card}")
@@ -118,7 +119,7 @@ def _remove(args: argparse.Namespace) -> int:
     return _run(lambda: _client(args).remove(args.slot))
 
 
-def add_parsers(ssub: argparse._SubParsersAction) -> None:
+def add_parsers(ssub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register the virtual terminal commands under `bifente sim`."""
     p = ssub.add_parser("terminal", help="run the virtual terminal (firmware on MicroPython, "
                                          "simulated cards, a pty) until stopped")

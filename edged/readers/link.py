@@ -597,7 +597,7 @@ class PinField:
     max_len: int
     pad: int = 0xFF
     padded_len: int = 0
-    encoding: PinEncoding = PinEncoding.ASCII
+    encoding: PinEncoding | int = PinEncoding.ASCII  # int: an unknown code, refused by parse
 
     def _problem(self) -> str | None:
         if not 1 <= self.min_len <= self.max_len <= MAX_PIN_DIGITS:

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import functools
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
+from typing import Any
 
 from smartcard import scard
 
@@ -169,6 +171,10 @@ class PcscWatcher:
     def _post(self, fn: Callable[[], object]) -> None:
         self.loop.call_soon_threadsafe(fn)
 
+    def _spawn(self, fn: Callable[..., Coroutine[Any, Any, object]], *args: Any) -> None:
+        # On the loop (posted from the watcher thread): the registry's coroutine as a task.
+        self.loop.create_task(fn(*args))
+
     def _run(self) -> None:
         backoff = 0.5
         while not self._stop.is_set():
@@ -197,12 +203,11 @@ class PcscWatcher:
                     raise TransportError(scard.SCardGetErrorMessage(hresult))
                 for gone in set(known) - set(readers):
                     known.pop(gone)
-                    self._post(lambda g=gone: self.loop.create_task(
-                        self.registry.reader_gone(g)))
+                    self._post(functools.partial(self._spawn, self.registry.reader_gone, gone))
                 for new in set(readers) - set(known):
                     known[new] = scard.SCARD_STATE_UNAWARE
-                    self._post(lambda n=new: self.registry.reader_added(
-                        Slot(n, n, SlotSource.PCSC)))
+                    self._post(functools.partial(self.registry.reader_added,
+                                                 Slot(new, new, SlotSource.PCSC)))
                 query = [(r, known[r]) for r in readers] + [(PNP, 0)]
                 hresult, states = scard.SCardGetStatusChange(ctx, self.poll_ms, query)
                 self.ready.set()
@@ -218,21 +223,20 @@ class PcscWatcher:
                     was = bool(before & scard.SCARD_STATE_PRESENT)
                     now = bool(event & scard.SCARD_STATE_PRESENT)
                     if now and not was:
-                        self._post(lambda n=name, a=bytes(atr): self.loop.create_task(
-                            self.registry.card_inserted(Slot(n, n, SlotSource.PCSC,
-                                                             pin_pad=self.wrap is not None),
-                                                        a, lambda n=n: self._open(n))))
+                        slot = Slot(name, name, SlotSource.PCSC, pin_pad=self.wrap is not None)
+                        self._post(functools.partial(self._spawn, self.registry.card_inserted,
+                                                     slot, bytes(atr),
+                                                     functools.partial(self._open, name)))
                     elif was and not now:
-                        self._post(lambda n=name: self.loop.create_task(
-                            self.registry.card_removed(n)))
+                        self._post(functools.partial(self._spawn, self.registry.card_removed,
+                                                     name))
         except Exception:
             if not self._stop.is_set():
                 # The context is lost (pcscd died): what it reported cannot be trusted any
                 # more. Every reader goes (card.removed for its card, D8); they come back,
                 # cards and all, when a new context lists them.
                 for gone in known:
-                    self._post(lambda g=gone: self.loop.create_task(
-                        self.registry.reader_gone(g)))
+                    self._post(functools.partial(self._spawn, self.registry.reader_gone, gone))
             raise
         finally:
             self._context = None

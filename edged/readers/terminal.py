@@ -620,8 +620,8 @@ class TerminalUI:
             future.add_done_callback(lambda f: f.cancelled() or f.exception())
             await asyncio.to_thread(self._abort)
             raise
-        return {ConfirmOutcome.OK: "ok", ConfirmOutcome.CANCEL: "cancel"}.get(outcome,
-                                                                              "timeout")
+        return {ConfirmOutcome.OK: Answer.OK, ConfirmOutcome.CANCEL: Answer.CANCEL}.get(
+            outcome, Answer.TIMEOUT)
 
     def _abort(self) -> None:
         try:

@@ -6,7 +6,9 @@ Each returns a dataclass; edged/api/render.py turns them into JSON.
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 from cryptography import x509
 
@@ -14,8 +16,12 @@ from apdu.cps import CpsIdentity, CpsSession, PinStatus
 from apdu.cps_spec import KeyRef
 from apdu.errors import PinBlocked, PinCancelled, WrongPin
 from apdu.vitale import VitaleCard, VitaleSession
+from edged.readers.pcsc import CardKind
 from edged.readers.session import InsertedCps
-from edged.services.errors import Family, ServiceError
+from edged.services.context import ServiceContext
+from edged.services.errors import Family, NoCard, ServiceError
+
+T = TypeVar("T")
 
 # The DMP host's login challenge is 32 random bytes (docs/dmp-api.md, "Authentication"), and
 # only the daemon answers it (docs/security.md): a client's own signature with the
@@ -31,6 +37,7 @@ __all__ = [
     "authenticate",
     "check_not_host_challenge",
     "cps_info",
+    "on_card",
     "pin_status",
     "sign",
     "verify_pin",
@@ -70,6 +77,16 @@ class Signature:
     signature: bytes
     certificate: x509.Certificate
     algorithm: str = "sha256WithRSAEncryption"
+
+
+async def on_card(ctx: ServiceContext, client: str, kind: CardKind, fn: Callable[[Any], T],
+                  label: str, timeout: float | None = None) -> T:
+    """Run fn on the session of the card of this kind, in its arbiter's queue, for client."""
+    slot = ctx.slots.find(kind)
+    if slot is None or slot.arbiter is None:
+        raise NoCard(f"no {'CPS' if kind is CardKind.CPS else 'Vitale'} card is inserted")
+    return await slot.arbiter.run(client, fn, label=label,
+                                  timeout=timeout or ctx.config.card_timeout)
 
 
 def check_not_host_challenge(data: bytes) -> None:

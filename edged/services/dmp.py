@@ -1,5 +1,9 @@
 """The shared medical record (DMP): edged's own client of the DMP host (docs/dmp-api.md).
 
+Its parts: the host's settings, errors, paths and headers (edged/services/dmp_host.py), the
+card's login (dmp_card.py), the durable offline feeds (dmp_queue.py); this module is the
+service that ties them to the sessions, the consent and the delivery loop.
+
 - **Settings** come from the `[dmp]` table (`DmpSettings.from_table`); an empty table leaves the
   service off. Keys: `url` (https://...), `ca_file` (the only root trusted for the host),
   `admin_token` (the simulator: edged enrolls its consent key at start; without it the device
@@ -33,366 +37,52 @@ import http.client
 import json
 import logging
 import random
-import sqlite3
 import ssl
-import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
-from urllib.parse import quote, urlencode, urlsplit
+from typing import Any
+from urllib.parse import urlsplit
 
-from cryptography.hazmat.primitives.serialization import Encoding
-
-from apdu.cps_spec import KeyRef
-from apdu.errors import PinBlocked, PinCancelled, SecurityStatusNotSatisfied, WrongPin
+from apdu.errors import SecurityStatusNotSatisfied
 from apdu.identity import mask_nir
 from contracts.consent import CONSENT_HEADER, encode_header
-from edged.api.errors import CONSENT_ERROR, NoCard, TerminalUnavailable
-from edged.api.jsonrpc import RpcError
-from edged.api.prompts import one_prompt
-from edged.config import ConfigError
 from edged.readers.pcsc import CardKind
-from edged.readers.session import InsertedCps
 from edged.readers.ui import CODE_SCREEN_S, Answer, fit_lines
 from edged.services import cards
 from edged.services.consent import ConsentSigner
-from edged.state.keywrap import KeyWrapper, is_sealed
-from edged.state.sqlite import open_durable, state_file, transaction
+from edged.services.context import ServiceContext
+from edged.services.dmp_card import (
+    AuditHook,
+    Emergency,
+    NotThisProfessional,
+    ProSession,
+    card_login,
+)
+from edged.services.dmp_host import (
+    OUTAGE_STATUSES,
+    DmpError,
+    DmpSettings,
+    HostUnreachable,
+    consent_headers,
+    feed_headers,
+    host_path,
+)
+from edged.services.dmp_queue import FeedQueue, QueuedFeed
+from edged.services.errors import Family, NoCard, ServiceError, TerminalUnavailable
+from edged.services.prompts import one_prompt
 
-if TYPE_CHECKING:
-    from edged.daemon import Daemon
-
-__all__ = ["DmpError", "DmpService", "DmpSettings", "Emergency", "HostUnreachable",
-           "QueuedFeed", "create_service"]
+__all__ = ["QUEUE_CLIENT", "DmpService", "create_service"]
 
 log = logging.getLogger(__name__)
 
 QUEUE_CLIENT = "edged:dmp-queue"  # the arbiter's client id for background deliveries
 
 
-class DmpError(Exception):
-    """The host refused: its reason code, message, HTTP status and details."""
-
-    def __init__(self, reason: str, message: str, status: int = 0,
-                 details: list[Any] | None = None) -> None:
-        super().__init__(message)
-        self.reason, self.message, self.status = reason, message, status
-        self.details = details or []
-
-
-# The host (or the gateway in front of it) is not serving now: retry later (RFC 9110 §15.6).
-# Any other answer, a 500 with the host's JSON error included, is the host's verdict on this
-# request: retrying the same document would get the same answer (D3 of the review).
-_OUTAGE_STATUSES = frozenset({502, 503, 504})
-
-
-class HostUnreachable(Exception):
-    """No answer from the host (network down, refused, timed out, 5xx)."""
-
-
-# -- settings -----------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class DmpSettings:
-    """The [dmp] table, checked."""
-
-    url: str
-    ca_file: Path
-    admin_token: str | None = None
-    consent_ttl: int = 900
-    feed_consent_ttl: int = 86400
-    consent_timeout: float = 60.0
-    http_timeout: float = 15.0
-    retry_base: float = 2.0
-    retry_max: float = 300.0
-
-    @classmethod
-    def from_table(cls, table: dict[str, Any]) -> DmpSettings | None:
-        """None for an empty table (DMP off); ConfigError naming the bad key."""
-        if not table:
-            return None
-        known = set(cls.__dataclass_fields__)
-        for key in table:
-            if key not in known:
-                raise ConfigError(f"unknown setting dmp.{key}")
-        url = table.get("url")
-        if not isinstance(url, str) or urlsplit(url).scheme != "https" \
-                or not urlsplit(url).hostname:
-            raise ConfigError("dmp.url must be an https:// URL")
-        ca = table.get("ca_file")
-        if not isinstance(ca, str) or not ca:
-            raise ConfigError("dmp.ca_file must be the path of the CA certificate to trust")
-        if not Path(ca).is_file():
-            raise ConfigError(f"dmp.ca_file: no file {ca}")
-        token = table.get("admin_token")
-        if token is not None and (not isinstance(token, str) or not token):
-            raise ConfigError("dmp.admin_token must be a non-empty string")
-        values: dict[str, Any] = {}
-        limits = {"consent_ttl": (10, 86400), "feed_consent_ttl": (10, 86400),
-                  "consent_timeout": (5, 60), "http_timeout": (1, 300),
-                  "retry_base": (0.05, 3600), "retry_max": (0.1, 86400)}
-        for key, (low, high) in limits.items():
-            if key not in table:
-                continue
-            value = table[key]
-            if isinstance(value, bool) or not isinstance(value, int | float) \
-                    or not low <= value <= high:
-                raise ConfigError(f"dmp.{key} must be a number in {low}..{high}")
-            values[key] = int(value) if key.endswith("ttl") else float(value)
-        return cls(url=url.rstrip("/"), ca_file=Path(ca), admin_token=token, **values)
-
-
-def create_service(daemon: Daemon) -> DmpService | None:
-    """The EXTENSIONS factory: None when [dmp] is empty."""
-    settings = DmpSettings.from_table(daemon.config.dmp)
-    return None if settings is None else DmpService(daemon, settings)
-
-
-# -- the card side ------------------------------------------------------------------------
-
-class NotThisProfessional(Exception):
-    """The CPS card in the terminal is not the one a queued feed needs."""
-
-
-AuditHook = Callable[..., Any]  # audit(event, **fields): durable when it returns
-
-
-def _verify_pin_audited(session: InsertedCps, client: str, pin_timeout: float,
-                        audit: AuditHook | None, via: str) -> None:
-    """The keypad PIN for `client`, with its intent recorded before and its outcome after
-    (review M5)."""
-    if audit is None:
-        session.verify_for(client, timeout=pin_timeout)
-        return
-    audit("pin.verify", outcome="asked", via=via)
-    try:
-        session.verify_for(client, timeout=pin_timeout)
-    except WrongPin as exc:
-        audit("pin.verify", outcome="wrong", tries_left=exc.tries_left, via=via)
-        raise
-    except PinBlocked:
-        audit("pin.verify", outcome="blocked", tries_left=0, via=via)
-        raise
-    except PinCancelled:
-        audit("pin.verify", outcome="cancelled", via=via)
-        raise
-    except Exception as exc:
-        audit("pin.verify", outcome="error", error=type(exc).__name__, via=via)
-        raise
-    audit("pin.verify", outcome="ok", via=via)
-
-
-def _card_login(session: InsertedCps, challenge: bytes, pin_timeout: float,
-                client: str | None, *, allow_pin: bool = True,
-                expected: str | None = None, audit: AuditHook | None = None,
-                via: str = "dmp.login") -> dict[str, Any]:
-    """Identity, then INTERNAL AUTHENTICATE of the challenge with this client's PIN state
-    (typed on the keypad if needed and allowed; every attempt goes to `audit`). `client` None
-    is the background queue: it uses the card as it is and never prompts."""
-    holder = session.identity().holder
-    if expected is not None and holder.national_id != expected:
-        raise NotThisProfessional("the CPS card in the terminal is another professional's")
-    if client is not None:
-        session.claim(client)
-    try:
-        signature = session.authenticate(challenge)
-    except SecurityStatusNotSatisfied:
-        if not allow_pin or client is None:
-            raise
-        _verify_pin_audited(session, client, pin_timeout, audit, via)
-        signature = session.authenticate(challenge)
-    der = session.certificate(KeyRef.AUTHENTICATION).public_bytes(Encoding.DER)
-    return {"national_id": holder.national_id, "display_name": holder.display_name,
-            "signature": base64.b64encode(signature).decode(),
-            "certificate": base64.b64encode(der).decode()}
-
-
-@dataclass
-class ProSession:
-    """A professional's session on the host, for one client and one CPS card insertion."""
-
-    token: str
-    national_id: str
-    display_name: str
-    arbiter: Any  # the card insertion (a new arbiter per insertion)
-    professional: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class Emergency:
-    """An emergency access ("bris de glace", centre 15): who declared it, for whom, why."""
-
-    client: str  # the client context that declared it; nobody else reads under it
-    professional: str  # national id of the CPS holder who declared it
-    ins: str = field(repr=False)
-    mode: str
-    reason: str = field(repr=False)
-    until: float  # time.monotonic()
-    arbiter: Any = field(repr=False)  # the card insertion it was declared with
-
-
-# -- the offline queue --------------------------------------------------------------------
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS feeds (
-    queue_id TEXT PRIMARY KEY,
-    ins TEXT NOT NULL,
-    professional TEXT NOT NULL,
-    query TEXT NOT NULL,
-    cda BLOB NOT NULL,
-    consent TEXT NOT NULL,
-    state TEXT NOT NULL CHECK (state IN ('queued', 'sending', 'delivered', 'failed')),
-    attempts INTEGER NOT NULL DEFAULT 0,
-    next_attempt REAL NOT NULL,
-    last_error TEXT,
-    created REAL NOT NULL,
-    delivered_at REAL,
-    document_id TEXT
-);
-CREATE INDEX IF NOT EXISTS feeds_due ON feeds (state, next_attempt);
-"""
-
-
-@dataclass(frozen=True)
-class QueuedFeed:
-    """One feed waiting for the host (or done)."""
-
-    queue_id: str
-    ins: str
-    professional: str
-    query: str
-    cda: bytes
-    consent: str
-    state: str
-    attempts: int
-    last_error: str | None
-    created: float
-    document_id: str | None
-
-    def describe(self) -> dict[str, Any]:
-        """For dmp.queue: no full INS, no document bytes."""
-        return {"queue_id": self.queue_id, "patient": mask_nir(self.ins),
-                "professional": self.professional, "state": self.state,
-                "attempts": self.attempts, "last_error": self.last_error,
-                "queued_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.created)),
-                "size": len(self.cda), "document_id": self.document_id}
-
-
-_COLUMNS = ("queue_id, ins, professional, query, cda, consent, state, attempts, last_error, "
-            "created, document_id")
-
-
-class FeedQueue:
-    """Durable feeds (SQLite, WAL, synchronous=FULL; thread-safe)."""
-
-    def __init__(self, path: Path, clock: Callable[[], float] = time.time,
-                 wrapper: KeyWrapper | None = None) -> None:
-        self.clock = clock
-        self._wrapper = wrapper  # seals the CDA and the consent header at rest (review M8)
-        self._lock = threading.Lock()
-        self._db = open_durable(path)
-        with state_file(path):  # a corrupted or full file is named at start
-            self._db.executescript(_SCHEMA)
-            # A crash mid-send: send again; the host answers already_registered if it had it.
-            self._db.execute("UPDATE feeds SET state = 'queued' WHERE state = 'sending'")
-
-    def _tx(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
-        return transaction(self._db, self._lock)
-
-    def add(self, ins: str, professional: str, query: str, cda: bytes, consent: str) -> str:
-        """Store a feed; its queue id."""
-        queue_id = str(uuid.uuid4())
-        stored_cda: bytes | str = cda
-        stored_consent: bytes | str = consent
-        if self._wrapper is not None:
-            context = queue_id.encode()
-            stored_cda = self._wrapper.seal("dmp-queue/cda", cda, context)
-            stored_consent = self._wrapper.seal("dmp-queue/consent", consent.encode(), context)
-        with self._tx() as db:
-            db.execute(f"INSERT INTO feeds ({_COLUMNS}, next_attempt) VALUES "  # noqa: S608
-                       "(?, ?, ?, ?, ?, ?, 'queued', 0, NULL, ?, NULL, 0)",
-                       (queue_id, ins, professional, query, stored_cda, stored_consent,
-                        self.clock()))
-        return queue_id
-
-    def _feed(self, row: tuple) -> QueuedFeed:
-        cda, consent = bytes(row[4]), row[5]
-        if self._wrapper is not None and is_sealed(cda):
-            context = str(row[0]).encode()
-            cda = self._wrapper.open("dmp-queue/cda", cda, context)
-            consent = self._wrapper.open("dmp-queue/consent", bytes(consent), context).decode()
-        return _feed((*row[:4], cda, consent, *row[6:]))
-
-    def list(self, *, include_done: bool = False) -> list[QueuedFeed]:
-        """Pending feeds (and delivered / failed ones when asked), oldest first."""
-        where = "" if include_done else "WHERE state IN ('queued', 'sending')"
-        with self._lock:
-            rows = self._db.execute(f"SELECT {_COLUMNS} FROM feeds {where} "  # noqa: S608
-                                    "ORDER BY created").fetchall()
-        return [self._feed(r) for r in rows]
-
-    def get(self, queue_id: str) -> QueuedFeed | None:
-        """One feed."""
-        with self._lock:
-            row = self._db.execute(f"SELECT {_COLUMNS} FROM feeds "  # noqa: S608
-                                   "WHERE queue_id = ?", (queue_id,)).fetchone()
-        return self._feed(row) if row else None
-
-    def claim(self) -> QueuedFeed | None:
-        """The oldest due feed, marked sending."""
-        with self._tx() as db:
-            row = db.execute(f"SELECT {_COLUMNS} FROM feeds WHERE state = 'queued' "  # noqa: S608
-                             "AND next_attempt <= ? ORDER BY created LIMIT 1",
-                             (self.clock(),)).fetchone()
-            if row is None:
-                return None
-            db.execute("UPDATE feeds SET state = 'sending', attempts = attempts + 1 "
-                       "WHERE queue_id = ?", (row[0],))
-        return self._feed(row)
-
-    def delivered(self, queue_id: str, document_id: str | None) -> None:
-        """Done: the host has it."""
-        with self._tx() as db:
-            db.execute("UPDATE feeds SET state = 'delivered', delivered_at = ?, "
-                       "document_id = ?, last_error = NULL WHERE queue_id = ?",
-                       (self.clock(), document_id, queue_id))
-
-    def retry(self, queue_id: str, error: str, delay: float) -> None:
-        """Back to queued, tried again after delay."""
-        with self._tx() as db:
-            db.execute("UPDATE feeds SET state = 'queued', next_attempt = ?, last_error = ? "
-                       "WHERE queue_id = ?", (self.clock() + delay, error[:300], queue_id))
-
-    def failed(self, queue_id: str, error: str) -> None:
-        """Refused for good (the reason is kept)."""
-        with self._tx() as db:
-            db.execute("UPDATE feeds SET state = 'failed', last_error = ? WHERE queue_id = ?",
-                       (error[:300], queue_id))
-
-    def hurry(self) -> None:
-        """The host answered: every queued feed is due now."""
-        with self._tx() as db:
-            db.execute("UPDATE feeds SET next_attempt = 0 WHERE state = 'queued'")
-
-    def next_due(self) -> float | None:
-        """When the next queued feed is due."""
-        with self._lock:
-            row = self._db.execute("SELECT MIN(next_attempt) FROM feeds "
-                                   "WHERE state = 'queued'").fetchone()
-        return row[0] if row and row[0] is not None else None
-
-    def close(self) -> None:
-        """Close the database (idempotent)."""
-        with self._lock:
-            self._db.close()
-
-
-def _feed(row: tuple) -> QueuedFeed:
-    return QueuedFeed(row[0], row[1], row[2], row[3], bytes(row[4]), row[5], row[6], row[7],
-                      row[8], row[9], row[10])
+def create_service(ctx: ServiceContext) -> DmpService | None:
+    """The service, or None when [dmp] is empty."""
+    settings = DmpSettings.from_table(ctx.config.dmp)
+    return None if settings is None else DmpService(ctx, settings)
 
 
 # -- the service --------------------------------------------------------------------------
@@ -400,15 +90,15 @@ def _feed(row: tuple) -> QueuedFeed:
 class DmpService:
     """The DMP host client, the terminal consent, the sessions and the offline queue."""
 
-    def __init__(self, daemon: Daemon, settings: DmpSettings) -> None:
-        self.daemon = daemon
+    def __init__(self, ctx: ServiceContext, settings: DmpSettings) -> None:
+        self.ctx = ctx
         self.settings = settings
         parts = urlsplit(settings.url)
         self._host, self._port = parts.hostname or "", parts.port or 443
         self._ssl = ssl.create_default_context(cafile=str(settings.ca_file))
-        self.signer = ConsentSigner(daemon.config.state_dir / "keys", wrapper=daemon.key_wrapper)
-        self.queue = FeedQueue(daemon.config.state_dir / "dmp-queue.db",
-                               wrapper=daemon.key_wrapper)
+        self.signer = ConsentSigner(ctx.config.state_dir / "keys", wrapper=ctx.key_wrapper)
+        self.queue = FeedQueue(ctx.config.state_dir / "dmp-queue.db",
+                               wrapper=ctx.key_wrapper)
         self._sessions: dict[str, ProSession] = {}  # client context -> its host session
         self._last: ProSession | None = None
         self._emergencies: dict[tuple[str, str], Emergency] = {}  # (client, INS) -> grant
@@ -470,7 +160,7 @@ class DmpService:
         except HostUnreachable:
             self._host_down = True
             raise
-        if status in _OUTAGE_STATUSES:
+        if status in OUTAGE_STATUSES:
             self._host_down = True
             raise HostUnreachable(f"the DMP host answered {status}")
         try:
@@ -521,7 +211,7 @@ class DmpService:
 
     def session_of(self, client_id: str) -> ProSession | None:
         """This client's session for the CPS card now inserted, if it has one."""
-        slot = self.daemon.slots.find(CardKind.CPS)
+        slot = self.ctx.slots.find(CardKind.CPS)
         current = self._sessions.get(client_id)
         if current is None or slot is None or current.arbiter is not slot.arbiter:
             return None
@@ -532,7 +222,7 @@ class DmpService:
         """This client's session for the CPS card in the terminal (authenticating when
         needed); with `professional`, only that professional's card will do. The background
         queue (QUEUE_CLIENT) reuses a session the professional opened, or the card as it is."""
-        slot = self.daemon.slots.find(CardKind.CPS)
+        slot = self.ctx.slots.find(CardKind.CPS)
         if slot is None or slot.arbiter is None:
             raise NoCard("no CPS card is inserted")
         async with self._login_lock:
@@ -548,14 +238,14 @@ class DmpService:
             if current is None:
                 _, answer = await self.request("POST", "/api/auth/challenge")
                 challenge = base64.b64decode(answer["challenge"])
-                pin_timeout = self.daemon.config.pin_timeout
+                pin_timeout = self.ctx.config.pin_timeout
                 audit = self._pin_audit(client_id)
                 owner = None if client_id == QUEUE_CLIENT else client_id
                 card = await slot.arbiter.run(
-                    client_id, lambda s: _card_login(s, challenge, pin_timeout, owner,
+                    client_id, lambda s: card_login(s, challenge, pin_timeout, owner,
                                                      allow_pin=allow_pin, expected=professional,
                                                      audit=audit),
-                    label="dmp.login", timeout=pin_timeout + self.daemon.config.card_timeout)
+                    label="dmp.login", timeout=pin_timeout + self.ctx.config.card_timeout)
                 _, answer = await self.request("POST", "/api/auth/session", json_body={
                     "challenge": answer["challenge"], "certificate": card["certificate"],
                     "signature": card["signature"]})
@@ -568,10 +258,10 @@ class DmpService:
 
     def _pin_audit(self, client_id: str) -> AuditHook:
         """Audit from the card thread, waiting until each record is durable."""
-        client = self.daemon.clients.lookup(client_id) if not client_id.startswith("peer:") \
+        client = self.ctx.clients.lookup(client_id) if not client_id.startswith("peer:") \
             else None
         actor = client.name if client is not None else client_id[:64]
-        log_ = self.daemon.audit
+        log_ = self.ctx.audit
 
         def audit(event: str, **fields: Any) -> None:
             log_.submit(event, actor=actor, **fields).result()
@@ -580,15 +270,15 @@ class DmpService:
 
     async def identify(self, client_id: str) -> dict[str, Any]:
         """Offline: who holds the CPS card (and the PIN verified on the keypad for later)."""
-        slot = self.daemon.slots.find(CardKind.CPS)
+        slot = self.ctx.slots.find(CardKind.CPS)
         if slot is None or slot.arbiter is None:
             raise NoCard("no CPS card is inserted")
-        pin_timeout = self.daemon.config.pin_timeout
+        pin_timeout = self.ctx.config.pin_timeout
         audit = self._pin_audit(client_id)
         return await slot.arbiter.run(
-            client_id, lambda s: _card_login(s, uuid.uuid4().bytes, pin_timeout, client_id,
+            client_id, lambda s: card_login(s, uuid.uuid4().bytes, pin_timeout, client_id,
                                              audit=audit, via="dmp.identify"),
-            label="dmp.identify", timeout=pin_timeout + self.daemon.config.card_timeout)
+            label="dmp.identify", timeout=pin_timeout + self.ctx.config.card_timeout)
 
     async def call(self, client_id: str, method: str, path: str, *,
                    professional: str | None = None, allow_pin: bool = True,
@@ -610,6 +300,71 @@ class DmpService:
             del self._sessions[key]
         if self._last is session:
             self._last = None
+
+    # -- verbs: the host's paths and headers live here (docs/dmp-api.md) -------------------
+    async def exists(self, client_id: str, ins: str) -> dict[str, Any]:
+        """Whether the patient has a DMP (no consent needed)."""
+        answer: dict[str, Any]  # the host answers a JSON object (docs/dmp-api.md)
+        _, answer = await self.call(client_id, "GET", host_path(ins))
+        return answer
+
+    async def create(self, client_id: str, ins: str, ins_oid: str,
+                     consent: str) -> dict[str, Any]:
+        """Create the record under a signed consent; the host's answer (with the password)."""
+        answer: dict[str, Any]  # the host answers a JSON object (docs/dmp-api.md)
+        _, answer = await self.call(client_id, "POST", host_path(ins),
+                                    json_body={"ins_oid": ins_oid},
+                                    headers={CONSENT_HEADER: consent})
+        return answer
+
+    async def feed(self, client_id: str, ins: str, query: str, cda: bytes,
+                   consent: str) -> dict[str, Any]:
+        """Add a CDA under a signed consent; HostUnreachable when the host does not answer."""
+        answer: dict[str, Any]  # the host answers a JSON object (docs/dmp-api.md)
+        _, answer = await self.call(client_id, "POST", host_path(ins, "documents") + query,
+                                    body=cda, headers=feed_headers(consent))
+        return answer
+
+    async def find(self, client_id: str, ins: str, query: str,
+                   consent: str | None) -> dict[str, Any]:
+        """The index; `consent` None under the client's own emergency access."""
+        answer: dict[str, Any]  # the host answers a JSON object (docs/dmp-api.md)
+        _, answer = await self.call(client_id, "GET", host_path(ins, "documents") + query,
+                                    headers=consent_headers(consent))
+        return answer
+
+    async def get(self, client_id: str, ins: str, document_id: str,
+                  consent: str | None) -> dict[str, Any]:
+        """One document and its CDA; `consent` None under the client's emergency access."""
+        answer: dict[str, Any]  # the host answers a JSON object (docs/dmp-api.md)
+        _, answer = await self.call(client_id, "GET", host_path(ins, "documents", document_id),
+                                    headers=consent_headers(consent))
+        return answer
+
+    async def emergency(self, client_id: str, ins: str, mode: str,
+                        reason: str) -> dict[str, Any]:
+        """Open an emergency access on the host, then record it for this client only."""
+        answer: dict[str, Any]  # the host answers a JSON object (docs/dmp-api.md)
+        _, answer = await self.call(client_id, "POST", host_path(ins, "emergency"),
+                                    json_body={"mode": mode, "reason": reason})
+        expires_in = float(answer.get("expires_in") or 0)
+        self.declare_emergency(client_id, ins, mode, reason, expires_in)
+        return {**answer, "expires_in": expires_in}
+
+    async def visibility(self, client_id: str, ins: str, document_id: str,
+                         flags: dict[str, bool]) -> dict[str, Any]:
+        """The author changes a document's visibility flags."""
+        answer: dict[str, Any]  # the host answers a JSON object (docs/dmp-api.md)
+        _, answer = await self.call(client_id, "POST",
+                                    host_path(ins, "documents", document_id, "visibility"),
+                                    json_body=flags)
+        return answer
+
+    async def delete(self, client_id: str, ins: str, document_id: str) -> dict[str, Any]:
+        """The author deletes a document the patient asked to delete."""
+        answer: dict[str, Any]  # the host answers a JSON object (docs/dmp-api.md)
+        _, answer = await self.call(client_id, "DELETE", host_path(ins, "documents", document_id))
+        return answer
 
     # -- emergency access ------------------------------------------------------------------
     def declare_emergency(self, client_id: str, ins: str, mode: str, reason: str,
@@ -643,7 +398,7 @@ class DmpService:
         for key in ended:
             del self._emergencies[key]
         if ended:
-            self.daemon.audit_event("dmp.emergency.ended", None, grants=len(ended),
+            self.ctx.audit_event("dmp.emergency.ended", None, grants=len(ended),
                                     by="patient_cancel")
         return len(ended)
 
@@ -652,34 +407,32 @@ class DmpService:
                           action: str, express: bool = False, question: str | None = None
                           ) -> str:
         """Ask the patient on the terminal; the signed record as the header value."""
-        if self.daemon.slots.find(CardKind.VITALE) is None:
-            raise RpcError(CONSENT_ERROR, "the patient's Vitale card must be in the terminal "
-                           "to consent", "vitale_required")
-        from edged.api.method import on_card
-
-        card = await on_card(self.daemon, conn, CardKind.VITALE, cards.vitale_read,
-                             "dmp.consent")
+        if self.ctx.slots.find(CardKind.VITALE) is None:
+            raise ServiceError(Family.CONSENT, "vitale_required", "the patient's Vitale card "
+                               "must be in the terminal to consent")
+        card = await cards.on_card(self.ctx, conn.client_id, CardKind.VITALE,
+                                   cards.vitale_read, "dmp.consent")
         if ins not in {b.ins.value for b in card.beneficiaries}:
-            raise RpcError(CONSENT_ERROR, "this INS is not one of the Vitale card's "
-                           "beneficiaries", "ins_not_on_card")
-        if self.daemon.ui is None:
+            raise ServiceError(Family.CONSENT, "ins_not_on_card", "this INS is not one of the "
+                               "Vitale card's beneficiaries")
+        if self.ctx.ui is None:
             raise TerminalUnavailable("no terminal display and keys to ask the patient")
         verb = {"read": "consulter", "feed": "alimenter", "create": "créer"}[action]
         text = question or f"Autoriser {name} à {verb} votre DMP ?"
         if express:
             text += " (consentement exprès)"
-        async with one_prompt(self.daemon, conn):
-            answer = Answer(await self.daemon.ui.confirm("\n".join(fit_lines(text)),
-                                                         timeout=self.settings.consent_timeout))
-        self.daemon.audit_event("consent.answer", conn, answer=answer, action=action,
+        async with one_prompt(self.ctx, conn):
+            answer = Answer(await self.ctx.ui.confirm("\n".join(fit_lines(text)),
+                                                      timeout=self.settings.consent_timeout))
+        self.ctx.audit_event("consent.answer", conn, answer=answer, action=action,
                                 patient=mask_nir(ins), professional=professional,
                                 express=express)
         if answer is Answer.CANCEL:
             self.end_emergencies(ins)  # the patient's Cancel wins over an emergency access
-            raise RpcError(CONSENT_ERROR, "the patient refused", "consent_refused")
+            raise ServiceError(Family.CONSENT, "consent_refused", "the patient refused")
         if answer is not Answer.OK:
-            raise RpcError(CONSENT_ERROR, "the patient did not answer in time",
-                           "consent_timeout")
+            raise ServiceError(Family.CONSENT, "consent_timeout",
+                               "the patient did not answer in time")
         with contextlib.suppress(HostUnreachable):  # offline: the queue enrolls first
             await self.ensure_enrolled()
         ttl = self.settings.feed_consent_ttl if action == "feed" else self.settings.consent_ttl
@@ -696,21 +449,20 @@ class DmpService:
         code goes only to the display: it is not returned, logged or audited. Returns the
         seconds it stays valid.
         """
-        if self.daemon.ui is None:
+        if self.ctx.ui is None:
             raise TerminalUnavailable("no terminal display to show the code on")
         session = await self.login(conn.client_id)
         header = await self.ask_consent(
             conn, ins=ins, professional=session.national_id, name=session.display_name,
             action="read", question="Afficher votre code de connexion DMP sur ce terminal ?")
-        path = "/api/dmp/" + quote(ins, safe="") + "/patient-code"
-        _, answer = await self.call(conn.client_id, "POST", path,
+        _, answer = await self.call(conn.client_id, "POST", host_path(ins, "patient-code"),
                                     headers={CONSENT_HEADER: header})
         code, expires_in = str(answer.get("code", "")), int(answer.get("expires_in") or 0)
         if not code:
             raise DmpError("bad_answer", "the DMP host sent no code")
-        await self.daemon.ui.show(["Votre code DMP", code,
-                                   f"valable {max(expires_in // 60, 1)} min"],
-                                  secret_s=CODE_SCREEN_S)
+        await self.ctx.ui.show(["Votre code DMP", code,
+                                f"valable {max(expires_in // 60, 1)} min"],
+                               secret_s=CODE_SCREEN_S)
         return expires_in
 
     # -- offline feeds ---------------------------------------------------------------------
@@ -754,8 +506,8 @@ class DmpService:
         return delay * (0.5 + random.random() / 2)
 
     async def _deliver(self, item: QueuedFeed) -> None:
-        path = f"/api/dmp/{quote(item.ins)}/documents{item.query}"
-        headers = {"Content-Type": "application/hl7-v3+xml", CONSENT_HEADER: item.consent}
+        path = host_path(item.ins, "documents") + item.query
+        headers = feed_headers(item.consent)
         try:
             _, answer = await self.call(QUEUE_CLIENT, "POST", path, body=item.cda,
                                         headers=headers, professional=item.professional,
@@ -775,7 +527,7 @@ class DmpService:
                                         self._delay(item.attempts + 1))
                 return
             await asyncio.to_thread(self.queue.failed, item.queue_id, exc.reason)
-            self.daemon.audit_event("dmp.feed.failed", None, queue_id=item.queue_id,
+            self.ctx.audit_event("dmp.feed.failed", None, queue_id=item.queue_id,
                                     patient=mask_nir(item.ins), reason=exc.reason)
             return
         except Exception as exc:
@@ -784,14 +536,7 @@ class DmpService:
             return
         document = answer.get("document") or {}
         await asyncio.to_thread(self.queue.delivered, item.queue_id, document.get("id"))
-        self.daemon.audit_event("dmp.feed.delivered", None, queue_id=item.queue_id,
+        self.ctx.audit_event("dmp.feed.delivered", None, queue_id=item.queue_id,
                                 patient=mask_nir(item.ins), document=document.get("id"),
                                 already_registered=bool(answer.get("already_registered")))
         log.info("DMP queue: feed %s delivered", item.queue_id)
-
-
-def query_string(params: dict[str, Any]) -> str:
-    """`?a=b&...` for the given non-None parameters (booleans as true/false)."""
-    clean = {k: ("true" if v is True else "false" if v is False else v)
-             for k, v in params.items() if v is not None}
-    return ("?" + urlencode(clean)) if clean else ""

@@ -9,7 +9,7 @@ from __future__ import annotations
 import enum
 from typing import Any
 
-__all__ = ["Family", "ServiceError"]
+__all__ = ["Family", "NoCard", "ServiceError", "TerminalUnavailable"]
 
 
 class Family(enum.StrEnum):
@@ -22,6 +22,7 @@ class Family(enum.StrEnum):
     DMP = "dmp"
     PAIRING = "pairing"
     FORBIDDEN = "forbidden"
+    RATE_LIMITED = "rate_limited"
 
 
 class ServiceError(Exception):
@@ -30,3 +31,17 @@ class ServiceError(Exception):
     def __init__(self, family: Family, reason: str, message: str, **data: Any) -> None:
         super().__init__(message)
         self.family, self.reason, self.message, self.data = family, reason, message, data
+
+
+class NoCard(ServiceError):
+    """No card of the kind the operation needs is inserted."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(Family.CARD, "no_card", message)
+
+
+class TerminalUnavailable(ServiceError):
+    """The operation needs the terminal's display and keys, and there is no terminal."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(Family.CONSENT, "no_terminal", message)

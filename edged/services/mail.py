@@ -1,6 +1,6 @@
 """Secure health mail from the terminal: settings, directory, SMTP submission, POP3 reading.
 
-`MailService` is a daemon extension (edged/services/extensions.py): it owns the durable
+`MailService` is a daemon service (edged/services/container.py): it owns the durable
 outbox (state_dir/outbox.db) and runs its delivery loop, submitting over SMTP with STARTTLS
 and AUTH to the configured operator. Certificates come from the operator's directory over
 HTTPS, the CA pinned to the configured one. Reading uses POP3 over TLS and never deletes.
@@ -44,6 +44,7 @@ import threading
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -55,7 +56,7 @@ from edged.services import smime
 from edged.services.outbox import Outbox, OutboxItem, PermanentFailure, TemporaryFailure
 
 if TYPE_CHECKING:
-    from edged.daemon import Daemon
+    from edged.services.context import ServiceContext
 
 __all__ = [
     "MailError",
@@ -166,7 +167,7 @@ class MailSettings:
     trust_roots: Path | None = None
     intermediates_file: Path | None = None
     max_attachment: int = DEFAULT_MAX_ATTACHMENT
-    mode: str = "gcm"
+    mode: smime.Mode = "gcm"
     timeout: float = 30.0
     retry_base_delay: float = 2.0
     retry_max_delay: float = 600.0
@@ -262,15 +263,15 @@ class MailSettings:
 class MailService:
     """Outbox and delivery loop, directory, mailbox reading (blocking calls run in threads)."""
 
-    def __init__(self, daemon: Daemon, settings: MailSettings) -> None:
-        self.daemon = daemon
+    def __init__(self, ctx: ServiceContext, settings: MailSettings) -> None:
+        self.ctx = ctx
         self.settings = settings
         self.context = ssl.create_default_context(cafile=str(settings.ca_file))
         self.context.minimum_version = ssl.TLSVersion.TLSv1_2
         self.roots = load_certificates(settings.trust_roots or settings.ca_file)
         self.intermediates = (load_certificates(settings.intermediates_file)
                               if settings.intermediates_file else [])
-        self.outbox = Outbox(daemon.config.state_dir / "outbox.db",
+        self.outbox = Outbox(ctx.config.state_dir / "outbox.db",
                              base_delay=settings.retry_base_delay,
                              max_delay=settings.retry_max_delay)
         self._task: asyncio.Task[None] | None = None
@@ -316,7 +317,7 @@ class MailService:
         # The message has left (or been refused): a failing audit write must not make the
         # outbox send it again or stop the loop (D1); it is logged, without the fields.
         try:
-            self.daemon.audit_event(event, None, **fields)
+            self.ctx.audit_event(event, None, **fields)
         except Exception:
             log.exception("mail: could not audit %s", event)
 
@@ -429,7 +430,7 @@ class MailService:
                 box.quit()
 
 
-def _failure(replies: dict[str, tuple[int, bytes | str]], *,
+def _failure(replies: Mapping[str, tuple[int, bytes | str]], *,
              partial: bool = False) -> Exception:
     """The outbox failure for SMTP replies: any 4xx -> temporary, else permanent."""
     parts = [f"{code} {_text(text)}" + (f" ({rcpt})" if rcpt else "")
@@ -490,16 +491,15 @@ def _blank(lines: list[bytes]) -> int:
     return len(lines)
 
 
-def extension(daemon: Daemon) -> MailService | None:
-    """The daemon extension; None when [mail] is empty."""
-    if not daemon.config.mail:
+def extension(ctx: ServiceContext) -> MailService | None:
+    """The service; None when [mail] is empty."""
+    if not ctx.config.mail:
         return None
-    return MailService(daemon, MailSettings.from_table(daemon.config.mail))
+    return MailService(ctx, MailSettings.from_table(ctx.config.mail))
 
 
-def service_of(daemon: Daemon) -> MailService:
+def service_of(service: MailService | None) -> MailService:
     """The running mail service, or MailNotConfigured."""
-    for ext in daemon.extensions:
-        if isinstance(ext, MailService):
-            return ext
-    raise MailNotConfigured("secure mail is not configured on this terminal ([mail])")
+    if service is None:
+        raise MailNotConfigured("secure mail is not configured on this terminal ([mail])")
+    return service

@@ -58,7 +58,7 @@ from edged.services import cms, smime
 from edged.state.keystore import Keystore, _atomic_write
 
 if TYPE_CHECKING:
-    from edged.daemon import Daemon
+    from edged.services.context import ServiceContext
 
 __all__ = [
     "CODE_PATTERN",
@@ -712,13 +712,13 @@ def server_tls_context(keystore: Keystore) -> ssl.SSLContext:
     return ctx
 
 
-def proxy_extension(daemon: Daemon) -> ProxyServer | None:
-    """EXTENSIONS factory: None unless [proxy] is set (and not `enabled = false`)."""
-    table = dict(daemon.config.proxy)
+def proxy_extension(ctx: ServiceContext) -> ProxyServer | None:
+    """The service: None unless [proxy] is set (and not `enabled = false`)."""
+    table = dict(ctx.config.proxy)
     if not table or table.get("enabled", True) is False:
         return None
     settings = ProxySettings.from_table(table)
-    daemon.keystore.server_certificate  # noqa: B018 - issues server.pem/server.key if needed
-    return ProxyServer(settings, daemon.config.state_dir,
-                       server_tls_context(daemon.keystore),
-                       audit=daemon.audit.append)
+    ctx.keystore.server_certificate  # noqa: B018 - issues server.pem/server.key if needed
+    return ProxyServer(settings, ctx.config.state_dir,
+                       server_tls_context(ctx.keystore),
+                       audit=ctx.audit.append)

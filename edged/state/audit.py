@@ -130,7 +130,8 @@ class AuditRecord:
 
     def data(self) -> dict[str, Any]:
         """The fields as a dict."""
-        return json.loads(self.fields)
+        fields: dict[str, Any] = json.loads(self.fields)
+        return fields
 
     def to_json(self) -> dict[str, Any]:
         """All columns, `fields` as an object: one line of `export`."""

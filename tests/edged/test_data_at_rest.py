@@ -15,7 +15,6 @@ from cryptography.hazmat.primitives import serialization
 
 from edged.config import Config
 from edged.daemon import Daemon
-from edged.services.dmp import DmpService
 from edged.state.keystore import Keystore, KeystoreError
 from edged.state.keywrap import CREDENTIAL_NAME, StateKeyError, load_key_wrapper
 from simulators.dmp import DmpHost
@@ -38,7 +37,7 @@ async def test_m8_a_copied_state_directory_cannot_forge_consents_or_read_documen
     daemon = Daemon(config)
     try:
         await daemon.start()
-        service = next(e for e in daemon.extensions if isinstance(e, DmpService))
+        service = daemon.services.dmp
         await service.ensure_enrolled()  # the host now trusts this terminal's consent key
         consent = service.signer.sign(ins=PIERRE, professional="810001000101", action="feed")
         header = "consent-header-" + consent["signature"]

@@ -16,7 +16,6 @@ import pytest
 
 from edged.api.dmp_methods import _service
 from edged.sdk import RemoteError
-from edged.services.dmp import DmpService
 from simulators.cps3 import Cps3Card
 from simulators.dmp import DmpHost
 from simulators.dmp.testing import DmpClient, DmpWorld, FakeClock
@@ -291,7 +290,7 @@ async def test_consent_forged_expired_replayed_refused(edged, slots, pcscd, host
                                                        world) -> None:
     world.create("gp", ins=PIERRE)
     bench = await start(edged, slots, host)
-    service = next(e for e in bench.daemon.extensions if isinstance(e, DmpService))
+    service = bench.daemon.services.dmp
     async with await bench.client("desk", "dmp:read", "dmp:write") as client:
         def forge(envelope):
             envelope["record"]["expires"] += 1  # any change breaks the device's signature
@@ -548,7 +547,7 @@ async def test_a_feed_resent_after_a_lost_answer_is_registered_once(edged, slots
                                                                     host, world) -> None:
     world.create("gp", ins=PIERRE)
     bench = await start(edged, slots, host, retry_base=0.1, retry_max=0.3)
-    service = next(e for e in bench.daemon.extensions if isinstance(e, DmpService))
+    service = bench.daemon.services.dmp
     sent: list[str] = []
 
     def keep(envelope):
@@ -593,7 +592,7 @@ async def test_d11_pharmacist_sees_biology_not_consultations(edged, slots, pcscd
 
 async def test_session_renewed_after_a_host_restart(edged, slots, pcscd, host) -> None:
     bench = await start(edged, slots, host)
-    service = next(e for e in bench.daemon.extensions if isinstance(e, DmpService))
+    service = bench.daemon.services.dmp
     async with await bench.client("desk", "dmp:read") as client:
         assert (await client.call("dmp.exists", {"ins": PIERRE}))["exists"] is False
         first = service.session

@@ -11,7 +11,8 @@ import pytest
 from contracts.consent import canonical_json as canonical
 from edged.config import ConfigError
 from edged.services.consent import ConsentSigner
-from edged.services.dmp import DmpSettings, FeedQueue, query_string
+from edged.services.dmp_host import DmpSettings, query_string
+from edged.services.dmp_queue import FeedQueue
 from simulators.dmp.consent import load_device_key, verify_consent
 from simulators.pki import DATA
 
@@ -107,7 +108,8 @@ def test_a_refusal_is_told_from_an_outage(tmp_path: Path, status: int, body: byt
     import asyncio
     from types import SimpleNamespace
 
-    from edged.services.dmp import DmpError, DmpService, HostUnreachable
+    from edged.services.dmp import DmpService
+    from edged.services.dmp_host import DmpError, HostUnreachable
 
     settings = DmpSettings.from_table({"url": "https://dmp.test:8443/", "ca_file": CA})
     assert settings is not None

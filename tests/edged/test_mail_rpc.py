@@ -145,7 +145,7 @@ async def test_send_list_open_and_refusals(edged, slots, pcscd, tmp_path: Path) 
             patient = op.patient_mailbox(NIR, "cabinet.test")
             to_patient = await client.call("mail.send", {"to": [patient], "subject": "Résultats",
                                                          "text": "Vos résultats"})
-            await until(lambda: service_of(bench.daemon).outbox.get(
+            await until(lambda: service_of(bench.daemon.services.mail).outbox.get(
                 to_patient["message_id"]).state == "sent")
 
             # The recipients open it with their own cards, attachments byte-identical.
@@ -236,7 +236,7 @@ async def test_attachment_too_large(edged, slots, pcscd, tmp_path: Path) -> None
                     {"filename": "big.pdf", "data": b64(PDF)}]})
             assert exc.value.reason == "attachment_too_large"
             assert exc.value.data["limit"] == 1000
-        assert service_of(bench.daemon).outbox.counts() == {}
+        assert service_of(bench.daemon.services.mail).outbox.counts() == {}
 
 
 async def test_outage_restart_and_crash_deliver_once(edged, slots, pcscd,
@@ -262,7 +262,7 @@ async def test_outage_restart_and_crash_deliver_once(edged, slots, pcscd,
             assert "unreachable" in (status["last_error"] or "")
             smtp = MailOperator(tmp_path / "op").serve_in_thread()  # back
             try:
-                await until(lambda: service_of(bench.daemon).outbox.get(
+                await until(lambda: service_of(bench.daemon.services.mail).outbox.get(
                     first["message_id"]).state == "sent")
                 assert len(await asyncio.to_thread(mailbox, smtp, NURSE)) == 1
             finally:
@@ -276,7 +276,7 @@ async def test_outage_restart_and_crash_deliver_once(edged, slots, pcscd,
                        (first["message_id"],))
         with MailOperator(tmp_path / "op") as smtp:
             bench = await edged(pcsc=True, mail=table, state_dir=state)
-            outbox = service_of(bench.daemon).outbox
+            outbox = service_of(bench.daemon.services.mail).outbox
             await until(lambda: outbox.counts() == {"sent": 2})
             raws = await asyncio.to_thread(mailbox, smtp, NURSE)
             assert len(raws) == 2  # the first was sent again but delivered once (Message-ID)
@@ -334,7 +334,7 @@ async def test_operator_refusal_fails_the_message_with_its_text(edged, slots, pc
             sent = await client.call("mail.send", {"to": [NURSE], "text": "gros", "attachments": [
                 {"filename": "scan.pdf", "content_type": "application/pdf",
                  "data": b64(PDF * 4)}]})
-            outbox = service_of(bench.daemon).outbox
+            outbox = service_of(bench.daemon.services.mail).outbox
             await until(lambda: outbox.get(sent["message_id"]).state == "failed")
             status = await client.call("mail.status", {"message_id": sent["message_id"]})
             assert status["attempts"] == 1  # a 5xx is not retried
@@ -369,7 +369,7 @@ async def test_three_digit_pid_message_ids_send_deliver_and_stop_cleanly(
             sent = [await client.call("mail.send", {"to": [NURSE], "text": f"n{i}"})
                     for i in range(2)]
             assert all(".837." in s["message_id"] and s["state"] == "queued" for s in sent)
-            outbox = service_of(bench.daemon).outbox
+            outbox = service_of(bench.daemon.services.mail).outbox
             await until(lambda: outbox.counts() == {"sent": 2})
             assert len(await asyncio.to_thread(mailbox, op, NURSE)) == 2
         audit_path = bench.daemon.audit.path
@@ -394,7 +394,7 @@ async def test_a_retried_send_with_its_idempotency_key_is_delivered_once(
             assert again["message_id"] == first["message_id"]
             other = await client.call("mail.send", {**message, "idempotency_key": "rdv-43"})
             assert other["message_id"] != first["message_id"]
-            outbox = service_of(bench.daemon).outbox
+            outbox = service_of(bench.daemon.services.mail).outbox
             await until(lambda: outbox.counts() == {"sent": 2})
             assert len(await asyncio.to_thread(mailbox, op, NURSE)) == 2
 
@@ -434,7 +434,7 @@ async def test_mail_list_wakes_the_outbox_when_the_operator_is_back(edged, slots
                                       "cps:sign") as client:
             await verify_pin(bench, client)
             sent = await client.call("mail.send", {"to": [NURSE], "text": "en attente"})
-            outbox = service_of(bench.daemon).outbox
+            outbox = service_of(bench.daemon.services.mail).outbox
             await until(lambda: outbox.get(sent["message_id"]).last_error is not None)
             item = outbox.get(sent["message_id"])
             assert (item.state, item.attempts) == ("queued", 1)  # next try in 30-60 min

@@ -117,7 +117,7 @@ async def test_a_sender_domain_the_operator_does_not_serve_fails_for_good(
     from edged.services.mail import service_of
 
     bench = await edged(mail=operator_table(tmp_path))
-    outbox = service_of(bench.daemon).outbox
+    outbox = service_of(bench.daemon.services.mail).outbox
     outbox.enqueue("<x@elsewhere.test>", "a@elsewhere.test", ("b@cabinet.test",), b"body")
     for _ in range(100):
         item = outbox.get("<x@elsewhere.test>")

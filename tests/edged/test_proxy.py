@@ -172,7 +172,7 @@ async def start(edged: BenchFactory, op: MailOperator, tmp_path: Path,
     users = {"alice": store.add("alice", ALICE), "bob": store.add("bob", BOB)}
     store.close()
     bench = await edged(proxy=proxy_table(op, tmp_path, **changes))
-    proxy = next(e for e in bench.daemon.extensions if isinstance(e, ProxyServer))
+    proxy = bench.daemon.services.proxy
     return Setup(bench, proxy, users, op)
 
 
@@ -320,9 +320,9 @@ def test_no_seal_key_stops_the_proxy_before_it_listens(op: MailOperator,
 async def test_proxy_off_when_disabled(edged: BenchFactory, op: MailOperator,
                                        tmp_path: Path) -> None:
     bench = await edged(proxy=proxy_table(op, tmp_path, enabled=False))
-    assert not any(isinstance(e, ProxyServer) for e in bench.daemon.extensions)
+    assert bench.daemon.services.proxy is None
     bench = await edged()
-    assert not any(isinstance(e, ProxyServer) for e in bench.daemon.extensions)
+    assert bench.daemon.services.proxy is None
 
 
 @pytest.mark.asyncio

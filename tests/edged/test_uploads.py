@@ -117,7 +117,7 @@ async def test_a_25_mb_attachment_arrives_intact(edged, slots, pcscd, tmp_path: 
                 "to": [NURSE], "subject": "Imagerie", "text": "Le scanner, en pièce jointe.",
                 "attachments": [{"filename": "scanner.dcm", "content_type": "application/dicom",
                                  "upload_id": upload_id}]}, timeout=300)
-            await until_true(lambda: service_of(bench.daemon).outbox.get(
+            await until_true(lambda: service_of(bench.daemon.services.mail).outbox.get(
                 sent["message_id"]).state == "sent", timeout=120)
         raws = await asyncio.to_thread(mailbox, op, NURSE)
         assert len(raws) == 1

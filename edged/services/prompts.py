@@ -14,8 +14,7 @@ import weakref
 from collections.abc import AsyncIterator
 from typing import Any
 
-from edged.api.errors import RATE_LIMITED
-from edged.api.jsonrpc import RpcError
+from edged.services.errors import Family, ServiceError
 
 __all__ = ["MAX_PROMPT_S", "one_prompt"]
 
@@ -26,12 +25,12 @@ _pending: weakref.WeakKeyDictionary[Any, set[str]] = weakref.WeakKeyDictionary()
 
 @contextlib.asynccontextmanager
 async def one_prompt(daemon: Any, conn: Any) -> AsyncIterator[None]:
-    """Hold this client's one prompt slot; RpcError rate_limited/prompt_pending if taken."""
+    """Hold this client's one prompt slot; ServiceError prompt_pending if it is taken."""
     pending = _pending.setdefault(daemon, set())
     who = str(conn.client_id)
     if who in pending:
-        raise RpcError(RATE_LIMITED, "a prompt for this client is already waiting on the "
-                       "terminal", "prompt_pending")
+        raise ServiceError(Family.RATE_LIMITED, "prompt_pending", "a prompt for this client "
+                           "is already waiting on the terminal")
     pending.add(who)
     try:
         yield
