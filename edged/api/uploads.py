@@ -7,6 +7,12 @@ checks the size and the digest. A method that takes a large payload (mail.send's
 attachments, dmp.feed's CDA) then names the committed upload by `upload_id` instead of
 carrying the bytes; the upload is used once. Only the client that began an upload may use
 it; one not used within UPLOAD_TTL seconds is deleted.
+
+The chunks are health data (a CDA, an attachment), so they are not written in clear
+(docs/security.md, "Data at rest"): each upload has its own AES-256-GCM key, held in memory
+only, and each chunk is sealed with it. An upload does not outlive the daemon (the directory
+is emptied at start), so a key that dies with the process is all it needs: a copy of the
+state directory holds only ciphertext nobody can open.
 """
 
 from __future__ import annotations
@@ -15,11 +21,14 @@ import asyncio
 import hashlib
 import secrets
 import shutil
+import struct
 import time
 import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from edged.api.errors import TOO_LARGE
 from edged.api.jsonrpc import INVALID_PARAMS, RpcError
@@ -50,6 +59,26 @@ class _Upload:
     received: int = 0
     digest: Any = field(default_factory=hashlib.sha256)
     committed: bool = False
+    key: AESGCM = field(default_factory=lambda: AESGCM(AESGCM.generate_key(bit_length=256)))
+    chunks: int = 0
+
+    def seal(self, data: bytes) -> bytes:
+        """One chunk as written: length, then AES-256-GCM under this upload's own key (the
+        nonce is the chunk's number: unique for this key)."""
+        nonce = self.chunks.to_bytes(12, "big")
+        self.chunks += 1
+        sealed = self.key.encrypt(nonce, data, self.path.name.encode())
+        return struct.pack(">I", len(sealed)) + sealed
+
+    def open_all(self) -> bytes:
+        """The payload, every chunk opened in order."""
+        out = bytearray()
+        with self.path.open("rb") as sealed:  # a chunk at a time: one copy of the payload
+            for number in range(self.chunks):
+                (size,) = struct.unpack(">I", sealed.read(4))
+                out += self.key.decrypt(number.to_bytes(12, "big"), sealed.read(size),
+                                        self.path.name.encode())
+        return bytes(out)
 
 
 class Uploads:
@@ -94,7 +123,7 @@ class Uploads:
             raise RpcError(TOO_LARGE, f"more than the {upload.size} bytes announced",
                            "too_large")
         with upload.path.open("ab") as out:
-            out.write(data)
+            out.write(upload.seal(data))
         upload.digest.update(data)
         upload.received += len(data)
         return upload.received
@@ -121,7 +150,7 @@ class Uploads:
             raise RpcError(TOO_LARGE, f"upload of {upload.size} bytes, over the limit of "
                            f"{limit}", "too_large", size=upload.size, limit=limit)
         try:
-            return upload.path.read_bytes()
+            return upload.open_all()
         finally:
             self.cancel(owner, upload_id)
 
