@@ -29,6 +29,7 @@ from apdu.errors import ApduError, AuthMethodBlocked
 from apdu.ins import INS
 from edged.api.errors import NoCard, TerminalUnavailable
 from edged.api.method import BOOL, STR, Method, b64_param, obj, on_card
+from edged.api.prompts import one_prompt
 from edged.readers.pcsc import CardKind
 from edged.readers.session import InsertedCps
 from edged.readers.ui import fit_lines
@@ -139,7 +140,8 @@ async def cps_sign_digest(daemon: Daemon, conn: Connection, params: dict[str, An
     if slot is None or slot.arbiter is None:
         raise NoCard("no CPS card is inserted")
     await daemon.signatures.approve(daemon.ui, conn.client_id, conn.client_name or "?",
-                                    params.get("title", ""), digest, insertion=slot.arbiter)
+                                    params.get("title", ""), digest, insertion=slot.arbiter,
+                                    gate=lambda: one_prompt(daemon, conn))
     result = await on_card(daemon, conn, CardKind.CPS,
                            lambda s: _sign_digest(s, conn.client_id, digest),
                            "cps.sign_digest")

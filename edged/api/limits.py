@@ -7,8 +7,11 @@ connections than one desk; it gets them by name in the configuration, e.g.
     rate_per_second = 200.0
     rate_burst = 400
     max_connections = 64
+    prompt_burst = 20          # prompts on the terminal back to back
+    prompts_per_minute = 30    # then this many a minute
 
-Everyone else keeps the defaults (docs/edged.md).
+Everyone else keeps the defaults (docs/edged.md; the prompt limits: docs/security.md, "Prompts
+on the terminal").
 """
 
 from __future__ import annotations
@@ -18,9 +21,16 @@ from typing import Any
 
 from edged.config import Config, ConfigError
 
-__all__ = ["ClientLimits", "check_limits", "limits_for"]
+__all__ = ["PROMPTS_PER_MINUTE", "PROMPT_BURST", "ClientLimits", "check_limits", "limits_for"]
 
-_KEYS = {"rate_per_second": (int, float), "rate_burst": (int,), "max_connections": (int,)}
+# Prompts a client may put on the shared terminal (PIN, signature, consent): a person answers
+# one every few seconds at best, so 6 back to back, then one every 10 s, never hold anyone up
+# while a client that loops on prompts gets `rate_limited` (docs/security.md).
+PROMPT_BURST = 6
+PROMPTS_PER_MINUTE = 6.0
+
+_KEYS = {"rate_per_second": (int, float), "rate_burst": (int,), "max_connections": (int,),
+         "prompt_burst": (int,), "prompts_per_minute": (int, float)}
 
 
 @dataclass(frozen=True)
@@ -30,6 +40,8 @@ class ClientLimits:
     rate_per_second: float
     rate_burst: int
     max_connections: int
+    prompt_burst: int = PROMPT_BURST
+    prompts_per_minute: float = PROMPTS_PER_MINUTE
 
 
 def check_limits(table: dict[str, Any]) -> None:
@@ -51,4 +63,6 @@ def limits_for(config: Config, client_name: str | None) -> ClientLimits:
     extra = config.limits.get(client_name or "", {}) if client_name else {}
     return ClientLimits(float(extra.get("rate_per_second", base.rate_per_second)),
                         int(extra.get("rate_burst", base.rate_burst)),
-                        int(extra.get("max_connections", base.max_connections)))
+                        int(extra.get("max_connections", base.max_connections)),
+                        int(extra.get("prompt_burst", PROMPT_BURST)),
+                        float(extra.get("prompts_per_minute", PROMPTS_PER_MINUTE)))

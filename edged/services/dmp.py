@@ -52,7 +52,7 @@ from apdu.identity import mask_nir
 from contracts.consent import CONSENT_HEADER, encode_header
 from edged.api.errors import CONSENT_ERROR, NoCard, TerminalUnavailable
 from edged.api.jsonrpc import RpcError
-from edged.api.prompts import one_prompt
+from edged.api.prompts import charge_prompt, one_prompt
 from edged.config import ConfigError
 from edged.readers.pcsc import CardKind
 from edged.readers.session import InsertedCps
@@ -546,6 +546,8 @@ class DmpService:
                 raise NotThisProfessional("the CPS card in the terminal is another "
                                           "professional's")
             if current is None:
+                if allow_pin and client_id != QUEUE_CLIENT:  # may ask the PIN: a prompt (M2)
+                    charge_prompt(self.daemon, client_id, self._client_name(client_id))
                 _, answer = await self.request("POST", "/api/auth/challenge")
                 challenge = base64.b64decode(answer["challenge"])
                 pin_timeout = self.daemon.config.pin_timeout
@@ -565,6 +567,11 @@ class DmpService:
                 self._sessions[client_id] = current
             self._last = current
             return current
+
+    def _client_name(self, client_id: str) -> str | None:
+        client = self.daemon.clients.lookup(client_id) if not client_id.startswith("peer:") \
+            else None
+        return client.name if client is not None else None
 
     def _pin_audit(self, client_id: str) -> AuditHook:
         """Audit from the card thread, waiting until each record is durable."""
