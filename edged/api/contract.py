@@ -56,6 +56,10 @@ ERRORS: tuple[ErrorKind, ...] = (
     ErrorKind(errors.TOO_LARGE, "a message or a decoded parameter larger than its limit "
               "(id is null when the message was too large to be read)", ("too_large",),
               "`data.limit` (bytes)"),
+    ErrorKind(errors.STORAGE_FULL, "the terminal's disk is nearly full: new mail, DMP feeds "
+              "to queue and uploads are refused before anything is written (what is stored "
+              "stays; docs/edged.md, \"Disk space\")", ("disk_full",),
+              "`data.free_bytes`, `data.needed_bytes`, `data.reserve_bytes`"),
     ErrorKind(errors.CARD_ERROR, "card problem",
               ("no_card", "card_removed", "card_busy", "timeout", "card_unreadable",
                "card_refused", "reader_error"), "`data.sw` for `card_refused`"),

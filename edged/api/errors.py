@@ -33,6 +33,7 @@ __all__ = [
     "PIN_ERROR",
     "RATE_LIMITED",
     "REVOKED",
+    "STORAGE_FULL",
     "TOO_LARGE",
     "NoCard",
     "TerminalUnavailable",
@@ -47,6 +48,7 @@ FORBIDDEN = -32001
 REVOKED = -32002
 RATE_LIMITED = -32003
 TOO_LARGE = -32004
+STORAGE_FULL = -32005  # the state's disk is nearly full: new durable work refused
 CARD_ERROR = -32010
 PIN_ERROR = -32020
 PAIRING_ERROR = -32030
@@ -78,6 +80,7 @@ def to_rpc_error(exc: BaseException) -> RpcError:
         return RpcError(_FAMILY_CODES[exc.family], exc.message, exc.reason, **exc.data)
     from edged.api.pairing import PairingError
     from edged.state.clients import DuplicateClient, UnknownClient
+    from edged.state.space import DiskFull
 
     if isinstance(exc, PairingError):
         data = {k: v for k, v in exc.data.items() if k != "code"}
@@ -86,6 +89,9 @@ def to_rpc_error(exc: BaseException) -> RpcError:
         return RpcError(PAIRING_ERROR, str(exc), "duplicate_name")
     if isinstance(exc, UnknownClient):
         return RpcError(INVALID_PARAMS, str(exc), "unknown_client")
+    if isinstance(exc, DiskFull):
+        return RpcError(STORAGE_FULL, str(exc), "disk_full", free_bytes=exc.free,
+                        needed_bytes=exc.needed, reserve_bytes=exc.reserve)
     if isinstance(exc, NoCard):
         return RpcError(CARD_ERROR, str(exc), "no_card")
     if isinstance(exc, CardRemoved):

@@ -37,6 +37,7 @@ from edged.api.method import INT, STR, Method, b64_param, obj
 if TYPE_CHECKING:
     from edged.api.server import Connection
     from edged.daemon import Daemon
+    from edged.state.space import SpaceGuard
 
 __all__ = ["CHUNK_SIZE", "MAX_UPLOAD", "METHODS", "UPLOAD_ID", "Uploads", "claim"]
 
@@ -84,9 +85,11 @@ class _Upload:
 class Uploads:
     """The uploads of one daemon: one file each in `directory` (0700), ids never reused."""
 
-    def __init__(self, directory: Path, clock: Any = time.monotonic) -> None:
+    def __init__(self, directory: Path, clock: Any = time.monotonic,
+                 space: SpaceGuard | None = None) -> None:
         self.directory = directory
         self._clock = clock
+        self._space = space
         self._uploads: dict[str, _Upload] = {}
         # Files left by an earlier run belong to no connection any more.
         shutil.rmtree(directory, ignore_errors=True)
@@ -95,6 +98,8 @@ class Uploads:
     def begin(self, owner: str, size: int, sha256: str) -> str:
         """A new upload of `size` bytes whose SHA-256 is `sha256`; its id."""
         self.expire()
+        if self._space is not None:  # the whole payload must fit, before a byte is taken
+            self._space.check("upload", size)
         if sum(1 for u in self._uploads.values() if u.owner == owner) >= MAX_OPEN:
             raise RpcError(INVALID_PARAMS, f"at most {MAX_OPEN} uploads under way per client",
                            "too_many_uploads")
@@ -122,6 +127,8 @@ class Uploads:
         if upload.received + len(data) > upload.size:
             raise RpcError(TOO_LARGE, f"more than the {upload.size} bytes announced",
                            "too_large")
+        if self._space is not None:  # refused whole, never half appended: the client resends
+            self._space.check("upload", len(data))
         with upload.path.open("ab") as out:
             out.write(upload.seal(data))
         upload.digest.update(data)
@@ -175,7 +182,8 @@ def uploads_of(daemon: Daemon) -> Uploads:
     """The daemon's uploads (made on first use, under its state directory)."""
     uploads = _REGISTRY.get(daemon)
     if uploads is None:
-        uploads = _REGISTRY[daemon] = Uploads(Path(daemon.config.state_dir) / "uploads")
+        uploads = _REGISTRY[daemon] = Uploads(Path(daemon.config.state_dir) / "uploads",
+                                              space=daemon.space)
     return uploads
 
 

@@ -722,7 +722,9 @@ class DmpService:
 
     # -- offline feeds ---------------------------------------------------------------------
     def enqueue(self, ins: str, professional: str, query: str, cda: bytes, consent: str) -> str:
-        """Queue a feed for later delivery; wakes the loop."""
+        """Queue a feed for later delivery; wakes the loop. DiskFull (nothing written) when the
+        disk is nearly full."""
+        self.daemon.space.check("a DMP feed to queue", 2 * (len(cda) + len(consent)))
         queue_id = self.queue.add(ins, professional, query, cda, consent)
         self._wakeup.set()
         return queue_id

@@ -926,6 +926,8 @@ export const ERRORS = {
   "-32003": ["rate_limited","too_many_connections","prompt_pending"],
   /** a message or a decoded parameter larger than its limit (id is null when the message was too large to be read) */
   "-32004": ["too_large"],
+  /** the terminal's disk is nearly full: new mail, DMP feeds to queue and uploads are refused before anything is written (what is stored stays; docs/edged.md, "Disk space") */
+  "-32005": ["disk_full"],
   /** card problem */
   "-32010": ["no_card","card_removed","card_busy","timeout","card_unreadable","card_refused","reader_error"],
   /** PIN problem: a signature or decryption needs the PIN first (cps.verify_pin reports wrong/blocked/cancelled in its result, not as errors) */
