@@ -33,9 +33,7 @@ import http.client
 import json
 import logging
 import random
-import sqlite3
 import ssl
-import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -59,13 +57,12 @@ from edged.readers.session import InsertedCps
 from edged.readers.ui import CODE_SCREEN_S, Answer, fit_lines
 from edged.services import cards
 from edged.services.consent import ConsentSigner
-from edged.state.keywrap import KeyWrapper, is_sealed
-from edged.state.sqlite import open_durable, state_file, transaction
+from edged.state.dmp_queue import FeedQueue, QueuedFeed
 
 if TYPE_CHECKING:
     from edged.daemon import Daemon
 
-__all__ = ["DmpError", "DmpService", "DmpSettings", "Emergency", "HostUnreachable",
+__all__ = ["DmpError", "DmpService", "DmpSettings", "Emergency", "FeedQueue", "HostUnreachable",
            "QueuedFeed", "create_service"]
 
 log = logging.getLogger(__name__)
@@ -232,167 +229,6 @@ class Emergency:
     reason: str = field(repr=False)
     until: float  # time.monotonic()
     arbiter: Any = field(repr=False)  # the card insertion it was declared with
-
-
-# -- the offline queue --------------------------------------------------------------------
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS feeds (
-    queue_id TEXT PRIMARY KEY,
-    ins TEXT NOT NULL,
-    professional TEXT NOT NULL,
-    query TEXT NOT NULL,
-    cda BLOB NOT NULL,
-    consent TEXT NOT NULL,
-    state TEXT NOT NULL CHECK (state IN ('queued', 'sending', 'delivered', 'failed')),
-    attempts INTEGER NOT NULL DEFAULT 0,
-    next_attempt REAL NOT NULL,
-    last_error TEXT,
-    created REAL NOT NULL,
-    delivered_at REAL,
-    document_id TEXT
-);
-CREATE INDEX IF NOT EXISTS feeds_due ON feeds (state, next_attempt);
-"""
-
-
-@dataclass(frozen=True)
-class QueuedFeed:
-    """One feed waiting for the host (or done)."""
-
-    queue_id: str
-    ins: str
-    professional: str
-    query: str
-    cda: bytes
-    consent: str
-    state: str
-    attempts: int
-    last_error: str | None
-    created: float
-    document_id: str | None
-
-    def describe(self) -> dict[str, Any]:
-        """For dmp.queue: no full INS, no document bytes."""
-        return {"queue_id": self.queue_id, "patient": mask_nir(self.ins),
-                "professional": self.professional, "state": self.state,
-                "attempts": self.attempts, "last_error": self.last_error,
-                "queued_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.created)),
-                "size": len(self.cda), "document_id": self.document_id}
-
-
-_COLUMNS = ("queue_id, ins, professional, query, cda, consent, state, attempts, last_error, "
-            "created, document_id")
-
-
-class FeedQueue:
-    """Durable feeds (SQLite, WAL, synchronous=FULL; thread-safe)."""
-
-    def __init__(self, path: Path, clock: Callable[[], float] = time.time,
-                 wrapper: KeyWrapper | None = None) -> None:
-        self.clock = clock
-        self._wrapper = wrapper  # seals the CDA and the consent header at rest (review M8)
-        self._lock = threading.Lock()
-        self._db = open_durable(path)
-        with state_file(path):  # a corrupted or full file is named at start
-            self._db.executescript(_SCHEMA)
-            # A crash mid-send: send again; the host answers already_registered if it had it.
-            self._db.execute("UPDATE feeds SET state = 'queued' WHERE state = 'sending'")
-
-    def _tx(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
-        return transaction(self._db, self._lock)
-
-    def add(self, ins: str, professional: str, query: str, cda: bytes, consent: str) -> str:
-        """Store a feed; its queue id."""
-        queue_id = str(uuid.uuid4())
-        stored_cda: bytes | str = cda
-        stored_consent: bytes | str = consent
-        if self._wrapper is not None:
-            context = queue_id.encode()
-            stored_cda = self._wrapper.seal("dmp-queue/cda", cda, context)
-            stored_consent = self._wrapper.seal("dmp-queue/consent", consent.encode(), context)
-        with self._tx() as db:
-            db.execute(f"INSERT INTO feeds ({_COLUMNS}, next_attempt) VALUES "  # noqa: S608
-                       "(?, ?, ?, ?, ?, ?, 'queued', 0, NULL, ?, NULL, 0)",
-                       (queue_id, ins, professional, query, stored_cda, stored_consent,
-                        self.clock()))
-        return queue_id
-
-    def _feed(self, row: tuple) -> QueuedFeed:
-        cda, consent = bytes(row[4]), row[5]
-        if self._wrapper is not None and is_sealed(cda):
-            context = str(row[0]).encode()
-            cda = self._wrapper.open("dmp-queue/cda", cda, context)
-            consent = self._wrapper.open("dmp-queue/consent", bytes(consent), context).decode()
-        return _feed((*row[:4], cda, consent, *row[6:]))
-
-    def list(self, *, include_done: bool = False) -> list[QueuedFeed]:
-        """Pending feeds (and delivered / failed ones when asked), oldest first."""
-        where = "" if include_done else "WHERE state IN ('queued', 'sending')"
-        with self._lock:
-            rows = self._db.execute(f"SELECT {_COLUMNS} FROM feeds {where} "  # noqa: S608
-                                    "ORDER BY created").fetchall()
-        return [self._feed(r) for r in rows]
-
-    def get(self, queue_id: str) -> QueuedFeed | None:
-        """One feed."""
-        with self._lock:
-            row = self._db.execute(f"SELECT {_COLUMNS} FROM feeds "  # noqa: S608
-                                   "WHERE queue_id = ?", (queue_id,)).fetchone()
-        return self._feed(row) if row else None
-
-    def claim(self) -> QueuedFeed | None:
-        """The oldest due feed, marked sending."""
-        with self._tx() as db:
-            row = db.execute(f"SELECT {_COLUMNS} FROM feeds WHERE state = 'queued' "  # noqa: S608
-                             "AND next_attempt <= ? ORDER BY created LIMIT 1",
-                             (self.clock(),)).fetchone()
-            if row is None:
-                return None
-            db.execute("UPDATE feeds SET state = 'sending', attempts = attempts + 1 "
-                       "WHERE queue_id = ?", (row[0],))
-        return self._feed(row)
-
-    def delivered(self, queue_id: str, document_id: str | None) -> None:
-        """Done: the host has it."""
-        with self._tx() as db:
-            db.execute("UPDATE feeds SET state = 'delivered', delivered_at = ?, "
-                       "document_id = ?, last_error = NULL WHERE queue_id = ?",
-                       (self.clock(), document_id, queue_id))
-
-    def retry(self, queue_id: str, error: str, delay: float) -> None:
-        """Back to queued, tried again after delay."""
-        with self._tx() as db:
-            db.execute("UPDATE feeds SET state = 'queued', next_attempt = ?, last_error = ? "
-                       "WHERE queue_id = ?", (self.clock() + delay, error[:300], queue_id))
-
-    def failed(self, queue_id: str, error: str) -> None:
-        """Refused for good (the reason is kept)."""
-        with self._tx() as db:
-            db.execute("UPDATE feeds SET state = 'failed', last_error = ? WHERE queue_id = ?",
-                       (error[:300], queue_id))
-
-    def hurry(self) -> None:
-        """The host answered: every queued feed is due now."""
-        with self._tx() as db:
-            db.execute("UPDATE feeds SET next_attempt = 0 WHERE state = 'queued'")
-
-    def next_due(self) -> float | None:
-        """When the next queued feed is due."""
-        with self._lock:
-            row = self._db.execute("SELECT MIN(next_attempt) FROM feeds "
-                                   "WHERE state = 'queued'").fetchone()
-        return row[0] if row and row[0] is not None else None
-
-    def close(self) -> None:
-        """Close the database (idempotent)."""
-        with self._lock:
-            self._db.close()
-
-
-def _feed(row: tuple) -> QueuedFeed:
-    return QueuedFeed(row[0], row[1], row[2], row[3], bytes(row[4]), row[5], row[6], row[7],
-                      row[8], row[9], row[10])
 
 
 # -- the service --------------------------------------------------------------------------

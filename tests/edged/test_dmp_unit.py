@@ -11,7 +11,8 @@ import pytest
 from contracts.consent import canonical_json as canonical
 from edged.config import ConfigError
 from edged.services.consent import ConsentSigner
-from edged.services.dmp import DmpSettings, FeedQueue, query_string
+from edged.services.dmp import DmpSettings, query_string
+from edged.state.dmp_queue import FeedQueue
 from simulators.dmp.consent import load_device_key, verify_consent
 from simulators.pki import DATA
 
