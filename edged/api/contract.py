@@ -48,8 +48,9 @@ ERRORS: tuple[ErrorKind, ...] = (
     ErrorKind(errors.REVOKED, "the client's certificate was revoked; the daemon closes the "
               "socket with 4403 (a revocation closes open sockets first, so the error is "
               "seen on the next connection)", ("revoked",)),
-    ErrorKind(errors.RATE_LIMITED, "too many calls, or too many connections for this "
-              "client (sent with id null right before the close 1008)",
+    ErrorKind(errors.RATE_LIMITED, "too many calls, too many prompts on the terminal "
+              "(docs/security.md), or too many connections for this client (sent with id "
+              "null right before the close 1008)",
               ("rate_limited", "too_many_connections", "prompt_pending"),
               "`data.retry_after` (seconds); `prompt_pending`: a prompt of this client is "
               "already waiting on the terminal"),
