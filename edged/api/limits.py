@@ -24,9 +24,9 @@ from edged.config import Config, ConfigError
 __all__ = ["PROMPTS_PER_MINUTE", "PROMPT_BURST", "ClientLimits", "check_limits", "limits_for"]
 
 # Prompts a client may put on the shared terminal (PIN, signature, consent): a person answers
-# one every few seconds at best, so 6 back to back, then one every 10 s, never hold anyone up
+# one every few seconds at best, so 10 back to back, then one every 10 s, never hold anyone up
 # while a client that loops on prompts gets `rate_limited` (docs/security.md).
-PROMPT_BURST = 6
+PROMPT_BURST = 10
 PROMPTS_PER_MINUTE = 6.0
 
 _KEYS = {"rate_per_second": (int, float), "rate_burst": (int,), "max_connections": (int,),
