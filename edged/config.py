@@ -53,6 +53,9 @@ class Config:
     # Fallback state key file when there is no systemd credential (edged/state/keywrap.py);
     # empty: $BIFENTE_STATE_KEY_FILE, else $XDG_CONFIG_HOME/bifente/state.key.
     state_key_file: str = ""
+    # New durable work (mail, DMP feeds, uploads) is refused when less than this much, or 5 %
+    # of the file system, would stay free (edged/state/space.py).
+    min_free_mb: int = 64
     # [discovery]
     mdns: bool = True
     name: str = ""  # instance name; default bifente-<hostname>
@@ -82,7 +85,7 @@ _SECTIONS = {
                "unpaired_idle_timeout"),
     "cards": ("card_timeout", "pin_timeout", "pcsc", "terminal", "sign_batch_count",
               "sign_batch_minutes"),
-    "state": ("state_dir", "state_key_file"),
+    "state": ("state_dir", "state_key_file", "min_free_mb"),
     "discovery": ("mdns", "name", "model", "mdns_interfaces"),
     "log": ("log_level",),
 }
@@ -142,6 +145,8 @@ def load_config(path: Path | None) -> Config:
            config.max_unpaired_per_prefix, config.max_per_paired_address) < 1 \
             or config.handshake_timeout <= 0:
         raise ConfigError("connection caps must be at least 1 and handshake_timeout positive")
+    if config.min_free_mb < 0:
+        raise ConfigError("min_free_mb must be 0 or more")
     if config.max_message_bytes < 4096:
         raise ConfigError("max_message_bytes must be at least 4096")
     if not 0 <= config.sign_batch_count <= 100 or not 0 <= config.sign_batch_minutes <= 60:
@@ -151,7 +156,8 @@ def load_config(path: Path | None) -> Config:
 
 
 # The settings a [limits."NAME"] table may raise (edged/limits.py applies them).
-_LIMIT_KEYS = {"rate_per_second": (int, float), "rate_burst": (int,), "max_connections": (int,)}
+_LIMIT_KEYS = {"rate_per_second": (int, float), "rate_burst": (int,), "max_connections": (int,),
+               "prompt_burst": (int,), "prompts_per_minute": (int, float)}
 
 
 def _check_limits(table: dict[str, Any]) -> None:

@@ -45,6 +45,7 @@ class Daemon:
 
         self.config = config
         from edged.state.keywrap import load_key_wrapper
+        from edged.state.space import SpaceGuard
 
         state = config.state_dir
         with state_file(state):
@@ -55,6 +56,8 @@ class Daemon:
         self.hostname = socket.gethostname()
         # Secrets at rest are sealed with a key kept elsewhere (edged/state/keywrap.py, M8).
         self.key_wrapper = load_key_wrapper(state, config.state_key_file)
+        # New durable work is refused before it is written when the disk runs low.
+        self.space = SpaceGuard(state, config.min_free_mb)
         # Each state file opened under its own name: a full disk, a read-only directory or a
         # corrupted file stops the start with one line naming the file (D7).
         with state_file(state / "keys"):

@@ -7,8 +7,11 @@ connections than one desk; it gets them by name in the configuration, e.g.
     rate_per_second = 200.0
     rate_burst = 400
     max_connections = 64
+    prompt_burst = 20          # prompts on the terminal back to back
+    prompts_per_minute = 30    # then this many a minute
 
-Everyone else keeps the defaults (docs/edged.md). edged/config.py checks the table's shape.
+Everyone else keeps the defaults (docs/edged.md; the prompt limits: docs/security.md, "Prompts
+on the terminal"). edged/config.py checks the table's shape.
 """
 
 from __future__ import annotations
@@ -17,7 +20,13 @@ from dataclasses import dataclass
 
 from edged.config import Config
 
-__all__ = ["ClientLimits", "limits_for"]
+__all__ = ["PROMPTS_PER_MINUTE", "PROMPT_BURST", "ClientLimits", "limits_for"]
+
+# Prompts a client may put on the shared terminal (PIN, signature, consent): a person answers
+# one every few seconds at best, so 10 back to back, then one every 10 s, never hold anyone up
+# while a client that loops on prompts gets `rate_limited` (docs/security.md).
+PROMPT_BURST = 10
+PROMPTS_PER_MINUTE = 6.0
 
 
 @dataclass(frozen=True)
@@ -27,6 +36,8 @@ class ClientLimits:
     rate_per_second: float
     rate_burst: int
     max_connections: int
+    prompt_burst: int = PROMPT_BURST
+    prompts_per_minute: float = PROMPTS_PER_MINUTE
 
 
 def limits_for(config: Config, client_name: str | None) -> ClientLimits:
@@ -36,4 +47,6 @@ def limits_for(config: Config, client_name: str | None) -> ClientLimits:
     extra = config.limits.get(client_name or "", {}) if client_name else {}
     return ClientLimits(float(extra.get("rate_per_second", base.rate_per_second)),
                         int(extra.get("rate_burst", base.rate_burst)),
-                        int(extra.get("max_connections", base.max_connections)))
+                        int(extra.get("max_connections", base.max_connections)),
+                        int(extra.get("prompt_burst", PROMPT_BURST)),
+                        float(extra.get("prompts_per_minute", PROMPTS_PER_MINUTE)))

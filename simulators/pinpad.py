@@ -3,7 +3,9 @@
 It stands for a class-3 PC/SC reader (PIN pad + display) at the transport seam: the host
 sends a VERIFY template, the reader collects the digits from its own keys, builds the APDU,
 and returns only the status word. The firmware-based virtual terminal is the full-fidelity
-path; this one is for daemon tests and for PC/SC setups without the terminal.
+path; this one is for daemon tests and for PC/SC setups without the terminal. Like the
+firmware's display it speaks French, in the firmware's own words (firmware/pinentry.py,
+firmware/terminal.py `_pin_screen`).
 """
 
 from __future__ import annotations
@@ -17,9 +19,26 @@ from collections.abc import Sequence
 from apdu.errors import PinCancelled
 from apdu.transport import Transport
 
-__all__ = ["Keypad", "PinPadTransport", "SimulatedDisplay"]
+__all__ = ["ANSWER_SCREENS", "CONFIRM_KEYS", "Keypad", "PinPadTransport", "SimulatedDisplay",
+           "pin_screen"]
 
 KEYS = frozenset("0123456789") | {"OK", "CANCEL", "CORR"}
+CONFIRM_KEYS = "OK / Annuler"  # the last line of a question, as firmware/pinentry.py shows it
+ANSWER_SCREENS = {"ok": "Accepte", "cancel": "Refuse", "timeout": "Sans reponse"}
+
+
+def pin_screen(sw: int) -> list[str]:
+    """What the display says after a PIN was presented (firmware/terminal.py `_pin_screen`)."""
+    if sw == 0x9000:
+        return ["Code correct"]
+    if sw & 0xFFF0 == 0x63C0:  # ISO 7816-4 §10.1.3: x = tries left
+        left = sw & 0x0F
+        if left == 0:
+            return ["Code incorrect", "Carte bloquee"]
+        return ["Code incorrect", f"Reste {left} essai{'s' if left > 1 else ''}"]
+    if sw == 0x6983:  # authentication method blocked
+        return ["Code bloque"]
+    return ["Erreur carte", f"{sw:04X}"]
 
 
 class Keypad:
@@ -80,7 +99,7 @@ class SimulatedDisplay:
 
     async def confirm(self, text: str, *, timeout: float) -> str:
         """Show a question and wait for OK or CANCEL."""
-        self._set([*text.split("\n"), "OK / Cancel"])
+        self._set([*text.split("\n"), CONFIRM_KEYS])
         deadline = time.monotonic() + timeout
 
         def wait() -> str:
@@ -92,7 +111,7 @@ class SimulatedDisplay:
                     return key.lower()
 
         answer = await asyncio.to_thread(wait)
-        self._set([{"ok": "Accepted", "cancel": "Refused", "timeout": "No answer"}[answer]])
+        self._set([ANSWER_SCREENS[answer]])
         return answer
 
 
@@ -147,9 +166,7 @@ class PinPadTransport:
                 buf[:] = bytes(len(buf))
             sw = int.from_bytes(response[-2:], "big")
             if self.display is not None:
-                self.display._set(["PIN OK"] if sw == 0x9000 else
-                                  [f"Wrong PIN: {sw & 0xF} left"] if sw >> 4 == 0x63C else
-                                  ["PIN blocked"] if sw == 0x6983 else [f"Error {sw:04X}"])
+                self.display._set(pin_screen(sw))
             return sw
         finally:
             digits[:] = bytes(len(digits))

@@ -7,12 +7,16 @@ nothing, and CI must run them all.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
 from typing import NoReturn
 
 import pytest
 
-__all__ = ["missing"]
+__all__ = ["missing", "tmpfs"]
 
 
 def missing(reason: str) -> NoReturn:
@@ -20,3 +24,17 @@ def missing(reason: str) -> NoReturn:
     if os.environ.get("CI"):
         pytest.fail(f"{reason}; make setup provides it, so CI must not skip")
     pytest.skip(reason)
+
+
+@contextlib.contextmanager
+def tmpfs(where: Path, size: str = "1m") -> Iterator[Path]:
+    """A small tmpfs of our own at `where` (root only: `missing` otherwise)."""
+    where.mkdir()
+    if os.geteuid() != 0:
+        missing("mounting a tmpfs needs root (CI and the dev machines run as root)")
+    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0700", "tmpfs",
+                    str(where)], check=True)
+    try:
+        yield where
+    finally:
+        subprocess.run(["umount", "-l", str(where)], check=False)

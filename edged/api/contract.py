@@ -48,14 +48,19 @@ ERRORS: tuple[ErrorKind, ...] = (
     ErrorKind(errors.REVOKED, "the client's certificate was revoked; the daemon closes the "
               "socket with 4403 (a revocation closes open sockets first, so the error is "
               "seen on the next connection)", ("revoked",)),
-    ErrorKind(errors.RATE_LIMITED, "too many calls, or too many connections for this "
-              "client (sent with id null right before the close 1008)",
+    ErrorKind(errors.RATE_LIMITED, "too many calls, too many prompts on the terminal "
+              "(docs/security.md), or too many connections for this client (sent with id "
+              "null right before the close 1008)",
               ("rate_limited", "too_many_connections", "prompt_pending"),
               "`data.retry_after` (seconds) for `rate_limited`; `prompt_pending`: a prompt "
               "of this client is already waiting on the terminal"),
     ErrorKind(errors.TOO_LARGE, "a message or a decoded parameter larger than its limit "
               "(id is null when the message was too large to be read)", ("too_large",),
               "`data.limit` (bytes)"),
+    ErrorKind(errors.STORAGE_FULL, "the terminal's disk is nearly full: new mail, DMP feeds "
+              "to queue and uploads are refused before anything is written (what is stored "
+              "stays; docs/edged.md, \"Disk space\")", ("disk_full",),
+              "`data.free_bytes`, `data.needed_bytes`, `data.reserve_bytes`"),
     ErrorKind(errors.CARD_ERROR, "card problem",
               ("no_card", "card_removed", "card_busy", "timeout", "card_unreadable",
                "card_refused", "reader_error"), "`data.sw` for `card_refused`"),

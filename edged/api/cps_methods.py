@@ -33,6 +33,7 @@ from edged.readers.session import InsertedCps
 from edged.readers.ui import fit_lines
 from edged.services import cards
 from edged.services.errors import NoCard, TerminalUnavailable
+from edged.services.prompts import one_prompt
 from edged.services.signing import DIGEST_DIGITS
 
 if TYPE_CHECKING:
@@ -138,7 +139,8 @@ async def cps_sign_digest(daemon: ApiContext, conn: Caller, params: dict[str, An
     if slot is None or slot.arbiter is None:
         raise NoCard("no CPS card is inserted")
     await daemon.signatures.approve(daemon.ui, conn.client_id, conn.client_name or "?",
-                                    params.get("title", ""), digest, insertion=slot.arbiter)
+                                    params.get("title", ""), digest, insertion=slot.arbiter,
+                                    gate=lambda: one_prompt(daemon, conn))
     result = await on_card(daemon, conn, CardKind.CPS,
                            lambda s: _sign_digest(s, conn.client_id, digest),
                            "cps.sign_digest")

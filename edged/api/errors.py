@@ -27,6 +27,7 @@ from edged.services import cms, smime
 from edged.services.errors import Family, NoCard, ServiceError, TerminalUnavailable
 from edged.services.mail import MailError
 from edged.state.clients import DuplicateClient, UnknownClient
+from edged.state.space import DiskFull
 
 __all__ = [
     "CARD_ERROR",
@@ -39,6 +40,7 @@ __all__ = [
     "PIN_ERROR",
     "RATE_LIMITED",
     "REVOKED",
+    "STORAGE_FULL",
     "TOO_LARGE",
     "NoCard",
     "TerminalUnavailable",
@@ -53,6 +55,8 @@ FORBIDDEN = -32001
 REVOKED = -32002
 RATE_LIMITED = -32003
 TOO_LARGE = -32004
+STORAGE_FULL = -32005  # the state's disk is nearly full: new durable work refused
+STORAGE_FULL = -32005  # the state's disk is nearly full: new durable work refused
 CARD_ERROR = -32010
 PIN_ERROR = -32020
 PAIRING_ERROR = -32030
@@ -87,6 +91,8 @@ _BY_TYPE: dict[type[BaseException], Callable[[Any], RpcError]] = {
     PairingError: _pairing,
     DuplicateClient: _simple(PAIRING_ERROR, "duplicate_name"),
     UnknownClient: _simple(INVALID_PARAMS, "unknown_client"),
+    DiskFull: lambda exc: RpcError(STORAGE_FULL, str(exc), "disk_full", free_bytes=exc.free,
+                                   needed_bytes=exc.needed, reserve_bytes=exc.reserve),
     NoReaderCard: _simple(CARD_ERROR, "no_card"),  # a terminal slot found empty
     CardRemoved: _simple(CARD_ERROR, "card_removed"),
     Busy: _simple(CARD_ERROR, "card_busy"),

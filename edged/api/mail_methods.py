@@ -102,6 +102,7 @@ async def _send(daemon: ApiContext, conn: Caller, params: dict[str, Any]) -> Any
         earlier = await asyncio.to_thread(service.outbox.for_key, client, key)
         if earlier is not None:
             return {"message_id": earlier.message_id, "state": earlier.state}
+    daemon.space.check("mail.send")  # before an upload is used or the card signs
     to = [a.strip() for a in params["to"]]
     cc = [a.strip() for a in params.get("cc", [])]
     everyone = list(dict.fromkeys(a.lower() for a in [*to, *cc]))
@@ -153,6 +154,7 @@ async def _send(daemon: ApiContext, conn: Caller, params: dict[str, Any]) -> Any
 
     body = await on_card(daemon, conn, CardKind.CPS, seal, "mail.send",
                          timeout=daemon.config.card_timeout + 60)
+    daemon.space.check("mail.send", 2 * len(body))  # the row, and its copy in SQLite's log
     if key is None:
         await asyncio.to_thread(service.outbox.enqueue, message_id, sender, tuple(everyone),
                                 body)

@@ -191,7 +191,7 @@ async def cps_sign(daemon: ApiContext, conn: Caller, params: dict[str, Any]) -> 
             raise NoCard("no CPS card is inserted")
         approval = await daemon.signatures.approve(
             daemon.ui, conn.client_id, conn.client_name or "?", title, digest,
-            insertion=slot.arbiter)
+            insertion=slot.arbiter, gate=lambda: one_prompt(daemon, conn))
         batch = approval.batch
         ref = KeyRef.SIGNATURE
     else:

@@ -7,6 +7,12 @@ checks the size and the digest. A method that takes a large payload (mail.send's
 attachments, dmp.feed's CDA) then names the committed upload by `upload_id` instead of
 carrying the bytes; the upload is used once. Only the client that began an upload may use
 it; one not used within UPLOAD_TTL seconds is deleted.
+
+The chunks are health data (a CDA, an attachment), so they are not written in clear
+(docs/security.md, "Data at rest"): each upload has its own AES-256-GCM key, held in memory
+only, and each chunk is sealed with it. An upload does not outlive the daemon (the directory
+is emptied at start), so a key that dies with the process is all it needs: a copy of the
+state directory holds only ciphertext nobody can open.
 """
 
 from __future__ import annotations
@@ -15,11 +21,14 @@ import asyncio
 import hashlib
 import secrets
 import shutil
+import struct
 import time
 import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from edged.api.errors import TOO_LARGE
 from edged.api.jsonrpc import INVALID_PARAMS, RpcError
@@ -27,6 +36,7 @@ from edged.api.method import INT, STR, Method, b64_param, obj
 
 if TYPE_CHECKING:
     from edged.api.context import ApiContext, Caller
+    from edged.state.space import SpaceGuard
 
 __all__ = ["CHUNK_SIZE", "MAX_UPLOAD", "METHODS", "UPLOAD_ID", "Uploads", "claim"]
 
@@ -49,14 +59,36 @@ class _Upload:
     received: int = 0
     digest: Any = field(default_factory=hashlib.sha256)
     committed: bool = False
+    key: AESGCM = field(default_factory=lambda: AESGCM(AESGCM.generate_key(bit_length=256)))
+    chunks: int = 0
+
+    def seal(self, data: bytes) -> bytes:
+        """One chunk as written: length, then AES-256-GCM under this upload's own key (the
+        nonce is the chunk's number: unique for this key)."""
+        nonce = self.chunks.to_bytes(12, "big")
+        self.chunks += 1
+        sealed = self.key.encrypt(nonce, data, self.path.name.encode())
+        return struct.pack(">I", len(sealed)) + sealed
+
+    def open_all(self) -> bytes:
+        """The payload, every chunk opened in order."""
+        out = bytearray()
+        with self.path.open("rb") as sealed:  # a chunk at a time: one copy of the payload
+            for number in range(self.chunks):
+                (size,) = struct.unpack(">I", sealed.read(4))
+                out += self.key.decrypt(number.to_bytes(12, "big"), sealed.read(size),
+                                        self.path.name.encode())
+        return bytes(out)
 
 
 class Uploads:
     """The uploads of one daemon: one file each in `directory` (0700), ids never reused."""
 
-    def __init__(self, directory: Path, clock: Any = time.monotonic) -> None:
+    def __init__(self, directory: Path, clock: Any = time.monotonic,
+                 space: SpaceGuard | None = None) -> None:
         self.directory = directory
         self._clock = clock
+        self._space = space
         self._uploads: dict[str, _Upload] = {}
         # Files left by an earlier run belong to no connection any more.
         shutil.rmtree(directory, ignore_errors=True)
@@ -65,6 +97,8 @@ class Uploads:
     def begin(self, owner: str, size: int, sha256: str) -> str:
         """A new upload of `size` bytes whose SHA-256 is `sha256`; its id."""
         self.expire()
+        if self._space is not None:  # the whole payload must fit, before a byte is taken
+            self._space.check("upload", size)
         if sum(1 for u in self._uploads.values() if u.owner == owner) >= MAX_OPEN:
             raise RpcError(INVALID_PARAMS, f"at most {MAX_OPEN} uploads under way per client",
                            "too_many_uploads")
@@ -92,8 +126,10 @@ class Uploads:
         if upload.received + len(data) > upload.size:
             raise RpcError(TOO_LARGE, f"more than the {upload.size} bytes announced",
                            "too_large")
+        if self._space is not None:  # refused whole, never half appended: the client resends
+            self._space.check("upload", len(data))
         with upload.path.open("ab") as out:
-            out.write(data)
+            out.write(upload.seal(data))
         upload.digest.update(data)
         upload.received += len(data)
         return upload.received
@@ -120,7 +156,7 @@ class Uploads:
             raise RpcError(TOO_LARGE, f"upload of {upload.size} bytes, over the limit of "
                            f"{limit}", "too_large", size=upload.size, limit=limit)
         try:
-            return upload.path.read_bytes()
+            return upload.open_all()
         finally:
             self.cancel(owner, upload_id)
 
@@ -145,7 +181,8 @@ def uploads_of(daemon: ApiContext) -> Uploads:
     """The daemon's uploads (made on first use, under its state directory)."""
     uploads = _REGISTRY.get(daemon)
     if uploads is None:
-        uploads = _REGISTRY[daemon] = Uploads(Path(daemon.config.state_dir) / "uploads")
+        uploads = _REGISTRY[daemon] = Uploads(Path(daemon.config.state_dir) / "uploads",
+                                              space=daemon.space)
     return uploads
 
 

@@ -9,25 +9,48 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from edged.config import Config
+    from edged.state.keywrap import KeyWrapper
+    from edged.state.proxy_users import UserStore
 
 __all__ = ["add_parsers"]
 
 ISSUER = "bifente proxy"
 
 
-def _state_dir(args: argparse.Namespace) -> Path:
+def _config(args: argparse.Namespace) -> Config:
     from edged.config import DEFAULT_PATH, load_config
 
-    if args.state_dir:
-        return Path(args.state_dir)
-    config = args.config or (DEFAULT_PATH if DEFAULT_PATH.exists() else None)
-    return load_config(Path(config) if config else None).state_dir
+    config_path = args.config or (DEFAULT_PATH if DEFAULT_PATH.exists() else None)
+    return load_config(Path(config_path) if config_path else None)
+
+
+def _state_dir(args: argparse.Namespace) -> Path:
+    return Path(args.state_dir) if args.state_dir else _config(args).state_dir
+
+
+def _state(args: argparse.Namespace) -> tuple[Path, KeyWrapper]:
+    """The state directory and its state key, found as edged finds them (docs/security.md)."""
+    from edged.state.keywrap import load_key_wrapper
+
+    config = _config(args)
+    state_dir = Path(args.state_dir) if args.state_dir else config.state_dir
+    return state_dir, load_key_wrapper(state_dir, config.state_key_file)
+
+
+def _users(args: argparse.Namespace) -> UserStore:
+    from edged.state.proxy_users import UserStore
+
+    return UserStore(*_state(args))
 
 
 def _user_add(args: argparse.Namespace) -> int:
-    from edged.services.proxy import UserStore, otpauth_uri
+    from edged.services.proxy.totp import otpauth_uri
 
-    store = UserStore(_state_dir(args))
+    store = _users(args)
     try:
         password, secret = store.add(args.name, args.email)
     finally:
@@ -43,12 +66,10 @@ def _user_add(args: argparse.Namespace) -> int:
 
 
 def _user_list(args: argparse.Namespace) -> int:
-    from edged.services.proxy import UserStore
-
-    if not (Path(_state_dir(args)) / "proxy" / "users.db").exists():  # a listing creates nothing
+    if not (_state_dir(args) / "proxy" / "users.db").exists():  # a listing creates nothing
         print("no proxy users")
         return 0
-    store = UserStore(_state_dir(args))
+    store = _users(args)
     try:
         for name, email, locked in store.list():
             print(f"{name}\t{email}\t{'LOCKED' if locked else 'ok'}")
@@ -58,9 +79,7 @@ def _user_list(args: argparse.Namespace) -> int:
 
 
 def _change_user(args: argparse.Namespace, action: str) -> int:
-    from edged.services.proxy import UserStore
-
-    store = UserStore(_state_dir(args))
+    store = _users(args)
     try:
         if not getattr(store, action)(args.name):
             raise ValueError(f"no proxy user {args.name!r}")
@@ -79,10 +98,11 @@ def _user_unlock(args: argparse.Namespace) -> int:
 
 
 def _seal_import(args: argparse.Namespace) -> int:
-    from edged.services.proxy import import_seal
+    from edged.services.proxy.seal import import_seal
 
-    path = import_seal(_state_dir(args), Path(args.cert), Path(args.key),
-                       [Path(p) for p in args.chain],
+    state_dir, wrapper = _state(args)
+    path = import_seal(state_dir, Path(args.cert), Path(args.key), [Path(p) for p in args.chain],
+                       wrapper=wrapper,
                        secret_file=Path(args.secret_file) if args.secret_file else None)
     print(f"seal key stored encrypted in {path}; the plain key file {args.key} can now be "
           "removed (shred it)")
@@ -119,5 +139,5 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     imp.add_argument("--chain", action="append", default=[],
                      help="an intermediate CA certificate (PEM); repeatable")
     imp.add_argument("--secret-file", help="a passphrase file kept elsewhere (default: a "
-                     "random secret in <state>/proxy/seal.secret)")
+                     "passphrase derived from the state key, docs/security.md)")
     imp.set_defaults(func=_seal_import)

@@ -15,6 +15,7 @@ from edged.state.audit import AuditLog
 from edged.state.clients import ClientRegistry
 from edged.state.keystore import Keystore
 from edged.state.keywrap import KeyWrapper
+from edged.state.space import SpaceGuard
 
 __all__ = ["ServiceContext"]
 
@@ -29,6 +30,7 @@ class ServiceContext(Protocol):
     key_wrapper: KeyWrapper
     audit: AuditLog
     clients: ClientRegistry  # who a client context is, for the audit's actor
+    space: SpaceGuard  # refuses new durable work when the state's disk is nearly full
 
     def audit_event(self, event: str, conn: Any, **fields: Any) -> None:
         """Append to the audit chain; `conn` (a caller, or None for edged itself) is the actor."""

@@ -1,7 +1,7 @@
 """The shared medical record (DMP): edged's own client of the DMP host (docs/dmp-api.md).
 
 Its parts: the host's settings, errors, paths and headers (edged/services/dmp_host.py), the
-card's login (dmp_card.py), the durable offline feeds (dmp_queue.py); this module is the
+card's login (dmp_card.py), the durable offline feeds (edged/state/dmp_queue.py); this module is the
 service that ties them to the sessions, the consent and the delivery loop.
 
 - **Settings** come from the `[dmp]` table (`DmpSettings.from_table`); an empty table leaves the
@@ -68,9 +68,9 @@ from edged.services.dmp_host import (
     feed_headers,
     host_path,
 )
-from edged.services.dmp_queue import FeedQueue, QueuedFeed
 from edged.services.errors import Family, NoCard, ServiceError, TerminalUnavailable
-from edged.services.prompts import one_prompt
+from edged.services.prompts import charge_prompt, one_prompt
+from edged.state.dmp_queue import FeedQueue, QueuedFeed
 
 __all__ = ["QUEUE_CLIENT", "DmpService", "create_service"]
 
@@ -236,6 +236,8 @@ class DmpService:
                 raise NotThisProfessional("the CPS card in the terminal is another "
                                           "professional's")
             if current is None:
+                if allow_pin and client_id != QUEUE_CLIENT:  # may ask the PIN: a prompt (M2)
+                    charge_prompt(self.ctx, client_id, self._client_name(client_id))
                 _, answer = await self.request("POST", "/api/auth/challenge")
                 challenge = base64.b64decode(answer["challenge"])
                 pin_timeout = self.ctx.config.pin_timeout
@@ -255,6 +257,11 @@ class DmpService:
                 self._sessions[client_id] = current
             self._last = current
             return current
+
+    def _client_name(self, client_id: str) -> str | None:
+        client = self.ctx.clients.lookup(client_id) if not client_id.startswith("peer:") \
+            else None
+        return client.name if client is not None else None
 
     def _pin_audit(self, client_id: str) -> AuditHook:
         """Audit from the card thread, waiting until each record is durable."""
@@ -467,7 +474,9 @@ class DmpService:
 
     # -- offline feeds ---------------------------------------------------------------------
     def enqueue(self, ins: str, professional: str, query: str, cda: bytes, consent: str) -> str:
-        """Queue a feed for later delivery; wakes the loop."""
+        """Queue a feed for later delivery; wakes the loop. DiskFull (nothing written) when the
+        disk is nearly full."""
+        self.ctx.space.check("a DMP feed to queue", 2 * (len(cda) + len(consent)))
         queue_id = self.queue.add(ins, professional, query, cda, consent)
         self._wakeup.set()
         return queue_id

@@ -12,8 +12,10 @@ See docs/security.md.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 
 from edged.readers.ui import Answer, TerminalUI, fit_lines
@@ -62,7 +64,9 @@ class SignatureGate:
         return "\n".join(fit_lines("\n".join(lines), lines=7))
 
     async def approve(self, ui: TerminalUI | None, client: str, client_name: str, title: str,
-                      digest: bytes, count: int = 1, insertion: object = None) -> Approval:
+                      digest: bytes, count: int = 1, insertion: object = None,
+                      gate: Callable[[], AbstractAsyncContextManager[None]] | None = None
+                      ) -> Approval:
         """Return once the holder allowed it; ServiceError when refused or unanswered. A batch
         holds for this client and this card insertion only."""
         batch = self._batches.get(client)
@@ -74,7 +78,7 @@ class SignatureGate:
         if ui is None:
             raise ServiceError(Family.CONSENT, "no_terminal", "signatures are confirmed on the "
                                "terminal, and there is none")
-        async with self._lock:
+        async with gate() if gate is not None else contextlib.nullcontext(), self._lock:
             answer = Answer(await ui.confirm(self.prompt(client_name, title, count, digest),
                                              timeout=self.timeout))
         if answer is Answer.CANCEL:

@@ -9,11 +9,15 @@ that never sits in the state directory. Where it comes from, in order:
    systemd decrypts it with `systemd-creds` for the service alone, into
    `$CREDENTIALS_DIRECTORY` (a non-swappable ramfs). On disk it is sealed to the TPM2 when the
    Pi has one, else to the host key `/var/lib/systemd/credential.secret` (root only).
-2. Fallback, logged as a warning at every start: a key file outside the state directory
-   (`[state] state_key_file`, else `$BIFENTE_STATE_KEY_FILE`, else
-   `$XDG_CONFIG_HOME/bifente/state.key`), created 0600 in a 0700 directory. It keeps the
-   secrets out of a copied state directory or backup, nothing more: whoever reads both files
-   has everything. Meant for development machines and tests.
+2. A key file named in the config (`[state] state_key_file`) or `$BIFENTE_STATE_KEY_FILE`.
+3. The same credential for the tools run by root on the Pi (`bifente proxy user add`, `bifente
+   audit verify`): they are not the service, so they decrypt
+   `/etc/credstore.encrypted/bifente-state-key` themselves with `systemd-creds decrypt`, and
+   get the key edged gets; a credential they cannot open is an error, never a new key.
+4. Fallback, logged as a warning at every start: a key file outside the state directory
+   (the file of 2., else `$XDG_CONFIG_HOME/bifente/state.key`), created 0600 in a 0700
+   directory. It keeps the secrets out of a copied state directory or backup, nothing more:
+   whoever reads both files has everything. Meant for development machines and tests.
 
 docs/security.md ("Data at rest") says what each protects against.
 """
@@ -23,17 +27,23 @@ from __future__ import annotations
 import logging
 import os
 import secrets
+import shutil
+import subprocess
 from pathlib import Path
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-__all__ = ["CREDENTIAL_NAME", "MAGIC", "KeyWrapper", "StateKeyError", "load_key_wrapper"]
+__all__ = ["CREDENTIAL_NAME", "CREDSTORE", "MAGIC", "KeyWrapper", "StateKeyError",
+           "decrypt_credential", "load_key_wrapper"]
 
 log = logging.getLogger(__name__)
 
 CREDENTIAL_NAME = "bifente-state-key"
+# Where bifente-state-key.service writes the sealed credential (hardware/pi/), and where
+# systemd's LoadCredentialEncrypted= in edged.service reads it.
+CREDSTORE = Path("/etc/credstore.encrypted") / CREDENTIAL_NAME
 MAGIC = b"BFS1"  # sealed blob: MAGIC || 12-byte nonce || AES-256-GCM ciphertext and tag
 _KEY_BYTES = 32
 _INFO = b"bifente-state-v1/"  # HKDF info prefix: one key per purpose (RFC 5869 §3.2)
@@ -112,9 +122,30 @@ def _read_or_create(path: Path) -> bytes:
     return key
 
 
-def load_key_wrapper(state_dir: Path, key_file: str = "", *, create: bool = True) -> KeyWrapper:
-    """The state key: the systemd credential, else the fallback file (logged as such);
-    `create` False (tools) never makes a new fallback key."""
+def decrypt_credential(path: Path) -> bytes:
+    """The state key from a credential sealed by `systemd-creds encrypt` (TPM2 or host key):
+    what systemd does for the service, done by a tool run as root on the same machine."""
+    tool = shutil.which("systemd-creds")
+    if tool is None:
+        raise StateKeyError(f"{path} is a systemd credential but systemd-creds is not "
+                            "installed")
+    try:
+        done = subprocess.run([tool, "decrypt", f"--name={CREDENTIAL_NAME}", str(path), "-"],
+                              capture_output=True, timeout=60, check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise StateKeyError(f"systemd-creds cannot decrypt {path}: {exc}") from None
+    if done.returncode != 0:
+        detail = done.stderr.decode("utf-8", "replace").strip().splitlines()
+        raise StateKeyError(f"systemd-creds cannot decrypt {path} (run it as root on the "
+                            f"machine that sealed it): {detail[-1] if detail else done.returncode}")
+    return done.stdout
+
+
+def load_key_wrapper(state_dir: Path, key_file: str = "", *, create: bool = True,
+                     credstore: Path = CREDSTORE) -> KeyWrapper:
+    """The state key: the service's systemd credential, a configured key file, the sealed
+    credential (tools run as root), else the fallback file (logged as such); `create` False
+    (tools) never makes a new fallback key."""
     credentials = os.environ.get("CREDENTIALS_DIRECTORY")
     if credentials and (Path(credentials) / CREDENTIAL_NAME).is_file():
         path = Path(credentials) / CREDENTIAL_NAME
@@ -123,6 +154,10 @@ def load_key_wrapper(state_dir: Path, key_file: str = "", *, create: bool = True
         return KeyWrapper(path.read_bytes(), f"systemd credential {CREDENTIAL_NAME}",
                           hardware_bound=True)
     chosen = key_file or os.environ.get("BIFENTE_STATE_KEY_FILE", "")
+    if not chosen and credstore.is_file():
+        log.info("state key: systemd credential %s, decrypted with systemd-creds", credstore)
+        return KeyWrapper(decrypt_credential(credstore), f"systemd credential {credstore}",
+                          hardware_bound=True)
     path = Path(chosen) if chosen else _default_key_file()
     resolved, state = path.resolve(), state_dir.resolve()
     if resolved == state or state in resolved.parents:

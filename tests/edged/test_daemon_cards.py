@@ -84,7 +84,7 @@ async def test_pin_cancelled_and_blocked(edged, slots, pcscd) -> None:
             assert await client.call("cps.verify_pin") == {"result": "wrong", "tries_left": left}
         bench.keypad.press("9999", "OK")
         assert await client.call("cps.verify_pin") == {"result": "blocked", "tries_left": 0}
-        assert "PIN blocked" in bench.display.screen()
+        assert "bloque" in bench.display.screen()  # French, as the firmware says it
 
 
 async def test_pcsc_reader_without_pin_pad_refuses(edged, slots, pcscd) -> None:
@@ -100,7 +100,7 @@ async def test_consent_on_the_terminal(edged, slots, pcscd) -> None:
     async with await bench.client("dmp app", "dmp:read") as client:
         asked = asyncio.ensure_future(client.call("consent.ask", {
             "text": "Allow Dr Claire MARTIN to read your DMP?"}))
-        await until(lambda: "OK / Cancel" in bench.display.screen())
+        await until(lambda: "OK / Annuler" in bench.display.screen())
         assert "Allow Dr Claire" in bench.display.screen()
         bench.keypad.press("OK")
         assert await asked == {"answer": "ok"}

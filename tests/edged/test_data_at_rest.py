@@ -93,3 +93,79 @@ async def test_m8_state_key_from_the_systemd_credential(tmp_path: Path, monkeypa
 async def test_m8_a_key_file_inside_the_state_directory_is_refused(tmp_path: Path) -> None:
     with pytest.raises(StateKeyError, match="inside the state directory"):
         load_key_wrapper(tmp_path / "state", str(tmp_path / "state" / "keys" / "state.key"))
+
+
+def _seal_files(folder: Path) -> tuple[Path, Path]:
+    """A structure's seal certificate and its key in clear, as `bifente proxy seal import`
+    is given them (self-signed: the store does not validate the chain)."""
+    import datetime as dt
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from cryptography.x509.oid import NameOID
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Cabinet cachet")])
+    now = dt.datetime.now(dt.UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(1).not_valid_before(now)
+            .not_valid_after(now + dt.timedelta(days=1)).sign(key, hashes.SHA256()))
+    folder.mkdir()
+    (folder / "seal.crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (folder / "seal.key").write_bytes(key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption()))
+    return folder / "seal.crt", folder / "seal.key"
+
+
+def test_m8_a_copied_state_directory_cannot_make_emission_codes_or_open_the_seal(
+        tmp_path: Path) -> None:
+    # The proxy's secrets: the TOTP secrets codes are made from, and the seal key's passphrase
+    # (once `proxy/seal.secret`, beside the key). Stored as edged and `bifente proxy` do.
+    from edged.services.proxy import SealError, UserStore, import_seal, load_seal, totp
+
+    state = tmp_path / "state"
+    wrapper = load_key_wrapper(state, str(tmp_path / "elsewhere" / "state.key"))
+    cert, key = _seal_files(tmp_path / "import")
+    import_seal(state, cert, key, wrapper=wrapper)
+    store = UserStore(state, wrapper)
+    _, secret = store.add("alice", "accueil@cabinet.test")
+    store.close()
+
+    stolen = tmp_path / "stolen"
+    shutil.copytree(state, stolen)
+    files = {p.relative_to(stolen).as_posix(): p.read_bytes()
+             for p in stolen.rglob("*") if p.is_file()}
+    assert "proxy/seal.secret" not in files  # no passphrase beside the key any more
+    for name, data in files.items():
+        assert secret not in data, name  # the TOTP secret, raw
+        assert b"BEGIN PRIVATE KEY" not in data and b"BEGIN RSA PRIVATE KEY" not in data, name
+    # Everything a thief can try with another state key opens nothing.
+    thief = load_key_wrapper(stolen, str(tmp_path / "thief" / "state.key"))
+    with pytest.raises(SealError):
+        load_seal(stolen, thief)
+    with pytest.raises(StateKeyError):
+        UserStore(stolen, thief).totp_state("alice")
+    # The daemon's own key still makes the codes the user's phone makes.
+    opened = UserStore(state, wrapper).totp_state("alice")
+    assert opened is not None and totp(opened[0], 59) == totp(secret, 59)
+
+
+def test_m8_totp_secrets_of_an_older_install_are_sealed_when_opened(tmp_path: Path) -> None:
+    import sqlite3
+
+    from edged.state.proxy_users import UserStore
+
+    state = tmp_path / "state"
+    wrapper = load_key_wrapper(state, str(tmp_path / "elsewhere" / "state.key"))
+    UserStore(state, wrapper).close()  # the schema
+    clear = os.urandom(20)
+    with sqlite3.connect(state / "proxy" / "users.db") as db:  # a row as older edged wrote it
+        db.execute("INSERT INTO users (name, email, password_hash, salt, totp_secret, created)"
+                   " VALUES ('bob', 'bob@cabinet.test', x'00', x'00', ?, 0)", (clear,))
+    store = UserStore(state, wrapper)
+    assert store.totp_state("bob") == (clear, 0)
+    store.close()
+    for path in (state / "proxy").iterdir():
+        assert clear not in path.read_bytes(), path

@@ -67,11 +67,11 @@ async def answered(bench, call, *keys: str):
     """Run the call; answer each consent prompt on the keypad with the next key."""
     task = asyncio.ensure_future(call)
     for key in keys:
-        await until(lambda: task.done() or "OK / Cancel" in bench.display.screen())
+        await until(lambda: task.done() or "OK / Annuler" in bench.display.screen())
         if task.done():
             break
         bench.keypad.press(key)
-        await until(lambda: task.done() or "OK / Cancel" not in bench.display.screen())
+        await until(lambda: task.done() or "OK / Annuler" not in bench.display.screen())
     return await task
 
 
@@ -100,7 +100,7 @@ async def test_d5_create_feed_find_get_with_consent(edged, slots, pcscd, host) -
 def prompts(bench) -> list[str]:
     """Every consent question shown on the terminal so far."""
     return [" ".join(lines[:-1]) for lines in bench.display.history
-            if lines and lines[-1] == "OK / Cancel"]
+            if lines and lines[-1] == "OK / Annuler"]
 
 
 async def refused(call) -> RemoteError:
@@ -603,8 +603,8 @@ async def test_session_renewed_after_a_host_restart(edged, slots, pcscd, host) -
             assert (await client.call("dmp.exists", {"ins": PIERRE}))["exists"] is False
             assert service.session is not None and service.session.token != first.token
             # the card still holds its PIN: typed once, at the first login
-            assert [lines for lines in bench.display.history if lines == ["PIN OK"]] == [
-                ["PIN OK"]]
+            assert [lines for lines in bench.display.history if lines == ["Code correct"]] == [
+                ["Code correct"]]
         finally:
             again.stop()
 
@@ -684,7 +684,7 @@ async def test_cli_patient_code(edged, slots, pcscd, host, tmp_path, monkeypatch
     monkeypatch.setenv("BIFENTE_CLIENT_DIR", str(tmp_path / "client"))
     (await bench.pair("cli", "dmp:read")).save()
     task = asyncio.ensure_future(asyncio.to_thread(_cli, "dmp", "patient-code", PIERRE))
-    await until(lambda: task.done() or "OK / Cancel" in bench.display.screen())
+    await until(lambda: task.done() or "OK / Annuler" in bench.display.screen())
     bench.keypad.press("OK")
     code, out, err = await task
     assert code == 0 and "terminal display" in out, err

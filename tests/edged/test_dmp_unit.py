@@ -12,7 +12,7 @@ from contracts.consent import canonical_json as canonical
 from edged.config import ConfigError
 from edged.services.consent import ConsentSigner
 from edged.services.dmp_host import DmpSettings, query_string
-from edged.services.dmp_queue import FeedQueue
+from edged.state.dmp_queue import FeedQueue
 from simulators.dmp.consent import load_device_key, verify_consent
 from simulators.pki import DATA
 

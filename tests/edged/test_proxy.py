@@ -41,6 +41,7 @@ from edged.services.proxy import (
     load_seal,
     totp,
 )
+from edged.state.keywrap import KeyWrapper, load_key_wrapper
 from simulators.mail import TEST_PASSWORD, MailOperator
 from simulators.pki import DATA, ca_certificate, load_key
 from tests.edged.conftest import Bench, BenchFactory
@@ -163,12 +164,18 @@ def message(sender: str, subject: str, attachment: bytes = b"") -> EmailMessage:
     return msg
 
 
+def state_key(state: Path) -> KeyWrapper:
+    """The state key the edged fixture gives the daemon of `state` (tests/edged/conftest.py)."""
+    return load_key_wrapper(state, str(state.parent / f"{state.name}.key" / "state.key"))
+
+
 async def start(edged: BenchFactory, op: MailOperator, tmp_path: Path,
                 **changes: Any) -> Setup:
     state = tmp_path / "state0"  # what the edged fixture gives its first daemon
+    wrapper = state_key(state)
     cert, key = op.structure_certificate(DOMAIN)
-    import_seal(state, cert, key, [DATA / "ca" / "test-organisations.crt.pem"])
-    store = UserStore(state)
+    import_seal(state, cert, key, [DATA / "ca" / "test-organisations.crt.pem"], wrapper=wrapper)
+    store = UserStore(state, wrapper)
     users = {"alice": store.add("alice", ALICE), "bob": store.add("bob", BOB)}
     store.close()
     bench = await edged(proxy=proxy_table(op, tmp_path, **changes))
@@ -219,7 +226,7 @@ async def test_valid_code_relayed_signed_by_the_seal_and_encrypted(setup: Setup)
     [attachment] = opened.attachments
     assert attachment.filename == "compte-rendu.pdf" and attachment.data == pdf  # byte-identical
     # the structure can read its own copy (encrypted to the sender too, M1)
-    seal_key = load_seal(setup.proxy.state_dir)
+    seal_key = load_seal(setup.proxy.state_dir, state_key(setup.proxy.state_dir))
     own = smime.open_message(raw, cms.SoftwareDecryptor(seal_key._key, seal), trust(),
                              check_sender=False)
     assert own.attachments[0].data == pdf
@@ -313,7 +320,8 @@ def test_no_seal_key_stops_the_proxy_before_it_listens(op: MailOperator,
                                                        tmp_path: Path) -> None:
     settings = ProxySettings.from_table(proxy_table(op, tmp_path))
     with pytest.raises(SealError, match="bifente proxy seal import"):
-        ProxyServer(settings, tmp_path / "state", ssl.create_default_context())
+        ProxyServer(settings, tmp_path / "state", ssl.create_default_context(),
+                    state_key(tmp_path / "state"))
 
 
 @pytest.mark.asyncio
@@ -337,7 +345,7 @@ async def test_lockout_after_repeated_code_failures(setup: Setup) -> None:
     assert [r["reason"] for r in setup.audit("proxy.refused")][-1] == "locked"
     # alice is not affected
     assert await setup.send("alice", message(ALICE, f"[code:{setup.code('alice')}] x")) == {}
-    UserStore(setup.proxy.state_dir).unlock("bob")
+    UserStore(setup.proxy.state_dir, state_key(setup.proxy.state_dir)).unlock("bob")
     assert await setup.send("bob", message(BOB, f"[code:{setup.code('bob')}] x")) == {}
 
 
@@ -383,31 +391,49 @@ async def test_sender_must_be_the_user_and_tls_and_auth_are_required(setup: Setu
 
 
 # -- the seal key at rest -------------------------------------------------------------------
-def test_seal_key_is_encrypted_at_rest(op: MailOperator, tmp_path: Path) -> None:
+def test_seal_key_is_encrypted_under_the_state_key(op: MailOperator, tmp_path: Path) -> None:
+    wrapper = state_key(tmp_path / "state")
     cert, key = op.structure_certificate(DOMAIN)
-    path = import_seal(tmp_path, cert, key)
+    path = import_seal(tmp_path / "state", cert, key, wrapper=wrapper)
     pem = path.read_bytes()
     assert pem.startswith(b"-----BEGIN ENCRYPTED PRIVATE KEY-----")
     assert oct(path.stat().st_mode & 0o777) == "0o600"
-    assert oct((tmp_path / "proxy" / "seal.secret").stat().st_mode & 0o777) == "0o600"
+    assert sorted(p.name for p in path.parent.iterdir()) == ["seal.crt.pem", "seal.key.pem"]
     with pytest.raises(TypeError):
         serialization.load_pem_private_key(pem, password=None)
-    with pytest.raises(ValueError):
-        serialization.load_pem_private_key(pem, password=b"not the secret")
-    signer = load_seal(tmp_path)
+    signer = load_seal(tmp_path / "state", wrapper)
     assert hashlib.sha256(signer.sign(b"x")).digest()  # usable once decrypted in memory
-    (tmp_path / "proxy" / "seal.secret").write_bytes(b"another secret of 32 characters!")
-    with pytest.raises(SealError, match="cannot be decrypted"):
-        load_seal(tmp_path)
+    # Another state key (a stolen copy of the state directory, a guess) opens nothing.
+    with pytest.raises(SealError, match="cannot be decrypted with the state key"):
+        load_seal(tmp_path / "state",
+                  load_key_wrapper(tmp_path / "state", str(tmp_path / "thief" / "state.key")))
     # a passphrase kept elsewhere (config seal_secret_file)
     elsewhere = tmp_path / "usb" / "seal.pass"
     elsewhere.parent.mkdir()
     elsewhere.write_bytes(b"a passphrase from a removable key\n")
     import_seal(tmp_path / "other", cert, key, secret_file=elsewhere)
-    assert not (tmp_path / "other" / "proxy" / "seal.secret").exists()
-    assert load_seal(tmp_path / "other", elsewhere).certificate.subject
+    assert load_seal(tmp_path / "other", wrapper, elsewhere).certificate.subject
     with pytest.raises(SealError):
-        load_seal(tmp_path / "other")
+        load_seal(tmp_path / "other", wrapper)
+
+
+def test_an_older_seal_secret_beside_the_key_is_moved_under_the_state_key(
+        op: MailOperator, tmp_path: Path) -> None:
+    # How an older install stored it (review M8): a random passphrase in proxy/seal.secret.
+    cert, key = op.structure_certificate(DOMAIN)
+    folder = tmp_path / "state" / "proxy"
+    folder.mkdir(parents=True, mode=0o700)
+    legacy = folder / "seal.secret"
+    legacy.write_bytes(b"an old random passphrase of 32 b\n")
+    import_seal(tmp_path / "state", cert, key, secret_file=legacy)
+    wrapper = state_key(tmp_path / "state")
+    first = load_seal(tmp_path / "state", wrapper)  # opens with the old secret, re-encrypts
+    assert not legacy.exists()
+    again = load_seal(tmp_path / "state", wrapper)  # now under the state key alone
+    assert again.certificate == first.certificate
+    pem = (folder / "seal.key.pem").read_bytes()
+    with pytest.raises(ValueError):
+        serialization.load_pem_private_key(pem, password=b"an old random passphrase of 32 b")
 
 
 def test_config_errors_name_the_setting(op: MailOperator, tmp_path: Path) -> None:
@@ -428,7 +454,8 @@ def test_config_errors_name_the_setting(op: MailOperator, tmp_path: Path) -> Non
 
 
 def test_cli_user_add_prints_the_otpauth_uri_once(tmp_path: Path) -> None:
-    env = os.environ | {"BIFENTE_STATE_DIR": str(tmp_path)}
+    env = os.environ | {"BIFENTE_STATE_DIR": str(tmp_path / "state"),
+                        "BIFENTE_STATE_KEY_FILE": str(tmp_path / "key" / "state.key")}
     run = subprocess.run([sys.executable, "-m", "edged.cli.main", "proxy", "user", "add",
                           "carol", "--email", "carol@cabinet.test"],
                          capture_output=True, text=True, env=env, timeout=60, check=True)
@@ -437,7 +464,7 @@ def test_cli_user_add_prints_the_otpauth_uri_once(tmp_path: Path) -> None:
     listing = subprocess.run([sys.executable, "-m", "edged.cli.main", "proxy", "user", "list"],
                              capture_output=True, text=True, env=env, timeout=60, check=True)
     assert "carol" in listing.stdout and "otpauth" not in listing.stdout
-    assert oct((tmp_path / "proxy" / "users.db").stat().st_mode & 0o777) == "0o600"
+    assert oct((tmp_path / "state" / "proxy" / "users.db").stat().st_mode & 0o777) == "0o600"
     again = subprocess.run([sys.executable, "-m", "edged.cli.main", "proxy", "user", "add",
                             "carol", "--email", "carol@cabinet.test"],
                            capture_output=True, text=True, env=env, timeout=60)

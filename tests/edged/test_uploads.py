@@ -89,6 +89,20 @@ def test_an_upload_is_only_its_owners(tmp_path: Path) -> None:
         store.take("alice", later, 10)
 
 
+def test_an_upload_under_way_is_not_on_disk_in_clear(tmp_path: Path) -> None:
+    # A CDA half uploaded when the state directory is copied (review M8): ciphertext only.
+    store = uploads.Uploads(tmp_path / "uploads")
+    document = b"<ClinicalDocument>compte rendu: diabete de type 2</ClinicalDocument>" * 50
+    upload_id = store.begin("alice", len(document), hashlib.sha256(document).hexdigest())
+    store.chunk("alice", upload_id, 0, document[:1000])
+    store.chunk("alice", upload_id, 1000, document[1000:])
+    on_disk = (tmp_path / "uploads" / upload_id).read_bytes()
+    assert b"diabete" not in on_disk and b"ClinicalDocument" not in on_disk
+    assert oct((tmp_path / "uploads" / upload_id).stat().st_mode & 0o777) == "0o600"
+    store.commit("alice", upload_id)
+    assert store.take("alice", upload_id, len(document)) == document
+
+
 @pytest.mark.asyncio
 async def test_an_oversized_message_is_a_clear_error_not_a_hang(edged) -> None:
     bench = await edged(max_message_bytes=4096)

@@ -12,12 +12,11 @@ import re
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.needs import missing
+from tests.needs import tmpfs
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = '[server]\nhost = "127.0.0.1"\nport = 0\n[state]\nstate_dir = "{state}"\n' \
@@ -40,20 +39,6 @@ def run_edged(tmp: Path, state: Path, *, until_ready: bool = False) -> tuple[int
     if until_ready:
         assert process.returncode == 0, err
     return process.returncode, err
-
-
-@contextlib.contextmanager
-def tmpfs(where: Path, size: str = "1m") -> Iterator[Path]:
-    """A small tmpfs of our own (root only)."""
-    where.mkdir()
-    if os.geteuid() != 0:
-        missing("mounting a tmpfs needs root (CI and the dev machines run as root)")
-    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0700", "tmpfs",
-                    str(where)], check=True)
-    try:
-        yield where
-    finally:
-        subprocess.run(["umount", "-l", str(where)], check=False)
 
 
 def fill(fs: Path) -> None:

@@ -922,10 +922,12 @@ export const ERRORS = {
   "-32001": ["missing_scope","challenge_reserved"],
   /** the client's certificate was revoked; the daemon closes the socket with 4403 (a revocation closes open sockets first, so the error is seen on the next connection) */
   "-32002": ["revoked"],
-  /** too many calls, or too many connections for this client (sent with id null right before the close 1008) */
+  /** too many calls, too many prompts on the terminal (docs/security.md), or too many connections for this client (sent with id null right before the close 1008) */
   "-32003": ["rate_limited","too_many_connections","prompt_pending"],
   /** a message or a decoded parameter larger than its limit (id is null when the message was too large to be read) */
   "-32004": ["too_large"],
+  /** the terminal's disk is nearly full: new mail, DMP feeds to queue and uploads are refused before anything is written (what is stored stays; docs/edged.md, "Disk space") */
+  "-32005": ["disk_full"],
   /** card problem */
   "-32010": ["no_card","card_removed","card_busy","timeout","card_unreadable","card_refused","reader_error"],
   /** PIN problem: a signature or decryption needs the PIN first (cps.verify_pin reports wrong/blocked/cancelled in its result, not as errors) */

@@ -1,7 +1,9 @@
-"""The offline DMP feeds (the ambulance): durable in SQLite until the host registers them.
+"""The DMP offline queue: feeds made without network, kept until the host has them.
 
-edged/services/dmp.py adds a feed that could not reach the host and delivers it from one
-background loop; the CDA and the signed consent are sealed at rest (edged/state/keywrap.py).
+Durable on the state's SQLite helper (WAL, synchronous=FULL, locked writes); the CDA and its
+consent header are sealed with the state key, the queue id authenticated with them so rows
+cannot be swapped (docs/security.md, "Data at rest"). The delivery loop that drains it is
+the DMP service's (edged/services/dmp.py); docs/dmp-terminal.md describes the queue.
 """
 
 from __future__ import annotations
