@@ -28,6 +28,8 @@ from zeroconf import (
 from zeroconf._dns import DNSService  # not re-exported by name from zeroconf itself
 from zeroconf.asyncio import AsyncServiceBrowser, AsyncServiceInfo, AsyncZeroconf
 
+from contracts.mdns import FINGERPRINT_PREFIX, PROTOCOL_VERSION, SERVICE_TYPE, TXT_KEYS
+
 __all__ = [
     "PROTOCOL_VERSION",
     "SERVICE_TYPE",
@@ -51,11 +53,8 @@ log = logging.getLogger(__name__)
 # Where to listen and send: None for all interfaces, or IP addresses (IPv6 also by index).
 Interfaces = InterfaceChoice | Sequence[str | int] | None
 
-SERVICE_TYPE = "_bifente._tcp.local."
-PROTOCOL_VERSION = "1"
-# The only TXT keys we publish: protocol version, certificate fingerprint, capabilities, model.
-TXT_KEYS = ("v", "fp", "caps", "model")
-_FP_PREFIX = "sha256:"
+# The advert's names are a contract with every client: contracts/mdns.py.
+_FP_PREFIX = FINGERPRINT_PREFIX
 _FP_HEX = re.compile(r"[0-9a-f]{64}")
 _CAPABILITY = re.compile(r"[a-z0-9][a-z0-9._-]{0,31}")
 _TXT_STRING_MAX = 255  # RFC 6763 §6.1: one length byte per key=value string

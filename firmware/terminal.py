@@ -17,6 +17,7 @@ import iso7816
 import keypad
 import link
 import pinentry
+from slot import CardSlot
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -152,7 +153,7 @@ class Terminal:
     def __init__(self, port: "Any", slot_hw: list, keys: keypad.KeyQueue, display: "Any",
                  fw_version: tuple = FW_VERSION) -> None:
         self.port = port
-        self.slots = [iso7816.CardSlot(hw, i) for i, hw in enumerate(slot_hw)]
+        self.slots = [CardSlot(hw, i) for i, hw in enumerate(slot_hw)]
         self.keys = keys
         self.display = display
         self.fw_version = fw_version
@@ -427,7 +428,7 @@ class Terminal:
         await self._respond(seq, link.HelloAck(link.PROTOCOL_VERSION, major, minor, patch,
                                                link.MAX_PAYLOAD, len(self.slots)))
 
-    def _slot(self, index: int) -> iso7816.CardSlot:
+    def _slot(self, index: int) -> CardSlot:
         if index >= len(self.slots):
             raise link.DecodeError(link.E_BAD_SLOT, "slot %d" % index)
         return self.slots[index]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -13,12 +14,41 @@ from simulators.cps3 import Cps3Card
 from simulators.pcscd import PcscdHandle, ensure_pcscd
 from simulators.slots import CPS_SLOT, VITALE_SLOT, SimulatedSlots
 from simulators.vitale import Vitale2Card
+from tests import leaks
 
 # Every answer the suite receives through the SDK (in this process, and in the CLI run as a
 # subprocess, which inherits the variable) is validated against docs/openrpc.json: results
 # against their method's result schema, errors against the error table, events against their
 # params schema (edged/sdk/contract.py). A mismatch fails the call, so the test fails.
 os.environ.setdefault("BIFENTE_CHECK_ANSWERS", "1")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _note_leaked_tasks() -> Iterator[None]:
+    """Note asyncio tasks left pending when a test's loop closes (tests/leaks.py)."""
+    undo = leaks.watch_tasks()
+    yield
+    undo()
+
+
+@pytest.fixture(autouse=True)
+def _no_leaks(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Fail a test that leaves a thread running or an asyncio task pending (tests/leaks.py).
+
+    Autouse, so set up before and torn down after the test's other fixtures, its event loop
+    included: what is left then was leaked by the test or by the code under test.
+    """
+    before = threading.enumerate()
+    leaks.leaked_tasks.clear()
+    yield
+    threads = leaks.new_threads(before)
+    tasks = list(leaks.leaked_tasks)
+    leaks.leaked_tasks.clear()
+    problems = [f"thread {t.name!r} still running" for t in threads]
+    problems += [f"task {t} still pending when its loop closed" for t in tasks]
+    known = request.node.get_closest_marker("leaks")
+    if problems and known is None:
+        pytest.fail("leaked past the end of the test: " + "; ".join(problems), pytrace=False)
 
 
 @pytest.fixture(scope="session")

@@ -59,3 +59,35 @@ def test_the_literal_reader_sees_a_drifted_copy(tmp_path: Path) -> None:
     drifted = tmp_path / "iso7816.py"
     drifted.write_text("FI_TABLE = (372, 373)\nx = f()\n")
     assert _constants(drifted) == {"FI_TABLE": (372, 373)}
+
+
+def test_the_advert_publishes_exactly_the_contracts_txt_keys() -> None:
+    from contracts import mdns
+    from edged.discovery import Advert
+
+    advert = Advert(name="bifente-test", port=8443, addresses=("127.0.0.1",),
+                    fingerprint="ab" * 32, capabilities=("cps",), model="bifente-t1")
+    txt = advert.txt()
+    assert tuple(txt) == mdns.TXT_KEYS
+    assert txt[mdns.TXT_VERSION] == mdns.PROTOCOL_VERSION
+    assert txt[mdns.TXT_FINGERPRINT] == mdns.FINGERPRINT_PREFIX + "ab" * 32
+
+
+def test_dmp_reasons_edged_passes_on_are_the_hosts() -> None:
+    # DMP_ERROR's data.reason is the host's code (docs/dmp-api.md, "Refusal reasons"), except
+    # the few edged decides itself before or instead of asking the host.
+    from contracts.dmp import Reason
+    from edged.api.contract import ERRORS
+    from edged.api.errors import DMP_ERROR
+
+    own = {"host_unreachable", "host_untrusted", "dmp_not_configured"}
+    (dmp,) = [kind for kind in ERRORS if kind.code == DMP_ERROR]
+    assert set(dmp.reasons) - own <= {r.value for r in Reason}
+
+
+def test_the_dmp_host_answers_with_the_contracts_statuses() -> None:
+    from contracts.dmp import Reason, status_of
+    from simulators.dmp import codes
+
+    assert codes.Reason is Reason and codes.status_of is status_of
+    assert status_of(Reason.CONSENT_MISSING) == 403 and status_of(Reason.DMP_EXISTS) == 409

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from email.message import Message
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from simulators.dmp.codes import Reason, Refused, status_of
@@ -263,6 +264,11 @@ class HttpServer(ThreadingHTTPServer):
                 with contextlib.suppress(OSError):
                     sock.shutdown(socket.SHUT_RDWR)
             self._open.clear()
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        """Serve one connection in its own thread, named so a leak report says whose it is."""
+        threading.Thread(target=self.process_request_thread, args=(request, client_address),
+                         name=f"dmp-host-conn {client_address[1]}", daemon=True).start()
 
     def handle_error(self, request: object, client_address: object) -> None:
         log.debug("dmp host: connection from %s dropped", client_address, exc_info=True)

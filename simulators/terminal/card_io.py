@@ -1,7 +1,7 @@
 """The card side of an ISO/IEC 7816-3 contact: ATR, PPS, T=0 and T=1, one character at a time.
 
 A `CardEngine` sits on one slot's I/O line of the virtual terminal. The firmware (reader
-side, firmware/iso7816.py) drives the line through simulators/terminal/mp/sim_board.py;
+side, firmware/slot.py and t1.py) drives the line through simulators/terminal/mp/sim_board.py;
 every line event arrives here as one message (power, RST, timing, characters), and this
 engine answers exactly what a T=0 card would put on the wire: its ATR on RST rising, the PPS
 echo, procedure bytes (ACK = INS, ~INS one byte at a time, NULL 60 while working), data and

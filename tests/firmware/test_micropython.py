@@ -182,7 +182,8 @@ def test_mpy_cross_armv6m(path: Path) -> None:
 
 def test_every_firmware_module_is_checked() -> None:
     names = {p.stem for p in FIRMWARE_FILES}
-    assert {"link", "iso7816", "pinentry", "keypad", "display", "main", "slot_hw", "board",
+    assert {"link", "iso7816", "slot", "t1", "pinentry", "keypad", "display", "main", "slot_hw",
+            "board",
             "terminal", "port", "pinmap"} <= names
 
 

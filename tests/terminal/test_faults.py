@@ -243,6 +243,8 @@ def test_terminal_ui_confirm_and_show(vt: VirtualTerminal, link: TerminalLink) -
     assert vt.screen_lines()[0] == "Carte Vitale lue"
 
 
+@pytest.mark.leaks("TerminalUI.confirm: a cancelled prompt leaves its to_thread(link.confirm) "
+                   "future unawaited (edged/readers/terminal/ui.py)")
 def test_abort_ends_a_prompt_from_the_host(vt: VirtualTerminal, link: TerminalLink) -> None:
     ui = TerminalUI(link)
 
@@ -269,6 +271,7 @@ def test_abort_ends_a_prompt_from_the_host(vt: VirtualTerminal, link: TerminalLi
 
 
 # -- the supervisor edged uses ------------------------------------------------------------
+@pytest.mark.leaks("the restarted VirtualTerminal's vt-* threads outlive the test")
 def test_reader_reports_cards_and_reconnects_after_a_restart(vt: VirtualTerminal) -> None:
     cards: list[tuple[int, bool, bytes]] = []
     states: list[bool] = []
@@ -310,6 +313,7 @@ def test_reader_reports_cards_and_reconnects_after_a_restart(vt: VirtualTerminal
     assert states[-1] is False
 
 
+@pytest.mark.leaks("TerminalControl's vt-control-server thread is not stopped")
 def test_control_server_for_other_processes(vt: VirtualTerminal) -> None:
     address = vt.serve_control("127.0.0.1:0")
     control = TerminalControl(address)

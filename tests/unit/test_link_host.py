@@ -59,6 +59,14 @@ def test_tables_match_vectors() -> None:
         L.SOF, L.MAX_PAYLOAD, L.HEADER_LEN, L.OVERHEAD)
 
 
+def test_host_enums_name_the_contracts_tables() -> None:
+    # The host's enums are names over contracts/link.py, the codec the firmware runs.
+    from contracts import link as wire
+
+    assert {int(t): t.name for t in L.MessageType} == wire.TYPE_NAMES
+    assert {int(e): e.name for e in L.ErrorCode} == wire.ERROR_NAMES
+
+
 def test_crc_check_value_and_reference() -> None:
     assert L.crc16(b"123456789") == crc_reference(b"123456789") == VECTORS["crc"]["check"]
     for f in VECTORS["frames"]:

@@ -57,7 +57,7 @@ def run_card_program(card, hdr):
 
 
 class FakeSlotHw:
-    """Slot hardware with a scripted card on the I/O line (the seam iso7816.CardSlot drives).
+    """Slot hardware with a scripted card on the I/O line (the seam slot.CardSlot drives).
 
     `programs` is a list of step lists, one per command header the card receives; a step is
     ("send", bytes), ("recv", n), ("reply", fn(data) -> bytes), ("mute",) or ("remove",).

@@ -1,8 +1,8 @@
 """ISO 7816-3 engine against a scripted card: activation, ATR, PPS, T=0 cases 1-4, errors."""
 
 import iso7816
-from iso7816 import CardSlot
 from mptest import raises
+from slot import CardSlot
 from support import (
     ATR_CPS3,
     ATR_CPS4,

@@ -1,8 +1,8 @@
 """ISO 7816-3 T=1 (§11) against a scripted T=1 card: blocks, chaining, errors, WTX, IFS, BWT."""
 
 import iso7816
-from iso7816 import CardSlot
 from mptest import raises
+from slot import CardSlot
 from support import ATR_T2_ONLY, FakeSlotHw, T1Card, edc, t1_atr
 
 # The CPS3 contactless historical bytes behind a T=1-only ATR (IFSC 32, BWI 4, CWI 13).
