@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from edged.api.errors import TOO_LARGE, NoCard
 from edged.api.jsonrpc import INVALID_PARAMS, RpcError
+from edged.readers.manager import ReaderLost
 from edged.readers.pcsc import CardKind
 
 if TYPE_CHECKING:
@@ -70,6 +71,8 @@ async def on_card(daemon: Daemon, conn: Connection, kind: CardKind, fn: Callable
     """Run fn on the session of the card of this kind, in its arbiter's queue."""
     slot = daemon.slots.find(kind)
     if slot is None or slot.arbiter is None:
+        if lost := daemon.slots.lost_reason():  # the card may be in that reader
+            raise ReaderLost(lost)
         raise NoCard(f"no {'CPS' if kind is CardKind.CPS else 'Vitale'} card is inserted")
     return await slot.arbiter.run(conn.client_id, fn, label=label,
                                   timeout=timeout or daemon.config.card_timeout)

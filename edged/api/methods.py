@@ -354,10 +354,11 @@ _CORE = [
                ("text",)),
            obj({"answer": {"type": "string", "enum": [str(a) for a in Answer]}}, ("answer",))),
     Method("events.subscribe", events_subscribe, "Receive event notifications on this "
-           "connection (all, or the ones named): card.inserted, card.removed, pin.state, "
+           "connection (all, or the ones named): card.inserted, card.removed, reader.lost "
+           "(a reader failed: not a card removal), reader.restored, pin.state, "
            "terminal.cancel (Cancel pressed outside a prompt), terminal.lost, "
            "terminal.restored. Replaces an earlier subscription.", _READ,
-           obj({"events": {"type": "array", "maxItems": 8,
+           obj({"events": {"type": "array", "maxItems": 16,
                             "items": {"type": "string", "enum": sorted(EVENT_NAMES)}}}),
            obj({"subscribed": {"type": "array", "items": {"type": "string",
                                                           "enum": sorted(EVENT_NAMES)}}},
