@@ -91,7 +91,9 @@ class Soak:
         config = self.dir / "edged.toml"
         config.write_text(
             '[server]\nhost = "127.0.0.1"\nport = 0\nrate_per_second = 1000.0\n'
-            f'rate_burst = 1000\n[state]\nstate_dir = "{self.dir}/state"\n[mail]\n'
+            # Every soak client connects from loopback: one address holds them all.
+            f'rate_burst = 1000\nmax_per_paired_address = {self.n_clients + 16}\n'
+            f'[state]\nstate_dir = "{self.dir}/state"\n[mail]\n'
             f'host = "{table["host"]}"\ndirectory_url = "{table["directory_url"]}"\n'
             f'ca_file = "{table["ca_file"]}"\npassword_file = "{table["password_file"]}"\n'
             f'domains = {{{domains}}}\nintermediates_file = "{chain}"\n'
