@@ -82,11 +82,21 @@ class Soak:
         chain = self.dir / "intermediates.pem"
         chain.write_bytes(b"".join((DATA / "ca" / f"test-{n}.crt.pem").read_bytes()
                                    for n in ("personnes", "organisations")))
+        from simulators.mail import mail_table
+
+        table = mail_table(self.dir / "op")
+        domains = ", ".join(f'"{d}" = {{submission_port = {p["submission_port"]}, '
+                            f'pop3_port = {p["pop3_port"]}}}'
+                            for d, p in table["domains"].items())  # type: ignore[attr-defined]
         config = self.dir / "edged.toml"
         config.write_text(
             '[server]\nhost = "127.0.0.1"\nport = 0\nrate_per_second = 1000.0\n'
-            f'rate_burst = 1000\n[state]\nstate_dir = "{self.dir}/state"\n[mail]\n'
-            f'operator_json = "{self.dir}/op/operator.json"\nintermediates_file = "{chain}"\n'
+            # Every soak client connects from loopback: one address holds them all.
+            f'rate_burst = 1000\nmax_per_paired_address = {self.n_clients + 16}\n'
+            f'[state]\nstate_dir = "{self.dir}/state"\n[mail]\n'
+            f'host = "{table["host"]}"\ndirectory_url = "{table["directory_url"]}"\n'
+            f'ca_file = "{table["ca_file"]}"\npassword_file = "{table["password_file"]}"\n'
+            f'domains = {{{domains}}}\nintermediates_file = "{chain}"\n'
             "retry_base_delay = 0.5\nretry_max_delay = 5.0\ntimeout = 10\n")
         env = dict(os.environ, PYTHONPATH=str(ROOT),
                    BIFENTE_SIM_TERMINAL=str(self.dir / "terminal.json"))
@@ -98,7 +108,8 @@ class Soak:
         for _ in range(20):
             line = self.edged.stdout.readline()  # type: ignore[union-attr]
             if not line:
-                break
+                raise RuntimeError("edged exited: "
+                                   + (self.dir / "edged.log").read_text()[-2000:])
             if m := re.search(r"control (\S+)", line):
                 control = m.group(1)
             if m := re.search(r":(\d+) fingerprint sha256:([0-9a-f]{64})", line):
@@ -128,7 +139,7 @@ class Soak:
             raise RuntimeError("no pairing code on the terminal")
 
         creds = []
-        scopes = ["identity:read", "cps:sign", "mail:send"]
+        scopes = ["identity:read", "cps:sign", "mail:send", "mail:read"]
         for i in range(self.n_clients):
             creds.append(await pair("127.0.0.1", self.port, self.fingerprint, f"soak{i:03d}",
                                     scopes, lambda: asyncio.to_thread(code)))
@@ -250,12 +261,14 @@ class Soak:
                 "edged": self.samples, "mail_sent": len(self.sent)}
 
     def stop_and_check(self) -> dict[str, Any]:
-        from edged.state.audit import AuditLog
+        from edged.state.audit import AuditLog, read_anchor_key
+        from edged.state.keywrap import load_key_wrapper
 
         self.edged.send_signal(signal.SIGTERM)
         code = self.edged.wait(timeout=60)
         state = self.dir / "state"
-        key = (state / "audit.key").read_bytes()
+        # The anchor key is sealed with the state key (docs/security.md), read as the CLI does.
+        key = read_anchor_key(state / "audit.key", load_key_wrapper(state, create=False))
         with AuditLog(state / "audit.db", readonly=True, anchor_key=key) as log:
             report = log.verify()
         with sqlite3.connect(state / "outbox.db") as db:

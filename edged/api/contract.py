@@ -137,6 +137,14 @@ EVENTS: dict[str, tuple[str, dict[str, Any]]] = {
                       _event(_CARD_EVENT, ("slot", "reader", "kind"))),
     "card.removed": ("A card was removed from a slot (`kind` is what it was).",
                      _event(_CARD_EVENT, ("slot", "reader", "kind"))),
+    "reader.lost": ("A reader failed or went away (pcscd lost, reader unplugged): the card "
+                    "it held (`kind`) cannot be reached; calls get `reader_error`, not "
+                    "`card_removed`. `reader.restored` follows when it is back.",
+                    _event({**_CARD_EVENT, "reason": {"type": "string"}},
+                           ("slot", "reader", "kind", "reason"))),
+    "reader.restored": ("A lost reader is back; a card in it is announced by card.inserted.",
+                        _event({"slot": {"type": "string"}, "reader": {"type": "string"}},
+                               ("slot", "reader"))),
     "pin.state": ("The outcome of a PIN entry, for every subscriber.",
                   _event({"result": {"type": "string",
                                      "enum": ["ok", "wrong", "blocked", "cancelled", "reset"]},

@@ -32,7 +32,7 @@ from edged.readers.pcsc import CardKind
 from edged.readers.session import InsertedCps
 from edged.readers.ui import fit_lines
 from edged.services import cards
-from edged.services.errors import NoCard, TerminalUnavailable
+from edged.services.errors import TerminalUnavailable
 from edged.services.prompts import one_prompt
 from edged.services.signing import DIGEST_DIGITS
 
@@ -137,7 +137,7 @@ async def cps_sign_digest(daemon: ApiContext, conn: Caller, params: dict[str, An
                        "invalid_params")
     slot = daemon.slots.find(CardKind.CPS)
     if slot is None or slot.arbiter is None:
-        raise NoCard("no CPS card is inserted")
+        raise cards.missing(daemon, CardKind.CPS)
     await daemon.signatures.approve(daemon.ui, conn.client_id, conn.client_name or "?",
                                     params.get("title", ""), digest, insertion=slot.arbiter,
                                     gate=lambda: one_prompt(daemon, conn))

@@ -22,7 +22,7 @@ from edged.api.method import STR as _STR
 from edged.readers.pcsc import CardKind
 from edged.readers.ui import Answer, fit_lines
 from edged.services import cards
-from edged.services.errors import Family, NoCard, ServiceError, TerminalUnavailable
+from edged.services.errors import Family, ServiceError, TerminalUnavailable
 from edged.services.prompts import MAX_PROMPT_S, one_prompt
 from edged.services.signing import DIGEST_DIGITS
 from edged.state.clients import SCOPES
@@ -188,7 +188,7 @@ async def cps_sign(daemon: ApiContext, conn: Caller, params: dict[str, Any]) -> 
         _require(conn, "cps:sign", "a signature with the signature key")
         slot = daemon.slots.find(CardKind.CPS)
         if slot is None or slot.arbiter is None:  # nothing to confirm for
-            raise NoCard("no CPS card is inserted")
+            raise cards.missing(daemon, CardKind.CPS)
         approval = await daemon.signatures.approve(
             daemon.ui, conn.client_id, conn.client_name or "?", title, digest,
             insertion=slot.arbiter, gate=lambda: one_prompt(daemon, conn))
@@ -352,10 +352,11 @@ _CORE = [
                ("text",)),
            obj({"answer": {"type": "string", "enum": [str(a) for a in Answer]}}, ("answer",))),
     Method("events.subscribe", events_subscribe, "Receive event notifications on this "
-           "connection (all, or the ones named): card.inserted, card.removed, pin.state, "
+           "connection (all, or the ones named): card.inserted, card.removed, reader.lost "
+           "(a reader failed: not a card removal), reader.restored, pin.state, "
            "terminal.cancel (Cancel pressed outside a prompt), terminal.lost, "
            "terminal.restored. Replaces an earlier subscription.", _READ,
-           obj({"events": {"type": "array", "maxItems": 8,
+           obj({"events": {"type": "array", "maxItems": 16,
                             "items": {"type": "string", "enum": sorted(EVENT_NAMES)}}}),
            obj({"subscribed": {"type": "array", "items": {"type": "string",
                                                           "enum": sorted(EVENT_NAMES)}}},

@@ -75,13 +75,29 @@ class Slot:
                 "pin_pad": self.pin_pad}
 
 
+class ReaderLost(TransportError):
+    """A reader failed or went away (pcscd lost, reader unplugged): not a card removal,
+    so clients get `reader_error` and a `reader.lost` event, never `card_removed`."""
+
+
 class SlotRegistry:
-    """Every slot the daemon knows; publishes card.inserted / card.removed."""
+    """Every slot the daemon knows; publishes card.inserted / card.removed and
+    reader.lost / reader.restored."""
 
     def __init__(self, bus: EventBus) -> None:
         self.bus = bus
         self.slots: dict[str, Slot] = {}
+        # Readers lost and not back yet (slot id -> why): a card looked for while one is
+        # lost may be in it, so the caller hears of the reader, not of a missing card.
+        self.lost: dict[str, str] = {}
         self.changed = asyncio.Event()
+
+    def lost_reason(self) -> str | None:
+        """Why a reader is unreachable now (the first lost one), or None."""
+        if not self.lost:
+            return None
+        slot_id, why = next(iter(self.lost.items()))
+        return f"reader {slot_id}: {why}"
 
     def find(self, kind: CardKind) -> Slot | None:
         """The first slot holding a card of this kind (terminal slots first)."""
@@ -118,15 +134,32 @@ class SlotRegistry:
         self.changed.set()
 
     def reader_added(self, slot: Slot) -> None:
-        """A reader appeared (empty)."""
+        """A reader appeared (empty); reader.restored when it is one that was lost."""
         self.slots.setdefault(slot.slot_id, slot)
+        if self.lost.pop(slot.slot_id, None) is not None:
+            log.info("reader restored: %s", slot.reader)
+            self.bus.publish("reader.restored", slot=slot.slot_id, reader=slot.reader)
+        self.changed.set()
+
+    async def reader_lost(self, slot_id: str, reason: str) -> None:
+        """A reader failed or was unplugged: its pending work fails with ReaderLost and
+        subscribers get reader.lost (with the card it held), not card.removed."""
+        slot = self.slots.pop(slot_id, None)
+        if slot is None:
+            return
+        kind, arbiter = slot.kind, slot.arbiter
+        slot.kind, slot.atr, slot.arbiter = CardKind.EMPTY, b"", None
+        self.lost[slot_id] = reason
+        if arbiter is not None:
+            await arbiter.close(ReaderLost(f"reader {slot.reader}: {reason}"))
+        log.warning("reader lost: %s (%s)", slot.reader, reason)
+        self.bus.publish("reader.lost", slot=slot_id, reader=slot.reader, kind=kind,
+                         reason=reason)
         self.changed.set()
 
     async def reader_gone(self, slot_id: str) -> None:
         """A reader disappeared (unplugged)."""
-        await self.card_removed(slot_id)
-        self.slots.pop(slot_id, None)
-        self.changed.set()
+        await self.reader_lost(slot_id, "the reader was removed")
 
     async def close(self) -> None:
         """Close every card's arbiter (cards are reset on close)."""
@@ -233,10 +266,11 @@ class PcscWatcher:
         except Exception:
             if not self._stop.is_set():
                 # The context is lost (pcscd died): what it reported cannot be trusted any
-                # more. Every reader goes (card.removed for its card, D8); they come back,
-                # cards and all, when a new context lists them.
+                # more. Every reader is lost (reader.lost, D8: a reader failure, not a card
+                # removal); they come back, cards and all, when a new context lists them.
                 for gone in known:
-                    self._post(functools.partial(self._spawn, self.registry.reader_gone, gone))
+                    self._post(functools.partial(self._spawn, self.registry.reader_lost, gone,
+                                                 "the PC/SC service (pcscd) was lost"))
             raise
         finally:
             self._context = None

@@ -16,6 +16,7 @@ from apdu.cps import CpsIdentity, CpsSession, PinStatus
 from apdu.cps_spec import KeyRef
 from apdu.errors import PinBlocked, PinCancelled, WrongPin
 from apdu.vitale import VitaleCard, VitaleSession
+from edged.readers.manager import ReaderLost
 from edged.readers.pcsc import CardKind
 from edged.readers.session import InsertedCps
 from edged.services.context import ServiceContext
@@ -37,6 +38,7 @@ __all__ = [
     "authenticate",
     "check_not_host_challenge",
     "cps_info",
+    "missing",
     "on_card",
     "pin_status",
     "sign",
@@ -79,12 +81,20 @@ class Signature:
     algorithm: str = "sha256WithRSAEncryption"
 
 
+def missing(ctx: ServiceContext, kind: CardKind) -> Exception:
+    """Why no card of this kind is at hand: ReaderLost while a reader is lost (the card may
+    be in it: `reader_error`), else NoCard (`no_card`)."""
+    if lost := ctx.slots.lost_reason():
+        return ReaderLost(lost)
+    return NoCard(f"no {'CPS' if kind is CardKind.CPS else 'Vitale'} card is inserted")
+
+
 async def on_card(ctx: ServiceContext, client: str, kind: CardKind, fn: Callable[[Any], T],
                   label: str, timeout: float | None = None) -> T:
     """Run fn on the session of the card of this kind, in its arbiter's queue, for client."""
     slot = ctx.slots.find(kind)
     if slot is None or slot.arbiter is None:
-        raise NoCard(f"no {'CPS' if kind is CardKind.CPS else 'Vitale'} card is inserted")
+        raise missing(ctx, kind)
     return await slot.arbiter.run(client, fn, label=label,
                                   timeout=timeout or ctx.config.card_timeout)
 

@@ -224,7 +224,7 @@ class DmpService:
         queue (QUEUE_CLIENT) reuses a session the professional opened, or the card as it is."""
         slot = self.ctx.slots.find(CardKind.CPS)
         if slot is None or slot.arbiter is None:
-            raise NoCard("no CPS card is inserted")
+            raise cards.missing(self.ctx, CardKind.CPS)
         async with self._login_lock:
             current = self.session_of(client_id)
             if current is None and client_id == QUEUE_CLIENT:
@@ -279,7 +279,7 @@ class DmpService:
         """Offline: who holds the CPS card (and the PIN verified on the keypad for later)."""
         slot = self.ctx.slots.find(CardKind.CPS)
         if slot is None or slot.arbiter is None:
-            raise NoCard("no CPS card is inserted")
+            raise cards.missing(self.ctx, CardKind.CPS)
         pin_timeout = self.ctx.config.pin_timeout
         audit = self._pin_audit(client_id)
         return await slot.arbiter.run(

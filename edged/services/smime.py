@@ -807,7 +807,10 @@ def _open(raw: bytes, decryptor: Decryptor | None, trust: TrustStore, *,
             if isinstance(fields["From"], AddressHeader) else []
         if not from_addresses or not set(from_addresses) <= set(wanted):
             raise SenderMismatch(", ".join(from_addresses), wanted)
-    date_header = fields["Date"]
+    try:
+        date_header = fields["Date"]
+    except (ValueError, OverflowError):  # a date the parser cannot hold (year 4411518833)
+        date_header = None
     plain = entity.get_body(preferencelist=("plain",))
     rich = entity.get_body(preferencelist=("html",))
     return OpenedMessage(

@@ -1,8 +1,11 @@
 """pcscd killed and restarted while edged runs (run under the shared PC/SC lock).
 
-D8: when pcscd died, readers.list kept showing both cards and no card.removed was sent.
-Now the lost context takes the readers away (card.removed for each card); when pcscd comes
-back and the cards are seen again, edged serves them without a restart.
+D8: when pcscd died, readers.list kept showing both cards and no event was sent. Now the
+lost context takes the readers away as a reader failure (reader.lost for each reader, with
+the card it held, and `reader_error` to callers), told apart from a card pulled
+(card.removed, `card_removed`, never sent here); when pcscd comes back the readers are
+restored (reader.restored), the cards seen again (card.inserted) and served without a
+restart of edged.
 """
 
 from __future__ import annotations
@@ -54,20 +57,30 @@ async def test_pcscd_killed_then_restarted_while_edged_runs(edged, slots, pcscd)
         await client.subscribe()
         try:
             await asyncio.to_thread(kill_pcscd)
-            removed = set()
-            while removed != {"cps", "vitale"}:
+            lost: dict[str, str] = {}
+            while set(lost.values()) != {"cps", "vitale"}:
                 event = await client.next_event(timeout=15)
-                if event["event"] == "card.removed":
-                    removed.add(event["kind"])
+                assert event["event"] != "card.removed", event  # a reader failure, not a pull
+                if event["event"] == "reader.lost":
+                    assert "pcscd" in event["reason"], event
+                    lost[event["reader"]] = event["kind"]
             listed = await client.call("readers.list")
-            assert not [s for s in listed["slots"] if s.get("card")], listed
+            assert not [s for s in listed["slots"] if s.get("present")], listed
             with pytest.raises(RemoteError) as caught:
                 await client.call("vitale.read")
-            assert caught.value.reason == "no_card"
+            assert caught.value.reason == "reader_error", caught.value
         finally:
             await asyncio.to_thread(ensure_pcscd)  # back before the lock is released
         for slot in (0, 1):
             await asyncio.to_thread(slots.insert, slot)
         await until(lambda: bench.daemon.slots.find("cps") and bench.daemon.slots.find("vitale"))
+        restored, inserted = set(), set()
+        while restored != set(lost) or inserted != {"cps", "vitale"}:
+            event = await client.next_event(timeout=15)
+            assert event["event"] != "card.removed", event
+            if event["event"] == "reader.restored":
+                restored.add(event["reader"])
+            elif event["event"] == "card.inserted":
+                inserted.add(event["kind"])
         assert (await client.call("vitale.read"))["beneficiaries"]
         assert (await client.call("cps.info"))["pin"]["tries_left"] == 3

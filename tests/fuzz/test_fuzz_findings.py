@@ -80,6 +80,8 @@ HOSTILE = {
                            b' filename="a\x00b"\r\nContent-Transfer-Encoding: base64\r\n\r\n'
                            b"QQ==\r\n--B--\r\n"),
     "group as From": b"From: x:;y@z.test\r\nContent-Type: text/plain\r\n\r\nx",
+    # The smime long run (44 bytes): a year past datetime's range, OverflowError.
+    "year out of range": b"From: cl\x01\x00\r\nDate:4411518833 Jun 2 00:00:1 +8",
 }
 
 

@@ -11,6 +11,7 @@ import pytest
 
 from edged.readers.terminal import TerminalLink
 from simulators.terminal import VirtualTerminal
+from tests.needs import missing
 
 BIN = Path(sys.executable).parent
 
@@ -22,10 +23,9 @@ def _have(name: str) -> bool:
 @pytest.fixture(scope="session")
 def firmware_tools() -> None:
     """The MicroPython unix port and mpy-cross: skip without them, except under CI."""
-    missing = [n for n in ("micropython", "mpy-cross") if not _have(n)]
-    if missing:
-        reason = f"{', '.join(missing)} not found (make setup installs the firmware toolchain)"
-        missing(reason)
+    absent = [n for n in ("micropython", "mpy-cross") if not _have(n)]
+    if absent:
+        missing(f"{', '.join(absent)} not found (make setup installs the firmware toolchain)")
 
 
 @pytest.fixture(scope="module")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import threading
 import time
 from pathlib import Path
 
@@ -13,10 +14,11 @@ import pytest
 
 from edged.config import Config
 from edged.daemon import Daemon
+from edged.readers.link import ConfirmOutcome
+from edged.readers.terminal import TerminalLink
 from edged.sdk import RemoteError, pair
 from simulators.terminal import VirtualTerminal
 
-pytestmark = pytest.mark.asyncio
 
 
 async def _until(predicate, timeout: float, what: str) -> None:
@@ -26,6 +28,7 @@ async def _until(predicate, timeout: float, what: str) -> None:
         await asyncio.sleep(0.05)
 
 
+@pytest.mark.asyncio
 async def test_vitale_read_completes_while_a_consent_prompt_waits(
         vt: VirtualTerminal, tmp_path: Path) -> None:
     config = Config(host="127.0.0.1", port=0, state_dir=tmp_path / "state", mdns=False,
@@ -78,3 +81,22 @@ async def test_vitale_read_completes_while_a_consent_prompt_waits(
             assert long.value.reason == "invalid_params"
     finally:
         await daemon.stop()
+
+
+def test_the_card_lane_goes_round_the_numbers_while_a_prompt_waits(
+        vt: VirtualTerminal, link: TerminalLink) -> None:
+    """Sequence numbers are shared by the lanes (1..255): 300 card requests behind a waiting
+    prompt skip its number, so neither lane gets the other's answer (the soak's KeyError)."""
+    answers: list[ConfirmOutcome] = []
+    prompt = threading.Thread(target=lambda: answers.append(link.confirm("Attendre ?", 60)))
+    prompt.start()
+    deadline = time.monotonic() + 10
+    while "OK / Annuler" not in vt.screen_lines():
+        assert time.monotonic() < deadline, vt.screen_lines()
+        time.sleep(0.05)
+    states = link.slot_status()
+    for _ in range(300):
+        assert link.slot_status() == states
+    vt.press("OK", wait=10)
+    prompt.join(10)
+    assert answers == [ConfirmOutcome.OK]

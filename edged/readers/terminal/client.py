@@ -296,10 +296,20 @@ class TerminalLink:
         pending.done.set()
 
     # -- requests ------------------------------------------------------------------------------
-    def _next_seq(self) -> int:
+    def _register(self, msg: Message) -> tuple[int, _Pending]:
+        """The next free sequence number (1..255; 0 is for events), with its pending entry.
+
+        The two lanes share the numbers: while a prompt waits (up to a minute), the card lane
+        can go all the way round, so a number still waiting is skipped, never reused (reusing
+        it would hand one lane's answer to the other)."""
         with self._seq_lock:
-            self._seq = self._seq % 255 + 1  # 1..255; 0 is for events
-            return self._seq
+            for _ in range(255):
+                self._seq = self._seq % 255 + 1
+                if self._seq not in self._pending:
+                    pending = _Pending(encode_message(self._seq, msg))
+                    self._pending[self._seq] = pending
+                    return self._seq, pending
+        raise TerminalError("no free sequence number on the terminal link")  # 255 in flight
 
     def request(self, msg: Message, *, timeout: float | None = None) -> Message:
         """Send one request and return its answer; TerminalError on ERROR or no answer."""
@@ -308,9 +318,7 @@ class TerminalLink:
             return self._exchange(msg, self.timeout if timeout is None else timeout)
 
     def _exchange(self, msg: Message, timeout: float) -> Message:
-        seq = self._next_seq()
-        pending = _Pending(encode_message(seq, msg))
-        self._pending[seq] = pending
+        seq, pending = self._register(msg)
         try:
             self._write(pending.frame)
             now = time.monotonic()
@@ -340,7 +348,8 @@ class TerminalLink:
                     self._write(pending.frame)
                     resend_at = now + self.resend_after
         finally:
-            del self._pending[seq]
+            with self._seq_lock:
+                del self._pending[seq]
         answer = pending.answer
         if isinstance(answer, LinkErrorMessage):
             code = answer.code

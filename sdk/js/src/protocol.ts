@@ -426,15 +426,15 @@ export type DmpVisibilityResult = {
   document: Record<string, unknown>;
 };
 
-/** Parameters of `events.subscribe`: Receive event notifications on this connection (all, or the ones named): card.inserted, card.removed, pin.state, terminal.cancel (Cancel pressed outside a prompt), terminal.lost, terminal.restored. Replaces an earlier subscription. */
+/** Parameters of `events.subscribe`: Receive event notifications on this connection (all, or the ones named): card.inserted, card.removed, reader.lost (a reader failed: not a card removal), reader.restored, pin.state, terminal.cancel (Cancel pressed outside a prompt), terminal.lost, terminal.restored. Replaces an earlier subscription. */
 export type EventsSubscribeParams = {
-  /** maxItems: 8 */
-  events?: ("card.inserted" | "card.removed" | "pin.state" | "terminal.cancel" | "terminal.lost" | "terminal.restored")[];
+  /** maxItems: 16 */
+  events?: ("card.inserted" | "card.removed" | "pin.state" | "reader.lost" | "reader.restored" | "terminal.cancel" | "terminal.lost" | "terminal.restored")[];
 };
 
 /** Result of `events.subscribe`. */
 export type EventsSubscribeResult = {
-  subscribed: ("card.inserted" | "card.removed" | "pin.state" | "terminal.cancel" | "terminal.lost" | "terminal.restored")[];
+  subscribed: ("card.inserted" | "card.removed" | "pin.state" | "reader.lost" | "reader.restored" | "terminal.cancel" | "terminal.lost" | "terminal.restored")[];
 };
 
 /** Parameters of `mail.list`: The professional's mailbox (POP3, nothing deleted): uid, from, the outer subject, date, size. */
@@ -786,7 +786,7 @@ export interface Methods {
   "dmp.queue": { params: DmpQueueParams; result: DmpQueueResult };
   /** The author changes a document's visibility (masked to professionals, hidden from the patient, from representatives, announced). */
   "dmp.visibility": { params: DmpVisibilityParams; result: DmpVisibilityResult };
-  /** Receive event notifications on this connection (all, or the ones named): card.inserted, card.removed, pin.state, terminal.cancel (Cancel pressed outside a prompt), terminal.lost, terminal.restored. Replaces an earlier subscription. */
+  /** Receive event notifications on this connection (all, or the ones named): card.inserted, card.removed, reader.lost (a reader failed: not a card removal), reader.restored, pin.state, terminal.cancel (Cancel pressed outside a prompt), terminal.lost, terminal.restored. Replaces an earlier subscription. */
   "events.subscribe": { params: EventsSubscribeParams; result: EventsSubscribeResult };
   /** The professional's mailbox (POP3, nothing deleted): uid, from, the outer subject, date, size. */
   "mail.list": { params: MailListParams; result: MailListResult };
@@ -984,6 +984,32 @@ export type PinStateEvent = {
   dropped?: number;
 };
 
+/** Params of the `reader.lost` event: A reader failed or went away (pcscd lost, reader unplugged): the card it held (`kind`) cannot be reached; calls get `reader_error`, not `card_removed`. `reader.restored` follows when it is back. */
+export type ReaderLostEvent = {
+  slot: string;
+  reader: string;
+  kind: "cps" | "vitale" | "vitale1" | "unknown" | "empty";
+  reason: string;
+  /** Unix time in seconds */
+  time: number;
+  /** increases by one for each event the daemon publishes; a gap means events were missed (also counted in `dropped`); minimum: 1 */
+  seq: number;
+  /** events this connection lost since the last one it received, because it read too slowly; minimum: 1 */
+  dropped?: number;
+};
+
+/** Params of the `reader.restored` event: A lost reader is back; a card in it is announced by card.inserted. */
+export type ReaderRestoredEvent = {
+  slot: string;
+  reader: string;
+  /** Unix time in seconds */
+  time: number;
+  /** increases by one for each event the daemon publishes; a gap means events were missed (also counted in `dropped`); minimum: 1 */
+  seq: number;
+  /** events this connection lost since the last one it received, because it read too slowly; minimum: 1 */
+  dropped?: number;
+};
+
 /** Params of the `terminal.cancel` event: Cancel was pressed on the terminal outside a prompt. */
 export type TerminalCancelEvent = {
   /** Unix time in seconds */
@@ -1020,6 +1046,8 @@ export interface Events {
   "card.inserted": CardInsertedEvent;
   "card.removed": CardRemovedEvent;
   "pin.state": PinStateEvent;
+  "reader.lost": ReaderLostEvent;
+  "reader.restored": ReaderRestoredEvent;
   "terminal.cancel": TerminalCancelEvent;
   "terminal.lost": TerminalLostEvent;
   "terminal.restored": TerminalRestoredEvent;

@@ -1,0 +1,72 @@
+"""A reader that fails or is unplugged is a reader error, told apart from a card removal.
+
+The registry, the event bus and the arbiter are the daemon's own; the card is the simulated
+CPS behind an in-process transport. pcscd lost with real processes: test_pcscd_restart.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+import pytest
+
+from apdu.transport import InProcessTransport
+from edged.api.errors import to_rpc_error
+from edged.events import EventBus
+from edged.readers.manager import ReaderLost, Slot, SlotRegistry, SlotSource
+from edged.readers.pcsc import CardKind
+from simulators.cps3 import Cps3Card
+
+pytestmark = pytest.mark.asyncio
+READER = "USB reader 0"
+
+
+async def inserted() -> tuple[SlotRegistry, EventBus]:
+    bus = EventBus()
+    registry = SlotRegistry(bus)
+    card = Cps3Card("gp")
+    atr = card.power_on()
+    registry.reader_added(Slot(READER, READER, SlotSource.PCSC))
+    await registry.card_inserted(Slot(READER, READER, SlotSource.PCSC), atr,
+                                 lambda: InProcessTransport(card))
+    assert registry.find(CardKind.CPS) is not None
+    return registry, bus
+
+
+async def test_an_unplugged_reader_fails_its_work_as_a_reader_error_not_a_removal() -> None:
+    registry, bus = await inserted()
+    events = bus.subscribe()
+    arbiter = registry.find(CardKind.CPS).arbiter  # type: ignore[union-attr]
+    gate = threading.Event()
+    running = asyncio.ensure_future(arbiter.run("a", lambda p: gate.wait(5)))
+    await asyncio.sleep(0.05)
+    queued = asyncio.ensure_future(arbiter.run("b", lambda p: None))
+    await asyncio.sleep(0.01)
+    gone = asyncio.ensure_future(registry.reader_gone(READER))
+    with pytest.raises(ReaderLost, match="the reader was removed") as caught:
+        await queued
+    gate.set()
+    await running
+    await gone
+    error = to_rpc_error(caught.value)
+    assert error.data["reason"] == "reader_error"
+    event = await asyncio.wait_for(events.get(), 1)
+    assert (event.name, event.params["kind"], event.params["reason"]) == (
+        "reader.lost", CardKind.CPS, "the reader was removed")
+    assert registry.find(CardKind.CPS) is None
+    assert registry.lost_reason() == f"reader {READER}: the reader was removed"
+    # Plugged back: reader.restored, and nothing else was said in between (no card.removed).
+    registry.reader_added(Slot(READER, READER, SlotSource.PCSC))
+    event = await asyncio.wait_for(events.get(), 1)
+    assert (event.name, event.params["reader"]) == ("reader.restored", READER)
+    assert registry.lost_reason() is None
+
+
+async def test_a_card_pulled_is_still_a_removal() -> None:
+    registry, bus = await inserted()
+    events = bus.subscribe()
+    await registry.card_removed(READER)
+    event = await asyncio.wait_for(events.get(), 1)
+    assert event.name == "card.removed"
+    assert registry.lost_reason() is None
