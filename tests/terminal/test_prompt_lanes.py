@@ -20,7 +20,6 @@ from edged.sdk import RemoteError, pair
 from simulators.terminal import VirtualTerminal
 
 
-
 async def _until(predicate, timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
