@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import importlib
 import logging
 import os
 import signal
@@ -14,11 +15,12 @@ from pathlib import Path
 
 from edged.cli.argtypes import port
 from edged.config import ConfigError, load_config
-from edged.daemon import VERSION, Daemon
+from edged.early import begin
 from edged.simulation import SimulatorsMissing, require_simulators
 from edged.state.audit import AuditError
 from edged.state.keystore import KeystoreError
 from edged.state.sqlite import StateFileError
+from edged.version import VERSION
 
 __all__ = ["main"]
 
@@ -97,12 +99,20 @@ async def _run(args: argparse.Namespace) -> int:
         raise
     config = config.with_overrides(**overrides)
     with stack:
-        daemon = Daemon(config)
+        # The name is probed while the daemon is imported, off the loop (edged/early.py).
+        early = await begin(config)
+        try:
+            daemon_module = await asyncio.to_thread(importlib.import_module, "edged.daemon")
+            daemon = daemon_module.Daemon(config)
+        except BaseException:
+            if early is not None:
+                await early.cancel()
+            raise
         loop = asyncio.get_running_loop()
         stop = asyncio.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        await daemon.start()
+        await daemon.start(early)
         print(f"edged {VERSION}: wss://{config.host}:{daemon.server.port} "
               f"fingerprint sha256:{daemon.keystore.fingerprint}", flush=True)
         try:

@@ -19,17 +19,18 @@ from apdu.transport import Transport
 from edged import systemd
 from edged.api.server import Connection, RpcServer
 from edged.config import Config
+from edged.early import EarlyAdvert, capabilities
 from edged.events import EventBus
 from edged.readers.manager import PcscWatcher, SlotRegistry
 from edged.readers.ui import PAIRING_SCREEN_S, TerminalUI, fit_lines
 from edged.services.container import Extension, Services
 from edged.services.signing import SignatureGate
 from edged.state.clients import scope_labels
+from edged.version import VERSION
 
 __all__ = ["VERSION", "Daemon"]
 
 log = logging.getLogger(__name__)
-VERSION = "0.1.0"
 
 
 class Daemon:
@@ -98,10 +99,7 @@ class Daemon:
     # -- what clients see --------------------------------------------------------------------
     def capabilities(self) -> list[str]:
         """What this terminal can do (also in the mDNS TXT record)."""
-        caps = ["vitale", "cps", "sign"]
-        if self.ui is not None:
-            caps += ["pinpad", "consent"]
-        return caps
+        return capabilities(self.ui is not None)
 
     def info(self) -> dict[str, Any]:
         """system.info."""
@@ -163,8 +161,9 @@ class Daemon:
             self.audit_budget.flush()
 
     # -- lifecycle ---------------------------------------------------------------------------
-    async def start(self) -> None:
-        """Bring everything up; READY=1 once clients can find and call us."""
+    async def start(self, early: EarlyAdvert | None = None) -> None:
+        """Bring everything up; READY=1 once clients can find and call us. With `early`, the
+        socket is bound and the mDNS name is being probed already (edged/early.py)."""
         loop = asyncio.get_running_loop()
         from edged.state.sqlite import state_file
 
@@ -175,10 +174,17 @@ class Daemon:
             self.watcher.start()
         if self.config.terminal:
             self._start_terminal(loop)
-        await self.server.start()
-        for extension in self.extensions:
-            await extension.start()
-        if self.config.mdns:
+        try:
+            await self.server.start(early.sock if early is not None else None)
+            for extension in self.extensions:
+                await extension.start()
+        except BaseException:
+            if early is not None:
+                await early.cancel()
+            raise
+        if early is not None:
+            await self._adopt(early)
+        elif self.config.mdns:
             await self._announce()
         self.discoverable_at = time.monotonic()
         systemd.notify("READY=1", f"STATUS=serving on port {self.server.port}")
@@ -234,17 +240,30 @@ class Daemon:
             self.services.dmp.end_emergencies()
         self.bus.publish("terminal.cancel")
 
-    async def _announce(self) -> None:
-        from edged.discovery import Advert, Announcer, default_name
+    def _advert(self) -> Any:
+        from edged.discovery import Advert, default_name
 
         name = self.config.name or default_name()
         advert = Advert(name=name, port=self.server.port, fingerprint=self.keystore.fingerprint,
                         capabilities=tuple(self.capabilities()), model=self.config.model)
-        interfaces = list(self.config.mdns_interfaces) or None
-        if interfaces:  # announce only the addresses we were told to use
-            advert = dataclasses.replace(advert, addresses=tuple(interfaces))
-        self.announcer = Announcer(advert, interfaces=interfaces)
+        if self.config.mdns_interfaces:  # announce only the addresses we were told to use
+            advert = dataclasses.replace(advert, addresses=tuple(self.config.mdns_interfaces))
+        return advert
+
+    async def _announce(self) -> None:
+        from edged.discovery import Announcer
+
+        self.announcer = Announcer(self._advert(),
+                                   interfaces=list(self.config.mdns_interfaces) or None)
         await self.announcer.start()
+
+    async def _adopt(self, early: EarlyAdvert) -> None:
+        """The name probed during the start; its records corrected if the start changed any."""
+        self.announcer = early.announcer
+        await early.probing
+        advert = self._advert()
+        if advert != self.announcer.advert:
+            await self.announcer.update(advert)
 
     async def _keepalive(self, interval: float) -> None:
         while True:

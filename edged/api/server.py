@@ -25,6 +25,7 @@ from websockets.server import ServerProtocol
 from edged.api import jsonrpc
 from edged.api.errors import RATE_LIMITED, REVOKED, TOO_LARGE, to_rpc_error
 from edged.api.gate import Acceptor, Admission, Gate, GateLimits, prefix_of, start_tls
+from edged.api.listen import listen
 from edged.api.methods import dispatch
 from edged.events import Subscription
 from edged.limits import limits_for
@@ -61,7 +62,6 @@ def _size_tls_read_buffer() -> None:
 
 
 MAX_BUCKETS = 1024  # rate-limit buckets kept before the idle (full) ones are dropped
-LISTEN_BACKLOG = 256
 # Until a connection proves a paired certificate it may only pair: a CSR fits in 64 KiB, and
 # two frames waiting is plenty (websockets pauses reading beyond the high-water mark).
 UNPAIRED_MAX_FRAME = 64 * 1024
@@ -332,12 +332,13 @@ class RpcServer:
         port: int = self._server.sockets[0].getsockname()[1]
         return port
 
-    async def start(self) -> None:
-        """Listen on the configured address with TLS 1.3 (each socket admitted by the gate)."""
+    async def start(self, sock: socket.socket | None = None) -> None:
+        """Listen on the configured address (or on `sock`, bound already) with TLS 1.3, each
+        socket admitted by the gate."""
         cfg = self.daemon.config
         _size_tls_read_buffer()
         context = self.daemon.keystore.server_ssl_context()
-        sock = _listen(cfg.host, cfg.port)
+        sock = sock if sock is not None else listen(cfg.host, cfg.port)
         # websockets runs the handshakes and connections; accepting is ours, so that the caps
         # apply before TLS (edged/api/gate.py): the acceptor replaces asyncio's reader on the
         # socket right after, and a socket asyncio accepts in between is dropped.
@@ -435,13 +436,6 @@ def _paired_limits(ws: ServerConnection, max_frame: int) -> None:
     the frame limit per frame; no frame has been read yet)."""
     ws.protocol.max_message_size = max_frame
     ws.recv_messages.high, ws.recv_messages.low = PAIRED_MAX_QUEUE, PAIRED_MAX_QUEUE // 4
-
-
-def _listen(host: str, port: int) -> socket.socket:
-    """The listening socket (IPv6 "::" also takes IPv4, where the system allows it)."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    return socket.create_server((host, port), family=family, backlog=LISTEN_BACKLOG,
-                                dualstack_ipv6=host == "::" and socket.has_dualstack_ipv6())
 
 
 class _GatedConnection(ServerConnection):

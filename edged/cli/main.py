@@ -29,7 +29,7 @@ __all__ = ["main"]
 
 
 def _version() -> str:
-    from edged.daemon import VERSION
+    from edged.version import VERSION
 
     return VERSION
 

@@ -645,9 +645,13 @@ class AuditLog:
             raise ValueError("the audit anchor key must be at least 16 bytes")
         self._key = anchor_key
         self._readonly = readonly
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # the database and the anchor: held across fsyncs
         self._lock_fd: int | None = None
+        # The writer thread and whether it still takes records: a lock of its own, never held
+        # across an fsync, so that `submit` on the event loop does not wait for a write.
+        self._submit_lock = threading.Lock()
         self._writer: concurrent.futures.ThreadPoolExecutor | None = None
+        self._accepting = True
         self._closed = False
         if readonly:
             if not self.path.is_file():
@@ -694,7 +698,9 @@ class AuditLog:
     def close(self) -> None:
         """Write what was submitted, close the database and release the writer lock;
         idempotent."""
-        writer, self._writer = self._writer, None
+        with self._submit_lock:
+            writer, self._writer = self._writer, None
+            self._accepting = False
         if writer is not None:
             writer.shutdown(wait=True)
         with self._lock:
@@ -722,8 +728,10 @@ class AuditLog:
         (review M6). `flush`, `records`, `export` and `verify` see every submitted record.
         """
         prepared = _prepare(event, actor, fields)
-        with self._lock:
-            self._ensure_open()
+        # Not self._lock: the writer holds that one through its fsyncs (a few ms each).
+        with self._submit_lock:
+            if not self._accepting:
+                raise AuditError("the audit log is closed")
             if self._writer is None:
                 self._writer = concurrent.futures.ThreadPoolExecutor(
                     max_workers=1, thread_name_prefix="audit-writer")

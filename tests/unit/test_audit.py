@@ -468,6 +468,25 @@ def test_second_writer_is_refused(tmp_path: Path) -> None:
     AuditLog(tmp_path / "audit.db").close()
 
 
+
+def test_submit_does_not_wait_for_a_write_in_progress(tmp_path: Path) -> None:
+    """The event loop submits while the writer thread is inside a write (its fsyncs hold the
+    database lock): submit returns at once and the record is written after (review §2, S)."""
+    with AuditLog(tmp_path / "audit.db") as log:
+        submitted = threading.Event()
+        with log._lock:  # a write in progress, as the writer thread holds it through fsync
+            caller = threading.Thread(target=lambda: (log.submit("card.inserted"),
+                                                      submitted.set()))
+            caller.start()
+            caller.join(timeout=30)  # a deadlock detector, not a speed check
+            assert submitted.is_set(), "submit waited for the write in progress"
+        log.flush()
+        assert [r.event for r in log.records()] == ["card.inserted"]
+    with AuditLog(tmp_path / "audit.db") as log:
+        log.close()
+        with pytest.raises(AuditError, match="closed"):
+            log.submit("card.inserted")
+
 # --- append-only triggers ----------------------------------------------------------------------
 
 def test_triggers_refuse_update_delete_and_out_of_place_inserts(tmp_path: Path) -> None:
