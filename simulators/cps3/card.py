@@ -55,7 +55,7 @@ _DST_HASH: dict[int, int] = {Algo.RSA_PKCS1_SHA1_PARTIAL_HASH: HASH_SHA1,
                              Algo.RSA_PKCS1_SHA256_PARTIAL_HASH: HASH_SHA256}
 _TEMPLATE_ALGOS: dict[int, set[int]] = {
     DST: set(_DST_HASH), HT: {HASH_SHA1, HASH_SHA256}, AT: {Algo.RSA_PKCS1_INTERNAL_AUTH},
-    CT: {Algo.RSA_PKCS1_DECIPHER, Algo.RSA_OAEP_SHA256_DECIPHER}}
+    CT: {Algo.RSA_PKCS1_DECIPHER}}  # no OAEP: a real CPS3 lists PKCS#1 v1.5 only (#2267)
 # SHA-1 because a real CPS3 offers it (#2267); the card signs what the host hashed.
 _PREHASHED = {HASH_SHA1: hashes.SHA1(), HASH_SHA256: hashes.SHA256()}  # noqa: S303
 _KEY_SECTION = {KeyRef.SIGNATURE: "signature", KeyRef.AUTHENTICATION: "authentication"}
@@ -228,15 +228,10 @@ class Cps3Card(Card):
             self.se.hash_state = None
             return key.sign(digest, padding.PKCS1v15(), Prehashed(_PREHASHED[_DST_HASH[algo]]))
         if p1p2 == PSO_DECIPHER:
-            key, algo = self._key_for(CT)
+            key, _algo = self._key_for(CT)
             if not c.data or c.data[0] != 0x81:  # padding indicator: 81 = PKCS#1 cryptogram
                 raise CardStatus(SW.INCORRECT_DATA)
-            pad = (padding.PKCS1v15() if algo == Algo.RSA_PKCS1_DECIPHER else
-                   padding.OAEP(padding.MGF1(hashes.SHA256()), hashes.SHA256(), None))
-            try:
-                return key.decrypt(c.data[1:], pad)
-            except ValueError as exc:
-                raise CardStatus(SW.INCORRECT_DATA) from exc
+            return _pkcs1_v15_decipher(key, c.data[1:])
         raise CardStatus(SW.INCORRECT_P1_P2)
 
     def _pso_hash(self, data: bytes) -> bytes:
@@ -376,6 +371,24 @@ class Cps3Card(Card):
             pin.value = pin.normalise(c.data)
         pin.tries_left = pin.max_tries
         return b""
+
+
+def _pkcs1_v15_decipher(key: RSAPrivateKey, cryptogram: bytes) -> bytes:
+    """RSA then the PKCS#1 v1.5 type 2 check (RFC 8017 §7.2.2); a bad block answers 6A80.
+
+    Done by hand: OpenSSL's implicit rejection (3.2 and later) returns random bytes for a
+    bad block where a card answers with a status word.
+    """
+    numbers = key.private_numbers()
+    n, size = numbers.public_numbers.n, key.key_size // 8
+    value = int.from_bytes(cryptogram, "big")
+    if len(cryptogram) != size or value >= n:
+        raise CardStatus(SW.INCORRECT_DATA)
+    block = pow(value, numbers.d, n).to_bytes(size, "big")
+    end = block.find(b"\x00", 2)
+    if block[:2] != b"\x00\x02" or end < 10:  # at least 8 non-zero padding bytes
+        raise CardStatus(SW.INCORRECT_DATA)
+    return block[end + 1:]
 
 
 SUPPORTED_ALGORITHMS = (

@@ -539,13 +539,16 @@ def test_pso_decipher_garbage_answers_6a80(app: Cps3Card, data: bytes) -> None:
         assert sw_of(app, "002A8086 00") == 0x6A80
 
 
-def test_pso_decipher_oaep_garbage_answers_6a80(app: Cps3Card) -> None:
+def test_decipher_is_pkcs1_v15_only(app: Cps3Card) -> None:
+    # A real CPS3 lists one decipherment, PKCS#1 v1.5 (algRef 1A, OpenSC #2267): the card
+    # refuses any other algorithm in MSE SET CT, the former OAEP stand-in 1B among them.
     ok(app, VERIFY_1234)
-    ok(app, "002241B8 06 840182 80011B")
-    assert chained(app, "002A8086", b"\x81" + bytes(range(1, 256)) + b"\x01")[1] == 0x6A80
+    for algo in ("1B", "1C", "0A", "02"):
+        assert sw_of(app, f"002241B8 06 840182 8001{algo}") == 0x6A80
+    ok(app, "002241B8 06 840182 80011A")
     message = app.keys[KeyRef.AUTHENTICATION].public_key().encrypt(
         b"k" * 32, padding.OAEP(padding.MGF1(hashes.SHA256()), hashes.SHA256(), None))
-    assert chained(app, "002A8086", b"\x81" + message) == (b"k" * 32, 0x9000)
+    assert chained(app, "002A8086", b"\x81" + message)[1] == 0x6A80  # not PKCS#1 v1.5
 
 
 def test_unknown_pso_answers_6a86(app: Cps3Card) -> None:
