@@ -61,6 +61,10 @@ _PREHASHED = {HASH_SHA1: hashes.SHA1(), HASH_SHA256: hashes.SHA256()}  # noqa: S
 _KEY_SECTION = {KeyRef.SIGNATURE: "signature", KeyRef.AUTHENTICATION: "authentication"}
 CHALLENGE_LENGTH = 8  # OpenSC card-iasecc.c: "IAS/ECC cannot handle other data length than 0x08"
 PUK_USAGE = 100  # the PUK's usage counter on a real CPx (OpenSC PR #2217, iasecc-tool)
+# The application identifier (4F) in a real CPx's EF.ATR (OpenSC issues #2220, #2223).
+# OpenSC selects it by DF name as the "ECC root" at init and logout, then reads EF.SN.ICC
+# by SFI from there, so it names the MF; that it is the MF is inferred (STAND-IN).
+ECC_ROOT_AID = bytes.fromhex("8025000001FF0100")
 
 
 def _bcd(digits: str) -> bytes:
@@ -103,11 +107,13 @@ class Cps3Card(Card):
             INS.CHANGE_REFERENCE_DATA: self.do_change_reference_data,
             INS.RESET_RETRY_COUNTER: self.do_reset_retry_counter,
             INS.GET_CHALLENGE: self.do_get_challenge,
+            INS.SELECT: self.do_select_cpx,
         })
 
     # -- personalisation -----------------------------------------------------------------
     def _build_files(self, sig_cert: bytes, aut_cert: bytes) -> None:
         p, mf = self.profile, self.mf
+        mf.aid = ECC_ROOT_AID
         d15, files = LAYOUT["pkcs15"], LAYOUT["files"]
         ias_path = _path(Fid.MF, Fid.IAS_DF)
         mf.add(EF(Fid.EF_DIR, tlv.encode_constructed(
@@ -177,6 +183,17 @@ class Cps3Card(Card):
             ias.add(EF(Fid.SITUATION_FIRST + i,
                        encode_activity(situation) if situation else b"",
                        read=AccessRule(pin=PinRef.PIN), name=f"CPS_ACTIVITY_{i + 1:02d}_PS"))
+
+    def do_select_cpx(self, c: CommandApdu) -> bytes:
+        """SELECT; the ECC root AID with P2 = 00 answers 9000 without data, as on a real CPx.
+
+        OpenSC issue #2223 logs `00 A4 04 00 08 <ECC root AID>` -> `90 00` on a real card,
+        while the IAS application's AID with P2 = 00 answers 6A86 (commit 1a3666364).
+        """
+        if (c.p1, c.p2, c.data) == (0x04, 0x00, ECC_ROOT_AID):
+            self._select(self.mf)
+            return b""
+        return self.do_select(c)
 
     # -- security environment ------------------------------------------------------------
     def do_mse(self, c: CommandApdu) -> bytes:
@@ -409,18 +426,21 @@ SUPPORTED_ALGORITHMS = (
 
 
 def _ef_atr() -> bytes:
-    """EF.ATR (IAS-ECC §7.1, ISO 7816-4 §8.2.1.1), laid out as CPx cards publish it.
+    """EF.ATR (IAS-ECC §7.1, ISO 7816-4 §8.2.1.1): a real CPx's, byte for byte.
 
-    A leading 80, then: 43 card service data, 46 pre-issuing data (IC maker, IC type, OS and
-    IAS versions), 47 card capabilities, E0 buffer sizes (max send 0xE7 / receive 0x100),
-    78 the IAS application identifier, 82 status. No 4F: an extra application AID would make
-    hosts select an application this simulator does not have.
+    OpenSC issues #2220 and #2223 print it: a leading 80, then 43 card service data, 46
+    pre-issuing data (IC maker, IC type, OS and IAS versions), 47 card capabilities, 4F the
+    ECC root AID, E0 buffer sizes (send 0x104, send under SM 0x104, receive 0x100, receive
+    under SM 0x100), 78 an OID, 82 status. OpenSC takes max send = 0x104 - 5 = 0xFF data
+    bytes and max receive = 0x100 from E0; the card still cuts answers at 0xE7 with 61xx
+    (FACTS §1), which OpenSC's GET RESPONSE follows.
     """
     return bytes.fromhex(
         "80"
         "4301B8"
         "4604 04B0ECC1"
         "4703 940180"
-        "E010 020200E7 020200E7 02020100 02020100"
+        "4F08 8025000001FF0100"
+        "E010 02020104 02020104 02020100 02020100"
         "7808 06062B8122F87802"
         "8202 9000".replace(" ", ""))

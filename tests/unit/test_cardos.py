@@ -150,6 +150,33 @@ def test_select_by_aid(any_card: Card) -> None:
     assert any_card.current_df.aid == aid
 
 
+# A real CPx's EF.ATR and its ECC root, as OpenSC issue #2223 logs them.
+REAL_CPX_EF_ATR = bytes.fromhex(
+    "80 43 01 B8 46 04 04 B0 EC C1 47 03 94 01 80 4F 08 80 25 00 00 01 FF 01 00 E0 10 02 02 01"
+    "04 02 02 01 04 02 02 01 00 02 02 01 00 78 08 06 06 2B 81 22 F8 78 02 82 02 90 00")
+
+
+def test_ef_atr_is_a_real_cpx_s(cps: Cps3Card) -> None:
+    ok(cps, "00A4090C02 2F01")
+    assert ok(cps, "00B0000000") == REAL_CPX_EF_ATR
+
+
+def test_the_ecc_root_aid_of_ef_atr_selects_the_mf(cps: Cps3Card) -> None:
+    ok(cps, "00A4090C04 3F00 0001")
+    # P2 = 00: 9000 and no data, as the real card of #2223 answers.
+    assert tx(cps, "00A4040008 8025000001FF0100") == (b"", 0x9000)
+    assert cps.current_df is cps.mf
+    ok(cps, "00A4040C0D" + CPS_AID.hex())
+    # P2 = 04, as OpenSC 0.23 selects it at init and logout: the MF's FCP, named.
+    assert fcp_fields(ok(cps, "00A4040408 8025000001FF0100 00"))[0x84].value == \
+        bytes.fromhex("8025000001FF0100")
+    assert cps.current_df is cps.mf
+    # OpenSC then reads the serial by SFI from there.
+    assert ok(cps, "00B09C0000")[2:] == bytes.fromhex(cps.profile.serial)
+    # The IAS application with P2 = 00 still answers 6A86 (commit 1a3666364).
+    assert sw_of(cps, "00A404000D" + CPS_AID.hex()) == 0x6A86
+
+
 def test_select_mf_with_p1_00_and_no_data(cps: Cps3Card) -> None:
     ok(cps, "00A4080C04 0001 5031")
     ok(cps, "00A4000C")
