@@ -22,7 +22,15 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from apdu import pkcs15, tlv
 from apdu.command import CommandApdu
 from apdu.cps_objects import encode_activity, encode_info, encode_name
-from apdu.cps_spec import ATR_CONTACT, CPS_AID, MAX_RESPONSE, Algo, Fid, KeyRef, PinRef
+from apdu.cps_spec import (
+    ATR_CONTACT,
+    CPS_AID,
+    MAX_RESPONSE,
+    Algo,
+    Fid,
+    KeyRef,
+    PinRef,
+)
 from apdu.errors import MalformedData
 from apdu.ins import INS
 from apdu.sw import SW
@@ -117,8 +125,10 @@ class Cps3Card(Card):
         d15, files = LAYOUT["pkcs15"], LAYOUT["files"]
         ias_path = _path(Fid.MF, Fid.IAS_DF)
         mf.add(EF(Fid.EF_DIR, tlv.encode_constructed(
-            0x61, tlv.encode(0x4F, CPS_AID), tlv.encode(0x50, b"CPS3 IAS")), name="EF.DIR"))
-        mf.add(EF(Fid.EF_ATR, _ef_atr(), name="EF.ATR"))
+            0x61, tlv.encode(0x4F, CPS_AID),
+            tlv.encode(0x50, LAYOUT["ef_dir"]["contact"].encode())), sfi=0x1E, name="EF.DIR"))
+        # SFIs 1E and 1D: the FCPs of a real CPx's 2F00 and 2F01 (88 01 F0 / E8, #2223).
+        mf.add(EF(Fid.EF_ATR, _ef_atr(), sfi=0x1D, name="EF.ATR"))
         # SFI 1C: hosts read the serial with READ BINARY P1=9C (OpenSC iasecc_get_serialnr).
         mf.add(EF(Fid.EF_SN_ICC, tlv.encode(0x5A, _bcd(p.serial)), sfi=0x1C, name="EF.SN.ICC"))
         mf.add(EF(Fid.EF_ACTUA, tlv.encode_constructed(
@@ -165,7 +175,7 @@ class Cps3Card(Card):
                        if name != "pukdf"}
         ias.add(EF(Fid.ODF, pkcs15.encode_odf(directories), name="ODF"))
         ias.add(EF(Fid.TOKEN_INFO, pkcs15.encode_token_info(pkcs15.TokenInfo(
-            _bcd(p.serial), "ANS (simulated)", "CPS3 TEST",
+            _bcd(p.serial), LAYOUT["token_info"]["manufacturer"], LAYOUT["token_info"]["label"],
             flags=frozenset({"readonly", "loginRequired"}), algorithms=SUPPORTED_ALGORITHMS)),
             name="TokenInfo"))
         ias.add(EF(d15["aodf"], pkcs15.encode_aodf([pin_info, puk_info]), name="AODF"))

@@ -159,6 +159,9 @@ REAL_CPX_EF_ATR = bytes.fromhex(
 def test_ef_atr_is_a_real_cpx_s(cps: Cps3Card) -> None:
     ok(cps, "00A4090C02 2F01")
     assert ok(cps, "00B0000000") == REAL_CPX_EF_ATR
+    ok(cps, "00A4000C02 3F00")
+    assert ok(cps, "00B09D0000") == REAL_CPX_EF_ATR  # by SFI 1D, as its real FCP says
+    assert ok(cps, "00B09E0000")[:3] == b"\x61\x19\x4f"  # EF.DIR by SFI 1E
 
 
 def test_the_ecc_root_aid_of_ef_atr_selects_the_mf(cps: Cps3Card) -> None:
@@ -232,7 +235,7 @@ def test_read_binary_with_sfi_from_the_mf(cps: Cps3Card) -> None:
     assert data == b"\x5a\x0a" + bytes.fromhex(cps.profile.serial)
     assert cps.current_ef is cps.mf.children[0xD003]
     assert ok(cps, "00B09C020A") == bytes.fromhex(cps.profile.serial)  # P2 is the offset
-    assert sw_of(cps, "00B09D0000") == 0x6A82  # no file with SFI 1D
+    assert sw_of(cps, "00B09B0000") == 0x6A82  # no file with SFI 1B
 
 
 def test_read_binary_needs_an_ef(any_card: Card) -> None:
