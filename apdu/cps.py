@@ -411,11 +411,14 @@ class CpsSession:
         return self.protocol.transceive(CommandApdu(0x00, INS.INTERNAL_AUTHENTICATE, 0x00,
                                                     0x00, SHA256_DIGEST_INFO + digest, le=256))
 
-    def decipher(self, cryptogram: bytes, *, oaep: bool = False) -> bytes:
-        """PSO DECIPHER with CPS_PRIV_AUT (command chaining for 2048-bit cryptograms)."""
+    def decipher(self, cryptogram: bytes) -> bytes:
+        """PSO DECIPHER of a PKCS#1 v1.5 cryptogram with CPS_PRIV_AUT (chained, 2048 bits).
+
+        PKCS#1 v1.5 is the only decipherment a real CPS3 lists (OpenSC issue #2267): the
+        card never returns the raw RSA result, so OAEP cannot be done on it or around it.
+        """
         self.protocol.select_aid(CPS_AID)
-        algo = Algo.RSA_OAEP_SHA256_DECIPHER if oaep else Algo.RSA_PKCS1_DECIPHER
-        self._mse(0xB8, KeyRef.AUTHENTICATION, algo)
+        self._mse(0xB8, KeyRef.AUTHENTICATION, Algo.RSA_PKCS1_DECIPHER)
         return self.protocol.transceive(
             CommandApdu(0x00, INS.PERFORM_SECURITY_OPERATION, 0x80, 0x86, b"\x81" + cryptogram,
                         le=256), chained=True)

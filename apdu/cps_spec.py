@@ -63,15 +63,14 @@ class Algo(enum.IntEnum):
     """Algorithm references sent in MSE SET tag 80 (IAS-ECC crypto descriptors).
 
     Values are the algRefs of a real CPS3's TokenInfo (OpenSC issue #2267), which OpenSC's
-    IAS-ECC driver puts in MSE SET; the OAEP reference is a STAND-IN (no public CPx value),
-    kept here so a real value replaces it in one place.
+    IAS-ECC driver puts in MSE SET. A real CPS3 lists one decipherment, PKCS#1 v1.5: no
+    OAEP, so a host never asks the card for it (docs/cards.md).
     """
 
     RSA_PKCS1_SHA256_PARTIAL_HASH = 0x42  # PSO HASH (split) + PSO CDS
     RSA_PKCS1_SHA1_PARTIAL_HASH = 0x12  # the same with SHA-1 (listed by a real CPS3)
     RSA_PKCS1_INTERNAL_AUTH = 0x02  # INTERNAL AUTHENTICATE of a DigestInfo, PKCS#1 v1.5
     RSA_PKCS1_DECIPHER = 0x1A  # PSO DECIPHER, PKCS#1 v1.5 type 2 padding
-    RSA_OAEP_SHA256_DECIPHER = 0x1B  # STAND-IN: PSO DECIPHER, RSA-OAEP with SHA-256
 
 
 def is_cps_atr(atr: bytes) -> bool:

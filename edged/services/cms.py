@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Literal, Protocol, runtime_checkable
 
 import asn1crypto.tsp  # noqa: F401  (registers the signing-certificate-v2 attribute)
-from asn1crypto import algos, cms, core
+from asn1crypto import cms, core
 from asn1crypto import parser as asn1_parser
 from asn1crypto import x509 as asn1_x509
 from cryptography import x509
@@ -227,8 +227,12 @@ class CardDecryptor:
 
     def decrypt(self, encrypted_key: bytes, *, oaep: bool) -> bytes:
         """PSO DECIPHER; the card's 6A80 (padding check failed) becomes DecryptionFailed."""
+        if oaep:
+            # A CPS3 deciphers PKCS#1 v1.5 only (docs/cards.md): refused before any APDU.
+            raise UnsupportedAlgorithm("RSA-OAEP key transport (the CPS card deciphers "
+                                       "RSA PKCS#1 v1.5 only)")
         try:
-            return self._session.decipher(encrypted_key, oaep=oaep)
+            return self._session.decipher(encrypted_key)
         except ApduError as exc:
             if exc.sw in (SW.INCORRECT_DATA, SW.WRONG_LENGTH):
                 raise DecryptionFailed() from None
@@ -721,15 +725,6 @@ def _oaep() -> rsa_padding.OAEP:
     return rsa_padding.OAEP(rsa_padding.MGF1(hashes.SHA256()), hashes.SHA256(), None)
 
 
-def _oaep_params() -> algos.RSAESOAEPParams:
-    # RFC 4055 §4.1 / RFC 8551 §2.3: SHA-256 and MGF1-SHA-256, written out (not the SHA-1
-    # defaults); the empty label is pSourceFunc's DEFAULT and so absent in DER.
-    return algos.RSAESOAEPParams({
-        "hash_algorithm": {"algorithm": "sha256"},
-        "mask_gen_algorithm": {"algorithm": "mgf1", "parameters": {"algorithm": "sha256"}},
-    })
-
-
 def _recipient_key(cert: x509.Certificate) -> RSAPublicKey:
     key = cert.public_key()
     if not isinstance(key, RSAPublicKey):
@@ -744,7 +739,10 @@ def _recipient_key(cert: x509.Certificate) -> RSAPublicKey:
 def encrypt(content: bytes | Pieces, recipients: Sequence[x509.Certificate], *,
             mode: Literal["gcm", "cbc"] = "gcm",
             max_content: int = DEFAULT_MAX_CONTENT) -> bytes:
-    """AES-256 content encryption, the key sent to each recipient with RSA-OAEP-SHA256.
+    """AES-256 content encryption, the key sent to each recipient with RSA PKCS#1 v1.5.
+
+    PKCS#1 v1.5 key transport because a recipient's key may live on a CPS card, which
+    deciphers nothing else (docs/cards.md); RFC 8551 §2.3 has every agent open it.
 
     'gcm' gives AuthEnvelopedData (RFC 5083/5084), 'cbc' EnvelopedData (id-aes256-CBC).
     Duplicate certificates are sent one key; recipients are named by issuer and serial.
@@ -778,9 +776,8 @@ def encrypt_stream(content: bytes | Pieces, recipients: Sequence[x509.Certificat
             "version": "v0",
             "rid": cms.RecipientIdentifier({"issuer_and_serial_number": {
                 "issuer": a_cert.issuer, "serial_number": a_cert.serial_number}}),
-            "key_encryption_algorithm": {"algorithm": "rsaes_oaep",
-                                         "parameters": _oaep_params()},
-            "encrypted_key": key.encrypt(cek, _oaep()),
+            "key_encryption_algorithm": {"algorithm": "rsaes_pkcs1v15"},
+            "encrypted_key": key.encrypt(cek, rsa_padding.PKCS1v15()),
         })}))
     if mode == "cbc":
         iv = os.urandom(16)
@@ -865,7 +862,7 @@ def _rid_matches(rid: cms.RecipientIdentifier, cert: asn1_x509.Certificate) -> b
 def _unwrap_mode(algorithm: cms.KeyEncryptionAlgorithm) -> bool:
     name = algorithm["algorithm"].native
     if name in ("rsaes_pkcs1v15", "rsa"):
-        return False  # OpenSSL's default key transport; the card does it too
+        return False  # OpenSSL's default key transport, ours, and the card's only one
     if name != "rsaes_oaep":
         raise UnsupportedAlgorithm(f"key transport {name}")
     params = algorithm["parameters"]
@@ -874,7 +871,7 @@ def _unwrap_mode(algorithm: cms.KeyEncryptionAlgorithm) -> bool:
     label = params["p_source_algorithm"]["parameters"].native
     if (hash_name != "sha256" or mgf["algorithm"].native != "mgf1"
             or mgf["parameters"]["algorithm"].native != "sha256" or label):
-        # The card's PSO DECIPHER does OAEP with SHA-256 only (cps_spec.Algo).
+        # Software keys open OAEP with SHA-256 only; the card opens no OAEP at all.
         raise UnsupportedAlgorithm(f"RSA-OAEP with {hash_name} / "
                                    f"{mgf['parameters']['algorithm'].native} (need SHA-256)")
     return True

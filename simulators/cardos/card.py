@@ -153,8 +153,9 @@ class Card:
 
     def _select(self, node: DF | EF | RecordEF) -> None:
         if isinstance(node, DF):
-            if node is not self.current_df and node.aid is not None:
-                # Leaving an application drops its security state (IAS-ECC §7.x behaviour).
+            if node is not self.current_df and node.aid is not None and node is not self.mf:
+                # Entering another application drops the security state (IAS-ECC §7.x
+                # behaviour); the MF is no application even when it has a DF name.
                 self.se.templates.clear()
                 self.se.hash_state = None
             self.current_df, self.current_ef = node, None

@@ -22,7 +22,15 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from apdu import pkcs15, tlv
 from apdu.command import CommandApdu
 from apdu.cps_objects import encode_activity, encode_info, encode_name
-from apdu.cps_spec import ATR_CONTACT, CPS_AID, MAX_RESPONSE, Algo, Fid, KeyRef, PinRef
+from apdu.cps_spec import (
+    ATR_CONTACT,
+    CPS_AID,
+    MAX_RESPONSE,
+    Algo,
+    Fid,
+    KeyRef,
+    PinRef,
+)
 from apdu.errors import MalformedData
 from apdu.ins import INS
 from apdu.sw import SW
@@ -55,12 +63,16 @@ _DST_HASH: dict[int, int] = {Algo.RSA_PKCS1_SHA1_PARTIAL_HASH: HASH_SHA1,
                              Algo.RSA_PKCS1_SHA256_PARTIAL_HASH: HASH_SHA256}
 _TEMPLATE_ALGOS: dict[int, set[int]] = {
     DST: set(_DST_HASH), HT: {HASH_SHA1, HASH_SHA256}, AT: {Algo.RSA_PKCS1_INTERNAL_AUTH},
-    CT: {Algo.RSA_PKCS1_DECIPHER, Algo.RSA_OAEP_SHA256_DECIPHER}}
+    CT: {Algo.RSA_PKCS1_DECIPHER}}  # no OAEP: a real CPS3 lists PKCS#1 v1.5 only (#2267)
 # SHA-1 because a real CPS3 offers it (#2267); the card signs what the host hashed.
 _PREHASHED = {HASH_SHA1: hashes.SHA1(), HASH_SHA256: hashes.SHA256()}  # noqa: S303
 _KEY_SECTION = {KeyRef.SIGNATURE: "signature", KeyRef.AUTHENTICATION: "authentication"}
 CHALLENGE_LENGTH = 8  # OpenSC card-iasecc.c: "IAS/ECC cannot handle other data length than 0x08"
 PUK_USAGE = 100  # the PUK's usage counter on a real CPx (OpenSC PR #2217, iasecc-tool)
+# The application identifier (4F) in a real CPx's EF.ATR (OpenSC issues #2220, #2223).
+# OpenSC selects it by DF name as the "ECC root" at init and logout, then reads EF.SN.ICC
+# by SFI from there, so it names the MF; that it is the MF is inferred (STAND-IN).
+ECC_ROOT_AID = bytes.fromhex("8025000001FF0100")
 
 
 def _bcd(digits: str) -> bytes:
@@ -103,16 +115,20 @@ class Cps3Card(Card):
             INS.CHANGE_REFERENCE_DATA: self.do_change_reference_data,
             INS.RESET_RETRY_COUNTER: self.do_reset_retry_counter,
             INS.GET_CHALLENGE: self.do_get_challenge,
+            INS.SELECT: self.do_select_cpx,
         })
 
     # -- personalisation -----------------------------------------------------------------
     def _build_files(self, sig_cert: bytes, aut_cert: bytes) -> None:
         p, mf = self.profile, self.mf
+        mf.aid = ECC_ROOT_AID
         d15, files = LAYOUT["pkcs15"], LAYOUT["files"]
         ias_path = _path(Fid.MF, Fid.IAS_DF)
         mf.add(EF(Fid.EF_DIR, tlv.encode_constructed(
-            0x61, tlv.encode(0x4F, CPS_AID), tlv.encode(0x50, b"CPS3 IAS")), name="EF.DIR"))
-        mf.add(EF(Fid.EF_ATR, _ef_atr(), name="EF.ATR"))
+            0x61, tlv.encode(0x4F, CPS_AID),
+            tlv.encode(0x50, LAYOUT["ef_dir"]["contact"].encode())), sfi=0x1E, name="EF.DIR"))
+        # SFIs 1E and 1D: the FCPs of a real CPx's 2F00 and 2F01 (88 01 F0 / E8, #2223).
+        mf.add(EF(Fid.EF_ATR, _ef_atr(), sfi=0x1D, name="EF.ATR"))
         # SFI 1C: hosts read the serial with READ BINARY P1=9C (OpenSC iasecc_get_serialnr).
         mf.add(EF(Fid.EF_SN_ICC, tlv.encode(0x5A, _bcd(p.serial)), sfi=0x1C, name="EF.SN.ICC"))
         mf.add(EF(Fid.EF_ACTUA, tlv.encode_constructed(
@@ -159,7 +175,7 @@ class Cps3Card(Card):
                        if name != "pukdf"}
         ias.add(EF(Fid.ODF, pkcs15.encode_odf(directories), name="ODF"))
         ias.add(EF(Fid.TOKEN_INFO, pkcs15.encode_token_info(pkcs15.TokenInfo(
-            _bcd(p.serial), "ANS (simulated)", "CPS3 TEST",
+            _bcd(p.serial), LAYOUT["token_info"]["manufacturer"], LAYOUT["token_info"]["label"],
             flags=frozenset({"readonly", "loginRequired"}), algorithms=SUPPORTED_ALGORITHMS)),
             name="TokenInfo"))
         ias.add(EF(d15["aodf"], pkcs15.encode_aodf([pin_info, puk_info]), name="AODF"))
@@ -177,6 +193,17 @@ class Cps3Card(Card):
             ias.add(EF(Fid.SITUATION_FIRST + i,
                        encode_activity(situation) if situation else b"",
                        read=AccessRule(pin=PinRef.PIN), name=f"CPS_ACTIVITY_{i + 1:02d}_PS"))
+
+    def do_select_cpx(self, c: CommandApdu) -> bytes:
+        """SELECT; the ECC root AID with P2 = 00 answers 9000 without data, as on a real CPx.
+
+        OpenSC issue #2223 logs `00 A4 04 00 08 <ECC root AID>` -> `90 00` on a real card,
+        while the IAS application's AID with P2 = 00 answers 6A86 (commit 1a3666364).
+        """
+        if (c.p1, c.p2, c.data) == (0x04, 0x00, ECC_ROOT_AID):
+            self._select(self.mf)
+            return b""
+        return self.do_select(c)
 
     # -- security environment ------------------------------------------------------------
     def do_mse(self, c: CommandApdu) -> bytes:
@@ -228,15 +255,10 @@ class Cps3Card(Card):
             self.se.hash_state = None
             return key.sign(digest, padding.PKCS1v15(), Prehashed(_PREHASHED[_DST_HASH[algo]]))
         if p1p2 == PSO_DECIPHER:
-            key, algo = self._key_for(CT)
+            key, _algo = self._key_for(CT)
             if not c.data or c.data[0] != 0x81:  # padding indicator: 81 = PKCS#1 cryptogram
                 raise CardStatus(SW.INCORRECT_DATA)
-            pad = (padding.PKCS1v15() if algo == Algo.RSA_PKCS1_DECIPHER else
-                   padding.OAEP(padding.MGF1(hashes.SHA256()), hashes.SHA256(), None))
-            try:
-                return key.decrypt(c.data[1:], pad)
-            except ValueError as exc:
-                raise CardStatus(SW.INCORRECT_DATA) from exc
+            return _pkcs1_v15_decipher(key, c.data[1:])
         raise CardStatus(SW.INCORRECT_P1_P2)
 
     def _pso_hash(self, data: bytes) -> bytes:
@@ -378,6 +400,24 @@ class Cps3Card(Card):
         return b""
 
 
+def _pkcs1_v15_decipher(key: RSAPrivateKey, cryptogram: bytes) -> bytes:
+    """RSA then the PKCS#1 v1.5 type 2 check (RFC 8017 §7.2.2); a bad block answers 6A80.
+
+    Done by hand: OpenSSL's implicit rejection (3.2 and later) returns random bytes for a
+    bad block where a card answers with a status word.
+    """
+    numbers = key.private_numbers()
+    n, size = numbers.public_numbers.n, key.key_size // 8
+    value = int.from_bytes(cryptogram, "big")
+    if len(cryptogram) != size or value >= n:
+        raise CardStatus(SW.INCORRECT_DATA)
+    block = pow(value, numbers.d, n).to_bytes(size, "big")
+    end = block.find(b"\x00", 2)
+    if block[:2] != b"\x00\x02" or end < 10:  # at least 8 non-zero padding bytes
+        raise CardStatus(SW.INCORRECT_DATA)
+    return block[end + 1:]
+
+
 SUPPORTED_ALGORITHMS = (
     # TokenInfo supportedAlgorithms of a real CPS3 (OpenSC issue #2267; the same list as the
     # IAS-ECC card of PR #2279): reference, PKCS#11 mechanism, operations, OID, algRef.
@@ -396,18 +436,21 @@ SUPPORTED_ALGORITHMS = (
 
 
 def _ef_atr() -> bytes:
-    """EF.ATR (IAS-ECC §7.1, ISO 7816-4 §8.2.1.1), laid out as CPx cards publish it.
+    """EF.ATR (IAS-ECC §7.1, ISO 7816-4 §8.2.1.1): a real CPx's, byte for byte.
 
-    A leading 80, then: 43 card service data, 46 pre-issuing data (IC maker, IC type, OS and
-    IAS versions), 47 card capabilities, E0 buffer sizes (max send 0xE7 / receive 0x100),
-    78 the IAS application identifier, 82 status. No 4F: an extra application AID would make
-    hosts select an application this simulator does not have.
+    OpenSC issues #2220 and #2223 print it: a leading 80, then 43 card service data, 46
+    pre-issuing data (IC maker, IC type, OS and IAS versions), 47 card capabilities, 4F the
+    ECC root AID, E0 buffer sizes (send 0x104, send under SM 0x104, receive 0x100, receive
+    under SM 0x100), 78 an OID, 82 status. OpenSC takes max send = 0x104 - 5 = 0xFF data
+    bytes and max receive = 0x100 from E0; the card still cuts answers at 0xE7 with 61xx
+    (FACTS §1), which OpenSC's GET RESPONSE follows.
     """
     return bytes.fromhex(
         "80"
         "4301B8"
         "4604 04B0ECC1"
         "4703 940180"
-        "E010 020200E7 020200E7 02020100 02020100"
+        "4F08 8025000001FF0100"
+        "E010 02020104 02020104 02020100 02020100"
         "7808 06062B8122F87802"
         "8202 9000".replace(" ", ""))

@@ -378,7 +378,7 @@ def test_several_recipients_each_open_with_their_own_card(card, mode: str) -> No
     der = cms.encrypt(CONTENT, [c.encryption_certificate for c in team], mode=mode)
     for member in team:
         assert cms.decrypt(der, member.decryptor) == CONTENT
-        assert member.decryptor.calls == [True]  # RSA-OAEP on the card
+        assert member.decryptor.calls == [False]  # PKCS#1 v1.5, the card's only decipherment
     outsider = card("emergency")
     with pytest.raises(cms.NotForThisRecipient) as exc:
         cms.decrypt(der, outsider.decryptor)
@@ -399,11 +399,8 @@ def test_envelope_structures(card) -> None:
     assert ri.name == "ktri" and ri.chosen["version"].native == "v0"
     assert ri.chosen["rid"].name == "issuer_and_serial_number"
     kea = ri.chosen["key_encryption_algorithm"]
-    assert kea["algorithm"].native == "rsaes_oaep"
-    params = kea["parameters"]
-    assert params["hash_algorithm"]["algorithm"].native == "sha256"
-    assert params["mask_gen_algorithm"]["parameters"]["algorithm"].native == "sha256"
-    assert params.dump()[2] == 0xA0 and b"\xa1" in params.dump()  # written out, not DEFAULT
+    # rsaEncryption with NULL parameters (RFC 3370 §4.2.1): the only one a CPS card opens.
+    assert kea.dump() == bytes.fromhex("300d06092a864886f70d0101010500")
     eci = auth["auth_encrypted_content_info"]
     assert eci["content_encryption_algorithm"]["algorithm"].native == "aes256_gcm"
     gcm_params = cms.GcmParameters.load(eci["content_encryption_algorithm"]["parameters"].dump())
@@ -474,17 +471,31 @@ def test_wrong_key_fails_to_unwrap_on_the_card(card, mode: str) -> None:
 def test_pkcs1_v15_key_transport_is_opened_by_the_card(card) -> None:
     gp = card("gp")
     der = cms.encrypt(CONTENT, [gp.encryption_certificate], mode="cbc")
-    # Rewrap the content key with PKCS#1 v1.5 (what OpenSSL does by default).
+    assert cms.decrypt(der, gp.decryptor) == CONTENT
+    assert gp.decryptor.calls == [False]
+
+
+def test_oaep_key_transport_is_refused_by_the_card_and_opened_in_software(card) -> None:
+    gp = card("gp")
+    der = cms.encrypt(CONTENT, [gp.encryption_certificate], mode="cbc")
+    # Rewrap the content key with RSA-OAEP SHA-256, which a CPS3 cannot decipher.
     software = cms.SoftwareDecryptor(card_keys("gp").authentication_key,
                                      gp.encryption_certificate)
     info = asn1_cms.ContentInfo.load(der)
     ktri = info["content"]["recipient_infos"][0].chosen
-    cek = software.decrypt(ktri["encrypted_key"].native, oaep=True)
-    ktri["key_encryption_algorithm"] = {"algorithm": "rsaes_pkcs1v15"}
-    ktri["encrypted_key"] = gp.encryption_certificate.public_key().encrypt(cek,
-                                                                          padding.PKCS1v15())
-    assert cms.decrypt(info.dump(force=True), gp.decryptor) == CONTENT
-    assert gp.decryptor.calls == [False]
+    cek = software.decrypt(ktri["encrypted_key"].native, oaep=False)
+    ktri["key_encryption_algorithm"] = {
+        "algorithm": "rsaes_oaep",
+        "parameters": {"hash_algorithm": {"algorithm": "sha256"},
+                       "mask_gen_algorithm": {"algorithm": "mgf1",
+                                              "parameters": {"algorithm": "sha256"}}}}
+    ktri["encrypted_key"] = gp.encryption_certificate.public_key().encrypt(
+        cek, padding.OAEP(padding.MGF1(hashes.SHA256()), hashes.SHA256(), None))
+    oaep = info.dump(force=True)
+    with pytest.raises(cms.UnsupportedAlgorithm, match=r"PKCS#1 v1\.5 only"):
+        cms.decrypt(oaep, gp.decryptor)
+    assert gp.decryptor.calls == [True]  # asked for OAEP, which CardDecryptor refuses
+    assert cms.decrypt(oaep, software) == CONTENT
 
 
 def test_validate_certificate_for_encryption(card, trust, make_crl) -> None:

@@ -158,30 +158,38 @@ def test_we_verify_openssl_der_signature(card, trust, tmp_path: Path) -> None:
 
 
 KEY_TRANSPORT = {
-    "aes256-cbc, RSA PKCS#1 v1.5 (OpenSSL's default)": (["-aes256"], False),
-    "aes256-cbc, RSA-OAEP SHA-256": (["-aes256", "-keyopt", "rsa_padding_mode:oaep",
-                                      "-keyopt", "rsa_oaep_md:sha256"], True),
-    "aes-256-gcm, RSA PKCS#1 v1.5": (["-aes-256-gcm"], False),
-    "aes-256-gcm, RSA-OAEP SHA-256": (["-aes-256-gcm", "-keyopt", "rsa_padding_mode:oaep",
-                                       "-keyopt", "rsa_oaep_md:sha256"], True),
+    "aes256-cbc, RSA PKCS#1 v1.5 (OpenSSL's default)": ["-aes256"],
+    "aes-256-gcm, RSA PKCS#1 v1.5": ["-aes-256-gcm"],
 }
+OAEP = ["-keyopt", "rsa_padding_mode:oaep", "-keyopt", "rsa_oaep_md:sha256"]
 
 
 @pytest.mark.parametrize("options", KEY_TRANSPORT, ids=list(KEY_TRANSPORT))
 def test_we_open_openssl_encrypted_messages_with_the_card(card, trust, tmp_path: Path,
                                                           options: str) -> None:
-    args, oaep = KEY_TRANSPORT[options]
     sign_with_openssl(tmp_path, "-cades")
-    # -keyopt applies to the -recip before it.
-    openssl("-encrypt", "-in", "signed.eml", "-recip", NURSE / "aut.crt.pem", *args,
-            "-from", SENDER, "-to", "paul.infirmier@cabinet.test", "-subject", "Chiffré",
-            "-out", "encrypted.eml", cwd=tmp_path)
+    openssl("-encrypt", "-in", "signed.eml", "-recip", NURSE / "aut.crt.pem",
+            *KEY_TRANSPORT[options], "-from", SENDER, "-to", "paul.infirmier@cabinet.test",
+            "-subject", "Chiffré", "-out", "encrypted.eml", cwd=tmp_path)
     nurse = card("nurse")
     opened = smime.open_message((tmp_path / "encrypted.eml").read_bytes(), nurse.decryptor,
                                 trust)
-    assert nurse.decryptor.calls == [oaep]  # PSO DECIPHER on the card, with that padding
+    assert nurse.decryptor.calls == [False]  # PSO DECIPHER on the card, PKCS#1 v1.5
     assert opened.encrypted and opened.signer == card("gp").signer.certificate
     assert [a.data for a in opened.attachments] == [a.data for a in ATTACHMENTS]
+
+
+@pytest.mark.parametrize("cipher", ["-aes256", "-aes-256-gcm"])
+def test_oaep_to_a_card_key_is_refused_clearly(card, trust, tmp_path: Path,
+                                               cipher: str) -> None:
+    # A CPS3 deciphers PKCS#1 v1.5 only (docs/cards.md): no APDU is sent for OAEP.
+    sign_with_openssl(tmp_path, "-cades")
+    # -keyopt applies to the -recip before it.
+    openssl("-encrypt", "-in", "signed.eml", "-recip", NURSE / "aut.crt.pem", *OAEP, cipher,
+            "-out", "encrypted.eml", cwd=tmp_path)
+    with pytest.raises(cms.UnsupportedAlgorithm, match=r"PKCS#1 v1\.5 only"):
+        smime.open_message((tmp_path / "encrypted.eml").read_bytes(), card("nurse").decryptor,
+                           trust)
 
 
 def test_oaep_with_sha1_is_refused_clearly(card, trust, tmp_path: Path) -> None:
@@ -220,8 +228,8 @@ def test_we_open_a_10_mb_openssl_message(card, trust, tmp_path: Path) -> None:
             "paul.infirmier@cabinet.test", "-subject", "10 MB", "-out", "signed.eml",
             cwd=tmp_path)
     openssl("-encrypt", "-aes-256-gcm", "-in", "signed.eml", "-recip", NURSE / "aut.crt.pem",
-            "-keyopt", "rsa_padding_mode:oaep", "-keyopt", "rsa_oaep_md:sha256", "-from", SENDER,
-            "-to", "paul.infirmier@cabinet.test", "-out", "encrypted.eml", cwd=tmp_path)
+            "-from", SENDER, "-to", "paul.infirmier@cabinet.test", "-out", "encrypted.eml",
+            cwd=tmp_path)
     opened = smime.open_message((tmp_path / "encrypted.eml").read_bytes(),
                                 card("nurse").decryptor, trust)
     assert opened.signer == card("gp").signer.certificate

@@ -200,8 +200,6 @@ def test_authenticate_and_decipher(cps) -> None:
                              hashes.SHA256())
     secret = os.urandom(32)
     assert session.decipher(cert.public_key().encrypt(secret, padding.PKCS1v15())) == secret
-    oaep = padding.OAEP(padding.MGF1(hashes.SHA256()), hashes.SHA256(), None)
-    assert session.decipher(cert.public_key().encrypt(secret, oaep), oaep=True) == secret
 
 
 def test_expired_profile_has_expired_certificates(cps) -> None:

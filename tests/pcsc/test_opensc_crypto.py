@@ -243,3 +243,24 @@ def test_openssl_pkcs11_engine_signs_with_the_authentication_key(card, module,
     verified = run("openssl", "dgst", "-sha256", "-verify", str(public_pem(cert, tmp_path)),
                    "-signature", str(signature), str(message))
     assert verified.stdout.strip() == "Verified OK"
+
+
+def test_oaep_decipher_is_refused_as_on_a_real_cps3(card, module, tmp_path) -> None:
+    # A real CPS3 deciphers PKCS#1 v1.5 only (TokenInfo algRef 1A, OpenSC #2267); OpenSC
+    # must not get a plaintext for an OAEP cryptogram out of the card by any route.
+    cert = read_certificate(module, AUT_CERT, tmp_path)
+    (tmp_path / "cert.pem").write_bytes(cert.public_bytes(Encoding.PEM))
+    (tmp_path / "secret").write_bytes(os.urandom(32))
+    run("openssl", "pkeyutl", "-encrypt", "-certin", "-inkey", str(tmp_path / "cert.pem"),
+        "-pkeyopt", "rsa_padding_mode:oaep", "-pkeyopt", "rsa_oaep_md:sha256",
+        "-pkeyopt", "rsa_mgf1_md:sha256",
+        "-in", str(tmp_path / "secret"), "-out", str(tmp_path / "cryptogram"))
+    result = run("pkcs11-tool", "--module", module, "--login", "--pin", PIN, "--decrypt",
+                 "--id", key_id(module, AUT), "-m", "RSA-PKCS-OAEP", "--hash-algorithm",
+                 "SHA256", "--mgf", "MGF1-SHA256", "-i", str(tmp_path / "cryptogram"),
+                 "-o", str(tmp_path / "clear"), env={"OPENSC_DEBUG": "9"}, check=False)
+    assert result.returncode != 0
+    assert "C_DecryptInit failed: rv = CKR_MECHANISM_INVALID" in result.stderr
+    log = result.stderr + result.stdout
+    assert "00 22 41 B8" not in log and "00 2A 80 86" not in log  # nothing asked of the card
+    assert not (tmp_path / "clear").exists() or not (tmp_path / "clear").read_bytes()

@@ -150,6 +150,36 @@ def test_select_by_aid(any_card: Card) -> None:
     assert any_card.current_df.aid == aid
 
 
+# A real CPx's EF.ATR and its ECC root, as OpenSC issue #2223 logs them.
+REAL_CPX_EF_ATR = bytes.fromhex(
+    "80 43 01 B8 46 04 04 B0 EC C1 47 03 94 01 80 4F 08 80 25 00 00 01 FF 01 00 E0 10 02 02 01"
+    "04 02 02 01 04 02 02 01 00 02 02 01 00 78 08 06 06 2B 81 22 F8 78 02 82 02 90 00")
+
+
+def test_ef_atr_is_a_real_cpx_s(cps: Cps3Card) -> None:
+    ok(cps, "00A4090C02 2F01")
+    assert ok(cps, "00B0000000") == REAL_CPX_EF_ATR
+    ok(cps, "00A4000C02 3F00")
+    assert ok(cps, "00B09D0000") == REAL_CPX_EF_ATR  # by SFI 1D, as its real FCP says
+    assert ok(cps, "00B09E0000")[:3] == b"\x61\x19\x4f"  # EF.DIR by SFI 1E
+
+
+def test_the_ecc_root_aid_of_ef_atr_selects_the_mf(cps: Cps3Card) -> None:
+    ok(cps, "00A4090C04 3F00 0001")
+    # P2 = 00: 9000 and no data, as the real card of #2223 answers.
+    assert tx(cps, "00A4040008 8025000001FF0100") == (b"", 0x9000)
+    assert cps.current_df is cps.mf
+    ok(cps, "00A4040C0D" + CPS_AID.hex())
+    # P2 = 04, as OpenSC 0.23 selects it at init and logout: the MF's FCP, named.
+    assert fcp_fields(ok(cps, "00A4040408 8025000001FF0100 00"))[0x84].value == \
+        bytes.fromhex("8025000001FF0100")
+    assert cps.current_df is cps.mf
+    # OpenSC then reads the serial by SFI from there.
+    assert ok(cps, "00B09C0000")[2:] == bytes.fromhex(cps.profile.serial)
+    # The IAS application with P2 = 00 still answers 6A86 (commit 1a3666364).
+    assert sw_of(cps, "00A404000D" + CPS_AID.hex()) == 0x6A86
+
+
 def test_select_mf_with_p1_00_and_no_data(cps: Cps3Card) -> None:
     ok(cps, "00A4080C04 0001 5031")
     ok(cps, "00A4000C")
@@ -205,7 +235,7 @@ def test_read_binary_with_sfi_from_the_mf(cps: Cps3Card) -> None:
     assert data == b"\x5a\x0a" + bytes.fromhex(cps.profile.serial)
     assert cps.current_ef is cps.mf.children[0xD003]
     assert ok(cps, "00B09C020A") == bytes.fromhex(cps.profile.serial)  # P2 is the offset
-    assert sw_of(cps, "00B09D0000") == 0x6A82  # no file with SFI 1D
+    assert sw_of(cps, "00B09B0000") == 0x6A82  # no file with SFI 1B
 
 
 def test_read_binary_needs_an_ef(any_card: Card) -> None:
@@ -539,13 +569,16 @@ def test_pso_decipher_garbage_answers_6a80(app: Cps3Card, data: bytes) -> None:
         assert sw_of(app, "002A8086 00") == 0x6A80
 
 
-def test_pso_decipher_oaep_garbage_answers_6a80(app: Cps3Card) -> None:
+def test_decipher_is_pkcs1_v15_only(app: Cps3Card) -> None:
+    # A real CPS3 lists one decipherment, PKCS#1 v1.5 (algRef 1A, OpenSC #2267): the card
+    # refuses any other algorithm in MSE SET CT, the former OAEP stand-in 1B among them.
     ok(app, VERIFY_1234)
-    ok(app, "002241B8 06 840182 80011B")
-    assert chained(app, "002A8086", b"\x81" + bytes(range(1, 256)) + b"\x01")[1] == 0x6A80
+    for algo in ("1B", "1C", "0A", "02"):
+        assert sw_of(app, f"002241B8 06 840182 8001{algo}") == 0x6A80
+    ok(app, "002241B8 06 840182 80011A")
     message = app.keys[KeyRef.AUTHENTICATION].public_key().encrypt(
         b"k" * 32, padding.OAEP(padding.MGF1(hashes.SHA256()), hashes.SHA256(), None))
-    assert chained(app, "002A8086", b"\x81" + message) == (b"k" * 32, 0x9000)
+    assert chained(app, "002A8086", b"\x81" + message)[1] == 0x6A80  # not PKCS#1 v1.5
 
 
 def test_unknown_pso_answers_6a86(app: Cps3Card) -> None:
