@@ -992,7 +992,7 @@ export type ReaderLostEvent = {
   reason: string;
   /** Unix time in seconds */
   time: number;
-  /** increases by one for each event the daemon publishes; a gap means events were missed (also counted in `dropped`); minimum: 1 */
+  /** increases by one for each event the daemon publishes (all kinds): events arrive in seq order; with a subscription to every event, a gap means events were missed (`dropped` counts them in any case); minimum: 1 */
   seq: number;
   /** events this connection lost since the last one it received, because it read too slowly; minimum: 1 */
   dropped?: number;
@@ -1004,7 +1004,7 @@ export type ReaderRestoredEvent = {
   reader: string;
   /** Unix time in seconds */
   time: number;
-  /** increases by one for each event the daemon publishes; a gap means events were missed (also counted in `dropped`); minimum: 1 */
+  /** increases by one for each event the daemon publishes (all kinds): events arrive in seq order; with a subscription to every event, a gap means events were missed (`dropped` counts them in any case); minimum: 1 */
   seq: number;
   /** events this connection lost since the last one it received, because it read too slowly; minimum: 1 */
   dropped?: number;
