@@ -288,6 +288,7 @@ class Daemon:
             await asyncio.get_running_loop().run_in_executor(None, self.terminal.stop)
         if self.watcher is not None:
             await asyncio.get_running_loop().run_in_executor(None, self.watcher.stop)
+            await self.watcher.settle()
         if self._budget_flusher is not None:
             self._budget_flusher.cancel()
         self.audit_budget.flush(everything=True)

@@ -181,6 +181,7 @@ class PcscWatcher:
         self.loop = loop
         self.poll_ms = poll_ms
         self._stop = threading.Event()
+        self._tasks: set[asyncio.Task[object]] = set()
         self._thread = threading.Thread(target=self._run, name="pcsc-watch", daemon=True)
         self._context: int | None = None
         self.ready = threading.Event()
@@ -205,8 +206,17 @@ class PcscWatcher:
         self.loop.call_soon_threadsafe(fn)
 
     def _spawn(self, fn: Callable[..., Coroutine[Any, Any, object]], *args: Any) -> None:
-        # On the loop (posted from the watcher thread): the registry's coroutine as a task.
-        self.loop.create_task(fn(*args))
+        # On the loop (posted from the watcher thread): the registry's coroutine as a task,
+        # kept until done so that a stopping daemon can wait for it (settle()).
+        task = self.loop.create_task(fn(*args))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def settle(self) -> None:
+        """Wait for the registry updates already posted (after stop(): no new ones come)."""
+        await asyncio.sleep(0)  # run what the thread posted with call_soon_threadsafe
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
 
     def _run(self) -> None:
         backoff = 0.5

@@ -241,15 +241,17 @@ async def test_cli_discover_pair_status_and_clients(tmp_path: Path) -> None:
         status = await asyncio.to_thread(bifente, "status")
         assert status.returncode == 0 and fingerprint in status.stdout
 
+        # --replace: this computer is paired already (as 'admin desk'); a wrong code leaves
+        # that pairing as it is.
         wrong = await asyncio.to_thread(bifente, "pair", f"127.0.0.1:{port}#sha256:{fingerprint}",
-                                        "--name", "intruder", "--code", "000000")
+                                        "--name", "intruder", "--code", "000000", "--replace")
         assert wrong.returncode == 1 and "wrong_code" in wrong.stderr
         assert "Traceback" not in wrong.stderr
 
         listed = await asyncio.to_thread(bifente, "clients", "list")
         assert "admin desk" in listed.stdout
         # Revoking itself: the answer arrives, then the terminal refuses the certificate.
-        revoked = await asyncio.to_thread(bifente, "clients", "revoke", "admin desk")
+        revoked = await asyncio.to_thread(bifente, "clients", "revoke", "admin desk", "--yes")
         assert revoked.returncode == 0, revoked.stderr
         assert "revoked admin desk" in revoked.stdout
         after = await asyncio.to_thread(bifente, "status")

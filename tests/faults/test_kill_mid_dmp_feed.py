@@ -51,7 +51,10 @@ class Edged:
         self.config.write_text(
             f'[server]\nhost = "127.0.0.1"\nport = 0\n[state]\nstate_dir = "{tmp}/state"\n'
             f'[dmp]\nurl = "{host.url}"\nca_file = "{host.cafile}"\n'
-            f'admin_token = "{host.admin_token}"\nretry_base = 0.1\nretry_max = 0.5\n')
+            f'admin_token = "{host.admin_token}"\nretry_base = 0.1\nretry_max = 0.5\n'
+            # 24 feeds, each with the patient's consent on the terminal: over the default
+            # prompt budget (docs/security.md), raised for this one client as an operator would.
+            '[limits."ambulance"]\nprompt_burst = 100\nprompts_per_minute = 600\n')
 
     def start(self) -> None:
         env = dict(os.environ, PYTHONPATH=str(ROOT),

@@ -39,6 +39,10 @@ from simulators.mail import (
 )
 from simulators.pki import ca_certificate, card_keys
 
+# The module-scoped world's loop starts its executor threads (asyncio_N) on first use;
+# they end with the module's fixture, not with the test that happened to start them.
+pytestmark = pytest.mark.leaks("module-scoped fixture's executor threads")
+
 GP = "claire.martin@cabinet.test"  # CPS profile gp
 NURSE = "julie.bernard@cabinet.test"  # nurse
 PHARMACIST = "thomas.petit@cabinet.test"  # pharmacist

@@ -15,6 +15,10 @@ from test_patient_space import feed_text, login, nav, snap
 
 from simulators.dmp.testing import DmpWorld
 
+# The module-scoped world's loop starts its executor threads (asyncio_N) on first use;
+# they end with the module's fixture, not with the test that happened to start them.
+pytestmark = pytest.mark.leaks("module-scoped fixture's executor threads")
+
 AXE = Path(__file__).resolve().parents[2] / "tools" / "web" / "node_modules" / "axe-core" / \
     "axe.min.js"
 PHONE = {"width": 375, "height": 812}

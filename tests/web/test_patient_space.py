@@ -12,7 +12,13 @@ import re
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from simulators.dmp.testing import DmpWorld, national_id
+
+# The module-scoped world's loop starts its executor threads (asyncio_N) on first use;
+# they end with the module's fixture, not with the test that happened to start them.
+pytestmark = pytest.mark.leaks("module-scoped fixture's executor threads")
 
 MINI_PDF = (b"%PDF-1.4\n1 0 obj<</Type/Catalog/Pages 2 0 R>>endobj\n"
             b"2 0 obj<</Type/Pages/Kids[3 0 R]/Count 1>>endobj\n"
