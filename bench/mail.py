@@ -371,8 +371,8 @@ def signing_latency(quick: bool = False) -> list[Row]:
              rs / lr, 1.5, at_least=False, unit="x",
              detail=f"{remote_apdus} APDUs through edged vs {local_apdus} in process; at "
                     f"{local_apdus} APDUs (same time per APDU) about "
-                    f"x{rs / (lr * remote_apdus / max(local_apdus, 1)):.2f}: the extra APDUs "
-                    "go with the per-insertion session (branch core)"),
+                    f"x{rs / (lr * remote_apdus / max(local_apdus, 1)):.2f}; the audit "
+                    "record of each signature is written (3 fsyncs) during the next one"),
         Row("CAdES detached signature, CardSigner in process", fmt_time(ls),
             "card signature checked against the certificate + CMS", f"x{ls / lr:.2f}"),
         Row("sign + encrypt (protect) a small message, in process", fmt_time(lp),
