@@ -372,7 +372,7 @@ def signing_latency(quick: bool = False) -> list[Row]:
              detail=f"{remote_apdus} APDUs through edged vs {local_apdus} in process; at "
                     f"{local_apdus} APDUs (same time per APDU) about "
                     f"x{rs / (lr * remote_apdus / max(local_apdus, 1)):.2f}; the audit "
-                    "record of each signature is written (3 fsyncs) during the next one"),
+                    "record of each signature is written during the next one"),
         Row("CAdES detached signature, CardSigner in process", fmt_time(ls),
             "card signature checked against the certificate + CMS", f"x{ls / lr:.2f}"),
         Row("sign + encrypt (protect) a small message, in process", fmt_time(lp),
