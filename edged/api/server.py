@@ -27,6 +27,7 @@ from edged.api.errors import RATE_LIMITED, REVOKED, TOO_LARGE, to_rpc_error
 from edged.api.gate import Acceptor, Admission, Gate, GateLimits, prefix_of, start_tls
 from edged.api.listen import listen
 from edged.api.methods import dispatch
+from edged.api.uploads import release_connection
 from edged.events import Subscription
 from edged.limits import limits_for
 
@@ -262,6 +263,7 @@ class Connection:
             task.cancel()
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
+        release_connection(self.server.daemon, self)  # its unused uploads go with it
 
 
 class RpcServer:

@@ -6,7 +6,8 @@ under the state directory as it arrives (never the whole payload in memory); `up
 checks the size and the digest. A method that takes a large payload (mail.send's
 attachments, dmp.feed's CDA) then names the committed upload by `upload_id` instead of
 carrying the bytes; the upload is used once. Only the client that began an upload may use
-it; one not used within UPLOAD_TTL seconds is deleted.
+it; one not used is deleted when the connection that began it closes, and in any case
+UPLOAD_TTL seconds after it began.
 
 The chunks are health data (a CDA, an attachment), so they are not written in clear
 (docs/security.md, "Data at rest"): each upload has its own AES-256-GCM key, held in memory
@@ -38,7 +39,8 @@ if TYPE_CHECKING:
     from edged.api.context import ApiContext, Caller
     from edged.state.space import SpaceGuard
 
-__all__ = ["CHUNK_SIZE", "MAX_UPLOAD", "METHODS", "UPLOAD_ID", "Uploads", "claim"]
+__all__ = ["CHUNK_SIZE", "MAX_UPLOAD", "METHODS", "UPLOAD_ID", "Uploads", "claim",
+           "release_connection"]
 
 MAX_UPLOAD = 64 * 1024 * 1024  # one payload: a 25 MiB attachment, a CDA with a 20 MB PDF
 CHUNK_SIZE = 512 * 1024  # bytes per upload.chunk: 683 KiB of base64, under the 1 MiB message
@@ -59,6 +61,7 @@ class _Upload:
     received: int = 0
     digest: Any = field(default_factory=hashlib.sha256)
     committed: bool = False
+    connection: object = None  # the connection that began it: deleted when that one closes
     key: AESGCM = field(default_factory=lambda: AESGCM(AESGCM.generate_key(bit_length=256)))
     chunks: int = 0
 
@@ -94,8 +97,9 @@ class Uploads:
         shutil.rmtree(directory, ignore_errors=True)
         directory.mkdir(parents=True, mode=0o700)
 
-    def begin(self, owner: str, size: int, sha256: str) -> str:
-        """A new upload of `size` bytes whose SHA-256 is `sha256`; its id."""
+    def begin(self, owner: str, size: int, sha256: str, connection: object = None) -> str:
+        """A new upload of `size` bytes whose SHA-256 is `sha256`; its id. Begun on
+        `connection`, it is deleted when that connection closes (`release`)."""
         self.expire()
         if self._space is not None:  # the whole payload must fit, before a byte is taken
             self._space.check("upload", size)
@@ -105,7 +109,8 @@ class Uploads:
         upload_id = secrets.token_hex(16)
         path = self.directory / upload_id
         path.touch(mode=0o600)
-        self._uploads[upload_id] = _Upload(owner, size, sha256, path, self._clock())
+        self._uploads[upload_id] = _Upload(owner, size, sha256, path, self._clock(),
+                                           connection=connection)
         return upload_id
 
     def _get(self, owner: str, upload_id: str) -> _Upload:
@@ -166,6 +171,16 @@ class Uploads:
         del self._uploads[upload_id]
         upload.path.unlink(missing_ok=True)
 
+    def release(self, connection: object) -> int:
+        """Delete the uploads begun on `connection` (it closed): those not used yet, committed
+        or not, go with it, not UPLOAD_TTL later; the client's other connections keep theirs.
+        How many were deleted."""
+        mine = [(upload_id, upload) for upload_id, upload in self._uploads.items()
+                if upload.connection is not None and upload.connection is connection]
+        for upload_id, upload in mine:
+            self.cancel(upload.owner, upload_id)
+        return len(mine)
+
     def expire(self) -> None:
         """Delete uploads older than UPLOAD_TTL."""
         now = self._clock()
@@ -186,6 +201,13 @@ def uploads_of(daemon: ApiContext) -> Uploads:
     return uploads
 
 
+def release_connection(daemon: ApiContext, conn: object) -> None:
+    """The connection `conn` closed: delete the uploads it began and did not use."""
+    uploads = _REGISTRY.get(daemon)  # none made yet: nothing to delete, no directory made
+    if uploads is not None:
+        uploads.release(conn)
+
+
 async def claim(daemon: ApiContext, conn: Caller, upload_id: str, limit: int) -> bytes:
     """The bytes of a committed upload of this client, for the method that uses it."""
     return await asyncio.to_thread(uploads_of(daemon).take, conn.client_id, upload_id, limit)
@@ -194,7 +216,7 @@ async def claim(daemon: ApiContext, conn: Caller, upload_id: str, limit: int) ->
 async def upload_begin(daemon: ApiContext, conn: Caller, params: dict[str, Any]) -> Any:
     """upload.begin."""
     uploads = uploads_of(daemon)
-    upload_id = uploads.begin(conn.client_id, params["size"], params["sha256"])
+    upload_id = uploads.begin(conn.client_id, params["size"], params["sha256"], conn)
     return {"upload_id": upload_id, "chunk_size": CHUNK_SIZE}
 
 
@@ -225,8 +247,9 @@ METHODS: list[Method] = [
            "then send it with upload.chunk in order, `chunk_size` bytes at most each, and "
            "finish with upload.commit, which checks the size and the digest. The method that "
            f"uses it takes `upload_id` instead of the data, once. At most {MAX_OPEN} uploads "
-           f"under way per client, {MAX_UPLOAD} bytes each; one not used within "
-           f"{UPLOAD_TTL:.0f} s is deleted.",
+           f"under way per client, {MAX_UPLOAD} bytes each; one not used is deleted when "
+           f"the connection that began it closes (another connection of the same client "
+           f"cannot keep it), and in any case {UPLOAD_TTL:.0f} s after upload.begin.",
            params=obj({"size": {"type": "integer", "minimum": 1, "maximum": MAX_UPLOAD},
                        "sha256": _SHA256}, ("size", "sha256")),
            result=obj({"upload_id": STR, "chunk_size": INT}, ("upload_id", "chunk_size"))),

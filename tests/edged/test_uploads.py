@@ -155,3 +155,46 @@ async def test_a_20_mb_pdf_reaches_the_dmp_intact(edged, slots, pcscd, host) -> 
     assert fed["state"] == "registered", json.dumps(fed)[:200]
     assert fed["document"]["size"] == len(document)
     assert fed["document"]["sha256"] == hashlib.sha256(document).hexdigest()
+
+
+def test_an_upload_goes_with_the_connection_that_began_it(tmp_path: Path) -> None:
+    store = uploads.Uploads(tmp_path / "uploads")
+    first, second = object(), object()  # two connections of the same client
+    digest = hashlib.sha256(b"abcdef").hexdigest()
+    mine = store.begin("alice", 6, digest, first)
+    store.chunk("alice", mine, 0, b"abc")
+    other = store.begin("alice", 6, digest, second)
+    assert store.release(second) == 1  # the other connection closing leaves this one's
+    assert [p.name for p in store.directory.iterdir()] == [mine]
+    store.chunk("alice", mine, 3, b"def")
+    assert store.release(first) == 1
+    assert list(store.directory.iterdir()) == []
+    for upload_id in (mine, other):
+        with pytest.raises(RpcError) as exc:
+            store.commit("alice", upload_id)
+        assert exc.value.data["reason"] == "unknown_upload"
+
+
+@pytest.mark.asyncio
+async def test_closing_the_connection_deletes_its_upload(edged) -> None:
+    bench = await edged()
+    stored = uploads.uploads_of(bench.daemon)
+    paired = await bench.pair("desk", "identity:read")
+    async with await paired.connect() as keeper:  # two connections of the same client
+        kept = (await keeper.call("upload.begin", {
+            "size": 5, "sha256": hashlib.sha256(b"x" * 5).hexdigest()}))["upload_id"]
+        async with await paired.connect() as client:
+            begun = await client.call("upload.begin", {
+                "size": 10, "sha256": hashlib.sha256(b"x" * 10).hexdigest()})
+            await client.call("upload.chunk", {"upload_id": begun["upload_id"], "offset": 0,
+                                               "data": "eHh4eHg="})
+            assert len(list(stored.directory.iterdir())) == 2
+        for _ in range(100):  # the daemon sees the close promptly
+            if len(list(stored.directory.iterdir())) == 1:
+                break
+            await asyncio.sleep(0.02)
+        assert [p.name for p in stored.directory.iterdir()] == [kept]  # the keeper's stays
+        with pytest.raises(RemoteError) as exc:  # the id is no longer usable
+            await keeper.call("upload.chunk", {"upload_id": begun["upload_id"], "offset": 5,
+                                               "data": "eHh4eHg="})
+        assert exc.value.reason == "unknown_upload"

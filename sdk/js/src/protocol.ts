@@ -626,7 +626,7 @@ export type SystemInfoResult = {
   };
 };
 
-/** Parameters of `upload.begin`: Start a chunked upload, for a payload larger than one message (mail.send attachments, dmp.feed CDA): give its size and SHA-256, then send it with upload.chunk in order, `chunk_size` bytes at most each, and finish with upload.commit, which checks the size and the digest. The method that uses it takes `upload_id` instead of the data, once. At most 8 uploads under way per client, 67108864 bytes each; one not used within 600 s is deleted. */
+/** Parameters of `upload.begin`: Start a chunked upload, for a payload larger than one message (mail.send attachments, dmp.feed CDA): give its size and SHA-256, then send it with upload.chunk in order, `chunk_size` bytes at most each, and finish with upload.commit, which checks the size and the digest. The method that uses it takes `upload_id` instead of the data, once. At most 8 uploads under way per client, 67108864 bytes each; one not used is deleted when the connection that began it closes (another connection of the same client cannot keep it), and in any case 600 s after upload.begin. */
 export type UploadBeginParams = {
   /** minimum: 1; maximum: 67108864 */
   size: number;
@@ -806,7 +806,7 @@ export interface Methods {
   "rpc.discover": { params: RpcDiscoverParams; result: RpcDiscoverResult };
   /** Protocol version, daemon version, certificate fingerprint, terminal model and capabilities; the caller's own name and scopes; the limits that apply to it. */
   "system.info": { params: SystemInfoParams; result: SystemInfoResult };
-  /** Start a chunked upload, for a payload larger than one message (mail.send attachments, dmp.feed CDA): give its size and SHA-256, then send it with upload.chunk in order, `chunk_size` bytes at most each, and finish with upload.commit, which checks the size and the digest. The method that uses it takes `upload_id` instead of the data, once. At most 8 uploads under way per client, 67108864 bytes each; one not used within 600 s is deleted. */
+  /** Start a chunked upload, for a payload larger than one message (mail.send attachments, dmp.feed CDA): give its size and SHA-256, then send it with upload.chunk in order, `chunk_size` bytes at most each, and finish with upload.commit, which checks the size and the digest. The method that uses it takes `upload_id` instead of the data, once. At most 8 uploads under way per client, 67108864 bytes each; one not used is deleted when the connection that began it closes (another connection of the same client cannot keep it), and in any case 600 s after upload.begin. */
   "upload.begin": { params: UploadBeginParams; result: UploadBeginResult };
   /** Drop an upload and its data. */
   "upload.cancel": { params: UploadCancelParams; result: UploadCancelResult };
