@@ -19,12 +19,11 @@ from edged.state.keystore import Keystore, KeystoreError
 from edged.state.keywrap import CREDENTIAL_NAME, StateKeyError, load_key_wrapper
 from simulators.dmp import DmpHost
 
-pytestmark = pytest.mark.asyncio
-
 PIERRE = "178027505601209"
 CDA = b"<?xml version='1.0'?><ClinicalDocument>compte rendu: diabete de type 2</ClinicalDocument>"
 
 
+@pytest.mark.asyncio
 async def test_m8_a_copied_state_directory_cannot_forge_consents_or_read_documents(
         tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     host = DmpHost(tmp_path / "dmp", test_mode=True, admin_token="admin-secret").start()
@@ -73,6 +72,7 @@ async def test_m8_a_copied_state_directory_cannot_forge_consents_or_read_documen
     assert not (tmp_path / "state").joinpath(key_file.name).exists()
 
 
+@pytest.mark.asyncio
 async def test_m8_state_key_from_the_systemd_credential(tmp_path: Path, monkeypatch,
                                                         caplog) -> None:
     # What edged.service's LoadCredentialEncrypted= gives the process: a file in
@@ -90,6 +90,7 @@ async def test_m8_state_key_from_the_systemd_credential(tmp_path: Path, monkeypa
         wrapper.open("dmp-queue/cda", sealed, b"id-2")
 
 
+@pytest.mark.asyncio
 async def test_m8_a_key_file_inside_the_state_directory_is_refused(tmp_path: Path) -> None:
     with pytest.raises(StateKeyError, match="inside the state directory"):
         load_key_wrapper(tmp_path / "state", str(tmp_path / "state" / "keys" / "state.key"))
