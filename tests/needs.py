@@ -23,7 +23,8 @@ def missing(reason: str) -> NoReturn:
     """Skip for `reason` (a missing tool or right), or fail when running under CI."""
     if os.environ.get("CI"):
         pytest.fail(f"{reason}; make setup provides it, so CI must not skip")
-    pytest.skip(reason)
+    else:  # a developer machine without `make setup`: say what is missing
+        pytest.skip(reason)
 
 
 @contextlib.contextmanager
