@@ -259,15 +259,14 @@ class DmpService:
             return current
 
     def _client_name(self, client_id: str) -> str | None:
+        """The paired client's name (None for an unpaired peer or an unknown id)."""
         client = self.ctx.clients.lookup(client_id) if not client_id.startswith("peer:") \
             else None
         return client.name if client is not None else None
 
     def _pin_audit(self, client_id: str) -> AuditHook:
         """Audit from the card thread, waiting until each record is durable."""
-        client = self.ctx.clients.lookup(client_id) if not client_id.startswith("peer:") \
-            else None
-        actor = client.name if client is not None else client_id[:64]
+        actor = self._client_name(client_id) or client_id[:64]
         log_ = self.ctx.audit
 
         def audit(event: str, **fields: Any) -> None:
