@@ -12,13 +12,14 @@ import asyncio
 import base64
 import json
 import mimetypes
+import re
 import sys
 from pathlib import Path
 from typing import Any
 
 from edged.sdk import Credentials, RemoteError
 
-__all__ = ["add_parsers"]
+__all__ = ["add_parsers", "clean", "message_lines", "safe_filename"]
 
 
 async def _session(target: str | None, method: str, params: dict[str, Any],
@@ -81,8 +82,43 @@ def _list(args: argparse.Namespace) -> int:
         return 0
     print(f"{result['address']}: {len(result['messages'])} message(s)")
     for m in result["messages"]:
-        print(f"{m['uid']}  {m['date'][:31]:<31}  {m['from'][:32]:<32}  {m['subject']}")
+        print(f"{m['uid']}  {clean(m['date'][:31]):<31}  {clean(m['from'][:32]):<32}  "
+              f"{clean(m['subject'])}")
     return 0
+
+
+# C0 and C1 control characters and DEL. A sender could otherwise drive the reader's
+# terminal (ESC ] retitles it, ESC [2J clears it) from a subject or a filename (review L4).
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+_CONTROL_IN_BODY = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")  # keeps \t and \n
+
+
+def clean(text: str) -> str:
+    """Sender-controlled text for one line on a terminal: control characters become '?'."""
+    return _CONTROL.sub("?", text)
+
+
+def safe_filename(name: str) -> str:
+    """An attachment's name to save under: no path from the sender, no control character."""
+    base = clean(Path(name.replace("\\", "/")).name).strip(" .")
+    return base or "attachment"
+
+
+def message_lines(result: dict[str, Any]) -> list[str]:
+    """What `mail open` prints for a message, every sender-controlled field cleaned."""
+    signer = result["signer"]
+    body = result["text"] if result["text"] is not None else result["html"] or ""
+    lines = [f"From: {clean(result['from'])}",
+             f"To: {clean(', '.join(result['to']))}"]
+    if result["cc"]:
+        lines.append(f"Cc: {clean(', '.join(result['cc']))}")
+    lines += [f"Subject: {clean(result['subject'])}",
+              f"Date: {clean(result['date'])}",
+              f"Signed by: {clean(signer['name'])} <{clean(signer['email'])}> "
+              f"({'valid' if signer['valid'] else 'NOT VERIFIED'})",
+              "",
+              _CONTROL_IN_BODY.sub("?", body.replace("\r\n", "\n"))]
+    return lines
 
 
 def _open(args: argparse.Namespace) -> int:
@@ -90,23 +126,15 @@ def _open(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(result, indent=2, ensure_ascii=False))
         return 0
-    signer = result["signer"]
-    print(f"From: {result['from']}")
-    print(f"To: {', '.join(result['to'])}")
-    if result["cc"]:
-        print(f"Cc: {', '.join(result['cc'])}")
-    print(f"Subject: {result['subject']}")
-    print(f"Date: {result['date']}")
-    print(f"Signed by: {signer['name']} <{signer['email']}> "
-          f"({'valid' if signer['valid'] else 'NOT VERIFIED'})")
-    print()
-    print(result["text"] if result["text"] is not None else result["html"] or "")
+    for text in message_lines(result):
+        print(text)
     for a in result["attachments"]:
-        line = f"[attachment] {a['filename']} ({a['content_type']}, {a['size']} bytes)"
+        line = (f"[attachment] {clean(a['filename'])} ({clean(a['content_type'])}, "
+                f"{a['size']} bytes)")
         if args.save_attachments:
             folder = Path(args.save_attachments)
             folder.mkdir(parents=True, exist_ok=True)
-            target = folder / Path(a["filename"]).name  # no path from the sender
+            target = folder / safe_filename(a["filename"])
             target.write_bytes(base64.b64decode(a["data"]))
             line += f" -> {target}"
         print(line)
