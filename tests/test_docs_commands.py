@@ -68,3 +68,61 @@ def test_command_exists_as_written(doc: str, line: str) -> None:
         parse(words[1:])
     except SystemExit as exc:
         pytest.fail(f"{doc}: `{line}` is not a valid command (exit {exc.code})")
+
+
+def _shell_lines(doc: Path) -> list[str]:
+    lines = []
+    for block in _BLOCK.findall(doc.read_text()):
+        joined = block.replace("\\\n", " ")
+        lines += [re.split(r"\s+#\s", " " + line, maxsplit=1)[0].strip()
+                  for line in joined.splitlines()]
+    return [line for line in lines if line]
+
+
+def test_install_pi_copies_files_that_exist_to_the_paths_the_unit_uses() -> None:
+    """docs/install-pi.md: each repository file it installs exists; the unit runs what it links."""
+    lines = _shell_lines(ROOT / "docs" / "install-pi.md")
+    sources = [w for line in lines if line.startswith("sudo install ") and " -d " not in line
+               for w in shlex.split(line)[-2:-1]]
+    assert sources, "install-pi.md installs no file"
+    for source in sources:
+        assert (ROOT / source).is_file(), f"install-pi.md installs {source}, which is not here"
+    unit = (ROOT / "hardware" / "pi" / "edged.service").read_text()
+    run = re.search(r"^ExecStart=(\S+)", unit, re.M)
+    assert run is not None
+    links = [shlex.split(line)[-1] for line in lines if line.startswith("sudo ln -s ")]
+    assert run.group(1) in links, f"edged.service runs {run.group(1)}; install-pi.md links {links}"
+    config = re.search(r"--config (\S+)", unit)
+    assert config is not None and any(line.endswith(config.group(1)) for line in lines), \
+        "install-pi.md does not install the configuration file edged.service reads"
+
+
+def test_flashing_copies_every_firmware_module() -> None:
+    """docs/flashing.md: `mpremote ... fs cp` names exactly the modules in firmware/."""
+    lines = _shell_lines(ROOT / "docs" / "flashing.md")
+    copies = [line for line in lines if line.startswith("mpremote ") and " fs cp " in line]
+    assert len(copies) == 1, copies
+    copied = set(shlex.split(copies[0].split(" fs cp ", 1)[1])[:-1])
+    modules = {p.name for p in (ROOT / "firmware").glob("*.py")}
+    assert copied == modules, \
+        f"missing {sorted(modules - copied)}, extra {sorted(copied - modules)}"
+    assert "cd firmware" in lines
+
+
+_LINK = re.compile(r"\]\(([^)\s]+)\)")
+
+
+@pytest.mark.parametrize("doc", [*DOCS, ROOT / "CHANGELOG.md"], ids=lambda p: p.name)
+def test_links_stay_inside_the_repository(doc: Path) -> None:
+    """A relative link names a file of this repository (a fresh clone has nothing beside it)."""
+    for target in _LINK.findall(doc.read_text()):
+        path = target.split("#", 1)[0]
+        if not path or re.match(r"[a-z]+:", path):
+            continue
+        resolved = (doc.parent / path).resolve()
+        assert resolved.is_relative_to(ROOT) and resolved.exists(), f"{doc.name}: {target}"
+
+
+def test_readme_names_nothing_outside_the_repository() -> None:
+    text = (ROOT / "README.md").read_text()
+    assert not re.search(r"\.\./|MISSION\.md|FACTS\.md|\bissues? \d+", text, re.I)
