@@ -126,3 +126,22 @@ def test_links_stay_inside_the_repository(doc: Path) -> None:
 def test_readme_names_nothing_outside_the_repository() -> None:
     text = (ROOT / "README.md").read_text()
     assert not re.search(r"\.\./|MISSION\.md|FACTS\.md|\bissues? \d+", text, re.I)
+
+
+_PROMISE = re.compile(r"(?<!could )\b(?:comes?|coming|arrives?) later\b|\(and later\b", re.I)
+
+
+def test_docs_and_help_describe_what_exists_not_plans() -> None:
+    """No "comes later" in README, docs/ or any --help: they describe the product as it is."""
+    from edged.cli.main import build_parser
+
+    texts = [(doc.name, doc.read_text()) for doc in DOCS]
+    stack = [("bifente", build_parser())]
+    while stack:
+        name, parser = stack.pop()
+        texts.append((name, parser.format_help()))
+        for action in parser._actions:
+            if action.choices and hasattr(action, "_name_parser_map"):
+                stack += [(f"{name} {sub}", p) for sub, p in action.choices.items()]
+    found = [(name, m.group(0)) for name, text in texts for m in _PROMISE.finditer(text)]
+    assert not found
