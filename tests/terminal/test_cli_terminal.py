@@ -152,6 +152,22 @@ def test_bad_keys_and_no_terminal_are_one_line(sim: SimProcess, tmp_path: Path) 
                           "terminal`)\n"
 
 
+def test_f1_shows_the_fingerprint_screen_at_once(sim: SimProcess) -> None:
+    # docs/terminal.md: F1 acts while no prompt runs, so `sim press F1` does not wait for one.
+    started = time.monotonic()
+    done = sim.run("sim", "press", "F1")
+    assert done.returncode == 0, done.stderr
+    assert time.monotonic() - started < 8  # not the 10 s wait for a prompt
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        screen = json.loads(sim.run("sim", "screen", "--json").stdout)
+        if screen[0] == "Empreinte":
+            break
+        time.sleep(0.1)
+    assert screen[:2] == ["Empreinte", "inconnue"], screen  # no edged behind this terminal
+    assert sim.run("sim", "press", "OK", "--wait", "0").returncode == 0  # OK closes it
+
+
 @pytest.mark.pcsc
 def test_cps_verify_refuses_a_pcsc_reader_without_pin_pad(cps) -> None:  # type: ignore[no-untyped-def]
     cps("gp")
