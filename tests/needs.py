@@ -21,10 +21,9 @@ __all__ = ["missing", "tmpfs"]
 
 def missing(reason: str) -> NoReturn:
     """Skip for `reason` (a missing tool or right), or fail when running under CI."""
-    if os.environ.get("CI"):
-        pytest.fail(f"{reason}; make setup provides it, so CI must not skip")
-    else:  # a developer machine without `make setup`: say what is missing
+    if not os.environ.get("CI"):  # a developer machine without `make setup`: say what is missing
         pytest.skip(reason)
+    pytest.fail(f"{reason}; make setup provides it, so CI must not skip")
 
 
 @contextlib.contextmanager
