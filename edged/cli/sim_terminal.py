@@ -100,12 +100,7 @@ def _press(args: argparse.Namespace) -> int:
     from simulators.terminal.supervisor import expand_keys
 
     expand_keys(args.keys)  # refuse unknown keys before touching the terminal
-    wait = args.wait
-    if wait is None:
-        # F1 acts only while no prompt runs (docs/terminal.md, "Keys while no prompt runs"):
-        # waiting for a prompt would only delay it, then fail.
-        wait = 0.0 if all(key.upper() == "F1" for key in args.keys) else 10.0
-    return _run(lambda: _client(args).press(*args.keys, wait=wait))
+    return _run(lambda: _client(args).press(*args.keys, wait=args.wait))
 
 
 def _screen(args: argparse.Namespace) -> int:
@@ -144,9 +139,9 @@ def add_parsers(ssub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     p = ssub.add_parser("press", help="press keys on the virtual terminal (waits for a prompt)")
     p.add_argument("keys", nargs="+", metavar="KEY",
                    help="digits ('1234' is four keys), OK, CANCEL, CORR, F1")
-    p.add_argument("--wait", type=_seconds, default=None,
-                   help="seconds each key waits for a prompt (0: press now; default 10, "
-                        "and 0 for F1, which shows the fingerprint while no prompt runs)")
+    p.add_argument("--wait", type=_seconds, default=10.0,
+                   help="seconds each key waits for a prompt (0: press now; default 10; "
+                        "F1, which acts while no prompt runs, never waits)")
     control(p)
     p.set_defaults(func=_press)
 

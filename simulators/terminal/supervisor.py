@@ -459,11 +459,16 @@ class VirtualTerminal:
         """Press keys ('1234' presses four digits); each waits (up to `wait` s) for a prompt.
 
         A key is pressed only once a prompt holds the keypad and took the previous key, as a
-        person types. With wait=0 the keys are pressed at once (an idle CANCEL, for instance).
+        person types. With wait=0 the keys are pressed at once (an idle CANCEL, for instance);
+        F1 is always pressed at once.
         """
         for key in expand_keys(list(keys)):
+            # F1 acts only while no prompt runs (docs/terminal.md, "Keys while no prompt
+            # runs"): waiting for a prompt would only hold it back, then fail.
+            key_wait = 0.0 if key == "F1" else wait
             try:
-                self._request("key", timeout=wait + 5, key=key, wait_ms=int(wait * 1000))
+                self._request("key", timeout=key_wait + 5, key=key,
+                              wait_ms=int(key_wait * 1000))
             except FirmwareError as exc:
                 raise TimeoutError(f"key {key}: {exc}") from None
 
