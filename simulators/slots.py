@@ -58,7 +58,8 @@ class SimulatedSlots:
             raise TimeoutError(f"slot {slot} is still occupied ({self.reader(slot)})")
         bridge.insert()
         if not wait_for_change(self.reader(slot), True, timeout):
-            raise TimeoutError(f"pcscd did not see the card in slot {slot}")
+            raise TimeoutError(f"pcscd did not see the card in slot {slot} "
+                               f"(connected to vpcd: {bridge.inserted})")
 
     def remove(self, slot: int, *, wait: bool = True, timeout: float = 5.0) -> None:
         """Pull the slot's card and (by default) wait until pcscd reports it gone."""

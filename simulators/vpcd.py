@@ -111,6 +111,10 @@ class VpcdBridge:
                     continue
                 if answer is _VANISH:
                     log.info("slot %d: card vanishes mid-command (fault injection)", self.port)
+                    # Gone before pcscd can report it gone: else an insert() in that window
+                    # still finds this socket, keeps it, and the card never comes back.
+                    if self._sock is sock:
+                        self._sock = None
                     sock.shutdown(socket.SHUT_RDWR)
                     return
                 sock.sendall(len(answer).to_bytes(2, "big") + answer)
