@@ -27,6 +27,7 @@ from apdu.cps import SHA256_DIGEST_INFO
 from apdu.cps_spec import CPS_AID, Algo, KeyRef, PinRef
 from apdu.errors import ApduError, AuthMethodBlocked
 from apdu.ins import INS
+from edged.api.errors import CARD_ERROR, CONSENT_ERROR, PIN_ERROR
 from edged.api.method import BOOL, STR, Method, b64_param, obj, on_card
 from edged.readers.pcsc import CardKind
 from edged.readers.session import InsertedCps
@@ -176,22 +177,24 @@ _SIGNATURE = obj({"algorithm": {"type": "string", "enum": ["sha256WithRSAEncrypt
 _IDENTITY = frozenset({"identity:read"})
 _SIGN = frozenset({"cps:sign"})
 _AUTHENTICATE = frozenset({"cps:authenticate"})
+_CARD = (CARD_ERROR, PIN_ERROR)  # a CPS card method's own refusals
 
 METHODS: list[Method] = [
     Method("cps.certificates", cps_certificates, "Both CPS certificates (signature and "
            "authentication) with their validity, without the PIN: what a CAdES/XAdES "
            "signer needs before it signs.", _IDENTITY | _SIGN, obj({}),
            obj({"signature": _CERT, "authentication": _CERT},
-               ("signature", "authentication"))),
+               ("signature", "authentication")), errors=_CARD),
     Method("cps.pin_state", cps_pin_state, "PIN try counters and whether the PIN is verified "
            "now for this client (a PIN typed for another client does not count: the card "
            "asks this client for its own, docs/security.md).", _IDENTITY | _SIGN, obj({}),
            obj({"tries_left": _COUNT, "max_tries": _COUNT, "blocked": BOOL, "verified": BOOL},
-               ("tries_left", "max_tries", "blocked", "verified"))),
+               ("tries_left", "max_tries", "blocked", "verified")), errors=_CARD),
     Method("cps.logout", cps_logout, "End this client's verified state: the holder types the "
            "PIN again before its next signature (pin.state event with result reset).",
            _SIGN | _AUTHENTICATE, obj({}),
-           obj({"verified": {"type": "boolean", "enum": [False]}}, ("verified",))),
+           obj({"verified": {"type": "boolean", "enum": [False]}}, ("verified",)),
+           errors=_CARD),
     Method("cps.sign_digest", cps_sign_digest, "Sign a SHA-256 digest computed by the caller "
            "with the authentication key (PKCS#1 v1.5 DigestInfo); needs the PIN verified for "
            "this client and the holder's OK on the terminal (which shows the client, the title "
@@ -204,11 +207,12 @@ METHODS: list[Method] = [
                                "title": {"type": "string", "maxLength": 64,
                                          "description": "what is signed, shown on the "
                                          "terminal"}},
-                              ("digest",)), _SIGNATURE),
+                              ("digest",)), _SIGNATURE, errors=(*_CARD, CONSENT_ERROR)),
     Method("display.show", display_show, "Show a message on the terminal's display (ASCII, "
            "16 columns x 8 lines, word-wrapped); it stays until the next screen.",
            frozenset({"terminal:display"}),
            obj({"text": {"type": "string", "minLength": 1, "maxLength": 200}}, ("text",)),
            obj({"lines": {"type": "array", "maxItems": 8,
-                          "items": {"type": "string", "maxLength": 16}}}, ("lines",))),
+                          "items": {"type": "string", "maxLength": 16}}}, ("lines",)),
+           errors=(CONSENT_ERROR,)),
 ]

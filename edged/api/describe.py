@@ -19,19 +19,17 @@ __all__ = ["DISCOVER", "build", "method_errors"]
 OPENRPC_VERSION = "1.3.2"
 DISCOVER = "rpc.discover"
 
-# Errors any paired method may return, before its own (JSON-RPC 2.0 §5.1 and edged's).
+# Errors any paired method may return, before its own (JSON-RPC 2.0 §5.1 and edged's); an
+# unpaired method cannot be refused for pairing, scope or revocation. A method's own codes are
+# declared on its entry in the method table (`Method.errors`).
 _COMMON = (-32600, -32602, -32603, -32000, -32001, -32002, -32003, -32004)
-_BY_PREFIX = {"vitale.": (-32010,), "cps.": (-32010, -32020), "readers.": (),
-              "consent.": (-32040,), "display.": (-32040,), "pair.": (-32030,),
-              "mail.": (-32010, -32020, -32050), "dmp.": (-32010, -32020, -32040, -32060),
-              "clients.": (), "events.": (), "system.": ()}
+_PAIRED_ONLY = (-32000, -32001, -32002)
 
 
-def method_errors(name: str, unpaired: bool) -> list[dict[str, Any]]:
+def method_errors(method: Method) -> list[dict[str, Any]]:
     """The OpenRPC error objects a method can answer with (codes and their reasons)."""
-    codes = [c for c in _COMMON if not (unpaired and c in (-32000, -32001, -32002))]
-    codes += [c for prefix, extra in _BY_PREFIX.items() if name.startswith(prefix)
-              for c in extra]
+    codes = [c for c in _COMMON if not (method.unpaired and c in _PAIRED_ONLY)]
+    codes += method.errors
     by_code = {kind.code: kind for kind in ERRORS}
     return [{"code": code, "message": by_code[code].meaning,
              "data": {"type": "object", "required": ["reason"],
@@ -66,7 +64,7 @@ def build(table: Iterable[Method], version: str) -> dict[str, Any]:
             "paramStructure": "by-name",
             "params": _params(method.params),
             "result": {"name": "result", "schema": copy.deepcopy(method.result)},
-            "errors": method_errors(method.name, method.unpaired),
+            "errors": method_errors(method),
             "x-scopes": _scopes(method),
             "x-unpaired": method.unpaired,
         })

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from apdu.identity import mask_nir
 from edged.api import uploads
-from edged.api.errors import DMP_ERROR
+from edged.api.errors import CARD_ERROR, CONSENT_ERROR, DMP_ERROR, PIN_ERROR, STORAGE_FULL
 from edged.api.jsonrpc import INVALID_PARAMS, RpcError
 from edged.api.method import BOOL, INT, STR, Method, b64_param, obj, on_card
 from edged.readers.pcsc import CardKind
@@ -275,6 +275,8 @@ async def dmp_queue(daemon: ApiContext, conn: Caller, params: dict[str, Any]) ->
     return {"feeds": [f.describe() for f in feeds]}
 
 
+# A DMP call logs in with the CPS (CARD, PIN), asks the patient (CONSENT), asks the host (DMP).
+_DMP = (CARD_ERROR, PIN_ERROR, CONSENT_ERROR, DMP_ERROR)
 _READ = frozenset({"dmp:read", "dmp:emergency"})
 _WRITE = frozenset({"dmp:write"})
 _DOCUMENT = {"type": "object", "description": "the host's document JSON (docs/dmp-api.md)"}
@@ -283,14 +285,16 @@ _FLAGS = {"masked_ps": BOOL, "invisible_patient": BOOL, "invisible_representativ
 METHODS: list[Method] = [
     Method("dmp.exists", dmp_exists, "Does the patient have a DMP (no consent needed).",
            _READ | _WRITE, obj({"ins": _INS}, ("ins",)),
-           obj({"exists": BOOL, "status": {"type": ["string", "null"]}}, ("exists", "status"))),
+           obj({"exists": BOOL, "status": {"type": ["string", "null"]}}, ("exists", "status")),
+           errors=_DMP),
     Method("dmp.create", dmp_create, "Create the patient's DMP: the patient consents on the "
            "terminal (Vitale card in); the answer holds the patient's password once (also "
            "shown on the terminal display).", _WRITE,
            obj({"ins": _INS, "ins_oid": {"type": "string", "maxLength": 64}, "express": BOOL},
                ("ins",)),
            obj({"ins": STR, "ins_oid": STR, "status": STR, "patient_password": STR,
-                "notice": STR}, ("ins", "ins_oid", "status", "patient_password", "notice"))),
+                "notice": STR}, ("ins", "ins_oid", "status", "patient_password", "notice")),
+           errors=_DMP),
     Method("dmp.feed", dmp_feed, "Add a CDA R2 document (base64): the patient consents on the "
            "terminal; queued durably (state queued, queue_id) when the host is unreachable, "
            "delivered exactly once later. A CDA larger than one message is sent with "
@@ -304,7 +308,7 @@ METHODS: list[Method] = [
                            "metadata": obj(_FLAGS), "express": BOOL}, ("ins", "upload_id"))]},
            obj({"state": {"type": "string", "enum": ["registered", "queued"]},
                 "document": _DOCUMENT, "already_registered": BOOL, "queue_id": STR},
-               ("state",))),
+               ("state",)), errors=(*_DMP, STORAGE_FULL)),
     Method("dmp.find", dmp_find, "The documents this professional may see (the patient "
            "consents on the terminal, unless an emergency access is open).", _READ,
            obj({"ins": _INS, "type": {"type": "string", "maxLength": 200},
@@ -312,13 +316,13 @@ METHODS: list[Method] = [
                 "limit": {"type": "integer", "minimum": 1, "maximum": 1000},
                 "offset": {"type": "integer", "minimum": 0}, "express": BOOL}, ("ins",)),
            obj({"documents": {"type": "array", "items": _DOCUMENT}, "total": INT,
-                "mode": STR}, ("documents", "total", "mode"))),
+                "mode": STR}, ("documents", "total", "mode")), errors=_DMP),
     Method("dmp.get", dmp_get, "One document and its CDA (base64), with the patient's consent "
            "or an open emergency access.", _READ,
            obj({"ins": _INS, "document_id": _DOC_ID, "express": BOOL}, ("ins", "document_id")),
            obj({"document": _DOCUMENT, "cda": {"type": "string", "contentEncoding": "base64",
                                                "contentMediaType": "application/hl7-v3+xml"}},
-               ("document", "cda"))),
+               ("document", "cda")), errors=_DMP),
     Method("dmp.emergency", dmp_emergency, "Emergency access without consent: bris_de_glace or "
            "centre_15 (regulating doctors), with the professional's stated reason; then "
            "dmp.find / dmp.get from this client need no consent for this patient while it lasts "
@@ -328,23 +332,23 @@ METHODS: list[Method] = [
                 "reason": {"type": "string", "minLength": 1, "maxLength": 500}},
                ("ins", "mode", "reason")),
            obj({"mode": STR, "reason": STR, "expires_in": {"type": "number"}},
-               ("mode", "reason", "expires_in"))),
+               ("mode", "reason", "expires_in")), errors=_DMP),
     Method("dmp.visibility", dmp_visibility, "The author changes a document's visibility "
            "(masked to professionals, hidden from the patient, from representatives, "
            "announced).", _WRITE,
            obj({"ins": _INS, "document_id": _DOC_ID, **_FLAGS, "announced": BOOL},
                ("ins", "document_id")),
-           obj({"document": _DOCUMENT}, ("document",))),
+           obj({"document": _DOCUMENT}, ("document",)), errors=_DMP),
     Method("dmp.delete", dmp_delete, "The author deletes a document after the patient asked "
            "for it (the entry stays, status deleted, its bytes wiped).", _WRITE,
            obj({"ins": _INS, "document_id": _DOC_ID}, ("ins", "document_id")),
-           obj({"document": _DOCUMENT}, ("document",))),
+           obj({"document": _DOCUMENT}, ("document",)), errors=_DMP),
     Method("dmp.patient_code", dmp_patient_code, "The patient's one-time code for the DMP "
            "patient space (with the INS and the password from dmp.create): the patient "
            "consents on the terminal (Vitale card in), the code is shown on the terminal "
            "display only, never returned, logged or audited.", frozenset({"dmp:read"}),
            obj({"ins": _INS}, ("ins",)),
-           obj({"shown": BOOL, "expires_in": INT}, ("shown", "expires_in"))),
+           obj({"shown": BOOL, "expires_in": INT}, ("shown", "expires_in")), errors=_DMP),
     Method("dmp.queue", dmp_queue, "Feeds waiting for the DMP host (all: also delivered and "
            "failed ones); patients masked.", _WRITE, obj({"all": BOOL}),
            obj({"feeds": {"type": "array", "items": obj({
@@ -352,5 +356,5 @@ METHODS: list[Method] = [
                "attempts": INT, "last_error": {"type": ["string", "null"]}, "queued_at": STR,
                "size": INT, "document_id": {"type": ["string", "null"]}}, (
                "queue_id", "patient", "professional", "state", "attempts", "last_error",
-               "queued_at", "size", "document_id"))}}, ("feeds",))),
+               "queued_at", "size", "document_id"))}}, ("feeds",)), errors=(DMP_ERROR,)),
 ]

@@ -56,7 +56,6 @@ REVOKED = -32002
 RATE_LIMITED = -32003
 TOO_LARGE = -32004
 STORAGE_FULL = -32005  # the state's disk is nearly full: new durable work refused
-STORAGE_FULL = -32005  # the state's disk is nearly full: new durable work refused
 CARD_ERROR = -32010
 PIN_ERROR = -32020
 PAIRING_ERROR = -32030

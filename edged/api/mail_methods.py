@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from cryptography import x509
 
 from edged.api import uploads
+from edged.api.errors import CARD_ERROR, MAIL_ERROR, PIN_ERROR, STORAGE_FULL
 from edged.api.method import BOOL, INT, STR, Method, b64_param, obj, on_card
 from edged.readers.pcsc import CardKind
 from edged.readers.session import InsertedCps
@@ -230,6 +231,9 @@ async def mail_open(daemon: ApiContext, conn: Caller, params: dict[str, Any]) ->
     }
 
 
+# The card signs or decrypts (CARD, PIN), the mail service refuses (MAIL).
+_MAIL = (CARD_ERROR, PIN_ERROR, MAIL_ERROR)
+
 METHODS: list[Method] = [
     Method("mail.send", mail_send, "Sign (CPS, needs the PIN verified) and encrypt a message "
            "to every recipient and the sender, then queue it for the operator. Recipients "
@@ -247,19 +251,20 @@ METHODS: list[Method] = [
                ("to",)),
            obj({"message_id": STR, "state": {"type": "string",
                                              "enum": ["queued", "sending", "sent", "failed"]}},
-               ("message_id", "state"))),
+               ("message_id", "state")), errors=(*_MAIL, STORAGE_FULL)),
     Method("mail.status", mail_status, "Where a sent message is: queued, sending, sent or "
            "failed, with the attempts and the last error.", _SEND,
            obj({"message_id": {"type": "string", "maxLength": 998}}, ("message_id",)),
            obj({"message_id": STR, "state": {"type": "string",
                                              "enum": ["queued", "sending", "sent", "failed"]},
                 "attempts": INT, "last_error": {"type": ["string", "null"]}},
-               ("message_id", "state", "attempts", "last_error"))),
+               ("message_id", "state", "attempts", "last_error")), errors=_MAIL),
     Method("mail.list", mail_list, "The professional's mailbox (POP3, nothing deleted): uid, "
            "from, the outer subject, date, size.", _READ, obj({}),
            obj({"address": STR, "messages": {"type": "array", "items": obj({
                "uid": STR, "from": STR, "subject": STR, "date": STR, "size": INT},
-               ("uid", "from", "subject", "date", "size"))}}, ("address", "messages"))),
+               ("uid", "from", "subject", "date", "size"))}}, ("address", "messages")),
+           errors=_MAIL),
     Method("mail.open", mail_open, "Decrypt a message with the CPS (needs the PIN verified) "
            "and verify its signature: subject, from, signer, text, HTML, attachments "
            "(byte-identical, base64).", _READ,
@@ -272,5 +277,5 @@ METHODS: list[Method] = [
                 "text": {"type": ["string", "null"]}, "html": {"type": ["string", "null"]},
                 "attachments": {"type": "array", "items": _ATTACHMENT_OUT}},
                ("uid", "message_id", "subject", "from", "to", "cc", "date", "signer", "text",
-                "html", "attachments"))),
+                "html", "attachments")), errors=_MAIL),
 ]

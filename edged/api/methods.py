@@ -13,7 +13,14 @@ from apdu.cps_spec import KeyRef
 from edged.api import audit_methods, cps_methods, dmp_methods, mail_methods, render, uploads
 from edged.api.contract import EVENTS
 from edged.api.describe import build
-from edged.api.errors import FORBIDDEN, NOT_PAIRED
+from edged.api.errors import (
+    CARD_ERROR,
+    CONSENT_ERROR,
+    FORBIDDEN,
+    NOT_PAIRED,
+    PAIRING_ERROR,
+    PIN_ERROR,
+)
 from edged.api.jsonrpc import METHOD_NOT_FOUND, RpcError
 from edged.api.method import B64 as _B64
 from edged.api.method import BOOL as _BOOL
@@ -284,6 +291,8 @@ _AUTHENTICATE = frozenset({"cps:authenticate"})
 # The PIN is typed for the client that asks; it then works for that client's scopes only.
 _PIN = _SIGN | _AUTHENTICATE | frozenset({"mail:send", "mail:read"})
 
+_CARD = (CARD_ERROR, PIN_ERROR)  # a CPS card method's own refusals
+
 _CORE = [
     Method("system.info", system_info, "Protocol version, daemon version, certificate "
            "fingerprint, terminal model and capabilities; the caller's own name and scopes; "
@@ -313,18 +322,18 @@ _CORE = [
            result=obj({"card": _VITALE_CARD, "insured": _INSURED,
                         "beneficiaries": {"type": "array", "minItems": 1,
                                           "items": _BENEFICIARY}},
-                       ("card", "insured", "beneficiaries"))),
+                       ("card", "insured", "beneficiaries")), errors=(CARD_ERROR,)),
     Method("cps.info", cps_info, "The professional on the CPS card and the PIN tries left "
            "(no PIN needed); with certificates: true, both certificates and their validity.",
-           _READ, obj({"certificates": _BOOL}), _CPS_INFO),
+           _READ, obj({"certificates": _BOOL}), _CPS_INFO, errors=_CARD),
     Method("cps.pin_status", cps_pin_status, "PIN try counters.", _READ,
-           result=_PIN_STATUS),
+           result=_PIN_STATUS, errors=_CARD),
     Method("cps.verify_pin", cps_verify_pin, "The holder types the PIN on the terminal keypad; "
            "the result says ok, wrong (tries left), blocked or cancelled. No method takes a PIN. "
            "The verified PIN serves this client only: another client's call resets it "
            "(docs/security.md).", _PIN,
            obj({"timeout": {"type": "number", "minimum": 5, "maximum": MAX_PROMPT_S}}),
-           _PIN_RESULT),
+           _PIN_RESULT, errors=_CARD),
     Method("cps.sign", cps_sign, "Sign data with the CPS card (SHA-256, RSA PKCS#1 v1.5, "
            "split hash); needs the PIN verified for this client. The signature key (cps:sign) "
            "signs after the holder's OK on the terminal, which shows the client, the title and "
@@ -335,7 +344,7 @@ _CORE = [
                 "title": {"type": "string", "maxLength": 64,
                           "description": "what is signed, shown on the terminal"}},
                ("data",)),
-           _SIGNATURE),
+           _SIGNATURE, errors=(*_CARD, CONSENT_ERROR)),
     Method("cps.authenticate", cps_authenticate, "INTERNAL AUTHENTICATE of SHA-256(challenge)"
            " with the authentication key; needs the PIN verified for this client. A 32-byte "
            "challenge (the DMP host's shape) is refused: only the daemon logs in there.",
@@ -343,14 +352,15 @@ _CORE = [
            obj({"challenge": {"type": "string", "contentEncoding": "base64", "maxLength": 1368,
                                "description": "base64 of at most 1024 bytes"}},
                ("challenge",)),
-           _SIGNATURE),
+           _SIGNATURE, errors=_CARD),
     Method("consent.ask", consent_ask, "Show a question on the terminal; the patient answers "
            "OK or Cancel.", frozenset({"terminal:display", "dmp:read", "dmp:write",
                                       "dmp:emergency"}),
            obj({"text": {"type": "string", "minLength": 1, "maxLength": 200},
                  "timeout": {"type": "number", "minimum": 5, "maximum": MAX_PROMPT_S}},
                ("text",)),
-           obj({"answer": {"type": "string", "enum": [str(a) for a in Answer]}}, ("answer",))),
+           obj({"answer": {"type": "string", "enum": [str(a) for a in Answer]}}, ("answer",)),
+           errors=(CONSENT_ERROR,)),
     Method("events.subscribe", events_subscribe, "Receive event notifications on this "
            "connection (all, or the ones named): card.inserted, card.removed, reader.lost "
            "(a reader failed: not a card removal), reader.restored, pin.state, "
@@ -369,7 +379,7 @@ _CORE = [
            result=obj({"pairing_id": _STR, "expires_in": {"type": "number", "minimum": 0,
                                                            "description": "seconds"},
                         "fingerprint": _FP}, ("pairing_id", "expires_in", "fingerprint")),
-           unpaired=True),
+           unpaired=True, errors=(PAIRING_ERROR,)),
     Method("pair.complete", pair_complete, "Finish pairing with the code read on the terminal; "
            "returns the client certificate.",
            params=obj({"pairing_id": {"type": "string", "maxLength": 64},
@@ -380,7 +390,7 @@ _CORE = [
                         "fingerprint": {**_FP, "description": "the daemon's certificate"},
                         "scopes": {"type": "array", "items": _STR}},
                        ("certificate", "ca_certificate", "fingerprint", "scopes")),
-           unpaired=True),
+           unpaired=True, errors=(PAIRING_ERROR,)),
     Method("clients.list", clients_list, "Paired clients.", frozenset({"admin"}),
            obj({"include_revoked": _BOOL}),
            obj({"clients": {"type": "array", "items": _CLIENT}}, ("clients",))),

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from edged.api.errors import TOO_LARGE
+from edged.api.errors import STORAGE_FULL, TOO_LARGE
 from edged.api.jsonrpc import INVALID_PARAMS, RpcError
 from edged.api.method import INT, STR, Method, b64_param, obj
 
@@ -252,7 +252,8 @@ METHODS: list[Method] = [
            f"cannot keep it), and in any case {UPLOAD_TTL:.0f} s after upload.begin.",
            params=obj({"size": {"type": "integer", "minimum": 1, "maximum": MAX_UPLOAD},
                        "sha256": _SHA256}, ("size", "sha256")),
-           result=obj({"upload_id": STR, "chunk_size": INT}, ("upload_id", "chunk_size"))),
+           result=obj({"upload_id": STR, "chunk_size": INT}, ("upload_id", "chunk_size")),
+           errors=(STORAGE_FULL,)),
     Method("upload.chunk", upload_chunk, "The next part of an upload: `offset` is the number "
            "of bytes sent before it (a chunk out of order is refused with `bad_offset` and "
            "`data.expected`), `data` at most `chunk_size` bytes in base64; written to disk at "
@@ -261,7 +262,7 @@ METHODS: list[Method] = [
                        "data": {"type": "string", "description": "base64",
                                 "maxLength": 4 * (CHUNK_SIZE // 3 + 1)}},
                       ("upload_id", "offset", "data")),
-           result=obj({"received": INT}, ("received",))),
+           result=obj({"received": INT}, ("received",)), errors=(STORAGE_FULL,)),
     Method("upload.commit", upload_commit, "Finish an upload: every byte announced arrived "
            "(`upload_incomplete` otherwise) and its SHA-256 is the one announced "
            "(`digest_mismatch`: the upload is dropped).",

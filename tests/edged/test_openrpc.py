@@ -148,3 +148,77 @@ def test_answer_checking_is_on_and_catches_a_mismatch() -> None:
         contract.check_error({"code": -32602, "message": "x", "data": {"reason": "made_up"}})
     with pytest.raises(contract.ContractViolation):
         contract.check_event("card.inserted", {"slot": "0", "time": 1.0})
+
+
+
+Def = tuple[str, str | None, str]  # (module path, class or None, function name)
+
+
+def _functions_reaching_the_space_guard() -> set[Def]:
+    """The functions of edged/ that call the disk space guard (`space.check`, which raises
+    DiskFull: -32005 disk_full), directly or through others. Calls are resolved by name: a
+    plain name to the functions of that name, `x.name` to the methods of that name (a nested
+    function counts as its enclosing one's body; a function handed to another, such as
+    `to_thread(store.chunk, ...)`, counts as called)."""
+    calls: dict[Def, tuple[set[str], set[str]]] = {}
+    functions: dict[str, list[Def]] = {}
+    methods: dict[str, list[Def]] = {}
+    reached: set[Def] = set()
+
+    def visit(path: str, body: list[ast.stmt], cls: str | None) -> None:
+        for node in body:
+            if isinstance(node, ast.ClassDef):
+                visit(path, node.body, node.name)
+            if not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                continue
+            key, names, attrs = (path, cls, node.name), set(), set()
+            for call in (n for n in ast.walk(node) if isinstance(n, ast.Call)):
+                for ref in (call.func, *call.args):
+                    if isinstance(ref, ast.Name):
+                        names.add(ref.id)
+                    elif isinstance(ref, ast.Attribute):
+                        attrs.add(ref.attr)
+                guard = call.func
+                if isinstance(guard, ast.Attribute) and guard.attr == "check" \
+                        and isinstance(guard.value, ast.Attribute) \
+                        and guard.value.attr in ("space", "_space"):
+                    reached.add(key)
+            calls[key] = (names, attrs)
+            (methods if cls else functions).setdefault(node.name, []).append(key)
+
+    for path in (ROOT / "edged").rglob("*.py"):
+        visit(str(path.relative_to(ROOT)), ast.parse(path.read_text()).body, None)
+    while True:
+        more = {key for key, (names, attrs) in calls.items() if key not in reached
+                and any(target in reached
+                        for target in [*(d for n in names for d in functions.get(n, [])),
+                                       *(d for a in attrs for d in methods.get(a, []))])}
+        if not more:
+            return reached
+        reached |= more
+
+
+def test_every_method_that_writes_durable_state_declares_disk_full() -> None:
+    from edged.api.errors import STORAGE_FULL
+
+    reached = _functions_reaching_the_space_guard()
+    handlers = {name for _path, cls, name in reached if cls is None}
+    writers = {name for name, m in METHODS.items() if m.handler.__name__ in handlers}
+    # Resolution by name only: pair.begin calls PairingManager.begin, which writes nothing
+    # (checked here), not Uploads.begin.
+    assert ("edged/api/pairing.py", "PairingManager", "begin") not in reached
+    writers -= {"pair.begin"}
+    # The search finds the known writers (it is not vacuous)...
+    assert {"mail.send", "dmp.feed", "upload.begin", "upload.chunk"} <= writers
+    # ...and each of them declares the error its guard raises, in the published document too.
+    undeclared = sorted(name for name in writers if STORAGE_FULL not in METHODS[name].errors)
+    assert not undeclared, f"declare STORAGE_FULL (-32005) on: {undeclared}"
+    documented = {m["name"] for m in openrpc.document()["methods"]
+                  if STORAGE_FULL in [e["code"] for e in m["errors"]]}
+    assert writers <= documented
+
+
+def test_every_declared_error_is_in_the_error_table() -> None:
+    codes = {kind.code for kind in contract.ERRORS}
+    for method in METHODS.values():
+        assert set(method.errors) <= codes, method.name
