@@ -63,7 +63,9 @@ ERRORS: tuple[ErrorKind, ...] = (
               "`data.free_bytes`, `data.needed_bytes`, `data.reserve_bytes`"),
     ErrorKind(errors.CARD_ERROR, "card problem",
               ("no_card", "card_removed", "card_busy", "timeout", "card_unreadable",
-               "card_refused", "reader_error"), "`data.sw` for `card_refused`"),
+               "card_refused", "reader_error", "other_professional"),
+              "`data.sw` for `card_refused`; `other_professional`: the CPS card in the "
+              "terminal is not the one of the professional a queued DMP feed is for"),
     ErrorKind(errors.PIN_ERROR, "PIN problem: a signature or decryption needs the PIN first "
               "(cps.verify_pin reports wrong/blocked/cancelled in its result, not as errors)",
               ("wrong_pin", "pin_blocked", "pin_cancelled", "no_pin_pad", "pin_required"),

@@ -3,7 +3,8 @@
 Each method works in the session of the CPS card in the terminal (edged/services/dmp.py):
 create, feed and read (find, get) first ask the patient on the terminal and send the signed
 consent record; an emergency access states a reason instead. The host's refusals come back as
-DMP_ERROR with `data.reason` = the host's reason code (docs/dmp-api.md, "Refusal reasons").
+DMP_ERROR with `data.reason` = the host's reason code (docs/dmp-api.md, "Refusal reasons"):
+they are domain errors (edged/services/dmp_host.py) that edged/api/errors.py maps.
 
 `dmp.create` returns the patient's password once, and also shows it on the terminal display
 (the patient, facing the terminal, copies it; it is never audited or logged).
@@ -23,7 +24,7 @@ from edged.api.method import BOOL, INT, STR, Method, b64_param, obj, on_card
 from edged.readers.pcsc import CardKind
 from edged.readers.ui import CODE_SCREEN_S
 from edged.services import cards
-from edged.services.dmp_host import DmpError, HostUnreachable, query_string
+from edged.services.dmp_host import DmpNotConfigured, HostUnreachable, query_string
 from edged.services.errors import ServiceError
 
 if TYPE_CHECKING:
@@ -41,8 +42,7 @@ _DOC_ID = {"type": "string", "minLength": 1, "maxLength": 64}
 def _service(daemon: ApiContext) -> DmpService:
     if daemon.services.dmp is not None:
         return daemon.services.dmp
-    raise RpcError(DMP_ERROR, "the DMP is not configured on this terminal ([dmp])",
-                   "dmp_not_configured")
+    raise DmpNotConfigured()
 
 
 def _client(conn: Caller) -> str:
@@ -52,7 +52,7 @@ def _client(conn: Caller) -> str:
 async def _run(daemon: ApiContext, conn: Caller, name: str, ins: str, op: Any,
                found: dict[str, Any] | None = None, **fixed: Any) -> Any:
     """Audit the intent, run op, audit the outcome (INS masked; with what op put in `found`,
-    such as the access mode of a read), map host refusals to DMP_ERROR."""
+    such as the access mode of a read)."""
     # Durable before the host hears of it: an action never happens without a trace (L3).
     await daemon.audit_intent(name, conn, patient=mask_nir(ins), outcome="started", **fixed)
 
@@ -62,16 +62,10 @@ async def _run(daemon: ApiContext, conn: Caller, name: str, ins: str, op: Any,
 
     try:
         result = await op()
-    except DmpError as exc:
-        audit(outcome="refused", reason=exc.reason)
-        data: dict[str, Any] = {"status": exc.status}
-        if exc.details:
-            data["details"] = exc.details
-        raise RpcError(DMP_ERROR, exc.message, exc.reason, **data) from exc
-    except HostUnreachable as exc:
+    except HostUnreachable:
         audit(outcome="unreachable")
-        raise RpcError(DMP_ERROR, str(exc), "host_unreachable") from exc
-    except ServiceError as exc:  # consent refused, no card, no terminal...
+        raise
+    except ServiceError as exc:  # the host refused, consent refused, no card, no terminal...
         audit(outcome="refused", reason=exc.reason)
         raise
     except RpcError as exc:

@@ -85,6 +85,8 @@ def _pairing(exc: PairingError) -> RpcError:
 # Exception class -> its JSON-RPC error; the most specific class of an exception's MRO wins.
 _BY_TYPE: dict[type[BaseException], Callable[[Any], RpcError]] = {
     SchemaError: _simple(INVALID_PARAMS, "invalid_params"),
+    # Every service's domain errors, the DMP host's refusals and outages included
+    # (edged/services/dmp_host.py): the family gives the code, the error its reason and data.
     ServiceError: lambda exc: RpcError(_FAMILY_CODES[exc.family], exc.message, exc.reason,
                                        **exc.data),
     PairingError: _pairing,

@@ -17,13 +17,17 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from apdu.cps_spec import KeyRef
 from apdu.errors import PinBlocked, PinCancelled, SecurityStatusNotSatisfied, WrongPin
 from edged.readers.session import InsertedCps
+from edged.services.errors import Family, ServiceError
 
 __all__ = ["AuditHook", "Emergency", "NotThisProfessional", "ProSession", "card_login",
            "verify_pin_audited"]
 
 
-class NotThisProfessional(Exception):
+class NotThisProfessional(ServiceError):
     """The CPS card in the terminal is not the one a queued feed needs."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(Family.CARD, "other_professional", message)
 
 
 AuditHook = Callable[..., Any]  # audit(event, **fields): durable when it returns

@@ -1,7 +1,9 @@
 """What edged exchanges with the DMP host (docs/dmp-api.md), apart from the service's state.
 
 The `[dmp]` settings, the host's refusals and outages as exceptions, its paths, headers and
-query strings. edged/services/dmp.py holds the service that uses them.
+query strings. edged/services/dmp.py holds the service that uses them. The exceptions are
+domain errors of the DMP family (edged/services/errors.py): the API gives them DMP_ERROR with
+their reason by the same table lookup as every service error.
 """
 
 from __future__ import annotations
@@ -13,19 +15,22 @@ from urllib.parse import quote, urlencode, urlsplit
 
 from contracts.consent import CONSENT_HEADER
 from edged.config import ConfigError
+from edged.services.errors import Family, ServiceError
 
-__all__ = ["OUTAGE_STATUSES", "DmpError", "DmpSettings", "HostUnreachable", "consent_headers",
-           "feed_headers", "host_path", "query_string"]
+__all__ = ["OUTAGE_STATUSES", "DmpError", "DmpNotConfigured", "DmpSettings", "HostUnreachable",
+           "consent_headers", "feed_headers", "host_path", "query_string"]
 
 
-class DmpError(Exception):
-    """The host refused: its reason code, message, HTTP status and details."""
+class DmpError(ServiceError):
+    """The host refused: its reason code, message, HTTP status (`data.status`) and details
+    (`data.details`, when it sent some)."""
 
     def __init__(self, reason: str, message: str, status: int = 0,
                  details: list[Any] | None = None) -> None:
-        super().__init__(message)
-        self.reason, self.message, self.status = reason, message, status
-        self.details = details or []
+        details = details or []
+        super().__init__(Family.DMP, reason, message, status=status,
+                         **({"details": details} if details else {}))
+        self.status, self.details = status, details
 
 
 # The host (or the gateway in front of it) is not serving now: retry later (RFC 9110 §15.6).
@@ -34,8 +39,19 @@ class DmpError(Exception):
 OUTAGE_STATUSES = frozenset({502, 503, 504})
 
 
-class HostUnreachable(Exception):
+class HostUnreachable(ServiceError):
     """No answer from the host (network down, refused, timed out, 5xx)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(Family.DMP, "host_unreachable", message)
+
+
+class DmpNotConfigured(ServiceError):
+    """The daemon has no [dmp] table: there is no host to ask."""
+
+    def __init__(self) -> None:
+        super().__init__(Family.DMP, "dmp_not_configured",
+                         "the DMP is not configured on this terminal ([dmp])")
 
 
 @dataclass(frozen=True)

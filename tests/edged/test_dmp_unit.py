@@ -122,3 +122,25 @@ def test_a_refusal_is_told_from_an_outage(tmp_path: Path, status: int, body: byt
         assert caught.value.status == status and caught.value.reason in (
             "internal_error", "cda_invalid")
     service.queue.close()
+
+
+def test_dmp_errors_map_through_the_error_table_wherever_they_are_raised() -> None:
+    # The host's refusals and outages, "not configured" and the queue's card check are typed
+    # domain errors: the API maps them by type lookup, not only inside dmp_methods._run.
+    from edged.api.errors import CARD_ERROR, DMP_ERROR, to_rpc_error
+    from edged.services.dmp_card import NotThisProfessional
+    from edged.services.dmp_host import DmpError, DmpNotConfigured, HostUnreachable
+
+    refused = to_rpc_error(DmpError("cda_invalid", "bad CDA", 422, [{"line": 3}]))
+    assert (refused.code, refused.message, refused.data) == (
+        DMP_ERROR, "bad CDA", {"reason": "cda_invalid", "status": 422,
+                               "details": [{"line": 3}]})
+    plain = to_rpc_error(DmpError("consent_expired", "expired", 403))
+    assert plain.data == {"reason": "consent_expired", "status": 403}
+    down = to_rpc_error(HostUnreachable("the DMP host answered 503"))
+    assert (down.code, down.message, down.data) == (
+        DMP_ERROR, "the DMP host answered 503", {"reason": "host_unreachable"})
+    off = to_rpc_error(DmpNotConfigured())
+    assert (off.code, off.data) == (DMP_ERROR, {"reason": "dmp_not_configured"})
+    other = to_rpc_error(NotThisProfessional("another professional's card"))
+    assert (other.code, other.data) == (CARD_ERROR, {"reason": "other_professional"})

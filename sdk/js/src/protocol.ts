@@ -929,7 +929,7 @@ export const ERRORS = {
   /** the terminal's disk is nearly full: new mail, DMP feeds to queue and uploads are refused before anything is written (what is stored stays; docs/edged.md, "Disk space") */
   "-32005": ["disk_full"],
   /** card problem */
-  "-32010": ["no_card","card_removed","card_busy","timeout","card_unreadable","card_refused","reader_error"],
+  "-32010": ["no_card","card_removed","card_busy","timeout","card_unreadable","card_refused","reader_error","other_professional"],
   /** PIN problem: a signature or decryption needs the PIN first (cps.verify_pin reports wrong/blocked/cancelled in its result, not as errors) */
   "-32020": ["wrong_pin","pin_blocked","pin_cancelled","no_pin_pad","pin_required"],
   /** pairing refused */
