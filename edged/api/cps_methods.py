@@ -136,11 +136,9 @@ async def cps_sign_digest(daemon: ApiContext, conn: Caller, params: dict[str, An
 
         raise RpcError(INVALID_PARAMS, "digest must be a SHA-256 digest (32 bytes)",
                        "invalid_params")
-    slot = daemon.slots.find(CardKind.CPS)
-    if slot is None or slot.arbiter is None:
-        raise cards.missing(daemon, CardKind.CPS)
+    insertion = cards.arbiter_for(daemon, CardKind.CPS)
     await daemon.signatures.approve(daemon.ui, conn.client_id, conn.client_name or "?",
-                                    params.get("title", ""), digest, insertion=slot.arbiter,
+                                    params.get("title", ""), digest, insertion=insertion,
                                     gate=lambda: one_prompt(daemon, conn))
     result = await on_card(daemon, conn, CardKind.CPS,
                            lambda s: _sign_digest(s, conn.client_id, digest),

@@ -193,12 +193,10 @@ async def cps_sign(daemon: ApiContext, conn: Caller, params: dict[str, Any]) -> 
     batch: bool | None = None
     if key == "signature":
         _require(conn, "cps:sign", "a signature with the signature key")
-        slot = daemon.slots.find(CardKind.CPS)
-        if slot is None or slot.arbiter is None:  # nothing to confirm for
-            raise cards.missing(daemon, CardKind.CPS)
+        insertion = cards.arbiter_for(daemon, CardKind.CPS)  # nothing to confirm without
         approval = await daemon.signatures.approve(
             daemon.ui, conn.client_id, conn.client_name or "?", title, digest,
-            insertion=slot.arbiter, gate=lambda: one_prompt(daemon, conn))
+            insertion=insertion, gate=lambda: one_prompt(daemon, conn))
         batch = approval.batch
         ref = KeyRef.SIGNATURE
     else:

@@ -16,6 +16,7 @@ from apdu.cps import CpsIdentity, CpsSession, PinStatus
 from apdu.cps_spec import KeyRef
 from apdu.errors import PinBlocked, PinCancelled, WrongPin
 from apdu.vitale import VitaleCard, VitaleSession
+from edged.readers.arbiter import CardArbiter
 from edged.readers.manager import ReaderLost
 from edged.readers.pcsc import CardKind
 from edged.readers.session import InsertedCps
@@ -35,6 +36,7 @@ __all__ = [
     "PinOutcome",
     "PinResult",
     "Signature",
+    "arbiter_for",
     "authenticate",
     "check_not_host_challenge",
     "cps_info",
@@ -89,14 +91,20 @@ def missing(ctx: ServiceContext, kind: CardKind) -> Exception:
     return NoCard(f"no {'CPS' if kind is CardKind.CPS else 'Vitale'} card is inserted")
 
 
-async def on_card(ctx: ServiceContext, client: str, kind: CardKind, fn: Callable[[Any], T],
-                  label: str, timeout: float | None = None) -> T:
-    """Run fn on the session of the card of this kind, in its arbiter's queue, for client."""
+def arbiter_for(ctx: ServiceContext, kind: CardKind) -> CardArbiter:
+    """The arbiter of the inserted card of this kind (its insertion); NoCard or ReaderLost
+    (`missing`) when there is none."""
     slot = ctx.slots.find(kind)
     if slot is None or slot.arbiter is None:
         raise missing(ctx, kind)
-    return await slot.arbiter.run(client, fn, label=label,
-                                  timeout=timeout or ctx.config.card_timeout)
+    return slot.arbiter
+
+
+async def on_card(ctx: ServiceContext, client: str, kind: CardKind, fn: Callable[[Any], T],
+                  label: str, timeout: float | None = None) -> T:
+    """Run fn on the session of the card of this kind, in its arbiter's queue, for client."""
+    return await arbiter_for(ctx, kind).run(client, fn, label=label,
+                                            timeout=timeout or ctx.config.card_timeout)
 
 
 def check_not_host_challenge(data: bytes) -> None:

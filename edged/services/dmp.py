@@ -222,14 +222,12 @@ class DmpService:
         """This client's session for the CPS card in the terminal (authenticating when
         needed); with `professional`, only that professional's card will do. The background
         queue (QUEUE_CLIENT) reuses a session the professional opened, or the card as it is."""
-        slot = self.ctx.slots.find(CardKind.CPS)
-        if slot is None or slot.arbiter is None:
-            raise cards.missing(self.ctx, CardKind.CPS)
+        arbiter = cards.arbiter_for(self.ctx, CardKind.CPS)
         async with self._login_lock:
             current = self.session_of(client_id)
             if current is None and client_id == QUEUE_CLIENT:
                 current = next((s for s in self._sessions.values()
-                                if s.arbiter is slot.arbiter
+                                if s.arbiter is arbiter
                                 and s.national_id == (professional or s.national_id)), None)
             if professional is not None and current is not None \
                     and current.national_id != professional:
@@ -243,7 +241,7 @@ class DmpService:
                 pin_timeout = self.ctx.config.pin_timeout
                 audit = self._pin_audit(client_id)
                 owner = None if client_id == QUEUE_CLIENT else client_id
-                card = await slot.arbiter.run(
+                card = await arbiter.run(
                     client_id, lambda s: card_login(s, challenge, pin_timeout, owner,
                                                      allow_pin=allow_pin, expected=professional,
                                                      audit=audit),
@@ -252,7 +250,7 @@ class DmpService:
                     "challenge": answer["challenge"], "certificate": card["certificate"],
                     "signature": card["signature"]})
                 current = ProSession(str(answer["token"]), card["national_id"],
-                                     card["display_name"], slot.arbiter,
+                                     card["display_name"], arbiter,
                                      dict(answer.get("professional") or {}))
                 self._sessions[client_id] = current
             self._last = current
@@ -276,12 +274,10 @@ class DmpService:
 
     async def identify(self, client_id: str) -> dict[str, Any]:
         """Offline: who holds the CPS card (and the PIN verified on the keypad for later)."""
-        slot = self.ctx.slots.find(CardKind.CPS)
-        if slot is None or slot.arbiter is None:
-            raise cards.missing(self.ctx, CardKind.CPS)
+        arbiter = cards.arbiter_for(self.ctx, CardKind.CPS)
         pin_timeout = self.ctx.config.pin_timeout
         audit = self._pin_audit(client_id)
-        return await slot.arbiter.run(
+        return await arbiter.run(
             client_id, lambda s: card_login(s, uuid.uuid4().bytes, pin_timeout, client_id,
                                              audit=audit, via="dmp.identify"),
             label="dmp.identify", timeout=pin_timeout + self.ctx.config.card_timeout)
