@@ -140,8 +140,10 @@ EVENTS: dict[str, tuple[str, dict[str, Any]]] = {
     "card.removed": ("A card was removed from a slot (`kind` is what it was).",
                      _event(_CARD_EVENT, ("slot", "reader", "kind"))),
     "reader.lost": ("A reader failed or went away (pcscd lost, reader unplugged): the card "
-                    "it held (`kind`) cannot be reached; calls get `reader_error`, not "
-                    "`card_removed`. `reader.restored` follows when it is back.",
+                    "it held (`kind`) cannot be reached; calls that need a card of that kind "
+                    "get `reader_error`, not `card_removed` or `no_card`, until the reader is "
+                    "back or such a card is inserted elsewhere (other kinds: `no_card`). "
+                    "`reader.restored` follows when it is back.",
                     _event({**_CARD_EVENT, "reason": {"type": "string"}},
                            ("slot", "reader", "kind", "reason"))),
     "reader.restored": ("A lost reader is back; a card in it is announced by card.inserted.",

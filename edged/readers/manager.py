@@ -87,17 +87,23 @@ class SlotRegistry:
     def __init__(self, bus: EventBus) -> None:
         self.bus = bus
         self.slots: dict[str, Slot] = {}
-        # Readers lost and not back yet (slot id -> why): a card looked for while one is
-        # lost may be in it, so the caller hears of the reader, not of a missing card.
+        # Readers lost and not back yet (slot id -> why): reader.restored when they return.
         self.lost: dict[str, str] = {}
+        # The kind of card each lost reader held when it went (slot id -> kind): that card is
+        # still in it, out of reach, until the reader returns or such a card turns up elsewhere.
+        self._held: dict[str, CardKind] = {}
         self.changed = asyncio.Event()
 
-    def lost_reason(self) -> str | None:
-        """Why a reader is unreachable now (the first lost one), or None."""
-        if not self.lost:
-            return None
-        slot_id, why = next(iter(self.lost.items()))
-        return f"reader {slot_id}: {why}"
+    def lost_reason(self, kind: CardKind) -> str | None:
+        """Why no card of this kind is at hand when a lost reader held one, or None.
+
+        A front-desk user who pulls the CPS reader's cable still gets `no_card` for a missing
+        Vitale card: only the kind of card the lost reader held is reported as out of reach
+        (`reader_error`), until the reader is back or a card of that kind is inserted in
+        another reader (the user moved it).
+        """
+        slot_id = next((s for s, held in self._held.items() if held == kind), None)
+        return None if slot_id is None else f"reader {slot_id}: {self.lost[slot_id]}"
 
     def find(self, kind: CardKind) -> Slot | None:
         """The first slot holding a card of this kind (terminal slots first)."""
@@ -114,6 +120,8 @@ class SlotRegistry:
         self.slots[slot.slot_id] = slot
         slot.atr, slot.kind = atr, card_kind(atr)
         kind = slot.kind
+        for lost_id in [s for s, held in self._held.items() if held == kind]:
+            del self._held[lost_id]  # the card the lost reader held is here (or another is)
         slot.arbiter = CardArbiter(slot.slot_id, opener,
                                    session=lambda protocol: open_session(kind, protocol))
         log.info("card inserted: %s in %s", slot.kind, slot.reader)
@@ -136,6 +144,7 @@ class SlotRegistry:
     def reader_added(self, slot: Slot) -> None:
         """A reader appeared (empty); reader.restored when it is one that was lost."""
         self.slots.setdefault(slot.slot_id, slot)
+        self._held.pop(slot.slot_id, None)
         if self.lost.pop(slot.slot_id, None) is not None:
             log.info("reader restored: %s", slot.reader)
             self.bus.publish("reader.restored", slot=slot.slot_id, reader=slot.reader)
@@ -150,6 +159,8 @@ class SlotRegistry:
         kind, arbiter = slot.kind, slot.arbiter
         slot.kind, slot.atr, slot.arbiter = CardKind.EMPTY, b"", None
         self.lost[slot_id] = reason
+        if kind is not CardKind.EMPTY:
+            self._held[slot_id] = kind
         if arbiter is not None:
             await arbiter.close(ReaderLost(f"reader {slot.reader}: {reason}"))
         log.warning("reader lost: %s (%s)", slot.reader, reason)

@@ -84,9 +84,9 @@ class Signature:
 
 
 def missing(ctx: ServiceContext, kind: CardKind) -> Exception:
-    """Why no card of this kind is at hand: ReaderLost while a reader is lost (the card may
-    be in it: `reader_error`), else NoCard (`no_card`)."""
-    if lost := ctx.slots.lost_reason():
+    """Why no card of this kind is at hand: ReaderLost while a lost reader holds one
+    (`reader_error`, SlotRegistry.lost_reason), else NoCard (`no_card`)."""
+    if lost := ctx.slots.lost_reason(kind):
         return ReaderLost(lost)
     return NoCard(f"no {'CPS' if kind is CardKind.CPS else 'Vitale'} card is inserted")
 

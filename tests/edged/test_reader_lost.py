@@ -55,12 +55,12 @@ async def test_an_unplugged_reader_fails_its_work_as_a_reader_error_not_a_remova
     assert (event.name, event.params["kind"], event.params["reason"]) == (
         "reader.lost", CardKind.CPS, "the reader was removed")
     assert registry.find(CardKind.CPS) is None
-    assert registry.lost_reason() == f"reader {READER}: the reader was removed"
+    assert registry.lost_reason(CardKind.CPS) == f"reader {READER}: the reader was removed"
     # Plugged back: reader.restored, and nothing else was said in between (no card.removed).
     registry.reader_added(Slot(READER, READER, SlotSource.PCSC))
     event = await asyncio.wait_for(events.get(), 1)
     assert (event.name, event.params["reader"]) == ("reader.restored", READER)
-    assert registry.lost_reason() is None
+    assert registry.lost_reason(CardKind.CPS) is None
 
 
 async def test_a_card_pulled_is_still_a_removal() -> None:
@@ -69,4 +69,41 @@ async def test_a_card_pulled_is_still_a_removal() -> None:
     await registry.card_removed(READER)
     event = await asyncio.wait_for(events.get(), 1)
     assert event.name == "card.removed"
-    assert registry.lost_reason() is None
+    assert registry.lost_reason(CardKind.CPS) is None
+
+
+def _missing(registry: SlotRegistry, kind: CardKind) -> str:
+    """The reason a client gets for a card of this kind that is not at hand."""
+    from types import SimpleNamespace
+
+    from edged.services.cards import missing
+
+    return str(to_rpc_error(missing(SimpleNamespace(slots=registry), kind)).data["reason"])
+
+
+async def test_an_unplugged_reader_makes_only_its_own_card_a_reader_error() -> None:
+    # The CPS reader's cable is pulled: the CPS card is out of reach (reader_error), but a
+    # Vitale card nobody inserted is still missing (no_card), not a reader problem.
+    registry, _bus = await inserted()
+    await registry.reader_gone(READER)
+    assert _missing(registry, CardKind.CPS) == "reader_error"
+    assert _missing(registry, CardKind.VITALE) == "no_card"
+    # The user moves the CPS card to another reader and pulls it out later: it is missing,
+    # not stuck in the lost reader, although that reader never came back.
+    other = "USB reader 1"
+    card = Cps3Card("gp")
+    registry.reader_added(Slot(other, other, SlotSource.PCSC))
+    await registry.card_inserted(Slot(other, other, SlotSource.PCSC), card.power_on(),
+                                 lambda: InProcessTransport(card))
+    await registry.card_removed(other)
+    assert _missing(registry, CardKind.CPS) == "no_card"
+    assert READER in registry.lost  # still lost: reader.restored comes when it is back
+
+
+async def test_a_reader_lost_empty_holds_no_card() -> None:
+    bus = EventBus()
+    registry = SlotRegistry(bus)
+    registry.reader_added(Slot(READER, READER, SlotSource.PCSC))
+    await registry.reader_gone(READER)
+    assert _missing(registry, CardKind.CPS) == "no_card"
+    assert _missing(registry, CardKind.VITALE) == "no_card"

@@ -984,7 +984,7 @@ export type PinStateEvent = {
   dropped?: number;
 };
 
-/** Params of the `reader.lost` event: A reader failed or went away (pcscd lost, reader unplugged): the card it held (`kind`) cannot be reached; calls get `reader_error`, not `card_removed`. `reader.restored` follows when it is back. */
+/** Params of the `reader.lost` event: A reader failed or went away (pcscd lost, reader unplugged): the card it held (`kind`) cannot be reached; calls that need a card of that kind get `reader_error`, not `card_removed` or `no_card`, until the reader is back or such a card is inserted elsewhere (other kinds: `no_card`). `reader.restored` follows when it is back. */
 export type ReaderLostEvent = {
   slot: string;
   reader: string;
