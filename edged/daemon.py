@@ -24,6 +24,7 @@ from edged.events import EventBus
 from edged.readers.manager import PcscWatcher, SlotRegistry
 from edged.readers.ui import PAIRING_SCREEN_S, TerminalUI, fit_lines
 from edged.services.container import Extension, Services
+from edged.services.context import EDGED, audit_actor
 from edged.services.signing import SignatureGate
 from edged.state.clients import scope_labels
 from edged.version import VERSION
@@ -115,13 +116,13 @@ class Daemon:
         if conn is not None and not conn.paired:
             self.audit_budget.record(event, conn.peer, **fields)
             return
-        actor = (conn.client_name or "") if conn else "edged"
+        actor = audit_actor(conn.client_name, conn.peer) if conn else EDGED
         self.audit.submit(event, actor=actor, **fields)
 
     async def audit_intent(self, event: str, conn: Connection | None, **fields: Any) -> None:
         """Record what is about to happen and wait until it is durable: the trace exists
         even if the action then fails or the daemon dies (review L3)."""
-        actor = (conn.client_name or f"unpaired@{conn.peer}") if conn else "edged"
+        actor = audit_actor(conn.client_name, conn.peer) if conn else EDGED
         await asyncio.wrap_future(self.audit.submit(event, actor=actor, **fields))
 
     async def _show_code(self, code: str, client_name: str, scopes: tuple[str, ...]) -> None:
@@ -136,7 +137,8 @@ class Daemon:
 
     def _pairing_event(self, name: str, fields: Mapping[str, Any]) -> None:
         if name == "pair.complete":  # a new client: always written, in full
-            self.audit.submit(name, actor=str(fields.get("client_name", "")),
+            self.audit.submit(name, actor=audit_actor(str(fields.get("client_name") or ""),
+                                                      str(fields.get("peer") or "")),
                               **{k: v for k, v in fields.items() if k != "client_name"})
             if self.ui is not None:
                 # The code was used: it leaves the shared screen now (review M3).
@@ -168,7 +170,7 @@ class Daemon:
         from edged.state.sqlite import state_file
 
         with state_file(self.audit.path):  # the first write: a full disk is named here (D7)
-            self.audit.append("daemon.start", actor="edged", version=VERSION)
+            self.audit.append("daemon.start", actor=EDGED, version=VERSION)
         if self.config.pcsc:
             self.watcher = PcscWatcher(self.slots, loop, wrap=self.wrap_transport)
             self.watcher.start()
@@ -293,7 +295,7 @@ class Daemon:
             self._budget_flusher.cancel()
         self.audit_budget.flush(everything=True)
         self.audit.flush()  # what was submitted comes before daemon.stop
-        self.audit.append("daemon.stop", actor="edged")
+        self.audit.append("daemon.stop", actor=EDGED)
         self.audit.close()
         self.clients.close()
         log.info("edged stopped")

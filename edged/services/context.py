@@ -17,7 +17,24 @@ from edged.state.keystore import Keystore
 from edged.state.keywrap import KeyWrapper
 from edged.state.space import SpaceGuard
 
-__all__ = ["ServiceContext"]
+__all__ = ["EDGED", "ServiceContext", "audit_actor"]
+
+EDGED = "edged"  # the actor of what the daemon does on its own (no caller)
+
+
+def audit_actor(name: str | None, origin: str | None = None) -> str:
+    """Who an audit record names: the authenticated name, else `unpaired@<origin>`.
+
+    `name` is who proved it: a paired client's name, a proxy user's login. Anyone else is
+    `unpaired@` and where the call came from (`origin`: the peer address, or the client
+    context when only that is known), or plain `unpaired` when even that is unknown. One form
+    for every caller that has not proved who it is, the form the aggregated records of
+    unpaired peers already use (edged/state/audit_budget.py), so that one search of the log
+    finds them all; never an empty actor, and never a name the caller could choose.
+    """
+    if name:
+        return name
+    return f"unpaired@{origin}" if origin else "unpaired"
 
 
 class ServiceContext(Protocol):
@@ -33,5 +50,6 @@ class ServiceContext(Protocol):
     space: SpaceGuard  # refuses new durable work when the state's disk is nearly full
 
     def audit_event(self, event: str, conn: Any, **fields: Any) -> None:
-        """Append to the audit chain; `conn` (a caller, or None for edged itself) is the actor."""
+        """Append to the audit chain; `conn` (a caller, or None for edged itself) is the actor
+        (`audit_actor`)."""
         ...

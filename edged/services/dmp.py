@@ -51,7 +51,7 @@ from edged.readers.pcsc import CardKind
 from edged.readers.ui import CODE_SCREEN_S, Answer, fit_lines
 from edged.services import cards
 from edged.services.consent import ConsentSigner
-from edged.services.context import ServiceContext
+from edged.services.context import ServiceContext, audit_actor
 from edged.services.dmp_card import (
     AuditHook,
     Emergency,
@@ -264,7 +264,7 @@ class DmpService:
 
     def _pin_audit(self, client_id: str) -> AuditHook:
         """Audit from the card thread, waiting until each record is durable."""
-        actor = self._client_name(client_id) or client_id[:64]
+        actor = audit_actor(self._client_name(client_id), client_id)
         log_ = self.ctx.audit
 
         def audit(event: str, **fields: Any) -> None:

@@ -342,7 +342,9 @@ async def test_lockout_after_repeated_code_failures(setup: Setup) -> None:
     with pytest.raises(smtplib.SMTPAuthenticationError):  # locked: even the right password
         await setup.send("bob", message(BOB, f"[code:{setup.code('bob')}] x"))
     assert nurse_inbox(setup.op) == []
-    assert [r["reason"] for r in setup.audit("proxy.refused")][-1] == "locked"
+    refused = setup.audit("proxy.refused")[-1]
+    # Not logged in: the one actor form of every unauthenticated caller (audit_actor).
+    assert (refused["reason"], refused["actor"]) == ("locked", "unpaired@127.0.0.1")
     # alice is not affected
     assert await setup.send("alice", message(ALICE, f"[code:{setup.code('alice')}] x")) == {}
     UserStore(setup.proxy.state_dir, state_key(setup.proxy.state_dir)).unlock("bob")

@@ -51,3 +51,12 @@ def test_many_prefixes_stay_within_the_global_budget_and_are_counted() -> None:
     counted = sum(f["count"] for e, _, f in written if e == "audit.aggregated")
     suppressed = sum(n for e, _, f in written if e == "audit.suppressed" for _, n in f["counts"])
     assert full + counted + suppressed == attempts
+
+
+def test_one_actor_form_for_whoever_has_not_proved_who_it_is() -> None:
+    from edged.services.context import audit_actor
+
+    assert audit_actor("desk", "10.0.0.7") == "desk"
+    assert audit_actor(None, "10.0.0.7") == "unpaired@10.0.0.7"
+    assert audit_actor("", "peer:10.0.0.7") == "unpaired@peer:10.0.0.7"
+    assert audit_actor(None) == audit_actor("", "") == "unpaired"

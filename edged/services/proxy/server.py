@@ -28,6 +28,7 @@ from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 from cryptography import x509
 
 from edged.services import cms, smime
+from edged.services.context import audit_actor
 from edged.services.proxy.codes import check_code
 from edged.services.proxy.directory import UnknownRecipient, directory_certificate
 from edged.services.proxy.message import seven_bit
@@ -96,11 +97,11 @@ class ProxyServer:
         looks like a NIR) is replaced by a short hash, so the SMTP outcome never changes."""
         if self._audit is not None:
             try:
-                self._audit(event, actor=actor or "unauthenticated", **fields)
+                self._audit(event, actor=audit_actor(actor), **fields)
             except ValueError:
                 hashed = {k: hashlib.sha256(v.encode()).hexdigest()[:16] if isinstance(v, str)
                           else v for k, v in fields.items()}
-                self._audit(event, actor=actor or "unauthenticated", **hashed)
+                self._audit(event, actor=audit_actor(actor), **hashed)
         log.info("%s by %s: %s", event, actor, fields.get("reason", "ok"))
 
     async def start(self) -> None:
@@ -140,7 +141,9 @@ class ProxyServer:
         name, reason = self.users.authenticate(login,
                                                auth_data.password.decode("utf-8", "replace"))
         if name is None:
-            self.audit("proxy.refused", "unauthenticated", reason=reason)
+            peer = session.peer[0] if isinstance(session.peer, tuple) else session.peer
+            self.audit("proxy.refused", audit_actor(None, str(peer) if peer else None),
+                       reason=reason)
             return AuthResult(success=False, handled=False)
         return AuthResult(success=True, auth_data=name)
 
