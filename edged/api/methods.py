@@ -6,6 +6,7 @@ generated from it (`python -m edged.api.docs`).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from typing import TYPE_CHECKING, Any
 
@@ -122,9 +123,16 @@ async def system_info(daemon: ApiContext, conn: Caller, params: dict[str, Any]) 
                        "max_in_flight": 8}}
 
 
-async def rpc_discover(daemon: ApiContext, conn: Caller, params: dict[str, Any]) -> Any:
-    """rpc.discover: the OpenRPC document (docs/openrpc.json)."""
+@functools.cache
+def _discovery() -> dict[str, Any]:
+    # Built on the first call and kept: the method table and the version are fixed for the
+    # life of the process, and anyone may ask before pairing, so a call costs no rebuild.
     return build(METHODS.values(), PROTOCOL_VERSION)
+
+
+async def rpc_discover(daemon: ApiContext, conn: Caller, params: dict[str, Any]) -> Any:
+    """rpc.discover: the OpenRPC document (docs/openrpc.json), built once."""
+    return _discovery()
 
 
 async def readers_list(daemon: ApiContext, conn: Caller, params: dict[str, Any]) -> Any:

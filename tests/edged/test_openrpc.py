@@ -222,3 +222,15 @@ def test_every_declared_error_is_in_the_error_table() -> None:
     codes = {kind.code for kind in contract.ERRORS}
     for method in METHODS.values():
         assert set(method.errors) <= codes, method.name
+
+
+def test_rpc_discover_builds_the_document_once() -> None:
+    # Callable before pairing: a call hands out the document built on the first one, never
+    # a rebuild (the same object each time), and it is the published one.
+    import asyncio
+
+    discover = METHODS["rpc.discover"].handler
+    first = asyncio.run(discover(None, None, {}))  # type: ignore[arg-type]
+    again = asyncio.run(discover(None, None, {}))  # type: ignore[arg-type]
+    assert again is first
+    assert first == json.loads(openrpc.TARGET.read_text())
