@@ -87,7 +87,7 @@ def card_login(session: InsertedCps, challenge: bytes, pin_timeout: float,
 class ProSession:
     """A professional's session on the host, for one client and one CPS card insertion."""
 
-    token: str
+    token: str = field(repr=False)  # the host's bearer token: never in a log line or trace
     national_id: str
     display_name: str
     arbiter: Any  # the card insertion (a new arbiter per insertion)

@@ -144,3 +144,11 @@ def test_dmp_errors_map_through_the_error_table_wherever_they_are_raised() -> No
     assert (off.code, off.data) == (DMP_ERROR, {"reason": "dmp_not_configured"})
     other = to_rpc_error(NotThisProfessional("another professional's card"))
     assert (other.code, other.data) == (CARD_ERROR, {"reason": "other_professional"})
+
+
+def test_a_host_session_never_shows_its_bearer_token() -> None:
+    from edged.services.dmp_card import ProSession
+
+    session = ProSession("tok-3f9a1c77e2", "810001000101", "Dr Test", arbiter=None)
+    assert "tok-3f9a1c77e2" not in repr(session) and "tok-3f9a1c77e2" not in str(session)
+    assert "810001000101" in repr(session)  # the rest still shows
