@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import mailbox
 import os
 import smtplib
@@ -471,3 +472,26 @@ def test_cli_user_add_prints_the_otpauth_uri_once(tmp_path: Path) -> None:
                             "carol", "--email", "carol@cabinet.test"],
                            capture_output=True, text=True, env=env, timeout=60)
     assert again.returncode != 0 and "exists already" in again.stderr
+
+
+@pytest.mark.asyncio
+async def test_a_listener_that_fails_to_close_is_logged(
+        setup: Setup, caplog: pytest.LogCaptureFixture) -> None:
+    real = setup.proxy._server
+    assert real is not None
+
+    class FailingClose:
+        """The listening server, whose close fails the way a broken socket's does."""
+
+        def close(self) -> None:
+            real.close()
+
+        async def wait_closed(self) -> None:
+            await real.wait_closed()
+            raise OSError("the listening socket is gone")
+
+    setup.proxy._server = FailingClose()  # type: ignore[assignment]
+    caplog.set_level(logging.WARNING, logger="edged.services.proxy.server")
+    await setup.proxy.stop()
+    assert "the listening socket is gone" in caplog.text
+    assert setup.proxy._server is None  # stopped all the same

@@ -10,7 +10,6 @@ with a 5xx and never relayed: nothing leaves in clear. Every outcome is audited
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime as dt
 import hashlib
 import logging
@@ -126,8 +125,11 @@ class ProxyServer:
         """Stop listening; idempotent."""
         if self._server is not None:
             self._server.close()
-            with contextlib.suppress(Exception):
+            try:
                 await asyncio.wait_for(self._server.wait_closed(), 5)
+            except Exception as exc:  # stopping goes on (the daemon is closing), but say why
+                log.warning("proxy: the listener did not close cleanly: %s",
+                            str(exc) or type(exc).__name__)
             self._server = None
         self.users.close()
         self.signer = None
