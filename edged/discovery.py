@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import enum
-import hashlib
 import ipaddress
 import logging
 import re
@@ -28,6 +27,7 @@ from zeroconf import (
 from zeroconf._dns import DNSService  # not re-exported by name from zeroconf itself
 from zeroconf.asyncio import AsyncServiceBrowser, AsyncServiceInfo, AsyncZeroconf
 
+from contracts.fingerprint import fingerprint_of
 from contracts.mdns import FINGERPRINT_PREFIX, PROTOCOL_VERSION, SERVICE_TYPE, TXT_KEYS
 
 __all__ = [
@@ -83,11 +83,6 @@ def _probe_at_rfc_pace() -> None:
         setattr(_zeroconf_core, "_CHECK_TIME", PROBE_INTERVAL_MS)  # noqa: B010 - private
     if isinstance(getattr(_zeroconf_core, "_PROBE_RANDOM_DELAY_INTERVAL", None), tuple):
         _zeroconf_core._PROBE_RANDOM_DELAY_INTERVAL = PROBE_DELAY_MS
-
-
-def fingerprint_of(certificate_der: bytes) -> str:
-    """SHA-256 of a DER certificate: 64 lower-case hex digits, as published and pinned."""
-    return hashlib.sha256(certificate_der).hexdigest()
 
 
 def format_fingerprint(fingerprint: str) -> str:

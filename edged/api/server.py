@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import asyncio.sslproto
 import contextlib
-import hashlib
 import logging
 import socket
 import ssl
@@ -22,6 +21,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.extensions.permessage_deflate import enable_server_permessage_deflate
 from websockets.server import ServerProtocol
 
+from contracts.fingerprint import fingerprint_of
 from edged.api import jsonrpc
 from edged.api.errors import RATE_LIMITED, REVOKED, TOO_LARGE, to_rpc_error
 from edged.api.gate import Acceptor, Admission, Gate, GateLimits, prefix_of, start_tls
@@ -105,7 +105,7 @@ class Connection:
         self.peer = f"{address[0]}" if address else "unknown"
         ssl_object = ws.transport.get_extra_info("ssl_object") if ws.transport else None
         der = ssl_object.getpeercert(binary_form=True) if ssl_object else None
-        self.fingerprint = hashlib.sha256(der).hexdigest() if der else None
+        self.fingerprint = fingerprint_of(der) if der else None
         self._generation = server.daemon.clients.generation()
         self.client = server.daemon.clients.lookup(self.fingerprint) if self.fingerprint else None
         self.subscription: Subscription | None = None

@@ -14,7 +14,6 @@ JSON of the five fields before it), "certificate" (the device CA, PEM)}.
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
 import re
 import time
@@ -25,6 +24,8 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+
+from contracts.fingerprint import fingerprint_of
 
 __all__ = ["TAG", "CheckpointError", "make_checkpoint", "verify_checkpoint"]
 
@@ -48,7 +49,7 @@ def make_checkpoint(seq: int, digest: str, *, sign: Callable[[bytes], bytes],
                     clock: Callable[[], float] = time.time) -> dict[str, Any]:
     """A checkpoint of the log at (seq, digest), signed with `sign` (the device CA key)."""
     cert = x509.load_pem_x509_certificate(certificate_pem)
-    device = hashlib.sha256(cert.public_bytes(serialization.Encoding.DER)).hexdigest()
+    device = fingerprint_of(cert.public_bytes(serialization.Encoding.DER))
     body = {"v": 1, "seq": seq, "hash": digest, "issued": int(clock()), "device": device}
     signature = sign(_signed_bytes(body))
     return {**body, "signature": base64.b64encode(signature).decode(),
@@ -77,7 +78,7 @@ def verify_checkpoint(data: bytes | dict[str, Any], *,
         signature = base64.b64decode(str(data.get("signature", "")), validate=True)
     except ValueError:
         raise CheckpointError("the checkpoint's certificate or signature is malformed") from None
-    actual = hashlib.sha256(cert.public_bytes(serialization.Encoding.DER)).hexdigest()
+    actual = fingerprint_of(cert.public_bytes(serialization.Encoding.DER))
     if actual != dev or (device is not None and device.lower() != dev):
         raise CheckpointError("the checkpoint was signed by another device")
     key = cert.public_key()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import ipaddress
 import logging
 import os
@@ -27,6 +26,7 @@ from cryptography.hazmat.primitives.asymmetric.types import (
 )
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from contracts.fingerprint import fingerprint_of
 from edged.state.clients import normalise_scopes, validate_client_name
 from edged.state.keywrap import KeyWrapper
 
@@ -67,11 +67,6 @@ _HOSTNAME_RE = re.compile(
 
 class KeystoreError(RuntimeError):
     """The keystore directory is in a state we must not repair silently (say, a lost CA key)."""
-
-
-def fingerprint_of(der: bytes) -> str:
-    """SHA-256 of a certificate's DER, as 64 lower-case hex digits."""
-    return hashlib.sha256(der).hexdigest()
 
 
 def _utcnow() -> datetime:
