@@ -225,7 +225,7 @@ def growth(sizes_mb: Sequence[int] = (1, 10, 25)) -> list[Row]:
     return rows
 
 
-# -- CMS signing latency: through the daemon against in process (issue 5 §8) --------------
+# -- CMS signing latency: through the daemon against in process ---------------
 NURSE_ADDRESS = "julie.bernard@cabinet.test"
 
 
