@@ -6,7 +6,7 @@ VENV    := .venv
 PY      := $(VENV)/bin/python
 APT_PKGS := pcscd vsmartcard-vpcd libpcsclite-dev opensc openssl gcc swig pkg-config procps \
             gnutls-bin libengine-pkcs11-openssl \
-            avahi-daemon avahi-utils chromium jq
+            avahi-daemon avahi-utils chromium jq systemd
 SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: help setup test demo bench lint clean fuzz soak

