@@ -20,24 +20,10 @@ from pathlib import Path
 import jsonschema
 import pytest
 
+from tests.docblocks import bash, block_after, integrators_schemas
 from tests.needs import missing
 
 ROOT = Path(__file__).resolve().parents[1]
-_BLOCK = re.compile(r"^```(?:sh|bash|shell)\n(.*?)^```", re.S | re.M)
-
-
-def _block_after(doc: str, marker: str) -> str:
-    """The first shell block after `marker` in docs/`doc`, continuation lines joined."""
-    text = (ROOT / "docs" / doc).read_text()
-    at = text.index(marker)
-    found = _BLOCK.search(text, at)
-    assert found is not None, f"docs/{doc}: no shell block after {marker!r}"
-    return found.group(1)
-
-
-def _bash(script: str, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["bash", "-euo", "pipefail", "-c", script], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=300, check=False)
 
 
 def _venv_env() -> dict[str, str]:
@@ -47,13 +33,13 @@ def _venv_env() -> dict[str, str]:
 
 def test_firmware_md_runs_one_module_by_hand(tmp_path: Path) -> None:
     """docs/firmware.md "Run one module by hand": compile one module, run one test from sources."""
-    block = _block_after("firmware.md", "Run one module by hand")
+    block = block_after("firmware.md", "Run one module by hand")
     lines = [line for line in block.splitlines()
              if line and not line.startswith(("make setup", "node ", "#"))]
     # make setup is what this test session already did; the wasm line is
     # tests/firmware/test_micropython.py's own run.
     script = "\n".join(lines).replace(".venv/bin/", "")
-    result = _bash(script, ROOT, _venv_env())
+    result = bash(script, ROOT, _venv_env())
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     assert (ROOT / "build" / "mpy" / "link.mpy").read_bytes()[:1] == b"M"  # .mpy magic
     closing = re.findall(r"^(\d+) passed, (\d+) failed", result.stdout, re.M)
@@ -65,12 +51,7 @@ def schemas(tmp_path: Path) -> Path:
     """docs/integrators.md step 1 run in a scratch folder beside a copy of docs/openrpc.json."""
     if shutil.which("jq") is None:
         missing("jq is missing (make setup installs the jq package)")
-    (tmp_path / "docs").mkdir()
-    shutil.copy(ROOT / "docs" / "openrpc.json", tmp_path / "docs" / "openrpc.json")
-    block = _block_after("integrators.md", "Step 1: one schema file per type")
-    result = _bash(block, tmp_path, dict(os.environ))
-    assert result.returncode == 0, result.stderr[-2000:]
-    return tmp_path / "schemas"
+    return integrators_schemas(tmp_path, dict(os.environ))
 
 
 def test_integrators_md_step_1_writes_usable_schemas(schemas: Path) -> None:
