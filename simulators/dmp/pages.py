@@ -28,11 +28,12 @@ import secrets
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from email.message import Message
 from html import escape
 from http.cookies import CookieError, SimpleCookie
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs, quote
 
 from simulators.dmp import cda
@@ -49,6 +50,9 @@ MAX_WEB_SESSIONS = 10_000
 MAX_FORM = 64 * 1024
 MAX_UPLOAD_FILE = (MAX_PATIENT_UPLOAD // 4) * 3 - 64 * 1024  # base64 in JSON fits the API cap
 N = "{urn:hl7-org:v3}"
+
+# An answer of the JSON API (docs/dmp-api.md), decoded: the pages read the fields they show.
+JsonObject = dict[str, Any]
 
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'none'; style-src 'self'; img-src 'self'; "
@@ -115,9 +119,10 @@ TYPES_FR = {
 }
 
 
-def _type_fr(d: dict) -> str:
+def _type_fr(d: JsonObject) -> str:
     """The document's type in French (the host's name, else its code, when unknown)."""
-    return TYPES_FR.get(d.get("type_code", ""), d.get("type_name") or d.get("type_code", ""))
+    code = str(d.get("type_code", ""))
+    return TYPES_FR.get(code, str(d.get("type_name") or code))
 
 
 _TABLE_RE = re.compile(r"<table>(.*?)</table>", re.S)
@@ -179,7 +184,7 @@ def _when_hl7(value: object) -> str:
     return text
 
 
-def _author(doc: dict) -> str:
+def _author(doc: JsonObject) -> str:
     author = doc.get("author") or {}
     if author.get("kind") == "patient":
         return "Vous"
@@ -243,37 +248,46 @@ class Page:
     status: int = 200
 
 
-def _cda_view(data: bytes) -> dict[str, object]:
+@dataclass(frozen=True)
+class CdaView:
+    """What the pages show of a stored CDA: its header, and a text, a PDF or sections."""
+
+    title: str
+    author: str
+    date: str
+    media_type: str
+    text: str | None = None  # a text/plain nonXMLBody
+    data: bytes | None = None  # any other nonXMLBody (a PDF)
+    sections: tuple[tuple[str, str], ...] = ()  # a structured body: (title, text) each
+
+
+def _cda_view(data: bytes) -> CdaView:
     """Title, author, date and a body (text, or PDF bytes) from a stored CDA."""
     root = cda.parse_xml(data)  # stored documents passed the D7 check; no DTD is ever expanded
     title = root.find(N + "title")
-    view: dict[str, object] = {"title": "".join(title.itertext()) if title is not None else ""}
     person = root.find(f"{N}author/{N}assignedAuthor/{N}assignedPerson/{N}name")
-    view["author"] = " ".join(t.strip() for t in person.itertext() if t.strip()) if person \
-        is not None else ""
     when = root.find(N + "effectiveTime")
-    view["date"] = _when_hl7(when.get("value") if when is not None else "")
+    header = CdaView(
+        title="".join(title.itertext()) if title is not None else "",
+        author=" ".join(t.strip() for t in person.itertext() if t.strip())
+        if person is not None else "",
+        date=_when_hl7(when.get("value") if when is not None else ""), media_type="text/xml")
     text = root.find(f"{N}component/{N}nonXMLBody/{N}text")
     if text is not None:
         media = text.get("mediaType", "")
         content = text.text or ""
         raw = binascii.a2b_base64("".join(content.split())) if text.get(
             "representation") == "B64" else content.encode("utf-8")
-        view["media_type"] = media
         if media == "text/plain":
-            view["text"] = raw.decode("utf-8", "replace")
-        else:
-            view["bytes"] = raw
-    else:
-        sections = []
-        for section in root.iter(N + "section"):
-            title = section.find(N + "title")
-            body = section.find(N + "text")
-            sections.append(("".join(title.itertext()) if title is not None else "",
-                             "".join(body.itertext()) if body is not None else ""))
-        view["media_type"] = "text/xml"
-        view["sections"] = sections
-    return view
+            return replace(header, media_type=media, text=raw.decode("utf-8", "replace"))
+        return replace(header, media_type=media, data=raw)
+    sections = []
+    for section in root.iter(N + "section"):
+        heading = section.find(N + "title")
+        body = section.find(N + "text")
+        sections.append(("".join(heading.itertext()) if heading is not None else "",
+                         "".join(body.itertext()) if body is not None else ""))
+    return replace(header, sections=tuple(sections))
 
 
 class PatientPages:
@@ -403,7 +417,9 @@ class PatientPages:
                 name = part.get_param("name", header="content-disposition")
                 if not isinstance(name, str):
                     continue
-                payload = part.get_payload(decode=True) or b""
+                payload = part.get_payload(decode=True)  # bytes: a part is never multipart
+                if not isinstance(payload, bytes):
+                    payload = b""
                 filename = part.get_filename()
                 if filename is not None:
                     fields[name] = (filename, part.get_content_type(), payload)
@@ -421,7 +437,7 @@ class PatientPages:
 
     # -- the API, in process -----------------------------------------------------------------------
     def _call(self, req: Request, web: _Web | None, method: str, path: str,
-              body: object = None, query: dict[str, list[str]] | None = None) -> dict:
+              body: object = None, query: dict[str, list[str]] | None = None) -> JsonObject:
         route, params = self.api.match(method, path)
         data = b"" if body is None else json.dumps(body).encode()
         inner = _InternalRequest(method, path, params, web.token if web else None, data,
@@ -432,7 +448,9 @@ class PatientPages:
             if refusal.told is Reason.UNAUTHENTICATED and web is not None:
                 web.token = None
             raise
-        return json.loads(response.body or b"{}")
+        answer = json.loads(response.body or b"{}")
+        assert isinstance(answer, dict), "every answer of the API is a JSON object"
+        return answer
 
     def _patient(self, req: Request) -> tuple[str, _Web]:
         found = self._session(req)
@@ -458,7 +476,7 @@ class PatientPages:
         web.flash, web.flash_error = message, error
 
     def _html(self, req: Request, page: Page, web: _Web | None = None,
-              cookie: str | None = None, record: dict | None = None) -> Response:
+              cookie: str | None = None, record: JsonObject | None = None) -> Response:
         nav = ""
         if web is not None and web.token:
             links = (("/patient/documents", "Mes documents"), ("/patient/add", "Ajouter"),
@@ -602,7 +620,7 @@ class PatientPages:
         return self._redirect("/patient/login", self._cookie(new_sid))
 
     # -- documents ---------------------------------------------------------------------------------
-    def _record(self, req: Request, web: _Web) -> dict:
+    def _record(self, req: Request, web: _Web) -> JsonObject:
         return self._call(req, web, "GET", "/api/patient/dmp")
 
     def documents(self, req: Request) -> Response:
@@ -652,17 +670,17 @@ class PatientPages:
         d = answer["document"]
         view = _cda_view(base64.b64decode(answer["cda"]))
         link = f"/patient/documents/{quote(doc_id)}/content"
-        if "text" in view:
-            content = f'<pre class="doc-text">{_e(view["text"])}</pre>'
-        elif "sections" in view:
+        if view.text is not None:
+            content = f'<pre class="doc-text">{_e(view.text)}</pre>'
+        elif view.data is None:
             content = "".join(f"<section><h3>{_e(t)}</h3><p>{_e(x)}</p></section>"
-                              for t, x in view["sections"])  # type: ignore[attr-defined]
+                              for t, x in view.sections)
         else:
             content = (f'<p><a href="{link}" download>Télécharger le PDF</a> '
-                       f'({_e(len(view.get("bytes", b"")))} octets)</p>')  # type: ignore[arg-type]
+                       f'({_e(len(view.data))} octets)</p>')
         author = _author(d)
-        if view["author"] and view["author"] != author and d["author"]["kind"] != "patient":
-            author += f" (dans le document : {view['author']})"
+        if view.author and view.author != author and d["author"]["kind"] != "patient":
+            author += f" (dans le document : {view.author})"
         masked = d["visibility"]["masked_ps"]
         actions = ""
         if record.get("status") == "open":
@@ -676,10 +694,10 @@ class PatientPages:
                     else "Demander la suppression à l'auteur", cls="danger")
         body = (
             '<dl class="meta">'
-            f"<dt>Titre (CDA)</dt><dd>{_e(view['title'])}</dd>"
+            f"<dt>Titre (CDA)</dt><dd>{_e(view.title)}</dd>"
             f"<dt>Type</dt><dd>{_e(_type_fr(d))}</dd>"
             f"<dt>Auteur</dt><dd>{_e(author)}</dd>"
-            f"<dt>Date</dt><dd>{_e(view['date'])}</dd>"
+            f"<dt>Date</dt><dd>{_e(view.date)}</dd>"
             f"<dt>Ajouté le</dt><dd>{_e(_when_iso(d['submitted_at']))}</dd>"
             f'<dt>État</dt><dd class="status">{_e(STATUSES.get(d["status"], d["status"]))}</dd>'
             f"<dt>Visibilité</dt><dd>{'Masqué aux professionnels (sauf votre médecin traitant et l' + chr(39) + 'auteur)' if masked else 'Visible des professionnels autorisés'}</dd>"  # noqa: E501
@@ -700,11 +718,10 @@ class PatientPages:
             return Response(200, data, "application/hl7-v3+xml", {
                 "Content-Disposition": 'attachment; filename="document-cda.xml"'})
         view = _cda_view(data)
-        if "bytes" in view and view.get("media_type") == "application/pdf":
-            return Response(200, view["bytes"], "application/pdf",  # type: ignore[arg-type]
+        if view.data is not None and view.media_type == "application/pdf":
+            return Response(200, view.data, "application/pdf",
                             {"Content-Disposition": 'attachment; filename="document.pdf"'})
-        text = str(view.get("text") or "\n\n".join(
-            f"{t}\n{x}" for t, x in view.get("sections", [])))  # type: ignore[attr-defined]
+        text = view.text or "\n\n".join(f"{t}\n{x}" for t, x in view.sections)
         return Response(200, text.encode(), "text/plain; charset=utf-8",
                         {"Content-Disposition": 'attachment; filename="document.txt"'})
 
