@@ -86,10 +86,12 @@ async def _measure(quick: bool) -> list[Row]:
         config.write_text(f'[server]\nhost = "127.0.0.1"\nport = 0\n'
                           f'[state]\nstate_dir = "{tmp}/state"\n'
                           f'[discovery]\nmdns = false\n[log]\nlog_level = "warning"\n')
-        daemon = subprocess.Popen([sys.executable, "-m", "edged", "--config", str(config)],
-                                  stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        daemon = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "edged", "--config", str(config),
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
         try:
-            line = await asyncio.to_thread(daemon.stdout.readline)  # type: ignore[union-attr]
+            assert daemon.stdout is not None
+            line = (await daemon.stdout.readline()).decode()
             port, fingerprint = re.search(r":(\d+) fingerprint sha256:([0-9a-f]{64})",
                                           line).groups()  # type: ignore[union-attr]
             creds = await _issue_client(Path(tmp) / "state", int(port), fingerprint)
@@ -115,7 +117,7 @@ async def _measure(quick: bool) -> list[Row]:
                 await client.call("system.info")  # still served after the flood
         finally:
             daemon.terminate()
-            daemon.wait(timeout=15)
+            await asyncio.wait_for(daemon.wait(), 15)
     p99 = _pct(latencies, 0.99)
     peak_mb, before_mb, after_mb = peak / 1024 * 1.048576, before / 1024 * 1.048576, \
         after / 1024 * 1.048576

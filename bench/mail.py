@@ -272,8 +272,10 @@ async def _through_daemon(operator_json: Path, chain: Path, state: Path,
     import base64
     import re
 
+    from bench.waits import cards_seen
     from edged.config import Config
     from edged.daemon import Daemon
+    from edged.readers.pcsc import CardKind
     from edged.sdk import pair
     from edged.services import smime
     from simulators.mail import mail_table
@@ -296,9 +298,7 @@ async def _through_daemon(operator_json: Path, chain: Path, state: Path,
                     ui=display, wrap_transport=lambda _r, t: _CountingPinPad(t, keypad, display))
     await daemon.start()
     try:
-        deadline = time.monotonic() + 10
-        while not daemon.slots.find("cps") and time.monotonic() < deadline:
-            await asyncio.sleep(0.05)
+        await cards_seen(daemon, CardKind.CPS, within=10)
         credentials = await pair("127.0.0.1", daemon.server.port, daemon.keystore.fingerprint,
                                  "bench", ["cps:sign", "mail:send"], code)
         content = base64.b64encode(smime.to_bytes(
