@@ -1,8 +1,8 @@
 """A LAN host guessing pairing codes over the real API, from several loopback addresses.
 
-The review's L1 reproduction (../shared/reviews is not in the repository; docs/security.md,
-"The pairing window"): wrong codes from a few addresses, a fresh client name for each pairing
-begun, keep pairing locked for everyone. Loopback sources 127.0.x.y stand for LAN hosts.
+Review finding L1 (docs/security.md, "Pairing cannot be held shut from the LAN"): wrong codes
+from a few addresses, a fresh client name for each pairing begun, keep pairing locked for
+everyone. Loopback sources 127.0.x.y stand for LAN hosts.
 """
 
 from __future__ import annotations
