@@ -40,7 +40,7 @@ MIN_TESTS = {
     "t_display": 4,
     "t_terminal": 26,
     "t_policy": 9,
-    "t_screens": 8,
+    "t_screens": 14,
     "t_slot_hw": 11,
     "t_heap": 1,
 }
