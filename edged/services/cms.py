@@ -14,7 +14,7 @@ import enum
 import hashlib
 import itertools
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol, runtime_checkable
 
@@ -35,6 +35,7 @@ from apdu.cps import CpsSession
 from apdu.cps_spec import KeyRef
 from apdu.errors import ApduError
 from apdu.sw import SW
+from edged.services import ber
 from edged.services.pieces import CHUNK, Pieces
 
 __all__ = [
@@ -43,6 +44,7 @@ __all__ = [
     "CardSigner",
     "CertificateInvalid",
     "CmsError",
+    "CmsStream",
     "ContentTooLarge",
     "DecryptionFailed",
     "Decryptor",
@@ -56,11 +58,13 @@ __all__ = [
     "SoftwareDecryptor",
     "SoftwareSigner",
     "TrustStore",
+    "Unstreamable",
     "UnsuitableRecipient",
     "UnsupportedAlgorithm",
     "VerifiedSignature",
     "content_type_of",
     "decrypt",
+    "decrypt_stream",
     "encrypt",
     "encrypt_stream",
     "sign",
@@ -946,6 +950,52 @@ def _skeleton(der: bytes) -> tuple[bytes, memoryview] | None:
     return skeleton, memoryview(der)[ct_start:ct_end]
 
 
+def _unwrap(recipient_infos: cms.RecipientInfos, algorithm: cms.EncryptionAlgorithm,
+            authenticated: bool, decryptor: Decryptor) -> bytes:
+    """The content-encryption key from our RecipientInfo (RFC 5652 §6.2.1), checked."""
+    alg_name = algorithm["algorithm"].native
+    expected = _GCM if authenticated else _CBC
+    if alg_name not in expected:
+        raise UnsupportedAlgorithm(f"content encryption {alg_name}")
+    if len(recipient_infos) > MAX_RECIPIENTS:
+        raise MalformedCms(f"more than {MAX_RECIPIENTS} recipients")
+    mine = _asn1_cert(decryptor.certificate)
+    ktri = next((ri.chosen for ri in recipient_infos
+                 if ri.name == "ktri" and _rid_matches(ri.chosen["rid"], mine)), None)
+    if ktri is None:
+        raise NotForThisRecipient(len(recipient_infos))
+    oaep = _unwrap_mode(ktri["key_encryption_algorithm"])
+    cek = decryptor.decrypt(ktri["encrypted_key"].native, oaep=oaep)
+    if len(cek) != expected[alg_name]:
+        raise DecryptionFailed("the unwrapped key has the wrong length")
+    return cek
+
+
+def _cbc_iv(algorithm: cms.EncryptionAlgorithm) -> bytes:
+    iv = algorithm["parameters"].native
+    if not isinstance(iv, bytes) or len(iv) != 16:
+        raise MalformedCms("AES-CBC needs a 16-byte IV and whole blocks")
+    return iv
+
+
+def _gcm_parameters(algorithm: cms.EncryptionAlgorithm) -> tuple[bytes, int]:
+    """(nonce, ICV length) of RFC 5084 §3.2 GCMParameters."""
+    try:
+        params = GcmParameters.load(algorithm["parameters"].dump())
+        nonce, icv_len = params["aes_nonce"].native, params["aes_icvlen"].native
+    except (ValueError, TypeError) as exc:
+        raise MalformedCms(f"GCMParameters: {exc}") from None
+    if not nonce:
+        raise MalformedCms("GCM tag length must be 12 to 16 bytes and match aes-ICVlen")
+    return nonce, icv_len
+
+
+def _check_tag(tag: object, icv_len: int) -> bytes:
+    if not isinstance(tag, bytes) or not 12 <= icv_len <= 16 or len(tag) != icv_len:
+        raise MalformedCms("GCM tag length must be 12 to 16 bytes and match aes-ICVlen")
+    return tag
+
+
 def _decrypt(der: bytes, decryptor: Decryptor, max_content: int) -> bytes:
     cut = _skeleton(der)
     info = _load(cut[0] if cut else der, {"enveloped_data", "authenticated_enveloped_data"})
@@ -958,27 +1008,11 @@ def _decrypt(der: bytes, decryptor: Decryptor, max_content: int) -> bytes:
     if len(ciphertext) > max_content + 16:  # + one CBC padding block
         raise ContentTooLarge(len(ciphertext), max_content)
     algorithm = eci["content_encryption_algorithm"]
-    alg_name = algorithm["algorithm"].native
-    expected = _GCM if authenticated else _CBC
-    if alg_name not in expected:
-        raise UnsupportedAlgorithm(f"content encryption {alg_name}")
-
-    recipient_infos = envelope["recipient_infos"]
-    if len(recipient_infos) > MAX_RECIPIENTS:
-        raise MalformedCms(f"more than {MAX_RECIPIENTS} recipients")
-    mine = _asn1_cert(decryptor.certificate)
-    ktri = next((ri.chosen for ri in recipient_infos
-                 if ri.name == "ktri" and _rid_matches(ri.chosen["rid"], mine)), None)
-    if ktri is None:
-        raise NotForThisRecipient(len(recipient_infos))
-    oaep = _unwrap_mode(ktri["key_encryption_algorithm"])
-    cek = decryptor.decrypt(ktri["encrypted_key"].native, oaep=oaep)
-    if len(cek) != expected[alg_name]:
-        raise DecryptionFailed("the unwrapped key has the wrong length")
+    cek = _unwrap(envelope["recipient_infos"], algorithm, authenticated, decryptor)
 
     if not authenticated:
-        iv = algorithm["parameters"].native
-        if not isinstance(iv, bytes) or len(iv) != 16 or len(ciphertext) % 16:
+        iv = _cbc_iv(algorithm)
+        if len(ciphertext) % 16:
             raise MalformedCms("AES-CBC needs a 16-byte IV and whole blocks")
         decryptor_ = Cipher(algorithms.AES(cek), modes.CBC(iv)).decryptor()
         padded = decryptor_.update(ciphertext) + decryptor_.finalize()
@@ -988,15 +1022,8 @@ def _decrypt(der: bytes, decryptor: Decryptor, max_content: int) -> bytes:
         except ValueError:
             raise DecryptionFailed() from None
 
-    try:
-        params = GcmParameters.load(algorithm["parameters"].dump())
-        nonce = params["aes_nonce"].native
-        icv_len = params["aes_icvlen"].native
-    except (ValueError, TypeError) as exc:
-        raise MalformedCms(f"GCMParameters: {exc}") from None
-    tag = envelope["mac"].native
-    if not 12 <= icv_len <= 16 or len(tag) != icv_len or not nonce:
-        raise MalformedCms("GCM tag length must be 12 to 16 bytes and match aes-ICVlen")
+    nonce, icv_len = _gcm_parameters(algorithm)
+    tag = _check_tag(envelope["mac"].native, icv_len)
     decryptor_ = Cipher(algorithms.AES(cek), modes.GCM(nonce, tag, min_tag_length=12)).decryptor()
     auth_attrs = envelope["auth_attrs"]
     if auth_attrs.native is not None:
@@ -1007,3 +1034,180 @@ def _decrypt(der: bytes, decryptor: Decryptor, max_content: int) -> bytes:
     except InvalidTag:
         raise DecryptionFailed("authentication tag mismatch") from None
     return plaintext
+
+
+# -- decrypting a stream ------------------------------------------------------------------
+class Unstreamable(Exception):
+    """The input must be read whole instead (raised by a chunk source; decrypt_stream does)."""
+
+
+_ENVELOPES = {"enveloped_data", "authenticated_enveloped_data"}
+_FIELD_LIMIT = 4 * 1024 * 1024  # one field around the ciphertext, read whole (RecipientInfos)
+_CONTEXT, _UNIVERSAL = ber.CONTEXT, ber.UNIVERSAL
+
+
+class CmsStream:
+    """A ContentInfo (RFC 5652 §3) read from chunks: its contentType read, its content not.
+
+    Raises ValueError (or what the chunk source raises) when it does not start as one.
+    """
+
+    def __init__(self, chunks: Iterable[bytes | bytearray | memoryview]) -> None:
+        self._reader = ber.ChunkReader(chunks)
+        self._frame = ber.Frame(self._reader, _expect(ber.read_header(self._reader),
+                                                      _UNIVERSAL, 16, "ContentInfo"))
+        oid = _expect(self._frame.next(), _UNIVERSAL, 6, "contentType")
+        element = ber.read_element(self._reader, oid, 256)
+        self.content_type = str(cms.ContentType.load(element).native)
+
+
+def _expect(header: ber.Header | None, cls: int, tag: int, what: str) -> ber.Header:
+    if header is None or header.cls != cls or header.tag != tag:
+        raise MalformedCms(f"{what} missing or out of place")
+    return header
+
+
+class _OnceDecryptor:
+    """A decryptor that unwraps each key once (a fallback re-reads the input, not the card)."""
+
+    def __init__(self, decryptor: Decryptor) -> None:
+        self._decryptor = decryptor
+        self.certificate = decryptor.certificate
+        self._memo: dict[tuple[bytes, bool], bytes] = {}
+
+    def decrypt(self, encrypted_key: bytes, *, oaep: bool) -> bytes:
+        """The inner decryptor's answer, remembered."""
+        key = (encrypted_key, oaep)
+        if key not in self._memo:
+            self._memo[key] = self._decryptor.decrypt(encrypted_key, oaep=oaep)
+        return self._memo[key]
+
+
+def decrypt_stream(stream: CmsStream, decryptor: Decryptor, *, whole: Callable[[], bytes],
+                   max_content: int = DEFAULT_MAX_CONTENT) -> bytes | bytearray:
+    """decrypt() of a ContentInfo read as chunks: the DER is never whole in memory.
+
+    The ciphertext is decrypted as it arrives into one plaintext buffer, returned once the
+    GCM tag or the CBC padding checks. What the stream does not follow (authenticated
+    attributes, which GCM needs before the ciphertext; Unstreamable from the chunk source)
+    is decrypted from `whole()` instead, with the key unwrapped once. Raises as decrypt().
+    """
+    once = _OnceDecryptor(decryptor)
+    try:
+        try:
+            return _decrypt_stream(stream, once, max_content)
+        except Unstreamable:
+            return _decrypt(whole(), once, max_content)
+    except CmsError:
+        raise
+    except _PARSE_ERRORS as exc:
+        raise MalformedCms(f"cannot parse the enveloped data: {exc}") from None
+
+
+def _decrypt_stream(stream: CmsStream, decryptor: Decryptor,
+                    max_content: int) -> bytearray:
+    # RFC 5652 §6.1 EnvelopedData / RFC 5083 §2.1 AuthEnvelopedData, field by field: the
+    # framing is read here (edged/services/ber.py), each field by asn1crypto.
+    if stream.content_type not in _ENVELOPES:
+        raise MalformedCms(f"expected authenticated_enveloped_data or enveloped_data, "
+                           f"found {stream.content_type}")
+    authenticated = stream.content_type == "authenticated_enveloped_data"
+    reader = stream._reader
+    explicit = ber.Frame(reader, _expect(stream._frame.next(), _CONTEXT, 0, "content [0]"))
+    envelope = ber.Frame(reader, _expect(explicit.next(), _UNIVERSAL, 16, "the envelope"))
+    ber.read_element(reader, _expect(envelope.next(), _UNIVERSAL, 2, "version"), 16)
+    header = envelope.next()
+    if header is not None and (header.cls, header.tag) == (_CONTEXT, 0):
+        ber.read_element(reader, header, _FIELD_LIMIT)  # originatorInfo: not used
+        header = envelope.next()
+    infos = cms.RecipientInfos.load(ber.read_element(
+        reader, _expect(header, _UNIVERSAL, 17, "recipientInfos"), _FIELD_LIMIT), strict=True)
+    eci = ber.Frame(reader, _expect(envelope.next(), _UNIVERSAL, 16, "encryptedContentInfo"))
+    ber.read_element(reader, _expect(eci.next(), _UNIVERSAL, 6, "contentType"), 256)
+    algorithm = cms.EncryptionAlgorithm.load(ber.read_element(
+        reader, _expect(eci.next(), _UNIVERSAL, 16, "contentEncryptionAlgorithm"),
+        _FIELD_LIMIT), strict=True)
+    content = eci.next()
+    if content is None:
+        raise MalformedCms("the encrypted content is detached (not supported)")
+    _expect(content, _CONTEXT, 0, "encryptedContent")
+    if content.length is not None and content.length > max_content + 16:
+        raise ContentTooLarge(content.length, max_content)
+    cek = _unwrap(infos, algorithm, authenticated, decryptor)
+    if authenticated:
+        nonce, icv_len = _gcm_parameters(algorithm)
+        mode: modes.Mode = modes.GCM(nonce, min_tag_length=12)
+    else:
+        mode = modes.CBC(_cbc_iv(algorithm))
+    cipher = Cipher(algorithms.AES(cek), mode).decryptor()
+    plaintext = _decrypt_chunks(cipher, ber.octet_string_chunks(reader, content, CHUNK),
+                                content.length, max_content)
+    eci.finish()
+    header = envelope.next()
+    if authenticated:
+        if header is not None and (header.cls, header.tag) == (_CONTEXT, 1):
+            raise Unstreamable  # authAttrs: GCM's additional data, needed first (RFC 5083 §2.2)
+        mac = ber.read_element(reader, _expect(header, _UNIVERSAL, 4, "mac"), 64)
+        tag = _check_tag(core.OctetString.load(mac, strict=True).native, icv_len)
+        header = envelope.next()
+        if header is not None and (header.cls, header.tag) == (_CONTEXT, 2):
+            ber.read_element(reader, header, _FIELD_LIMIT)  # unauthAttrs: not used
+            header = envelope.next()
+    elif header is not None and (header.cls, header.tag) == (_CONTEXT, 1):
+        ber.read_element(reader, header, _FIELD_LIMIT)  # unprotectedAttrs: not used
+        header = envelope.next()
+    if header is not None:
+        raise MalformedCms("an unexpected field after the encrypted content")
+    explicit.finish()
+    stream._frame.finish()
+    if not reader.at_end():
+        raise MalformedCms("data after the ContentInfo")
+    if authenticated:
+        try:
+            cipher.finalize_with_tag(tag)  # type: ignore[attr-defined]
+        except InvalidTag:
+            raise DecryptionFailed("authentication tag mismatch") from None
+        return plaintext
+    try:
+        plaintext += cipher.finalize()
+    except ValueError:  # cryptography's "not a multiple of the block length"
+        raise MalformedCms("AES-CBC needs a 16-byte IV and whole blocks") from None
+    return _unpad(plaintext)
+
+
+def _decrypt_chunks(cipher: object, chunks: Iterator[memoryview], size: int | None,
+                    max_content: int) -> bytearray:
+    """The ciphertext decrypted into one buffer (sized up front when its length is known)."""
+    total = 0
+    if size is None:  # constructed, indefinite: the buffer grows
+        out = bytearray()
+        for piece in chunks:
+            total += len(piece)
+            if total > max_content + 16:
+                raise ContentTooLarge(total, max_content)
+            out += cipher.update(piece)  # type: ignore[attr-defined]
+    else:
+        # update_into wants room for one more block than it writes.
+        out = bytearray(size + 16)
+        written = 0
+        with memoryview(out) as view:
+            for piece in chunks:
+                total += len(piece)
+                written += cipher.update_into(piece, view[written:])  # type: ignore[attr-defined]
+        del out[written:]
+    return out
+
+
+def _unpad(padded: bytearray) -> bytearray:
+    """PKCS#7 padding (RFC 5652 §6.3) removed in place, checked by cryptography's unpadder."""
+    if len(padded) % 16:
+        raise MalformedCms("AES-CBC needs a 16-byte IV and whole blocks")
+    if not padded:
+        raise DecryptionFailed()
+    unpadder = padding.PKCS7(128).unpadder()
+    try:
+        kept = len(unpadder.update(bytes(padded[-16:])) + unpadder.finalize())
+    except ValueError:
+        raise DecryptionFailed() from None
+    del padded[len(padded) - 16 + kept:]
+    return padded

@@ -12,13 +12,14 @@ from __future__ import annotations
 import binascii
 import datetime as dt
 import email.policy
+import functools
 import io
 import itertools
 import os
 import re
 import secrets
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field, replace
 from email.generator import BytesGenerator
 from email.headerregistry import AddressHeader
 from email.message import EmailMessage, MIMEPart
@@ -30,7 +31,7 @@ from cryptography import x509
 
 from edged.services import cms
 from edged.services.cms import CmsError, Decryptor, Signer, TrustStore, VerifiedSignature
-from edged.services.pieces import Base64Lines, Pieces, base64_wrapped
+from edged.services.pieces import CHUNK, Base64Lines, Pieces, base64_wrapped
 
 __all__ = [
     "DEFAULT_MAX_ATTACHMENT",
@@ -75,6 +76,7 @@ PROTECTED = ("From", "Sender", "Reply-To", "To", "Cc", "Subject", "Date", "Messa
              "In-Reply-To", "References")
 _PKCS7_MIME = {"application/pkcs7-mime", "application/x-pkcs7-mime"}
 _PKCS7_SIGNATURE = {"application/pkcs7-signature", "application/x-pkcs7-signature"}
+_ENVELOPES = {"enveloped_data", "authenticated_enveloped_data"}
 _MIME_TYPE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*$")
 
 
@@ -482,7 +484,11 @@ def _signed_frame(msg: EmailMessage, content: Pieces, der: bytes) -> tuple[bytes
 # -- opening ------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class OpenedMessage:
-    """A message opened: who signed it, its header fields, bodies and attachments."""
+    """A message opened: who signed it, its header fields, bodies and attachments.
+
+    `signature.content` is empty: the fields here are that content, and its bytes are not
+    kept (they would hold the message twice; a decrypted buffer becomes an attachment).
+    """
 
     sender: str
     to: tuple[str, ...]
@@ -537,8 +543,9 @@ def _before_line_break(entity: bytes, end: int) -> int:
         if entity[end - 1:end] == b"\n" else end
 
 
-def _signed_parts(entity: bytes, boundary: str) -> tuple[bytes, bytes]:
-    """The two body parts of a multipart/signed entity, exactly as sent (RFC 1847 §2.1)."""
+def _signed_parts(entity: bytes | bytearray, boundary: str) -> tuple[int, int, bytes]:
+    """Where the signed part of a multipart/signed entity starts and ends, and the signature
+    part, exactly as sent (RFC 1847 §2.1)."""
     blank = _BLANK_LINE.search(entity)
     if blank is None:
         raise MalformedMessage("multipart/signed has no body")
@@ -548,12 +555,25 @@ def _signed_parts(entity: bytes, boundary: str) -> tuple[bytes, bytes]:
         raise MalformedMessage("multipart/signed needs exactly two parts between its "
                                "boundaries")
     (_, content_start, _), (second, signature_start, _), (close, _, _) = marks
-    content = entity[content_start:_before_line_break(entity, second)]
-    signature = entity[signature_start:_before_line_break(entity, close)]
-    # Canonical form: a message stored with bare LF (Maildir on Unix) is hashed with CRLF.
-    if content.count(b"\n") != content.count(b"\r\n"):
-        content = re.sub(rb"(?<!\r)\n", b"\r\n", content)
-    return content, signature
+    signature = bytes(entity[signature_start:_before_line_break(entity, close)])
+    return content_start, _before_line_break(entity, second), signature
+
+
+def _canonical(entity: bytes | bytearray, start: int, end: int) -> memoryview | bytes:
+    """entity[start:end] in canonical form: a view of it, or a copy with CRLF line breaks."""
+    # A message stored with bare LF (Maildir on Unix) is hashed with CRLF (RFC 8551 §3.1.1).
+    if entity.count(b"\n", start, end) != entity.count(b"\r\n", start, end):
+        return re.sub(rb"(?<!\r)\n", b"\r\n", entity[start:end])
+    return memoryview(entity)[start:end]
+
+
+def _cut(entity: bytes | bytearray, start: int, end: int) -> bytes | bytearray:
+    """entity[start:end]; a buffer of ours (a decrypted layer) is cut in place, not copied."""
+    if isinstance(entity, bytearray):
+        del entity[end:]
+        del entity[:start]  # CPython moves the buffer's start: no copy (a decrypted 10 MB)
+        return entity
+    return entity[start:end]
 
 
 def _der_of(part: EmailMessage) -> bytes:
@@ -577,12 +597,24 @@ def _addresses_of(msg: EmailMessage, name: str) -> tuple[str, ...]:
     return ()
 
 
-def _attachments(entity: EmailMessage, limit: int, raw: bytes = b"",
+def _attachments(entity: EmailMessage, limit: int, raw: bytes | bytearray = b"",
                  spans: dict[int, tuple[int, int]] | None = None) -> tuple[Attachment, ...]:
-    out = []
-    for index, part in enumerate(entity.iter_attachments(), 1):
+    """The attachments; with `raw` a buffer of ours, its last large one is decoded into it.
+
+    `raw` must not be read after this: that buffer becomes the attachment's data.
+    """
+    parts = list(entity.iter_attachments())
+    spanned = [id(p) for p in parts if spans and id(p) in spans]
+    in_place = spanned[-1] if spanned and isinstance(raw, bytearray) else None
+    out: list[Attachment] = []
+    for index, part in enumerate(parts, 1):
         name = part.get_filename() or f"attachment-{index}"
         if spans and (span := spans.get(id(part))):
+            if id(part) == in_place and isinstance(raw, bytearray):
+                decoded = _decode_in_place(raw, *span, name, limit)
+                if decoded is not None:  # the last read of raw: later parts are not spans
+                    out.append(Attachment(name, part.get_content_type(), decoded))
+                    continue
             data = _base64_span(raw, *span, name, limit)
             if data is not None:
                 out.append(Attachment(name, part.get_content_type(), data))
@@ -629,6 +661,39 @@ def _cms_body(entity: EmailMessage, raw: bytes, body_at: int) -> bytes:
     if not data:
         raise MalformedMessage(f"{entity.get_content_type()} part has no CMS content")
     return data
+
+
+def _base64_chunks(raw: bytes | bytearray, start: int,
+                   end: int | None = None) -> Iterator[bytes]:
+    """a2b_base64 of raw[start:end], a slice at a time, each slice ending at a line break.
+
+    The same bytes as one a2b_base64 call when every slice but the last holds whole groups
+    of 4 characters and no padding; anything else raises cms.Unstreamable (read it whole).
+    """
+    end = len(raw) if end is None else end
+    with memoryview(raw) as view:
+        while start < end:
+            cut = raw.find(b"\n", min(start + CHUNK, end), end)
+            cut = end if cut < 0 else cut + 1
+            try:
+                data = binascii.a2b_base64(view[start:cut])
+            except binascii.Error:
+                raise cms.Unstreamable from None
+            if cut < end and raw.find(b"=", start, cut) >= 0:  # one call would stop there
+                raise cms.Unstreamable
+            start = cut
+            yield data
+
+
+def _cms_stream(entity: EmailMessage, raw: bytes | bytearray,
+                body_at: int) -> cms.CmsStream | None:
+    """The CMS of a base64 application/pkcs7-mime body, decoded as it is read; None: whole."""
+    if str(entity.get("Content-Transfer-Encoding", "")).strip().lower() != "base64":
+        return None
+    try:
+        return cms.CmsStream(_base64_chunks(raw, body_at))
+    except (ValueError, cms.Unstreamable):  # not a ContentInfo: _cms_body says why
+        return None
 
 
 _MAX_TREE_DEPTH = 8
@@ -687,12 +752,10 @@ def _subtree(raw: bytes, start: int, end: int, spans: dict[int, tuple[int, int]]
     return part
 
 
-def _base64_span(raw: bytes, start: int, end: int, name: str, limit: int) -> bytes | None:
-    """The base64 body raw[start:end] decoded in place; None if it does not decode cleanly."""
-    line_breaks = raw.count(b"\n", start, end) + raw.count(b"\r", start, end)
-    estimate = (end - start - line_breaks) * 3 // 4
-    if estimate > limit + 2:  # up to two '=' pad characters
-        raise AttachmentTooLarge(name, estimate, limit)
+def _base64_span(raw: bytes | bytearray, start: int, end: int, name: str,
+                 limit: int) -> bytes | None:
+    """The base64 body raw[start:end] decoded (not copied first); None if it does not decode."""
+    _check_estimate(raw, start, end, name, limit)
     try:
         data = binascii.a2b_base64(memoryview(raw)[start:end])
     except binascii.Error:
@@ -700,6 +763,37 @@ def _base64_span(raw: bytes, start: int, end: int, name: str, limit: int) -> byt
     if len(data) > limit:
         raise AttachmentTooLarge(name, len(data), limit)
     return data
+
+
+def _check_estimate(raw: bytes | bytearray, start: int, end: int, name: str,
+                    limit: int) -> None:
+    line_breaks = raw.count(b"\n", start, end) + raw.count(b"\r", start, end)
+    estimate = (end - start - line_breaks) * 3 // 4
+    if estimate > limit + 2:  # up to two '=' pad characters
+        raise AttachmentTooLarge(name, estimate, limit)
+
+
+def _decode_in_place(buffer: bytearray, start: int, end: int, name: str,
+                     limit: int) -> bytearray | None:
+    """The base64 body buffer[start:end] decoded into the buffer itself, cut down to it.
+
+    A decrypted message and its largest attachment are then one buffer, not two (P5d,
+    docs/benchmarks.md). Decoded bytes are written behind the text still to be read (3
+    bytes for 4 characters). None, the buffer untouched, when the body does not decode a
+    slice at a time exactly as in one call (_base64_chunks): the first pass only checks.
+    """
+    _check_estimate(buffer, start, end, name, limit)
+    try:
+        size = sum(len(piece) for piece in _base64_chunks(buffer, start, end))
+    except cms.Unstreamable:
+        return None
+    if size > limit:
+        raise AttachmentTooLarge(name, size, limit)
+    at = start
+    for piece in _base64_chunks(buffer, start, end):  # each slice is read before it is written
+        buffer[at:at + len(piece)] = piece
+        at += len(piece)
+    return _cut(buffer, start, at)
 
 
 # What CPython's email package raises on hostile header fields and bodies (an 8-bit boundary,
@@ -747,7 +841,19 @@ def _open(raw: bytes, decryptor: Decryptor | None, trust: TrustStore, *,
     signature: VerifiedSignature | None = None
     for _layer in range(MAX_LAYERS + 1):
         kind = entity.get_content_type()
-        if kind in _PKCS7_MIME:
+        stream = _cms_stream(entity, entity_bytes, body_at) if kind in _PKCS7_MIME else None
+        if stream is not None and stream.content_type in _ENVELOPES:
+            if decryptor is None:
+                raise DecryptorNeeded("the message is encrypted: a decryptor is needed")
+            # The ciphertext is base64-decoded and decrypted a slice at a time: the DER of
+            # the envelope is never whole (docs/benchmarks.md, P5d).
+            entity_bytes = cms.decrypt_stream(
+                stream, decryptor, max_content=max_message,
+                whole=functools.partial(_cms_body, entity, entity_bytes, body_at))
+            encrypted = True
+            del stream, entity
+        elif kind in _PKCS7_MIME:
+            del stream
             der = _cms_body(entity, entity_bytes, body_at)
             try:  # the CMS content type decides; smime-type is only a hint (RFC 8551 §3.2.2)
                 content_type = cms.content_type_of(der)
@@ -775,14 +881,21 @@ def _open(raw: bytes, decryptor: Decryptor | None, trust: TrustStore, *,
             boundary = entity.get_boundary()
             if boundary is None:
                 raise MalformedMessage("multipart/signed without a boundary")
-            content, signature_part = _signed_parts(entity_bytes, boundary)
+            start, end, signature_part = _signed_parts(entity_bytes, boundary)
             signature_entity = _parse(signature_part)
             if signature_entity.get_content_type() not in _PKCS7_SIGNATURE:
                 raise MalformedMessage("the second part of multipart/signed is not a signature")
-            signature = cms.verify(_der_of(signature_entity), trust=trust,
-                                   detached_content=content, at=at, max_content=max_message,
-                                   require_signing_certificate=require_signing_certificate)
-            entity_bytes = content
+            content = _canonical(entity_bytes, start, end)
+            try:
+                signature = cms.verify(_der_of(signature_entity), trust=trust,
+                                       detached_content=content, at=at,
+                                       max_content=max_message,
+                                       require_signing_certificate=require_signing_certificate)
+            finally:
+                if isinstance(content, memoryview):
+                    content.release()  # before the buffer is cut to the signed part
+            entity_bytes = _cut(entity_bytes, start, end) if isinstance(content, memoryview) \
+                else content
         else:
             break
         entity, body_at = _head(entity_bytes)
@@ -823,7 +936,7 @@ def _open(raw: bytes, decryptor: Decryptor | None, trust: TrustStore, *,
         text=_text(plain),
         html=_text(rich),
         attachments=_attachments(entity, max_attachment, entity_bytes, spans),
-        signature=signature,
+        signature=replace(signature, content=b"") if signature else None,
         encrypted=encrypted,
         headers_protected=inner,
     )
