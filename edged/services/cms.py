@@ -1049,16 +1049,25 @@ _CONTEXT, _UNIVERSAL = ber.CONTEXT, ber.UNIVERSAL
 class CmsStream:
     """A ContentInfo (RFC 5652 §3) read from chunks: its contentType read, its content not.
 
-    Raises ValueError (or what the chunk source raises) when it does not start as one.
+    MalformedCms when the chunks do not start as one (or what the chunk source raises).
+    `size`, when known, bounds the bytes the chunks hold: a length announced beyond it is
+    refused before any buffer is sized by it.
     """
 
-    def __init__(self, chunks: Iterable[bytes | bytearray | memoryview]) -> None:
+    def __init__(self, chunks: Iterable[bytes | bytearray | memoryview],
+                 size: int | None = None) -> None:
         self._reader = ber.ChunkReader(chunks)
-        self._frame = ber.Frame(self._reader, _expect(ber.read_header(self._reader),
-                                                      _UNIVERSAL, 16, "ContentInfo"))
-        oid = _expect(self._frame.next(), _UNIVERSAL, 6, "contentType")
-        element = ber.read_element(self._reader, oid, 256)
-        self.content_type = str(cms.ContentType.load(element).native)
+        self.size = size
+        try:
+            self._frame = ber.Frame(self._reader, _expect(ber.read_header(self._reader),
+                                                          _UNIVERSAL, 16, "ContentInfo"))
+            oid = _expect(self._frame.next(), _UNIVERSAL, 6, "contentType")
+            element = ber.read_element(self._reader, oid, 256)
+            self.content_type = str(cms.ContentType.load(element).native)
+        except CmsError:
+            raise
+        except _PARSE_ERRORS as exc:
+            raise MalformedCms(f"not a ContentInfo: {exc}") from None
 
 
 def _expect(header: ber.Header | None, cls: int, tag: int, what: str) -> ber.Header:
@@ -1133,6 +1142,9 @@ def _decrypt_stream(stream: CmsStream, decryptor: Decryptor,
     _expect(content, _CONTEXT, 0, "encryptedContent")
     if content.length is not None and content.length > max_content + 16:
         raise ContentTooLarge(content.length, max_content)
+    if content.length is not None and stream.size is not None \
+            and content.length > stream.size - reader.offset:
+        raise MalformedCms("the encrypted content is longer than the input")
     cek = _unwrap(infos, algorithm, authenticated, decryptor)
     if authenticated:
         nonce, icv_len = _gcm_parameters(algorithm)

@@ -691,7 +691,8 @@ def _cms_stream(entity: EmailMessage, raw: bytes | bytearray,
     if str(entity.get("Content-Transfer-Encoding", "")).strip().lower() != "base64":
         return None
     try:
-        return cms.CmsStream(_base64_chunks(raw, body_at))
+        # 3 bytes for every 4 characters at most: a bound on the DER's size.
+        return cms.CmsStream(_base64_chunks(raw, body_at), (len(raw) - body_at) * 3 // 4 + 3)
     except (ValueError, cms.Unstreamable):  # not a ContentInfo: _cms_body says why
         return None
 
