@@ -27,7 +27,14 @@ from cryptography.exceptions import InvalidSignature, InvalidTag
 from cryptography.hazmat.primitives import hashes, padding
 from cryptography.hazmat.primitives.asymmetric import padding as rsa_padding
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey, RSAPublicKey
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from cryptography.hazmat.primitives.ciphers import (
+    AEADDecryptionContext,
+    AEADEncryptionContext,
+    Cipher,
+    CipherContext,
+    algorithms,
+    modes,
+)
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import ExtendedKeyUsageOID, ExtensionOID
 
@@ -463,7 +470,7 @@ class VerifiedSignature:
     signing_time: dt.datetime | None  # claimed by the signer (CAdES-BES has no timestamp)
     content_type: str
     digest_algorithm: str
-    content: bytes = field(repr=False)
+    content: bytes | bytearray | memoryview = field(repr=False)  # as given, when detached
 
 
 def _asn1_cert(cert: x509.Certificate) -> asn1_x509.Certificate:
@@ -532,7 +539,8 @@ def sign(content: bytes | Pieces, signer: Signer, *, detached: bool, content_typ
         "certificates": certificates,
         "signer_infos": [signer_info],
     })
-    return cms.ContentInfo({"content_type": "signed_data", "content": signed_data}).dump()
+    der: bytes = cms.ContentInfo({"content_type": "signed_data", "content": signed_data}).dump()
+    return der
 
 
 # asn1crypto parses lazily: a malformed field raises ValueError/TypeError where it is read.
@@ -568,9 +576,9 @@ def _single(attrs: cms.CMSAttributes, name: str) -> core.Asn1Value | None:
 
 def _sid_matches(sid: cms.SignerIdentifier, cert: asn1_x509.Certificate) -> bool:
     if sid.name == "issuer_and_serial_number":
-        return (sid.chosen["issuer"] == cert.issuer
-                and sid.chosen["serial_number"].native == cert.serial_number)
-    return cert.key_identifier is not None and sid.chosen.native == cert.key_identifier
+        return bool(sid.chosen["issuer"] == cert.issuer
+                    and sid.chosen["serial_number"].native == cert.serial_number)
+    return cert.key_identifier is not None and bool(sid.chosen.native == cert.key_identifier)
 
 
 def _check_ess(attrs: cms.CMSAttributes, cert_der: bytes, a_cert: asn1_x509.Certificate,
@@ -603,7 +611,8 @@ def _check_ess(attrs: cms.CMSAttributes, cert_der: bytes, a_cert: asn1_x509.Cert
                                    "signing-certificate-v2 issuer/serial differ")
 
 
-def verify(der: bytes, *, trust: TrustStore, detached_content: bytes | None = None,
+def verify(der: bytes, *, trust: TrustStore,
+           detached_content: bytes | bytearray | memoryview | None = None,
            at: dt.datetime | None = None, require_signing_certificate: bool = True,
            max_content: int = DEFAULT_MAX_CONTENT) -> VerifiedSignature:
     """Verify a SignedData (one signer) against `trust`; SignatureInvalid(reason) otherwise.
@@ -623,7 +632,8 @@ def verify(der: bytes, *, trust: TrustStore, detached_content: bytes | None = No
         raise SignatureInvalid(Reason.MALFORMED, f"cannot parse the SignedData: {exc}") from None
 
 
-def _verify(der: bytes, trust: TrustStore, detached_content: bytes | None,
+def _verify(der: bytes, trust: TrustStore,
+            detached_content: bytes | bytearray | memoryview | None,
             at: dt.datetime | None, require_signing_certificate: bool,
             max_content: int) -> VerifiedSignature:
     info = _load(der, {"signed_data"})
@@ -716,7 +726,7 @@ def _verify(der: bytes, trust: TrustStore, detached_content: bytes | None,
 
 
 # -- enveloping ---------------------------------------------------------------------------
-class GcmParameters(core.Sequence):
+class GcmParameters(core.Sequence):  # type: ignore[misc]  # asn1crypto is untyped
     """RFC 5084 §3.2 GCMParameters (asn1crypto has CCM's, not GCM's)."""
 
     _fields = [
@@ -786,15 +796,15 @@ def encrypt_stream(content: bytes | Pieces, recipients: Sequence[x509.Certificat
     if mode == "cbc":
         iv = os.urandom(16)
         algorithm = cms.EncryptionAlgorithm({"algorithm": "aes256_cbc", "parameters": iv})
-        cipher = Cipher(algorithms.AES(cek), modes.CBC(iv))
+        encryptor = Cipher(algorithms.AES(cek), modes.CBC(iv)).encryptor()
         size = (len(pieces) // 16 + 1) * 16  # PKCS#7 padding always adds 1 to 16 bytes
-        return _enveloped_chunks(pieces, cipher, "enveloped_data", algorithm, infos, size)
+        return _enveloped_chunks(pieces, encryptor, "enveloped_data", algorithm, infos, size)
     nonce = os.urandom(GCM_NONCE_LEN)
     algorithm = cms.EncryptionAlgorithm({
         "algorithm": "aes256_gcm",
         "parameters": GcmParameters({"aes_nonce": nonce, "aes_icvlen": GCM_TAG_LEN})})
-    cipher = Cipher(algorithms.AES(cek), modes.GCM(nonce))
-    return _enveloped_chunks(pieces, cipher, "authenticated_enveloped_data", algorithm, infos,
+    encryptor = Cipher(algorithms.AES(cek), modes.GCM(nonce)).encryptor()
+    return _enveloped_chunks(pieces, encryptor, "authenticated_enveloped_data", algorithm, infos,
                              len(pieces))
 
 
@@ -811,10 +821,11 @@ class _Length:
 def _header(tag: int, length: int, *, constructed: bool = True, context: bool = False) -> bytes:
     """The DER identifier and length octets (X.690 §8.1) of a value of `length` bytes."""
     # asn1crypto's own header encoder, so that the streamed DER is the DER its dump() writes.
-    return core._dump_header(2 if context else 0, int(constructed), tag, _Length(length))
+    header: bytes = core._dump_header(2 if context else 0, int(constructed), tag, _Length(length))
+    return header
 
 
-def _enveloped_chunks(pieces: Pieces, cipher: Cipher[modes.Mode], kind: str,
+def _enveloped_chunks(pieces: Pieces, encryptor: CipherContext, kind: str,
                       algorithm: cms.EncryptionAlgorithm, infos: list[cms.RecipientInfo],
                       size: int) -> Iterator[bytes]:
     # RFC 5652 §6.1 EnvelopedData / RFC 5083 §2.1 AuthEnvelopedData, written in order around
@@ -832,14 +843,13 @@ def _enveloped_chunks(pieces: Pieces, cipher: Cipher[modes.Mode], kind: str,
     explicit = _header(0, len(envelope) + body, context=True)  # ContentInfo content [0]
     oid = cms.ContentType(kind).dump()
     outer = _header(16, len(oid) + len(explicit) + len(envelope) + body)  # ContentInfo
-    return _cipher_chunks(pieces, cipher, outer + oid + explicit + envelope + fields + eci,
+    return _cipher_chunks(pieces, encryptor, outer + oid + explicit + envelope + fields + eci,
                           size, authenticated)
 
 
-def _cipher_chunks(pieces: Pieces, cipher: Cipher[modes.Mode], head: bytes, size: int,
+def _cipher_chunks(pieces: Pieces, encryptor: CipherContext, head: bytes, size: int,
                    authenticated: bool) -> Iterator[bytes]:
     yield head
-    encryptor = cipher.encryptor()
     padder = None if authenticated else padding.PKCS7(128).padder()
     written = 0
     for chunk in pieces.chunks(CHUNK):
@@ -852,15 +862,15 @@ def _cipher_chunks(pieces: Pieces, cipher: Cipher[modes.Mode], head: bytes, size
     if written != size:  # the headers above announced `size` bytes
         raise RuntimeError(f"encrypted {written} bytes, announced {size}")
     yield out
-    if authenticated:
-        yield core.OctetString(encryptor.tag).dump()  # type: ignore[attr-defined]
+    if isinstance(encryptor, AEADEncryptionContext):
+        yield core.OctetString(encryptor.tag).dump()
 
 
 def _rid_matches(rid: cms.RecipientIdentifier, cert: asn1_x509.Certificate) -> bool:
     if rid.name == "issuer_and_serial_number":
-        return (rid.chosen["issuer"] == cert.issuer
-                and rid.chosen["serial_number"].native == cert.serial_number)
-    return cert.key_identifier is not None and rid.chosen.native == cert.key_identifier
+        return bool(rid.chosen["issuer"] == cert.issuer
+                    and rid.chosen["serial_number"].native == cert.serial_number)
+    return cert.key_identifier is not None and bool(rid.chosen.native == cert.key_identifier)
 
 
 def _unwrap_mode(algorithm: cms.KeyEncryptionAlgorithm) -> bool:
@@ -1146,12 +1156,12 @@ def _decrypt_stream(stream: CmsStream, decryptor: Decryptor,
             and content.length > stream.size - reader.offset:
         raise MalformedCms("the encrypted content is longer than the input")
     cek = _unwrap(infos, algorithm, authenticated, decryptor)
+    cipher: CipherContext
     if authenticated:
         nonce, icv_len = _gcm_parameters(algorithm)
-        mode: modes.Mode = modes.GCM(nonce, min_tag_length=12)
+        cipher = Cipher(algorithms.AES(cek), modes.GCM(nonce, min_tag_length=12)).decryptor()
     else:
-        mode = modes.CBC(_cbc_iv(algorithm))
-    cipher = Cipher(algorithms.AES(cek), mode).decryptor()
+        cipher = Cipher(algorithms.AES(cek), modes.CBC(_cbc_iv(algorithm))).decryptor()
     plaintext = _decrypt_chunks(cipher, ber.octet_string_chunks(reader, content, CHUNK),
                                 content.length, max_content)
     eci.finish()
@@ -1174,9 +1184,9 @@ def _decrypt_stream(stream: CmsStream, decryptor: Decryptor,
     stream._frame.finish()
     if not reader.at_end():
         raise MalformedCms("data after the ContentInfo")
-    if authenticated:
+    if isinstance(cipher, AEADDecryptionContext):
         try:
-            cipher.finalize_with_tag(tag)  # type: ignore[attr-defined]
+            cipher.finalize_with_tag(tag)
         except InvalidTag:
             raise DecryptionFailed("authentication tag mismatch") from None
         return plaintext
@@ -1187,7 +1197,7 @@ def _decrypt_stream(stream: CmsStream, decryptor: Decryptor,
     return _unpad(plaintext)
 
 
-def _decrypt_chunks(cipher: object, chunks: Iterator[memoryview], size: int | None,
+def _decrypt_chunks(cipher: CipherContext, chunks: Iterator[memoryview], size: int | None,
                     max_content: int) -> bytearray:
     """The ciphertext decrypted into one buffer (sized up front when its length is known)."""
     total = 0
@@ -1197,7 +1207,7 @@ def _decrypt_chunks(cipher: object, chunks: Iterator[memoryview], size: int | No
             total += len(piece)
             if total > max_content + 16:
                 raise ContentTooLarge(total, max_content)
-            out += cipher.update(piece)  # type: ignore[attr-defined]
+            out += cipher.update(piece)
     else:
         # update_into wants room for one more block than it writes.
         out = bytearray(size + 16)
@@ -1205,7 +1215,7 @@ def _decrypt_chunks(cipher: object, chunks: Iterator[memoryview], size: int | No
         with memoryview(out) as view:
             for piece in chunks:
                 total += len(piece)
-                written += cipher.update_into(piece, view[written:])  # type: ignore[attr-defined]
+                written += cipher.update_into(piece, view[written:])
         del out[written:]
     return out
 

@@ -22,7 +22,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from email.generator import BytesGenerator
 from email.headerregistry import AddressHeader
-from email.message import EmailMessage, MIMEPart
+from email.message import EmailMessage, Message, MIMEPart
 from email.parser import BytesParser
 from email.utils import format_datetime, make_msgid
 from typing import BinaryIO, Literal
@@ -137,7 +137,9 @@ class Attachment:
 
     filename: str
     content_type: str
-    data: bytes = field(repr=False)
+    # A large attachment opened from an encrypted message is a bytearray: it was decoded
+    # into the decrypted message's buffer (P5d, docs/benchmarks.md).
+    data: bytes | bytearray = field(repr=False)
 
 
 def _addresses(values: str | Sequence[str]) -> list[str]:
@@ -229,6 +231,8 @@ def _raw_payload(part: MIMEPart) -> object:
 class _Generator(BytesGenerator):
     """BytesGenerator that writes a text payload in one call instead of line by line."""
 
+    _NL: str  # the line separator, set by Generator.flatten (not in the type stubs)
+
     def _write_lines(self, lines: str) -> None:
         # Same output as the base class (every line end becomes linesep), 5x faster on
         # large base64 bodies.
@@ -254,14 +258,14 @@ def to_bytes(msg: EmailMessage | MIMEPart, policy: email.policy.Policy = POLICY)
     return buffer.getvalue()
 
 
-def _parse(raw: bytes) -> EmailMessage:
+def _parse(raw: bytes | bytearray) -> EmailMessage:
     """The whole entity, every part parsed."""
     message = BytesParser(policy=POLICY).parsebytes(raw)
     assert isinstance(message, EmailMessage)
     return message
 
 
-def _shallow(raw: bytes) -> EmailMessage:
+def _shallow(raw: bytes | bytearray) -> EmailMessage:
     """The entity's header fields parsed, its body kept as the exact text received.
 
     Enough to route an S/MIME layer, and the body is written back byte for byte (a string
@@ -446,13 +450,13 @@ def _pieces(entity: MIMEPart) -> Pieces:
             part.set_payload(body)
     out: list[bytes | str] = []
     at = 0
-    for part, token, body in zip(large, tokens, bodies, strict=True):
-        found = frame.find(token, at)
-        if found < 0 or frame.find(token, found + 1) >= 0:
+    for part, marker, body in zip(large, tokens, bodies, strict=True):
+        found = frame.find(marker, at)
+        if found < 0 or frame.find(marker, found + 1) >= 0:
             raise RuntimeError("a body placeholder was not written exactly once")
         # What _Generator writes for an ASCII body: its line breaks as CRLF.
         out += [frame[at:found], body if _known_crlf(part, body) else _NEWLINE.sub("\r\n", body)]
-        at = found + len(token)
+        at = found + len(marker)
     out.append(frame[at:])
     return Pieces(out)
 
@@ -517,7 +521,7 @@ def _certificate_addresses(cert: x509.Certificate) -> list[str]:
     return [a.lower() for a in san.get_values_for_type(x509.RFC822Name)]
 
 
-def _delimiters(entity: bytes, dash: bytes, start: int) -> list[tuple[int, int, bool]]:
+def _delimiters(entity: bytes | bytearray, dash: bytes, start: int) -> list[tuple[int, int, bool]]:
     """(start, end of line, is close-delimiter) of each boundary line (RFC 2046 §5.1.1)."""
     found = []
     pos = start
@@ -537,7 +541,7 @@ def _delimiters(entity: bytes, dash: bytes, start: int) -> list[tuple[int, int, 
     return found
 
 
-def _before_line_break(entity: bytes, end: int) -> int:
+def _before_line_break(entity: bytes | bytearray, end: int) -> int:
     # The line break before a delimiter belongs to the delimiter (RFC 2046 §5.1.1).
     return end - 2 if entity[end - 2:end] == b"\r\n" else end - 1 \
         if entity[end - 1:end] == b"\n" else end
@@ -626,16 +630,19 @@ def _attachments(entity: EmailMessage, limit: int, raw: bytes | bytearray = b"",
             estimate = (len(encoded) - encoded.count("\n") - encoded.count("\r")) * 3 // 4
             if estimate > limit + 2:  # up to two '=' pad characters
                 raise AttachmentTooLarge(name, estimate, limit)
-        data = part.get_payload(decode=True)
-        if data is None:  # message/rfc822 and other multiparts: the entity as sent
-            data = to_bytes(part.get_payload(0), _AS_RECEIVED) if part.is_multipart() else b""
-        if len(data) > limit:
-            raise AttachmentTooLarge(name, len(data), limit)
-        out.append(Attachment(name, part.get_content_type(), data))
+        payload = part.get_payload(decode=True)
+        if isinstance(payload, bytes):
+            body = payload
+        else:  # message/rfc822 and other multiparts: the entity as sent
+            inner = part.get_payload(0) if part.is_multipart() else None
+            body = to_bytes(inner, _AS_RECEIVED) if isinstance(inner, MIMEPart) else b""
+        if len(body) > limit:
+            raise AttachmentTooLarge(name, len(body), limit)
+        out.append(Attachment(name, part.get_content_type(), body))
     return tuple(out)
 
 
-def _head(raw: bytes) -> tuple[EmailMessage, int]:
+def _head(raw: bytes | bytearray) -> tuple[EmailMessage, int]:
     """The entity's header fields alone, and where its body starts (the body is not read)."""
     blank = _BLANK_LINE.search(raw)
     if blank is None:
@@ -645,7 +652,7 @@ def _head(raw: bytes) -> tuple[EmailMessage, int]:
     return message, blank.end()
 
 
-def _cms_body(entity: EmailMessage, raw: bytes, body_at: int) -> bytes:
+def _cms_body(entity: EmailMessage, raw: bytes | bytearray, body_at: int) -> bytes:
     """The CMS DER of an application/pkcs7-mime entity, decoded straight from `raw`."""
     cte = str(entity.get("Content-Transfer-Encoding", "")).strip().lower()
     data: bytes | None = None
@@ -655,7 +662,7 @@ def _cms_body(entity: EmailMessage, raw: bytes, body_at: int) -> bytes:
         except binascii.Error:
             data = None  # bad padding and the like: email's lenient decoder below
     elif cte in ("", "7bit", "8bit", "binary"):
-        data = raw[body_at:]
+        data = bytes(raw[body_at:])  # asn1crypto parses bytes only (a decrypted layer: a copy)
     if data is None:
         return _der_of(_shallow(raw))
     if not data:
@@ -700,7 +707,7 @@ def _cms_stream(entity: EmailMessage, raw: bytes | bytearray,
 _MAX_TREE_DEPTH = 8
 
 
-def _tree(raw: bytes) -> tuple[EmailMessage, dict[int, tuple[int, int]]] | None:
+def _tree(raw: bytes | bytearray) -> tuple[EmailMessage, dict[int, tuple[int, int]]] | None:
     """_parse(raw), multiparts split on their delimiters with bytes.find (RFC 2046 §5.1.1).
 
     Large base64 attachment bodies are not copied: their (start, end) in `raw` is returned
@@ -712,7 +719,7 @@ def _tree(raw: bytes) -> tuple[EmailMessage, dict[int, tuple[int, int]]] | None:
     return None if entity is None else (entity, spans)
 
 
-def _subtree(raw: bytes, start: int, end: int, spans: dict[int, tuple[int, int]],
+def _subtree(raw: bytes | bytearray, start: int, end: int, spans: dict[int, tuple[int, int]],
              depth: int) -> EmailMessage | None:
     if depth > _MAX_TREE_DEPTH or raw[start:start + 1] in (b"\r", b"\n"):
         return None
@@ -739,7 +746,7 @@ def _subtree(raw: bytes, start: int, end: int, spans: dict[int, tuple[int, int]]
     marks = _delimiters(raw, b"--" + boundary.encode("ascii", "surrogateescape"), body)
     if len(marks) < 2 or not marks[-1][2] or marks[-1][1] > end:
         return None
-    children = []
+    children: list[Message[str, str] | str] = []
     for (_, part_start, _), (next_at, _, _) in itertools.pairwise(marks):
         child = _subtree(raw, part_start, _before_line_break(raw, next_at), spans, depth + 1)
         if child is None:
@@ -794,7 +801,9 @@ def _decode_in_place(buffer: bytearray, start: int, end: int, name: str,
     for piece in _base64_chunks(buffer, start, end):  # each slice is read before it is written
         buffer[at:at + len(piece)] = piece
         at += len(piece)
-    return _cut(buffer, start, at)
+    del buffer[at:]
+    del buffer[:start]  # as in _cut: no copy
+    return buffer
 
 
 # What CPython's email package raises on hostile header fields and bodies (an 8-bit boundary,
@@ -836,7 +845,7 @@ def _open(raw: bytes, decryptor: Decryptor | None, trust: TrustStore, *,
         raise MessageTooLarge(len(raw), max_message)
     blank = _BLANK_LINE.search(raw)
     top = _shallow(raw[:blank.end()] if blank else raw)  # header fields only: the body is big
-    entity_bytes = raw
+    entity_bytes: bytes | bytearray = raw
     entity, body_at = _head(raw)
     encrypted = False
     signature: VerifiedSignature | None = None
@@ -871,13 +880,15 @@ def _open(raw: bytes, decryptor: Decryptor | None, trust: TrustStore, *,
                     raise MalformedMessage("more than one signature layer")
                 signature = cms.verify(der, trust=trust, at=at, max_content=max_message,
                                        require_signing_certificate=require_signing_certificate)
-                entity_bytes = signature.content
+                embedded = signature.content  # bytes: nothing was given detached
+                entity_bytes = embedded if isinstance(embedded, bytes) else bytes(embedded)
             else:
                 raise MalformedMessage(f"application/pkcs7-mime with {content_type}")
         elif kind == "multipart/signed":
             if signature is not None:
                 raise MalformedMessage("more than one signature layer")
-            if entity.get_param("protocol", "").lower() not in _PKCS7_SIGNATURE:
+            protocol = entity.get_param("protocol", "")
+            if not isinstance(protocol, str) or protocol.lower() not in _PKCS7_SIGNATURE:
                 raise MalformedMessage("multipart/signed with a protocol other than PKCS#7")
             boundary = entity.get_boundary()
             if boundary is None:
