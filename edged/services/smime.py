@@ -679,17 +679,48 @@ def _base64_chunks(raw: bytes | bytearray, start: int,
     """
     end = len(raw) if end is None else end
     with memoryview(raw) as view:
-        while start < end:
-            cut = raw.find(b"\n", min(start + CHUNK, end), end)
-            cut = end if cut < 0 else cut + 1
+        for at, cut in _slices(raw, start, end):
             try:
-                data = binascii.a2b_base64(view[start:cut])
+                data = binascii.a2b_base64(view[at:cut])
             except binascii.Error:
                 raise cms.Unstreamable from None
-            if cut < end and raw.find(b"=", start, cut) >= 0:  # one call would stop there
+            if cut < end and raw.find(b"=", at, cut) >= 0:  # one call would stop there
                 raise cms.Unstreamable
-            start = cut
             yield data
+
+
+def _slices(raw: bytes | bytearray, start: int, end: int) -> Iterator[tuple[int, int]]:
+    """(start, end) of CHUNK-sized slices of raw[start:end], each ending at a line break."""
+    while start < end:
+        cut = raw.find(b"\n", min(start + CHUNK, end), end)
+        cut = end if cut < 0 else cut + 1
+        yield start, cut
+        start = cut
+
+
+_BASE64_ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+
+
+def _base64_size(raw: bytes | bytearray, start: int, end: int) -> int | None:
+    """The bytes _base64_chunks(raw, start, end) yields in all, None where it would raise.
+
+    Only the last slice is decoded: in the others a2b_base64 skips what is not in the
+    alphabet (RFC 2045 §6.8), so it decodes whole groups of 4 characters, with no padding,
+    without error into 3 bytes each (5x faster to count than to decode).
+    """
+    size = 0
+    for at, cut in _slices(raw, start, end):
+        if cut == end:
+            try:
+                return size + len(binascii.a2b_base64(memoryview(raw)[at:cut]))
+            except binascii.Error:
+                return None
+        skipped = raw[at:cut].translate(None, _BASE64_ALPHABET)
+        characters = cut - at - len(skipped)
+        if b"=" in skipped or characters % 4:
+            return None
+        size += characters // 4 * 3
+    return size
 
 
 def _cms_stream(entity: EmailMessage, raw: bytes | bytearray,
@@ -788,12 +819,10 @@ def _decode_in_place(buffer: bytearray, start: int, end: int, name: str,
     A decrypted message and its largest attachment are then one buffer, not two (P5d,
     docs/benchmarks.md). Decoded bytes are written behind the text still to be read (3
     bytes for 4 characters). None, the buffer untouched, when the body does not decode a
-    slice at a time exactly as in one call (_base64_chunks): the first pass only checks.
+    slice at a time exactly as in one call (_base64_chunks): _base64_size checks first.
     """
-    _check_estimate(buffer, start, end, name, limit)
-    try:
-        size = sum(len(piece) for piece in _base64_chunks(buffer, start, end))
-    except cms.Unstreamable:
+    size = _base64_size(buffer, start, end)  # exact, where _check_estimate guesses
+    if size is None:
         return None
     if size > limit:
         raise AttachmentTooLarge(name, size, limit)
