@@ -8,6 +8,7 @@ v1.5 key transport (the only one a CPS card deciphers) to the recipient and the 
 CAdES signing-certificate-v2.
 
     python -m bench.mail [--quick]          # this table alone
+    python -m bench.mail --no-latency       # P5, P5m and P5d alone (the card in process: no pcscd)
 """
 
 from __future__ import annotations
@@ -189,8 +190,9 @@ def _side_by_side(folder: Path, rounds: int, size: int) -> tuple[list[Any], ...]
     return ours_protect, ssl_protect, ours_open, ssl_open
 
 
-def run(quick: bool = False) -> list[Row]:
-    """Sign+encrypt and decrypt+verify of a 10 MB attachment: MB/s and peak RSS, side by side."""
+def run(quick: bool = False, latency: bool = True) -> list[Row]:
+    """Sign+encrypt and decrypt+verify of a 10 MB attachment: MB/s and peak RSS, side by side;
+    then, with `latency`, the signing latency rows (through edged: pcscd)."""
     rounds = 1 if quick else 3
     with tempfile.TemporaryDirectory(prefix="bifente-bench-mail-") as tmp:
         folder = Path(tmp)
@@ -202,7 +204,8 @@ def run(quick: bool = False) -> list[Row]:
     rows += _rows("P5d", "decrypt + verify 10 MB", ours_open, ssl_open, idle_rss, SIZE)
     rows.append(Row("bifente process floor (imports, card, input read)", "",
                     f"peak RSS {idle_rss / 1e6:5.0f} MB", ""))
-    rows += signing_latency(quick)
+    if latency:
+        rows += signing_latency(quick)
     return rows
 
 
@@ -387,6 +390,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--growth", action="store_true", help="1, 10 and 25 MiB side by side")
+    parser.add_argument("--no-latency", action="store_true",
+                        help="the 10 MB rows alone, without the signing latency through edged")
     parser.add_argument("--worker", nargs=2, metavar=("MODE", "DIR"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -396,7 +401,8 @@ def main() -> int:
         print_table("Secure mail growth: sign+encrypt and open, bifente vs openssl cms",
                     growth())
         return 0
-    print_table("Secure mail: 10 MB attachment, bifente vs openssl cms", run(args.quick))
+    print_table("Secure mail: 10 MB attachment, bifente vs openssl cms",
+                run(args.quick, latency=not args.no_latency))
     return 0
 
 

@@ -19,6 +19,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from edged.state.sqlite import open_durable, state_file, transaction
 
@@ -229,6 +230,6 @@ class Outbox:
             self._db.close()
 
 
-def _item(row: tuple) -> OutboxItem:
+def _item(row: tuple[Any, ...]) -> OutboxItem:
     return OutboxItem(row[0], row[1], tuple(row[2].split("\n")), bytes(row[3]), row[4], row[5],
                       row[6])
