@@ -69,6 +69,7 @@ from edged.services.dmp_host import (
     host_path,
 )
 from edged.services.errors import Family, NoCard, ServiceError, TerminalUnavailable
+from edged.services.outbox import LOOP_ERROR_PAUSE
 from edged.services.prompts import charge_prompt, one_prompt
 from edged.state.dmp_queue import FeedQueue, QueuedFeed
 
@@ -121,8 +122,12 @@ class DmpService:
         """Stop delivering; close the queue."""
         if self._task is not None:
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
+            try:
                 await self._task
+            except asyncio.CancelledError:
+                pass
+            except Exception:  # said, not swallowed; the rest of Daemon.stop must still run
+                log.exception("DMP queue: the delivery loop ended with an error")
             self._task = None
         self.queue.close()
 
@@ -481,31 +486,40 @@ class DmpService:
         return queue_id
 
     async def _run_queue(self) -> None:
+        """Deliver forever; nothing ends the loop but cancellation: an unexpected error (the
+        database, a bug) is logged and the loop goes on after a pause, as the mail outbox's."""
         while True:
             try:
-                await self.ensure_enrolled()
-            except (HostUnreachable, DmpError) as exc:
-                log.info("DMP: enrollment deferred: %s", exc)
-            item = await asyncio.to_thread(self.queue.claim)
-            if item is None:
-                self._wakeup.clear()
-                due = await asyncio.to_thread(self.queue.next_due)
-                wait = None if due is None else max(0.05, due - time.time())
-                if not self._enrolled:
-                    wait = min(wait or self.settings.retry_max, self.settings.retry_base * 4)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wakeup.wait(), wait)
-                if self._wakeup.is_set():
-                    await asyncio.to_thread(self.queue.hurry)
-                continue
-            try:
-                await self._deliver(item)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.exception("DMP queue: unexpected error")
-                await asyncio.to_thread(self.queue.retry, item.queue_id, type(exc).__name__,
-                                        self._delay(item.attempts + 1))
+                await self._queue_step()
+            except Exception:
+                log.exception("DMP queue: unexpected error in the delivery loop; going on")
+                await asyncio.sleep(LOOP_ERROR_PAUSE)
+
+    async def _queue_step(self) -> None:
+        """Deliver the oldest due feed, or wait until one is due (or the host answers)."""
+        try:
+            await self.ensure_enrolled()
+        except (HostUnreachable, DmpError) as exc:
+            log.info("DMP: enrollment deferred: %s", exc)
+        item = await asyncio.to_thread(self.queue.claim)
+        if item is None:
+            self._wakeup.clear()
+            due = await asyncio.to_thread(self.queue.next_due)
+            wait = None if due is None else max(0.05, due - time.time())
+            if not self._enrolled:
+                wait = min(wait or self.settings.retry_max, self.settings.retry_base * 4)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wakeup.wait(), wait)
+            if self._wakeup.is_set():
+                await asyncio.to_thread(self.queue.hurry)
+            return
+        try:
+            await self._deliver(item)
+        except Exception as exc:  # a bug, not the host: said, and the feed tried again later
+            log.exception("DMP queue: delivery of %s failed unexpectedly", item.queue_id)
+            await asyncio.to_thread(self.queue.retry, item.queue_id,
+                                    f"internal error: {type(exc).__name__}",
+                                    self._delay(item.attempts + 1))
 
     def _delay(self, attempts: int) -> float:
         # The exponent is capped: attempts only grow, 2.0 ** 1024 would not be a float.
@@ -537,10 +551,6 @@ class DmpService:
             await asyncio.to_thread(self.queue.failed, item.queue_id, exc.reason)
             self.ctx.audit_event("dmp.feed.failed", None, queue_id=item.queue_id,
                                     patient=mask_nir(item.ins), reason=exc.reason)
-            return
-        except Exception as exc:
-            await asyncio.to_thread(self.queue.retry, item.queue_id, type(exc).__name__,
-                                    self._delay(item.attempts + 1))
             return
         document = answer.get("document") or {}
         await asyncio.to_thread(self.queue.delivered, item.queue_id, document.get("id"))
