@@ -13,6 +13,7 @@ display only: the RPC answer has no code.
 
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING, Any
 
 from apdu.identity import mask_nir
@@ -176,7 +177,7 @@ async def dmp_feed(daemon: ApiContext, conn: Caller, params: dict[str, Any]) -> 
             else:
                 return {"state": "registered", "document": answer.get("document"),
                         "already_registered": bool(answer.get("already_registered"))}
-        queue_id = service.enqueue(ins, professional, query, cda, header)
+        queue_id = await service.enqueue(ins, professional, query, cda, header)
         daemon.audit_event("dmp.feed.queued", conn, patient=mask_nir(ins), queue_id=queue_id,
                            bytes=len(cda))
         return {"state": "queued", "queue_id": queue_id}
@@ -270,8 +271,8 @@ async def dmp_patient_code(daemon: ApiContext, conn: Caller, params: dict[str, A
 
 async def dmp_queue(daemon: ApiContext, conn: Caller, params: dict[str, Any]) -> Any:
     """dmp.queue: feeds waiting for the host (and, asked, delivered and failed ones)."""
-    service = _service(daemon)
-    feeds = service.queue.list(include_done=bool(params.get("all")))
+    service = _service(daemon)  # in a thread: the queue's lock may be held by a commit
+    feeds = await asyncio.to_thread(service.queue.list, include_done=bool(params.get("all")))
     return {"feeds": [f.describe() for f in feeds]}
 
 

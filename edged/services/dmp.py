@@ -477,13 +477,21 @@ class DmpService:
         return expires_in
 
     # -- offline feeds ---------------------------------------------------------------------
-    def enqueue(self, ins: str, professional: str, query: str, cda: bytes, consent: str) -> str:
+    async def enqueue(self, ins: str, professional: str, query: str, cda: bytes,
+                      consent: str) -> str:
         """Queue a feed for later delivery; wakes the loop. DiskFull (nothing written) when the
         disk is nearly full."""
-        self.ctx.space.check("a DMP feed to queue", 2 * (len(cda) + len(consent)))
-        queue_id = self.queue.add(ins, professional, query, cda, consent)
-        self._wakeup.set()
+        # In a thread: sealing up to 64 MiB and a synchronous=FULL commit would stall every
+        # other client. The queue's connection is shared across threads under its own lock.
+        queue_id = await asyncio.to_thread(self._store_feed, ins, professional, query, cda,
+                                           consent)
+        self._wakeup.set()  # on the loop: an asyncio.Event is not for other threads
         return queue_id
+
+    def _store_feed(self, ins: str, professional: str, query: str, cda: bytes,
+                    consent: str) -> str:
+        self.ctx.space.check("a DMP feed to queue", 2 * (len(cda) + len(consent)))
+        return self.queue.add(ins, professional, query, cda, consent)
 
     async def _run_queue(self) -> None:
         """Deliver forever; nothing ends the loop but cancellation: an unexpected error (the
