@@ -23,7 +23,7 @@ from typing import Any
 
 from edged.state.sqlite import open_durable, state_file, transaction
 
-__all__ = ["Outbox", "OutboxItem", "PermanentFailure", "TemporaryFailure"]
+__all__ = ["LOOP_ERROR_PAUSE", "Outbox", "OutboxItem", "PermanentFailure", "TemporaryFailure"]
 
 log = logging.getLogger(__name__)
 
@@ -48,8 +48,9 @@ CREATE TABLE IF NOT EXISTS idempotency (
     PRIMARY KEY (client, key)
 );
 """
-# After an unexpected error in the loop itself (the database, a bug), wait this long and go on.
-_LOOP_ERROR_PAUSE = 1.0
+# After an unexpected error in the loop itself (the database, a bug), wait this long and go on
+# (the DMP offline queue's loop does the same: edged/services/dmp.py).
+LOOP_ERROR_PAUSE = 1.0
 
 
 class TemporaryFailure(Exception):
@@ -195,7 +196,7 @@ class Outbox:
                 await self._step(deliver)
             except Exception:
                 log.exception("outbox: unexpected error in the delivery loop; going on")
-                await asyncio.sleep(_LOOP_ERROR_PAUSE)
+                await asyncio.sleep(LOOP_ERROR_PAUSE)
 
     async def _step(self, deliver: Callable[[OutboxItem], Awaitable[None]]) -> None:
         item = await asyncio.to_thread(self._claim)
