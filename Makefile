@@ -6,7 +6,8 @@ VENV    := .venv
 PY      := $(VENV)/bin/python
 APT_PKGS := pcscd vsmartcard-vpcd libpcsclite-dev opensc openssl gcc swig pkg-config procps \
             gnutls-bin libengine-pkcs11-openssl \
-            avahi-daemon avahi-utils chromium
+            avahi-daemon avahi-utils chromium jq systemd \
+            default-jdk-headless libjackson2-databind-java
 SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: help setup test demo bench lint clean fuzz soak

@@ -39,6 +39,7 @@ class Fid(enum.IntEnum):
     EF_SN_ICC = 0xD003
     EF_ACTUA = 0xD010
     IAS_DF = 0x0001
+    IAS_CL_DF = 0x0002  # the contactless IAS application (FACTS §1)
     ODF = 0x5031
     TOKEN_INFO = 0x5032
     SITUATION_FIRST = 0xD120  # 16 practice-situation files D120..D12F

@@ -9,7 +9,7 @@ import platform
 from bench import cards, dmp, edged, exposure, large, mail, terminal
 from bench.table import Row, print_table
 
-# Issue 11's table, in its order (F: the fan-out p99; P4h: the terminal's host overhead).
+# The goals table, in its order (F: the fan-out p99; P4h: the terminal's host overhead).
 ORDER = ("P5", "P5m", "P5d", "S", "H", "P3", "P6", "P7", "F", "L", "P4h")
 
 
@@ -26,7 +26,7 @@ def main() -> int:
             ("Terminal: firmware on MicroPython (192K heap) over a pty, T=0 card lines "
              f"(f = {terminal.card_clock_hz() / 1e6:.5f} MHz)", terminal.run),
             ("edged: the daemon over WebSocket + TLS 1.3 (loopback)", edged.run),
-            ("edged under a connection flood from 250 loopback addresses (issue 9 §3)",
+            ("edged under a connection flood from 250 loopback addresses (exposure)",
              exposure.run),
             ("Secure mail: 10 MB attachment, sign+encrypt / decrypt+verify vs openssl cms",
              mail.run),
@@ -37,7 +37,7 @@ def main() -> int:
         print_table(title, rows)
         goals += [r for r in rows if r.key]
     goals.sort(key=lambda r: ORDER.index(r.key) if r.key in ORDER else len(ORDER))
-    print_table("Goals of issue 11 (each ratio measured side by side in this run)", goals)
+    print_table("Performance goals (each ratio measured side by side in this run)", goals)
     failed = [r for r in goals if r.passed is False]
     print(f"\n{len(goals) - len(failed)} of {len(goals)} goals met")
     return 0

@@ -5,7 +5,7 @@ its client certificate and pinned fingerprint) and the same websockets options a
 and answers every request with a result shaped like system.info: what the socket, TLS,
 websockets and JSON cost without edged's work. It runs in its own process, as edged does.
 
-    python -m bench.bare KEYS_DIR       # prints "port N", serves until stdin closes
+    python -m bench.bare STATE_DIR      # prints "port N", serves until stdin closes
 """
 
 from __future__ import annotations
@@ -19,6 +19,8 @@ from pathlib import Path
 from websockets.asyncio.server import ServerConnection, serve
 
 from edged.api.server import COMPRESSION, _size_tls_read_buffer
+from edged.state.keystore import Keystore
+from edged.state.keywrap import load_key_wrapper
 
 __all__ = ["main"]
 
@@ -26,13 +28,10 @@ RESULT = {"protocol": "1", "version": "0.0.0", "model": "bifente", "fingerprint"
           "capabilities": ["vitale", "cps"]}
 
 
-def _context(keys: Path) -> ssl.SSLContext:
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ctx.minimum_version = ctx.maximum_version = ssl.TLSVersion.TLSv1_3
-    ctx.load_cert_chain(keys / "server.pem", keys / "server.key")
-    ctx.verify_mode = ssl.CERT_OPTIONAL
-    ctx.load_verify_locations(cafile=keys / "ca.pem")
-    return ctx
+def _context(state: Path) -> ssl.SSLContext:
+    # edged's own context: the server key is sealed with the state key (docs/security.md).
+    keystore = Keystore(state / "keys", wrapper=load_key_wrapper(state))
+    return keystore.server_ssl_context()
 
 
 async def _answer(ws: ServerConnection) -> None:
@@ -41,9 +40,9 @@ async def _answer(ws: ServerConnection) -> None:
         await ws.send(json.dumps({"jsonrpc": "2.0", "id": request.get("id"), "result": RESULT}))
 
 
-async def _serve(keys: Path) -> None:
+async def _serve(state: Path) -> None:
     _size_tls_read_buffer()
-    async with serve(_answer, "127.0.0.1", 0, ssl=_context(keys), compression=COMPRESSION,
+    async with serve(_answer, "127.0.0.1", 0, ssl=_context(state), compression=COMPRESSION,
                      server_header=None) as server:
         print(f"port {server.sockets[0].getsockname()[1]}", flush=True)
         await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)

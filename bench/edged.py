@@ -15,9 +15,11 @@ from pathlib import Path
 from typing import Any
 
 from bench.table import Row, fmt_time, goal
+from bench.waits import cards_seen
 from edged.api.methods import dispatch
 from edged.config import Config
 from edged.daemon import Daemon
+from edged.readers.pcsc import CardKind
 from edged.sdk import Client, Credentials, pair
 from simulators.pinpad import Keypad, SimulatedDisplay
 from simulators.slots import SimulatedSlots
@@ -60,9 +62,7 @@ async def _latency(quick: bool) -> list[Row]:
                                max_per_paired_address=500), ui=display)
         await daemon.start()
         try:
-            deadline = time.monotonic() + 5
-            while not daemon.slots.find("vitale") and time.monotonic() < deadline:
-                await asyncio.sleep(0.05)
+            await cards_seen(daemon, CardKind.VITALE, within=5)
             credentials = await pair("127.0.0.1", daemon.server.port, daemon.keystore.fingerprint,
                                      "bench", ["identity:read"], lambda: _code(display))
             rows: list[Row] = []
@@ -157,11 +157,13 @@ async def _subprocess_daemon(quick: bool) -> list[Row]:
         seen: asyncio.Future[float] = asyncio.get_running_loop().create_future()
         aiozc, browser = await _first_advert(instance, seen)
         started = time.monotonic()
-        process = subprocess.Popen([sys.executable, "-m", "edged", "--config", str(config)],
-                                   stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "edged", "--config", str(config),
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
         bare = None
         try:
-            line = await asyncio.to_thread(process.stdout.readline)  # type: ignore[union-attr]
+            assert process.stdout is not None
+            line = (await process.stdout.readline()).decode()
             ready = time.monotonic() - started
             port, fingerprint = re.search(r":(\d+) fingerprint sha256:([0-9a-f]{64})",
                                           line).groups()  # type: ignore[union-attr]
@@ -181,10 +183,11 @@ async def _subprocess_daemon(quick: bool) -> list[Row]:
             # The subprocess has no display to show a pairing code: issue the load client's
             # certificate from the daemon's own state files, as pairing would.
             creds = await _issue_client(Path(tmp) / "state", int(port), fingerprint)
-            bare = subprocess.Popen([sys.executable, "-m", "bench.bare",
-                                     str(Path(tmp) / "state" / "keys")],
-                                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-            bare_line = await asyncio.to_thread(bare.stdout.readline)  # type: ignore[union-attr]
+            bare = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "bench.bare", str(Path(tmp) / "state"),
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+            assert bare.stdout is not None
+            bare_line = (await bare.stdout.readline()).decode()
             bare_creds = dataclasses.replace(creds, port=int(bare_line.split()[1]))
             seconds = 1.5 if quick else 4.0
             for clients in (1, 10, 100):
@@ -206,9 +209,9 @@ async def _subprocess_daemon(quick: bool) -> list[Row]:
         finally:
             if bare is not None:
                 bare.stdin.close()  # type: ignore[union-attr]
-                bare.wait(timeout=15)
+                await asyncio.wait_for(bare.wait(), 15)
             process.terminate()
-            process.wait(timeout=15)
+            await asyncio.wait_for(process.wait(), 15)
     return rows
 
 

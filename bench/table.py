@@ -18,9 +18,9 @@ class Row:
     median: str
     detail: str = ""
     ratio: str = ""
-    goal: str = ""  # e.g. ">= 0.8", as issue 11's table states it
+    goal: str = ""  # e.g. ">= 0.8", as the goals table in docs/benchmarks.md states it
     passed: bool | None = None
-    key: str = ""  # issue 11's row id (P5, S, H...), when the row is one of its goals
+    key: str = ""  # the goal's row id (P5, S, H...), when the row is one of its goals
 
     @property
     def verdict(self) -> str:

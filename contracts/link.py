@@ -47,6 +47,7 @@ CONFIRM = const(0x09)
 DISPLAY = const(0x0A)
 ABORT = const(0x0B)
 IDENTITY = const(0x0C)
+PAIR_WINDOW = const(0x0D)
 ACK = const(0x80)
 HELLO_ACK = const(0x81)
 SLOT_STATUS_RSP = const(0x82)
@@ -61,8 +62,8 @@ TYPE_NAMES = {
     HELLO: "HELLO", SLOT_STATUS: "SLOT_STATUS", POWER_ON: "POWER_ON", POWER_OFF: "POWER_OFF",
     TRANSMIT: "TRANSMIT", SECURE_VERIFY: "SECURE_VERIFY", SECURE_CHANGE: "SECURE_CHANGE",
     SECURE_UNBLOCK: "SECURE_UNBLOCK", CONFIRM: "CONFIRM", DISPLAY: "DISPLAY", ABORT: "ABORT",
-    IDENTITY: "IDENTITY", ACK: "ACK", HELLO_ACK: "HELLO_ACK", SLOT_STATUS_RSP: "SLOT_STATUS_RSP",
-    ATR: "ATR",
+    IDENTITY: "IDENTITY", PAIR_WINDOW: "PAIR_WINDOW", ACK: "ACK", HELLO_ACK: "HELLO_ACK",
+    SLOT_STATUS_RSP: "SLOT_STATUS_RSP", ATR: "ATR",
     RESPONSE: "RESPONSE", PIN_RESULT: "PIN_RESULT", CONFIRM_RESULT: "CONFIRM_RESULT",
     EVENT: "EVENT", ERROR: "ERROR",
 }
@@ -116,6 +117,7 @@ EV_CARD_INSERTED = const(1)
 EV_CARD_REMOVED = const(2)
 EV_CANCEL_PRESSED = const(3)
 EV_SLOT_FAULT = const(4)
+EV_PAIR_REQUESTED = const(5)  # F1 on the fingerprint screen: open a pairing window (review L1)
 NO_SLOT = const(0xFF)
 
 CONFIRM_OK = const(0)
@@ -141,6 +143,7 @@ MAX_PIN_BLOCK = const(16)  # padded length of one PIN field
 DEFAULT_TIMEOUT_S = const(30)
 MAX_SECRET_S = const(60)  # a secret DISPLAY leaves the screen after at most this long
 MAX_IDENTITY = const(128)  # IDENTITY text (the daemon's certificate fingerprint)
+MAX_PAIR_WINDOW_S = const(600)  # PAIR_WINDOW: the longest countdown the terminal shows
 
 
 class LinkError(Exception):
@@ -894,8 +897,35 @@ class Identity(Message):
         return cls(_text(p, MAX_IDENTITY, "text"))
 
 
+class PairWindow(Message):
+    """A pairing window is open for `seconds` (0: it closed); the terminal counts it down."""
+
+    TYPE = PAIR_WINDOW
+    FIELDS = ("seconds",)
+
+    def __init__(self, seconds: int) -> None:
+        self.seconds = seconds
+
+    def payload(self) -> bytes:
+        """seconds u16 (0..MAX_PAIR_WINDOW_S)."""
+        _check_u16(self.seconds, 0, "seconds")
+        if self.seconds > MAX_PAIR_WINDOW_S:
+            raise _bad("window %d s > %d" % (self.seconds, MAX_PAIR_WINDOW_S))
+        return bytes((self.seconds >> 8, self.seconds & 0xFF))
+
+    @classmethod
+    def parse(cls, p: "Buffer") -> "PairWindow":
+        """Decode; BAD_PAYLOAD beyond MAX_PAIR_WINDOW_S."""
+        _need_len(p, 2, 2, "PAIR_WINDOW")
+        seconds = (p[0] << 8) | p[1]
+        if seconds > MAX_PAIR_WINDOW_S:
+            raise _bad("window %d s > %d" % (seconds, MAX_PAIR_WINDOW_S))
+        return cls(seconds)
+
+
 class Event(Message):
-    """Unsolicited (sequence 0): card inserted/removed, cancel pressed, slot fault."""
+    """Unsolicited (sequence 0): card inserted/removed, cancel pressed, slot fault, pairing
+    window asked for."""
 
     TYPE = EVENT
     FIELDS = ("kind", "slot")
@@ -906,7 +936,8 @@ class Event(Message):
 
     def payload(self) -> bytes:
         """kind u8, slot u8 (0xFF: none)."""
-        if self.kind not in (EV_CARD_INSERTED, EV_CARD_REMOVED, EV_CANCEL_PRESSED, EV_SLOT_FAULT):
+        if self.kind not in (EV_CARD_INSERTED, EV_CARD_REMOVED, EV_CANCEL_PRESSED, EV_SLOT_FAULT,
+                             EV_PAIR_REQUESTED):
             raise _bad("event kind %r" % (self.kind,))
         if self.slot != NO_SLOT:
             _slot(self.slot)
@@ -950,7 +981,7 @@ _CLASSES = {  # type: Any
     TRANSMIT: Transmit, RESPONSE: Response, SECURE_VERIFY: SecureVerify,
     SECURE_CHANGE: SecureChange, SECURE_UNBLOCK: SecureUnblock, PIN_RESULT: PinResult,
     CONFIRM: Confirm, CONFIRM_RESULT: ConfirmResult, DISPLAY: Display, IDENTITY: Identity,
-    EVENT: Event, ERROR: Error,
+    PAIR_WINDOW: PairWindow, EVENT: Event, ERROR: Error,
 }
 
 

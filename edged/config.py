@@ -48,6 +48,11 @@ class Config:
     # (docs/security.md). 0 keeps the batch mode off (the default).
     sign_batch_count: int = 0
     sign_batch_minutes: float = 0.0
+    # [pairing]
+    # A physical action (F1 twice on the terminal, or `bifente admin open-pairing` on the
+    # daemon's machine) lets pairings through the network-wide lockout this long (review L1,
+    # docs/pairing.md "The pairing window").
+    pairing_window_seconds: float = 120.0
     # [state]
     state_dir: Path = Path("/var/lib/bifente")
     # Fallback state key file when there is no systemd credential (edged/state/keywrap.py);
@@ -85,6 +90,7 @@ _SECTIONS = {
                "unpaired_idle_timeout"),
     "cards": ("card_timeout", "pin_timeout", "pcsc", "terminal", "sign_batch_count",
               "sign_batch_minutes"),
+    "pairing": ("pairing_window_seconds",),
     "state": ("state_dir", "state_key_file", "min_free_mb"),
     "discovery": ("mdns", "name", "model", "mdns_interfaces"),
     "log": ("log_level",),
@@ -151,6 +157,8 @@ def load_config(path: Path | None) -> Config:
         raise ConfigError("max_message_bytes must be at least 4096")
     if not 0 <= config.sign_batch_count <= 100 or not 0 <= config.sign_batch_minutes <= 60:
         raise ConfigError("sign_batch_count must be 0..100 and sign_batch_minutes 0..60")
+    if not 10 <= config.pairing_window_seconds <= 600:
+        raise ConfigError("pairing_window_seconds must be 10..600")
     _check_limits(config.limits)
     return config
 

@@ -74,12 +74,14 @@ class Daemon:
 
         self.audit_budget = AuditBudget(self.audit.submit)
         self._budget_flusher: asyncio.Task[None] | None = None
+        self._window_watch: asyncio.Task[None] | None = None
         self.bus = EventBus()
         self.slots = SlotRegistry(self.bus)
         self.ui = ui
         self.wrap_transport = wrap_transport
         self.pairing = PairingManager(self.keystore, self.clients, show_code=self._show_code,
-                                      on_event=self._pairing_event)
+                                      on_event=self._pairing_event,
+                                      window_seconds=config.pairing_window_seconds)
         self.server = RpcServer(self)
         self.signatures = SignatureGate(batch_count=config.sign_batch_count,
                                         batch_minutes=config.sign_batch_minutes)
@@ -136,6 +138,12 @@ class Daemon:
             log.warning("pairing code for %r: %s (no terminal display)", client_name, code)
 
     def _pairing_event(self, name: str, fields: Mapping[str, Any]) -> None:
+        if name in ("pair.window_opened", "pair.window_closed"):
+            # A person's action on the terminal or on this machine: always written, in full.
+            self.audit.submit(name, actor="edged", **fields)
+            seconds = int(fields.get("seconds", 0)) if name == "pair.window_opened" else 0
+            asyncio.get_running_loop().create_task(self._show_window(seconds))
+            return
         if name == "pair.complete":  # a new client: always written, in full
             self.audit.submit(name, actor=audit_actor(str(fields.get("client_name") or ""),
                                                       str(fields.get("peer") or "")),
@@ -148,6 +156,32 @@ class Daemon:
             return
         # Anyone on the LAN can cause the others: aggregated per peer (review M6).
         self.audit_budget.record(name, str(fields.get("peer", "")), **fields)
+
+    async def _show_window(self, seconds: int) -> None:
+        """The pairing window on the terminal: it counts the seconds down itself."""
+        try:
+            if self.terminal is not None and self.terminal.connected:
+                await asyncio.to_thread(self.terminal.pair_window, seconds)
+            elif self.ui is not None and seconds:
+                await self.ui.show(["Appairage ouvert", f"pendant {seconds} s"])
+            elif seconds:
+                log.warning("pairing window open for %d s (no terminal display)", seconds)
+        except Exception as exc:  # the terminal may be gone; the window stands
+            log.debug("pairing window on the terminal: %s", exc)
+
+    def terminal_pair_request(self) -> None:
+        """F1 on the terminal's fingerprint screen: a person at the terminal opens pairing."""
+        asyncio.get_running_loop().create_task(self.pairing.open_window("terminal"))
+
+    async def _watch_window_requests(self) -> None:
+        """`bifente admin open-pairing` on this machine: the same window as the terminal's."""
+        from edged.state.pairing_window import REQUEST_FILE, take_request
+
+        path = self.config.state_dir / REQUEST_FILE
+        while True:
+            await asyncio.sleep(1.0)
+            if path.exists() and await asyncio.to_thread(take_request, self.config.state_dir):
+                await self.pairing.open_window("cli")
 
     async def _show_quietly(self, lines: list[str]) -> None:
         if self.ui is None:
@@ -191,6 +225,7 @@ class Daemon:
         self.discoverable_at = time.monotonic()
         systemd.notify("READY=1", f"STATUS=serving on port {self.server.port}")
         self._budget_flusher = loop.create_task(self._flush_audit_budget())
+        self._window_watch = loop.create_task(self._watch_window_requests())
         interval = systemd.watchdog_interval()
         if interval:
             self._watchdog = loop.create_task(self._keepalive(interval))
@@ -228,8 +263,11 @@ class Daemon:
         def on_cancel() -> None:
             loop.call_soon_threadsafe(self.terminal_cancel)
 
+        def on_pair_request() -> None:
+            loop.call_soon_threadsafe(self.terminal_pair_request)
+
         self.terminal = TerminalReader(self.config.terminal, on_card=on_card, on_state=on_state,
-                                       on_cancel=on_cancel,
+                                       on_cancel=on_cancel, on_pair_request=on_pair_request,
                                        fingerprint=lambda: self.keystore.fingerprint).start()
         if self.ui is None:
             self.ui = self.terminal.ui()
@@ -240,6 +278,8 @@ class Daemon:
         self.signatures.end_batches()
         if self.services.dmp is not None:
             self.services.dmp.end_emergencies()
+        if self.pairing.window_left():  # "Annuler: fermer" on the window's screen
+            asyncio.get_running_loop().create_task(self.pairing.close_window("cancelled"))
         self.bus.publish("terminal.cancel")
 
     def _advert(self) -> Any:
@@ -293,6 +333,8 @@ class Daemon:
             await self.watcher.settle()
         if self._budget_flusher is not None:
             self._budget_flusher.cancel()
+        if self._window_watch is not None:
+            self._window_watch.cancel()
         self.audit_budget.flush(everything=True)
         self.audit.flush()  # what was submitted comes before daemon.stop
         self.audit.append("daemon.stop", actor=EDGED)

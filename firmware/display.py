@@ -95,6 +95,7 @@ class TextDisplay:
     def __init__(self, driver: "Optional[Any]" = None) -> None:
         self.driver = driver  # anything with render(lines); None for a headless terminal
         self._lines = []  # type: list
+        self.generation = 0  # counts show() calls: "is my screen still up?" without a copy
         self.secret = False
         self._timed = False
         self._until = time.ticks_ms()  # deadline of a timed screen (ticks), when _timed
@@ -107,6 +108,7 @@ class TextDisplay:
                 if len(out) < ROWS:
                     out.append(part)
         self._lines = out
+        self.generation += 1
         self.secret = secret
         self._timed = ttl_ms > 0
         self._until = time.ticks_add(time.ticks_ms(), ttl_ms if ttl_ms > 0 else 0)

@@ -1,7 +1,7 @@
 """The terminal application: link reader, request dispatcher, card-detect and key event poller."""
 # Two lanes (review M2: a prompt must not hold the card link): a prompt lane that owns the
-# screen (CONFIRM, SECURE_*, DISPLAY) and a card lane (everything else), one request at a
-# time in each. A request arriving while its lane is busy gets ERROR BUSY; so does a
+# screen (CONFIRM, SECURE_*, DISPLAY, PAIR_WINDOW) and a card lane (everything else), one
+# request at a time in each. A request arriving while its lane is busy gets ERROR BUSY; so does a
 # card-lane request for the slot a running PIN prompt is for. ABORT ends the
 # prompt in progress. A prompt waiting for keys holds nothing; its card exchange (after the
 # PIN is typed) takes the card lock like any card-lane request. Responses echo the request's
@@ -10,6 +10,7 @@
 # again without running twice.
 
 import asyncio
+import time
 
 from micropython import const
 
@@ -23,7 +24,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, Optional
 
-FW_VERSION = (0, 2, 0)  # 0.2: link protocol 2 (PIN policy, secret screens, IDENTITY)
+FW_VERSION = (0, 2, 1)  # 0.2: link protocol 2 (PIN policy, secret screens, IDENTITY, PAIR_WINDOW)
 POLL_MS = const(50)  # card-detect and fault polling period
 PRESENCE_SCANS = const(2)  # a card-detect change must hold for 2 polls (100 ms)
 _READ_CHUNK = const(64)
@@ -31,6 +32,8 @@ _MAX_CANCEL_EVENTS = const(4)
 _PIN_BUFFERS = const(3)
 MAX_PROMPT_S = const(60)  # a prompt never waits longer than this per entry (review M2)
 IDENTITY_SCREEN_MS = const(30_000)  # the fingerprint screen (F1) leaves after this, or on OK
+NOTICE_MS = const(10_000)  # "Appairage ferme", "demande envoyee": short notices
+PAIR_HINT = "F1: appairer"  # under the fingerprint: F1 again asks edged for a pairing window
 
 
 class PinMismatch(Exception):
@@ -55,7 +58,7 @@ _INS = {link.SECURE_VERIFY: 0x20, link.SECURE_CHANGE: 0x24, link.SECURE_UNBLOCK:
 # The prompt lane owns the screen: prompts, and DISPLAY (which must wait for a prompt, not
 # cover it).
 _PROMPT_TYPES = (link.CONFIRM, link.SECURE_VERIFY, link.SECURE_CHANGE, link.SECURE_UNBLOCK,
-                 link.DISPLAY)
+                 link.DISPLAY, link.PAIR_WINDOW)
 # Firmware-owned prompt text per request type: (title, entry labels).
 _PROMPTS = {
     link.SECURE_VERIFY: ("PIN carte CPS", ("Code PIN :",)),
@@ -187,6 +190,13 @@ class Terminal:
         self._seen = [False] * len(self.slots)
         self._changes = [0] * len(self.slots)
         self.identity = ""  # the daemon's fingerprint text (IDENTITY), shown on F1
+        # Pairing window (review L1): F1 on the fingerprint screen asks edged to open one
+        # (EV_PAIR_REQUESTED); edged answers PAIR_WINDOW, and we count it down on the screen.
+        self._identity_gen = -1  # display generation of the fingerprint screen we showed
+        self._pair_request = False
+        self._window_until = time.ticks_ms()  # deadline of the open window (ticks)
+        self._window_gen = -1  # display generation of our window screen (-1: none up)
+        self._window_left = -1  # seconds shown on it
         keys.on_idle_key = self._idle_key
 
     # -- tasks --
@@ -251,11 +261,15 @@ class Terminal:
             if slot.state == iso7816.POWERED and raw and slot.hw.fault():
                 slot.fault()
                 await self._emit(link.EV_SLOT_FAULT, i)
+        self._count_down()
         if not self.keys.claimed:
             self.display.expire()
         while self._cancel_events:
             self._cancel_events -= 1
             await self._emit(link.EV_CANCEL_PRESSED, link.NO_SLOT)
+        if self._pair_request:
+            self._pair_request = False
+            await self._emit(link.EV_PAIR_REQUESTED, link.NO_SLOT)
 
     def _idle_key(self, key: str) -> None:
         # Keys while no prompt holds the keypad: CANCEL is reported, OK dismisses a code or
@@ -267,12 +281,62 @@ class Terminal:
             if self.display.timed or self.display.secret:
                 self.display.clear()
         elif key == "F1":
+            if self.display.generation == self._identity_gen and self.display.timed:
+                self._ask_pairing_window()  # F1 again, on the fingerprint screen
+                return
             self.display.show(self._identity_screen(), False, IDENTITY_SCREEN_MS)
+            # Only a known fingerprint offers pairing: the desk compares it when it pairs.
+            self._identity_gen = self.display.generation if self.identity else -1
 
     def _identity_screen(self) -> list:
         if not self.identity:
             return ["Empreinte", "inconnue", "(edged absent)"]
-        return ["Empreinte edged"] + self.identity.split("\n")
+        return ["Empreinte edged"] + self.identity.split("\n") + [PAIR_HINT]
+
+    def _ask_pairing_window(self) -> None:
+        # A physical key press is what lets a pairing through the network-wide lockout
+        # (docs/pairing.md, "The pairing window"): the host cannot fake it, only ask for it.
+        self._identity_gen = -1
+        if not self.handshaken or not self.identity:
+            self.display.show(["Appairage", "impossible :", "edged absent"], False, NOTICE_MS)
+            return
+        self._pair_request = True
+        self.display.show(["Appairage", "demande envoyee"], False, NOTICE_MS)
+
+    def _show_window(self, left: int) -> None:
+        # Timed a second past the deadline, so _count_down (not expire) ends it; timed screens
+        # are not brought back after a prompt, where the count would be stale.
+        self.display.show(["Appairage ouvert", "Reste %d s" % left, "Appairez le",
+                           "poste maintenant", "Annuler: fermer"], False, left * 1000 + 1000)
+        self._window_gen = self.display.generation
+        self._window_left = left
+
+    def _count_down(self) -> None:
+        """Refresh the window screen each second while it is up; "Appairage ferme" at 0."""
+        if self._window_gen < 0:
+            return
+        if self.display.generation != self._window_gen:  # another screen took over
+            self._window_gen = -1
+            return
+        left = (time.ticks_diff(self._window_until, time.ticks_ms()) + 999) // 1000
+        if left <= 0:
+            self._window_gen = -1
+            self.display.show(["Appairage ferme"], False, NOTICE_MS)
+        elif left != self._window_left:
+            self._show_window(left)
+
+    def _pair_window(self, seconds: int) -> None:
+        if seconds:
+            self._window_until = time.ticks_add(time.ticks_ms(), seconds * 1000)
+            if self.display.secret:  # a code stays up (review M3); the window opens unseen
+                self._window_gen = -1
+                return
+            self._show_window(seconds)
+        elif self._window_gen >= 0 and self.display.generation == self._window_gen:
+            self._window_gen = -1
+            self.display.show(["Appairage ferme"], False, NOTICE_MS)
+        else:
+            self._window_gen = -1
 
     # -- frames in --
     async def _on_item(self, item: "Any") -> None:
@@ -379,6 +443,9 @@ class Terminal:
                 if msg.TYPE == link.DISPLAY:
                     secret_s = min(msg.secret_s, link.MAX_SECRET_S)
                     self.display.show(msg.lines, secret_s > 0, secret_s * 1000)
+                    await self._respond(seq, link.Empty(link.ACK), True)
+                elif msg.TYPE == link.PAIR_WINDOW:
+                    self._pair_window(msg.seconds)
                     await self._respond(seq, link.Empty(link.ACK), True)
                 elif msg.TYPE == link.CONFIRM:
                     before = self.display.saved()  # a code is never brought back (review M3)

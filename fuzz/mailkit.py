@@ -6,6 +6,8 @@ import datetime as dt
 from collections.abc import Iterator
 from functools import cache
 
+from asn1crypto import parser as asn1_parser
+
 from edged.services import cms, smime
 from simulators.pki import ca_certificate, card_keys
 
@@ -67,3 +69,50 @@ def cms_blobs() -> Iterator[bytes]:
     yield cms.sign(b"content", signer(), detached=True)
     for mode in ("gcm", "cbc"):
         yield cms.encrypt(b"content", [keys.authentication_cert], mode=mode)  # type: ignore[arg-type]
+
+
+def _ber_header(first: int, length: int | None) -> bytes:
+    if length is None:
+        return bytes((first, 0x80))
+    if length < 0x80:
+        return bytes((first, length))
+    octets = length.to_bytes((length.bit_length() + 7) // 8, "big")
+    return bytes((first, 0x80 | len(octets))) + octets
+
+
+def _children(contents: bytes) -> Iterator[tuple[int, int, int, bytes, bytes]]:
+    at = 0
+    while at < len(contents):
+        end = asn1_parser._parse(contents, len(contents), at, lengths_only=True)[1]
+        cls, method, tag, _header, inner, _trailer = asn1_parser.parse(contents[at:end])
+        yield cls, method, tag, inner, contents[at:end]
+        at = end
+
+
+def _is_content(cls: int, method: int, tag: int, contents: bytes) -> bool:
+    return cls == 2 and method == 0 and tag == 0 and len(contents) > 64
+
+
+def _holds_content(contents: bytes) -> bool:
+    return any(_is_content(c, m, t, inner) or (m == 1 and _holds_content(inner))
+               for c, m, t, inner, _der in _children(contents))
+
+
+def ber_indefinite(der: bytes, segment: int = 1000, nest: bool = False) -> bytes:
+    """An envelope re-encoded as `openssl cms -stream` writes it: the values around the
+    encryptedContent of indefinite length, and the encryptedContent ([0] IMPLICIT OCTET STRING)
+    in `segment`-byte OCTET STRING segments (X.690 §8.7.3), each one itself constructed when
+    `nest`; the small fields stay DER. The oracle of the streamed decryption's tests."""
+    cls, method, tag, header, contents, _trailer = asn1_parser.parse(der)
+    first = header[0]
+    if _is_content(cls, method, tag, contents):
+        parts = b""
+        for i in range(0, len(contents), segment):
+            piece = _ber_header(0x04, len(contents[i:i + segment])) + contents[i:i + segment]
+            parts += _ber_header(0x24, None) + piece + b"\x00\x00" if nest else piece
+        return _ber_header(first | 0x20, None) + parts + b"\x00\x00"
+    if method == 1 and _holds_content(contents):
+        inner = b"".join(ber_indefinite(child, segment, nest)
+                         for *_, child in _children(contents))
+        return _ber_header(first, None) + inner + b"\x00\x00"
+    return der

@@ -93,3 +93,24 @@ def test_simulated_commands_say_what_is_missing_without_the_simulators(tmp_path:
         assert result.returncode == 2, result.stderr
         assert "this install has no simulators: install bifente-sim" in result.stderr
         assert "Traceback" not in result.stderr
+
+
+def test_the_product_installs_the_commands_install_pi_links(
+        wheels: dict[str, zipfile.ZipFile]) -> None:
+    """docs/install-pi.md links .venv/bin/edged and .venv/bin/bifente: the wheel makes both."""
+    import configparser
+    import re
+
+    product = wheels["bifente"]
+    entry_points = next(n for n in product.namelist() if n.endswith(".dist-info/entry_points.txt"))
+    parser = configparser.ConfigParser()
+    parser.read_string(product.read(entry_points).decode())
+    scripts = dict(parser["console_scripts"])
+    install = (ROOT / "docs" / "install-pi.md").read_text()
+    linked = set(re.findall(r"ln -s /opt/bifente/\.venv/bin/(\w+) ", install))
+    assert linked == {"edged", "bifente"}, linked
+    assert linked <= set(scripts), scripts
+    for name in linked:  # each names a function that exists in the product
+        module, _, function = scripts[name].partition(":")
+        assert f"{module.replace('.', '/')}.py" in product.namelist()
+        assert f"def {function}(" in product.read(f"{module.replace('.', '/')}.py").decode()

@@ -1,5 +1,5 @@
 """Host code is type-checked: mypy over `apdu/` and `contracts/` strict, and over `edged/`
-with the project's settings (pyproject [tool.mypy])."""
+and `simulators/` with the project's settings (pyproject [tool.mypy])."""
 
 from __future__ import annotations
 
@@ -25,6 +25,13 @@ def test_edged_is_typed() -> None:
     """The daemon, its API, services, readers, state and CLI pass mypy (pyproject lists the
     modules still waiting for their split)."""
     result = _mypy("edged")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_simulators_are_typed() -> None:
+    """The simulators (cards, terminal, mail and DMP hosts, the test helpers) pass mypy with
+    the project's settings; the board that runs on MicroPython is checked with the firmware."""
+    result = _mypy("simulators")
     assert result.returncode == 0, result.stdout + result.stderr
 
 

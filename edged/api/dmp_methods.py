@@ -14,6 +14,7 @@ display only: the RPC answer has no code.
 
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING, Any
 
 from apdu.identity import mask_nir
@@ -43,10 +44,6 @@ def _service(daemon: ApiContext) -> DmpService:
     if daemon.services.dmp is not None:
         return daemon.services.dmp
     raise DmpNotConfigured()
-
-
-def _client(conn: Caller) -> str:
-    return conn.client_id
 
 
 async def _run(daemon: ApiContext, conn: Caller, name: str, ins: str, op: Any,
@@ -82,7 +79,7 @@ async def _consent(daemon: ApiContext, conn: Caller, ins: str, action: str,
                    express: bool = False) -> str:
     """The patient's signed consent for this action (asked on the terminal)."""
     service = _service(daemon)
-    session = await service.login(_client(conn))
+    session = await service.login(conn)
     return await service.ask_consent(conn, ins=ins, professional=session.national_id,
                                      name=session.display_name, action=action, express=express)
 
@@ -91,7 +88,7 @@ async def _read_access(daemon: ApiContext, conn: Caller, ins: str, express: bool
                        found: dict[str, Any]) -> str | None:
     """The consent for a read: none under this client's own emergency access, else the
     patient's; the mode goes into the audit of every read (M1)."""
-    grant = _service(daemon).emergency_for(_client(conn), ins)
+    grant = _service(daemon).emergency_for(conn.client_id, ins)
     if grant is not None:
         found["mode"] = grant.mode
         return None
@@ -106,7 +103,7 @@ async def dmp_exists(daemon: ApiContext, conn: Caller, params: dict[str, Any]) -
     ins = params["ins"]
 
     async def op() -> Any:
-        answer = await _service(daemon).exists(_client(conn), ins)
+        answer = await _service(daemon).exists(conn, ins)
         return {"exists": bool(answer.get("exists")), "status": answer.get("status")}
 
     return await _run(daemon, conn, "dmp.exists", ins, op)
@@ -124,7 +121,7 @@ async def dmp_create(daemon: ApiContext, conn: Caller, params: dict[str, Any]) -
             # Already read for the consent: the insertion's session answers from memory.
             card = await on_card(daemon, conn, CardKind.VITALE, cards.vitale_read, "dmp.create")
             oid = next(b.ins.oid.value for b in card.beneficiaries if b.ins.value == ins)
-        answer = await service.create(_client(conn), ins, oid, consent)
+        answer = await service.create(conn, ins, oid, consent)
         password = str(answer.get("patient_password", ""))
         if daemon.ui is not None and password:
             await daemon.ui.show(["DMP créé", "Mot de passe :", password],
@@ -154,23 +151,23 @@ async def dmp_feed(daemon: ApiContext, conn: Caller, params: dict[str, Any]) -> 
     async def op() -> Any:
         service = _service(daemon)
         try:
-            session = await service.login(_client(conn))
+            session = await service.login(conn)
             professional, name = session.national_id, session.display_name
         except HostUnreachable:
-            card = await service.identify(_client(conn))
+            card = await service.identify(conn)
             professional, name = card["national_id"], card["display_name"]
             session = None
         header = await service.ask_consent(conn, ins=ins, professional=professional,
                                            name=name, action="feed", express=express)
         if session is not None:
             try:
-                answer = await service.feed(_client(conn), ins, query, cda, header)
+                answer = await service.feed(conn, ins, query, cda, header)
             except HostUnreachable:
                 pass
             else:
                 return {"state": "registered", "document": answer.get("document"),
                         "already_registered": bool(answer.get("already_registered"))}
-        queue_id = service.enqueue(ins, professional, query, cda, header)
+        queue_id = await service.enqueue(ins, professional, query, cda, header)
         daemon.audit_event("dmp.feed.queued", conn, patient=mask_nir(ins), queue_id=queue_id,
                            bytes=len(cda))
         return {"state": "queued", "queue_id": queue_id}
@@ -189,7 +186,7 @@ async def dmp_find(daemon: ApiContext, conn: Caller, params: dict[str, Any]) -> 
     async def op() -> Any:
         service = _service(daemon)
         consent = await _read_access(daemon, conn, ins, bool(params.get("express")), found)
-        answer = await service.find(_client(conn), ins, query, consent)
+        answer = await service.find(conn, ins, query, consent)
         return {"documents": answer.get("documents", []), "total": answer.get("total", 0),
                 "mode": answer.get("mode", "normal")}
 
@@ -205,7 +202,7 @@ async def dmp_get(daemon: ApiContext, conn: Caller, params: dict[str, Any]) -> A
     async def op() -> Any:
         service = _service(daemon)
         consent = await _read_access(daemon, conn, ins, bool(params.get("express")), found)
-        answer = await service.get(_client(conn), ins, document_id, consent)
+        answer = await service.get(conn, ins, document_id, consent)
         return {"document": answer.get("document"), "cda": answer.get("cda")}
 
     return await _run(daemon, conn, "dmp.get", ins, op, found, document=document_id)
@@ -218,7 +215,7 @@ async def dmp_emergency(daemon: ApiContext, conn: Caller, params: dict[str, Any]
         raise RpcError(INVALID_PARAMS, "an emergency access needs a reason", "reason_required")
 
     async def op() -> Any:
-        answer = await _service(daemon).emergency(_client(conn), ins, mode, reason)
+        answer = await _service(daemon).emergency(conn, ins, mode, reason)
         return {"mode": answer.get("mode", mode), "reason": answer.get("reason", reason),
                 "expires_in": answer["expires_in"]}
 
@@ -234,7 +231,7 @@ async def dmp_visibility(daemon: ApiContext, conn: Caller, params: dict[str, Any
         raise RpcError(INVALID_PARAMS, "give at least one visibility flag", "invalid_params")
 
     async def op() -> Any:
-        answer = await _service(daemon).visibility(_client(conn), ins, document_id, flags)
+        answer = await _service(daemon).visibility(conn, ins, document_id, flags)
         return {"document": answer.get("document")}
 
     return await _run(daemon, conn, "dmp.visibility", ins, op, document=document_id)
@@ -245,7 +242,7 @@ async def dmp_delete(daemon: ApiContext, conn: Caller, params: dict[str, Any]) -
     ins, document_id = params["ins"], params["document_id"]
 
     async def op() -> Any:
-        answer = await _service(daemon).delete(_client(conn), ins, document_id)
+        answer = await _service(daemon).delete(conn, ins, document_id)
         return {"document": answer.get("document")}
 
     return await _run(daemon, conn, "dmp.delete", ins, op, document=document_id)
@@ -264,8 +261,8 @@ async def dmp_patient_code(daemon: ApiContext, conn: Caller, params: dict[str, A
 
 async def dmp_queue(daemon: ApiContext, conn: Caller, params: dict[str, Any]) -> Any:
     """dmp.queue: feeds waiting for the host (and, asked, delivered and failed ones)."""
-    service = _service(daemon)
-    feeds = service.queue.list(include_done=bool(params.get("all")))
+    service = _service(daemon)  # in a thread: the queue's lock may be held by a commit
+    feeds = await asyncio.to_thread(service.queue.list, include_done=bool(params.get("all")))
     return {"feeds": [f.describe() for f in feeds]}
 
 

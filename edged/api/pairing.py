@@ -30,6 +30,7 @@ from edged.state.keystore import Keystore, fingerprint_of, load_client_public_ke
 __all__ = [
     "CODE_DIGITS",
     "LOCAL_ONLY_SCOPES",
+    "MAX_WINDOW_SECONDS",
     "EventHook",
     "PairingError",
     "PairingErrorCode",
@@ -46,6 +47,7 @@ _CODE_RE = re.compile(r"[0-9]{6}")  # ASCII digits only: str.isdigit() would tak
 _MAX_CODE_INPUT = 32
 _MAX_PAIRING_ID = 64
 _MAX_TRACKED_PEERS = 4096  # failure records kept for this many peers at most
+MAX_WINDOW_SECONDS = 600.0  # the terminal counts a pairing window down from 600 s at most
 
 # (code, client name, scopes requested): the terminal shows all three (M9).
 ShowCode = Callable[[str, str, tuple[str, ...]], Awaitable[None] | None]
@@ -170,6 +172,7 @@ class PairingManager:
         lockout_after: int = 5,
         lockout_seconds: float = 300.0,
         global_lockout_after: int | None = 20,
+        window_seconds: float = 120.0,
         max_pending: int = 16,
         certificate_days: int = 825,
         clock: Callable[[], float] = time.monotonic,
@@ -181,6 +184,8 @@ class PairingManager:
             raise ValueError("max_attempts, lockout_after and max_pending must be at least 1")
         if global_lockout_after is not None and global_lockout_after < 1:
             raise ValueError("global_lockout_after must be at least 1, or None")
+        if not 0 < window_seconds <= MAX_WINDOW_SECONDS:
+            raise ValueError(f"window_seconds must be in (0, {MAX_WINDOW_SECONDS:.0f}]")
         self._keystore = keystore
         self._registry = registry
         self._show_code = show_code
@@ -201,6 +206,13 @@ class PairingManager:
         self._locked_until: dict[str, float] = {}
         self._global_failures: deque[float] = deque()
         self._global_locked_until = 0.0
+        # The pairing window (review L1): opened by a person at the terminal (or on the
+        # daemon's machine), it lets pairings through the global lockout, which anyone on
+        # the LAN can keep tripped. Inside it each address still gets `lockout_after` wrong
+        # codes at most, whatever the names, so the window does not lift the bound on guesses.
+        self._window_seconds = float(window_seconds)
+        self._window_until = 0.0
+        self._window_failures: dict[str, int] = {}  # peer unit -> wrong codes in this window
 
     # -- the two steps ---------------------------------------------------------------------
 
@@ -347,7 +359,48 @@ class PairingManager:
                 "scopes": list(pending.scopes),
             },
         )
+        # One workstation per key press: the next one needs the key again.
+        await self.close_window("paired")
         return result
+
+    # -- the pairing window ----------------------------------------------------------------
+
+    @property
+    def window_seconds(self) -> float:
+        """How long a pairing window stays open."""
+        return self._window_seconds
+
+    def window_left(self) -> float:
+        """Seconds left in the open pairing window (0 when none is open)."""
+        return max(0.0, self._window_until - self._clock())
+
+    async def open_window(self, source: str) -> float:
+        """Open (or restart) the pairing window; `source` says who asked. Its length in s.
+
+        Called only for a physical action: the terminal's key (EVENT PAIR_REQUESTED) or the
+        CLI on the daemon's machine, never from the network (docs/pairing.md).
+        """
+        self._window_until = self._clock() + self._window_seconds
+        self._window_failures.clear()
+        await self._emit("pair.window_opened",
+                         {"source": source, "seconds": self._window_seconds},
+                         level=logging.WARNING)
+        return self._window_seconds
+
+    async def close_window(self, reason: str) -> bool:
+        """Close the pairing window before its time (`reason`: paired, cancelled); False if
+        none was open."""
+        if self._clock() >= self._window_until:
+            return False
+        self._window_until = 0.0
+        self._window_failures.clear()
+        await self._emit("pair.window_closed", {"reason": reason})
+        return True
+
+    def _exempt(self, peer: str, now: float) -> bool:
+        """True if the open window lets this peer through the global lockout."""
+        return now < self._window_until and (
+            self._window_failures.get(_peer_unit(peer), 0) < self._lockout_after)
 
     # -- attempts and lockouts -------------------------------------------------------------
 
@@ -398,6 +451,11 @@ class PairingManager:
         self._failures[key] = times  # re-inserted last: the dict stays oldest-first
         while len(self._failures) > _MAX_TRACKED_PEERS:
             del self._failures[next(iter(self._failures))]
+        if now < self._window_until:
+            unit = _peer_unit(peer)
+            self._window_failures[unit] = self._window_failures.pop(unit, 0) + 1
+            while len(self._window_failures) > _MAX_TRACKED_PEERS:
+                del self._window_failures[next(iter(self._window_failures))]
         lockout: tuple[float, bool] | None = None
         if len(times) >= self._lockout_after:
             del self._failures[key]
@@ -412,7 +470,8 @@ class PairingManager:
                 self._global_failures.clear()
                 self._global_locked_until = now + self._lockout_seconds
                 log.warning("pairing locked for everyone: too many wrong codes from the network")
-                lockout = (self._lockout_seconds, True)
+                if lockout is None and not self._exempt(peer, now):
+                    lockout = (self._lockout_seconds, True)
         if lockout is not None:
             for pairing in list(self._pending.values()):
                 if self._is_locked(pairing.peer, pairing.client_name, now):
@@ -420,9 +479,8 @@ class PairingManager:
         return lockout
 
     def _is_locked(self, peer: str, client_name: str, now: float) -> bool:
-        return now < self._global_locked_until or now < self._locked_until.get(
-            _lockout_key(peer, client_name), 0.0
-        )
+        globally = now < self._global_locked_until and not self._exempt(peer, now)
+        return globally or now < self._locked_until.get(_lockout_key(peer, client_name), 0.0)
 
     def _peer_has_lockout(self, peer: str, now: float) -> bool:
         prefix = _peer_unit(peer) + "/"
@@ -430,8 +488,9 @@ class PairingManager:
 
     async def _refuse_if_locked(self, peer: str, now: float, client_name: str | None,
                                 *, any_name: bool = False) -> None:
-        """Refuse while pairing is locked for everyone, or for this name from this peer."""
-        until = self._global_locked_until
+        """Refuse while pairing is locked for everyone (unless the window lets this peer
+        through), or for this name from this peer."""
+        until = 0.0 if self._exempt(peer, now) else self._global_locked_until
         if any_name:
             prefix = _peer_unit(peer) + "/"
             until = max([until, *(u for k, u in self._locked_until.items()

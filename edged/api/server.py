@@ -263,7 +263,7 @@ class Connection:
             task.cancel()
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
-        release_connection(self.server.daemon, self)  # its unused uploads go with it
+        await release_connection(self.server.daemon, self)  # its unused uploads go with it
 
 
 class RpcServer:

@@ -23,6 +23,7 @@ import hashlib
 import secrets
 import shutil
 import struct
+import threading
 import time
 import weakref
 from dataclasses import dataclass, field
@@ -64,6 +65,12 @@ class _Upload:
     connection: object = None  # the connection that began it: deleted when that one closes
     key: AESGCM = field(default_factory=lambda: AESGCM(AESGCM.generate_key(bit_length=256)))
     chunks: int = 0
+    # upload.chunk runs in worker threads, several at once for one connection: the offset
+    # check, the sealing (the nonce is the chunk count), the write and the digest are one
+    # step under this lock, or two chunks could both pass the check and share a nonce
+    # under the same key (AES-GCM then leaks their XOR and its authentication key).
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    gone: bool = False  # cancelled (or used): a chunk that waited on the lock is refused
 
     def seal(self, data: bytes) -> bytes:
         """One chunk as written: length, then AES-256-GCM under this upload's own key (the
@@ -93,6 +100,7 @@ class Uploads:
         self._clock = clock
         self._space = space
         self._uploads: dict[str, _Upload] = {}
+        self._guard = threading.Lock()  # the dict: changed from the loop and worker threads
         # Files left by an earlier run belong to no connection any more.
         shutil.rmtree(directory, ignore_errors=True)
         directory.mkdir(parents=True, mode=0o700)
@@ -103,90 +111,123 @@ class Uploads:
         self.expire()
         if self._space is not None:  # the whole payload must fit, before a byte is taken
             self._space.check("upload", size)
-        if sum(1 for u in self._uploads.values() if u.owner == owner) >= MAX_OPEN:
-            raise RpcError(INVALID_PARAMS, f"at most {MAX_OPEN} uploads under way per client",
-                           "too_many_uploads")
-        upload_id = secrets.token_hex(16)
-        path = self.directory / upload_id
-        path.touch(mode=0o600)
-        self._uploads[upload_id] = _Upload(owner, size, sha256, path, self._clock(),
-                                           connection=connection)
+        with self._guard:
+            if sum(1 for u in self._uploads.values() if u.owner == owner) >= MAX_OPEN:
+                raise RpcError(INVALID_PARAMS, f"at most {MAX_OPEN} uploads under way per "
+                               "client", "too_many_uploads")
+            upload_id = secrets.token_hex(16)
+            path = self.directory / upload_id
+            path.touch(mode=0o600)
+            self._uploads[upload_id] = _Upload(owner, size, sha256, path, self._clock(),
+                                               connection=connection)
         return upload_id
 
     def _get(self, owner: str, upload_id: str) -> _Upload:
-        upload = self._uploads.get(upload_id)
+        with self._guard:
+            upload = self._uploads.get(upload_id)
         if upload is None or upload.owner != owner:  # another client's is not named either
-            raise RpcError(INVALID_PARAMS, f"no upload {upload_id!r} under way",
-                           "unknown_upload")
+            raise _unknown(upload_id)
         return upload
 
     def chunk(self, owner: str, upload_id: str, offset: int, data: bytes) -> int:
         """Append the next chunk (offset must be what was received); bytes received so far."""
         upload = self._get(owner, upload_id)
-        if upload.committed:
-            raise RpcError(INVALID_PARAMS, "the upload is already committed", "upload_committed")
-        if offset != upload.received:
-            raise RpcError(INVALID_PARAMS, f"expected offset {upload.received}, not {offset}",
-                           "bad_offset", expected=upload.received)
-        if upload.received + len(data) > upload.size:
-            raise RpcError(TOO_LARGE, f"more than the {upload.size} bytes announced",
-                           "too_large")
-        if self._space is not None:  # refused whole, never half appended: the client resends
-            self._space.check("upload", len(data))
-        with upload.path.open("ab") as out:
-            out.write(upload.seal(data))
-        upload.digest.update(data)
-        upload.received += len(data)
-        return upload.received
+        with upload.lock:
+            if upload.gone:  # cancelled while this chunk waited
+                raise _unknown(upload_id)
+            if upload.committed:
+                raise RpcError(INVALID_PARAMS, "the upload is already committed",
+                               "upload_committed")
+            if offset != upload.received:
+                raise RpcError(INVALID_PARAMS, f"expected offset {upload.received}, not "
+                               f"{offset}", "bad_offset", expected=upload.received)
+            if upload.received + len(data) > upload.size:
+                raise RpcError(TOO_LARGE, f"more than the {upload.size} bytes announced",
+                               "too_large")
+            if self._space is not None:  # refused whole, never half appended: it is resent
+                self._space.check("upload", len(data))
+            with upload.path.open("ab") as out:
+                out.write(upload.seal(data))
+            upload.digest.update(data)
+            upload.received += len(data)
+            return upload.received
 
     def commit(self, owner: str, upload_id: str) -> None:
         """Check the size and the SHA-256 announced at begin (the upload is dropped if wrong)."""
         upload = self._get(owner, upload_id)
-        if upload.received != upload.size:
-            raise RpcError(INVALID_PARAMS, f"received {upload.received} of {upload.size} bytes",
-                           "upload_incomplete", received=upload.received)
-        if upload.digest.hexdigest() != upload.sha256:
-            self.cancel(owner, upload_id)
-            raise RpcError(INVALID_PARAMS, "the data does not match the SHA-256 announced",
-                           "digest_mismatch")
-        upload.committed = True
+        with upload.lock:  # not while a chunk is being written
+            if upload.gone:
+                raise _unknown(upload_id)
+            if upload.received != upload.size:
+                raise RpcError(INVALID_PARAMS, f"received {upload.received} of {upload.size} "
+                               "bytes", "upload_incomplete", received=upload.received)
+            if upload.digest.hexdigest() != upload.sha256:
+                self._drop(upload_id, upload)
+                raise RpcError(INVALID_PARAMS, "the data does not match the SHA-256 "
+                               "announced", "digest_mismatch")
+            upload.committed = True
 
     def take(self, owner: str, upload_id: str, limit: int) -> bytes:
         """The committed upload's bytes, once (its file is deleted); over `limit`: too_large."""
         upload = self._get(owner, upload_id)
-        if not upload.committed:
-            raise RpcError(INVALID_PARAMS, "commit the upload first", "upload_incomplete",
-                           received=upload.received)
-        if upload.size > limit:
-            raise RpcError(TOO_LARGE, f"upload of {upload.size} bytes, over the limit of "
-                           f"{limit}", "too_large", size=upload.size, limit=limit)
-        try:
-            return upload.open_all()
-        finally:
-            self.cancel(owner, upload_id)
+        with upload.lock:  # used once: a second take waits, then finds it gone
+            if upload.gone:
+                raise _unknown(upload_id)
+            if not upload.committed:
+                raise RpcError(INVALID_PARAMS, "commit the upload first", "upload_incomplete",
+                               received=upload.received)
+            if upload.size > limit:
+                raise RpcError(TOO_LARGE, f"upload of {upload.size} bytes, over the limit of "
+                               f"{limit}", "too_large", size=upload.size, limit=limit)
+            try:
+                return upload.open_all()
+            finally:
+                self._drop(upload_id, upload)
 
     def cancel(self, owner: str, upload_id: str) -> None:
         """Forget the upload and delete its file."""
         upload = self._get(owner, upload_id)
-        del self._uploads[upload_id]
+        with upload.lock:  # after a chunk being written, not under it
+            if upload.gone:
+                raise _unknown(upload_id)
+            self._drop(upload_id, upload)
+
+    def _drop(self, upload_id: str, upload: _Upload) -> None:
+        """Forget the upload and delete its file (its lock held)."""
+        upload.gone = True
+        with self._guard:
+            self._uploads.pop(upload_id, None)
         upload.path.unlink(missing_ok=True)
 
     def release(self, connection: object) -> int:
         """Delete the uploads begun on `connection` (it closed): those not used yet, committed
         or not, go with it, not UPLOAD_TTL later; the client's other connections keep theirs.
         How many were deleted."""
-        mine = [(upload_id, upload) for upload_id, upload in self._uploads.items()
-                if upload.connection is not None and upload.connection is connection]
-        for upload_id, upload in mine:
-            self.cancel(upload.owner, upload_id)
-        return len(mine)
+        with self._guard:
+            mine = [(upload_id, upload) for upload_id, upload in self._uploads.items()
+                    if upload.connection is not None and upload.connection is connection]
+        return sum(self._discard(upload_id, upload) for upload_id, upload in mine)
 
     def expire(self) -> None:
         """Delete uploads older than UPLOAD_TTL."""
         now = self._clock()
-        for upload_id, upload in list(self._uploads.items()):
-            if now - upload.created > UPLOAD_TTL:
-                self.cancel(upload.owner, upload_id)
+        with self._guard:
+            old = [(upload_id, upload) for upload_id, upload in self._uploads.items()
+                   if now - upload.created > UPLOAD_TTL]
+        for upload_id, upload in old:
+            self._discard(upload_id, upload)
+
+    def _discard(self, upload_id: str, upload: _Upload) -> bool:
+        """Drop the upload unless a worker used or dropped it meanwhile; whether it did."""
+        with upload.lock:
+            if upload.gone:
+                return False
+            self._drop(upload_id, upload)
+            return True
+
+
+def _unknown(upload_id: str) -> RpcError:
+    return RpcError(INVALID_PARAMS, f"no upload {upload_id!r} under way", "unknown_upload")
 
 
 _REGISTRY: weakref.WeakKeyDictionary[ApiContext, Uploads] = weakref.WeakKeyDictionary()
@@ -201,11 +242,11 @@ def uploads_of(daemon: ApiContext) -> Uploads:
     return uploads
 
 
-def release_connection(daemon: ApiContext, conn: object) -> None:
+async def release_connection(daemon: ApiContext, conn: object) -> None:
     """The connection `conn` closed: delete the uploads it began and did not use."""
     uploads = _REGISTRY.get(daemon)  # none made yet: nothing to delete, no directory made
-    if uploads is not None:
-        uploads.release(conn)
+    if uploads is not None:  # in a thread: it may wait for a chunk still being written
+        await asyncio.to_thread(uploads.release, conn)
 
 
 async def claim(daemon: ApiContext, conn: Caller, upload_id: str, limit: int) -> bytes:
@@ -215,8 +256,9 @@ async def claim(daemon: ApiContext, conn: Caller, upload_id: str, limit: int) ->
 
 async def upload_begin(daemon: ApiContext, conn: Caller, params: dict[str, Any]) -> Any:
     """upload.begin."""
-    uploads = uploads_of(daemon)
-    upload_id = uploads.begin(conn.client_id, params["size"], params["sha256"], conn)
+    # In a thread: expiring old uploads waits for a chunk of theirs being written.
+    upload_id = await asyncio.to_thread(uploads_of(daemon).begin, conn.client_id,
+                                        params["size"], params["sha256"], conn)
     return {"upload_id": upload_id, "chunk_size": CHUNK_SIZE}
 
 
@@ -230,14 +272,14 @@ async def upload_chunk(daemon: ApiContext, conn: Caller, params: dict[str, Any])
 
 async def upload_commit(daemon: ApiContext, conn: Caller, params: dict[str, Any]) -> Any:
     """upload.commit."""
-    uploads = uploads_of(daemon)
-    uploads.commit(conn.client_id, params["upload_id"])
+    # In a thread: it waits for a chunk being written (the upload's lock), never the loop.
+    await asyncio.to_thread(uploads_of(daemon).commit, conn.client_id, params["upload_id"])
     return {"upload_id": params["upload_id"], "state": "committed"}
 
 
 async def upload_cancel(daemon: ApiContext, conn: Caller, params: dict[str, Any]) -> Any:
     """upload.cancel."""
-    uploads_of(daemon).cancel(conn.client_id, params["upload_id"])
+    await asyncio.to_thread(uploads_of(daemon).cancel, conn.client_id, params["upload_id"])
     return {"upload_id": params["upload_id"], "state": "cancelled"}
 
 

@@ -47,6 +47,7 @@ __all__ = [
     "LinkErrorMessage",
     "Message",
     "MessageType",
+    "PairWindow",
     "PinEncoding",
     "PinField",
     "PinResult",
@@ -89,6 +90,7 @@ NO_SLOT: int = wire.NO_SLOT
 TRIES_UNKNOWN: int = wire.TRIES_UNKNOWN
 MAX_SECRET_S: int = wire.MAX_SECRET_S
 MAX_IDENTITY: int = wire.MAX_IDENTITY
+MAX_PAIR_WINDOW_S: int = wire.MAX_PAIR_WINDOW_S
 
 
 # The enums name the contract's tables; tests/unit/test_link_host.py checks they cover them.
@@ -107,6 +109,7 @@ class MessageType(enum.IntEnum):
     DISPLAY = wire.DISPLAY
     ABORT = wire.ABORT
     IDENTITY = wire.IDENTITY
+    PAIR_WINDOW = wire.PAIR_WINDOW
     ACK = wire.ACK
     HELLO_ACK = wire.HELLO_ACK
     SLOT_STATUS_RSP = wire.SLOT_STATUS_RSP
@@ -164,6 +167,7 @@ class EventKind(enum.IntEnum):
     CARD_REMOVED = wire.EV_CARD_REMOVED
     CANCEL_PRESSED = wire.EV_CANCEL_PRESSED
     SLOT_FAULT = wire.EV_SLOT_FAULT
+    PAIR_REQUESTED = wire.EV_PAIR_REQUESTED
 
 
 class ConfirmOutcome(enum.IntEnum):
@@ -565,6 +569,14 @@ class Identity(Message):
 
 
 @dataclass(frozen=True)
+class PairWindow(Message):
+    """A pairing window is open for `seconds` (0: closed); the terminal counts it down; Ack."""
+
+    TYPE: ClassVar[MessageType] = MessageType.PAIR_WINDOW
+    seconds: int
+
+
+@dataclass(frozen=True)
 class Event(Message):
     """Unsolicited (sequence 0)."""
 
@@ -588,7 +600,8 @@ _CLASSES: dict[int, type[Message]] = {
     cls.TYPE: cls
     for cls in (Hello, HelloAck, SlotStatus, SlotStatusResponse, PowerOn, PowerOff, Atr,
                 Transmit, Response, SecureVerify, SecureChange, SecureUnblock, PinResult,
-                Confirm, ConfirmResult, Display, Identity, Abort, Ack, Event, LinkErrorMessage)
+                Confirm, ConfirmResult, Display, Identity, PairWindow, Abort, Ack, Event,
+                LinkErrorMessage)
 }
 
 

@@ -14,7 +14,7 @@ import enum
 import hashlib
 import itertools
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol, runtime_checkable
 
@@ -27,7 +27,14 @@ from cryptography.exceptions import InvalidSignature, InvalidTag
 from cryptography.hazmat.primitives import hashes, padding
 from cryptography.hazmat.primitives.asymmetric import padding as rsa_padding
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey, RSAPublicKey
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from cryptography.hazmat.primitives.ciphers import (
+    AEADDecryptionContext,
+    AEADEncryptionContext,
+    Cipher,
+    CipherContext,
+    algorithms,
+    modes,
+)
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import ExtendedKeyUsageOID, ExtensionOID
 
@@ -35,6 +42,7 @@ from apdu.cps import CpsSession
 from apdu.cps_spec import KeyRef
 from apdu.errors import ApduError
 from apdu.sw import SW
+from edged.services import ber
 from edged.services.pieces import CHUNK, Pieces
 
 __all__ = [
@@ -43,6 +51,7 @@ __all__ = [
     "CardSigner",
     "CertificateInvalid",
     "CmsError",
+    "CmsStream",
     "ContentTooLarge",
     "DecryptionFailed",
     "Decryptor",
@@ -56,11 +65,13 @@ __all__ = [
     "SoftwareDecryptor",
     "SoftwareSigner",
     "TrustStore",
+    "Unstreamable",
     "UnsuitableRecipient",
     "UnsupportedAlgorithm",
     "VerifiedSignature",
     "content_type_of",
     "decrypt",
+    "decrypt_stream",
     "encrypt",
     "encrypt_stream",
     "sign",
@@ -459,7 +470,7 @@ class VerifiedSignature:
     signing_time: dt.datetime | None  # claimed by the signer (CAdES-BES has no timestamp)
     content_type: str
     digest_algorithm: str
-    content: bytes = field(repr=False)
+    content: bytes | bytearray | memoryview = field(repr=False)  # as given, when detached
 
 
 def _asn1_cert(cert: x509.Certificate) -> asn1_x509.Certificate:
@@ -528,7 +539,8 @@ def sign(content: bytes | Pieces, signer: Signer, *, detached: bool, content_typ
         "certificates": certificates,
         "signer_infos": [signer_info],
     })
-    return cms.ContentInfo({"content_type": "signed_data", "content": signed_data}).dump()
+    der: bytes = cms.ContentInfo({"content_type": "signed_data", "content": signed_data}).dump()
+    return der
 
 
 # asn1crypto parses lazily: a malformed field raises ValueError/TypeError where it is read.
@@ -564,9 +576,9 @@ def _single(attrs: cms.CMSAttributes, name: str) -> core.Asn1Value | None:
 
 def _sid_matches(sid: cms.SignerIdentifier, cert: asn1_x509.Certificate) -> bool:
     if sid.name == "issuer_and_serial_number":
-        return (sid.chosen["issuer"] == cert.issuer
-                and sid.chosen["serial_number"].native == cert.serial_number)
-    return cert.key_identifier is not None and sid.chosen.native == cert.key_identifier
+        return bool(sid.chosen["issuer"] == cert.issuer
+                    and sid.chosen["serial_number"].native == cert.serial_number)
+    return cert.key_identifier is not None and bool(sid.chosen.native == cert.key_identifier)
 
 
 def _check_ess(attrs: cms.CMSAttributes, cert_der: bytes, a_cert: asn1_x509.Certificate,
@@ -599,7 +611,8 @@ def _check_ess(attrs: cms.CMSAttributes, cert_der: bytes, a_cert: asn1_x509.Cert
                                    "signing-certificate-v2 issuer/serial differ")
 
 
-def verify(der: bytes, *, trust: TrustStore, detached_content: bytes | None = None,
+def verify(der: bytes, *, trust: TrustStore,
+           detached_content: bytes | bytearray | memoryview | None = None,
            at: dt.datetime | None = None, require_signing_certificate: bool = True,
            max_content: int = DEFAULT_MAX_CONTENT) -> VerifiedSignature:
     """Verify a SignedData (one signer) against `trust`; SignatureInvalid(reason) otherwise.
@@ -619,7 +632,8 @@ def verify(der: bytes, *, trust: TrustStore, detached_content: bytes | None = No
         raise SignatureInvalid(Reason.MALFORMED, f"cannot parse the SignedData: {exc}") from None
 
 
-def _verify(der: bytes, trust: TrustStore, detached_content: bytes | None,
+def _verify(der: bytes, trust: TrustStore,
+            detached_content: bytes | bytearray | memoryview | None,
             at: dt.datetime | None, require_signing_certificate: bool,
             max_content: int) -> VerifiedSignature:
     info = _load(der, {"signed_data"})
@@ -712,7 +726,7 @@ def _verify(der: bytes, trust: TrustStore, detached_content: bytes | None,
 
 
 # -- enveloping ---------------------------------------------------------------------------
-class GcmParameters(core.Sequence):
+class GcmParameters(core.Sequence):  # type: ignore[misc]  # asn1crypto is untyped
     """RFC 5084 §3.2 GCMParameters (asn1crypto has CCM's, not GCM's)."""
 
     _fields = [
@@ -782,15 +796,15 @@ def encrypt_stream(content: bytes | Pieces, recipients: Sequence[x509.Certificat
     if mode == "cbc":
         iv = os.urandom(16)
         algorithm = cms.EncryptionAlgorithm({"algorithm": "aes256_cbc", "parameters": iv})
-        cipher = Cipher(algorithms.AES(cek), modes.CBC(iv))
+        encryptor = Cipher(algorithms.AES(cek), modes.CBC(iv)).encryptor()
         size = (len(pieces) // 16 + 1) * 16  # PKCS#7 padding always adds 1 to 16 bytes
-        return _enveloped_chunks(pieces, cipher, "enveloped_data", algorithm, infos, size)
+        return _enveloped_chunks(pieces, encryptor, "enveloped_data", algorithm, infos, size)
     nonce = os.urandom(GCM_NONCE_LEN)
     algorithm = cms.EncryptionAlgorithm({
         "algorithm": "aes256_gcm",
         "parameters": GcmParameters({"aes_nonce": nonce, "aes_icvlen": GCM_TAG_LEN})})
-    cipher = Cipher(algorithms.AES(cek), modes.GCM(nonce))
-    return _enveloped_chunks(pieces, cipher, "authenticated_enveloped_data", algorithm, infos,
+    encryptor = Cipher(algorithms.AES(cek), modes.GCM(nonce)).encryptor()
+    return _enveloped_chunks(pieces, encryptor, "authenticated_enveloped_data", algorithm, infos,
                              len(pieces))
 
 
@@ -807,10 +821,11 @@ class _Length:
 def _header(tag: int, length: int, *, constructed: bool = True, context: bool = False) -> bytes:
     """The DER identifier and length octets (X.690 §8.1) of a value of `length` bytes."""
     # asn1crypto's own header encoder, so that the streamed DER is the DER its dump() writes.
-    return core._dump_header(2 if context else 0, int(constructed), tag, _Length(length))
+    header: bytes = core._dump_header(2 if context else 0, int(constructed), tag, _Length(length))
+    return header
 
 
-def _enveloped_chunks(pieces: Pieces, cipher: Cipher[modes.Mode], kind: str,
+def _enveloped_chunks(pieces: Pieces, encryptor: CipherContext, kind: str,
                       algorithm: cms.EncryptionAlgorithm, infos: list[cms.RecipientInfo],
                       size: int) -> Iterator[bytes]:
     # RFC 5652 §6.1 EnvelopedData / RFC 5083 §2.1 AuthEnvelopedData, written in order around
@@ -828,14 +843,13 @@ def _enveloped_chunks(pieces: Pieces, cipher: Cipher[modes.Mode], kind: str,
     explicit = _header(0, len(envelope) + body, context=True)  # ContentInfo content [0]
     oid = cms.ContentType(kind).dump()
     outer = _header(16, len(oid) + len(explicit) + len(envelope) + body)  # ContentInfo
-    return _cipher_chunks(pieces, cipher, outer + oid + explicit + envelope + fields + eci,
+    return _cipher_chunks(pieces, encryptor, outer + oid + explicit + envelope + fields + eci,
                           size, authenticated)
 
 
-def _cipher_chunks(pieces: Pieces, cipher: Cipher[modes.Mode], head: bytes, size: int,
+def _cipher_chunks(pieces: Pieces, encryptor: CipherContext, head: bytes, size: int,
                    authenticated: bool) -> Iterator[bytes]:
     yield head
-    encryptor = cipher.encryptor()
     padder = None if authenticated else padding.PKCS7(128).padder()
     written = 0
     for chunk in pieces.chunks(CHUNK):
@@ -848,15 +862,15 @@ def _cipher_chunks(pieces: Pieces, cipher: Cipher[modes.Mode], head: bytes, size
     if written != size:  # the headers above announced `size` bytes
         raise RuntimeError(f"encrypted {written} bytes, announced {size}")
     yield out
-    if authenticated:
-        yield core.OctetString(encryptor.tag).dump()  # type: ignore[attr-defined]
+    if isinstance(encryptor, AEADEncryptionContext):
+        yield core.OctetString(encryptor.tag).dump()
 
 
 def _rid_matches(rid: cms.RecipientIdentifier, cert: asn1_x509.Certificate) -> bool:
     if rid.name == "issuer_and_serial_number":
-        return (rid.chosen["issuer"] == cert.issuer
-                and rid.chosen["serial_number"].native == cert.serial_number)
-    return cert.key_identifier is not None and rid.chosen.native == cert.key_identifier
+        return bool(rid.chosen["issuer"] == cert.issuer
+                    and rid.chosen["serial_number"].native == cert.serial_number)
+    return cert.key_identifier is not None and bool(rid.chosen.native == cert.key_identifier)
 
 
 def _unwrap_mode(algorithm: cms.KeyEncryptionAlgorithm) -> bool:
@@ -946,6 +960,52 @@ def _skeleton(der: bytes) -> tuple[bytes, memoryview] | None:
     return skeleton, memoryview(der)[ct_start:ct_end]
 
 
+def _unwrap(recipient_infos: cms.RecipientInfos, algorithm: cms.EncryptionAlgorithm,
+            authenticated: bool, decryptor: Decryptor) -> bytes:
+    """The content-encryption key from our RecipientInfo (RFC 5652 §6.2.1), checked."""
+    alg_name = algorithm["algorithm"].native
+    expected = _GCM if authenticated else _CBC
+    if alg_name not in expected:
+        raise UnsupportedAlgorithm(f"content encryption {alg_name}")
+    if len(recipient_infos) > MAX_RECIPIENTS:
+        raise MalformedCms(f"more than {MAX_RECIPIENTS} recipients")
+    mine = _asn1_cert(decryptor.certificate)
+    ktri = next((ri.chosen for ri in recipient_infos
+                 if ri.name == "ktri" and _rid_matches(ri.chosen["rid"], mine)), None)
+    if ktri is None:
+        raise NotForThisRecipient(len(recipient_infos))
+    oaep = _unwrap_mode(ktri["key_encryption_algorithm"])
+    cek = decryptor.decrypt(ktri["encrypted_key"].native, oaep=oaep)
+    if len(cek) != expected[alg_name]:
+        raise DecryptionFailed("the unwrapped key has the wrong length")
+    return cek
+
+
+def _cbc_iv(algorithm: cms.EncryptionAlgorithm) -> bytes:
+    iv = algorithm["parameters"].native
+    if not isinstance(iv, bytes) or len(iv) != 16:
+        raise MalformedCms("AES-CBC needs a 16-byte IV and whole blocks")
+    return iv
+
+
+def _gcm_parameters(algorithm: cms.EncryptionAlgorithm) -> tuple[bytes, int]:
+    """(nonce, ICV length) of RFC 5084 §3.2 GCMParameters."""
+    try:
+        params = GcmParameters.load(algorithm["parameters"].dump())
+        nonce, icv_len = params["aes_nonce"].native, params["aes_icvlen"].native
+    except (ValueError, TypeError) as exc:
+        raise MalformedCms(f"GCMParameters: {exc}") from None
+    if not nonce:
+        raise MalformedCms("GCM tag length must be 12 to 16 bytes and match aes-ICVlen")
+    return nonce, icv_len
+
+
+def _check_tag(tag: object, icv_len: int) -> bytes:
+    if not isinstance(tag, bytes) or not 12 <= icv_len <= 16 or len(tag) != icv_len:
+        raise MalformedCms("GCM tag length must be 12 to 16 bytes and match aes-ICVlen")
+    return tag
+
+
 def _decrypt(der: bytes, decryptor: Decryptor, max_content: int) -> bytes:
     cut = _skeleton(der)
     info = _load(cut[0] if cut else der, {"enveloped_data", "authenticated_enveloped_data"})
@@ -958,27 +1018,11 @@ def _decrypt(der: bytes, decryptor: Decryptor, max_content: int) -> bytes:
     if len(ciphertext) > max_content + 16:  # + one CBC padding block
         raise ContentTooLarge(len(ciphertext), max_content)
     algorithm = eci["content_encryption_algorithm"]
-    alg_name = algorithm["algorithm"].native
-    expected = _GCM if authenticated else _CBC
-    if alg_name not in expected:
-        raise UnsupportedAlgorithm(f"content encryption {alg_name}")
-
-    recipient_infos = envelope["recipient_infos"]
-    if len(recipient_infos) > MAX_RECIPIENTS:
-        raise MalformedCms(f"more than {MAX_RECIPIENTS} recipients")
-    mine = _asn1_cert(decryptor.certificate)
-    ktri = next((ri.chosen for ri in recipient_infos
-                 if ri.name == "ktri" and _rid_matches(ri.chosen["rid"], mine)), None)
-    if ktri is None:
-        raise NotForThisRecipient(len(recipient_infos))
-    oaep = _unwrap_mode(ktri["key_encryption_algorithm"])
-    cek = decryptor.decrypt(ktri["encrypted_key"].native, oaep=oaep)
-    if len(cek) != expected[alg_name]:
-        raise DecryptionFailed("the unwrapped key has the wrong length")
+    cek = _unwrap(envelope["recipient_infos"], algorithm, authenticated, decryptor)
 
     if not authenticated:
-        iv = algorithm["parameters"].native
-        if not isinstance(iv, bytes) or len(iv) != 16 or len(ciphertext) % 16:
+        iv = _cbc_iv(algorithm)
+        if len(ciphertext) % 16:
             raise MalformedCms("AES-CBC needs a 16-byte IV and whole blocks")
         decryptor_ = Cipher(algorithms.AES(cek), modes.CBC(iv)).decryptor()
         padded = decryptor_.update(ciphertext) + decryptor_.finalize()
@@ -988,15 +1032,8 @@ def _decrypt(der: bytes, decryptor: Decryptor, max_content: int) -> bytes:
         except ValueError:
             raise DecryptionFailed() from None
 
-    try:
-        params = GcmParameters.load(algorithm["parameters"].dump())
-        nonce = params["aes_nonce"].native
-        icv_len = params["aes_icvlen"].native
-    except (ValueError, TypeError) as exc:
-        raise MalformedCms(f"GCMParameters: {exc}") from None
-    tag = envelope["mac"].native
-    if not 12 <= icv_len <= 16 or len(tag) != icv_len or not nonce:
-        raise MalformedCms("GCM tag length must be 12 to 16 bytes and match aes-ICVlen")
+    nonce, icv_len = _gcm_parameters(algorithm)
+    tag = _check_tag(envelope["mac"].native, icv_len)
     decryptor_ = Cipher(algorithms.AES(cek), modes.GCM(nonce, tag, min_tag_length=12)).decryptor()
     auth_attrs = envelope["auth_attrs"]
     if auth_attrs.native is not None:
@@ -1007,3 +1044,192 @@ def _decrypt(der: bytes, decryptor: Decryptor, max_content: int) -> bytes:
     except InvalidTag:
         raise DecryptionFailed("authentication tag mismatch") from None
     return plaintext
+
+
+# -- decrypting a stream ------------------------------------------------------------------
+class Unstreamable(Exception):
+    """The input must be read whole instead (raised by a chunk source; decrypt_stream does)."""
+
+
+_ENVELOPES = {"enveloped_data", "authenticated_enveloped_data"}
+_FIELD_LIMIT = 4 * 1024 * 1024  # one field around the ciphertext, read whole (RecipientInfos)
+_CONTEXT, _UNIVERSAL = ber.CONTEXT, ber.UNIVERSAL
+
+
+class CmsStream:
+    """A ContentInfo (RFC 5652 §3) read from chunks: its contentType read, its content not.
+
+    MalformedCms when the chunks do not start as one (or what the chunk source raises).
+    `size`, when known, bounds the bytes the chunks hold: a length announced beyond it is
+    refused before any buffer is sized by it.
+    """
+
+    def __init__(self, chunks: Iterable[bytes | bytearray | memoryview],
+                 size: int | None = None) -> None:
+        self._reader = ber.ChunkReader(chunks)
+        self.size = size
+        try:
+            self._frame = ber.Frame(self._reader, _expect(ber.read_header(self._reader),
+                                                          _UNIVERSAL, 16, "ContentInfo"))
+            oid = _expect(self._frame.next(), _UNIVERSAL, 6, "contentType")
+            element = ber.read_element(self._reader, oid, 256)
+            self.content_type = str(cms.ContentType.load(element).native)
+        except CmsError:
+            raise
+        except _PARSE_ERRORS as exc:
+            raise MalformedCms(f"not a ContentInfo: {exc}") from None
+
+
+def _expect(header: ber.Header | None, cls: int, tag: int, what: str) -> ber.Header:
+    if header is None or header.cls != cls or header.tag != tag:
+        raise MalformedCms(f"{what} missing or out of place")
+    return header
+
+
+class _OnceDecryptor:
+    """A decryptor that unwraps each key once (a fallback re-reads the input, not the card)."""
+
+    def __init__(self, decryptor: Decryptor) -> None:
+        self._decryptor = decryptor
+        self.certificate = decryptor.certificate
+        self._memo: dict[tuple[bytes, bool], bytes] = {}
+
+    def decrypt(self, encrypted_key: bytes, *, oaep: bool) -> bytes:
+        """The inner decryptor's answer, remembered."""
+        key = (encrypted_key, oaep)
+        if key not in self._memo:
+            self._memo[key] = self._decryptor.decrypt(encrypted_key, oaep=oaep)
+        return self._memo[key]
+
+
+def decrypt_stream(stream: CmsStream, decryptor: Decryptor, *, whole: Callable[[], bytes],
+                   max_content: int = DEFAULT_MAX_CONTENT) -> bytes | bytearray:
+    """decrypt() of a ContentInfo read as chunks: the DER is never whole in memory.
+
+    The ciphertext is decrypted as it arrives into one plaintext buffer, returned once the
+    GCM tag or the CBC padding checks. What the stream does not follow (authenticated
+    attributes, which GCM needs before the ciphertext; Unstreamable from the chunk source)
+    is decrypted from `whole()` instead, with the key unwrapped once. Raises as decrypt().
+    """
+    once = _OnceDecryptor(decryptor)
+    try:
+        try:
+            return _decrypt_stream(stream, once, max_content)
+        except Unstreamable:
+            return _decrypt(whole(), once, max_content)
+    except CmsError:
+        raise
+    except _PARSE_ERRORS as exc:
+        raise MalformedCms(f"cannot parse the enveloped data: {exc}") from None
+
+
+def _decrypt_stream(stream: CmsStream, decryptor: Decryptor,
+                    max_content: int) -> bytearray:
+    # RFC 5652 §6.1 EnvelopedData / RFC 5083 §2.1 AuthEnvelopedData, field by field: the
+    # framing is read here (edged/services/ber.py), each field by asn1crypto.
+    if stream.content_type not in _ENVELOPES:
+        raise MalformedCms(f"expected authenticated_enveloped_data or enveloped_data, "
+                           f"found {stream.content_type}")
+    authenticated = stream.content_type == "authenticated_enveloped_data"
+    reader = stream._reader
+    explicit = ber.Frame(reader, _expect(stream._frame.next(), _CONTEXT, 0, "content [0]"))
+    envelope = ber.Frame(reader, _expect(explicit.next(), _UNIVERSAL, 16, "the envelope"))
+    ber.read_element(reader, _expect(envelope.next(), _UNIVERSAL, 2, "version"), 16)
+    header = envelope.next()
+    if header is not None and (header.cls, header.tag) == (_CONTEXT, 0):
+        ber.read_element(reader, header, _FIELD_LIMIT)  # originatorInfo: not used
+        header = envelope.next()
+    infos = cms.RecipientInfos.load(ber.read_element(
+        reader, _expect(header, _UNIVERSAL, 17, "recipientInfos"), _FIELD_LIMIT), strict=True)
+    eci = ber.Frame(reader, _expect(envelope.next(), _UNIVERSAL, 16, "encryptedContentInfo"))
+    ber.read_element(reader, _expect(eci.next(), _UNIVERSAL, 6, "contentType"), 256)
+    algorithm = cms.EncryptionAlgorithm.load(ber.read_element(
+        reader, _expect(eci.next(), _UNIVERSAL, 16, "contentEncryptionAlgorithm"),
+        _FIELD_LIMIT), strict=True)
+    content = eci.next()
+    if content is None:
+        raise MalformedCms("the encrypted content is detached (not supported)")
+    _expect(content, _CONTEXT, 0, "encryptedContent")
+    if content.length is not None and content.length > max_content + 16:
+        raise ContentTooLarge(content.length, max_content)
+    if content.length is not None and stream.size is not None \
+            and content.length > stream.size - reader.offset:
+        raise MalformedCms("the encrypted content is longer than the input")
+    cek = _unwrap(infos, algorithm, authenticated, decryptor)
+    cipher: CipherContext
+    if authenticated:
+        nonce, icv_len = _gcm_parameters(algorithm)
+        cipher = Cipher(algorithms.AES(cek), modes.GCM(nonce, min_tag_length=12)).decryptor()
+    else:
+        cipher = Cipher(algorithms.AES(cek), modes.CBC(_cbc_iv(algorithm))).decryptor()
+    plaintext = _decrypt_chunks(cipher, ber.octet_string_chunks(reader, content, CHUNK),
+                                content.length, max_content)
+    eci.finish()
+    header = envelope.next()
+    if authenticated:
+        if header is not None and (header.cls, header.tag) == (_CONTEXT, 1):
+            raise Unstreamable  # authAttrs: GCM's additional data, needed first (RFC 5083 §2.2)
+        mac = ber.read_element(reader, _expect(header, _UNIVERSAL, 4, "mac"), 64)
+        tag = _check_tag(core.OctetString.load(mac, strict=True).native, icv_len)
+        header = envelope.next()
+        if header is not None and (header.cls, header.tag) == (_CONTEXT, 2):
+            ber.read_element(reader, header, _FIELD_LIMIT)  # unauthAttrs: not used
+            header = envelope.next()
+    elif header is not None and (header.cls, header.tag) == (_CONTEXT, 1):
+        ber.read_element(reader, header, _FIELD_LIMIT)  # unprotectedAttrs: not used
+        header = envelope.next()
+    if header is not None:
+        raise MalformedCms("an unexpected field after the encrypted content")
+    explicit.finish()
+    stream._frame.finish()
+    if not reader.at_end():
+        raise MalformedCms("data after the ContentInfo")
+    if isinstance(cipher, AEADDecryptionContext):
+        try:
+            cipher.finalize_with_tag(tag)
+        except InvalidTag:
+            raise DecryptionFailed("authentication tag mismatch") from None
+        return plaintext
+    try:
+        plaintext += cipher.finalize()
+    except ValueError:  # cryptography's "not a multiple of the block length"
+        raise MalformedCms("AES-CBC needs a 16-byte IV and whole blocks") from None
+    return _unpad(plaintext)
+
+
+def _decrypt_chunks(cipher: CipherContext, chunks: Iterator[memoryview], size: int | None,
+                    max_content: int) -> bytearray:
+    """The ciphertext decrypted into one buffer (sized up front when its length is known)."""
+    total = 0
+    if size is None:  # constructed, indefinite: the buffer grows
+        out = bytearray()
+        for piece in chunks:
+            total += len(piece)
+            if total > max_content + 16:
+                raise ContentTooLarge(total, max_content)
+            out += cipher.update(piece)
+    else:
+        # update_into wants room for one more block than it writes.
+        out = bytearray(size + 16)
+        written = 0
+        with memoryview(out) as view:
+            for piece in chunks:
+                total += len(piece)
+                written += cipher.update_into(piece, view[written:])
+        del out[written:]
+    return out
+
+
+def _unpad(padded: bytearray) -> bytearray:
+    """PKCS#7 padding (RFC 5652 §6.3) removed in place, checked by cryptography's unpadder."""
+    if len(padded) % 16:
+        raise MalformedCms("AES-CBC needs a 16-byte IV and whole blocks")
+    if not padded:
+        raise DecryptionFailed()
+    unpadder = padding.PKCS7(128).unpadder()
+    try:
+        kept = len(unpadder.update(bytes(padded[-16:])) + unpadder.finalize())
+    except ValueError:
+        raise DecryptionFailed() from None
+    del padded[len(padded) - 16 + kept:]
+    return padded

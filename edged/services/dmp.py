@@ -40,8 +40,10 @@ import random
 import ssl
 import time
 import uuid
+import weakref
 from collections.abc import Callable
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 from apdu.errors import SecurityStatusNotSatisfied
@@ -69,14 +71,39 @@ from edged.services.dmp_host import (
     host_path,
 )
 from edged.services.errors import Family, NoCard, ServiceError, TerminalUnavailable
+from edged.services.outbox import LOOP_ERROR_PAUSE
 from edged.services.prompts import charge_prompt, one_prompt
 from edged.state.dmp_queue import FeedQueue, QueuedFeed
 
-__all__ = ["QUEUE_CLIENT", "DmpService", "create_service"]
+__all__ = ["QUEUE", "QUEUE_CLIENT", "Client", "DmpService", "create_service"]
 
 log = logging.getLogger(__name__)
 
 QUEUE_CLIENT = "edged:dmp-queue"  # the arbiter's client id for background deliveries
+
+
+class Client(Protocol):
+    """Who a DMP call is for: the connection's client context and its paired name (the
+    name picks the client's prompt limits and names it in the audit trail)."""
+
+    @property
+    def client_id(self) -> str:
+        """The client context (its certificate's fingerprint, or the unpaired peer)."""
+        ...
+
+    @property
+    def client_name(self) -> str | None:
+        """The paired client's name (None: unpaired, or edged itself)."""
+        ...
+
+
+@dataclass(frozen=True)
+class _Background:
+    client_id: str
+    client_name: str | None = None
+
+
+QUEUE: Client = _Background(QUEUE_CLIENT)  # the offline queue's deliveries
 
 
 def create_service(ctx: ServiceContext) -> DmpService | None:
@@ -102,7 +129,9 @@ class DmpService:
         self._sessions: dict[str, ProSession] = {}  # client context -> its host session
         self._last: ProSession | None = None
         self._emergencies: dict[tuple[str, str], Emergency] = {}  # (client, INS) -> grant
-        self._login_lock = asyncio.Lock()
+        # One lock per client context, only while it opens a session (login()).
+        self._login_locks: weakref.WeakValueDictionary[str, asyncio.Lock] = \
+            weakref.WeakValueDictionary()
         self._enrolled = settings.admin_token is None  # pre-enrolled when no admin token
         self._wakeup = asyncio.Event()
         self._host_down = False
@@ -121,8 +150,12 @@ class DmpService:
         """Stop delivering; close the queue."""
         if self._task is not None:
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
+            try:
                 await self._task
+            except asyncio.CancelledError:
+                pass
+            except Exception:  # said, not swallowed; the rest of Daemon.stop must still run
+                log.exception("DMP queue: the delivery loop ended with an error")
             self._task = None
         self.queue.close()
 
@@ -217,54 +250,66 @@ class DmpService:
             return None
         return current
 
-    async def login(self, client_id: str, *, professional: str | None = None,
+    async def login(self, client: Client, *, professional: str | None = None,
                     allow_pin: bool = True) -> ProSession:
         """This client's session for the CPS card in the terminal (authenticating when
         needed); with `professional`, only that professional's card will do. The background
-        queue (QUEUE_CLIENT) reuses a session the professional opened, or the card as it is."""
+        queue (QUEUE) reuses a session the professional opened, or the card as it is."""
         arbiter = cards.arbiter_for(self.ctx, CardKind.CPS)
-        async with self._login_lock:
-            current = self.session_of(client_id)
-            if current is None and client_id == QUEUE_CLIENT:
-                current = next((s for s in self._sessions.values()
-                                if s.arbiter is arbiter
-                                and s.national_id == (professional or s.national_id)), None)
-            if professional is not None and current is not None \
-                    and current.national_id != professional:
-                raise NotThisProfessional("the CPS card in the terminal is another "
-                                          "professional's")
-            if current is None:
-                if allow_pin and client_id != QUEUE_CLIENT:  # may ask the PIN: a prompt (M2)
-                    charge_prompt(self.ctx, client_id, self._client_name(client_id))
-                _, answer = await self.request("POST", "/api/auth/challenge")
-                challenge = base64.b64decode(answer["challenge"])
-                pin_timeout = self.ctx.config.pin_timeout
-                audit = self._pin_audit(client_id)
-                owner = None if client_id == QUEUE_CLIENT else client_id
-                card = await arbiter.run(
-                    client_id, lambda s: card_login(s, challenge, pin_timeout, owner,
-                                                     allow_pin=allow_pin, expected=professional,
-                                                     audit=audit),
-                    label="dmp.login", timeout=pin_timeout + self.ctx.config.card_timeout)
-                _, answer = await self.request("POST", "/api/auth/session", json_body={
-                    "challenge": answer["challenge"], "certificate": card["certificate"],
-                    "signature": card["signature"]})
-                current = ProSession(str(answer["token"]), card["national_id"],
-                                     card["display_name"], arbiter,
-                                     dict(answer.get("professional") or {}))
-                self._sessions[client_id] = current
-            self._last = current
-            return current
+        # A client with a session goes on without waiting: the lock is only for opening one,
+        # and it is this client's: while one user types a PIN on the keypad (two host round
+        # trips and up to pin_timeout), every other client is served.
+        current = self._open_session(client.client_id, arbiter, professional)
+        if current is None:
+            lock = self._login_locks.setdefault(client.client_id, asyncio.Lock())
+            async with lock:  # the same client twice at once: one login, one PIN
+                current = self._open_session(client.client_id, arbiter, professional)
+                if current is None:
+                    current = await self._authenticate(client, arbiter, professional,
+                                                       allow_pin)
+                    self._sessions[client.client_id] = current
+        self._last = current
+        return current
 
-    def _client_name(self, client_id: str) -> str | None:
-        """The paired client's name (None for an unpaired peer or an unknown id)."""
-        client = self.ctx.clients.lookup(client_id) if not client_id.startswith("peer:") \
-            else None
-        return client.name if client is not None else None
+    def _open_session(self, client_id: str, arbiter: Any,
+                      professional: str | None) -> ProSession | None:
+        """The session this client may use now with the card behind `arbiter`, if any."""
+        current = self.session_of(client_id)
+        if current is None and client_id == QUEUE_CLIENT:
+            current = next((s for s in self._sessions.values()
+                            if s.arbiter is arbiter
+                            and s.national_id == (professional or s.national_id)), None)
+        if professional is not None and current is not None \
+                and current.national_id != professional:
+            raise NotThisProfessional("the CPS card in the terminal is another "
+                                      "professional's")
+        return current
 
-    def _pin_audit(self, client_id: str) -> AuditHook:
+    async def _authenticate(self, client: Client, arbiter: Any, professional: str | None,
+                            allow_pin: bool) -> ProSession:
+        """A new host session: the host's challenge signed by the card (PIN when needed)."""
+        client_id = client.client_id
+        if allow_pin and client_id != QUEUE_CLIENT:  # may ask the PIN: a prompt (M2)
+            charge_prompt(self.ctx, client_id, client.client_name)
+        _, answer = await self.request("POST", "/api/auth/challenge")
+        challenge = base64.b64decode(answer["challenge"])
+        pin_timeout = self.ctx.config.pin_timeout
+        audit = self._pin_audit(client)
+        owner = None if client_id == QUEUE_CLIENT else client_id
+        card = await arbiter.run(
+            client_id, lambda s: card_login(s, challenge, pin_timeout, owner,
+                                             allow_pin=allow_pin, expected=professional,
+                                             audit=audit),
+            label="dmp.login", timeout=pin_timeout + self.ctx.config.card_timeout)
+        _, answer = await self.request("POST", "/api/auth/session", json_body={
+            "challenge": answer["challenge"], "certificate": card["certificate"],
+            "signature": card["signature"]})
+        return ProSession(str(answer["token"]), card["national_id"], card["display_name"],
+                          arbiter, dict(answer.get("professional") or {}))
+
+    def _pin_audit(self, client: Client) -> AuditHook:
         """Audit from the card thread, waiting until each record is durable."""
-        actor = audit_actor(self._client_name(client_id), client_id)
+        actor = audit_actor(client.client_name, client.client_id)
         log_ = self.ctx.audit
 
         def audit(event: str, **fields: Any) -> None:
@@ -272,28 +317,29 @@ class DmpService:
 
         return audit
 
-    async def identify(self, client_id: str) -> dict[str, Any]:
+    async def identify(self, client: Client) -> dict[str, Any]:
         """Offline: who holds the CPS card (and the PIN verified on the keypad for later)."""
         arbiter = cards.arbiter_for(self.ctx, CardKind.CPS)
         pin_timeout = self.ctx.config.pin_timeout
-        audit = self._pin_audit(client_id)
+        audit = self._pin_audit(client)
+        client_id = client.client_id
         return await arbiter.run(
             client_id, lambda s: card_login(s, uuid.uuid4().bytes, pin_timeout, client_id,
                                              audit=audit, via="dmp.identify"),
             label="dmp.identify", timeout=pin_timeout + self.ctx.config.card_timeout)
 
-    async def call(self, client_id: str, method: str, path: str, *,
+    async def call(self, client: Client, method: str, path: str, *,
                    professional: str | None = None, allow_pin: bool = True,
                    **kw: Any) -> tuple[int, Any]:
         """A request in the client's session, authenticating again after a 401."""
-        session = await self.login(client_id, professional=professional, allow_pin=allow_pin)
+        session = await self.login(client, professional=professional, allow_pin=allow_pin)
         try:
             return await self.request(method, path, token=session.token, **kw)
         except DmpError as exc:
             if exc.status != 401:
                 raise
         self._forget(session)
-        session = await self.login(client_id, professional=professional, allow_pin=allow_pin)
+        session = await self.login(client, professional=professional, allow_pin=allow_pin)
         return await self.request(method, path, token=session.token, **kw)
 
     def _forget(self, session: ProSession) -> None:
@@ -304,68 +350,68 @@ class DmpService:
             self._last = None
 
     # -- verbs: the host's paths and headers live here (docs/dmp-api.md) -------------------
-    async def exists(self, client_id: str, ins: str) -> dict[str, Any]:
+    async def exists(self, client: Client, ins: str) -> dict[str, Any]:
         """Whether the patient has a DMP (no consent needed)."""
         answer: dict[str, Any]  # the host answers a JSON object (docs/dmp-api.md)
-        _, answer = await self.call(client_id, "GET", host_path(ins))
+        _, answer = await self.call(client, "GET", host_path(ins))
         return answer
 
-    async def create(self, client_id: str, ins: str, ins_oid: str,
+    async def create(self, client: Client, ins: str, ins_oid: str,
                      consent: str) -> dict[str, Any]:
         """Create the record under a signed consent; the host's answer (with the password)."""
         answer: dict[str, Any]  # the host answers a JSON object (docs/dmp-api.md)
-        _, answer = await self.call(client_id, "POST", host_path(ins),
+        _, answer = await self.call(client, "POST", host_path(ins),
                                     json_body={"ins_oid": ins_oid},
                                     headers={CONSENT_HEADER: consent})
         return answer
 
-    async def feed(self, client_id: str, ins: str, query: str, cda: bytes,
+    async def feed(self, client: Client, ins: str, query: str, cda: bytes,
                    consent: str) -> dict[str, Any]:
         """Add a CDA under a signed consent; HostUnreachable when the host does not answer."""
         answer: dict[str, Any]  # the host answers a JSON object (docs/dmp-api.md)
-        _, answer = await self.call(client_id, "POST", host_path(ins, "documents") + query,
+        _, answer = await self.call(client, "POST", host_path(ins, "documents") + query,
                                     body=cda, headers=feed_headers(consent))
         return answer
 
-    async def find(self, client_id: str, ins: str, query: str,
+    async def find(self, client: Client, ins: str, query: str,
                    consent: str | None) -> dict[str, Any]:
         """The index; `consent` None under the client's own emergency access."""
         answer: dict[str, Any]  # the host answers a JSON object (docs/dmp-api.md)
-        _, answer = await self.call(client_id, "GET", host_path(ins, "documents") + query,
+        _, answer = await self.call(client, "GET", host_path(ins, "documents") + query,
                                     headers=consent_headers(consent))
         return answer
 
-    async def get(self, client_id: str, ins: str, document_id: str,
+    async def get(self, client: Client, ins: str, document_id: str,
                   consent: str | None) -> dict[str, Any]:
         """One document and its CDA; `consent` None under the client's emergency access."""
         answer: dict[str, Any]  # the host answers a JSON object (docs/dmp-api.md)
-        _, answer = await self.call(client_id, "GET", host_path(ins, "documents", document_id),
+        _, answer = await self.call(client, "GET", host_path(ins, "documents", document_id),
                                     headers=consent_headers(consent))
         return answer
 
-    async def emergency(self, client_id: str, ins: str, mode: str,
+    async def emergency(self, client: Client, ins: str, mode: str,
                         reason: str) -> dict[str, Any]:
         """Open an emergency access on the host, then record it for this client only."""
         answer: dict[str, Any]  # the host answers a JSON object (docs/dmp-api.md)
-        _, answer = await self.call(client_id, "POST", host_path(ins, "emergency"),
+        _, answer = await self.call(client, "POST", host_path(ins, "emergency"),
                                     json_body={"mode": mode, "reason": reason})
         expires_in = float(answer.get("expires_in") or 0)
-        self.declare_emergency(client_id, ins, mode, reason, expires_in)
+        self.declare_emergency(client.client_id, ins, mode, reason, expires_in)
         return {**answer, "expires_in": expires_in}
 
-    async def visibility(self, client_id: str, ins: str, document_id: str,
+    async def visibility(self, client: Client, ins: str, document_id: str,
                          flags: dict[str, bool]) -> dict[str, Any]:
         """The author changes a document's visibility flags."""
         answer: dict[str, Any]  # the host answers a JSON object (docs/dmp-api.md)
-        _, answer = await self.call(client_id, "POST",
+        _, answer = await self.call(client, "POST",
                                     host_path(ins, "documents", document_id, "visibility"),
                                     json_body=flags)
         return answer
 
-    async def delete(self, client_id: str, ins: str, document_id: str) -> dict[str, Any]:
+    async def delete(self, client: Client, ins: str, document_id: str) -> dict[str, Any]:
         """The author deletes a document the patient asked to delete."""
         answer: dict[str, Any]  # the host answers a JSON object (docs/dmp-api.md)
-        _, answer = await self.call(client_id, "DELETE", host_path(ins, "documents", document_id))
+        _, answer = await self.call(client, "DELETE", host_path(ins, "documents", document_id))
         return answer
 
     # -- emergency access ------------------------------------------------------------------
@@ -453,11 +499,11 @@ class DmpService:
         """
         if self.ctx.ui is None:
             raise TerminalUnavailable("no terminal display to show the code on")
-        session = await self.login(conn.client_id)
+        session = await self.login(conn)
         header = await self.ask_consent(
             conn, ins=ins, professional=session.national_id, name=session.display_name,
             action="read", question="Afficher votre code de connexion DMP sur ce terminal ?")
-        _, answer = await self.call(conn.client_id, "POST", host_path(ins, "patient-code"),
+        _, answer = await self.call(conn, "POST", host_path(ins, "patient-code"),
                                     headers={CONSENT_HEADER: header})
         code, expires_in = str(answer.get("code", "")), int(answer.get("expires_in") or 0)
         if not code:
@@ -468,40 +514,57 @@ class DmpService:
         return expires_in
 
     # -- offline feeds ---------------------------------------------------------------------
-    def enqueue(self, ins: str, professional: str, query: str, cda: bytes, consent: str) -> str:
+    async def enqueue(self, ins: str, professional: str, query: str, cda: bytes,
+                      consent: str) -> str:
         """Queue a feed for later delivery; wakes the loop. DiskFull (nothing written) when the
         disk is nearly full."""
-        self.ctx.space.check("a DMP feed to queue", 2 * (len(cda) + len(consent)))
-        queue_id = self.queue.add(ins, professional, query, cda, consent)
-        self._wakeup.set()
+        # In a thread: sealing up to 64 MiB and a synchronous=FULL commit would stall every
+        # other client. The queue's connection is shared across threads under its own lock.
+        queue_id = await asyncio.to_thread(self._store_feed, ins, professional, query, cda,
+                                           consent)
+        self._wakeup.set()  # on the loop: an asyncio.Event is not for other threads
         return queue_id
 
+    def _store_feed(self, ins: str, professional: str, query: str, cda: bytes,
+                    consent: str) -> str:
+        self.ctx.space.check("a DMP feed to queue", 2 * (len(cda) + len(consent)))
+        return self.queue.add(ins, professional, query, cda, consent)
+
     async def _run_queue(self) -> None:
+        """Deliver forever; nothing ends the loop but cancellation: an unexpected error (the
+        database, a bug) is logged and the loop goes on after a pause, as the mail outbox's."""
         while True:
             try:
-                await self.ensure_enrolled()
-            except (HostUnreachable, DmpError) as exc:
-                log.info("DMP: enrollment deferred: %s", exc)
-            item = await asyncio.to_thread(self.queue.claim)
-            if item is None:
-                self._wakeup.clear()
-                due = await asyncio.to_thread(self.queue.next_due)
-                wait = None if due is None else max(0.05, due - time.time())
-                if not self._enrolled:
-                    wait = min(wait or self.settings.retry_max, self.settings.retry_base * 4)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wakeup.wait(), wait)
-                if self._wakeup.is_set():
-                    await asyncio.to_thread(self.queue.hurry)
-                continue
-            try:
-                await self._deliver(item)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.exception("DMP queue: unexpected error")
-                await asyncio.to_thread(self.queue.retry, item.queue_id, type(exc).__name__,
-                                        self._delay(item.attempts + 1))
+                await self._queue_step()
+            except Exception:
+                log.exception("DMP queue: unexpected error in the delivery loop; going on")
+                await asyncio.sleep(LOOP_ERROR_PAUSE)
+
+    async def _queue_step(self) -> None:
+        """Deliver the oldest due feed, or wait until one is due (or the host answers)."""
+        try:
+            await self.ensure_enrolled()
+        except (HostUnreachable, DmpError) as exc:
+            log.info("DMP: enrollment deferred: %s", exc)
+        item = await asyncio.to_thread(self.queue.claim)
+        if item is None:
+            self._wakeup.clear()
+            due = await asyncio.to_thread(self.queue.next_due)
+            wait = None if due is None else max(0.05, due - time.time())
+            if not self._enrolled:
+                wait = min(wait or self.settings.retry_max, self.settings.retry_base * 4)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wakeup.wait(), wait)
+            if self._wakeup.is_set():
+                await asyncio.to_thread(self.queue.hurry)
+            return
+        try:
+            await self._deliver(item)
+        except Exception as exc:  # a bug, not the host: said, and the feed tried again later
+            log.exception("DMP queue: delivery of %s failed unexpectedly", item.queue_id)
+            await asyncio.to_thread(self.queue.retry, item.queue_id,
+                                    f"internal error: {type(exc).__name__}",
+                                    self._delay(item.attempts + 1))
 
     def _delay(self, attempts: int) -> float:
         # The exponent is capped: attempts only grow, 2.0 ** 1024 would not be a float.
@@ -513,7 +576,7 @@ class DmpService:
         path = host_path(item.ins, "documents") + item.query
         headers = feed_headers(item.consent)
         try:
-            _, answer = await self.call(QUEUE_CLIENT, "POST", path, body=item.cda,
+            _, answer = await self.call(QUEUE, "POST", path, body=item.cda,
                                         headers=headers, professional=item.professional,
                                         allow_pin=False)
         except (HostUnreachable, NoCard, NotThisProfessional, SecurityStatusNotSatisfied,
@@ -533,10 +596,6 @@ class DmpService:
             await asyncio.to_thread(self.queue.failed, item.queue_id, exc.reason)
             self.ctx.audit_event("dmp.feed.failed", None, queue_id=item.queue_id,
                                     patient=mask_nir(item.ins), reason=exc.reason)
-            return
-        except Exception as exc:
-            await asyncio.to_thread(self.queue.retry, item.queue_id, type(exc).__name__,
-                                    self._delay(item.attempts + 1))
             return
         document = answer.get("document") or {}
         await asyncio.to_thread(self.queue.delivered, item.queue_id, document.get("id"))

@@ -19,10 +19,11 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from edged.state.sqlite import open_durable, state_file, transaction
 
-__all__ = ["Outbox", "OutboxItem", "PermanentFailure", "TemporaryFailure"]
+__all__ = ["LOOP_ERROR_PAUSE", "Outbox", "OutboxItem", "PermanentFailure", "TemporaryFailure"]
 
 log = logging.getLogger(__name__)
 
@@ -47,8 +48,9 @@ CREATE TABLE IF NOT EXISTS idempotency (
     PRIMARY KEY (client, key)
 );
 """
-# After an unexpected error in the loop itself (the database, a bug), wait this long and go on.
-_LOOP_ERROR_PAUSE = 1.0
+# After an unexpected error in the loop itself (the database, a bug), wait this long and go on
+# (the DMP offline queue's loop does the same: edged/services/dmp.py).
+LOOP_ERROR_PAUSE = 1.0
 
 
 class TemporaryFailure(Exception):
@@ -194,7 +196,7 @@ class Outbox:
                 await self._step(deliver)
             except Exception:
                 log.exception("outbox: unexpected error in the delivery loop; going on")
-                await asyncio.sleep(_LOOP_ERROR_PAUSE)
+                await asyncio.sleep(LOOP_ERROR_PAUSE)
 
     async def _step(self, deliver: Callable[[OutboxItem], Awaitable[None]]) -> None:
         item = await asyncio.to_thread(self._claim)
@@ -229,6 +231,6 @@ class Outbox:
             self._db.close()
 
 
-def _item(row: tuple) -> OutboxItem:
+def _item(row: tuple[Any, ...]) -> OutboxItem:
     return OutboxItem(row[0], row[1], tuple(row[2].split("\n")), bytes(row[3]), row[4], row[5],
                       row[6])

@@ -12,16 +12,17 @@ from __future__ import annotations
 import binascii
 import datetime as dt
 import email.policy
+import functools
 import io
 import itertools
 import os
 import re
 import secrets
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field, replace
 from email.generator import BytesGenerator
 from email.headerregistry import AddressHeader
-from email.message import EmailMessage, MIMEPart
+from email.message import EmailMessage, Message, MIMEPart
 from email.parser import BytesParser
 from email.utils import format_datetime, make_msgid
 from typing import BinaryIO, Literal
@@ -30,7 +31,7 @@ from cryptography import x509
 
 from edged.services import cms
 from edged.services.cms import CmsError, Decryptor, Signer, TrustStore, VerifiedSignature
-from edged.services.pieces import Base64Lines, Pieces, base64_wrapped
+from edged.services.pieces import CHUNK, Base64Lines, Pieces, base64_wrapped
 
 __all__ = [
     "DEFAULT_MAX_ATTACHMENT",
@@ -75,6 +76,7 @@ PROTECTED = ("From", "Sender", "Reply-To", "To", "Cc", "Subject", "Date", "Messa
              "In-Reply-To", "References")
 _PKCS7_MIME = {"application/pkcs7-mime", "application/x-pkcs7-mime"}
 _PKCS7_SIGNATURE = {"application/pkcs7-signature", "application/x-pkcs7-signature"}
+_ENVELOPES = {"enveloped_data", "authenticated_enveloped_data"}
 _MIME_TYPE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*$")
 
 
@@ -135,7 +137,9 @@ class Attachment:
 
     filename: str
     content_type: str
-    data: bytes = field(repr=False)
+    # A large attachment opened from an encrypted message is a bytearray: it was decoded
+    # into the decrypted message's buffer (P5d, docs/benchmarks.md).
+    data: bytes | bytearray = field(repr=False)
 
 
 def _addresses(values: str | Sequence[str]) -> list[str]:
@@ -227,6 +231,8 @@ def _raw_payload(part: MIMEPart) -> object:
 class _Generator(BytesGenerator):
     """BytesGenerator that writes a text payload in one call instead of line by line."""
 
+    _NL: str  # the line separator, set by Generator.flatten (not in the type stubs)
+
     def _write_lines(self, lines: str) -> None:
         # Same output as the base class (every line end becomes linesep), 5x faster on
         # large base64 bodies.
@@ -252,14 +258,14 @@ def to_bytes(msg: EmailMessage | MIMEPart, policy: email.policy.Policy = POLICY)
     return buffer.getvalue()
 
 
-def _parse(raw: bytes) -> EmailMessage:
+def _parse(raw: bytes | bytearray) -> EmailMessage:
     """The whole entity, every part parsed."""
     message = BytesParser(policy=POLICY).parsebytes(raw)
     assert isinstance(message, EmailMessage)
     return message
 
 
-def _shallow(raw: bytes) -> EmailMessage:
+def _shallow(raw: bytes | bytearray) -> EmailMessage:
     """The entity's header fields parsed, its body kept as the exact text received.
 
     Enough to route an S/MIME layer, and the body is written back byte for byte (a string
@@ -444,13 +450,13 @@ def _pieces(entity: MIMEPart) -> Pieces:
             part.set_payload(body)
     out: list[bytes | str] = []
     at = 0
-    for part, token, body in zip(large, tokens, bodies, strict=True):
-        found = frame.find(token, at)
-        if found < 0 or frame.find(token, found + 1) >= 0:
+    for part, marker, body in zip(large, tokens, bodies, strict=True):
+        found = frame.find(marker, at)
+        if found < 0 or frame.find(marker, found + 1) >= 0:
             raise RuntimeError("a body placeholder was not written exactly once")
         # What _Generator writes for an ASCII body: its line breaks as CRLF.
         out += [frame[at:found], body if _known_crlf(part, body) else _NEWLINE.sub("\r\n", body)]
-        at = found + len(token)
+        at = found + len(marker)
     out.append(frame[at:])
     return Pieces(out)
 
@@ -482,7 +488,11 @@ def _signed_frame(msg: EmailMessage, content: Pieces, der: bytes) -> tuple[bytes
 # -- opening ------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class OpenedMessage:
-    """A message opened: who signed it, its header fields, bodies and attachments."""
+    """A message opened: who signed it, its header fields, bodies and attachments.
+
+    `signature.content` is empty: the fields here are that content, and its bytes are not
+    kept (they would hold the message twice; a decrypted buffer becomes an attachment).
+    """
 
     sender: str
     to: tuple[str, ...]
@@ -511,7 +521,7 @@ def _certificate_addresses(cert: x509.Certificate) -> list[str]:
     return [a.lower() for a in san.get_values_for_type(x509.RFC822Name)]
 
 
-def _delimiters(entity: bytes, dash: bytes, start: int) -> list[tuple[int, int, bool]]:
+def _delimiters(entity: bytes | bytearray, dash: bytes, start: int) -> list[tuple[int, int, bool]]:
     """(start, end of line, is close-delimiter) of each boundary line (RFC 2046 §5.1.1)."""
     found = []
     pos = start
@@ -531,14 +541,15 @@ def _delimiters(entity: bytes, dash: bytes, start: int) -> list[tuple[int, int, 
     return found
 
 
-def _before_line_break(entity: bytes, end: int) -> int:
+def _before_line_break(entity: bytes | bytearray, end: int) -> int:
     # The line break before a delimiter belongs to the delimiter (RFC 2046 §5.1.1).
     return end - 2 if entity[end - 2:end] == b"\r\n" else end - 1 \
         if entity[end - 1:end] == b"\n" else end
 
 
-def _signed_parts(entity: bytes, boundary: str) -> tuple[bytes, bytes]:
-    """The two body parts of a multipart/signed entity, exactly as sent (RFC 1847 §2.1)."""
+def _signed_parts(entity: bytes | bytearray, boundary: str) -> tuple[int, int, bytes]:
+    """Where the signed part of a multipart/signed entity starts and ends, and the signature
+    part, exactly as sent (RFC 1847 §2.1)."""
     blank = _BLANK_LINE.search(entity)
     if blank is None:
         raise MalformedMessage("multipart/signed has no body")
@@ -548,12 +559,25 @@ def _signed_parts(entity: bytes, boundary: str) -> tuple[bytes, bytes]:
         raise MalformedMessage("multipart/signed needs exactly two parts between its "
                                "boundaries")
     (_, content_start, _), (second, signature_start, _), (close, _, _) = marks
-    content = entity[content_start:_before_line_break(entity, second)]
-    signature = entity[signature_start:_before_line_break(entity, close)]
-    # Canonical form: a message stored with bare LF (Maildir on Unix) is hashed with CRLF.
-    if content.count(b"\n") != content.count(b"\r\n"):
-        content = re.sub(rb"(?<!\r)\n", b"\r\n", content)
-    return content, signature
+    signature = bytes(entity[signature_start:_before_line_break(entity, close)])
+    return content_start, _before_line_break(entity, second), signature
+
+
+def _canonical(entity: bytes | bytearray, start: int, end: int) -> memoryview | bytes:
+    """entity[start:end] in canonical form: a view of it, or a copy with CRLF line breaks."""
+    # A message stored with bare LF (Maildir on Unix) is hashed with CRLF (RFC 8551 §3.1.1).
+    if entity.count(b"\n", start, end) != entity.count(b"\r\n", start, end):
+        return re.sub(rb"(?<!\r)\n", b"\r\n", entity[start:end])
+    return memoryview(entity)[start:end]
+
+
+def _cut(entity: bytes | bytearray, start: int, end: int) -> bytes | bytearray:
+    """entity[start:end]; a buffer of ours (a decrypted layer) is cut in place, not copied."""
+    if isinstance(entity, bytearray):
+        del entity[end:]
+        del entity[:start]  # CPython moves the buffer's start: no copy (a decrypted 10 MB)
+        return entity
+    return entity[start:end]
 
 
 def _der_of(part: EmailMessage) -> bytes:
@@ -577,12 +601,24 @@ def _addresses_of(msg: EmailMessage, name: str) -> tuple[str, ...]:
     return ()
 
 
-def _attachments(entity: EmailMessage, limit: int, raw: bytes = b"",
+def _attachments(entity: EmailMessage, limit: int, raw: bytes | bytearray = b"",
                  spans: dict[int, tuple[int, int]] | None = None) -> tuple[Attachment, ...]:
-    out = []
-    for index, part in enumerate(entity.iter_attachments(), 1):
+    """The attachments; with `raw` a buffer of ours, its last large one is decoded into it.
+
+    `raw` must not be read after this: that buffer becomes the attachment's data.
+    """
+    parts = list(entity.iter_attachments())
+    spanned = [id(p) for p in parts if spans and id(p) in spans]
+    in_place = spanned[-1] if spanned and isinstance(raw, bytearray) else None
+    out: list[Attachment] = []
+    for index, part in enumerate(parts, 1):
         name = part.get_filename() or f"attachment-{index}"
         if spans and (span := spans.get(id(part))):
+            if id(part) == in_place and isinstance(raw, bytearray):
+                decoded = _decode_in_place(raw, *span, name, limit)
+                if decoded is not None:  # the last read of raw: later parts are not spans
+                    out.append(Attachment(name, part.get_content_type(), decoded))
+                    continue
             data = _base64_span(raw, *span, name, limit)
             if data is not None:
                 out.append(Attachment(name, part.get_content_type(), data))
@@ -594,16 +630,19 @@ def _attachments(entity: EmailMessage, limit: int, raw: bytes = b"",
             estimate = (len(encoded) - encoded.count("\n") - encoded.count("\r")) * 3 // 4
             if estimate > limit + 2:  # up to two '=' pad characters
                 raise AttachmentTooLarge(name, estimate, limit)
-        data = part.get_payload(decode=True)
-        if data is None:  # message/rfc822 and other multiparts: the entity as sent
-            data = to_bytes(part.get_payload(0), _AS_RECEIVED) if part.is_multipart() else b""
-        if len(data) > limit:
-            raise AttachmentTooLarge(name, len(data), limit)
-        out.append(Attachment(name, part.get_content_type(), data))
+        payload = part.get_payload(decode=True)
+        if isinstance(payload, bytes):
+            body = payload
+        else:  # message/rfc822 and other multiparts: the entity as sent
+            inner = part.get_payload(0) if part.is_multipart() else None
+            body = to_bytes(inner, _AS_RECEIVED) if isinstance(inner, MIMEPart) else b""
+        if len(body) > limit:
+            raise AttachmentTooLarge(name, len(body), limit)
+        out.append(Attachment(name, part.get_content_type(), body))
     return tuple(out)
 
 
-def _head(raw: bytes) -> tuple[EmailMessage, int]:
+def _head(raw: bytes | bytearray) -> tuple[EmailMessage, int]:
     """The entity's header fields alone, and where its body starts (the body is not read)."""
     blank = _BLANK_LINE.search(raw)
     if blank is None:
@@ -613,7 +652,7 @@ def _head(raw: bytes) -> tuple[EmailMessage, int]:
     return message, blank.end()
 
 
-def _cms_body(entity: EmailMessage, raw: bytes, body_at: int) -> bytes:
+def _cms_body(entity: EmailMessage, raw: bytes | bytearray, body_at: int) -> bytes:
     """The CMS DER of an application/pkcs7-mime entity, decoded straight from `raw`."""
     cte = str(entity.get("Content-Transfer-Encoding", "")).strip().lower()
     data: bytes | None = None
@@ -623,7 +662,7 @@ def _cms_body(entity: EmailMessage, raw: bytes, body_at: int) -> bytes:
         except binascii.Error:
             data = None  # bad padding and the like: email's lenient decoder below
     elif cte in ("", "7bit", "8bit", "binary"):
-        data = raw[body_at:]
+        data = bytes(raw[body_at:])  # asn1crypto parses bytes only (a decrypted layer: a copy)
     if data is None:
         return _der_of(_shallow(raw))
     if not data:
@@ -631,10 +670,75 @@ def _cms_body(entity: EmailMessage, raw: bytes, body_at: int) -> bytes:
     return data
 
 
+def _base64_chunks(raw: bytes | bytearray, start: int,
+                   end: int | None = None) -> Iterator[bytes]:
+    """a2b_base64 of raw[start:end], a slice at a time, each slice ending at a line break.
+
+    The same bytes as one a2b_base64 call when every slice but the last holds whole groups
+    of 4 characters and no padding; anything else raises cms.Unstreamable (read it whole).
+    """
+    end = len(raw) if end is None else end
+    with memoryview(raw) as view:
+        for at, cut in _slices(raw, start, end):
+            try:
+                data = binascii.a2b_base64(view[at:cut])
+            except binascii.Error:
+                raise cms.Unstreamable from None
+            if cut < end and raw.find(b"=", at, cut) >= 0:  # one call would stop there
+                raise cms.Unstreamable
+            yield data
+
+
+def _slices(raw: bytes | bytearray, start: int, end: int) -> Iterator[tuple[int, int]]:
+    """(start, end) of CHUNK-sized slices of raw[start:end], each ending at a line break."""
+    while start < end:
+        cut = raw.find(b"\n", min(start + CHUNK, end), end)
+        cut = end if cut < 0 else cut + 1
+        yield start, cut
+        start = cut
+
+
+_BASE64_ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+
+
+def _base64_size(raw: bytes | bytearray, start: int, end: int) -> int | None:
+    """The bytes _base64_chunks(raw, start, end) yields in all, None where it would raise.
+
+    Only the last slice is decoded: in the others a2b_base64 skips what is not in the
+    alphabet (RFC 2045 §6.8), so it decodes whole groups of 4 characters, with no padding,
+    without error into 3 bytes each (5x faster to count than to decode).
+    """
+    size = 0
+    for at, cut in _slices(raw, start, end):
+        if cut == end:
+            try:
+                return size + len(binascii.a2b_base64(memoryview(raw)[at:cut]))
+            except binascii.Error:
+                return None
+        skipped = raw[at:cut].translate(None, _BASE64_ALPHABET)
+        characters = cut - at - len(skipped)
+        if b"=" in skipped or characters % 4:
+            return None
+        size += characters // 4 * 3
+    return size
+
+
+def _cms_stream(entity: EmailMessage, raw: bytes | bytearray,
+                body_at: int) -> cms.CmsStream | None:
+    """The CMS of a base64 application/pkcs7-mime body, decoded as it is read; None: whole."""
+    if str(entity.get("Content-Transfer-Encoding", "")).strip().lower() != "base64":
+        return None
+    try:
+        # 3 bytes for every 4 characters at most: a bound on the DER's size.
+        return cms.CmsStream(_base64_chunks(raw, body_at), (len(raw) - body_at) * 3 // 4 + 3)
+    except (ValueError, cms.Unstreamable):  # not a ContentInfo: _cms_body says why
+        return None
+
+
 _MAX_TREE_DEPTH = 8
 
 
-def _tree(raw: bytes) -> tuple[EmailMessage, dict[int, tuple[int, int]]] | None:
+def _tree(raw: bytes | bytearray) -> tuple[EmailMessage, dict[int, tuple[int, int]]] | None:
     """_parse(raw), multiparts split on their delimiters with bytes.find (RFC 2046 §5.1.1).
 
     Large base64 attachment bodies are not copied: their (start, end) in `raw` is returned
@@ -646,7 +750,7 @@ def _tree(raw: bytes) -> tuple[EmailMessage, dict[int, tuple[int, int]]] | None:
     return None if entity is None else (entity, spans)
 
 
-def _subtree(raw: bytes, start: int, end: int, spans: dict[int, tuple[int, int]],
+def _subtree(raw: bytes | bytearray, start: int, end: int, spans: dict[int, tuple[int, int]],
              depth: int) -> EmailMessage | None:
     if depth > _MAX_TREE_DEPTH or raw[start:start + 1] in (b"\r", b"\n"):
         return None
@@ -673,7 +777,7 @@ def _subtree(raw: bytes, start: int, end: int, spans: dict[int, tuple[int, int]]
     marks = _delimiters(raw, b"--" + boundary.encode("ascii", "surrogateescape"), body)
     if len(marks) < 2 or not marks[-1][2] or marks[-1][1] > end:
         return None
-    children = []
+    children: list[Message[str, str] | str] = []
     for (_, part_start, _), (next_at, _, _) in itertools.pairwise(marks):
         child = _subtree(raw, part_start, _before_line_break(raw, next_at), spans, depth + 1)
         if child is None:
@@ -687,12 +791,10 @@ def _subtree(raw: bytes, start: int, end: int, spans: dict[int, tuple[int, int]]
     return part
 
 
-def _base64_span(raw: bytes, start: int, end: int, name: str, limit: int) -> bytes | None:
-    """The base64 body raw[start:end] decoded in place; None if it does not decode cleanly."""
-    line_breaks = raw.count(b"\n", start, end) + raw.count(b"\r", start, end)
-    estimate = (end - start - line_breaks) * 3 // 4
-    if estimate > limit + 2:  # up to two '=' pad characters
-        raise AttachmentTooLarge(name, estimate, limit)
+def _base64_span(raw: bytes | bytearray, start: int, end: int, name: str,
+                 limit: int) -> bytes | None:
+    """The base64 body raw[start:end] decoded (not copied first); None if it does not decode."""
+    _check_estimate(raw, start, end, name, limit)
     try:
         data = binascii.a2b_base64(memoryview(raw)[start:end])
     except binascii.Error:
@@ -700,6 +802,37 @@ def _base64_span(raw: bytes, start: int, end: int, name: str, limit: int) -> byt
     if len(data) > limit:
         raise AttachmentTooLarge(name, len(data), limit)
     return data
+
+
+def _check_estimate(raw: bytes | bytearray, start: int, end: int, name: str,
+                    limit: int) -> None:
+    line_breaks = raw.count(b"\n", start, end) + raw.count(b"\r", start, end)
+    estimate = (end - start - line_breaks) * 3 // 4
+    if estimate > limit + 2:  # up to two '=' pad characters
+        raise AttachmentTooLarge(name, estimate, limit)
+
+
+def _decode_in_place(buffer: bytearray, start: int, end: int, name: str,
+                     limit: int) -> bytearray | None:
+    """The base64 body buffer[start:end] decoded into the buffer itself, cut down to it.
+
+    A decrypted message and its largest attachment are then one buffer, not two (P5d,
+    docs/benchmarks.md). Decoded bytes are written behind the text still to be read (3
+    bytes for 4 characters). None, the buffer untouched, when the body does not decode a
+    slice at a time exactly as in one call (_base64_chunks): _base64_size checks first.
+    """
+    size = _base64_size(buffer, start, end)  # exact, where _check_estimate guesses
+    if size is None:
+        return None
+    if size > limit:
+        raise AttachmentTooLarge(name, size, limit)
+    at = start
+    for piece in _base64_chunks(buffer, start, end):  # each slice is read before it is written
+        buffer[at:at + len(piece)] = piece
+        at += len(piece)
+    del buffer[at:]
+    del buffer[:start]  # as in _cut: no copy
+    return buffer
 
 
 # What CPython's email package raises on hostile header fields and bodies (an 8-bit boundary,
@@ -741,13 +874,25 @@ def _open(raw: bytes, decryptor: Decryptor | None, trust: TrustStore, *,
         raise MessageTooLarge(len(raw), max_message)
     blank = _BLANK_LINE.search(raw)
     top = _shallow(raw[:blank.end()] if blank else raw)  # header fields only: the body is big
-    entity_bytes = raw
+    entity_bytes: bytes | bytearray = raw
     entity, body_at = _head(raw)
     encrypted = False
     signature: VerifiedSignature | None = None
     for _layer in range(MAX_LAYERS + 1):
         kind = entity.get_content_type()
-        if kind in _PKCS7_MIME:
+        stream = _cms_stream(entity, entity_bytes, body_at) if kind in _PKCS7_MIME else None
+        if stream is not None and stream.content_type in _ENVELOPES:
+            if decryptor is None:
+                raise DecryptorNeeded("the message is encrypted: a decryptor is needed")
+            # The ciphertext is base64-decoded and decrypted a slice at a time: the DER of
+            # the envelope is never whole (docs/benchmarks.md, P5d).
+            entity_bytes = cms.decrypt_stream(
+                stream, decryptor, max_content=max_message,
+                whole=functools.partial(_cms_body, entity, entity_bytes, body_at))
+            encrypted = True
+            del stream, entity
+        elif kind in _PKCS7_MIME:
+            del stream
             der = _cms_body(entity, entity_bytes, body_at)
             try:  # the CMS content type decides; smime-type is only a hint (RFC 8551 §3.2.2)
                 content_type = cms.content_type_of(der)
@@ -764,25 +909,34 @@ def _open(raw: bytes, decryptor: Decryptor | None, trust: TrustStore, *,
                     raise MalformedMessage("more than one signature layer")
                 signature = cms.verify(der, trust=trust, at=at, max_content=max_message,
                                        require_signing_certificate=require_signing_certificate)
-                entity_bytes = signature.content
+                embedded = signature.content  # bytes: nothing was given detached
+                entity_bytes = embedded if isinstance(embedded, bytes) else bytes(embedded)
             else:
                 raise MalformedMessage(f"application/pkcs7-mime with {content_type}")
         elif kind == "multipart/signed":
             if signature is not None:
                 raise MalformedMessage("more than one signature layer")
-            if entity.get_param("protocol", "").lower() not in _PKCS7_SIGNATURE:
+            protocol = entity.get_param("protocol", "")
+            if not isinstance(protocol, str) or protocol.lower() not in _PKCS7_SIGNATURE:
                 raise MalformedMessage("multipart/signed with a protocol other than PKCS#7")
             boundary = entity.get_boundary()
             if boundary is None:
                 raise MalformedMessage("multipart/signed without a boundary")
-            content, signature_part = _signed_parts(entity_bytes, boundary)
+            start, end, signature_part = _signed_parts(entity_bytes, boundary)
             signature_entity = _parse(signature_part)
             if signature_entity.get_content_type() not in _PKCS7_SIGNATURE:
                 raise MalformedMessage("the second part of multipart/signed is not a signature")
-            signature = cms.verify(_der_of(signature_entity), trust=trust,
-                                   detached_content=content, at=at, max_content=max_message,
-                                   require_signing_certificate=require_signing_certificate)
-            entity_bytes = content
+            content = _canonical(entity_bytes, start, end)
+            try:
+                signature = cms.verify(_der_of(signature_entity), trust=trust,
+                                       detached_content=content, at=at,
+                                       max_content=max_message,
+                                       require_signing_certificate=require_signing_certificate)
+            finally:
+                if isinstance(content, memoryview):
+                    content.release()  # before the buffer is cut to the signed part
+            entity_bytes = _cut(entity_bytes, start, end) if isinstance(content, memoryview) \
+                else content
         else:
             break
         entity, body_at = _head(entity_bytes)
@@ -823,7 +977,7 @@ def _open(raw: bytes, decryptor: Decryptor | None, trust: TrustStore, *,
         text=_text(plain),
         html=_text(rich),
         attachments=_attachments(entity, max_attachment, entity_bytes, spans),
-        signature=signature,
+        signature=replace(signature, content=b"") if signature else None,
         encrypted=encrypted,
         headers_protected=inner,
     )

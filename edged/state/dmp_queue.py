@@ -22,7 +22,7 @@ from apdu.identity import mask_nir
 from edged.state.keywrap import KeyWrapper, is_sealed
 from edged.state.sqlite import open_durable, state_file, transaction
 
-__all__ = ["FeedQueue", "QueuedFeed"]
+__all__ = ["FeedInfo", "FeedQueue", "QueuedFeed"]
 
 
 _SCHEMA = """
@@ -39,27 +39,28 @@ CREATE TABLE IF NOT EXISTS feeds (
     last_error TEXT,
     created REAL NOT NULL,
     delivered_at REAL,
-    document_id TEXT
+    document_id TEXT,
+    size INTEGER
 );
 CREATE INDEX IF NOT EXISTS feeds_due ON feeds (state, next_attempt);
 """
+# `size` (the CDA's length in clear, for dmp.queue without opening the CDA) came later: a
+# queue file of an earlier version gets the column, NULL in its rows until first listed.
 
 
 @dataclass(frozen=True)
-class QueuedFeed:
-    """One feed waiting for the host (or done)."""
+class FeedInfo:
+    """What dmp.queue shows of a feed: no document, no consent."""
 
     queue_id: str
     ins: str
     professional: str
-    query: str
-    cda: bytes
-    consent: str
     state: str
     attempts: int
     last_error: str | None
     created: float
     document_id: str | None
+    size: int
 
     def describe(self) -> dict[str, Any]:
         """For dmp.queue: no full INS, no document bytes."""
@@ -67,11 +68,22 @@ class QueuedFeed:
                 "professional": self.professional, "state": self.state,
                 "attempts": self.attempts, "last_error": self.last_error,
                 "queued_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.created)),
-                "size": len(self.cda), "document_id": self.document_id}
+                "size": self.size, "document_id": self.document_id}
+
+
+@dataclass(frozen=True)
+class QueuedFeed(FeedInfo):
+    """One feed waiting for the host (or done), with its document and consent."""
+
+    query: str
+    cda: bytes
+    consent: str
 
 
 _COLUMNS = ("queue_id, ins, professional, query, cda, consent, state, attempts, last_error, "
             "created, document_id")
+_INFO_COLUMNS = ("queue_id, ins, professional, state, attempts, last_error, created, "
+                 "document_id, size")
 
 
 class FeedQueue:
@@ -85,6 +97,9 @@ class FeedQueue:
         self._db = open_durable(path)
         with state_file(path):  # a corrupted or full file is named at start
             self._db.executescript(_SCHEMA)
+            columns = {row[1] for row in self._db.execute("PRAGMA table_info(feeds)")}
+            if "size" not in columns:  # a queue file of an earlier version
+                self._db.execute("ALTER TABLE feeds ADD COLUMN size INTEGER")
             # A crash mid-send: send again; the host answers already_registered if it had it.
             self._db.execute("UPDATE feeds SET state = 'queued' WHERE state = 'sending'")
 
@@ -101,10 +116,10 @@ class FeedQueue:
             stored_cda = self._wrapper.seal("dmp-queue/cda", cda, context)
             stored_consent = self._wrapper.seal("dmp-queue/consent", consent.encode(), context)
         with self._tx() as db:
-            db.execute(f"INSERT INTO feeds ({_COLUMNS}, next_attempt) VALUES "  # noqa: S608
-                       "(?, ?, ?, ?, ?, ?, 'queued', 0, NULL, ?, NULL, 0)",
+            db.execute(f"INSERT INTO feeds ({_COLUMNS}, next_attempt, size) VALUES "  # noqa: S608
+                       "(?, ?, ?, ?, ?, ?, 'queued', 0, NULL, ?, NULL, 0, ?)",
                        (queue_id, ins, professional, query, stored_cda, stored_consent,
-                        self.clock()))
+                        self.clock(), len(cda)))
         return queue_id
 
     def _feed(self, row: tuple[Any, ...]) -> QueuedFeed:
@@ -115,13 +130,28 @@ class FeedQueue:
             consent = self._wrapper.open("dmp-queue/consent", bytes(consent), context).decode()
         return _feed((*row[:4], cda, consent, *row[6:]))
 
-    def list(self, *, include_done: bool = False) -> list[QueuedFeed]:
-        """Pending feeds (and delivered / failed ones when asked), oldest first."""
+    def list(self, *, include_done: bool = False) -> list[FeedInfo]:
+        """Pending feeds (and delivered / failed ones when asked), oldest first; what they
+        are, not their documents: no CDA is read or opened (up to 64 MiB each)."""
         where = "" if include_done else "WHERE state IN ('queued', 'sending')"
         with self._lock:
-            rows = self._db.execute(f"SELECT {_COLUMNS} FROM feeds {where} "  # noqa: S608
+            rows = self._db.execute(f"SELECT {_INFO_COLUMNS} FROM feeds {where} "  # noqa: S608
                                     "ORDER BY created").fetchall()
-        return [self._feed(r) for r in rows]
+        return [FeedInfo(queue_id=row[0], ins=row[1], professional=row[2], state=row[3],
+                         attempts=row[4], last_error=row[5], created=row[6],
+                         document_id=row[7],
+                         size=self._size(row[0]) if row[8] is None else row[8])
+                for row in rows]
+
+    def _size(self, queue_id: str) -> int:
+        """The size of a feed queued by an earlier version (no size column then): its CDA
+        opened once, the size kept."""
+        feed = self.get(queue_id)
+        size = len(feed.cda) if feed is not None else 0
+        with self._tx() as db:
+            db.execute("UPDATE feeds SET size = ? WHERE queue_id = ? AND size IS NULL",
+                       (size, queue_id))
+        return size
 
     def get(self, queue_id: str) -> QueuedFeed | None:
         """One feed."""
@@ -180,5 +210,7 @@ class FeedQueue:
 
 
 def _feed(row: tuple[Any, ...]) -> QueuedFeed:
-    return QueuedFeed(row[0], row[1], row[2], row[3], bytes(row[4]), row[5], row[6], row[7],
-                      row[8], row[9], row[10])
+    cda = bytes(row[4])
+    return QueuedFeed(queue_id=row[0], ins=row[1], professional=row[2], query=row[3], cda=cda,
+                      consent=row[5], state=row[6], attempts=row[7], last_error=row[8],
+                      created=row[9], document_id=row[10], size=len(cda))

@@ -166,10 +166,12 @@ class Card:
         """SELECT (ISO 7816-4 §11.1.1): by FID (P1 00/02), AID (04), path (08/09)."""
         if c.p2 not in self.select_p2:
             raise CardStatus(SW.INCORRECT_P1_P2)
+        node: DF | EF | RecordEF
         if c.p1 == 0x04:
-            node = self.mf.find_aid(c.data) if c.data else self.mf
-            if node is None:
+            found = self.mf.find_aid(c.data) if c.data else self.mf
+            if found is None:
                 raise CardStatus(SW.FILE_NOT_FOUND)
+            node = found
         elif c.p1 in (0x00, 0x01, 0x02):
             if not c.data or c.data == b"\x3f\x00":
                 node = self.mf

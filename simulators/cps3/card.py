@@ -25,6 +25,7 @@ from apdu.cps_objects import encode_activity, encode_info, encode_name
 from apdu.cps_spec import (
     ATR_CONTACT,
     CPS_AID,
+    CPS_AID_CONTACTLESS,
     MAX_RESPONSE,
     Algo,
     Fid,
@@ -124,9 +125,7 @@ class Cps3Card(Card):
         mf.aid = ECC_ROOT_AID
         d15, files = LAYOUT["pkcs15"], LAYOUT["files"]
         ias_path = _path(Fid.MF, Fid.IAS_DF)
-        mf.add(EF(Fid.EF_DIR, tlv.encode_constructed(
-            0x61, tlv.encode(0x4F, CPS_AID),
-            tlv.encode(0x50, LAYOUT["ef_dir"]["contact"].encode())), sfi=0x1E, name="EF.DIR"))
+        mf.add(EF(Fid.EF_DIR, _ef_dir(), sfi=0x1E, name="EF.DIR"))
         # SFIs 1E and 1D: the FCPs of a real CPx's 2F00 and 2F01 (88 01 F0 / E8, #2223).
         mf.add(EF(Fid.EF_ATR, _ef_atr(), sfi=0x1D, name="EF.ATR"))
         # SFI 1C: hosts read the serial with READ BINARY P1=9C (OpenSC iasecc_get_serialnr).
@@ -136,6 +135,11 @@ class Cps3Card(Card):
             tlv.encode(0x82, _bcd("20391231235959"))), name="EF_ACTUA"))
         ias = DF(Fid.IAS_DF, aid=CPS_AID, name="IAS")
         mf.add(ias)
+        # The contactless application (FACTS §1), selectable over contact as on a real CPx
+        # (OpenSC commit fcd2e665f: `cd 0002` then GET DATA there). Empty: what a real
+        # CPS3's 0002 holds over contact is not public, so its files, the ODF and TokenInfo
+        # among them, answer 6A82 (STAND-IN), and OpenSC finds no PKCS#15 token there.
+        mf.add(DF(Fid.IAS_CL_DF, aid=CPS_AID_CONTACTLESS, name="IAS CL"))
         # The PIN names its PUK (CommonObjectAttributes.authId): OpenSC's pkcs15-tool
         # --unblock-pin finds the PUK, and its length, only that way.
         pin_info = pkcs15.PinInfo("PIN CPS", PIN_AUTH_ID, PinRef.PIN, 4, 4, 8,
@@ -433,6 +437,26 @@ SUPPORTED_ALGORITHMS = (
     pkcs15.AlgorithmInfo(6, 0x01, frozenset({"decipher"}), "1.2.840.113549.1.1.1",
                          Algo.RSA_PKCS1_DECIPHER),
 )
+
+
+_EF_DIR_AIDS = {"contact": CPS_AID, "contactless": CPS_AID_CONTACTLESS}
+
+
+def _ef_dir() -> bytes:
+    """EF.DIR (ISO 7816-4 §8.2.1.1): `61 { 4F AID, 50 label, 51 path, 73 DDO }` per application.
+
+    The labels and DDOs are a real CPx's (OpenSC PR #2217); the paths and the record order
+    are inferred (standin_layout.toml says how).
+    """
+    records = []
+    for application in LAYOUT["ef_dir"]["order"]:
+        entry = LAYOUT["ef_dir"][application]
+        records.append(tlv.encode_constructed(
+            0x61, tlv.encode(0x4F, _EF_DIR_AIDS[application]),
+            tlv.encode(0x50, entry["label"].encode()),
+            tlv.encode(0x51, bytes.fromhex(entry["path"])),
+            tlv.encode(0x73, bytes.fromhex(entry["ddo"]))))
+    return b"".join(records)
 
 
 def _ef_atr() -> bytes:

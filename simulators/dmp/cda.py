@@ -13,6 +13,7 @@ import uuid
 import xml.etree.ElementTree as ET
 from collections.abc import Collection
 from dataclasses import dataclass, field
+from typing import NoReturn
 from xml.parsers import expat
 from xml.sax.saxutils import escape, quoteattr
 
@@ -55,7 +56,7 @@ def _name(raw: str) -> str:
     return "{" + raw if "}" in raw else raw
 
 
-def _refuse_dtd(*_args: object) -> None:
+def _refuse_dtd(*_args: object) -> NoReturn:
     raise XmlRefused(CdaProblem.DTD_FORBIDDEN, "DTDs and entity declarations are not accepted")
 
 
@@ -220,7 +221,7 @@ def check_cda(data: bytes, expected_ins: str, type_codes: Collection[str]) -> Cd
         problems.append((CdaProblem.AUTHOR_MISSING,
                          "author with time and assignedAuthor/id is required"))
     else:
-        author_id = author_ref.get("extension") or author_ref.get("root", "")
+        author_id = author_ref.get("extension") or author_ref.get("root") or ""
     if root.find(f"{N}custodian/{N}assignedCustodian/{N}representedCustodianOrganization"
                  f"/{N}id") is None:
         problems.append((CdaProblem.CUSTODIAN_MISSING, "custodian/assignedCustodian/"

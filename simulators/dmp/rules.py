@@ -288,7 +288,15 @@ PATIENT_FLAGS = frozenset({"masked_ps", "invisible_representatives"})
 
 def apply_visibility(doc: DocView, changes: Mapping[str, bool], now: float) -> DocView:
     """The document with these flag changes applied (hiding restarts the one-month clock)."""
-    updated = replace(doc, **changes)
+    unknown = changes.keys() - AUTHOR_FLAGS
+    if unknown:
+        raise ValueError(f"not visibility flags: {', '.join(sorted(unknown))}")
+    updated = replace(
+        doc, masked_ps=changes.get("masked_ps", doc.masked_ps),
+        invisible_patient=changes.get("invisible_patient", doc.invisible_patient),
+        invisible_representatives=changes.get("invisible_representatives",
+                                              doc.invisible_representatives),
+        announced=changes.get("announced", doc.announced))
     if changes.get("invisible_patient") and not (doc.invisible_patient and not doc.announced):
         updated = replace(updated, hidden_since=now, announced=changes.get("announced", False))
     return updated

@@ -176,6 +176,7 @@ class Router:
 
 class _Handler(BaseHTTPRequestHandler):
     server: HttpServer
+    _headers_buffer: list[bytes]  # BaseHTTPRequestHandler's own, which typeshed leaves out
     protocol_version = "HTTP/1.1"
     server_version = "bifente-dmp-host"
     sys_version = ""

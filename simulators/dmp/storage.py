@@ -13,6 +13,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
+from typing import Any
 
 from simulators.dmp.codes import DocStatus
 from simulators.dmp.rules import DmpView, DocView
@@ -249,13 +250,16 @@ class Storage:
             finally:
                 self._depth = 0
 
-    def _all(self, sql: str, args: Sequence[object] = ()) -> list[tuple]:
+    # A row's columns are whatever SQLite stored (its typing is dynamic): Any per column.
+    def _all(self, sql: str, args: Sequence[object] = ()) -> list[tuple[Any, ...]]:
         with self._lock:
-            return self._db.execute(sql, args).fetchall()
+            rows: list[tuple[Any, ...]] = self._db.execute(sql, args).fetchall()
+            return rows
 
-    def _one(self, sql: str, args: Sequence[object] = ()) -> tuple | None:
+    def _one(self, sql: str, args: Sequence[object] = ()) -> tuple[Any, ...] | None:
         with self._lock:
-            return self._db.execute(sql, args).fetchone()
+            row: tuple[Any, ...] | None = self._db.execute(sql, args).fetchone()
+            return row
 
     def _run(self, sql: str, args: Sequence[object] = ()) -> int:
         with self.transaction():
@@ -272,7 +276,11 @@ class Storage:
             return None
         blocked = frozenset(r[0] for r in self._all(
             "SELECT national_id FROM blocked WHERE ins = ?", (ins,)))
-        return DmpRecord(*row[:10], bool(row[10]), bool(row[11]), bool(row[12]), blocked)
+        (ins, ins_oid, status, created_at, created_by, closed_at, password_hash, failed_logins,
+         locked_until, chosen_doctor, oppose_bdg, oppose_c15, occupational) = row
+        return DmpRecord(ins, ins_oid, status, created_at, created_by, closed_at, password_hash,
+                         failed_logins, locked_until, chosen_doctor, bool(oppose_bdg),
+                         bool(oppose_c15), bool(occupational), blocked)
 
     def create_dmp(self, ins: str, ins_oid: str, created_by: str, password_hash: str,
                    now: float) -> None:

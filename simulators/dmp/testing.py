@@ -90,10 +90,13 @@ class ConsentSigner:
         signature = self.key.sign(canonical_json(record), ec.ECDSA(hashes.SHA256()))
         return {"record": dict(record), "signature": base64.b64encode(signature).decode()}
 
-    def header(self, ins: str, professional: str, action: str, **kw: object) -> dict[str, str]:
+    def header(self, ins: str, professional: str, action: str, *, now: float | None = None,
+               lifetime: int = 600, express: bool = False,
+               nonce: str | None = None) -> dict[str, str]:
         """A signed consent, ready as request headers."""
-        return {CONSENT_HEADER: encode_header(self.sign(self.record(ins, professional, action,
-                                                                      **kw)))}  # type: ignore[arg-type]
+        record = self.record(ins, professional, action, now=now, lifetime=lifetime,
+                             express=express, nonce=nonce)
+        return {CONSENT_HEADER: encode_header(self.sign(record))}
 
 
 @dataclass
@@ -105,8 +108,11 @@ class HttpResult:
     body: bytes = field(repr=False)
 
     def json(self) -> dict[str, object]:
-        """The body as JSON."""
-        return json.loads(self.body)
+        """The body as JSON (an object: every answer of the host is one)."""
+        value = json.loads(self.body)
+        if not isinstance(value, dict):
+            raise ValueError(f"not a JSON object: {self.body[:80]!r}")
+        return value
 
     @property
     def reason(self) -> str | None:
@@ -166,17 +172,21 @@ class DmpClient:
             return result
         raise AssertionError("unreachable")
 
-    def get(self, path: str, **kw: object) -> HttpResult:
+    def get(self, path: str, *, headers: Mapping[str, str] | None = None,
+            token: str | None = None) -> HttpResult:
         """GET."""
-        return self.request("GET", path, **kw)  # type: ignore[arg-type]
+        return self.request("GET", path, headers=headers, token=token)
 
-    def post(self, path: str, json_body: object = None, **kw: object) -> HttpResult:
+    def post(self, path: str, json_body: object = None, *, body: bytes | None = None,
+             headers: Mapping[str, str] | None = None, token: str | None = None) -> HttpResult:
         """POST (JSON by default)."""
-        return self.request("POST", path, json_body=json_body, **kw)  # type: ignore[arg-type]
+        return self.request("POST", path, json_body=json_body, body=body, headers=headers,
+                            token=token)
 
-    def delete(self, path: str, **kw: object) -> HttpResult:
+    def delete(self, path: str, *, headers: Mapping[str, str] | None = None,
+               token: str | None = None) -> HttpResult:
         """DELETE."""
-        return self.request("DELETE", path, **kw)  # type: ignore[arg-type]
+        return self.request("DELETE", path, headers=headers, token=token)
 
 
 def _pin(code: str = "1234") -> Callable[[PinRequest], bytearray]:
@@ -264,21 +274,27 @@ class DmpWorld:
             self.tokens[profile] = str(result.json()["token"])
         return self.tokens[profile]
 
-    def consent(self, ins: str, profile: str, action: str, **kw: object) -> dict[str, str]:
-        """A signed consent header for this patient, professional and action."""
-        kw.setdefault("now", self.clock())
-        return self.signer.header(ins, national_id(profile), action, **kw)
+    def consent(self, ins: str, profile: str, action: str, *, now: float | None = None,
+                lifetime: int = 600, express: bool = False) -> dict[str, str]:
+        """A signed consent header for this patient, professional and action (issued now
+        on the world's clock unless `now` is given)."""
+        return self.signer.header(ins, national_id(profile), action,
+                                  now=self.clock() if now is None else now,
+                                  lifetime=lifetime, express=express)
 
     def call(self, method: str, path: str, profile: str | None = None, *,
-             consent: str | None = None, ins: str | None = None, **kw: object) -> HttpResult:
+             consent: str | None = None, ins: str | None = None, json_body: object = None,
+             body: bytes | None = None, headers: Mapping[str, str] | None = None,
+             token: str | None = None) -> HttpResult:
         """A request as `profile` (with a fresh consent for `consent` when given)."""
-        headers = dict(kw.pop("headers", {}) or {})  # type: ignore[call-overload]
+        sent = dict(headers or {})
         if consent:
             assert profile and ins
-            headers.update(self.consent(ins, profile, consent))
-        token = self.token(profile) if profile else kw.pop("token", None)
-        return self.client.request(method, path, headers=headers, token=token,  # type: ignore[arg-type]
-                                   **kw)
+            sent.update(self.consent(ins, profile, consent))
+        if profile:
+            token = self.token(profile)
+        return self.client.request(method, path, json_body=json_body, body=body, headers=sent,
+                                   token=token)
 
     def new_ins(self) -> str:
         """A patient INS not used before in this process."""
@@ -293,26 +309,30 @@ class DmpWorld:
         return ins, str(r.json()["patient_password"])
 
     def cda(self, ins: str, type_code: str = "11488-4", *, author: str = "gp",
-            title: str = "Compte rendu", **kw: object) -> bytes:
+            title: str = "Compte rendu", pdf: bytes | None = None, text: str | None = None,
+            media_type: str | None = None) -> bytes:
         """A conforming CDA for this patient, authored by `author`."""
         return build_document(ins, TEST_OID, type_code, title, author_id=national_id(author),
-                              author_name=load_cps(author).holder.name, **kw)  # type: ignore[arg-type]
+                              author_name=load_cps(author).holder.name, pdf=pdf, text=text,
+                              media_type=media_type)
 
     def feed(self, ins: str, profile: str = "gp", type_code: str = "11488-4", *,
-             data: bytes | None = None, consent: str | None = "feed", query: str = "",
-             **kw: object) -> HttpResult:
+             data: bytes | None = None, consent: str | None = "feed",
+             query: str = "") -> HttpResult:
         """Feed a document (a conforming CDA unless `data` is given)."""
         body = data if data is not None else self.cda(ins, type_code, author=profile)
         return self.call("POST", f"/api/dmp/{ins}/documents{query}", profile, consent=consent,
                          ins=ins, body=body,
-                         headers={"Content-Type": "application/hl7-v3+xml"}, **kw)
+                         headers={"Content-Type": "application/hl7-v3+xml"})
 
     def fed(self, ins: str, profile: str = "gp", type_code: str = "11488-4",
             query: str = "") -> str:
         """Feed a conforming document and return its id."""
         r = self.feed(ins, profile, type_code, query=query)
         assert r.status == 201, r.body
-        return str(r.json()["document"]["id"])  # type: ignore[index]
+        document = r.json()["document"]
+        assert isinstance(document, dict), r.body
+        return str(document["id"])
 
     def find(self, ins: str, profile: str, *, consent: str | None = "read",
              query: str = "") -> HttpResult:
@@ -324,7 +344,9 @@ class DmpWorld:
         """The ids in the index as `profile` sees it."""
         r = self.find(ins, profile)
         assert r.status == 200, r.body
-        return [d["id"] for d in r.json()["documents"]]  # type: ignore[union-attr, index]
+        documents = r.json()["documents"]
+        assert isinstance(documents, list), r.body
+        return [str(d["id"]) for d in documents]
 
     # -- patients ---------------------------------------------------------------------------
     def patient(self, ins: str, password: str) -> str:
@@ -337,8 +359,10 @@ class DmpWorld:
         assert r.status == 200, r.body
         return str(r.json()["token"])
 
-    def traces(self, ins: str, patient_token: str) -> list[dict]:
+    def traces(self, ins: str, patient_token: str) -> list[dict[str, object]]:
         """The record's traces, read by its patient."""
         r = self.client.get("/api/patient/traces", token=patient_token)
         assert r.status == 200, r.body
-        return r.json()["traces"]  # type: ignore[return-value]
+        traces = r.json()["traces"]
+        assert isinstance(traces, list), r.body
+        return traces

@@ -168,7 +168,8 @@ def peer_operator(session: Session, trusted: frozenset[str]) -> str | None:
     """The trust-space operator named by the verified TLS client certificate (smtp.<domain>)."""
     cert = (session.ssl or {}).get("peercert") or {}
     for kind, value in cert.get("subjectAltName", ()):
-        if kind == "DNS" and value.startswith("smtp.") and value[5:].lower() in trusted:
+        if (kind == "DNS" and isinstance(value, str) and value.startswith("smtp.")
+                and value[5:].lower() in trusted):
             return value[5:].lower()
     return None
 

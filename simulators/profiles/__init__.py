@@ -10,7 +10,7 @@ import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from apdu.cps_objects import CpsHolder, PracticeSituation
 from apdu.identity import parse_nir
@@ -38,7 +38,7 @@ def available(kind: str) -> list[str]:
     return sorted(p.stem for p in (HERE / kind).glob("*.toml"))
 
 
-def _read(kind: str, name: str) -> tuple[str, dict]:
+def _read(kind: str, name: str) -> tuple[str, dict[str, Any]]:
     path = Path(name)
     if path.suffix != ".toml":
         path = HERE / kind / f"{name}.toml"
@@ -94,7 +94,7 @@ def load_cps(name: str) -> CpsProfile:
     return _typed("cps", stem, lambda: _cps(stem, d))
 
 
-def _cps(stem: str, d: dict) -> CpsProfile:
+def _cps(stem: str, d: dict[str, Any]) -> CpsProfile:
     try:
         card, h = d["card"], d["holder"]
         holder = CpsHolder(card["card_type"], h["id_type"], h["national_id"], h["civility"],
@@ -155,7 +155,7 @@ def load_vitale(name: str) -> VitaleProfile:
     return _typed("vitale", stem, lambda: _vitale(stem, d))
 
 
-def _vitale(stem: str, d: dict) -> VitaleProfile:
+def _vitale(stem: str, d: dict[str, Any]) -> VitaleProfile:
     try:
         card, ins = d["card"], d["insured"]
         people = tuple(

@@ -345,9 +345,12 @@ class CardEngine:
             self.stats.framing_errors += len(data)
             return
         for b in data:
-            if self._phase is Phase.MUTE or self._phase is Phase.OFF:
+            if self._silenced():  # by the previous character (a bad one, a deactivation)
                 return
             self._char(b)
+
+    def _silenced(self) -> bool:
+        return self._phase is Phase.MUTE or self._phase is Phase.OFF
 
     def _char(self, b: int) -> None:
         phase = self._phase

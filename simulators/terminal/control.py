@@ -245,6 +245,8 @@ class TerminalControl:
         if not line:
             raise ControlError("the virtual terminal closed the connection")
         answer = json.loads(line)
+        if not isinstance(answer, dict):
+            raise ControlError(f"the virtual terminal answered {line[:80]!r}, not an object")
         if not answer.pop("ok", False):
             raise ControlError(str(answer.get("error", "refused")))
         return answer

@@ -539,10 +539,8 @@ class VirtualTerminal:
     # -- measurement and status ------------------------------------------------------------------
     def heap(self, *, probe: bool | None = None, reset: bool = False) -> dict[str, object]:
         """The firmware's heap: alloc/free now, and the live high-water mark while probing."""
-        args: dict[str, object] = {}
-        if probe is not None:
-            args = {"probe": probe, "reset": reset}
-        answer = self._request("heap", **args)
+        answer = (self._request("heap") if probe is None else
+                  self._request("heap", probe=probe, reset=reset))
         answer.pop("re", None)
         answer.pop("ok", None)
         return answer

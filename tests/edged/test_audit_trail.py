@@ -92,12 +92,13 @@ async def test_m7_forged_tail_refused_at_start_and_never_reanchored(tmp_path: Pa
     await daemon.start()
     await daemon.stop()
     db = tmp_path / "state" / "audit.db"
-    anchor = Path(f"{db}.anchor").read_bytes()
+    anchor_file = Path(f"{db}.anchor")
+    anchor = await asyncio.to_thread(anchor_file.read_bytes)
     _append_forged(db, 3)  # the review's reproduction, without the key
     assert cli(["audit", "verify", "--db", str(db)]) == 1
     with pytest.raises(AuditTampered, match="appended by someone else"):
         Daemon(config)
-    assert Path(f"{db}.anchor").read_bytes() == anchor  # the evidence is left alone
+    assert await asyncio.to_thread(anchor_file.read_bytes) == anchor  # the evidence is left alone
 
 
 async def test_m7_checkpoint_catches_what_root_with_the_key_can_do(edged, tmp_path,

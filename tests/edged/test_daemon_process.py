@@ -8,7 +8,6 @@ import re
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -56,9 +55,9 @@ async def test_sigkill_then_restart_keeps_the_audit_chain(tmp_path: Path) -> Non
                      for i in range(5)]
             results = await asyncio.gather(*calls, return_exceptions=True)
             assert any(not isinstance(r, Exception) for r in results)
-        time.sleep(0.05 * round_)
+        await asyncio.sleep(0.05 * round_)
         process.send_signal(signal.SIGKILL)
-        process.wait(timeout=10)
+        await asyncio.to_thread(process.wait, 10)
         assert process.returncode == -signal.SIGKILL
         records = verify_audit(tmp_path / "state")
         assert records >= 2 * (round_ + 1)
@@ -66,7 +65,7 @@ async def test_sigkill_then_restart_keeps_the_audit_chain(tmp_path: Path) -> Non
     process, port, fingerprint = start_edged(tmp_path, "--no-mdns",
                                              config="[cards]\npcsc = false\n")
     process.send_signal(signal.SIGTERM)
-    assert process.wait(timeout=15) == 0
+    assert await asyncio.to_thread(process.wait, 15) == 0
     events = [r.event for r in AuditLog(tmp_path / "state" / "audit.db", readonly=True,
                                         anchor_key=(tmp_path / "state" / "audit.key")
                                         .read_bytes()).records()]
@@ -76,10 +75,12 @@ async def test_sigkill_then_restart_keeps_the_audit_chain(tmp_path: Path) -> Non
 async def test_bad_config_is_one_line_and_exit_2(tmp_path: Path) -> None:
     bad = tmp_path / "bad.toml"
     bad.write_text("[server]\nport = 'x'\n")
-    result = subprocess.run([sys.executable, "-m", "edged", "--config", str(bad)],
-                            capture_output=True, text=True, timeout=30, check=False)
-    assert result.returncode == 2
-    assert result.stderr.strip() == "edged: configuration error: port must be int, got 'x'"
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "edged", "--config", str(bad),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    _out, err = await asyncio.wait_for(process.communicate(), 30)
+    assert process.returncode == 2
+    assert err.decode().strip() == "edged: configuration error: port must be int, got 'x'"
 
 
 async def test_systemd_notify_ready_and_stopping(tmp_path: Path) -> None:
@@ -88,27 +89,34 @@ async def test_systemd_notify_ready_and_stopping(tmp_path: Path) -> None:
     sock_path = tmp_path / "notify.sock"
     server = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     server.bind(str(sock_path))
-    server.settimeout(20)
+    server.setblocking(False)
+    loop = asyncio.get_running_loop()
+
+    async def notification() -> str:
+        return (await asyncio.wait_for(loop.sock_recv(server, 4096), 20)).decode()
+
     env = dict(os.environ, NOTIFY_SOCKET=str(sock_path), WATCHDOG_USEC="400000",
                WATCHDOG_PID="")
     path = tmp_path / "edged.toml"
     path.write_text(f'[server]\nhost = "127.0.0.1"\nport = 0\n[state]\n'
                     f'state_dir = "{tmp_path}/state"\n[cards]\npcsc = false\n')
-    process = subprocess.Popen([sys.executable, "-m", "edged", "--config", str(path),
-                                "--no-mdns"], env=env, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "edged", "--config", str(path), "--no-mdns", env=env,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
-        messages = [server.recv(4096).decode() for _ in range(3)]
+        messages = [await notification() for _ in range(3)]
         assert messages[0].startswith("READY=1")
         assert "WATCHDOG=1" in messages[1:]
         process.send_signal(signal.SIGTERM)
         seen = ""
         while "STOPPING=1" not in seen:
-            seen = server.recv(4096).decode()
-        assert process.wait(timeout=15) == 0
+            seen = await notification()
+        await asyncio.wait_for(process.communicate(), 15)
+        assert process.returncode == 0
     finally:
-        if process.poll() is None:
+        if process.returncode is None:
             process.kill()
+            await process.wait()
         server.close()
 
 
@@ -122,7 +130,7 @@ async def test_unpaired_process_refuses(tmp_path: Path) -> None:
             assert exc.value.reason == "not_paired"
     finally:
         process.send_signal(signal.SIGTERM)
-        process.wait(timeout=15)
+        await asyncio.to_thread(process.wait, 15)
 
 
 @pytest.mark.pcsc
@@ -258,4 +266,4 @@ async def test_cli_discover_pair_status_and_clients(tmp_path: Path) -> None:
         assert after.returncode == 1 and "revoked" in after.stderr
     finally:
         process.send_signal(signal.SIGTERM)
-        process.wait(timeout=15)
+        await asyncio.to_thread(process.wait, 15)

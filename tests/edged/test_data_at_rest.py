@@ -40,8 +40,9 @@ async def test_m8_a_copied_state_directory_cannot_forge_consents_or_read_documen
         await service.ensure_enrolled()  # the host now trusts this terminal's consent key
         consent = service.signer.sign(ins=PIERRE, professional="810001000101", action="feed")
         header = "consent-header-" + consent["signature"]
-        service.queue.add(PIERRE, "810001000101", "", CDA, header)
-        assert service.queue.list()[0].cda == CDA  # the daemon itself reads it back
+        queue_id = service.queue.add(PIERRE, "810001000101", "", CDA, header)
+        queued = service.queue.get(queue_id)
+        assert queued is not None and queued.cda == CDA  # the daemon itself reads it back
     finally:
         await daemon.stop()
         host.stop()

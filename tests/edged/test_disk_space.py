@@ -88,12 +88,12 @@ async def test_a_dmp_feed_is_not_queued_on_a_full_disk_and_the_queue_is_kept(
     try:
         await daemon.start()
         service = next(e for e in daemon.extensions if isinstance(e, DmpService))
-        first = service.enqueue("178027505601209", "810001000101", "", b"<doc/>", "consent")
+        first = await service.enqueue("178027505601209", "810001000101", "", b"<doc/>", "consent")
 
         full = os.statvfs_result((4096, 4096, 1000, 10, 10, 100, 50, 50, 0, 255))
         daemon.space = SpaceGuard(config.state_dir, 64, statvfs=lambda _path: full)
         with pytest.raises(DiskFull) as refused:
-            service.enqueue("178027505601209", "810001000101", "", b"<doc2/>", "consent")
+            await service.enqueue("178027505601209", "810001000101", "", b"<doc2/>", "consent")
         error = to_rpc_error(refused.value)  # what the client gets
         assert error.code == STORAGE_FULL and error.data["reason"] == "disk_full"
         assert [item.queue_id for item in service.queue.list()] == [first]

@@ -561,7 +561,7 @@ async def test_a_feed_resent_after_a_lost_answer_is_registered_once(edged, slots
         # As if the answer had been lost and edged had crashed with the feed in the queue:
         # the same bytes and the same (now spent) consent are sent again, in a new session.
         service.session = None
-        service.enqueue(PIERRE, GP, "", doc, sent[0])
+        await service.enqueue(PIERRE, GP, "", doc, sent[0])
         for _ in range(200):
             if not (await client.call("dmp.queue"))["feeds"]:
                 break

@@ -5,9 +5,12 @@ and the SDK; then a 25 MB attachment with mail.send and a 20 MB PDF with dmp.fee
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -17,6 +20,7 @@ from edged.api.jsonrpc import RpcError
 from edged.sdk import RemoteError
 from edged.services import smime
 from edged.services.mail import service_of
+from edged.state.space import SpaceGuard
 from simulators.mail import MailOperator
 from tests.edged.cda import cda
 from tests.edged.test_dmp_flows import PIERRE, answered, start
@@ -198,3 +202,43 @@ async def test_closing_the_connection_deletes_its_upload(edged) -> None:
             await keeper.call("upload.chunk", {"upload_id": begun["upload_id"], "offset": 5,
                                                "data": "eHh4eHg="})
         assert exc.value.reason == "unknown_upload"
+
+
+def test_the_same_chunk_sent_twice_at_once_is_written_once(tmp_path: Path) -> None:
+    # upload.chunk runs in worker threads, several at once on one connection. A client that
+    # resends a chunk before the first answer arrives must not get it written twice (both
+    # past the offset check, sealed under one key with the same or swapped nonces): the
+    # second is refused with bad_offset and the upload stays whole.
+    first, second = os.urandom(1000), os.urandom(500)
+    meet = threading.Barrier(2)
+    armed = threading.Event()
+
+    def statvfs(path: str) -> os.statvfs_result:
+        # A slow file system (an SD card under load): the check takes a while, so two chunks
+        # not kept apart by the upload meet here, between the offset check and the write.
+        if armed.is_set():  # kept apart, the other one never comes: broken after 1 s
+            with contextlib.suppress(threading.BrokenBarrierError):
+                meet.wait(timeout=1.0)
+        return os.statvfs(path)
+
+    store = uploads.Uploads(tmp_path / "uploads", space=SpaceGuard(tmp_path, 0,
+                                                                   statvfs=statvfs))
+    upload_id = store.begin("alice", 1500, hashlib.sha256(first + second).hexdigest())
+    armed.set()
+
+    def send() -> int | RpcError:
+        try:
+            return store.chunk("alice", upload_id, 0, first)
+        except RpcError as exc:
+            return exc
+
+    with ThreadPoolExecutor(2) as pool:
+        results = list(pool.map(lambda _: send(), range(2)))
+    armed.clear()
+    assert 1000 in results
+    refused = [r for r in results if isinstance(r, RpcError)]
+    assert len(refused) == 1
+    assert (refused[0].data["reason"], refused[0].data["expected"]) == ("bad_offset", 1000)
+    assert store.chunk("alice", upload_id, 1000, second) == 1500
+    store.commit("alice", upload_id)
+    assert store.take("alice", upload_id, 1500) == first + second

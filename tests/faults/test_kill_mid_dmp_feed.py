@@ -101,7 +101,9 @@ class Edged:
             else:
                 await asyncio.sleep(0.05)
                 continue
-            while not task.done() and " ".join(
+            # The screen is the daemon process's, read over the terminal's control socket,
+            # which offers no change notification: polling it is the only way to wait.
+            while not task.done() and " ".join(  # noqa: ASYNC110
                     await asyncio.to_thread(self.keypad.screen)) == screen:
                 await asyncio.sleep(0.05)
         return await task

@@ -40,7 +40,7 @@ MIN_TESTS = {
     "t_display": 4,
     "t_terminal": 26,
     "t_policy": 9,
-    "t_screens": 8,
+    "t_screens": 14,
     "t_slot_hw": 11,
     "t_heap": 1,
 }
@@ -199,3 +199,21 @@ def test_firmware_typechecks_against_rp2_stubs() -> None:
                             capture_output=True, text=True, timeout=300, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "no issues found in" in result.stdout, result.stdout
+
+
+def test_virtual_board_typechecks_against_micropython_stubs() -> None:
+    """The virtual terminal's board runs on the MicroPython unix port beside the firmware
+    modules it imports: it is checked as they are, against the same stubs."""
+    if not (ROOT / "typings" / "rp2").is_dir():
+        missing("typings/ has no RP2040 stubs (make setup installs micropython-rp2-stubs)")
+    try:
+        import mypy  # noqa: F401
+    except ImportError:
+        missing("mypy is not installed (make setup installs it)")
+    board = ROOT / "simulators" / "terminal" / "mp"
+    result = subprocess.run([sys.executable, "-m", "mypy", "--config-file",
+                             str(FIRMWARE / "tools" / "mypy.ini"), "-m", "sim_board"], cwd=ROOT,
+                            env=dict(os.environ, MYPYPATH=str(board)), capture_output=True,
+                            text=True, timeout=300, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "no issues found in 1 source file" in result.stdout, result.stdout

@@ -180,6 +180,24 @@ def test_we_open_openssl_encrypted_messages_with_the_card(card, trust, tmp_path:
 
 
 @pytest.mark.parametrize("cipher", ["-aes256", "-aes-256-gcm"])
+def test_we_open_openssl_streamed_messages(card, trust, tmp_path: Path, cipher: str) -> None:
+    # -stream writes BER: indefinite lengths, the content in OCTET STRING segments, which
+    # open_message reads as a stream (edged/services/ber.py).
+    sign_with_openssl(tmp_path, "-cades")
+    openssl("-encrypt", "-stream", "-in", "signed.eml", "-recip", NURSE / "aut.crt.pem", cipher,
+            "-from", SENDER, "-to", "paul.infirmier@cabinet.test", "-out", "encrypted.eml",
+            cwd=tmp_path)
+    raw = (tmp_path / "encrypted.eml").read_bytes()
+    envelope = email.message_from_bytes(raw, policy=email.policy.default).get_payload(decode=True)
+    assert envelope[:2] == b"\x30\x80" and b"\xa0\x80\x04" in envelope  # BER, segmented
+    nurse = card("nurse")
+    opened = smime.open_message(raw, nurse.decryptor, trust)
+    assert nurse.decryptor.calls == [False]
+    assert opened.encrypted and opened.signer == card("gp").signer.certificate
+    assert [a.data for a in opened.attachments] == [a.data for a in ATTACHMENTS]
+
+
+@pytest.mark.parametrize("cipher", ["-aes256", "-aes-256-gcm"])
 def test_oaep_to_a_card_key_is_refused_clearly(card, trust, tmp_path: Path,
                                                cipher: str) -> None:
     # A CPS3 deciphers PKCS#1 v1.5 only (docs/cards.md): no APDU is sent for OAEP.
@@ -218,7 +236,8 @@ def test_openssl_opens_our_10_mb_message(card, tmp_path: Path, mode: str) -> Non
     assert attachments_of((tmp_path / "content.eml").read_bytes()) == [BIG.data]
 
 
-def test_we_open_a_10_mb_openssl_message(card, trust, tmp_path: Path) -> None:
+@pytest.mark.parametrize("stream", [[], ["-stream"]], ids=["DER", "BER (-stream)"])
+def test_we_open_a_10_mb_openssl_message(card, trust, tmp_path: Path, stream: list[str]) -> None:
     msg = message(attachments=[BIG])
     for name in ("From", "To", "Subject", "Date", "Message-ID", "MIME-Version"):
         del msg[name]
@@ -227,9 +246,9 @@ def test_we_open_a_10_mb_openssl_message(card, trust, tmp_path: Path) -> None:
             GP / "sig.key.pem", "-certfile", PERSONNES, "-from", SENDER, "-to",
             "paul.infirmier@cabinet.test", "-subject", "10 MB", "-out", "signed.eml",
             cwd=tmp_path)
-    openssl("-encrypt", "-aes-256-gcm", "-in", "signed.eml", "-recip", NURSE / "aut.crt.pem",
-            "-from", SENDER, "-to", "paul.infirmier@cabinet.test", "-out", "encrypted.eml",
-            cwd=tmp_path)
+    openssl("-encrypt", *stream, "-aes-256-gcm", "-in", "signed.eml", "-recip",
+            NURSE / "aut.crt.pem", "-from", SENDER, "-to", "paul.infirmier@cabinet.test",
+            "-out", "encrypted.eml", cwd=tmp_path)
     opened = smime.open_message((tmp_path / "encrypted.eml").read_bytes(),
                                 card("nurse").decryptor, trust)
     assert opened.signer == card("gp").signer.certificate

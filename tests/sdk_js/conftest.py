@@ -1,4 +1,4 @@
-"""The TypeScript SDK's tests (sdk/js), run by pytest so that `make test` covers them.
+"""The TypeScript SDK's tests (sdk/js) and docs/integrators.md's Java client, run by pytest.
 
 `js_build` compiles sdk/js with tsc (node_modules comes from `npm ci` in the Makefile's
 .stamp-sdk-js step); `edged_sim` starts a real `edged --simulate` (virtual terminal, CPS `gp`,

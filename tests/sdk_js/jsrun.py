@@ -1,14 +1,18 @@
-"""Running the TypeScript SDK's compiled tests with `node --test` (helpers for tests/sdk_js)."""
+"""Helpers for tests/sdk_js: run compiled tests with `node --test`, pair as the front desk does."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["Edged", "NodeRun", "run_node"]
+from edged.sdk import Credentials, pair
+from simulators.terminal.control import TerminalControl
+
+__all__ = ["Edged", "NodeRun", "pair_on_display", "run_node"]
 
 
 @dataclass(frozen=True)
@@ -44,3 +48,19 @@ def run_node(sdk: Path, tests: str, env: dict[str, str], timeout: float = 240) -
     failed = re.search(r"^# fail (\d+)$", output, re.M)
     return NodeRun(result.returncode, output, int(passed.group(1)) if passed else 0,
                    int(failed.group(1)) if failed else -1)
+
+
+async def pair_on_display(edged: Edged, name: str, scopes: list[str]) -> Credentials:
+    """Pair through the Python SDK, the code read off the virtual display."""
+    control = TerminalControl(edged.control)
+
+    async def read_code() -> str:
+        screen = ""
+        for _ in range(150):
+            screen = "\n".join(await asyncio.to_thread(control.screen))
+            if m := re.search(r"\d{6}", screen):
+                return m.group(0)
+            await asyncio.sleep(0.1)
+        raise AssertionError(f"no pairing code on the terminal: {screen}")
+
+    return await pair(edged.host, edged.port, edged.fingerprint, name, scopes, read_code)

@@ -26,10 +26,8 @@ from websockets.exceptions import ConnectionClosed
 
 from edged.api.methods import METHODS
 from edged.bridge import AllowList, Bridge
-from edged.sdk import Credentials, pair
-from simulators.terminal.control import TerminalControl
 from tests.needs import missing
-from tests.sdk_js.jsrun import Edged, run_node
+from tests.sdk_js.jsrun import Edged, pair_on_display, run_node
 from tests.sdk_js.pages import PageServer
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -53,22 +51,6 @@ def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
                           capture_output=True, text=True, timeout=60, check=False)
 
 
-async def _pair(edged: Edged, name: str, scopes: list[str]) -> Credentials:
-    """Pair through the Python SDK, the code read off the virtual display."""
-    control = TerminalControl(edged.control)
-
-    async def read_code() -> str:
-        screen = ""
-        for _ in range(150):
-            screen = "\n".join(await asyncio.to_thread(control.screen))
-            if m := re.search(r"\d{6}", screen):
-                return m.group(0)
-            await asyncio.sleep(0.1)
-        raise AssertionError(f"no pairing code on the terminal: {screen}")
-
-    return await pair(edged.host, edged.port, edged.fingerprint, name, scopes, read_code)
-
-
 @pytest.fixture(scope="module")
 def pages(js_build: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[PageServer]:
     """The clinic page and the compiled SDK over HTTPS (clinic.test and evil.test)."""
@@ -84,7 +66,7 @@ def bridge(edged_sim: Edged, pages: PageServer,
     tmp = tmp_path_factory.mktemp("bridge")
     env = {**os.environ, "BIFENTE_CLIENT_DIR": str(tmp / "terminals"),
            "BIFENTE_BRIDGE_ALLOWLIST": str(tmp / "bridge.json"), "PYTHONPATH": str(ROOT)}
-    credentials = asyncio.run(_pair(edged_sim, "Bridge front desk",
+    credentials = asyncio.run(pair_on_display(edged_sim, "Bridge front desk",
                                     ["identity:read", "cps:sign", "dmp:read"]))
     credentials.save(tmp / "terminals")
     clinic = f"https://clinic.test:{pages.port}"
@@ -226,7 +208,7 @@ def test_revocations_close_open_pages(edged_sim: Edged, tmp_path: Path) -> None:
     """Revoking an origin closes its pages (1008); revoking the bridge on edged gives 4403."""
 
     async def run() -> tuple[int | None, int | None, str]:
-        credentials = await _pair(edged_sim, "Bridge two", ["identity:read"])
+        credentials = await pair_on_display(edged_sim, "Bridge two", ["identity:read"])
         allowlist = AllowList(tmp_path / "bridge.json")
         _, token_a = allowlist.allow("https://a.test", ["identity:read"])
         _, token_b = allowlist.allow("https://b.test", ["identity:read"])

@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 
 from apdu import tlv
 from apdu.command import CommandApdu
-from apdu.cps_spec import CPS_AID, KeyRef
+from apdu.cps_spec import CPS_AID, CPS_AID_CONTACTLESS, KeyRef
 from apdu.protocol import CardProtocol
 from apdu.sha256 import split
 from apdu.transport import InProcessTransport
@@ -102,8 +102,8 @@ def test_unsupported_class_answers_6e00(any_card: Card, cla: int) -> None:
 
 
 @pytest.mark.parametrize("apdu", ["00A4000C02 1234", "00A4020C02 1234", "00A4040C05 A000000001",
-                                  "00A4040C0D E828BD080F8025000001FF0020", "00A4080C04 0001 1234",
-                                  "00A4080C02 5031"])
+                                  "00A4040C0D E828BD080F8025000001FF0030", "00A4080C04 0001 1234",
+                                  "00A4080C02 5031", "00A4080C04 0002 5031"])
 def test_select_unknown_answers_6a82(any_card: Card, apdu: str) -> None:
     assert sw_of(any_card, apdu) == 0x6A82
 
@@ -161,7 +161,45 @@ def test_ef_atr_is_a_real_cpx_s(cps: Cps3Card) -> None:
     assert ok(cps, "00B0000000") == REAL_CPX_EF_ATR
     ok(cps, "00A4000C02 3F00")
     assert ok(cps, "00B09D0000") == REAL_CPX_EF_ATR  # by SFI 1D, as its real FCP says
-    assert ok(cps, "00B09E0000")[:3] == b"\x61\x19\x4f"  # EF.DIR by SFI 1E
+    assert ok(cps, "00B09E0000")[:3] == b"\x61\x32\x4f"  # EF.DIR by SFI 1E
+
+
+def test_ef_dir_lists_the_contact_and_contactless_applications(cps: Cps3Card) -> None:
+    # Labels and DDOs as iasecc-tool prints them for a real CPx (OpenSC PR #2217); 101 bytes,
+    # the size of a real CPx's EF.DIR (#2223); paths and order are inferred (docs/cards.md).
+    ok(cps, "00A4090C04 3F00 2F00")
+    data = ok(cps, "00B0000000")
+    assert len(data) == 0x65
+    records = {}
+    for record in tlv.decode(data):
+        assert record.tag == 0x61
+        fields = {child.tag: child.value for child in record.children()}
+        assert [child.tag for child in record.children()] == [0x4F, 0x50, 0x51, 0x73]
+        records[fields[0x50].decode()] = fields
+    assert list(records) == ["CPX IAS CL", "CPX IAS"]
+    contact, contactless = records["CPX IAS"], records["CPX IAS CL"]
+    assert contact[0x4F] == CPS_AID and contact[0x51] == bytes.fromhex("3F000001")
+    assert contactless[0x4F] == CPS_AID_CONTACTLESS
+    assert contactless[0x51] == bytes.fromhex("3F000002")
+    assert contact[0x73] == contactless[0x73] == b"\x4f\x0d" + CPS_AID
+
+
+def test_the_contactless_application_is_there_and_empty_over_contact(cps: Cps3Card) -> None:
+    fields = fcp_fields(ok(cps, "00A4000402 0002 00"))
+    assert fields[0x82].value == b"\x38" and fields[0x83].value == b"\x00\x02"
+    assert fields[0x84].value == CPS_AID_CONTACTLESS
+    assert sw_of(cps, "00A404000D" + CPS_AID_CONTACTLESS.hex()) == 0x6A86  # P2 = 00, as 0001
+    ok(cps, "00A4040C0D" + CPS_AID_CONTACTLESS.hex())
+    assert sw_of(cps, "00A4020C02 5031") == 0x6A82  # no ODF, no TokenInfo (STAND-IN)
+    assert sw_of(cps, "00A4020C02 5032") == 0x6A82
+    # OpenSC commit fcd2e665f, a real CPx: SE GET DATA inside 0002 -> 6A88, from 3F00 -> 9000.
+    assert sw_of(cps, "00CB3FFF 0A 4D08 7006 BFFB05 02 7B80") == 0x6A88
+    assert fcp_fields(ok(cps, "00A40904 02 3F00 00"))[0x83].value == b"\x3f\x00"
+    assert sw_of(cps, "00CB3FFF 0A 4D08 7006 BFFB05 02 7B80 00") == 0x9000
+    # Neither the keys nor the PINs are found from there.
+    ok(cps, "00A4090C04 3F00 0002")
+    assert sw_of(cps, "00CB3FFF 0A 4D08 7006 BF9001 02 A080 00") == 0x6A88
+    assert sw_of(cps, "00CB3FFF 0A 4D08 7006 BF8101 02 A080 00") == 0x6A88
 
 
 def test_the_ecc_root_aid_of_ef_atr_selects_the_mf(cps: Cps3Card) -> None:

@@ -226,8 +226,10 @@ async def test_announce_then_browse_from_another_instance() -> None:
 
 async def until(condition: Callable[[], bool], timeout: float) -> None:
     """Wait until the condition holds, or fail after `timeout` seconds."""
+    # What is waited for (a name python-zeroconf changes while it probes, a record logged
+    # from its listener) happens inside zeroconf, which notifies nobody: poll it.
     async def poll() -> None:
-        while not condition():
+        while not condition():  # noqa: ASYNC110
             await asyncio.sleep(0.02)
     await asyncio.wait_for(poll(), timeout)
 

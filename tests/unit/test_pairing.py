@@ -811,3 +811,159 @@ async def test_one_user_behind_nat_does_not_lock_the_site_out(
     second = await manager.begin("Desk 2", csr, [], PEER)
     await manager.complete(second.pairing_id, display.code, PEER)
     await manager.complete(first.pairing_id, first_code, PEER)
+
+
+# -- the pairing window (review L1) --------------------------------------------------------
+
+ATTACKERS = ("198.51.100.7", "198.51.100.8", "198.51.100.9", "198.51.100.10")
+
+
+class Attacker:
+    """A LAN host guessing codes from several addresses: a fresh name for every pairing it
+    begins, three wrong codes for each (all its pairing allows)."""
+
+    def __init__(self, manager: PairingManager, display: Display, csr: bytes) -> None:
+        self.manager = manager
+        self.display = display
+        self.csr = csr
+        self.guesses = 0
+        self.outcomes: Counter[str] = Counter()
+        self._pending: dict[str, tuple[str, str]] = {}  # peer -> (pairing id, its code)
+
+    async def guess(self, peer: str | None = None) -> PairingErrorCode:
+        """One wrong code (or the refusal that stopped it); what the daemon answered."""
+        peer = peer or ATTACKERS[self.guesses % len(ATTACKERS)]
+        self.guesses += 1
+        for _ in range(2):  # a pairing dropped by a lockout is unknown: begin another
+            try:
+                if peer not in self._pending:
+                    pending = await self.manager.begin(f"Bot {self.guesses}", self.csr, [],
+                                                       peer)
+                    self._pending[peer] = (pending.pairing_id, self.display.code)
+                pairing_id, code = self._pending[peer]
+                await self.manager.complete(pairing_id, wrong(code), peer)
+            except PairingError as exc:
+                if exc.code != PairingErrorCode.WRONG_CODE or exc.attempts_left == 0:
+                    self._pending.pop(peer, None)
+                if exc.code == PairingErrorCode.UNKNOWN_PAIRING:
+                    continue
+                self.outcomes[str(exc.code)] += 1
+                return exc.code
+            raise AssertionError("a wrong code was accepted")
+        raise AssertionError("begun twice, unknown twice")
+
+    async def trip_global_lockout(self) -> None:
+        """Wrong codes until pairing is locked for everyone (20 by default)."""
+        for _ in range(20):
+            await self.guess()
+        assert self.outcomes == {"wrong_code": 19, "locked_out": 1}, self.outcomes
+
+
+@pytest.mark.asyncio
+async def test_window_opened_at_the_terminal_lets_a_desk_pair_during_a_flood(
+    manager: PairingManager, display: Display, audit: Audit, clock: Clock, csr: bytes
+) -> None:
+    attacker = Attacker(manager, display, csr)
+    await attacker.trip_global_lockout()
+    refusal = await refused(manager.begin("Desk 3", csr, [], PEER), PairingErrorCode.LOCKED_OUT)
+    assert refusal.retry_after == pytest.approx(300.0)
+    assert manager.window_left() == 0.0
+    assert await manager.open_window("terminal") == 120.0
+    assert ("pair.window_opened", {"source": "terminal", "seconds": 120.0}) in audit.events
+    clock.advance(10)
+    await attacker.guess()  # the flood goes on inside the window
+    pending = await manager.begin("Desk 3", csr, ["dmp:read"], PEER)
+    code = display.code
+    await attacker.guess()  # (its begin puts another code on the screen)
+    clock.advance(20)
+    result = await manager.complete(pending.pairing_id, code, PEER)
+    assert result.client_name == "Desk 3" and result.scopes == ("dmp:read",)
+    # One workstation per key press: the window closed with this pairing.
+    assert ("pair.window_closed", {"reason": "paired"}) in audit.events
+    assert manager.window_left() == 0.0
+    await refused(manager.begin("Desk 4", csr, [], OTHER_PEER), PairingErrorCode.LOCKED_OUT)
+
+
+@pytest.mark.asyncio
+async def test_an_expired_window_refuses_again(
+    manager: PairingManager, display: Display, clock: Clock, csr: bytes
+) -> None:
+    await Attacker(manager, display, csr).trip_global_lockout()
+    await manager.open_window("cli")
+    late = await manager.begin("Desk 3", csr, [], PEER)
+    clock.advance(119)
+    assert manager.window_left() == pytest.approx(1.0)
+    clock.advance(1)
+    # Begun inside the window, completed after it: the global lockout holds again.
+    error = await refused(manager.complete(late.pairing_id, display.code, PEER),
+                          PairingErrorCode.LOCKED_OUT)
+    assert error.retry_after == pytest.approx(180.0)
+    await refused(manager.begin("Desk 3", csr, [], PEER), PairingErrorCode.LOCKED_OUT)
+    clock.advance(180)  # the lockout itself ends as before
+    pending = await manager.begin("Desk 3", csr, [], PEER)
+    await manager.complete(pending.pairing_id, display.code, PEER)
+
+
+@pytest.mark.asyncio
+async def test_a_window_closed_early_refuses_again(
+    manager: PairingManager, display: Display, audit: Audit, csr: bytes
+) -> None:
+    await Attacker(manager, display, csr).trip_global_lockout()
+    await manager.open_window("terminal")
+    assert await manager.close_window("cancelled")
+    assert ("pair.window_closed", {"reason": "cancelled"}) in audit.events
+    assert not await manager.close_window("cancelled")  # nothing left to close
+    await refused(manager.begin("Desk 3", csr, [], PEER), PairingErrorCode.LOCKED_OUT)
+
+
+@pytest.mark.asyncio
+async def test_the_per_peer_and_name_limit_holds_inside_the_window(
+    manager: PairingManager, display: Display, csr: bytes
+) -> None:
+    await Attacker(manager, display, csr).trip_global_lockout()
+    await manager.open_window("terminal")
+    await fail(manager, display, PEER, 4, csr)  # "Guesser" from PEER: 4 wrong codes
+    pending = await manager.begin("Guesser", csr, [], PEER)
+    await refused(manager.complete(pending.pairing_id, wrong(display.code), PEER),
+                  PairingErrorCode.LOCKED_OUT)
+    await refused(manager.begin("Guesser", csr, [], PEER), PairingErrorCode.LOCKED_OUT)
+    # The window itself stays open for everyone else.
+    other = await manager.begin("Desk 3", csr, [], OTHER_PEER)
+    await manager.complete(other.pairing_id, display.code, OTHER_PEER)
+
+
+@pytest.mark.asyncio
+async def test_the_window_bounds_guesses_per_address_whatever_the_names(
+    manager: PairingManager, display: Display, csr: bytes
+) -> None:
+    attacker = Attacker(manager, display, csr)
+    await attacker.trip_global_lockout()
+    await manager.open_window("terminal")
+    answers = [await attacker.guess(ATTACKERS[0]) for _ in range(8)]
+    # lockout_after (5) wrong codes per address in a window, then the global lockout again.
+    assert answers == [PairingErrorCode.WRONG_CODE] * 5 + [PairingErrorCode.LOCKED_OUT] * 3
+    assert await attacker.guess(ATTACKERS[1]) == PairingErrorCode.WRONG_CODE
+    pending = await manager.begin("Desk 3", csr, [], PEER)
+    await manager.complete(pending.pairing_id, display.code, PEER)
+
+
+@pytest.mark.asyncio
+async def test_a_window_reopened_gives_each_address_its_allowance_again(
+    manager: PairingManager, display: Display, csr: bytes
+) -> None:
+    attacker = Attacker(manager, display, csr)
+    await attacker.trip_global_lockout()
+    await manager.open_window("terminal")
+    for _ in range(5):
+        assert await attacker.guess(ATTACKERS[0]) == PairingErrorCode.WRONG_CODE
+    await manager.close_window("cancelled")
+    await manager.open_window("terminal")
+    assert await attacker.guess(ATTACKERS[0]) == PairingErrorCode.WRONG_CODE
+
+
+def test_window_length_is_bounded(keystore: Keystore, registry: ClientRegistry) -> None:
+    for seconds in (0.0, -1.0, 601.0):
+        with pytest.raises(ValueError, match="window_seconds"):
+            PairingManager(keystore, registry, show_code=Display(), window_seconds=seconds)
+    manager = PairingManager(keystore, registry, show_code=Display(), window_seconds=600)
+    assert manager.window_seconds == 600.0

@@ -41,6 +41,7 @@ from edged.readers.link import (
     LinkErrorMessage,
     Message,
     MessageType,
+    PairWindow,
     PinResult,
     PowerOff,
     PowerOn,
@@ -434,3 +435,7 @@ class TerminalLink:
     def identity(self, text: str) -> None:
         """Give the terminal the daemon's fingerprint text, shown when F1 is pressed."""
         self._expect(self.request(Identity(text)), Ack)
+
+    def pair_window(self, seconds: int) -> None:
+        """Tell the terminal a pairing window is open for `seconds` (0: closed); it counts down."""
+        self._expect(self.request(PairWindow(seconds)), Ack)

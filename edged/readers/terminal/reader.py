@@ -39,7 +39,9 @@ class TerminalReader:
 
     def __init__(self, path: str, *, on_card: Callable[[int, bool, bytes], None] | None = None,
                  on_state: Callable[[bool], None] | None = None,
-                 on_cancel: Callable[[], None] | None = None, timeout: float = REQUEST_TIMEOUT_S,
+                 on_cancel: Callable[[], None] | None = None,
+                 on_pair_request: Callable[[], None] | None = None,
+                 timeout: float = REQUEST_TIMEOUT_S,
                  keepalive: float = 2.0, backoff: tuple[float, float] = (0.5, 10.0),
                  fingerprint: Callable[[], str] | None = None) -> None:
         self.path = path
@@ -47,6 +49,7 @@ class TerminalReader:
         self.on_card = on_card
         self.on_state = on_state
         self.on_cancel = on_cancel
+        self.on_pair_request = on_pair_request  # F1 on the fingerprint screen (review L1)
         self.timeout = timeout
         self.keepalive = keepalive
         self.backoff = backoff
@@ -88,6 +91,13 @@ class TerminalReader:
         if link is None or not self.connected:
             raise TerminalClosed(f"terminal {self.path} is not connected")
         return TerminalTransport(link, slot)
+
+    def pair_window(self, seconds: int) -> None:
+        """Show a pairing window's countdown on the terminal (0: it closed); blocking."""
+        link = self.link
+        if link is None or not self.connected:
+            raise TerminalClosed(f"terminal {self.path} is not connected")
+        link.pair_window(seconds)
 
     def ui(self) -> TerminalUI:
         """The terminal's display and keys over the current link (TerminalClosed if none)."""
@@ -134,6 +144,9 @@ class TerminalReader:
             if item.kind == EventKind.CANCEL_PRESSED:
                 if self.on_cancel is not None:
                     self.on_cancel()
+            elif item.kind == EventKind.PAIR_REQUESTED:
+                if self.on_pair_request is not None:
+                    self.on_pair_request()
             elif item.kind == EventKind.CARD_INSERTED:
                 self._card_in(link, item.slot)
             elif item.kind in (EventKind.CARD_REMOVED, EventKind.SLOT_FAULT):

@@ -350,8 +350,9 @@ class ProfessionalApi(ServiceBase):
         """Emergency access for this session (D13, D14): a reason, no opposition, traced."""
         assert ctx.ins is not None
         body = req.json()
+        asked = body.get("mode")
         try:
-            mode = AccessMode(body.get("mode"))
+            mode = AccessMode(asked if isinstance(asked, str) else "")
         except ValueError:
             mode = AccessMode.NORMAL
         if mode is AccessMode.NORMAL:

@@ -13,6 +13,8 @@ import { constants, verify, X509Certificate } from "node:crypto";
 import { after, before, test } from "node:test";
 import { type Browser, chromium, type Page } from "playwright-core";
 
+import type { Observed } from "../../src/core.js";
+import { Contract } from "../support/contract.js";
 import { env, Terminal } from "../support/terminal.js";
 
 const FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -53,6 +55,21 @@ async function open(url: string, withToken: string): Promise<Page> {
   return page;
 }
 
+/**
+ * Every answer and event the page's client received, checked against docs/openrpc.json as the
+ * Node test checks its own: the browser build parses the same wire, and must get the same contract.
+ */
+async function assertAnswersMatchContract(page: Page, expected: string[]): Promise<void> {
+  const observed = await page.evaluate(
+    () => (window as unknown as { clinic: { observed: Observed[] } }).clinic.observed);
+  const contract = new Contract(undefined, { viaBridge: true });
+  for (const message of observed) contract.observe(message);
+  assert.deepEqual(contract.mismatches, []);
+  for (const key of expected) {
+    assert.ok(contract.seen.has(key), `${key} was never checked (${[...contract.seen].join(", ")})`);
+  }
+}
+
 async function snap(page: Page, name: string): Promise<void> {
   if (shots) await page.screenshot({ path: `${shots}/${name}.png`, fullPage: true });
 }
@@ -85,6 +102,7 @@ test("the clinic's page reads the Vitale card and gets a CPS signature through t
   const report = Buffer.from(await page.title(), "utf8");
   assert.ok(verify("sha256", report, { key: certificate.publicKey, padding: constants.RSA_PKCS1_PADDING }, signature));
   assert.match(certificate.subject, /MARTIN/);
+  await assertAnswersMatchContract(page, ["result vitale.read", "result cps.verify_pin", "result cps.sign"]);
   await page.context().close();
 });
 
@@ -113,6 +131,8 @@ test("through the bridge, a page gets only its origin's scopes and never pairing
   assert.deepEqual(answers, {
     info: "ok", admin: "-32001 missing_scope", dmp: "-32001 missing_scope", pair: "-32601 method_not_found",
   });
+  await assertAnswersMatchContract(page, ["result system.info", "error clients.list", "error dmp.exists",
+    "error pair.begin"]);
   await page.context().close();
 });
 

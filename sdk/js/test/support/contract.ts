@@ -13,7 +13,8 @@ import { DEFAULT_INPUT } from "../../scripts/generate.js";
 import type { Observed } from "../../src/core.js";
 
 interface Doc {
-  methods: { name: string; result: { schema: object }; errors?: { code: number; data?: object }[] }[];
+  methods: { name: string; result: { schema: object }; errors?: { code: number; data?: object }[];
+    "x-unpaired"?: boolean }[];
   "x-events"?: { name: string; params: object }[];
 }
 
@@ -24,12 +25,16 @@ export class Contract {
   private readonly results = new Map<string, ValidateFunction>();
   private readonly errors = new Map<string, Map<number, ValidateFunction>>();
   private readonly events = new Map<string, ValidateFunction>();
+  /** Methods answered -32601 on purpose: through the bridge, pairing (x-unpaired) never passes. */
+  private readonly hidden = new Set<string>();
 
-  constructor(path = DEFAULT_INPUT) {
+  /** `viaBridge`: the answers came through `bifente bridge` (docs/integrators.md, "The browser path"). */
+  constructor(path = DEFAULT_INPUT, { viaBridge = false }: { viaBridge?: boolean } = {}) {
     const doc = JSON.parse(readFileSync(path, "utf8")) as Doc;
     const ajv = new Ajv({ strict: false, allErrors: true });
     addFormats.default(ajv); // date-time, uri, ... are checked too
     for (const m of doc.methods) {
+      if (viaBridge && m["x-unpaired"]) this.hidden.add(m.name);
       this.results.set(m.name, ajv.compile(m.result.schema));
       this.errors.set(m.name, new Map((m.errors ?? []).map((e) => [e.code, ajv.compile(e.data ?? {})])));
     }
@@ -59,7 +64,9 @@ export class Contract {
     }
     const code = Number(message.value["code"]);
     const validate = this.errors.get(message.method)?.get(code);
-    if (!this.results.has(message.method) && code === -32601) return; // unknown method: expected
+    if ((!this.results.has(message.method) || this.hidden.has(message.method)) && code === -32601) {
+      return; // unknown method, or one the bridge hides: expected
+    }
     if (!validate) fail(`error code ${code} is not declared for this method`);
     else if (!validate(message.value["data"])) fail(JSON.stringify(validate.errors));
   };

@@ -4,7 +4,7 @@
  * discovers nothing, holds no key, and never sees a PIN: the doctor types it on the terminal.
  */
 
-import { type Client, connectBridge } from "../../../src/browser.js";
+import { type Client, connectBridge, type Observed } from "../../../src/browser.js";
 
 const $ = <T extends HTMLElement>(id: string): T => document.getElementById(id) as T;
 const settings = $<HTMLFormElement>("settings");
@@ -22,12 +22,14 @@ settings.addEventListener("submit", (event) => {
 });
 
 let client: Client | undefined;
+/** Every answer and event the page's client received: the test checks them against the contract. */
+const observed: Observed[] = [];
 
 async function terminal(): Promise<Client> {
   if (!client || client.isClosed) {
     const url = localStorage.getItem("bifente.bridge.url");
     client = await connectBridge({ token: localStorage.getItem("bifente.bridge.token") ?? "",
-      ...(url ? { url } : {}) });
+      observe: (message) => observed.push(message), ...(url ? { url } : {}) });
   }
   return client;
 }
@@ -70,5 +72,5 @@ $("sign").addEventListener("click", async () => {
   }
 });
 
-/** For the test: the connection, to check what the bridge lets through. */
-(window as unknown as { clinic: object }).clinic = { terminal };
+/** For the test: the connection, to check what the bridge lets through, and what it received. */
+(window as unknown as { clinic: object }).clinic = { terminal, observed };

