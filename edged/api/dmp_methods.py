@@ -23,7 +23,7 @@ from edged.api.method import BOOL, INT, STR, Method, b64_param, obj, on_card
 from edged.readers.pcsc import CardKind
 from edged.readers.ui import CODE_SCREEN_S
 from edged.services import cards
-from edged.services.dmp_host import DmpError, HostUnreachable, query_string
+from edged.services.dmp_host import DmpError, HostUnreachable, HostUntrusted, query_string
 from edged.services.errors import ServiceError
 
 if TYPE_CHECKING:
@@ -69,8 +69,8 @@ async def _run(daemon: ApiContext, conn: Caller, name: str, ins: str, op: Any,
             data["details"] = exc.details
         raise RpcError(DMP_ERROR, exc.message, exc.reason, **data) from exc
     except HostUnreachable as exc:
-        audit(outcome="unreachable")
-        raise RpcError(DMP_ERROR, str(exc), "host_unreachable") from exc
+        audit(outcome="unreachable", reason=exc.reason)
+        raise RpcError(DMP_ERROR, str(exc), exc.reason) from exc
     except ServiceError as exc:  # consent refused, no card, no terminal...
         audit(outcome="refused", reason=exc.reason)
         raise
@@ -162,6 +162,8 @@ async def dmp_feed(daemon: ApiContext, conn: Caller, params: dict[str, Any]) -> 
         try:
             session = await service.login(_client(conn))
             professional, name = session.national_id, session.display_name
+        except HostUntrusted:
+            raise  # not an outage to queue through: the caller hears of the certificate
         except HostUnreachable:
             card = await service.identify(_client(conn))
             professional, name = card["national_id"], card["display_name"]
@@ -171,6 +173,8 @@ async def dmp_feed(daemon: ApiContext, conn: Caller, params: dict[str, Any]) -> 
         if session is not None:
             try:
                 answer = await service.feed(_client(conn), ins, query, cda, header)
+            except HostUntrusted:
+                raise
             except HostUnreachable:
                 pass
             else:

@@ -14,8 +14,8 @@ from urllib.parse import quote, urlencode, urlsplit
 from contracts.consent import CONSENT_HEADER
 from edged.config import ConfigError
 
-__all__ = ["OUTAGE_STATUSES", "DmpError", "DmpSettings", "HostUnreachable", "consent_headers",
-           "feed_headers", "host_path", "query_string"]
+__all__ = ["OUTAGE_STATUSES", "DmpError", "DmpSettings", "HostUnreachable", "HostUntrusted",
+           "consent_headers", "feed_headers", "host_path", "query_string"]
 
 
 class DmpError(Exception):
@@ -36,6 +36,17 @@ OUTAGE_STATUSES = frozenset({502, 503, 504})
 
 class HostUnreachable(Exception):
     """No answer from the host (network down, refused, timed out, 5xx)."""
+
+    reason = "host_unreachable"
+
+
+class HostUntrusted(HostUnreachable):
+    """The server's certificate is not the host's (not from the configured CA): nothing was
+    sent. For the offline queue an outage like any other, retried until the genuine host
+    answers (a misconfigured proxy, an expired certificate, someone in the middle), never a
+    refusal of the document; for a caller, an error that names the certificate."""
+
+    reason = "host_untrusted"
 
 
 @dataclass(frozen=True)
