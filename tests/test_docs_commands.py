@@ -125,7 +125,7 @@ def test_links_stay_inside_the_repository(doc: Path) -> None:
 
 _OUTSIDE = re.compile(r"\.\./shared|MISSION\.md|FACTS\.md|\bissues? \d+", re.I)
 # Still citing the project's issues; they belong to other work in progress.
-_CITING_ISSUES = {"benchmarks.md", "reliability.md"}
+_CITING_ISSUES = {"benchmarks.md"}
 
 
 def test_readme_names_nothing_outside_the_repository() -> None:
