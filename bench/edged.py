@@ -1,11 +1,14 @@
-"""edged benchmarks: RPC latency against in-process, throughput, event fan-out, RSS, start-up."""
+"""edged benchmarks: RPC latency against in-process, throughput, event fan-out, RSS, start-up,
+stop under load."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import os
 import re
+import signal
 import statistics
 import subprocess
 import sys
@@ -262,9 +265,59 @@ async def _throughput(creds: Credentials, clients: int, pid: int,
     return done / elapsed, peak
 
 
+async def _stop_under_load(quick: bool, clients: int = 100) -> list[Row]:
+    """Seconds from SIGTERM to the end of the process while `clients` connections call
+    (mDNS on, as shipped); the median of a few runs."""
+    times: list[float] = []
+    for run in range(1 if quick else 3):
+        with tempfile.TemporaryDirectory() as tmp:
+            config = Path(tmp) / "edged.toml"
+            config.write_text(f'[server]\nhost = "127.0.0.1"\nport = 0\nrate_per_second = 1e6\n'
+                              f'rate_burst = 1000000\nmax_connections_per_client = 500\n'
+                              f'max_connections = 1024\nmax_per_paired_address = 500\n'
+                              f'[state]\nstate_dir = "{tmp}/state"\n'
+                              f'[discovery]\nname = "bifente-bench-stop-{os.getpid()}-{run}"\n'
+                              f'mdns_interfaces = ["127.0.0.1"]\n[log]\nlog_level = "warning"\n')
+            process = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "edged", "--config", str(config),
+                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL)
+            try:
+                assert process.stdout is not None
+                line = (await process.stdout.readline()).decode()
+                port, fingerprint = re.search(r":(\d+) fingerprint sha256:([0-9a-f]{64})",
+                                              line).groups()  # type: ignore[union-attr]
+                creds = await _issue_client(Path(tmp) / "state", int(port), fingerprint)
+                conns: list[Client] = [await creds.connect() for _ in range(clients)]
+
+                async def worker(c: Client) -> None:
+                    with contextlib.suppress(Exception):  # ends when the daemon closes it
+                        while True:
+                            await c.call("system.info")
+
+                workers = [asyncio.ensure_future(worker(c)) for c in conns]
+                await asyncio.sleep(1.0)
+                started = time.monotonic()
+                process.send_signal(signal.SIGTERM)
+                await asyncio.wait_for(process.wait(), 60)
+                times.append(time.monotonic() - started)
+                await asyncio.gather(*workers)
+                for c in conns:
+                    with contextlib.suppress(Exception):
+                        await c.close()
+            finally:
+                if process.returncode is None:
+                    process.kill()
+                    await asyncio.wait_for(process.wait(), 15)
+    return [Row(f"SIGTERM to exit, {clients} clients calling", fmt_time(statistics.median(times)),
+                f"mDNS goodbye, {clients} closing handshakes, state closed; runs "
+                + ", ".join(fmt_time(t) for t in times)
+                + "; bounded at 30 s by edged/shutdown.py (docs/reliability.md)")]
+
+
 def run(quick: bool = False) -> list[Row]:
     """Every edged measurement (pcscd and simulated cards are started for the Vitale read)."""
     with SimulatedSlots("gp", "family"):
         rows = asyncio.run(_latency(quick))
         rows += asyncio.run(_subprocess_daemon(quick))
+        rows += asyncio.run(_stop_under_load(quick))
     return rows

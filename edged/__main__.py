@@ -16,6 +16,7 @@ from pathlib import Path
 from edged.cli.argtypes import port
 from edged.config import ConfigError, load_config
 from edged.early import begin
+from edged.shutdown import ExitGuard
 from edged.simulation import SimulatorsMissing, require_simulators
 from edged.state.audit import AuditError
 from edged.state.keystore import KeystoreError
@@ -110,15 +111,23 @@ async def _run(args: argparse.Namespace) -> int:
             raise
         loop = asyncio.get_running_loop()
         stop = asyncio.Event()
+        guard = ExitGuard()  # SIGTERM to exit is bounded (edged/shutdown.py)
+
+        def on_signal() -> None:
+            guard.arm()
+            stop.set()
+
         for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
+            loop.add_signal_handler(sig, on_signal)
         await daemon.start(early)
         print(f"edged {VERSION}: wss://{config.host}:{daemon.server.port} "
               f"fingerprint sha256:{daemon.keystore.fingerprint}", flush=True)
         try:
             await stop.wait()
         finally:
+            guard.arm()  # also when the wait ends by an error
             await daemon.stop()
+            guard.stopped()
     return 0
 
 

@@ -12,7 +12,7 @@ import dataclasses
 import logging
 import socket
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from typing import Any
 
 from apdu.transport import Transport
@@ -32,6 +32,13 @@ from edged.version import VERSION
 __all__ = ["VERSION", "Daemon"]
 
 log = logging.getLogger(__name__)
+
+# The most one step of Daemon.stop may take, and the whole stop before its durable records
+# (the audit's daemon.stop); SIGTERM-to-exit is bounded by edged/shutdown.py, far below
+# systemd's default TimeoutStopSec of 90 s. A step is a client's close handshake
+# (websockets' close_timeout, 5 s), a card job or a service's loop.
+STOP_STEP_S = 6.0
+STOP_BUDGET_S = 20.0
 
 
 class Daemon:
@@ -93,6 +100,7 @@ class Daemon:
         self.discoverable_at: float | None = None
         self._watchdog: asyncio.Task[None] | None = None
         self._stopped = asyncio.Event()
+        self._stop_deadline = 0.0
 
     @property
     def extensions(self) -> list[Extension]:
@@ -318,14 +326,23 @@ class Daemon:
             return
         self._stopped.set()
         systemd.notify("STOPPING=1")
+        self._stop_deadline = time.monotonic() + STOP_BUDGET_S
         if self._watchdog is not None:
             self._watchdog.cancel()
-        if self.announcer is not None:
-            await self.announcer.close()  # goodbye packets first (RFC 6762 §10.1)
-        await self.server.close()
+        # Each step is bounded, so that the whole stop stays well under systemd's
+        # TimeoutStopSec (docs/reliability.md); the durable records at the end always run.
+        if self.announcer is not None:  # goodbye packets first (RFC 6762 §10.1)
+            await self._bounded("mDNS goodbye", self.announcer.close())
+        await self._bounded("closing the clients' connections", self.server.close())
         for extension in reversed(self.extensions):
-            await extension.stop()
-        await self.slots.close()  # running card jobs finish; cards are reset
+            await self._bounded(f"stopping {type(extension).__name__}", extension.stop())
+        if self.terminal is not None:
+            # A prompt waiting for someone at the keypad would hold its card job for up to
+            # pin_timeout: nobody can use its answer any more.
+            await self._bounded("ending the terminal's prompt",
+                                asyncio.to_thread(self.terminal.abort_prompt))
+        # Running card jobs finish; cards are reset.
+        await self.slots.close(grace=max(self._step_time() / 2, 0.1))
         if self.terminal is not None:
             await asyncio.get_running_loop().run_in_executor(None, self.terminal.stop)
         if self.watcher is not None:
@@ -341,6 +358,21 @@ class Daemon:
         self.audit.close()
         self.clients.close()
         log.info("edged stopped")
+
+    def _step_time(self) -> float:
+        """What one step of stop() may take now."""
+        return max(0.0, min(STOP_STEP_S, self._stop_deadline - time.monotonic()))
+
+    async def _bounded(self, what: str, step: Coroutine[Any, Any, Any]) -> None:
+        """One step of stop(), given at most STOP_STEP_S (less near the budget's end); past
+        it, the stop goes on."""
+        limit = self._step_time()
+        try:
+            await asyncio.wait_for(step, limit)
+        except TimeoutError:
+            log.warning("stop: %s took more than %.1f s; going on", what, limit)
+        except Exception:  # the rest of the stop (the audit's daemon.stop) must still run
+            log.exception("stop: %s failed", what)
 
     async def wait_stopped(self) -> None:
         """Until stop() has run."""

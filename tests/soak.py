@@ -5,10 +5,13 @@
 Real processes on loopback only: `edged --simulate` (the virtual terminal with the firmware
 and simulated cards, the reference DMP host) and the reference mail operator in this process,
 bounced while the soak runs. Clients mix reads (system.info, readers.list, vitale.read,
-cps.info), signatures (cps.sign), events and mail (mail.send, mail.list, mail.status); cards
-are pulled and put back. It stops by itself, then checks the audit chain, and prints one
-JSON object: calls by outcome, latency p50/p99/max, edged's RSS and open files at start,
-middle and end. Exit status 1 on any unexpected error or a broken audit chain.
+cps.info), events and mail.list; the client that holds the verified PIN also signs (cps.sign)
+and sends mail, and a holder at the keypad types the PIN and confirms signature batches;
+cards are pulled and put back. It stops by itself (SIGTERM, timed), then checks the audit
+chain and counts each sent message in the recipient's mailbox, and prints one JSON object:
+calls by outcome, latency p50/p99/max, edged's RSS and open files at start, every tenth of
+the run and end, the stop time, mail lost or duplicated. Exit status 1 on any unexpected
+error, a broken audit chain, a lost or duplicated message, or an unclean exit.
 
 Expected errors are the typed ones a card coming and going or an operator bouncing must
 give (no_card, card_removed, pin_required, operator_unavailable, rate_limited, busy...);
@@ -39,7 +42,10 @@ NURSE = "julie.bernard@cabinet.test"
 # Typed refusals that card insertion/removal and an operator outage are designed to give.
 EXPECTED = {"no_card", "card_removed", "pin_required", "pin_not_verified",
             "security_status_not_satisfied", "operator_unavailable", "mail_unavailable",
-            "rate_limited", "busy", "card_busy", "reader_error", "timeout", "no_such_message"}
+            "rate_limited", "busy", "card_busy", "reader_error", "timeout", "no_such_message",
+            # One prompt at a time per client (docs/security.md): the chaos task's PIN
+            # verification and that client's own signature may meet.
+            "prompt_pending"}
 CALL_TIMEOUT = 60.0
 
 
@@ -69,6 +75,7 @@ class Soak:
         self.samples: dict[str, dict[str, int]] = {}
         self.unexpected: list[str] = []
         self.sent: list[str] = []
+        self.last_reason: dict[int, str] = {}
 
     # -- processes ----------------------------------------------------------------------
     def start_operator(self) -> None:
@@ -93,7 +100,10 @@ class Soak:
             '[server]\nhost = "127.0.0.1"\nport = 0\nrate_per_second = 1000.0\n'
             # Every soak client connects from loopback: one address holds them all.
             f'rate_burst = 1000\nmax_per_paired_address = {self.n_clients + 16}\n'
-            f'[state]\nstate_dir = "{self.dir}/state"\n[mail]\n'
+            f'[state]\nstate_dir = "{self.dir}/state"\n'
+            # The holder confirms a batch of signatures per client (docs/security.md), as a
+            # practice signing all day would; else every cps.sign waits for its own prompt.
+            '[cards]\nsign_batch_count = 100\nsign_batch_minutes = 60\n[mail]\n'
             f'host = "{table["host"]}"\ndirectory_url = "{table["directory_url"]}"\n'
             f'ca_file = "{table["ca_file"]}"\npassword_file = "{table["password_file"]}"\n'
             f'domains = {{{domains}}}\nintermediates_file = "{chain}"\n'
@@ -153,6 +163,7 @@ class Soak:
             result = await asyncio.wait_for(client.call(method, params or {}), CALL_TIMEOUT)
         except RemoteError as exc:
             self.outcomes[f"{method}:{exc.reason}"] += 1
+            self.last_reason[id(client)] = exc.reason
             if exc.reason not in EXPECTED:
                 self.unexpected.append(f"{method}: {exc.reason}: {exc.message}")
             return None
@@ -167,10 +178,17 @@ class Soak:
 
     async def worker(self, i: int, client: Any, deadline: float) -> None:
         rng = random.Random(i)
+        # The PIN verified on the keypad belongs to the client that asked for it (docs/
+        # security.md): the practice's software (client 0) signs and sends mail with it;
+        # the others read, list mail and hear events (a signature there is pin_required).
+        # Client 0 signs on 10 % of its calls and sends mail on 5 %.
+        signer = i == 0
         if i < 10:  # event listeners
             await self.call(client, "events.subscribe")
         while time.monotonic() < deadline:
             roll = rng.random()
+            if not signer and 0.85 <= roll < 0.95:
+                roll = 0.95  # a read of the mailbox instead of a signature
             if roll < 0.30:
                 await self.call(client, "system.info")
             elif roll < 0.50:
@@ -182,13 +200,15 @@ class Soak:
             elif roll < 0.95:
                 data = base64.b64encode(rng.randbytes(64)).decode()
                 await self.call(client, "cps.sign", {"data": data})
-            elif roll < 0.985:
+            elif not signer:
                 await self.call(client, "mail.list")
             else:
                 sent = await self.call(client, "mail.send", {
                     "to": [NURSE], "text": f"soak {i}", "idempotency_key": f"{i}-{rng.random()}"})
                 if sent:
                     self.sent.append(sent["message_id"])
+            if self.last_reason.pop(id(client), None) == "pin_required" and signer:
+                await self.verify_pin(client)  # the holder types it at the keypad
             if i < 10:
                 while True:
                     try:
@@ -199,10 +219,31 @@ class Soak:
             await asyncio.sleep(rng.uniform(0.05, 0.3))
 
     async def verify_pin(self, client: Any) -> None:
-        task = asyncio.ensure_future(self.call(client, "cps.verify_pin"))
-        await asyncio.sleep(0.5)
-        await asyncio.to_thread(self.control.press, "1234", "OK")
-        await task
+        """The PIN is typed by the holder at the keypad (holder())."""
+        await self.call(client, "cps.verify_pin")
+
+    async def holder(self, until: asyncio.Event) -> None:
+        """The card holder at the keypad: types the PIN when asked, confirms signatures."""
+        while not until.is_set():
+            screen = " ".join(await asyncio.to_thread(self.control.screen))
+            keys: tuple[str, ...] = ()
+            if "Signer avec CPS" in screen:
+                keys = ("OK",)
+            elif "PIN" in screen and "Code PIN" in screen:
+                keys = ("1234", "OK")
+            if not keys:
+                await asyncio.sleep(0.1)
+                continue
+            try:
+                await asyncio.to_thread(self.control.press, *keys)
+            except Exception as exc:  # the prompt ended meanwhile: look again
+                self.outcomes[f"holder:{type(exc).__name__}"] += 1
+            self.outcomes["holder:answered"] += 1
+            # The screen belongs to the terminal's process: only polling its control socket
+            # tells when it changed.
+            while " ".join(await asyncio.to_thread(self.control.screen)) == screen \
+                    and not until.is_set():  # noqa: ASYNC110
+                await asyncio.sleep(0.05)
 
     async def chaos(self, client: Any, deadline: float) -> None:
         """Cards pulled and put back, the operator bounced, the PIN typed again."""
@@ -233,18 +274,25 @@ class Soak:
 
     async def run(self) -> dict[str, Any]:
         clients = await self.pair_all()
+        done = asyncio.Event()
+        holder = asyncio.ensure_future(self.holder(done))
         await self.verify_pin(clients[0])
         self.sample("start")
         started = time.monotonic()
         deadline = started + self.seconds
 
-        async def middle() -> None:
-            await asyncio.sleep(self.seconds / 2)
-            self.sample("middle")
+        async def curve() -> None:
+            """RSS and open files every tenth of the run (the middle one is `middle`)."""
+            for tenth in range(1, 10):
+                await asyncio.sleep(max(0.0, started + tenth * self.seconds / 10
+                                        - time.monotonic()))
+                self.sample("middle" if tenth == 5 else f"t+{round(tenth * self.seconds / 10)}s")
 
-        await asyncio.gather(middle(), self.chaos(clients[0], deadline),
+        await asyncio.gather(curve(), self.chaos(clients[0], deadline),
                              *(self.worker(i, c, deadline) for i, c in enumerate(clients)))
         await asyncio.sleep(5)  # let the outbox finish what the last bounce held back
+        done.set()
+        await holder
         self.sample("end")
         for c in clients:
             await c.close()
@@ -264,8 +312,10 @@ class Soak:
         from edged.state.audit import AuditLog, read_anchor_key
         from edged.state.keywrap import load_key_wrapper
 
+        stopping = time.monotonic()
         self.edged.send_signal(signal.SIGTERM)
         code = self.edged.wait(timeout=60)
+        stop_s = round(time.monotonic() - stopping, 2)
         state = self.dir / "state"
         # The anchor key is sealed with the state key (docs/security.md), read as the CLI does.
         key = read_anchor_key(state / "audit.key", load_key_wrapper(state, create=False))
@@ -275,7 +325,8 @@ class Soak:
             outbox = dict(db.execute("SELECT state, COUNT(*) FROM outbox GROUP BY state"))
         copies = Counter(self.mailbox_ids())
         self.operator.close()
-        return {"edged_exit": code, "audit_ok": report.ok, "audit_records": report.records,
+        return {"edged_exit": code, "edged_stop_s": stop_s, "audit_ok": report.ok,
+                "audit_records": report.records,
                 "audit_reason": report.reason, "outbox_at_stop": outbox,
                 "mail_lost": sum(1 for m in self.sent if copies[m] == 0),
                 "mail_duplicated": sum(1 for n in copies.values() if n > 1)}

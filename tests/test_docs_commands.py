@@ -124,8 +124,6 @@ def test_links_stay_inside_the_repository(doc: Path) -> None:
 
 
 _OUTSIDE = re.compile(r"\.\./shared|MISSION\.md|FACTS\.md|\bissues? \d+", re.I)
-# Still citing the project's issues; they belong to other work in progress.
-_CITING_ISSUES = {"reliability.md"}
 
 
 def test_readme_names_nothing_outside_the_repository() -> None:
@@ -133,8 +131,7 @@ def test_readme_names_nothing_outside_the_repository() -> None:
     assert "../" not in text and not _OUTSIDE.search(text)
 
 
-@pytest.mark.parametrize("doc", [d for d in DOCS if d.name not in _CITING_ISSUES],
-                         ids=lambda p: p.name)
+@pytest.mark.parametrize("doc", DOCS, ids=lambda p: p.name)
 def test_docs_cite_nothing_a_fresh_clone_lacks(doc: Path) -> None:
     """An issue number or a planning file means nothing to someone with only the repository."""
     assert not [m.group(0) for m in _OUTSIDE.finditer(doc.read_text())]

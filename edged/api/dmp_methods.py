@@ -25,7 +25,7 @@ from edged.api.method import BOOL, INT, STR, Method, b64_param, obj, on_card
 from edged.readers.pcsc import CardKind
 from edged.readers.ui import CODE_SCREEN_S
 from edged.services import cards
-from edged.services.dmp_host import DmpNotConfigured, HostUnreachable, query_string
+from edged.services.dmp_host import DmpNotConfigured, HostUnreachable, HostUntrusted, query_string
 from edged.services.errors import ServiceError
 
 if TYPE_CHECKING:
@@ -59,8 +59,8 @@ async def _run(daemon: ApiContext, conn: Caller, name: str, ins: str, op: Any,
 
     try:
         result = await op()
-    except HostUnreachable:
-        audit(outcome="unreachable")
+    except HostUnreachable as exc:  # host_unreachable, or host_untrusted (its certificate)
+        audit(outcome="unreachable", reason=exc.reason)
         raise
     except ServiceError as exc:  # the host refused, consent refused, no card, no terminal...
         audit(outcome="refused", reason=exc.reason)
@@ -153,6 +153,8 @@ async def dmp_feed(daemon: ApiContext, conn: Caller, params: dict[str, Any]) -> 
         try:
             session = await service.login(conn)
             professional, name = session.national_id, session.display_name
+        except HostUntrusted:
+            raise  # not an outage to queue through: the caller hears of the certificate
         except HostUnreachable:
             card = await service.identify(conn)
             professional, name = card["national_id"], card["display_name"]
@@ -162,6 +164,8 @@ async def dmp_feed(daemon: ApiContext, conn: Caller, params: dict[str, Any]) -> 
         if session is not None:
             try:
                 answer = await service.feed(conn, ins, query, cda, header)
+            except HostUntrusted:
+                raise
             except HostUnreachable:
                 pass
             else:

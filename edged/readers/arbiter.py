@@ -22,10 +22,14 @@ from apdu.errors import CardRemoved
 from apdu.protocol import CardProtocol
 from apdu.transport import Transport
 
-__all__ = ["Busy", "CardArbiter", "OperationTimeout"]
+__all__ = ["CLOSE_GRACE_S", "Busy", "CardArbiter", "OperationTimeout"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+
+# How long close() waits for a running job, then for the card to be closed (the daemon's stop
+# is bounded by it: docs/reliability.md).
+CLOSE_GRACE_S = 10.0
 
 
 class Busy(Exception):
@@ -64,6 +68,7 @@ class CardArbiter:
                                                                thread_name_prefix=f"card-{name}")
         self._task: asyncio.Task[None] | None = None
         self._closed = False
+        self._close_reason: BaseException = CardRemoved(f"{name}: the card is gone")
         self.max_queue_per_client = max_queue_per_client
         self.completed = 0
 
@@ -130,6 +135,13 @@ class CardArbiter:
             job.started = True
             try:
                 result = await loop.run_in_executor(self._executor, self._call, job.fn)
+            except asyncio.CancelledError:
+                # close() stopped waiting for this job (the daemon is stopping): its caller
+                # hears that the card is gone; the thread ends on its own.
+                if not job.future.done():
+                    job.future.set_exception(self._close_reason)
+                    job.future.exception()  # retrieved: the caller may have gone already
+                raise
             except BaseException as exc:  # delivered to the caller, who maps it
                 if not job.future.done():
                     job.future.set_exception(exc)
@@ -170,17 +182,29 @@ class CardArbiter:
         self._order.clear()
         return count
 
-    async def close(self, reason: BaseException | None = None) -> None:
-        """Fail what is queued, wait for the running job, close the transport (idempotent)."""
+    async def close(self, reason: BaseException | None = None, *,
+                    grace: float = CLOSE_GRACE_S) -> None:
+        """Fail what is queued, wait for the running job, close the transport (idempotent).
+
+        At most `grace` seconds for each: a job still running then (a PIN entry waiting for
+        its holder, a reader that stopped answering) has its caller told the card is gone,
+        and the transport is closed by the card's thread once that job ends."""
         if self._closed:
             return
         self._closed = True
-        self.fail_pending(reason or CardRemoved(f"{self.name}: the card is gone"))
+        self._close_reason = reason or CardRemoved(f"{self.name}: the card is gone")
+        self.fail_pending(self._close_reason)
         self._wakeup.set()
         if self._task is not None:
             try:
-                await asyncio.wait_for(self._task, 10)
+                await asyncio.wait_for(self._task, grace)
             except (TimeoutError, asyncio.CancelledError):
                 self._task.cancel()
-        await asyncio.get_running_loop().run_in_executor(self._executor, self._drop_transport)
+        # Queued behind the running job, if any, on the card's own thread.
+        drop = asyncio.get_running_loop().run_in_executor(self._executor, self._drop_transport)
+        try:
+            await asyncio.wait_for(asyncio.shield(drop), grace)
+        except TimeoutError:
+            log.warning("%s: a card job is still running; the card is closed when it ends",
+                        self.name)
         self._executor.shutdown(wait=False)

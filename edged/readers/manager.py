@@ -22,7 +22,7 @@ from apdu.errors import CardRemoved, TransportError
 from apdu.pcsc import PcscTransport
 from apdu.transport import Transport
 from edged.events import EventBus
-from edged.readers.arbiter import CardArbiter
+from edged.readers.arbiter import CLOSE_GRACE_S, CardArbiter
 from edged.readers.pcsc import CardKind, card_kind
 from edged.readers.session import open_session
 
@@ -172,12 +172,15 @@ class SlotRegistry:
         """A reader disappeared (unplugged)."""
         await self.reader_lost(slot_id, "the reader was removed")
 
-    async def close(self) -> None:
-        """Close every card's arbiter (cards are reset on close)."""
-        for slot in list(self.slots.values()):
-            if slot.arbiter is not None:
-                await slot.arbiter.close(CardRemoved("the daemon is stopping"))
-                slot.arbiter = None
+    async def close(self, grace: float = CLOSE_GRACE_S) -> None:
+        """Close every card's arbiter, all at once (cards are reset on close); a running job
+        gets at most `grace` seconds (CardArbiter.close)."""
+        closing = [slot for slot in self.slots.values() if slot.arbiter is not None]
+        await asyncio.gather(*(slot.arbiter.close(CardRemoved("the daemon is stopping"),
+                                                  grace=grace)
+                               for slot in closing if slot.arbiter is not None))
+        for slot in closing:
+            slot.arbiter = None
 
 
 class PcscWatcher:

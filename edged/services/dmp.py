@@ -66,6 +66,7 @@ from edged.services.dmp_host import (
     DmpError,
     DmpSettings,
     HostUnreachable,
+    HostUntrusted,
     consent_headers,
     feed_headers,
     host_path,
@@ -170,8 +171,8 @@ class DmpService:
             data = response.read()
             return response.status, {k.lower(): v for k, v in response.getheaders()}, data
         except ssl.SSLCertVerificationError as exc:
-            raise DmpError("host_untrusted", f"the DMP host's certificate is not trusted: "
-                           f"{exc.verify_message}") from exc
+            raise HostUntrusted(f"the DMP host's certificate is not trusted (TLS): "
+                                f"{exc.verify_message}") from exc
         except (OSError, http.client.HTTPException) as exc:
             raise HostUnreachable(f"the DMP host is unreachable: {exc}") from exc
         finally:

@@ -18,6 +18,7 @@ from edged.config import ConfigError
 from edged.services.errors import Family, ServiceError
 
 __all__ = ["OUTAGE_STATUSES", "DmpError", "DmpNotConfigured", "DmpSettings", "HostUnreachable",
+           "HostUntrusted",
            "consent_headers", "feed_headers", "host_path", "query_string"]
 
 
@@ -52,6 +53,16 @@ class DmpNotConfigured(ServiceError):
     def __init__(self) -> None:
         super().__init__(Family.DMP, "dmp_not_configured",
                          "the DMP is not configured on this terminal ([dmp])")
+
+
+class HostUntrusted(HostUnreachable):
+    """The server's certificate is not the host's (not from the configured CA): nothing was
+    sent. For the offline queue an outage like any other, retried until the genuine host
+    answers (a misconfigured proxy, an expired certificate, someone in the middle), never a
+    refusal of the document; for a caller, an error that names the certificate."""
+
+    def __init__(self, message: str) -> None:
+        ServiceError.__init__(self, Family.DMP, "host_untrusted", message)
 
 
 @dataclass(frozen=True)

@@ -374,7 +374,12 @@ class MailService:
             box.pass_(self.settings.password)
         except poplib.error_proto as exc:
             box.close()
+            if _text(exc) == _POPLIB_CLOSED:  # the operator went away mid-login (the soak)
+                raise MailUnavailable("the mailbox closed the connection") from None
             raise OperatorRefused(f"mailbox login refused: {_text(exc)}") from None
+        except OSError as exc:  # reset or timed out mid-login: an outage, not a refusal
+            box.close()
+            raise MailUnavailable(f"cannot reach the mailbox: {exc}") from None
         return box
 
     def _box_lock(self, address: str) -> threading.Lock:
@@ -452,6 +457,11 @@ def _field(head: email.message.Message, name: str) -> str:
     except smime.EMAIL_ERRORS:
         raw = next((v for k, v in head.raw_items() if k.lower() == name.lower()), "")
         return " ".join(str(raw).split())
+
+
+# What poplib raises when the server closes the connection instead of answering; not a
+# server's -ERR (RFC 1939 §3), so no refusal.
+_POPLIB_CLOSED = "-ERR EOF"
 
 
 def _text(value: object) -> str:

@@ -168,3 +168,32 @@ async def test_per_client_queue_cap() -> None:
     gate.set()
     await asyncio.gather(first, *queued)
     await arbiter.close()
+
+
+@pytest.mark.asyncio
+async def test_close_gives_a_stuck_job_its_grace_then_tells_its_caller(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """A job that does not end (a PIN entry nobody answers) holds close() for `grace` only:
+    its caller hears CardRemoved, and the card is closed by its thread once the job ends."""
+    card = Cps3Card("gp")
+    arbiter = arbiter_for(card)
+    release, closed, opened = threading.Event(), threading.Event(), threading.Event()
+
+    def opener() -> InProcessTransport:
+        transport = InProcessTransport(card)
+        original = transport.close
+        transport.close = lambda: (original(), closed.set())  # type: ignore[method-assign]
+        opened.set()
+        return transport
+
+    arbiter._opener = opener
+    caller = asyncio.ensure_future(arbiter.run("holder", lambda p: release.wait(30),
+                                               timeout=60))
+    assert await asyncio.to_thread(opened.wait, 5)  # the card's thread opened it: the job runs
+    await arbiter.close(CardRemoved("the daemon is stopping"), grace=0.2)
+    with pytest.raises(CardRemoved, match="stopping"):
+        await asyncio.wait_for(caller, 1)
+    assert not closed.is_set()  # the job still runs: its card is not pulled from under it
+    release.set()
+    assert await asyncio.to_thread(closed.wait, 5)
+    assert "never retrieved" not in caplog.text

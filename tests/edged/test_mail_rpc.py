@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import poplib
 import smtplib
@@ -457,3 +458,68 @@ async def test_clients_of_one_professional_list_the_mailbox_at_once(edged, slots
         finally:
             for c in clients:
                 await c.close()
+
+
+class _ClosingPop3:
+    """A POP3S server with the operator's certificate that greets, reads the USER line, then
+    closes the connection (`reset`: with a TCP reset): an operator going away mid-login."""
+
+    def __init__(self, op: MailOperator, reset: bool) -> None:
+        import socket
+        import struct
+        import threading
+
+        chain, key = op._server_files("cabinet.test")
+        self._ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self._ctx.load_cert_chain(chain, key)
+        self._sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self._sock.getsockname()[1]
+        self._linger = struct.pack("ii", 1, 0) if reset else None
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        import socket
+
+        while True:
+            try:
+                conn, _ = self._sock.accept()
+            except OSError:
+                return
+            try:
+                tls = self._ctx.wrap_socket(conn, server_side=True)
+                tls.sendall(b"+OK POP3 ready\r\n")
+                tls.recv(1024)  # USER ...
+                if self._linger is not None:
+                    tls.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, self._linger)
+                tls.close()
+            except OSError:
+                conn.close()
+
+    def close(self) -> None:
+        import socket
+
+        with contextlib.suppress(OSError):
+            self._sock.shutdown(socket.SHUT_RDWR)
+        self._sock.close()
+        self._thread.join(timeout=5)
+
+
+@pytest.mark.parametrize("reset", [False, True], ids=["closed", "reset"])
+async def test_an_operator_leaving_mid_login_is_unavailable_not_a_refusal(
+        edged, slots, pcscd, tmp_path: Path, reset: bool) -> None:
+    # Found by the soak, while the operator was bounced: poplib's '-ERR EOF' (the connection
+    # closed) was taken for the operator's own -ERR and answered operator_refused; a reset
+    # mid-login escaped as an untyped OSError.
+    with MailOperator(tmp_path / "op") as op:
+        pop = _ClosingPop3(op, reset)
+        try:
+            table = mail_table(tmp_path / "op", tmp_path)
+            table["domains"]["cabinet.test"]["pop3_port"] = pop.port
+            bench = await daemon_with_gp(edged, slots, table)
+            async with await bench.client("secretariat", "mail:read") as client:
+                with pytest.raises(RemoteError) as err:
+                    await client.call("mail.list")
+            assert err.value.reason == "operator_unavailable", err.value
+        finally:
+            pop.close()

@@ -85,6 +85,17 @@ class TerminalReader:
         if link is not None:
             link.close()
 
+    def abort_prompt(self) -> None:
+        """End the prompt the terminal shows, if any (a PIN entry or a confirmation then
+        fails with ABORTED); nothing when the link is down."""
+        link = self.link
+        if link is None or not self.connected:
+            return
+        try:
+            link.abort()
+        except TerminalError as exc:
+            log.debug("abort at stop: %s", exc)
+
     def transport(self, slot: int) -> TerminalTransport:
         """A transport on a slot (the arbiter's opener); TerminalClosed when disconnected."""
         link = self.link
