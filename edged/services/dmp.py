@@ -80,6 +80,11 @@ __all__ = ["QUEUE", "QUEUE_CLIENT", "Client", "DmpService", "create_service"]
 
 log = logging.getLogger(__name__)
 
+# 408 (RFC 9110 §15.5.9) and 429 (RFC 6585 §4) without an error object of the host's own come
+# from a gateway or a proxy and mean "not now": an outage, retried. The host's own 429
+# (login_locked, docs/dmp-api.md) carries its reason and stays its verdict.
+_NOT_NOW = frozenset({408, 429})
+
 QUEUE_CLIENT = "edged:dmp-queue"  # the arbiter's client id for background deliveries
 
 
@@ -200,11 +205,15 @@ class DmpService:
         try:
             answer = json.loads(data) if data else {}
         except ValueError as exc:
-            if status >= 500:  # no answer of the host's own: a gateway's page, an outage
+            if status >= 500 or status in _NOT_NOW:  # a gateway's page: see _NOT_NOW
                 self._host_down = True
                 raise HostUnreachable(f"the DMP host answered {status}") from exc
             raise DmpError("bad_answer", f"the DMP host answered {status} without JSON",
                            status) from exc
+        if status in _NOT_NOW and not (isinstance(answer, dict)
+                                       and isinstance(answer.get("error"), dict)):
+            self._host_down = True
+            raise HostUnreachable(f"the DMP host answered {status}")
         if status >= 400:
             error = answer.get("error") if isinstance(answer, dict) else None
             error = error if isinstance(error, dict) else {}
@@ -547,7 +556,9 @@ class DmpService:
             await self.ensure_enrolled()
         except (HostUnreachable, DmpError) as exc:
             log.info("DMP: enrollment deferred: %s", exc)
-        item = await asyncio.to_thread(self.queue.claim)
+        # Not enrolled yet, nothing is sent: the host would refuse the consent of a device it
+        # does not know (consent_forged), a verdict that fails the feed for good.
+        item = await asyncio.to_thread(self.queue.claim) if self._enrolled else None
         if item is None:
             self._wakeup.clear()
             due = await asyncio.to_thread(self.queue.next_due)

@@ -161,10 +161,13 @@ class FeedQueue:
         return self._feed(row) if row else None
 
     def claim(self) -> QueuedFeed | None:
-        """The oldest due feed, marked sending."""
+        """The feed due first (the oldest among those due together), marked sending.
+
+        By due time, not by age: a feed that fails every time (a document whose attempts
+        time out) waits its backoff behind the others instead of taking every turn."""
         with self._tx() as db:
             row = db.execute(f"SELECT {_COLUMNS} FROM feeds WHERE state = 'queued' "  # noqa: S608
-                             "AND next_attempt <= ? ORDER BY created LIMIT 1",
+                             "AND next_attempt <= ? ORDER BY next_attempt, created LIMIT 1",
                              (self.clock(),)).fetchone()
             if row is None:
                 return None

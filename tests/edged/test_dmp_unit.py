@@ -87,6 +87,60 @@ def test_feed_queue_survives_a_restart_and_a_crash_mid_send(tmp_path: Path) -> N
     queue.close()
 
 
+def test_a_feed_that_keeps_failing_does_not_take_every_turn(tmp_path: Path) -> None:
+    # Claimed by due time: a feed retried after its backoff goes behind the ones that were
+    # waiting, instead of the oldest feed being claimed again each time an attempt ends.
+    now = [1000.0]
+    queue = FeedQueue(tmp_path / "q.db", clock=lambda: now[0])
+    try:
+        slow = queue.add("285036912304579", "810001000101", "", b"<big/>", "hdr")
+        now[0] += 1
+        other = queue.add("285036912304579", "810001000101", "", b"<small/>", "hdr")
+        claimed = queue.claim()
+        assert claimed is not None and claimed.queue_id == slow
+        now[0] += 30  # the attempt timed out after 30 s; its backoff was shorter than that
+        queue.retry(slow, "timed out", delay=5)
+        now[0] += 5
+        claimed = queue.claim()
+        assert claimed is not None and claimed.queue_id == other
+        claimed = queue.claim()
+        assert claimed is not None and claimed.queue_id == slow
+    finally:
+        queue.close()
+
+
+def test_nothing_is_sent_before_the_consent_device_is_enrolled(tmp_path: Path) -> None:
+    # A feed sent before enrollment is refused consent_forged (the host does not know the
+    # device), a verdict that fails it for good: the loop waits for the enrollment instead.
+    import asyncio
+    from types import SimpleNamespace
+
+    from edged.services.dmp import DmpService
+
+    settings = DmpSettings.from_table({"url": "https://dmp.test:8443/", "ca_file": CA,
+                                       "admin_token": "t", "retry_base": 0.05})
+    assert settings is not None
+    service = DmpService(SimpleNamespace(config=SimpleNamespace(state_dir=tmp_path),
+                                         key_wrapper=None), settings)
+    asked: list[str] = []
+
+    def http(method: str, path: str, *_args: object) -> tuple[int, dict, bytes]:
+        asked.append(path)
+        if path == "/api/admin/devices":
+            return 503, {}, b""  # the host is starting: enrollment deferred
+        return 201, {}, b'{"document":{"id":"d"}}'
+
+    service._http = http  # type: ignore[method-assign]
+    queued = service.queue.add("285036912304579", "810001000101", "", b"<cda/>", "hdr")
+    try:
+        asyncio.run(service._queue_step())
+        assert asked == ["/api/admin/devices"]
+        assert [(f.queue_id, f.state, f.attempts) for f in service.queue.list()] == [
+            (queued, "queued", 0)]
+    finally:
+        service.queue.close()
+
+
 def test_query_string() -> None:
     assert query_string({"a": None}) == ""
     assert query_string({"masked_ps": True, "invisible_patient": False}) == (
@@ -100,6 +154,9 @@ def test_query_string() -> None:
     (500, b"<html>oops</html>", True),  # not the host's own answer: a gateway's page
     (500, b'{"error":{"reason":"internal_error","message":"internal error"}}', False),
     (422, b'{"error":{"reason":"cda_invalid","message":"bad","details":[1]}}', False),
+    (429, b"<html>Too Many Requests</html>", True),  # a proxy in front: not now
+    (408, b"", True),
+    (429, b'{"error":{"reason":"login_locked","message":"15 minutes"}}', False),  # the host's
 ])
 def test_a_refusal_is_told_from_an_outage(tmp_path: Path, status: int, body: bytes,
                                           outage: bool) -> None:
@@ -120,7 +177,7 @@ def test_a_refusal_is_told_from_an_outage(tmp_path: Path, status: int, body: byt
         asyncio.run(service.request("POST", "/api/dmp/x/documents", body=b"<x/>"))
     if not outage:
         assert caught.value.status == status and caught.value.reason in (
-            "internal_error", "cda_invalid")
+            "internal_error", "cda_invalid", "login_locked")
     service.queue.close()
 
 
