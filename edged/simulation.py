@@ -14,8 +14,8 @@ import importlib
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Literal
 
-if TYPE_CHECKING:
-    from simulators.world import SimulatedWorld
+if TYPE_CHECKING:  # re-exported for annotations: the product imports no simulator at run time
+    from simulators.world import SimulatedWorld as SimulatedWorld
 
 __all__ = ["SIM_DISTRIBUTION", "SimulatorsMissing", "require_simulators", "simulated_world"]
 
