@@ -12,6 +12,7 @@ start), and gives edged the configuration that points at them (`edged_overrides(
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import enum
 import os
@@ -21,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 from simulators.dmp import DmpHost
 from simulators.mail import (
@@ -157,14 +159,10 @@ class SimulatedWorld:
 
     async def __aenter__(self) -> SimulatedWorld:
         # The parts start and stop blocking (a firmware boot, pcscd): off the caller's loop.
-        import asyncio
-
         return await asyncio.to_thread(self.start)
 
     async def __aexit__(self, kind: type[BaseException] | None, exc: BaseException | None,
                         tb: TracebackType | None) -> None:
-        import asyncio
-
         await asyncio.to_thread(self.stop)
 
     def _forget(self) -> None:
@@ -173,11 +171,11 @@ class SimulatedWorld:
 
     # -- what edged needs ----------------------------------------------------------------
 
-    def edged_overrides(self) -> dict[str, object]:
+    def edged_overrides(self) -> dict[str, Any]:
         """edged's configuration for this running world (Config.with_overrides): the
         terminal's pty (and no PC/SC readers), the [mail] table, the [dmp] table; nothing for
         vpcd cards, which edged finds through PC/SC as on a real install."""
-        overrides: dict[str, object] = {}
+        overrides: dict[str, Any] = {}
         if self.terminal is not None:
             overrides["terminal"] = self.terminal.pty_path
             overrides["pcsc"] = False
