@@ -57,8 +57,10 @@ async def _until(predicate: Any, timeout: float) -> None:
 
 
 async def _answer_consent(display: Any, keypad: Any, call: Any) -> Any:
+    from simulators.pinpad import CONFIRM_KEYS  # the question's last line, in French
+
     task = asyncio.ensure_future(call)
-    await _until(lambda: task.done() or "OK / Cancel" in display.screen(), 120)
+    await _until(lambda: task.done() or CONFIRM_KEYS in display.screen(), 120)
     if not task.done():
         keypad.press("OK")
     return await task
