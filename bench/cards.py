@@ -14,7 +14,8 @@ from apdu.protocol import CardProtocol
 from apdu.sha256 import split, split_reference
 from apdu.vitale import VitaleSession
 from bench.table import Row, fmt_time, goal, interleaved, median, sample
-from simulators.slots import CPS_SLOT, VITALE_SLOT, SimulatedSlots
+from simulators.slots import CPS_SLOT, VITALE_SLOT
+from simulators.world import CardsOn, SimulatedWorld
 
 __all__ = ["run"]
 
@@ -37,7 +38,9 @@ def run(quick: bool = False) -> list[Row]:
     """APDU round trip vs raw pyscard; Vitale family and CPS identity read time and APDU count."""
     rounds, block, reads = (5, 50, 10) if quick else (20, 100, 50)
     rows: list[Row] = split_hash(quick)
-    with SimulatedSlots("gp", "family") as slots:
+    with SimulatedWorld("gp", "family", cards=CardsOn.PCSC, mail=False, dmp=False) as world:
+        slots = world.slots
+        assert slots is not None
         select = CommandApdu(0x00, 0xA4, 0x04, 0x0C, CPS_AID)
         raw_bytes = list(select.to_bytes())
         reader = next(r for r in readers() if str(r) == slots.reader(CPS_SLOT))

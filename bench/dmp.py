@@ -8,6 +8,7 @@ import statistics
 import tempfile
 import time
 import uuid
+from pathlib import Path
 
 from bench.table import Row, fmt_time
 from simulators.dmp import DmpHost
@@ -15,6 +16,7 @@ from simulators.dmp.auth import hash_password
 from simulators.dmp.cda import build_document
 from simulators.dmp.storage import Document, Trace
 from simulators.dmp.testing import TEST_OID, DmpWorld, FakeClock, national_id, test_nir
+from simulators.world import CardsOn, DmpOptions, SimulatedWorld
 
 __all__ = ["run"]
 
@@ -131,7 +133,10 @@ def run(quick: bool = False) -> list[Row]:
     """Index latency at scale, a 5 MB feed, traces reading; on a real HTTPS host."""
     with tempfile.TemporaryDirectory() as tmp:
         clock = FakeClock()
-        with DmpHost(tmp, test_mode=True, clock=clock) as host:
+        with SimulatedWorld(None, None, cards=CardsOn.NONE, mail=False,
+                            dmp=DmpOptions(Path(tmp), clock=clock)) as simulated:
+            host = simulated.dmp
+            assert host is not None
             t = time.perf_counter()
             patients, password = _seed(host, clock())
             seeded = time.perf_counter() - t

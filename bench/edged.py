@@ -25,7 +25,7 @@ from edged.daemon import Daemon
 from edged.readers.pcsc import CardKind
 from edged.sdk import Client, Credentials, pair
 from simulators.pinpad import Keypad, SimulatedDisplay
-from simulators.slots import SimulatedSlots
+from simulators.world import CardsOn, SimulatedWorld
 
 __all__ = ["run"]
 
@@ -316,7 +316,7 @@ async def _stop_under_load(quick: bool, clients: int = 100) -> list[Row]:
 
 def run(quick: bool = False) -> list[Row]:
     """Every edged measurement (pcscd and simulated cards are started for the Vitale read)."""
-    with SimulatedSlots("gp", "family"):
+    with SimulatedWorld("gp", "family", cards=CardsOn.PCSC, mail=False, dmp=False):
         rows = asyncio.run(_latency(quick))
         rows += asyncio.run(_subprocess_daemon(quick))
         rows += asyncio.run(_stop_under_load(quick))

@@ -19,9 +19,12 @@ import re
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bench.table import Row, fmt_time, print_table
+
+if TYPE_CHECKING:
+    from simulators.world import SimulatedWorld
 
 __all__ = ["run"]
 
@@ -54,96 +57,92 @@ async def _until(predicate: Any, timeout: float) -> None:
 
 
 async def _answer_consent(display: Any, keypad: Any, call: Any) -> Any:
+    from simulators.pinpad import CONFIRM_KEYS  # the question's last line, in French
+
     task = asyncio.ensure_future(call)
-    await _until(lambda: task.done() or "OK / Cancel" in display.screen(), 120)
+    await _until(lambda: task.done() or CONFIRM_KEYS in display.screen(), 120)
     if not task.done():
         keypad.press("OK")
     return await task
 
 
-async def _flows(tmp: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+async def _flows(tmp: Path, world: SimulatedWorld) -> tuple[dict[str, Any], dict[str, Any]]:
     from edged.config import Config
     from edged.daemon import Daemon
     from edged.sdk import pair
     from edged.services import smime
     from edged.services.mail import service_of
-    from simulators.dmp import DmpHost
-    from simulators.mail import MailOperator, mail_table
     from simulators.pinpad import Keypad, PinPadTransport, SimulatedDisplay
-    from simulators.pki import DATA
     from tests.edged.cda import cda
     from tests.edged.test_mail_rpc import TRUST, Card, mailbox
 
     keypad = Keypad()
     display = SimulatedDisplay(keypad)
-    chain = tmp / "intermediates.pem"
-    chain.write_bytes(b"".join((DATA / "ca" / f"test-{n}.crt.pem").read_bytes()
-                               for n in ("personnes", "organisations")))
-    with MailOperator(tmp / "op", max_message_bytes=64 * 1024 * 1024) as op:
-        host = DmpHost(tmp / "dmp", test_mode=True, admin_token="bench").start()
-        daemon = Daemon(Config(
-            host="127.0.0.1", port=0, state_dir=tmp / "state", mdns=False,
-            mail=mail_table(tmp / "op", intermediates_file=str(chain)),
-            dmp={"url": host.url, "ca_file": str(host.cafile), "admin_token": "bench"}),
-            ui=display, wrap_transport=lambda _r, t: PinPadTransport(t, keypad, display))
-        await daemon.start()
-        try:
-            await _until(lambda: daemon.slots.find("cps") and daemon.slots.find("vitale"), 10)
+    op = world.mail
+    assert op is not None
+    daemon = Daemon(Config(  # the world's [mail] and [dmp] tables
+        host="127.0.0.1", port=0, state_dir=tmp / "state", mdns=False,
+        **world.edged_overrides()),
+        ui=display, wrap_transport=lambda _r, t: PinPadTransport(t, keypad, display))
+    await daemon.start()
+    try:
+        await _until(lambda: daemon.slots.find("cps") and daemon.slots.find("vitale"), 10)
 
-            async def code() -> str:
-                match = re.search(r"Code: (\d{6})", display.screen())
-                assert match
-                return match.group(1)
+        async def code() -> str:
+            match = re.search(r"Code: (\d{6})", display.screen())
+            assert match
+            return match.group(1)
 
-            credentials = await pair("127.0.0.1", daemon.server.port,
-                                     daemon.keystore.fingerprint, "bench",
-                                     ["mail:send", "cps:sign", "dmp:read", "dmp:write"], code)
-            async with await credentials.connect() as client:
-                keypad.press("1234", "OK")
-                assert (await client.call("cps.verify_pin"))["result"] == "ok"
-                data = os.urandom(MAIL_SIZE)
-                _reset_hwm()
-                before, start = _hwm(), time.perf_counter()
-                upload_id = await client.upload(data)
-                sent = await client.call("mail.send", {
-                    "to": [NURSE], "subject": "bench", "text": "25 MB",
-                    "attachments": [{"filename": "scan.bin", "upload_id": upload_id}]},
-                    timeout=600)
-                queued, queued_rss = time.perf_counter() - start, _hwm() - before
-                outbox = service_of(daemon.services.mail).outbox
-                await _until(lambda: outbox.get(sent["message_id"]).state == "sent", 300)
-                mail = {"queued": queued, "sent": time.perf_counter() - start,
-                        "queued_rss": queued_rss, "rss": _hwm() - before}
-                raw = (await asyncio.to_thread(mailbox, op, NURSE))[-1]
-                opened = smime.open_message(raw, Card("nurse").decryptor, TRUST)
-                mail["intact"] = [a.data for a in opened.attachments] == [data]
-                del data, raw, opened
+        credentials = await pair("127.0.0.1", daemon.server.port,
+                                 daemon.keystore.fingerprint, "bench",
+                                 ["mail:send", "cps:sign", "dmp:read", "dmp:write"], code)
+        async with await credentials.connect() as client:
+            keypad.press("1234", "OK")
+            assert (await client.call("cps.verify_pin"))["result"] == "ok"
+            data = os.urandom(MAIL_SIZE)
+            _reset_hwm()
+            before, start = _hwm(), time.perf_counter()
+            upload_id = await client.upload(data)
+            sent = await client.call("mail.send", {
+                "to": [NURSE], "subject": "bench", "text": "25 MB",
+                "attachments": [{"filename": "scan.bin", "upload_id": upload_id}]},
+                timeout=600)
+            queued, queued_rss = time.perf_counter() - start, _hwm() - before
+            outbox = service_of(daemon.services.mail).outbox
+            await _until(lambda: outbox.get(sent["message_id"]).state == "sent", 300)
+            mail = {"queued": queued, "sent": time.perf_counter() - start,
+                    "queued_rss": queued_rss, "rss": _hwm() - before}
+            raw = (await asyncio.to_thread(mailbox, op, NURSE))[-1]
+            opened = smime.open_message(raw, Card("nurse").decryptor, TRUST)
+            mail["intact"] = [a.data for a in opened.attachments] == [data]
+            del data, raw, opened
 
-                document = cda(PIERRE, pdf=b"%PDF-1.7\n" + os.urandom(PDF_SIZE) + b"\n%%EOF\n")
-                await _answer_consent(display, keypad, client.call("dmp.create",
-                                                                   {"ins": PIERRE}))
-                _reset_hwm()
-                before, start = _hwm(), time.perf_counter()
-                upload_id = await client.upload(document)
-                fed = await _answer_consent(display, keypad, client.call(
-                    "dmp.feed", {"ins": PIERRE, "upload_id": upload_id}, timeout=600))
-                dmp = {"sent": time.perf_counter() - start, "rss": _hwm() - before,
-                       "size": len(document),
-                       "intact": fed.get("state") == "registered"
-                       and fed["document"]["sha256"] == hashlib.sha256(document).hexdigest()}
-        finally:
-            await daemon.stop()
-            host.stop()
+            document = cda(PIERRE, pdf=b"%PDF-1.7\n" + os.urandom(PDF_SIZE) + b"\n%%EOF\n")
+            await _answer_consent(display, keypad, client.call("dmp.create",
+                                                               {"ins": PIERRE}))
+            _reset_hwm()
+            before, start = _hwm(), time.perf_counter()
+            upload_id = await client.upload(document)
+            fed = await _answer_consent(display, keypad, client.call(
+                "dmp.feed", {"ins": PIERRE, "upload_id": upload_id}, timeout=600))
+            dmp = {"sent": time.perf_counter() - start, "rss": _hwm() - before,
+                   "size": len(document),
+                   "intact": fed.get("state") == "registered"
+                   and fed["document"]["sha256"] == hashlib.sha256(document).hexdigest()}
+    finally:
+        await daemon.stop()
     return mail, dmp
 
 
 def run(quick: bool = False) -> list[Row]:
     """The two large payloads through edged; PASS when both arrive intact."""
-    from simulators.slots import SimulatedSlots
+    from simulators.world import CardsOn, DmpOptions, MailOptions, SimulatedWorld
 
     with tempfile.TemporaryDirectory(prefix="bifente-bench-large-") as tmp, \
-            SimulatedSlots("gp", "family"):
-        mail, dmp = asyncio.run(_flows(Path(tmp)))
+            SimulatedWorld("gp", "family", cards=CardsOn.PCSC,
+                           mail=MailOptions(Path(tmp) / "op", max_message_bytes=64 * 1024 * 1024),
+                           dmp=DmpOptions(Path(tmp) / "dmp", admin_token="bench")) as world:
+        mail, dmp = asyncio.run(_flows(Path(tmp), world))
     both = mail["intact"] and dmp["intact"]
     return [
         Row("mail.send, 25 MB attachment (upload + sign + encrypt, queued)",

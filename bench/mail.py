@@ -269,7 +269,7 @@ def _in_process(reader: str, nurse: Any,
     return raw, sign, protect, session_apdus
 
 
-async def _through_daemon(operator_json: Path, chain: Path, state: Path,
+async def _through_daemon(mail: dict[str, Any], state: Path,
                           n: int) -> tuple[list[float], list[float], int]:
     """cps.sign of the same content, and mail.send up to queueing, over WSS + TLS."""
     import base64
@@ -281,7 +281,6 @@ async def _through_daemon(operator_json: Path, chain: Path, state: Path,
     from edged.readers.pcsc import CardKind
     from edged.sdk import pair
     from edged.services import smime
-    from simulators.mail import mail_table
     from simulators.pinpad import Keypad, SimulatedDisplay
 
     keypad = Keypad()
@@ -296,8 +295,7 @@ async def _through_daemon(operator_json: Path, chain: Path, state: Path,
                            rate_per_second=1e6, rate_burst=10**6,
                            # one confirmation on the terminal for the whole run (batch mode)
                            sign_batch_count=100, sign_batch_minutes=60,
-                           mail=mail_table(operator_json.parent,
-                                           intermediates_file=str(chain))),
+                           mail=mail),
                     ui=display, wrap_transport=lambda _r, t: _CountingPinPad(t, keypad, display))
     await daemon.start()
     try:
@@ -349,21 +347,22 @@ class _CountingPinPad:
 
 def signing_latency(quick: bool = False) -> list[Row]:
     """Signing with the CPS in pcscd: in process (CardSigner) vs through edged, side by side."""
-    from simulators.mail import DirectoryClient, MailOperator
-    from simulators.slots import CPS_SLOT, SimulatedSlots
+    from simulators.mail import DirectoryClient
+    from simulators.slots import CPS_SLOT
+    from simulators.world import CardsOn, MailOptions, SimulatedWorld
 
     n = 5 if quick else 20
     with tempfile.TemporaryDirectory(prefix="bifente-bench-sign-") as tmp, \
-            SimulatedSlots("gp", None) as slots, MailOperator(Path(tmp) / "op") as op:
-        chain = Path(tmp) / "intermediates.pem"
-        chain.write_bytes(PERSONNES.read_bytes()
-                          + (DATA / "ca" / "test-organisations.crt.pem").read_bytes())
+            SimulatedWorld("gp", None, cards=CardsOn.PCSC, mail=MailOptions(Path(tmp) / "op"),
+                           dmp=False) as world:
+        assert world.slots is not None and world.mail is not None
+        op = world.mail
         nurse = DirectoryClient(op.info.directory_url, op.info.ca_file).certificate(
             NURSE_ADDRESS)
         local_raw, local_sign, local_protect, local_apdus = _in_process(
-            slots.reader(CPS_SLOT), nurse, n)
+            world.slots.reader(CPS_SLOT), nurse, n)
         remote_sign, remote_send, remote_apdus = asyncio.run(_through_daemon(
-            Path(tmp) / "op" / "operator.json", chain, Path(tmp) / "state", n))
+            world.edged_overrides()["mail"], Path(tmp) / "state", n))
     lr, ls = statistics.median(local_raw), statistics.median(local_sign)
     lp = statistics.median(local_protect)
     rs, rm = statistics.median(remote_sign), statistics.median(remote_send)

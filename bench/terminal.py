@@ -30,9 +30,10 @@ from apdu.protocol import CardProtocol
 from apdu.vitale import VitaleSession
 from bench.table import Row, fmt_time, goal, interleaved, median, sample
 from edged.readers.terminal import TerminalLink, TerminalTransport
-from simulators.slots import CPS_SLOT, SimulatedSlots
+from simulators.slots import CPS_SLOT
 from simulators.terminal import VirtualTerminal, WireStats
 from simulators.terminal.card_io import CHAR_ETU
+from simulators.world import CardsOn, SimulatedWorld
 
 __all__ = ["run"]
 
@@ -94,6 +95,12 @@ def _press_later(vt: VirtualTerminal, *keys: str) -> threading.Thread:
     return t
 
 
+def _pty(world: SimulatedWorld) -> str:
+    """The started world's terminal pty."""
+    assert world.terminal is not None
+    return world.terminal.pty_path
+
+
 def run(quick: bool = False) -> list[Row]:
     """Round trip terminal vs PC/SC; modelled wire time of a Vitale read and a CPS signature."""
     rounds, block = (5, 40) if quick else (20, 100)
@@ -101,8 +108,12 @@ def run(quick: bool = False) -> list[Row]:
     rows: list[Row] = []
     select = CommandApdu(0x00, 0xA4, 0x04, 0x0C, CPS_AID)
     raw_select = list(select.to_bytes())
-    with SimulatedSlots("gp", None) as slots, VirtualTerminal("gp", "family") as vt, \
-            TerminalLink(vt.pty_path) as link:
+    # The same CPS in a vpcd reader and in the virtual terminal: two worlds side by side.
+    in_pcscd = SimulatedWorld("gp", None, cards=CardsOn.PCSC, mail=False, dmp=False)
+    in_terminal = SimulatedWorld("gp", "family", cards=CardsOn.TERMINAL, mail=False, dmp=False)
+    with in_pcscd, in_terminal, TerminalLink(_pty(in_terminal)) as link:
+        slots, vt = in_pcscd.slots, in_terminal.terminal
+        assert slots is not None and vt is not None
         reader = next(r for r in readers() if str(r) == slots.reader(CPS_SLOT))
         pcsc = reader.createConnection()
         _connect(pcsc)

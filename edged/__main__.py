@@ -7,21 +7,24 @@ import asyncio
 import contextlib
 import importlib
 import logging
-import os
 import signal
 import sys
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from edged.cli.argtypes import port
 from edged.config import ConfigError, load_config
 from edged.early import begin
 from edged.shutdown import ExitGuard
-from edged.simulation import SimulatorsMissing, require_simulators
+from edged.simulation import SimulatorsMissing, require_simulators, simulated_world
 from edged.state.audit import AuditError
 from edged.state.keystore import KeystoreError
 from edged.state.sqlite import StateFileError
 from edged.version import VERSION
+
+if TYPE_CHECKING:
+    from edged.simulation import SimulatedWorld
 
 __all__ = ["main"]
 
@@ -71,30 +74,16 @@ async def _run(args: argparse.Namespace) -> int:
                 # The fallback state key, kept apart from the state like on a real install.
                 overrides["state_key_file"] = str(Path(stack.enter_context(
                     tempfile.TemporaryDirectory(prefix="edged-sim-key-"))) / "state.key")
-            if args.simulate_pcsc:
-                from simulators.slots import SimulatedSlots
-
-                slots = await asyncio.to_thread(SimulatedSlots(args.cps, args.vitale).start)
-                stack.callback(slots.stop)
-            else:
-                from simulators.terminal import VirtualTerminal
-
-                terminal = await asyncio.to_thread(
-                    VirtualTerminal(cps=args.cps, vitale=args.vitale).start)
-                stack.callback(terminal.stop)
-                control_dir = stack.enter_context(tempfile.TemporaryDirectory(prefix="bifente-vt-"))
-                terminal.serve_control(f"unix:{control_dir}/control.sock")
-                assert terminal.control_address is not None  # serve_control just set it
-                _record_terminal(stack, terminal.pty_path, terminal.control_address)
-                overrides["terminal"] = terminal.pty_path
-                overrides["pcsc"] = False
-                print(f"virtual terminal: {terminal.pty_path} control {terminal.control_address}",
-                      flush=True)
-            log.info("simulated cards: CPS %r, Vitale %r", args.cps, args.vitale)
-            if not config.mail:
-                overrides["mail"] = _simulated_mail(stack)
-            if not config.dmp:
-                overrides["dmp"] = _simulated_dmp(stack)
+            world = simulated_world(
+                "edged --simulate" if args.simulate else "edged --simulate-pcsc",
+                args.cps, args.vitale, cards="pcsc" if args.simulate_pcsc else "terminal",
+                mail=not config.mail, dmp=not config.dmp,
+                # the control socket and state file `bifente sim press | screen` find
+                terminal={"control": True, "record": True})
+            await asyncio.to_thread(world.start)
+            stack.callback(world.stop)
+            overrides.update(world.edged_overrides())
+            _announce(world, args)
     except BaseException:
         stack.close()
         raise
@@ -131,51 +120,22 @@ async def _run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _record_terminal(stack: contextlib.ExitStack, pty: str, control: str) -> None:
-    """Write the virtual terminal's state file, so `bifente sim screen | press | insert`
-    find it without --control (docs/terminal.md); removed at exit if still ours."""
-    from simulators.terminal.control import read_state, remove_state, write_state
-
-    state = write_state(pty, control)
-
-    def forget() -> None:
-        with contextlib.suppress(Exception):
-            if read_state(state).get("pid") == os.getpid():
-                remove_state(state)
-
-    stack.callback(forget)
-
-
-def _simulated_mail(stack: contextlib.ExitStack) -> dict[str, object]:
-    """The reference mail operator (cabinet.test, chu.test, labo.test) in a temp folder."""
-    from simulators.mail import TEST_PASSWORD, MailOperator, mail_table
-    from simulators.pki import DATA
-
-    data = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bifente-mail-")))
-    operator = MailOperator(data / "operator").serve_in_thread()
-    stack.callback(operator.close)
-    chain = data / "intermediates.pem"
-    chain.write_bytes(b"".join((DATA / "ca" / f"test-{name}.crt.pem").read_bytes()
-                               for name in ("personnes", "organisations")))
-    info = operator.info
-    cabinet = info.domains["cabinet.test"]
-    print(f"mail operator: cabinet.test smtp://{info.host}:{cabinet.submission} "
-          f"pop3s://{info.host}:{cabinet.pop3s}, directory {info.directory_url}; "
-          f"addresses {', '.join(operator.addresses('cabinet.test'))} "
-          f"(test password {TEST_PASSWORD!r})", flush=True)
-    return mail_table(data / "operator", intermediates_file=str(chain))
-
-
-def _simulated_dmp(stack: contextlib.ExitStack) -> dict[str, object]:
-    """The reference DMP host (test mode) in a temp folder; edged enrolls its consent key."""
-    from simulators.dmp import DmpHost
-
-    data = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bifente-dmp-")))
-    host = DmpHost(data, test_mode=True).start()
-    stack.callback(host.stop)
-    print(f"DMP host: {host.url} (test mode, data {data}, admin token {host.admin_token})",
-          flush=True)
-    return {"url": host.url, "ca_file": str(host.cafile), "admin_token": host.admin_token}
+def _announce(world: SimulatedWorld, args: argparse.Namespace) -> None:
+    """Print where the simulated parts listen (tests and `bifente demo` read these lines)."""
+    if world.terminal is not None:
+        print(f"virtual terminal: {world.terminal.pty_path} control {world.control_address}",
+              flush=True)
+    log.info("simulated cards: CPS %r, Vitale %r", args.cps, args.vitale)
+    if world.mail is not None:  # the reference mail operator: cabinet.test, chu.test, labo.test
+        info = world.mail.info
+        cabinet = info.domains["cabinet.test"]
+        print(f"mail operator: cabinet.test smtp://{info.host}:{cabinet.submission} "
+              f"pop3s://{info.host}:{cabinet.pop3s}, directory {info.directory_url}; "
+              f"addresses {', '.join(world.mail.addresses('cabinet.test'))} "
+              f"(test password {world.mail_password!r})", flush=True)
+    if world.dmp is not None:  # edged enrolls its consent key with the admin token
+        print(f"DMP host: {world.dmp.url} (test mode, data {world.dmp.data_dir}, "
+              f"admin token {world.dmp.admin_token})", flush=True)
 
 
 def _is_profile_error(exc: BaseException) -> bool:

@@ -32,9 +32,11 @@ class SimulatedSlots:
         """The PC/SC reader name of a slot."""
         return VPCD_READERS[slot]
 
-    def start(self) -> SimulatedSlots:
-        """Start pcscd if needed and insert the cards; returns once PC/SC sees them."""
-        self.pcscd = ensure_pcscd()
+    def start(self, *, pcscd: bool = True) -> SimulatedSlots:
+        """Start pcscd if needed (pcscd=False: the caller runs it) and insert the cards;
+        returns once PC/SC sees them."""
+        if pcscd:
+            self.pcscd = ensure_pcscd()
         for slot in (CPS_SLOT, VITALE_SLOT):
             if self.cards[slot] is not None:
                 self.insert(slot)

@@ -14,6 +14,7 @@ from simulators.cps3 import Cps3Card
 from simulators.pcscd import PcscdHandle, ensure_pcscd
 from simulators.slots import CPS_SLOT, VITALE_SLOT, SimulatedSlots
 from simulators.vitale import Vitale2Card
+from simulators.world import CardsOn, SimulatedWorld
 from tests import leaks
 
 # Every answer the suite receives through the SDK (in this process, and in the CLI run as a
@@ -62,11 +63,13 @@ def pcscd() -> Iterator[PcscdHandle]:
 @pytest.fixture
 def slots(pcscd: PcscdHandle) -> Iterator[SimulatedSlots]:
     """Empty slots; tests insert what they need. Everything is pulled afterwards."""
-    bench = SimulatedSlots(None, None)
-    bench.pcscd = None  # the session fixture owns pcscd
-    yield bench
-    for slot in (CPS_SLOT, VITALE_SLOT):
-        bench.remove(slot)
+    with SimulatedWorld(None, None, cards=CardsOn.PCSC, mail=False, dmp=False,
+                        pcscd=False) as world:  # the session fixture owns pcscd
+        bench = world.slots
+        assert bench is not None
+        yield bench
+        for slot in (CPS_SLOT, VITALE_SLOT):
+            bench.remove(slot)  # and wait: a slot pcscd still sees full fails this test
 
 
 def _inserter(slots: SimulatedSlots, slot: int, make: Callable[[str], Cps3Card | Vitale2Card],

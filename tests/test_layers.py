@@ -250,3 +250,76 @@ def test_the_firmware_circle_check_can_fail(tmp_path: Path) -> None:
     (tmp_path / "firmware" / "link.py").write_text("import terminal\n")
     (tmp_path / "firmware" / "terminal.py").write_text("from link import Frame\n")
     assert import_cycles(firmware_imports(tmp_path)) == [["link", "terminal"]]
+
+
+# -- one door from edged to the simulated parts ------------------------------------------------
+# edged.simulation alone builds simulated parts (one SimulatedWorld, simulators/world.py); the
+# other edged modules may use the simulators' tools (the terminal's control client, profiles,
+# key names) but never start a card bench, a terminal, a mail operator or a DMP host by hand.
+SIM_SEAM = "edged.simulation"
+SIM_PART_MODULES = {"simulators.world", "simulators.slots", "simulators.pcscd"}
+SIM_PART_PACKAGES = SIM_PART_MODULES | {
+    "simulators.terminal", "simulators.terminal.supervisor", "simulators.mail",
+    "simulators.mail.operator", "simulators.dmp", "simulators.dmp.host"}
+SIM_PARTS = {"SimulatedWorld", "SimulatedSlots", "VirtualTerminal", "MailOperator", "DmpHost",
+             "ensure_pcscd"}
+
+
+def simulated_parts_imported(source: str) -> list[str]:
+    """The imports in source that reach a simulated part (anywhere: functions count too)."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            found += [a.name for a in node.names if a.name in SIM_PART_PACKAGES]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            module = node.module
+            if module in SIM_PART_MODULES:
+                found.append(module)
+            elif module == "simulators" or module.startswith("simulators."):
+                found += [f"{module}.{a.name}" for a in node.names
+                          if a.name in SIM_PARTS or f"{module}.{a.name}" in SIM_PART_PACKAGES]
+    return found
+
+
+def test_only_the_simulation_seam_starts_simulated_parts() -> None:
+    graph = package_imports(ROOT, "edged")  # the module names, to find every file
+    assert SIM_SEAM in graph
+    offenders = {}
+    for module in sorted(graph):
+        if module == SIM_SEAM:
+            continue
+        parts = module.split(".")
+        path = ROOT.joinpath(*parts).with_suffix(".py")
+        if not path.exists():
+            path = ROOT.joinpath(*parts, "__init__.py")
+        if found := simulated_parts_imported(path.read_text(encoding="utf-8")):
+            offenders[module] = found
+    assert offenders == {}
+    seam = (ROOT / "edged" / "simulation.py").read_text(encoding="utf-8")
+    assert "simulators.world" in seam  # the seam is where the world comes from
+
+
+@pytest.mark.parametrize("source", [
+    "from simulators.slots import SimulatedSlots",
+    "def f():\n    from simulators.terminal import VirtualTerminal\n",
+    "from simulators.terminal.supervisor import VirtualTerminal",
+    "from simulators.mail import MailOperator, mail_table",
+    "from simulators.dmp import DmpHost",
+    "import simulators.dmp.host",
+    "from simulators import mail",
+    "from simulators.world import CardsOn",
+    "from simulators.pcscd import ensure_pcscd",
+])
+def test_the_simulation_seam_check_sees_parts(source: str) -> None:
+    assert simulated_parts_imported(source)
+
+
+@pytest.mark.parametrize("source", [
+    "from simulators.terminal.control import TerminalControl",
+    "from simulators.terminal.supervisor import expand_keys",
+    "from simulators.profiles import load_cps",
+    "from simulators.mail import TEST_PASSWORD, describe",
+    "from edged.simulation import simulated_world",
+])
+def test_the_simulation_seam_check_lets_tools_through(source: str) -> None:
+    assert simulated_parts_imported(source) == []

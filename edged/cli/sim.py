@@ -7,8 +7,11 @@ import asyncio
 import signal
 import sys
 import threading
+from pathlib import Path
+from typing import Any
 
 from edged.cli import sim_terminal
+from edged.simulation import simulated_world
 
 __all__ = ["add_parsers"]
 
@@ -26,13 +29,14 @@ def _slot(word: str) -> int:
 def _sim_cards(args: argparse.Namespace) -> int:
     # Imported here: the daemon and client never need the simulators.
     from simulators.cps3 import Cps3Card
-    from simulators.slots import SimulatedSlots
     from simulators.vitale import Vitale2Card
 
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    slots = SimulatedSlots(args.cps, args.vitale).start()
-    try:
+    with simulated_world("bifente sim cards", args.cps, args.vitale, cards="pcsc", mail=False,
+                         dmp=False) as world:
+        slots = world.slots
+        assert slots is not None  # cards="pcsc"
         for slot, card in slots.cards.items():
             if card is not None:
                 print(f"slot {slot} ({slots.reader(slot)}): {type(card).__name__} "
@@ -71,43 +75,37 @@ def _sim_cards(args: argparse.Namespace) -> int:
                 print(f"error: {exc}")
             sys.stdout.flush()
         return 0
-    finally:
-        slots.stop()
 
 
 def _sim_mail(args: argparse.Namespace) -> int:
     # Imported here: the daemon and client never need the simulators.
-    from simulators.mail import (
-        DEFAULT_DOMAINS,
-        TEST_PASSWORD,
-        MailOperator,
-        describe,
-        mask_address,
-    )
+    from simulators.mail import describe, mask_address
 
     if args.max_size <= 0:
         raise ValueError("--max-size must be a positive number of MB")
-    operator = MailOperator(args.data, domains=args.domain or DEFAULT_DOMAINS, host=args.host,
-                            max_message_bytes=int(args.max_size * 1024 * 1024),
-                            require_smime=not args.allow_clear, base_port=args.port_base)
+    mail: dict[str, Any] = {"data_dir": Path(args.data), "host": args.host,
+                            "max_message_bytes": int(args.max_size * 1024 * 1024),
+                            "require_smime": not args.allow_clear, "base_port": args.port_base}
+    if args.domain:
+        mail["domains"] = tuple(args.domain)
+    world = simulated_world("bifente sim mail", None, None, cards="none", mail=mail, dmp=False)
 
     async def run() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)
-        await operator.start()
-        try:
+        async with world:
+            operator = world.mail
+            assert operator is not None  # mail asked for
             print(describe(operator.info))
             print(f"ports file: {operator.data_dir / 'operator.json'}")
-            print(f"accounts (TEST DATA, password {TEST_PASSWORD!r}): "
+            print(f"accounts (TEST DATA, password {world.mail_password!r}): "
                   f"{', '.join(map(mask_address, operator.addresses()))}")
             if args.allow_clear:
                 print("clear (non-S/MIME) mail is accepted: --allow-clear")
             print("ready. stop with Ctrl-C or SIGTERM", flush=True)
             await stop.wait()
-        finally:
-            await operator.stop()
 
     asyncio.run(run())
     print("mail operator stopped", flush=True)
@@ -115,15 +113,16 @@ def _sim_mail(args: argparse.Namespace) -> int:
 
 
 def _sim_dmp(args: argparse.Namespace) -> int:
-    # Imported here: the daemon and client never need the simulators. Requests are logged
-    # at INFO (bifente -v sim dmp ...), by route pattern: the paths hold patients' INS.
-    from simulators.dmp import DmpHost
-
+    # Requests are logged at INFO (bifente -v sim dmp ...), by route pattern: the paths hold
+    # patients' INS.
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    host = DmpHost(args.data, port=args.port, host=args.host, test_mode=args.test_mode,
-                   admin_token=args.admin_token).start()
-    try:
+    dmp = {"data_dir": Path(args.data), "port": args.port, "host": args.host,
+           "test_mode": args.test_mode, "admin_token": args.admin_token}
+    with simulated_world("bifente sim dmp", None, None, cards="none", mail=False,
+                         dmp=dmp) as world:
+        host = world.dmp
+        assert host is not None  # dmp asked for
         print(f"reference DMP host (TEST) on {host.url}", flush=True)
         print(f"trust: {host.cafile}", flush=True)
         if not args.admin_token:
@@ -135,8 +134,6 @@ def _sim_dmp(args: argparse.Namespace) -> int:
         except KeyboardInterrupt:
             print("interrupted: stopping", flush=True)
         return 0
-    finally:
-        host.stop()
 
 
 def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

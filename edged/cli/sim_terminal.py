@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import signal
 import sys
 import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
+
+from edged.simulation import simulated_world
 
 if TYPE_CHECKING:
     from simulators.terminal.control import TerminalControl
@@ -44,37 +45,34 @@ def _seconds(text: str) -> float:
 
 
 def _terminal(args: argparse.Namespace) -> int:
-    from simulators.terminal import FirmwareError, VirtualTerminal
-    from simulators.terminal.control import read_state, remove_state, write_state
+    from simulators.terminal import FirmwareError
+    from simulators.terminal.control import default_control_address
 
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
     cps = None if args.cps.lower() in _NONE else args.cps
     vitale = None if args.vitale.lower() in _NONE else args.vitale
-    with VirtualTerminal(cps=cps, vitale=vitale, heap=args.heap) as vt:
-        address = vt.serve_control(args.control)
-        state = write_state(vt.pty_path, address)
-        try:
-            print(f"pty: {vt.pty_path}")
-            print(f"control: {address}")
-            print(f"state: {state}")
-            slots: list[dict[str, Any]] = vt.status()["slots"]  # type: ignore[assignment]
-            for status in slots:
-                card = (f"{status['card']} profile {status['profile']!r}" if status["present"]
-                        else "empty")
-                print(f"slot {status['slot']}: {card}")
-            print(f"ready. use --reader terminal:{vt.pty_path}; stop with Ctrl-C or SIGTERM",
-                  flush=True)
-            while not stop.wait(0.5):
-                if vt.pid is None:
-                    raise FirmwareError(f"the firmware stopped: {vt.firmware_log()}")
-        finally:
-            try:
-                if read_state(state).get("pid") == os.getpid():
-                    remove_state(state)
-            except Exception:  # noqa: S110 - another terminal took over the state file
-                pass
+    # The state file lets the other commands find the terminal without --control.
+    terminal = {"heap": args.heap, "control": True, "record": True,
+                "control_address": args.control or default_control_address()}
+    with simulated_world("bifente sim terminal", cps, vitale, cards="terminal", mail=False,
+                         dmp=False, terminal=terminal) as world:
+        vt = world.terminal
+        assert vt is not None  # cards="terminal"
+        print(f"pty: {vt.pty_path}")
+        print(f"control: {world.control_address}")
+        print(f"state: {world.state_file}")
+        slots: list[dict[str, Any]] = vt.status()["slots"]  # type: ignore[assignment]
+        for status in slots:
+            card = (f"{status['card']} profile {status['profile']!r}" if status["present"]
+                    else "empty")
+            print(f"slot {status['slot']}: {card}")
+        print(f"ready. use --reader terminal:{vt.pty_path}; stop with Ctrl-C or SIGTERM",
+              flush=True)
+        while not stop.wait(0.5):
+            if vt.pid is None:
+                raise FirmwareError(f"the firmware stopped: {vt.firmware_log()}")
     print("virtual terminal stopped", flush=True)
     return 0
 

@@ -1,0 +1,260 @@
+"""One simulated world: the cards, the reference mail operator and the reference DMP host.
+
+`edged --simulate`, `bifente sim ...`, the test fixtures and the benches all run some of the
+same parts: simulated cards (in the virtual terminal, or in pcscd's vpcd readers), the mail
+operator (simulators/mail) and the DMP host (simulators/dmp). `SimulatedWorld` starts the
+parts asked for in that order, stops them in the reverse order (also when a later one fails to
+start), and gives edged the configuration that points at them (`edged_overrides()`).
+
+    with SimulatedWorld("gp", "family", cards=CardsOn.TERMINAL) as world:
+        config = config.with_overrides(**world.edged_overrides())
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import os
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from simulators.dmp import DmpHost
+from simulators.mail import (
+    DEFAULT_DOMAINS,
+    DEFAULT_MAX_MESSAGE_BYTES,
+    TEST_PASSWORD,
+    MailOperator,
+    mail_table,
+)
+from simulators.pki import DATA
+from simulators.slots import SimulatedSlots
+from simulators.terminal import VirtualTerminal
+from simulators.terminal.card_io import LineCard
+from simulators.terminal.control import read_state, remove_state, write_state
+
+__all__ = ["CardsOn", "DmpOptions", "MailOptions", "SimulatedWorld", "TerminalOptions"]
+
+# The test PKI's intermediate CAs: edged's mail table names them so the signatures of
+# simulated mail verify up to the test root (RFC 5652 §5.1 certificates are optional in a
+# signed message, so the receiver may need the chain).
+_INTERMEDIATES = ("personnes", "organisations")
+
+
+class CardsOn(enum.Enum):
+    """Where the simulated cards are inserted."""
+
+    TERMINAL = "terminal"  # the virtual terminal: the firmware on MicroPython, a pty
+    PCSC = "pcsc"  # pcscd's vpcd readers
+    NONE = "none"  # no cards
+
+
+@dataclass(frozen=True)
+class TerminalOptions:
+    """The virtual terminal's options (with `cards=CardsOn.TERMINAL`)."""
+
+    heap: str = "192K"
+    # Serve the control socket for other processes (simulators/terminal/control.py):
+    # control_address, or a UNIX socket in a temporary folder of the world's when it is None.
+    control: bool = False
+    control_address: str | None = None
+    # Write the state file that `bifente sim press | screen | insert` read (docs/terminal.md);
+    # removed at stop if it is still this process's.
+    record: bool = False
+
+
+@dataclass(frozen=True)
+class MailOptions:
+    """The mail operator's options; data_dir None: a temporary folder removed at stop."""
+
+    data_dir: Path | None = None
+    domains: tuple[str, ...] = DEFAULT_DOMAINS
+    host: str = "127.0.0.1"
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
+    require_smime: bool = True
+    base_port: int | None = None
+
+
+@dataclass(frozen=True)
+class DmpOptions:
+    """The DMP host's options; data_dir None: a temporary folder removed at stop."""
+
+    data_dir: Path | None = None
+    port: int = 0
+    host: str = "127.0.0.1"
+    test_mode: bool = True
+    admin_token: str | None = None
+    clock: Callable[[], float] | None = None
+
+
+class SimulatedWorld:
+    """Simulated cards, mail operator and DMP host, started and stopped together."""
+
+    def __init__(self, cps: str | LineCard | None = "gp",
+                 vitale: str | LineCard | None = "family", *,
+                 cards: CardsOn = CardsOn.TERMINAL, mail: bool | MailOptions = True,
+                 dmp: bool | DmpOptions = True, terminal: TerminalOptions | None = None,
+                 pcscd: bool = True) -> None:
+        if cards is CardsOn.PCSC and not all(c is None or isinstance(c, str)
+                                             for c in (cps, vitale)):
+            raise TypeError("cards in the vpcd readers are named by profile")
+        self.cps, self.vitale, self.cards_on = cps, vitale, cards
+        self.mail_options = MailOptions() if mail is True else mail or None
+        self.dmp_options = DmpOptions() if dmp is True else dmp or None
+        self.terminal_options = terminal or TerminalOptions()
+        self.own_pcscd = pcscd  # False: the caller runs pcscd (the test session does)
+        self.terminal: VirtualTerminal | None = None
+        self.slots: SimulatedSlots | None = None
+        self.mail: MailOperator | None = None
+        self.dmp: DmpHost | None = None
+        self.control_address: str | None = None
+        self.state_file: Path | None = None
+        self.mail_password = TEST_PASSWORD  # every simulated mailbox's (TEST DATA)
+        self._mail_table: dict[str, object] | None = None
+        self._stack: contextlib.ExitStack | None = None
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    def start(self) -> SimulatedWorld:
+        """Start the parts (cards, mail, DMP); what started is stopped if a later part fails."""
+        if self._stack is not None:
+            return self
+        stack = contextlib.ExitStack()
+        try:
+            if self.cards_on is CardsOn.TERMINAL:
+                self._start_terminal(stack)
+            elif self.cards_on is CardsOn.PCSC:
+                self._start_slots(stack)
+            if self.mail_options is not None:
+                self._start_mail(stack, self.mail_options)
+            if self.dmp_options is not None:
+                self._start_dmp(stack, self.dmp_options)
+        except BaseException:
+            stack.close()
+            self._forget()
+            raise
+        self._stack = stack
+        return self
+
+    def stop(self) -> None:
+        """Stop every part, the last started first (idempotent)."""
+        stack, self._stack = self._stack, None
+        if stack is not None:
+            try:
+                stack.close()
+            finally:
+                self._forget()
+
+    def __enter__(self) -> SimulatedWorld:
+        return self.start()
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()
+
+    async def __aenter__(self) -> SimulatedWorld:
+        # The parts start and stop blocking (a firmware boot, pcscd): off the caller's loop.
+        return await asyncio.to_thread(self.start)
+
+    async def __aexit__(self, kind: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        await asyncio.to_thread(self.stop)
+
+    def _forget(self) -> None:
+        self.terminal = self.slots = self.mail = self.dmp = None
+        self.control_address = self.state_file = self._mail_table = None
+
+    # -- what edged needs ----------------------------------------------------------------
+
+    def edged_overrides(self) -> dict[str, Any]:
+        """edged's configuration for this running world (Config.with_overrides): the
+        terminal's pty (and no PC/SC readers), the [mail] table, the [dmp] table; nothing for
+        vpcd cards, which edged finds through PC/SC as on a real install."""
+        overrides: dict[str, Any] = {}
+        if self.terminal is not None:
+            overrides["terminal"] = self.terminal.pty_path
+            overrides["pcsc"] = False
+        if self.mail is not None:
+            overrides["mail"] = self._edged_mail_table(self.mail)
+        if self.dmp is not None:
+            overrides["dmp"] = {"url": self.dmp.url, "ca_file": str(self.dmp.cafile),
+                                "admin_token": self.dmp.admin_token}
+        return overrides
+
+    # -- the parts -----------------------------------------------------------------------
+
+    def _start_terminal(self, stack: contextlib.ExitStack) -> None:
+        options = self.terminal_options
+        terminal = VirtualTerminal(cps=self.cps, vitale=self.vitale, heap=options.heap)
+        terminal.start()
+        stack.callback(terminal.stop)
+        self.terminal = terminal
+        if options.control:
+            address = options.control_address
+            if address is None:
+                folder = stack.enter_context(tempfile.TemporaryDirectory(prefix="bifente-vt-"))
+                address = f"unix:{folder}/control.sock"
+            self.control_address = terminal.serve_control(address)
+        if options.record:
+            if self.control_address is None:
+                raise ValueError("the terminal's state file names its control address: "
+                                 "record needs control")
+            self.state_file = write_state(terminal.pty_path, self.control_address)
+            stack.callback(_forget_state, self.state_file)
+
+    def _start_slots(self, stack: contextlib.ExitStack) -> None:
+        cps, vitale = self.cps, self.vitale
+        assert cps is None or isinstance(cps, str)  # checked in __init__
+        assert vitale is None or isinstance(vitale, str)
+        slots = SimulatedSlots(cps, vitale)
+        stack.callback(slots.stop)  # first: pulls what start() inserted before failing
+        slots.start(pcscd=self.own_pcscd)
+        self.slots = slots
+
+    def _start_mail(self, stack: contextlib.ExitStack, options: MailOptions) -> None:
+        data = options.data_dir
+        if data is None:
+            data = Path(stack.enter_context(
+                tempfile.TemporaryDirectory(prefix="bifente-mail-"))) / "operator"
+        operator = MailOperator(data, domains=options.domains, host=options.host,
+                                max_message_bytes=options.max_message_bytes,
+                                require_smime=options.require_smime,
+                                base_port=options.base_port).serve_in_thread()
+        stack.callback(operator.close)
+        self.mail = operator
+
+    def _edged_mail_table(self, operator: MailOperator) -> dict[str, object]:
+        """edged's [mail] table; written on first use (the password file in the operator's
+        folder, the intermediate CAs in a temporary one): `bifente sim mail` never needs it."""
+        if self._mail_table is None:
+            assert self._stack is not None  # the operator runs
+            scratch = Path(self._stack.enter_context(
+                tempfile.TemporaryDirectory(prefix="bifente-mail-")))
+            chain = scratch / "intermediates.pem"
+            chain.write_bytes(b"".join((DATA / "ca" / f"test-{name}.crt.pem").read_bytes()
+                                       for name in _INTERMEDIATES))
+            self._mail_table = mail_table(operator.data_dir, intermediates_file=str(chain))
+        return self._mail_table
+
+    def _start_dmp(self, stack: contextlib.ExitStack, options: DmpOptions) -> None:
+        data = options.data_dir
+        if data is None:
+            data = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bifente-dmp-")))
+        host = DmpHost(data, port=options.port, host=options.host, test_mode=options.test_mode,
+                       admin_token=options.admin_token, clock=options.clock or time.time).start()
+        stack.callback(host.stop)
+        self.dmp = host
+
+
+def _forget_state(state: Path) -> None:
+    """Remove the terminal's state file if it still names this process (another may have
+    taken it over since)."""
+    with contextlib.suppress(Exception):
+        if read_state(state).get("pid") == os.getpid():
+            remove_state(state)
+

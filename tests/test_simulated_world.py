@@ -1,0 +1,79 @@
+"""The simulated world (simulators/world.py): its parts start together, edged's configuration
+points at them, and they stop together, also when a later part fails to start."""
+
+from __future__ import annotations
+
+import socket
+import ssl
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from edged.simulation import simulated_world
+from simulators.world import CardsOn, DmpOptions, MailOptions, SimulatedWorld
+
+
+def _answers(host: str, port: int) -> bool:
+    """Whether something accepts a TCP connection on host:port."""
+    try:
+        with socket.create_connection((host, port), timeout=2):
+            return True
+    except OSError:
+        return False
+
+
+def test_mail_and_dmp_start_together_and_edged_is_pointed_at_them() -> None:
+    world = simulated_world("this test", None, None, cards="none")
+    with world:
+        assert world.mail is not None and world.dmp is not None
+        assert world.terminal is None and world.slots is None
+        overrides = world.edged_overrides()
+        assert set(overrides) == {"mail", "dmp"}
+        mail = overrides["mail"]
+        assert isinstance(mail, dict)
+        cabinet = mail["domains"]["cabinet.test"]
+        assert _answers(mail["host"], cabinet["submission_port"])
+        assert Path(mail["password_file"]).read_text().strip() == world.mail_password
+        assert Path(mail["intermediates_file"]).read_bytes().count(b"BEGIN CERTIFICATE") == 2
+        dmp = overrides["dmp"]
+        assert isinstance(dmp, dict)
+        context = ssl.create_default_context(cafile=dmp["ca_file"])
+        with urllib.request.urlopen(f"{dmp['url']}/api/health", context=context, timeout=5) as page:
+            assert page.status == 200
+        operator_dir = world.mail.data_dir
+        dmp_port = world.dmp.port
+    assert not _answers(mail["host"], cabinet["submission_port"])
+    assert not _answers("127.0.0.1", dmp_port)
+    assert not operator_dir.exists() and not Path(mail["intermediates_file"]).exists()
+    assert world.mail is None and world.dmp is None and world.edged_overrides() == {}
+
+
+def test_given_folders_are_kept_and_options_reach_the_parts(tmp_path: Path) -> None:
+    with SimulatedWorld(None, None, cards=CardsOn.NONE,
+                        mail=MailOptions(tmp_path / "op", domains=("chu.test",),
+                                         max_message_bytes=1024),
+                        dmp=DmpOptions(tmp_path / "dmp", admin_token="world")) as world:
+        assert world.mail is not None and world.dmp is not None
+        assert world.mail.domains == ("chu.test",) and world.mail.info.max_message_bytes == 1024
+        assert world.dmp.admin_token == "world"
+        assert world.edged_overrides()["dmp"] == {
+            "url": world.dmp.url, "ca_file": str(world.dmp.cafile), "admin_token": "world"}
+    assert (tmp_path / "op" / "operator.json").exists() and (tmp_path / "dmp").is_dir()
+
+
+def test_a_part_that_fails_to_start_stops_the_ones_before_it() -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        world = SimulatedWorld(None, None, cards=CardsOn.NONE,
+                               dmp=DmpOptions(port=busy.getsockname()[1]))
+        with pytest.raises(OSError):
+            world.start()
+    # The mail operator started first: stopped again (its thread too, or the leak guard fails).
+    assert world.mail is None and world.edged_overrides() == {}
+
+
+def test_vpcd_cards_are_named_by_profile() -> None:
+    with pytest.raises(TypeError):
+        SimulatedWorld(object(), None, cards=CardsOn.PCSC)  # type: ignore[arg-type]
