@@ -84,20 +84,30 @@ def read_anchor(path: Path) -> Anchor | None:
 
 
 def write_anchor(path: Path, key: bytes | None, seq: int, digest: str,
-                 nxt: tuple[int, str] | None = None) -> None:
-    """Replace the anchor at `path` durably: a MACed body, fsynced, then renamed over it."""
+                 nxt: tuple[int, str] | None = None, *, new: bool | None = None) -> None:
+    """Replace the anchor at `path` durably: a MACed body written to a temporary file,
+    fsynced, then renamed over it. `new`: whether no anchor exists yet (looked up if None);
+    the first rename also syncs the directory, later ones only replace the file."""
     body = _anchor_body(seq, digest, nxt)
     if key is not None:
         body["mac"] = anchor_mac(key, seq, digest, nxt)
-    tmp = Path(f"{path}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write((canonical(body) + "\n").encode())
-        f.flush()
-        os.fsync(f.fileno())
-    first = not path.exists()
+    data = (canonical(body) + "\n").encode()
+    tmp = f"{path}.tmp"
+    # Bare system calls (open, write, fsync, close, rename): this runs once or twice per
+    # record on the writer thread, and each call is a moment the event loop may wait for
+    # the GIL.
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    if new is None:
+        new = not path.exists()
     os.replace(tmp, path)
-    if first:  # later renames only replace it
+    if new:
         _fsync_dir(path.parent)
 
 

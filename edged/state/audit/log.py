@@ -50,6 +50,12 @@ class AuditLog:
         self._writer: concurrent.futures.ThreadPoolExecutor | None = None
         self._accepting = True
         self._closed = False
+        # Records submitted and not yet taken by the writer thread (under _submit_lock).
+        self._queued = 0
+        # The writer's view of the end of the log, (seq, hash), read once at open: the one
+        # writer process (the .lock) is the only one appending. None: read it again.
+        self._head: tuple[int, str] | None = None
+        self._anchor_exists = False
         if readonly:
             if not self.path.is_file():
                 raise FileNotFoundError(errno.ENOENT, f"no audit log at {self.path}")
@@ -82,6 +88,8 @@ class AuditLog:
         problem = anchor_problem(anchor, self._key, last_seq, hash_at)
         if problem is not None:
             raise AuditTampered(self.path, *problem)
+        self._anchor_exists = anchor is not None
+        self._head = (last[0], last[1]) if last else (0, GENESIS.hex())
         if last and (anchor is None or anchor.seq != last_seq):
             self._write_anchor(last_seq, last[1])  # catch up after a crash
 
@@ -133,9 +141,12 @@ class AuditLog:
                 self._writer = concurrent.futures.ThreadPoolExecutor(
                     max_workers=1, thread_name_prefix="audit-writer")
             future = self._writer.submit(self._write_logged, *prepared)
+            self._queued += 1
         return future
 
     def _write_logged(self, event: str, actor: str, text: str) -> AuditRecord:
+        with self._submit_lock:
+            self._queued -= 1
         try:
             return self._write(event, actor, text)
         except Exception:
@@ -160,29 +171,51 @@ class AuditLog:
         return (row[0], row[1]) if row else (0, GENESIS.hex())
 
     def _write(self, event: str, actor: str, text: str) -> AuditRecord:
+        # One record, and why a crash at any step leaves a log that verifies (docs/audit.md,
+        # "The anchor"; the writer never leaves more than one record past the anchor, and
+        # only the one it announced):
+        # 1. The anchor announces the record: (seq-1, prev, next=(seq, hash)), written to a
+        #    temporary file, fsynced, renamed over the anchor. A crash before the rename
+        #    leaves the previous anchor; after it, the log ends at seq-1 and `next` is unused.
+        # 2. One INSERT, committed on its own (autocommit): with WAL and synchronous=FULL the
+        #    commit is fsynced, so when this returns the record survives SIGKILL and power
+        #    loss (what Daemon.audit_intent waits for, review L3). A crash before the commit
+        #    is durable loses the whole record; after it, the log ends one past the anchor
+        #    with exactly the announced record, which verify and the next open accept (the
+        #    open moves the anchor to it). Step 1's rename is durable first: it is journaled
+        #    metadata, committed no later than the WAL's fsync on the journaling filesystems
+        #    we run on (ext4 in ordered mode on the Pi), as before this ordering.
+        # 3. The anchor moves to the record: (seq, hash), same temporary file, fsync, rename.
+        #    Skipped while another record is queued behind this one: that record's step 1
+        #    names this one as its anchored record, MACed, before anything else happens, so
+        #    the state between the two is exactly the state after a crash in step 2.
+        # The end of the log is kept in memory (no SELECT, no explicit transaction): one
+        # writer process holds the .lock, and after any failure it is read again.
         with self._lock:
             self._ensure_open()
             if self._readonly:
                 raise AuditError("the audit log was opened read-only")
             conn = self._conn
-            conn.execute("BEGIN IMMEDIATE")
             try:
-                last = conn.execute(
-                    "SELECT seq, hash FROM records ORDER BY seq DESC LIMIT 1").fetchone()
-                seq, prev = (last[0] + 1, last[1]) if last else (1, GENESIS.hex())
+                if self._head is None:
+                    last = conn.execute(
+                        "SELECT seq, hash FROM records ORDER BY seq DESC LIMIT 1").fetchone()
+                    self._head = (last[0], last[1]) if last else (0, GENESIS.hex())
+                seq, prev = self._head[0] + 1, self._head[1]
                 time = now()
                 digest = record_hash(bytes.fromhex(prev), seq, time, event, actor, text).hex()
                 record = AuditRecord(seq, time, event, actor, text, prev, digest)
+                # No announcement, no commit: after a crash the one record past the anchor
+                # is provably ours (review M7).
+                self._write_anchor(seq - 1, prev, (seq, digest))
                 conn.execute("INSERT INTO records VALUES (?, ?, ?, ?, ?, ?, ?)",
                              (seq, time, event, actor, text, prev, digest))
-                # Announce the record before committing it: after a crash the one record
-                # past the anchor is provably ours (review M7). No announcement, no commit.
-                self._write_anchor(seq - 1, prev, (seq, digest))
-                conn.execute("COMMIT")
             except BaseException:
-                with contextlib.suppress(sqlite3.Error):
-                    conn.execute("ROLLBACK")
+                self._head = None  # whatever happened, the database says where the log ends
                 raise
+            self._head = (seq, digest)
+            if self._queued:
+                return record  # the next record's announcement anchors this one (step 3)
             try:
                 self._write_anchor(seq, digest)
             except OSError:
@@ -195,7 +228,9 @@ class AuditLog:
         return await asyncio.wrap_future(self.submit(event, actor=actor, **fields))
 
     def _write_anchor(self, seq: int, digest: str, nxt: tuple[int, str] | None = None) -> None:
-        write_anchor(self.anchor_path, self._key, seq, digest, nxt)
+        write_anchor(self.anchor_path, self._key, seq, digest, nxt,
+                     new=not self._anchor_exists)
+        self._anchor_exists = True
 
     def records(self, since: int = 0) -> Iterator[AuditRecord]:
         """The records with seq > `since`, in order (read in batches; appends may go on)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import Any
 
@@ -23,11 +24,15 @@ _NUMBER_RUN = re.compile(
     r"(?<![0-9A-Za-z])[0-9AB]+(?:[ .\u00a0-][0-9AB]+)*(?![0-9A-Za-z])", re.IGNORECASE)
 _GROUP_SEP = re.compile(r"[ .\u00a0-]")
 _WHITESPACE = re.compile(r"\s+")
+_DIGIT = re.compile(r"\d", re.ASCII)
+# A NIR has 15 characters, at most one of them a letter (the A or B of Corsica's 2A/2B).
+_NIR_MIN_DIGITS = 14
 _NAME_TOKENS = re.compile(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])|\d+")
 _SECRET_TOKENS = frozenset({"pin", "puk", "key", "pwd", "token", "otp"})
 _SECRET_WORDS = ("password", "passphrase", "secret", "private")
 
 
+@functools.lru_cache(maxsize=1024)  # field names come from a small set, on every record
 def secret_name(name: str) -> bool:
     """Whether a field name says it holds a PIN, PUK, password, key or the like."""
     lowered = name.lower()
@@ -49,6 +54,8 @@ def _is_nir(candidate: str) -> bool:
 
 def nir_spans(text: str) -> list[tuple[int, int]]:
     """Where `text` holds a full NIR: the whole text, or a stand-alone run of groups."""
+    if len(_DIGIT.findall(text)) < _NIR_MIN_DIGITS:
+        return []  # most values: too few digits to hold one (checked on every record)
     if _is_nir(_WHITESPACE.sub("", text)):
         return [(0, len(text))]
     spans = []
