@@ -21,7 +21,8 @@ from edged.config import Config
 from edged.daemon import Daemon
 from edged.sdk import Client, RemoteError
 from edged.sdk.client import _context
-from edged.state.audit import AuditTampered, _anchor_mac, read_anchor_key, record_hash
+from edged.state.audit import AuditTampered, read_anchor_key, record_hash
+from edged.state.audit.anchor import anchor_mac
 from edged.state.checkpoint import CheckpointError, verify_checkpoint
 
 pytestmark = pytest.mark.asyncio
@@ -182,4 +183,4 @@ def _root_rewrite(db: Path, key: bytes, *, keep: int, forge: int) -> None:
     _append_forged(db, forge)
     seq, digest = _head(db)
     Path(f"{db}.anchor").write_text(json.dumps(
-        {"seq": seq, "hash": digest, "mac": _anchor_mac(key, seq, digest)}))
+        {"seq": seq, "hash": digest, "mac": anchor_mac(key, seq, digest)}))

@@ -487,6 +487,36 @@ def test_submit_does_not_wait_for_a_write_in_progress(tmp_path: Path) -> None:
         with pytest.raises(AuditError, match="closed"):
             log.submit("card.inserted")
 
+
+def test_a_queued_record_anchors_the_one_before_it(tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """Records queued behind one another: each announcement anchors the record before it, so
+    the anchor is replaced once per record plus once when the queue empties, not twice per
+    record, and it ends on the last record (docs/audit.md, "Writing")."""
+    path = tmp_path / "audit.db"
+    anchor = f"{path}.anchor"
+    replaced: list[str] = []
+    real_replace = os.replace
+
+    def counting_replace(src: str, dst: str) -> None:  # the real rename, counted
+        if str(dst) == anchor:
+            replaced.append(anchor)
+        real_replace(src, dst)
+
+    with AuditLog(path, anchor_key=KEY) as log:
+        log.append("daemon.start")
+        monkeypatch.setattr(os, "replace", counting_replace)
+        with log._lock:  # the writer is busy until all ten are queued
+            futures = [log.submit("test.tick", n=i) for i in range(10)]
+        records = [future.result(timeout=30) for future in futures]
+        monkeypatch.undo()
+        assert len(replaced) == 11
+        assert anchor_of(path) == {"seq": records[-1].seq, "hash": records[-1].hash,
+                                   "mac": anchor_of(path)["mac"]}
+    ok, _, reason = verify(path, KEY)
+    assert ok and reason == "11 records, chain intact, anchor at record 11 (MAC checked)"
+
+
 # --- append-only triggers ----------------------------------------------------------------------
 
 def test_triggers_refuse_update_delete_and_out_of_place_inserts(tmp_path: Path) -> None:
