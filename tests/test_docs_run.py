@@ -119,3 +119,23 @@ def test_install_pi_polkit_rule_lets_only_bifente_use_pcscd() -> None:
                             text=True, timeout=60, check=False)
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout) == ["yes", "yes", None, None]
+
+
+def test_install_pi_apt_packages_exist(tmp_path: Path) -> None:
+    """Every package docs/install-pi.md installs with apt-get is one apt knows (Debian 12, the
+    base of Raspberry Pi OS): a renamed or mistyped package would stop the install."""
+    if shutil.which("apt-cache") is None:
+        missing("apt-cache is missing (a Debian machine has it)")
+    block = block_after("install-pi.md", "## 1. Packages and the source")
+    lines = [line for line in block.splitlines() if "apt-get install" in line]
+    assert len(lines) == 1, lines
+    packages = [w for w in lines[0].split("apt-get install", 1)[1].split()
+                if not w.startswith("-")]
+    assert {"pcscd", "avahi-daemon", "python3-venv"} <= set(packages), packages
+    policy = subprocess.run(["apt-cache", "policy", *packages], capture_output=True, text=True,
+                            timeout=60, check=False).stdout
+    candidates = dict(re.findall(r"^(\S+):\n\s+Installed: .*\n\s+Candidate: (\S+)", policy,
+                                 re.M))
+    if not any(v != "(none)" for v in candidates.values()):
+        missing("apt's package lists are empty (make setup runs apt-get update)")
+    assert sorted(p for p in packages if candidates.get(p, "(none)") == "(none)") == []
