@@ -139,3 +139,53 @@ def test_install_pi_apt_packages_exist(tmp_path: Path) -> None:
     if not any(v != "(none)" for v in candidates.values()):
         missing("apt's package lists are empty (make setup runs apt-get update)")
     assert sorted(p for p in packages if candidates.get(p, "(none)") == "(none)") == []
+
+
+# udev(7): KEY or KEY{attribute}, an operator, a double-quoted value; comma-separated.
+_UDEV_PAIR = re.compile(r'\s*([A-Z_]+)(?:\{([A-Za-z_]+)\})?(==|!=|\+=|-=|:=|=)"([^"]*)"\s*')
+_UDEV_MATCH = {"ACTION", "SUBSYSTEM", "KERNEL", "ATTRS", "ENV"}
+_UDEV_ASSIGN = {"SYMLINK", "GROUP", "MODE", "ENV", "TAG"}
+
+
+def _udev_rules(text: str) -> list[list[tuple[str, str, str, str]]]:
+    """Each rule of a rules file, active ones and commented examples alike; continuation
+    lines (`\\` then a newline, and `# ` in a commented example) are joined first."""
+    rules = []
+    for raw in re.sub(r"\\\n(# )?", "", text).splitlines():
+        line = raw.lstrip("# ").strip()
+        if "==" not in line:
+            continue  # prose
+        pairs = []
+        for part in line.split(","):
+            found = _UDEV_PAIR.fullmatch(part)
+            assert found is not None, f"not udev syntax: {part!r} in {line!r}"
+            pairs.append(found.groups())
+        rules.append(pairs)
+    return rules
+
+
+def test_udev_rule_gives_the_link_and_group_the_unit_uses() -> None:
+    """hardware/pi/99-bifente-terminal.rules (install-pi.md, section 3): udev syntax; the
+    active rule and the fleet alternative match the Pico's MicroPython USB IDs and make
+    /dev/bifente-terminal, group dialout (edged.service's SupplementaryGroups), no world access."""
+    text = (ROOT / "hardware" / "pi" / "99-bifente-terminal.rules").read_text()
+    rules = _udev_rules(text)
+    assert len(rules) == 2, rules  # the rule and the commented fleet alternative
+    unit = (ROOT / "hardware" / "pi" / "edged.service").read_text()
+    groups = re.search(r"^SupplementaryGroups=(.+)$", unit, re.M)
+    assert groups is not None
+    for rule in rules:
+        for key, _attr, op, _value in rule:
+            assert (op in ("==", "!=") and key in _UDEV_MATCH) or \
+                (op in ("=", "+=", ":=") and key in _UDEV_ASSIGN), (key, op)
+        got = {(key, attr or "", op): value for key, attr, op, value in rule}
+        assert got[("SUBSYSTEM", "", "==")] == "tty"
+        assert (got[("ATTRS", "idVendor", "==")], got[("ATTRS", "idProduct", "==")]) == \
+            ("2e8a", "0005")
+        assert got[("SYMLINK", "", "+=")] == "bifente-terminal"
+        assert got[("GROUP", "", "=")] in groups.group(1).split()
+        assert got[("MODE", "", "=")] == "0660"
+        assert got[("ENV", "ID_MM_DEVICE_IGNORE", "=")] == "1"
+    docs = (ROOT / "docs" / "install-pi.md").read_text()
+    assert "/dev/bifente-terminal" in docs and "/dev/bifente-terminal" in \
+        (ROOT / "docs" / "edged.example.toml").read_text()
