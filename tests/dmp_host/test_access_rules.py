@@ -18,7 +18,7 @@ def refusals(world: World, ins: str, password: str) -> list[tuple[str, str]]:
 
 
 # -- D1: insurers never, occupational doctors only with express consent ----------------------
-def test_d1_insurer_refused_even_with_consent(world: World) -> None:
+def test_insurer_refused_even_with_consent(world: World) -> None:
     ins, password = world.create()
     world.fed(ins)
     r = world.find(ins, "insurer")  # a valid, signed read consent is sent
@@ -28,7 +28,7 @@ def test_d1_insurer_refused_even_with_consent(world: World) -> None:
     assert ("find", "insurer_forbidden") in refusals(world, ins, password)
 
 
-def test_d1_occupational_doctor_needs_express_consent(world: World) -> None:
+def test_occupational_doctor_needs_express_consent(world: World) -> None:
     ins, _ = world.create()
     world.fed(ins)
     r = world.find(ins, "occupational")
@@ -38,7 +38,7 @@ def test_d1_occupational_doctor_needs_express_consent(world: World) -> None:
     assert r.status == 200 and r.json()["total"] == 1
 
 
-def test_d1_occupational_with_the_patients_express_consent_flag(world: World) -> None:
+def test_occupational_with_the_patients_express_consent_flag(world: World) -> None:
     ins, password = world.create()
     world.fed(ins)
     token = world.patient(ins, password)
@@ -60,7 +60,7 @@ def test_students_cpf_cards_are_refused(world: World) -> None:
 
 # -- D5, D6: any professional creates, with a valid INS ----------------------------------------
 @pytest.mark.parametrize("profile", ["gp", "nurse", "pharmacist"])
-def test_d5_any_professional_can_create(world: World, profile: str) -> None:
+def test_any_professional_can_create(world: World, profile: str) -> None:
     ins, password = world.create(profile)
     assert password.count("-") == 2 and len(password) == 14
     r = world.call("GET", f"/api/dmp/{ins}", profile)
@@ -70,7 +70,7 @@ def test_d5_any_professional_can_create(world: World, profile: str) -> None:
     assert (r.status, r.reason) == (409, "dmp_exists")
 
 
-def test_d6_creation_needs_a_valid_ins_and_its_oid(world: World) -> None:
+def test_creation_needs_a_valid_ins_and_its_oid(world: World) -> None:
     bad_key = world.new_ins()[:13] + "00"
     r = world.call("POST", f"/api/dmp/{bad_key}", "gp", consent="create", ins=bad_key,
                    json_body={"ins_oid": TEST_OID})
@@ -89,7 +89,7 @@ def test_unknown_dmp(world: World) -> None:
 
 
 # -- D11: the access matrix --------------------------------------------------------------------
-def test_d11_matrix_nurse_and_pharmacist(world: World) -> None:
+def test_matrix_nurse_and_pharmacist(world: World) -> None:
     ins, _ = world.create()
     ids = {code: world.fed(ins, "gp", code) for code in (BIOLOGY, PRESCRIPTION, DISCHARGE,
                                                          CARE_PLAN)}
@@ -106,13 +106,13 @@ def test_d11_matrix_nurse_and_pharmacist(world: World) -> None:
     assert r.status == 200
 
 
-def test_d11_authors_see_what_they_wrote(world: World) -> None:
+def test_authors_see_what_they_wrote(world: World) -> None:
     ins, _ = world.create()
     own = world.fed(ins, "nurse", BIOLOGY)  # outside the nurse's matrix, but hers
     assert own in world.found(ins, "nurse")
 
 
-def test_d11_find_filters_by_type_and_status(world: World) -> None:
+def test_find_filters_by_type_and_status(world: World) -> None:
     ins, _ = world.create()
     world.fed(ins, "gp", BIOLOGY)
     world.fed(ins, "gp", PRESCRIPTION)
@@ -125,7 +125,7 @@ def test_d11_find_filters_by_type_and_status(world: World) -> None:
 
 
 # -- D13, D14: emergency access ----------------------------------------------------------------
-def test_d13_d14_bris_de_glace_with_a_reason_without_consent(world: World) -> None:
+def test_bris_de_glace_with_a_reason_without_consent(world: World) -> None:
     ins, password = world.create()
     doc = world.fed(ins)
     assert world.find(ins, "emergency", consent=None).reason == "consent_missing"
@@ -148,7 +148,7 @@ def test_d13_d14_bris_de_glace_with_a_reason_without_consent(world: World) -> No
     assert summary["emergency_accesses"], "the patient is told of emergency accesses"
 
 
-def test_d13_bris_de_glace_refused_when_opposed(world: World) -> None:
+def test_bris_de_glace_refused_when_opposed(world: World) -> None:
     ins, password = world.create()
     token = world.patient(ins, password)
     world.client.post("/api/patient/settings", {"oppose_bris_de_glace": True}, token=token)
@@ -176,7 +176,7 @@ def test_centre_15_for_regulating_doctors_only_and_opposable_separately(world: W
 
 
 # -- D16: masked documents ---------------------------------------------------------------------
-def test_d16_masked_documents_hidden_except_chosen_doctor_and_author(world: World) -> None:
+def test_masked_documents_hidden_except_chosen_doctor_and_author(world: World) -> None:
     ins, password = world.create()
     doc = world.fed(ins, "emergency", CONSULTATION)  # authored by the emergency doctor
     token = world.patient(ins, password)
@@ -211,7 +211,7 @@ def test_masked_and_hidden_from_patient_cannot_both_be_set(world: World) -> None
 
 
 # -- D18: blocked professionals ----------------------------------------------------------------
-def test_d18_blocked_professional_refused(world: World) -> None:
+def test_blocked_professional_refused(world: World) -> None:
     ins, password = world.create()
     world.fed(ins)
     token = world.patient(ins, password)

@@ -16,14 +16,14 @@ def refused(world: World, ins: str, password: str) -> list[str]:
     return [t["reason"] for t in world.traces(ins, token) if t["outcome"] == "refused"]
 
 
-def test_d4_creation_needs_consent(world: World) -> None:
+def test_creation_needs_consent(world: World) -> None:
     ins = world.new_ins()
     r = world.call("POST", f"/api/dmp/{ins}", "gp", json_body={"ins_oid": TEST_OID})
     assert (r.status, r.reason) == (403, "consent_missing")
     assert world.call("GET", f"/api/dmp/{ins}", "gp").json()["exists"] is False
 
 
-def test_d9_feeding_needs_consent(world: World) -> None:
+def test_feeding_needs_consent(world: World) -> None:
     ins, password = world.create()
     r = world.feed(ins, consent=None)
     assert (r.status, r.reason) == (403, "consent_missing")
@@ -33,7 +33,7 @@ def test_d9_feeding_needs_consent(world: World) -> None:
     assert {"consent_missing", "consent_mismatch"} <= set(refused(world, ins, password))
 
 
-def test_d10_reading_needs_consent_then_the_grant_lasts_until_expiry(world: World) -> None:
+def test_reading_needs_consent_then_the_grant_lasts_until_expiry(world: World) -> None:
     ins, _ = world.create()
     doc = world.fed(ins)
     r = world.find(ins, "nurse", consent=None)

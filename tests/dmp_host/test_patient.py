@@ -20,7 +20,7 @@ def patient_ids(world: World, token: str) -> tuple[list[str], list[str]]:
 
 
 # -- D21: password + one-time code -------------------------------------------------------------
-def test_d21_login_with_password_and_one_time_code(world: World) -> None:
+def test_login_with_password_and_one_time_code(world: World) -> None:
     ins, password = world.create()
     r = world.client.post("/api/patient/login", {"ins": ins, "password": "wrong-pass-word"})
     assert (r.status, r.reason) == (401, "login_failed")
@@ -46,7 +46,7 @@ def test_d21_login_with_password_and_one_time_code(world: World) -> None:
     assert json.loads(outbox.splitlines()[-1])["patient"] == ins[:3] + "*" * 12
 
 
-def test_d21_three_wrong_codes_end_the_login_and_failures_lock(own_world: World) -> None:
+def test_three_wrong_codes_end_the_login_and_failures_lock(own_world: World) -> None:
     w = own_world
     ins, password = w.create()
     login = w.client.post("/api/patient/login", {"ins": ins, "password": password}).json()
@@ -71,7 +71,7 @@ def test_the_test_code_endpoint_exists_only_in_test_mode(tmp_path) -> None:
 
 
 # -- D8: hidden from the patient until announced, or a month -----------------------------------
-def test_d8_hidden_then_prompted_then_visible_after_a_month(own_world: World) -> None:
+def test_hidden_then_prompted_then_visible_after_a_month(own_world: World) -> None:
     w = own_world
     ins, password = w.create()
     hidden = w.fed(ins, "gp", "11502-2", query="?invisible_patient=true")
@@ -92,7 +92,7 @@ def test_d8_hidden_then_prompted_then_visible_after_a_month(own_world: World) ->
     assert w.client.get(f"/api/patient/documents/{hidden}", token=token).status == 200
 
 
-def test_d8_announced_documents_become_visible(world: World) -> None:
+def test_announced_documents_become_visible(world: World) -> None:
     ins, password = world.create()
     hidden = world.fed(ins, query="?invisible_patient=true")
     token = world.patient(ins, password)
@@ -107,7 +107,7 @@ def test_d8_announced_documents_become_visible(world: World) -> None:
 
 
 # -- D17: the patient adds documents -----------------------------------------------------------
-def test_d17_patient_adds_a_document_professionals_read_it(world: World) -> None:
+def test_patient_adds_a_document_professionals_read_it(world: World) -> None:
     ins, password = world.create()
     token = world.patient(ins, password)
     r = world.client.post("/api/patient/documents", {
@@ -127,7 +127,7 @@ def test_d17_patient_adds_a_document_professionals_read_it(world: World) -> None
     assert (r.status, r.reason) == (400, "bad_request")
 
 
-def test_d17_patient_adds_a_ready_made_cda(world: World) -> None:
+def test_patient_adds_a_ready_made_cda(world: World) -> None:
     ins, password = world.create()
     other, _ = world.create()
     token = world.patient(ins, password)
@@ -155,7 +155,7 @@ def test_d17_patient_adds_a_ready_made_cda(world: World) -> None:
 
 
 # -- D19: traces -------------------------------------------------------------------------------
-def test_d19_patient_sees_accesses_refusals_and_emergencies(world: World) -> None:
+def test_patient_sees_accesses_refusals_and_emergencies(world: World) -> None:
     ins, password = world.create()
     doc = world.fed(ins)
     world.call("GET", f"/api/dmp/{ins}/documents/{doc}", "gp", consent="read", ins=ins)
@@ -193,7 +193,7 @@ def test_traces_are_append_only(world: World) -> None:
 
 
 # -- D20: deletion on request ------------------------------------------------------------------
-def test_d20_patient_asks_then_the_author_deletes(world: World) -> None:
+def test_patient_asks_then_the_author_deletes(world: World) -> None:
     ins, password = world.create()
     doc = world.fed(ins)
     r = world.call("DELETE", f"/api/dmp/{ins}/documents/{doc}", "gp")

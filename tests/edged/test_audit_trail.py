@@ -46,7 +46,7 @@ async def _refused_pairings(client: Client) -> int:
     return refused
 
 
-async def test_m6_unpaired_refusals_are_aggregated_and_written_off_the_loop(edged) -> None:
+async def test_unpaired_refusals_are_aggregated_and_written_off_the_loop(edged) -> None:
     bench = await edged()
     log = bench.daemon.audit
     writers: list[str] = []
@@ -86,7 +86,7 @@ async def test_m6_unpaired_refusals_are_aggregated_and_written_off_the_loop(edge
     assert log.verify().ok
 
 
-async def test_m7_forged_tail_refused_at_start_and_never_reanchored(tmp_path: Path) -> None:
+async def test_forged_tail_refused_at_start_and_never_reanchored(tmp_path: Path) -> None:
     config = Config(host="127.0.0.1", port=0, state_dir=tmp_path / "state", mdns=False,
                     pcsc=False)
     daemon = Daemon(config)
@@ -102,7 +102,7 @@ async def test_m7_forged_tail_refused_at_start_and_never_reanchored(tmp_path: Pa
     assert await asyncio.to_thread(anchor_file.read_bytes) == anchor  # the evidence is left alone
 
 
-async def test_m7_checkpoint_catches_what_root_with_the_key_can_do(edged, tmp_path,
+async def test_checkpoint_catches_what_root_with_the_key_can_do(edged, tmp_path,
                                                                    capsys) -> None:
     bench = await edged()
     async with await bench.client("auditor", "admin") as admin:

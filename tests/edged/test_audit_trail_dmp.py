@@ -41,7 +41,7 @@ def _since(bench, seq: int, *events: str) -> list:
     return [r for r in bench.daemon.audit.records(seq) if r.event in events]
 
 
-async def test_m5_pin_of_the_dmp_login_is_audited_wrong_and_right(edged, slots, pcscd,
+async def test_pin_of_the_dmp_login_is_audited_wrong_and_right(edged, slots, pcscd,
                                                                    host) -> None:
     bench = await _with_cards(edged, slots, host)
     async with await bench.client("desk", "dmp:read") as client:
@@ -66,7 +66,7 @@ async def test_m5_pin_of_the_dmp_login_is_audited_wrong_and_right(edged, slots, 
     assert not [t for t in texts if "9999" in t or "1234" in t]
 
 
-async def test_l3_a_nir_in_a_document_id_is_masked_and_the_call_is_recorded(edged, slots,
+async def test_a_nir_in_a_document_id_is_masked_and_the_call_is_recorded(edged, slots,
                                                                              pcscd,
                                                                              host) -> None:
     bench = await _with_cards(edged, slots, host)

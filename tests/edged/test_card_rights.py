@@ -56,7 +56,7 @@ def host_challenge(dmp_host) -> str:
         client.close()
 
 
-async def test_h1_a_signing_client_neither_borrows_the_pin_nor_logs_in_to_the_dmp(
+async def test_a_signing_client_neither_borrows_the_pin_nor_logs_in_to_the_dmp(
         edged, slots, pcscd, host, world) -> None:
     world.create("gp", ins=PIERRE)
     bench = await start(edged, slots, host)  # the PIN is typed at the desk's first DMP login
@@ -106,7 +106,7 @@ async def test_h1_a_signing_client_neither_borrows_the_pin_nor_logs_in_to_the_dm
     assert events.count("cps.sign") == 0 and events.count("cps.authenticate") == 1
 
 
-async def test_h1_batch_signing_is_bounded_and_belongs_to_one_client(edged, slots,
+async def test_batch_signing_is_bounded_and_belongs_to_one_client(edged, slots,
                                                                      pcscd) -> None:
     await asyncio.to_thread(slots.insert, 0, Cps3Card("gp"))
     bench = await edged(pcsc=True, sign_batch_count=3, sign_batch_minutes=5.0)
@@ -133,7 +133,7 @@ async def test_h1_batch_signing_is_bounded_and_belongs_to_one_client(edged, slot
         assert len(prompts(bench)) == asked + 2
 
 
-async def test_m1_an_emergency_access_is_the_declaring_clients_and_cancel_ends_it(
+async def test_an_emergency_access_is_the_declaring_clients_and_cancel_ends_it(
         edged, slots, pcscd, host, world) -> None:
     world.create("gp", ins=PIERRE)
     document = world.fed(PIERRE, "gp", "11488-4")
@@ -165,7 +165,7 @@ async def test_m1_an_emergency_access_is_the_declaring_clients_and_cancel_ends_i
         "patient_cancel"]
 
 
-async def test_m9_pairing_shows_the_scopes_and_admin_is_granted_only_locally(
+async def test_pairing_shows_the_scopes_and_admin_is_granted_only_locally(
         edged, tmp_path) -> None:
     bench = await edged()
     async with await bench.unpaired() as stranger:
@@ -198,7 +198,7 @@ async def test_m9_pairing_shows_the_scopes_and_admin_is_granted_only_locally(
         assert listed["clients"][0]["scopes"] == ["cps:sign", "dmp:write", "admin"]
 
 
-async def test_m10_a_sending_client_cannot_read_the_mailbox(edged) -> None:
+async def test_a_sending_client_cannot_read_the_mailbox(edged) -> None:
     bench = await edged()
     async with await bench.client("mailer", "mail:send") as mailer:
         for method, params in (("mail.list", {}), ("mail.open", {"uid": "1"})):

@@ -24,7 +24,7 @@ CDA = b"<?xml version='1.0'?><ClinicalDocument>compte rendu: diabete de type 2</
 
 
 @pytest.mark.asyncio
-async def test_m8_a_copied_state_directory_cannot_forge_consents_or_read_documents(
+async def test_a_copied_state_directory_cannot_forge_consents_or_read_documents(
         tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     host = DmpHost(tmp_path / "dmp", test_mode=True, admin_token="admin-secret").start()
     key_file = tmp_path / "elsewhere" / "state.key"
@@ -74,7 +74,7 @@ async def test_m8_a_copied_state_directory_cannot_forge_consents_or_read_documen
 
 
 @pytest.mark.asyncio
-async def test_m8_state_key_from_the_systemd_credential(tmp_path: Path, monkeypatch,
+async def test_state_key_from_the_systemd_credential(tmp_path: Path, monkeypatch,
                                                         caplog) -> None:
     # What edged.service's LoadCredentialEncrypted= gives the process: a file in
     # $CREDENTIALS_DIRECTORY that systemd decrypted (TPM2 or host key) for this service only.
@@ -92,7 +92,7 @@ async def test_m8_state_key_from_the_systemd_credential(tmp_path: Path, monkeypa
 
 
 @pytest.mark.asyncio
-async def test_m8_a_key_file_inside_the_state_directory_is_refused(tmp_path: Path) -> None:
+async def test_a_key_file_inside_the_state_directory_is_refused(tmp_path: Path) -> None:
     with pytest.raises(StateKeyError, match="inside the state directory"):
         load_key_wrapper(tmp_path / "state", str(tmp_path / "state" / "keys" / "state.key"))
 
@@ -121,7 +121,7 @@ def _seal_files(folder: Path) -> tuple[Path, Path]:
     return folder / "seal.crt", folder / "seal.key"
 
 
-def test_m8_a_copied_state_directory_cannot_make_emission_codes_or_open_the_seal(
+def test_a_copied_state_directory_cannot_make_emission_codes_or_open_the_seal(
         tmp_path: Path) -> None:
     # The proxy's secrets: the TOTP secrets codes are made from, and the seal key's passphrase
     # (once `proxy/seal.secret`, beside the key). Stored as edged and `bifente proxy` do.
@@ -154,7 +154,7 @@ def test_m8_a_copied_state_directory_cannot_make_emission_codes_or_open_the_seal
     assert opened is not None and totp(opened[0], 59) == totp(secret, 59)
 
 
-def test_m8_totp_secrets_of_an_older_install_are_sealed_when_opened(tmp_path: Path) -> None:
+def test_totp_secrets_of_an_older_install_are_sealed_when_opened(tmp_path: Path) -> None:
     import sqlite3
 
     from edged.state.proxy_users import UserStore

@@ -79,7 +79,7 @@ def b64(data: bytes) -> str:
     return base64.b64encode(data).decode()
 
 
-async def test_d5_create_feed_find_get_with_consent(edged, slots, pcscd, host) -> None:
+async def test_create_feed_find_get_with_consent(edged, slots, pcscd, host) -> None:
     bench = await start(edged, slots, host)
     async with await bench.client("desk", "dmp:read", "dmp:write") as client:
         assert await client.call("dmp.exists", {"ins": PIERRE}) == {"exists": False,
@@ -118,7 +118,7 @@ def world(host: DmpHost) -> Iterator[DmpWorld]:
     w.close()
 
 
-async def test_d4_d9_d10_consent_asked_each_time_cancel_refuses(edged, slots, pcscd,
+async def test_consent_asked_each_time_cancel_refuses(edged, slots, pcscd,
                                                                 host) -> None:
     bench = await start(edged, slots, host)
     async with await bench.client("desk", "dmp:read", "dmp:write") as client:
@@ -161,7 +161,7 @@ async def test_consent_timeout(edged, slots, pcscd, host) -> None:
         assert err.reason == "consent_timeout"
 
 
-async def test_d6_nurse_creates_and_a_wrong_ins_is_refused(edged, slots, pcscd, host) -> None:
+async def test_nurse_creates_and_a_wrong_ins_is_refused(edged, slots, pcscd, host) -> None:
     bench = await start(edged, slots, host, cps="nurse")
     async with await bench.client("nurse", "dmp:read", "dmp:write") as client:
         created = await answered(bench, client.call("dmp.create", {"ins": ANNE}), "OK")
@@ -176,7 +176,7 @@ async def test_d6_nurse_creates_and_a_wrong_ins_is_refused(edged, slots, pcscd, 
         assert (err.code, err.reason) == (-32060, "ins_invalid")  # D6: a wrong key
 
 
-async def test_d7_non_conforming_cda_refused_with_reasons(edged, slots, pcscd, host,
+async def test_non_conforming_cda_refused_with_reasons(edged, slots, pcscd, host,
                                                           world) -> None:
     world.create("gp", ins=PIERRE)
     bench = await start(edged, slots, host)
@@ -198,7 +198,7 @@ async def test_d7_non_conforming_cda_refused_with_reasons(edged, slots, pcscd, h
         assert found["documents"] == []  # nothing half registered
 
 
-async def test_d11_nurse_cannot_read_a_biology_report_d12_find_get(edged, slots, pcscd, host,
+async def test_nurse_cannot_read_a_biology_report_d12_find_get(edged, slots, pcscd, host,
                                                                    world) -> None:
     world.create("gp", ins=PIERRE)
     biology = world.fed(PIERRE, "gp", BIOLOGY)
@@ -221,7 +221,7 @@ async def test_d11_nurse_cannot_read_a_biology_report_d12_find_get(edged, slots,
         assert found["documents"] == []
 
 
-async def test_d1_insurer_refused_even_with_consent(edged, slots, pcscd, host, world) -> None:
+async def test_insurer_refused_even_with_consent(edged, slots, pcscd, host, world) -> None:
     world.create("gp", ins=PIERRE)
     bench = await start(edged, slots, host, cps="insurer")
     async with await bench.client("insurer", "dmp:read") as client:
@@ -229,7 +229,7 @@ async def test_d1_insurer_refused_even_with_consent(edged, slots, pcscd, host, w
         assert (err.code, err.reason) == (-32060, "insurer_forbidden")
 
 
-async def test_d1_occupational_needs_express_consent(edged, slots, pcscd, host, world) -> None:
+async def test_occupational_needs_express_consent(edged, slots, pcscd, host, world) -> None:
     world.create("gp", ins=PIERRE)
     world.fed(PIERRE, "gp", "11488-4")
     bench = await start(edged, slots, host, cps="occupational")
@@ -242,7 +242,7 @@ async def test_d1_occupational_needs_express_consent(edged, slots, pcscd, host, 
         assert prompts(bench)[-1].endswith("(consentement expres)")
 
 
-async def test_d13_d14_emergency_access(edged, slots, pcscd, host, world) -> None:
+async def test_emergency_access(edged, slots, pcscd, host, world) -> None:
     _, pierre_password = world.create("gp", ins=PIERRE)
     doc = world.fed(PIERRE, "gp", "11488-4")
     _, password = world.create("gp", ins=ANNE)
@@ -417,7 +417,7 @@ def patient_login(host: DmpHost, ins: str, password: str) -> tuple[DmpClient, st
     return client, str(r.json()["token"])
 
 
-async def test_d8_d19_d20_d21_hidden_until_announced_traces_deletion(edged, slots, pcscd,
+async def test_hidden_until_announced_traces_deletion(edged, slots, pcscd,
                                                                       host) -> None:
     bench = await start(edged, slots, host)
     async with await bench.client("desk", "dmp:read", "dmp:write") as client:
@@ -452,7 +452,7 @@ async def test_d8_d19_d20_d21_hidden_until_announced_traces_deletion(edged, slot
         patient.close()
 
 
-async def test_d16_d17_d18_patient_masks_adds_blocks(edged, slots, pcscd, host,
+async def test_patient_masks_adds_blocks(edged, slots, pcscd, host,
                                                       world) -> None:
     _, password = world.create("gp", ins=PIERRE)
     care = world.fed(PIERRE, "gp", CARE)
@@ -576,7 +576,7 @@ async def test_a_feed_resent_after_a_lost_answer_is_registered_once(edged, slots
     assert [d["already_registered"] for d in delivered] == [True]
 
 
-async def test_d11_pharmacist_sees_biology_not_consultations(edged, slots, pcscd, host,
+async def test_pharmacist_sees_biology_not_consultations(edged, slots, pcscd, host,
                                                              world) -> None:
     world.create("gp", ins=PIERRE)
     biology = world.fed(PIERRE, "gp", BIOLOGY)
@@ -623,7 +623,7 @@ def patient_code_login(host: DmpHost, ins: str, password: str, code: str) -> tup
         client.close()
 
 
-async def test_d21_patient_code_shown_on_the_terminal_only(edged, slots, pcscd, host,
+async def test_patient_code_shown_on_the_terminal_only(edged, slots, pcscd, host,
                                                            caplog) -> None:
     caplog.set_level(logging.DEBUG)
     bench = await start(edged, slots, host)
@@ -668,7 +668,7 @@ async def test_d21_patient_code_shown_on_the_terminal_only(edged, slots, pcscd, 
         assert "Votre code DMP" not in bench.display.screen()
 
 
-async def test_d21_patient_code_needs_dmp_read(edged, slots, pcscd, host, world) -> None:
+async def test_patient_code_needs_dmp_read(edged, slots, pcscd, host, world) -> None:
     world.create("gp", ins=PIERRE)
     bench = await start(edged, slots, host)
     async with await bench.client("writer", "dmp:write", "dmp:emergency") as client:
@@ -693,7 +693,7 @@ async def test_cli_patient_code(edged, slots, pcscd, host, tmp_path, monkeypatch
 
 
 # -- D2, D3, D15 ----------------------------------------------------------------------------------
-async def test_d2_dmp_through_the_software_with_cps_and_vitale_in_pcsc_readers(
+async def test_dmp_through_the_software_with_cps_and_vitale_in_pcsc_readers(
         edged, slots, pcscd, host) -> None:
     """D2: the DMP-compatible software (the RPC client) works with the CPS and Vitale cards
     in PC/SC readers; the INS it sends is the one read from the Vitale card in its reader."""
@@ -719,7 +719,7 @@ async def test_d2_dmp_through_the_software_with_cps_and_vitale_in_pcsc_readers(
     assert record is not None and record.created_by == GP
 
 
-async def test_d3_patient_identified_by_the_ins_from_the_vitale_card(edged, slots, pcscd,
+async def test_patient_identified_by_the_ins_from_the_vitale_card(edged, slots, pcscd,
                                                                      host) -> None:
     """D3: the INS (NIR with its assigning authority OID) comes from the Vitale card; the
     INS-C is computed for the insured; the host registers exactly that INS and OID."""
@@ -751,7 +751,7 @@ async def test_d3_patient_identified_by_the_ins_from_the_vitale_card(edged, slot
     assert host.storage.get_dmp(ADULT) is None
 
 
-async def test_d15_patient_rights_over_sensitive_information(edged, slots, pcscd, host,
+async def test_patient_rights_over_sensitive_information(edged, slots, pcscd, host,
                                                              world) -> None:
     """D15: a sensitive document stays invisible to the patient until the announcement; the
     patient may then mask it from professionals (its author still sees it)."""
@@ -784,7 +784,7 @@ async def test_d15_patient_rights_over_sensitive_information(edged, slots, pcscd
         patient.close()
 
 
-async def test_d3_a_cda_the_xml_parser_cannot_read_is_refused_not_queued(
+async def test_a_cda_the_xml_parser_cannot_read_is_refused_not_queued(
         edged, slots, pcscd, host, world) -> None:
     # D3: encoding="U" made the host's checker raise: the host answered 500, edged queued the
     # feed and retried it. Now the host lists the problem and edged passes the refusal on.

@@ -44,7 +44,7 @@ async def _closed_by_server(reader: asyncio.StreamReader, limit: float) -> bool:
     return data == b""
 
 
-async def test_h2_caps_at_accept_keep_a_paired_client_served(edged) -> None:
+async def test_caps_at_accept_keep_a_paired_client_served(edged) -> None:
     bench = await edged(max_unpaired=6, max_unpaired_per_prefix=2, max_handshakes=6,
                         handshake_timeout=2.0)
     gate = bench.daemon.server.gate
@@ -87,7 +87,7 @@ async def test_h2_caps_at_accept_keep_a_paired_client_served(edged) -> None:
         assert gate.stats()["open"] == 1  # the paired client
 
 
-async def test_h2_ipv6_style_prefix_caps() -> None:
+async def test_ipv6_style_prefix_caps() -> None:
     # One host owns its /64: every address in it shares one budget; IPv4 counts per /24.
     assert prefix_of("2001:db8:1:2::1") == prefix_of("2001:db8:1:2:ffff::9") == \
         "2001:db8:1:2::/64"
@@ -95,7 +95,7 @@ async def test_h2_ipv6_style_prefix_caps() -> None:
     assert prefix_of("::ffff:10.0.0.5") == "10.0.0.0/24"
 
 
-async def test_l2_deep_nesting_is_a_parse_error_logged_in_one_line(edged, caplog) -> None:
+async def test_deep_nesting_is_a_parse_error_logged_in_one_line(edged, caplog) -> None:
     bench = await edged(rate_per_second=5.0, rate_burst=10)
     caplog.set_level(logging.INFO)
     async with await bench.unpaired() as client:
@@ -115,7 +115,7 @@ async def test_l2_deep_nesting_is_a_parse_error_logged_in_one_line(edged, caplog
     assert len(lines) == 1
 
 
-async def test_h2_tls_still_works_for_plain_clients_after_gate(edged) -> None:
+async def test_tls_still_works_for_plain_clients_after_gate(edged) -> None:
     bench = await edged()
     context = ssl.create_default_context()
     context.check_hostname = False
@@ -127,7 +127,7 @@ async def test_h2_tls_still_works_for_plain_clients_after_gate(edged) -> None:
         await writer.wait_closed()
 
 
-async def test_h2_unpaired_frames_are_small_until_the_certificate_is_paired(edged) -> None:
+async def test_unpaired_frames_are_small_until_the_certificate_is_paired(edged) -> None:
     # An unpaired peer may only pair: 64 KiB frames, two queued. Paired: max_message_bytes.
     bench = await edged()
     big = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "system.info",

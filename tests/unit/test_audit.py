@@ -392,7 +392,7 @@ def _forge(path: Path, n: int, event: str = "client.revoke") -> None:
 
 
 @pytest.mark.parametrize("forged", [1, 3])
-def test_m7_appended_forgeries_are_detected_and_never_reanchored(tmp_path: Path,
+def test_appended_forgeries_are_detected_and_never_reanchored(tmp_path: Path,
                                                                  forged: int) -> None:
     path = make_log(tmp_path / "audit.db", n=5, key=KEY)
     before = Path(f"{path}.anchor").read_bytes()
@@ -613,7 +613,7 @@ def test_a_nir_shape_with_a_wrong_key_is_kept(tmp_path: Path, value: str) -> Non
 
 
 @pytest.mark.parametrize("value", NIR_SHAPED_VALUES)
-def test_l3_full_nirs_are_masked_never_dropped(tmp_path: Path, value: object) -> None:
+def test_full_nirs_are_masked_never_dropped(tmp_path: Path, value: object) -> None:
     # Review L3: the action happened, so its record is written, with the NIR masked.
     with AuditLog(tmp_path / "audit.db") as log:
         record = log.append("consent.answer", subject=value)
