@@ -2,7 +2,7 @@
 
 Identity, PIN status, PIN verification from a local source (never the network), PIN change
 and unblock, practice situations, certificates, split-hash signatures, authentication and
-deciphering (FACTS §1; IAS-ECC).
+deciphering (IAS-ECC; docs/cards.md, the simulated CPS3).
 """
 
 from __future__ import annotations
@@ -213,7 +213,7 @@ class CpsSession:
 
     # -- PIN --------------------------------------------------------------------------------
     def pin_status(self, ref: int = PinRef.PIN) -> PinStatus:
-        """Try counters from GET DATA (FACTS §1); tag 9A = max tries, 9B = tries left.
+        """Try counters from GET DATA (docs/cards.md); tag 9A = max tries, 9B = tries left.
 
         Asked from the MF: a CPx serves its PIN objects there (OpenSC commit e3a3722ad; the
         vendor's middleware does the same in OpenSC issue #2275).

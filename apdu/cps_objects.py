@@ -1,7 +1,7 @@
 """CPS holder data objects: the professional's identity and practice situations.
 
-STAND-IN (FACTS §1): the on-card ASN.1 of CPS_NAME_PS, CPS_INFO_PS and CPS_ACTIVITY_nn_PS is
-not public. These definitions follow the suggestion in FACTS.md; a real card's encodings can
+STAND-IN (docs/cards.md, STAND-IN encodings): the on-card ASN.1 of CPS_NAME_PS, CPS_INFO_PS
+and CPS_ACTIVITY_nn_PS is not public. These definitions are our own; a real card's encodings can
 replace them here without touching the sessions, which only see the dataclasses below.
 """
 
@@ -28,7 +28,7 @@ __all__ = [
     "encode_name",
 ]
 
-# FACTS §1: card type as software presents it.
+# Card type as software presents it (docs/cards.md, public facts of the CPS3).
 CARD_TYPES = {0: "CPS", 1: "CPF (student)", 2: "CPE (staff)", 3: "CPA (authorised staff)",
               4: "server card"}
 # STAND-IN: civility codes of the stand-in CPS_NAME_PS.

@@ -1,4 +1,4 @@
-"""CPS3 (IAS-ECC profile CPx) identifiers and references shared by host and simulator (FACTS §1)."""
+"""CPS3 (IAS-ECC CPx) identifiers and references shared by host and simulator (docs/cards.md)."""
 
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ MAX_RESPONSE = 0xE7  # the card sends at most this many bytes before 61xx
 
 
 class Fid(enum.IntEnum):
-    """Public file identifiers (FACTS §1)."""
+    """Public file identifiers (docs/cards.md, the simulated CPS3)."""
 
     MF = 0x3F00
     EF_DIR = 0x2F00
@@ -39,7 +39,7 @@ class Fid(enum.IntEnum):
     EF_SN_ICC = 0xD003
     EF_ACTUA = 0xD010
     IAS_DF = 0x0001
-    IAS_CL_DF = 0x0002  # the contactless IAS application (FACTS §1)
+    IAS_CL_DF = 0x0002  # the contactless IAS application (docs/cards.md)
     ODF = 0x5031
     TOKEN_INFO = 0x5032
     SITUATION_FIRST = 0xD120  # 16 practice-situation files D120..D12F
@@ -82,5 +82,5 @@ def is_cps_atr(atr: bytes) -> bool:
 
 
 def pin_counter_query(ref: int) -> bytes:
-    """GET DATA field asking for a PIN's counters (FACTS §1): 4D 08 70 06 BF 81 ref 02 A0 80."""
+    """GET DATA field for a PIN's counters (docs/cards.md): 4D 08 70 06 BF 81 ref 02 A0 80."""
     return bytes([0x4D, 0x08, 0x70, 0x06, 0xBF, 0x81, ref, 0x02, 0xA0, 0x80])

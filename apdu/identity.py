@@ -1,4 +1,4 @@
-"""Patient identifiers: NIR validation, the historical INS-C, the INS with its OID (FACTS §3)."""
+"""Patient identifiers: NIR validation, the historical INS-C, the INS, its OID (docs/cards.md)."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ _NIR_RE = re.compile(r"^([1278])(\d{2})(\d{2})(\d{2}|2[AB])(\d{3})(\d{3})(\d{2})
 
 
 def nir_key(first13: str) -> int:
-    """NIR key: 97 - (N mod 97), Corsica's 2A read as 19 and 2B as 18 (FACTS §3)."""
+    """NIR key: 97 - (N mod 97), Corsica's 2A read as 19 and 2B as 18 (docs/cards.md)."""
     dept = first13[5:7].upper()
     digits = first13[:5] + {"2A": "19", "2B": "18"}.get(dept, dept) + first13[7:]
     if not digits.isdigit() or len(digits) != 13:
@@ -113,7 +113,7 @@ def normalise_first_name(first_name: str) -> str:
 
 
 def compute_ins_c(first_name: str, birth_date: str | None, nir: Nir) -> str:
-    """The historical INS-C (22 digits) from a beneficiary's data (FACTS §3).
+    """The historical INS-C (22 digits) from a beneficiary's data (docs/cards.md, Identifiers).
 
     `birth_date` is YYYYMMDD (lunar dates allowed) or None. No INS-C for a temporary NIR.
     """
@@ -133,7 +133,7 @@ def compute_ins_c(first_name: str, birth_date: str | None, nir: Nir) -> str:
 
 
 class InsAuthority(StrEnum):
-    """Assigning authorities of the INS (FACTS §3); test cards carry the test OID."""
+    """Assigning authorities of the INS (docs/cards.md); test cards carry the test OID."""
 
     NIR = "1.2.250.1.213.1.4.8"
     NIA = "1.2.250.1.213.1.4.9"

@@ -24,7 +24,7 @@ from apdu.vitale_spec import (
 __all__ = ["QUALITIES", "Beneficiary", "InsuredPerson", "RightsPeriod", "VitaleCard",
            "VitaleSession"]
 
-# SESAM-Vitale beneficiary quality codes (FACTS §2).
+# SESAM-Vitale beneficiary quality codes (docs/cards.md, the simulated Vitale 2).
 QUALITIES = {0: "insured", 1: "insured (other)", 2: "spouse", 6: "child", 9: "other"}
 MAX_BENEFICIARIES = 6
 
@@ -59,13 +59,13 @@ class Beneficiary:
 
     @property
     def lunar_birth_date(self) -> bool:
-        """True when the day or month is impossible (unknown birth date, FACTS §2)."""
+        """True when the day or month is impossible (unknown birth date, docs/cards.md)."""
         month, day = int(self.birth_date[4:6]), int(self.birth_date[6:8])
         return not (1 <= month <= 12 and 1 <= day <= 31)
 
     @property
     def ins_c(self) -> str | None:
-        """The historical INS-C, or None for a temporary NIR (FACTS §3)."""
+        """The historical INS-C, or None for a temporary NIR (docs/cards.md)."""
         if self.nir.temporary:
             return None
         return compute_ins_c(self.first_name, self.birth_date, self.nir)

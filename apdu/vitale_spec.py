@@ -1,4 +1,4 @@
-"""Vitale 2 identifiers (FACTS §2) and the stand-in layout of its protected data.
+"""Vitale 2 identifiers (docs/cards.md) and the stand-in layout of its protected data.
 
 Public: the ATR, the VITALE and MF_VITALE AIDs and the TLVs 65 (beneficiary) and 66 (card).
 STAND-IN: how the insured person, the beneficiaries and their rights sit on the chip is not
@@ -39,7 +39,7 @@ class StandinFid(enum.IntEnum):
 
 
 class CardTag(enum.IntEnum):
-    """Public TLVs (FACTS §2): 66 card {80 validity start}; 65 beneficiary {...}."""
+    """Public TLVs (docs/cards.md): 66 card {80 validity start}; 65 beneficiary {...}."""
 
     CARD = 0x66
     VALIDITY_START = 0x80
@@ -89,7 +89,7 @@ class RightsTag(enum.IntEnum):
 
 
 def is_vitale2_atr(atr: bytes) -> bool:
-    """True for the Vitale 2 ATR, whose sixth byte varies between 43 and 4C (FACTS §2)."""
+    """True for the Vitale 2 ATR, whose sixth byte varies between 43 and 4C (docs/cards.md)."""
     return (len(atr) == len(ATR_VITALE2) and atr[:5] == ATR_VITALE2[:5]
             and 0x43 <= atr[5] <= 0x4C and atr[6:] == ATR_VITALE2[6:])
 
@@ -100,5 +100,5 @@ def is_vitale1_atr(atr: bytes) -> bool:
 
 
 def is_test_card(caisse: str, centre: str) -> bool:
-    """Test cards carry caisse 349 / centre 0349 (FACTS §2)."""
+    """Test cards carry caisse 349 / centre 0349 (docs/cards.md)."""
     return caisse == "349" and centre == "0349"

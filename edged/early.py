@@ -1,4 +1,4 @@
-"""Probe for the mDNS name while the daemon is still importing and starting (issue 11, P7).
+"""Probe for the mDNS name while the daemon is still importing and starting (docs/benchmarks.md P7).
 
 RFC 6762 §8.1 makes claiming a name take 0-250 ms of random delay, three probes 250 ms apart
 and 250 ms of silence: about 0.9 s that a start in sequence adds after the imports and the

@@ -194,7 +194,7 @@ class CardSlot(T1):
         if info.offers(0):
             self.protocol = 0
         elif info.offers(1):
-            self.protocol = 1  # issue 3 §2: T=1 when the card offers only T=1
+            self.protocol = 1  # docs/firmware.md: T=1 when the card offers only T=1
         else:
             raise UnsupportedCard("neither T=0 nor T=1 offered")
         hw.set_timing(DEFAULT_F, DEFAULT_D, guard)

@@ -15,7 +15,7 @@ __all__ = [
     "vitale_text",
 ]
 
-# TRE_G15 (FACTS §6).
+# TRE_G15 (docs/cards.md, Codes).
 PROFESSIONS = {
     "10": "doctor", "21": "pharmacist", "26": "hearing-aid specialist", "28": "optician",
     "40": "dentist", "50": "midwife", "60": "nurse", "69": "psychiatric nurse",
@@ -24,7 +24,7 @@ PROFESSIONS = {
     "94": "occupational therapist", "95": "dietician", "96": "psychomotor therapist",
     "98": "radiographer",
 }
-# TRE_R38 (FACTS §6), the specialties we meet.
+# TRE_R38 (docs/cards.md, Codes), the specialties we meet.
 SPECIALTIES = {
     "SM25": "occupational medicine", "SM26": "qualified general medicine",
     "SM54": "general medicine", "SM42": "psychiatry", "SM59": "emergency medicine",

@@ -4,7 +4,7 @@ Every structure is built and parsed with asn1crypto; cryptography does AES, RSA 
 keys, hashing and the certificate checks. Private-key operations go through two seams,
 `Signer` and `Decryptor`, so the same code signs with the card (split hash, PSO DECIPHER) or
 with a software key (the structure's seal key, tests). The profile is a STAND-IN for the
-unpublished MSSanté S/MIME profile (FACTS §5); docs/messaging.md describes it.
+unpublished MSSanté S/MIME profile; docs/messaging.md describes it.
 """
 
 from __future__ import annotations
@@ -298,7 +298,7 @@ class KeyPurpose(enum.StrEnum):
 
 @dataclass(frozen=True)
 class TrustStore:
-    """Trusted roots, known intermediates and CRLs (IGC-Santé in production: FACTS §5)."""
+    """Trusted roots, known intermediates and CRLs (IGC-Santé in production: docs/messaging.md)."""
 
     roots: Sequence[x509.Certificate]
     crls: Sequence[x509.CertificateRevocationList] = ()

@@ -4,7 +4,7 @@ Signing gives `multipart/signed` (detached CMS over the canonical CRLF form of t
 entity); encryption gives `application/pkcs7-mime` (enveloped-data with AES-256-CBC or
 authEnveloped-data with AES-256-GCM). The header fields are also copied into the protected
 payload (RFC 9788 header protection), so a subject replaced outside is restored inside.
-The MSSanté profile is not public: this one is a STAND-IN (FACTS §5, docs/messaging.md).
+The MSSanté profile is not public: this one is a STAND-IN (docs/messaging.md).
 """
 
 from __future__ import annotations

@@ -27,7 +27,7 @@ __all__ = [
     "validate_fingerprint",
 ]
 
-# Every right a pairing can carry; methods check one of these (issue 4 §4).
+# Every right a pairing can carry; methods check one of these (docs/pairing.md).
 SCOPES: tuple[str, ...] = (
     "identity:read",
     "cps:sign",

@@ -1,4 +1,4 @@
-"""A simulated CPS3 card (IAS-ECC CPx) built from a profile (FACTS §1).
+"""A simulated CPS3 card (IAS-ECC CPx) built from a profile (docs/cards.md).
 
 File system, PKCS#15 directories, holder data, the PIN and its PUK, two RSA-2048 keys and
 the IAS commands: MSE SET (HT, DST, AT, CT), split-hash PSO HASH + PSO CDS, INTERNAL
@@ -135,7 +135,7 @@ class Cps3Card(Card):
             tlv.encode(0x82, _bcd("20391231235959"))), name="EF_ACTUA"))
         ias = DF(Fid.IAS_DF, aid=CPS_AID, name="IAS")
         mf.add(ias)
-        # The contactless application (FACTS §1), selectable over contact as on a real CPx
+        # The contactless application (docs/cards.md), selectable over contact as on a real CPx
         # (OpenSC commit fcd2e665f: `cd 0002` then GET DATA there). Empty: what a real
         # CPS3's 0002 holds over contact is not public, so its files, the ODF and TokenInfo
         # among them, answer 6A82 (STAND-IN), and OpenSC finds no PKCS#15 token there.
@@ -467,7 +467,7 @@ def _ef_atr() -> bytes:
     ECC root AID, E0 buffer sizes (send 0x104, send under SM 0x104, receive 0x100, receive
     under SM 0x100), 78 an OID, 82 status. OpenSC takes max send = 0x104 - 5 = 0xFF data
     bytes and max receive = 0x100 from E0; the card still cuts answers at 0xE7 with 61xx
-    (FACTS §1), which OpenSC's GET RESPONSE follows.
+    (docs/cards.md), which OpenSC's GET RESPONSE follows.
     """
     return bytes.fromhex(
         "80"

@@ -1,4 +1,4 @@
-"""The reference DMP host (issue 6 §1-§2): a real HTTPS service with SQLite that enforces the
+"""The reference DMP host (docs/dmp-api.md): a real HTTPS service with SQLite that enforces the
 shared medical record's rules, so DMP flows are tested against something that behaves like
 the national host. TEST ONLY: its certificates come from the test PKI.
 

@@ -60,7 +60,7 @@ class CdaProblem(StrEnum):
 
 
 class AccessMode(StrEnum):
-    """Access modes (TRE_R248, FACTS §4)."""
+    """Access modes (TRE_R248, docs/dmp-api.md)."""
 
     NORMAL = "normal"
     BRIS_DE_GLACE = "bris_de_glace"

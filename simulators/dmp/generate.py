@@ -31,7 +31,7 @@ STRUCTURE_DIR = DATA / "test-structure"
 TEST_STRUCTURE = "499700001005001"  # CHU Test: where the emergency doctor and the student work
 
 # STAND-IN structure facts, keyed by structure id. Only values we can justify are given:
-# SA23 (private insurance) is the FACTS §6 insurer sector; the SAMU flag marks centre 15;
+# SA23 (private insurance) is the insurer sector of docs/cards.md; the SAMU flag marks centre 15;
 # indirect_auth marks the structures the host trusts to vouch for their local users.
 STRUCTURE_FACTS: dict[str, dict[str, object]] = {
     "499700001006001": {"sector": "SA23"},

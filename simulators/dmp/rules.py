@@ -1,4 +1,4 @@
-"""The DMP rules (FACTS §4) as pure functions: who may act on a record and see which document.
+"""The DMP rules (docs/dmp-api.md) as pure functions: who may act on a record, see which document.
 
 Nothing here touches the network, the database or the clock: callers pass `now`. Facts with a
 public source are constants cited beside them; stand-ins come from the policy file
@@ -42,13 +42,13 @@ __all__ = [
 
 DEFAULT_POLICY = Path(__file__).parent / "data" / "standin_access_matrix.toml"
 
-# FACTS §6: card-holder sector 61 (private insurers' expertise) and structure sector SA23
-# (private insurance) identify insurers and mutual insurers: always refused (D1).
+# docs/cards.md (Codes): card-holder sector 61 (private insurers' expertise) and structure
+# sector SA23 (private insurance) identify insurers and mutual insurers: always refused (D1).
 INSURER_CARD_SECTORS = frozenset({"61"})
 INSURER_STRUCTURE_SECTORS = frozenset({"SA23"})
-# FACTS §4/§6: occupational medicine (SM25) only with the patient's express consent (D1).
+# docs/dmp-api.md: occupational medicine (SM25) only with the patient's express consent (D1).
 OCCUPATIONAL_SPECIALTIES = frozenset({"SM25"})
-# FACTS §4 (D8): prompted after 2 weeks, visible automatically after 1 month.
+# docs/dmp-api.md (D8): prompted after 2 weeks, visible automatically after 1 month.
 PROMPT_AFTER = dt.timedelta(weeks=2)
 
 
@@ -314,7 +314,7 @@ def check_visibility_change(doc: DocView, changes: Mapping[str, bool], *, by_pat
 
 
 def check_visibility(doc: DocView, policy: Policy, now: float) -> Reason | None:
-    """A document may not be both masked and hidden from the patient (FACTS §4, by default)."""
+    """A document may not be both masked and hidden from the patient (docs/dmp-api.md: default)."""
     hidden = patient_visibility(doc, now)[0] is not PatientVisibility.VISIBLE
     if doc.masked_ps and hidden and not policy.allow_masked_and_invisible:
         return Reason.VISIBILITY_CONFLICT

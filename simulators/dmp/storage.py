@@ -301,7 +301,7 @@ class Storage:
                   (*changes.values(), ins))
 
     def close_dmp(self, ins: str, now: float) -> None:
-        """Close a record (kept: FACTS §4 says 10 years after closure)."""
+        """Close a record (kept: docs/dmp-api.md says 10 years after closure)."""
         self._run("UPDATE dmp SET status = 'closed', closed_at = ? WHERE ins = ?", (now, ins))
 
     def block(self, ins: str, national_id: str, now: float) -> None:

@@ -226,7 +226,7 @@ def structure_login(client: DmpClient, user: str | None, *,
     return client.post("/api/auth/session", body)
 
 
-TEST_OID = "1.2.250.1.213.1.4.10"  # test cards get the test NIR OID (FACTS §3)
+TEST_OID = "1.2.250.1.213.1.4.10"  # test cards get the test NIR OID (docs/cards.md)
 _patients = itertools.count(1)
 
 

@@ -17,11 +17,11 @@ __all__ = [
     "parse_address",
 ]
 
-PATIENT_PREFIX = "patient."  # <INS>@patient.<domain> (FACTS §5: <INS>@patient.mssante.fr)
+PATIENT_PREFIX = "patient."  # <INS>@patient.<domain> (docs/messaging.md: <INS>@patient.mssante.fr)
 MAX_ADDRESS = 254  # RFC 5321 §4.5.3.1.3 (path 256 with the brackets)
 _LOCAL_RE = re.compile(r"^[a-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[a-z0-9!#$%&'*+/=?^_`{|}~-]+)*$")
 _LABEL_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
-# A NIR-shaped token (FACTS §3): sex, year, month, department (2A/2B), commune, order, key.
+# A NIR-shaped token (docs/cards.md): sex, year, month, department (2A/2B), commune, order, key.
 _NIR_TOKEN = re.compile(
     r"(?<![0-9A-Za-z])([12378]\d{2})(\d{2}(?:\d{2}|2[AaBb])\d{8})(?![0-9A-Za-z])")
 
@@ -76,7 +76,7 @@ def mask_text(text: str) -> str:
 
 @dataclass(frozen=True)
 class TrustSpace:
-    """The whitelist of operator domains that trust each other (FACTS §5)."""
+    """The whitelist of operator domains that trust each other (docs/messaging.md)."""
 
     domains: frozenset[str]
 

@@ -1,5 +1,5 @@
 """The reference operator trust space: SMTP, POP3 and a certificate directory per MSSanté-like
-domain, on real sockets with real TLS from the test IGC-Santé PKI (issue 5 §3; M5, M6).
+domain, on real sockets with real TLS from the test IGC-Santé PKI (docs/messaging.md; M5, M6).
 
 Every account password is the test value TEST_PASSWORD: this is test data, never a real secret.
 """

@@ -136,9 +136,10 @@ def mailbox_certificate(cert_path: Path, key_path: Path, address: str, unit: str
     if _fits(cert_path, key_path, san):
         return x509.load_pem_x509_certificate(cert_path.read_bytes())
     ca_key, ca_cert = _issuer()
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)  # RSA-OAEP (FACTS §5)
+    # The RSA key mail is encrypted to (key transport, docs/messaging.md).
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     eku = [ExtendedKeyUsageOID.EMAIL_PROTECTION]
-    if seal:  # a structure certificate: client-auth + seal (FACTS §5)
+    if seal:  # a structure certificate: client-auth + seal (docs/messaging.md)
         eku.append(ExtendedKeyUsageOID.CLIENT_AUTH)
     # The common name never carries the INS: the address (SAN) is the only identifier.
     cert = (_builder(_name(unit, "TEST STRUCTURE SEAL" if seal else "TEST PATIENT MAILBOX"),

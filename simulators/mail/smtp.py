@@ -22,7 +22,7 @@ __all__ = ["RelayHandler", "SmtpServer", "SubmissionHandler", "is_smime"]
 
 log = logging.getLogger(__name__)
 
-# Top-level types the trust space carries (FACTS §5 stand-in S/MIME profile, RFC 8551 §3).
+# Top-level types the trust space carries (docs/messaging.md stand-in profile, RFC 8551 §3).
 SMIME_TYPES = frozenset({"application/pkcs7-mime", "application/x-pkcs7-mime"})
 SIGNED_PROTOCOLS = frozenset({"application/pkcs7-signature", "application/x-pkcs7-signature"})
 MAX_RECIPIENTS = 100  # RFC 5321 §4.5.3.1.8: at least 100 must be accepted

@@ -143,10 +143,10 @@ def make_card(profile: CpsProfile) -> bool:
         if profile.email:
             builder = builder.add_extension(
                 x509.SubjectAlternativeName([x509.RFC822Name(profile.email)]), critical=False)
-        if kind == "sig":  # CPS_PRIV_SIG: non-repudiation (FACTS §1)
+        if kind == "sig":  # CPS_PRIV_SIG: non-repudiation (docs/cards.md)
             usage = x509.KeyUsage(False, True, False, False, False, False, False, False, False)
             eku = [ExtendedKeyUsageOID.EMAIL_PROTECTION]
-        else:  # CPS_PRIV_AUT: signature + decryption (FACTS §1)
+        else:  # CPS_PRIV_AUT: signature + decryption (docs/cards.md)
             usage = x509.KeyUsage(True, False, True, False, False, False, False, False, False)
             eku = [ExtendedKeyUsageOID.CLIENT_AUTH, ExtendedKeyUsageOID.EMAIL_PROTECTION]
         builder = builder.add_extension(usage, critical=True)

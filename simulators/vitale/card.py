@@ -1,4 +1,4 @@
-"""A simulated Vitale 2 card built from a profile (FACTS §2, stand-in data layout)."""
+"""A simulated Vitale 2 card built from a profile (docs/cards.md, stand-in data layout)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""One test per rule the host decides (FACTS §4, mission D1-D18), over real HTTPS."""
+"""One test per rule the host decides (docs/dmp-api.md, D1-D18), over real HTTPS."""
 
 from __future__ import annotations
 

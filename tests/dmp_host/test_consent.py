@@ -1,4 +1,4 @@
-"""Consent records (issue 6 §3, D4/D9/D10): required, verified, single use, bound, traced."""
+"""Consent records (docs/dmp-api.md; D4/D9/D10): required, verified, single use, bound, traced."""
 
 from __future__ import annotations
 

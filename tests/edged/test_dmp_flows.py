@@ -1,5 +1,5 @@
 """DMP flows end to end: a real edged (cards through pcscd, the simulated keypad and display)
-talking to a real reference DMP host on 127.0.0.1 (issue 6, mission ids D1-D21). No mocks:
+talking to a real reference DMP host on 127.0.0.1 (docs/dmp-terminal.md, ids D1-D21). No mocks:
 the patient answers the consent on the keypad while the call waits."""
 
 from __future__ import annotations

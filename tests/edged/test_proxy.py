@@ -1,4 +1,4 @@
-"""The encrypting proxy (M8; issue 5 §5, §7): real SMTP over TLS, a real operator, no mocks.
+"""The encrypting proxy (M8; docs/messaging.md): real SMTP over TLS, a real operator, no mocks.
 
 The "ordinary mail client" is stdlib smtplib (STARTTLS, AUTH LOGIN/PLAIN); the proxy runs
 as a daemon extension (`edged(proxy={...})`); mail goes on to the reference operator

@@ -1,6 +1,6 @@
 """The DMP through edged and the virtual terminal (the real firmware on MicroPython): the PIN
 and the patient's consent are typed on the terminal's keypad, the question read on its
-display; the host is a real reference DMP host on 127.0.0.1 (issue 6 §3, §6)."""
+display; the host is a real reference DMP host on 127.0.0.1 (docs/dmp-terminal.md)."""
 
 from __future__ import annotations
 
@@ -87,9 +87,9 @@ async def test_create_feed_read_with_consent_on_the_virtual_terminal(
 
 async def test_codes_leave_the_screen_and_f1_shows_the_fingerprint(
         vt: VirtualTerminal, tmp_path: Path) -> None:
-    # Review M3 and issue 13 §3 through the real daemon: the pairing code is a secret screen
-    # that leaves when used; a patient's code leaves on OK and on Vitale removal; F1 shows the
-    # daemon's fingerprint as `bifente discover` prints it.
+    # docs/terminal.md ("Codes are secret screens") through the real daemon: the pairing code
+    # is a secret screen that leaves when used; a patient's code leaves on OK and on Vitale
+    # removal; F1 shows the daemon's fingerprint as `bifente discover` prints it.
     from edged.discovery import format_fingerprint
 
     config = Config(host="127.0.0.1", port=0, state_dir=tmp_path / "state", mdns=False,

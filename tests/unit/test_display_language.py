@@ -1,4 +1,4 @@
-"""The display speaks French, the firmware's and the simulated PIN pad's alike (issue 12):
+"""The display speaks French, the firmware's and the simulated PIN pad's alike (docs/terminal.md):
 the simulator says what the firmware says, word for word, for every PIN outcome and prompt."""
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ from apdu.identity import (
     parse_nir,
 )
 
-# Keys written out by hand: 97 - (N mod 97) on the 13 digits (FACTS §3).
+# Keys written out by hand: 97 - (N mod 97) on the 13 digits (docs/cards.md).
 PARIS = "1800175115001"  # man born January 1980 in Paris (75)
 PARIS_NIR = PARIS + f"{97 - 1800175115001 % 97:02d}"
 # Corsica: 2A is read as 19 and 2B as 18 before taking the remainder.

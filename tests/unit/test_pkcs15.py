@@ -35,7 +35,7 @@ from apdu.pkcs15 import (
     encode_token_info,
 )
 
-APP = bytes.fromhex("3F000001")  # FACTS §1: the IAS application DF
+APP = bytes.fromhex("3F000001")  # docs/cards.md: the IAS application DF
 
 
 def fid(hexstr: str) -> bytes:
@@ -49,7 +49,7 @@ def tlv(tag: int, body: bytes) -> bytes:
     return bytes((tag, len(body))) + body
 
 
-# CPS-like content (FACTS §1). Directory and certificate FIDs are STAND-INs.
+# CPS-like content (docs/cards.md). Directory and certificate FIDs are STAND-INs.
 CPS_PIN = PinInfo("PIN CPS", b"\x01", 0x01, min_length=4, max_length=4, stored_length=8)
 CPS_PUK = PinInfo("PUK CPS", b"\x02", 0x02, min_length=8, max_length=8, stored_length=8,
                   flags=frozenset({"local", "initialized", "unblockingPin"}))  # STAND-IN

@@ -1,4 +1,4 @@
-"""D21: the patient's web space, clicked through in headless Chromium (issue 6 §5).
+"""D21: the patient's web space, clicked through in headless Chromium (docs/patient-space.md).
 
 Each test is a patient of its own, created and fed by professionals through the host's API
 (simulated CPS cards, signed consent), then driven through the pages with real fills and

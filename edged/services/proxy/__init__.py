@@ -1,4 +1,4 @@
-"""The encrypting proxy (M8; issue 5 §5): ordinary mail clients in, signed + encrypted mail out.
+"""The encrypting proxy (M8, docs/messaging.md): ordinary mail clients in, signed + encrypted out.
 
 A structure's staff send from their usual mail client to an SMTP submission listener in
 edged (STARTTLS, then AUTH with their local account); each message carries a one-time

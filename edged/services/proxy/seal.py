@@ -65,7 +65,7 @@ def import_seal(state_dir: Path, certificate: Path, key: Path, chain: Sequence[P
     cert = x509.load_pem_x509_certificate(certificate.read_bytes())
     private = serialization.load_pem_private_key(key.read_bytes(), password=key_password)
     if not isinstance(private, RSAPrivateKey):
-        raise SealError("the seal key must be an RSA key (FACTS §5: RSA PKCS#1 v1.5 signatures)")
+        raise SealError("the seal key must be an RSA key (the profile signs with RSA PKCS#1 v1.5)")
     spki = serialization.PublicFormat.SubjectPublicKeyInfo
     der = serialization.Encoding.DER
     if private.public_key().public_bytes(der, spki) != cert.public_key().public_bytes(der, spki):

@@ -16,8 +16,8 @@ __all__ = ["mask_nirs", "masked", "nir_spans", "secret_name"]
 _NIR = re.compile(r"[1278]\d{2}(0[1-9]|1[0-2]|[2-9]\d)(\d{2}|2[AB])\d{6}\d{2}",
                   re.IGNORECASE | re.ASCII)
 # Where a NIR written in groups may be split: sex|year|month|department|commune|order|key
-# (FACTS §3). A split elsewhere is another identifier: a Message-ID's 12-digit time and a
-# 3-digit PID joined by a dot are not a NIR (D1 of the reliability review).
+# (docs/cards.md, Identifiers). A split elsewhere is another identifier: a Message-ID's
+# 12-digit time and a 3-digit PID joined by a dot are not a NIR (D1 of the reliability review).
 _NIR_SPLITS = frozenset({1, 3, 5, 7, 10, 13})
 # Groups of digits (and the A/B of Corsica) split by one space, dot or dash, standing alone.
 _NUMBER_RUN = re.compile(

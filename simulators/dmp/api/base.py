@@ -34,7 +34,7 @@ MAX_REASON = 500
 LOGIN_LOCK_AFTER = 5
 LOGIN_LOCK_FOR = 15 * 60
 CDA_TYPES = ("application/hl7-v3+xml", "application/xml", "text/xml")
-_NATIONAL_ID = re.compile(r"^(8\d{11}|0\d{9})$")  # 8 + RPPS, or 0 + ADELI (FACTS §1)
+_NATIONAL_ID = re.compile(r"^(8\d{11}|0\d{9})$")  # 8 + RPPS, or 0 + ADELI (docs/cards.md)
 _VISIBILITY_FLAGS = ("masked_ps", "invisible_patient", "invisible_representatives")
 
 
