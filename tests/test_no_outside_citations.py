@@ -65,5 +65,6 @@ def test_the_scan_finds_a_citation(tmp_path: Path) -> None:
 
 def test_sources_cite_nothing_a_fresh_clone_lacks() -> None:
     """Cite docs/ (cards.md, messaging.md, dmp-api.md...) or the public source instead."""
-    found = outside_citations(ROOT, _tracked())
+    this = Path(__file__).resolve().relative_to(ROOT).as_posix()  # its examples are citations
+    found = outside_citations(ROOT, [n for n in _tracked() if n != this])
     assert not found, "\n".join(found)
