@@ -182,7 +182,7 @@ def test_we_open_openssl_encrypted_messages_with_the_card(card, trust, tmp_path:
 @pytest.mark.parametrize("cipher", ["-aes256", "-aes-256-gcm"])
 def test_we_open_openssl_streamed_messages(card, trust, tmp_path: Path, cipher: str) -> None:
     # -stream writes BER: indefinite lengths, the content in OCTET STRING segments, which
-    # open_message reads as a stream (edged/services/ber.py).
+    # open_message reads as a stream (edged/services/cms/ber.py).
     sign_with_openssl(tmp_path, "-cades")
     openssl("-encrypt", "-stream", "-in", "signed.eml", "-recip", NURSE / "aut.crt.pem", cipher,
             "-from", SENDER, "-to", "paul.infirmier@cabinet.test", "-out", "encrypted.eml",

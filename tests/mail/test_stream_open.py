@@ -1,5 +1,5 @@
 """Opening a message as a stream: the envelope base64-decoded and decrypted a slice at a time
-(BER framing of edged/services/ber.py), the signed part cut in place, the largest attachment
+(BER framing of edged/services/cms/ber.py), the signed part cut in place, the largest attachment
 decoded into the decrypted buffer. The one-shot paths (cms.decrypt, a2b_base64 of the whole
 body) stay the oracles."""
 
@@ -16,7 +16,8 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from edged.services import ber, cms, smime
+from edged.services import cms, smime
+from edged.services.cms import ber, enveloped
 from edged.services.smime import Attachment
 from fuzz.mailkit import ber_indefinite
 
@@ -116,7 +117,7 @@ def test_authenticated_attributes_are_read_whole_with_one_key_unwrap(
     # GCM needs authAttrs (RFC 5083 §2.2) before the ciphertext, and they come after it.
     nurse = card("nurse")
     cek = bytes(range(32))
-    monkeypatch.setattr(cms.os, "urandom", lambda n: cek[:n])
+    monkeypatch.setattr(enveloped.os, "urandom", lambda n: cek[:n])
     der = cms.encrypt(CONTENT, [nurse.encryption_certificate], mode="gcm")
     info = asn1_cms.ContentInfo.load(der)
     envelope = info["content"]
