@@ -11,6 +11,7 @@ import email.policy
 import os
 import shutil
 import subprocess
+from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
@@ -43,7 +44,7 @@ def openssl(*args: str | Path, cwd: Path) -> subprocess.CompletedProcess[bytes]:
     return result
 
 
-def message(**overrides) -> smime.EmailMessage:
+def message(**overrides) -> EmailMessage:
     args = {"sender": SENDER, "to": ["paul.infirmier@cabinet.test"], "cc": (),
             "subject": "Interop — OpenSSL", "text": "Bonjour é\n", "attachments": ATTACHMENTS}
     args.update(overrides)

@@ -94,12 +94,14 @@ def test_protect_bytes_equals_sign_then_encrypt(card: Callable,
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     import datetime as dt
     import itertools
+    import secrets
+    from email.message import EmailMessage
 
     from edged.services import smime
 
     counter = itertools.count()
     # Boundaries from a counter (placeholders do not use secrets): the same in both runs.
-    monkeypatch.setattr(smime.secrets, "token_hex", lambda n=16: f"{next(counter):0{2 * n}x}")
+    monkeypatch.setattr(secrets, "token_hex", lambda n=16: f"{next(counter):0{2 * n}x}")
     at = dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
     monkeypatch.setattr(signed, "now", lambda: at)
     gp, nurse = card("gp"), card("nurse")
@@ -107,7 +109,7 @@ def test_protect_bytes_equals_sign_then_encrypt(card: Callable,
                            bytes(range(256)) * 4000 + b"tail")
     small = smime.Attachment("note.txt", "text/plain", "é\n".encode() * 10)
 
-    def build() -> smime.EmailMessage:
+    def build() -> EmailMessage:
         return smime.build_message("Claire MARTIN <claire.martin@cabinet.test>",
                                    ["paul.infirmier@cabinet.test"], subject="Compte rendu",
                                    text="Bonjour\n", html="<p>Bonjour</p>",
