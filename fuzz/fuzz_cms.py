@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import atheris
 
-with atheris.instrument_imports(include=["edged.services.cms", "edged.services.ber", "asn1crypto"]):
+with atheris.instrument_imports(include=["edged.services.cms", "asn1crypto"]):
     from edged.services import cms
 
 from fuzz.common import main

@@ -6,8 +6,7 @@ from collections.abc import Iterator
 
 import atheris
 
-with atheris.instrument_imports(include=["edged.services.smime", "edged.services.cms",
-                                            "edged.services.ber"]):
+with atheris.instrument_imports(include=["edged.services.smime", "edged.services.cms"]):
     from edged.services import cms, smime
 
 from edged.services.pieces import base64_lines

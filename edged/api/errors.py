@@ -108,7 +108,7 @@ _BY_TYPE: dict[type[BaseException], Callable[[Any], RpcError]] = {
     MalformedData: _simple(CARD_ERROR, "card_unreadable"),
     ApduError: lambda exc: RpcError(CARD_ERROR, str(exc), "card_refused", sw=f"{exc.sw:04X}"),
     CardError: _simple(CARD_ERROR, "reader_error"),
-    # Secure mail (edged/services/mail.py, cms.py, smime.py): MAIL_ERROR + reason.
+    # Secure mail (edged/services/mail.py, cms/, smime/): MAIL_ERROR + reason.
     MailError: lambda exc: RpcError(MAIL_ERROR, str(exc), exc.reason, **exc.data),
     cms.SignatureInvalid: lambda exc: RpcError(MAIL_ERROR, str(exc), "signature_invalid",
                                                detail=str(exc.reason)),

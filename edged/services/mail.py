@@ -5,7 +5,7 @@ outbox (state_dir/outbox.db) and runs its delivery loop, submitting over SMTP wi
 and AUTH to the configured operator. Certificates come from the operator's directory over
 HTTPS, the CA pinned to the configured one. Reading uses POP3 over TLS and never deletes.
 The cryptography (sign with the CPS, encrypt to every recipient and the sender, decrypt with
-the card) is done by edged/api/mail_methods.py with edged/services/smime.py, on the card.
+the card) is done by edged/api/mail_methods.py with edged/services/smime/, on the card.
 
 [mail] keys (docs/messaging.md, "The mail service"):
 

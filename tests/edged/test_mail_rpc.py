@@ -11,6 +11,7 @@ import poplib
 import smtplib
 import sqlite3
 import ssl
+from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
@@ -21,6 +22,7 @@ from apdu.transport import InProcessTransport
 from edged.sdk import RemoteError
 from edged.services import cms, smime
 from edged.services.mail import service_of
+from edged.services.smime import mime
 from edged.state.audit import AuditLog
 from simulators.cps3 import Cps3Card
 from simulators.mail import TEST_PASSWORD, MailOperator
@@ -163,7 +165,7 @@ async def test_send_list_open_and_refusals(edged, slots, pcscd, tmp_path: Path) 
             gp_cert = await asyncio.to_thread(_certificate, op, GP)
             nurse_cert = nurse.decryptor.certificate
 
-            def letter(subject: str) -> smime.EmailMessage:
+            def letter(subject: str) -> EmailMessage:
                 return smime.build_message(NURSE, GP, subject=subject, text="Réponse",
                                            attachments=[smime.Attachment(
                                                "scan.bin", "application/octet-stream", PDF)])
@@ -172,7 +174,7 @@ async def test_send_list_open_and_refusals(edged, slots, pcscd, tmp_path: Path) 
             signed = smime.to_bytes(smime.sign_message(letter("Altérée"), nurse.signer))
             tampered = signed.replace(b"R=C3=A9ponse", b"R=C3=A9pons3", 1)
             assert tampered != signed
-            tampered_msg = smime.encrypt_message(smime._parse(tampered), [gp_cert, nurse_cert])
+            tampered_msg = smime.encrypt_message(mime.parse(tampered), [gp_cert, nurse_cert])
             elsewhere = smime.to_bytes(smime.protect(letter("Pas pour vous"), nurse.signer,
                                                      [await asyncio.to_thread(
                                                          _certificate, op, EMERGENCY)]))

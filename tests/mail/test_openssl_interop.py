@@ -11,6 +11,7 @@ import email.policy
 import os
 import shutil
 import subprocess
+from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
@@ -43,7 +44,7 @@ def openssl(*args: str | Path, cwd: Path) -> subprocess.CompletedProcess[bytes]:
     return result
 
 
-def message(**overrides) -> smime.EmailMessage:
+def message(**overrides) -> EmailMessage:
     args = {"sender": SENDER, "to": ["paul.infirmier@cabinet.test"], "cc": (),
             "subject": "Interop — OpenSSL", "text": "Bonjour é\n", "attachments": ATTACHMENTS}
     args.update(overrides)
@@ -182,7 +183,7 @@ def test_we_open_openssl_encrypted_messages_with_the_card(card, trust, tmp_path:
 @pytest.mark.parametrize("cipher", ["-aes256", "-aes-256-gcm"])
 def test_we_open_openssl_streamed_messages(card, trust, tmp_path: Path, cipher: str) -> None:
     # -stream writes BER: indefinite lengths, the content in OCTET STRING segments, which
-    # open_message reads as a stream (edged/services/ber.py).
+    # open_message reads as a stream (edged/services/cms/ber.py).
     sign_with_openssl(tmp_path, "-cades")
     openssl("-encrypt", "-stream", "-in", "signed.eml", "-recip", NURSE / "aut.crt.pem", cipher,
             "-from", SENDER, "-to", "paul.infirmier@cabinet.test", "-out", "encrypted.eml",

@@ -8,6 +8,7 @@ import email.policy
 import os
 import struct
 import zlib
+from email.message import EmailMessage
 
 import pytest
 from cryptography.hazmat.primitives.serialization import Encoding
@@ -45,7 +46,7 @@ ATTACHMENTS = (
 )
 
 
-def message(**overrides) -> smime.EmailMessage:
+def message(**overrides) -> EmailMessage:
     args = {"sender": GP, "to": ["Paul Infirmier <paul.infirmier@cabinet.test>"],
             "cc": ["pharmacie@officine.test"], "subject": "Résultats — Mme Dupont",
             "text": TEXT, "html": HTML, "attachments": ATTACHMENTS}

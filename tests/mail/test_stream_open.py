@@ -1,5 +1,5 @@
 """Opening a message as a stream: the envelope base64-decoded and decrypted a slice at a time
-(BER framing of edged/services/ber.py), the signed part cut in place, the largest attachment
+(BER framing of edged/services/cms/ber.py), the signed part cut in place, the largest attachment
 decoded into the decrypted buffer. The one-shot paths (cms.decrypt, a2b_base64 of the whole
 body) stay the oracles."""
 
@@ -16,8 +16,9 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from edged.services import ber, cms, smime
-from edged.services.smime import Attachment
+from edged.services import cms, smime
+from edged.services.cms import ber, enveloped
+from edged.services.smime import Attachment, decode
 from fuzz.mailkit import ber_indefinite
 
 SENDER = "Claire MARTIN <claire.martin@cabinet.test>"
@@ -116,7 +117,7 @@ def test_authenticated_attributes_are_read_whole_with_one_key_unwrap(
     # GCM needs authAttrs (RFC 5083 §2.2) before the ciphertext, and they come after it.
     nurse = card("nurse")
     cek = bytes(range(32))
-    monkeypatch.setattr(cms.os, "urandom", lambda n: cek[:n])
+    monkeypatch.setattr(enveloped.os, "urandom", lambda n: cek[:n])
     der = cms.encrypt(CONTENT, [nurse.encryption_certificate], mode="gcm")
     info = asn1_cms.ContentInfo.load(der)
     envelope = info["content"]
@@ -183,7 +184,7 @@ def rewrap(raw: bytes, width: int) -> bytes:
 def test_any_base64_line_width_opens(card: Callable, trust, width: int,
                                      monkeypatch: pytest.MonkeyPatch) -> None:
     # Lines that are not whole groups of 4 are not cut a slice at a time: read whole instead.
-    monkeypatch.setattr(smime, "CHUNK", 4096)
+    monkeypatch.setattr(decode, "CHUNK", 4096)
     data = os.urandom(200_000)
     raw = rewrap(protected(card, data), width)
     opened = smime.open_message(raw, card("nurse").decryptor, trust)
@@ -191,37 +192,37 @@ def test_any_base64_line_width_opens(card: Callable, trust, width: int,
 
 
 def test_base64_slices_equal_one_call(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(smime, "CHUNK", 100)
+    monkeypatch.setattr(decode, "CHUNK", 100)
     text = binascii.b2a_base64(bytes(range(256)) * 9)
     lines = b"\r\n".join(text[i:i + 76] for i in range(0, len(text), 76))
-    assert b"".join(smime._base64_chunks(lines, 0)) == binascii.a2b_base64(lines)
+    assert b"".join(decode.base64_chunks(lines, 0)) == binascii.a2b_base64(lines)
     odd = b"\r\n".join(text[i:i + 75] for i in range(0, len(text), 75))
     with pytest.raises(cms.Unstreamable):
-        b"".join(smime._base64_chunks(odd, 0))
+        b"".join(decode.base64_chunks(odd, 0))
     padded = b"QQ==\r\n" * 40  # a pad inside: one call stops at the first one
     with pytest.raises(cms.Unstreamable):
-        b"".join(smime._base64_chunks(padded, 0))
+        b"".join(decode.base64_chunks(padded, 0))
     junk = lines.replace(b"\r\n", b"\r\n*", 3)  # skipped by a2b_base64, as by the slices
     for text in (lines, odd, padded, junk, lines[:-3], b"", b"QUJD\r\n" * 30 + b"QQ=\r\n"):
         try:
-            expected: int | None = len(b"".join(smime._base64_chunks(text, 0)))
+            expected: int | None = len(b"".join(decode.base64_chunks(text, 0)))
         except cms.Unstreamable:
             expected = None
-        assert smime._base64_size(text, 0, len(text)) == expected
+        assert decode._base64_size(text, 0, len(text)) == expected
 
 
 @given(st.text("AB+/=\r\n*", max_size=300))
 @settings(max_examples=300, deadline=None)
 def test_base64_size_is_what_the_slices_give(text: str) -> None:
     data = text.encode()
-    original, smime.CHUNK = smime.CHUNK, 16  # many slices; restored below
+    original, decode.CHUNK = decode.CHUNK, 16  # many slices; restored below
     try:
         try:
-            expected: int | None = len(b"".join(smime._base64_chunks(data, 0)))
+            expected: int | None = len(b"".join(decode.base64_chunks(data, 0)))
         except cms.Unstreamable:
             expected = None
-        assert smime._base64_size(data, 0, len(data)) == expected
+        assert decode._base64_size(data, 0, len(data)) == expected
         if expected is not None and b"=" not in data:  # no pad: one call decodes the same
-            assert b"".join(smime._base64_chunks(data, 0)) == binascii.a2b_base64(data)
+            assert b"".join(decode.base64_chunks(data, 0)) == binascii.a2b_base64(data)
     finally:
-        smime.CHUNK = original
+        decode.CHUNK = original

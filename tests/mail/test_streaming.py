@@ -14,6 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from edged.services import cms
+from edged.services.cms import enveloped, signed
 from edged.services.pieces import Base64Lines, Pieces, base64_lines
 
 
@@ -93,20 +94,22 @@ def test_protect_bytes_equals_sign_then_encrypt(card: Callable,
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     import datetime as dt
     import itertools
+    import secrets
+    from email.message import EmailMessage
 
     from edged.services import smime
 
     counter = itertools.count()
     # Boundaries from a counter (placeholders do not use secrets): the same in both runs.
-    monkeypatch.setattr(smime.secrets, "token_hex", lambda n=16: f"{next(counter):0{2 * n}x}")
+    monkeypatch.setattr(secrets, "token_hex", lambda n=16: f"{next(counter):0{2 * n}x}")
     at = dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
-    monkeypatch.setattr(cms, "_now", lambda: at)
+    monkeypatch.setattr(signed, "now", lambda: at)
     gp, nurse = card("gp"), card("nurse")
     big = smime.Attachment("scan.bin", "application/octet-stream",
                            bytes(range(256)) * 4000 + b"tail")
     small = smime.Attachment("note.txt", "text/plain", "é\n".encode() * 10)
 
-    def build() -> smime.EmailMessage:
+    def build() -> EmailMessage:
         return smime.build_message("Claire MARTIN <claire.martin@cabinet.test>",
                                    ["paul.infirmier@cabinet.test"], subject="Compte rendu",
                                    text="Bonjour\n", html="<p>Bonjour</p>",
@@ -148,7 +151,7 @@ def test_decrypt_cuts_the_ciphertext_out_before_parsing(card: Callable, mode: st
     nurse = card("nurse")
     content = bytes(range(256)) * 700
     der = cms.encrypt(content, [nurse.encryption_certificate], mode=mode)
-    skeleton, ciphertext = cms._skeleton(der)
+    skeleton, ciphertext = enveloped._skeleton(der)
     assert len(ciphertext) == (len(content) if mode == "gcm" else len(content) // 16 * 16 + 16)
     assert len(skeleton) < len(der) - len(ciphertext) + 10  # only the lengths shrank
     parsed = asn1_cms.ContentInfo.load(skeleton, strict=True)
@@ -156,14 +159,14 @@ def test_decrypt_cuts_the_ciphertext_out_before_parsing(card: Callable, mode: st
     assert parsed["content"]["recipient_infos"].dump() == \
         whole["content"]["recipient_infos"].dump()
     assert cms.decrypt(der, nurse.decryptor) == content
-    monkeypatch.setattr(cms, "_skeleton", lambda _der: None)  # the plain asn1crypto parse
+    monkeypatch.setattr(enveloped, "_skeleton", lambda _der: None)  # the plain asn1crypto parse
     assert cms.decrypt(der, nurse.decryptor) == content
 
 
 def test_ber_or_truncated_envelopes_are_parsed_the_usual_way(card: Callable) -> None:
     nurse = card("nurse")
     der = cms.encrypt(b"x" * 1000, [nurse.encryption_certificate])
-    assert cms._skeleton(der[:-1]) is None
-    assert cms._skeleton(der + b"\x00") is None
+    assert enveloped._skeleton(der[:-1]) is None
+    assert enveloped._skeleton(der + b"\x00") is None
     with pytest.raises(cms.MalformedCms):
         cms.decrypt(der[:-1], nurse.decryptor)
