@@ -367,8 +367,10 @@ class MailService:
         try:
             box = poplib.POP3_SSL(self.settings.host, port, context=self.context,
                                   timeout=self.settings.timeout)
-        except OSError as exc:
-            raise MailUnavailable(f"cannot reach the mailbox: {exc}") from None
+        except (OSError, poplib.error_proto) as exc:
+            # error_proto here: the connection closed before the greeting ('-ERR EOF', an
+            # operator going down: found by the 30-minute soak) or a greeting that is not +OK.
+            raise MailUnavailable(f"cannot reach the mailbox: {_text(exc)}") from None
         try:
             box.user(address)
             box.pass_(self.settings.password)

@@ -464,9 +464,10 @@ async def test_clients_of_one_professional_list_the_mailbox_at_once(edged, slots
 
 class _ClosingPop3:
     """A POP3S server with the operator's certificate that greets, reads the USER line, then
-    closes the connection (`reset`: with a TCP reset): an operator going away mid-login."""
+    closes the connection (`reset`: with a TCP reset): an operator going away mid-login.
+    `greet=False`: it closes right after the TLS handshake, before the greeting."""
 
-    def __init__(self, op: MailOperator, reset: bool) -> None:
+    def __init__(self, op: MailOperator, reset: bool, greet: bool = True) -> None:
         import socket
         import struct
         import threading
@@ -477,6 +478,7 @@ class _ClosingPop3:
         self._sock = socket.create_server(("127.0.0.1", 0))
         self.port = self._sock.getsockname()[1]
         self._linger = struct.pack("ii", 1, 0) if reset else None
+        self._greet = greet
         self._thread = threading.Thread(target=self._serve, daemon=True)
         self._thread.start()
 
@@ -490,8 +492,9 @@ class _ClosingPop3:
                 return
             try:
                 tls = self._ctx.wrap_socket(conn, server_side=True)
-                tls.sendall(b"+OK POP3 ready\r\n")
-                tls.recv(1024)  # USER ...
+                if self._greet:
+                    tls.sendall(b"+OK POP3 ready\r\n")
+                    tls.recv(1024)  # USER ...
                 if self._linger is not None:
                     tls.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, self._linger)
                 tls.close()
@@ -507,14 +510,15 @@ class _ClosingPop3:
         self._thread.join(timeout=5)
 
 
-@pytest.mark.parametrize("reset", [False, True], ids=["closed", "reset"])
+@pytest.mark.parametrize(("reset", "greet"), [(False, True), (True, True), (False, False)],
+                         ids=["closed", "reset", "closed_before_greeting"])
 async def test_an_operator_leaving_mid_login_is_unavailable_not_a_refusal(
-        edged, slots, pcscd, tmp_path: Path, reset: bool) -> None:
+        edged, slots, pcscd, tmp_path: Path, reset: bool, greet: bool) -> None:
     # Found by the soak, while the operator was bounced: poplib's '-ERR EOF' (the connection
     # closed) was taken for the operator's own -ERR and answered operator_refused; a reset
     # mid-login escaped as an untyped OSError.
     with MailOperator(tmp_path / "op") as op:
-        pop = _ClosingPop3(op, reset)
+        pop = _ClosingPop3(op, reset, greet)
         try:
             table = mail_table(tmp_path / "op", tmp_path)
             table["domains"]["cabinet.test"]["pop3_port"] = pop.port
