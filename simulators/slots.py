@@ -60,8 +60,15 @@ class SimulatedSlots:
             raise TimeoutError(f"slot {slot} is still occupied ({self.reader(slot)})")
         bridge.insert()
         if not wait_for_change(self.reader(slot), True, timeout):
-            raise TimeoutError(f"pcscd did not see the card in slot {slot} "
-                               f"(connected to vpcd: {bridge.inserted})")
+            # Seen in CI after a card vanished mid-command: the new connection was accepted
+            # but vpcd never reported the card. Re-seat it once, as a person would.
+            log.warning("slot %d: pcscd did not see the card; re-seating it", slot)
+            bridge.remove()
+            wait_for_change(self.reader(slot), False, timeout)
+            bridge.insert()
+            if not wait_for_change(self.reader(slot), True, timeout):
+                raise TimeoutError(f"pcscd did not see the card in slot {slot} "
+                                   f"(connected to vpcd: {bridge.inserted})")
 
     def remove(self, slot: int, *, wait: bool = True, timeout: float = 5.0) -> None:
         """Pull the slot's card and (by default) wait until pcscd reports it gone."""
