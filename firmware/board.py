@@ -20,7 +20,9 @@ if TYPE_CHECKING:
 class Board:
     """Pico + two TDA8035 slots + 4x4 keypad + SSD1306, wired as hardware/PINMAP.md says."""
 
-    def __init__(self) -> None:
+    def __init__(self, link: "Any" = None) -> None:
+        # link: the port to the host; USB CDC on stdin/stdout unless given (the tests give
+        # one on ports without asyncio streams, e.g. WebAssembly).
         machine.freq(pinmap.SYS_CLK_HZ)  # the card clock and etu arithmetic assume 125 MHz
         micropython.kbd_intr(-1)  # the link is binary: a 0x03 byte must not raise Ctrl-C
         pin = machine.Pin
@@ -39,8 +41,8 @@ class Board:
         self.display = display.TextDisplay(driver)
         self.display.show(["bifente", "pret"])
         self.slot_hw = [slot_hw.Rp2SlotHw(i, pins) for i, pins in enumerate(pinmap.SLOTS)]
-        self.port = port.StreamPort(asyncio.StreamReader(sys.stdin.buffer),
-                                    asyncio.StreamWriter(sys.stdout.buffer, {}))
+        self.port = link if link is not None else port.StreamPort(
+            asyncio.StreamReader(sys.stdin.buffer), asyncio.StreamWriter(sys.stdout.buffer, {}))
         self.led = pin(pinmap.LED_BOARD, pin.OUT, value=0)
 
     def background(self) -> list:
