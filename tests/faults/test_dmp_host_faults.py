@@ -21,7 +21,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from edged.sdk import Credentials, RemoteError, pair
+from edged.sdk import Credentials, RemoteError
 from simulators.dmp import DmpHost
 from simulators.dmp.storage import DB_NAME
 from simulators.dmp.testing import DmpWorld, FakeClock
@@ -30,11 +30,9 @@ from tests.faults.faultproxy import FaultProxy
 from tests.faults.test_kill_mid_dmp_feed import (
     PIERRE,
     Edged,
-    b64,
     cards_seen,
     feed_answers,
     feed_states,
-    pairing_code,
     registered,
     until,
 )
@@ -74,17 +72,7 @@ class World:
         # consent_forged (the simulator's enrollment; a real device is enrolled beforehand).
         await until(lambda: "enrolled" in (self.tmp / "edged.log").read_text(), timeout=30)
         self.proxy.set_mode("reset")
-        creds = await pair("127.0.0.1", self.edged.port, self.edged.fingerprint, "ambulance",
-                           ["dmp:read", "dmp:write", "cps:authenticate", "identity:read"],
-                           lambda: asyncio.to_thread(pairing_code, self.edged.keypad))
-        async with await creds.connect() as client:
-            await cards_seen(client)
-            await self.edged.answer(client.call("cps.verify_pin"))
-            for doc in documents:
-                fed = await self.edged.answer(client.call("dmp.feed", {
-                    "ins": PIERRE, "cda": b64(doc)}))
-                assert fed["state"] == "queued", fed
-        return creds
+        return await self.edged.queue_offline(documents)
 
     def close(self) -> None:
         if self.edged.process.poll() is None:

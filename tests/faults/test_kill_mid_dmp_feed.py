@@ -87,6 +87,21 @@ class Edged:
         self.log.close()
         return code
 
+    async def queue_offline(self, documents: list[bytes]) -> Credentials:
+        """Pair the ambulance, verify its PIN, queue each document as a feed (the host is
+        unreachable); its credentials."""
+        creds = await pair("127.0.0.1", self.port, self.fingerprint, "ambulance",
+                           ["dmp:read", "dmp:write", "cps:authenticate", "identity:read"],
+                           lambda: asyncio.to_thread(pairing_code, self.keypad))
+        async with await creds.connect() as client:
+            await cards_seen(client)
+            await self.answer(client.call("cps.verify_pin"))
+            for doc in documents:
+                fed = await self.answer(client.call("dmp.feed", {"ins": PIERRE,
+                                                                 "cda": b64(doc)}))
+                assert fed["state"] == "queued", fed
+        return creds
+
     async def answer(self, call, timeout: float = 60.0):
         """Run the call; type the PIN or press OK on each prompt the terminal shows."""
         task = asyncio.ensure_future(call)
@@ -168,17 +183,9 @@ async def test_sigkill_mid_dmp_feeds_then_restart_registers_each_document_once(
     host.stop()  # the ambulance: no network while the feeds are taken
     edged.start()
     try:
-        creds = await pair("127.0.0.1", edged.port, edged.fingerprint, "ambulance",
-                           ["dmp:read", "dmp:write", "cps:authenticate", "identity:read"],
-                           lambda: asyncio.to_thread(pairing_code, edged.keypad))
         ids = [f"kill-{kill_after}-{i}-{time.time_ns()}" for i in range(FEEDS)]
-        async with await creds.connect() as client:
-            await cards_seen(client)
-            await edged.answer(client.call("cps.verify_pin"))
-            for i, doc_id in enumerate(ids):
-                fed = await edged.answer(client.call("dmp.feed", {"ins": PIERRE, "cda": b64(
-                    cda(PIERRE, title=f"Bilan {i}", document_id=doc_id))}))
-                assert fed["state"] == "queued", fed
+        creds = await edged.queue_offline([cda(PIERRE, title=f"Bilan {i}", document_id=doc_id)
+                                           for i, doc_id in enumerate(ids)])
         host = DmpHost(tmp_path / "dmp", port=port, test_mode=True,
                        admin_token="admin-secret").start()
         held, release = hold_answer(host, kill_after)

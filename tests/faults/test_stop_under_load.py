@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from edged.sdk import Credentials, RemoteError, pair
+from edged.sdk import Credentials, RemoteError
 from edged.state.audit import AuditLog, read_anchor_key
 from edged.state.keywrap import load_key_wrapper
 from simulators.dmp import DmpHost
@@ -30,10 +30,8 @@ from tests.edged.cda import cda
 from tests.faults.test_kill_mid_dmp_feed import (
     PIERRE,
     Edged,
-    b64,
     cards_seen,
     feed_states,
-    pairing_code,
     registered,
     until,
 )
@@ -80,17 +78,10 @@ async def test_sigterm_under_load_exits_in_bound_and_loses_nothing(tmp_path: Pat
     edged.start()
     outcomes: Counter[str] = Counter()
     try:
-        creds = await pair("127.0.0.1", edged.port, edged.fingerprint, "ambulance",
-                           ["dmp:read", "dmp:write", "cps:authenticate", "identity:read"],
-                           lambda: asyncio.to_thread(pairing_code, edged.keypad))
         ids = [f"stop-{i}-{time.time_ns()}" for i in range(FEEDS)]
+        creds = await edged.queue_offline([cda(PIERRE, title=f"Bilan {i}", document_id=doc_id)
+                                           for i, doc_id in enumerate(ids)])
         async with await creds.connect() as client:
-            await cards_seen(client)
-            await edged.answer(client.call("cps.verify_pin"))
-            for i, doc_id in enumerate(ids):
-                fed = await edged.answer(client.call("dmp.feed", {"ins": PIERRE, "cda": b64(
-                    cda(PIERRE, title=f"Bilan {i}", document_id=doc_id))}))
-                assert fed["state"] == "queued", fed
             # The card comes back without its PIN: the next verify_pin waits on the keypad.
             await asyncio.to_thread(edged.keypad.remove, 0)
             await asyncio.to_thread(edged.keypad.insert, 0)
