@@ -36,6 +36,8 @@ from edged.state.audit import (
     default_state_dir,
     record_hash,
 )
+from edged.state.audit.anchor import SLOT_BYTES, read_anchor
+from edged.state.audit.record import canonical
 
 REPO = Path(__file__).resolve().parents[2]
 KEY = b"anchor key for the tests, 32 b.."
@@ -78,12 +80,22 @@ def verify(path: Path, key: bytes | None = None) -> tuple[bool, int | None, str]
 
 
 def anchor_of(path: Path) -> dict[str, object]:
-    return json.loads(Path(f"{path}.anchor").read_text())
+    """The anchor's fields as stored in its newest slot (without the slot's checksum)."""
+    anchor = read_anchor(Path(f"{path}.anchor"))
+    assert anchor is not None
+    fields: dict[str, object] = {"seq": anchor.seq, "hash": anchor.hash}
+    if anchor.mac is not None:
+        fields["mac"] = anchor.mac
+    if anchor.next is not None:
+        fields["next"] = {"seq": anchor.next[0], "hash": anchor.next[1]}
+    if anchor.write is not None:
+        fields["w"] = anchor.write
+    return fields
 
 
 def anchored_seq(path: Path) -> int:
-    anchor = Path(f"{path}.anchor")
-    return int(json.loads(anchor.read_text())["seq"]) if anchor.exists() else 0
+    anchor = read_anchor(Path(f"{path}.anchor"))
+    return anchor.seq if anchor else 0
 
 
 def last_seq(path: Path) -> int:
@@ -95,7 +107,17 @@ def last_seq(path: Path) -> int:
 
 
 def write_anchor(path: Path, data: dict[str, object]) -> None:
-    Path(f"{path}.anchor").write_text(json.dumps(data))
+    """What an attacker who knows the format does: the newest slot rewritten with `data` and a
+    checksum that matches (the checksum only catches torn writes; the MAC catches edits)."""
+    file = Path(f"{path}.anchor")
+    raw = bytearray(file.read_bytes() if file.exists() else b" " * 2 * SLOT_BYTES)
+    current = read_anchor(file) if file.exists() else None
+    fields = {"w": (current.write or 0) + 1 if current else 1, **data}
+    fields["sum"] = hashlib.sha256(canonical(fields).encode()).hexdigest()
+    slot = (canonical(fields) + "\n").encode().ljust(SLOT_BYTES)
+    at = fields["w"] % 2 * SLOT_BYTES  # type: ignore[operator]
+    raw[at:at + SLOT_BYTES] = slot
+    file.write_bytes(bytes(raw))
 
 
 # --- the chain ---------------------------------------------------------------------------------
@@ -116,7 +138,7 @@ def test_append_verify_round_trip(tmp_path: Path) -> None:
         report = log.verify()
     assert report.ok and report.records == 2 and report.first_bad_seq is None
     assert report.reason == "2 records, chain intact, anchor at record 2 (MAC not checked)"
-    assert anchor_of(tmp_path / "audit.db") == {"seq": 2, "hash": second.hash}
+    assert anchor_of(tmp_path / "audit.db") == {"seq": 2, "hash": second.hash, "w": 4}
 
 
 def test_record_hash_is_the_documented_encoding() -> None:
@@ -302,15 +324,19 @@ def test_tail_cut_and_anchor_rewritten_without_mac_goes_unseen(tmp_path: Path) -
 def test_anchor_edited_with_mac(tmp_path: Path) -> None:
     path = make_log(tmp_path / "audit.db", key=KEY)
     good = anchor_of(path)
-    assert set(good) == {"seq", "hash", "mac"}
+    assert set(good) == {"seq", "hash", "mac", "w"}
     assert verify(path, KEY)[0] and verify(path, None)[0]
-    write_anchor(path, {**good, "seq": 25})
-    assert verify(path, KEY) == (False, None, "anchor altered (MAC mismatch)")
-    write_anchor(path, {"seq": 20, "hash": good["hash"]})
-    assert verify(path, KEY) == (False, None, "anchor altered (MAC missing)")
-    write_anchor(path, {**good, "mac": "é" * 64})
-    assert verify(path, KEY) == (False, None, "anchor altered (MAC mismatch)")
-    write_anchor(path, good)
+    genuine = Path(f"{path}.anchor").read_bytes()
+    edits: list[dict[str, object]] = [
+        {**good, "seq": 25}, {**good, "w": good["w"] + 7},  # type: ignore[operator]
+        {"seq": 20, "hash": good["hash"], "w": good["w"]}, {**good, "mac": "é" * 64}]
+    for edit, reason in zip(edits, ("MAC mismatch", "MAC mismatch", "MAC missing",
+                                    "MAC mismatch"), strict=True):
+        Path(f"{path}.anchor").write_bytes(genuine)
+        write_anchor(path, edit)
+        assert verify(path, KEY) == (False, None, f"anchor altered ({reason})"), edit
+    Path(f"{path}.anchor").write_bytes(genuine)
+    write_anchor(path, good)  # the same fields again: nothing changed
     assert verify(path, b"another key of at least 16 bytes") == (
         False, None, "anchor altered (MAC mismatch)")
     assert verify(path, KEY)[0]
@@ -491,28 +517,28 @@ def test_submit_does_not_wait_for_a_write_in_progress(tmp_path: Path) -> None:
 def test_a_queued_record_anchors_the_one_before_it(tmp_path: Path,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     """Records queued behind one another: each announcement anchors the record before it, so
-    the anchor is replaced once per record plus once when the queue empties, not twice per
-    record, and it ends on the last record (docs/audit.md, "Writing")."""
+    the anchor is written once per record plus once when the queue empties, not twice per
+    record, and it ends on the last record (docs/audit.md, "Writing"). Each write is one
+    slot rewritten in place: no rename."""
     path = tmp_path / "audit.db"
-    anchor = f"{path}.anchor"
-    replaced: list[str] = []
+    renamed: list[str] = []
     real_replace = os.replace
 
     def counting_replace(src: str, dst: str) -> None:  # the real rename, counted
-        if str(dst) == anchor:
-            replaced.append(anchor)
+        renamed.append(str(dst))
         real_replace(src, dst)
 
     with AuditLog(path, anchor_key=KEY) as log:
         log.append("daemon.start")
+        written = anchor_of(path)["w"]
         monkeypatch.setattr(os, "replace", counting_replace)
         with log._lock:  # the writer is busy until all ten are queued
             futures = [log.submit("test.tick", n=i) for i in range(10)]
         records = [future.result(timeout=30) for future in futures]
         monkeypatch.undo()
-        assert len(replaced) == 11
+        assert anchor_of(path)["w"] == written + 11 and renamed == []
         assert anchor_of(path) == {"seq": records[-1].seq, "hash": records[-1].hash,
-                                   "mac": anchor_of(path)["mac"]}
+                                   "mac": anchor_of(path)["mac"], "w": written + 11}
     ok, _, reason = verify(path, KEY)
     assert ok and reason == "11 records, chain intact, anchor at record 11 (MAC checked)"
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self, TextIO
 
-from edged.state.audit.anchor import BadAnchor, anchor_problem, read_anchor, write_anchor
+from edged.state.audit.anchor import AnchorWriter, BadAnchor, anchor_problem, read_anchor
 from edged.state.audit.db import connect_readonly, connect_writer, lock_writer
 from edged.state.audit.errors import AuditError, AuditTampered
 from edged.state.audit.record import GENESIS, AuditRecord, now, prepare, record_hash
@@ -55,7 +55,7 @@ class AuditLog:
         # The writer's view of the end of the log, (seq, hash), read once at open: the one
         # writer process (the .lock) is the only one appending. None: read it again.
         self._head: tuple[int, str] | None = None
-        self._anchor_exists = False
+        self._anchor: AnchorWriter | None = None
         if readonly:
             if not self.path.is_file():
                 raise FileNotFoundError(errno.ENOENT, f"no audit log at {self.path}")
@@ -68,6 +68,8 @@ class AuditLog:
         except BaseException:
             if hasattr(self, "_conn"):
                 self._conn.close()
+            if self._anchor is not None:
+                self._anchor.close()
             os.close(self._lock_fd)
             raise
 
@@ -88,7 +90,12 @@ class AuditLog:
         problem = anchor_problem(anchor, self._key, last_seq, hash_at)
         if problem is not None:
             raise AuditTampered(self.path, *problem)
-        self._anchor_exists = anchor is not None
+        if anchor is not None and anchor.other_slot_torn:
+            _log.warning("audit log %s: one slot of %s is torn, the anchor is the other "
+                         "(a crash while writing it; an edit would roll the anchor back by "
+                         "one write): the next record overwrites it", self.path,
+                         self.anchor_path)
+        self._anchor = AnchorWriter(self.anchor_path, self._key, anchor)
         self._head = (last[0], last[1]) if last else (0, GENESIS.hex())
         if last and (anchor is None or anchor.seq != last_seq):
             self._write_anchor(last_seq, last[1])  # catch up after a crash
@@ -113,6 +120,8 @@ class AuditLog:
                 return
             self._closed = True
             self._conn.close()
+            if self._anchor is not None:
+                self._anchor.close()
             if self._lock_fd is not None:
                 os.close(self._lock_fd)
                 self._lock_fd = None
@@ -122,7 +131,7 @@ class AuditLog:
             raise AuditError("the audit log is closed")
 
     def append(self, event: str, /, *, actor: str = "", **fields: Any) -> AuditRecord:
-        """Add one record and move the anchor; synchronous (three fsyncs, a few ms)."""
+        """Add one record and move the anchor; synchronous (three syncs, about a millisecond)."""
         return self._write(*prepare(event, actor, fields))
 
     def submit(self, event: str, /, *, actor: str = "",
@@ -174,18 +183,17 @@ class AuditLog:
         # One record, and why a crash at any step leaves a log that verifies (docs/audit.md,
         # "The anchor"; the writer never leaves more than one record past the anchor, and
         # only the one it announced):
-        # 1. The anchor announces the record: (seq-1, prev, next=(seq, hash)), written to a
-        #    temporary file, fsynced, renamed over the anchor. A crash before the rename
-        #    leaves the previous anchor; after it, the log ends at seq-1 and `next` is unused.
+        # 1. The anchor announces the record: (seq-1, prev, next=(seq, hash)), written over
+        #    the older of the anchor file's two slots and fdatasynced (anchor.py). A crash
+        #    before the sync leaves the previous anchor (in the other slot, if this one is
+        #    torn); after it, the log ends at seq-1 and `next` is unused.
         # 2. One INSERT, committed on its own (autocommit): with WAL and synchronous=FULL the
         #    commit is fsynced, so when this returns the record survives SIGKILL and power
         #    loss (what Daemon.audit_intent waits for, review L3). A crash before the commit
         #    is durable loses the whole record; after it, the log ends one past the anchor
         #    with exactly the announced record, which verify and the next open accept (the
-        #    open moves the anchor to it). Step 1's rename is durable first: it is journaled
-        #    metadata, committed no later than the WAL's fsync on the journaling filesystems
-        #    we run on (ext4 in ordered mode on the Pi), as before this ordering.
-        # 3. The anchor moves to the record: (seq, hash), same temporary file, fsync, rename.
+        #    open moves the anchor to it). Step 1 was durable before the INSERT began.
+        # 3. The anchor moves to the record: (seq, hash), the other slot, fdatasync.
         #    Skipped while another record is queued behind this one: that record's step 1
         #    names this one as its anchored record, MACed, before anything else happens, so
         #    the state between the two is exactly the state after a crash in step 2.
@@ -228,9 +236,8 @@ class AuditLog:
         return await asyncio.wrap_future(self.submit(event, actor=actor, **fields))
 
     def _write_anchor(self, seq: int, digest: str, nxt: tuple[int, str] | None = None) -> None:
-        write_anchor(self.anchor_path, self._key, seq, digest, nxt,
-                     new=not self._anchor_exists)
-        self._anchor_exists = True
+        assert self._anchor is not None, "the writer opened the anchor"
+        self._anchor.write(seq, digest, nxt)
 
     def records(self, since: int = 0) -> Iterator[AuditRecord]:
         """The records with seq > `since`, in order (read in batches; appends may go on)."""

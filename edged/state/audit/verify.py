@@ -145,4 +145,9 @@ def _ok_summary(count: int, anchor: Anchor | None, key: bytes | None) -> str:
     text += f"anchor at record {anchor.seq}"
     if anchor.seq < count:
         text += f" ({count - anchor.seq} behind, announced: a crash after the commit)"
-    return text + (" (MAC checked)" if key is not None else " (MAC not checked)")
+    text += " (MAC checked)" if key is not None else " (MAC not checked)"
+    if anchor.other_slot_torn:
+        # What a crash while writing that slot leaves; an edit could make it too, rolling the
+        # anchor back by one write (docs/audit.md, "What the anchor does not protect").
+        text += "; the other anchor slot is torn (a crash while writing it, or an edit)"
+    return text
