@@ -112,15 +112,19 @@ class Connection:
         self._send_lock = asyncio.Lock()
         self._tasks: set[asyncio.Task[None]] = set()
 
-    def refresh_client(self) -> bool:
+    def refresh_client(self, *, local_only: bool = False) -> bool:
         """Re-read the client if the registry changed since it was read; True if it did.
 
         The registry's generation moves with every write (this process or another), so a
         revocation is seen on the next call while an unchanged registry costs one PRAGMA.
+        `local_only`: look only for writes by this process (no query at all), enough after
+        a call to know whether that call revoked its own client.
         """
         if not self.fingerprint or self.client is None:
             return False
         registry = self.server.daemon.clients
+        if local_only and registry.local_changes() == self._generation[1]:
+            return False
         generation = registry.generation()
         if generation == self._generation:
             return False
@@ -209,7 +213,7 @@ class Connection:
             result = await dispatch(self.server.daemon, self, request.method, request.params)
             if not request.is_notification:
                 await self.send(jsonrpc.result_response(request_id, result))
-            if self.refresh_client() and self.revoked:  # it revoked itself
+            if self.refresh_client(local_only=True) and self.revoked:  # it revoked itself
                     await self.ws.close(4403, "revoked")
         except ConnectionClosed:
             raise
@@ -234,7 +238,9 @@ class Connection:
                 if not self.paired:  # an unpaired connection is only there to pair
                     idle = min(config.idle_timeout, config.unpaired_idle_timeout)
                 try:
-                    raw = await asyncio.wait_for(self.ws.recv(), idle)
+                    # A timeout scope, not wait_for: no task wrapped around every recv.
+                    async with asyncio.timeout(idle):
+                        raw = await self.ws.recv()
                 except TimeoutError:
                     await self.ws.close(1001, "idle timeout")
                     return

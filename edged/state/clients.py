@@ -345,6 +345,11 @@ class ClientRegistry:
             (version,) = db.execute("PRAGMA data_version").fetchone()
             return int(version), db.total_changes
 
+    def local_changes(self) -> int:
+        """Rows changed through this process's connection (no query: SQLite's own count)."""
+        with self._lock:
+            return self._conn().total_changes
+
     def _conn(self) -> sqlite3.Connection:
         if self._db is None:
             raise RuntimeError("the client registry is closed")

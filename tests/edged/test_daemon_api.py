@@ -99,6 +99,15 @@ async def test_revocation_is_immediate(edged) -> None:
     assert "client.revoke" in [r.event for r in bench.daemon.audit.records()]
 
 
+async def test_an_admin_revoking_itself_gets_the_answer_then_is_closed(edged) -> None:
+    bench = await edged()
+    async with await bench.client("admin console", "admin") as admin:
+        result = await admin.call("clients.revoke", {"name": "admin console"})
+        assert result["revoked"] == "admin console"
+        with pytest.raises((ConnectionError, RemoteError)):
+            await admin.call("system.info")
+
+
 async def test_revocation_by_another_process_applies_on_the_next_call(edged) -> None:
     # The connection keeps its client between calls while the registry is unchanged; a
     # revocation written by another connection to the database (the CLI) is seen at once.
