@@ -1,7 +1,7 @@
 """The tail anchor beside the log: the last record's (seq, hash), MACed, and the record being
 committed, announced before its commit (docs/audit.md, "The anchor").
 
-The anchor file holds two fixed 512-byte slots, written in turn in place (pwrite, fdatasync):
+The anchor file holds two fixed 4 KiB slots, written in turn in place (pwrite, fdatasync):
 no temporary file, no rename, no directory update per record, which made an anchor
 replacement cost four times as much. Each slot carries a write counter and a checksum; the
 valid slot with the higher counter is the anchor. A crash can only tear the slot being
@@ -26,9 +26,11 @@ __all__ = ["Anchor", "AnchorWriter", "BadAnchor", "anchor_mac", "anchor_problem"
            "read_anchor"]
 
 _ANCHOR_MAC_TAG = b"bifente-audit-anchor-v1\n"  # domain separation for the anchor HMAC
-_ANCHOR_MAX_BYTES = 4096
-SLOT_BYTES = 512  # one sector: the unit a disk writes whole, and the slots never share one
+# One filesystem block (and flash page) per slot: writing one slot never rewrites the
+# other's block, so a power cut mid-write can only damage the slot being written.
+SLOT_BYTES = 4096
 _FILE_BYTES = 2 * SLOT_BYTES
+_ANCHOR_MAX_BYTES = _FILE_BYTES
 _PAD = b" "
 
 
