@@ -34,7 +34,7 @@ class PatientBase:
         self.logins = logins
         self.code_sender = code_sender
 
-    def session(self, token: str | None) -> PatientSession:
+    def _session(self, token: str | None) -> PatientSession:
         """The live patient session of this token (Refused unauthenticated otherwise)."""
         session = self.sessions.get(token or "", self.clock())
         if not isinstance(session, PatientSession):
@@ -46,7 +46,7 @@ class PatientBase:
                 document_id: str = "") -> Iterator[tuple[TraceContext, PatientSession]]:
         """The patient's session, then a scope whose refusals are traced on the record (a
         request without a session has no record to be traced on)."""
-        session = self.session(token)
+        session = self._session(token)
         ctx = TraceContext(PATIENT_ACTOR, ins=session.ins, action=action,
                            document_id=document_id)
         with self.tracer.refusals(ctx):
