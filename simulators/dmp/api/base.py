@@ -16,7 +16,7 @@ from simulators.dmp.auth import (
 )
 from simulators.dmp.codes import Action, Outcome, Reason, Refused
 from simulators.dmp.directory import Directory
-from simulators.dmp.patient import PatientSpace
+from simulators.dmp.patient import MAX_PATIENT_UPLOAD, PatientSpace
 from simulators.dmp.rules import Policy, Professional
 from simulators.dmp.server import MAX_JSON_BODY, Request, Response, json_response
 from simulators.dmp.storage import Document, Storage, Trace
@@ -26,7 +26,6 @@ from simulators.dmp.visibility import change_visibility
 __all__ = ["MAX_CDA", "MAX_PATIENT_UPLOAD", "MAX_REASON", "RequestFields", "ServiceBase"]
 
 MAX_CDA = 32 * 1024 * 1024
-MAX_PATIENT_UPLOAD = 16 * 1024 * 1024
 MAX_REASON = 500
 _VISIBILITY_FLAGS = ("masked_ps", "invisible_patient", "invisible_representatives")
 

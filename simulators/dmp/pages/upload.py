@@ -3,7 +3,6 @@ the patient is the author, or a ready-made CDA the host checks."""
 
 from __future__ import annotations
 
-from simulators.dmp.api import MAX_PATIENT_UPLOAD
 from simulators.dmp.codes import Reason, Refused
 from simulators.dmp.pages.context import PageContext, Route
 from simulators.dmp.pages.display import e
@@ -11,12 +10,12 @@ from simulators.dmp.pages.forms import Upload
 from simulators.dmp.pages.labels import message
 from simulators.dmp.pages.layout import Page, csrf_field, redirect, render
 from simulators.dmp.pages.session import MAX_FORM
+from simulators.dmp.patient import MAX_PATIENT_UPLOAD
 from simulators.dmp.server import Request, Response
 
 __all__ = ["MAX_UPLOAD_FILE", "UploadPages"]
 
-# The largest file the JSON API takes too (base64 in its body), so both doors take the same.
-MAX_UPLOAD_FILE = (MAX_PATIENT_UPLOAD // 4) * 3 - 64 * 1024
+MAX_UPLOAD_FILE = (MAX_PATIENT_UPLOAD // 4) * 3 - 64 * 1024  # its base64 fits the upload cap
 
 
 class UploadPages:

@@ -15,6 +15,7 @@ from simulators.dmp.directory import DirectoryEntry
 from simulators.dmp.patient.documents import DocumentOps
 from simulators.dmp.patient.record import DOCTOR, RecordOps
 from simulators.dmp.patient.signin import SignIn
+from simulators.dmp.patient.upload import MAX_PATIENT_UPLOAD
 from simulators.dmp.patient.views import (
     Fields,
     LoginStarted,
@@ -27,8 +28,8 @@ from simulators.dmp.patient.views import (
 )
 from simulators.dmp.rules import DocumentType
 
-__all__ = ["Fields", "LoginStarted", "Named", "PatientDocument", "PatientDocuments",
-           "PatientRecord", "PatientSpace", "PatientToken", "Pending"]
+__all__ = ["MAX_PATIENT_UPLOAD", "Fields", "LoginStarted", "Named", "PatientDocument",
+           "PatientDocuments", "PatientRecord", "PatientSpace", "PatientToken", "Pending"]
 
 
 class PatientSpace(SignIn, DocumentOps, RecordOps):

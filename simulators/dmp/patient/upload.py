@@ -15,7 +15,11 @@ from simulators.dmp.patient.views import Fields
 from simulators.dmp.rules import Policy
 from simulators.dmp.storage import DmpRecord, Document
 
-__all__ = ["patient_document"]
+__all__ = ["MAX_PATIENT_UPLOAD", "patient_document"]
+
+# The largest upload, its content in base64 as the JSON API takes it (docs/dmp-api.md); the
+# pages take files whose base64 fits it, so both doors take the same files.
+MAX_PATIENT_UPLOAD = 16 * 1024 * 1024
 
 
 def _content(value: object) -> bytes:
