@@ -323,3 +323,50 @@ def test_the_simulation_seam_check_sees_parts(source: str) -> None:
 ])
 def test_the_simulation_seam_check_lets_tools_through(source: str) -> None:
     assert simulated_parts_imported(source) == []
+
+
+# -- the reference DMP host: two doors over one patient domain --------------------------------
+# The JSON API and the patient pages both call the patient domain (simulators.dmp.patient),
+# where the patient's session, the rules and the traces are: neither door goes through the
+# other (no page forging requests to the API's handlers), and the domain knows no door and no
+# HTTP.
+DMP_DOORS = ("simulators.dmp.api", "simulators.dmp.pages")
+DMP_DOMAIN = "simulators.dmp.patient"
+DMP_HTTP = ("simulators.dmp.server", "simulators.dmp.host")
+
+
+def _under(module: str, package: str) -> bool:
+    return module == package or module.startswith(package + ".")
+
+
+def dmp_door_crossings(graph: dict[str, set[str]]) -> list[str]:
+    """Imports from one DMP door into the other, or from the patient domain into a door or
+    the HTTP plumbing, as 'a -> b'."""
+    out = []
+    for module, targets in sorted(graph.items()):
+        door = next((d for d in DMP_DOORS if _under(module, d)), None)
+        for target in sorted(targets):
+            if door is not None:
+                crossing = any(_under(target, d) for d in DMP_DOORS if d != door)
+            else:
+                crossing = _under(module, DMP_DOMAIN) and any(
+                    _under(target, p) for p in (*DMP_DOORS, *DMP_HTTP))
+            if crossing:
+                out.append(f"{module} -> {target}")
+    return out
+
+
+def test_the_dmp_doors_share_the_patient_domain() -> None:
+    graph = package_imports(ROOT, "simulators")
+    assert DMP_DOMAIN in graph["simulators.dmp.api.base"]
+    assert DMP_DOMAIN in graph["simulators.dmp.pages.context"]
+    assert dmp_door_crossings(graph) == []
+
+
+def test_the_dmp_door_check_can_fail() -> None:
+    graph = {"simulators.dmp.pages.context": {"simulators.dmp.api"},
+             "simulators.dmp.patient.base": {"simulators.dmp.server"},
+             "simulators.dmp.api.patient": {"simulators.dmp.patient"}}
+    assert dmp_door_crossings(graph) == [
+        "simulators.dmp.pages.context -> simulators.dmp.api",
+        "simulators.dmp.patient.base -> simulators.dmp.server"]

@@ -22,6 +22,7 @@ from simulators.dmp.codes import CdaProblem
 
 __all__ = [
     "CDA_NS",
+    "CDA_TYPES",
     "LOINC",
     "CdaInfo",
     "CdaResult",
@@ -38,6 +39,7 @@ CONFIDENTIALITY_SYSTEM = "2.16.840.1.113883.5.25"  # HL7 Confidentiality: N, R, 
 CONFIDENTIALITY_CODES = frozenset({"N", "R", "V"})
 TYPE_ID = ("2.16.840.1.113883.1.3", "POCD_HD000040")  # CDA R2 (HL7 CDA R2 §4.2.1.2)
 BODY_MEDIA_TYPES = frozenset({"application/pdf", "text/plain"})
+CDA_TYPES = ("application/hl7-v3+xml", "application/xml", "text/xml")  # a CDA as sent
 INS_OIDS = frozenset(a.value for a in InsAuthority)
 # HL7 TS: YYYYMMDD[HHMM[SS[.S+]]][+/-ZZZZ]
 _TS = re.compile(r"^(\d{8})(\d{4}(\d{2}(\.\d{1,4})?)?)?([+-]\d{4})?$")

@@ -75,7 +75,7 @@ class DmpHost:
                                   test_mode=self.test_mode)
         router = Router()
         self.service.register(router)
-        pages.register(router, self.service)
+        pages.register(router, self.service.patients)
         try:
             self._server = HttpServer(self.bind, router, server_context(chain, key))
         except BaseException:

@@ -237,3 +237,20 @@ def test_closing_the_dmp(world: World) -> None:
     assert len(patient_ids(world, token)[0]) == 1  # kept, readable by the patient
     r = world.client.post("/api/patient/settings", {"oppose_centre_15": True}, token=token)
     assert r.reason == "dmp_closed"
+
+
+def test_the_body_is_read_after_the_record_checks_and_a_bad_one_is_traced(world: World) -> None:
+    ins, password = world.create()
+    token = world.patient(ins, password)
+    junk = {"Content-Type": "application/json"}
+    r = world.client.post("/api/patient/settings", body=b"not json", headers=junk, token=token)
+    assert r.reason == "bad_request"
+    assert world.client.post("/api/patient/close", {"confirm": True}, token=token).status == 200
+    for path in ("/api/patient/settings", "/api/patient/blocked", "/api/patient/documents"):
+        r = world.client.post(path, body=b"not json", headers=junk, token=token)
+        assert r.reason == "dmp_closed", path  # refused before its body is read
+    traces = world.traces(ins, token)
+    assert [(t["action"], t["outcome"], t["reason"]) for t in traces[:5]] == [
+        ("feed", "refused", "dmp_closed"), ("patient_block", "refused", "dmp_closed"),
+        ("patient_settings", "refused", "dmp_closed"), ("close", "ok", ""),
+        ("patient_settings", "refused", "bad_request")]

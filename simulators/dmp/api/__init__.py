@@ -2,8 +2,9 @@
 
 Each operation: authenticate, then the rules (`rules.py`) decide, then storage changes and the
 trace commit in one transaction. A `Refused` raised anywhere is answered with its reason code
-and traced against the patient's record by `ServiceBase._traced`. One module per audience:
-`professional.py`, `patient.py`, `admin.py`, and `testmode.py` for test-mode-only routes.
+and traced against the patient's record (`tracing.Tracer.refusals`). One module per audience:
+`professional.py`, `patient.py` (JSON over the patient domain, `simulators.dmp.patient`, which
+the web pages call too), `admin.py`, and `testmode.py` for test-mode-only routes.
 """
 
 from __future__ import annotations
@@ -18,9 +19,11 @@ from simulators.dmp.api.testmode import TestModeApi
 from simulators.dmp.auth import Challenges, CodeSender, PatientLogins, Sessions
 from simulators.dmp.codes import Action
 from simulators.dmp.directory import Directory
+from simulators.dmp.patient import PatientSpace
 from simulators.dmp.rules import Policy
 from simulators.dmp.server import Router
 from simulators.dmp.storage import Storage
+from simulators.dmp.tracing import Tracer
 
 __all__ = ["MAX_CDA", "MAX_PATIENT_UPLOAD", "DmpService"]
 
@@ -41,10 +44,14 @@ class DmpService(ProfessionalApi, PatientApi, AdminApi, TestModeApi):
         self.challenges = Challenges()
         self.sessions = Sessions()
         self.logins = PatientLogins()
+        self.tracer = Tracer(storage, clock)
+        self.patients = PatientSpace(storage, policy, directory, clock=clock, tracer=self.tracer,
+                                     sessions=self.sessions, logins=self.logins,
+                                     code_sender=code_sender)
 
     def register(self, router: Router) -> None:
         """Add the JSON API's routes."""
-        pro, pat = self._professional, self._patient
+        pro = self._professional
         for method, pattern, handler in (
             ("GET", "/api/health", self.health),
             ("POST", "/api/auth/challenge", self.challenge),
@@ -65,20 +72,17 @@ class DmpService(ProfessionalApi, PatientApi, AdminApi, TestModeApi):
             ("POST", "/api/patient/login", self.patient_login),
             ("POST", "/api/patient/login/code", self.patient_code),
             ("POST", "/api/patient/logout", self.logout),
-            ("GET", "/api/patient/dmp", pat(Action.PATIENT_SETTINGS, self.patient_dmp)),
-            ("POST", "/api/patient/settings", pat(Action.PATIENT_SETTINGS, self.patient_settings)),
-            ("GET", "/api/patient/documents", pat(Action.FIND, self.patient_documents)),
-            ("POST", "/api/patient/documents", pat(Action.FEED, self.patient_add)),
-            ("GET", "/api/patient/documents/{doc}", pat(Action.RETRIEVE, self.patient_retrieve)),
-            ("POST", "/api/patient/documents/{doc}/visibility",
-             pat(Action.VISIBILITY, self.patient_visibility)),
-            ("POST", "/api/patient/documents/{doc}/deletion-request",
-             pat(Action.DELETION_REQUEST, self.patient_deletion)),
-            ("POST", "/api/patient/blocked", pat(Action.PATIENT_BLOCK, self.patient_block)),
-            ("DELETE", "/api/patient/blocked/{national_id}",
-             pat(Action.PATIENT_UNBLOCK, self.patient_unblock)),
-            ("GET", "/api/patient/traces", pat(Action.TRACES, self.patient_traces)),
-            ("POST", "/api/patient/close", pat(Action.CLOSE, self.patient_close)),
+            ("GET", "/api/patient/dmp", self.patient_dmp),
+            ("POST", "/api/patient/settings", self.patient_settings),
+            ("GET", "/api/patient/documents", self.patient_documents),
+            ("POST", "/api/patient/documents", self.patient_add),
+            ("GET", "/api/patient/documents/{doc}", self.patient_retrieve),
+            ("POST", "/api/patient/documents/{doc}/visibility", self.patient_visibility),
+            ("POST", "/api/patient/documents/{doc}/deletion-request", self.patient_deletion),
+            ("POST", "/api/patient/blocked", self.patient_block),
+            ("DELETE", "/api/patient/blocked/{national_id}", self.patient_unblock),
+            ("GET", "/api/patient/traces", self.patient_traces),
+            ("POST", "/api/patient/close", self.patient_close),
             ("POST", "/api/admin/devices", self.enroll),
             ("DELETE", "/api/admin/devices/{device}", self.revoke),
         ):

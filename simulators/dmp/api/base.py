@@ -1,40 +1,32 @@
-"""What every part of the host's JSON API shares: the request context, tracing, and the
-guards that authenticate a professional or a patient before a handler runs."""
+"""What every part of the host's JSON API shares: tracing, the guard that authenticates a
+professional before a handler runs, a request's JSON fields, and documents and traces as JSON."""
 
 from __future__ import annotations
 
 import datetime as dt
-import re
-from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Iterator, Mapping
 
 from apdu.identity import parse_nir
 from simulators.dmp.auth import (
     Challenges,
     CodeSender,
     PatientLogins,
-    PatientSession,
     ProfessionalSession,
     Sessions,
 )
-from simulators.dmp.codes import AccessMode, Action, Outcome, Reason, Refused
+from simulators.dmp.codes import Action, Outcome, Reason, Refused
 from simulators.dmp.directory import Directory
-from simulators.dmp.rules import (
-    Policy,
-    Professional,
-    apply_visibility,
-    check_visibility_change,
-)
-from simulators.dmp.server import Request, Response, json_response
+from simulators.dmp.patient import MAX_PATIENT_UPLOAD, PatientSpace
+from simulators.dmp.rules import Policy, Professional
+from simulators.dmp.server import MAX_JSON_BODY, Request, Response, json_response
 from simulators.dmp.storage import Document, Storage, Trace
+from simulators.dmp.tracing import TraceContext, Tracer, trace_window
+from simulators.dmp.visibility import change_visibility
+
+__all__ = ["MAX_CDA", "MAX_PATIENT_UPLOAD", "MAX_REASON", "RequestFields", "ServiceBase"]
 
 MAX_CDA = 32 * 1024 * 1024
-MAX_PATIENT_UPLOAD = 16 * 1024 * 1024
 MAX_REASON = 500
-LOGIN_LOCK_AFTER = 5
-LOGIN_LOCK_FOR = 15 * 60
-CDA_TYPES = ("application/hl7-v3+xml", "application/xml", "text/xml")
-_NATIONAL_ID = re.compile(r"^(8\d{11}|0\d{9})$")  # 8 + RPPS, or 0 + ADELI (docs/cards.md)
 _VISIBILITY_FLAGS = ("masked_ps", "invisible_patient", "invisible_representatives")
 
 
@@ -45,12 +37,6 @@ def _iso(ts: float | None) -> str | None:
         "+00:00", "Z")
 
 
-def _bool(value: object, name: str) -> bool:
-    if not isinstance(value, bool):
-        raise Refused(Reason.BAD_REQUEST, f"{name} must be true or false")
-    return value
-
-
 def _ins(text: str) -> str:
     try:
         return parse_nir(text).value
@@ -58,16 +44,30 @@ def _ins(text: str) -> str:
         raise Refused(Reason.INS_INVALID, f"the INS is not valid: {exc}") from None
 
 
-@dataclass
-class _Ctx:
-    """What a trace needs to know about the request being served."""
+class RequestFields(Mapping[str, object]):
+    """A request's JSON body as an operation's fields, read when the operation first looks at
+    them: after its checks, as the API always read bodies, so a refused request leaves its
+    body unread and a malformed body is refused (and traced) by the operation like any other
+    input."""
 
-    actor: Trace
-    ins: str | None = field(default=None, repr=False)
-    action: str = ""
-    document_id: str = ""
-    mode: AccessMode = AccessMode.NORMAL
-    emergency_reason: str = ""
+    def __init__(self, req: Request, limit: int = MAX_JSON_BODY) -> None:
+        self._req = req
+        self._limit = limit
+        self._fields: dict[str, object] | None = None
+
+    def _read(self) -> dict[str, object]:
+        if self._fields is None:
+            self._fields = self._req.json(self._limit)
+        return self._fields
+
+    def __getitem__(self, name: str) -> object:
+        return self._read()[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._read())
+
+    def __len__(self) -> int:
+        return len(self._read())
 
 
 class ServiceBase:
@@ -83,20 +83,16 @@ class ServiceBase:
     challenges: Challenges
     sessions: Sessions
     logins: PatientLogins
+    tracer: Tracer
+    patients: PatientSpace
 
-    def trace(self, ctx: _Ctx, outcome: Outcome, reason: str = "") -> None:
+    def trace(self, ctx: TraceContext, outcome: Outcome, reason: str = "") -> None:
         """Append one trace for this request."""
-        self.storage.add_trace(replace(
-            ctx.actor, time=self.clock(), ins=ctx.ins, action=ctx.action, outcome=outcome,
-            reason=reason, mode=ctx.mode, emergency_reason=ctx.emergency_reason,
-            document_id=ctx.document_id))
+        self.tracer.trace(ctx, outcome, reason)
 
-    def _traced(self, ctx: _Ctx, run: Callable[[], Response]) -> Response:
-        try:
+    def _traced(self, ctx: TraceContext, run: Callable[[], Response]) -> Response:
+        with self.tracer.refusals(ctx):
             return run()
-        except Refused as refusal:
-            self.trace(ctx, Outcome.REFUSED, refusal.reason)
-            raise
 
     @staticmethod
     def _actor(prof: Professional) -> Trace:
@@ -106,14 +102,14 @@ class ServiceBase:
                      auth_mode=prof.auth_mode)
 
     def _professional(self, action: Action,
-                      handler: Callable[[_Ctx, ProfessionalSession, Request], Response]
+                      handler: Callable[[TraceContext, ProfessionalSession, Request], Response]
                       ) -> Callable[[Request], Response]:
         def run(req: Request) -> Response:
             session = self.sessions.get(req.bearer() or "", self.clock())
             if not isinstance(session, ProfessionalSession):
                 raise Refused(Reason.UNAUTHENTICATED, "authenticate with POST /api/auth/session")
-            ctx = _Ctx(self._actor(session.professional), action=action,
-                       document_id=req.params.get("doc", ""))
+            ctx = TraceContext(self._actor(session.professional), action=action,
+                               document_id=req.params.get("doc", ""))
             invalid = ""
             try:
                 ctx.ins = parse_nir(req.params["ins"]).value
@@ -127,18 +123,6 @@ class ServiceBase:
                 return handler(ctx, session, req)
 
             return self._traced(ctx, inner)
-        return run
-
-    def _patient(self, action: Action,
-                 handler: Callable[[_Ctx, PatientSession, Request], Response]
-                 ) -> Callable[[Request], Response]:
-        def run(req: Request) -> Response:
-            session = self.sessions.get(req.bearer() or "", self.clock())
-            if not isinstance(session, PatientSession):
-                raise Refused(Reason.UNAUTHENTICATED, "log in with POST /api/patient/login")
-            ctx = _Ctx(Trace(0.0, None, "patient", "patient", "", "", actor_name="the patient"),
-                       ins=session.ins, action=action, document_id=req.params.get("doc", ""))
-            return self._traced(ctx, lambda: handler(ctx, session, req))
         return run
 
     def _doc_json(self, doc: Document) -> dict[str, object]:
@@ -167,24 +151,10 @@ class ServiceBase:
                 flags[name] = value.lower() in ("true", "1")
         return flags
 
-    def _set_visibility(self, ctx: _Ctx, doc: Document, body: dict[str, object], *,
-                        by_patient: bool) -> Response:
-        changes = {name: _bool(value, name) for name, value in body.items()}
-        now = self.clock()
-        refusal = check_visibility_change(doc.view(), changes, by_patient=by_patient,
-                                          policy=self.policy, now=now)
-        if refusal is Reason.NOT_PERMITTED:
-            raise Refused(refusal, "allowed changes: " + ", ".join(sorted(
-                {"masked_ps", "invisible_representatives"} if by_patient else
-                {"masked_ps", "invisible_patient", "invisible_representatives", "announced"})))
-        if refusal:
-            raise Refused(refusal)
-        view = apply_visibility(doc.view(), changes, now)
-        with self.storage.transaction():
-            self.storage.set_visibility(view)
-            self.trace(ctx, Outcome.OK)
-        updated = self.storage.get_document(doc.ins, doc.id)
-        assert updated is not None
+    def _set_visibility(self, ctx: TraceContext, doc: Document, fields: Mapping[str, object],
+                        *, by_patient: bool) -> Response:
+        updated = change_visibility(self.tracer, ctx, doc, fields, by_patient=by_patient,
+                                    policy=self.policy)
         return json_response(200, {"document": self._doc_json(updated)})
 
     def _trace_json(self, t: Trace) -> dict[str, object]:
@@ -197,16 +167,11 @@ class ServiceBase:
                           "auth_mode": t.auth_mode}}
 
     def _traces(self, ins: str, req: Request) -> Response:
-        try:
-            limit = min(max(int(req.arg("limit", "1000") or 1000), 1), 10_000)
-            before = req.arg("before")
-            before_id = int(before) if before else None
-        except ValueError:
-            raise Refused(Reason.BAD_REQUEST, "limit and before are integers") from None
-        traces = self.storage.traces(ins, limit=limit, before=before_id)
+        limit, before = trace_window(req.arg("limit"), req.arg("before"))
+        traces = self.storage.traces(ins, limit=limit, before=before)
         return json_response(200, {"traces": [self._trace_json(t) for t in traces]})
 
-    def _traces_logged(self, ctx: _Ctx, req: Request) -> Response:
+    def _traces_logged(self, ctx: TraceContext, req: Request) -> Response:
         assert ctx.ins is not None
         response = self._traces(ctx.ins, req)
         self.trace(ctx, Outcome.OK)

@@ -16,11 +16,9 @@ from cryptography.x509.oid import NameOID
 from apdu.identity import InsAuthority, parse_nir
 from simulators.dmp import cda
 from simulators.dmp.api.base import (
-    CDA_TYPES,
     MAX_CDA,
     MAX_REASON,
     ServiceBase,
-    _Ctx,
     _ins,
 )
 from simulators.dmp.auth import (
@@ -52,6 +50,7 @@ from simulators.dmp.rules import (
 )
 from simulators.dmp.server import Request, Response, json_response
 from simulators.dmp.storage import DmpRecord, Document, Trace
+from simulators.dmp.tracing import TraceContext
 
 
 class ProfessionalApi(ServiceBase):
@@ -125,8 +124,8 @@ class ProfessionalApi(ServiceBase):
                 record.nonce, record.device, record.expires, self.clock()):
             raise Refused(Reason.CONSENT_REPLAYED, "this consent record was already used")
 
-    def _authorise(self, ctx: _Ctx, req: Request, session: ProfessionalSession, dmp: DmpView,
-                   action: Action) -> ConsentRecord | None:
+    def _authorise(self, ctx: TraceContext, req: Request, session: ProfessionalSession,
+                   dmp: DmpView, action: Action) -> ConsentRecord | None:
         """The patient's consent for this action (D4, D9, D10), or an emergency grant (reads)."""
         now = self.clock()
         record = self._consent(req, session, dmp.ins, action)
@@ -162,7 +161,7 @@ class ProfessionalApi(ServiceBase):
         assert record is not None
         return record
 
-    def exists(self, ctx: _Ctx, session: ProfessionalSession, req: Request) -> Response:
+    def exists(self, ctx: TraceContext, session: ProfessionalSession, req: Request) -> Response:
         """Test of existence."""
         refusal = gate(session.professional, self.policy)
         if refusal:
@@ -173,7 +172,7 @@ class ProfessionalApi(ServiceBase):
         return json_response(200, {"exists": record is not None,
                                    "status": record.status if record else None})
 
-    def create(self, ctx: _Ctx, session: ProfessionalSession, req: Request) -> Response:
+    def create(self, ctx: TraceContext, session: ProfessionalSession, req: Request) -> Response:
         """Create a record (D5, D6): any professional, a valid INS with its OID, consent."""
         assert ctx.ins is not None
         body = req.json()
@@ -204,15 +203,15 @@ class ProfessionalApi(ServiceBase):
             "ins": ctx.ins, "ins_oid": oid, "status": "open", "patient_password": password,
             "notice": "shown once: hand this password to the patient for the patient space"})
 
-    def feed(self, ctx: _Ctx, session: ProfessionalSession, req: Request) -> Response:
+    def feed(self, ctx: TraceContext, session: ProfessionalSession, req: Request) -> Response:
         """Register a CDA document (D7, D9): checked in full before anything is stored."""
         assert ctx.ins is not None
         prof = session.professional
         dmp = self._open_record(session, ctx.ins)
         flags = self._flags(req)
         content_type = (req.header("Content-Type") or "").split(";")[0].strip().lower()
-        if content_type not in CDA_TYPES:
-            raise Refused(Reason.BAD_REQUEST, f"send the CDA as {CDA_TYPES[0]}")
+        if content_type not in cda.CDA_TYPES:
+            raise Refused(Reason.BAD_REQUEST, f"send the CDA as {cda.CDA_TYPES[0]}")
         data = req.body(MAX_CDA)  # whole or refused: nothing below runs on a cut transfer
         result = cda.check_cda(data, ctx.ins, self.policy.types)
         if not result.ok:
@@ -259,7 +258,7 @@ class ProfessionalApi(ServiceBase):
         self._keep_grant(session, record)
         return json_response(201, {"document": self._doc_json(doc)})
 
-    def _readable(self, ctx: _Ctx, req: Request, session: ProfessionalSession) -> DmpRecord:
+    def _readable(self, ctx: TraceContext, req: Request, session: ProfessionalSession) -> DmpRecord:
         assert ctx.ins is not None
         dmp = self._open_record(session, ctx.ins)
         record = self._authorise(ctx, req, session, dmp.view(), Action.READ)
@@ -269,7 +268,7 @@ class ProfessionalApi(ServiceBase):
             self._keep_grant(session, record)
         return dmp
 
-    def find(self, ctx: _Ctx, session: ProfessionalSession, req: Request) -> Response:
+    def find(self, ctx: TraceContext, session: ProfessionalSession, req: Request) -> Response:
         """The index (D12), filtered by the access matrix and visibility (D11, D16)."""
         dmp = self._readable(ctx, req, session)
         types = [t for v in req.query.get("type", []) for t in v.split(",") if t]
@@ -291,7 +290,8 @@ class ProfessionalApi(ServiceBase):
                                                  for d in visible[offset:offset + limit]],
                                    "total": len(visible), "mode": ctx.mode})
 
-    def _document(self, ctx: _Ctx, session: ProfessionalSession, dmp: DmpRecord) -> Document:
+    def _document(self, ctx: TraceContext, session: ProfessionalSession,
+                  dmp: DmpRecord) -> Document:
         doc = self.storage.get_document(dmp.ins, ctx.document_id)
         if doc is None:
             raise Refused(Reason.UNKNOWN_DOCUMENT)
@@ -303,20 +303,21 @@ class ProfessionalApi(ServiceBase):
             raise Refused(refusal)
         return doc
 
-    def retrieve(self, ctx: _Ctx, session: ProfessionalSession, req: Request) -> Response:
+    def retrieve(self, ctx: TraceContext, session: ProfessionalSession, req: Request) -> Response:
         """One document: JSON with the CDA in base64, or the CDA itself (Accept: XML)."""
         dmp = self._readable(ctx, req, session)
         doc = self._document(ctx, session, dmp)
         content = self.storage.content(doc.id)
         self.trace(ctx, Outcome.OK)
         accept = req.header("Accept") or ""
-        if any(t in accept for t in CDA_TYPES):
+        if any(t in accept for t in cda.CDA_TYPES):
             return Response(200, content, "application/hl7-v3+xml",
                             {"X-DMP-Document-Id": doc.id, "X-DMP-SHA256": doc.sha256})
         return json_response(200, {"document": self._doc_json(doc),
                                    "cda": base64.b64encode(content).decode()})
 
-    def _authored(self, ctx: _Ctx, session: ProfessionalSession) -> tuple[DmpRecord, Document]:
+    def _authored(self, ctx: TraceContext,
+                  session: ProfessionalSession) -> tuple[DmpRecord, Document]:
         assert ctx.ins is not None
         dmp = self._open_record(session, ctx.ins)
         doc = self.storage.get_document(dmp.ins, ctx.document_id)
@@ -328,12 +329,12 @@ class ProfessionalApi(ServiceBase):
             raise Refused(Reason.NOT_AUTHOR, "only the document's author may do this")
         return dmp, doc
 
-    def visibility(self, ctx: _Ctx, session: ProfessionalSession, req: Request) -> Response:
+    def visibility(self, ctx: TraceContext, session: ProfessionalSession, req: Request) -> Response:
         """The author changes a document's visibility (D8, D16)."""
         _dmp, doc = self._authored(ctx, session)
         return self._set_visibility(ctx, doc, req.json(), by_patient=False)
 
-    def delete(self, ctx: _Ctx, session: ProfessionalSession, req: Request) -> Response:
+    def delete(self, ctx: TraceContext, session: ProfessionalSession, req: Request) -> Response:
         """The author deletes a document the patient asked to delete (D20)."""
         _dmp, doc = self._authored(ctx, session)
         if doc.status != DocStatus.DELETION_REQUESTED:
@@ -346,7 +347,7 @@ class ProfessionalApi(ServiceBase):
         assert deleted is not None
         return json_response(200, {"document": self._doc_json(deleted)})
 
-    def emergency(self, ctx: _Ctx, session: ProfessionalSession, req: Request) -> Response:
+    def emergency(self, ctx: TraceContext, session: ProfessionalSession, req: Request) -> Response:
         """Emergency access for this session (D13, D14): a reason, no opposition, traced."""
         assert ctx.ins is not None
         body = req.json()
@@ -372,7 +373,7 @@ class ProfessionalApi(ServiceBase):
         return json_response(200, {"mode": mode, "reason": grant.reason,
                                    "expires_in": int(grant.expires - self.clock())})
 
-    def issue_patient_code(self, ctx: _Ctx, session: ProfessionalSession,
+    def issue_patient_code(self, ctx: TraceContext, session: ProfessionalSession,
                            req: Request) -> Response:
         """The patient's one-time login code, returned to show on the terminal (D21).
 
@@ -399,11 +400,11 @@ class ProfessionalApi(ServiceBase):
         if isinstance(session, PatientSession):
             if not hmac.compare_digest(session.ins, ins):
                 raise Refused(Reason.NOT_PERMITTED, "a patient reads their own traces")
-            ctx = _Ctx(Trace(0.0, None, "patient", "patient", "", "", actor_name="the patient"),
-                       ins=ins, action=Action.TRACES)
-            return self._traced(ctx, lambda: self._traces_logged(ctx, req))
+            traces = self.patients.traces(session.token, limit=req.arg("limit"),
+                                          before=req.arg("before"))
+            return json_response(200, {"traces": [self._trace_json(t) for t in traces]})
         if isinstance(session, ProfessionalSession):
-            pro_ctx = _Ctx(self._actor(session.professional), ins=ins, action=Action.TRACES)
+            pro_ctx = TraceContext(self._actor(session.professional), ins=ins, action=Action.TRACES)
 
             def run() -> Response:
                 self._readable(pro_ctx, req, session)

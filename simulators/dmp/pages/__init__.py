@@ -1,8 +1,9 @@
 """The patient's web space (D21): server-rendered HTML pages and static files.
 
-The pages register on the same router and server as the JSON API and call the patient API
-in process (the same handlers, rules and traces: nothing is decided here). They work without
-JavaScript: plain forms, POST then redirect (303), a little CSS in `static/`.
+The pages register on the same router and server as the JSON API and call the patient domain
+(`simulators.dmp.patient`), as the API does: the same session checks, rules, refusals and
+traces, applied there once; nothing is decided here. They work without JavaScript: plain
+forms, POST then redirect (303), a little CSS in `static/`.
 
 Security: a web session per browser in a `__Host-` cookie, renewed at login, the patient API
 token kept on the server, a CSRF token in every POST form and cross-site POSTs refused
@@ -15,7 +16,6 @@ One module per family of pages (`auth`, `documents`, `upload`, `settings`, `prof
 
 from __future__ import annotations
 
-from simulators.dmp.api import DmpService
 from simulators.dmp.pages.auth import AuthPages
 from simulators.dmp.pages.closing import ClosingPages
 from simulators.dmp.pages.context import PageContext
@@ -25,16 +25,17 @@ from simulators.dmp.pages.settings import SettingsPages
 from simulators.dmp.pages.static import STATIC, serve_static
 from simulators.dmp.pages.traces import TracePages
 from simulators.dmp.pages.upload import UploadPages
+from simulators.dmp.patient import PatientSpace
 from simulators.dmp.server import Router
 
 __all__ = ["STATIC", "PatientPages", "register"]
 
 
 class PatientPages:
-    """The `/patient/...` pages over the patient API of a `DmpService`."""
+    """The `/patient/...` pages over the patient domain."""
 
-    def __init__(self, service: DmpService) -> None:
-        self.context = PageContext(service)
+    def __init__(self, patients: PatientSpace) -> None:
+        self.context = PageContext(patients)
         self.families = (AuthPages(self.context), DocumentPages(self.context),
                          UploadPages(self.context), SettingsPages(self.context),
                          ProfessionalPages(self.context), TracePages(self.context),
@@ -47,7 +48,7 @@ class PatientPages:
                 router.add(method, pattern, self.context.guard(handler))
 
 
-def register(router: Router, service: DmpService) -> None:
+def register(router: Router, patients: PatientSpace) -> None:
     """Add the patient pages (`/patient/...`) and static files (`/static/...`)."""
     router.add("GET", "/static/{path:path}", serve_static)
-    PatientPages(service).register(router)
+    PatientPages(patients).register(router)

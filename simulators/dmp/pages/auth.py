@@ -3,8 +3,6 @@ terminal shows); the web session is renewed once logged in. And logout."""
 
 from __future__ import annotations
 
-import contextlib
-
 from simulators.dmp.codes import Reason, Refused
 from simulators.dmp.pages.context import PageContext, Route
 from simulators.dmp.pages.labels import message
@@ -67,18 +65,17 @@ class AuthPages:
             raise
         ins = str(fields.get("ins", "")).strip().upper()
         try:
-            answer = self.ctx.api.call(req, None, "POST", "/api/patient/login",
-                                       {"ins": ins, "password": str(fields.get("password", ""))})
+            started = self.ctx.patients.start_login(ins, str(fields.get("password", "")))
         except Refused as refusal:
             web.say(message(refusal), error=True)
             return self.login_form(req, 401 if refusal.told is not Reason.LOGIN_LOCKED else 429)
-        web.login, web.token = str(answer["login"]), None
-        if answer.get("code_sent_via") == "terminal":
+        web.login, web.token = started.login, None
+        if started.code_sent_via == "terminal":
             web.say("Saisissez le code à usage unique affiché sur le terminal de "
                     "votre professionnel de santé.")
         else:
             via = {"outbox": "votre messagerie sécurisée de santé"}.get(
-                str(answer.get("code_sent_via")), str(answer.get("code_sent_via")))
+                started.code_sent_via, started.code_sent_via)
             web.say(f"Un code à usage unique vous a été envoyé ({via}).")
         return redirect("/patient/code")
 
@@ -105,15 +102,13 @@ class AuthPages:
         if web.login is None:
             return self.ctx.to_login(req, "Saisissez d'abord votre INS et votre mot de passe.")
         try:
-            code = str(fields.get("code", "")).strip()
-            answer = self.ctx.api.call(req, None, "POST", "/api/patient/login/code",
-                                       {"login": web.login, "code": code})
+            opened = self.ctx.patients.finish_login(web.login, str(fields.get("code", "")).strip())
         except Refused as refusal:
             web.say(message(refusal), error=True)
             return self.code_form(req, 401)
         self.ctx.sessions.drop(sid)
         new_sid, new_web = self.ctx.sessions.new()
-        new_web.token = str(answer["token"])
+        new_web.token = opened.token
         new_web.say("Vous êtes connecté.")
         return redirect("/patient/documents", cookie(new_sid))
 
@@ -121,8 +116,7 @@ class AuthPages:
         """End the API session and the web session."""
         sid, web, _fields = self.ctx.sessions.form(req)
         if web.token:
-            with contextlib.suppress(Refused):
-                self.ctx.api.call(req, web, "POST", "/api/patient/logout")
+            self.ctx.patients.logout(web.token)
         self.ctx.sessions.drop(sid)
         new_sid, new_web = self.ctx.sessions.new()
         new_web.say("Vous êtes déconnecté.")

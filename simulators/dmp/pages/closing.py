@@ -27,8 +27,8 @@ class ClosingPages:
     def close_form(self, req: Request) -> Response:
         """Closing, with an explicit confirmation."""
         _sid, web = self.ctx.patient(req)
-        record = self.ctx.record(req, web)
-        if record.get("status") != "open":
+        record = self.ctx.record(web)
+        if not record.open:
             body = "<p>Votre DMP est déjà fermé.</p>"
         else:
             body = (
@@ -50,7 +50,7 @@ class ClosingPages:
             web.say("Cochez la case de confirmation pour fermer votre DMP.", error=True)
             return redirect("/patient/close")
         try:
-            self.ctx.api.call(req, web, "POST", "/api/patient/close", {"confirm": True})
+            self.ctx.patients.close(web.token, {"confirm": True})
             web.say("Votre DMP est fermé.")
         except Refused as refusal:
             if refusal.told is Reason.UNAUTHENTICATED:

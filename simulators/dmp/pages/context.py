@@ -1,17 +1,16 @@
-"""What every patient page works with: the DMP service, the web sessions, the API in process;
-and the guard that turns a refusal into an error page (or back to the login page)."""
+"""What every patient page works with: the patient domain, the web sessions; and the guard
+that turns a refusal into an error page (or back to the login page)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-from simulators.dmp.api import DmpService
 from simulators.dmp.codes import Reason, Refused
-from simulators.dmp.pages.display import JsonObject, e
-from simulators.dmp.pages.inprocess import InProcessApi
+from simulators.dmp.pages.display import e
 from simulators.dmp.pages.labels import message
 from simulators.dmp.pages.layout import SECURITY_HEADERS, Page, redirect, render
 from simulators.dmp.pages.session import WebSession, WebSessions, cookie
+from simulators.dmp.patient import PatientRecord, PatientSpace
 from simulators.dmp.server import Request, Response
 
 __all__ = ["PageContext", "Route"]
@@ -32,10 +31,9 @@ def _error_status(reason: Reason) -> int:
 class PageContext:
     """The parts the page families share."""
 
-    def __init__(self, service: DmpService) -> None:
-        self.service = service
+    def __init__(self, patients: PatientSpace) -> None:
+        self.patients = patients  # the operations the JSON API offers too
         self.sessions = WebSessions()
-        self.api = InProcessApi(service)
 
     def guard(self, handler: Callable[[Request], Response]) -> Callable[[Request], Response]:
         """The handler, with refusals shown as pages and the security headers on every answer."""
@@ -67,6 +65,6 @@ class PageContext:
             raise Refused(Reason.UNAUTHENTICATED, "Connectez-vous.")
         return found
 
-    def record(self, req: Request, web: WebSession) -> JsonObject:
+    def record(self, web: WebSession) -> PatientRecord:
         """The patient's record: status, settings, blocked professionals, emergency accesses."""
-        return self.api.call(req, web, "GET", "/api/patient/dmp")
+        return self.patients.record(web.token)

@@ -1,17 +1,16 @@
-"""How the pages show the API's values: escaped, dates the French way, authors and types."""
+"""How the pages show the patient's values: escaped, dates the French way, authors and types."""
 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 from html import escape
-from typing import Any
 
 from simulators.dmp.pages.labels import type_fr
+from simulators.dmp.rules import DocumentType
+from simulators.dmp.storage import Document
 
-__all__ = ["JsonObject", "author_of", "e", "type_of", "when_hl7", "when_iso"]
-
-# An answer of the JSON API (docs/dmp-api.md), decoded: the pages read the fields they show.
-JsonObject = dict[str, Any]
+__all__ = ["author_of", "e", "type_of", "when", "when_hl7"]
 
 
 def e(value: object) -> str:
@@ -19,13 +18,11 @@ def e(value: object) -> str:
     return escape("" if value is None else str(value), quote=True)
 
 
-def when_iso(value: object) -> str:
-    """2026-01-31T12:00:00Z -> 31/01/2026 12:00 UTC."""
-    try:
-        t = dt.datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-    except ValueError:
-        return str(value or "")
-    return t.strftime("%d/%m/%Y %H:%M UTC")
+def when(ts: float | None) -> str:
+    """A time (seconds since the epoch) -> 31/01/2026 12:00 UTC; None shows as nothing."""
+    if ts is None:
+        return ""
+    return dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%d/%m/%Y %H:%M UTC")
 
 
 def when_hl7(value: object) -> str:
@@ -39,14 +36,14 @@ def when_hl7(value: object) -> str:
     return text
 
 
-def author_of(doc: JsonObject) -> str:
+def author_of(doc: Document) -> str:
     """A document's author as the patient reads it ("Vous" for their own)."""
-    author = doc.get("author") or {}
-    if author.get("kind") == "patient":
+    if doc.author_kind == "patient":
         return "Vous"
-    return str(author.get("name") or author.get("id") or "")
+    return doc.author_name or doc.author_id
 
 
-def type_of(doc: JsonObject) -> str:
+def type_of(doc: Document, types: Mapping[str, DocumentType]) -> str:
     """A document's type in French (the host's name, else its code, when unknown)."""
-    return type_fr(str(doc.get("type_code", "")), str(doc.get("type_name") or ""))
+    known = types.get(doc.type_code)
+    return type_fr(doc.type_code, known.name if known else "")

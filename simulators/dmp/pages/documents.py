@@ -3,13 +3,12 @@ or PDF, its download, masking it to professionals (D16) and asking for its delet
 
 from __future__ import annotations
 
-import base64
 from urllib.parse import quote
 
 from simulators.dmp.codes import Reason, Refused
 from simulators.dmp.pages.cda_view import read_cda
 from simulators.dmp.pages.context import PageContext, Route
-from simulators.dmp.pages.display import author_of, e, type_of, when_hl7, when_iso
+from simulators.dmp.pages.display import author_of, e, type_of, when, when_hl7
 from simulators.dmp.pages.labels import STATUSES, message
 from simulators.dmp.pages.layout import Page, button, redirect, render
 from simulators.dmp.server import Request, Response
@@ -36,25 +35,24 @@ class DocumentPages:
     def documents(self, req: Request) -> Response:
         """The index of the documents the patient sees (never the hidden ones)."""
         _sid, web = self.ctx.patient(req)
-        record = self.ctx.record(req, web)
-        listing = self.ctx.api.call(req, web, "GET", "/api/patient/documents")
-        docs = listing.get("documents", [])
-        writable = record.get("status") == "open"
+        record = self.ctx.record(web)
+        listing = self.ctx.patients.documents(web.token)
+        types = self.ctx.patients.document_types()
         rows = []
-        for d in docs:
-            masked = d["visibility"]["masked_ps"]
-            status = STATUSES.get(d["status"], d["status"])
+        for d in listing.documents:
+            masked = d.masked_ps
+            status = STATUSES.get(d.status, d.status)
             actions = ""
-            if writable:
+            if record.open:
                 actions = button(
-                    web, f"/patient/documents/{quote(d['id'])}/visibility",
+                    web, f"/patient/documents/{quote(d.id)}/visibility",
                     "Démasquer" if masked else "Masquer aux professionnels",
                     {"masked_ps": "false" if masked else "true"})
             rows.append(
-                f'<tr data-id="{e(d["id"])}">'
-                f'<td><a href="/patient/documents/{e(quote(d["id"]))}">'
-                f'{e(d["title"])}</a></td><td>{e(type_of(d))}</td>'
-                f'<td>{e(when_hl7(d["effective_time"]))}</td><td>{e(author_of(d))}</td>'
+                f'<tr data-id="{e(d.id)}">'
+                f'<td><a href="/patient/documents/{e(quote(d.id))}">'
+                f"{e(d.title)}</a></td><td>{e(type_of(d, types))}</td>"
+                f"<td>{e(when_hl7(d.effective_time))}</td><td>{e(author_of(d))}</td>"
                 f'<td class="status">{e(status)}'
                 f'{"<br><span class=badge>Masqué aux professionnels</span>" if masked else ""}'
                 f"</td><td>{actions}</td></tr>")
@@ -66,8 +64,8 @@ class DocumentPages:
                  f"<tbody>{''.join(rows)}</tbody></table>")
         pending = "".join(
             f"<li>Un document vous attend : demandez un rendez-vous à votre médecin, ou il "
-            f"sera visible le {e(when_iso(p.get('visible_from')))}.</li>"
-            for p in listing.get("pending", []))
+            f"sera visible le {e(when(p.visible_from))}.</li>"
+            for p in listing.pending)
         body = table + (f'<h2>Documents en attente</h2><ul>{pending}</ul>' if pending else "")
         return render(req, Page("Mes documents", body), web, record=record)
 
@@ -75,10 +73,10 @@ class DocumentPages:
         """One document: header fields, its text or a PDF download, and the patient's actions."""
         _sid, web = self.ctx.patient(req)
         doc_id = req.params["doc"]
-        record = self.ctx.record(req, web)
-        answer = self.ctx.api.call(req, web, "GET", f"/api/patient/documents/{quote(doc_id)}")
-        d = answer["document"]
-        view = read_cda(base64.b64decode(answer["cda"]))
+        record = self.ctx.record(web)
+        found = self.ctx.patients.document(web.token, doc_id)
+        d = found.document
+        view = read_cda(found.cda)
         link = f"/patient/documents/{quote(doc_id)}/content"
         if view.text is not None:
             content = f'<pre class="doc-text">{e(view.text)}</pre>'
@@ -89,41 +87,40 @@ class DocumentPages:
             content = (f'<p><a href="{link}" download>Télécharger le PDF</a> '
                        f'({e(len(view.data))} octets)</p>')
         author = author_of(d)
-        if view.author and view.author != author and d["author"]["kind"] != "patient":
+        if view.author and view.author != author and d.author_kind != "patient":
             author += f" (dans le document : {view.author})"
-        masked = d["visibility"]["masked_ps"]
+        masked = d.masked_ps
         actions = ""
-        if record.get("status") == "open":
+        if record.open:
             actions = button(web, f"/patient/documents/{quote(doc_id)}/visibility",
                              "Démasquer" if masked else "Masquer aux professionnels",
                              {"masked_ps": "false" if masked else "true"})
-            if d["status"] == "available":
+            if d.status == "available":
                 actions += button(
                     web, f"/patient/documents/{quote(doc_id)}/deletion-request",
-                    "Supprimer" if d["author"]["kind"] == "patient"
+                    "Supprimer" if d.author_kind == "patient"
                     else "Demander la suppression à l'auteur", cls="danger")
         body = (
             '<dl class="meta">'
             f"<dt>Titre (CDA)</dt><dd>{e(view.title)}</dd>"
-            f"<dt>Type</dt><dd>{e(type_of(d))}</dd>"
+            f"<dt>Type</dt><dd>{e(type_of(d, self.ctx.patients.document_types()))}</dd>"
             f"<dt>Auteur</dt><dd>{e(author)}</dd>"
             f"<dt>Date</dt><dd>{e(view.date)}</dd>"
-            f"<dt>Ajouté le</dt><dd>{e(when_iso(d['submitted_at']))}</dd>"
-            f'<dt>État</dt><dd class="status">{e(STATUSES.get(d["status"], d["status"]))}</dd>'
+            f"<dt>Ajouté le</dt><dd>{e(when(d.submitted_at))}</dd>"
+            f'<dt>État</dt><dd class="status">{e(STATUSES.get(d.status, d.status))}</dd>'
             f"<dt>Visibilité</dt><dd>{'Masqué aux professionnels (sauf votre médecin traitant et l' + chr(39) + 'auteur)' if masked else 'Visible des professionnels autorisés'}</dd>"  # noqa: E501
             "</dl>"
             f'<div class="actions">{actions}</div>'
             f"<h2>Contenu</h2>{content}"
             f'<p><a href="{link}?format=cda" download>Télécharger le document CDA</a> · '
             '<a href="/patient/documents">Retour à mes documents</a></p>')
-        return render(req, Page(str(d["title"]), body), web, record=record)
+        return render(req, Page(d.title, body), web, record=record)
 
     def content(self, req: Request) -> Response:
         """The document's body (PDF or text) or its CDA, as a download."""
         _sid, web = self.ctx.patient(req)
         doc_id = req.params["doc"]
-        answer = self.ctx.api.call(req, web, "GET", f"/api/patient/documents/{quote(doc_id)}")
-        data = base64.b64decode(answer["cda"])
+        data = self.ctx.patients.document(web.token, doc_id).cda
         if req.arg("format") == "cda":
             return Response(200, data, "application/hl7-v3+xml", {
                 "Content-Disposition": 'attachment; filename="document-cda.xml"'})
@@ -141,9 +138,7 @@ class DocumentPages:
         masked = fields.get("masked_ps") == "true"
         doc_id = req.params["doc"]
         try:
-            self.ctx.api.call(req, web, "POST",
-                              f"/api/patient/documents/{quote(doc_id)}/visibility",
-                              {"masked_ps": masked})
+            self.ctx.patients.set_visibility(web.token, doc_id, {"masked_ps": masked})
             web.say("Document masqué aux professionnels." if masked
                     else "Document de nouveau visible des professionnels autorisés.")
         except Refused as refusal:
@@ -157,14 +152,13 @@ class DocumentPages:
         _sid, web, _fields = self.ctx.sessions.form(req)
         doc_id = req.params["doc"]
         try:
-            answer = self.ctx.api.call(req, web, "POST",
-                                       f"/api/patient/documents/{quote(doc_id)}/deletion-request")
+            doc = self.ctx.patients.request_deletion(web.token, doc_id)
         except Refused as refusal:
             if refusal.told is Reason.UNAUTHENTICATED:
                 raise
             web.say(message(refusal), error=True)
             return redirect(f"/patient/documents/{quote(doc_id)}")
-        if answer["document"]["status"] == "deleted":
+        if doc.status == "deleted":
             web.say("Document supprimé.")
             return redirect("/patient/documents")
         web.say("Suppression demandée : l'auteur du document en est informé.")

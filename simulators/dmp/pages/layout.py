@@ -7,8 +7,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from simulators.dmp.pages.display import JsonObject, e, when_iso
+from simulators.dmp.pages.display import e, when
 from simulators.dmp.pages.session import WebSession
+from simulators.dmp.patient import PatientRecord
 from simulators.dmp.server import Request, Response
 
 __all__ = ["SECURITY_HEADERS", "Page", "button", "csrf_field", "labelled_tables", "redirect",
@@ -62,7 +63,7 @@ def labelled_tables(html: str) -> str:
 
 
 def render(req: Request, page: Page, web: WebSession | None = None,
-           cookie: str | None = None, record: JsonObject | None = None) -> Response:
+           cookie: str | None = None, record: PatientRecord | None = None) -> Response:
     """The page in the common layout: the menu, the pending message, the closed-record note."""
     nav = ""
     if web is not None and web.token:
@@ -83,9 +84,9 @@ def render(req: Request, page: Page, web: WebSession | None = None,
         flash = f'<p role="{role}" class="{cls}">{e(web.flash)}</p>'
         web.flash = ""
     closed = ""
-    if record is not None and record.get("status") == "closed":
+    if record is not None and record.status == "closed":
         closed = (f'<p class="closed" role="note">Votre DMP est fermé depuis le '
-                  f'{e(when_iso(record.get("closed_at")))} : il reste consultable, '
+                  f'{e(when(record.closed_at))} : il reste consultable, '
                   "sans modification.</p>")
     html = (
         '<!DOCTYPE html>\n<html lang="fr"><head><meta charset="utf-8">'

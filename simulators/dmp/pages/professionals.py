@@ -3,8 +3,6 @@ traces), each with a button to block them."""
 
 from __future__ import annotations
 
-from urllib.parse import quote
-
 from simulators.dmp.codes import Reason, Refused
 from simulators.dmp.pages.context import PageContext, Route
 from simulators.dmp.pages.display import e
@@ -32,17 +30,14 @@ class ProfessionalPages:
     def professionals(self, req: Request) -> Response:
         """Blocked professionals, those who accessed the record, and a form to block by id."""
         _sid, web = self.ctx.patient(req)
-        record = self.ctx.record(req, web)
-        writable = record.get("status") == "open"
-        blocked = {b["national_id"]: b["name"] for b in record.get("blocked", [])}
-        traces = self.ctx.api.call(req, web, "GET", "/api/patient/traces",
-                                   query={"limit": ["1000"]})["traces"]
+        record = self.ctx.record(web)
+        writable = record.open
+        blocked = {b.national_id: b.name for b in record.blocked}
         seen: dict[str, tuple[str, str]] = {}
-        for t in traces:
-            actor = t["actor"]
-            if actor["kind"] in ("professional", "structure") and actor["id"] \
-                    and actor["id"] not in seen:
-                seen[actor["id"]] = (actor["name"], actor["structure"]["name"])
+        for t in self.ctx.patients.traces(web.token, limit=1000):
+            if t.actor_kind in ("professional", "structure") and t.actor_id \
+                    and t.actor_id not in seen:
+                seen[t.actor_id] = (t.actor_name, t.structure_name)
         blocked_rows = "".join(
             f"<li>{e(name or nid)} ({e(nid)}) "
             + (button(web, "/patient/professionals/unblock", "Débloquer",
@@ -74,7 +69,7 @@ class ProfessionalPages:
         _sid, web, fields = self.ctx.sessions.form(req)
         nid = str(fields.get("national_id", "")).strip()
         try:
-            self.ctx.api.call(req, web, "POST", "/api/patient/blocked", {"national_id": nid})
+            self.ctx.patients.block(web.token, {"national_id": nid})
             web.say(f"Le professionnel {nid} est bloqué.")
         except Refused as refusal:
             if refusal.told is Reason.UNAUTHENTICATED:
@@ -89,7 +84,7 @@ class ProfessionalPages:
         _sid, web, fields = self.ctx.sessions.form(req)
         nid = str(fields.get("national_id", "")).strip()
         try:
-            self.ctx.api.call(req, web, "DELETE", f"/api/patient/blocked/{quote(nid, safe='')}")
+            self.ctx.patients.unblock(web.token, nid)
             web.say(f"Le professionnel {nid} est débloqué.")
         except Refused as refusal:
             if refusal.told is Reason.UNAUTHENTICATED:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from simulators.dmp.codes import Reason, Refused
 from simulators.dmp.pages.context import PageContext, Route
-from simulators.dmp.pages.display import e, when_iso
+from simulators.dmp.pages.display import e, when
 from simulators.dmp.pages.labels import MODES, message
 from simulators.dmp.pages.layout import Page, csrf_field, redirect, render
 from simulators.dmp.server import Request, Response
@@ -29,27 +29,27 @@ class SettingsPages:
     def settings_form(self, req: Request) -> Response:
         """Oppositions to emergency access, occupational consent, chosen doctor."""
         _sid, web = self.ctx.patient(req)
-        record = self.ctx.record(req, web)
-        s = record["settings"]
-        chosen = (s.get("chosen_doctor") or {}).get("national_id") or ""
-        doctors = sorted((p for p in self.ctx.service.directory.professionals.values()
-                          if p.profession == "10"), key=lambda p: p.name)
+        record = self.ctx.record(web)
+        ticked = {"oppose_bris_de_glace": record.oppose_bris_de_glace,
+                  "oppose_centre_15": record.oppose_centre_15,
+                  "occupational_express_consent": record.occupational_consent}
+        chosen = record.chosen_doctor.national_id if record.chosen_doctor else ""
         options = '<option value="">Aucun</option>' + "".join(
             f'<option value="{e(p.national_id)}"{" selected" if p.national_id == chosen else ""}>'
-            f"{e(p.name)} ({e(p.national_id)})</option>" for p in doctors)
+            f"{e(p.name)} ({e(p.national_id)})</option>" for p in self.ctx.patients.doctors())
 
         def box(name: str, label: str, hint: str) -> str:
-            checked = " checked" if s.get(name) else ""
+            checked = " checked" if ticked[name] else ""
             return (f'<div class="check"><input type="checkbox" id="{name}" name="{name}" '
                     f'value="true" aria-describedby="{name}-hint"{checked}>'
                     f'<label for="{name}">{label}</label>'
                     f'<p class="hint" id="{name}-hint">{hint}</p></div>')
 
-        disabled = "" if record.get("status") == "open" else " disabled"
+        disabled = "" if record.open else " disabled"
         emergencies = "".join(
-            f"<li>{e(when_iso(t['time']))} : {e(t['actor']['name'])} "
-            f"({e(MODES.get(t['mode'], t['mode']))}, motif : {e(t['emergency_reason'])})</li>"
-            for t in record.get("emergency_accesses", []))
+            f"<li>{e(when(t.time))} : {e(t.actor_name)} "
+            f"({e(MODES.get(t.mode, t.mode))}, motif : {e(t.emergency_reason)})</li>"
+            for t in record.emergency_accesses)
         body = (
             f'<form method="post" action="/patient/settings" class="card">{csrf_field(web)}'
             f"<fieldset{disabled}><legend>Accès en urgence</legend>"
@@ -78,7 +78,7 @@ class SettingsPages:
         _sid, web, fields = self.ctx.sessions.form(req)
         chosen = str(fields.get("chosen_doctor", "")).strip()
         try:
-            self.ctx.api.call(req, web, "POST", "/api/patient/settings", {
+            self.ctx.patients.change_settings(web.token, {
                 "oppose_bris_de_glace": fields.get("oppose_bris_de_glace") == "true",
                 "oppose_centre_15": fields.get("oppose_centre_15") == "true",
                 "occupational_express_consent":

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from simulators.dmp.pages.context import PageContext, Route
-from simulators.dmp.pages.display import e, when_iso
+from simulators.dmp.pages.display import e, when
 from simulators.dmp.pages.labels import ACTIONS, MODES, REASONS
 from simulators.dmp.pages.layout import Page, render
 from simulators.dmp.server import Request, Response
@@ -26,25 +26,22 @@ class TracePages:
     def traces(self, req: Request) -> Response:
         """Every access to the record, allowed or refused, newest first (D19)."""
         _sid, web = self.ctx.patient(req)
-        record = self.ctx.record(req, web)
-        traces = self.ctx.api.call(req, web, "GET", "/api/patient/traces",
-                                   query={"limit": ["500"]})["traces"]
+        record = self.ctx.record(web)
         rows = []
-        for t in traces:
-            actor = t["actor"]
-            who = ("Vous" if actor["kind"] == "patient" else
-                   f"{actor['name'] or actor['id']}"
-                   + (f" - {actor['structure']['name']}" if actor["structure"]["name"] else ""))
-            mode = MODES.get(t["mode"], t["mode"])
-            if mode and t.get("emergency_reason"):
-                mode += f" (motif : {t['emergency_reason']})"
-            refused = t["outcome"] != "ok"
-            label = REASONS.get(t["reason"])
-            outcome = ("Autorisé" if not refused else f"Refusé : {label} ({t['reason']})"
-                       if label else f"Refusé ({t['reason']})")
+        for t in self.ctx.patients.traces(web.token, limit=500):
+            who = ("Vous" if t.actor_kind == "patient" else
+                   f"{t.actor_name or t.actor_id}"
+                   + (f" - {t.structure_name}" if t.structure_name else ""))
+            mode = MODES.get(t.mode, t.mode)
+            if mode and t.emergency_reason:
+                mode += f" (motif : {t.emergency_reason})"
+            refused = t.outcome != "ok"
+            label = REASONS.get(t.reason)
+            outcome = ("Autorisé" if not refused else f"Refusé : {label} ({t.reason})"
+                       if label else f"Refusé ({t.reason})")
             rows.append(
-                f'<tr class="{"refused" if refused else "ok"}"><td>{e(when_iso(t["time"]))}</td>'
-                f"<td>{e(who)}</td><td>{e(ACTIONS.get(t['action'], t['action']))}</td>"
+                f'<tr class="{"refused" if refused else "ok"}"><td>{e(when(t.time))}</td>'
+                f"<td>{e(who)}</td><td>{e(ACTIONS.get(t.action, t.action))}</td>"
                 f"<td>{e(mode)}</td><td>{e(outcome)}</td></tr>")
         body = ("<p>Chaque accès à votre DMP, autorisé ou refusé, du plus récent au plus "
                 "ancien.</p>"

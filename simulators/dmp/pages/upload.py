@@ -3,9 +3,6 @@ the patient is the author, or a ready-made CDA the host checks."""
 
 from __future__ import annotations
 
-import base64
-
-from simulators.dmp.api import MAX_PATIENT_UPLOAD
 from simulators.dmp.codes import Reason, Refused
 from simulators.dmp.pages.context import PageContext, Route
 from simulators.dmp.pages.display import e
@@ -13,11 +10,12 @@ from simulators.dmp.pages.forms import Upload
 from simulators.dmp.pages.labels import message
 from simulators.dmp.pages.layout import Page, csrf_field, redirect, render
 from simulators.dmp.pages.session import MAX_FORM
+from simulators.dmp.patient import MAX_PATIENT_UPLOAD
 from simulators.dmp.server import Request, Response
 
 __all__ = ["MAX_UPLOAD_FILE", "UploadPages"]
 
-MAX_UPLOAD_FILE = (MAX_PATIENT_UPLOAD // 4) * 3 - 64 * 1024  # base64 in JSON fits the API cap
+MAX_UPLOAD_FILE = (MAX_PATIENT_UPLOAD // 4) * 3 - 64 * 1024  # its base64 fits the upload cap
 
 
 class UploadPages:
@@ -36,12 +34,12 @@ class UploadPages:
     def add_form(self, req: Request, status: int = 200) -> Response:
         """Add a document (D17): a PDF or a text file."""
         _sid, web = self.ctx.patient(req)
-        record = self.ctx.record(req, web)
-        if record.get("status") != "open":
+        record = self.ctx.record(web)
+        if not record.open:
             return render(req, Page("Ajouter un document", "<p>Votre DMP est fermé : "
                                     "aucun document ne peut y être ajouté.</p>", status),
                           web, record=record)
-        types = sorted(self.ctx.service.policy.types.values(), key=lambda t: t.name)
+        types = sorted(self.ctx.patients.document_types().values(), key=lambda t: t.name)
         options = "".join(f'<option value="{e(t.code)}">{e(t.name)}</option>' for t in types)
         body = (
             "<p>Ajoutez un document (PDF ou texte) : le DMP l'enregistre comme un document "
@@ -62,7 +60,7 @@ class UploadPages:
         return render(req, Page("Ajouter un document", body, status), web, record=record)
 
     def add_submit(self, req: Request) -> Response:
-        """Upload -> POST /api/patient/documents (the host wraps it in a CDA)."""
+        """Upload: the host wraps a PDF or a text in a CDA, or checks a CDA sent as is."""
         _sid, web, fields = self.ctx.sessions.form(req, MAX_UPLOAD_FILE + MAX_FORM)
         upload = fields.get("file")
         try:
@@ -84,15 +82,15 @@ class UploadPages:
                               "Seuls les PDF, les textes et les documents CDA sont acceptés.")
             if media != "application/hl7-v3+xml" and not str(fields.get("title", "")).strip():
                 raise Refused(Reason.BAD_REQUEST, "Indiquez un titre.")
-            answer = self.ctx.api.call(req, web, "POST", "/api/patient/documents", {
+            doc = self.ctx.patients.add_document(web.token, {
                 "title": str(fields.get("title", "")).strip(),
                 "type_code": str(fields.get("type_code", "")), "media_type": media,
-                "content": base64.b64encode(data).decode()})
+                "content": data})
         except Refused as refusal:
             if refusal.told is Reason.UNAUTHENTICATED:
                 raise
             problems = "; ".join(str(d.get("message", "")) for d in refusal.details)
             web.say(message(refusal) + (f" ({problems})" if problems else ""), error=True)
             return self.add_form(req, 400)
-        web.say(f"Document « {answer['document']['title']} » ajouté.")
+        web.say(f"Document « {doc.title} » ajouté.")
         return redirect("/patient/documents")
