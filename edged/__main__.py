@@ -67,7 +67,7 @@ async def _run(args: argparse.Namespace) -> int:
     stack = contextlib.ExitStack()
     try:  # whatever the simulation started is stopped if a later step fails
         if args.simulate or args.simulate_pcsc:
-            # Only the simulate entry point wires the simulators in (ARCHITECTURE.md, layers).
+            # Only the simulate entry point wires the simulators in (README.md, "Layout").
             if args.state_dir is None and args.config is None:
                 overrides["state_dir"] = Path(stack.enter_context(
                     tempfile.TemporaryDirectory(prefix="edged-sim-")))

@@ -1,4 +1,4 @@
-"""edged configuration: TOML, every setting with a sane default (ARCHITECTURE.md, Names)."""
+"""edged configuration: TOML, every setting with a sane default (docs/edged.md)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The import graph of ARCHITECTURE.md ("Layers and who may import whom"), checked for real.
+"""The import graph of the README's "Layout" (layers point down), checked for real.
 
 Each package is imported whole in a fresh interpreter, then sys.modules must hold nothing from
 the layers it may not know. The firmware is checked statically: it runs on MicroPython.

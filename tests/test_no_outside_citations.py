@@ -17,7 +17,7 @@ _SUFFIXES = (".py", ".ts", ".mjs", ".toml", ".ini", ".mk", ".md", ".sh")
 _MARKER = "outside-citation-pattern"
 _OUTSIDE = [  # outside-citation-pattern
     re.compile(r"\bFACTS\b"),  # outside-citation-pattern
-    re.compile(r"MISSION\.md|\.\./shared", re.I),  # outside-citation-pattern
+    re.compile(r"MISSION\.md|ARCHITECTURE\.md|\.\./shared", re.I),  # outside-citation-pattern
     re.compile(r"\bissues? \d+", re.I),  # outside-citation-pattern
 ]
 
