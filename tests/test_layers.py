@@ -106,11 +106,11 @@ def test_the_static_check_sees_host_imports(source: str) -> None:
     assert top_level_imports(source) & set(HOST_PACKAGES)
 
 
-# -- inside edged: daemon / cli / sdk -> api -> services -> readers, state -------------------
+# -- inside edged: daemon / cli -> api -> services -> readers, state -------------------------
 # A module may import its own layer or lower ones, never a higher one; function-local and
 # TYPE_CHECKING imports count too (they are how an import circle hides).
 EDGED_LAYERS = {
-    "edged.__main__": 4, "edged.daemon": 4, "edged.cli": 4, "edged.sdk": 4, "edged.bridge": 4,
+    "edged.__main__": 4, "edged.daemon": 4, "edged.cli": 4, "edged.bridge": 4,
     "edged.simulation": 4, "edged.early": 4,
     "edged.api": 3,
     "edged.services": 2,

@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from edged.api.errors import TOO_LARGE
+from bifente_client.codes import TOO_LARGE
 from edged.api.jsonrpc import INVALID_PARAMS, RpcError
 from edged.readers.pcsc import CardKind
 from edged.services import cards
