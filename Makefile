@@ -34,10 +34,12 @@ $(PY):
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 
-# The product (bifente) and, for tests and the demo, the simulators (bifente-sim, a separate
-# distribution: simulators/pyproject.toml) that a Pi install never gets.
-.stamp-venv: pyproject.toml simulators/pyproject.toml $(PY) .stamp-apt
-	$(PY) -m pip install -q -e '.[dev]' -e ./simulators
+# The client SDK (bifente-client, sdk/python/pyproject.toml: what a clinic workstation
+# installs alone), the product (bifente, which depends on it) and, for tests and the demo, the
+# simulators (bifente-sim, a separate distribution: simulators/pyproject.toml) that a Pi
+# install never gets.
+.stamp-venv: pyproject.toml sdk/python/pyproject.toml simulators/pyproject.toml $(PY) .stamp-apt
+	$(PY) -m pip install -q -e './sdk/python[check]' -e '.[dev]' -e ./simulators
 	@touch $@
 
 include mk/firmware.mk

@@ -19,11 +19,11 @@ from typing import Any
 
 from bench.table import Row, fmt_time, goal
 from bench.waits import cards_seen
+from bifente_client import Client, Credentials, pair
 from edged.api.methods import dispatch
 from edged.config import Config
 from edged.daemon import Daemon
 from edged.readers.pcsc import CardKind
-from edged.sdk import Client, Credentials, pair
 from simulators.pinpad import Keypad, SimulatedDisplay
 from simulators.world import CardsOn, SimulatedWorld
 
@@ -270,9 +270,10 @@ async def _subprocess_daemon(quick: bool) -> list[Row]:
 
 async def _issue_client(state: Path, port: int, fingerprint: str) -> Credentials:
     """A client certificate from the daemon's own CA (as pairing would issue it)."""
-    from edged.api.tlsclient import generate_client_key_and_csr
+    from bifente_client.identity import fingerprint_of
+    from bifente_client.tls import generate_client_key_and_csr
     from edged.state.clients import ClientRegistry
-    from edged.state.keystore import Keystore, fingerprint_of
+    from edged.state.keystore import Keystore
 
     key_pem, csr_pem = generate_client_key_and_csr("bench")
     from edged.state.keywrap import load_key_wrapper

@@ -67,9 +67,9 @@ async def _answer_consent(display: Any, keypad: Any, call: Any) -> Any:
 
 
 async def _flows(tmp: Path, world: SimulatedWorld) -> tuple[dict[str, Any], dict[str, Any]]:
+    from bifente_client import pair
     from edged.config import Config
     from edged.daemon import Daemon
-    from edged.sdk import pair
     from edged.services import smime
     from edged.services.mail import service_of
     from simulators.pinpad import Keypad, PinPadTransport, SimulatedDisplay

@@ -276,10 +276,10 @@ async def _through_daemon(mail: dict[str, Any], state: Path,
     import re
 
     from bench.waits import cards_seen
+    from bifente_client import pair
     from edged.config import Config
     from edged.daemon import Daemon
     from edged.readers.pcsc import CardKind
-    from edged.sdk import pair
     from edged.services import smime
     from simulators.pinpad import Keypad, SimulatedDisplay
 

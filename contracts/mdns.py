@@ -1,7 +1,7 @@
 """The DNS-SD advert of a terminal daemon: service type and TXT keys (docs/discovery.md).
 
 edged announces it (edged/discovery.py, Announcer) and clients browse for it (the same
-module's browse(), the SDK and the CLI), so both sides read the names from here.
+module's browse(), used by `bifente discover`), so both sides read the names from here.
 """
 
 from __future__ import annotations

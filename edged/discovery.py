@@ -27,7 +27,7 @@ from zeroconf import (
 from zeroconf._dns import DNSService  # not re-exported by name from zeroconf itself
 from zeroconf.asyncio import AsyncServiceBrowser, AsyncServiceInfo, AsyncZeroconf
 
-from contracts.fingerprint import fingerprint_of
+from bifente_client.identity import fingerprint_of
 from contracts.mdns import FINGERPRINT_PREFIX, PROTOCOL_VERSION, SERVICE_TYPE, TXT_KEYS
 
 __all__ = [
@@ -42,7 +42,6 @@ __all__ = [
     "Terminal",
     "browse",
     "default_name",
-    "fingerprint_of",
     "format_fingerprint",
     "host_addresses",
     "parse_static",

@@ -138,7 +138,7 @@ class Soak:
 
     # -- clients ------------------------------------------------------------------------
     async def pair_all(self) -> list[Any]:
-        from edged.sdk import pair
+        from bifente_client import pair
 
         def code() -> str:
             for _ in range(100):
@@ -156,7 +156,7 @@ class Soak:
         return [await c.connect() for c in creds]
 
     async def call(self, client: Any, method: str, params: dict | None = None) -> Any:
-        from edged.sdk import RemoteError
+        from bifente_client import RemoteError
 
         started = time.monotonic()
         try:

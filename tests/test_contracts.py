@@ -76,9 +76,9 @@ def test_the_advert_publishes_exactly_the_contracts_txt_keys() -> None:
 def test_dmp_reasons_edged_passes_on_are_the_hosts() -> None:
     # DMP_ERROR's data.reason is the host's code (docs/dmp-api.md, "Refusal reasons"), except
     # the few edged decides itself before or instead of asking the host.
+    from bifente_client.codes import DMP_ERROR
     from contracts.dmp import Reason
     from edged.api.contract import ERRORS
-    from edged.api.errors import DMP_ERROR
 
     own = {"host_unreachable", "host_untrusted", "dmp_not_configured"}
     (dmp,) = [kind for kind in ERRORS if kind.code == DMP_ERROR]

@@ -1,11 +1,15 @@
-"""The product and the simulators are separate distributions; a Pi install gets no test key.
+"""The product, the simulators and the client SDK are separate distributions: a Pi install
+gets no test key, a clinic workstation gets the client without the daemon or pyscard.
 
-Both wheels are built for real (setuptools, no network) from a copy of the tracked tree, and
-their contents read back.
+The three wheels are built for real (setuptools, no network) from a copy of the tracked tree,
+and their contents read back; the client's is also unpacked and run with the product's
+packages and pyscard made unimportable.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
 import subprocess
 import sys
@@ -44,7 +48,16 @@ def _wheel(project: Path, out: Path) -> zipfile.ZipFile:
 def wheels(tmp_path_factory: pytest.TempPathFactory) -> dict[str, zipfile.ZipFile]:
     tree = _tree_copy(tmp_path_factory.mktemp("tree"))
     return {"bifente": _wheel(tree, tmp_path_factory.mktemp("product")),
-            "bifente-sim": _wheel(tree / "simulators", tmp_path_factory.mktemp("sim"))}
+            "bifente-sim": _wheel(tree / "simulators", tmp_path_factory.mktemp("sim")),
+            "bifente-client": _wheel(tree / "sdk" / "python", tmp_path_factory.mktemp("client"))}
+
+
+def _requires(wheel: zipfile.ZipFile) -> list[str]:
+    """The wheel's Requires-Dist lines, extras left out."""
+    metadata = next(n for n in wheel.namelist() if n.endswith(".dist-info/METADATA"))
+    return [line.removeprefix("Requires-Dist:").strip()
+            for line in wheel.read(metadata).decode().splitlines()
+            if line.startswith("Requires-Dist:") and "extra ==" not in line]
 
 
 def test_the_product_ships_no_simulator_and_no_private_key(
@@ -55,10 +68,98 @@ def test_the_product_ships_no_simulator_and_no_private_key(
     assert not [n for n in names if n.startswith("simulators/")]
     assert not [n for n in names if n.endswith((".pem", ".key"))]
     assert not [n for n in names if b"PRIVATE KEY-----" in product.read(n)]
-    metadata = next(n for n in names if n.endswith(".dist-info/METADATA"))
-    requires = [line for line in product.read(metadata).decode().splitlines()
-                if line.startswith("Requires-Dist:") and "extra ==" not in line]
-    assert not [r for r in requires if "bifente-sim" in r]
+    assert not [r for r in _requires(product) if "bifente-sim" in r]
+
+
+def test_the_client_sdk_is_apart_from_the_product(wheels: dict[str, zipfile.ZipFile]) -> None:
+    client = set(wheels["bifente-client"].namelist())
+    assert {"bifente_client/client.py", "bifente_client/tls.py", "bifente_client/codes.py",
+            "bifente_client/py.typed"} <= client
+    assert not [n for n in client if n.startswith(("edged/", "apdu/", "contracts/",
+                                                   "simulators/"))]
+    assert not [n for n in client if not n.startswith(("bifente_client/", "bifente_client-"))]
+    requires = _requires(wheels["bifente-client"])
+    assert requires and not [r for r in requires if r.startswith(("pyscard", "zeroconf",
+                                                                   "bifente"))]
+    # The product uses the SDK and no longer carries a copy of it.
+    product = set(wheels["bifente"].namelist())
+    assert not [n for n in product if n.startswith(("bifente_client/", "edged/sdk/"))]
+    assert [r for r in _requires(wheels["bifente"]) if r.startswith("bifente-client")]
+
+
+# Makes the product's packages, the simulators, pyscard and zeroconf unimportable, the way a
+# clinic workstation with only bifente-client installed has them.
+_BLOCK = """
+import importlib.abc, sys
+BLOCKED = {"edged", "apdu", "contracts", "simulators", "smartcard", "zeroconf"}
+assert not [m for m in sys.modules if m.split(".")[0] in BLOCKED], "loaded before the blocker"
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in BLOCKED:
+            raise ModuleNotFoundError(f"No module named {name!r} (blocked)", name=name)
+sys.meta_path.insert(0, Block())
+"""
+
+# Every module of the unpacked wheel, then what a client does before it meets a terminal.
+_USE_THE_CLIENT = """
+import importlib, json, pkgutil, ssl, sys, tempfile
+from pathlib import Path
+import bifente_client
+assert bifente_client.__file__.startswith(sys.argv[1]), bifente_client.__file__
+names = [info.name for info in pkgutil.walk_packages(bifente_client.__path__, "bifente_client.")]
+for name in names:
+    importlib.import_module(name)
+from cryptography import x509
+from bifente_client import Credentials, contract
+from bifente_client.tls import generate_client_key_and_csr, pinned_ssl_context
+key_pem, csr_pem = generate_client_key_and_csr("Front desk")
+csr = x509.load_pem_x509_csr(csr_pem)
+context = pinned_ssl_context("ab" * 32)
+with tempfile.TemporaryDirectory() as folder:
+    Credentials("Front desk", "192.0.2.7", 8443, "ab" * 32, "cert", key_pem.decode()).save(
+        Path(folder))
+    (found,) = Credentials.load_all(Path(folder))
+try:
+    contract.check_error({"code": -32004, "message": "x", "data": {"reason": "too_large"}})
+    unchecked = "no error"
+except contract.ContractViolation as exc:
+    unchecked = str(exc)
+print(json.dumps({"modules": names, "csr_valid": csr.is_signature_valid,
+                  "cn": csr.subject.rfc4514_string(),
+                  "tls13": context.minimum_version == ssl.TLSVersion.TLSv1_3,
+                  "found": found.name, "unchecked": unchecked}))
+"""
+
+
+def _client_only(code: str, site: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run code with the blocker first and `site` as the only path of ours (not the tree)."""
+    env = {**os.environ, "PYTHONPATH": str(site), "BIFENTE_CHECK_ANSWERS": "1"}
+    return subprocess.run([sys.executable, "-c", _BLOCK + code, str(site), *args], cwd=site,
+                          env=env, capture_output=True, text=True, timeout=60, check=False)
+
+
+def test_the_client_sdk_works_without_the_product_and_pyscard(
+        wheels: dict[str, zipfile.ZipFile], tmp_path: Path) -> None:
+    site = tmp_path / "site"
+    wheels["bifente-client"].extractall(site)
+    result = _client_only(_USE_THE_CLIENT, site)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert {"bifente_client.client", "bifente_client.credentials", "bifente_client.tls",
+            "bifente_client.contract", "bifente_client.codes"} <= set(report["modules"])
+    assert report["csr_valid"] and report["cn"] == "CN=Front desk" and report["tls13"]
+    assert report["found"] == "Front desk"
+    # Checking answers needs a document: without one it says how to give it (no edged import).
+    assert "use_document()" in report["unchecked"]
+
+
+def test_the_blocker_blocks(tmp_path: Path) -> None:
+    # The check above is not vacuous: behind the same blocker, each hidden package fails to
+    # import even though this virtual environment has it.
+    for module in ("edged.daemon", "apdu", "smartcard", "simulators", "contracts"):
+        result = _client_only(f"import {module}\n", tmp_path)
+        assert result.returncode == 1
+        assert "(blocked)" in result.stderr, result.stderr
 
 
 def test_the_simulators_ship_their_data(wheels: dict[str, zipfile.ZipFile]) -> None:

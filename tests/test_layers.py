@@ -16,6 +16,10 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 HOST_PACKAGES = ("apdu", "contracts", "edged", "simulators")
+CLIENT_SDK = ROOT / "sdk" / "python"  # the distribution bifente-client, package bifente_client
+# What a clinic workstation's install of bifente-client does not have: the product's packages
+# (the daemon, the card stack, the shared contracts), the simulators, pyscard, zeroconf.
+NOT_IN_THE_CLIENT = (*HOST_PACKAGES, "smartcard", "zeroconf")
 
 # Imports every module of a package, then reports what got loaded. Modules named __main__ are
 # imported too: they are guarded by `if __name__ == "__main__"`.
@@ -66,6 +70,13 @@ def test_edged_leaves_simulators_out() -> None:
     assert forbidden == []
 
 
+def test_the_client_sdk_imports_no_product_package() -> None:
+    imported, forbidden = import_all("bifente_client", *NOT_IN_THE_CLIENT)
+    assert {"bifente_client.client", "bifente_client.tls", "bifente_client.contract"} \
+        <= set(imported)
+    assert forbidden == []
+
+
 def test_the_check_can_fail() -> None:
     # The same probe sees a layer when it is imported: the tests above are not vacuous.
     _imported, forbidden = import_all("simulators", "apdu")
@@ -99,6 +110,34 @@ def test_firmware_imports_no_host_package(path: Path) -> None:
     assert not used & set(HOST_PACKAGES), f"{path.name} imports {sorted(used & set(HOST_PACKAGES))}"
 
 
+def client_outside_imports(root: Path) -> dict[str, list[str]]:
+    """file -> what it imports that a client-only install lacks (anywhere, lazy ones too)."""
+    found = {}
+    for path in sorted((root / "bifente_client").rglob("*.py")):
+        used = top_level_imports(path.read_text(encoding="utf-8")) & set(NOT_IN_THE_CLIENT)
+        if used:
+            found[path.relative_to(root).as_posix()] = sorted(used)
+    return found
+
+
+def test_the_client_sdk_imports_nothing_of_the_product_even_lazily() -> None:
+    # The import probe above sees module-level imports only; a function-local one would break
+    # a client-only install the first time the function runs.
+    assert len(list((CLIENT_SDK / "bifente_client").glob("*.py"))) > 3
+    assert client_outside_imports(CLIENT_SDK) == {}
+
+
+def test_the_client_check_can_fail(tmp_path: Path) -> None:
+    package = tmp_path / "bifente_client"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "contract.py").write_text(
+        "def _document():\n    from edged.api.openrpc import document\n    return document()\n")
+    (package / "tls.py").write_text("from smartcard.System import readers\n")
+    assert client_outside_imports(tmp_path) == {"bifente_client/contract.py": ["edged"],
+                                                "bifente_client/tls.py": ["smartcard"]}
+
+
 @pytest.mark.parametrize("source", ["import apdu.tlv", "from edged.cli import sim",
                                     "def f():\n    from simulators import cps3\n",
                                     "__import__('apdu')"])
@@ -106,11 +145,11 @@ def test_the_static_check_sees_host_imports(source: str) -> None:
     assert top_level_imports(source) & set(HOST_PACKAGES)
 
 
-# -- inside edged: daemon / cli / sdk -> api -> services -> readers, state -------------------
+# -- inside edged: daemon / cli -> api -> services -> readers, state -------------------------
 # A module may import its own layer or lower ones, never a higher one; function-local and
 # TYPE_CHECKING imports count too (they are how an import circle hides).
 EDGED_LAYERS = {
-    "edged.__main__": 4, "edged.daemon": 4, "edged.cli": 4, "edged.sdk": 4, "edged.bridge": 4,
+    "edged.__main__": 4, "edged.daemon": 4, "edged.cli": 4, "edged.bridge": 4,
     "edged.simulation": 4, "edged.early": 4,
     "edged.api": 3,
     "edged.services": 2,
@@ -215,11 +254,13 @@ def firmware_imports(root: Path) -> dict[str, set[str]]:
     return graph
 
 
-@pytest.mark.parametrize("package", ["apdu", "contracts", "edged"])
-def test_the_product_has_no_import_circle(package: str) -> None:
-    # Across packages the layer tests above already forbid a way back (contracts <- apdu <-
-    # edged), so a circle could only live inside one package.
-    graph = package_imports(ROOT, package)
+@pytest.mark.parametrize(("root", "package"), [(ROOT, "apdu"), (ROOT, "contracts"),
+                                               (ROOT, "edged"), (CLIENT_SDK, "bifente_client")],
+                         ids=["apdu", "contracts", "edged", "bifente_client"])
+def test_the_product_has_no_import_circle(root: Path, package: str) -> None:
+    # Across packages the layer tests above already forbid a way back (bifente_client,
+    # contracts <- apdu <- edged), so a circle could only live inside one package.
+    graph = package_imports(root, package)
     assert len(graph) > 2
     assert import_cycles(graph) == []
 

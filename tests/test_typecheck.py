@@ -1,5 +1,6 @@
-"""Host code is type-checked: mypy over `apdu/` and `contracts/` strict, and over `edged/`
-and `simulators/` with the project's settings (pyproject [tool.mypy])."""
+"""Host code is type-checked: mypy over `apdu/`, `contracts/` and the client SDK
+(`sdk/python/bifente_client`) strict, and over `edged/` and `simulators/` with the project's
+settings (pyproject [tool.mypy])."""
 
 from __future__ import annotations
 
@@ -19,6 +20,14 @@ def test_apdu_is_strictly_typed() -> None:
     """The card stack and the shared contracts, the floors the rest builds on, pass --strict."""
     result = _mypy("apdu", "contracts")
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_client_sdk_is_strictly_typed() -> None:
+    """The client SDK, which integrators type-check their code against (it ships py.typed),
+    passes --strict (pyproject's override; mypy_path finds it in sdk/python)."""
+    result = _mypy("-p", "bifente_client")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "'bifente_client.*'" not in result.stderr  # the strict override did apply
 
 
 def test_edged_is_typed() -> None:

@@ -9,7 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from edged.api import errors, jsonrpc
+from bifente_client import codes
+from edged.api import jsonrpc
 
 __all__ = ["CLOSE_CODES", "ERRORS", "EVENTS", "ErrorKind", "all_reasons"]
 
@@ -40,46 +41,46 @@ ERRORS: tuple[ErrorKind, ...] = (
                                                     "digest_mismatch")),
     ErrorKind(jsonrpc.INTERNAL_ERROR, "a bug; details are in the daemon's log",
               ("internal_error",)),
-    ErrorKind(errors.NOT_PAIRED, "the client must pair first", ("not_paired",)),
-    ErrorKind(errors.FORBIDDEN, "the client lacks a scope, or asks what no client may: a "
+    ErrorKind(codes.NOT_PAIRED, "the client must pair first", ("not_paired",)),
+    ErrorKind(codes.FORBIDDEN, "the client lacks a scope, or asks what no client may: a "
               "challenge of the DMP host's shape (docs/security.md)",
               ("missing_scope", "challenge_reserved"),
               "`data.scopes` lists the scopes that would be accepted"),
-    ErrorKind(errors.REVOKED, "the client's certificate was revoked; the daemon closes the "
+    ErrorKind(codes.REVOKED, "the client's certificate was revoked; the daemon closes the "
               "socket with 4403 (a revocation closes open sockets first, so the error is "
               "seen on the next connection)", ("revoked",)),
-    ErrorKind(errors.RATE_LIMITED, "too many calls, too many prompts on the terminal "
+    ErrorKind(codes.RATE_LIMITED, "too many calls, too many prompts on the terminal "
               "(docs/security.md), or too many connections for this client (sent with id "
               "null right before the close 1008)",
               ("rate_limited", "too_many_connections", "prompt_pending"),
               "`data.retry_after` (seconds) for `rate_limited`; `prompt_pending`: a prompt "
               "of this client is already waiting on the terminal"),
-    ErrorKind(errors.TOO_LARGE, "a message or a decoded parameter larger than its limit "
+    ErrorKind(codes.TOO_LARGE, "a message or a decoded parameter larger than its limit "
               "(id is null when the message was too large to be read)", ("too_large",),
               "`data.limit` (bytes)"),
-    ErrorKind(errors.STORAGE_FULL, "the terminal's disk is nearly full: new mail, DMP feeds "
+    ErrorKind(codes.STORAGE_FULL, "the terminal's disk is nearly full: new mail, DMP feeds "
               "to queue and uploads are refused before anything is written (what is stored "
               "stays; docs/edged.md, \"Disk space\")", ("disk_full",),
               "`data.free_bytes`, `data.needed_bytes`, `data.reserve_bytes`"),
-    ErrorKind(errors.CARD_ERROR, "card problem",
+    ErrorKind(codes.CARD_ERROR, "card problem",
               ("no_card", "card_removed", "card_busy", "timeout", "card_unreadable",
                "card_refused", "reader_error", "other_professional"),
               "`data.sw` for `card_refused`; `other_professional`: the CPS card in the "
               "terminal is not the one of the professional a queued DMP feed is for"),
-    ErrorKind(errors.PIN_ERROR, "PIN problem: a signature or decryption needs the PIN first "
+    ErrorKind(codes.PIN_ERROR, "PIN problem: a signature or decryption needs the PIN first "
               "(cps.verify_pin reports wrong/blocked/cancelled in its result, not as errors)",
               ("wrong_pin", "pin_blocked", "pin_cancelled", "no_pin_pad", "pin_required"),
               "`data.tries_left` for `wrong_pin`"),
-    ErrorKind(errors.PAIRING_ERROR, "pairing refused",
+    ErrorKind(codes.PAIRING_ERROR, "pairing refused",
               ("invalid_request", "unknown_pairing", "expired", "wrong_code", "locked_out",
                "busy", "duplicate_name"),
               "`data.attempts_left` for `wrong_code`, `data.retry_after` for `locked_out` and "
               "`busy`"),
-    ErrorKind(errors.CONSENT_ERROR, "the terminal cannot ask, or the patient did not consent "
+    ErrorKind(codes.CONSENT_ERROR, "the terminal cannot ask, or the patient did not consent "
               "(DMP), or the holder did not confirm a signature on the terminal",
               ("no_terminal", "consent_refused", "consent_timeout", "vitale_required",
                "ins_not_on_card", "signature_refused", "signature_timeout")),
-    ErrorKind(errors.MAIL_ERROR, "secure mail refused",
+    ErrorKind(codes.MAIL_ERROR, "secure mail refused",
               ("unknown_recipient", "attachment_too_large", "message_too_large",
                "signature_invalid", "certificate_invalid", "not_for_this_recipient",
                "decryption_failed", "sender_mismatch", "not_encrypted", "not_signed",
@@ -89,7 +90,7 @@ ERRORS: tuple[ErrorKind, ...] = (
               "`data.address` (unknown_recipient); `data.filename`, `size`, `limit` "
               "(attachment_too_large); `data.detail` (signature_invalid, "
               "certificate_invalid: the verification reason, e.g. `digest-mismatch`)"),
-    ErrorKind(errors.DMP_ERROR, "the DMP host refused, or cannot be reached",
+    ErrorKind(codes.DMP_ERROR, "the DMP host refused, or cannot be reached",
               ("host_unreachable", "host_untrusted", "dmp_not_configured", "cda_invalid",
                "ins_invalid", "ins_mismatch", "dmp_exists", "dmp_not_found",
                "unknown_document", "outside_access_matrix", "insurer_forbidden",

@@ -27,7 +27,7 @@ from apdu.cps import SHA256_DIGEST_INFO
 from apdu.cps_spec import CPS_AID, Algo, KeyRef, PinRef
 from apdu.errors import ApduError, AuthMethodBlocked
 from apdu.ins import INS
-from edged.api.errors import CARD_ERROR, CONSENT_ERROR, PIN_ERROR
+from bifente_client.codes import CARD_ERROR, CONSENT_ERROR, PIN_ERROR
 from edged.api.method import BOOL, STR, Method, b64_param, obj, on_card
 from edged.readers.pcsc import CardKind
 from edged.readers.session import InsertedCps

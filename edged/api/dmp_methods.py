@@ -18,8 +18,8 @@ import asyncio
 from typing import TYPE_CHECKING, Any
 
 from apdu.identity import mask_nir
+from bifente_client.codes import CARD_ERROR, CONSENT_ERROR, DMP_ERROR, PIN_ERROR, STORAGE_FULL
 from edged.api import uploads
-from edged.api.errors import CARD_ERROR, CONSENT_ERROR, DMP_ERROR, PIN_ERROR, STORAGE_FULL
 from edged.api.jsonrpc import INVALID_PARAMS, RpcError
 from edged.api.method import BOOL, INT, STR, Method, b64_param, obj, on_card
 from edged.readers.pcsc import CardKind

@@ -18,6 +18,17 @@ from apdu.errors import (
     UnexpectedCard,
     WrongPin,
 )
+from bifente_client.codes import (
+    CARD_ERROR,
+    CONSENT_ERROR,
+    DMP_ERROR,
+    FORBIDDEN,
+    MAIL_ERROR,
+    PAIRING_ERROR,
+    PIN_ERROR,
+    RATE_LIMITED,
+    STORAGE_FULL,
+)
 from edged.api.jsonrpc import INTERNAL_ERROR, INVALID_PARAMS, RpcError
 from edged.api.pairing import PairingError
 from edged.api.schema import SchemaError
@@ -29,40 +40,9 @@ from edged.services.mail import MailError
 from edged.state.clients import DuplicateClient, UnknownClient
 from edged.state.space import DiskFull
 
-__all__ = [
-    "CARD_ERROR",
-    "CONSENT_ERROR",
-    "DMP_ERROR",
-    "FORBIDDEN",
-    "MAIL_ERROR",
-    "NOT_PAIRED",
-    "PAIRING_ERROR",
-    "PIN_ERROR",
-    "RATE_LIMITED",
-    "REVOKED",
-    "STORAGE_FULL",
-    "TOO_LARGE",
-    "NoCard",
-    "TerminalUnavailable",
-    "to_rpc_error",
-]
+__all__ = ["NoCard", "TerminalUnavailable", "to_rpc_error"]
 
 log = logging.getLogger(__name__)
-
-# Application error codes (JSON-RPC 2.0 §5.1: -32000..-32099 are implementation-defined).
-NOT_PAIRED = -32000
-FORBIDDEN = -32001
-REVOKED = -32002
-RATE_LIMITED = -32003
-TOO_LARGE = -32004
-STORAGE_FULL = -32005  # the state's disk is nearly full: new durable work refused
-CARD_ERROR = -32010
-PIN_ERROR = -32020
-PAIRING_ERROR = -32030
-CONSENT_ERROR = -32040
-MAIL_ERROR = -32050
-DMP_ERROR = -32060  # the DMP host refused: data.reason is the host's reason code
-
 
 _FAMILY_CODES = {Family.CARD: CARD_ERROR, Family.PIN: PIN_ERROR, Family.CONSENT: CONSENT_ERROR,
                  Family.MAIL: MAIL_ERROR, Family.DMP: DMP_ERROR, Family.PAIRING: PAIRING_ERROR,

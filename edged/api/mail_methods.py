@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, Any
 
 from cryptography import x509
 
+from bifente_client.codes import CARD_ERROR, MAIL_ERROR, PIN_ERROR, STORAGE_FULL
 from edged.api import uploads
-from edged.api.errors import CARD_ERROR, MAIL_ERROR, PIN_ERROR, STORAGE_FULL
 from edged.api.method import BOOL, INT, STR, Method, b64_param, obj, on_card
 from edged.readers.pcsc import CardKind
 from edged.readers.session import InsertedCps

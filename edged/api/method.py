@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from edged.api.errors import TOO_LARGE
+from bifente_client.codes import TOO_LARGE
 from edged.api.jsonrpc import INVALID_PARAMS, RpcError
 from edged.readers.pcsc import CardKind
 from edged.services import cards
@@ -39,8 +39,8 @@ class Method:
     params: dict[str, Any] = field(default_factory=lambda: obj({}))
     result: dict[str, Any] = field(default_factory=dict)
     unpaired: bool = False  # callable before pairing
-    # The error codes of this method's own refusals (edged/api/errors.py), besides the ones
-    # every method may answer (edged/api/describe.py): the OpenRPC document lists both.
+    # The error codes of this method's own refusals (bifente_client/codes.py), besides the
+    # ones every method may answer (edged/api/describe.py): the OpenRPC document lists both.
     errors: tuple[int, ...] = ()
 
 

@@ -11,10 +11,7 @@ import hashlib
 from typing import TYPE_CHECKING, Any
 
 from apdu.cps_spec import KeyRef
-from edged.api import audit_methods, cps_methods, dmp_methods, mail_methods, render, uploads
-from edged.api.contract import EVENTS
-from edged.api.describe import build
-from edged.api.errors import (
+from bifente_client.codes import (
     CARD_ERROR,
     CONSENT_ERROR,
     FORBIDDEN,
@@ -22,6 +19,9 @@ from edged.api.errors import (
     PAIRING_ERROR,
     PIN_ERROR,
 )
+from edged.api import audit_methods, cps_methods, dmp_methods, mail_methods, render, uploads
+from edged.api.contract import EVENTS
+from edged.api.describe import build
 from edged.api.jsonrpc import METHOD_NOT_FOUND, RpcError
 from edged.api.method import B64 as _B64
 from edged.api.method import BOOL as _BOOL

@@ -21,9 +21,10 @@ from websockets.exceptions import ConnectionClosed
 from websockets.extensions.permessage_deflate import enable_server_permessage_deflate
 from websockets.server import ServerProtocol
 
-from contracts.fingerprint import fingerprint_of
+from bifente_client.codes import RATE_LIMITED, REVOKED, TOO_LARGE
+from bifente_client.identity import fingerprint_of
 from edged.api import jsonrpc
-from edged.api.errors import RATE_LIMITED, REVOKED, TOO_LARGE, to_rpc_error
+from edged.api.errors import to_rpc_error
 from edged.api.gate import Acceptor, Admission, Gate, GateLimits, prefix_of, start_tls
 from edged.api.listen import listen
 from edged.api.methods import dispatch

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from edged.api.errors import STORAGE_FULL, TOO_LARGE
+from bifente_client.codes import STORAGE_FULL, TOO_LARGE
 from edged.api.jsonrpc import INVALID_PARAMS, RpcError
 from edged.api.method import INT, STR, Method, b64_param, obj
 

@@ -64,8 +64,8 @@ async def _wait_screen(control: Any, pattern: str, timeout: float = 15.0) -> lis
 
 
 async def _scenario(port: int, fingerprint: str, control_address: str, name: str) -> None:
+    from bifente_client import pair
     from edged.discovery import browse
-    from edged.sdk import pair
     from simulators.terminal.control import TerminalControl
 
     control = TerminalControl(control_address)

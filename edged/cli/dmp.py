@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from edged.sdk import Credentials
+from bifente_client import Credentials
 
 __all__ = ["add_parsers"]
 

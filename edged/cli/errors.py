@@ -42,7 +42,7 @@ def describe_error(exc: BaseException) -> tuple[str, int]:
         return f"reader error: {exc}", EXIT["no_card"]
     if isinstance(exc, CardError):
         return str(exc), EXIT["card"]
-    from edged.sdk.client import RemoteError, RequestTooLarge
+    from bifente_client.client import RemoteError, RequestTooLarge
     from edged.state.audit import AuditError
 
     if isinstance(exc, AuditError):

@@ -8,6 +8,7 @@ import logging
 import os
 import sys
 
+from bifente_client import contract
 from edged.cli import (
     admin,
     audit,
@@ -78,8 +79,17 @@ def _json_everywhere(parser: argparse.ArgumentParser) -> None:
                             help="JSON Lines on stdout: text lines, results, errors")
 
 
+def _check_answers() -> None:
+    """With BIFENTE_CHECK_ANSWERS=1, the SDK checks answers against the daemon's own contract."""
+    if contract.enabled():
+        from edged.api.openrpc import document
+
+        contract.use_document(document)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run one command; errors become one line on stderr and a non-zero exit code."""
+    _check_answers()
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=[logging.WARNING, logging.INFO, logging.DEBUG][min(args.verbose, 2)],
@@ -90,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
         args.json = True
     real_stdout = sys.stdout
     if lines:
-        from edged.sdk.client import Client
+        from bifente_client.client import Client
 
         sys.stdout = output.JsonLines(real_stdout)
         Client.on_result = lambda method, result: output.emit(

@@ -9,7 +9,7 @@ import re
 import sys
 from typing import Any
 
-from edged.sdk import Client, Credentials, pair
+from bifente_client import Client, Credentials, pair
 from edged.state.clients import SCOPES
 
 __all__ = ["add_parsers", "resolve_target"]

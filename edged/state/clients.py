@@ -6,13 +6,14 @@ import builtins
 import contextlib
 import json
 import os
-import re
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+
+from bifente_client.identity import validate_client_name, validate_fingerprint
 
 __all__ = [
     "DEFAULT_SCOPES",
@@ -23,8 +24,6 @@ __all__ = [
     "UnknownClient",
     "normalise_scopes",
     "scope_labels",
-    "validate_client_name",
-    "validate_fingerprint",
 ]
 
 # Every right a pairing can carry; methods check one of these (docs/pairing.md).
@@ -54,11 +53,8 @@ SCOPE_LABELS: dict[str, str] = {
     "admin": "ADMIN",
 }
 
-MAX_NAME_LENGTH = 64  # also the X.509 upper bound for a CN (RFC 5280 ub-common-name)
 _MAX_SCOPES_REQUESTED = 32  # a peer-controlled count, capped before anything else
 _MAX_REVOKED_BY = 128
-_NAME_RE = re.compile(r"[A-Za-z0-9 ._-]{1,64}")
-_FINGERPRINT_RE = re.compile(r"[0-9a-f]{64}")
 
 _SCHEMA_VERSION = 1
 _SCHEMA = """
@@ -86,30 +82,6 @@ class UnknownClient(KeyError):
     def __str__(self) -> str:
         # KeyError would print the repr of its argument, quotes included.
         return str(self.args[0]) if self.args else "unknown client"
-
-
-def validate_client_name(name: object) -> str:
-    """Return `name` if it is 1-64 of [A-Za-z0-9 ._-] without edge spaces, else ValueError."""
-    if (
-        not isinstance(name, str)
-        or len(name) > MAX_NAME_LENGTH
-        or not _NAME_RE.fullmatch(name)
-        or name.strip() != name
-    ):
-        raise ValueError(
-            "a client name is 1 to 64 characters among letters, digits, space, '.', '_' "
-            "and '-', not starting or ending with a space"
-        )
-    return name
-
-
-def validate_fingerprint(fingerprint: object) -> str:
-    """A SHA-256 fingerprint as 64 lower-case hex digits (colons allowed), else ValueError."""
-    if isinstance(fingerprint, str) and len(fingerprint) <= 128:
-        normalised = fingerprint.replace(":", "").strip().lower()
-        if _FINGERPRINT_RE.fullmatch(normalised):
-            return normalised
-    raise ValueError("a certificate fingerprint is 64 hex digits (SHA-256 of the certificate DER)")
 
 
 def normalise_scopes(scopes: Sequence[str]) -> tuple[str, ...]:

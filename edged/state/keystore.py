@@ -26,8 +26,8 @@ from cryptography.hazmat.primitives.asymmetric.types import (
 )
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from contracts.fingerprint import fingerprint_of
-from edged.state.clients import normalise_scopes, validate_client_name
+from bifente_client.identity import fingerprint_of, validate_client_name
+from edged.state.clients import normalise_scopes
 from edged.state.keywrap import KeyWrapper
 
 __all__ = [
@@ -38,7 +38,6 @@ __all__ = [
     "SERVER_KEY_FILE",
     "Keystore",
     "KeystoreError",
-    "fingerprint_of",
     "load_client_public_key",
 ]
 

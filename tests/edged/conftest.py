@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest_asyncio
 
+from bifente_client import Client, Credentials, pair
 from edged.config import Config
 from edged.daemon import Daemon
-from edged.sdk import Client, Credentials, pair
 from simulators.pinpad import Keypad, PinPadTransport, SimulatedDisplay
 
 

@@ -16,11 +16,11 @@ from pathlib import Path
 import pytest
 import websockets
 
+from bifente_client import Client, RemoteError
+from bifente_client.client import _context
 from edged.cli.main import main as cli
 from edged.config import Config
 from edged.daemon import Daemon
-from edged.sdk import Client, RemoteError
-from edged.sdk.client import _context
 from edged.state.audit import AuditTampered, read_anchor_key, record_hash
 from edged.state.audit.anchor import anchor_mac
 from edged.state.checkpoint import CheckpointError, verify_checkpoint

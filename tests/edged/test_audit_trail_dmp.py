@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from edged.sdk import RemoteError
+from bifente_client import RemoteError
 from simulators.cps3 import Cps3Card
 from simulators.dmp import DmpHost
 from simulators.vitale import Vitale2Card

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from edged.sdk import RemoteError
+from bifente_client import RemoteError
 from simulators.cps3 import Cps3Card
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.pcsc]

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from bifente_client import RemoteError
 from edged.cli.main import main as bifente
-from edged.sdk import RemoteError
 from simulators.cps3 import Cps3Card
 from simulators.dmp import DmpHost
 from simulators.dmp.testing import DmpClient, DmpWorld, FakeClock
@@ -179,7 +179,7 @@ async def test_pairing_shows_the_scopes_and_admin_is_granted_only_locally(
         shown.append(bench.display.screen())
         return bench.code_on_display()
 
-    from edged.sdk import pair
+    from bifente_client import pair
 
     credentials = await pair("127.0.0.1", bench.port, bench.fingerprint, "writer",
                              ["cps:sign", "dmp:write"], read_code)

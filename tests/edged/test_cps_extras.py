@@ -11,7 +11,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, utils
 
-from edged.sdk import RemoteError
+from bifente_client import RemoteError
 from simulators.cps3 import Cps3Card
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.pcsc]

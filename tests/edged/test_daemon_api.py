@@ -12,7 +12,7 @@ import subprocess
 import pytest
 import websockets
 
-from edged.sdk import Client, RemoteError
+from bifente_client import Client, RemoteError
 from edged.state.audit import AuditLog, read_anchor_key
 
 pytestmark = pytest.mark.asyncio
@@ -42,7 +42,7 @@ async def test_pairing_then_mutual_tls(edged) -> None:
 async def test_wrong_codes_count_down_then_lock_out(edged) -> None:
     bench = await edged()
     async with await bench.unpaired() as client:
-        from edged.api.tlsclient import generate_client_key_and_csr
+        from bifente_client.tls import generate_client_key_and_csr
 
         _key, csr = generate_client_key_and_csr("guesser")
         begun = await client.call("pair.begin", {"name": "guesser", "csr": csr.decode()})

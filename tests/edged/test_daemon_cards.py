@@ -10,7 +10,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding
 
-from edged.sdk import RemoteError
+from bifente_client import RemoteError
 from simulators.cps3 import Cps3Card
 from simulators.vitale import Vitale2Card
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from edged.sdk import Client, RemoteError
+from bifente_client import Client, RemoteError
 from edged.state.audit import AuditLog, read_anchor_key
 from edged.state.keywrap import load_key_wrapper
 
@@ -48,7 +48,7 @@ async def test_sigkill_then_restart_keeps_the_audit_chain(tmp_path: Path) -> Non
                                                  config="[cards]\npcsc = false\n")
         async with await Client.connect("127.0.0.1", port, fingerprint) as client:
             # Unpaired calls are refused but pair.begin writes audit records: load while dying.
-            from edged.api.tlsclient import generate_client_key_and_csr
+            from bifente_client.tls import generate_client_key_and_csr
 
             _key, csr = generate_client_key_and_csr(f"round{round_}")
             calls = [client.call("pair.begin", {"name": f"c{i}", "csr": csr.decode()})
@@ -139,8 +139,8 @@ async def test_sigterm_says_goodbye_on_mdns_and_powers_cards_down(tmp_path: Path
     from zeroconf import ServiceStateChange
     from zeroconf.asyncio import AsyncServiceBrowser, AsyncZeroconf
 
+    from bifente_client import pair
     from edged.discovery import SERVICE_TYPE
-    from edged.sdk import pair
     from simulators.cps3 import Cps3Card
 
     card = Cps3Card("gp")

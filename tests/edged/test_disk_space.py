@@ -14,10 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from edged.api.errors import STORAGE_FULL, to_rpc_error
+from bifente_client import RemoteError
+from bifente_client.codes import STORAGE_FULL
+from edged.api.errors import to_rpc_error
 from edged.config import Config
 from edged.daemon import Daemon
-from edged.sdk import RemoteError
 from edged.services.dmp import DmpService
 from edged.state.space import DiskFull, SpaceGuard
 from simulators.dmp import DmpHost

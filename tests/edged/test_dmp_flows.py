@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from bifente_client import RemoteError
 from edged.api.dmp_methods import _service
-from edged.sdk import RemoteError
 from simulators.cps3 import Cps3Card
 from simulators.dmp import DmpHost
 from simulators.dmp.testing import DmpClient, DmpWorld, FakeClock

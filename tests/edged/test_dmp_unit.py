@@ -184,7 +184,8 @@ def test_a_refusal_is_told_from_an_outage(tmp_path: Path, status: int, body: byt
 def test_dmp_errors_map_through_the_error_table_wherever_they_are_raised() -> None:
     # The host's refusals and outages, "not configured" and the queue's card check are typed
     # domain errors: the API maps them by type lookup, not only inside dmp_methods._run.
-    from edged.api.errors import CARD_ERROR, DMP_ERROR, to_rpc_error
+    from bifente_client.codes import CARD_ERROR, DMP_ERROR
+    from edged.api.errors import to_rpc_error
     from edged.services.dmp_card import NotThisProfessional
     from edged.services.dmp_host import DmpError, DmpNotConfigured, HostUnreachable
 

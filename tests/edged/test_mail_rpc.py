@@ -19,7 +19,7 @@ import pytest
 from apdu.cps import CpsSession
 from apdu.protocol import CardProtocol
 from apdu.transport import InProcessTransport
-from edged.sdk import RemoteError
+from bifente_client import RemoteError
 from edged.services import cms, smime
 from edged.services.mail import service_of
 from edged.services.smime import mime

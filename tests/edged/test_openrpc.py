@@ -138,7 +138,7 @@ def test_the_validator_rejects_a_broken_document(tmp_path: Path) -> None:
 
 
 def test_answer_checking_is_on_and_catches_a_mismatch() -> None:
-    from edged.sdk import contract
+    from bifente_client import contract
 
     assert contract.enabled(), "tests/conftest.py sets BIFENTE_CHECK_ANSWERS=1"
     contract.check_result("cps.pin_status", {"tries_left": 3, "max_tries": 3, "blocked": False})
@@ -199,7 +199,7 @@ def _functions_reaching_the_space_guard() -> set[Def]:
 
 
 def test_every_method_that_writes_durable_state_declares_disk_full() -> None:
-    from edged.api.errors import STORAGE_FULL
+    from bifente_client.codes import STORAGE_FULL
 
     reached = _functions_reaching_the_space_guard()
     handlers = {name for _path, cls, name in reached if cls is None}

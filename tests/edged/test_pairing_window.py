@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 
+from bifente_client import RemoteError, pair
 from edged.cli.main import main
 from edged.config import Config, ConfigError, load_config
 from edged.daemon import Daemon
-from edged.sdk import RemoteError, pair
 from edged.state.pairing_window import REQUEST_FILE
 from tests.lan_attacker import LanAttacker
 

@@ -17,7 +17,7 @@ import subprocess
 
 import pytest
 
-from edged.sdk import RemoteError
+from bifente_client import RemoteError
 from simulators.cps3 import Cps3Card
 from simulators.pcscd import ensure_pcscd
 from simulators.vitale import Vitale2Card

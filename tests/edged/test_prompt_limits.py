@@ -8,8 +8,8 @@ import logging
 
 import pytest
 
+from bifente_client import RemoteError
 from edged.limits import PROMPT_BURST, PROMPTS_PER_MINUTE
-from edged.sdk import RemoteError
 from edged.services.prompts import PromptGate
 
 

@@ -8,8 +8,8 @@ import json
 import pytest
 import websockets
 
+from bifente_client import Client, RemoteError, RequestTooLarge
 from edged.api.contract import all_reasons
-from edged.sdk import Client, RemoteError, RequestTooLarge
 
 pytestmark = pytest.mark.asyncio
 

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
+from bifente_client import RemoteError
 from edged.api import uploads
 from edged.api.jsonrpc import RpcError
-from edged.sdk import RemoteError
 from edged.services import smime
 from edged.services.mail import service_of
 from edged.state.space import SpaceGuard

@@ -21,7 +21,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from edged.sdk import Credentials, RemoteError
+from bifente_client import Credentials, RemoteError
 from simulators.dmp import DmpHost
 from simulators.dmp.storage import DB_NAME
 from simulators.dmp.testing import DmpWorld, FakeClock

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import pytest
 
-from edged.sdk import Credentials, pair
+from bifente_client import Credentials, pair
 from simulators.dmp import DmpHost
 from simulators.dmp.storage import DB_NAME
 from simulators.dmp.testing import DmpWorld, FakeClock

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from edged.sdk import Credentials, RemoteError
+from bifente_client import Credentials, RemoteError
 from edged.state.audit import AuditLog, read_anchor_key
 from edged.state.keywrap import load_key_wrapper
 from simulators.dmp import DmpHost

@@ -9,7 +9,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from edged.sdk import Credentials, pair
+from bifente_client import Credentials, pair
 from simulators.terminal.control import TerminalControl
 
 __all__ = ["Edged", "NodeRun", "pair_on_display", "run_node"]

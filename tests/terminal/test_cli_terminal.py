@@ -108,7 +108,7 @@ def test_cps_info_and_vitale_read_through_the_terminal(sim: SimProcess) -> None:
     assert read.returncode == 0, read.stderr
     assert len(json.loads(read.stdout)["beneficiaries"]) == 4
     # The local --json has the API's shapes: one parser for both paths.
-    from edged.sdk.contract import check_result
+    from bifente_client.contract import check_result
 
     check_result("vitale.read", json.loads(read.stdout))
     info = sim.run("cps", "info", "--reader", f"terminal:{sim.pty}", "--json")

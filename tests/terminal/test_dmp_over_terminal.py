@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from bifente_client import RemoteError, pair
 from edged.config import Config
 from edged.daemon import Daemon
-from edged.sdk import RemoteError, pair
 from simulators.dmp import DmpHost
 from simulators.terminal import VirtualTerminal
 from tests.edged.cda import cda

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from bifente_client import RemoteError, pair
 from edged.config import Config
 from edged.daemon import Daemon
-from edged.sdk import RemoteError, pair
 from simulators.terminal import VirtualTerminal
 from tests.lan_attacker import LanAttacker
 

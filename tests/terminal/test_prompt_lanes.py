@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
+from bifente_client import RemoteError, pair
 from edged.config import Config
 from edged.daemon import Daemon
 from edged.readers.link import ConfirmOutcome
 from edged.readers.terminal import TerminalLink
-from edged.sdk import RemoteError, pair
 from simulators.terminal import VirtualTerminal
 
 

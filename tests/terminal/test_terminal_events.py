@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from bifente_client import pair
 from edged.config import Config
 from edged.daemon import Daemon
-from edged.sdk import pair
 from simulators.terminal import VirtualTerminal
 
 pytestmark = pytest.mark.asyncio

@@ -17,7 +17,8 @@ import pytest
 import zeroconf._core
 from zeroconf import IPVersion
 
-from edged.discovery import TXT_KEYS, Advert, Announcer, browse, fingerprint_of
+from bifente_client.identity import fingerprint_of
+from edged.discovery import TXT_KEYS, Advert, Announcer, browse
 from tests.needs import missing
 
 pytestmark = pytest.mark.interop

@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from edged.api.tlsclient import (
+from bifente_client.tls import (
     PinMismatch,
     check_pinned,
     generate_client_key_and_csr,

@@ -23,6 +23,13 @@ from hypothesis import strategies as st
 from websockets.asyncio.client import connect
 from websockets.asyncio.server import ServerConnection, serve
 
+from bifente_client.identity import fingerprint_of, validate_client_name
+from bifente_client.tls import (
+    PinMismatch,
+    generate_client_key_and_csr,
+    paired_ssl_context,
+    pinned_ssl_context,
+)
 from edged.api.pairing import (
     PairingError,
     PairingErrorCode,
@@ -30,20 +37,13 @@ from edged.api.pairing import (
     PairingResult,
     PendingPairing,
 )
-from edged.api.tlsclient import (
-    PinMismatch,
-    generate_client_key_and_csr,
-    paired_ssl_context,
-    pinned_ssl_context,
-)
 from edged.state.clients import (
     SCOPES,
     ClientRegistry,
     DuplicateClient,
     UnknownClient,
-    validate_client_name,
 )
-from edged.state.keystore import Keystore, fingerprint_of
+from edged.state.keystore import Keystore
 
 PEER = "192.0.2.10"
 OTHER_PEER = "192.0.2.11"

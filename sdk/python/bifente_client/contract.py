@@ -4,15 +4,22 @@ With BIFENTE_CHECK_ANSWERS=1 in the environment (the test session sets it, so th
 as a subprocess checks too), the SDK validates each result against its method's result
 schema, each error against the error table, and each event against its params schema, with
 the `jsonschema` package; a mismatch raises ContractViolation.
+
+The document comes from whoever holds it: use_document() names a function returning it. The
+SDK knows no daemon code, so the product (the `bifente` command, the test session) passes the
+daemon's own (edged/api/openrpc.py, the source of docs/openrpc.json); an integrator may pass
+one read from docs/openrpc.json.
 """
 
 from __future__ import annotations
 
 import functools
 import os
+from collections.abc import Callable
 from typing import Any
 
-__all__ = ["ENV", "ContractViolation", "check_error", "check_event", "check_result", "enabled"]
+__all__ = ["ENV", "ContractViolation", "check_error", "check_event", "check_result", "enabled",
+           "use_document"]
 
 ENV = "BIFENTE_CHECK_ANSWERS"
 
@@ -26,11 +33,22 @@ def enabled() -> bool:
     return os.environ.get(ENV) == "1"
 
 
+_source: list[Callable[[], dict[str, Any]]] = []  # the function use_document() was given
+
+
+def use_document(source: Callable[[], dict[str, Any]]) -> None:
+    """Check answers against the OpenRPC document source() returns (called once, when needed)."""
+    _source[:] = [source]
+    _document.cache_clear()
+    _validator.cache_clear()
+
+
 @functools.cache
 def _document() -> dict[str, Any]:
-    from edged.api.openrpc import document
-
-    return document()
+    if not _source:
+        raise ContractViolation(f"{ENV}=1 but there is no OpenRPC document to check answers "
+                                "against: call bifente_client.contract.use_document() first")
+    return _source[0]()
 
 
 @functools.cache

@@ -18,9 +18,9 @@ from typing import Any, ClassVar
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-import edged.sdk.contract as contract
-from edged.api.errors import TOO_LARGE
-from edged.api.tlsclient import check_pinned, pinned_ssl_context
+import bifente_client.contract as contract
+from bifente_client.codes import TOO_LARGE
+from bifente_client.tls import check_pinned, pinned_ssl_context
 
 __all__ = ["DEFAULT_MAX_REQUEST", "Client", "RemoteError", "RequestTooLarge"]
 

@@ -11,8 +11,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from edged.state.clients import validate_client_name, validate_fingerprint
-from edged.state.keystore import fingerprint_of
+from bifente_client.identity import fingerprint_of, validate_client_name, validate_fingerprint
 
 __all__ = [
     "PinMismatch",
