@@ -1,7 +1,8 @@
 """The DNS-SD advert of a terminal daemon: service type and TXT keys (docs/discovery.md).
 
-edged announces it (edged/discovery.py, Announcer) and clients browse for it (the same
-module's browse(), used by `bifente discover`), so both sides read the names from here.
+edged announces it (edged/discovery/announce.py, Announcer) and clients browse for it
+(edged/discovery/browse.py, used by `bifente discover`), so both sides read the names from
+here.
 """
 
 from __future__ import annotations

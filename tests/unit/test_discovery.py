@@ -17,6 +17,7 @@ import zeroconf._core
 from zeroconf import DNSQuestionType, IPVersion, ServiceStateChange, Zeroconf
 from zeroconf.asyncio import AsyncServiceBrowser, AsyncServiceInfo, AsyncZeroconf
 
+from bifente_client.identity import fingerprint_of
 from edged.cli import discover as discover_cli
 from edged.discovery import (
     PROTOCOL_VERSION,
@@ -27,7 +28,6 @@ from edged.discovery import (
     AnnouncerState,
     browse,
     default_name,
-    fingerprint_of,
     format_fingerprint,
     parse_static,
 )
@@ -467,7 +467,7 @@ def test_probes_are_250_ms_apart_as_rfc_6762_says() -> None:
     # RFC 6762 §8.1; python-zeroconf 0.154 uses 500 ms unless edged sets its constant.
     import zeroconf._core
 
-    from edged import discovery
+    from edged.discovery import announce as discovery
 
     discovery._probe_at_rfc_pace()
     assert zeroconf._core._CHECK_TIME == discovery.PROBE_INTERVAL_MS == 250
