@@ -69,6 +69,12 @@ def test_the_product_ships_no_simulator_and_no_private_key(
     assert not [n for n in names if n.endswith((".pem", ".key"))]
     assert not [n for n in names if b"PRIVATE KEY-----" in product.read(n)]
     assert not [r for r in _requires(product) if "bifente-sim" in r]
+    # ...but they are one extra away: `pip install 'bifente[sim]'`.
+    metadata = next(n for n in names if n.endswith(".dist-info/METADATA"))
+    extras = [line for line in product.read(metadata).decode().splitlines()
+              if line.startswith("Requires-Dist: bifente-sim")]
+    sim = tomllib.loads((ROOT / "simulators" / "pyproject.toml").read_text())["project"]
+    assert extras == [f'Requires-Dist: bifente-sim=={sim["version"]}; extra == "sim"']
 
 
 def test_the_client_sdk_is_apart_from_the_product(wheels: dict[str, zipfile.ZipFile]) -> None:
