@@ -1,17 +1,29 @@
-"""A real edged in the test's event loop: TLS on 127.0.0.1, state in a temp dir, no mocks."""
+"""A real edged in the test's event loop: TLS on 127.0.0.1, state in a temp dir, no mocks.
+
+The simulated parts edged talks to (the reference DMP host; the cards come through the
+session's pcscd, tests/conftest.py) run in a `SimulatedWorld` (simulators/world.py), which also
+gives edged the configuration that points at them.
+"""
 
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 
+import pytest
 import pytest_asyncio
 
 from bifente_client import Client, Credentials, pair
 from edged.config import Config
 from edged.daemon import Daemon
+from simulators.dmp import DmpHost
+from simulators.dmp.testing import DmpWorld, FakeClock
 from simulators.pinpad import Keypad, PinPadTransport, SimulatedDisplay
+from simulators.world import CardsOn, DmpOptions, SimulatedWorld
+
+DMP_ADMIN_TOKEN = "admin-secret"  # the host's admin token in these tests (TEST DATA)
 
 
 class Bench:
@@ -78,3 +90,27 @@ async def edged(tmp_path: Path) -> AsyncIterator[BenchFactory]:
     yield start
     for daemon in started:
         await daemon.stop()
+
+
+@pytest.fixture
+def dmp_sim(tmp_path: Path) -> Iterator[SimulatedWorld]:
+    """The reference DMP host on 127.0.0.1 (its folder under tmp_path), for edged to talk to."""
+    with SimulatedWorld(None, None, cards=CardsOn.NONE, mail=False,
+                        dmp=DmpOptions(tmp_path / "dmp", admin_token=DMP_ADMIN_TOKEN)) as world:
+        yield world
+
+
+@pytest.fixture
+def host(dmp_sim: SimulatedWorld) -> DmpHost:
+    """The world's DMP host as it was started (a test that restarts it uses dmp_sim.dmp)."""
+    assert dmp_sim.dmp is not None
+    return dmp_sim.dmp
+
+
+@pytest.fixture
+def world(host: DmpHost) -> Iterator[DmpWorld]:
+    """The host's own test helpers, to set the scene (records, oppositions) directly."""
+    w = DmpWorld(host, FakeClock())
+    w.clock = time.time  # type: ignore[assignment]  # the host runs on the real clock
+    yield w
+    w.close()

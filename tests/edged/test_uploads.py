@@ -24,7 +24,6 @@ from edged.state.space import SpaceGuard
 from simulators.mail import MailOperator
 from tests.edged.cda import cda
 from tests.edged.test_dmp_flows import PIERRE, answered, start
-from tests.edged.test_dmp_flows import host as host
 from tests.edged.test_mail_rpc import (
     NURSE,
     TRUST,
@@ -147,9 +146,9 @@ async def test_a_25_mb_attachment_arrives_intact(edged, slots, pcscd, tmp_path: 
 @pytest.mark.asyncio
 @pytest.mark.pcsc
 @pytest.mark.timeout(600)
-async def test_a_20_mb_pdf_reaches_the_dmp_intact(edged, slots, pcscd, host) -> None:
+async def test_a_20_mb_pdf_reaches_the_dmp_intact(edged, slots, pcscd, dmp_sim) -> None:
     document = cda(PIERRE, pdf=b"%PDF-1.7\n" + os.urandom(20 * 1000 * 1000) + b"\n%%EOF\n")
-    bench = await start(edged, slots, host)
+    bench = await start(edged, slots, dmp_sim)
     async with await bench.client("desk", "dmp:read", "dmp:write") as client:
         await answered(bench, client.call("dmp.create", {"ins": PIERRE}), "OK")
         upload_id = await client.upload(document)
