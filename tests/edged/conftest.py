@@ -1,8 +1,8 @@
 """A real edged in the test's event loop: TLS on 127.0.0.1, state in a temp dir, no mocks.
 
-The simulated parts edged talks to (the reference DMP host; the cards come through the
-session's pcscd, tests/conftest.py) run in a `SimulatedWorld` (simulators/world.py), which also
-gives edged the configuration that points at them.
+The reference DMP host edged talks to runs in a `SimulatedWorld` (tests/conftest.py's dmp_sim;
+the cards come through the session's pcscd), which also gives edged the configuration that
+points at it.
 """
 
 from __future__ import annotations
@@ -21,9 +21,7 @@ from edged.daemon import Daemon
 from simulators.dmp import DmpHost
 from simulators.dmp.testing import DmpWorld, FakeClock
 from simulators.pinpad import Keypad, PinPadTransport, SimulatedDisplay
-from simulators.world import CardsOn, DmpOptions, SimulatedWorld
-
-DMP_ADMIN_TOKEN = "admin-secret"  # the host's admin token in these tests (TEST DATA)
+from simulators.world import SimulatedWorld
 
 
 class Bench:
@@ -90,14 +88,6 @@ async def edged(tmp_path: Path) -> AsyncIterator[BenchFactory]:
     yield start
     for daemon in started:
         await daemon.stop()
-
-
-@pytest.fixture
-def dmp_sim(tmp_path: Path) -> Iterator[SimulatedWorld]:
-    """The reference DMP host on 127.0.0.1 (its folder under tmp_path), for edged to talk to."""
-    with SimulatedWorld(None, None, cards=CardsOn.NONE, mail=False,
-                        dmp=DmpOptions(tmp_path / "dmp", admin_token=DMP_ADMIN_TOKEN)) as world:
-        yield world
 
 
 @pytest.fixture
