@@ -4,7 +4,8 @@
 same parts: simulated cards (in the virtual terminal, or in pcscd's vpcd readers), the mail
 operator (simulators/mail) and the DMP host (simulators/dmp). `SimulatedWorld` starts the
 parts asked for in that order, stops them in the reverse order (also when a later one fails to
-start), and gives edged the configuration that points at them (`edged_overrides()`).
+start), and gives edged the configuration that points at them (`edged_overrides()`). A test
+can take the mail operator or the DMP host down and back mid-run (stop_mail, start_dmp, ...).
 
     with SimulatedWorld("gp", "family", cards=CardsOn.TERMINAL) as world:
         config = config.with_overrides(**world.edged_overrides())
@@ -79,6 +80,10 @@ class MailOptions:
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
     require_smime: bool = True
     base_port: int | None = None
+    # Serve the directory (HTTPS) from a second operator, in a folder beside data_dir, that
+    # stop_mail leaves running: during an outage of the operator, edged still finds the
+    # recipients' certificates (it looks them up before it queues a message).
+    directory_apart: bool = False
 
 
 class DmpFront(Protocol):
@@ -136,6 +141,7 @@ class SimulatedWorld:
         # Kept while a part is stopped mid-run (stop_mail, stop_dmp): its folder and port, so
         # it comes back as the same server, and edged's configuration still points at it.
         self._mail_dir: Path | None = None
+        self._directory: MailOperator | None = None
         self._mail_table: dict[str, object] | None = None
         self._dmp_dir: Path | None = None
         self._dmp_port = 0
@@ -194,6 +200,7 @@ class SimulatedWorld:
     def _forget(self) -> None:
         self.terminal = self.slots = self.mail = self.dmp = self.dmp_front = None
         self.control_address = self.state_file = self._mail_table = self._mail_dir = None
+        self._directory = None
         self._dmp_dir = self._dmp_url = self._dmp_cafile = self._dmp_token = None
         self._dmp_port = 0
 
@@ -280,6 +287,10 @@ class SimulatedWorld:
         if data is None:
             data = Path(stack.enter_context(
                 tempfile.TemporaryDirectory(prefix="bifente-mail-"))) / "operator"
+        if options.directory_apart:
+            directory = self._directory = self._serve_mail(
+                data.with_name(f"{data.name}-directory"), options)
+            stack.callback(directory.close)
         self.mail = self._serve_mail(data, options)
         self._mail_dir = self.mail.data_dir
         stack.callback(self.stop_mail)
@@ -301,7 +312,10 @@ class SimulatedWorld:
             chain = scratch / "intermediates.pem"
             chain.write_bytes(b"".join((DATA / "ca" / f"test-{name}.crt.pem").read_bytes()
                                        for name in _INTERMEDIATES))
-            self._mail_table = mail_table(operator_dir, intermediates_file=str(chain))
+            table = mail_table(operator_dir, intermediates_file=str(chain))
+            if self._directory is not None:
+                table["directory_url"] = self._directory.info.directory_url
+            self._mail_table = table
         return self._mail_table
 
     def _start_dmp(self, stack: contextlib.ExitStack, options: DmpOptions) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import socket
 import ssl
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -132,3 +133,17 @@ def test_edged_is_pointed_at_the_front_of_the_dmp_host() -> None:
         world.start_dmp()  # the host behind it restarts, the front stays
         assert fronts == [world.dmp_front] and not fronts[0].closed
     assert fronts[0].closed
+
+
+def test_a_directory_apart_stays_up_while_the_operator_is_down(tmp_path: Path) -> None:
+    with SimulatedWorld(None, None, cards=CardsOn.NONE, dmp=False,
+                        mail=MailOptions(tmp_path / "op", directory_apart=True)) as world:
+        assert world.mail is not None
+        table = world.edged_overrides()["mail"]
+        directory = urllib.parse.urlsplit(table["directory_url"])
+        assert table["directory_url"] != world.mail.info.directory_url
+        world.stop_mail()
+        assert not _answers("127.0.0.1", table["domains"]["cabinet.test"]["submission_port"])
+        assert _answers(directory.hostname or "", directory.port or 443)
+    assert not _answers(directory.hostname or "", directory.port or 443)
+    assert (tmp_path / "op-directory").is_dir()
