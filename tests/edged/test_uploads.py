@@ -21,7 +21,6 @@ from edged.api.jsonrpc import RpcError
 from edged.services import smime
 from edged.services.mail import service_of
 from edged.state.space import SpaceGuard
-from simulators.mail import MailOperator
 from tests.edged.cda import cda
 from tests.edged.test_dmp_flows import PIERRE, answered, start
 from tests.edged.test_mail_rpc import (
@@ -31,6 +30,7 @@ from tests.edged.test_mail_rpc import (
     daemon_with_gp,
     mail_table,
     mailbox,
+    operator,
     verify_pin,
 )
 from tests.edged.test_mail_rpc import until as until_true
@@ -125,8 +125,9 @@ async def test_an_oversized_message_is_a_clear_error_not_a_hang(edged) -> None:
 @pytest.mark.timeout(600)
 async def test_a_25_mb_attachment_arrives_intact(edged, slots, pcscd, tmp_path: Path) -> None:
     data = os.urandom(25 * 1000 * 1000)
-    with MailOperator(tmp_path / "op", max_message_bytes=64 * 1024 * 1024) as op:
-        bench = await daemon_with_gp(edged, slots, mail_table(tmp_path / "op", tmp_path))
+    with operator(tmp_path, max_message_bytes=64 * 1024 * 1024) as sim:
+        op = sim.mail
+        bench = await daemon_with_gp(edged, slots, mail_table(sim))
         async with await bench.client("secretariat", "mail:send", "cps:sign") as client:
             await verify_pin(bench, client)
             upload_id = await client.upload(data)
