@@ -20,7 +20,7 @@ import os
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Protocol
@@ -288,8 +288,9 @@ class SimulatedWorld:
             data = Path(stack.enter_context(
                 tempfile.TemporaryDirectory(prefix="bifente-mail-"))) / "operator"
         if options.directory_apart:
+            # Its own ports: base_port, if any, is the mail operator's.
             directory = self._directory = self._serve_mail(
-                data.with_name(f"{data.name}-directory"), options)
+                data.with_name(f"{data.name}-directory"), replace(options, base_port=None))
             stack.callback(directory.close)
         self.mail = self._serve_mail(data, options)
         self._mail_dir = self.mail.data_dir
