@@ -4,7 +4,8 @@
 same parts: simulated cards (in the virtual terminal, or in pcscd's vpcd readers), the mail
 operator (simulators/mail) and the DMP host (simulators/dmp). `SimulatedWorld` starts the
 parts asked for in that order, stops them in the reverse order (also when a later one fails to
-start), and gives edged the configuration that points at them (`edged_overrides()`).
+start), and gives edged the configuration that points at them (`edged_overrides()`). A test
+can take the mail operator or the DMP host down and back mid-run (stop_mail, start_dmp, ...).
 
     with SimulatedWorld("gp", "family", cards=CardsOn.TERMINAL) as world:
         config = config.with_overrides(**world.edged_overrides())
@@ -19,10 +20,10 @@ import os
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, Protocol
 
 from simulators.dmp import DmpHost
 from simulators.mail import (
@@ -38,7 +39,8 @@ from simulators.terminal import VirtualTerminal
 from simulators.terminal.card_io import LineCard
 from simulators.terminal.control import read_state, remove_state, write_state
 
-__all__ = ["CardsOn", "DmpOptions", "MailOptions", "SimulatedWorld", "TerminalOptions"]
+__all__ = ["CardsOn", "DmpFront", "DmpOptions", "MailOptions", "SimulatedWorld",
+           "TerminalOptions"]
 
 # The test PKI's intermediate CAs: edged's mail table names them so the signatures of
 # simulated mail verify up to the test root (RFC 5652 §5.1 certificates are optional in a
@@ -78,6 +80,23 @@ class MailOptions:
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
     require_smime: bool = True
     base_port: int | None = None
+    # Serve the directory (HTTPS) from a second operator, in a folder beside data_dir, that
+    # stop_mail leaves running: during an outage of the operator, edged still finds the
+    # recipients' certificates (it looks them up before it queues a message).
+    directory_apart: bool = False
+
+
+class DmpFront(Protocol):
+    """Something edged talks to in front of the DMP host (a test's fault proxy)."""
+
+    @property
+    def url(self) -> str:
+        """The base URL edged is given instead of the host's."""
+        ...
+
+    def close(self) -> None:
+        """Stop serving (called before the host stops)."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -85,11 +104,14 @@ class DmpOptions:
     """The DMP host's options; data_dir None: a temporary folder removed at stop."""
 
     data_dir: Path | None = None
-    port: int = 0
+    port: int = 0  # 0: any free port; a restart (SimulatedWorld.start_dmp) keeps the first
     host: str = "127.0.0.1"
     test_mode: bool = True
     admin_token: str | None = None
     clock: Callable[[], float] | None = None
+    # Put something between edged and the host: called with the running host once, its url
+    # goes into edged's [dmp] table; it outlives a restart of the host behind it.
+    front: Callable[[DmpHost], DmpFront] | None = None
 
 
 class SimulatedWorld:
@@ -115,7 +137,17 @@ class SimulatedWorld:
         self.control_address: str | None = None
         self.state_file: Path | None = None
         self.mail_password = TEST_PASSWORD  # every simulated mailbox's (TEST DATA)
+        self.dmp_front: DmpFront | None = None
+        # Kept while a part is stopped mid-run (stop_mail, stop_dmp): its folder and port, so
+        # it comes back as the same server, and edged's configuration still points at it.
+        self._mail_dir: Path | None = None
+        self._directory: MailOperator | None = None
         self._mail_table: dict[str, object] | None = None
+        self._dmp_dir: Path | None = None
+        self._dmp_port = 0
+        self._dmp_url: str | None = None
+        self._dmp_cafile: Path | None = None
+        self._dmp_token: str | None = None
         self._stack: contextlib.ExitStack | None = None
 
     # -- lifecycle -----------------------------------------------------------------------
@@ -166,8 +198,42 @@ class SimulatedWorld:
         await asyncio.to_thread(self.stop)
 
     def _forget(self) -> None:
-        self.terminal = self.slots = self.mail = self.dmp = None
-        self.control_address = self.state_file = self._mail_table = None
+        self.terminal = self.slots = self.mail = self.dmp = self.dmp_front = None
+        self.control_address = self.state_file = self._mail_table = self._mail_dir = None
+        self._directory = None
+        self._dmp_dir = self._dmp_url = self._dmp_cafile = self._dmp_token = None
+        self._dmp_port = 0
+
+    # -- a part down mid-run ---------------------------------------------------------------
+
+    def stop_mail(self) -> None:
+        """Stop the mail operator mid-run (an outage); start_mail brings it back."""
+        operator, self.mail = self.mail, None
+        if operator is not None:
+            operator.close()
+
+    def start_mail(self) -> MailOperator:
+        """Start the mail operator again after stop_mail: same folder, so the same ports
+        (its operator.json), mailboxes and certificates."""
+        if self.mail is None:
+            assert self.mail_options is not None and self._mail_dir is not None, "not started"
+            self.mail = self._serve_mail(self._mail_dir, self.mail_options)
+        return self.mail
+
+    def stop_dmp(self) -> None:
+        """Stop the DMP host mid-run (the network goes; its sessions, in memory, are lost);
+        a front, if any, stays. start_dmp brings it back."""
+        host, self.dmp = self.dmp, None
+        if host is not None:
+            host.stop()
+
+    def start_dmp(self) -> DmpHost:
+        """Start the DMP host again after stop_dmp: same folder, port and admin token."""
+        if self.dmp is None:
+            assert self.dmp_options is not None and self._dmp_dir is not None, "not started"
+            self.dmp = self._serve_dmp(self._dmp_dir, self.dmp_options, self._dmp_port,
+                                       self._dmp_token)
+        return self.dmp
 
     # -- what edged needs ----------------------------------------------------------------
 
@@ -179,11 +245,11 @@ class SimulatedWorld:
         if self.terminal is not None:
             overrides["terminal"] = self.terminal.pty_path
             overrides["pcsc"] = False
-        if self.mail is not None:
-            overrides["mail"] = self._edged_mail_table(self.mail)
-        if self.dmp is not None:
-            overrides["dmp"] = {"url": self.dmp.url, "ca_file": str(self.dmp.cafile),
-                                "admin_token": self.dmp.admin_token}
+        if self._mail_dir is not None:
+            overrides["mail"] = self._edged_mail_table(self._mail_dir)
+        if self._dmp_url is not None:
+            overrides["dmp"] = {"url": self._dmp_url, "ca_file": str(self._dmp_cafile),
+                                "admin_token": self._dmp_token}
         return overrides
 
     # -- the parts -----------------------------------------------------------------------
@@ -221,14 +287,23 @@ class SimulatedWorld:
         if data is None:
             data = Path(stack.enter_context(
                 tempfile.TemporaryDirectory(prefix="bifente-mail-"))) / "operator"
-        operator = MailOperator(data, domains=options.domains, host=options.host,
-                                max_message_bytes=options.max_message_bytes,
-                                require_smime=options.require_smime,
-                                base_port=options.base_port).serve_in_thread()
-        stack.callback(operator.close)
-        self.mail = operator
+        if options.directory_apart:
+            # Its own ports: base_port, if any, is the mail operator's.
+            directory = self._directory = self._serve_mail(
+                data.with_name(f"{data.name}-directory"), replace(options, base_port=None))
+            stack.callback(directory.close)
+        self.mail = self._serve_mail(data, options)
+        self._mail_dir = self.mail.data_dir
+        stack.callback(self.stop_mail)
 
-    def _edged_mail_table(self, operator: MailOperator) -> dict[str, object]:
+    @staticmethod
+    def _serve_mail(data: Path, options: MailOptions) -> MailOperator:
+        return MailOperator(data, domains=options.domains, host=options.host,
+                            max_message_bytes=options.max_message_bytes,
+                            require_smime=options.require_smime,
+                            base_port=options.base_port).serve_in_thread()
+
+    def _edged_mail_table(self, operator_dir: Path) -> dict[str, object]:
         """edged's [mail] table; written on first use (the password file in the operator's
         folder, the intermediate CAs in a temporary one): `bifente sim mail` never needs it."""
         if self._mail_table is None:
@@ -238,17 +313,29 @@ class SimulatedWorld:
             chain = scratch / "intermediates.pem"
             chain.write_bytes(b"".join((DATA / "ca" / f"test-{name}.crt.pem").read_bytes()
                                        for name in _INTERMEDIATES))
-            self._mail_table = mail_table(operator.data_dir, intermediates_file=str(chain))
+            table = mail_table(operator_dir, intermediates_file=str(chain))
+            if self._directory is not None:
+                table["directory_url"] = self._directory.info.directory_url
+            self._mail_table = table
         return self._mail_table
 
     def _start_dmp(self, stack: contextlib.ExitStack, options: DmpOptions) -> None:
         data = options.data_dir
         if data is None:
             data = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bifente-dmp-")))
-        host = DmpHost(data, port=options.port, host=options.host, test_mode=options.test_mode,
-                       admin_token=options.admin_token, clock=options.clock or time.time).start()
-        stack.callback(host.stop)
-        self.dmp = host
+        host = self.dmp = self._serve_dmp(data, options, options.port, options.admin_token)
+        stack.callback(self.stop_dmp)
+        self._dmp_dir, self._dmp_port = data, host.port
+        self._dmp_url, self._dmp_cafile, self._dmp_token = host.url, host.cafile, host.admin_token
+        if options.front is not None:
+            front = self.dmp_front = options.front(host)
+            stack.callback(front.close)  # before the host stops
+            self._dmp_url = front.url
+
+    @staticmethod
+    def _serve_dmp(data: Path, options: DmpOptions, port: int, token: str | None) -> DmpHost:
+        return DmpHost(data, port=port, host=options.host, test_mode=options.test_mode,
+                       admin_token=token, clock=options.clock or time.time).start()
 
 
 def _forget_state(state: Path) -> None:

@@ -1,10 +1,12 @@
-"""Shared fixtures: the real PC/SC stack (pyscard -> pcscd -> vpcd -> our simulated cards)."""
+"""Shared fixtures: the real PC/SC stack (pyscard -> pcscd -> vpcd -> our simulated cards),
+and the simulated parts edged talks to, in a SimulatedWorld (simulators/world.py)."""
 
 from __future__ import annotations
 
 import os
 import threading
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
@@ -16,7 +18,7 @@ from simulators.cps3 import Cps3Card
 from simulators.pcscd import PcscdHandle, ensure_pcscd
 from simulators.slots import CPS_SLOT, VITALE_SLOT, SimulatedSlots
 from simulators.vitale import Vitale2Card
-from simulators.world import CardsOn, SimulatedWorld
+from simulators.world import CardsOn, DmpOptions, SimulatedWorld
 from tests import leaks
 
 # Every answer the suite receives through the SDK (in this process, and in the CLI run as a
@@ -26,6 +28,8 @@ from tests import leaks
 # fails. The document is the daemon's own, built from its method table (edged/api/openrpc.py).
 os.environ.setdefault("BIFENTE_CHECK_ANSWERS", "1")
 contract.use_document(openrpc.document)
+
+DMP_ADMIN_TOKEN = "admin-secret"  # the reference DMP host's admin token in tests (TEST DATA)
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -107,3 +111,12 @@ def vitale(slots: SimulatedSlots) -> Iterator[Callable[[str], tuple[Vitale2Card,
     yield insert
     for t in opened:
         t.close()
+
+
+@pytest.fixture
+def dmp_sim(tmp_path: Path) -> Iterator[SimulatedWorld]:
+    """The reference DMP host on 127.0.0.1 (its folder: tmp_path / "dmp"), for edged to talk
+    to; edged's [dmp] table is dmp_sim.edged_overrides()["dmp"]."""
+    with SimulatedWorld(None, None, cards=CardsOn.NONE, mail=False,
+                        dmp=DmpOptions(tmp_path / "dmp", admin_token=DMP_ADMIN_TOKEN)) as world:
+        yield world

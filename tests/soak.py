@@ -79,22 +79,17 @@ class Soak:
 
     # -- processes ----------------------------------------------------------------------
     def start_operator(self) -> None:
-        from simulators.mail import MailOperator
+        from simulators.world import CardsOn, MailOptions, SimulatedWorld
 
-        self.operator = MailOperator(self.dir / "op").serve_in_thread()
+        self.world = SimulatedWorld(None, None, cards=CardsOn.NONE, dmp=False,
+                                    mail=MailOptions(self.dir / "op")).start()
+        self.operator = self.world.mail
 
     def start_edged(self) -> None:
-        from simulators.pki import DATA
-
-        chain = self.dir / "intermediates.pem"
-        chain.write_bytes(b"".join((DATA / "ca" / f"test-{n}.crt.pem").read_bytes()
-                                   for n in ("personnes", "organisations")))
-        from simulators.mail import mail_table
-
-        table = mail_table(self.dir / "op")
+        table = self.world.edged_overrides()["mail"]
         domains = ", ".join(f'"{d}" = {{submission_port = {p["submission_port"]}, '
                             f'pop3_port = {p["pop3_port"]}}}'
-                            for d, p in table["domains"].items())  # type: ignore[attr-defined]
+                            for d, p in table["domains"].items())
         config = self.dir / "edged.toml"
         config.write_text(
             '[server]\nhost = "127.0.0.1"\nport = 0\nrate_per_second = 1000.0\n'
@@ -106,7 +101,7 @@ class Soak:
             '[cards]\nsign_batch_count = 100\nsign_batch_minutes = 60\n[mail]\n'
             f'host = "{table["host"]}"\ndirectory_url = "{table["directory_url"]}"\n'
             f'ca_file = "{table["ca_file"]}"\npassword_file = "{table["password_file"]}"\n'
-            f'domains = {{{domains}}}\nintermediates_file = "{chain}"\n'
+            f'domains = {{{domains}}}\nintermediates_file = "{table["intermediates_file"]}"\n'
             "retry_base_delay = 0.5\nretry_max_delay = 5.0\ntimeout = 10\n")
         env = dict(os.environ, PYTHONPATH=str(ROOT),
                    BIFENTE_SIM_TERMINAL=str(self.dir / "terminal.json"))
@@ -252,12 +247,9 @@ class Soak:
             await asyncio.sleep(10)
             step += 1
             if step % 3 == 0:
-                await asyncio.to_thread(self.operator.close)
+                await asyncio.to_thread(self.world.stop_mail)
                 await asyncio.sleep(3)
-                from simulators.mail import MailOperator
-
-                self.operator = await asyncio.to_thread(
-                    lambda: MailOperator(self.dir / "op").serve_in_thread())
+                self.operator = await asyncio.to_thread(self.world.start_mail)
                 self.outcomes["chaos:operator_bounced"] += 1
             elif step % 3 == 1:
                 await asyncio.to_thread(self.control.remove, 1)
@@ -324,7 +316,7 @@ class Soak:
         with sqlite3.connect(state / "outbox.db") as db:
             outbox = dict(db.execute("SELECT state, COUNT(*) FROM outbox GROUP BY state"))
         copies = Counter(self.mailbox_ids())
-        self.operator.close()
+        self.world.stop()
         return {"edged_exit": code, "edged_stop_s": stop_s, "audit_ok": report.ok,
                 "audit_records": report.records,
                 "audit_reason": report.reason, "outbox_at_stop": outbox,

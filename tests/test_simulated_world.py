@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import socket
 import ssl
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -77,3 +78,72 @@ def test_a_part_that_fails_to_start_stops_the_ones_before_it() -> None:
 def test_vpcd_cards_are_named_by_profile() -> None:
     with pytest.raises(TypeError):
         SimulatedWorld(object(), None, cards=CardsOn.PCSC)  # type: ignore[arg-type]
+
+
+def test_a_part_stopped_mid_run_comes_back_as_the_same_server(tmp_path: Path) -> None:
+    with SimulatedWorld(None, None, cards=CardsOn.NONE, mail=MailOptions(tmp_path / "op"),
+                        dmp=True) as world:
+        assert world.mail is not None and world.dmp is not None
+        before = world.edged_overrides()
+        submission = before["mail"]["domains"]["cabinet.test"]["submission_port"]
+        dmp_port = world.dmp.port
+        world.stop_mail()
+        world.stop_dmp()
+        assert world.mail is None and world.dmp is None
+        assert not _answers("127.0.0.1", submission) and not _answers("127.0.0.1", dmp_port)
+        assert world.edged_overrides() == before  # edged still points at them while down
+        world.start_mail()
+        host = world.start_dmp()
+        assert _answers("127.0.0.1", submission) and host.port == dmp_port
+        assert host.admin_token == before["dmp"]["admin_token"]
+        assert world.edged_overrides() == before
+    assert not _answers("127.0.0.1", dmp_port) and world.edged_overrides() == {}
+
+
+class _Front:
+    """A stand-in for a proxy in front of the host: a listening socket it names."""
+
+    def __init__(self) -> None:
+        self.socket = socket.socket()
+        self.socket.bind(("127.0.0.1", 0))
+        self.socket.listen()
+        self.closed = False
+
+    @property
+    def url(self) -> str:
+        return f"https://127.0.0.1:{self.socket.getsockname()[1]}"
+
+    def close(self) -> None:
+        self.closed = True
+        self.socket.close()
+
+
+def test_edged_is_pointed_at_the_front_of_the_dmp_host() -> None:
+    fronts: list[_Front] = []
+
+    def front(host: object) -> _Front:
+        fronts.append(_Front())
+        return fronts[-1]
+
+    with SimulatedWorld(None, None, cards=CardsOn.NONE, mail=False,
+                        dmp=DmpOptions(front=front)) as world:
+        assert world.dmp is not None and world.dmp_front is fronts[0]
+        assert world.edged_overrides()["dmp"]["url"] == fronts[0].url != world.dmp.url
+        world.stop_dmp()
+        world.start_dmp()  # the host behind it restarts, the front stays
+        assert fronts == [world.dmp_front] and not fronts[0].closed
+    assert fronts[0].closed
+
+
+def test_a_directory_apart_stays_up_while_the_operator_is_down(tmp_path: Path) -> None:
+    with SimulatedWorld(None, None, cards=CardsOn.NONE, dmp=False,
+                        mail=MailOptions(tmp_path / "op", directory_apart=True)) as world:
+        assert world.mail is not None
+        table = world.edged_overrides()["mail"]
+        directory = urllib.parse.urlsplit(table["directory_url"])
+        assert table["directory_url"] != world.mail.info.directory_url
+        world.stop_mail()
+        assert not _answers("127.0.0.1", table["domains"]["cabinet.test"]["submission_port"])
+        assert _answers(directory.hostname or "", directory.port or 443)
+    assert not _answers(directory.hostname or "", directory.port or 443)
+    assert (tmp_path / "op-directory").is_dir()

@@ -1,17 +1,27 @@
-"""A real edged in the test's event loop: TLS on 127.0.0.1, state in a temp dir, no mocks."""
+"""A real edged in the test's event loop: TLS on 127.0.0.1, state in a temp dir, no mocks.
+
+The reference DMP host edged talks to runs in a `SimulatedWorld` (tests/conftest.py's dmp_sim;
+the cards come through the session's pcscd), which also gives edged the configuration that
+points at it.
+"""
 
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 
+import pytest
 import pytest_asyncio
 
 from bifente_client import Client, Credentials, pair
 from edged.config import Config
 from edged.daemon import Daemon
+from simulators.dmp import DmpHost
+from simulators.dmp.testing import DmpWorld, FakeClock
 from simulators.pinpad import Keypad, PinPadTransport, SimulatedDisplay
+from simulators.world import SimulatedWorld
 
 
 class Bench:
@@ -78,3 +88,19 @@ async def edged(tmp_path: Path) -> AsyncIterator[BenchFactory]:
     yield start
     for daemon in started:
         await daemon.stop()
+
+
+@pytest.fixture
+def host(dmp_sim: SimulatedWorld) -> DmpHost:
+    """The world's DMP host as it was started (a test that restarts it uses dmp_sim.dmp)."""
+    assert dmp_sim.dmp is not None
+    return dmp_sim.dmp
+
+
+@pytest.fixture
+def world(host: DmpHost) -> Iterator[DmpWorld]:
+    """The host's own test helpers, to set the scene (records, oppositions) directly."""
+    w = DmpWorld(host, FakeClock())
+    w.clock = time.time  # type: ignore[assignment]  # the host runs on the real clock
+    yield w
+    w.close()

@@ -8,31 +8,22 @@ and the intent is on record before the host is called.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from bifente_client import RemoteError
 from simulators.cps3 import Cps3Card
-from simulators.dmp import DmpHost
 from simulators.vitale import Vitale2Card
+from simulators.world import SimulatedWorld
 from tests.edged.test_dmp_flows import ANNE, PIERRE, answered, dmp_config, until
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.pcsc]
 
 
-@pytest.fixture
-def host(tmp_path: Path) -> Iterator[DmpHost]:
-    h = DmpHost(tmp_path / "dmp", test_mode=True, admin_token="admin-secret").start()
-    yield h
-    h.stop()
-
-
-async def _with_cards(edged, slots, host: DmpHost):
+async def _with_cards(edged, slots, sim: SimulatedWorld):
     await asyncio.to_thread(slots.insert, 0, Cps3Card("gp"))
     await asyncio.to_thread(slots.insert, 1, Vitale2Card("family"))
-    bench = await edged(pcsc=True, dmp=dmp_config(host))
+    bench = await edged(pcsc=True, dmp=dmp_config(sim))
     await until(lambda: bench.daemon.slots.find("cps") and bench.daemon.slots.find("vitale"))
     return bench
 
@@ -42,8 +33,8 @@ def _since(bench, seq: int, *events: str) -> list:
 
 
 async def test_pin_of_the_dmp_login_is_audited_wrong_and_right(edged, slots, pcscd,
-                                                                   host) -> None:
-    bench = await _with_cards(edged, slots, host)
+                                                                   dmp_sim) -> None:
+    bench = await _with_cards(edged, slots, dmp_sim)
     async with await bench.client("desk", "dmp:read") as client:
         start = bench.daemon.audit.head()[0]
         bench.keypad.press("9999", "OK")  # the review's reproduction: a wrong PIN
@@ -68,8 +59,8 @@ async def test_pin_of_the_dmp_login_is_audited_wrong_and_right(edged, slots, pcs
 
 async def test_a_nir_in_a_document_id_is_masked_and_the_call_is_recorded(edged, slots,
                                                                              pcscd,
-                                                                             host) -> None:
-    bench = await _with_cards(edged, slots, host)
+                                                                             dmp_sim) -> None:
+    bench = await _with_cards(edged, slots, dmp_sim)
     bench.keypad.press("1234", "OK")
     async with await bench.client("desk", "dmp:read", "dmp:write") as client:
         await answered(bench, client.call("dmp.create", {"ins": PIERRE}), "OK")

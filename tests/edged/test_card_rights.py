@@ -10,35 +10,16 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
-import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from bifente_client import RemoteError
 from edged.cli.main import main as bifente
 from simulators.cps3 import Cps3Card
-from simulators.dmp import DmpHost
-from simulators.dmp.testing import DmpClient, DmpWorld, FakeClock
+from simulators.dmp.testing import DmpClient
 from tests.edged.test_dmp_flows import PIERRE, answered, prompts, refused, start, until
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.pcsc]
-
-
-@pytest.fixture
-def host(tmp_path: Path) -> Iterator[DmpHost]:
-    h = DmpHost(tmp_path / "dmp", test_mode=True, admin_token="admin-secret").start()
-    yield h
-    h.stop()
-
-
-@pytest.fixture
-def world(host: DmpHost) -> Iterator[DmpWorld]:
-    w = DmpWorld(host, FakeClock())
-    w.clock = time.time  # type: ignore[assignment]  # the host runs on the real clock
-    yield w
-    w.close()
 
 
 def b64(data: bytes) -> str:
@@ -57,9 +38,9 @@ def host_challenge(dmp_host) -> str:
 
 
 async def test_a_signing_client_neither_borrows_the_pin_nor_logs_in_to_the_dmp(
-        edged, slots, pcscd, host, world) -> None:
+        edged, slots, pcscd, host, dmp_sim, world) -> None:
     world.create("gp", ins=PIERRE)
-    bench = await start(edged, slots, host)  # the PIN is typed at the desk's first DMP login
+    bench = await start(edged, slots, dmp_sim)  # the PIN is typed at the desk's first DMP login
     async with await bench.client("dmp desk", "dmp:read") as desk, \
             await bench.client("app", "cps:sign") as app:
         assert (await desk.call("dmp.exists", {"ins": PIERRE}))["exists"] is True
@@ -134,10 +115,10 @@ async def test_batch_signing_is_bounded_and_belongs_to_one_client(edged, slots,
 
 
 async def test_an_emergency_access_is_the_declaring_clients_and_cancel_ends_it(
-        edged, slots, pcscd, host, world) -> None:
+        edged, slots, pcscd, dmp_sim, world) -> None:
     world.create("gp", ins=PIERRE)
     document = world.fed(PIERRE, "gp", "11488-4")
-    bench = await start(edged, slots, host, cps="emergency")
+    bench = await start(edged, slots, dmp_sim, cps="emergency")
     async with await bench.client("reader", "dmp:read") as reader, \
             await bench.client("urgences", "dmp:emergency") as urgences:
         err = await refused(answered(bench, reader.call("dmp.find", {"ins": PIERRE}), "CANCEL"))

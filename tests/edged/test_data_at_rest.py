@@ -17,7 +17,7 @@ from edged.config import Config
 from edged.daemon import Daemon
 from edged.state.keystore import Keystore, KeystoreError
 from edged.state.keywrap import CREDENTIAL_NAME, StateKeyError, load_key_wrapper
-from simulators.dmp import DmpHost
+from simulators.world import SimulatedWorld
 
 PIERRE = "178027505601209"
 CDA = b"<?xml version='1.0'?><ClinicalDocument>compte rendu: diabete de type 2</ClinicalDocument>"
@@ -25,13 +25,11 @@ CDA = b"<?xml version='1.0'?><ClinicalDocument>compte rendu: diabete de type 2</
 
 @pytest.mark.asyncio
 async def test_a_copied_state_directory_cannot_forge_consents_or_read_documents(
-        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    host = DmpHost(tmp_path / "dmp", test_mode=True, admin_token="admin-secret").start()
+        tmp_path: Path, dmp_sim: SimulatedWorld, caplog: pytest.LogCaptureFixture) -> None:
     key_file = tmp_path / "elsewhere" / "state.key"
     config = Config(host="127.0.0.1", port=0, state_dir=tmp_path / "state", mdns=False,
                     pcsc=False, state_key_file=str(key_file),
-                    dmp={"url": host.url, "ca_file": str(host.cafile),
-                         "admin_token": host.admin_token})
+                    dmp=dmp_sim.edged_overrides()["dmp"])
     caplog.set_level(logging.WARNING)
     daemon = Daemon(config)
     try:
@@ -45,7 +43,6 @@ async def test_a_copied_state_directory_cannot_forge_consents_or_read_documents(
         assert queued is not None and queued.cda == CDA  # the daemon itself reads it back
     finally:
         await daemon.stop()
-        host.stop()
     assert "FALLBACK key file" in caplog.text  # the fallback is said, every start
 
     # The review's reproduction: take the state directory off the SD card.

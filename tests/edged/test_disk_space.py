@@ -21,7 +21,7 @@ from edged.config import Config
 from edged.daemon import Daemon
 from edged.services.dmp import DmpService
 from edged.state.space import DiskFull, SpaceGuard
-from simulators.dmp import DmpHost
+from simulators.world import SimulatedWorld
 from tests.needs import tmpfs
 
 MIB = 1 << 20
@@ -79,12 +79,10 @@ async def test_a_nearly_full_disk_refuses_uploads_keeps_what_is_stored_and_recov
 
 @pytest.mark.asyncio
 async def test_a_dmp_feed_is_not_queued_on_a_full_disk_and_the_queue_is_kept(
-        tmp_path: Path) -> None:
-    host = DmpHost(tmp_path / "dmp", test_mode=True, admin_token="admin-secret").start()
+        tmp_path: Path, dmp_sim: SimulatedWorld) -> None:
     config = Config(host="127.0.0.1", port=0, state_dir=tmp_path / "state", mdns=False,
                     pcsc=False, state_key_file=str(tmp_path / "key" / "state.key"),
-                    dmp={"url": host.url, "ca_file": str(host.cafile),
-                         "admin_token": host.admin_token})
+                    dmp=dmp_sim.edged_overrides()["dmp"])
     daemon = Daemon(config)
     try:
         await daemon.start()
@@ -100,7 +98,6 @@ async def test_a_dmp_feed_is_not_queued_on_a_full_disk_and_the_queue_is_kept(
         assert [item.queue_id for item in service.queue.list()] == [first]
     finally:
         await daemon.stop()
-        host.stop()
     with sqlite3.connect(config.state_dir / "dmp-queue.db") as db:
         assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
 

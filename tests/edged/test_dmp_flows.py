@@ -9,8 +9,6 @@ import base64
 import json
 import logging
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -18,8 +16,9 @@ from bifente_client import RemoteError
 from edged.api.dmp_methods import _service
 from simulators.cps3 import Cps3Card
 from simulators.dmp import DmpHost
-from simulators.dmp.testing import DmpClient, DmpWorld, FakeClock
+from simulators.dmp.testing import DmpClient
 from simulators.vitale import Vitale2Card
+from simulators.world import SimulatedWorld
 from tests.edged.cda import BIOLOGY, cda
 
 CARE = "11506-3"  # care follow-up: nurses see it
@@ -32,16 +31,9 @@ ADULT = "285036912304579"  # the adult card
 GP, NURSE = "810001000101", "810001000102"
 
 
-@pytest.fixture
-def host(tmp_path: Path) -> Iterator[DmpHost]:
-    h = DmpHost(tmp_path / "dmp", test_mode=True, admin_token="admin-secret").start()
-    yield h
-    h.stop()
-
-
-def dmp_config(host: DmpHost, **extra: object) -> dict[str, object]:
-    return {"url": host.url, "ca_file": str(host.cafile), "admin_token": host.admin_token,
-            **extra}
+def dmp_config(sim: SimulatedWorld, **extra: object) -> dict[str, object]:
+    """edged's [dmp] table for the world's host, with the test's own settings added."""
+    return {**sim.edged_overrides()["dmp"], **extra}
 
 
 async def until(predicate, timeout: float = 10.0) -> None:
@@ -51,12 +43,12 @@ async def until(predicate, timeout: float = 10.0) -> None:
         await asyncio.sleep(0.02)
 
 
-async def start(edged, slots, host: DmpHost, cps: str = "gp", vitale: str | None = "family",
+async def start(edged, slots, sim: SimulatedWorld, cps: str = "gp", vitale: str | None = "family",
                 **extra: object):
     await asyncio.to_thread(slots.insert, 0, Cps3Card(cps))
     if vitale:
         await asyncio.to_thread(slots.insert, 1, Vitale2Card(vitale))
-    bench = await edged(pcsc=True, dmp=dmp_config(host, **extra))
+    bench = await edged(pcsc=True, dmp=dmp_config(sim, **extra))
     await until(lambda: bench.daemon.slots.find("cps")
                 and (not vitale or bench.daemon.slots.find("vitale")))
     bench.keypad.press("1234", "OK")  # the CPS PIN, asked on the keypad at the first login
@@ -79,8 +71,8 @@ def b64(data: bytes) -> str:
     return base64.b64encode(data).decode()
 
 
-async def test_create_feed_find_get_with_consent(edged, slots, pcscd, host) -> None:
-    bench = await start(edged, slots, host)
+async def test_create_feed_find_get_with_consent(edged, slots, pcscd, dmp_sim) -> None:
+    bench = await start(edged, slots, dmp_sim)
     async with await bench.client("desk", "dmp:read", "dmp:write") as client:
         assert await client.call("dmp.exists", {"ins": PIERRE}) == {"exists": False,
                                                                      "status": None}
@@ -109,18 +101,9 @@ async def refused(call) -> RemoteError:
     return exc.value
 
 
-@pytest.fixture
-def world(host: DmpHost) -> Iterator[DmpWorld]:
-    """The host's own test helpers, to set the scene (records, oppositions) directly."""
-    w = DmpWorld(host, FakeClock())
-    w.clock = time.time  # type: ignore[assignment]  # the host runs on the real clock
-    yield w
-    w.close()
-
-
 async def test_consent_asked_each_time_cancel_refuses(edged, slots, pcscd,
-                                                                host) -> None:
-    bench = await start(edged, slots, host)
+                                                                dmp_sim) -> None:
+    bench = await start(edged, slots, dmp_sim)
     async with await bench.client("desk", "dmp:read", "dmp:write") as client:
         await answered(bench, client.call("dmp.create", {"ins": PIERRE}), "OK")  # D4
         doc = cda(PIERRE)
@@ -154,15 +137,15 @@ async def test_consent_asked_each_time_cancel_refuses(edged, slots, pcscd,
                for r in audit)
 
 
-async def test_consent_timeout(edged, slots, pcscd, host) -> None:
-    bench = await start(edged, slots, host, consent_timeout=5)
+async def test_consent_timeout(edged, slots, pcscd, dmp_sim) -> None:
+    bench = await start(edged, slots, dmp_sim, consent_timeout=5)
     async with await bench.client("desk", "dmp:read") as client:
         err = await refused(client.call("dmp.find", {"ins": PIERRE}))
         assert err.reason == "consent_timeout"
 
 
-async def test_nurse_creates_and_a_wrong_ins_is_refused(edged, slots, pcscd, host) -> None:
-    bench = await start(edged, slots, host, cps="nurse")
+async def test_nurse_creates_and_a_wrong_ins_is_refused(edged, slots, pcscd, dmp_sim) -> None:
+    bench = await start(edged, slots, dmp_sim, cps="nurse")
     async with await bench.client("nurse", "dmp:read", "dmp:write") as client:
         created = await answered(bench, client.call("dmp.create", {"ins": ANNE}), "OK")
         assert created["status"] == "open" and created["ins_oid"] == "1.2.250.1.213.1.4.10"
@@ -176,10 +159,10 @@ async def test_nurse_creates_and_a_wrong_ins_is_refused(edged, slots, pcscd, hos
         assert (err.code, err.reason) == (-32060, "ins_invalid")  # D6: a wrong key
 
 
-async def test_non_conforming_cda_refused_with_reasons(edged, slots, pcscd, host,
+async def test_non_conforming_cda_refused_with_reasons(edged, slots, pcscd, dmp_sim,
                                                           world) -> None:
     world.create("gp", ins=PIERRE)
-    bench = await start(edged, slots, host)
+    bench = await start(edged, slots, dmp_sim)
     async with await bench.client("desk", "dmp:read", "dmp:write") as client:
         bad = cda(PIERRE, drop=("code", "author"))
         err = await refused(answered(bench, client.call("dmp.feed", {
@@ -198,12 +181,12 @@ async def test_non_conforming_cda_refused_with_reasons(edged, slots, pcscd, host
         assert found["documents"] == []  # nothing half registered
 
 
-async def test_nurse_cannot_read_a_biology_report_d12_find_get(edged, slots, pcscd, host,
+async def test_nurse_cannot_read_a_biology_report_d12_find_get(edged, slots, pcscd, dmp_sim,
                                                                    world) -> None:
     world.create("gp", ins=PIERRE)
     biology = world.fed(PIERRE, "gp", BIOLOGY)
     report = world.fed(PIERRE, "gp", CARE)
-    bench = await start(edged, slots, host, cps="nurse")
+    bench = await start(edged, slots, dmp_sim, cps="nurse")
     async with await bench.client("nurse", "dmp:read") as client:
         found = await answered(bench, client.call("dmp.find", {"ins": PIERRE}), "OK")
         assert [d["id"] for d in found["documents"]] == [report], found  # D11: filtered
@@ -221,18 +204,18 @@ async def test_nurse_cannot_read_a_biology_report_d12_find_get(edged, slots, pcs
         assert found["documents"] == []
 
 
-async def test_insurer_refused_even_with_consent(edged, slots, pcscd, host, world) -> None:
+async def test_insurer_refused_even_with_consent(edged, slots, pcscd, dmp_sim, world) -> None:
     world.create("gp", ins=PIERRE)
-    bench = await start(edged, slots, host, cps="insurer")
+    bench = await start(edged, slots, dmp_sim, cps="insurer")
     async with await bench.client("insurer", "dmp:read") as client:
         err = await refused(answered(bench, client.call("dmp.find", {"ins": PIERRE}), "OK"))
         assert (err.code, err.reason) == (-32060, "insurer_forbidden")
 
 
-async def test_occupational_needs_express_consent(edged, slots, pcscd, host, world) -> None:
+async def test_occupational_needs_express_consent(edged, slots, pcscd, dmp_sim, world) -> None:
     world.create("gp", ins=PIERRE)
     world.fed(PIERRE, "gp", "11488-4")
-    bench = await start(edged, slots, host, cps="occupational")
+    bench = await start(edged, slots, dmp_sim, cps="occupational")
     async with await bench.client("occupational", "dmp:read") as client:
         err = await refused(answered(bench, client.call("dmp.find", {"ins": PIERRE}), "OK"))
         assert err.reason == "occupational_needs_express_consent"
@@ -242,7 +225,7 @@ async def test_occupational_needs_express_consent(edged, slots, pcscd, host, wor
         assert prompts(bench)[-1].endswith("(consentement expres)")
 
 
-async def test_emergency_access(edged, slots, pcscd, host, world) -> None:
+async def test_emergency_access(edged, slots, pcscd, dmp_sim, world) -> None:
     _, pierre_password = world.create("gp", ins=PIERRE)
     doc = world.fed(PIERRE, "gp", "11488-4")
     _, password = world.create("gp", ins=ANNE)
@@ -250,7 +233,7 @@ async def test_emergency_access(edged, slots, pcscd, host, world) -> None:
     r = world.client.post("/api/patient/settings", {"oppose_bris_de_glace": True,
                                                      "oppose_centre_15": True}, token=patient)
     assert r.status == 200, r.body
-    bench = await start(edged, slots, host, cps="emergency", vitale=None)  # no Vitale card
+    bench = await start(edged, slots, dmp_sim, cps="emergency", vitale=None)  # no Vitale card
     async with await bench.client("urgences", "dmp:emergency") as client:
         err = await refused(client.call("dmp.emergency", {"ins": PIERRE, "mode": "bris_de_glace",
                                                           "reason": " "}))
@@ -275,9 +258,9 @@ async def test_emergency_access(edged, slots, pcscd, host, world) -> None:
     assert "bris_de_glace" in modes  # shown to the patient (D13)
 
 
-async def test_centre_15_needs_a_regulating_doctor(edged, slots, pcscd, host, world) -> None:
+async def test_centre_15_needs_a_regulating_doctor(edged, slots, pcscd, dmp_sim, world) -> None:
     world.create("gp", ins=PIERRE)
-    bench = await start(edged, slots, host, cps="gp", vitale=None)
+    bench = await start(edged, slots, dmp_sim, cps="gp", vitale=None)
     async with await bench.client("desk", "dmp:emergency") as client:
         err = await refused(client.call("dmp.emergency", {"ins": PIERRE, "mode": "centre_15",
                                                           "reason": "regulation"}))
@@ -286,10 +269,10 @@ async def test_centre_15_needs_a_regulating_doctor(edged, slots, pcscd, host, wo
         assert err.reason == "vitale_required"
 
 
-async def test_consent_forged_expired_replayed_refused(edged, slots, pcscd, host,
+async def test_consent_forged_expired_replayed_refused(edged, slots, pcscd, dmp_sim,
                                                        world) -> None:
     world.create("gp", ins=PIERRE)
-    bench = await start(edged, slots, host)
+    bench = await start(edged, slots, dmp_sim)
     service = bench.daemon.services.dmp
     async with await bench.client("desk", "dmp:read", "dmp:write") as client:
         def forge(envelope):
@@ -322,17 +305,14 @@ async def test_consent_forged_expired_replayed_refused(edged, slots, pcscd, host
 
 
 async def test_ambulance_feed_queued_offline_then_delivered_once(edged, slots, pcscd,
-                                                                 tmp_path, world) -> None:
-    host = world.host
-    port, token = host.port, host.admin_token
+                                                                 tmp_path, dmp_sim,
+                                                                 world) -> None:
     world.create("gp", ins=PIERRE)
     world.close()
-    host.stop()  # no network in the ambulance
+    dmp_sim.stop_dmp()  # no network in the ambulance
     await asyncio.to_thread(slots.insert, 0, Cps3Card("gp"))
     await asyncio.to_thread(slots.insert, 1, Vitale2Card("family"))
-    bench = await edged(pcsc=True, dmp={"url": f"https://127.0.0.1:{port}",
-                                        "ca_file": str(host.cafile), "admin_token": token,
-                                        "retry_base": 0.1, "retry_max": 0.5})
+    bench = await edged(pcsc=True, dmp=dmp_config(dmp_sim, retry_base=0.1, retry_max=0.5))
     await until(lambda: bench.daemon.slots.find("cps") and bench.daemon.slots.find("vitale"))
     bench.keypad.press("1234", "OK")
     doc = cda(PIERRE, title="Bilan SMUR")
@@ -344,7 +324,7 @@ async def test_ambulance_feed_queued_offline_then_delivered_once(edged, slots, p
         assert [f["queue_id"] for f in pending] == [queued["queue_id"]]
         assert pending[0]["patient"] == "178************"
         await asyncio.sleep(0.5)  # a few failed attempts
-        again = DmpHost(host.data_dir, port=port, test_mode=True, admin_token=token).start()
+        dmp_sim.start_dmp()
         try:
             for _ in range(300):
                 if not (await client.call("dmp.queue"))["feeds"]:
@@ -359,7 +339,7 @@ async def test_ambulance_feed_queued_offline_then_delivered_once(edged, slots, p
             found = await answered(bench, client.call("dmp.find", {"ins": PIERRE}), "OK")
             assert [d["id"] for d in found["documents"]] == [done[0]["document_id"]]
         finally:
-            again.stop()
+            dmp_sim.stop_dmp()
     events = [r.event for r in bench.daemon.audit.records()]
     assert events.count("dmp.feed.queued") == 1 and events.count("dmp.feed.delivered") == 1
 
@@ -376,10 +356,10 @@ def _cli(*argv: str) -> tuple[int, str, str]:
     return code, out.getvalue(), err.getvalue()
 
 
-async def test_cli_exists_create_feed_find_get(edged, slots, pcscd, host, tmp_path,
+async def test_cli_exists_create_feed_find_get(edged, slots, pcscd, host, dmp_sim, tmp_path,
                                                monkeypatch) -> None:
     monkeypatch.setenv("BIFENTE_CLIENT_DIR", str(tmp_path / "client"))
-    bench = await start(edged, slots, host)
+    bench = await start(edged, slots, dmp_sim)
     (await bench.pair("cli", "dmp:read", "dmp:write")).save()
     code, out, _ = await asyncio.to_thread(_cli, "dmp", "exists", PIERRE)
     assert code == 1 and "no DMP" in out
@@ -418,8 +398,8 @@ def patient_login(host: DmpHost, ins: str, password: str) -> tuple[DmpClient, st
 
 
 async def test_hidden_until_announced_traces_deletion(edged, slots, pcscd,
-                                                                      host) -> None:
-    bench = await start(edged, slots, host)
+                                                                      host, dmp_sim) -> None:
+    bench = await start(edged, slots, dmp_sim)
     async with await bench.client("desk", "dmp:read", "dmp:write") as client:
         created = await answered(bench, client.call("dmp.create", {"ins": PIERRE}), "OK")
         # D21: the password handed over at creation opens the patient's space.
@@ -452,7 +432,7 @@ async def test_hidden_until_announced_traces_deletion(edged, slots, pcscd,
         patient.close()
 
 
-async def test_patient_masks_adds_blocks(edged, slots, pcscd, host,
+async def test_patient_masks_adds_blocks(edged, slots, pcscd, host, dmp_sim,
                                                       world) -> None:
     _, password = world.create("gp", ins=PIERRE)
     care = world.fed(PIERRE, "gp", CARE)
@@ -465,7 +445,7 @@ async def test_patient_masks_adds_blocks(edged, slots, pcscd, host,
     r = patient.post(f"/api/patient/documents/{care}/visibility", {"masked_ps": True},
                      token=token)  # D16: masked to professionals (but its author)
     assert r.status == 200, r.body
-    bench = await start(edged, slots, host, cps="nurse")
+    bench = await start(edged, slots, dmp_sim, cps="nurse")
     async with await bench.client("nurse", "dmp:read") as client:
         found = await answered(bench, client.call("dmp.find", {"ins": PIERRE}), "OK")
         assert [d["id"] for d in found["documents"]] == [own]
@@ -479,9 +459,9 @@ async def test_patient_masks_adds_blocks(edged, slots, pcscd, host,
     patient.close()
 
 
-async def test_student_card_refused(edged, slots, pcscd, host, world) -> None:
+async def test_student_card_refused(edged, slots, pcscd, dmp_sim, world) -> None:
     world.create("gp", ins=PIERRE)
-    bench = await start(edged, slots, host, cps="student")
+    bench = await start(edged, slots, dmp_sim, cps="student")
     async with await bench.client("student", "dmp:read") as client:
         err = await refused(client.call("dmp.exists", {"ins": PIERRE}))
         assert err.reason == "student_card_refused"
@@ -496,23 +476,21 @@ async def test_dmp_not_configured(edged) -> None:
         assert err.reason == "invalid_params"
 
 
-async def test_queued_feed_waits_for_its_professionals_card(edged, slots, pcscd,
+async def test_queued_feed_waits_for_its_professionals_card(edged, slots, pcscd, dmp_sim,
                                                             world) -> None:
-    host = world.host
-    port, token = host.port, host.admin_token
     world.create("gp", ins=PIERRE)
-    bench = await start(edged, slots, host, retry_base=0.1, retry_max=0.3)
+    bench = await start(edged, slots, dmp_sim, retry_base=0.1, retry_max=0.3)
     async with await bench.client("ambulance", "dmp:read", "dmp:write") as client:
         assert (await client.call("dmp.exists", {"ins": PIERRE}))["exists"]  # GP's session
         world.close()
-        host.stop()  # the network goes mid-round
+        dmp_sim.stop_dmp()  # the network goes mid-round
         queued = await answered(bench, client.call("dmp.feed", {
             "ins": PIERRE, "cda": b64(cda(PIERRE))}), "OK")
         assert queued["state"] == "queued"
         await asyncio.to_thread(slots.remove, 0)  # the GP hands over to a nurse
         await asyncio.to_thread(slots.insert, 0, Cps3Card("nurse"))
         await until(lambda: bench.daemon.slots.find("cps") is not None)
-        again = DmpHost(host.data_dir, port=port, test_mode=True, admin_token=token).start()
+        dmp_sim.start_dmp()
         try:
             await asyncio.sleep(1.0)  # the host is back, but not the GP's card: it waits
             # The queue keeps trying (and fails: not this professional's card); between two
@@ -540,13 +518,13 @@ async def test_queued_feed_waits_for_its_professionals_card(edged, slots, pcscd,
             done = (await client.call("dmp.queue", {"all": True}))["feeds"]
             assert [f["state"] for f in done] == ["delivered"]
         finally:
-            again.stop()
+            dmp_sim.stop_dmp()
 
 
 async def test_a_feed_resent_after_a_lost_answer_is_registered_once(edged, slots, pcscd,
-                                                                    host, world) -> None:
+                                                                    dmp_sim, world) -> None:
     world.create("gp", ins=PIERRE)
-    bench = await start(edged, slots, host, retry_base=0.1, retry_max=0.3)
+    bench = await start(edged, slots, dmp_sim, retry_base=0.1, retry_max=0.3)
     service = bench.daemon.services.dmp
     sent: list[str] = []
 
@@ -576,12 +554,12 @@ async def test_a_feed_resent_after_a_lost_answer_is_registered_once(edged, slots
     assert [d["already_registered"] for d in delivered] == [True]
 
 
-async def test_pharmacist_sees_biology_not_consultations(edged, slots, pcscd, host,
+async def test_pharmacist_sees_biology_not_consultations(edged, slots, pcscd, dmp_sim,
                                                              world) -> None:
     world.create("gp", ins=PIERRE)
     biology = world.fed(PIERRE, "gp", BIOLOGY)
     report = world.fed(PIERRE, "gp", "11488-4")
-    bench = await start(edged, slots, host, cps="pharmacist")
+    bench = await start(edged, slots, dmp_sim, cps="pharmacist")
     async with await bench.client("officine", "dmp:read") as client:
         found = await answered(bench, client.call("dmp.find", {"ins": PIERRE}), "OK")
         assert [d["id"] for d in found["documents"]] == [biology]
@@ -590,15 +568,14 @@ async def test_pharmacist_sees_biology_not_consultations(edged, slots, pcscd, ho
         assert err.reason == "outside_access_matrix"
 
 
-async def test_session_renewed_after_a_host_restart(edged, slots, pcscd, host) -> None:
-    bench = await start(edged, slots, host)
+async def test_session_renewed_after_a_host_restart(edged, slots, pcscd, dmp_sim) -> None:
+    bench = await start(edged, slots, dmp_sim)
     service = bench.daemon.services.dmp
     async with await bench.client("desk", "dmp:read") as client:
         assert (await client.call("dmp.exists", {"ins": PIERRE}))["exists"] is False
         first = service.session
-        port, token = host.port, host.admin_token
-        host.stop()  # sessions live in the host's memory: gone
-        again = DmpHost(host.data_dir, port=port, test_mode=True, admin_token=token).start()
+        dmp_sim.stop_dmp()  # sessions live in the host's memory: gone
+        dmp_sim.start_dmp()
         try:
             assert (await client.call("dmp.exists", {"ins": PIERRE}))["exists"] is False
             assert service.session is not None and service.session.token != first.token
@@ -606,7 +583,7 @@ async def test_session_renewed_after_a_host_restart(edged, slots, pcscd, host) -
             assert [lines for lines in bench.display.history if lines == ["Code correct"]] == [
                 ["Code correct"]]
         finally:
-            again.stop()
+            dmp_sim.stop_dmp()
 
 
 # -- D21 at the desk: the patient's login code shown on the terminal ------------------------------
@@ -623,10 +600,10 @@ def patient_code_login(host: DmpHost, ins: str, password: str, code: str) -> tup
         client.close()
 
 
-async def test_patient_code_shown_on_the_terminal_only(edged, slots, pcscd, host,
+async def test_patient_code_shown_on_the_terminal_only(edged, slots, pcscd, host, dmp_sim,
                                                            caplog) -> None:
     caplog.set_level(logging.DEBUG)
-    bench = await start(edged, slots, host)
+    bench = await start(edged, slots, dmp_sim)
     async with await bench.client("desk", "dmp:read", "dmp:write") as client:
         created = await answered(bench, client.call("dmp.create", {"ins": PIERRE}), "OK")
         password = created["patient_password"]
@@ -668,19 +645,19 @@ async def test_patient_code_shown_on_the_terminal_only(edged, slots, pcscd, host
         assert "Votre code DMP" not in bench.display.screen()
 
 
-async def test_patient_code_needs_dmp_read(edged, slots, pcscd, host, world) -> None:
+async def test_patient_code_needs_dmp_read(edged, slots, pcscd, dmp_sim, world) -> None:
     world.create("gp", ins=PIERRE)
-    bench = await start(edged, slots, host)
+    bench = await start(edged, slots, dmp_sim)
     async with await bench.client("writer", "dmp:write", "dmp:emergency") as client:
         err = await refused(client.call("dmp.patient_code", {"ins": PIERRE}))
         assert "dmp:read" in str(err)
     assert not any("login code" in p for p in prompts(bench))
 
 
-async def test_cli_patient_code(edged, slots, pcscd, host, tmp_path, monkeypatch,
+async def test_cli_patient_code(edged, slots, pcscd, dmp_sim, tmp_path, monkeypatch,
                                 world) -> None:
     world.create("gp", ins=PIERRE)
-    bench = await start(edged, slots, host)
+    bench = await start(edged, slots, dmp_sim)
     monkeypatch.setenv("BIFENTE_CLIENT_DIR", str(tmp_path / "client"))
     (await bench.pair("cli", "dmp:read")).save()
     task = asyncio.ensure_future(asyncio.to_thread(_cli, "dmp", "patient-code", PIERRE))
@@ -694,10 +671,10 @@ async def test_cli_patient_code(edged, slots, pcscd, host, tmp_path, monkeypatch
 
 # -- D2, D3, D15 ----------------------------------------------------------------------------------
 async def test_dmp_through_the_software_with_cps_and_vitale_in_pcsc_readers(
-        edged, slots, pcscd, host) -> None:
+        edged, slots, pcscd, host, dmp_sim) -> None:
     """D2: the DMP-compatible software (the RPC client) works with the CPS and Vitale cards
     in PC/SC readers; the INS it sends is the one read from the Vitale card in its reader."""
-    bench = await start(edged, slots, host)
+    bench = await start(edged, slots, dmp_sim)
     assert bench.daemon.slots.find("cps").source == "pcsc"
     assert bench.daemon.slots.find("vitale").source == "pcsc"
     async with await bench.client("software", "identity:read", "dmp:read",
@@ -720,12 +697,12 @@ async def test_dmp_through_the_software_with_cps_and_vitale_in_pcsc_readers(
 
 
 async def test_patient_identified_by_the_ins_from_the_vitale_card(edged, slots, pcscd,
-                                                                     host) -> None:
+                                                                     host, dmp_sim) -> None:
     """D3: the INS (NIR with its assigning authority OID) comes from the Vitale card; the
     INS-C is computed for the insured; the host registers exactly that INS and OID."""
     from apdu.identity import InsAuthority, compute_ins_c, parse_nir
 
-    bench = await start(edged, slots, host)
+    bench = await start(edged, slots, dmp_sim)
     async with await bench.client("software", "identity:read", "dmp:read",
                                   "dmp:write") as client:
         card = await client.call("vitale.read", {})
@@ -751,11 +728,11 @@ async def test_patient_identified_by_the_ins_from_the_vitale_card(edged, slots, 
     assert host.storage.get_dmp(ADULT) is None
 
 
-async def test_patient_rights_over_sensitive_information(edged, slots, pcscd, host,
+async def test_patient_rights_over_sensitive_information(edged, slots, pcscd, host, dmp_sim,
                                                              world) -> None:
     """D15: a sensitive document stays invisible to the patient until the announcement; the
     patient may then mask it from professionals (its author still sees it)."""
-    bench = await start(edged, slots, host)
+    bench = await start(edged, slots, dmp_sim)
     async with await bench.client("desk", "dmp:read", "dmp:write") as client:
         created = await answered(bench, client.call("dmp.create", {"ins": PIERRE}), "OK")
         patient, token = patient_login(host, PIERRE, created["patient_password"])
@@ -785,11 +762,11 @@ async def test_patient_rights_over_sensitive_information(edged, slots, pcscd, ho
 
 
 async def test_a_cda_the_xml_parser_cannot_read_is_refused_not_queued(
-        edged, slots, pcscd, host, world) -> None:
+        edged, slots, pcscd, dmp_sim, world) -> None:
     # D3: encoding="U" made the host's checker raise: the host answered 500, edged queued the
     # feed and retried it. Now the host lists the problem and edged passes the refusal on.
     world.create("gp", ins=PIERRE)
-    bench = await start(edged, slots, host)
+    bench = await start(edged, slots, dmp_sim)
     async with await bench.client("desk", "dmp:read", "dmp:write") as client:
         for declaration in (b'<?xml version="1.0" encoding="U"?>',
                             b'<?xml version="1.0" encoding="UTF-7"?>'):

@@ -9,8 +9,6 @@ import asyncio
 import pytest
 
 from tests.edged.test_dmp_flows import PIERRE, start, until
-from tests.edged.test_dmp_flows import host as host
-from tests.edged.test_dmp_flows import world as world
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.pcsc]
 
@@ -23,12 +21,12 @@ def _pin_prompts(bench) -> int:
 
 @pytest.mark.timeout(120)
 async def test_a_login_waiting_for_its_pin_holds_up_no_other_client(edged, slots, pcscd,
-                                                                    world) -> None:
+                                                                    dmp_sim, world) -> None:
     # Review: one lock for the whole daemon was held across the host round trips and the PIN
     # entry, so while one user typed a PIN every client's dmp.* call waited (up to
     # pin_timeout), even a client whose session was already open.
     world.create("gp", ins=PIERRE)
-    bench = await start(edged, slots, world.host)  # the PIN typed ahead, for the first login
+    bench = await start(edged, slots, dmp_sim)  # the PIN typed ahead, for the first login
     async with await bench.client("desk", "dmp:read") as desk, \
             await bench.client("consultation", "dmp:read") as consultation:
         assert (await desk.call("dmp.exists", {"ins": PIERRE}))["exists"]  # desk's session

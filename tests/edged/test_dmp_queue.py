@@ -17,11 +17,8 @@ import pytest
 from edged.state.dmp_queue import FeedQueue
 from edged.state.keywrap import KeyWrapper
 from edged.state.space import SpaceGuard
-from simulators.dmp import DmpHost
 from tests.edged.cda import cda
 from tests.edged.test_dmp_flows import PIERRE, answered, b64, start, until
-from tests.edged.test_dmp_flows import host as host
-from tests.edged.test_dmp_flows import world as world
 
 
 async def _pending(client) -> list[dict]:
@@ -31,21 +28,19 @@ async def _pending(client) -> list[dict]:
 @pytest.mark.asyncio
 @pytest.mark.pcsc
 @pytest.mark.timeout(120)
-async def test_the_queue_outlives_a_database_error_and_says_it(edged, slots, pcscd, world,
-                                                               caplog) -> None:
+async def test_the_queue_outlives_a_database_error_and_says_it(edged, slots, pcscd, dmp_sim,
+                                                               world, caplog) -> None:
     # Review: claim / next_due / hurry were awaited outside the loop's try, so one SQLite error
     # ended the delivery task, and stop() swallowed it: feeds stayed queued, nothing said why.
     # Here the queue's file is held by another writer (a backup, an operator's sqlite3 shell)
     # longer than SQLite's busy timeout: the claim fails with "database is locked".
     caplog.set_level(logging.INFO, logger="edged.services.dmp")
-    host = world.host
-    port, token = host.port, host.admin_token
     world.create("gp", ins=PIERRE)
-    bench = await start(edged, slots, host, retry_base=1.0, retry_max=1.0)
+    bench = await start(edged, slots, dmp_sim, retry_base=1.0, retry_max=1.0)
     async with await bench.client("ambulance", "dmp:read", "dmp:write") as client:
         assert (await client.call("dmp.exists", {"ins": PIERRE}))["exists"]  # the GP's session
         world.close()
-        host.stop()
+        dmp_sim.stop_dmp()
         queued = await answered(bench, client.call("dmp.feed", {
             "ins": PIERRE, "cda": b64(cda(PIERRE))}), "OK")
         assert queued["state"] == "queued"
@@ -64,7 +59,7 @@ async def test_the_queue_outlives_a_database_error_and_says_it(edged, slots, pcs
             await asyncio.to_thread(_release, other)
         assert any(isinstance(r.exc_info[1], sqlite3.OperationalError)
                    for r in _loop_errors(caplog) if r.exc_info)
-        again = DmpHost(host.data_dir, port=port, test_mode=True, admin_token=token).start()
+        dmp_sim.start_dmp()
         try:
             for _ in range(300):  # the same loop, still running, delivers it
                 if not await _pending(client):
@@ -73,7 +68,7 @@ async def test_the_queue_outlives_a_database_error_and_says_it(edged, slots, pcs
             done = (await client.call("dmp.queue", {"all": True}))["feeds"]
             assert [f["state"] for f in done] == ["delivered"] and done[0]["document_id"]
         finally:
-            again.stop()
+            dmp_sim.stop_dmp()
 
 
 class _SlowDisk(SpaceGuard):
@@ -96,19 +91,18 @@ class _SlowDisk(SpaceGuard):
 @pytest.mark.pcsc
 @pytest.mark.timeout(120)
 async def test_a_feed_being_queued_does_not_hold_up_other_clients(edged, slots, pcscd,
-                                                                   world) -> None:
+                                                                   dmp_sim, world) -> None:
     # Review: the enqueue sealed the CDA (up to 64 MiB) and committed it (synchronous=FULL)
     # inside the async handler: every other client waited for the disk.
-    host = world.host
     world.create("gp", ins=PIERRE)
-    bench = await start(edged, slots, host)
+    bench = await start(edged, slots, dmp_sim)
     disk = bench.daemon.space = _SlowDisk(Path(bench.daemon.config.state_dir))
     try:
         async with await bench.client("ambulance", "dmp:read", "dmp:write") as client, \
                 await bench.client("desk", "dmp:write") as other:
             assert (await client.call("dmp.exists", {"ins": PIERRE}))["exists"]
             world.close()
-            host.stop()
+            dmp_sim.stop_dmp()
             document = cda(PIERRE)
             feed = asyncio.ensure_future(answered(bench, client.call("dmp.feed", {
                 "ins": PIERRE, "cda": b64(document)}), "OK"))

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import copy
 import json
 import poplib
 import smtplib
@@ -13,6 +14,7 @@ import sqlite3
 import ssl
 from email.message import EmailMessage
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -26,8 +28,8 @@ from edged.services.smime import mime
 from edged.state.audit import AuditLog
 from simulators.cps3 import Cps3Card
 from simulators.mail import TEST_PASSWORD, MailOperator
-from simulators.mail import mail_table as sim_mail_table
-from simulators.pki import DATA, ca_certificate
+from simulators.pki import ca_certificate
+from simulators.world import CardsOn, MailOptions, SimulatedWorld
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.pcsc]
 
@@ -43,17 +45,17 @@ TRUST = cms.TrustStore([ca_certificate("root")],
                                       ca_certificate("organisations")])
 
 
-def intermediates(tmp: Path) -> str:
-    path = tmp / "intermediates.pem"
-    path.write_bytes(b"".join((DATA / "ca" / f"test-{n}.crt.pem").read_bytes()
-                              for n in ("personnes", "organisations")))
-    return str(path)
+def operator(tmp: Path, **options: Any) -> SimulatedWorld:
+    """The reference mail operator (its folder: tmp / "op") in a SimulatedWorld, to enter."""
+    return SimulatedWorld(None, None, cards=CardsOn.NONE, dmp=False,
+                          mail=MailOptions(tmp / "op", **options))
 
 
-def mail_table(op_dir: Path, tmp: Path, **extra: object) -> dict:
-    settings = {"intermediates_file": intermediates(tmp), "retry_base_delay": 0.2,
-                "retry_max_delay": 0.5, "timeout": 5, **extra}
-    return sim_mail_table(op_dir, **settings)
+def mail_table(sim: SimulatedWorld, **extra: object) -> dict:
+    """edged's [mail] table for the world's operator: short retries, and the test's settings
+    (a copy: a test may change it)."""
+    return {**copy.deepcopy(sim.edged_overrides()["mail"]), "retry_base_delay": 0.2,
+            "retry_max_delay": 0.5, "timeout": 5, **extra}
 
 
 class Card:
@@ -112,8 +114,9 @@ async def verify_pin(bench, client) -> None:
 
 
 async def test_send_list_open_and_refusals(edged, slots, pcscd, tmp_path: Path) -> None:
-    with MailOperator(tmp_path / "op") as op:
-        bench = await daemon_with_gp(edged, slots, mail_table(tmp_path / "op", tmp_path))
+    with operator(tmp_path) as sim:
+        op = sim.mail
+        bench = await daemon_with_gp(edged, slots, mail_table(sim))
         async with await bench.client("secretariat", "mail:send", "mail:read",
                                       "cps:sign") as client:
             message = {"to": [NURSE], "cc": [EMERGENCY], "subject": "CR consultation",
@@ -230,9 +233,8 @@ def _certificate(op: MailOperator, address: str):
 
 
 async def test_attachment_too_large(edged, slots, pcscd, tmp_path: Path) -> None:
-    with MailOperator(tmp_path / "op"):
-        bench = await daemon_with_gp(edged, slots, mail_table(
-            tmp_path / "op", tmp_path, max_attachment_bytes=1000))
+    with operator(tmp_path) as sim:
+        bench = await daemon_with_gp(edged, slots, mail_table(sim, max_attachment_bytes=1000))
         async with await bench.client("secretariat", "mail:send") as client:
             with pytest.raises(RemoteError) as exc:
                 await client.call("mail.send", {"to": [NURSE], "text": "x", "attachments": [
@@ -244,13 +246,11 @@ async def test_attachment_too_large(edged, slots, pcscd, tmp_path: Path) -> None
 
 async def test_outage_restart_and_crash_deliver_once(edged, slots, pcscd,
                                                      tmp_path: Path) -> None:
-    # The directory stays up (its own operator); the submission operator goes down.
-    with MailOperator(tmp_path / "dir") as directory:
-        smtp = MailOperator(tmp_path / "op").serve_in_thread()
-        smtp.close()  # down: its operator.json stays, its ports come back on restart
+    # The directory stays up (served apart); the submission operator goes down.
+    with operator(tmp_path, directory_apart=True) as sim:
+        sim.stop_mail()  # down: its operator.json stays, its ports come back on restart
         state = tmp_path / "edged-state"
-        table = mail_table(tmp_path / "op", tmp_path,
-                           directory_url=directory.info.directory_url)
+        table = mail_table(sim)
         bench = await daemon_with_gp(edged, slots, table, state_dir=state)
         async with await bench.client("secretariat", "mail:send", "cps:sign") as client:
             await verify_pin(bench, client)
@@ -263,13 +263,13 @@ async def test_outage_restart_and_crash_deliver_once(edged, slots, pcscd,
                 await asyncio.sleep(0.05)
             assert status["state"] in ("queued", "sending") and status["attempts"] >= 2
             assert "unreachable" in (status["last_error"] or "")
-            smtp = MailOperator(tmp_path / "op").serve_in_thread()  # back
+            smtp = sim.start_mail()  # back
             try:
                 await until(lambda: service_of(bench.daemon.services.mail).outbox.get(
                     first["message_id"]).state == "sent")
                 assert len(await asyncio.to_thread(mailbox, smtp, NURSE)) == 1
             finally:
-                smtp.close()
+                sim.stop_mail()
             second = await client.call("mail.send", {"to": [NURSE], "text": "deux"})
         await bench.daemon.stop()  # stopped with the second message queued (operator down)
 
@@ -277,13 +277,13 @@ async def test_outage_restart_and_crash_deliver_once(edged, slots, pcscd,
         with sqlite3.connect(state / "outbox.db") as db:
             db.execute("UPDATE outbox SET state = 'sending' WHERE message_id = ?",
                        (first["message_id"],))
-        with MailOperator(tmp_path / "op") as smtp:
-            bench = await edged(pcsc=True, mail=table, state_dir=state)
-            outbox = service_of(bench.daemon.services.mail).outbox
-            await until(lambda: outbox.counts() == {"sent": 2})
-            raws = await asyncio.to_thread(mailbox, smtp, NURSE)
-            assert len(raws) == 2  # the first was sent again but delivered once (Message-ID)
-            assert outbox.get(second["message_id"]).attempts >= 1
+        smtp = sim.start_mail()
+        bench = await edged(pcsc=True, mail=table, state_dir=state)
+        outbox = service_of(bench.daemon.services.mail).outbox
+        await until(lambda: outbox.counts() == {"sent": 2})
+        raws = await asyncio.to_thread(mailbox, smtp, NURSE)
+        assert len(raws) == 2  # the first was sent again but delivered once (Message-ID)
+        assert outbox.get(second["message_id"]).attempts >= 1
 
 
 def _cli(*argv: str) -> tuple[int, str, str]:
@@ -300,8 +300,9 @@ def _cli(*argv: str) -> tuple[int, str, str]:
 
 async def test_cli_send_list_open(edged, slots, pcscd, tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setenv("BIFENTE_CLIENT_DIR", str(tmp_path / "client"))
-    with MailOperator(tmp_path / "op") as op:
-        bench = await daemon_with_gp(edged, slots, mail_table(tmp_path / "op", tmp_path))
+    with operator(tmp_path) as sim:
+        op = sim.mail
+        bench = await daemon_with_gp(edged, slots, mail_table(sim))
         (await bench.pair("cli", "mail:send", "mail:read", "cps:sign")).save()
         report = tmp_path / "compte rendu.pdf"
         report.write_bytes(PDF)
@@ -330,8 +331,9 @@ async def test_cli_send_list_open(edged, slots, pcscd, tmp_path: Path, monkeypat
 
 async def test_operator_refusal_fails_the_message_with_its_text(edged, slots, pcscd,
                                                                 tmp_path: Path) -> None:
-    with MailOperator(tmp_path / "op", max_message_bytes=30_000) as op:
-        bench = await daemon_with_gp(edged, slots, mail_table(tmp_path / "op", tmp_path))
+    with operator(tmp_path, max_message_bytes=30_000) as sim:
+        op = sim.mail
+        bench = await daemon_with_gp(edged, slots, mail_table(sim))
         async with await bench.client("secretariat", "mail:send", "cps:sign") as client:
             await verify_pin(bench, client)
             sent = await client.call("mail.send", {"to": [NURSE], "text": "gros", "attachments": [
@@ -365,8 +367,9 @@ async def test_three_digit_pid_message_ids_send_deliver_and_stop_cleanly(
         return f"<{int(time.time() * 100)}.837.{random.getrandbits(64)}@{domain}>"
 
     monkeypatch.setattr(email.utils, "make_msgid", msgid_of_pid_837)
-    with MailOperator(tmp_path / "op") as op:
-        bench = await daemon_with_gp(edged, slots, mail_table(tmp_path / "op", tmp_path))
+    with operator(tmp_path) as sim:
+        op = sim.mail
+        bench = await daemon_with_gp(edged, slots, mail_table(sim))
         async with await bench.client("secretariat", "mail:send", "cps:sign") as client:
             await verify_pin(bench, client)
             sent = [await client.call("mail.send", {"to": [NURSE], "text": f"n{i}"})
@@ -387,8 +390,9 @@ async def test_three_digit_pid_message_ids_send_deliver_and_stop_cleanly(
 
 async def test_a_retried_send_with_its_idempotency_key_is_delivered_once(
         edged, slots, pcscd, tmp_path: Path) -> None:
-    with MailOperator(tmp_path / "op") as op:
-        bench = await daemon_with_gp(edged, slots, mail_table(tmp_path / "op", tmp_path))
+    with operator(tmp_path) as sim:
+        op = sim.mail
+        bench = await daemon_with_gp(edged, slots, mail_table(sim))
         async with await bench.client("secretariat", "mail:send", "cps:sign") as client:
             await verify_pin(bench, client)
             message = {"to": [NURSE], "text": "une fois", "idempotency_key": "rdv-42"}
@@ -405,8 +409,9 @@ async def test_a_retried_send_with_its_idempotency_key_is_delivered_once(
 async def test_a_hostile_from_does_not_break_mail_list(edged, slots, pcscd,
                                                        tmp_path: Path) -> None:
     # D2: `From: x:;y@z.test` made str(head["From"]) raise, and every mail.list failed.
-    with MailOperator(tmp_path / "op") as op:
-        bench = await daemon_with_gp(edged, slots, mail_table(tmp_path / "op", tmp_path))
+    with operator(tmp_path) as sim:
+        op = sim.mail
+        bench = await daemon_with_gp(edged, slots, mail_table(sim))
         async with await bench.client("secretariat", "mail:send", "mail:read",
                                       "cps:sign") as client:
             await verify_pin(bench, client)
@@ -427,11 +432,9 @@ async def test_mail_list_wakes_the_outbox_when_the_operator_is_back(edged, slots
                                                                     tmp_path: Path) -> None:
     # Minor item of the review: with a long backoff, mail waited it out even though the
     # operator was back. An answer from the operator (here mail.list) makes it due at once.
-    with MailOperator(tmp_path / "dir") as directory:
-        smtp = MailOperator(tmp_path / "op").serve_in_thread()
-        smtp.close()  # the submission operator is down
-        table = mail_table(tmp_path / "op", tmp_path, directory_url=directory.info.directory_url,
-                           retry_base_delay=3600, retry_max_delay=3600)
+    with operator(tmp_path, directory_apart=True) as sim:
+        sim.stop_mail()  # the submission operator is down
+        table = mail_table(sim, retry_base_delay=3600, retry_max_delay=3600)
         bench = await daemon_with_gp(edged, slots, table)
         async with await bench.client("secretariat", "mail:send", "mail:read",
                                       "cps:sign") as client:
@@ -441,18 +444,18 @@ async def test_mail_list_wakes_the_outbox_when_the_operator_is_back(edged, slots
             await until(lambda: outbox.get(sent["message_id"]).last_error is not None)
             item = outbox.get(sent["message_id"])
             assert (item.state, item.attempts) == ("queued", 1)  # next try in 30-60 min
-            with MailOperator(tmp_path / "op") as smtp:
-                await client.call("mail.list")
-                await until(lambda: outbox.get(sent["message_id"]).state == "sent")
-                assert len(await asyncio.to_thread(mailbox, smtp, NURSE)) == 1
+            smtp = sim.start_mail()
+            await client.call("mail.list")
+            await until(lambda: outbox.get(sent["message_id"]).state == "sent")
+            assert len(await asyncio.to_thread(mailbox, smtp, NURSE)) == 1
 
 
 async def test_clients_of_one_professional_list_the_mailbox_at_once(edged, slots, pcscd,
                                                                     tmp_path: Path) -> None:
     # Found by the soak: POP3 locks a maildrop per session (RFC 1939 §8), so concurrent
     # mail.list calls for the same address got operator_refused "[IN-USE]".
-    with MailOperator(tmp_path / "op"):
-        bench = await daemon_with_gp(edged, slots, mail_table(tmp_path / "op", tmp_path))
+    with operator(tmp_path) as sim:
+        bench = await daemon_with_gp(edged, slots, mail_table(sim))
         clients = [await bench.client(f"desk{i}", "mail:read", "cps:sign") for i in range(6)]
         try:
             listed = await asyncio.gather(*(c.call("mail.list") for c in clients for _ in range(3)))
@@ -517,10 +520,11 @@ async def test_an_operator_leaving_mid_login_is_unavailable_not_a_refusal(
     # Found by the soak, while the operator was bounced: poplib's '-ERR EOF' (the connection
     # closed) was taken for the operator's own -ERR and answered operator_refused; a reset
     # mid-login escaped as an untyped OSError.
-    with MailOperator(tmp_path / "op") as op:
+    with operator(tmp_path) as sim:
+        op = sim.mail
         pop = _ClosingPop3(op, reset, greet)
         try:
-            table = mail_table(tmp_path / "op", tmp_path)
+            table = mail_table(sim)
             table["domains"]["cabinet.test"]["pop3_port"] = pop.port
             bench = await daemon_with_gp(edged, slots, table)
             async with await bench.client("secretariat", "mail:read") as client:

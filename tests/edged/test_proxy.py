@@ -45,6 +45,7 @@ from edged.services.proxy import (
 from edged.state.keywrap import KeyWrapper, load_key_wrapper
 from simulators.mail import TEST_PASSWORD, MailOperator
 from simulators.pki import DATA, ca_certificate, load_key
+from simulators.world import CardsOn, MailOptions, SimulatedWorld
 from tests.edged.conftest import Bench, BenchFactory
 
 NURSE = "julie.bernard@cabinet.test"
@@ -96,8 +97,11 @@ def test_code_is_read_from_the_subject_prefix() -> None:
 # -- fixtures -------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def op(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MailOperator]:
-    with MailOperator(tmp_path_factory.mktemp("operator")) as running:
-        yield running
+    """The reference mail operator, in a SimulatedWorld of its own for the module."""
+    with SimulatedWorld(None, None, cards=CardsOn.NONE, dmp=False,
+                        mail=MailOptions(tmp_path_factory.mktemp("operator"))) as world:
+        assert world.mail is not None
+        yield world.mail
 
 
 def trust() -> cms.TrustStore:

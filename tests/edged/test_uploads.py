@@ -21,10 +21,8 @@ from edged.api.jsonrpc import RpcError
 from edged.services import smime
 from edged.services.mail import service_of
 from edged.state.space import SpaceGuard
-from simulators.mail import MailOperator
 from tests.edged.cda import cda
 from tests.edged.test_dmp_flows import PIERRE, answered, start
-from tests.edged.test_dmp_flows import host as host
 from tests.edged.test_mail_rpc import (
     NURSE,
     TRUST,
@@ -32,6 +30,7 @@ from tests.edged.test_mail_rpc import (
     daemon_with_gp,
     mail_table,
     mailbox,
+    operator,
     verify_pin,
 )
 from tests.edged.test_mail_rpc import until as until_true
@@ -126,8 +125,9 @@ async def test_an_oversized_message_is_a_clear_error_not_a_hang(edged) -> None:
 @pytest.mark.timeout(600)
 async def test_a_25_mb_attachment_arrives_intact(edged, slots, pcscd, tmp_path: Path) -> None:
     data = os.urandom(25 * 1000 * 1000)
-    with MailOperator(tmp_path / "op", max_message_bytes=64 * 1024 * 1024) as op:
-        bench = await daemon_with_gp(edged, slots, mail_table(tmp_path / "op", tmp_path))
+    with operator(tmp_path, max_message_bytes=64 * 1024 * 1024) as sim:
+        op = sim.mail
+        bench = await daemon_with_gp(edged, slots, mail_table(sim))
         async with await bench.client("secretariat", "mail:send", "cps:sign") as client:
             await verify_pin(bench, client)
             upload_id = await client.upload(data)
@@ -147,9 +147,9 @@ async def test_a_25_mb_attachment_arrives_intact(edged, slots, pcscd, tmp_path: 
 @pytest.mark.asyncio
 @pytest.mark.pcsc
 @pytest.mark.timeout(600)
-async def test_a_20_mb_pdf_reaches_the_dmp_intact(edged, slots, pcscd, host) -> None:
+async def test_a_20_mb_pdf_reaches_the_dmp_intact(edged, slots, pcscd, dmp_sim) -> None:
     document = cda(PIERRE, pdf=b"%PDF-1.7\n" + os.urandom(20 * 1000 * 1000) + b"\n%%EOF\n")
-    bench = await start(edged, slots, host)
+    bench = await start(edged, slots, dmp_sim)
     async with await bench.client("desk", "dmp:read", "dmp:write") as client:
         await answered(bench, client.call("dmp.create", {"ins": PIERRE}), "OK")
         upload_id = await client.upload(document)

@@ -17,7 +17,6 @@ import sqlite3
 import time
 from collections import Counter
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 
@@ -25,6 +24,7 @@ from bifente_client import Credentials, RemoteError
 from simulators.dmp import DmpHost
 from simulators.dmp.storage import DB_NAME
 from simulators.dmp.testing import DmpWorld, FakeClock
+from simulators.world import CardsOn, DmpOptions, SimulatedWorld
 from tests.edged.cda import cda
 from tests.faults.faultproxy import FaultProxy
 from tests.faults.test_kill_mid_dmp_feed import (
@@ -51,16 +51,21 @@ class World:
 
     def __init__(self, tmp: Path, *, http_timeout: float = HTTP_TIMEOUT_S) -> None:
         self.tmp = tmp
-        self.host = DmpHost(tmp / "dmp", test_mode=True, admin_token="admin-secret").start()
+
+        def proxy(host: DmpHost) -> FaultProxy:
+            tls = host.data_dir / "tls"
+            return FaultProxy(("127.0.0.1", host.port), host_chain=tls / "host.chain.pem",
+                              host_key=tls / "host.key.pem", workdir=tmp / "proxy")
+
+        self.sim = SimulatedWorld(None, None, cards=CardsOn.NONE, mail=False, dmp=DmpOptions(
+            tmp / "dmp", admin_token="admin-secret", front=proxy)).start()
+        assert self.sim.dmp is not None and isinstance(self.sim.dmp_front, FaultProxy)
+        self.host, self.proxy = self.sim.dmp, self.sim.dmp_front
         world = DmpWorld(self.host, FakeClock())
         world.clock = time.time  # type: ignore[assignment]  # the host runs on the real clock
         world.create("gp", ins=PIERRE)
         world.close()
-        tls = tmp / "dmp" / "tls"
-        self.proxy = FaultProxy(("127.0.0.1", self.host.port), host_chain=tls / "host.chain.pem",
-                                host_key=tls / "host.key.pem", workdir=tmp / "proxy")
-        self.edged = Edged(tmp, SimpleNamespace(url=self.proxy.url, cafile=self.host.cafile,
-                                                admin_token="admin-secret"))
+        self.edged = Edged(tmp, self.sim.edged_overrides()["dmp"])
         self.edged.config.write_text(self.edged.config.read_text().replace(
             "retry_base = 0.1", f"http_timeout = {http_timeout}\nretry_base = 0.1"))
 
@@ -77,8 +82,7 @@ class World:
     def close(self) -> None:
         if self.edged.process.poll() is None:
             self.edged.stop()
-        self.proxy.close()
-        self.host.stop()
+        self.sim.stop()  # the proxy, then the host
 
 
 async def queue_until(client, predicate, timeout: float = 60.0) -> list[dict]:

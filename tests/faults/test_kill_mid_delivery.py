@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import email
 import email.policy
-import json
 import os
 import poplib
 import re
@@ -21,13 +20,15 @@ import sys
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from edged.services import cms, smime
 from edged.services.outbox import Outbox
-from simulators.mail import TEST_PASSWORD, MailOperator, mail_table
-from simulators.pki import DATA, ca_certificate, card_keys
+from simulators.mail import TEST_PASSWORD, MailOperator
+from simulators.pki import ca_certificate, card_keys
+from simulators.world import CardsOn, MailOptions, SimulatedWorld
 
 ROOT = Path(__file__).resolve().parents[2]
 GP = "claire.martin@cabinet.test"
@@ -70,22 +71,25 @@ def mailbox_ids(op: MailOperator) -> list[str]:
         pop.quit()
 
 
-def start(tmp: Path, op_dir: Path) -> subprocess.Popen[str]:
-    intermediates = tmp / "intermediates.pem"
-    intermediates.write_bytes(b"".join((DATA / "ca" / f"test-{n}.crt.pem").read_bytes()
-                                       for n in ("personnes", "organisations")))
+def operator(tmp: Path) -> SimulatedWorld:
+    """The reference operator (its folder: tmp / "op") in a SimulatedWorld, to enter."""
+    return SimulatedWorld(None, None, cards=CardsOn.NONE, dmp=False,
+                          mail=MailOptions(tmp / "op"))
+
+
+def start(tmp: Path, table: dict[str, Any]) -> subprocess.Popen[str]:
+    """`python -m edged` with this [mail] table (a SimulatedWorld's edged_overrides())."""
     config = tmp / "edged.toml"
-    table = mail_table(op_dir)
     domains = ", ".join(f'"{d}" = {{submission_port = {p["submission_port"]}, '
                         f'pop3_port = {p["pop3_port"]}}}'
-                        for d, p in table["domains"].items())  # type: ignore[attr-defined]
+                        for d, p in table["domains"].items())
     config.write_text(f'[server]\nhost = "127.0.0.1"\nport = 0\n[state]\n'
                       f'state_dir = "{tmp}/state"\n[cards]\npcsc = false\n[mail]\n'
                       f'host = "{table["host"]}"\ndirectory_url = "{table["directory_url"]}"\n'
                       f'ca_file = "{table["ca_file"]}"\n'
                       f'password_file = "{table["password_file"]}"\n'
                       f'domains = {{{domains}}}\n'
-                      f'intermediates_file = "{intermediates}"\n'
+                      f'intermediates_file = "{table["intermediates_file"]}"\n'
                       "retry_base_delay = 0.2\nretry_max_delay = 1.0\ntimeout = 5\n")
     process = subprocess.Popen([sys.executable, "-m", "edged", "--config", str(config),
                                 "--no-mdns"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -116,8 +120,9 @@ def test_sigkill_mid_delivery_then_restart_delivers_each_message_once(
     for mid, body in queued:
         assert outbox.enqueue(mid, GP, (NURSE,), body)
     outbox.close()
-    with MailOperator(tmp_path / "op") as op:
-        edged = start(tmp_path, tmp_path / "op")
+    with operator(tmp_path) as sim:
+        op, table = sim.mail, sim.edged_overrides()["mail"]
+        edged = start(tmp_path, table)
         try:
             wait_for(lambda: len(mailbox_ids(op)) >= kill_after)
             edged.send_signal(signal.SIGKILL)
@@ -126,7 +131,7 @@ def test_sigkill_mid_delivery_then_restart_delivers_each_message_once(
             if edged.poll() is None:
                 edged.kill()
         at_kill = states(tmp_path)
-        edged = start(tmp_path, tmp_path / "op")
+        edged = start(tmp_path, table)
         try:
             wait_for(lambda: states(tmp_path) == Counter({"sent": MESSAGES}))
             ids = mailbox_ids(op)
@@ -174,13 +179,10 @@ def test_tls_failing_keeps_mail_queued_then_delivers_once(tmp_path: Path) -> Non
     outbox.close()
     wrong_ca = tmp_path / "other-ca.pem"  # a CA that never signed the operator's certificate
     wrong_ca.write_bytes(_throwaway_ca())
-    with MailOperator(tmp_path / "op") as op:
+    with operator(tmp_path) as sim:
+        op, table = sim.mail, sim.edged_overrides()["mail"]
         # The same operator described with the wrong CA to pin.
-        info = json.loads((tmp_path / "op" / "operator.json").read_text())
-        (tmp_path / "mitm").mkdir()
-        (tmp_path / "mitm" / "operator.json").write_text(json.dumps({**info,
-                                                                    "ca_file": str(wrong_ca)}))
-        edged = start(tmp_path, tmp_path / "mitm")
+        edged = start(tmp_path, {**table, "ca_file": str(wrong_ca)})
         try:
             def tried_twice() -> bool:
                 with sqlite3.connect(tmp_path / "state" / "outbox.db", timeout=10) as db:
@@ -194,7 +196,7 @@ def test_tls_failing_keeps_mail_queued_then_delivers_once(tmp_path: Path) -> Non
         finally:
             edged.send_signal(signal.SIGTERM)
             assert edged.wait(timeout=20) == 0
-        edged = start(tmp_path, tmp_path / "op")
+        edged = start(tmp_path, table)
         try:
             wait_for(lambda: states(tmp_path) == Counter({"sent": 3}))
             copies = Counter(mailbox_ids(op))

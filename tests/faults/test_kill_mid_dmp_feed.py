@@ -33,6 +33,7 @@ from simulators.dmp import DmpHost
 from simulators.dmp.storage import DB_NAME
 from simulators.dmp.testing import DmpWorld, FakeClock
 from simulators.terminal.control import TerminalControl
+from simulators.world import SimulatedWorld
 from tests.edged.cda import cda
 
 pytestmark = pytest.mark.asyncio
@@ -43,15 +44,18 @@ FEEDS = 8
 
 
 class Edged:
-    """`python -m edged --simulate` on a config file; its port, fingerprint and keypad."""
+    """`python -m edged --simulate` on a config file; its port, fingerprint and keypad.
 
-    def __init__(self, tmp: Path, host: DmpHost) -> None:
+    dmp: the [dmp] table of a SimulatedWorld's edged_overrides() (the host, or its front).
+    """
+
+    def __init__(self, tmp: Path, dmp: dict[str, str]) -> None:
         self.tmp = tmp
         self.config = tmp / "edged.toml"
         self.config.write_text(
             f'[server]\nhost = "127.0.0.1"\nport = 0\n[state]\nstate_dir = "{tmp}/state"\n'
-            f'[dmp]\nurl = "{host.url}"\nca_file = "{host.cafile}"\n'
-            f'admin_token = "{host.admin_token}"\nretry_base = 0.1\nretry_max = 0.5\n'
+            f'[dmp]\nurl = "{dmp["url"]}"\nca_file = "{dmp["ca_file"]}"\n'
+            f'admin_token = "{dmp["admin_token"]}"\nretry_base = 0.1\nretry_max = 0.5\n'
             # 24 feeds, each with the patient's consent on the terminal: over the default
             # prompt budget (docs/security.md), raised for this one client as an operator would.
             '[limits."ambulance"]\nprompt_burst = 100\nprompts_per_minute = 600\n')
@@ -172,29 +176,28 @@ async def until(predicate, timeout: float = 90.0) -> None:
 
 @pytest.mark.parametrize("kill_after", [1, 4, 8])
 async def test_sigkill_mid_dmp_feeds_then_restart_registers_each_document_once(
-        tmp_path: Path, kill_after: int) -> None:
-    host = DmpHost(tmp_path / "dmp", test_mode=True, admin_token="admin-secret").start()
-    port = host.port
+        tmp_path: Path, dmp_sim: SimulatedWorld, kill_after: int) -> None:
+    host = dmp_sim.dmp
+    assert host is not None
     world = DmpWorld(host, FakeClock())
     world.clock = time.time  # type: ignore[assignment]  # the host runs on the real clock
     world.create("gp", ins=PIERRE)
     world.close()
-    edged = Edged(tmp_path, host)
-    host.stop()  # the ambulance: no network while the feeds are taken
+    edged = Edged(tmp_path, dmp_sim.edged_overrides()["dmp"])
+    dmp_sim.stop_dmp()  # the ambulance: no network while the feeds are taken
     edged.start()
     try:
         ids = [f"kill-{kill_after}-{i}-{time.time_ns()}" for i in range(FEEDS)]
         creds = await edged.queue_offline([cda(PIERRE, title=f"Bilan {i}", document_id=doc_id)
                                            for i, doc_id in enumerate(ids)])
-        host = DmpHost(tmp_path / "dmp", port=port, test_mode=True,
-                       admin_token="admin-secret").start()
+        host = dmp_sim.start_dmp()
         held, release = hold_answer(host, kill_after)
         await until(held.is_set)
         edged.kill()  # the host has registered the document; edged has not heard so
         release.set()
     except BaseException:
         edged.stop()
-        host.stop()
+        dmp_sim.stop_dmp()
         raise
     try:
         at_kill = feed_states(tmp_path)
@@ -211,7 +214,7 @@ async def test_sigkill_mid_dmp_feeds_then_restart_registers_each_document_once(
             assert edged.stop() == 0
         copies, answers = registered(host.data_dir), feed_answers(host.data_dir)
     finally:
-        host.stop()
+        dmp_sim.stop_dmp()
     lost = [d for d in ids if copies[d] == 0]
     duplicated = [d for d, n in copies.items() if n > 1]
     resent = sum(n - 1 for n in answers.values())  # answered `already_registered`

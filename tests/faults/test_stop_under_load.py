@@ -24,8 +24,8 @@ import pytest
 from bifente_client import Credentials, RemoteError
 from edged.state.audit import AuditLog, read_anchor_key
 from edged.state.keywrap import load_key_wrapper
-from simulators.dmp import DmpHost
 from simulators.dmp.testing import DmpWorld, FakeClock
+from simulators.world import SimulatedWorld
 from tests.edged.cda import cda
 from tests.faults.test_kill_mid_dmp_feed import (
     PIERRE,
@@ -63,18 +63,19 @@ async def keep_calling(client, outcomes: Counter[str]) -> None:
             outcomes["ok"] += 1
 
 
-async def test_sigterm_under_load_exits_in_bound_and_loses_nothing(tmp_path: Path) -> None:
-    host = DmpHost(tmp_path / "dmp", test_mode=True, admin_token="admin-secret").start()
-    port = host.port
+async def test_sigterm_under_load_exits_in_bound_and_loses_nothing(
+        tmp_path: Path, dmp_sim: SimulatedWorld) -> None:
+    host = dmp_sim.dmp
+    assert host is not None
     world = DmpWorld(host, FakeClock())
     world.clock = time.time  # type: ignore[assignment]  # the host runs on the real clock
     world.create("gp", ins=PIERRE)
     world.close()
-    edged = Edged(tmp_path, host)
+    edged = Edged(tmp_path, dmp_sim.edged_overrides()["dmp"])
     edged.config.write_text(edged.config.read_text().replace("port = 0\n", (
         f"port = 0\nmax_connections_per_client = {CONNECTIONS}\nrate_per_second = 1000.0\n"
         "rate_burst = 1000\n"), 1) + f"[cards]\npin_timeout = {PIN_TIMEOUT_S}\n")
-    host.stop()  # offline: the feeds are queued
+    dmp_sim.stop_dmp()  # offline: the feeds are queued
     edged.start()
     outcomes: Counter[str] = Counter()
     try:
@@ -129,8 +130,7 @@ async def test_sigterm_under_load_exits_in_bound_and_loses_nothing(tmp_path: Pat
     assert at_stop["queued"] + at_stop["sending"] == FEEDS, at_stop
 
     # Nothing lost: after a restart, each queued feed is registered once.
-    host = DmpHost(tmp_path / "dmp", port=port, test_mode=True,
-                   admin_token="admin-secret").start()
+    host = dmp_sim.start_dmp()
     try:
         edged.start()
         try:
@@ -143,5 +143,5 @@ async def test_sigterm_under_load_exits_in_bound_and_loses_nothing(tmp_path: Pat
             assert edged.stop() == 0
         copies = registered(host.data_dir)
     finally:
-        host.stop()
+        dmp_sim.stop_dmp()
     assert {d: copies[d] for d in ids} == dict.fromkeys(ids, 1)

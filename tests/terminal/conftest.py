@@ -1,4 +1,7 @@
-"""A virtual terminal per test module: the real firmware on MicroPython, a real pty, no mocks."""
+"""A virtual terminal per test module: the real firmware on MicroPython, a real pty, no mocks.
+
+It runs in a SimulatedWorld (simulators/world.py), whose edged_overrides() point edged at it.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +14,7 @@ import pytest
 
 from edged.readers.terminal import TerminalLink
 from simulators.terminal import VirtualTerminal
+from simulators.world import SimulatedWorld
 from tests.needs import missing
 
 BIN = Path(sys.executable).parent
@@ -29,10 +33,17 @@ def firmware_tools() -> None:
 
 
 @pytest.fixture(scope="module")
-def vt(firmware_tools: None) -> Iterator[VirtualTerminal]:
+def terminal_world(firmware_tools: None) -> Iterator[SimulatedWorld]:
     """The virtual terminal with a 'gp' CPS card and a 'family' Vitale card (192K heap)."""
-    with VirtualTerminal("gp", "family") as terminal:
-        yield terminal
+    with SimulatedWorld("gp", "family", mail=False, dmp=False) as world:
+        yield world
+
+
+@pytest.fixture(scope="module")
+def vt(terminal_world: SimulatedWorld) -> VirtualTerminal:
+    """terminal_world's virtual terminal."""
+    assert terminal_world.terminal is not None
+    return terminal_world.terminal
 
 
 @pytest.fixture

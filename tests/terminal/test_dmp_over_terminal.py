@@ -15,8 +15,8 @@ import pytest
 from bifente_client import RemoteError, pair
 from edged.config import Config
 from edged.daemon import Daemon
-from simulators.dmp import DmpHost
 from simulators.terminal import VirtualTerminal
+from simulators.world import SimulatedWorld
 from tests.edged.cda import cda
 
 pytestmark = pytest.mark.asyncio
@@ -25,12 +25,11 @@ PIERRE = "178027505601209"  # the family card's insured
 
 
 async def test_create_feed_read_with_consent_on_the_virtual_terminal(
-        vt: VirtualTerminal, tmp_path: Path) -> None:
-    host = DmpHost(tmp_path / "dmp", test_mode=True).start()
-    config = Config(host="127.0.0.1", port=0, state_dir=tmp_path / "state", mdns=False,
-                    pcsc=False, terminal=vt.pty_path,
-                    dmp={"url": host.url, "ca_file": str(host.cafile),
-                         "admin_token": host.admin_token})
+        terminal_world: SimulatedWorld, vt: VirtualTerminal, dmp_sim: SimulatedWorld,
+        tmp_path: Path) -> None:
+    config = Config(host="127.0.0.1", port=0, state_dir=tmp_path / "state",
+                    mdns=False).with_overrides(**terminal_world.edged_overrides(),
+                                               **dmp_sim.edged_overrides())
     daemon = Daemon(config)
     await daemon.start()
     try:
@@ -82,18 +81,17 @@ async def test_create_feed_read_with_consent_on_the_virtual_terminal(
             assert [d["id"] for d in found["documents"]] == [fed["document"]["id"]]
     finally:
         await daemon.stop()
-        host.stop()
 
 
 async def test_codes_leave_the_screen_and_f1_shows_the_fingerprint(
-        vt: VirtualTerminal, tmp_path: Path) -> None:
+        terminal_world: SimulatedWorld, vt: VirtualTerminal, tmp_path: Path) -> None:
     # docs/terminal.md ("Codes are secret screens") through the real daemon: the pairing code
     # is a secret screen that leaves when used; a patient's code leaves on OK and on Vitale
     # removal; F1 shows the daemon's fingerprint as `bifente discover` prints it.
     from edged.discovery import format_fingerprint
 
-    config = Config(host="127.0.0.1", port=0, state_dir=tmp_path / "state", mdns=False,
-                    pcsc=False, terminal=vt.pty_path)
+    config = Config(host="127.0.0.1", port=0, state_dir=tmp_path / "state",
+                    mdns=False).with_overrides(**terminal_world.edged_overrides())
     daemon = Daemon(config)
     await daemon.start()
     try:

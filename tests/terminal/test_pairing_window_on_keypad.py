@@ -13,7 +13,7 @@ import pytest
 from bifente_client import RemoteError, pair
 from edged.config import Config
 from edged.daemon import Daemon
-from simulators.terminal import VirtualTerminal
+from simulators.world import SimulatedWorld
 from tests.lan_attacker import LanAttacker
 
 pytestmark = pytest.mark.asyncio
@@ -30,9 +30,11 @@ def audited(daemon: Daemon, event: str) -> list[dict[str, object]]:
 
 async def test_f1_twice_opens_pairing_through_a_flood(tmp_path: Path,
                                                       firmware_tools: None) -> None:
-    with VirtualTerminal("gp", None) as vt:
+    with SimulatedWorld("gp", None, mail=False, dmp=False) as world:
+        vt = world.terminal
+        assert vt is not None
         config = Config(host="127.0.0.1", port=0, state_dir=tmp_path / "state", mdns=False,
-                        pcsc=False, terminal=vt.pty_path, pairing_window_seconds=90.0)
+                        pairing_window_seconds=90.0).with_overrides(**world.edged_overrides())
         daemon = Daemon(config)
         await daemon.start()
         attacker = LanAttacker(daemon.server.port, ATTACKERS)
@@ -104,9 +106,11 @@ async def test_f1_twice_opens_pairing_through_a_flood(tmp_path: Path,
 
 async def test_cancel_closes_the_window_on_the_terminal(tmp_path: Path,
                                                         firmware_tools: None) -> None:
-    with VirtualTerminal("gp", None) as vt:
-        config = Config(host="127.0.0.1", port=0, state_dir=tmp_path / "state", mdns=False,
-                        pcsc=False, terminal=vt.pty_path)
+    with SimulatedWorld("gp", None, mail=False, dmp=False) as world:
+        vt = world.terminal
+        assert vt is not None
+        config = Config(host="127.0.0.1", port=0, state_dir=tmp_path / "state",
+                        mdns=False).with_overrides(**world.edged_overrides())
         daemon = Daemon(config)
         await daemon.start()
         try:

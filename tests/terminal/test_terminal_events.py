@@ -11,15 +11,17 @@ import pytest
 from bifente_client import pair
 from edged.config import Config
 from edged.daemon import Daemon
-from simulators.terminal import VirtualTerminal
+from simulators.world import SimulatedWorld
 
 pytestmark = pytest.mark.asyncio
 
 
 async def test_reboot_is_lost_then_restored(tmp_path: Path, firmware_tools: None) -> None:
-    with VirtualTerminal("gp", None) as vt:
-        config = Config(host="127.0.0.1", port=0, state_dir=tmp_path / "state", mdns=False,
-                        pcsc=False, terminal=vt.pty_path)
+    with SimulatedWorld("gp", None, mail=False, dmp=False) as world:
+        vt = world.terminal
+        assert vt is not None
+        config = Config(host="127.0.0.1", port=0, state_dir=tmp_path / "state",
+                        mdns=False).with_overrides(**world.edged_overrides())
         daemon = Daemon(config)
         await daemon.start()
         try:

@@ -20,8 +20,8 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from simulators.dmp import DmpHost
 from simulators.dmp.testing import DmpWorld, FakeClock
+from simulators.world import CardsOn, DmpOptions, SimulatedWorld
 from tests.needs import missing
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -35,11 +35,12 @@ CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic
 def web_world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DmpWorld]:
     """A host in test mode (the one-time code is readable through /api/test/last-code)."""
     clock = FakeClock()
-    host = DmpHost(tmp_path_factory.mktemp("dmp-web"), test_mode=True, clock=clock).start()
-    world = DmpWorld(host, clock)
-    yield world
-    world.close()
-    host.stop()
+    with SimulatedWorld(None, None, cards=CardsOn.NONE, mail=False,
+                        dmp=DmpOptions(tmp_path_factory.mktemp("dmp-web"), clock=clock)) as sim:
+        assert sim.dmp is not None
+        world = DmpWorld(sim.dmp, clock)
+        yield world
+        world.close()
 
 
 def _spki_hash(chain_pem: Path) -> str:
