@@ -242,6 +242,7 @@ class Pop3Server:
         self.locked: set[Address] = set()
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
+        self._sessions: set[asyncio.Task[None]] = set()
 
     async def start(self, host: str, port: int) -> int:
         """Listen; the bound port."""
@@ -255,19 +256,33 @@ class Pop3Server:
             self._server.close()
             for writer in list(self._writers):
                 writer.close()
+            # Let each session see its closed connection and end by itself rather than be
+            # cancelled with the loop.
+            if self._sessions:
+                await asyncio.wait(list(self._sessions), timeout=5)
             await self._server.wait_closed()
             self._server = None
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._writers.add(writer)
+        task = asyncio.current_task()
+        if task is not None:
+            self._sessions.add(task)
         session = _Session(self, reader, writer)
         try:
             await session.run()
         except (ConnectionError, ssl.SSLError):
             pass
+        except asyncio.CancelledError:
+            # Only the loop's teardown cancels a session (nobody awaits this task): end it
+            # quietly, since Python 3.11's streams report a cancelled connection task as
+            # "Exception in callback ... CancelledError" (fixed in 3.12).
+            pass
         finally:
             session.release()
             self._writers.discard(writer)
+            if task is not None:
+                self._sessions.discard(task)
             writer.close()
             with contextlib.suppress(ConnectionError, ssl.SSLError):
                 await writer.wait_closed()
