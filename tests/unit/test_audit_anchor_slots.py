@@ -162,3 +162,33 @@ def test_two_slots_with_the_same_write_counter_are_refused(tmp_path: Path) -> No
     Path(f"{path}.anchor").write_bytes(newest + newest)
     assert verify(path) == (False, None,
                             "anchor unreadable (two slots with the same write counter)")
+
+
+def test_verify_while_the_daemon_writes_never_reports_a_false_problem(tmp_path: Path) -> None:
+    """A reader may see the anchor move, or a slot half written, between its two reads: it walks
+    again, and only a state that holds still is reported."""
+    import threading
+
+    path = make_log(tmp_path / "audit.db", 1)
+    stop = threading.Event()
+    written = [0]
+
+    with AuditLog(path, anchor_key=KEY) as writer:
+        def write() -> None:
+            while not stop.is_set():
+                writer.append("test.tick", n=written[0])
+                written[0] += 1
+
+        thread = threading.Thread(target=write)
+        thread.start()
+        try:
+            reports = []
+            with AuditLog(path, readonly=True, anchor_key=KEY) as reader:
+                while written[0] < 300 or len(reports) < 20:  # walks while records land
+                    report = reader.verify()
+                    reports.append((report.ok, report.reason))
+        finally:
+            stop.set()
+            thread.join(timeout=30)
+    bad = [reason for ok, reason in reports if not ok or "torn" in reason]
+    assert bad == []

@@ -11,11 +11,13 @@ object, replaced by rename) is still read, and replaced by the slot file at the 
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import hmac
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,7 +25,7 @@ from typing import Any
 from edged.state.audit.record import GENESIS, HEX64, canonical
 
 __all__ = ["Anchor", "AnchorWriter", "BadAnchor", "anchor_mac", "anchor_problem",
-           "read_anchor"]
+           "read_anchor", "read_anchor_with"]
 
 _ANCHOR_MAC_TAG = b"bifente-audit-anchor-v1\n"  # domain separation for the anchor HMAC
 # One filesystem block (and flash page) per slot: writing one slot never rewrites the
@@ -135,6 +137,39 @@ def read_anchor(path: Path) -> Anchor | None:
         return None
     except OSError as exc:
         raise BadAnchor(exc.strerror or str(exc)) from None
+    return _from_bytes(raw)
+
+
+def read_anchor_with(path: Path, begin: Callable[[], None]) -> Anchor | None:
+    """The anchor, and `begin` (the caller's snapshot of the log) run under the same shared
+    lock: the writer holds it exclusively for each record (`AnchorWriter.exclusive`), so the
+    pair is a state between two records, as a crash would leave it. None if there is none."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        begin()
+        return None
+    except OSError as exc:
+        raise BadAnchor(exc.strerror or str(exc)) from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH)
+        try:
+            raw = b""
+            while len(raw) <= _ANCHOR_MAX_BYTES:
+                chunk = os.read(fd, _ANCHOR_MAX_BYTES + 1 - len(raw))
+                if not chunk:
+                    break
+                raw += chunk
+            begin()
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+    return _from_bytes(raw)
+
+
+def _from_bytes(raw: bytes) -> Anchor:
+    """The anchor file's bytes, checked: the slot file, or an earlier bifente's one object."""
     if len(raw) > _ANCHOR_MAX_BYTES:
         raise BadAnchor("too large")
     if len(raw) != _FILE_BYTES:
@@ -172,17 +207,30 @@ class AnchorWriter:
         # An earlier bifente's one-object anchor (or none): the slot file replaces it on the
         # first write.
         self._write = current.write if current is not None and current.write else 0
+        if self._write:
+            self._fd = os.open(self.path, os.O_RDWR | os.O_CLOEXEC)
+
+    @contextlib.contextmanager
+    def exclusive(self) -> Iterator[None]:
+        """Hold readers (`read_anchor_with`) off while a record moves the anchor and the log."""
+        fd = self._fd
+        if fd is None:  # no slot file yet: nothing a reader could lock
+            yield
+            return
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
 
     def write(self, seq: int, digest: str, nxt: tuple[int, str] | None = None) -> None:
         """Make (seq, digest[, nxt]) the anchor durably: one slot, pwrite, fdatasync."""
         counter = self._write + 1
         data = _slot_bytes(self._key, seq, digest, nxt, counter)
         if self._fd is None:
-            if counter == 1:
-                self._create(data)
-                self._write = counter
-                return
-            self._fd = os.open(self.path, os.O_RDWR | os.O_CLOEXEC)
+            self._create(data)
+            self._write = counter
+            return
         offset, done = (counter % 2) * SLOT_BYTES, 0
         while done < len(data):
             done += os.pwrite(self._fd, data[done:], offset + done)

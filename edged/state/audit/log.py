@@ -203,32 +203,35 @@ class AuditLog:
             self._ensure_open()
             if self._readonly:
                 raise AuditError("the audit log was opened read-only")
-            conn = self._conn
-            try:
-                if self._head is None:
-                    last = conn.execute(
-                        "SELECT seq, hash FROM records ORDER BY seq DESC LIMIT 1").fetchone()
-                    self._head = (last[0], last[1]) if last else (0, GENESIS.hex())
-                seq, prev = self._head[0] + 1, self._head[1]
-                time = now()
-                digest = record_hash(bytes.fromhex(prev), seq, time, event, actor, text).hex()
-                record = AuditRecord(seq, time, event, actor, text, prev, digest)
-                # No announcement, no commit: after a crash the one record past the anchor
-                # is provably ours (review M7).
-                self._write_anchor(seq - 1, prev, (seq, digest))
-                conn.execute("INSERT INTO records VALUES (?, ?, ?, ?, ?, ?, ?)",
-                             (seq, time, event, actor, text, prev, digest))
-            except BaseException:
-                self._head = None  # whatever happened, the database says where the log ends
-                raise
-            self._head = (seq, digest)
-            if self._queued:
-                return record  # the next record's announcement anchors this one (step 3)
-            try:
-                self._write_anchor(seq, digest)
-            except OSError:
-                # The record is committed; the anchor lags until the next append succeeds.
-                _log.exception("audit log %s: could not write the anchor", self.path)
+            assert self._anchor is not None, "the writer opened the anchor"
+            # Readers (verify) see the anchor and the log between two records only.
+            with self._anchor.exclusive():
+                conn = self._conn
+                try:
+                    if self._head is None:
+                        last = conn.execute(
+                            "SELECT seq, hash FROM records ORDER BY seq DESC LIMIT 1").fetchone()
+                        self._head = (last[0], last[1]) if last else (0, GENESIS.hex())
+                    seq, prev = self._head[0] + 1, self._head[1]
+                    time = now()
+                    digest = record_hash(bytes.fromhex(prev), seq, time, event, actor, text).hex()
+                    record = AuditRecord(seq, time, event, actor, text, prev, digest)
+                    # No announcement, no commit: after a crash the one record past the anchor
+                    # is provably ours (review M7).
+                    self._write_anchor(seq - 1, prev, (seq, digest))
+                    conn.execute("INSERT INTO records VALUES (?, ?, ?, ?, ?, ?, ?)",
+                                 (seq, time, event, actor, text, prev, digest))
+                except BaseException:
+                    self._head = None  # whatever happened, the database says where the log ends
+                    raise
+                self._head = (seq, digest)
+                if self._queued:
+                    return record  # the next record's announcement anchors this one (step 3)
+                try:
+                    self._write_anchor(seq, digest)
+                except OSError:
+                    # The record is committed; the anchor lags until the next append succeeds.
+                    _log.exception("audit log %s: could not write the anchor", self.path)
         return record
 
     async def aappend(self, event: str, /, *, actor: str = "", **fields: Any) -> AuditRecord:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from edged.state.audit.anchor import Anchor, BadAnchor, anchor_problem, read_anchor
+from edged.state.audit.anchor import Anchor, BadAnchor, anchor_problem, read_anchor_with
 from edged.state.audit.db import connect_readonly
 from edged.state.audit.record import GENESIS, HEX64, digest
 
@@ -99,21 +99,27 @@ def _checkpoint_problem(walk: _Walk,
 def verify(path: Path, anchor_path: Path, key: bytes | None,
            checkpoint: tuple[int, str] | None = None) -> VerifyReport:
     """Walk the log at `path` and check it against its anchor (and a checkpoint's (seq, hash))."""
-    # The anchor first, then the snapshot: the writer moves the anchor only after a commit, so
-    # a live log can never look shorter than its anchor to us.
-    anchor: Anchor | None = None
-    anchor_error = None
-    try:
-        anchor = read_anchor(anchor_path)
-    except BadAnchor as exc:
-        anchor_error = str(exc)
     try:
         conn = connect_readonly(path)
     except sqlite3.Error as exc:
         return VerifyReport(False, 0, None, f"cannot open the log ({exc})")
+    anchor: Anchor | None = None
+    anchor_error = None
+
+    def begin() -> None:
+        # A read transaction's snapshot starts at its first read (WAL): taken here, under the
+        # anchor's shared lock, it matches the anchor read with it however long the walk.
+        conn.execute("BEGIN")
+        conn.execute("SELECT 1 FROM records LIMIT 1").fetchall()
+
     try:
         conn.text_factory = bytes  # hash the bytes as stored
-        conn.execute("BEGIN")
+        try:
+            anchor = read_anchor_with(anchor_path, begin)
+        except BadAnchor as exc:
+            anchor_error = str(exc)
+            if not conn.in_transaction:
+                begin()
         walk = _walk(conn, anchor.seq if anchor else None,
                      checkpoint[0] if checkpoint else None)
     except sqlite3.DatabaseError as exc:
