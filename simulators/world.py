@@ -252,6 +252,24 @@ class SimulatedWorld:
                                 "admin_token": self._dmp_token}
         return overrides
 
+    def proxy_table(self, domain: str) -> dict[str, Any]:
+        """edged's [proxy] table for a structure mailbox of `domain` at this world's mail
+        operator (docs/messaging.md, the proxy): its submission port and directory, and the
+        account's test password in a file of the world's (removed at stop)."""
+        assert self.mail is not None and self._stack is not None, "the mail operator runs"
+        info = self.mail.info
+        scratch = Path(self._stack.enter_context(
+            tempfile.TemporaryDirectory(prefix="bifente-proxy-")))
+        password = scratch / "structure.password"
+        password.write_text(self.mail_password + "\n")
+        return {"domain": domain, "smtp_host": info.host,
+                "smtp_port": info.domains[domain].submission,
+                "smtp_server_name": info.domains[domain].server_name,
+                "ca_file": info.ca_file, "directory_url": info.directory_url,
+                "account_password_file": str(password),
+                "trust_intermediates": [str(DATA / "ca" / f"test-{name}.crt.pem")
+                                        for name in _INTERMEDIATES]}
+
     # -- the parts -----------------------------------------------------------------------
 
     def _start_terminal(self, stack: contextlib.ExitStack) -> None:

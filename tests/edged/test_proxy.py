@@ -43,7 +43,7 @@ from edged.services.proxy import (
     totp,
 )
 from edged.state.keywrap import KeyWrapper, load_key_wrapper
-from simulators.mail import TEST_PASSWORD, MailOperator
+from simulators.mail import MailOperator
 from simulators.pki import DATA, ca_certificate, load_key
 from simulators.world import CardsOn, MailOptions, SimulatedWorld
 from tests.edged.conftest import Bench, BenchFactory
@@ -96,12 +96,19 @@ def test_code_is_read_from_the_subject_prefix() -> None:
 
 # -- fixtures -------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def op(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MailOperator]:
+def mail_world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimulatedWorld]:
     """The reference mail operator, in a SimulatedWorld of its own for the module."""
     with SimulatedWorld(None, None, cards=CardsOn.NONE, dmp=False,
                         mail=MailOptions(tmp_path_factory.mktemp("operator"))) as world:
         assert world.mail is not None
-        yield world.mail
+        yield world
+
+
+@pytest.fixture(scope="module")
+def op(mail_world: SimulatedWorld) -> MailOperator:
+    """The world's mail operator."""
+    assert mail_world.mail is not None
+    return mail_world.mail
 
 
 def trust() -> cms.TrustStore:
@@ -110,21 +117,10 @@ def trust() -> cms.TrustStore:
                                          ca_certificate("personnes")])
 
 
-def proxy_table(op: MailOperator, tmp_path: Path, **changes: Any) -> dict[str, Any]:
-    password_file = tmp_path / "structure.password"
-    password_file.write_text(TEST_PASSWORD + "\n")
-    table = {
-        "domain": DOMAIN, "host": "127.0.0.1", "port": 0,
-        "smtp_host": op.info.host, "smtp_port": op.info.domains[DOMAIN].submission,
-        "smtp_server_name": op.info.domains[DOMAIN].server_name,
-        "ca_file": op.info.ca_file, "directory_url": op.info.directory_url,
-        "account_password_file": str(password_file),
-        "trust_intermediates": [str(DATA / "ca" / "test-organisations.crt.pem"),
-                                str(DATA / "ca" / "test-personnes.crt.pem")],
-        "max_failures": 3,
-    }
-    table.update(changes)
-    return table
+def proxy_table(world: SimulatedWorld, **changes: Any) -> dict[str, Any]:
+    """The world's [proxy] table for the structure mailbox, listening on a free port."""
+    return {**world.proxy_table(DOMAIN), "host": "127.0.0.1", "port": 0, "max_failures": 3,
+            **changes}
 
 
 class Setup:
@@ -174,8 +170,10 @@ def state_key(state: Path) -> KeyWrapper:
     return load_key_wrapper(state, str(state.parent / f"{state.name}.key" / "state.key"))
 
 
-async def start(edged: BenchFactory, op: MailOperator, tmp_path: Path,
+async def start(edged: BenchFactory, world: SimulatedWorld, tmp_path: Path,
                 **changes: Any) -> Setup:
+    op = world.mail
+    assert op is not None
     state = tmp_path / "state0"  # what the edged fixture gives its first daemon
     wrapper = state_key(state)
     cert, key = op.structure_certificate(DOMAIN)
@@ -183,14 +181,14 @@ async def start(edged: BenchFactory, op: MailOperator, tmp_path: Path,
     store = UserStore(state, wrapper)
     users = {"alice": store.add("alice", ALICE), "bob": store.add("bob", BOB)}
     store.close()
-    bench = await edged(proxy=proxy_table(op, tmp_path, **changes))
+    bench = await edged(proxy=proxy_table(world, **changes))
     proxy = bench.daemon.services.proxy
     return Setup(bench, proxy, users, op)
 
 
 @pytest_asyncio.fixture
-async def setup(edged: BenchFactory, op: MailOperator, tmp_path: Path) -> Setup:
-    return await start(edged, op, tmp_path)
+async def setup(edged: BenchFactory, mail_world: SimulatedWorld, tmp_path: Path) -> Setup:
+    return await start(edged, mail_world, tmp_path)
 
 
 def nurse_inbox(op: MailOperator) -> list[bytes]:
@@ -293,11 +291,12 @@ async def test_login_by_address_and_a_code_anywhere_in_the_subject(setup: Setup)
 
 @pytest.mark.asyncio
 async def test_operator_down_is_a_temporary_failure_and_the_code_is_spent(
-        edged: BenchFactory, op: MailOperator, tmp_path: Path) -> None:
+        edged: BenchFactory, mail_world: SimulatedWorld, op: MailOperator,
+        tmp_path: Path) -> None:
     with socket.socket() as probe:  # a port nobody listens on
         probe.bind(("127.0.0.1", 0))
         closed = probe.getsockname()[1]
-    setup = await start(edged, op, tmp_path, smtp_port=closed)
+    setup = await start(edged, mail_world, tmp_path, smtp_port=closed)
     clear_nurse(op)
     code = setup.code("alice")
     with pytest.raises(smtplib.SMTPDataError) as deferred:
@@ -321,18 +320,18 @@ async def test_a_message_id_that_looks_like_a_nir_is_audited_hashed(setup: Setup
     assert relayed["message_id"].endswith("@cabinet.test>")
 
 
-def test_no_seal_key_stops_the_proxy_before_it_listens(op: MailOperator,
+def test_no_seal_key_stops_the_proxy_before_it_listens(mail_world: SimulatedWorld,
                                                        tmp_path: Path) -> None:
-    settings = ProxySettings.from_table(proxy_table(op, tmp_path))
+    settings = ProxySettings.from_table(proxy_table(mail_world))
     with pytest.raises(SealError, match="bifente proxy seal import"):
         ProxyServer(settings, tmp_path / "state", ssl.create_default_context(),
                     state_key(tmp_path / "state"))
 
 
 @pytest.mark.asyncio
-async def test_proxy_off_when_disabled(edged: BenchFactory, op: MailOperator,
-                                       tmp_path: Path) -> None:
-    bench = await edged(proxy=proxy_table(op, tmp_path, enabled=False))
+async def test_proxy_off_when_disabled(edged: BenchFactory,
+                                       mail_world: SimulatedWorld) -> None:
+    bench = await edged(proxy=proxy_table(mail_world, enabled=False))
     assert bench.daemon.services.proxy is None
     bench = await edged()
     assert bench.daemon.services.proxy is None
@@ -443,8 +442,8 @@ def test_an_older_seal_secret_beside_the_key_is_moved_under_the_state_key(
         serialization.load_pem_private_key(pem, password=b"an old random passphrase of 32 b")
 
 
-def test_config_errors_name_the_setting(op: MailOperator, tmp_path: Path) -> None:
-    good = proxy_table(op, tmp_path)
+def test_config_errors_name_the_setting(mail_world: SimulatedWorld) -> None:
+    good = proxy_table(mail_world)
     assert ProxySettings.from_table(good).relay_account == "structure@cabinet.test"
     for change, words in [({"colour": "red"}, "unknown setting proxy.colour"),
                           ({"port": "587"}, "proxy.port must be an integer"),
