@@ -255,20 +255,15 @@ class SimulatedWorld:
     def proxy_table(self, domain: str) -> dict[str, Any]:
         """edged's [proxy] table for a structure mailbox of `domain` at this world's mail
         operator (docs/messaging.md, the proxy): its submission port and directory, and the
-        account's test password in a file of the world's (removed at stop)."""
-        assert self.mail is not None and self._stack is not None, "the mail operator runs"
+        [mail] table's password file (every simulated mailbox has the test password)."""
+        assert self.mail is not None and self._mail_dir is not None, "the mail operator runs"
         info = self.mail.info
-        scratch = Path(self._stack.enter_context(
-            tempfile.TemporaryDirectory(prefix="bifente-proxy-")))
-        password = scratch / "structure.password"
-        password.write_text(self.mail_password + "\n")
         return {"domain": domain, "smtp_host": info.host,
                 "smtp_port": info.domains[domain].submission,
                 "smtp_server_name": info.domains[domain].server_name,
                 "ca_file": info.ca_file, "directory_url": info.directory_url,
-                "account_password_file": str(password),
-                "trust_intermediates": [str(DATA / "ca" / f"test-{name}.crt.pem")
-                                        for name in _INTERMEDIATES]}
+                "account_password_file": self._edged_mail_table(self._mail_dir)["password_file"],
+                "trust_intermediates": [str(path) for path in _intermediate_files()]}
 
     # -- the parts -----------------------------------------------------------------------
 
@@ -329,8 +324,7 @@ class SimulatedWorld:
             scratch = Path(self._stack.enter_context(
                 tempfile.TemporaryDirectory(prefix="bifente-mail-")))
             chain = scratch / "intermediates.pem"
-            chain.write_bytes(b"".join((DATA / "ca" / f"test-{name}.crt.pem").read_bytes()
-                                       for name in _INTERMEDIATES))
+            chain.write_bytes(b"".join(path.read_bytes() for path in _intermediate_files()))
             table = mail_table(operator_dir, intermediates_file=str(chain))
             if self._directory is not None:
                 table["directory_url"] = self._directory.info.directory_url
@@ -354,6 +348,11 @@ class SimulatedWorld:
     def _serve_dmp(data: Path, options: DmpOptions, port: int, token: str | None) -> DmpHost:
         return DmpHost(data, port=port, host=options.host, test_mode=options.test_mode,
                        admin_token=token, clock=options.clock or time.time).start()
+
+
+def _intermediate_files() -> list[Path]:
+    """The test PKI's intermediate CA certificates, PEM, one file each."""
+    return [DATA / "ca" / f"test-{name}.crt.pem" for name in _INTERMEDIATES]
 
 
 def _forget_state(state: Path) -> None:
