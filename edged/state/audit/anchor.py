@@ -130,14 +130,7 @@ def _read_slot(raw: bytes) -> Anchor | None:
 
 def read_anchor(path: Path) -> Anchor | None:
     """The anchor at `path`, None if there is none; BadAnchor if it cannot be trusted."""
-    try:
-        with path.open("rb") as f:
-            raw = f.read(_ANCHOR_MAX_BYTES + 1)
-    except FileNotFoundError:
-        return None
-    except OSError as exc:
-        raise BadAnchor(exc.strerror or str(exc)) from None
-    return _from_bytes(raw)
+    return read_anchor_with(path, lambda: None)
 
 
 def read_anchor_with(path: Path, begin: Callable[[], None]) -> Anchor | None:
