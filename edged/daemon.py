@@ -133,7 +133,7 @@ class Daemon:
         """Record what is about to happen and wait until it is durable: the trace exists
         even if the action then fails or the daemon dies (review L3)."""
         actor = audit_actor(conn.client_name, conn.peer) if conn else EDGED
-        await asyncio.wrap_future(self.audit.submit(event, actor=actor, **fields))
+        await self.audit.aappend(event, actor=actor, **fields)  # at once, not grouped
 
     async def _show_code(self, code: str, client_name: str, scopes: tuple[str, ...]) -> None:
         if self.ui is not None:

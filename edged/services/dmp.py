@@ -323,7 +323,7 @@ class DmpService:
         log_ = self.ctx.audit
 
         def audit(event: str, **fields: Any) -> None:
-            log_.submit(event, actor=actor, **fields).result()
+            log_.append(event, actor=actor, **fields)  # at once, not grouped
 
         return audit
 

@@ -50,13 +50,13 @@ async def test_unpaired_refusals_are_aggregated_and_written_off_the_loop(edged) 
     bench = await edged()
     log = bench.daemon.audit
     writers: list[str] = []
-    write = log._write
+    write = log._write_group
 
-    def spy(*args: object) -> object:
+    def spy(*args: object, **kwargs: object) -> object:
         writers.append(threading.current_thread().name)
-        return write(*args)
+        return write(*args, **kwargs)
 
-    log._write = spy  # type: ignore[method-assign]
+    log._write_group = spy  # type: ignore[method-assign]
     first_seq = log.head()[0]
     clients = [await _unpaired_from(bench, f"127.0.{x}.{y}")
                for x in range(1, PREFIXES + 1) for y in range(1, ADDRESSES + 1)]

@@ -37,6 +37,7 @@ from edged.state.audit import (
     record_hash,
 )
 from edged.state.audit.anchor import SLOT_BYTES, read_anchor
+from edged.state.audit.log import GROUP_MAX
 from edged.state.audit.record import canonical
 
 REPO = Path(__file__).resolve().parents[2]
@@ -514,12 +515,18 @@ def test_submit_does_not_wait_for_a_write_in_progress(tmp_path: Path) -> None:
             log.submit("card.inserted")
 
 
-def test_a_queued_record_anchors_the_one_before_it(tmp_path: Path,
-                                                   monkeypatch: pytest.MonkeyPatch) -> None:
-    """Records queued behind one another: each announcement anchors the record before it, so
-    the anchor is written once per record plus once when the queue empties, not twice per
-    record, and it ends on the last record (docs/audit.md, "Writing"). Each write is one
-    slot rewritten in place: no rename."""
+def _commits(log: AuditLog) -> list[str]:
+    """The COMMITs the writer's connection runs from now on, in a list."""
+    seen: list[str] = []
+    log._conn.set_trace_callback(lambda sql: seen.append(sql) if sql == "COMMIT" else None)
+    return seen
+
+
+def test_records_submitted_together_are_written_as_one_group(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ten records submitted within the group window: one announcement, one commit, one move
+    (docs/audit.md, "Writing"), the anchor on the last one. Each anchor write is one slot
+    rewritten in place: no rename."""
     path = tmp_path / "audit.db"
     renamed: list[str] = []
     real_replace = os.replace
@@ -528,19 +535,109 @@ def test_a_queued_record_anchors_the_one_before_it(tmp_path: Path,
         renamed.append(str(dst))
         real_replace(src, dst)
 
-    with AuditLog(path, anchor_key=KEY) as log:
+    with AuditLog(path, anchor_key=KEY, group_window=1.0) as log:
         log.append("daemon.start")
         written = anchor_of(path)["w"]
+        commits = _commits(log)
         monkeypatch.setattr(os, "replace", counting_replace)
-        with log._lock:  # the writer is busy until all ten are queued
-            futures = [log.submit("test.tick", n=i) for i in range(10)]
+        futures = [log.submit("test.tick", n=i) for i in range(10)]
+        log.flush()  # the group goes now, without waiting for the rest of its window
         records = [future.result(timeout=30) for future in futures]
         monkeypatch.undo()
-        assert anchor_of(path)["w"] == written + 11 and renamed == []
+        assert commits == ["COMMIT"]
+        assert anchor_of(path)["w"] == written + 2 and renamed == []
         assert anchor_of(path) == {"seq": records[-1].seq, "hash": records[-1].hash,
-                                   "mac": anchor_of(path)["mac"], "w": written + 11}
+                                   "mac": anchor_of(path)["mac"], "w": written + 2}
+    assert [r.seq for r in records] == list(range(2, 12))
     ok, _, reason = verify(path, KEY)
     assert ok and reason == "11 records, chain intact, anchor at record 11 (MAC checked)"
+
+
+def test_a_submitted_record_waits_for_its_window_and_a_waited_one_does_not(
+        tmp_path: Path) -> None:
+    """`submit` leaves the record queued for the group window; `append` (someone waits) takes
+    the queue with it at once, in submission order."""
+    path = tmp_path / "audit.db"
+    window = 1.0
+    with AuditLog(path, group_window=window) as log:
+        commits = _commits(log)
+        started = time.monotonic()
+        queued = log.submit("card.inserted")
+        with AuditLog(path, readonly=True) as reader:
+            assert list(reader.records()) == []  # still in its window
+        waited = log.append("card.removed")
+        assert time.monotonic() - started < window  # the append did not wait for the window
+        assert queued.done() and queued.result().seq == 1 and waited.seq == 2
+        assert commits == ["COMMIT"]  # one group: the queued record went with the append
+    assert verify(path)[0]
+
+
+def test_a_group_at_its_limit_goes_without_waiting(tmp_path: Path) -> None:
+    """GROUP_MAX records queued: they are written as one group even inside the window, and
+    the next record starts a new group."""
+    path = tmp_path / "audit.db"
+    with AuditLog(path, group_window=1.0) as log:
+        commits = _commits(log)
+        futures = [log.submit("test.tick", n=i) for i in range(GROUP_MAX + 1)]
+        futures[GROUP_MAX - 1].result(timeout=30)  # before the window closes
+        assert not futures[GROUP_MAX].done()
+        log.flush()
+        assert commits == ["COMMIT", "COMMIT"]
+    assert verify(path)[0]
+
+
+def test_a_failed_group_fails_each_of_its_records_and_the_next_group_is_written(
+        tmp_path: Path) -> None:
+    """A group that cannot be committed: every record in it gets the error, nothing of it is
+    stored, and the writer goes on with the next group."""
+    path = tmp_path / "audit.db"
+    with AuditLog(path, group_window=1.0) as log:
+        with log._lock:
+            futures = [log.submit("test.tick", n=i) for i in range(3)]
+            # The next INSERT fails, as a full disk would make it.
+            log._conn.execute("CREATE TEMP TRIGGER fail BEFORE INSERT ON records "
+                              "BEGIN SELECT RAISE(ABORT, 'disk full (test)'); END")
+        log.flush()
+        for future in futures:
+            with pytest.raises(sqlite3.IntegrityError, match="disk full"):
+                future.result(timeout=30)
+        log._conn.execute("DROP TRIGGER temp.fail")
+        record = log.append("card.inserted")
+        assert record.seq == 1
+    assert verify(path)[0]
+
+
+def test_a_crash_after_a_group_commit_is_accepted_and_only_that_group(tmp_path: Path) -> None:
+    """The anchor announcing a group of three, the group committed, the move lost: a crash,
+    not tampering. A record past the announced group is someone else's."""
+    path = tmp_path / "audit.db"
+    with AuditLog(path, anchor_key=KEY) as log:
+        first = log.append("card.inserted")
+        group = [log.append("test.tick", n=i) for i in range(3)]
+        log._write_anchor(1, first.hash, (group[-1].seq, group[-1].hash))
+    ok, _, reason = verify(path, KEY)
+    assert ok and reason == ("4 records, chain intact, anchor at record 1 "
+                             "(3 behind, announced: a crash after the commit) (MAC checked)")
+    with AuditLog(path, anchor_key=KEY) as log:
+        log._write_anchor(1, first.hash, (group[-1].seq, group[-1].hash))
+    _forge(path, 1)
+    ok, bad, reason = verify(path, KEY)
+    assert not ok and bad == 5 and reason == (
+        "record 5 follows the group the anchor announced (records 2 to 4), which is all the "
+        "writer leaves unanchored (appended by someone else)")
+
+
+def test_a_group_tail_that_is_not_the_announced_one_is_someone_elses(tmp_path: Path) -> None:
+    path = tmp_path / "audit.db"
+    with AuditLog(path, anchor_key=KEY) as log:
+        first = log.append("card.inserted")
+        second = log.append("card.removed")
+        # Announces a group ending at record 3 (never written); the log ends at 2.
+        log._write_anchor(1, first.hash, (3, second.hash))
+    ok, bad, reason = verify(path, KEY)
+    assert not ok and bad == 2 and reason == (
+        "record 2 follows the anchored record 1 but was not announced by it (appended by "
+        "someone else)")
 
 
 # --- append-only triggers ----------------------------------------------------------------------

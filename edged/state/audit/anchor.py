@@ -105,7 +105,7 @@ def _parse(data: Any) -> Anchor:
     if nxt is None:
         return Anchor(seq, digest, mac, None, write)
     if not isinstance(nxt, dict) or type(nxt.get("seq")) is not int \
-            or nxt["seq"] != seq + 1 or not isinstance(nxt.get("hash"), str) \
+            or nxt["seq"] <= seq or not isinstance(nxt.get("hash"), str) \
             or not HEX64.fullmatch(nxt["hash"].encode()):
         raise BadAnchor("bad next")
     return Anchor(seq, digest, mac, (nxt["seq"], nxt["hash"]), write)
@@ -272,16 +272,26 @@ def anchor_problem(anchor: Anchor | None, key: bytes | None, last_seq: int,
         lost = anchor.seq - last_seq
         what = "last record missing" if lost == 1 else f"last {lost} records missing"
         return f"{what} (anchor says {anchor.seq}, log ends at {last_seq})", last_seq + 1
-    # Behind by one is a crash between the commit and the anchor write, and only for the
-    # record the anchor announced: any other tail was not written by the daemon.
+    # Behind is a crash between a group's commit and the anchor's move, and only with the
+    # group the anchor announced (ending at its `next`, MACed): any other tail was not
+    # written by the daemon. The records inside the group are checked by the chain walk.
     lag = last_seq - anchor.seq
-    if lag > 1:
-        return (f"records {anchor.seq + 2} to {last_seq} follow the anchored record "
-                f"{anchor.seq} (the writer never leaves more than one unanchored: appended "
-                "by someone else)", anchor.seq + 1)
-    if lag == 1 and anchor.next != (last_seq, hash_at(last_seq)):
-        return (f"record {last_seq} follows the anchored record {anchor.seq} but was not "
-                "announced by it (appended by someone else)", last_seq)
+    if lag > 0:
+        nxt = anchor.next
+        if nxt is None or nxt[0] > last_seq or hash_at(nxt[0]) != nxt[1]:
+            first = anchor.seq + 1
+            what = (f"record {first} follows" if lag == 1
+                    else f"records {first} to {last_seq} follow")
+            return (f"{what} the anchored record {anchor.seq} but "
+                    f"{'was' if lag == 1 else 'were'} not announced by it (appended by "
+                    "someone else)", first)
+        if nxt[0] < last_seq:
+            first = nxt[0] + 1
+            what = (f"record {first} follows" if first == last_seq
+                    else f"records {first} to {last_seq} follow")
+            return (f"{what} the group the anchor announced (records {anchor.seq + 1} "
+                    f"to {nxt[0]}), which is all the writer leaves unanchored (appended by "
+                    "someone else)", first)
     if anchor.seq == 0:
         return None
     if hash_at(anchor.seq) != anchor.hash:

@@ -4,7 +4,7 @@ checkpoint, and report the first fault (docs/audit.md)."""
 from __future__ import annotations
 
 import sqlite3
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,8 +30,8 @@ class _Walk:
     count: int = 0
     last_seq: int = 0
     last_hash: str | None = None
-    anchored_hash: str | None = None
-    checkpoint_hash: str | None = None
+    # The hashes of the records the anchor and the checkpoint name, by seq.
+    hashes: dict[int, str] = field(default_factory=dict)
     problem: tuple[str, int | None] | None = None
 
 
@@ -60,8 +60,7 @@ def _row_problem(row: tuple[Any, ...], expected: int,
     return None
 
 
-def _walk(conn: sqlite3.Connection, anchor_seq: int | None,
-          checkpoint_seq: int | None = None) -> _Walk:
+def _walk(conn: sqlite3.Connection, remember: frozenset[int]) -> _Walk:
     walk = _Walk()
     prev, expected = GENESIS, 1
     for row in conn.execute("SELECT seq, time, event, actor, fields, prev, hash FROM records "
@@ -75,10 +74,8 @@ def _walk(conn: sqlite3.Connection, anchor_seq: int | None,
         seq = row[0]
         prev, expected, walk.last_seq = bytes.fromhex(row[6].decode()), seq + 1, seq
         walk.last_hash = row[6].decode()
-        if seq == anchor_seq:
-            walk.anchored_hash = row[6].decode()
-        if seq == checkpoint_seq:
-            walk.checkpoint_hash = row[6].decode()
+        if seq in remember:
+            walk.hashes[seq] = row[6].decode()
     return walk
 
 
@@ -90,7 +87,7 @@ def _checkpoint_problem(walk: _Walk,
     if walk.last_seq < seq:
         return (f"log ends at {walk.last_seq}, before the checkpoint at record {seq} "
                 "(truncated, or an older copy)", walk.last_seq + 1)
-    if walk.checkpoint_hash != pinned:
+    if walk.hashes.get(seq) != pinned:
         return (f"record {seq} does not match the checkpoint (history rewritten up to it)",
                 seq)
     return None
@@ -120,8 +117,9 @@ def verify(path: Path, anchor_path: Path, key: bytes | None,
             anchor_error = str(exc)
             if not conn.in_transaction:
                 begin()
-        walk = _walk(conn, anchor.seq if anchor else None,
-                     checkpoint[0] if checkpoint else None)
+        # The records the anchor names: its own, and the end of the group it announced.
+        remember = {anchor.seq, *(anchor.next[:1] if anchor.next else ())} if anchor else set()
+        walk = _walk(conn, frozenset(remember | ({checkpoint[0]} if checkpoint else set())))
     except sqlite3.DatabaseError as exc:
         return VerifyReport(False, 0, None, f"not an audit log ({exc})")
     finally:
@@ -129,9 +127,7 @@ def verify(path: Path, anchor_path: Path, key: bytes | None,
     if walk.problem is not None:
         return VerifyReport(False, walk.count, walk.problem[1], walk.problem[0])
     problem = (("anchor unreadable (" + anchor_error + ")", None) if anchor_error is not None
-               else anchor_problem(anchor, key, walk.last_seq,
-                                   lambda seq: walk.anchored_hash if anchor and seq == anchor.seq
-                                   else walk.last_hash if seq == walk.last_seq else None))
+               else anchor_problem(anchor, key, walk.last_seq, walk.hashes.get))
     if problem is None and checkpoint is not None:
         problem = _checkpoint_problem(walk, checkpoint)
     if problem is not None:
