@@ -29,7 +29,6 @@ class VerifyReport:
 class _Walk:
     count: int = 0
     last_seq: int = 0
-    last_hash: str | None = None
     # The hashes of the records the anchor and the checkpoint name, by seq.
     hashes: dict[int, str] = field(default_factory=dict)
     problem: tuple[str, int | None] | None = None
@@ -73,7 +72,6 @@ def _walk(conn: sqlite3.Connection, remember: frozenset[int]) -> _Walk:
             continue
         seq = row[0]
         prev, expected, walk.last_seq = bytes.fromhex(row[6].decode()), seq + 1, seq
-        walk.last_hash = row[6].decode()
         if seq in remember:
             walk.hashes[seq] = row[6].decode()
     return walk
@@ -118,8 +116,9 @@ def verify(path: Path, anchor_path: Path, key: bytes | None,
             if not conn.in_transaction:
                 begin()
         # The records the anchor names: its own, and the end of the group it announced.
-        remember = {anchor.seq, *(anchor.next[:1] if anchor.next else ())} if anchor else set()
-        walk = _walk(conn, frozenset(remember | ({checkpoint[0]} if checkpoint else set())))
+        named = [anchor.seq, anchor.next[0] if anchor.next else None] if anchor else []
+        named.append(checkpoint[0] if checkpoint else None)
+        walk = _walk(conn, frozenset(seq for seq in named if seq is not None))
     except sqlite3.DatabaseError as exc:
         return VerifyReport(False, 0, None, f"not an audit log ({exc})")
     finally:
