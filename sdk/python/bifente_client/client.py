@@ -103,6 +103,9 @@ class Client:
         except ConnectionClosed as exc:
             self.closed_reason = self.closed_reason or (exc.rcvd.reason if exc.rcvd else None)
         finally:
+            # A normal close (1000, 1001 such as "idle timeout") ends the loop without an
+            # exception: its reason is on the connection.
+            self.closed_reason = self.closed_reason or self.ws.close_reason or None
             why = f": {self.closed_reason}" if self.closed_reason else ""
             for future in self._pending.values():
                 if not future.done():
