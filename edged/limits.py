@@ -20,13 +20,16 @@ from dataclasses import dataclass
 
 from edged.config import Config
 
-__all__ = ["PROMPTS_PER_MINUTE", "PROMPT_BURST", "ClientLimits", "limits_for"]
+__all__ = ["MAX_IN_FLIGHT", "PROMPTS_PER_MINUTE", "PROMPT_BURST", "ClientLimits", "limits_for"]
 
 # Prompts a client may put on the shared terminal (PIN, signature, consent): a person answers
 # one every few seconds at best, so 10 back to back, then one every 10 s, never hold anyone up
 # while a client that loops on prompts gets `rate_limited` (docs/security.md).
 PROMPT_BURST = 10
 PROMPTS_PER_MINUTE = 6.0
+# Calls running at once on one connection (edged/api/server.py): the next is read when one
+# ends, so a client cannot queue unbounded work; system.info tells clients the number.
+MAX_IN_FLIGHT = 8
 
 
 @dataclass(frozen=True)

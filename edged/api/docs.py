@@ -42,7 +42,9 @@ Generated from `edged/api/methods.py` and `edged/api/contract.py` by
   a client named in `[limits."NAME"]`, e.g. a practice server proxying many desks:
   docs/edged.md; `system.info` tells each client its own), 8 calls in
   flight per connection (a 9th call is read only when one of them ends: back-pressure, no
-  error), an idle timeout for connections without a subscription. The schema maxima below
+  error; `system.info`, `rpc.discover`, `readers.list` and `events.subscribe` answer at
+  once and are not counted), an idle timeout for connections without a subscription
+  (counted from the connection's last message). The schema maxima below
   fit in the default message limit.
 - **No method takes a PIN.** The PIN is typed on the terminal keypad; the API only learns
   the outcome.

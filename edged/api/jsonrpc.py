@@ -119,8 +119,12 @@ def peek_id(text: str | bytes) -> int | str | None:
     return request_id
 
 
+# One encoder for every message: json.dumps builds a new one per call when given options.
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+
+
 def _dump(obj: dict[str, Any]) -> str:
-    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+    return _ENCODER.encode(obj)
 
 
 def result_response(request_id: int | str | None, result: Any) -> str:

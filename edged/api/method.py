@@ -42,6 +42,9 @@ class Method:
     # The error codes of this method's own refusals (bifente_client/codes.py), besides the
     # ones every method may answer (edged/api/describe.py): the OpenRPC document lists both.
     errors: tuple[int, ...] = ()
+    # Answers at once, never waiting on a card, the terminal, a host or a thread: handled in
+    # the connection's read loop, without a task of its own (edged/api/server.py serve()).
+    inline: bool = False
 
 
 def obj(props: dict[str, Any], required: tuple[str, ...] = ()) -> dict[str, Any]:

@@ -38,7 +38,7 @@ from edged.state.clients import SCOPES
 if TYPE_CHECKING:
     from edged.api.context import ApiContext, Caller
 
-__all__ = ["METHODS", "PROTOCOL_VERSION", "Method", "dispatch"]
+__all__ = ["METHODS", "PROTOCOL_VERSION", "Method", "dispatch", "inline"]
 
 _COUNT = {"type": "integer", "minimum": 0}
 _PIN_RESULT = obj({"result": {"type": "string", "enum": ["ok", "wrong", "blocked",
@@ -113,14 +113,14 @@ _FP = {"type": "string", "pattern": "^[0-9a-f]{64}$",
 
 async def system_info(daemon: ApiContext, conn: Caller, params: dict[str, Any]) -> Any:
     """system.info."""
-    from edged.limits import limits_for
+    from edged.limits import MAX_IN_FLIGHT, limits_for
 
     mine = limits_for(daemon.config, conn.client_name)
     return {**daemon.info(), "client": conn.client_name or "", "scopes": sorted(conn.scopes),
             "limits": {"max_message_bytes": daemon.config.max_message_bytes,
                        "rate_per_second": mine.rate_per_second, "rate_burst": mine.rate_burst,
                        "max_connections_per_client": mine.max_connections,
-                       "max_in_flight": 8}}
+                       "max_in_flight": MAX_IN_FLIGHT}}
 
 
 @functools.cache
@@ -315,14 +315,15 @@ _CORE = [
                                       ("max_message_bytes", "rate_per_second", "rate_burst",
                                        "max_connections_per_client", "max_in_flight"))},
                        ("protocol", "version", "fingerprint", "model", "capabilities",
-                        "client", "scopes", "limits"))),
+                        "client", "scopes", "limits")), inline=True),
     Method("rpc.discover", rpc_discover, "The OpenRPC document of this API "
            "(docs/openrpc.json): every method with its parameter, result and error schemas.",
            result={"type": "object", "required": ["openrpc", "info", "methods"],
                    "properties": {"openrpc": _STR, "info": {"type": "object"},
-                                  "methods": {"type": "array"}}}, unpaired=True),
+                                  "methods": {"type": "array"}}}, unpaired=True,
+           inline=True),
     Method("readers.list", readers_list, "Slots and what is in them.", _READ,
-           result=obj({"slots": {"type": "array", "items": _SLOT}}, ("slots",))),
+           result=obj({"slots": {"type": "array", "items": _SLOT}}, ("slots",)), inline=True),
     Method("vitale.read", vitale_read, "Read the Vitale card: the insured person, every "
            "beneficiary with NIR, INS (with OID) and INS-C, rights.", _READ,
            result=obj({"card": _VITALE_CARD, "insured": _INSURED,
@@ -376,7 +377,7 @@ _CORE = [
                             "items": {"type": "string", "enum": sorted(EVENT_NAMES)}}}),
            obj({"subscribed": {"type": "array", "items": {"type": "string",
                                                           "enum": sorted(EVENT_NAMES)}}},
-               ("subscribed",))),
+               ("subscribed",)), inline=True),
     Method("pair.begin", pair_begin, "Start pairing: the terminal shows a 6-digit code.",
            params=obj({"name": _NAME, "csr": {"type": "string", "maxLength": 8192,
                                                 "description": "PEM CSR or public key"},
@@ -411,6 +412,13 @@ METHODS: dict[str, Method] = {m.name: m for m in [*_CORE, *cps_methods.METHODS,
                                                   *mail_methods.METHODS,
                                                   *dmp_methods.METHODS, *uploads.METHODS,
                                                   *audit_methods.METHODS]}
+
+
+def inline(name: str) -> bool:
+    """Whether a call is answered at once, in the connection's read loop: a method marked
+    so, or an unknown one (refused at once)."""
+    method = METHODS.get(name)
+    return method is None or method.inline
 
 
 async def dispatch(daemon: ApiContext, conn: Caller, name: str, params: dict[str, Any]) -> Any:

@@ -27,10 +27,10 @@ from edged.api import jsonrpc
 from edged.api.errors import to_rpc_error
 from edged.api.gate import Acceptor, Admission, Gate, GateLimits, prefix_of, start_tls
 from edged.api.listen import listen
-from edged.api.methods import dispatch
+from edged.api.methods import dispatch, inline
 from edged.api.uploads import release_connection
 from edged.events import Subscription
-from edged.limits import limits_for
+from edged.limits import MAX_IN_FLIGHT, limits_for
 
 if TYPE_CHECKING:
     from edged.api.context import ApiContext
@@ -38,7 +38,6 @@ if TYPE_CHECKING:
 __all__ = ["Connection", "RpcServer", "TokenBucket"]
 
 log = logging.getLogger(__name__)
-MAX_IN_FLIGHT = 8  # concurrent calls per connection
 # asyncio reads TLS into a 256 KiB buffer per connection; a TLS record carries at most 16 KiB
 # (RFC 8446 §5.1), so 64 KiB still takes several records per read at a quarter of the memory
 # (100 clients: about 19 MB less, docs/benchmarks.md P6).
@@ -112,6 +111,9 @@ class Connection:
         self.subscription: Subscription | None = None
         self._send_lock = asyncio.Lock()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._last_heard = 0.0  # loop time of the last message received
+        self._idle_timer: asyncio.TimerHandle | None = None
+        self._closing: asyncio.Task[None] | None = None  # the idle timeout's close
 
     def refresh_client(self, *, local_only: bool = False) -> bool:
         """Re-read the client if the registry changed since it was read; True if it did.
@@ -184,72 +186,116 @@ class Connection:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def handle(self, raw: str | bytes) -> None:
-        """One incoming message -> one response (none for notifications, JSON-RPC 2.0 §4.1)."""
-        request_id = None
-        notification = False
+    def admit(self, raw: str | bytes) -> jsonrpc.Request:
+        """Size, rate limit, parse and revocation of one incoming message (nothing waits).
+
+        Raises the refusal, with the request's id when it could be read (JSON-RPC 2.0 §5).
+        """
+        limit = self.server.daemon.config.max_message_bytes
+        if len(raw) > limit:
+            error = jsonrpc.RpcError(TOO_LARGE, f"message larger than {limit} bytes",
+                                     "too_large", limit=limit)
+            error.request_id = jsonrpc.peek_id(raw)  # §5: answer with the id when readable
+            raise error
+        # The rate limit comes before parsing: a parse costs more than a refusal (L2).
+        bucket = self.server.bucket_for(self)
+        wait = bucket.take()
+        if wait:
+            error = jsonrpc.RpcError(RATE_LIMITED, "too many calls", "rate_limited",
+                                     retry_after=round(wait, 3))
+            error.request_id = self.server.peek_id(raw)
+            raise error
+        request = self.server.parse(raw, self.peer)
+        self.refresh_client()  # a revocation applies at once
+        if self.revoked:
+            error = jsonrpc.RpcError(REVOKED, "this client's certificate was revoked", "revoked")
+            error.request_id, error.notification = request.id, request.is_notification
+            raise error
+        if not _counted(request.method):
+            # Chunks are parts of one counted transfer (upload.begin): the token taken
+            # before parsing goes back (edged/api/uploads.py).
+            bucket.refund()
+        return request
+
+    async def answer(self, request: jsonrpc.Request) -> None:
+        """Run one admitted call and send its response (none for notifications, §4.1)."""
         try:
-            if len(raw) > self.server.daemon.config.max_message_bytes:
-                request_id = jsonrpc.peek_id(raw)  # §5: answer with the id when readable
-                raise jsonrpc.RpcError(TOO_LARGE, "message larger than "
-                                       f"{self.server.daemon.config.max_message_bytes} bytes",
-                                       "too_large",
-                                       limit=self.server.daemon.config.max_message_bytes)
-            # The rate limit comes before parsing: a parse costs more than a refusal (L2).
-            wait = self.server.bucket_for(self).take()
-            if wait:
-                request_id = self.server.peek_id(raw)
-                raise jsonrpc.RpcError(RATE_LIMITED, "too many calls", "rate_limited",
-                                       retry_after=round(wait, 3))
-            request = self.server.parse(raw, self.peer)
-            request_id, notification = request.id, request.is_notification
-            self.refresh_client()  # a revocation applies at once
-            if self.revoked:
-                raise jsonrpc.RpcError(REVOKED, "this client's certificate was revoked",
-                                       "revoked")
-            if not _counted(request.method):
-                # Chunks are parts of one counted transfer (upload.begin): the token taken
-                # before parsing goes back (edged/api/uploads.py).
-                self.server.bucket_for(self).refund()
             result = await dispatch(self.server.daemon, self, request.method, request.params)
             if not request.is_notification:
-                await self.send(jsonrpc.result_response(request_id, result))
+                await self.send(jsonrpc.result_response(request.id, result))
             if self.refresh_client(local_only=True) and self.revoked:  # it revoked itself
-                    await self.ws.close(4403, "revoked")
-        except ConnectionClosed:
-            raise
-        except asyncio.CancelledError:
+                await self.ws.close(4403, "revoked")
+        except (ConnectionClosed, asyncio.CancelledError):
             raise
         except Exception as exc:
-            error = to_rpc_error(exc)
-            if isinstance(exc, jsonrpc.RpcError) and exc.request_id is not None:
-                request_id = exc.request_id  # refused while parsing, but the id was readable
-            if not (notification or getattr(exc, "notification", False)):
-                await self.send(jsonrpc.error_response(request_id, error))
-            if error.code == REVOKED:
-                await self.ws.close(4403, "revoked")
+            await self.refuse(exc, request.id, request.is_notification)
+
+    async def refuse(self, exc: Exception, request_id: int | str | None,
+                     notification: bool = False) -> None:
+        """Send the error response for `exc` (none for a notification); a revoked client's
+        connection is closed after it."""
+        error = to_rpc_error(exc)
+        if isinstance(exc, jsonrpc.RpcError) and exc.request_id is not None:
+            request_id = exc.request_id  # refused while parsing, but the id was readable
+        if not (notification or getattr(exc, "notification", False)):
+            await self.send(jsonrpc.error_response(request_id, error))
+        if error.code == REVOKED:
+            await self.ws.close(4403, "revoked")
+
+    def _idle_limit(self) -> float | None:
+        """How long this connection may stay silent: none while it takes events; an
+        unpaired one only long enough to pair."""
+        config = self.server.daemon.config
+        if not self.paired:
+            return min(config.idle_timeout, config.unpaired_idle_timeout)
+        return None if self.subscription else config.idle_timeout
+
+    def _check_idle(self) -> None:
+        # One timer per idle period, not one per message: it is moved on lazily, from the
+        # time of the last message, when it fires early (edged/api/server.py serve()).
+        loop = asyncio.get_running_loop()
+        limit = self._idle_limit()
+        if limit is None:  # taking events: look again later (the subscription may end)
+            self._idle_timer = loop.call_later(self.server.daemon.config.idle_timeout,
+                                               self._check_idle)
+            return
+        due = self._last_heard + limit
+        if loop.time() < due:
+            self._idle_timer = loop.call_at(due, self._check_idle)
+            return
+        self._idle_timer = None
+        # Not one of the connection's tasks: close() cancels those, and this one ends it.
+        self._closing = loop.create_task(self.ws.close(1001, "idle timeout"))
 
     async def serve(self) -> None:
-        """Read messages until the client leaves or stays idle too long."""
-        config = self.server.daemon.config
+        """Read messages until the client leaves or stays idle too long.
+
+        A call whose method answers without waiting (`Method.inline`, such as system.info)
+        is answered here, in order; any other call runs in its own task, at most
+        MAX_IN_FLIGHT at once per connection, so that a card call does not hold up the
+        connection's other calls.
+        """
+        loop = asyncio.get_running_loop()
         in_flight = asyncio.Semaphore(MAX_IN_FLIGHT)
+        self._last_heard = loop.time()
+        self._check_idle()
         try:
             while True:
-                idle = None if self.subscription else config.idle_timeout
-                if not self.paired:  # an unpaired connection is only there to pair
-                    idle = min(config.idle_timeout, config.unpaired_idle_timeout)
+                raw = await self.ws.recv()
+                self._last_heard = loop.time()
                 try:
-                    # A timeout scope, not wait_for: no task wrapped around every recv.
-                    async with asyncio.timeout(idle):
-                        raw = await self.ws.recv()
-                except TimeoutError:
-                    await self.ws.close(1001, "idle timeout")
-                    return
+                    request = self.admit(raw)
+                except Exception as exc:
+                    await self.refuse(exc, None)
+                    continue
+                if inline(request.method):
+                    await self.answer(request)
+                    continue
                 await in_flight.acquire()
 
-                async def run(raw: str | bytes = raw) -> None:
+                async def run(request: jsonrpc.Request = request) -> None:
                     try:
-                        await self.handle(raw)
+                        await self.answer(request)
                     except ConnectionClosed:
                         pass
                     finally:
@@ -259,6 +305,11 @@ class Connection:
         except ConnectionClosed:
             return
         finally:
+            if self._idle_timer is not None:
+                self._idle_timer.cancel()
+                self._idle_timer = None
+            if self._closing is not None:
+                await self._closing
             await self.close()
 
     async def close(self) -> None:

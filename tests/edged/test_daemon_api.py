@@ -174,6 +174,34 @@ async def test_idle_connections_are_closed(edged) -> None:
             await client.call("system.info")
 
 
+async def test_idle_timeout_counts_from_the_last_message(edged) -> None:
+    # The timer is moved on lazily (edged/api/server.py): calls more often than the timeout
+    # keep the connection for longer than it, and silence after the last one closes it.
+    bench = await edged(idle_timeout=0.4)
+    client = await bench.client("busy", "identity:read")
+    try:
+        for _ in range(8):  # 0.8 s in all, a call every 0.1 s
+            await client.call("system.info")
+            await asyncio.sleep(0.1)
+        await asyncio.sleep(1.0)
+        with pytest.raises((ConnectionError, websockets.ConnectionClosed)):
+            await client.call("system.info")
+        assert client.closed_reason == "idle timeout"
+    finally:
+        await client.close()
+
+
+async def test_a_subscribed_connection_is_not_idle(edged) -> None:
+    bench = await edged(idle_timeout=0.3)
+    client = await bench.client("listener", "identity:read")
+    try:
+        await client.subscribe()
+        await asyncio.sleep(1.0)
+        assert (await client.call("system.info"))["client"] == "listener"
+    finally:
+        await client.close()
+
+
 async def test_tls_below_1_3_fails_the_handshake(edged) -> None:
     bench = await edged()
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
