@@ -24,8 +24,13 @@ from edged.state.keywrap import load_key_wrapper
 
 __all__ = ["main"]
 
-RESULT = {"protocol": "1", "version": "0.0.0", "model": "bifente", "fingerprint": "0" * 64,
-          "capabilities": ["vitale", "cps"]}
+# system.info's shape, member for member (edged/api/methods.py), so that both servers encode
+# and the clients decode the same JSON.
+RESULT = {"protocol": "1.0", "version": "0.0.0", "fingerprint": "0" * 64, "model": "bifente",
+          "capabilities": ["vitale", "cps"], "client": "bench", "scopes": ["identity:read"],
+          "limits": {"max_message_bytes": 1048576, "rate_per_second": 1000000.0,
+                     "rate_burst": 1000000, "max_connections_per_client": 500,
+                     "max_in_flight": 8}}
 
 
 def _context(state: Path) -> ssl.SSLContext:

@@ -45,11 +45,26 @@ class ClientLimits:
 
 def limits_for(config: Config, client_name: str | None) -> ClientLimits:
     """The limits of a client (by its paired name; unpaired peers get the defaults)."""
+    # Asked on every system.info and prompt: kept per configuration (frozen, never changed
+    # while the daemon runs) and name. The key holds the configuration itself, so a new one
+    # (a test's, a reload's) never finds an old entry.
+    key = (id(config), client_name)
+    hit = _MEMO.get(key)
+    if hit is not None and hit[0] is config:
+        return hit[1]
     base = ClientLimits(config.rate_per_second, config.rate_burst,
                         config.max_connections_per_client)
     extra = config.limits.get(client_name or "", {}) if client_name else {}
-    return ClientLimits(float(extra.get("rate_per_second", base.rate_per_second)),
-                        int(extra.get("rate_burst", base.rate_burst)),
-                        int(extra.get("max_connections", base.max_connections)),
-                        int(extra.get("prompt_burst", PROMPT_BURST)),
-                        float(extra.get("prompts_per_minute", PROMPTS_PER_MINUTE)))
+    limits = ClientLimits(float(extra.get("rate_per_second", base.rate_per_second)),
+                          int(extra.get("rate_burst", base.rate_burst)),
+                          int(extra.get("max_connections", base.max_connections)),
+                          int(extra.get("prompt_burst", PROMPT_BURST)),
+                          float(extra.get("prompts_per_minute", PROMPTS_PER_MINUTE)))
+    if len(_MEMO) >= _MEMO_MAX:
+        _MEMO.clear()
+    _MEMO[key] = (config, limits)
+    return limits
+
+
+_MEMO: dict[tuple[int, str | None], tuple[Config, ClientLimits]] = {}
+_MEMO_MAX = 1024

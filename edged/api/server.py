@@ -34,6 +34,7 @@ from edged.limits import MAX_IN_FLIGHT, limits_for
 
 if TYPE_CHECKING:
     from edged.api.context import ApiContext
+    from edged.state.clients import Client
 
 __all__ = ["Connection", "RpcServer", "TokenBucket"]
 
@@ -107,6 +108,8 @@ class Connection:
         der = ssl_object.getpeercert(binary_form=True) if ssl_object else None
         self.fingerprint = fingerprint_of(der) if der else None
         self._generation = server.daemon.clients.generation()
+        self._client: Client | None = None
+        self._paired, self._scopes = False, frozenset[str]()
         self.client = server.daemon.clients.lookup(self.fingerprint) if self.fingerprint else None
         self.subscription: Subscription | None = None
         self._send_lock = asyncio.Lock()
@@ -136,24 +139,37 @@ class Connection:
         return True
 
     @property
+    def client(self) -> Client | None:
+        """The registry's record of this connection's certificate (None: not paired)."""
+        return self._client
+
+    @client.setter
+    def client(self, client: Client | None) -> None:
+        # What each call asks (paired? which scopes?) is derived here, once per change of
+        # the record, not on every call (docs/benchmarks.md P3).
+        self._client = client
+        self._paired = client is not None and client.active
+        self._scopes = frozenset(client.scopes) if self._paired and client else frozenset()
+
+    @property
     def revoked(self) -> bool:
         """A known certificate that was revoked."""
-        return self.client is not None and not self.client.active
+        return self._client is not None and not self._paired
 
     @property
     def paired(self) -> bool:
         """An active paired client."""
-        return self.client is not None and self.client.active
+        return self._paired
 
     @property
     def scopes(self) -> frozenset[str]:
         """The scopes granted at pairing."""
-        return frozenset(self.client.scopes) if self.paired and self.client else frozenset()
+        return self._scopes
 
     @property
     def client_name(self) -> str | None:
         """The paired client's name."""
-        return self.client.name if self.client else None
+        return self._client.name if self._client else None
 
     @property
     def client_id(self) -> str:
