@@ -2,8 +2,10 @@
 # Clause numbers are ISO/IEC 7816-3:2006. The slot hardware is injected (docs/firmware.md,
 # "Slot hardware"): slot_hw.Rp2SlotHw on the Pico, a simulated line on the unix port.
 # Timeouts are given to the hardware in card clock cycles, so they hold at any etu.
-# 61xx and 6Cxx are returned to the host as they are: the host's protocol layer (apdu/protocol.py)
-# issues GET RESPONSE and the Le retry, as it does over PC/SC. T=1 is t1.py's.
+# 6Cxx to a case 2 command is handled here, as §12.2.3 (case 2S.3) gives it to the transport
+# layer: the command goes again with P3 = SW2, without a round trip to the host. 61xx goes back
+# to the host as it is: its protocol layer (apdu/protocol.py) issues GET RESPONSE, as it does
+# over PC/SC (and the Le retry too, for a reader that returns 6Cxx). T=1 is t1.py's.
 
 from micropython import const
 
@@ -310,7 +312,15 @@ class CardSlot(T1):
             hdr[k] = apdu[k]
         hdr[4] = lc if lc else (le & 0xFF)
         try:
-            return await self._t0(hdr, apdu, lc, le, out, off)
+            r = await self._t0(hdr, apdu, lc, le, out, off)
+            if n == 5 and r == 2 and out[off] == 0x6C:
+                # §12.2.3 case 2S.3: Ne refused, the card tells the length it has (Na = SW2);
+                # the transport layer sends the command again with P3 = Na (one TPDU more
+                # on the wire, no round trip to the host for it).
+                na = out[off + 1]
+                hdr[4] = na
+                r = await self._t0(hdr, apdu, 0, na or 256, out, off)
+            return r
         except CardError:
             self._deactivate_after_error()
             raise

@@ -24,7 +24,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, Optional
 
-FW_VERSION = (0, 2, 1)  # 0.2: link protocol 2 (PIN policy, secret screens, IDENTITY, PAIR_WINDOW)
+FW_VERSION = (0, 2, 2)  # 0.2: link protocol 2 (PIN policy, secret screens, IDENTITY, PAIR_WINDOW)
 POLL_MS = const(50)  # card-detect and fault polling period
 PRESENCE_SCANS = const(2)  # a card-detect change must hold for 2 polls (100 ms)
 _READ_CHUNK = const(64)

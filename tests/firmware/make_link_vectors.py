@@ -23,7 +23,7 @@ BCD = L.PinField(4, 12, 0xFF, 8, L.PinEncoding.BCD)
 MESSAGES: list[tuple[str, int, L.Message]] = [
     ("hello_1", 1, L.Hello(2, 512)),
     ("hello_min", 2, L.Hello(2, 262)),
-    ("hello_ack", 1, L.HelloAck(2, 0, 2, 1, 512, 2)),
+    ("hello_ack", 1, L.HelloAck(2, 0, 2, 2, 512, 2)),
     ("slot_status", 3, L.SlotStatus()),
     ("slot_status_rsp", 3, L.SlotStatusResponse((L.SlotState.PRESENT, L.SlotState.EMPTY))),
     ("slot_status_rsp_all", 4, L.SlotStatusResponse(tuple(L.SlotState))),

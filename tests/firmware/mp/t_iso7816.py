@@ -248,12 +248,29 @@ async def test_case4_drops_le_and_returns_61xx_as_is():
     assert hw.commands[-1][0] == bytes.fromhex("00A4040002")
 
 
-async def test_6cxx_returned_as_is():
+async def test_6cxx_to_case_2_is_sent_again_with_the_cards_length():
+    # ISO 7816-3 §12.2.3 case 2S.3: the transport layer reissues with P3 = SW2.
     hw, slot = await powered()
+    data = bytes(range(8))
     hw.programs.append([("send", b"\x6c\x08")])
+    hw.programs.append(case2(0xCA, data))
     out = out_buf()
     n = await slot.transmit(bytes.fromhex("00CA010000"), out)
-    assert bytes(out[:n]) == b"\x6c\x08"
+    assert bytes(out[:n]) == data + b"\x90\x00"
+    assert [bytes(c[0]) for c in hw.commands[-2:]] == [bytes.fromhex("00CA010000"),
+                                                       bytes.fromhex("00CA010008")]
+
+
+async def test_6cxx_after_the_resend_and_outside_case_2_is_returned_as_is():
+    hw, slot = await powered()
+    hw.programs.append([("send", b"\x6c\x08")])
+    hw.programs.append([("send", b"\x6c\x04")])  # a card that changes its mind: once only
+    out = out_buf()
+    n = await slot.transmit(bytes.fromhex("00CA010000"), out)
+    assert bytes(out[:n]) == b"\x6c\x04" and len(hw.commands) == 2
+    hw.programs.append([("send", b"\x6c\x08")])  # case 1: no Le to correct
+    n = await slot.transmit(bytes.fromhex("00CA0100"), out)
+    assert bytes(out[:n]) == b"\x6c\x08" and len(hw.commands) == 3
 
 
 async def test_null_bytes_restart_the_wait():
