@@ -137,7 +137,8 @@ async def dmp_feed(daemon: ApiContext, conn: Caller, params: dict[str, Any]) -> 
     """dmp.feed: consent, then the CDA; queued durably when the host is unreachable."""
     ins = params["ins"]
     if "upload_id" in params:  # a CDA larger than one message (edged/api/uploads.py)
-        cda = await uploads.claim(daemon, conn, params["upload_id"], uploads.MAX_UPLOAD)
+        cda = bytes(await uploads.claim(daemon, conn, params["upload_id"],
+                                        uploads.MAX_UPLOAD))
     elif "cda" in params:
         cda = b64_param(params["cda"], "cda", MAX_CDA_BYTES)
     else:

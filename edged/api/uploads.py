@@ -80,15 +80,22 @@ class _Upload:
         sealed = self.key.encrypt(nonce, data, self.path.name.encode())
         return struct.pack(">I", len(sealed)) + sealed
 
-    def open_all(self) -> bytes:
+    def open_all(self) -> bytearray:
         """The payload, every chunk opened in order."""
-        out = bytearray()
-        with self.path.open("rb") as sealed:  # a chunk at a time: one copy of the payload
+        # One buffer of the payload's size, filled a chunk at a time: no second copy (a
+        # bytes() of it would double the peak for a 25 MB attachment, docs/benchmarks.md L).
+        out = bytearray(self.size)
+        at = 0
+        with self.path.open("rb") as sealed:
             for number in range(self.chunks):
                 (size,) = struct.unpack(">I", sealed.read(4))
-                out += self.key.decrypt(number.to_bytes(12, "big"), sealed.read(size),
-                                        self.path.name.encode())
-        return bytes(out)
+                plain = self.key.decrypt(number.to_bytes(12, "big"), sealed.read(size),
+                                         self.path.name.encode())
+                out[at:at + len(plain)] = plain
+                at += len(plain)
+        if at != self.size:  # commit checked size and digest: a changed file is a fault
+            raise OSError(f"upload file {self.path.name} holds {at} bytes, not {self.size}")
+        return out
 
 
 class Uploads:
@@ -167,7 +174,7 @@ class Uploads:
                                "announced", "digest_mismatch")
             upload.committed = True
 
-    def take(self, owner: str, upload_id: str, limit: int) -> bytes:
+    def take(self, owner: str, upload_id: str, limit: int) -> bytearray:
         """The committed upload's bytes, once (its file is deleted); over `limit`: too_large."""
         upload = self._get(owner, upload_id)
         with upload.lock:  # used once: a second take waits, then finds it gone
@@ -249,7 +256,7 @@ async def release_connection(daemon: ApiContext, conn: object) -> None:
         await asyncio.to_thread(uploads.release, conn)
 
 
-async def claim(daemon: ApiContext, conn: Caller, upload_id: str, limit: int) -> bytes:
+async def claim(daemon: ApiContext, conn: Caller, upload_id: str, limit: int) -> bytearray:
     """The bytes of a committed upload of this client, for the method that uses it."""
     return await asyncio.to_thread(uploads_of(daemon).take, conn.client_id, upload_id, limit)
 

@@ -54,6 +54,7 @@ from cryptography import x509
 from edged.config import ConfigError
 from edged.services import smime
 from edged.services.outbox import Outbox, OutboxItem, PermanentFailure, TemporaryFailure
+from edged.services.smtp_stream import sendmail_stream
 
 if TYPE_CHECKING:
     from edged.services.context import ServiceContext
@@ -328,7 +329,8 @@ class MailService:
             with smtplib.SMTP(self.settings.host, port, timeout=self.settings.timeout) as smtp:
                 smtp.starttls(context=self.context)
                 smtp.login(item.sender, self.settings.password)
-                refused = smtp.sendmail(item.sender, list(item.recipients), item.body)
+                with item.open_body() as body:  # read a chunk at a time (smtp_stream.py)
+                    refused = sendmail_stream(smtp, item.sender, list(item.recipients), body)
         except smtplib.SMTPRecipientsRefused as exc:
             raise _failure(exc.recipients) from None
         except smtplib.SMTPResponseException as exc:

@@ -206,3 +206,65 @@ async def test_an_idempotency_key_queues_one_message(tmp_path: Path) -> None:
     found = outbox.for_key("reception", "k1")
     assert found is not None and found.body == b"1"
     assert outbox.for_key("reception", "k2") is None
+
+
+async def test_a_body_is_a_file_beside_the_database_until_sent(tmp_path: Path) -> None:
+    outbox = Outbox(tmp_path / "outbox.db")
+    operator = Operator()
+    assert outbox.enqueue("<f@x>", "a@cabinet.test", ("b@chu.test",), b"the body")
+    with sqlite3.connect(tmp_path / "outbox.db") as db:
+        (inline, name), = db.execute("SELECT body, body_file FROM outbox").fetchall()
+    spooled = tmp_path / "outbox.bodies" / name
+    assert inline == b"" and spooled.read_bytes() == b"the body"
+    assert spooled.stat().st_mode & 0o777 == 0o600
+    await drain(outbox, operator, lambda: outbox.counts() == {"sent": 1})
+    assert operator.mailbox == {"<f@x>": b"the body"}
+    assert not spooled.exists() and list(spooled.parent.iterdir()) == []
+
+
+async def test_a_written_body_is_moved_in_or_deleted(tmp_path: Path) -> None:
+    outbox = Outbox(tmp_path / "outbox.db")
+    first = outbox.new_body()
+    first.write_bytes(b"1")
+    assert outbox.enqueue("<g@x>", "a@cabinet.test", ("b@chu.test",), first)
+    again = outbox.new_body()
+    again.write_bytes(b"2")
+    assert not outbox.enqueue("<g@x>", "a@cabinet.test", ("b@chu.test",), again)
+    no_one = outbox.new_body()
+    with pytest.raises(ValueError, match="at least one recipient"):
+        outbox.enqueue("<h@x>", "a@cabinet.test", (), no_one)
+    elsewhere = tmp_path / "mine.eml"
+    elsewhere.write_bytes(b"not the outbox's")
+    with pytest.raises(ValueError, match="not a body from this outbox"):
+        outbox.enqueue("<i@x>", "a@cabinet.test", ("b@chu.test",), elsewhere)
+    assert elsewhere.exists()  # refused, and left alone
+    assert [p.read_bytes() for p in outbox.spool.iterdir()] == [b"1"]
+    assert outbox.get("<g@x>").body == b"1"
+
+
+async def test_files_no_waiting_row_names_are_swept_at_start(tmp_path: Path) -> None:
+    path = tmp_path / "outbox.db"
+    outbox = Outbox(path)
+    outbox.enqueue("<j@x>", "a@cabinet.test", ("b@chu.test",), b"kept")
+    outbox.new_body().write_bytes(b"written when the daemon stopped")
+    (outbox.spool / "0123.eml").write_bytes(b"moved in, its row never committed")
+    outbox.close()
+    reopened = Outbox(path)
+    assert [p.read_bytes() for p in reopened.spool.iterdir()] == [b"kept"]
+    assert reopened.get("<j@x>").body == b"kept"
+
+
+async def test_an_outbox_with_bodies_in_its_rows_is_still_delivered(tmp_path: Path) -> None:
+    path = tmp_path / "outbox.db"
+    with sqlite3.connect(path) as db:  # the 0.1.0 schema: no body_file column
+        db.execute("CREATE TABLE outbox (message_id TEXT PRIMARY KEY, sender TEXT NOT NULL, "
+                   "recipients TEXT NOT NULL, body BLOB NOT NULL, state TEXT NOT NULL, "
+                   "attempts INTEGER NOT NULL DEFAULT 0, next_attempt REAL NOT NULL, "
+                   "last_error TEXT, created REAL NOT NULL, sent_at REAL)")
+        db.execute("INSERT INTO outbox (message_id, sender, recipients, body, state, "
+                   "next_attempt, created) VALUES ('<old@x>', 'a@cabinet.test', "
+                   "'b@chu.test', X'6f6c64', 'queued', 0, 0)")
+    outbox = Outbox(path)
+    operator = Operator()
+    await drain(outbox, operator, lambda: outbox.counts() == {"sent": 1})
+    assert operator.mailbox == {"<old@x>": b"old"}
