@@ -14,14 +14,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import json
 import os
 import re
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bench.table import Row, fmt_time, print_table
+from bench.table import Row, fmt_time, goal, print_table
 
 if TYPE_CHECKING:
     from simulators.world import SimulatedWorld
@@ -66,6 +69,20 @@ async def _answer_consent(display: Any, keypad: Any, call: Any) -> Any:
     return await task
 
 
+async def _client_process(credentials: Path, payload: Path, method: str,
+                          params: dict[str, Any]) -> dict[str, Any]:
+    """Upload `payload` and make the call from a client process (bench/large_client.py)."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bench.large_client", str(credentials), str(payload), method,
+        json.dumps(params), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    out, err = await process.communicate()
+    if process.returncode:
+        raise RuntimeError(f"{method} from the client process failed: "
+                           f"{err.decode(errors='replace')[-2000:]}")
+    answer: dict[str, Any] = json.loads(out)
+    return answer
+
+
 async def _flows(tmp: Path, world: SimulatedWorld) -> tuple[dict[str, Any], dict[str, Any]]:
     from bifente_client import pair
     from edged.config import Config
@@ -96,39 +113,44 @@ async def _flows(tmp: Path, world: SimulatedWorld) -> tuple[dict[str, Any], dict
         credentials = await pair("127.0.0.1", daemon.server.port,
                                  daemon.keystore.fingerprint, "bench",
                                  ["mail:send", "cps:sign", "dmp:read", "dmp:write"], code)
+        creds_dir = tmp / "client"
+        credentials.save(creds_dir)
         async with await credentials.connect() as client:
             keypad.press("1234", "OK")
             assert (await client.call("cps.verify_pin"))["result"] == "ok"
-            data = os.urandom(MAIL_SIZE)
+            payload = tmp / "scan.bin"
+            payload.write_bytes(os.urandom(MAIL_SIZE))
+            digest = hashlib.sha256(payload.read_bytes()).digest()
             _reset_hwm()
             before, start = _hwm(), time.perf_counter()
-            upload_id = await client.upload(data)
-            sent = await client.call("mail.send", {
+            done = await _client_process(creds_dir, payload, "mail.send", {
                 "to": [NURSE], "subject": "bench", "text": "25 MB",
-                "attachments": [{"filename": "scan.bin", "upload_id": upload_id}]},
-                timeout=600)
-            queued, queued_rss = time.perf_counter() - start, _hwm() - before
+                "attachments": [{"filename": "scan.bin", "upload_id": "@upload"}]})
+            sent, queued_rss = done["result"], _hwm() - before
             outbox = service_of(daemon.services.mail).outbox
             await _until(lambda: outbox.get(sent["message_id"]).state == "sent", 300)
-            mail = {"queued": queued, "sent": time.perf_counter() - start,
+            mail = {"queued": done["seconds"], "sent": time.perf_counter() - start,
                     "queued_rss": queued_rss, "rss": _hwm() - before}
             raw = (await asyncio.to_thread(mailbox, op, NURSE))[-1]
             opened = smime.open_message(raw, Card("nurse").decryptor, TRUST)
-            mail["intact"] = [a.data for a in opened.attachments] == [data]
-            del data, raw, opened
+            mail["intact"] = [hashlib.sha256(a.data).digest()
+                              for a in opened.attachments] == [digest]
+            del raw, opened
 
             document = cda(PIERRE, pdf=b"%PDF-1.7\n" + os.urandom(PDF_SIZE) + b"\n%%EOF\n")
+            payload.write_bytes(document)
+            size, digest_hex = len(document), hashlib.sha256(document).hexdigest()
+            del document
             await _answer_consent(display, keypad, client.call("dmp.create",
                                                                {"ins": PIERRE}))
             _reset_hwm()
-            before, start = _hwm(), time.perf_counter()
-            upload_id = await client.upload(document)
-            fed = await _answer_consent(display, keypad, client.call(
-                "dmp.feed", {"ins": PIERRE, "upload_id": upload_id}, timeout=600))
-            dmp = {"sent": time.perf_counter() - start, "rss": _hwm() - before,
-                   "size": len(document),
+            before = _hwm()
+            done = await _answer_consent(display, keypad, _client_process(
+                creds_dir, payload, "dmp.feed", {"ins": PIERRE, "upload_id": "@upload"}))
+            fed = done["result"]
+            dmp = {"sent": done["seconds"], "rss": _hwm() - before, "size": size,
                    "intact": fed.get("state") == "registered"
-                   and fed["document"]["sha256"] == hashlib.sha256(document).hexdigest()}
+                   and fed["document"]["sha256"] == digest_hex}
     finally:
         await daemon.stop()
     return mail, dmp
@@ -144,17 +166,23 @@ def run(quick: bool = False) -> list[Row]:
                            dmp=DmpOptions(Path(tmp) / "dmp", admin_token="bench")) as world:
         mail, dmp = asyncio.run(_flows(Path(tmp), world))
     both = mail["intact"] and dmp["intact"]
+    # As P5m: the peak above a floor that already holds the input (here the upload, which
+    # the daemon holds once it claims it), over the input's size.
+    above = (mail["queued_rss"] - MAIL_SIZE) / MAIL_SIZE
     return [
         Row("mail.send, 25 MB attachment (upload + sign + encrypt, queued)",
             fmt_time(mail["queued"]),
-            f"peak RSS +{mail['queued_rss'] / 1e6:.0f} MB by then "
-            f"({mail['queued_rss'] / MAIL_SIZE:.1f}x: client and daemon); delivered after "
-            f"{fmt_time(mail['sent'])}, +{mail['rss'] / 1e6:.0f} MB with the SMTP delivery and "
-            f"the operator in this process; {'intact' if mail['intact'] else 'DAMAGED'}"),
+            f"the client in its own process; delivered after {fmt_time(mail['sent'])}, "
+            f"+{mail['rss'] / 1e6:.0f} MB with the SMTP delivery and the operator in the "
+            f"daemon's process; {'intact' if mail['intact'] else 'DAMAGED'}"),
+        goal("Lm", "mail.send 25 MB: daemon's peak RSS above its floor / attachment",
+             f"+{mail['queued_rss'] / 1e6:.0f} MB", above, 3.0, at_least=False, unit="x",
+             detail=f"peak growth {mail['queued_rss'] / 1e6:.0f} MB up to queueing, less the "
+                    f"{MAIL_SIZE / 1e6:.0f} MB upload it holds (P5m's floor holds its input)"),
         Row("dmp.feed, CDA with a 20 MB PDF (upload + consent + POST)", fmt_time(dmp["sent"]),
             f"{dmp['size'] / 1e6:.1f} MB CDA; peak RSS +{dmp['rss'] / 1e6:.0f} MB "
-            f"({dmp['rss'] / dmp['size']:.1f}x; client, daemon and host in one process); "
-            f"{'intact' if dmp['intact'] else 'DAMAGED'}"),
+            f"({dmp['rss'] / dmp['size']:.1f}x; the daemon and the DMP host in one process, "
+            f"the client in its own); {'intact' if dmp['intact'] else 'DAMAGED'}"),
         Row("largest mail.send attachment / dmp.feed document", "25 / 20 MB",
             "both arrived intact" if both else "a payload did not arrive intact",
             "", ">= 25 / 20 MB", both, "L"),
