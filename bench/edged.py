@@ -101,21 +101,28 @@ async def _fanout(daemon: Daemon, credentials: Credentials, subscribers: int,
             await c.subscribe(["pin.state"])
         spreads: list[float] = []
         lasts: list[float] = []
-        for i in range(events):
+        first = 0.0
+        # One event more, first and not counted: as in every row, what is timed is the
+        # steady state (the first event after the subscriptions takes up to 4x the median).
+        for i in range(-1, events):
             sent = time.time()
-            daemon.bus.publish("pin.state", result="bench", tries_left=i)
+            daemon.bus.publish("pin.state", result="bench", tries_left=max(i, 0))
             arrivals = []
             for c in clients:
                 await c.next_event(10)
                 arrivals.append(time.time())
+            if i < 0:
+                first = max(arrivals) - sent
+                continue
             lasts.append(max(arrivals) - sent)
             spreads.append(max(arrivals) - min(arrivals))
         p99 = _pct(lasts, 0.99)
         return [goal("F", f"event fan-out to {subscribers} subscribers, p99 of the last one",
                      fmt_time(p99), p99 * 1e3, 50, at_least=False, unit=" ms",
                      detail=f"median {fmt_time(statistics.median(lasts))}, spread "
-                            f"{fmt_time(statistics.median(spreads))}, {events} events; the "
-                            "clients share the daemon's process")]
+                            f"{fmt_time(statistics.median(spreads))}, {events} events after "
+                            f"one not counted ({fmt_time(first)}); the clients share the "
+                            "daemon's process")]
     finally:
         for c in clients:
             await c.close()
