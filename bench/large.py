@@ -1,10 +1,11 @@
 """L: a 25 MB attachment with mail.send and a 20 MB PDF with dmp.feed, through edged and the SDK.
 
-Everything runs in this process (the daemon, the SDK client, the reference mail operator's
-and DMP host's threads), the cards in pcscd: the RSS growth is that of all of them, an upper
-bound for edged's own. Each payload goes as a chunked upload (upload.begin / chunk /
-commit) and is checked where it arrives: the recipient opens the mail with her card, the
-DMP host reports the document's size and SHA-256.
+The daemon runs in this process with the reference mail operator's threads (idle until the
+mail is delivered); the SDK client (bench/large_client.py) and the reference DMP host
+(`bifente sim dmp`) run in processes of their own, the cards in pcscd. So the RSS growth
+measured here up to the answer is the daemon's own (Lm). Each payload goes as a chunked
+upload (upload.begin / chunk / commit) and is checked where it arrives: the recipient opens
+the mail with her card, the DMP host reports the document's size and SHA-256.
 
     python -m bench.large
 """
@@ -21,6 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -83,7 +85,28 @@ async def _client_process(credentials: Path, payload: Path, method: str,
     return answer
 
 
-async def _flows(tmp: Path, world: SimulatedWorld) -> tuple[dict[str, Any], dict[str, Any]]:
+@contextlib.contextmanager
+def _dmp_host_process(data: Path) -> Iterator[dict[str, str]]:
+    """The reference DMP host in a process of its own (`bifente sim dmp`), so that the bench's
+    process, the daemon's, does not also hold what the host receives; edged's [dmp] table."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "edged.cli.main", "sim", "dmp", "--data", str(data),
+         "--port", "0", "--admin-token", "bench"],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        assert process.stdout is not None
+        url = re.search(r" on (https://\S+)", process.stdout.readline())
+        cafile = re.search(r"trust: (\S+)", process.stdout.readline())
+        if url is None or cafile is None:
+            raise RuntimeError("the DMP host process did not say where it listens")
+        yield {"url": url.group(1), "ca_file": cafile.group(1), "admin_token": "bench"}
+    finally:
+        process.terminate()
+        process.wait(30)
+
+
+async def _flows(tmp: Path, world: SimulatedWorld,
+                 dmp_table: dict[str, str]) -> tuple[dict[str, Any], dict[str, Any]]:
     from bifente_client import pair
     from edged.config import Config
     from edged.daemon import Daemon
@@ -97,9 +120,9 @@ async def _flows(tmp: Path, world: SimulatedWorld) -> tuple[dict[str, Any], dict
     display = SimulatedDisplay(keypad)
     op = world.mail
     assert op is not None
-    daemon = Daemon(Config(  # the world's [mail] and [dmp] tables
+    daemon = Daemon(Config(  # the world's [mail] table, the host process's [dmp] one
         host="127.0.0.1", port=0, state_dir=tmp / "state", mdns=False,
-        **world.edged_overrides()),
+        **world.edged_overrides(), dmp=dmp_table),
         ui=display, wrap_transport=lambda _r, t: PinPadTransport(t, keypad, display))
     await daemon.start()
     try:
@@ -158,34 +181,39 @@ async def _flows(tmp: Path, world: SimulatedWorld) -> tuple[dict[str, Any], dict
 
 def run(quick: bool = False) -> list[Row]:
     """The two large payloads through edged; PASS when both arrive intact."""
-    from simulators.world import CardsOn, DmpOptions, MailOptions, SimulatedWorld
+    from simulators.world import CardsOn, MailOptions, SimulatedWorld
 
     with tempfile.TemporaryDirectory(prefix="bifente-bench-large-") as tmp, \
             SimulatedWorld("gp", "family", cards=CardsOn.PCSC,
                            mail=MailOptions(Path(tmp) / "op", max_message_bytes=64 * 1024 * 1024),
-                           dmp=DmpOptions(Path(tmp) / "dmp", admin_token="bench")) as world:
-        mail, dmp = asyncio.run(_flows(Path(tmp), world))
+                           dmp=False) as world, \
+            _dmp_host_process(Path(tmp) / "dmp") as dmp_table:
+        mail, dmp = asyncio.run(_flows(Path(tmp), world, dmp_table))
     both = mail["intact"] and dmp["intact"]
     # As P5m: the peak above a floor that already holds the input (here the upload, which
-    # the daemon holds once it claims it), over the input's size.
-    above = (mail["queued_rss"] - MAIL_SIZE) / MAIL_SIZE
+    # the daemon holds once it claims it), over the input's size; the larger of the two.
+    mail_above = (mail["queued_rss"] - MAIL_SIZE) / MAIL_SIZE
+    dmp_above = (dmp["rss"] - dmp["size"]) / dmp["size"]
     return [
         Row("mail.send, 25 MB attachment (upload + sign + encrypt, queued)",
             fmt_time(mail["queued"]),
-            f"the client in its own process; delivered after {fmt_time(mail['sent'])}, "
+            f"peak RSS +{mail['queued_rss'] / 1e6:.0f} MB by then, {mail_above:.2f}x above "
+            f"the upload it holds; delivered after {fmt_time(mail['sent'])}, "
             f"+{mail['rss'] / 1e6:.0f} MB with the SMTP delivery and the operator in the "
             f"daemon's process; {'intact' if mail['intact'] else 'DAMAGED'}"),
-        goal("Lm", "mail.send 25 MB: daemon's peak RSS above its floor / attachment",
-             f"+{mail['queued_rss'] / 1e6:.0f} MB", above, 3.0, at_least=False, unit="x",
-             detail=f"peak growth {mail['queued_rss'] / 1e6:.0f} MB up to queueing, less the "
-                    f"{MAIL_SIZE / 1e6:.0f} MB upload it holds (P5m's floor holds its input)"),
         Row("dmp.feed, CDA with a 20 MB PDF (upload + consent + POST)", fmt_time(dmp["sent"]),
-            f"{dmp['size'] / 1e6:.1f} MB CDA; peak RSS +{dmp['rss'] / 1e6:.0f} MB "
-            f"({dmp['rss'] / dmp['size']:.1f}x; the daemon and the DMP host in one process, "
-            f"the client in its own); {'intact' if dmp['intact'] else 'DAMAGED'}"),
+            f"{dmp['size'] / 1e6:.1f} MB CDA; peak RSS +{dmp['rss'] / 1e6:.0f} MB, "
+            f"{dmp_above:.2f}x above the upload it holds; "
+            f"{'intact' if dmp['intact'] else 'DAMAGED'}"),
         Row("largest mail.send attachment / dmp.feed document", "25 / 20 MB",
             "both arrived intact" if both else "a payload did not arrive intact",
             "", ">= 25 / 20 MB", both, "L"),
+        goal("Lm", "mail.send / dmp.feed: daemon's peak RSS above its floor / payload",
+             f"+{mail['queued_rss'] / 1e6:.0f} / +{dmp['rss'] / 1e6:.0f} MB",
+             max(mail_above, dmp_above), 3.0, at_least=False, unit="x",
+             detail=f"{mail_above:.2f}x / {dmp_above:.2f}x: peak growth of the daemon's process "
+                    "less the upload it holds once claimed (P5m's floor holds its input); the "
+                    "client and the DMP host in processes of their own"),
     ]
 
 
