@@ -209,8 +209,10 @@ class Daemon:
         """Bring everything up; READY=1 once clients can find and call us. With `early`, the
         socket is bound and the mDNS name is being probed already (edged/early.py)."""
         loop = asyncio.get_running_loop()
+        from edged.memory import return_large_buffers
         from edged.state.sqlite import state_file
 
+        return_large_buffers()  # a 25 MB mail's buffers do not stay resident (edged/memory.py)
         with state_file(self.audit.path):  # the first write: a full disk is named here (D7)
             self.audit.append("daemon.start", actor=EDGED, version=VERSION)
         if self.config.pcsc:

@@ -155,7 +155,7 @@ EDGED_LAYERS = {
     "edged.services": 2,
     "edged.readers": 1, "edged.state": 1, "edged.events": 1, "edged.config": 1,
     "edged.discovery": 1, "edged.systemd": 1, "edged.limits": 1, "edged.peers": 1,
-    "edged.version": 1, "edged.shutdown": 1,
+    "edged.version": 1, "edged.shutdown": 1, "edged.memory": 1,
 }
 
 

@@ -112,14 +112,16 @@ async def _send(daemon: ApiContext, conn: Caller, params: dict[str, Any]) -> Any
     if params.get("text") is None and params.get("html") is None:
         raise MailError("a message needs a text or an HTML body")
     attachments = []
-    data: bytes | bytearray
     for a in params.get("attachments", []):
         if "upload_id" in a:
-            data = await uploads.claim(daemon, conn, a["upload_id"], uploads.MAX_UPLOAD)
-            if len(data) > settings.max_attachment:
-                raise smime.AttachmentTooLarge(a["filename"], len(data), settings.max_attachment)
-            attachments.append(smime.Attachment(
-                a["filename"], a.get("content_type") or "application/octet-stream", data))
+            upload = await uploads.claim(daemon, conn, a["upload_id"], uploads.MAX_UPLOAD)
+            if len(upload) > settings.max_attachment:
+                raise smime.AttachmentTooLarge(a["filename"], len(upload),
+                                               settings.max_attachment)
+            # Encoded now, and the upload's bytes let go (Attachment.from_buffer).
+            attachments.append(await asyncio.to_thread(
+                smime.Attachment.from_buffer, a["filename"],
+                a.get("content_type") or "application/octet-stream", upload))
             continue
         # base64 grows by 4/3: refuse before decoding anything far over the limit
         if len(a["data"]) > 4 * (settings.max_attachment // 3 + 2):
@@ -151,7 +153,7 @@ async def _send(daemon: ApiContext, conn: Caller, params: dict[str, Any]) -> Any
 
     # The protected message goes straight into the outbox's spool file, a chunk at a time:
     # base64 makes it about 4/3 of what it carries.
-    carried = sum(len(a.data) for a in attachments) + sum(
+    carried = sum(a.size for a in attachments) + sum(
         len(params.get(k) or "") for k in ("text", "html"))
     daemon.space.check("mail.send", carried * 4 // 3 + 64 * 1024)
     body = await asyncio.to_thread(service.outbox.new_body)

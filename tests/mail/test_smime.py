@@ -107,6 +107,26 @@ def test_build_message_rejects_bad_input() -> None:
     assert "big.dat" in str(exc.value)
 
 
+def test_an_attachment_from_a_buffer_builds_the_same_message() -> None:
+    # Attachment.from_buffer keeps the base64 lines and empties the buffer: the message is
+    # the same bytes as one built from the attachment's data.
+    date = dt.datetime(2026, 12, 6, 20, 0, tzinfo=dt.UTC)
+    common = {"sender": GP, "to": ["x@labo.test"], "subject": "s", "text": "t",
+              "message_id": "<m@cabinet.test>", "date": date}
+    for sent in ATTACHMENTS:
+        buffer = bytearray(sent.data)
+        made = Attachment.from_buffer(sent.filename, sent.content_type, buffer)
+        assert buffer == b"" and made.size == len(sent.data) and made.data == b""
+        plain = smime.build_message(**common, attachments=[sent])
+        from_buffer = smime.build_message(**common, attachments=[made])
+        for msg in (plain, from_buffer):  # the boundaries are random: the same for both
+            msg.set_boundary("=_same")
+        assert smime.to_bytes(from_buffer) == smime.to_bytes(plain), sent.filename
+    with pytest.raises(smime.AttachmentTooLarge):
+        smime.build_message(**common, max_attachment=10, attachments=[
+            Attachment.from_buffer("a.bin", "application/octet-stream", bytearray(11))])
+
+
 # -- round trips --------------------------------------------------------------------------
 @pytest.mark.parametrize("mode", ["gcm", "cbc"])
 def test_protect_and_open_every_attachment_byte_identical(card, trust, mode, no_defects) -> None:
