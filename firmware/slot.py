@@ -319,6 +319,8 @@ class CardSlot(T1):
                 # on the wire, no round trip to the host for it).
                 na = out[off + 1]
                 hdr[4] = na
+                # §7.2 wants 16 etu between the card's SW2 and our header: as after an ACK,
+                # that time is MicroPython's between recv and send (docs/firmware.md, Limits).
                 r = await self._t0(hdr, apdu, 0, na or 256, out, off)
             return r
         except CardError:

@@ -222,7 +222,12 @@ class Connection:
             error.request_id = self.server.peek_id(raw)
             raise error
         request = self.server.parse(raw, self.peer)
-        self.refresh_client()  # a revocation applies at once
+        try:
+            self.refresh_client()  # a revocation applies at once
+        except Exception as exc:  # the registry failed: answered with the request's id
+            error = to_rpc_error(exc)
+            error.request_id, error.notification = request.id, request.is_notification
+            raise error from exc
         if self.revoked:
             error = jsonrpc.RpcError(REVOKED, "this client's certificate was revoked", "revoked")
             error.request_id, error.notification = request.id, request.is_notification
@@ -324,9 +329,11 @@ class Connection:
             if self._idle_timer is not None:
                 self._idle_timer.cancel()
                 self._idle_timer = None
-            if self._closing is not None:
-                await self._closing
-            await self.close()
+            try:
+                if self._closing is not None:
+                    await self._closing
+            finally:  # even if cancelled while the idle close was under way
+                await self.close()
 
     async def close(self) -> None:
         """Cancel in-flight work (card jobs not started are dropped) and the subscription."""

@@ -54,7 +54,7 @@ from cryptography import x509
 from edged.config import ConfigError
 from edged.services import smime
 from edged.services.outbox import Outbox, OutboxItem, PermanentFailure, TemporaryFailure
-from edged.services.smtp_stream import sendmail_stream
+from edged.services.smtp_stream import LineTooLong, sendmail_stream
 
 if TYPE_CHECKING:
     from edged.services.context import ServiceContext
@@ -326,11 +326,19 @@ class MailService:
         """SMTP + STARTTLS + AUTH; TemporaryFailure (4xx, network) or PermanentFailure (5xx)."""
         port = self.settings.ports(item.sender)[0]
         try:
-            with smtplib.SMTP(self.settings.host, port, timeout=self.settings.timeout) as smtp:
+            body = item.open_body()  # read a chunk at a time (smtp_stream.py)
+        except FileNotFoundError:  # gone from the spool: no retry brings it back
+            raise PermanentFailure("the message's body is missing from the outbox") from None
+        try:
+            with body, smtplib.SMTP(self.settings.host, port,
+                                    timeout=self.settings.timeout) as smtp:
                 smtp.starttls(context=self.context)
                 smtp.login(item.sender, self.settings.password)
-                with item.open_body() as body:  # read a chunk at a time (smtp_stream.py)
-                    refused = sendmail_stream(smtp, item.sender, list(item.recipients), body)
+                size = body.seek(0, 2)
+                body.seek(0)
+                refused = sendmail_stream(smtp, item.sender, list(item.recipients), body, size)
+        except LineTooLong as exc:
+            raise PermanentFailure(str(exc)) from None
         except smtplib.SMTPRecipientsRefused as exc:
             raise _failure(exc.recipients) from None
         except smtplib.SMTPResponseException as exc:

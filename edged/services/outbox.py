@@ -127,7 +127,7 @@ class Outbox:
         kept = {name for (name,) in self._db.execute(
             "SELECT body_file FROM outbox WHERE body_file IS NOT NULL AND state != 'sent'")}
         for entry in self.spool.iterdir():
-            if entry.name not in kept:
+            if entry.name not in kept and not entry.is_dir():  # a folder is not ours to clear
                 entry.unlink(missing_ok=True)
 
     def new_body(self) -> Path:

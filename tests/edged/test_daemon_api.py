@@ -202,6 +202,22 @@ async def test_a_subscribed_connection_is_not_idle(edged) -> None:
         await client.close()
 
 
+async def test_a_failing_client_registry_is_answered_with_the_requests_id(edged) -> None:
+    # The revocation check reads the registry after parsing: when it fails, the answer still
+    # carries the call's id, so the caller gets its error instead of waiting out a timeout.
+    bench = await edged()
+    client = await bench.client("desk", "identity:read")
+    try:
+        bench.daemon.clients.close()  # the next calls' revocation checks raise
+        # Two calls at once: the SDK gives an error with a null id to a lone pending call
+        # only, so each answer must carry its own id.
+        answers = await asyncio.gather(*(client.call("system.info", timeout=5)
+                                         for _ in range(2)), return_exceptions=True)
+        assert [getattr(a, "reason", a) for a in answers] == ["internal_error"] * 2
+    finally:
+        await client.close()
+
+
 async def test_tls_below_1_3_fails_the_handshake(edged) -> None:
     bench = await edged()
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)

@@ -22,6 +22,7 @@ class Keep:
 
     def __init__(self) -> None:
         self.messages: list[bytes] = []
+        self.mail_options: list[list[str]] = []
 
     async def handle_RCPT(self, server: Server, session: Session, envelope: Envelope,
                           address: str, options: list[str]) -> str:
@@ -35,6 +36,7 @@ class Keep:
         """Keep the content (aiosmtpd has undone the dot-stuffing)."""
         assert isinstance(envelope.original_content, bytes)
         self.messages.append(envelope.original_content)
+        self.mail_options.append(list(envelope.mail_options))
         return "250 OK"
 
 
@@ -109,3 +111,14 @@ def test_a_body_without_line_ends_is_refused_not_buffered(server: tuple[Keep, in
         # Mid-DATA the connection was dropped, so the partial message is not delivered.
         assert smtp.sock is None
     assert keep.messages == []
+
+
+def test_the_size_is_declared_where_the_server_offers_it(server: tuple[Keep, int]) -> None:
+    keep, port = server
+    body = b"Subject: sized\r\n\r\nx\r\n"
+    with smtplib.SMTP("127.0.0.1", port, timeout=10) as smtp:
+        smtp.ehlo()
+        assert smtp.has_extn("size")  # aiosmtpd's RFC 1870 limit
+        smtp.sendmail("a@cabinet.test", ["b@chu.test"], body)
+        sendmail_stream(smtp, "a@cabinet.test", ["b@chu.test"], io.BytesIO(body), len(body))
+    assert keep.mail_options[0] == keep.mail_options[1] == [f"SIZE={len(body)}"]
