@@ -47,7 +47,7 @@ def _reset_hwm() -> None:
     would be reused without the RSS growing, and the flow would look cheaper than it is.
     """
     with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
+        ctypes.CDLL(None).malloc_trim(0)  # glibc, as edged/memory.py reaches mallopt
     with contextlib.suppress(OSError):
         Path("/proc/self/clear_refs").write_text("5")
 
