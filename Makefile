@@ -53,7 +53,7 @@ test: setup
 	$(PY) -m pytest  # exit 5 (no tests collected) fails the target
 
 demo: setup
-	$(PY) -m edged.cli.main demo
+	$(PY) -m bifente.edged.cli.main demo
 
 bench: setup
 	$(PY) -m bench

@@ -6,8 +6,8 @@ import enum
 from dataclasses import dataclass
 from fractions import Fraction
 
-from apdu.errors import MalformedData
-from contracts.iso7816_3 import DI_TABLE, FI_TABLE, FMAX_HZ
+from bifente.apdu.errors import MalformedData
+from bifente.contracts.iso7816_3 import DI_TABLE, FI_TABLE, FMAX_HZ
 
 __all__ = ["MAX_ATR_LENGTH", "Atr", "Convention", "InterfaceBytes"]
 

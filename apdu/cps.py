@@ -14,16 +14,16 @@ from typing import NoReturn, cast
 
 from cryptography import x509
 
-from apdu import pkcs15, tlv
-from apdu.command import CommandApdu
-from apdu.cps_objects import (
+from bifente.apdu import pkcs15, tlv
+from bifente.apdu.command import CommandApdu
+from bifente.apdu.cps_objects import (
     CpsHolder,
     PracticeSituation,
     decode_activity,
     decode_info,
     decode_name,
 )
-from apdu.cps_spec import (
+from bifente.apdu.cps_spec import (
     CPS_AID,
     ISSUER_PREFIX,
     Algo,
@@ -33,7 +33,7 @@ from apdu.cps_spec import (
     is_cps_atr,
     pin_counter_query,
 )
-from apdu.errors import (
+from bifente.apdu.errors import (
     ApduError,
     AuthMethodBlocked,
     MalformedData,
@@ -44,10 +44,10 @@ from apdu.errors import (
     WrongPin,
     error_for_sw,
 )
-from apdu.ins import INS
-from apdu.protocol import CardProtocol
-from apdu.sha256 import split
-from apdu.transport import SecurePinChange, SecurePinEntry
+from bifente.apdu.ins import INS
+from bifente.apdu.protocol import CardProtocol
+from bifente.apdu.sha256 import split
+from bifente.apdu.transport import SecurePinChange, SecurePinEntry
 
 __all__ = ["CpsIdentity", "CpsSession", "PinRequest", "PinSource", "PinStatus"]
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from asn1crypto import core
 
-from apdu.errors import MalformedData
+from bifente.apdu.errors import MalformedData
 
 __all__ = [
     "CARD_TYPES",

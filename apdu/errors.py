@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from apdu.sw import describe
+from bifente.apdu.sw import describe
 
 __all__ = [
     "ApduError",

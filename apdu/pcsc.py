@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from smartcard import scard
 
-from apdu.errors import CardRemoved, TransportError
+from bifente.apdu.errors import CardRemoved, TransportError
 
 __all__ = ["PcscTransport", "ReaderState", "list_readers", "reader_states", "wait_for_change"]
 

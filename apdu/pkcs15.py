@@ -15,7 +15,7 @@ from typing import TypeVar
 
 from asn1crypto import core, parser
 
-from apdu.errors import MalformedData
+from bifente.apdu.errors import MalformedData
 
 __all__ = [
     "ACCESS_MODES",

@@ -8,10 +8,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
-from apdu.command import MAX_LE, CommandApdu, ResponseApdu
-from apdu.errors import ProtocolError, error_for_sw
-from apdu.ins import INS
-from apdu.transport import Transport
+from bifente.apdu.command import MAX_LE, CommandApdu, ResponseApdu
+from bifente.apdu.errors import ProtocolError, error_for_sw
+from bifente.apdu.ins import INS
+from bifente.apdu.transport import Transport
 
 __all__ = ["CardProtocol"]
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from apdu.errors import MalformedData
+from bifente.apdu.errors import MalformedData
 
 __all__ = [
     "DEFAULT_MAX_LENGTH",

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from apdu import tlv
-from apdu.errors import ApduError, MalformedData, UnexpectedCard
-from apdu.identity import Ins, Nir, compute_ins_c, ins_for, parse_nir
-from apdu.protocol import CardProtocol
-from apdu.vitale_spec import (
+from bifente.apdu import tlv
+from bifente.apdu.errors import ApduError, MalformedData, UnexpectedCard
+from bifente.apdu.identity import Ins, Nir, compute_ins_c, ins_for, parse_nir
+from bifente.apdu.protocol import CardProtocol
+from bifente.apdu.vitale_spec import (
     MF_VITALE_AID,
     VITALE_AID,
     BenefTag,

@@ -18,9 +18,9 @@ from pathlib import Path
 
 from websockets.asyncio.server import ServerConnection, serve
 
-from edged.api.server import COMPRESSION, _size_tls_read_buffer
-from edged.state.keystore import Keystore
-from edged.state.keywrap import load_key_wrapper
+from bifente.edged.api.server import COMPRESSION, _size_tls_read_buffer
+from bifente.edged.state.keystore import Keystore
+from bifente.edged.state.keywrap import load_key_wrapper
 
 __all__ = ["main"]
 

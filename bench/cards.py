@@ -6,16 +6,16 @@ import os
 
 from smartcard.System import readers
 
-from apdu.command import CommandApdu
-from apdu.cps import CpsSession
-from apdu.cps_spec import CPS_AID
-from apdu.pcsc import PcscTransport
-from apdu.protocol import CardProtocol
-from apdu.sha256 import split, split_reference
-from apdu.vitale import VitaleSession
 from bench.table import Row, fmt_time, goal, interleaved, median, sample
-from simulators.slots import CPS_SLOT, VITALE_SLOT
-from simulators.world import CardsOn, SimulatedWorld
+from bifente.apdu.command import CommandApdu
+from bifente.apdu.cps import CpsSession
+from bifente.apdu.cps_spec import CPS_AID
+from bifente.apdu.pcsc import PcscTransport
+from bifente.apdu.protocol import CardProtocol
+from bifente.apdu.sha256 import split, split_reference
+from bifente.apdu.vitale import VitaleSession
+from bifente.simulators.slots import CPS_SLOT, VITALE_SLOT
+from bifente.simulators.world import CardsOn, SimulatedWorld
 
 __all__ = ["run"]
 
@@ -28,7 +28,7 @@ def split_hash(quick: bool = False) -> list[Row]:
     slow = median(sample(lambda: split_reference(data[:1 << 16]), 1 if quick else 3)) * 16
     return [
         Row("split hash of 1 MiB, pure Python (64 KiB x 16)", fmt_time(slow),
-            "apdu.sha256.split_reference: the tests' oracle, the fallback"),
+            "bifente.apdu.sha256.split_reference: the tests' oracle, the fallback"),
         goal("H", "split hash of 1 MiB (state for PSO HASH)", fmt_time(fast), fast * 1e3, 20,
              at_least=False, unit=" ms", detail="libcrypto SHA256_Update through ctypes"),
     ]

@@ -11,12 +11,12 @@ import uuid
 from pathlib import Path
 
 from bench.table import Row, fmt_time
-from simulators.dmp import DmpHost
-from simulators.dmp.auth import hash_password
-from simulators.dmp.cda import build_document
-from simulators.dmp.storage import Document, Trace
-from simulators.dmp.testing import TEST_OID, DmpWorld, FakeClock, national_id, test_nir
-from simulators.world import CardsOn, DmpOptions, SimulatedWorld
+from bifente.simulators.dmp import DmpHost
+from bifente.simulators.dmp.auth import hash_password
+from bifente.simulators.dmp.cda import build_document
+from bifente.simulators.dmp.storage import Document, Trace
+from bifente.simulators.dmp.testing import TEST_OID, DmpWorld, FakeClock, national_id, test_nir
+from bifente.simulators.world import CardsOn, DmpOptions, SimulatedWorld
 
 __all__ = ["run"]
 

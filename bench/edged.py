@@ -19,13 +19,13 @@ from typing import Any
 
 from bench.table import Row, fmt_time, goal
 from bench.waits import cards_seen
-from bifente_client import Client, Credentials, pair
-from edged.api.methods import dispatch
-from edged.config import Config
-from edged.daemon import Daemon
-from edged.readers.pcsc import CardKind
-from simulators.pinpad import Keypad, SimulatedDisplay
-from simulators.world import CardsOn, SimulatedWorld
+from bifente.client import Client, Credentials, pair
+from bifente.edged.api.methods import dispatch
+from bifente.edged.config import Config
+from bifente.edged.daemon import Daemon
+from bifente.edged.readers.pcsc import CardKind
+from bifente.simulators.pinpad import Keypad, SimulatedDisplay
+from bifente.simulators.world import CardsOn, SimulatedWorld
 
 __all__ = ["run"]
 
@@ -140,7 +140,7 @@ async def _first_advert(instance: str, found: asyncio.Future[float]) -> Any:
     from zeroconf import ServiceStateChange
     from zeroconf.asyncio import AsyncServiceBrowser, AsyncZeroconf
 
-    from edged.discovery import SERVICE_TYPE
+    from bifente.edged.discovery import SERVICE_TYPE
 
     aiozc = AsyncZeroconf(interfaces=["127.0.0.1"])
 
@@ -173,7 +173,7 @@ async def _start_and_see(config: Path, instance: str
     aiozc, browser = await _first_advert(instance, seen)
     started = time.monotonic()
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "edged", "--config", str(config),
+        sys.executable, "-m", "bifente.edged", "--config", str(config),
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
     try:
         assert process.stdout is not None
@@ -277,13 +277,13 @@ async def _subprocess_daemon(quick: bool) -> list[Row]:
 
 async def _issue_client(state: Path, port: int, fingerprint: str) -> Credentials:
     """A client certificate from the daemon's own CA (as pairing would issue it)."""
-    from bifente_client.identity import fingerprint_of
-    from bifente_client.tls import generate_client_key_and_csr
-    from edged.state.clients import ClientRegistry
-    from edged.state.keystore import Keystore
+    from bifente.client.identity import fingerprint_of
+    from bifente.client.tls import generate_client_key_and_csr
+    from bifente.edged.state.clients import ClientRegistry
+    from bifente.edged.state.keystore import Keystore
 
     key_pem, csr_pem = generate_client_key_and_csr("bench")
-    from edged.state.keywrap import load_key_wrapper
+    from bifente.edged.state.keywrap import load_key_wrapper
 
     keystore = Keystore(state / "keys", wrapper=load_key_wrapper(state))  # as the daemon
     cert = keystore.issue_client_certificate("bench", csr_pem, ["identity:read"])
@@ -331,7 +331,7 @@ async def _stop_under_load(quick: bool, clients: int = 100) -> list[Row]:
         with tempfile.TemporaryDirectory() as tmp:
             config = _daemon_config(tmp, f"bifente-bench-stop-{os.getpid()}-{run}")
             process = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "edged", "--config", str(config),
+                sys.executable, "-m", "bifente.edged", "--config", str(config),
                 stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL)
             try:
                 assert process.stdout is not None

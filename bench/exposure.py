@@ -87,7 +87,7 @@ async def _measure(quick: bool) -> list[Row]:
                           f'[state]\nstate_dir = "{tmp}/state"\n'
                           f'[discovery]\nmdns = false\n[log]\nlog_level = "warning"\n')
         daemon = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "edged", "--config", str(config),
+            sys.executable, "-m", "bifente.edged", "--config", str(config),
             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
         try:
             assert daemon.stdout is not None

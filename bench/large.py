@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 from bench.table import Row, fmt_time, goal, print_table
 
 if TYPE_CHECKING:
-    from simulators.world import SimulatedWorld
+    from bifente.simulators.world import SimulatedWorld
 
 __all__ = ["run"]
 
@@ -69,7 +69,7 @@ async def _until(predicate: Any, timeout: float) -> None:
 
 
 async def _answer_consent(display: Any, keypad: Any, call: Any) -> Any:
-    from simulators.pinpad import CONFIRM_KEYS  # the question's last line, in French
+    from bifente.simulators.pinpad import CONFIRM_KEYS  # the question's last line, in French
 
     task = asyncio.ensure_future(call)
     await _until(lambda: task.done() or CONFIRM_KEYS in display.screen(), 120)
@@ -97,7 +97,7 @@ def _dmp_host_process(data: Path) -> Iterator[dict[str, str]]:
     """The reference DMP host in a process of its own (`bifente sim dmp`), so that the bench's
     process, the daemon's, does not also hold what the host receives; edged's [dmp] table."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "edged.cli.main", "sim", "dmp", "--data", str(data),
+        [sys.executable, "-m", "bifente.edged.cli.main", "sim", "dmp", "--data", str(data),
          "--port", "0", "--admin-token", "bench"],
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     try:
@@ -114,12 +114,12 @@ def _dmp_host_process(data: Path) -> Iterator[dict[str, str]]:
 
 async def _flows(tmp: Path, world: SimulatedWorld,
                  dmp_table: dict[str, str]) -> tuple[dict[str, Any], dict[str, Any]]:
-    from bifente_client import pair
-    from edged.config import Config
-    from edged.daemon import Daemon
-    from edged.services import smime
-    from edged.services.mail import service_of
-    from simulators.pinpad import Keypad, PinPadTransport, SimulatedDisplay
+    from bifente.client import pair
+    from bifente.edged.config import Config
+    from bifente.edged.daemon import Daemon
+    from bifente.edged.services import smime
+    from bifente.edged.services.mail import service_of
+    from bifente.simulators.pinpad import Keypad, PinPadTransport, SimulatedDisplay
     from tests.edged.cda import cda
     from tests.edged.test_mail_rpc import TRUST, Card, mailbox
 
@@ -189,7 +189,7 @@ async def _flows(tmp: Path, world: SimulatedWorld,
 
 def run(quick: bool = False) -> list[Row]:
     """The two large payloads through edged; PASS when both arrive intact."""
-    from simulators.world import CardsOn, MailOptions, SimulatedWorld
+    from bifente.simulators.world import CardsOn, MailOptions, SimulatedWorld
 
     with tempfile.TemporaryDirectory(prefix="bifente-bench-large-") as tmp, \
             SimulatedWorld("gp", "family", cards=CardsOn.PCSC,

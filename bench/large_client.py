@@ -33,7 +33,7 @@ def _named(params: Any, upload_id: str) -> Any:
 
 
 async def _run(credentials: Path, payload: Path, method: str, params: Any) -> dict[str, Any]:
-    from bifente_client.credentials import Credentials
+    from bifente.client.credentials import Credentials
 
     (creds,) = Credentials.load_all(credentials)
     async with await creds.connect() as client:

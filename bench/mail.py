@@ -27,9 +27,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from apdu.cps import CpsSession
 from bench.table import Row, fmt_time, goal, print_table
-from simulators.pki import DATA
+from bifente.apdu.cps import CpsSession
+from bifente.simulators.pki import DATA
 
 __all__ = ["run"]
 
@@ -88,7 +88,7 @@ def _openssl(steps: Sequence[Sequence[str | Path]], folder: Path) -> tuple[float
 
 
 def _prepare(folder: Path, size: int) -> None:
-    from edged.services import smime
+    from bifente.edged.services import smime
 
     data = os.urandom(size)
     (folder / "attachment.bin").write_bytes(data)
@@ -102,9 +102,9 @@ def _prepare(folder: Path, size: int) -> None:
 
 
 def _session(profile: str) -> CpsSession:
-    from apdu.protocol import CardProtocol
-    from apdu.transport import InProcessTransport
-    from simulators.cps3 import Cps3Card
+    from bifente.apdu.protocol import CardProtocol
+    from bifente.apdu.transport import InProcessTransport
+    from bifente.simulators.cps3 import Cps3Card
 
     session = CpsSession(CardProtocol(InProcessTransport(Cps3Card(profile))))
     session.verify_pin(lambda _request: bytearray(b"1234"))
@@ -113,8 +113,8 @@ def _session(profile: str) -> CpsSession:
 
 def _worker(mode: str, folder: Path) -> None:
     """One side of the benchmark, in its own process; prints the operation's seconds."""
-    from edged.services import cms, smime
-    from simulators.pki import ca_certificate, card_keys
+    from bifente.edged.services import cms, smime
+    from bifente.simulators.pki import ca_certificate, card_keys
 
     seconds = 0.0
     if mode == "protect":
@@ -233,7 +233,7 @@ NURSE_ADDRESS = "julie.bernard@cabinet.test"
 
 
 def _small_message(sender: str) -> Any:
-    from edged.services import smime
+    from bifente.edged.services import smime
 
     return smime.build_message(sender, NURSE_ADDRESS, subject="bench", text="Bonjour " * 64)
 
@@ -241,10 +241,10 @@ def _small_message(sender: str) -> Any:
 def _in_process(reader: str, nurse: Any,
                 n: int) -> tuple[list[float], list[float], list[float], int]:
     """On a PcscTransport: the card's signature, a detached CAdES signature, sign + encrypt."""
-    from apdu.pcsc import PcscTransport
-    from apdu.protocol import CardProtocol
-    from edged.services import cms, smime
-    from simulators.pki import ca_certificate
+    from bifente.apdu.pcsc import PcscTransport
+    from bifente.apdu.protocol import CardProtocol
+    from bifente.edged.services import cms, smime
+    from bifente.simulators.pki import ca_certificate
 
     with PcscTransport(reader) as transport:
         protocol = CardProtocol(transport)
@@ -276,12 +276,12 @@ async def _through_daemon(mail: dict[str, Any], state: Path,
     import re
 
     from bench.waits import cards_seen
-    from bifente_client import pair
-    from edged.config import Config
-    from edged.daemon import Daemon
-    from edged.readers.pcsc import CardKind
-    from edged.services import smime
-    from simulators.pinpad import Keypad, SimulatedDisplay
+    from bifente.client import pair
+    from bifente.edged.config import Config
+    from bifente.edged.daemon import Daemon
+    from bifente.edged.readers.pcsc import CardKind
+    from bifente.edged.services import smime
+    from bifente.simulators.pinpad import Keypad, SimulatedDisplay
 
     keypad = Keypad()
     display = SimulatedDisplay(keypad)
@@ -335,7 +335,7 @@ class _CountingPinPad:
 
     def __new__(cls, inner: Any, keypad: Any, display: Any) -> Any:
         """A PinPadTransport whose transmit counts (a subclass made once, lazily)."""
-        from simulators.pinpad import PinPadTransport
+        from bifente.simulators.pinpad import PinPadTransport
 
         class Counting(PinPadTransport):
             def transmit(self, command: bytes) -> bytes:
@@ -347,9 +347,9 @@ class _CountingPinPad:
 
 def signing_latency(quick: bool = False) -> list[Row]:
     """Signing with the CPS in pcscd: in process (CardSigner) vs through edged, side by side."""
-    from simulators.mail import DirectoryClient
-    from simulators.slots import CPS_SLOT
-    from simulators.world import CardsOn, MailOptions, SimulatedWorld
+    from bifente.simulators.mail import DirectoryClient
+    from bifente.simulators.slots import CPS_SLOT
+    from bifente.simulators.world import CardsOn, MailOptions, SimulatedWorld
 
     n, rounds = (5, 1) if quick else (20, 3)
     local_raw, local_sign, local_protect, remote_sign, remote_send = [], [], [], [], []

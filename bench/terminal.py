@@ -23,17 +23,17 @@ from typing import Any
 from smartcard.Exceptions import NoCardException
 from smartcard.System import readers
 
-from apdu.command import CommandApdu
-from apdu.cps import CpsSession
-from apdu.cps_spec import CPS_AID
-from apdu.protocol import CardProtocol
-from apdu.vitale import VitaleSession
 from bench.table import Row, fmt_time, goal, interleaved, median, sample
-from edged.readers.terminal import TerminalLink, TerminalTransport
-from simulators.slots import CPS_SLOT
-from simulators.terminal import VirtualTerminal, WireStats
-from simulators.terminal.card_io import CHAR_ETU
-from simulators.world import CardsOn, SimulatedWorld
+from bifente.apdu.command import CommandApdu
+from bifente.apdu.cps import CpsSession
+from bifente.apdu.cps_spec import CPS_AID
+from bifente.apdu.protocol import CardProtocol
+from bifente.apdu.vitale import VitaleSession
+from bifente.edged.readers.terminal import TerminalLink, TerminalTransport
+from bifente.simulators.slots import CPS_SLOT
+from bifente.simulators.terminal import VirtualTerminal, WireStats
+from bifente.simulators.terminal.card_io import CHAR_ETU
+from bifente.simulators.world import CardsOn, SimulatedWorld
 
 __all__ = ["run"]
 

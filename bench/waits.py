@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
-from edged.daemon import Daemon
-from edged.readers.pcsc import CardKind
+from bifente.edged.daemon import Daemon
+from bifente.edged.readers.pcsc import CardKind
 
 __all__ = ["cards_seen"]
 

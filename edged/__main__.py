@@ -13,22 +13,22 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from edged.cli.argtypes import port
-from edged.config import ConfigError, load_config
-from edged.early import begin
-from edged.shutdown import ExitGuard
-from edged.simulation import SimulatorsMissing, require_simulators, simulated_world
-from edged.state.audit import AuditError
-from edged.state.keystore import KeystoreError
-from edged.state.sqlite import StateFileError
-from edged.version import VERSION
+from bifente.edged.cli.argtypes import port
+from bifente.edged.config import ConfigError, load_config
+from bifente.edged.early import begin
+from bifente.edged.shutdown import ExitGuard
+from bifente.edged.simulation import SimulatorsMissing, require_simulators, simulated_world
+from bifente.edged.state.audit import AuditError
+from bifente.edged.state.keystore import KeystoreError
+from bifente.edged.state.sqlite import StateFileError
+from bifente.edged.version import VERSION
 
 if TYPE_CHECKING:
-    from edged.simulation import SimulatedWorld
+    from bifente.edged.simulation import SimulatedWorld
 
 __all__ = ["main"]
 
-log = logging.getLogger("edged")
+log = logging.getLogger("bifente.edged")
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
@@ -92,7 +92,7 @@ async def _run(args: argparse.Namespace) -> int:
         # The name is probed while the daemon is imported, off the loop (edged/early.py).
         early = await begin(config)
         try:
-            daemon_module = await asyncio.to_thread(importlib.import_module, "edged.daemon")
+            daemon_module = await asyncio.to_thread(importlib.import_module, "bifente.edged.daemon")
             daemon = daemon_module.Daemon(config)
         except BaseException:
             if early is not None:
@@ -141,7 +141,7 @@ def _announce(world: SimulatedWorld, args: argparse.Namespace) -> None:
 def _is_profile_error(exc: BaseException) -> bool:
     """An unknown or bad simulated card profile (only with --simulate; simulators optional)."""
     try:
-        from simulators.profiles import ProfileError
+        from bifente.simulators.profiles import ProfileError
     except ImportError:
         return False
     return isinstance(exc, ProfileError)

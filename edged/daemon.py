@@ -15,19 +15,19 @@ import time
 from collections.abc import Callable, Coroutine, Mapping
 from typing import Any
 
-from apdu.transport import Transport
-from edged import systemd
-from edged.api.server import Connection, RpcServer
-from edged.config import Config
-from edged.early import EarlyAdvert, capabilities
-from edged.events import EventBus
-from edged.readers.manager import PcscWatcher, SlotRegistry
-from edged.readers.ui import PAIRING_SCREEN_S, TerminalUI, fit_lines
-from edged.services.container import Extension, Services
-from edged.services.context import EDGED, audit_actor
-from edged.services.signing import SignatureGate
-from edged.state.clients import scope_labels
-from edged.version import VERSION
+from bifente.apdu.transport import Transport
+from bifente.edged import systemd
+from bifente.edged.api.server import Connection, RpcServer
+from bifente.edged.config import Config
+from bifente.edged.early import EarlyAdvert, capabilities
+from bifente.edged.events import EventBus
+from bifente.edged.readers.manager import PcscWatcher, SlotRegistry
+from bifente.edged.readers.ui import PAIRING_SCREEN_S, TerminalUI, fit_lines
+from bifente.edged.services.container import Extension, Services
+from bifente.edged.services.context import EDGED, audit_actor
+from bifente.edged.services.signing import SignatureGate
+from bifente.edged.state.clients import scope_labels
+from bifente.edged.version import VERSION
 
 __all__ = ["VERSION", "Daemon"]
 
@@ -46,15 +46,15 @@ class Daemon:
 
     def __init__(self, config: Config, *, ui: TerminalUI | None = None,
                  wrap_transport: Callable[[str, Transport], Transport] | None = None) -> None:
-        from edged.api.pairing import PairingManager
-        from edged.state.audit import AuditLog, load_or_create_anchor_key
-        from edged.state.clients import ClientRegistry
-        from edged.state.keystore import Keystore
-        from edged.state.sqlite import state_file
+        from bifente.edged.api.pairing import PairingManager
+        from bifente.edged.state.audit import AuditLog, load_or_create_anchor_key
+        from bifente.edged.state.clients import ClientRegistry
+        from bifente.edged.state.keystore import Keystore
+        from bifente.edged.state.sqlite import state_file
 
         self.config = config
-        from edged.state.keywrap import load_key_wrapper
-        from edged.state.space import SpaceGuard
+        from bifente.edged.state.keywrap import load_key_wrapper
+        from bifente.edged.state.space import SpaceGuard
 
         state = config.state_dir
         with state_file(state):
@@ -77,7 +77,7 @@ class Daemon:
         with state_file(state / "audit.db"):
             self.audit = AuditLog(state / "audit.db", anchor_key=load_or_create_anchor_key(
                 state / "audit.key", self.key_wrapper))
-        from edged.state.audit_budget import AuditBudget
+        from bifente.edged.state.audit_budget import AuditBudget
 
         self.audit_budget = AuditBudget(self.audit.submit)
         self._budget_flusher: asyncio.Task[None] | None = None
@@ -114,7 +114,7 @@ class Daemon:
 
     def info(self) -> dict[str, Any]:
         """system.info."""
-        from edged.api.methods import PROTOCOL_VERSION
+        from bifente.edged.api.methods import PROTOCOL_VERSION
 
         return {"protocol": PROTOCOL_VERSION, "version": VERSION,
                 "fingerprint": self.keystore.fingerprint, "model": self.config.model,
@@ -183,7 +183,7 @@ class Daemon:
 
     async def _watch_window_requests(self) -> None:
         """`bifente admin open-pairing` on this machine: the same window as the terminal's."""
-        from edged.state.pairing_window import REQUEST_FILE, take_request
+        from bifente.edged.state.pairing_window import REQUEST_FILE, take_request
 
         path = self.config.state_dir / REQUEST_FILE
         while True:
@@ -209,8 +209,8 @@ class Daemon:
         """Bring everything up; READY=1 once clients can find and call us. With `early`, the
         socket is bound and the mDNS name is being probed already (edged/early.py)."""
         loop = asyncio.get_running_loop()
-        from edged.memory import return_large_buffers
-        from edged.state.sqlite import state_file
+        from bifente.edged.memory import return_large_buffers
+        from bifente.edged.state.sqlite import state_file
 
         return_large_buffers()  # a 25 MB mail's buffers do not stay resident (edged/memory.py)
         with state_file(self.audit.path):  # the first write: a full disk is named here (D7)
@@ -244,8 +244,8 @@ class Daemon:
 
     def _start_terminal(self, loop: asyncio.AbstractEventLoop) -> None:
         """The bifente terminal: two slots with a keypad, and its display for prompts."""
-        from edged.readers.manager import Slot, SlotSource
-        from edged.readers.terminal import TerminalReader
+        from bifente.edged.readers.manager import Slot, SlotSource
+        from bifente.edged.readers.terminal import TerminalReader
 
         def on_card(slot: int, present: bool, atr: bytes) -> None:
             slot_id = f"terminal:{slot}"
@@ -293,7 +293,7 @@ class Daemon:
         self.bus.publish("terminal.cancel")
 
     def _advert(self) -> Any:
-        from edged.discovery import Advert, default_name
+        from bifente.edged.discovery import Advert, default_name
 
         name = self.config.name or default_name()
         advert = Advert(name=name, port=self.server.port, fingerprint=self.keystore.fingerprint,
@@ -303,7 +303,7 @@ class Daemon:
         return advert
 
     async def _announce(self) -> None:
-        from edged.discovery import Announcer
+        from bifente.edged.discovery import Announcer
 
         self.announcer = Announcer(self._advert(),
                                    interfaces=list(self.config.mdns_interfaces) or None)

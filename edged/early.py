@@ -4,7 +4,7 @@ RFC 6762 §8.1 makes claiming a name take 0-250 ms of random delay, three probes
 and 250 ms of silence: about 0.9 s that a start in sequence adds after the imports and the
 state. Here the listening socket is bound first (a client that finds us early waits in its
 backlog until the server accepts, docs/discovery.md) and the name is probed from the event
-loop while `edged.daemon` is imported in a thread. Whatever fails here is left to the normal
+loop while `bifente.edged.daemon` is imported in a thread. Whatever fails here is left to the normal
 start, which reports it with its own messages.
 """
 
@@ -17,7 +17,7 @@ import socket
 from dataclasses import dataclass
 from typing import Any
 
-from edged.config import Config
+from bifente.edged.config import Config
 
 __all__ = ["EarlyAdvert", "begin", "capabilities"]
 
@@ -37,7 +37,7 @@ class EarlyAdvert:
     """The bound listening socket and the announcer probing for our name."""
 
     sock: socket.socket
-    announcer: Any  # edged.discovery.Announcer
+    announcer: Any  # bifente.edged.discovery.Announcer
     probing: asyncio.Task[None]
 
     async def cancel(self) -> None:
@@ -55,10 +55,10 @@ async def begin(config: Config) -> EarlyAdvert | None:
         return None
     sock: socket.socket | None = None
     try:
-        from edged.api.listen import listen
-        from edged.discovery import Advert, Announcer, default_name
-        from edged.state.keystore import Keystore
-        from edged.state.keywrap import load_key_wrapper
+        from bifente.edged.api.listen import listen
+        from bifente.edged.discovery import Advert, Announcer, default_name
+        from bifente.edged.state.keystore import Keystore
+        from bifente.edged.state.keywrap import load_key_wrapper
 
         state = config.state_dir
         state.mkdir(parents=True, exist_ok=True, mode=0o700)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from edged.config import Config
+from bifente.edged.config import Config
 
 __all__ = ["MAX_IN_FLIGHT", "PROMPTS_PER_MINUTE", "PROMPT_BURST", "ClientLimits", "limits_for"]
 

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:  # re-exported for annotations: the product imports no simulator at run time
-    from simulators.world import SimulatedWorld as SimulatedWorld
+    from bifente.simulators.world import SimulatedWorld as SimulatedWorld
 
 __all__ = ["SIM_DISTRIBUTION", "SimulatorsMissing", "require_simulators", "simulated_world"]
 
@@ -29,9 +29,9 @@ class SimulatorsMissing(LookupError):
 def require_simulators(what: str) -> None:
     """Raise SimulatorsMissing, naming `what` needed them, unless the simulators are installed."""
     try:
-        importlib.import_module("simulators")
+        importlib.import_module("bifente.simulators")
     except ModuleNotFoundError as exc:
-        if exc.name is not None and exc.name.split(".")[0] != "simulators":
+        if exc.name is not None and exc.name not in ("bifente", "bifente.simulators"):
             raise  # the simulators are there but one of their own dependencies is not
         raise SimulatorsMissing(
             f"{what} runs on simulated hardware, and this install has no simulators: "
@@ -49,7 +49,7 @@ def simulated_world(what: str, cps: str | None = "gp", vitale: str | None = "fam
     DmpOptions and TerminalOptions.
     """
     require_simulators(what)
-    world = importlib.import_module("simulators.world")
+    world = importlib.import_module("bifente.simulators.world")
     return world.SimulatedWorld(  # type: ignore[no-any-return]
         cps, vitale, cards=world.CardsOn(cards),
         mail=mail if isinstance(mail, bool) else world.MailOptions(**mail),

@@ -6,9 +6,9 @@ from collections.abc import Iterator
 
 import atheris
 
-with atheris.instrument_imports(include=["apdu"]):
-    from apdu.command import CommandApdu
-    from apdu.errors import MalformedData
+with atheris.instrument_imports(include=["bifente.apdu"]):
+    from bifente.apdu.command import CommandApdu
+    from bifente.apdu.errors import MalformedData
 
 from fuzz.common import ContractBroken, main
 

@@ -6,10 +6,10 @@ from collections.abc import Iterator
 
 import atheris
 
-with atheris.instrument_imports(include=["apdu"]):
-    from apdu.command import ResponseApdu
-    from apdu.errors import MalformedData, error_for_sw
-    from apdu.sw import describe
+with atheris.instrument_imports(include=["bifente.apdu"]):
+    from bifente.apdu.command import ResponseApdu
+    from bifente.apdu.errors import MalformedData, error_for_sw
+    from bifente.apdu.sw import describe
 
 from fuzz.common import ContractBroken, main
 from fuzz.seeds import card_files

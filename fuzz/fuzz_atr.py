@@ -6,9 +6,9 @@ from collections.abc import Iterator
 
 import atheris
 
-with atheris.instrument_imports(include=["apdu"]):
-    from apdu.atr import Atr
-    from apdu.errors import MalformedData
+with atheris.instrument_imports(include=["bifente.apdu"]):
+    from bifente.apdu.atr import Atr
+    from bifente.apdu.errors import MalformedData
 
 from fuzz.common import ContractBroken, main
 from fuzz.seeds import atrs

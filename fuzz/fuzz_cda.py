@@ -7,8 +7,8 @@ from collections.abc import Iterator
 
 import atheris
 
-with atheris.instrument_imports(include=["simulators.dmp.cda"]):
-    from simulators.dmp import cda
+with atheris.instrument_imports(include=["bifente.simulators.dmp.cda"]):
+    from bifente.simulators.dmp import cda
 
 from fuzz.common import main
 

@@ -6,8 +6,8 @@ from collections.abc import Iterator
 
 import atheris
 
-with atheris.instrument_imports(include=["edged.services.cms", "asn1crypto"]):
-    from edged.services import cms
+with atheris.instrument_imports(include=["bifente.edged.services.cms", "asn1crypto"]):
+    from bifente.edged.services import cms
 
 from fuzz.common import main
 from fuzz.mailkit import AT, MemoDecryptor, ber_indefinite, cms_blobs, trust

@@ -7,10 +7,10 @@ from collections.abc import Iterator
 
 import atheris
 
-with atheris.instrument_imports(include=["edged.api.jsonrpc", "edged.api.schema"]):
-    from edged.api.jsonrpc import RpcError, parse_message
-    from edged.api.methods import METHODS
-    from edged.api.schema import SchemaError, validate
+with atheris.instrument_imports(include=["bifente.edged.api.jsonrpc", "bifente.edged.api.schema"]):
+    from bifente.edged.api.jsonrpc import RpcError, parse_message
+    from bifente.edged.api.methods import METHODS
+    from bifente.edged.api.schema import SchemaError, validate
 
 from fuzz.common import main
 

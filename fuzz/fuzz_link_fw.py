@@ -31,8 +31,8 @@ def load_firmware_link() -> Any:
     return importlib.import_module("link")
 
 
-with atheris.instrument_imports(include=["edged.readers.link", "link"]):
-    from edged.readers import link as L
+with atheris.instrument_imports(include=["bifente.edged.readers.link", "link"]):
+    from bifente.edged.readers import link as L
 
     FW = load_firmware_link()
 

@@ -6,8 +6,8 @@ from collections.abc import Iterator
 
 import atheris
 
-with atheris.instrument_imports(include=["edged.readers.link"]):
-    from edged.readers import link as L
+with atheris.instrument_imports(include=["bifente.edged.readers.link"]):
+    from bifente.edged.readers import link as L
 
 from fuzz.common import ContractBroken, main
 from fuzz.seeds import link_frames

@@ -6,9 +6,9 @@ from collections.abc import Iterator
 
 import atheris
 
-with atheris.instrument_imports(include=["apdu", "asn1crypto"]):
-    from apdu import pkcs15
-    from apdu.errors import MalformedData
+with atheris.instrument_imports(include=["bifente.apdu", "asn1crypto"]):
+    from bifente.apdu import pkcs15
+    from bifente.apdu.errors import MalformedData
 
 from fuzz.common import main
 from fuzz.seeds import card_files

@@ -6,10 +6,11 @@ from collections.abc import Iterator
 
 import atheris
 
-with atheris.instrument_imports(include=["edged.services.smime", "edged.services.cms"]):
-    from edged.services import cms, smime
+with atheris.instrument_imports(include=["bifente.edged.services.smime",
+                                         "bifente.edged.services.cms"]):
+    from bifente.edged.services import cms, smime
 
-from edged.services.pieces import base64_lines
+from bifente.edged.services.pieces import base64_lines
 from fuzz.common import main
 from fuzz.mailkit import AT, MemoDecryptor, ber_indefinite, cms_blobs, messages, trust
 

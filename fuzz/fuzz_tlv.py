@@ -6,9 +6,9 @@ from collections.abc import Iterator
 
 import atheris
 
-with atheris.instrument_imports(include=["apdu"]):
-    from apdu import tlv
-    from apdu.errors import MalformedData
+with atheris.instrument_imports(include=["bifente.apdu"]):
+    from bifente.apdu import tlv
+    from bifente.apdu.errors import MalformedData
 
 import contextlib
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import atheris
 
-with atheris.instrument_imports(include=["edged.config", "tomllib"]):
-    from edged.config import ConfigError, load_config
+with atheris.instrument_imports(include=["bifente.edged.config", "tomllib"]):
+    from bifente.edged.config import ConfigError, load_config
 
 from fuzz.common import ROOT, main
 

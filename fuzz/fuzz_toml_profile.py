@@ -9,8 +9,8 @@ from pathlib import Path
 
 import atheris
 
-with atheris.instrument_imports(include=["simulators.profiles", "tomllib"]):
-    from simulators import profiles
+with atheris.instrument_imports(include=["bifente.simulators.profiles", "tomllib"]):
+    from bifente.simulators import profiles
 
 from fuzz.common import ROOT, main
 

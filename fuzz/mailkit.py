@@ -8,8 +8,8 @@ from functools import cache
 
 from asn1crypto import parser as asn1_parser
 
-from edged.services import cms, smime
-from simulators.pki import ca_certificate, card_keys
+from bifente.edged.services import cms, smime
+from bifente.simulators.pki import ca_certificate, card_keys
 
 SENDER = "claire.martin@cabinet.test"  # the gp profile's address, in its certificates
 AT = dt.datetime(2026, 6, 1, tzinfo=dt.UTC)  # inside the test certificates' validity

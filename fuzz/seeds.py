@@ -12,9 +12,9 @@ from fuzz.common import ROOT
 @cache
 def card_files() -> tuple[bytes, ...]:
     """Every EF and record of the simulated CPS3 and Vitale cards (real card data)."""
-    from simulators.cardos.fs import DF, EF, RecordEF
-    from simulators.cps3.card import Cps3Card
-    from simulators.vitale.card import Vitale2Card as VitaleCard
+    from bifente.simulators.cardos.fs import DF, EF, RecordEF
+    from bifente.simulators.cps3.card import Cps3Card
+    from bifente.simulators.vitale.card import Vitale2Card as VitaleCard
 
     out: list[bytes] = []
     for card in (Cps3Card("gp"), Cps3Card("nurse"), VitaleCard("adult"), VitaleCard("family")):
@@ -31,8 +31,8 @@ def card_files() -> tuple[bytes, ...]:
 @cache
 def atrs() -> tuple[bytes, ...]:
     """ATRs of the simulated cards plus classic real-world ones."""
-    from simulators.cps3.card import Cps3Card
-    from simulators.vitale.card import Vitale2Card as VitaleCard
+    from bifente.simulators.cps3.card import Cps3Card
+    from bifente.simulators.vitale.card import Vitale2Card as VitaleCard
 
     return (Cps3Card("gp").atr, VitaleCard("adult").atr,
             bytes.fromhex("3B6D000080318065B08905017F8F4C8200"),

@@ -11,8 +11,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from apdu.errors import TransportError
-from apdu.pcsc import list_readers
+from bifente.apdu.errors import TransportError
+from bifente.apdu.pcsc import list_readers
 
 __all__ = ["VPCD_READERS", "PcscdError", "PcscdHandle", "ensure_pcscd", "spawn_reaped"]
 

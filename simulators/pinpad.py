@@ -16,8 +16,8 @@ import threading
 import time
 from collections.abc import Sequence
 
-from apdu.errors import PinCancelled
-from apdu.transport import Transport
+from bifente.apdu.errors import PinCancelled
+from bifente.apdu.transport import Transport
 
 __all__ = ["ANSWER_SCREENS", "CONFIRM_KEYS", "Keypad", "PinPadTransport", "SimulatedDisplay",
            "pin_screen"]

@@ -5,11 +5,11 @@ from __future__ import annotations
 import logging
 from types import TracebackType
 
-from apdu.pcsc import wait_for_change
-from simulators.cps3 import Cps3Card
-from simulators.pcscd import VPCD_READERS, PcscdHandle, ensure_pcscd
-from simulators.vitale import Vitale2Card
-from simulators.vpcd import VpcdBridge
+from bifente.apdu.pcsc import wait_for_change
+from bifente.simulators.cps3 import Cps3Card
+from bifente.simulators.pcscd import VPCD_READERS, PcscdHandle, ensure_pcscd
+from bifente.simulators.vitale import Vitale2Card
+from bifente.simulators.vpcd import VpcdBridge
 
 __all__ = ["CPS_SLOT", "VITALE_SLOT", "SimulatedSlots"]
 

@@ -25,19 +25,19 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Protocol
 
-from simulators.dmp import DmpHost
-from simulators.mail import (
+from bifente.simulators.dmp import DmpHost
+from bifente.simulators.mail import (
     DEFAULT_DOMAINS,
     DEFAULT_MAX_MESSAGE_BYTES,
     TEST_PASSWORD,
     MailOperator,
     mail_table,
 )
-from simulators.pki import DATA
-from simulators.slots import SimulatedSlots
-from simulators.terminal import VirtualTerminal
-from simulators.terminal.card_io import LineCard
-from simulators.terminal.control import read_state, remove_state, write_state
+from bifente.simulators.pki import DATA
+from bifente.simulators.slots import SimulatedSlots
+from bifente.simulators.terminal import VirtualTerminal
+from bifente.simulators.terminal.card_io import LineCard
+from bifente.simulators.terminal.control import read_state, remove_state, write_state
 
 __all__ = ["CardsOn", "DmpFront", "DmpOptions", "MailOptions", "SimulatedWorld",
            "TerminalOptions"]

@@ -10,21 +10,21 @@ from pathlib import Path
 
 import pytest
 
-from apdu.pcsc import PcscTransport
-from apdu.protocol import CardProtocol
-from bifente_client import contract
-from edged.api import openrpc
-from simulators.cps3 import Cps3Card
-from simulators.pcscd import PcscdHandle, ensure_pcscd
-from simulators.slots import CPS_SLOT, VITALE_SLOT, SimulatedSlots
-from simulators.vitale import Vitale2Card
-from simulators.world import CardsOn, DmpOptions, SimulatedWorld
+from bifente.apdu.pcsc import PcscTransport
+from bifente.apdu.protocol import CardProtocol
+from bifente.client import contract
+from bifente.edged.api import openrpc
+from bifente.simulators.cps3 import Cps3Card
+from bifente.simulators.pcscd import PcscdHandle, ensure_pcscd
+from bifente.simulators.slots import CPS_SLOT, VITALE_SLOT, SimulatedSlots
+from bifente.simulators.vitale import Vitale2Card
+from bifente.simulators.world import CardsOn, DmpOptions, SimulatedWorld
 from tests import leaks
 
 # Every answer the suite receives through the SDK (in this process, and in the CLI run as a
 # subprocess, which inherits the variable) is validated against docs/openrpc.json: results
 # against their method's result schema, errors against the error table, events against their
-# params schema (sdk/python/bifente_client/contract.py). A mismatch fails the call, so the test
+# params schema (sdk/python/bifente/client/contract.py). A mismatch fails the call, so the test
 # fails. The document is the daemon's own, built from its method table (edged/api/openrpc.py).
 os.environ.setdefault("BIFENTE_CHECK_ANSWERS", "1")
 contract.use_document(openrpc.document)

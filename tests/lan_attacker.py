@@ -17,7 +17,7 @@ from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
 
-from bifente_client.tls import generate_client_key_and_csr
+from bifente.client.tls import generate_client_key_and_csr
 
 __all__ = ["LanAttacker"]
 

@@ -79,7 +79,7 @@ class Soak:
 
     # -- processes ----------------------------------------------------------------------
     def start_operator(self) -> None:
-        from simulators.world import CardsOn, MailOptions, SimulatedWorld
+        from bifente.simulators.world import CardsOn, MailOptions, SimulatedWorld
 
         self.world = SimulatedWorld(None, None, cards=CardsOn.NONE, dmp=False,
                                     mail=MailOptions(self.dir / "op")).start()
@@ -106,7 +106,8 @@ class Soak:
         env = dict(os.environ, PYTHONPATH=str(ROOT),
                    BIFENTE_SIM_TERMINAL=str(self.dir / "terminal.json"))
         self.edged = subprocess.Popen(
-            [sys.executable, "-m", "edged", "--simulate", "--no-mdns", "--config", str(config),
+            [sys.executable, "-m", "bifente.edged",
+             "--simulate", "--no-mdns", "--config", str(config),
              "--log-level", "warning"], stdout=subprocess.PIPE,
             stderr=open(self.dir / "edged.log", "w"), text=True, env=env)  # noqa: SIM115
         control = None
@@ -124,7 +125,7 @@ class Soak:
             raise RuntimeError("edged did not start")
         if control is None:
             raise RuntimeError("no virtual terminal control address")
-        from simulators.terminal.control import TerminalControl
+        from bifente.simulators.terminal.control import TerminalControl
 
         self.control = TerminalControl(control)
 
@@ -133,7 +134,7 @@ class Soak:
 
     # -- clients ------------------------------------------------------------------------
     async def pair_all(self) -> list[Any]:
-        from bifente_client import pair
+        from bifente.client import pair
 
         def code() -> str:
             for _ in range(100):
@@ -151,7 +152,7 @@ class Soak:
         return [await c.connect() for c in creds]
 
     async def call(self, client: Any, method: str, params: dict | None = None) -> Any:
-        from bifente_client import RemoteError
+        from bifente.client import RemoteError
 
         started = time.monotonic()
         try:
@@ -301,8 +302,8 @@ class Soak:
                 "edged": self.samples, "mail_sent": len(self.sent)}
 
     def stop_and_check(self) -> dict[str, Any]:
-        from edged.state.audit import AuditLog, read_anchor_key
-        from edged.state.keywrap import load_key_wrapper
+        from bifente.edged.state.audit import AuditLog, read_anchor_key
+        from bifente.edged.state.keywrap import load_key_wrapper
 
         stopping = time.monotonic()
         self.edged.send_signal(signal.SIGTERM)
@@ -330,7 +331,7 @@ class Soak:
         import poplib
         import ssl
 
-        from simulators.mail import TEST_PASSWORD
+        from bifente.simulators.mail import TEST_PASSWORD
 
         op = self.operator
         pop = poplib.POP3_SSL(op.host, op.info.domains["cabinet.test"].pop3s, timeout=10,

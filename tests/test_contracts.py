@@ -8,7 +8,7 @@ from pathlib import Path
 from hypothesis import given
 from hypothesis import strategies as st
 
-from contracts.iso7816_3 import DI_TABLE, FI_TABLE, FMAX_HZ, t1_edc
+from bifente.contracts.iso7816_3 import DI_TABLE, FI_TABLE, FMAX_HZ, t1_edc
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -62,8 +62,8 @@ def test_the_literal_reader_sees_a_drifted_copy(tmp_path: Path) -> None:
 
 
 def test_the_advert_publishes_exactly_the_contracts_txt_keys() -> None:
-    from contracts import mdns
-    from edged.discovery import Advert
+    from bifente.contracts import mdns
+    from bifente.edged.discovery import Advert
 
     advert = Advert(name="bifente-test", port=8443, addresses=("127.0.0.1",),
                     fingerprint="ab" * 32, capabilities=("cps",), model="bifente-t1")
@@ -76,9 +76,9 @@ def test_the_advert_publishes_exactly_the_contracts_txt_keys() -> None:
 def test_dmp_reasons_edged_passes_on_are_the_hosts() -> None:
     # DMP_ERROR's data.reason is the host's code (docs/dmp-api.md, "Refusal reasons"), except
     # the few edged decides itself before or instead of asking the host.
-    from bifente_client.codes import DMP_ERROR
-    from contracts.dmp import Reason
-    from edged.api.contract import ERRORS
+    from bifente.client.codes import DMP_ERROR
+    from bifente.contracts.dmp import Reason
+    from bifente.edged.api.contract import ERRORS
 
     own = {"host_unreachable", "host_untrusted", "dmp_not_configured"}
     (dmp,) = [kind for kind in ERRORS if kind.code == DMP_ERROR]
@@ -86,8 +86,8 @@ def test_dmp_reasons_edged_passes_on_are_the_hosts() -> None:
 
 
 def test_the_dmp_host_answers_with_the_contracts_statuses() -> None:
-    from contracts.dmp import Reason, status_of
-    from simulators.dmp import codes
+    from bifente.contracts.dmp import Reason, status_of
+    from bifente.simulators.dmp import codes
 
     assert codes.Reason is Reason and codes.status_of is status_of
     assert status_of(Reason.CONSENT_MISSING) == 403 and status_of(Reason.DMP_EXISTS) == 409

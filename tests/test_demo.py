@@ -9,7 +9,7 @@ from tests.pins import shows_pin
 
 
 def test_demo_runs_the_front_desk_scenario() -> None:
-    result = subprocess.run([sys.executable, "-m", "edged.cli.main", "demo"],
+    result = subprocess.run([sys.executable, "-m", "bifente.edged.cli.main", "demo"],
                             capture_output=True, text=True, timeout=240, check=False)
     out = result.stdout
     assert result.returncode == 0, out[-3000:] + result.stderr[-3000:]

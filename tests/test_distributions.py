@@ -13,6 +13,7 @@ import os
 import shutil
 import subprocess
 import sys
+import sysconfig
 import tomllib
 import zipfile
 from pathlib import Path
@@ -64,8 +65,9 @@ def test_the_product_ships_no_simulator_and_no_private_key(
         wheels: dict[str, zipfile.ZipFile]) -> None:
     product = wheels["bifente"]
     names = product.namelist()
-    assert {"edged/daemon.py", "apdu/cps.py", "contracts/consent.py"} <= set(names)
-    assert not [n for n in names if n.startswith("simulators/")]
+    assert {"bifente/edged/daemon.py", "bifente/apdu/cps.py",
+            "bifente/contracts/consent.py"} <= set(names)
+    assert not [n for n in names if n.startswith("bifente/simulators/")]
     assert not [n for n in names if n.endswith((".pem", ".key"))]
     assert not [n for n in names if b"PRIVATE KEY-----" in product.read(n)]
     assert not [r for r in _requires(product) if "bifente-sim" in r]
@@ -77,19 +79,93 @@ def test_the_product_ships_no_simulator_and_no_private_key(
     assert extras == [f'Requires-Dist: bifente-sim=={sim["version"]}; extra == "sim"']
 
 
+@pytest.mark.parametrize("distribution", ["bifente", "bifente-sim", "bifente-client"])
+def test_each_distribution_installs_under_the_one_name_bifente(
+        wheels: dict[str, zipfile.ZipFile], distribution: str) -> None:
+    # No generic top-level name (`edged`, `apdu`, `contracts`, `simulators`) in site-packages,
+    # and `bifente` stays a namespace the three share: a `bifente/__init__.py` in one would
+    # hide the others' packages.
+    names = wheels[distribution].namelist()
+    top = {n.split("/")[0] for n in names if ".dist-info/" not in n}
+    assert top == {"bifente"}, top
+    assert "bifente/__init__.py" not in names
+
+
+# Run in a virtual environment where the three wheels are installed for real (not editable).
+_INSTALLED = """
+import importlib, importlib.util, json, subprocess, sys
+from pathlib import Path
+import bifente.apdu.cps, bifente.client, bifente.contracts.consent, bifente.edged.daemon
+import bifente.simulators.world
+files = {m: sys.modules[m].__file__ for m in ("bifente.apdu.cps", "bifente.client",
+         "bifente.edged.daemon", "bifente.simulators.world")}
+folders = {m: importlib.util.find_spec(m) is not None
+           for m in ("edged", "apdu", "contracts", "simulators", "bifente_client")}
+version = subprocess.run([str(Path(sys.executable).parent / "edged"), "--version"],
+                         capture_output=True, text=True, check=False)
+print(json.dumps({"files": files, "folders": folders, "prefix": sys.prefix,
+                  "edged": version.stdout.strip(), "rc": version.returncode}))
+"""
+
+
+def test_the_three_wheels_install_side_by_side(wheels: dict[str, zipfile.ZipFile],
+                                               tmp_path: Path) -> None:
+    # Three distributions, one namespace: installed together (as `pip install 'bifente[sim]'`
+    # does), each finds the others' packages under `bifente`, and no generic name exists.
+    venv = tmp_path / "venv"
+    # Nothing of the checkout on the path: its bifente.egg-info would pass for an install.
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300, env=env)
+    python = venv / "bin" / "python"
+    site = subprocess.run([python, "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
+                          capture_output=True, text=True, check=True, env=env).stdout.strip()
+    installed = subprocess.run(  # its own pip, which sees nothing of this environment
+        [python, "-m", "pip", "install", "-q", "--no-deps", "--no-index",
+         *(str(w.filename) for w in wheels.values())],
+        capture_output=True, text=True, timeout=300, check=False, env=env)
+    assert installed.returncode == 0, installed.stdout + installed.stderr
+    # The dependencies (pyscard, cryptography ...) come from this environment as a plain path,
+    # added after the install (pip would take this checkout's editable install for the
+    # product); its editable installs' hooks are not run from there.
+    (Path(site) / "dependencies.pth").write_text(sysconfig.get_path("purelib") + "\n")
+    result = subprocess.run([python, "-c", _INSTALLED], cwd=tmp_path, capture_output=True,
+                            text=True, timeout=120, check=False, env=env)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert all(f.startswith(site) for f in report["files"].values()), report["files"]
+    assert not any(report["folders"].values()), report["folders"]
+    assert report["rc"] == 0 and report["edged"].startswith("edged "), report
+
+
+def _package_list_matches_the_tree(project: Path, setuptools: dict[str, object]) -> None:
+    """Every package folder (an __init__.py) mapped by `package-dir` is in `packages`."""
+    listed = set(setuptools["packages"])  # type: ignore[call-overload]
+    on_disk = set()
+    for name, folder in setuptools["package-dir"].items():  # type: ignore[attr-defined]
+        base = project / folder
+        on_disk |= {".".join((name, *init.parent.relative_to(base).parts))
+                    for init in base.rglob("__init__.py")}
+    assert listed == on_disk, (sorted(on_disk - listed), sorted(listed - on_disk))
+
+
+def test_the_product_package_list_is_complete() -> None:
+    # setuptools cannot prefix what it finds, so pyproject lists the packages: a new one
+    # missing from the list would be missing from every install.
+    _package_list_matches_the_tree(
+        ROOT, tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"])
+
+
 def test_the_client_sdk_is_apart_from_the_product(wheels: dict[str, zipfile.ZipFile]) -> None:
     client = set(wheels["bifente-client"].namelist())
-    assert {"bifente_client/client.py", "bifente_client/tls.py", "bifente_client/codes.py",
-            "bifente_client/py.typed"} <= client
-    assert not [n for n in client if n.startswith(("edged/", "apdu/", "contracts/",
-                                                   "simulators/"))]
-    assert not [n for n in client if not n.startswith(("bifente_client/", "bifente_client-"))]
+    assert {"bifente/client/client.py", "bifente/client/tls.py", "bifente/client/codes.py",
+            "bifente/client/py.typed"} <= client
+    assert not [n for n in client if not n.startswith(("bifente/client/", "bifente_client-"))]
     requires = _requires(wheels["bifente-client"])
     assert requires and not [r for r in requires if r.startswith(("pyscard", "zeroconf",
                                                                    "bifente"))]
     # The product uses the SDK and no longer carries a copy of it.
     product = set(wheels["bifente"].namelist())
-    assert not [n for n in product if n.startswith(("bifente_client/", "edged/sdk/"))]
+    assert not [n for n in product if n.startswith(("bifente/client/", "bifente/edged/sdk/"))]
     assert [r for r in _requires(wheels["bifente"]) if r.startswith("bifente-client")]
 
 
@@ -97,11 +173,14 @@ def test_the_client_sdk_is_apart_from_the_product(wheels: dict[str, zipfile.ZipF
 # clinic workstation with only bifente-client installed has them.
 _BLOCK = """
 import importlib.abc, sys
-BLOCKED = {"edged", "apdu", "contracts", "simulators", "smartcard", "zeroconf"}
-assert not [m for m in sys.modules if m.split(".")[0] in BLOCKED], "loaded before the blocker"
+BLOCKED = ("bifente.edged", "bifente.apdu", "bifente.contracts", "bifente.simulators",
+           "smartcard", "zeroconf")
+def blocked(name):
+    return any(name == b or name.startswith(b + ".") for b in BLOCKED)
+assert not [m for m in sys.modules if blocked(m)], "loaded before the blocker"
 class Block(importlib.abc.MetaPathFinder):
     def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] in BLOCKED:
+        if blocked(name):
             raise ModuleNotFoundError(f"No module named {name!r} (blocked)", name=name)
 sys.meta_path.insert(0, Block())
 """
@@ -110,14 +189,14 @@ sys.meta_path.insert(0, Block())
 _USE_THE_CLIENT = """
 import importlib, json, pkgutil, ssl, sys, tempfile
 from pathlib import Path
-import bifente_client
-assert bifente_client.__file__.startswith(sys.argv[1]), bifente_client.__file__
-names = [info.name for info in pkgutil.walk_packages(bifente_client.__path__, "bifente_client.")]
+import bifente.client
+assert bifente.client.__file__.startswith(sys.argv[1]), bifente.client.__file__
+names = [info.name for info in pkgutil.walk_packages(bifente.client.__path__, "bifente.client.")]
 for name in names:
     importlib.import_module(name)
 from cryptography import x509
-from bifente_client import Credentials, contract
-from bifente_client.tls import generate_client_key_and_csr, pinned_ssl_context
+from bifente.client import Credentials, contract
+from bifente.client.tls import generate_client_key_and_csr, pinned_ssl_context
 key_pem, csr_pem = generate_client_key_and_csr("Front desk")
 csr = x509.load_pem_x509_csr(csr_pem)
 context = pinned_ssl_context("ab" * 32)
@@ -151,8 +230,8 @@ def test_the_client_sdk_works_without_the_product_and_pyscard(
     result = _client_only(_USE_THE_CLIENT, site)
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout.strip().splitlines()[-1])
-    assert {"bifente_client.client", "bifente_client.credentials", "bifente_client.tls",
-            "bifente_client.contract", "bifente_client.codes"} <= set(report["modules"])
+    assert {"bifente.client.client", "bifente.client.credentials", "bifente.client.tls",
+            "bifente.client.contract", "bifente.client.codes"} <= set(report["modules"])
     assert report["csr_valid"] and report["cn"] == "CN=Front desk" and report["tls13"]
     assert report["found"] == "Front desk"
     # Checking answers needs a document: without one it says how to give it (no edged import).
@@ -162,7 +241,8 @@ def test_the_client_sdk_works_without_the_product_and_pyscard(
 def test_the_blocker_blocks(tmp_path: Path) -> None:
     # The check above is not vacuous: behind the same blocker, each hidden package fails to
     # import even though this virtual environment has it.
-    for module in ("edged.daemon", "apdu", "smartcard", "simulators", "contracts"):
+    for module in ("bifente.edged.daemon", "bifente.apdu", "smartcard", "bifente.simulators",
+                   "bifente.contracts"):
         result = _client_only(f"import {module}\n", tmp_path)
         assert result.returncode == 1
         assert "(blocked)" in result.stderr, result.stderr
@@ -170,19 +250,27 @@ def test_the_blocker_blocks(tmp_path: Path) -> None:
 
 def test_the_simulators_ship_their_data(wheels: dict[str, zipfile.ZipFile]) -> None:
     names = set(wheels["bifente-sim"].namelist())
-    assert {"simulators/cps3/card.py", "simulators/terminal/mp/sim_board.py"} <= names
-    assert any(n.startswith("simulators/pki/") and n.endswith(".pem") for n in names)
-    assert any(n.startswith("simulators/profiles/") and n.endswith(".toml") for n in names)
-    assert not [n for n in names if n.startswith(("edged/", "apdu/"))]
+    assert {"bifente/simulators/cps3/card.py",
+            "bifente/simulators/terminal/mp/sim_board.py"} <= names
+    assert any(n.startswith("bifente/simulators/pki/") and n.endswith(".pem") for n in names)
+    assert any(n.startswith("bifente/simulators/profiles/") and n.endswith(".toml")
+               for n in names)
+    assert not [n for n in names if n.startswith(("bifente/edged/", "bifente/apdu/"))]
 
 
 def test_the_simulators_package_list_is_complete() -> None:
-    listed = tomllib.loads((ROOT / "simulators" / "pyproject.toml").read_text())
-    packages = set(listed["tool"]["setuptools"]["packages"])
-    on_disk = {"simulators" + ("." + ".".join(p.parent.relative_to(ROOT / "simulators").parts)
-                               if p.parent != ROOT / "simulators" else "")
-               for p in (ROOT / "simulators").rglob("__init__.py")}
-    assert packages == on_disk
+    project = ROOT / "simulators"
+    _package_list_matches_the_tree(
+        project, tomllib.loads((project / "pyproject.toml").read_text())["tool"]["setuptools"])
+
+
+def test_the_package_list_check_can_fail(tmp_path: Path) -> None:
+    (tmp_path / "layer" / "sub").mkdir(parents=True)
+    (tmp_path / "layer" / "__init__.py").write_text("")
+    (tmp_path / "layer" / "sub" / "__init__.py").write_text("")
+    with pytest.raises(AssertionError, match=r"bifente\.layer\.sub"):
+        _package_list_matches_the_tree(tmp_path, {"package-dir": {"bifente.layer": "layer"},
+                                                  "packages": ["bifente.layer"]})
 
 
 def test_simulated_commands_say_what_is_missing_without_the_simulators(tmp_path: Path) -> None:
@@ -190,10 +278,11 @@ def test_simulated_commands_say_what_is_missing_without_the_simulators(tmp_path:
     hide = ("import sys, importlib.abc\n"
             "class Hide(importlib.abc.MetaPathFinder):\n"
             "    def find_spec(self, name, path=None, target=None):\n"
-            "        if name.split('.')[0] == 'simulators':\n"
+            "        if name.startswith('bifente.simulators'):\n"
             "            raise ModuleNotFoundError(name, name=name)\n"
             "sys.meta_path.insert(0, Hide())\n")
-    for module, argv in (("edged.cli.main", ["demo"]), ("edged.__main__", ["--simulate"])):
+    for module, argv in (("bifente.edged.cli.main", ["demo"]),
+                         ("bifente.edged.__main__", ["--simulate"])):
         script = hide + f"import {module} as m\nraise SystemExit(m.main({argv!r}))\n"
         result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True,
                                 text=True, timeout=60, check=False)

@@ -33,7 +33,7 @@ def _commands() -> list[tuple[str, str]]:
                         if line.startswith(prefix):
                             line, changed = line[len(prefix):], True
                 if line.split(" ", 1)[0] in ("bifente", "edged", "make") or \
-                        line.startswith(("python -m edged", "python3 -m edged")):
+                        line.startswith(("python -m bifente.edged", "python3 -m bifente.edged")):
                     found.append((doc.name, line))
     return found
 
@@ -57,11 +57,11 @@ def test_command_exists_as_written(doc: str, line: str) -> None:
         assert importlib.util.find_spec(module) is not None, f"{doc}: no module {module}"
         return
     if words[0] == "bifente":
-        from edged.cli.main import build_parser
+        from bifente.edged.cli.main import build_parser
 
         parse = build_parser().parse_args
     else:
-        from edged.__main__ import _parse as parse
+        from bifente.edged.__main__ import _parse as parse
     if "--help" in words or "--version" in words:
         return
     try:
@@ -143,7 +143,7 @@ _PROMISE = re.compile(r"(?<!could )\b(?:comes?|coming|arrives?) later\b|\(and la
 
 def test_docs_and_help_describe_what_exists_not_plans() -> None:
     """No "comes later" in README, docs/ or any --help: they describe the product as it is."""
-    from edged.cli.main import build_parser
+    from bifente.edged.cli.main import build_parser
 
     texts = [(doc.name, doc.read_text()) for doc in DOCS]
     stack = [("bifente", build_parser())]

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from edged.simulation import simulated_world
-from simulators.world import CardsOn, DmpOptions, MailOptions, SimulatedWorld
+from bifente.edged.simulation import simulated_world
+from bifente.simulators.world import CardsOn, DmpOptions, MailOptions, SimulatedWorld
 
 
 def _answers(host: str, port: int) -> bool:

@@ -5,11 +5,11 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING, Any
 
-from edged.api.method import INT, STR, Method, obj
-from edged.state.checkpoint import make_checkpoint
+from bifente.edged.api.method import INT, STR, Method, obj
+from bifente.edged.state.checkpoint import make_checkpoint
 
 if TYPE_CHECKING:
-    from edged.api.context import ApiContext, Caller
+    from bifente.edged.api.context import ApiContext, Caller
 
 __all__ = ["METHODS", "audit_checkpoint"]
 

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-from edged.api.pairing import PairingManager
-from edged.events import EventBus
-from edged.services.container import Services
-from edged.services.context import ServiceContext
-from edged.services.signing import SignatureGate
+from bifente.edged.api.pairing import PairingManager
+from bifente.edged.events import EventBus
+from bifente.edged.services.container import Services
+from bifente.edged.services.context import ServiceContext
+from bifente.edged.services.signing import SignatureGate
 
 __all__ = ["ApiContext", "Caller"]
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from bifente_client import codes
-from edged.api import jsonrpc
+from bifente.client import codes
+from bifente.edged.api import jsonrpc
 
 __all__ = ["CLOSE_CODES", "ERRORS", "EVENTS", "ErrorKind", "all_reasons"]
 

@@ -22,24 +22,24 @@ from typing import TYPE_CHECKING, Any
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from apdu.command import CommandApdu
-from apdu.cps import SHA256_DIGEST_INFO
-from apdu.cps_spec import CPS_AID, Algo, KeyRef, PinRef
-from apdu.errors import ApduError, AuthMethodBlocked
-from apdu.ins import INS
-from bifente_client.codes import CARD_ERROR, CONSENT_ERROR, PIN_ERROR
-from edged.api.method import BOOL, STR, Method, b64_param, obj, on_card
-from edged.readers.pcsc import CardKind
-from edged.readers.session import InsertedCps
-from edged.readers.ui import fit_lines
-from edged.services import cards
-from edged.services.errors import TerminalUnavailable
-from edged.services.prompts import one_prompt
-from edged.services.signing import DIGEST_DIGITS
+from bifente.apdu.command import CommandApdu
+from bifente.apdu.cps import SHA256_DIGEST_INFO
+from bifente.apdu.cps_spec import CPS_AID, Algo, KeyRef, PinRef
+from bifente.apdu.errors import ApduError, AuthMethodBlocked
+from bifente.apdu.ins import INS
+from bifente.client.codes import CARD_ERROR, CONSENT_ERROR, PIN_ERROR
+from bifente.edged.api.method import BOOL, STR, Method, b64_param, obj, on_card
+from bifente.edged.readers.pcsc import CardKind
+from bifente.edged.readers.session import InsertedCps
+from bifente.edged.readers.ui import fit_lines
+from bifente.edged.services import cards
+from bifente.edged.services.errors import TerminalUnavailable
+from bifente.edged.services.prompts import one_prompt
+from bifente.edged.services.signing import DIGEST_DIGITS
 
 if TYPE_CHECKING:
-    from apdu.protocol import CardProtocol
-    from edged.api.context import ApiContext, Caller
+    from bifente.apdu.protocol import CardProtocol
+    from bifente.edged.api.context import ApiContext, Caller
 
 __all__ = ["METHODS", "certificate_info", "pin_verified"]
 
@@ -132,7 +132,7 @@ async def cps_sign_digest(daemon: ApiContext, conn: Caller, params: dict[str, An
     """
     digest = b64_param(params["digest"], "digest", 32)
     if len(digest) != 32:
-        from edged.api.jsonrpc import INVALID_PARAMS, RpcError
+        from bifente.edged.api.jsonrpc import INVALID_PARAMS, RpcError
 
         raise RpcError(INVALID_PARAMS, "digest must be a SHA-256 digest (32 bytes)",
                        "invalid_params")

@@ -11,8 +11,8 @@ import copy
 from collections.abc import Iterable
 from typing import Any
 
-from edged.api.contract import CLOSE_CODES, ERRORS, EVENTS
-from edged.api.method import Method
+from bifente.edged.api.contract import CLOSE_CODES, ERRORS, EVENTS
+from bifente.edged.api.method import Method
 
 __all__ = ["DISCOVER", "build", "method_errors"]
 

@@ -17,20 +17,25 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING, Any
 
-from apdu.identity import mask_nir
-from bifente_client.codes import CARD_ERROR, CONSENT_ERROR, DMP_ERROR, PIN_ERROR, STORAGE_FULL
-from edged.api import uploads
-from edged.api.jsonrpc import INVALID_PARAMS, RpcError
-from edged.api.method import BOOL, INT, STR, Method, b64_param, obj, on_card
-from edged.readers.pcsc import CardKind
-from edged.readers.ui import CODE_SCREEN_S
-from edged.services import cards
-from edged.services.dmp_host import DmpNotConfigured, HostUnreachable, HostUntrusted, query_string
-from edged.services.errors import ServiceError
+from bifente.apdu.identity import mask_nir
+from bifente.client.codes import CARD_ERROR, CONSENT_ERROR, DMP_ERROR, PIN_ERROR, STORAGE_FULL
+from bifente.edged.api import uploads
+from bifente.edged.api.jsonrpc import INVALID_PARAMS, RpcError
+from bifente.edged.api.method import BOOL, INT, STR, Method, b64_param, obj, on_card
+from bifente.edged.readers.pcsc import CardKind
+from bifente.edged.readers.ui import CODE_SCREEN_S
+from bifente.edged.services import cards
+from bifente.edged.services.dmp_host import (
+    DmpNotConfigured,
+    HostUnreachable,
+    HostUntrusted,
+    query_string,
+)
+from bifente.edged.services.errors import ServiceError
 
 if TYPE_CHECKING:
-    from edged.api.context import ApiContext, Caller
-    from edged.services.dmp import DmpService
+    from bifente.edged.api.context import ApiContext, Caller
+    from bifente.edged.services.dmp import DmpService
 
 __all__ = ["MAX_CDA_BYTES", "METHODS"]
 

@@ -1,13 +1,13 @@
-"""Generate docs/protocol.md from the method table (`python -m edged.api.docs [--check]`)."""
+"""Generate docs/protocol.md from the method table (`python -m bifente.edged.api.docs [--check]`)."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-from edged.api.contract import CLOSE_CODES, ERRORS, EVENTS
-from edged.api.generated import write_or_check
-from edged.api.methods import METHODS, PROTOCOL_VERSION
+from bifente.edged.api.contract import CLOSE_CODES, ERRORS, EVENTS
+from bifente.edged.api.generated import write_or_check
+from bifente.edged.api.methods import METHODS, PROTOCOL_VERSION
 
 __all__ = ["render"]
 
@@ -16,7 +16,7 @@ TARGET = Path(__file__).resolve().parents[2] / "docs" / "protocol.md"
 _INTRO = """# edged protocol, version {{VERSION}}
 
 Generated from `edged/api/methods.py` and `edged/api/contract.py` by
-`python -m edged.api.docs`; do not edit by hand. The same contract, machine-readable:
+`python -m bifente.edged.api.docs`; do not edit by hand. The same contract, machine-readable:
 [openrpc.json](openrpc.json) (OpenRPC 1.3, also answered by the `rpc.discover` method).
 
 ## Transport
@@ -99,7 +99,7 @@ def render() -> str:
 
 def main() -> int:
     """Write docs/protocol.md, or with --check fail when it is stale."""
-    return write_or_check(TARGET, render, "edged.api.docs", __doc__ or "")
+    return write_or_check(TARGET, render, "bifente.edged.api.docs", __doc__ or "")
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from apdu.errors import (
+from bifente.apdu.errors import (
     ApduError,
     CardError,
     CardRemoved,
@@ -18,7 +18,7 @@ from apdu.errors import (
     UnexpectedCard,
     WrongPin,
 )
-from bifente_client.codes import (
+from bifente.client.codes import (
     CARD_ERROR,
     CONSENT_ERROR,
     DMP_ERROR,
@@ -29,16 +29,16 @@ from bifente_client.codes import (
     RATE_LIMITED,
     STORAGE_FULL,
 )
-from edged.api.jsonrpc import INTERNAL_ERROR, INVALID_PARAMS, RpcError
-from edged.api.pairing import PairingError
-from edged.api.schema import SchemaError
-from edged.readers.arbiter import Busy, OperationTimeout
-from edged.readers.pcsc import NoCard as NoReaderCard
-from edged.services import cms, smime
-from edged.services.errors import Family, NoCard, ServiceError, TerminalUnavailable
-from edged.services.mail import MailError
-from edged.state.clients import DuplicateClient, UnknownClient
-from edged.state.space import DiskFull
+from bifente.edged.api.jsonrpc import INTERNAL_ERROR, INVALID_PARAMS, RpcError
+from bifente.edged.api.pairing import PairingError
+from bifente.edged.api.schema import SchemaError
+from bifente.edged.readers.arbiter import Busy, OperationTimeout
+from bifente.edged.readers.pcsc import NoCard as NoReaderCard
+from bifente.edged.services import cms, smime
+from bifente.edged.services.errors import Family, NoCard, ServiceError, TerminalUnavailable
+from bifente.edged.services.mail import MailError
+from bifente.edged.state.clients import DuplicateClient, UnknownClient
+from bifente.edged.state.space import DiskFull
 
 __all__ = ["NoCard", "TerminalUnavailable", "to_rpc_error"]
 

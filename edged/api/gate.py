@@ -30,7 +30,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from edged.peers import prefix_of
+from bifente.edged.peers import prefix_of
 
 __all__ = ["Acceptor", "Admission", "Gate", "GateLimits", "SmallBufferSSLProtocol", "prefix_of",
            "start_tls"]

@@ -18,16 +18,16 @@ from typing import TYPE_CHECKING, Any
 
 from cryptography import x509
 
-from bifente_client.codes import CARD_ERROR, MAIL_ERROR, PIN_ERROR, STORAGE_FULL
-from edged.api import uploads
-from edged.api.method import BOOL, INT, STR, Method, b64_param, obj, on_card
-from edged.readers.pcsc import CardKind
-from edged.readers.session import InsertedCps
-from edged.services import cards, cms, smime
-from edged.services.mail import MailError, MailService, NoSuchMessage, service_of
+from bifente.client.codes import CARD_ERROR, MAIL_ERROR, PIN_ERROR, STORAGE_FULL
+from bifente.edged.api import uploads
+from bifente.edged.api.method import BOOL, INT, STR, Method, b64_param, obj, on_card
+from bifente.edged.readers.pcsc import CardKind
+from bifente.edged.readers.session import InsertedCps
+from bifente.edged.services import cards, cms, smime
+from bifente.edged.services.mail import MailError, MailService, NoSuchMessage, service_of
 
 if TYPE_CHECKING:
-    from edged.api.context import ApiContext, Caller
+    from bifente.edged.api.context import ApiContext, Caller
 
 __all__ = ["METHODS", "card_address"]
 

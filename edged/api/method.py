@@ -8,13 +8,13 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from bifente_client.codes import TOO_LARGE
-from edged.api.jsonrpc import INVALID_PARAMS, RpcError
-from edged.readers.pcsc import CardKind
-from edged.services import cards
+from bifente.client.codes import TOO_LARGE
+from bifente.edged.api.jsonrpc import INVALID_PARAMS, RpcError
+from bifente.edged.readers.pcsc import CardKind
+from bifente.edged.services import cards
 
 if TYPE_CHECKING:
-    from edged.api.context import ApiContext, Caller
+    from bifente.edged.api.context import ApiContext, Caller
 
 __all__ = ["B64", "BOOL", "INT", "MAX_SIGN_BYTES", "PROTOCOL_VERSION", "STR", "Handler", "Method",
            "b64_param", "obj", "on_card"]
@@ -39,7 +39,7 @@ class Method:
     params: dict[str, Any] = field(default_factory=lambda: obj({}))
     result: dict[str, Any] = field(default_factory=dict)
     unpaired: bool = False  # callable before pairing
-    # The error codes of this method's own refusals (bifente_client/codes.py), besides the
+    # The error codes of this method's own refusals (bifente/client/codes.py), besides the
     # ones every method may answer (edged/api/describe.py): the OpenRPC document lists both.
     errors: tuple[int, ...] = ()
     # Answers at once, never waiting on a card, the terminal, a host or a thread: handled in

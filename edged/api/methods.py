@@ -1,7 +1,7 @@
 """Every JSON-RPC method: its scopes, its parameter and result schemas, and its handler.
 
 The table below is the single source: the server enforces it and docs/protocol.md is
-generated from it (`python -m edged.api.docs`).
+generated from it (`python -m bifente.edged.api.docs`).
 """
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ import functools
 import hashlib
 from typing import TYPE_CHECKING, Any
 
-from apdu.cps_spec import KeyRef
-from bifente_client.codes import (
+from bifente.apdu.cps_spec import KeyRef
+from bifente.client.codes import (
     CARD_ERROR,
     CONSENT_ERROR,
     FORBIDDEN,
@@ -19,24 +19,31 @@ from bifente_client.codes import (
     PAIRING_ERROR,
     PIN_ERROR,
 )
-from edged.api import audit_methods, cps_methods, dmp_methods, mail_methods, render, uploads
-from edged.api.contract import EVENTS
-from edged.api.describe import build
-from edged.api.jsonrpc import METHOD_NOT_FOUND, RpcError
-from edged.api.method import B64 as _B64
-from edged.api.method import BOOL as _BOOL
-from edged.api.method import MAX_SIGN_BYTES, PROTOCOL_VERSION, Method, b64_param, obj, on_card
-from edged.api.method import STR as _STR
-from edged.readers.pcsc import CardKind
-from edged.readers.ui import Answer, fit_lines
-from edged.services import cards
-from edged.services.errors import Family, ServiceError, TerminalUnavailable
-from edged.services.prompts import MAX_PROMPT_S, one_prompt
-from edged.services.signing import DIGEST_DIGITS
-from edged.state.clients import SCOPES
+from bifente.edged.api import audit_methods, cps_methods, dmp_methods, mail_methods, render, uploads
+from bifente.edged.api.contract import EVENTS
+from bifente.edged.api.describe import build
+from bifente.edged.api.jsonrpc import METHOD_NOT_FOUND, RpcError
+from bifente.edged.api.method import B64 as _B64
+from bifente.edged.api.method import BOOL as _BOOL
+from bifente.edged.api.method import (
+    MAX_SIGN_BYTES,
+    PROTOCOL_VERSION,
+    Method,
+    b64_param,
+    obj,
+    on_card,
+)
+from bifente.edged.api.method import STR as _STR
+from bifente.edged.readers.pcsc import CardKind
+from bifente.edged.readers.ui import Answer, fit_lines
+from bifente.edged.services import cards
+from bifente.edged.services.errors import Family, ServiceError, TerminalUnavailable
+from bifente.edged.services.prompts import MAX_PROMPT_S, one_prompt
+from bifente.edged.services.signing import DIGEST_DIGITS
+from bifente.edged.state.clients import SCOPES
 
 if TYPE_CHECKING:
-    from edged.api.context import ApiContext, Caller
+    from bifente.edged.api.context import ApiContext, Caller
 
 __all__ = ["METHODS", "PROTOCOL_VERSION", "Method", "dispatch", "inline"]
 
@@ -113,7 +120,7 @@ _FP = {"type": "string", "pattern": "^[0-9a-f]{64}$",
 
 async def system_info(daemon: ApiContext, conn: Caller, params: dict[str, Any]) -> Any:
     """system.info."""
-    from edged.limits import MAX_IN_FLIGHT, limits_for
+    from bifente.edged.limits import MAX_IN_FLIGHT, limits_for
 
     mine = limits_for(daemon.config, conn.client_name)
     return {**daemon.info(), "client": conn.client_name or "", "scopes": sorted(conn.scopes),
@@ -423,7 +430,7 @@ def inline(name: str) -> bool:
 
 async def dispatch(daemon: ApiContext, conn: Caller, name: str, params: dict[str, Any]) -> Any:
     """Check pairing, scope and parameters, then run the method."""
-    from edged.api.schema import empty_matches, validate
+    from bifente.edged.api.schema import empty_matches, validate
 
     method = METHODS.get(name)
     if method is None:

@@ -1,6 +1,6 @@
 """The OpenRPC 1.3 document of edged's API, generated from its method table.
 
-`python -m edged.api.openrpc [--check]` writes (or checks) docs/openrpc.json; the daemon
+`python -m bifente.edged.api.openrpc [--check]` writes (or checks) docs/openrpc.json; the daemon
 serves the same document from `rpc.discover` (OpenRPC 1.3 "Service Discovery Method"). The
 document's shape is in edged/api/describe.py.
 """
@@ -11,9 +11,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from edged.api.describe import build
-from edged.api.generated import write_or_check
-from edged.api.methods import METHODS, PROTOCOL_VERSION
+from bifente.edged.api.describe import build
+from bifente.edged.api.generated import write_or_check
+from bifente.edged.api.methods import METHODS, PROTOCOL_VERSION
 
 __all__ = ["TARGET", "document", "render"]
 
@@ -32,7 +32,7 @@ def render() -> str:
 
 def main() -> int:
     """Write docs/openrpc.json, or with --check fail when it is stale."""
-    return write_or_check(TARGET, render, "edged.api.openrpc", __doc__ or "")
+    return write_or_check(TARGET, render, "bifente.edged.api.openrpc", __doc__ or "")
 
 
 if __name__ == "__main__":

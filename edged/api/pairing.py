@@ -19,9 +19,9 @@ from typing import Any, NoReturn
 
 from cryptography.hazmat.primitives import serialization
 
-from bifente_client.identity import fingerprint_of, validate_client_name
-from edged.state.clients import DEFAULT_SCOPES, ClientRegistry, normalise_scopes
-from edged.state.keystore import Keystore, load_client_public_key
+from bifente.client.identity import fingerprint_of, validate_client_name
+from bifente.edged.state.clients import DEFAULT_SCOPES, ClientRegistry, normalise_scopes
+from bifente.edged.state.keystore import Keystore, load_client_public_key
 
 __all__ = [
     "CODE_DIGITS",

@@ -7,9 +7,9 @@ from typing import Any
 
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from apdu.cps import PinStatus
-from apdu.vitale import VitaleCard
-from edged.services.cards import CpsInfo, PinOutcome, Signature
+from bifente.apdu.cps import PinStatus
+from bifente.apdu.vitale import VitaleCard
+from bifente.edged.services.cards import CpsInfo, PinOutcome, Signature
 
 __all__ = ["cps_info", "pin_outcome", "pin_status", "signature", "vitale_card"]
 

@@ -21,20 +21,20 @@ from websockets.exceptions import ConnectionClosed
 from websockets.extensions.permessage_deflate import enable_server_permessage_deflate
 from websockets.server import ServerProtocol
 
-from bifente_client.codes import RATE_LIMITED, REVOKED, TOO_LARGE
-from bifente_client.identity import fingerprint_of
-from edged.api import jsonrpc
-from edged.api.errors import to_rpc_error
-from edged.api.gate import Acceptor, Admission, Gate, GateLimits, prefix_of, start_tls
-from edged.api.listen import listen
-from edged.api.methods import dispatch, inline
-from edged.api.uploads import release_connection
-from edged.events import Subscription
-from edged.limits import MAX_IN_FLIGHT, limits_for
+from bifente.client.codes import RATE_LIMITED, REVOKED, TOO_LARGE
+from bifente.client.identity import fingerprint_of
+from bifente.edged.api import jsonrpc
+from bifente.edged.api.errors import to_rpc_error
+from bifente.edged.api.gate import Acceptor, Admission, Gate, GateLimits, prefix_of, start_tls
+from bifente.edged.api.listen import listen
+from bifente.edged.api.methods import dispatch, inline
+from bifente.edged.api.uploads import release_connection
+from bifente.edged.events import Subscription
+from bifente.edged.limits import MAX_IN_FLIGHT, limits_for
 
 if TYPE_CHECKING:
-    from edged.api.context import ApiContext
-    from edged.state.clients import Client
+    from bifente.edged.api.context import ApiContext
+    from bifente.edged.state.clients import Client
 
 __all__ = ["Connection", "RpcServer", "TokenBucket"]
 

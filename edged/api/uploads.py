@@ -32,13 +32,13 @@ from typing import TYPE_CHECKING, Any
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from bifente_client.codes import STORAGE_FULL, TOO_LARGE
-from edged.api.jsonrpc import INVALID_PARAMS, RpcError
-from edged.api.method import INT, STR, Method, b64_param, obj
+from bifente.client.codes import STORAGE_FULL, TOO_LARGE
+from bifente.edged.api.jsonrpc import INVALID_PARAMS, RpcError
+from bifente.edged.api.method import INT, STR, Method, b64_param, obj
 
 if TYPE_CHECKING:
-    from edged.api.context import ApiContext, Caller
-    from edged.state.space import SpaceGuard
+    from bifente.edged.api.context import ApiContext, Caller
+    from bifente.edged.state.space import SpaceGuard
 
 __all__ = ["CHUNK_SIZE", "MAX_UPLOAD", "METHODS", "UPLOAD_ID", "Uploads", "claim",
            "release_connection"]

@@ -24,7 +24,7 @@ _DEFAULT_PORTS = {"http": 80, "https": 443}
 
 def grantable_scopes() -> frozenset[str]:
     """Every scope a method needs, except `admin`: a web page never administers the terminal."""
-    from edged.api.methods import METHODS
+    from bifente.edged.api.methods import METHODS
 
     return frozenset(s for m in METHODS.values() for s in m.scopes) - {"admin"}
 

@@ -30,10 +30,10 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 from websockets.typing import Subprotocol
 
-from bifente_client import Credentials
-from bifente_client.tls import check_pinned, pinned_ssl_context
-from edged.api.methods import METHODS
-from edged.bridge.allowlist import Allowed, AllowList
+from bifente.client import Credentials
+from bifente.client.tls import check_pinned, pinned_ssl_context
+from bifente.edged.api.methods import METHODS
+from bifente.edged.bridge.allowlist import Allowed, AllowList
 
 __all__ = ["BRIDGE_PROTOCOL", "DEFAULT_PORT", "TOKEN_PREFIX", "Bridge", "method_allowed"]
 

@@ -18,9 +18,9 @@ import argparse
 import time
 from pathlib import Path
 
-from edged.state.audit import default_state_dir
-from edged.state.clients import ClientRegistry
-from edged.state.pairing_window import FRESH_S, REQUEST_FILE, request_window
+from bifente.edged.state.audit import default_state_dir
+from bifente.edged.state.clients import ClientRegistry
+from bifente.edged.state.pairing_window import FRESH_S, REQUEST_FILE, request_window
 
 __all__ = ["add_parsers"]
 

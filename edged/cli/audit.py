@@ -9,7 +9,7 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
-from edged.state.audit import (
+from bifente.edged.state.audit import (
     ANCHOR_KEY_NAME,
     AUDIT_DB_NAME,
     AuditError,
@@ -17,8 +17,8 @@ from edged.state.audit import (
     default_state_dir,
     read_anchor_key,
 )
-from edged.state.checkpoint import CheckpointError, verify_checkpoint
-from edged.state.keywrap import StateKeyError, is_sealed, load_key_wrapper
+from bifente.edged.state.checkpoint import CheckpointError, verify_checkpoint
+from bifente.edged.state.keywrap import StateKeyError, is_sealed, load_key_wrapper
 
 __all__ = ["add_parsers"]
 
@@ -83,7 +83,7 @@ def _export(args: argparse.Namespace) -> int:
 def _checkpoint(args: argparse.Namespace) -> int:
     import asyncio
 
-    from edged.cli.remote import _call
+    from bifente.edged.cli.remote import _call
 
     result = asyncio.run(_call(args.target, "audit.checkpoint", {}))
     verify_checkpoint(result)  # never keep a checkpoint that does not verify

@@ -17,10 +17,10 @@ import signal
 import sys
 from pathlib import Path
 
-from bifente_client import Credentials
-from edged.bridge.allowlist import AllowList, default_path
-from edged.bridge.server import DEFAULT_PORT, Bridge
-from edged.cli.argtypes import port
+from bifente.client import Credentials
+from bifente.edged.bridge.allowlist import AllowList, default_path
+from bifente.edged.bridge.server import DEFAULT_PORT, Bridge
+from bifente.edged.cli.argtypes import port
 
 __all__ = ["add_parsers"]
 

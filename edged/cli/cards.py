@@ -7,22 +7,22 @@ import contextlib
 import json
 from collections.abc import Iterator
 
-from apdu.cps import CpsSession
-from apdu.cps_spec import KeyRef
-from apdu.errors import PinNotAvailable
-from apdu.identity import compute_ins_c, ins_for, parse_nir
-from apdu.protocol import CardProtocol
-from apdu.transport import SecurePinChange, SecurePinEntry, Transport
-from apdu.vitale import VitaleSession
-from edged.api.cps_methods import certificate_info
-from edged.api.render import cps_info as cps_info_result
-from edged.api.render import pin_outcome, vitale_card
-from edged.cli import frontdesk
-from edged.cli.errors import EXIT
-from edged.cli.render import cps_text, vitale_text
-from edged.readers.pcsc import open_reader, scan
-from edged.readers.terminal import TerminalLink, TerminalTransport, parse_reader
-from edged.services.cards import CpsInfo, verify_pin
+from bifente.apdu.cps import CpsSession
+from bifente.apdu.cps_spec import KeyRef
+from bifente.apdu.errors import PinNotAvailable
+from bifente.apdu.identity import compute_ins_c, ins_for, parse_nir
+from bifente.apdu.protocol import CardProtocol
+from bifente.apdu.transport import SecurePinChange, SecurePinEntry, Transport
+from bifente.apdu.vitale import VitaleSession
+from bifente.edged.api.cps_methods import certificate_info
+from bifente.edged.api.render import cps_info as cps_info_result
+from bifente.edged.api.render import pin_outcome, vitale_card
+from bifente.edged.cli import frontdesk
+from bifente.edged.cli.errors import EXIT
+from bifente.edged.cli.render import cps_text, vitale_text
+from bifente.edged.readers.pcsc import open_reader, scan
+from bifente.edged.readers.terminal import TerminalLink, TerminalTransport, parse_reader
+from bifente.edged.services.cards import CpsInfo, verify_pin
 
 __all__ = ["add_parsers"]
 

@@ -27,7 +27,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.x509.oid import NameOID
 
-from edged.cli.render import date_text
+from bifente.edged.cli.render import date_text
 
 __all__ = ["add_parsers"]
 
@@ -64,9 +64,9 @@ async def _wait_screen(control: Any, pattern: str, timeout: float = 15.0) -> lis
 
 
 async def _scenario(port: int, fingerprint: str, control_address: str, name: str) -> None:
-    from bifente_client import pair
-    from edged.discovery import browse
-    from simulators.terminal.control import TerminalControl
+    from bifente.client import pair
+    from bifente.edged.discovery import browse
+    from bifente.simulators.terminal.control import TerminalControl
 
     control = TerminalControl(control_address)
 
@@ -162,7 +162,7 @@ class DemoError(RuntimeError):
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from simulators.profiles import load_cps, load_vitale
+    from bifente.simulators.profiles import load_cps, load_vitale
 
     load_cps(args.cps)  # ProfileError (one line, exit 2) before anything starts
     load_vitale(args.vitale)
@@ -178,7 +178,7 @@ def _demo(args: argparse.Namespace) -> int:
                           f'[discovery]\nname = "{name}"\n'
                           f'mdns_interfaces = ["127.0.0.1"]\n[log]\nlog_level = "warning"\n')
         started = time.monotonic()
-        daemon = subprocess.Popen([sys.executable, "-m", "edged", "--simulate", "--config",
+        daemon = subprocess.Popen([sys.executable, "-m", "bifente.edged", "--simulate", "--config",
                                    str(config), "--cps", args.cps, "--vitale", args.vitale],
                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         try:
@@ -203,8 +203,8 @@ def _demo(args: argparse.Namespace) -> int:
             except subprocess.TimeoutExpired:
                 daemon.kill()
         state = Path(tmp) / "state"
-        from edged.state.audit import AuditLog, read_anchor_key
-        from edged.state.keywrap import load_key_wrapper
+        from bifente.edged.state.audit import AuditLog, read_anchor_key
+        from bifente.edged.state.keywrap import load_key_wrapper
 
         # The anchor key is sealed with the state key (the fallback key file, here).
         wrapper = load_key_wrapper(state, f"{tmp}/key/state.key", create=False)

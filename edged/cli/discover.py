@@ -7,7 +7,7 @@ import asyncio
 import json
 import sys
 
-from edged.discovery import Terminal, browse, format_fingerprint, parse_static
+from bifente.edged.discovery import Terminal, browse, format_fingerprint, parse_static
 
 __all__ = ["NOT_FOUND", "add_parsers", "describe_terminal"]
 

@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from bifente_client import Credentials
+from bifente.client import Credentials
 
 __all__ = ["add_parsers"]
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from apdu.errors import (
+from bifente.apdu.errors import (
     ApduError,
     CardError,
     CardRemoved,
@@ -24,7 +24,7 @@ EXIT = {"usage": 2, "no_card": 3, "pin": 4, "card": 5, "failed": 1}
 
 def describe_error(exc: BaseException) -> tuple[str, int]:
     """(message, exit code) for an error; never includes a PIN or a full NIR."""
-    from edged.readers.pcsc import NoCard  # local: readers import pyscard
+    from bifente.edged.readers.pcsc import NoCard  # local: readers import pyscard
 
     if isinstance(exc, NoCard):
         return str(exc), EXIT["no_card"]
@@ -42,14 +42,14 @@ def describe_error(exc: BaseException) -> tuple[str, int]:
         return f"reader error: {exc}", EXIT["no_card"]
     if isinstance(exc, CardError):
         return str(exc), EXIT["card"]
-    from bifente_client.client import RemoteError, RequestTooLarge
-    from edged.state.audit import AuditError
+    from bifente.client.client import RemoteError, RequestTooLarge
+    from bifente.edged.state.audit import AuditError
 
     if isinstance(exc, AuditError):
         return str(exc), EXIT["failed"]
     if isinstance(exc, RemoteError):
         return f"refused by the terminal: {exc.message} ({exc.reason})", EXIT["failed"]
-    from edged.cli.demo import DemoError
+    from bifente.edged.cli.demo import DemoError
 
     if isinstance(exc, DemoError):
         return str(exc), EXIT["failed"]

@@ -13,9 +13,9 @@ import datetime
 import json
 from typing import Any
 
-from bifente_client import Credentials
-from edged.cli.errors import EXIT
-from edged.cli.render import PROFESSIONS, SPECIALTIES, date_text
+from bifente.client import Credentials
+from bifente.edged.cli.errors import EXIT
+from bifente.edged.cli.render import PROFESSIONS, SPECIALTIES, date_text
 
 __all__ = ["cps_text_api", "cps_warnings", "remote_cps_info", "remote_cps_verify",
            "remote_vitale_read", "vitale_text_api", "vitale_warnings"]

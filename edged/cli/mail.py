@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from bifente_client import Credentials, RemoteError
+from bifente.client import Credentials, RemoteError
 
 __all__ = ["add_parsers", "clean", "message_lines", "safe_filename"]
 

@@ -8,8 +8,8 @@ import logging
 import os
 import sys
 
-from bifente_client import contract
-from edged.cli import (
+from bifente.client import contract
+from bifente.edged.cli import (
     admin,
     audit,
     bridge,
@@ -23,14 +23,14 @@ from edged.cli import (
     remote,
     sim,
 )
-from edged.cli.errors import describe_error
-from edged.simulation import require_simulators
+from bifente.edged.cli.errors import describe_error
+from bifente.edged.simulation import require_simulators
 
 __all__ = ["main"]
 
 
 def _version() -> str:
-    from edged.version import VERSION
+    from bifente.edged.version import VERSION
 
     return VERSION
 
@@ -82,7 +82,7 @@ def _json_everywhere(parser: argparse.ArgumentParser) -> None:
 def _check_answers() -> None:
     """With BIFENTE_CHECK_ANSWERS=1, the SDK checks answers against the daemon's own contract."""
     if contract.enabled():
-        from edged.api.openrpc import document
+        from bifente.edged.api.openrpc import document
 
         contract.use_document(document)
 
@@ -100,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
         args.json = True
     real_stdout = sys.stdout
     if lines:
-        from bifente_client.client import Client
+        from bifente.client.client import Client
 
         sys.stdout = output.JsonLines(real_stdout)
         Client.on_result = lambda method, result: output.emit(

@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from edged.config import Config
-    from edged.state.keywrap import KeyWrapper
-    from edged.state.proxy_users import UserStore
+    from bifente.edged.config import Config
+    from bifente.edged.state.keywrap import KeyWrapper
+    from bifente.edged.state.proxy_users import UserStore
 
 __all__ = ["add_parsers"]
 
@@ -22,7 +22,7 @@ ISSUER = "bifente proxy"
 
 
 def _config(args: argparse.Namespace) -> Config:
-    from edged.config import DEFAULT_PATH, load_config
+    from bifente.edged.config import DEFAULT_PATH, load_config
 
     config_path = args.config or (DEFAULT_PATH if DEFAULT_PATH.exists() else None)
     return load_config(Path(config_path) if config_path else None)
@@ -34,7 +34,7 @@ def _state_dir(args: argparse.Namespace) -> Path:
 
 def _state(args: argparse.Namespace) -> tuple[Path, KeyWrapper]:
     """The state directory and its state key, found as edged finds them (docs/security.md)."""
-    from edged.state.keywrap import load_key_wrapper
+    from bifente.edged.state.keywrap import load_key_wrapper
 
     config = _config(args)
     state_dir = Path(args.state_dir) if args.state_dir else config.state_dir
@@ -42,13 +42,13 @@ def _state(args: argparse.Namespace) -> tuple[Path, KeyWrapper]:
 
 
 def _users(args: argparse.Namespace) -> UserStore:
-    from edged.state.proxy_users import UserStore
+    from bifente.edged.state.proxy_users import UserStore
 
     return UserStore(*_state(args))
 
 
 def _user_add(args: argparse.Namespace) -> int:
-    from edged.services.proxy.totp import otpauth_uri
+    from bifente.edged.services.proxy.totp import otpauth_uri
 
     store = _users(args)
     try:
@@ -98,7 +98,7 @@ def _user_unlock(args: argparse.Namespace) -> int:
 
 
 def _seal_import(args: argparse.Namespace) -> int:
-    from edged.services.proxy.seal import import_seal
+    from bifente.edged.services.proxy.seal import import_seal
 
     state_dir, wrapper = _state(args)
     path = import_seal(state_dir, Path(args.cert), Path(args.key), [Path(p) for p in args.chain],

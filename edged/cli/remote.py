@@ -9,8 +9,8 @@ import re
 import sys
 from typing import Any
 
-from bifente_client import Client, Credentials, pair
-from edged.state.clients import SCOPES
+from bifente.client import Client, Credentials, pair
+from bifente.edged.state.clients import SCOPES
 
 __all__ = ["add_parsers", "resolve_target"]
 
@@ -24,7 +24,7 @@ async def resolve_target(target: str, fingerprint: str | None,
     Without a fingerprint the terminal must answer on mDNS under that address, instance
     name or host name; its announced fingerprint is then pinned.
     """
-    from edged.discovery import browse, parse_static
+    from bifente.edged.discovery import browse, parse_static
 
     if fingerprint and "#" not in target:
         endpoint = target if re.search(r"(^[^:\[]+|\])\:\d+$", target) else \

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from apdu.cps import CpsIdentity, PinStatus
-from apdu.cps_objects import PracticeSituation
-from apdu.identity import Nir, mask_nir
-from apdu.vitale import Beneficiary, VitaleCard
+from bifente.apdu.cps import CpsIdentity, PinStatus
+from bifente.apdu.cps_objects import PracticeSituation
+from bifente.apdu.identity import Nir, mask_nir
+from bifente.apdu.vitale import Beneficiary, VitaleCard
 
 __all__ = [
     "PROFESSIONS",

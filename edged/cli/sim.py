@@ -10,8 +10,8 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from edged.cli import sim_terminal
-from edged.simulation import simulated_world
+from bifente.edged.cli import sim_terminal
+from bifente.edged.simulation import simulated_world
 
 __all__ = ["add_parsers"]
 
@@ -28,8 +28,8 @@ def _slot(word: str) -> int:
 
 def _sim_cards(args: argparse.Namespace) -> int:
     # Imported here: the daemon and client never need the simulators.
-    from simulators.cps3 import Cps3Card
-    from simulators.vitale import Vitale2Card
+    from bifente.simulators.cps3 import Cps3Card
+    from bifente.simulators.vitale import Vitale2Card
 
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -79,7 +79,7 @@ def _sim_cards(args: argparse.Namespace) -> int:
 
 def _sim_mail(args: argparse.Namespace) -> int:
     # Imported here: the daemon and client never need the simulators.
-    from simulators.mail import describe, mask_address
+    from bifente.simulators.mail import describe, mask_address
 
     if args.max_size <= 0:
         raise ValueError("--max-size must be a positive number of MB")

@@ -16,10 +16,10 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from edged.simulation import simulated_world
+from bifente.edged.simulation import simulated_world
 
 if TYPE_CHECKING:
-    from simulators.terminal.control import TerminalControl
+    from bifente.simulators.terminal.control import TerminalControl
 
 __all__ = ["add_parsers"]
 
@@ -45,8 +45,8 @@ def _seconds(text: str) -> float:
 
 
 def _terminal(args: argparse.Namespace) -> int:
-    from simulators.terminal import FirmwareError
-    from simulators.terminal.control import default_control_address
+    from bifente.simulators.terminal import FirmwareError
+    from bifente.simulators.terminal.control import default_control_address
 
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -78,13 +78,13 @@ def _terminal(args: argparse.Namespace) -> int:
 
 
 def _client(args: argparse.Namespace) -> TerminalControl:
-    from simulators.terminal.control import TerminalControl
+    from bifente.simulators.terminal.control import TerminalControl
 
     return TerminalControl(args.control)
 
 
 def _run(fn: Callable[[], object]) -> int:
-    from simulators.terminal.control import ControlError
+    from bifente.simulators.terminal.control import ControlError
 
     try:
         fn()
@@ -95,7 +95,7 @@ def _run(fn: Callable[[], object]) -> int:
 
 
 def _press(args: argparse.Namespace) -> int:
-    from simulators.terminal.supervisor import expand_keys
+    from bifente.simulators.terminal.supervisor import expand_keys
 
     expand_keys(args.keys)  # refuse unknown keys before touching the terminal
     return _run(lambda: _client(args).press(*args.keys, wait=args.wait))

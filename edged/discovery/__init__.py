@@ -8,16 +8,21 @@ are in contracts/mdns.py.
 
 from __future__ import annotations
 
-from contracts.mdns import PROTOCOL_VERSION, SERVICE_TYPE, TXT_KEYS
-from edged.discovery.advert import (
+from bifente.contracts.mdns import PROTOCOL_VERSION, SERVICE_TYPE, TXT_KEYS
+from bifente.edged.discovery.advert import (
     Advert,
     Interfaces,
     default_name,
     format_fingerprint,
     host_addresses,
 )
-from edged.discovery.announce import PROBE_DELAY_MS, PROBE_INTERVAL_MS, Announcer, AnnouncerState
-from edged.discovery.browse import MalformedAdvert, Terminal, browse, parse_static
+from bifente.edged.discovery.announce import (
+    PROBE_DELAY_MS,
+    PROBE_INTERVAL_MS,
+    Announcer,
+    AnnouncerState,
+)
+from bifente.edged.discovery.browse import MalformedAdvert, Terminal, browse, parse_static
 
 __all__ = [
     "PROBE_DELAY_MS",

@@ -13,8 +13,8 @@ from typing import Any
 import ifaddr
 from zeroconf import InterfaceChoice, IPVersion
 
-from bifente_client.identity import fingerprint_of
-from contracts.mdns import FINGERPRINT_PREFIX, PROTOCOL_VERSION
+from bifente.client.identity import fingerprint_of
+from bifente.contracts.mdns import FINGERPRINT_PREFIX, PROTOCOL_VERSION
 
 # Where to listen and send: None for all interfaces, or IP addresses (IPv6 also by index).
 Interfaces = InterfaceChoice | Sequence[str | int] | None

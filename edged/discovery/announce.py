@@ -21,10 +21,10 @@ from zeroconf import (
 from zeroconf._dns import DNSService  # not re-exported by name from zeroconf itself
 from zeroconf.asyncio import AsyncServiceBrowser, AsyncServiceInfo, AsyncZeroconf
 
-from contracts.mdns import SERVICE_TYPE
-from edged.discovery.advert import Advert, Interfaces
+from bifente.contracts.mdns import SERVICE_TYPE
+from bifente.edged.discovery.advert import Advert, Interfaces
 
-log = logging.getLogger("edged.discovery")  # one logger for the package's warnings
+log = logging.getLogger("bifente.edged.discovery")  # one logger for the package's warnings
 
 _DEFEND_INTERVAL = 5.0  # s between two re-announcements against rivals for our name
 PROBE_INTERVAL_MS = 250  # RFC 6762 §8.1: three probes 250 ms apart, then announce

@@ -20,8 +20,8 @@ from zeroconf import (
 )
 from zeroconf.asyncio import AsyncServiceBrowser, AsyncServiceInfo, AsyncZeroconf
 
-from contracts.mdns import FINGERPRINT_PREFIX, SERVICE_TYPE
-from edged.discovery.advert import (
+from bifente.contracts.mdns import FINGERPRINT_PREFIX, SERVICE_TYPE
+from bifente.edged.discovery.advert import (
     FP_HEX,
     INSTANCE_MAX,
     MAX_CAPS,
@@ -30,7 +30,7 @@ from edged.discovery.advert import (
     Interfaces,
 )
 
-log = logging.getLogger("edged.discovery")  # one logger for the package's warnings
+log = logging.getLogger("bifente.edged.discovery")  # one logger for the package's warnings
 
 _MAX_TERMINALS = 1024  # a hospital runs hundreds; a flood of fake adverts stops here
 _RESOLVE_GRACE = 1.0  # s a browse waits after its window for resolutions under way

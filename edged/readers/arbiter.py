@@ -18,9 +18,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from apdu.errors import CardRemoved
-from apdu.protocol import CardProtocol
-from apdu.transport import Transport
+from bifente.apdu.errors import CardRemoved
+from bifente.apdu.protocol import CardProtocol
+from bifente.apdu.transport import Transport
 
 __all__ = ["CLOSE_GRACE_S", "Busy", "CardArbiter", "OperationTimeout"]
 

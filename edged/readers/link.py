@@ -14,7 +14,7 @@ import enum
 from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar
 
-from contracts import link as wire
+from bifente.contracts import link as wire
 
 __all__ = [
     "FRAME_VERSION",

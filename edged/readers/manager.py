@@ -18,13 +18,13 @@ from typing import Any
 
 from smartcard import scard
 
-from apdu.errors import CardRemoved, TransportError
-from apdu.pcsc import PcscTransport
-from apdu.transport import Transport
-from edged.events import EventBus
-from edged.readers.arbiter import CLOSE_GRACE_S, CardArbiter
-from edged.readers.pcsc import CardKind, card_kind
-from edged.readers.session import open_session
+from bifente.apdu.errors import CardRemoved, TransportError
+from bifente.apdu.pcsc import PcscTransport
+from bifente.apdu.transport import Transport
+from bifente.edged.events import EventBus
+from bifente.edged.readers.arbiter import CLOSE_GRACE_S, CardArbiter
+from bifente.edged.readers.pcsc import CardKind, card_kind
+from bifente.edged.readers.session import open_session
 
 __all__ = ["PcscWatcher", "Slot", "SlotRegistry", "SlotSource", "SlotState"]
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-from apdu.cps_spec import is_cps_atr
-from apdu.errors import CardError
-from apdu.pcsc import PcscTransport, reader_states
-from apdu.vitale_spec import is_vitale1_atr, is_vitale2_atr
+from bifente.apdu.cps_spec import is_cps_atr
+from bifente.apdu.errors import CardError
+from bifente.apdu.pcsc import PcscTransport, reader_states
+from bifente.apdu.vitale_spec import is_vitale1_atr, is_vitale2_atr
 
 __all__ = ["CardKind", "NoCard", "SlotView", "card_kind", "find_reader", "open_reader", "scan"]
 

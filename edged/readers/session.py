@@ -16,13 +16,13 @@ from typing import Any
 
 from cryptography import x509
 
-from apdu.command import CommandApdu
-from apdu.cps import CpsIdentity, CpsSession
-from apdu.cps_spec import CPS_AID, KeyRef, PinRef
-from apdu.ins import INS
-from apdu.protocol import CardProtocol
-from apdu.vitale import VitaleCard, VitaleSession
-from edged.readers.pcsc import CardKind
+from bifente.apdu.command import CommandApdu
+from bifente.apdu.cps import CpsIdentity, CpsSession
+from bifente.apdu.cps_spec import CPS_AID, KeyRef, PinRef
+from bifente.apdu.ins import INS
+from bifente.apdu.protocol import CardProtocol
+from bifente.apdu.vitale import VitaleCard, VitaleSession
+from bifente.edged.readers.pcsc import CardKind
 
 __all__ = ["InsertedCps", "InsertedVitale", "open_session"]
 

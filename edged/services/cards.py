@@ -12,16 +12,16 @@ from typing import Any, TypeVar
 
 from cryptography import x509
 
-from apdu.cps import CpsIdentity, CpsSession, PinStatus
-from apdu.cps_spec import KeyRef
-from apdu.errors import PinBlocked, PinCancelled, WrongPin
-from apdu.vitale import VitaleCard, VitaleSession
-from edged.readers.arbiter import CardArbiter
-from edged.readers.manager import ReaderLost
-from edged.readers.pcsc import CardKind
-from edged.readers.session import InsertedCps
-from edged.services.context import ServiceContext
-from edged.services.errors import Family, NoCard, ServiceError
+from bifente.apdu.cps import CpsIdentity, CpsSession, PinStatus
+from bifente.apdu.cps_spec import KeyRef
+from bifente.apdu.errors import PinBlocked, PinCancelled, WrongPin
+from bifente.apdu.vitale import VitaleCard, VitaleSession
+from bifente.edged.readers.arbiter import CardArbiter
+from bifente.edged.readers.manager import ReaderLost
+from bifente.edged.readers.pcsc import CardKind
+from bifente.edged.readers.session import InsertedCps
+from bifente.edged.services.context import ServiceContext
+from bifente.edged.services.errors import Family, NoCard, ServiceError
 
 T = TypeVar("T")
 

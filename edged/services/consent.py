@@ -26,8 +26,8 @@ from typing import Any
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from contracts.consent import ACTIONS, VERSION, canonical_json
-from edged.state.keywrap import KeyWrapper
+from bifente.contracts.consent import ACTIONS, VERSION, canonical_json
+from bifente.edged.state.keywrap import KeyWrapper
 
 __all__ = ["ACTIONS", "ConsentSigner", "verify_record"]
 

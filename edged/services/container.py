@@ -11,12 +11,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
-from edged.services.context import ServiceContext
+from bifente.edged.services.context import ServiceContext
 
 if TYPE_CHECKING:
-    from edged.services.dmp import DmpService
-    from edged.services.mail import MailService
-    from edged.services.proxy import ProxyServer
+    from bifente.edged.services.dmp import DmpService
+    from bifente.edged.services.mail import MailService
+    from bifente.edged.services.proxy import ProxyServer
 
 __all__ = ["Extension", "Services"]
 
@@ -44,9 +44,9 @@ class Services:
     @classmethod
     def build(cls, ctx: ServiceContext) -> Services:
         """Every configured service (imported only when the daemon builds them)."""
-        from edged.services.dmp import create_service
-        from edged.services.mail import extension
-        from edged.services.proxy import proxy_extension
+        from bifente.edged.services.dmp import create_service
+        from bifente.edged.services.mail import extension
+        from bifente.edged.services.proxy import proxy_extension
 
         return cls(mail=extension(ctx), proxy=proxy_extension(ctx), dmp=create_service(ctx))
 

@@ -8,14 +8,14 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-from edged.config import Config
-from edged.readers.manager import SlotRegistry
-from edged.readers.ui import TerminalUI
-from edged.state.audit import AuditLog
-from edged.state.clients import ClientRegistry
-from edged.state.keystore import Keystore
-from edged.state.keywrap import KeyWrapper
-from edged.state.space import SpaceGuard
+from bifente.edged.config import Config
+from bifente.edged.readers.manager import SlotRegistry
+from bifente.edged.readers.ui import TerminalUI
+from bifente.edged.state.audit import AuditLog
+from bifente.edged.state.clients import ClientRegistry
+from bifente.edged.state.keystore import Keystore
+from bifente.edged.state.keywrap import KeyWrapper
+from bifente.edged.state.space import SpaceGuard
 
 __all__ = ["EDGED", "ServiceContext", "audit_actor"]
 

@@ -46,22 +46,22 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
-from apdu.errors import SecurityStatusNotSatisfied
-from apdu.identity import mask_nir
-from contracts.consent import CONSENT_HEADER, encode_header
-from edged.readers.pcsc import CardKind
-from edged.readers.ui import CODE_SCREEN_S, Answer, fit_lines
-from edged.services import cards
-from edged.services.consent import ConsentSigner
-from edged.services.context import ServiceContext, audit_actor
-from edged.services.dmp_card import (
+from bifente.apdu.errors import SecurityStatusNotSatisfied
+from bifente.apdu.identity import mask_nir
+from bifente.contracts.consent import CONSENT_HEADER, encode_header
+from bifente.edged.readers.pcsc import CardKind
+from bifente.edged.readers.ui import CODE_SCREEN_S, Answer, fit_lines
+from bifente.edged.services import cards
+from bifente.edged.services.consent import ConsentSigner
+from bifente.edged.services.context import ServiceContext, audit_actor
+from bifente.edged.services.dmp_card import (
     AuditHook,
     Emergency,
     NotThisProfessional,
     ProSession,
     card_login,
 )
-from edged.services.dmp_host import (
+from bifente.edged.services.dmp_host import (
     OUTAGE_STATUSES,
     DmpError,
     DmpSettings,
@@ -71,10 +71,10 @@ from edged.services.dmp_host import (
     feed_headers,
     host_path,
 )
-from edged.services.errors import Family, NoCard, ServiceError, TerminalUnavailable
-from edged.services.outbox import LOOP_ERROR_PAUSE
-from edged.services.prompts import charge_prompt, one_prompt
-from edged.state.dmp_queue import FeedQueue, QueuedFeed
+from bifente.edged.services.errors import Family, NoCard, ServiceError, TerminalUnavailable
+from bifente.edged.services.outbox import LOOP_ERROR_PAUSE
+from bifente.edged.services.prompts import charge_prompt, one_prompt
+from bifente.edged.state.dmp_queue import FeedQueue, QueuedFeed
 
 __all__ = ["QUEUE", "QUEUE_CLIENT", "Client", "DmpService", "create_service"]
 

@@ -14,10 +14,10 @@ from typing import Any
 
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from apdu.cps_spec import KeyRef
-from apdu.errors import PinBlocked, PinCancelled, SecurityStatusNotSatisfied, WrongPin
-from edged.readers.session import InsertedCps
-from edged.services.errors import Family, ServiceError
+from bifente.apdu.cps_spec import KeyRef
+from bifente.apdu.errors import PinBlocked, PinCancelled, SecurityStatusNotSatisfied, WrongPin
+from bifente.edged.readers.session import InsertedCps
+from bifente.edged.services.errors import Family, ServiceError
 
 __all__ = ["AuditHook", "Emergency", "NotThisProfessional", "ProSession", "card_login",
            "verify_pin_audited"]

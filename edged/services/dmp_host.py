@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
 
-from contracts.consent import CONSENT_HEADER
-from edged.config import ConfigError
-from edged.services.errors import Family, ServiceError
+from bifente.contracts.consent import CONSENT_HEADER
+from bifente.edged.config import ConfigError
+from bifente.edged.services.errors import Family, ServiceError
 
 __all__ = ["OUTAGE_STATUSES", "DmpError", "DmpNotConfigured", "DmpSettings", "HostUnreachable",
            "HostUntrusted",

@@ -51,13 +51,13 @@ from typing import TYPE_CHECKING, Any
 
 from cryptography import x509
 
-from edged.config import ConfigError
-from edged.services import smime
-from edged.services.outbox import Outbox, OutboxItem, PermanentFailure, TemporaryFailure
-from edged.services.smtp_stream import LineTooLong, sendmail_stream
+from bifente.edged.config import ConfigError
+from bifente.edged.services import smime
+from bifente.edged.services.outbox import Outbox, OutboxItem, PermanentFailure, TemporaryFailure
+from bifente.edged.services.smtp_stream import LineTooLong, sendmail_stream
 
 if TYPE_CHECKING:
-    from edged.services.context import ServiceContext
+    from bifente.edged.services.context import ServiceContext
 
 __all__ = [
     "MailError",

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from edged.state.sqlite import open_durable, state_file, transaction
+from bifente.edged.state.sqlite import open_durable, state_file, transaction
 
 __all__ = ["LOOP_ERROR_PAUSE", "Outbox", "OutboxItem", "PermanentFailure", "TemporaryFailure"]
 

@@ -21,8 +21,8 @@ import weakref
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-from edged.limits import limits_for
-from edged.services.errors import Family, ServiceError
+from bifente.edged.limits import limits_for
+from bifente.edged.services.errors import Family, ServiceError
 
 __all__ = ["MAX_PROMPT_S", "PromptGate", "charge_prompt", "one_prompt"]
 

@@ -18,8 +18,8 @@ from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 
-from edged.readers.ui import Answer, TerminalUI, fit_lines
-from edged.services.errors import Family, ServiceError
+from bifente.edged.readers.ui import Answer, TerminalUI, fit_lines
+from bifente.edged.services.errors import Family, ServiceError
 
 __all__ = ["DIGEST_DIGITS", "Approval", "SignatureGate"]
 

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from edged.peers import prefix_of
+from bifente.edged.peers import prefix_of
 
 __all__ = ["AuditBudget"]
 

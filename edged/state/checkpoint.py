@@ -25,7 +25,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from bifente_client.identity import fingerprint_of
+from bifente.client.identity import fingerprint_of
 
 __all__ = ["TAG", "CheckpointError", "make_checkpoint", "verify_checkpoint"]
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bifente_client.identity import validate_client_name, validate_fingerprint
+from bifente.client.identity import validate_client_name, validate_fingerprint
 
 __all__ = [
     "DEFAULT_SCOPES",

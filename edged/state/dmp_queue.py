@@ -18,9 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from apdu.identity import mask_nir
-from edged.state.keywrap import KeyWrapper, is_sealed
-from edged.state.sqlite import open_durable, state_file, transaction
+from bifente.apdu.identity import mask_nir
+from bifente.edged.state.keywrap import KeyWrapper, is_sealed
+from bifente.edged.state.sqlite import open_durable, state_file, transaction
 
 __all__ = ["FeedInfo", "FeedQueue", "QueuedFeed"]
 

@@ -26,9 +26,9 @@ from cryptography.hazmat.primitives.asymmetric.types import (
 )
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from bifente_client.identity import fingerprint_of, validate_client_name
-from edged.state.clients import normalise_scopes
-from edged.state.keywrap import KeyWrapper
+from bifente.client.identity import fingerprint_of, validate_client_name
+from bifente.edged.state.clients import normalise_scopes
+from bifente.edged.state.keywrap import KeyWrapper
 
 __all__ = [
     "CA_CERT_FILE",

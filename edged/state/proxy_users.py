@@ -21,8 +21,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from edged.state.keywrap import KeyWrapper, is_sealed
-from edged.state.sqlite import open_durable, state_file, transaction
+from bifente.edged.state.keywrap import KeyWrapper, is_sealed
+from bifente.edged.state.sqlite import open_durable, state_file, transaction
 
 __all__ = ["TOTP_PURPOSE", "UserStore", "proxy_dir"]
 

@@ -1,8 +1,8 @@
 """A small card operating system: file system, security environment, INS dispatch."""
 
-from simulators.cardos.card import Card, CardStatus, Handler
-from simulators.cardos.fs import DF, EF, AccessRule, RecordEF
-from simulators.cardos.security import Pin, SecurityEnvironment
+from bifente.simulators.cardos.card import Card, CardStatus, Handler
+from bifente.simulators.cardos.fs import DF, EF, AccessRule, RecordEF
+from bifente.simulators.cardos.security import Pin, SecurityEnvironment
 
 __all__ = [
     "DF",

@@ -10,12 +10,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from apdu.command import CommandApdu, ResponseApdu
-from apdu.errors import MalformedData
-from apdu.ins import INS
-from apdu.sw import SW
-from simulators.cardos.fs import DF, EF, RecordEF, fcp
-from simulators.cardos.security import Pin, SecurityEnvironment
+from bifente.apdu.command import CommandApdu, ResponseApdu
+from bifente.apdu.errors import MalformedData
+from bifente.apdu.ins import INS
+from bifente.apdu.sw import SW
+from bifente.simulators.cardos.fs import DF, EF, RecordEF, fcp
+from bifente.simulators.cardos.security import Pin, SecurityEnvironment
 
 __all__ = ["Card", "CardStatus", "Handler"]
 

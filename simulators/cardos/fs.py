@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from apdu.tlv import encode, encode_constructed
+from bifente.apdu.tlv import encode, encode_constructed
 
 __all__ = ["DF", "EF", "AccessRule", "RecordEF", "fcp"]
 

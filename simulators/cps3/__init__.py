@@ -1,5 +1,5 @@
 """Simulated CPS3 card (IAS-ECC profile CPx)."""
 
-from simulators.cps3.card import Cps3Card
+from bifente.simulators.cps3.card import Cps3Card
 
 __all__ = ["Cps3Card"]

@@ -19,10 +19,10 @@ from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from apdu import pkcs15, tlv
-from apdu.command import CommandApdu
-from apdu.cps_objects import encode_activity, encode_info, encode_name
-from apdu.cps_spec import (
+from bifente.apdu import pkcs15, tlv
+from bifente.apdu.command import CommandApdu
+from bifente.apdu.cps_objects import encode_activity, encode_info, encode_name
+from bifente.apdu.cps_spec import (
     ATR_CONTACT,
     CPS_AID,
     CPS_AID_CONTACTLESS,
@@ -32,14 +32,14 @@ from apdu.cps_spec import (
     KeyRef,
     PinRef,
 )
-from apdu.errors import MalformedData
-from apdu.ins import INS
-from apdu.sw import SW
-from simulators.cardos import DF, EF, AccessRule, Card, CardStatus, Pin
-from simulators.cps3 import sdo
-from simulators.cps3.split_hash import HASH_SHA1, HASH_SHA256, digest_of
-from simulators.pki import card_keys
-from simulators.profiles import CpsProfile, load_cps
+from bifente.apdu.errors import MalformedData
+from bifente.apdu.ins import INS
+from bifente.apdu.sw import SW
+from bifente.simulators.cardos import DF, EF, AccessRule, Card, CardStatus, Pin
+from bifente.simulators.cps3 import sdo
+from bifente.simulators.cps3.split_hash import HASH_SHA1, HASH_SHA256, digest_of
+from bifente.simulators.pki import card_keys
+from bifente.simulators.profiles import CpsProfile, load_cps
 
 __all__ = ["Cps3Card"]
 

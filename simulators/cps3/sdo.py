@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from apdu import tlv
-from apdu.errors import MalformedData
+from bifente.apdu import tlv
+from bifente.apdu.errors import MalformedData
 
 __all__ = [
     "CHV",

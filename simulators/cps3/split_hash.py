@@ -8,7 +8,7 @@ OpenSC's card-iasecc.c `iasecc_compute_signature_dst` sends to CPx cards):
 - `90 <h> <digest>`: the host hashed everything (kept from the first simulator; no host of
   ours sends it).
 
-SHA-256 (FIPS 180-4 §6.2) comes from `apdu.sha256`; SHA-1 (FIPS 180-4 §6.1) is here, because
+SHA-256 (FIPS 180-4 §6.2) comes from `bifente.apdu.sha256`; SHA-1 (FIPS 180-4 §6.1) is here, because
 a real CPS3 lists SHA-1 in its TokenInfo (OpenSC issue #2267) and only the card finishes it.
 """
 
@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import struct
 
-from apdu import sha256, tlv
-from apdu.errors import MalformedData
+from bifente.apdu import sha256, tlv
+from bifente.apdu.errors import MalformedData
 
 __all__ = ["HASH_SHA1", "HASH_SHA256", "digest_of"]
 

@@ -30,11 +30,11 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.x509.oid import NameOID
 from cryptography.x509.verification import PolicyBuilder, Store, VerificationError
 
-from apdu.identity import mask_nir
-from simulators.dmp.codes import AccessMode, Reason, Refused
-from simulators.dmp.directory import Directory
-from simulators.dmp.rules import Professional
-from simulators.pki import ca_certificate
+from bifente.apdu.identity import mask_nir
+from bifente.simulators.dmp.codes import AccessMode, Reason, Refused
+from bifente.simulators.dmp.directory import Directory
+from bifente.simulators.dmp.rules import Professional
+from bifente.simulators.pki import ca_certificate
 
 __all__ = [
     "CHALLENGE_TTL",

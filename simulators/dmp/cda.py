@@ -17,8 +17,8 @@ from typing import NoReturn
 from xml.parsers import expat
 from xml.sax.saxutils import escape, quoteattr
 
-from apdu.identity import InsAuthority, parse_nir
-from simulators.dmp.codes import CdaProblem
+from bifente.apdu.identity import InsAuthority, parse_nir
+from bifente.simulators.dmp.codes import CdaProblem
 
 __all__ = [
     "CDA_NS",

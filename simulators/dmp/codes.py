@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from contracts.dmp import Reason, status_of
+from bifente.contracts.dmp import Reason, status_of
 
 __all__ = [
     "CONSENT_ACTIONS",

@@ -20,8 +20,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from contracts.consent import CONSENT_HEADER, RECORD_FIELDS, canonical_json, encode_header
-from simulators.dmp.codes import CONSENT_ACTIONS, Reason, Refused
+from bifente.contracts.consent import CONSENT_HEADER, RECORD_FIELDS, canonical_json, encode_header
+from bifente.simulators.dmp.codes import CONSENT_ACTIONS, Reason, Refused
 
 __all__ = [
     "CONSENT_HEADER",

@@ -3,7 +3,7 @@
 The real DMP host looks professionals up in the national directory for what a certificate
 does not say (specialty, card type, practice sector, the structure's sector). The reference
 host reads `data/standin_directory.toml` instead, generated from the CPS test profiles by
-`python -m simulators.dmp.generate`.
+`python -m bifente.simulators.dmp.generate`.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from simulators.dmp.rules import Professional
+from bifente.simulators.dmp.rules import Professional
 
 __all__ = ["DEFAULT_DIRECTORY", "Directory", "DirectoryEntry", "Situation", "Structure"]
 

@@ -10,19 +10,19 @@ from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 
-from simulators.dmp import pages
-from simulators.dmp.api import DmpService
-from simulators.dmp.auth import CodeSender, OutboxCodeSender
-from simulators.dmp.consent import load_device_key
-from simulators.dmp.directory import DEFAULT_DIRECTORY, Directory
-from simulators.dmp.rules import DEFAULT_POLICY, load_policy
-from simulators.dmp.server import HttpServer, Router
-from simulators.dmp.storage import DB_NAME, Storage
-from simulators.dmp.tls import ROOT_CAFILE, ensure_host_certificate, server_context
+from bifente.simulators.dmp import pages
+from bifente.simulators.dmp.api import DmpService
+from bifente.simulators.dmp.auth import CodeSender, OutboxCodeSender
+from bifente.simulators.dmp.consent import load_device_key
+from bifente.simulators.dmp.directory import DEFAULT_DIRECTORY, Directory
+from bifente.simulators.dmp.rules import DEFAULT_POLICY, load_policy
+from bifente.simulators.dmp.server import HttpServer, Router
+from bifente.simulators.dmp.storage import DB_NAME, Storage
+from bifente.simulators.dmp.tls import ROOT_CAFILE, ensure_host_certificate, server_context
 
 __all__ = ["DmpHost"]
 
-log = logging.getLogger("simulators.dmp")
+log = logging.getLogger("bifente.simulators.dmp")
 
 
 class DmpHost:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from pathlib import Path
 
-from simulators.dmp.codes import AccessMode, DocStatus, Reason
+from bifente.simulators.dmp.codes import AccessMode, DocStatus, Reason
 
 __all__ = [
     "DEFAULT_POLICY",

@@ -22,12 +22,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from simulators.dmp.codes import Reason, Refused, status_of
+from bifente.simulators.dmp.codes import Reason, Refused, status_of
 
 __all__ = ["HttpServer", "Request", "Response", "Route", "Router", "error_response",
            "json_response"]
 
-log = logging.getLogger("simulators.dmp")
+log = logging.getLogger("bifente.simulators.dmp")
 
 MAX_JSON_BODY = 64 * 1024
 READ_TIMEOUT = 30.0

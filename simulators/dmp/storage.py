@@ -15,8 +15,8 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from simulators.dmp.codes import DocStatus
-from simulators.dmp.rules import DmpView, DocView
+from bifente.simulators.dmp.codes import DocStatus
+from bifente.simulators.dmp.rules import DmpView, DocView
 
 __all__ = ["DB_NAME", "DmpRecord", "Document", "Storage", "Trace"]
 

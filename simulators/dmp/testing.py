@@ -25,18 +25,18 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding
 
-from apdu.cps import CpsSession, PinRequest
-from apdu.cps_spec import KeyRef
-from apdu.identity import nir_key
-from apdu.protocol import CardProtocol
-from apdu.transport import InProcessTransport
-from simulators.cps3 import Cps3Card
-from simulators.dmp.cda import build_document
-from simulators.dmp.consent import CONSENT_HEADER, canonical_json, encode_header
-from simulators.dmp.generate import STRUCTURE_DIR
-from simulators.dmp.host import DmpHost
-from simulators.pki import load_key
-from simulators.profiles import load_cps
+from bifente.apdu.cps import CpsSession, PinRequest
+from bifente.apdu.cps_spec import KeyRef
+from bifente.apdu.identity import nir_key
+from bifente.apdu.protocol import CardProtocol
+from bifente.apdu.transport import InProcessTransport
+from bifente.simulators.cps3 import Cps3Card
+from bifente.simulators.dmp.cda import build_document
+from bifente.simulators.dmp.consent import CONSENT_HEADER, canonical_json, encode_header
+from bifente.simulators.dmp.generate import STRUCTURE_DIR
+from bifente.simulators.dmp.host import DmpHost
+from bifente.simulators.pki import load_key
+from bifente.simulators.profiles import load_cps
 
 __all__ = [
     "TEST_OID",

@@ -17,8 +17,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from simulators.pki import DATA as PKI_DATA
-from simulators.pki import ca_certificate, load_key
+from bifente.simulators.pki import DATA as PKI_DATA
+from bifente.simulators.pki import ca_certificate, load_key
 
 __all__ = ["HOST_NAMES", "ROOT_CAFILE", "ensure_host_certificate", "issue", "server_context"]
 

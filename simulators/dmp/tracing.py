@@ -2,7 +2,7 @@
 
 `Tracer.refusals` wraps an operation: a `Refused` raised inside is traced with its reason and
 raised again; the operation traces its own success, in the transaction of its change. Both the
-JSON API and the patient domain (`simulators.dmp.patient`) trace through here.
+JSON API and the patient domain (`bifente.simulators.dmp.patient`) trace through here.
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 
-from simulators.dmp.codes import AccessMode, Outcome, Reason, Refused
-from simulators.dmp.storage import Storage, Trace
+from bifente.simulators.dmp.codes import AccessMode, Outcome, Reason, Refused
+from bifente.simulators.dmp.storage import Storage, Trace
 
 __all__ = ["MAX_TRACES", "PATIENT_ACTOR", "TraceContext", "Tracer", "trace_window"]
 

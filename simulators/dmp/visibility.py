@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from simulators.dmp.codes import Outcome, Reason, Refused
-from simulators.dmp.rules import Policy, apply_visibility, check_visibility_change
-from simulators.dmp.storage import Document
-from simulators.dmp.tracing import TraceContext, Tracer
+from bifente.simulators.dmp.codes import Outcome, Reason, Refused
+from bifente.simulators.dmp.rules import Policy, apply_visibility, check_visibility_change
+from bifente.simulators.dmp.storage import Document
+from bifente.simulators.dmp.tracing import TraceContext, Tracer
 
 __all__ = ["change_visibility", "flag"]
 

@@ -6,7 +6,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from apdu.identity import mask_nir
+from bifente.apdu.identity import mask_nir
 
 __all__ = [
     "PATIENT_PREFIX",

@@ -9,8 +9,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from simulators.mail.info import OperatorInfo
-from simulators.mail.operator import TEST_PASSWORD
+from bifente.simulators.mail.info import OperatorInfo
+from bifente.simulators.mail.operator import TEST_PASSWORD
 
 __all__ = ["PASSWORD_FILE", "mail_table"]
 

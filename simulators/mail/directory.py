@@ -27,7 +27,7 @@ from pathlib import Path
 
 from cryptography import x509
 
-from simulators.mail.addresses import Address, mask_address, parse_address
+from bifente.simulators.mail.addresses import Address, mask_address, parse_address
 
 __all__ = ["DirectoryClient", "DirectoryError", "DirectoryServer", "UnknownRecipient"]
 

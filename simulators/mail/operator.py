@@ -20,23 +20,23 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from apdu.identity import parse_nir
-from simulators.mail import replies
-from simulators.mail.addresses import (
+from bifente.apdu.identity import parse_nir
+from bifente.simulators.mail import replies
+from bifente.simulators.mail.addresses import (
     PATIENT_PREFIX,
     Address,
     TrustSpace,
     mask_text,
     parse_address,
 )
-from simulators.mail.directory import DirectoryServer, UnknownRecipient
-from simulators.mail.info import PORTS_FILE, DomainPorts, OperatorInfo
-from simulators.mail.pki import mailbox_certificate, root_ca_pem, server_certificate
-from simulators.mail.pop3 import Pop3Server
-from simulators.mail.smtp import RelayHandler, SmtpServer, SubmissionHandler, server_context
-from simulators.mail.store import Account, AccountKind, MailStore
-from simulators.pki import DATA as PKI_DATA
-from simulators.profiles import available, load_cps
+from bifente.simulators.mail.directory import DirectoryServer, UnknownRecipient
+from bifente.simulators.mail.info import PORTS_FILE, DomainPorts, OperatorInfo
+from bifente.simulators.mail.pki import mailbox_certificate, root_ca_pem, server_certificate
+from bifente.simulators.mail.pop3 import Pop3Server
+from bifente.simulators.mail.smtp import RelayHandler, SmtpServer, SubmissionHandler, server_context
+from bifente.simulators.mail.store import Account, AccountKind, MailStore
+from bifente.simulators.pki import DATA as PKI_DATA
+from bifente.simulators.profiles import available, load_cps
 
 __all__ = [
     "DEFAULT_DOMAINS",

@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from simulators.pki import DATA, ca_certificate, load_key
+from bifente.simulators.pki import DATA, ca_certificate, load_key
 
 __all__ = [
     "TEST_ORG",

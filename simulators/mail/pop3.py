@@ -15,8 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
 
-from simulators.mail.addresses import Address, mask_address
-from simulators.mail.store import Account, MailStore
+from bifente.simulators.mail.addresses import Address, mask_address
+from bifente.simulators.mail.store import Account, MailStore
 
 __all__ = ["Pop3Server"]
 

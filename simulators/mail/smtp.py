@@ -11,12 +11,12 @@ from typing import TYPE_CHECKING, Any
 
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
-from simulators.mail import replies
-from simulators.mail.addresses import Address, mask_address, mask_text, parse_address
-from simulators.mail.store import Account
+from bifente.simulators.mail import replies
+from bifente.simulators.mail.addresses import Address, mask_address, mask_text, parse_address
+from bifente.simulators.mail.store import Account
 
 if TYPE_CHECKING:
-    from simulators.mail.operator import MailOperator
+    from bifente.simulators.mail.operator import MailOperator
 
 __all__ = ["RelayHandler", "SmtpServer", "SubmissionHandler", "is_smime"]
 

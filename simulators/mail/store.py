@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 
-from simulators.mail.addresses import Address
+from bifente.simulators.mail.addresses import Address
 
 __all__ = ["Account", "AccountKind", "MailStore"]
 

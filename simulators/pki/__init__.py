@@ -1,7 +1,7 @@
 """The test PKI, shaped like IGC-Santé (root -> PERSONNES / ORGANISATIONS CAs -> end entities).
 
 TEST ONLY: every key here is public test data committed to the repository. The files were
-generated once by `python -m simulators.pki.generate` and are kept, so certificates and card
+generated once by `python -m bifente.simulators.pki.generate` and are kept, so certificates and card
 keys are the same on every machine.
 """
 
@@ -47,7 +47,8 @@ def card_keys(profile: str) -> CardKeys:
     folder = DATA / "cps" / profile
     if not folder.is_dir():
         raise FileNotFoundError(
-            f"no test keys for CPS profile {profile!r}: run `python -m simulators.pki.generate`")
+            f"no test keys for CPS profile {profile!r}: "
+            "run `python -m bifente.simulators.pki.generate`")
 
     def cert(name: str) -> x509.Certificate:
         return x509.load_pem_x509_certificate((folder / f"{name}.crt.pem").read_bytes())

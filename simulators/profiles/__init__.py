@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from apdu.cps_objects import CpsHolder, PracticeSituation
-from apdu.identity import parse_nir
+from bifente.apdu.cps_objects import CpsHolder, PracticeSituation
+from bifente.apdu.identity import parse_nir
 
 __all__ = [
     "CpsProfile",

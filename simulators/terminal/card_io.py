@@ -24,8 +24,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from apdu.atr import Atr
-from contracts.iso7816_3 import DI_TABLE, FI_TABLE, t1_edc
+from bifente.apdu.atr import Atr
+from bifente.contracts.iso7816_3 import DI_TABLE, FI_TABLE, t1_edc
 
 __all__ = ["ATR_CPS3_T1", "CardEngine", "LineCard", "WireStats", "t1_card", "t1_edc"]
 
@@ -44,11 +44,11 @@ OUTGOING_INS_P1P2 = frozenset({(0x2A, 0x9E, 0x9A)})  # PSO COMPUTE DIGITAL SIGNA
 # Commands a real card spends hundreds of milliseconds on: NULL bytes keep the reader waiting.
 SLOW_INS = frozenset({0x2A, 0x88, 0x46})  # PSO, INTERNAL AUTHENTICATE, GENERATE KEY PAIR
 
-# A T=1-only CPS3 ATR. It keeps every byte OpenSC's CPx mask fixes (apdu.cps_spec.is_cps_atr,
+# A T=1-only CPS3 ATR. It keeps every byte OpenSC's CPx mask fixes (apdu/cps_spec.py's is_cps_atr,
 # so CpsSession accepts the card) and uses the free ones: T0 = 8B (TD1, 11 historical bytes),
 # TD1 = 81 (T=1, TD2 follows), TD2 = 11 (TA3, T=1), TA3 = 20 (IFSC 32; BWI 4 and CWI 13 by
 # default), historical bytes 00 12 25 00 64 80 00 03 7B 00 90, TCK 00. (The CPS3 contactless
-# ATR, apdu.cps_spec.ATR_CONTACTLESS, has TD1 = 80 and so announces T=0 as well as T=1.)
+# ATR, apdu/cps_spec.py's ATR_CONTACTLESS, has TD1 = 80 and so announces T=0 as well as T=1.)
 ATR_CPS3_T1 = bytes.fromhex("3B8B81112000122500648000037B009000")
 T1_DEFAULT_IFS = 32  # §11.4.2
 
@@ -146,8 +146,8 @@ class WireStats:
 
 
 def t1_card(profile: str = "gp") -> LineCard:
-    """A CPS3 card (simulators.cps3) answering with a T=1-only ATR (ATR_CPS3_T1)."""
-    from simulators.cps3 import Cps3Card
+    """A CPS3 card (bifente.simulators.cps3) answering with a T=1-only ATR (ATR_CPS3_T1)."""
+    from bifente.simulators.cps3 import Cps3Card
 
     card = Cps3Card(profile)
     card.atr = ATR_CPS3_T1

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from simulators.terminal.supervisor import VirtualTerminal
+    from bifente.simulators.terminal.supervisor import VirtualTerminal
 
 __all__ = ["ControlError", "ControlServer", "TerminalControl", "default_control_address",
            "read_state", "remove_state", "state_path", "write_state"]

@@ -29,9 +29,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import TracebackType
 
-from simulators.cps3 import Cps3Card
-from simulators.terminal.card_io import CardEngine, LineCard, WireStats
-from simulators.vitale import Vitale2Card
+from bifente.simulators.cps3 import Cps3Card
+from bifente.simulators.terminal.card_io import CardEngine, LineCard, WireStats
+from bifente.simulators.vitale import Vitale2Card
 
 __all__ = ["KEYS", "FirmwareError", "VirtualTerminal", "expand_keys"]
 
@@ -570,7 +570,7 @@ class VirtualTerminal:
 
     def serve_control(self, address: str | None = None) -> str:
         """Start the control server for other processes (simulators/terminal/control.py)."""
-        from simulators.terminal.control import ControlServer, default_control_address
+        from bifente.simulators.terminal.control import ControlServer, default_control_address
 
         server = ControlServer(self, address or default_control_address())
         self._server = server

@@ -1,5 +1,5 @@
 """Simulated Vitale 2 card."""
 
-from simulators.vitale.card import Vitale2Card
+from bifente.simulators.vitale.card import Vitale2Card
 
 __all__ = ["Vitale2Card"]

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from apdu.tlv import encode, encode_constructed
-from apdu.vitale_spec import (
+from bifente.apdu.tlv import encode, encode_constructed
+from bifente.apdu.vitale_spec import (
     ATR_VITALE2,
     MF_VITALE_AID,
     VITALE_AID,
@@ -13,8 +13,8 @@ from apdu.vitale_spec import (
     RightsTag,
     StandinFid,
 )
-from simulators.cardos import DF, EF, Card, RecordEF
-from simulators.profiles import VitaleProfile, load_vitale
+from bifente.simulators.cardos import DF, EF, Card, RecordEF
+from bifente.simulators.profiles import VitaleProfile, load_vitale
 
 __all__ = ["Vitale2Card"]
 

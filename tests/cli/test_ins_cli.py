@@ -6,11 +6,12 @@ import json
 import subprocess
 import sys
 
-from apdu.identity import compute_ins_c, parse_nir
+from bifente.apdu.identity import compute_ins_c, parse_nir
 
 
 def bifente(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "edged.cli.main", *args], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "bifente.edged.cli.main",
+                           *args], capture_output=True,
                           text=True, timeout=60, check=False)
 
 
@@ -51,11 +52,11 @@ def test_usage_error_exit_2() -> None:
 
 
 def test_expired_rights_and_card_are_flagged() -> None:
-    from apdu.protocol import CardProtocol
-    from apdu.transport import InProcessTransport
-    from apdu.vitale import VitaleSession
-    from edged.cli.render import _past, vitale_text
-    from simulators.vitale import Vitale2Card
+    from bifente.apdu.protocol import CardProtocol
+    from bifente.apdu.transport import InProcessTransport
+    from bifente.apdu.vitale import VitaleSession
+    from bifente.edged.cli.render import _past, vitale_text
+    from bifente.simulators.vitale import Vitale2Card
 
     assert _past("20260115", today="20261205") and not _past("20331231", today="20261205")
     card = VitaleSession(CardProtocol(InProcessTransport(Vitale2Card("family")))).read()

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from edged.cli import mail
+from bifente.edged.cli import mail
 
 ESCAPES = "\x1b]0;pwned\x07\x1b[2J"
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from edged.cli.main import build_parser
+from bifente.edged.cli.main import build_parser
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCUMENTED = {1, 2, 3, 4, 5}
@@ -36,7 +36,7 @@ def _leaves(parser: argparse.ArgumentParser, prefix: list[str]) -> Iterator[
 LEAVES = list(_leaves(build_parser(), []))
 
 
-def _run(argv: list[str], home: Path, program: str = "edged.cli.main",
+def _run(argv: list[str], home: Path, program: str = "bifente.edged.cli.main",
          timeout: float = 60) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "HOME": str(home), "PYTHONPATH": str(ROOT),
            "BIFENTE_STATE_DIR": str(home / "state"), "XDG_CONFIG_HOME": str(home / ".config")}
@@ -143,7 +143,7 @@ def test_read_only_listing_creates_nothing(tmp_path: Path) -> None:
 
 
 def test_version(tmp_path: Path) -> None:
-    for program in ("edged.cli.main", "edged"):
+    for program in ("bifente.edged.cli.main", "bifente.edged"):
         done = _run(["--version"], tmp_path, program=program)
         assert done.returncode == 0 and done.stdout.split()[1][0].isdigit(), done
 
@@ -165,10 +165,11 @@ EDGED_BAD = [
 
 @pytest.mark.parametrize("argv", EDGED_BAD, ids=[" ".join(a) for a in EDGED_BAD])
 def test_edged_bad_arguments_give_one_line(argv: list[str], tmp_path: Path) -> None:
-    _assert_clean(_run(argv, tmp_path, program="edged"), argv)
+    _assert_clean(_run(argv, tmp_path, program="bifente.edged"), argv)
 
 
 def test_edged_bad_config_file(tmp_path: Path) -> None:
     bad = tmp_path / "bad.toml"
     bad.write_text("[server\nport = 'x'")
-    _assert_clean(_run(["--config", str(bad)], tmp_path, program="edged"), ["--config", "bad"])
+    _assert_clean(_run(["--config", str(bad)], tmp_path, program="bifente.edged"),
+                  ["--config", "bad"])

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from simulators.dmp import DmpHost
-from simulators.dmp.testing import DmpWorld, FakeClock
+from bifente.simulators.dmp import DmpHost
+from bifente.simulators.dmp.testing import DmpWorld, FakeClock
 
 
 @pytest.fixture(scope="session")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from simulators.dmp.testing import TEST_OID, national_id
-from simulators.dmp.testing import DmpWorld as World
+from bifente.simulators.dmp.testing import TEST_OID, national_id
+from bifente.simulators.dmp.testing import DmpWorld as World
 
 BIOLOGY, PRESCRIPTION, DISCHARGE, CONSULTATION, CARE_PLAN = (
     "11502-2", "57833-6", "11490-0", "11488-4", "18776-5")

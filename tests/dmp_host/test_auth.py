@@ -6,9 +6,9 @@ import base64
 
 from cryptography.hazmat.primitives import serialization
 
-from simulators.dmp.testing import DmpClient, card_login, national_id, structure_login
-from simulators.dmp.testing import DmpWorld as World
-from simulators.pki import card_keys
+from bifente.simulators.dmp.testing import DmpClient, card_login, national_id, structure_login
+from bifente.simulators.dmp.testing import DmpWorld as World
+from bifente.simulators.pki import card_keys
 
 
 def _client(world: World) -> DmpClient:

@@ -8,12 +8,13 @@ import subprocess
 import sys
 from pathlib import Path
 
-from simulators.dmp.testing import ConsentSigner, DmpClient, test_nir
+from bifente.simulators.dmp.testing import ConsentSigner, DmpClient, test_nir
 
 
 def test_bifente_sim_dmp_serves_until_sigterm(tmp_path: Path) -> None:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "edged.cli.main", "-v", "sim", "dmp", "--data", str(tmp_path),
+        [sys.executable, "-m", "bifente.edged.cli.main",
+         "-v", "sim", "dmp", "--data", str(tmp_path),
          "--port", "0", "--admin-token", "admin-secret", "--test-mode"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:

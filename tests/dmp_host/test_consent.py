@@ -6,9 +6,9 @@ import base64
 
 import pytest
 
-from simulators.dmp.consent import CONSENT_HEADER, encode_header
-from simulators.dmp.testing import TEST_OID, ConsentSigner, national_id
-from simulators.dmp.testing import DmpWorld as World
+from bifente.simulators.dmp.consent import CONSENT_HEADER, encode_header
+from bifente.simulators.dmp.testing import TEST_OID, ConsentSigner, national_id
+from bifente.simulators.dmp.testing import DmpWorld as World
 
 
 def refused(world: World, ins: str, password: str) -> list[str]:

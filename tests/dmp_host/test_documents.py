@@ -8,9 +8,9 @@ import socket
 import ssl
 import time
 
-from simulators.dmp.storage import DB_NAME
-from simulators.dmp.testing import DmpClient, card_login, national_id
-from simulators.dmp.testing import DmpWorld as World
+from bifente.simulators.dmp.storage import DB_NAME
+from bifente.simulators.dmp.testing import DmpClient, card_login, national_id
+from bifente.simulators.dmp.testing import DmpWorld as World
 
 PDF = b"%PDF-1.4\n% test document\n" + bytes(range(256)) * 4
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import base64
 import json
 
-from simulators.dmp import DmpHost
-from simulators.dmp.testing import DmpClient, national_id
-from simulators.dmp.testing import DmpWorld as World
+from bifente.simulators.dmp import DmpHost
+from bifente.simulators.dmp.testing import DmpClient, national_id
+from bifente.simulators.dmp.testing import DmpWorld as World
 
 PDF = b"%PDF-1.7\n% my own report\n"
 

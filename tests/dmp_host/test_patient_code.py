@@ -3,7 +3,7 @@ one-time login code (POST /api/dmp/{ins}/patient-code) instead of it being sent.
 
 from __future__ import annotations
 
-from simulators.dmp.testing import DmpWorld as World
+from bifente.simulators.dmp.testing import DmpWorld as World
 
 
 def _login(world: World, ins: str, password: str) -> dict:

@@ -1,4 +1,4 @@
-"""The patient domain on its own (`simulators.dmp.patient`), as the JSON API and the pages call
+"""The patient domain on its own (`simulators/dmp/patient.py`), as the JSON API and the pages call
 it: plain methods over a real SQLite storage, no HTTP; each operation leaves one trace, and a
 call without a session leaves none. The code sender is the one seam faked."""
 
@@ -10,14 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from simulators.dmp.auth import PatientLogins, Sessions, hash_password
-from simulators.dmp.codes import Reason, Refused
-from simulators.dmp.directory import DEFAULT_DIRECTORY, Directory
-from simulators.dmp.patient import PatientSpace
-from simulators.dmp.rules import DEFAULT_POLICY, load_policy
-from simulators.dmp.storage import Storage, Trace
-from simulators.dmp.testing import TEST_OID, FakeClock, test_nir
-from simulators.dmp.tracing import Tracer
+from bifente.simulators.dmp.auth import PatientLogins, Sessions, hash_password
+from bifente.simulators.dmp.codes import Reason, Refused
+from bifente.simulators.dmp.directory import DEFAULT_DIRECTORY, Directory
+from bifente.simulators.dmp.patient import PatientSpace
+from bifente.simulators.dmp.rules import DEFAULT_POLICY, load_policy
+from bifente.simulators.dmp.storage import Storage, Trace
+from bifente.simulators.dmp.testing import TEST_OID, FakeClock, test_nir
+from bifente.simulators.dmp.tracing import Tracer
 
 PASSWORD = "a-patient-password"
 

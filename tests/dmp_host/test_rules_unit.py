@@ -10,12 +10,12 @@ import pytest
 from cryptography import x509
 from cryptography.x509.verification import PolicyBuilder, Store
 
-from simulators.dmp.cda import XmlRefused, build_document, check_cda, parse_xml
-from simulators.dmp.codes import AccessMode, CdaProblem, Reason
-from simulators.dmp.consent import canonical_json, verify_consent
-from simulators.dmp.directory import DEFAULT_DIRECTORY, Directory
-from simulators.dmp.generate import STRUCTURE_DIR, TEST_STRUCTURE, render_directory
-from simulators.dmp.rules import (
+from bifente.simulators.dmp.cda import XmlRefused, build_document, check_cda, parse_xml
+from bifente.simulators.dmp.codes import AccessMode, CdaProblem, Reason
+from bifente.simulators.dmp.consent import canonical_json, verify_consent
+from bifente.simulators.dmp.directory import DEFAULT_DIRECTORY, Directory
+from bifente.simulators.dmp.generate import STRUCTURE_DIR, TEST_STRUCTURE, render_directory
+from bifente.simulators.dmp.rules import (
     DmpView,
     DocView,
     PatientVisibility,
@@ -28,9 +28,9 @@ from simulators.dmp.rules import (
     load_policy,
     patient_visibility,
 )
-from simulators.dmp.storage import Document, Storage
-from simulators.dmp.testing import TEST_OID, ConsentSigner, test_nir
-from simulators.pki import ca_certificate
+from bifente.simulators.dmp.storage import Document, Storage
+from bifente.simulators.dmp.testing import TEST_OID, ConsentSigner, test_nir
+from bifente.simulators.pki import ca_certificate
 
 POLICY = load_policy()
 NOW = dt.datetime(2026, 1, 31, 12, tzinfo=dt.UTC).timestamp()
@@ -134,7 +134,7 @@ def test_who_changes_visibility() -> None:
 # -- stand-in directory and test structure -----------------------------------------------------
 def test_the_stand_in_directory_is_in_sync_with_the_cps_profiles() -> None:
     assert DEFAULT_DIRECTORY.read_text(encoding="utf-8") == render_directory(), \
-        "run `python -m simulators.dmp.generate`"
+        "run `python -m bifente.simulators.dmp.generate`"
     directory = Directory.load()
     emergency = directory.professional("810001000105")
     assert emergency is not None and emergency.samu and emergency.specialty == "SM59"

@@ -15,13 +15,13 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 
-from bifente_client import Client, Credentials, pair
-from edged.config import Config
-from edged.daemon import Daemon
-from simulators.dmp import DmpHost
-from simulators.dmp.testing import DmpWorld, FakeClock
-from simulators.pinpad import Keypad, PinPadTransport, SimulatedDisplay
-from simulators.world import SimulatedWorld
+from bifente.client import Client, Credentials, pair
+from bifente.edged.config import Config
+from bifente.edged.daemon import Daemon
+from bifente.simulators.dmp import DmpHost
+from bifente.simulators.dmp.testing import DmpWorld, FakeClock
+from bifente.simulators.pinpad import Keypad, PinPadTransport, SimulatedDisplay
+from bifente.simulators.world import SimulatedWorld
 
 
 class Bench:

@@ -10,12 +10,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from edged.api import jsonrpc
-from edged.api.methods import METHODS
-from edged.api.schema import SchemaError, empty_matches, validate
-from edged.api.server import TokenBucket
-from edged.config import Config, ConfigError, load_config
-from edged.readers.ui import DISPLAY_COLUMNS, DISPLAY_LINES, fit_lines
+from bifente.edged.api import jsonrpc
+from bifente.edged.api.methods import METHODS
+from bifente.edged.api.schema import SchemaError, empty_matches, validate
+from bifente.edged.api.server import TokenBucket
+from bifente.edged.config import Config, ConfigError, load_config
+from bifente.edged.readers.ui import DISPLAY_COLUMNS, DISPLAY_LINES, fit_lines
 
 
 def test_parse_valid_request_and_notification() -> None:
@@ -159,9 +159,9 @@ def test_token_bucket() -> None:
 
 
 def test_protocol_doc_is_generated_from_the_method_table() -> None:
-    from edged.api import docs
+    from bifente.edged.api import docs
 
-    assert docs.TARGET.read_text() == docs.render(), "run: python -m edged.api.docs"
+    assert docs.TARGET.read_text() == docs.render(), "run: python -m bifente.edged.api.docs"
 
 
 def test_example_config_is_the_defaults() -> None:
@@ -170,7 +170,7 @@ def test_example_config_is_the_defaults() -> None:
 
 
 def test_limits_table_is_checked(tmp_path) -> None:
-    from edged.config import ConfigError, load_config
+    from bifente.edged.config import ConfigError, load_config
 
     path = tmp_path / "edged.toml"
     path.write_text('[limits."Practice server"]\nrate_burst = 400\nmax_connections = 64\n')

@@ -8,13 +8,13 @@ import time
 
 import pytest
 
-from apdu.command import CommandApdu
-from apdu.cps import CpsSession
-from apdu.errors import CardRemoved
-from apdu.protocol import CardProtocol
-from apdu.transport import InProcessTransport
-from edged.readers.arbiter import Busy, CardArbiter, OperationTimeout
-from simulators.cps3 import Cps3Card
+from bifente.apdu.command import CommandApdu
+from bifente.apdu.cps import CpsSession
+from bifente.apdu.errors import CardRemoved
+from bifente.apdu.protocol import CardProtocol
+from bifente.apdu.transport import InProcessTransport
+from bifente.edged.readers.arbiter import Busy, CardArbiter, OperationTimeout
+from bifente.simulators.cps3 import Cps3Card
 
 
 def arbiter_for(card: Cps3Card) -> CardArbiter:

@@ -16,14 +16,14 @@ from pathlib import Path
 import pytest
 import websockets
 
-from bifente_client import Client, RemoteError
-from bifente_client.client import _context
-from edged.cli.main import main as cli
-from edged.config import Config
-from edged.daemon import Daemon
-from edged.state.audit import AuditTampered, read_anchor_key, record_hash
-from edged.state.audit.anchor import anchor_mac
-from edged.state.checkpoint import CheckpointError, verify_checkpoint
+from bifente.client import Client, RemoteError
+from bifente.client.client import _context
+from bifente.edged.cli.main import main as cli
+from bifente.edged.config import Config
+from bifente.edged.daemon import Daemon
+from bifente.edged.state.audit import AuditTampered, read_anchor_key, record_hash
+from bifente.edged.state.audit.anchor import anchor_mac
+from bifente.edged.state.checkpoint import CheckpointError, verify_checkpoint
 
 pytestmark = pytest.mark.asyncio
 

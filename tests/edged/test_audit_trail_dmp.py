@@ -11,10 +11,10 @@ import asyncio
 
 import pytest
 
-from bifente_client import RemoteError
-from simulators.cps3 import Cps3Card
-from simulators.vitale import Vitale2Card
-from simulators.world import SimulatedWorld
+from bifente.client import RemoteError
+from bifente.simulators.cps3 import Cps3Card
+from bifente.simulators.vitale import Vitale2Card
+from bifente.simulators.world import SimulatedWorld
 from tests.edged.test_dmp_flows import ANNE, PIERRE, answered, dmp_config, until
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.pcsc]

@@ -6,8 +6,8 @@ import asyncio
 
 import pytest
 
-from bifente_client import RemoteError
-from simulators.cps3 import Cps3Card
+from bifente.client import RemoteError
+from bifente.simulators.cps3 import Cps3Card
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.pcsc]
 

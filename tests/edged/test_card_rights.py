@@ -13,10 +13,10 @@ import hashlib
 
 import pytest
 
-from bifente_client import RemoteError
-from edged.cli.main import main as bifente
-from simulators.cps3 import Cps3Card
-from simulators.dmp.testing import DmpClient
+from bifente.client import RemoteError
+from bifente.edged.cli.main import main as bifente
+from bifente.simulators.cps3 import Cps3Card
+from bifente.simulators.dmp.testing import DmpClient
 from tests.edged.test_dmp_flows import PIERRE, answered, prompts, refused, start, until
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.pcsc]
@@ -160,7 +160,7 @@ async def test_pairing_shows_the_scopes_and_admin_is_granted_only_locally(
         shown.append(bench.display.screen())
         return bench.code_on_display()
 
-    from bifente_client import pair
+    from bifente.client import pair
 
     credentials = await pair("127.0.0.1", bench.port, bench.fingerprint, "writer",
                              ["cps:sign", "dmp:write"], read_code)

@@ -11,8 +11,8 @@ import base64
 
 import pytest
 
-from simulators.cps3 import Cps3Card
-from simulators.vitale import Vitale2Card
+from bifente.simulators.cps3 import Cps3Card
+from bifente.simulators.vitale import Vitale2Card
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.pcsc]
 

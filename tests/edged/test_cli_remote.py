@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from simulators.cps3 import Cps3Card
-from simulators.vitale import Vitale2Card
+from bifente.simulators.cps3 import Cps3Card
+from bifente.simulators.vitale import Vitale2Card
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.pcsc]
 ROOT = Path(__file__).resolve().parents[2]
@@ -21,7 +21,7 @@ async def bifente(clients: Path, *argv: str) -> tuple[int, str, str]:
     """The CLI as a process (asynchronously: the daemon runs in this test's event loop)."""
     env = {**os.environ, "BIFENTE_CLIENT_DIR": str(clients), "PYTHONPATH": str(ROOT)}
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "edged.cli.main", *argv, env=env,
+        sys.executable, "-m", "bifente.edged.cli.main", *argv, env=env,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     out, err = await asyncio.wait_for(proc.communicate(), 60)
     assert b"Traceback" not in err, err.decode()
@@ -83,7 +83,7 @@ async def test_expired_rights_and_certificates_are_flagged(edged, slots, pcscd,
     assert rc == 0 and "WARNING: the signature certificate expired" in out
     rc, out, _ = await bifente(clients, "--remote", "Front desk", "vitale", "read")
     assert rc == 0
-    from edged.cli.render import _past
+    from bifente.edged.cli.render import _past
 
     if _past("20260115"):  # the temporary profile's rights end on 2026-01-15
         assert "(droits expirés)" in out and "(carte expirée)" in out
@@ -96,7 +96,7 @@ async def test_pair_asks_again_lists_refuses_overwrite_and_self_revoke(edged,
     target = f"127.0.0.1:{bench.port}#sha256:{bench.fingerprint}"
     env = {**os.environ, "BIFENTE_CLIENT_DIR": str(clients), "PYTHONPATH": str(ROOT)}
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "edged.cli.main", "pair", target, "--name", "Admin desk",
+        sys.executable, "-m", "bifente.edged.cli.main", "pair", target, "--name", "Admin desk",
         "--scope", "identity:read", env=env, stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     assert proc.stdin is not None

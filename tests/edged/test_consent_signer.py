@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from cryptography.exceptions import InvalidSignature
 
-from contracts.consent import canonical_json as canonical
-from edged.services.consent import ConsentSigner, verify_record
+from bifente.contracts.consent import canonical_json as canonical
+from bifente.edged.services.consent import ConsentSigner, verify_record
 
 
 def test_signed_record_verifies_and_binds_its_fields(tmp_path: Path) -> None:

@@ -11,8 +11,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, utils
 
-from bifente_client import RemoteError
-from simulators.cps3 import Cps3Card
+from bifente.client import RemoteError
+from bifente.simulators.cps3 import Cps3Card
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.pcsc]
 

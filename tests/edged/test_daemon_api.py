@@ -12,8 +12,8 @@ import subprocess
 import pytest
 import websockets
 
-from bifente_client import Client, RemoteError
-from edged.state.audit import AuditLog, read_anchor_key
+from bifente.client import Client, RemoteError
+from bifente.edged.state.audit import AuditLog, read_anchor_key
 
 pytestmark = pytest.mark.asyncio
 
@@ -42,7 +42,7 @@ async def test_pairing_then_mutual_tls(edged) -> None:
 async def test_wrong_codes_count_down_then_lock_out(edged) -> None:
     bench = await edged()
     async with await bench.unpaired() as client:
-        from bifente_client.tls import generate_client_key_and_csr
+        from bifente.client.tls import generate_client_key_and_csr
 
         _key, csr = generate_client_key_and_csr("guesser")
         begun = await client.call("pair.begin", {"name": "guesser", "csr": csr.decode()})
@@ -111,7 +111,7 @@ async def test_an_admin_revoking_itself_gets_the_answer_then_is_closed(edged) ->
 async def test_revocation_by_another_process_applies_on_the_next_call(edged) -> None:
     # The connection keeps its client between calls while the registry is unchanged; a
     # revocation written by another connection to the database (the CLI) is seen at once.
-    from edged.state.clients import ClientRegistry
+    from bifente.edged.state.clients import ClientRegistry
 
     bench = await edged()
     async with await bench.client("laptop", "identity:read") as client:

@@ -10,9 +10,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding
 
-from bifente_client import RemoteError
-from simulators.cps3 import Cps3Card
-from simulators.vitale import Vitale2Card
+from bifente.client import RemoteError
+from bifente.simulators.cps3 import Cps3Card
+from bifente.simulators.vitale import Vitale2Card
 from tests.pins import shows_pin
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.pcsc]

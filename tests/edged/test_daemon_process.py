@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from bifente_client import Client, RemoteError
-from edged.state.audit import AuditLog, read_anchor_key
-from edged.state.keywrap import load_key_wrapper
+from bifente.client import Client, RemoteError
+from bifente.edged.state.audit import AuditLog, read_anchor_key
+from bifente.edged.state.keywrap import load_key_wrapper
 
 pytestmark = pytest.mark.asyncio
 
@@ -23,7 +23,8 @@ def start_edged(tmp: Path, *extra: str, config: str = "") -> tuple[subprocess.Po
     path = tmp / "edged.toml"
     path.write_text(f'[server]\nhost = "127.0.0.1"\nport = 0\n[state]\nstate_dir = "{tmp}/state"\n'
                     f"{config}")
-    process = subprocess.Popen([sys.executable, "-m", "edged", "--config", str(path), *extra],
+    process = subprocess.Popen([sys.executable, "-m", "bifente.edged",
+                                "--config", str(path), *extra],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     line = process.stdout.readline()  # type: ignore[union-attr]
     match = re.search(r":(\d+) fingerprint sha256:([0-9a-f]{64})", line)
@@ -48,7 +49,7 @@ async def test_sigkill_then_restart_keeps_the_audit_chain(tmp_path: Path) -> Non
                                                  config="[cards]\npcsc = false\n")
         async with await Client.connect("127.0.0.1", port, fingerprint) as client:
             # Unpaired calls are refused but pair.begin writes audit records: load while dying.
-            from bifente_client.tls import generate_client_key_and_csr
+            from bifente.client.tls import generate_client_key_and_csr
 
             _key, csr = generate_client_key_and_csr(f"round{round_}")
             calls = [client.call("pair.begin", {"name": f"c{i}", "csr": csr.decode()})
@@ -76,7 +77,7 @@ async def test_bad_config_is_one_line_and_exit_2(tmp_path: Path) -> None:
     bad = tmp_path / "bad.toml"
     bad.write_text("[server]\nport = 'x'\n")
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "edged", "--config", str(bad),
+        sys.executable, "-m", "bifente.edged", "--config", str(bad),
         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     _out, err = await asyncio.wait_for(process.communicate(), 30)
     assert process.returncode == 2
@@ -101,7 +102,7 @@ async def test_systemd_notify_ready_and_stopping(tmp_path: Path) -> None:
     path.write_text(f'[server]\nhost = "127.0.0.1"\nport = 0\n[state]\n'
                     f'state_dir = "{tmp_path}/state"\n[cards]\npcsc = false\n')
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "edged", "--config", str(path), "--no-mdns", env=env,
+        sys.executable, "-m", "bifente.edged", "--config", str(path), "--no-mdns", env=env,
         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         messages = [await notification() for _ in range(3)]
@@ -139,9 +140,9 @@ async def test_sigterm_says_goodbye_on_mdns_and_powers_cards_down(tmp_path: Path
     from zeroconf import ServiceStateChange
     from zeroconf.asyncio import AsyncServiceBrowser, AsyncZeroconf
 
-    from bifente_client import pair
-    from edged.discovery import SERVICE_TYPE
-    from simulators.cps3 import Cps3Card
+    from bifente.client import pair
+    from bifente.edged.discovery import SERVICE_TYPE
+    from bifente.simulators.cps3 import Cps3Card
 
     card = Cps3Card("gp")
     await asyncio.to_thread(slots.insert, 0, card)
@@ -204,7 +205,7 @@ async def test_cli_discover_pair_status_and_clients(tmp_path: Path) -> None:
         tmp_path, config=f'[cards]\npcsc = false\n[discovery]\nname = "{name}"\n'
                          f'mdns_interfaces = ["127.0.0.1"]\n')
     env = dict(os.environ, BIFENTE_CLIENT_DIR=str(tmp_path / "client"))
-    cli = [sys.executable, "-m", "edged.cli.main"]
+    cli = [sys.executable, "-m", "bifente.edged.cli.main"]
 
     def bifente(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run([*cli, *args], capture_output=True, text=True, timeout=60,

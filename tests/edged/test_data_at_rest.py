@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives import serialization
 
-from edged.config import Config
-from edged.daemon import Daemon
-from edged.state.keystore import Keystore, KeystoreError
-from edged.state.keywrap import CREDENTIAL_NAME, StateKeyError, load_key_wrapper
-from simulators.world import SimulatedWorld
+from bifente.edged.config import Config
+from bifente.edged.daemon import Daemon
+from bifente.edged.state.keystore import Keystore, KeystoreError
+from bifente.edged.state.keywrap import CREDENTIAL_NAME, StateKeyError, load_key_wrapper
+from bifente.simulators.world import SimulatedWorld
 
 PIERRE = "178027505601209"
 CDA = b"<?xml version='1.0'?><ClinicalDocument>compte rendu: diabete de type 2</ClinicalDocument>"
@@ -122,7 +122,7 @@ def test_a_copied_state_directory_cannot_make_emission_codes_or_open_the_seal(
         tmp_path: Path) -> None:
     # The proxy's secrets: the TOTP secrets codes are made from, and the seal key's passphrase
     # (once `proxy/seal.secret`, beside the key). Stored as edged and `bifente proxy` do.
-    from edged.services.proxy import SealError, UserStore, import_seal, load_seal, totp
+    from bifente.edged.services.proxy import SealError, UserStore, import_seal, load_seal, totp
 
     state = tmp_path / "state"
     wrapper = load_key_wrapper(state, str(tmp_path / "elsewhere" / "state.key"))
@@ -154,7 +154,7 @@ def test_a_copied_state_directory_cannot_make_emission_codes_or_open_the_seal(
 def test_totp_secrets_of_an_older_install_are_sealed_when_opened(tmp_path: Path) -> None:
     import sqlite3
 
-    from edged.state.proxy_users import UserStore
+    from bifente.edged.state.proxy_users import UserStore
 
     state = tmp_path / "state"
     wrapper = load_key_wrapper(state, str(tmp_path / "elsewhere" / "state.key"))

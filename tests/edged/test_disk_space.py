@@ -14,14 +14,14 @@ from pathlib import Path
 
 import pytest
 
-from bifente_client import RemoteError
-from bifente_client.codes import STORAGE_FULL
-from edged.api.errors import to_rpc_error
-from edged.config import Config
-from edged.daemon import Daemon
-from edged.services.dmp import DmpService
-from edged.state.space import DiskFull, SpaceGuard
-from simulators.world import SimulatedWorld
+from bifente.client import RemoteError
+from bifente.client.codes import STORAGE_FULL
+from bifente.edged.api.errors import to_rpc_error
+from bifente.edged.config import Config
+from bifente.edged.daemon import Daemon
+from bifente.edged.services.dmp import DmpService
+from bifente.edged.state.space import DiskFull, SpaceGuard
+from bifente.simulators.world import SimulatedWorld
 from tests.needs import tmpfs
 
 MIB = 1 << 20
@@ -39,7 +39,7 @@ def fill_until(fs: Path, free_mib: int) -> Path:
 @pytest.mark.asyncio
 async def test_a_nearly_full_disk_refuses_uploads_keeps_what_is_stored_and_recovers(
         edged, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.WARNING, logger="edged.state.space")
+    caplog.set_level(logging.WARNING, logger="bifente.edged.state.space")
     with tmpfs(tmp_path / "fs", size="48m") as fs:
         bench = await edged(state_dir=fs / "state", min_free_mb=16)
         async with await bench.client("desk", "identity:read") as client:
@@ -61,7 +61,7 @@ async def test_a_nearly_full_disk_refuses_uploads_keeps_what_is_stored_and_recov
             assert caplog.text.count("disk nearly full") == 1
 
             # What was stored is intact and usable; the audit trail still writes.
-            from edged.api import uploads
+            from bifente.edged.api import uploads
 
             stored = uploads.uploads_of(bench.daemon)
             conn = next(iter(bench.daemon.server.connections))

@@ -12,13 +12,13 @@ import time
 
 import pytest
 
-from bifente_client import RemoteError
-from edged.api.dmp_methods import _service
-from simulators.cps3 import Cps3Card
-from simulators.dmp import DmpHost
-from simulators.dmp.testing import DmpClient
-from simulators.vitale import Vitale2Card
-from simulators.world import SimulatedWorld
+from bifente.client import RemoteError
+from bifente.edged.api.dmp_methods import _service
+from bifente.simulators.cps3 import Cps3Card
+from bifente.simulators.dmp import DmpHost
+from bifente.simulators.dmp.testing import DmpClient
+from bifente.simulators.vitale import Vitale2Card
+from bifente.simulators.world import SimulatedWorld
 from tests.edged.cda import BIOLOGY, cda
 
 CARE = "11506-3"  # care follow-up: nurses see it
@@ -348,7 +348,7 @@ def _cli(*argv: str) -> tuple[int, str, str]:
     import contextlib
     import io
 
-    from edged.cli.main import main
+    from bifente.edged.cli.main import main
 
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
@@ -700,7 +700,7 @@ async def test_patient_identified_by_the_ins_from_the_vitale_card(edged, slots, 
                                                                      host, dmp_sim) -> None:
     """D3: the INS (NIR with its assigning authority OID) comes from the Vitale card; the
     INS-C is computed for the insured; the host registers exactly that INS and OID."""
-    from apdu.identity import InsAuthority, compute_ins_c, parse_nir
+    from bifente.apdu.identity import InsAuthority, compute_ins_c, parse_nir
 
     bench = await start(edged, slots, dmp_sim)
     async with await bench.client("software", "identity:read", "dmp:read",

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from edged.state.dmp_queue import FeedQueue
-from edged.state.keywrap import KeyWrapper
-from edged.state.space import SpaceGuard
+from bifente.edged.state.dmp_queue import FeedQueue
+from bifente.edged.state.keywrap import KeyWrapper
+from bifente.edged.state.space import SpaceGuard
 from tests.edged.cda import cda
 from tests.edged.test_dmp_flows import PIERRE, answered, b64, start, until
 
@@ -34,7 +34,7 @@ async def test_the_queue_outlives_a_database_error_and_says_it(edged, slots, pcs
     # ended the delivery task, and stop() swallowed it: feeds stayed queued, nothing said why.
     # Here the queue's file is held by another writer (a backup, an operator's sqlite3 shell)
     # longer than SQLite's busy timeout: the claim fails with "database is locked".
-    caplog.set_level(logging.INFO, logger="edged.services.dmp")
+    caplog.set_level(logging.INFO, logger="bifente.edged.services.dmp")
     world.create("gp", ins=PIERRE)
     bench = await start(edged, slots, dmp_sim, retry_base=1.0, retry_max=1.0)
     async with await bench.client("ambulance", "dmp:read", "dmp:write") as client:
@@ -122,7 +122,7 @@ async def test_a_feed_being_queued_does_not_hold_up_other_clients(edged, slots, 
 
 
 def _loop_errors(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
-    return [r for r in caplog.records if r.name == "edged.services.dmp"
+    return [r for r in caplog.records if r.name == "bifente.edged.services.dmp"
             and r.levelno == logging.ERROR and "delivery loop" in r.getMessage()]
 
 

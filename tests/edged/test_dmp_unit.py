@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from contracts.consent import canonical_json as canonical
-from edged.config import ConfigError
-from edged.services.consent import ConsentSigner
-from edged.services.dmp_host import DmpSettings, query_string
-from edged.state.dmp_queue import FeedQueue
-from simulators.dmp.consent import load_device_key, verify_consent
-from simulators.pki import DATA
+from bifente.contracts.consent import canonical_json as canonical
+from bifente.edged.config import ConfigError
+from bifente.edged.services.consent import ConsentSigner
+from bifente.edged.services.dmp_host import DmpSettings, query_string
+from bifente.edged.state.dmp_queue import FeedQueue
+from bifente.simulators.dmp.consent import load_device_key, verify_consent
+from bifente.simulators.pki import DATA
 
 CA = str(DATA / "ca" / "test-root.crt.pem")
 VECTOR = {"v": 1, "ins": "285036912304579", "professional": "810001000101", "action": "read",
@@ -115,7 +115,7 @@ def test_nothing_is_sent_before_the_consent_device_is_enrolled(tmp_path: Path) -
     import asyncio
     from types import SimpleNamespace
 
-    from edged.services.dmp import DmpService
+    from bifente.edged.services.dmp import DmpService
 
     settings = DmpSettings.from_table({"url": "https://dmp.test:8443/", "ca_file": CA,
                                        "admin_token": "t", "retry_base": 0.05})
@@ -165,8 +165,8 @@ def test_a_refusal_is_told_from_an_outage(tmp_path: Path, status: int, body: byt
     import asyncio
     from types import SimpleNamespace
 
-    from edged.services.dmp import DmpService
-    from edged.services.dmp_host import DmpError, HostUnreachable
+    from bifente.edged.services.dmp import DmpService
+    from bifente.edged.services.dmp_host import DmpError, HostUnreachable
 
     settings = DmpSettings.from_table({"url": "https://dmp.test:8443/", "ca_file": CA})
     assert settings is not None
@@ -184,10 +184,10 @@ def test_a_refusal_is_told_from_an_outage(tmp_path: Path, status: int, body: byt
 def test_dmp_errors_map_through_the_error_table_wherever_they_are_raised() -> None:
     # The host's refusals and outages, "not configured" and the queue's card check are typed
     # domain errors: the API maps them by type lookup, not only inside dmp_methods._run.
-    from bifente_client.codes import CARD_ERROR, DMP_ERROR
-    from edged.api.errors import to_rpc_error
-    from edged.services.dmp_card import NotThisProfessional
-    from edged.services.dmp_host import DmpError, DmpNotConfigured, HostUnreachable
+    from bifente.client.codes import CARD_ERROR, DMP_ERROR
+    from bifente.edged.api.errors import to_rpc_error
+    from bifente.edged.services.dmp_card import NotThisProfessional
+    from bifente.edged.services.dmp_host import DmpError, DmpNotConfigured, HostUnreachable
 
     refused = to_rpc_error(DmpError("cda_invalid", "bad CDA", 422, [{"line": 3}]))
     assert (refused.code, refused.message, refused.data) == (
@@ -205,7 +205,7 @@ def test_dmp_errors_map_through_the_error_table_wherever_they_are_raised() -> No
 
 
 def test_a_host_session_never_shows_its_bearer_token() -> None:
-    from edged.services.dmp_card import ProSession
+    from bifente.edged.services.dmp_card import ProSession
 
     session = ProSession("tok-3f9a1c77e2", "810001000101", "Dr Test", arbiter=None)
     assert "tok-3f9a1c77e2" not in repr(session) and "tok-3f9a1c77e2" not in str(session)

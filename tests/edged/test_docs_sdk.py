@@ -13,8 +13,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding
 
-from simulators.cps3 import Cps3Card
-from simulators.vitale import Vitale2Card
+from bifente.simulators.cps3 import Cps3Card
+from bifente.simulators.vitale import Vitale2Card
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.pcsc]
 DOC = Path(__file__).resolve().parents[2] / "docs" / "sdk-python.md"

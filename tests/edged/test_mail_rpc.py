@@ -17,18 +17,18 @@ from typing import Any
 
 import pytest
 
-from apdu.cps import CpsSession
-from apdu.protocol import CardProtocol
-from apdu.transport import InProcessTransport
-from bifente_client import RemoteError
-from edged.services import cms, smime
-from edged.services.mail import service_of
-from edged.services.smime import mime
-from edged.state.audit import AuditLog
-from simulators.cps3 import Cps3Card
-from simulators.mail import TEST_PASSWORD, MailOperator
-from simulators.pki import ca_certificate
-from simulators.world import CardsOn, MailOptions, SimulatedWorld
+from bifente.apdu.cps import CpsSession
+from bifente.apdu.protocol import CardProtocol
+from bifente.apdu.transport import InProcessTransport
+from bifente.client import RemoteError
+from bifente.edged.services import cms, smime
+from bifente.edged.services.mail import service_of
+from bifente.edged.services.smime import mime
+from bifente.edged.state.audit import AuditLog
+from bifente.simulators.cps3 import Cps3Card
+from bifente.simulators.mail import TEST_PASSWORD, MailOperator
+from bifente.simulators.pki import ca_certificate
+from bifente.simulators.world import CardsOn, MailOptions, SimulatedWorld
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.pcsc]
 
@@ -226,7 +226,7 @@ async def test_send_list_open_and_refusals(edged, slots, pcscd, tmp_path: Path) 
 
 
 def _certificate(op: MailOperator, address: str):
-    from simulators.mail import DirectoryClient
+    from bifente.simulators.mail import DirectoryClient
 
     return DirectoryClient(op.info.directory_url, op.info.ca_file).certificate(address)
 
@@ -288,7 +288,7 @@ def _cli(*argv: str) -> tuple[int, str, str]:
     import contextlib
     import io
 
-    from edged.cli.main import main
+    from bifente.edged.cli.main import main
 
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from edged.config import Config, ConfigError
-from edged.daemon import Daemon
-from edged.services.mail import MailSettings, extension
-from simulators.mail import TEST_PASSWORD, DomainPorts, OperatorInfo, mail_table
-from simulators.pki import DATA
+from bifente.edged.config import Config, ConfigError
+from bifente.edged.daemon import Daemon
+from bifente.edged.services.mail import MailSettings, extension
+from bifente.simulators.mail import TEST_PASSWORD, DomainPorts, OperatorInfo, mail_table
+from bifente.simulators.pki import DATA
 
 CA = str(DATA / "ca" / "test-root.crt.pem")
 
@@ -114,7 +114,7 @@ async def test_a_sender_domain_the_operator_does_not_serve_fails_for_good(
         edged, tmp_path: Path) -> None:
     import asyncio
 
-    from edged.services.mail import service_of
+    from bifente.edged.services.mail import service_of
 
     bench = await edged(mail=operator_table(tmp_path))
     outbox = service_of(bench.daemon.services.mail).outbox

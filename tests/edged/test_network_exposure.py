@@ -15,7 +15,7 @@ import ssl
 import pytest
 import websockets
 
-from edged.api.gate import TLS_RECORD_BYTES, SmallBufferSSLProtocol, prefix_of
+from bifente.edged.api.gate import TLS_RECORD_BYTES, SmallBufferSSLProtocol, prefix_of
 
 pytestmark = pytest.mark.asyncio
 

@@ -10,14 +10,15 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from edged.api import contract, openrpc
-from edged.api.methods import METHODS
+from bifente.edged.api import contract, openrpc
+from bifente.edged.api.methods import METHODS
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_openrpc_json_is_generated_from_the_method_table() -> None:
-    assert openrpc.TARGET.read_text() == openrpc.render(), "run: python -m edged.api.openrpc"
+    assert openrpc.TARGET.read_text() == openrpc.render(), \
+        "run: python -m bifente.edged.api.openrpc"
 
 
 def test_every_method_has_a_complete_result_schema() -> None:
@@ -47,7 +48,7 @@ def _walk(schema: object) -> list[dict]:
 
 
 def test_patterns_are_anchored_and_maxima_fit_the_message() -> None:
-    from edged.config import Config
+    from bifente.edged.config import Config
 
     for method in openrpc.document()["methods"]:
         for node in _walk([p["schema"] for p in method["params"]]) + _walk(method["result"]):
@@ -60,7 +61,7 @@ def test_patterns_are_anchored_and_maxima_fit_the_message() -> None:
 
 
 def test_standard_validator_agrees_with_the_daemon_on_anchors() -> None:
-    from edged.api.schema import SchemaError, validate
+    from bifente.edged.api.schema import SchemaError, validate
 
     params = METHODS["pair.complete"].params
     for code in ("1234567", "12345", "12a456"):
@@ -94,7 +95,7 @@ def test_every_error_reason_in_the_code_is_in_the_table() -> None:
 
 
 def test_every_event_has_a_params_schema() -> None:
-    from edged.api.methods import EVENT_NAMES
+    from bifente.edged.api.methods import EVENT_NAMES
 
     assert set(contract.EVENTS) == set(EVENT_NAMES)
     for _summary, schema in contract.EVENTS.values():
@@ -138,7 +139,7 @@ def test_the_validator_rejects_a_broken_document(tmp_path: Path) -> None:
 
 
 def test_answer_checking_is_on_and_catches_a_mismatch() -> None:
-    from bifente_client import contract
+    from bifente.client import contract
 
     assert contract.enabled(), "tests/conftest.py sets BIFENTE_CHECK_ANSWERS=1"
     contract.check_result("cps.pin_status", {"tries_left": 3, "max_tries": 3, "blocked": False})
@@ -199,7 +200,7 @@ def _functions_reaching_the_space_guard() -> set[Def]:
 
 
 def test_every_method_that_writes_durable_state_declares_disk_full() -> None:
-    from bifente_client.codes import STORAGE_FULL
+    from bifente.client.codes import STORAGE_FULL
 
     reached = _functions_reaching_the_space_guard()
     handlers = {name for _path, cls, name in reached if cls is None}

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from edged.services.outbox import Outbox, OutboxItem, PermanentFailure, TemporaryFailure
+from bifente.edged.services.outbox import Outbox, OutboxItem, PermanentFailure, TemporaryFailure
 
 pytestmark = pytest.mark.asyncio
 

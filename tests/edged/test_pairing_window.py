@@ -14,11 +14,11 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 
-from bifente_client import RemoteError, pair
-from edged.cli.main import main
-from edged.config import Config, ConfigError, load_config
-from edged.daemon import Daemon
-from edged.state.pairing_window import REQUEST_FILE
+from bifente.client import RemoteError, pair
+from bifente.edged.cli.main import main
+from bifente.edged.config import Config, ConfigError, load_config
+from bifente.edged.daemon import Daemon
+from bifente.edged.state.pairing_window import REQUEST_FILE
 from tests.lan_attacker import LanAttacker
 
 ATTACKERS = ("127.0.3.1", "127.0.3.2", "127.0.3.3")
@@ -47,7 +47,7 @@ def window_events(daemon: Daemon) -> list[dict[str, object]]:
 async def test_open_pairing_lets_a_desk_through_the_lockout(
         headless: Daemon, caplog: pytest.LogCaptureFixture,
         capsys: pytest.CaptureFixture[str]) -> None:
-    caplog.set_level(logging.WARNING, logger="edged.daemon")
+    caplog.set_level(logging.WARNING, logger="bifente.edged.daemon")
     port, fingerprint = headless.server.port, headless.keystore.fingerprint
     attacker = LanAttacker(port, ATTACKERS)
 

@@ -17,10 +17,10 @@ import subprocess
 
 import pytest
 
-from bifente_client import RemoteError
-from simulators.cps3 import Cps3Card
-from simulators.pcscd import ensure_pcscd
-from simulators.vitale import Vitale2Card
+from bifente.client import RemoteError
+from bifente.simulators.cps3 import Cps3Card
+from bifente.simulators.pcscd import ensure_pcscd
+from bifente.simulators.vitale import Vitale2Card
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.pcsc]
 

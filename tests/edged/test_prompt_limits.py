@@ -8,16 +8,16 @@ import logging
 
 import pytest
 
-from bifente_client import RemoteError
-from edged.limits import PROMPT_BURST, PROMPTS_PER_MINUTE
-from edged.services.prompts import PromptGate
+from bifente.client import RemoteError
+from bifente.edged.limits import PROMPT_BURST, PROMPTS_PER_MINUTE
+from bifente.edged.services.prompts import PromptGate
 
 
 @pytest.mark.asyncio
 async def test_a_client_over_its_prompt_budget_is_refused_and_others_still_ask(
         edged, caplog: pytest.LogCaptureFixture) -> None:
     bench = await edged()
-    caplog.set_level(logging.WARNING, logger="edged.services.prompts")
+    caplog.set_level(logging.WARNING, logger="bifente.edged.services.prompts")
     async with await bench.client("flooder", "dmp:read") as flooder, \
             await bench.client("desk", "dmp:read") as desk:
         # Each prompt cancelled at once, as a script with a hand on the keypad would.

@@ -8,8 +8,8 @@ import json
 import pytest
 import websockets
 
-from bifente_client import Client, RemoteError, RequestTooLarge
-from edged.api.contract import all_reasons
+from bifente.client import Client, RemoteError, RequestTooLarge
+from bifente.edged.api.contract import all_reasons
 
 pytestmark = pytest.mark.asyncio
 
@@ -128,7 +128,7 @@ async def test_oversized_call_fails_at_once_never_hangs(edged) -> None:
 
 
 async def test_rpc_discover_serves_docs_openrpc_json(edged) -> None:
-    from edged.api.openrpc import TARGET
+    from bifente.edged.api.openrpc import TARGET
 
     bench = await edged()
     async with await bench.unpaired() as client:

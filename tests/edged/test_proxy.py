@@ -2,7 +2,7 @@
 
 The "ordinary mail client" is stdlib smtplib (STARTTLS, AUTH LOGIN/PLAIN); the proxy runs
 as a daemon extension (`edged(proxy={...})`); mail goes on to the reference operator
-(`simulators.mail`) and is read back from the recipient's Maildir and opened with the
+(`bifente.simulators.mail`) and is read back from the recipient's Maildir and opened with the
 nurse's key, as her mail client would.
 """
 
@@ -29,8 +29,8 @@ import pytest_asyncio
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from edged.services import cms, smime
-from edged.services.proxy import (
+from bifente.edged.services import cms, smime
+from bifente.edged.services.proxy import (
     ProxyConfigError,
     ProxyServer,
     ProxySettings,
@@ -42,10 +42,10 @@ from edged.services.proxy import (
     load_seal,
     totp,
 )
-from edged.state.keywrap import KeyWrapper, load_key_wrapper
-from simulators.mail import MailOperator
-from simulators.pki import DATA, ca_certificate, load_key
-from simulators.world import CardsOn, MailOptions, SimulatedWorld
+from bifente.edged.state.keywrap import KeyWrapper, load_key_wrapper
+from bifente.simulators.mail import MailOperator
+from bifente.simulators.pki import DATA, ca_certificate, load_key
+from bifente.simulators.world import CardsOn, MailOptions, SimulatedWorld
 from tests.edged.conftest import Bench, BenchFactory
 
 NURSE = "julie.bernard@cabinet.test"
@@ -462,16 +462,17 @@ def test_config_errors_name_the_setting(mail_world: SimulatedWorld) -> None:
 def test_cli_user_add_prints_the_otpauth_uri_once(tmp_path: Path) -> None:
     env = os.environ | {"BIFENTE_STATE_DIR": str(tmp_path / "state"),
                         "BIFENTE_STATE_KEY_FILE": str(tmp_path / "key" / "state.key")}
-    run = subprocess.run([sys.executable, "-m", "edged.cli.main", "proxy", "user", "add",
+    run = subprocess.run([sys.executable, "-m", "bifente.edged.cli.main", "proxy", "user", "add",
                           "carol", "--email", "carol@cabinet.test"],
                          capture_output=True, text=True, env=env, timeout=60, check=True)
     assert "otpauth://totp/bifente%20proxy%3Acarol?secret=" in run.stdout
     assert "digits=6" in run.stdout and "period=30" in run.stdout
-    listing = subprocess.run([sys.executable, "-m", "edged.cli.main", "proxy", "user", "list"],
+    listing = subprocess.run([sys.executable, "-m", "bifente.edged.cli.main",
+                              "proxy", "user", "list"],
                              capture_output=True, text=True, env=env, timeout=60, check=True)
     assert "carol" in listing.stdout and "otpauth" not in listing.stdout
     assert oct((tmp_path / "state" / "proxy" / "users.db").stat().st_mode & 0o777) == "0o600"
-    again = subprocess.run([sys.executable, "-m", "edged.cli.main", "proxy", "user", "add",
+    again = subprocess.run([sys.executable, "-m", "bifente.edged.cli.main", "proxy", "user", "add",
                             "carol", "--email", "carol@cabinet.test"],
                            capture_output=True, text=True, env=env, timeout=60)
     assert again.returncode != 0 and "exists already" in again.stderr
@@ -494,7 +495,7 @@ async def test_a_listener_that_fails_to_close_is_logged(
             raise OSError("the listening socket is gone")
 
     setup.proxy._server = FailingClose()  # type: ignore[assignment]
-    caplog.set_level(logging.WARNING, logger="edged.services.proxy.server")
+    caplog.set_level(logging.WARNING, logger="bifente.edged.services.proxy.server")
     await setup.proxy.stop()
     assert "the listening socket is gone" in caplog.text
     assert setup.proxy._server is None  # stopped all the same

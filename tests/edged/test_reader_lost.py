@@ -11,12 +11,12 @@ import threading
 
 import pytest
 
-from apdu.transport import InProcessTransport
-from edged.api.errors import to_rpc_error
-from edged.events import EventBus
-from edged.readers.manager import ReaderLost, Slot, SlotRegistry, SlotSource
-from edged.readers.pcsc import CardKind
-from simulators.cps3 import Cps3Card
+from bifente.apdu.transport import InProcessTransport
+from bifente.edged.api.errors import to_rpc_error
+from bifente.edged.events import EventBus
+from bifente.edged.readers.manager import ReaderLost, Slot, SlotRegistry, SlotSource
+from bifente.edged.readers.pcsc import CardKind
+from bifente.simulators.cps3 import Cps3Card
 
 pytestmark = pytest.mark.asyncio
 READER = "USB reader 0"
@@ -76,7 +76,7 @@ def _missing(registry: SlotRegistry, kind: CardKind) -> str:
     """The reason a client gets for a card of this kind that is not at hand."""
     from types import SimpleNamespace
 
-    from edged.services.cards import missing
+    from bifente.edged.services.cards import missing
 
     return str(to_rpc_error(missing(SimpleNamespace(slots=registry), kind)).data["reason"])
 

@@ -15,12 +15,12 @@ from pathlib import Path
 
 import pytest
 
-from bifente_client import RemoteError
-from edged.api import uploads
-from edged.api.jsonrpc import RpcError
-from edged.services import smime
-from edged.services.mail import service_of
-from edged.state.space import SpaceGuard
+from bifente.client import RemoteError
+from bifente.edged.api import uploads
+from bifente.edged.api.jsonrpc import RpcError
+from bifente.edged.services import smime
+from bifente.edged.services.mail import service_of
+from bifente.edged.state.space import SpaceGuard
 from tests.edged.cda import cda
 from tests.edged.test_dmp_flows import PIERRE, answered, start
 from tests.edged.test_mail_rpc import (

@@ -20,11 +20,11 @@ from pathlib import Path
 
 import pytest
 
-from bifente_client import Credentials, RemoteError
-from simulators.dmp import DmpHost
-from simulators.dmp.storage import DB_NAME
-from simulators.dmp.testing import DmpWorld, FakeClock
-from simulators.world import CardsOn, DmpOptions, SimulatedWorld
+from bifente.client import Credentials, RemoteError
+from bifente.simulators.dmp import DmpHost
+from bifente.simulators.dmp.storage import DB_NAME
+from bifente.simulators.dmp.testing import DmpWorld, FakeClock
+from bifente.simulators.world import CardsOn, DmpOptions, SimulatedWorld
 from tests.edged.cda import cda
 from tests.faults.faultproxy import FaultProxy
 from tests.faults.test_kill_mid_dmp_feed import (

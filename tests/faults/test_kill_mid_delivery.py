@@ -1,6 +1,6 @@
 """SIGKILL edged in the middle of mail deliveries, restart: every message once at the operator.
 
-Real processes: edged (`python -m edged`), the reference operator (SMTP + STARTTLS + AUTH,
+Real processes: edged (`python -m bifente.edged`), the reference operator (SMTP + STARTTLS + AUTH,
 POP3S, directory) and real signed and encrypted messages queued in the outbox. The figures
 (messages, kills, in `sending` at the kill, lost, duplicated) go to docs/reliability.md.
 """
@@ -24,11 +24,11 @@ from typing import Any
 
 import pytest
 
-from edged.services import cms, smime
-from edged.services.outbox import Outbox
-from simulators.mail import TEST_PASSWORD, MailOperator
-from simulators.pki import ca_certificate, card_keys
-from simulators.world import CardsOn, MailOptions, SimulatedWorld
+from bifente.edged.services import cms, smime
+from bifente.edged.services.outbox import Outbox
+from bifente.simulators.mail import TEST_PASSWORD, MailOperator
+from bifente.simulators.pki import ca_certificate, card_keys
+from bifente.simulators.world import CardsOn, MailOptions, SimulatedWorld
 
 ROOT = Path(__file__).resolve().parents[2]
 GP = "claire.martin@cabinet.test"
@@ -78,7 +78,7 @@ def operator(tmp: Path) -> SimulatedWorld:
 
 
 def start(tmp: Path, table: dict[str, Any]) -> subprocess.Popen[str]:
-    """`python -m edged` with this [mail] table (a SimulatedWorld's edged_overrides())."""
+    """`python -m bifente.edged` with this [mail] table (a SimulatedWorld's edged_overrides())."""
     config = tmp / "edged.toml"
     domains = ", ".join(f'"{d}" = {{submission_port = {p["submission_port"]}, '
                         f'pop3_port = {p["pop3_port"]}}}'
@@ -91,7 +91,7 @@ def start(tmp: Path, table: dict[str, Any]) -> subprocess.Popen[str]:
                       f'domains = {{{domains}}}\n'
                       f'intermediates_file = "{table["intermediates_file"]}"\n'
                       "retry_base_delay = 0.2\nretry_max_delay = 1.0\ntimeout = 5\n")
-    process = subprocess.Popen([sys.executable, "-m", "edged", "--config", str(config),
+    process = subprocess.Popen([sys.executable, "-m", "bifente.edged", "--config", str(config),
                                 "--no-mdns"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                text=True, env=dict(os.environ, PYTHONPATH=str(ROOT)))
     line = process.stdout.readline()  # type: ignore[union-attr]

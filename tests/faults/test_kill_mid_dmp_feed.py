@@ -1,6 +1,6 @@
 """SIGKILL edged in the middle of DMP feeds, restart: every document once at the DMP host.
 
-Real processes: edged (`python -m edged --simulate`: the virtual terminal with the firmware,
+Real processes: edged (`python -m bifente.edged --simulate`: the virtual terminal with the firmware,
 the simulated CPS and Vitale cards, the keypad pressed through its control socket) and the
 reference DMP host (HTTPS + SQLite, served from this process on a fixed port). Feeds are
 queued while the host is down (the ambulance, docs/dmp-api.md), the host comes back, edged is
@@ -28,12 +28,12 @@ from pathlib import Path
 
 import pytest
 
-from bifente_client import Credentials, pair
-from simulators.dmp import DmpHost
-from simulators.dmp.storage import DB_NAME
-from simulators.dmp.testing import DmpWorld, FakeClock
-from simulators.terminal.control import TerminalControl
-from simulators.world import SimulatedWorld
+from bifente.client import Credentials, pair
+from bifente.simulators.dmp import DmpHost
+from bifente.simulators.dmp.storage import DB_NAME
+from bifente.simulators.dmp.testing import DmpWorld, FakeClock
+from bifente.simulators.terminal.control import TerminalControl
+from bifente.simulators.world import SimulatedWorld
 from tests.edged.cda import cda
 
 pytestmark = pytest.mark.asyncio
@@ -44,7 +44,7 @@ FEEDS = 8
 
 
 class Edged:
-    """`python -m edged --simulate` on a config file; its port, fingerprint and keypad.
+    """`python -m bifente.edged --simulate` on a config file; its port, fingerprint and keypad.
 
     dmp: the [dmp] table of a SimulatedWorld's edged_overrides() (the host, or its front).
     """
@@ -65,7 +65,7 @@ class Edged:
                    BIFENTE_SIM_TERMINAL=str(self.tmp / "terminal.json"))
         self.log = open(self.tmp / "edged.log", "a")  # noqa: SIM115
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "edged", "--simulate", "--no-mdns", "--config",
+            [sys.executable, "-m", "bifente.edged", "--simulate", "--no-mdns", "--config",
              str(self.config)], stdout=subprocess.PIPE, stderr=self.log, text=True, env=env)
         control = None
         while True:

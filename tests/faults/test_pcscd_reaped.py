@@ -8,7 +8,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from simulators.pcscd import spawn_reaped
+from bifente.simulators.pcscd import spawn_reaped
 
 
 def _state(pid: int) -> str | None:
@@ -32,7 +32,7 @@ def test_a_killed_child_does_not_stay_a_zombie() -> None:
 
 
 def test_stop_still_works_on_a_reaped_child() -> None:
-    from simulators.pcscd import PcscdHandle
+    from bifente.simulators.pcscd import PcscdHandle
 
     process = spawn_reaped(["sleep", "60"], stdout=subprocess.DEVNULL)
     handle = PcscdHandle(process)  # type: ignore[arg-type]

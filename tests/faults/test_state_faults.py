@@ -29,7 +29,7 @@ def run_edged(tmp: Path, state: Path, *, until_ready: bool = False) -> tuple[int
     config.write_text(CONFIG.format(state=state))
     # The state key (edged/state/keywrap.py) stays beside, never inside, the state directory.
     env = dict(os.environ, PYTHONPATH=str(ROOT), BIFENTE_STATE_KEY_FILE=str(tmp / "state.key"))
-    process = subprocess.Popen([sys.executable, "-m", "edged", "--config", str(config),
+    process = subprocess.Popen([sys.executable, "-m", "bifente.edged", "--config", str(config),
                                 "--no-mdns"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                text=True, env=env)
     line = process.stdout.readline()  # type: ignore[union-attr]
@@ -99,8 +99,8 @@ def test_full_disk_at_start(tmp_path: Path, populated: bool) -> None:
             for name, data in before.items():  # the audit chain may only have grown
                 assert (state / name).read_bytes()[:len(data)] == data or name.endswith(".db")
             run_edged(tmp_path, state, until_ready=True)  # space back: it starts again
-            from edged.state.audit import AuditLog, read_anchor_key
-            from edged.state.keywrap import load_key_wrapper
+            from bifente.edged.state.audit import AuditLog, read_anchor_key
+            from bifente.edged.state.keywrap import load_key_wrapper
 
             wrapper = load_key_wrapper(state, str(tmp_path / "state.key"), create=False)
             key = read_anchor_key(state / "audit.key", wrapper)

@@ -21,11 +21,11 @@ from pathlib import Path
 
 import pytest
 
-from bifente_client import Credentials, RemoteError
-from edged.state.audit import AuditLog, read_anchor_key
-from edged.state.keywrap import load_key_wrapper
-from simulators.dmp.testing import DmpWorld, FakeClock
-from simulators.world import SimulatedWorld
+from bifente.client import Credentials, RemoteError
+from bifente.edged.state.audit import AuditLog, read_anchor_key
+from bifente.edged.state.keywrap import load_key_wrapper
+from bifente.simulators.dmp.testing import DmpWorld, FakeClock
+from bifente.simulators.world import SimulatedWorld
 from tests.edged.cda import cda
 from tests.faults.test_kill_mid_dmp_feed import (
     PIERRE,

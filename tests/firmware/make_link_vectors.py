@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from edged.readers import link as L
+from bifente.edged.readers import link as L
 
 ROOT = Path(__file__).resolve().parents[2]
 OUT = ROOT / "docs" / "link-vectors.json"

@@ -7,14 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from apdu.errors import MalformedData
-from apdu.pkcs15 import decode_cdf, decode_token_info
-from edged.api.jsonrpc import PARSE_ERROR, RpcError, parse_message
-from edged.config import ConfigError, load_config
-from edged.services import cms, smime
-from simulators.dmp.cda import CdaProblem, check_cda
-from simulators.pki import ca_certificate, card_keys
-from simulators.profiles import ProfileError, load_cps, load_vitale
+from bifente.apdu.errors import MalformedData
+from bifente.apdu.pkcs15 import decode_cdf, decode_token_info
+from bifente.edged.api.jsonrpc import PARSE_ERROR, RpcError, parse_message
+from bifente.edged.config import ConfigError, load_config
+from bifente.edged.services import cms, smime
+from bifente.simulators.dmp.cda import CdaProblem, check_cda
+from bifente.simulators.pki import ca_certificate, card_keys
+from bifente.simulators.profiles import ProfileError, load_cps, load_vitale
 
 TRUST = cms.TrustStore([ca_certificate("root")])
 

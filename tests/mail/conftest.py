@@ -10,12 +10,12 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 
-from apdu.cps import CpsSession, PinRequest
-from apdu.protocol import CardProtocol
-from apdu.transport import InProcessTransport
-from edged.services import cms
-from simulators.cps3 import Cps3Card
-from simulators.pki import DATA, ca_certificate, load_key
+from bifente.apdu.cps import CpsSession, PinRequest
+from bifente.apdu.protocol import CardProtocol
+from bifente.apdu.transport import InProcessTransport
+from bifente.edged.services import cms
+from bifente.simulators.cps3 import Cps3Card
+from bifente.simulators.pki import DATA, ca_certificate, load_key
 
 
 class Card:

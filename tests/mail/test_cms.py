@@ -14,9 +14,9 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from edged.services import cms
-from edged.services.cms import Reason
-from simulators.pki import DATA, ca_certificate, card_keys, load_key
+from bifente.edged.services import cms
+from bifente.edged.services.cms import Reason
+from bifente.simulators.pki import DATA, ca_certificate, card_keys, load_key
 
 UTC = dt.UTC
 CONTENT = "Compte rendu de consultation — données de santé\n".encode() * 20

@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from edged.services import cms, smime
-from edged.services.cms import Reason
-from edged.services.smime import Attachment
-from simulators.pki import DATA
+from bifente.edged.services import cms, smime
+from bifente.edged.services.cms import Reason
+from bifente.edged.services.smime import Attachment
+from bifente.simulators.pki import DATA
 
 pytestmark = [pytest.mark.interop,
               pytest.mark.skipif(shutil.which("openssl") is None, reason="needs openssl")]

@@ -13,10 +13,10 @@ from email.message import EmailMessage
 import pytest
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from edged.services import cms, smime
-from edged.services.cms import Reason
-from edged.services.smime import Attachment
-from simulators.pki import ca_certificate, card_keys
+from bifente.edged.services import cms, smime
+from bifente.edged.services.cms import Reason
+from bifente.edged.services.smime import Attachment
+from bifente.simulators.pki import ca_certificate, card_keys
 
 GP = "Claire MARTIN <claire.martin@cabinet.test>"
 TEXT = "Bonjour,\nvoici le compte rendu de Mme Dupont (né·e le 01/02/1960).\nFrom the lab: OK.\n"

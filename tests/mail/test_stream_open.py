@@ -16,9 +16,9 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from edged.services import cms, smime
-from edged.services.cms import ber, enveloped
-from edged.services.smime import Attachment, decode
+from bifente.edged.services import cms, smime
+from bifente.edged.services.cms import ber, enveloped
+from bifente.edged.services.smime import Attachment, decode
 from fuzz.mailkit import ber_indefinite
 
 SENDER = "Claire MARTIN <claire.martin@cabinet.test>"

@@ -13,9 +13,9 @@ from asn1crypto import cms as asn1_cms
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from edged.services import cms
-from edged.services.cms import enveloped, signed
-from edged.services.pieces import Base64Lines, Pieces, base64_lines
+from bifente.edged.services import cms
+from bifente.edged.services.cms import enveloped, signed
+from bifente.edged.services.pieces import Base64Lines, Pieces, base64_lines
 
 
 def email_base64(data: bytes, newline: bytes) -> bytes:
@@ -97,7 +97,7 @@ def test_protect_bytes_equals_sign_then_encrypt(card: Callable,
     import secrets
     from email.message import EmailMessage
 
-    from edged.services import smime
+    from bifente.edged.services import smime
 
     counter = itertools.count()
     # Boundaries from a counter (placeholders do not use secrets): the same in both runs.
@@ -132,7 +132,7 @@ def test_protect_bytes_equals_sign_then_encrypt(card: Callable,
 def test_attachments_are_encoded_as_email_would(monkeypatch: pytest.MonkeyPatch) -> None:
     from email.message import EmailMessage
 
-    from edged.services import smime
+    from bifente.edged.services import smime
 
     data = bytes(range(256)) * 1000
     ours = smime.build_message("a@b.test", "c@d.test", text="x",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from simulators.mail import MailOperator
+from bifente.simulators.mail import MailOperator
 from tests.mail_operator.test_operator import EMERGENCY, GP, NURSE, mailbox, smime, submit
 
 

@@ -30,14 +30,14 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import padding
 
-from simulators.mail import (
+from bifente.simulators.mail import (
     TEST_PASSWORD,
     DirectoryClient,
     MailOperator,
     OperatorInfo,
     UnknownRecipient,
 )
-from simulators.pki import ca_certificate, card_keys
+from bifente.simulators.pki import ca_certificate, card_keys
 
 # The module-scoped world's loop starts its executor threads (asyncio_N) on first use;
 # they end with the module's fixture, not with the test that happened to start them.
@@ -446,7 +446,8 @@ def test_pop3_keeps_messages_until_dele_and_quit(op: MailOperator) -> None:
 
 def test_bifente_sim_mail_runs_until_sigterm(tmp_path: Path) -> None:
     MailOperator(tmp_path, domains=["cabinet.test"]).patient_mailbox(NIR, "cabinet.test")
-    process = subprocess.Popen([sys.executable, "-m", "edged.cli.main", "sim", "mail", "--data",
+    process = subprocess.Popen([sys.executable, "-m", "bifente.edged.cli.main",
+                                "sim", "mail", "--data",
                                 str(tmp_path), "--domain", "cabinet.test"],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     lines = []

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from simulators.mail import MailOperator
+from bifente.simulators.mail import MailOperator
 
 
 async def _session(op: MailOperator) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:

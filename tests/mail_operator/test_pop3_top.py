@@ -6,7 +6,7 @@ import poplib
 import ssl
 from pathlib import Path
 
-from simulators.mail import TEST_PASSWORD, MailOperator
+from bifente.simulators.mail import TEST_PASSWORD, MailOperator
 from tests.mail_operator.test_operator import GP, NURSE, smime, submit
 
 

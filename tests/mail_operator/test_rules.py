@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from simulators.mail import MailOperator, OperatorInfo, TrustSpace, is_smime, parse_address
-from simulators.mail.addresses import mask_text
+from bifente.simulators.mail import MailOperator, OperatorInfo, TrustSpace, is_smime, parse_address
+from bifente.simulators.mail.addresses import mask_text
 
 NIR = "178027505601209"
 

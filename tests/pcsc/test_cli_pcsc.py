@@ -12,7 +12,8 @@ pytestmark = pytest.mark.pcsc
 
 
 def bifente(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "edged.cli.main", *args], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "bifente.edged.cli.main",
+                           *args], capture_output=True,
                           text=True, timeout=60, check=False)
 
 
@@ -67,7 +68,8 @@ def test_unknown_reader_is_one_clear_line(cps) -> None:
 
 
 def test_sim_cards_command_inserts_and_removes(pcscd) -> None:
-    process = subprocess.Popen([sys.executable, "-m", "edged.cli.main", "sim", "cards", "--cps",
+    process = subprocess.Popen([sys.executable, "-m", "bifente.edged.cli.main",
+                                "sim", "cards", "--cps",
                                 "nurse", "--vitale", "adult"], stdin=subprocess.PIPE,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:

@@ -10,10 +10,10 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding
 
-from apdu.command import CommandApdu
-from apdu.cps import CpsSession, PinRequest
-from apdu.cps_spec import ATR_CONTACT, KeyRef
-from apdu.errors import (
+from bifente.apdu.command import CommandApdu
+from bifente.apdu.cps import CpsSession, PinRequest
+from bifente.apdu.cps_spec import ATR_CONTACT, KeyRef
+from bifente.apdu.errors import (
     AuthMethodBlocked,
     PinBlocked,
     PinCancelled,
@@ -21,10 +21,10 @@ from apdu.errors import (
     SecurityStatusNotSatisfied,
     WrongPin,
 )
-from apdu.pcsc import PcscTransport
-from apdu.protocol import CardProtocol
-from simulators.pki import ca_certificate
-from simulators.profiles import load_cps
+from bifente.apdu.pcsc import PcscTransport
+from bifente.apdu.protocol import CardProtocol
+from bifente.simulators.pki import ca_certificate
+from bifente.simulators.profiles import load_cps
 
 pytestmark = pytest.mark.pcsc
 

@@ -6,11 +6,11 @@ import time
 
 import pytest
 
-from apdu.cps import CpsSession
-from apdu.errors import CardRemoved, TransportError
-from apdu.pcsc import PcscTransport
-from apdu.protocol import CardProtocol
-from apdu.vitale import VitaleSession
+from bifente.apdu.cps import CpsSession
+from bifente.apdu.errors import CardRemoved, TransportError
+from bifente.apdu.pcsc import PcscTransport
+from bifente.apdu.protocol import CardProtocol
+from bifente.apdu.vitale import VitaleSession
 
 pytestmark = pytest.mark.pcsc
 

@@ -20,10 +20,10 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from apdu import tlv
-from apdu.cps_spec import CPS_AID
-from apdu.sha256 import split
-from simulators.cps3 import Cps3Card
+from bifente.apdu import tlv
+from bifente.apdu.cps_spec import CPS_AID
+from bifente.apdu.sha256 import split
+from bifente.simulators.cps3 import Cps3Card
 from tests.needs import missing
 
 pytestmark = [pytest.mark.pcsc, pytest.mark.interop]

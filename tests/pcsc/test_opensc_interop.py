@@ -9,7 +9,7 @@ import subprocess
 
 import pytest
 
-from apdu.cps_spec import CPS_AID_CONTACTLESS
+from bifente.apdu.cps_spec import CPS_AID_CONTACTLESS
 
 pytestmark = [pytest.mark.pcsc, pytest.mark.interop]
 
@@ -74,7 +74,7 @@ def test_pkcs15_tool_reads_the_same_certificate(cps, tmp_path) -> None:
     card, _protocol = cps("gp")
     from cryptography import x509
 
-    from simulators.pki import card_keys
+    from bifente.simulators.pki import card_keys
 
     # Certificate and key ids are the AID then 01 / 02, as on a real CPS3 (OpenSC #2267).
     result = run("pkcs15-tool", "-r", "0", "--read-certificate",

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from apdu.identity import InsAuthority, compute_ins_c, parse_nir
-from apdu.vitale import VitaleSession
-from simulators.profiles import load_vitale
+from bifente.apdu.identity import InsAuthority, compute_ins_c, parse_nir
+from bifente.apdu.vitale import VitaleSession
+from bifente.simulators.profiles import load_vitale
 
 pytestmark = pytest.mark.pcsc
 

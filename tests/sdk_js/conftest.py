@@ -52,7 +52,7 @@ def edged_sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Edged]:
     config.write_text(f'[server]\nhost = "127.0.0.1"\nport = 0\n[state]\n'
                       f'state_dir = "{tmp}/state"\n[log]\nlog_level = "warning"\n')
     process = subprocess.Popen(
-        [sys.executable, "-m", "edged", "--simulate", "--no-mdns", "--config", str(config)],
+        [sys.executable, "-m", "bifente.edged", "--simulate", "--no-mdns", "--config", str(config)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
         control = None

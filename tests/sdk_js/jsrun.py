@@ -9,8 +9,8 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from bifente_client import Credentials, pair
-from simulators.terminal.control import TerminalControl
+from bifente.client import Credentials, pair
+from bifente.simulators.terminal.control import TerminalControl
 
 __all__ = ["Edged", "NodeRun", "pair_on_display", "run_node"]
 

@@ -24,8 +24,8 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from edged.api.methods import METHODS
-from edged.bridge import AllowList, Bridge
+from bifente.edged.api.methods import METHODS
+from bifente.edged.bridge import AllowList, Bridge
 from tests.needs import missing
 from tests.sdk_js.jsrun import Edged, pair_on_display, run_node
 from tests.sdk_js.pages import PageServer
@@ -47,7 +47,7 @@ class RunningBridge:
 
 
 def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "edged.cli.main", *args], env=env,
+    return subprocess.run([sys.executable, "-m", "bifente.edged.cli.main", *args], env=env,
                           capture_output=True, text=True, timeout=60, check=False)
 
 
@@ -76,7 +76,8 @@ def bridge(edged_sim: Edged, pages: PageServer,
     token = allowed.stdout.strip()
     assert re.fullmatch(r"[A-Za-z0-9_-]{43}", token), allowed.stdout
     assert token not in (tmp / "bridge.json").read_text()  # only its digest is kept
-    process = subprocess.Popen([sys.executable, "-m", "edged.cli.main", "-v", "bridge", "serve",
+    process = subprocess.Popen([sys.executable, "-m", "bifente.edged.cli.main",
+                                "-v", "bridge", "serve",
                                 "--port", "0"], env=env, stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
@@ -196,7 +197,7 @@ def _revoke_in_registry(edged: Edged, name: str) -> None:
     The daemon re-reads a client on every call, so the next call through that certificate is
     refused (-32002) and its socket closed with 4403. No admin client is needed here.
     """
-    from edged.state.clients import ClientRegistry
+    from bifente.edged.state.clients import ClientRegistry
 
     (registry,) = (p for p in edged.state_dir.glob("clients.*") if p.suffix in (".db", ".sqlite"))
     with ClientRegistry(registry) as clients:

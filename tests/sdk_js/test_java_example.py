@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from simulators.terminal.control import TerminalControl
+from bifente.simulators.terminal.control import TerminalControl
 from tests.docblocks import block_after, integrators_schemas
 from tests.needs import missing
 from tests.sdk_js.jsrun import Edged, pair_on_display

@@ -22,7 +22,7 @@ def test_node_sdk_against_edged(js_build: Path, edged_sim: Edged, tmp_path: Path
     assert run.returncode == 0 and run.failed == 0, run.output[-6000:]
     assert run.passed == 11, run.output[-6000:]
     # The Python CLI uses the pairing the Node SDK saved: one credentials format.
-    status = subprocess.run([sys.executable, "-m", "edged.cli.main", "status", "--json"],
+    status = subprocess.run([sys.executable, "-m", "bifente.edged.cli.main", "status", "--json"],
                             env={"BIFENTE_CLIENT_DIR": str(clients), "PATH": "/usr/bin:/bin",
                                  "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
                             capture_output=True, text=True, timeout=60, check=False)

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from edged.readers.terminal import TerminalLink
-from simulators.terminal import VirtualTerminal
-from simulators.world import SimulatedWorld
+from bifente.edged.readers.terminal import TerminalLink
+from bifente.simulators.terminal import VirtualTerminal
+from bifente.simulators.world import SimulatedWorld
 from tests.needs import missing
 
 BIN = Path(sys.executable).parent

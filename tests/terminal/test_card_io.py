@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import pytest
 
-from apdu.cps_spec import ATR_CONTACT, CPS_AID
-from apdu.vitale_spec import ATR_VITALE2, VITALE_AID, StandinFid
-from simulators.cps3 import Cps3Card
-from simulators.terminal.card_io import ATR_CPS3_T1, CardEngine, WireStats, t1_edc
-from simulators.vitale import Vitale2Card
+from bifente.apdu.cps_spec import ATR_CONTACT, CPS_AID
+from bifente.apdu.vitale_spec import ATR_VITALE2, VITALE_AID, StandinFid
+from bifente.simulators.cps3 import Cps3Card
+from bifente.simulators.terminal.card_io import ATR_CPS3_T1, CardEngine, WireStats, t1_edc
+from bifente.simulators.vitale import Vitale2Card
 
 F_HZ = 3_906_250
 

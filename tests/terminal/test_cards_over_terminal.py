@@ -12,13 +12,13 @@ from cryptography.hazmat.primitives.asymmetric.padding import PKCS1v15
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 from cryptography.hazmat.primitives.hashes import SHA256
 
-from apdu.cps import CpsSession
-from apdu.cps_spec import KeyRef
-from apdu.errors import PinBlocked, PinCancelled, WrongPin
-from apdu.protocol import CardProtocol
-from apdu.transport import InProcessTransport, SecurePinChange, SecurePinEntry
-from apdu.vitale import VitaleSession
-from edged.readers.link import (
+from bifente.apdu.cps import CpsSession
+from bifente.apdu.cps_spec import KeyRef
+from bifente.apdu.errors import PinBlocked, PinCancelled, WrongPin
+from bifente.apdu.protocol import CardProtocol
+from bifente.apdu.transport import InProcessTransport, SecurePinChange, SecurePinEntry
+from bifente.apdu.vitale import VitaleSession
+from bifente.edged.readers.link import (
     Frame,
     FrameParser,
     MessageType,
@@ -26,10 +26,10 @@ from edged.readers.link import (
     SecureVerify,
     decode_message,
 )
-from edged.readers.terminal import TerminalLink, TerminalTransport
-from simulators.cps3 import Cps3Card
-from simulators.terminal import VirtualTerminal
-from simulators.vitale import Vitale2Card
+from bifente.edged.readers.terminal import TerminalLink, TerminalTransport
+from bifente.simulators.cps3 import Cps3Card
+from bifente.simulators.terminal import VirtualTerminal
+from bifente.simulators.vitale import Vitale2Card
 
 PIN = "1234"
 PUK = "12345678"

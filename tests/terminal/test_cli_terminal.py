@@ -19,7 +19,8 @@ ENV_STATE = "BIFENTE_SIM_TERMINAL"
 
 def bifente(*args: str, env: dict[str, str] | None = None,
             timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "edged.cli.main", *args], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "bifente.edged.cli.main",
+                           *args], capture_output=True,
                           text=True, timeout=timeout, check=False, env=env)
 
 
@@ -61,7 +62,7 @@ class SimProcess:
 def sim(tmp_path_factory: pytest.TempPathFactory, firmware_tools: None) -> Iterator[SimProcess]:
     state = tmp_path_factory.mktemp("sim") / "terminal.json"
     env = dict(os.environ, **{ENV_STATE: str(state)})
-    proc = subprocess.Popen([sys.executable, "-m", "edged.cli.main", "sim", "terminal"],
+    proc = subprocess.Popen([sys.executable, "-m", "bifente.edged.cli.main", "sim", "terminal"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     running = SimProcess(proc, env, state)
     try:
@@ -78,7 +79,7 @@ def sim(tmp_path_factory: pytest.TempPathFactory, firmware_tools: None) -> Itera
 
 def in_background(sim: SimProcess, *args: str) -> Callable[[], subprocess.CompletedProcess[str]]:
     """Start a bifente command; the returned function waits for it."""
-    proc = subprocess.Popen([sys.executable, "-m", "edged.cli.main", *args],
+    proc = subprocess.Popen([sys.executable, "-m", "bifente.edged.cli.main", *args],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env=sim.env)
 
@@ -108,7 +109,7 @@ def test_cps_info_and_vitale_read_through_the_terminal(sim: SimProcess) -> None:
     assert read.returncode == 0, read.stderr
     assert len(json.loads(read.stdout)["beneficiaries"]) == 4
     # The local --json has the API's shapes: one parser for both paths.
-    from bifente_client.contract import check_result
+    from bifente.client.contract import check_result
 
     check_result("vitale.read", json.loads(read.stdout))
     info = sim.run("cps", "info", "--reader", f"terminal:{sim.pty}", "--json")
@@ -198,7 +199,8 @@ def test_edged_simulate_writes_the_state_file_for_sim_commands(tmp_path: Path,
                                                                firmware_tools: None) -> None:
     state = tmp_path / "terminal.json"
     env = dict(os.environ, **{ENV_STATE: str(state)})
-    proc = subprocess.Popen([sys.executable, "-m", "edged", "--simulate", "--no-mdns", "--port",
+    proc = subprocess.Popen([sys.executable, "-m", "bifente.edged",
+                             "--simulate", "--no-mdns", "--port",
                              "0", "--state-dir", str(tmp_path / "state")],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     try:

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from bifente_client import RemoteError, pair
-from edged.config import Config
-from edged.daemon import Daemon
-from simulators.terminal import VirtualTerminal
-from simulators.world import SimulatedWorld
+from bifente.client import RemoteError, pair
+from bifente.edged.config import Config
+from bifente.edged.daemon import Daemon
+from bifente.simulators.terminal import VirtualTerminal
+from bifente.simulators.world import SimulatedWorld
 from tests.edged.cda import cda
 
 pytestmark = pytest.mark.asyncio
@@ -88,7 +88,7 @@ async def test_codes_leave_the_screen_and_f1_shows_the_fingerprint(
     # docs/terminal.md ("Codes are secret screens") through the real daemon: the pairing code
     # is a secret screen that leaves when used; a patient's code leaves on OK and on Vitale
     # removal; F1 shows the daemon's fingerprint as `bifente discover` prints it.
-    from edged.discovery import format_fingerprint
+    from bifente.edged.discovery import format_fingerprint
 
     config = Config(host="127.0.0.1", port=0, state_dir=tmp_path / "state",
                     mdns=False).with_overrides(**terminal_world.edged_overrides())

@@ -13,11 +13,11 @@ from collections.abc import Iterator
 import pytest
 import serial
 
-from apdu.cps import CpsSession
-from apdu.errors import CardRemoved, PinCancelled
-from apdu.protocol import CardProtocol
-from apdu.vitale_spec import ATR_VITALE2
-from edged.readers.link import (
+from bifente.apdu.cps import CpsSession
+from bifente.apdu.errors import CardRemoved, PinCancelled
+from bifente.apdu.protocol import CardProtocol
+from bifente.apdu.vitale_spec import ATR_VITALE2
+from bifente.edged.readers.link import (
     ErrorCode,
     Frame,
     FrameError,
@@ -32,14 +32,14 @@ from edged.readers.link import (
     decode_message,
     encode_message,
 )
-from edged.readers.terminal import (
+from bifente.edged.readers.terminal import (
     TerminalError,
     TerminalLink,
     TerminalReader,
     TerminalTransport,
     TerminalUI,
 )
-from simulators.terminal import ControlError, TerminalControl, VirtualTerminal
+from bifente.simulators.terminal import ControlError, TerminalControl, VirtualTerminal
 
 SELECT_MF = bytes.fromhex("00A4000C023F00")
 

@@ -8,13 +8,13 @@ from collections.abc import Iterator
 
 import pytest
 
-from apdu.errors import CardError
-from apdu.protocol import CardProtocol
-from apdu.vitale import VitaleSession
-from edged.readers.terminal import TerminalError, TerminalLink, TerminalTransport
-from simulators.cps3 import Cps3Card
-from simulators.terminal import VirtualTerminal
-from simulators.vitale import Vitale2Card
+from bifente.apdu.errors import CardError
+from bifente.apdu.protocol import CardProtocol
+from bifente.apdu.vitale import VitaleSession
+from bifente.edged.readers.terminal import TerminalError, TerminalLink, TerminalTransport
+from bifente.simulators.cps3 import Cps3Card
+from bifente.simulators.terminal import VirtualTerminal
+from bifente.simulators.vitale import Vitale2Card
 
 
 class RecordingCard:

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from bifente_client import RemoteError, pair
-from edged.config import Config
-from edged.daemon import Daemon
-from simulators.world import SimulatedWorld
+from bifente.client import RemoteError, pair
+from bifente.edged.config import Config
+from bifente.edged.daemon import Daemon
+from bifente.simulators.world import SimulatedWorld
 from tests.lan_attacker import LanAttacker
 
 pytestmark = pytest.mark.asyncio

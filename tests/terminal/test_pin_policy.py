@@ -8,9 +8,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from edged.readers.link import ErrorCode
-from edged.readers.terminal import TerminalError, TerminalLink, TerminalTransport
-from simulators.terminal import VirtualTerminal
+from bifente.edged.readers.link import ErrorCode
+from bifente.edged.readers.terminal import TerminalError, TerminalLink, TerminalTransport
+from bifente.simulators.terminal import VirtualTerminal
 
 VERIFY_PIN_CPS = bytes.fromhex("00200001")
 

@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from bifente_client import RemoteError, pair
-from edged.config import Config
-from edged.daemon import Daemon
-from edged.readers.link import ConfirmOutcome
-from edged.readers.terminal import TerminalLink
-from simulators.terminal import VirtualTerminal
+from bifente.client import RemoteError, pair
+from bifente.edged.config import Config
+from bifente.edged.daemon import Daemon
+from bifente.edged.readers.link import ConfirmOutcome
+from bifente.edged.readers.terminal import TerminalLink
+from bifente.simulators.terminal import VirtualTerminal
 
 
 async def _until(predicate, timeout: float, what: str) -> None:

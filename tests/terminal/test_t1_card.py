@@ -1,6 +1,6 @@
 """A T=1-only card in slot 0 of the virtual terminal: the firmware speaks T=1 (ISO 7816-3 §11).
 
-The card is a CPS3 card behind a T=1-only ATR (simulators.terminal.card_io.t1_card): IFSC 32,
+The card is a CPS3 card behind a T=1-only ATR (`t1_card`, simulators/terminal/card_io.py): IFSC 32,
 so every command longer than 32 bytes goes out chained; a signature makes the card ask for a
 waiting time extension. The firmware runs on MicroPython with the 192K heap, as elsewhere.
 """
@@ -16,13 +16,13 @@ from cryptography.hazmat.primitives.asymmetric.padding import PKCS1v15
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 from cryptography.hazmat.primitives.hashes import SHA256
 
-from apdu.cps import CpsSession
-from apdu.cps_spec import KeyRef
-from apdu.protocol import CardProtocol
-from edged.readers.link import ErrorCode, SlotState
-from edged.readers.terminal import TerminalError, TerminalLink, TerminalTransport
-from simulators.terminal import VirtualTerminal
-from simulators.terminal.card_io import ATR_CPS3_T1, t1_card
+from bifente.apdu.cps import CpsSession
+from bifente.apdu.cps_spec import KeyRef
+from bifente.apdu.protocol import CardProtocol
+from bifente.edged.readers.link import ErrorCode, SlotState
+from bifente.edged.readers.terminal import TerminalError, TerminalLink, TerminalTransport
+from bifente.simulators.terminal import VirtualTerminal
+from bifente.simulators.terminal.card_io import ATR_CPS3_T1, t1_card
 
 PIN = "1234"
 

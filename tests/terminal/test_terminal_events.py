@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from bifente_client import pair
-from edged.config import Config
-from edged.daemon import Daemon
-from simulators.world import SimulatedWorld
+from bifente.client import pair
+from bifente.edged.config import Config
+from bifente.edged.daemon import Daemon
+from bifente.simulators.world import SimulatedWorld
 
 pytestmark = pytest.mark.asyncio
 

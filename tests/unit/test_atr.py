@@ -8,8 +8,8 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from apdu.atr import MAX_ATR_LENGTH, Atr, Convention, InterfaceBytes
-from apdu.errors import MalformedData
+from bifente.apdu.atr import MAX_ATR_LENGTH, Atr, Convention, InterfaceBytes
+from bifente.apdu.errors import MalformedData
 
 CPS3 = "3B AC 00 40 2A 00 12 25 00 64 80 00 03 10 00 90 00"
 CPS3_CL = "3B 8F 80 01 00 31 B8 64 04 B0 EC C1 73 94 01 80 82 90 00 0E"

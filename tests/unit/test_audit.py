@@ -24,10 +24,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from apdu.identity import mask_nir
-from edged.cli.audit import add_parsers
-from edged.cli.errors import describe_error
-from edged.state.audit import (
+from bifente.apdu.identity import mask_nir
+from bifente.edged.cli.audit import add_parsers
+from bifente.edged.cli.errors import describe_error
+from bifente.edged.state.audit import (
     GENESIS,
     MAX_FIELDS_BYTES,
     AuditError,
@@ -36,9 +36,9 @@ from edged.state.audit import (
     default_state_dir,
     record_hash,
 )
-from edged.state.audit.anchor import SLOT_BYTES, read_anchor
-from edged.state.audit.log import GROUP_MAX
-from edged.state.audit.record import canonical
+from bifente.edged.state.audit.anchor import SLOT_BYTES, read_anchor
+from bifente.edged.state.audit.log import GROUP_MAX
+from bifente.edged.state.audit.record import canonical
 
 REPO = Path(__file__).resolve().parents[2]
 KEY = b"anchor key for the tests, 32 b.."
@@ -448,7 +448,7 @@ def test_writer_refuses_a_log_that_lost_its_tail(tmp_path: Path) -> None:
 
 _WRITER = """
 import sys
-from edged.state.audit import AuditLog
+from bifente.edged.state.audit import AuditLog
 log = AuditLog(sys.argv[1], anchor_key=sys.argv[2].encode())
 print("ready", flush=True)
 n = 0

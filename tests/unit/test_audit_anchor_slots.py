@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from edged.state.audit import AuditLog, AuditTampered
-from edged.state.audit.anchor import SLOT_BYTES, anchor_mac, read_anchor
+from bifente.edged.state.audit import AuditLog, AuditTampered
+from bifente.edged.state.audit.anchor import SLOT_BYTES, anchor_mac, read_anchor
 
 KEY = b"anchor key for the tests, 32 b.."
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from edged.state.audit_budget import AuditBudget
+from bifente.edged.state.audit_budget import AuditBudget
 
 
 class Clock:
@@ -54,7 +54,7 @@ def test_many_prefixes_stay_within_the_global_budget_and_are_counted() -> None:
 
 
 def test_one_actor_form_for_whoever_has_not_proved_who_it_is() -> None:
-    from edged.services.context import audit_actor
+    from bifente.edged.services.context import audit_actor
 
     assert audit_actor("desk", "10.0.0.7") == "desk"
     assert audit_actor(None, "10.0.0.7") == "unpaired@10.0.0.7"

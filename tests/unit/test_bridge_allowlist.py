@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from edged.bridge.allowlist import AllowList, normalize_origin
+from bifente.edged.bridge.allowlist import AllowList, normalize_origin
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -65,7 +65,7 @@ def test_a_damaged_allow_list_allows_nobody_and_says_why(tmp_path: Path) -> None
     path.write_text(json.dumps({"origins": {"https://a.test": {"scopes": []}}}))
     with pytest.raises(ValueError, match="not a bridge allow-list"):
         AllowList(path).check("https://a.test", "x" * 43)
-    done = subprocess.run([sys.executable, "-m", "edged.cli.main", "bridge", "list",
+    done = subprocess.run([sys.executable, "-m", "bifente.edged.cli.main", "bridge", "list",
                            "--allow-list", str(path)], capture_output=True, text=True,
                           timeout=60, check=False, env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert done.returncode == 2

@@ -13,17 +13,17 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 
-from apdu import tlv
-from apdu.command import CommandApdu
-from apdu.cps_spec import CPS_AID, CPS_AID_CONTACTLESS, KeyRef
-from apdu.protocol import CardProtocol
-from apdu.sha256 import split
-from apdu.transport import InProcessTransport
-from apdu.vitale_spec import MF_VITALE_AID, VITALE_AID
-from simulators.cardos import Card
-from simulators.cps3 import Cps3Card
-from simulators.cps3.card import LAYOUT
-from simulators.vitale import Vitale2Card
+from bifente.apdu import tlv
+from bifente.apdu.command import CommandApdu
+from bifente.apdu.cps_spec import CPS_AID, CPS_AID_CONTACTLESS, KeyRef
+from bifente.apdu.protocol import CardProtocol
+from bifente.apdu.sha256 import split
+from bifente.apdu.transport import InProcessTransport
+from bifente.apdu.vitale_spec import MF_VITALE_AID, VITALE_AID
+from bifente.simulators.cardos import Card
+from bifente.simulators.cps3 import Cps3Card
+from bifente.simulators.cps3.card import LAYOUT
+from bifente.simulators.vitale import Vitale2Card
 
 VERIFY_1234 = "0020000108 31323334FFFFFFFF"
 MSE_DST = "002241B6 06 840181 800142"
@@ -547,7 +547,7 @@ def _state_after(name: str, blocks: bytes) -> bytes:
         state, bits, rest = split(blocks)
         assert rest == b"" and bits == len(blocks) * 8
         return state
-    from simulators.cps3 import split_hash
+    from bifente.simulators.cps3 import split_hash
     h = split_hash._SHA1_IV
     for i in range(0, len(blocks), 64):
         h = split_hash._sha1_compress(h, blocks[i:i + 64])

@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from apdu.command import MAX_LC, MAX_LE, CommandApdu, ResponseApdu
-from apdu.errors import MalformedData
+from bifente.apdu.command import MAX_LC, MAX_LE, CommandApdu, ResponseApdu
+from bifente.apdu.errors import MalformedData
 
 BOUNDARY_LENGTHS = [0, 1, 0x7F, 0x80, 0xFF, 0x100, 0xFFFF]
 D256 = bytes(range(256))

@@ -17,9 +17,9 @@ import zeroconf._core
 from zeroconf import DNSQuestionType, IPVersion, ServiceStateChange, Zeroconf
 from zeroconf.asyncio import AsyncServiceBrowser, AsyncServiceInfo, AsyncZeroconf
 
-from bifente_client.identity import fingerprint_of
-from edged.cli import discover as discover_cli
-from edged.discovery import (
+from bifente.client.identity import fingerprint_of
+from bifente.edged.cli import discover as discover_cli
+from bifente.edged.discovery import (
     PROTOCOL_VERSION,
     SERVICE_TYPE,
     TXT_KEYS,
@@ -100,8 +100,8 @@ async def loop_guard() -> AsyncIterator[None]:
 
 @pytest.fixture
 def caplog_discovery(caplog: pytest.LogCaptureFixture) -> Iterator[pytest.LogCaptureFixture]:
-    """Warnings of edged.discovery."""
-    with caplog.at_level(logging.WARNING, logger="edged.discovery"):
+    """Warnings of bifente.edged.discovery."""
+    with caplog.at_level(logging.WARNING, logger="bifente.edged.discovery"):
         yield caplog
 
 
@@ -471,7 +471,7 @@ def test_probes_are_250_ms_apart_as_rfc_6762_says() -> None:
     # RFC 6762 §8.1; python-zeroconf 0.154 uses 500 ms unless edged sets its constant.
     import zeroconf._core
 
-    from edged.discovery import announce as discovery
+    from bifente.edged.discovery import announce as discovery
 
     discovery._probe_at_rfc_pace()
     assert zeroconf._core._CHECK_TIME == discovery.PROBE_INTERVAL_MS == 250

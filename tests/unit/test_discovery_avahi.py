@@ -17,8 +17,8 @@ import pytest
 import zeroconf._core
 from zeroconf import IPVersion
 
-from bifente_client.identity import fingerprint_of
-from edged.discovery import TXT_KEYS, Advert, Announcer, browse
+from bifente.client.identity import fingerprint_of
+from bifente.edged.discovery import TXT_KEYS, Advert, Announcer, browse
 from tests.needs import missing
 
 pytestmark = pytest.mark.interop
@@ -205,7 +205,7 @@ async def test_we_resolve_what_avahi_publishes_and_skip_its_malformed_txt(
             assert p.stderr is not None
             line = await asyncio.wait_for(p.stderr.readline(), 10)
             assert b"Established" in line, line
-        with caplog.at_level(logging.WARNING, logger="edged.discovery"):
+        with caplog.at_level(logging.WARNING, logger="bifente.edged.discovery"):
             found = {t.name: t for t in await asyncio.wait_for(browse(2.0, **LOOPBACK), 8)}
     finally:
         for p in publishers:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from simulators.pinpad import (
+from bifente.simulators.pinpad import (
     ANSWER_SCREENS,
     CONFIRM_KEYS,
     Keypad,

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from apdu.identity import (
+from bifente.apdu.identity import (
     Ins,
     InsAuthority,
     Nir,

@@ -25,15 +25,15 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from bifente_client.tls import (
+from bifente.client.tls import (
     PinMismatch,
     check_pinned,
     generate_client_key_and_csr,
     paired_ssl_context,
     pinned_ssl_context,
 )
-from edged.state.clients import ClientRegistry
-from edged.state.keystore import (
+from bifente.edged.state.clients import ClientRegistry
+from bifente.edged.state.keystore import (
     CA_CERT_FILE,
     CA_KEY_FILE,
     MAX_KEY_INPUT,

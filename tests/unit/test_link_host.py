@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from edged.readers import link as L
+from bifente.edged.readers import link as L
 
 VECTORS = json.loads((Path(__file__).resolve().parents[2] / "docs" / "link-vectors.json")
                      .read_text(encoding="utf-8"))
@@ -61,7 +61,7 @@ def test_tables_match_vectors() -> None:
 
 def test_host_enums_name_the_contracts_tables() -> None:
     # The host's enums are names over contracts/link.py, the codec the firmware runs.
-    from contracts import link as wire
+    from bifente.contracts import link as wire
 
     assert {int(t): t.name for t in L.MessageType} == wire.TYPE_NAMES
     assert {int(e): e.name for e in L.ErrorCode} == wire.ERROR_NAMES

@@ -13,7 +13,7 @@ from tests.needs import missing
 SCENARIO = """
 import sys
 from pathlib import Path
-from edged.memory import return_large_buffers
+from bifente.edged.memory import return_large_buffers
 
 def rss():
     line = next(l for l in Path("/proc/self/status").read_text().splitlines()

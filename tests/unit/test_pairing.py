@@ -23,27 +23,27 @@ from hypothesis import strategies as st
 from websockets.asyncio.client import connect
 from websockets.asyncio.server import ServerConnection, serve
 
-from bifente_client.identity import fingerprint_of, validate_client_name
-from bifente_client.tls import (
+from bifente.client.identity import fingerprint_of, validate_client_name
+from bifente.client.tls import (
     PinMismatch,
     generate_client_key_and_csr,
     paired_ssl_context,
     pinned_ssl_context,
 )
-from edged.api.pairing import (
+from bifente.edged.api.pairing import (
     PairingError,
     PairingErrorCode,
     PairingManager,
     PairingResult,
     PendingPairing,
 )
-from edged.state.clients import (
+from bifente.edged.state.clients import (
     SCOPES,
     ClientRegistry,
     DuplicateClient,
     UnknownClient,
 )
-from edged.state.keystore import Keystore
+from bifente.edged.state.keystore import Keystore
 
 PEER = "192.0.2.10"
 OTHER_PEER = "192.0.2.11"

@@ -7,7 +7,7 @@ import os
 import time
 from pathlib import Path
 
-from edged.state.pairing_window import REQUEST_FILE, request_window, take_request
+from bifente.edged.state.pairing_window import REQUEST_FILE, request_window, take_request
 
 
 def test_a_fresh_request_is_taken_once(tmp_path: Path) -> None:

@@ -13,9 +13,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from apdu import pkcs15
-from apdu.errors import MalformedData
-from apdu.pkcs15 import (
+from bifente.apdu import pkcs15
+from bifente.apdu.errors import MalformedData
+from bifente.apdu.pkcs15 import (
     CertInfo,
     DataObjectInfo,
     KeyInfo,

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import pytest
 
-from apdu.command import MAX_LE, CommandApdu
-from apdu.errors import (
+from bifente.apdu.command import MAX_LE, CommandApdu
+from bifente.apdu.errors import (
     ApduError,
     AuthMethodBlocked,
     ConditionsNotSatisfied,
@@ -18,9 +18,9 @@ from apdu.errors import (
     ProtocolError,
     SecurityStatusNotSatisfied,
 )
-from apdu.ins import INS
-from apdu.protocol import MAX_GET_RESPONSE, CardProtocol
-from apdu.transport import InProcessTransport
+from bifente.apdu.ins import INS
+from bifente.apdu.protocol import MAX_GET_RESPONSE, CardProtocol
+from bifente.apdu.transport import InProcessTransport
 
 PAYLOAD = bytes((i * 37 + 11) & 0xFF for i in range(1000))
 SIGN = CommandApdu(0x00, INS.PERFORM_SECURITY_OPERATION, 0x9E, 0x9A)  # case 1, answer via 61xx

@@ -6,7 +6,7 @@ import asyncio
 import asyncio.sslproto
 import ssl
 
-from edged.api import jsonrpc, server
+from bifente.edged.api import jsonrpc, server
 
 
 def test_each_tls_connection_gets_the_smaller_read_buffer() -> None:

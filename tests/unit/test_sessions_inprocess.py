@@ -14,10 +14,10 @@ import pytest
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding
 
-from apdu import tlv
-from apdu.cps import CpsSession, PinRequest
-from apdu.cps_spec import KeyRef
-from apdu.errors import (
+from bifente.apdu import tlv
+from bifente.apdu.cps import CpsSession, PinRequest
+from bifente.apdu.cps_spec import KeyRef
+from bifente.apdu.errors import (
     MalformedData,
     PinBlocked,
     PinCancelled,
@@ -26,13 +26,13 @@ from apdu.errors import (
     UnexpectedCard,
     WrongPin,
 )
-from apdu.identity import InsAuthority
-from apdu.protocol import CardProtocol
-from apdu.transport import InProcessTransport
-from apdu.vitale import VitaleSession
-from simulators.cps3 import Cps3Card
-from simulators.profiles import load_cps, load_vitale
-from simulators.vitale import Vitale2Card
+from bifente.apdu.identity import InsAuthority
+from bifente.apdu.protocol import CardProtocol
+from bifente.apdu.transport import InProcessTransport
+from bifente.apdu.vitale import VitaleSession
+from bifente.simulators.cps3 import Cps3Card
+from bifente.simulators.profiles import load_cps, load_vitale
+from bifente.simulators.vitale import Vitale2Card
 
 
 def over(card) -> CardProtocol:

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from apdu import sha256
-from apdu.sha256 import BLOCK, IV, finish, split, split_reference
+from bifente.apdu import sha256
+from bifente.apdu.sha256 import BLOCK, IV, finish, split, split_reference
 
 
 def check(message: bytes) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 
-from edged.shutdown import ExitGuard
+from bifente.edged.shutdown import ExitGuard
 
 
 def _guard(bound: float) -> tuple[ExitGuard, list[int], threading.Event]:

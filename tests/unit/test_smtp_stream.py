@@ -13,8 +13,8 @@ import pytest
 from aiosmtpd.smtp import SMTP as Server
 from aiosmtpd.smtp import Envelope, Session
 
-from edged.services import smtp_stream
-from edged.services.smtp_stream import sendmail_stream
+from bifente.edged.services import smtp_stream
+from bifente.edged.services.smtp_stream import sendmail_stream
 
 
 class Keep:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from edged.state.keywrap import CREDENTIAL_NAME, CREDSTORE, StateKeyError, load_key_wrapper
+from bifente.edged.state.keywrap import CREDENTIAL_NAME, CREDSTORE, StateKeyError, load_key_wrapper
 from tests.needs import missing
 
 UNIT = Path(__file__).resolve().parents[2] / "hardware" / "pi" / "bifente-state-key.service"

@@ -8,9 +8,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from apdu import tlv
-from apdu.errors import MalformedData
-from apdu.tlv import Tlv
+from bifente.apdu import tlv
+from bifente.apdu.errors import MalformedData
+from bifente.apdu.tlv import Tlv
 
 BOUNDARY_LENGTHS = [0, 1, 0x7F, 0x80, 0xFF, 0x100, 0xFFFF, 0x10000]
 # An FCI-like tree: 6F { 84 AID, A5 { 50 "ABC", BF0C { 9F36 0001 } } }

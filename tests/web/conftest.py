@@ -20,8 +20,8 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from simulators.dmp.testing import DmpWorld, FakeClock
-from simulators.world import CardsOn, DmpOptions, SimulatedWorld
+from bifente.simulators.dmp.testing import DmpWorld, FakeClock
+from bifente.simulators.world import CardsOn, DmpOptions, SimulatedWorld
 from tests.needs import missing
 
 CHROMIUM = Path("/usr/bin/chromium")

@@ -1,5 +1,5 @@
 """A page action and the same call to the patient JSON API leave the same trace, one each: both
-doors call the patient domain (`simulators.dmp.patient`), which traces every operation once.
+doors call the patient domain (`bifente.simulators.dmp.patient`), which traces every operation once.
 Plain HTTP against a real host, no browser."""
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from urllib.parse import urlencode
 
 import pytest
 
-from simulators.dmp.storage import Trace
-from simulators.dmp.testing import DmpClient, DmpWorld, HttpResult
+from bifente.simulators.dmp.storage import Trace
+from bifente.simulators.dmp.testing import DmpClient, DmpWorld, HttpResult
 
 
 class PageSession:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from urllib.parse import urlencode
 
-from simulators.dmp.testing import DmpClient, DmpWorld
+from bifente.simulators.dmp.testing import DmpClient, DmpWorld
 
 
 def _cookie(set_cookie: str) -> str:

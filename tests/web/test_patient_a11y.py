@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from test_patient_space import feed_text, login, nav, snap
 
-from simulators.dmp.testing import DmpWorld
+from bifente.simulators.dmp.testing import DmpWorld
 
 # The module-scoped world's loop starts its executor threads (asyncio_N) on first use;
 # they end with the module's fixture, not with the test that happened to start them.

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from simulators.dmp.testing import DmpWorld, national_id
+from bifente.simulators.dmp.testing import DmpWorld, national_id
 
 # The module-scoped world's loop starts its executor threads (asyncio_N) on first use;
 # they end with the module's fixture, not with the test that happened to start them.

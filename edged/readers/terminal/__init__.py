@@ -6,7 +6,7 @@
   terminal answers a repeated frame from its kept answer, never running it twice), and
   routes answers and EVENT frames from a reader thread (docs/link-protocol.md).
 - `TerminalTransport(link, slot)`: apdu's Transport and SecurePinEntry over the link.
-- `TerminalUI(link)`: edged.readers.ui.TerminalUI (display text, OK / Cancel prompts).
+- `TerminalUI(link)`: bifente.edged.readers.ui.TerminalUI (display text, OK / Cancel prompts).
 - `TerminalReader(path, on_card=..., on_state=...)`: keeps a link up (reconnects with capped
   backoff), reports cards coming and going and the connection state.
 
@@ -14,7 +14,7 @@ Callbacks run in this module's threads: they must hand work over (for instance w
 `loop.call_soon_threadsafe`) and never block.
 """
 
-from edged.readers.terminal.client import (
+from bifente.edged.readers.terminal.client import (
     TerminalClosed,
     TerminalError,
     TerminalLink,
@@ -22,9 +22,9 @@ from edged.readers.terminal.client import (
     TerminalTimeout,
     parse_reader,
 )
-from edged.readers.terminal.reader import TerminalReader
-from edged.readers.terminal.transport import TerminalTransport
-from edged.readers.terminal.ui import TerminalUI, identity_text
+from bifente.edged.readers.terminal.reader import TerminalReader
+from bifente.edged.readers.terminal.transport import TerminalTransport
+from bifente.edged.readers.terminal.ui import TerminalUI, identity_text
 
 __all__ = [
     "TerminalClosed",

@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 
 import serial
 
-from apdu.errors import TransportError
-from edged.readers.link import (
+from bifente.apdu.errors import TransportError
+from bifente.edged.readers.link import (
     INTERBYTE_TIMEOUT_S,
     MAX_PAYLOAD,
     PROTOCOL_VERSION,

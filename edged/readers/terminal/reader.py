@@ -7,14 +7,14 @@ import queue
 import threading
 from collections.abc import Callable, Sequence
 
-from edged.readers.link import (
+from bifente.edged.readers.link import (
     Event,
     EventKind,
     SlotState,
     SlotStatus,
     SlotStatusResponse,
 )
-from edged.readers.terminal.client import (
+from bifente.edged.readers.terminal.client import (
     REMOVED_CODES,
     REQUEST_TIMEOUT_S,
     TerminalClosed,
@@ -23,8 +23,8 @@ from edged.readers.terminal.client import (
     TerminalRestarted,
     TerminalTimeout,
 )
-from edged.readers.terminal.transport import TerminalTransport
-from edged.readers.terminal.ui import TerminalUI, identity_text
+from bifente.edged.readers.terminal.transport import TerminalTransport
+from bifente.edged.readers.terminal.ui import TerminalUI, identity_text
 
 log = logging.getLogger(__name__)
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import logging
 import re
 
-from apdu.errors import CardRemoved, PinCancelled, TransportError
-from edged.readers.link import (
+from bifente.apdu.errors import CardRemoved, PinCancelled, TransportError
+from bifente.edged.readers.link import (
     TRIES_UNKNOWN,
     ErrorCode,
     PinEncoding,
@@ -16,8 +16,8 @@ from edged.readers.link import (
     SecureUnblock,
     SecureVerify,
 )
-from edged.readers.pcsc import NoCard
-from edged.readers.terminal.client import (
+from bifente.edged.readers.pcsc import NoCard
+from bifente.edged.readers.terminal.client import (
     CANCELLED_CODES,
     REMOVED_CODES,
     TerminalError,
@@ -34,7 +34,7 @@ def _card_error(exc: TerminalError, slot: int) -> Exception:
     return exc
 
 
-# apdu.cps words the prompt "PIN CPS (3 left)"; the terminal writes its own prompt text and
+# bifente.apdu.cps words the prompt "PIN CPS (3 left)"; the terminal writes its own prompt text and
 # takes only the count from the host (SecurePinEntry passes it inside the prompt string).
 _TRIES = re.compile(r"\((\d+) left\)")
 
@@ -51,7 +51,7 @@ class TerminalTransport:
     """One card slot of the terminal as apdu's Transport and SecurePinEntry."""
 
     # The firmware verifies the PUK and resets the PIN itself (IAS-ECC, RESET RETRY COUNTER
-    # P1 02), from one prompt: apdu.cps.CpsSession.unblock_pin asks for that.
+    # P1 02), from one prompt: bifente.apdu.cps.CpsSession.unblock_pin asks for that.
     unblocks_in_one_prompt = True
 
     def __init__(self, link: TerminalLink, slot: int) -> None:

@@ -1,4 +1,5 @@
-"""The terminal's screen and OK / Cancel keys as edged.readers.ui.TerminalUI, and the F1 text."""
+"""The terminal's screen and OK / Cancel keys as `bifente.edged.readers.ui.TerminalUI`, and the F1
+text."""
 
 from __future__ import annotations
 
@@ -7,19 +8,19 @@ import logging
 import math
 from collections.abc import Sequence
 
-from edged.readers.link import (
+from bifente.edged.readers.link import (
     MAX_IDENTITY,
     MAX_LINES,
     MAX_SECRET_S,
     MAX_TEXT,
     ConfirmOutcome,
 )
-from edged.readers.terminal.client import (
+from bifente.edged.readers.terminal.client import (
     TerminalError,
     TerminalLink,
     u8_seconds,
 )
-from edged.readers.ui import DISPLAY_COLUMNS, DISPLAY_LINES, Answer, fit_lines
+from bifente.edged.readers.ui import DISPLAY_COLUMNS, DISPLAY_LINES, Answer, fit_lines
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +39,7 @@ def _fit(lines: Sequence[str], rows: int) -> tuple[str, ...]:
 
 
 class TerminalUI:
-    """The terminal's display and OK / Cancel keys (edged.readers.ui.TerminalUI)."""
+    """The terminal's display and OK / Cancel keys (bifente.edged.readers.ui.TerminalUI)."""
 
     def __init__(self, link: TerminalLink) -> None:
         self.link = link

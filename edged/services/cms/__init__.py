@@ -15,8 +15,8 @@ decrypt), `streamed` (decrypt_stream, its input read as chunks) and `ber` (the B
 
 from __future__ import annotations
 
-from edged.services.cms.enveloped import GcmParameters, decrypt, encrypt, encrypt_stream
-from edged.services.cms.errors import (
+from bifente.edged.services.cms.enveloped import GcmParameters, decrypt, encrypt, encrypt_stream
+from bifente.edged.services.cms.errors import (
     CertificateInvalid,
     CmsError,
     ContentTooLarge,
@@ -30,7 +30,7 @@ from edged.services.cms.errors import (
     UnsuitableRecipient,
     UnsupportedAlgorithm,
 )
-from edged.services.cms.seams import (
+from bifente.edged.services.cms.seams import (
     CardDecryptor,
     CardSigner,
     Decryptor,
@@ -38,10 +38,10 @@ from edged.services.cms.seams import (
     SoftwareDecryptor,
     SoftwareSigner,
 )
-from edged.services.cms.signed import VerifiedSignature, sign, verify
-from edged.services.cms.streamed import CmsStream, decrypt_stream
-from edged.services.cms.structure import DEFAULT_MAX_CONTENT, content_type_of
-from edged.services.cms.trust import KeyPurpose, TrustStore, validate_certificate
+from bifente.edged.services.cms.signed import VerifiedSignature, sign, verify
+from bifente.edged.services.cms.streamed import CmsStream, decrypt_stream
+from bifente.edged.services.cms.structure import DEFAULT_MAX_CONTENT, content_type_of
+from bifente.edged.services.cms.trust import KeyPurpose, TrustStore, validate_certificate
 
 __all__ = [
     "DEFAULT_MAX_CONTENT",

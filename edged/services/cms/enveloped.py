@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives.ciphers import (
     modes,
 )
 
-from edged.services.cms.errors import (
+from bifente.edged.services.cms.errors import (
     CmsError,
     ContentTooLarge,
     DecryptionFailed,
@@ -31,10 +31,10 @@ from edged.services.cms.errors import (
     UnsuitableRecipient,
     UnsupportedAlgorithm,
 )
-from edged.services.cms.seams import Decryptor
-from edged.services.cms.structure import DEFAULT_MAX_CONTENT, PARSE_ERRORS, asn1_cert, load
-from edged.services.cms.trust import extension, label
-from edged.services.pieces import CHUNK, Pieces
+from bifente.edged.services.cms.seams import Decryptor
+from bifente.edged.services.cms.structure import DEFAULT_MAX_CONTENT, PARSE_ERRORS, asn1_cert, load
+from bifente.edged.services.cms.trust import extension, label
+from bifente.edged.services.pieces import CHUNK, Pieces
 
 __all__ = [
     "CEK_LEN",

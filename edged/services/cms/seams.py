@@ -10,11 +10,11 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding as rsa_padding
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 
-from apdu.cps import CpsSession
-from apdu.cps_spec import KeyRef
-from apdu.errors import ApduError
-from apdu.sw import SW
-from edged.services.cms.errors import DecryptionFailed, UnsupportedAlgorithm
+from bifente.apdu.cps import CpsSession
+from bifente.apdu.cps_spec import KeyRef
+from bifente.apdu.errors import ApduError
+from bifente.apdu.sw import SW
+from bifente.edged.services.cms.errors import DecryptionFailed, UnsupportedAlgorithm
 
 __all__ = ["CardDecryptor", "CardSigner", "Decryptor", "Signer", "SoftwareDecryptor",
            "SoftwareSigner"]

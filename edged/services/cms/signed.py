@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives.asymmetric import padding as rsa_padding
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from edged.services.cms.errors import (
+from bifente.edged.services.cms.errors import (
     CertificateInvalid,
     CmsError,
     ContentTooLarge,
@@ -26,9 +26,9 @@ from edged.services.cms.errors import (
     SigningFailed,
     UnsupportedAlgorithm,
 )
-from edged.services.cms.seams import Signer
-from edged.services.cms.structure import DEFAULT_MAX_CONTENT, PARSE_ERRORS, asn1_cert, load
-from edged.services.cms.trust import (
+from bifente.edged.services.cms.seams import Signer
+from bifente.edged.services.cms.structure import DEFAULT_MAX_CONTENT, PARSE_ERRORS, asn1_cert, load
+from bifente.edged.services.cms.trust import (
     UTC,
     KeyPurpose,
     TrustStore,
@@ -36,7 +36,7 @@ from edged.services.cms.trust import (
     now,
     validate_certificate,
 )
-from edged.services.pieces import Pieces
+from bifente.edged.services.pieces import Pieces
 
 __all__ = ["MAX_CERTIFICATES", "MAX_SIGNERS", "VerifiedSignature", "sign", "verify"]
 

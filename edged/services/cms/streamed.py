@@ -15,18 +15,18 @@ from cryptography.hazmat.primitives.ciphers import (
     modes,
 )
 
-import edged.services.cms.ber as ber
-from edged.services.cms.enveloped import cbc_iv, check_tag, decrypt, gcm_parameters, unwrap
-from edged.services.cms.errors import (
+import bifente.edged.services.cms.ber as ber
+from bifente.edged.services.cms.enveloped import cbc_iv, check_tag, decrypt, gcm_parameters, unwrap
+from bifente.edged.services.cms.errors import (
     CmsError,
     ContentTooLarge,
     DecryptionFailed,
     MalformedCms,
     Unstreamable,
 )
-from edged.services.cms.seams import Decryptor
-from edged.services.cms.structure import DEFAULT_MAX_CONTENT, PARSE_ERRORS
-from edged.services.pieces import CHUNK
+from bifente.edged.services.cms.seams import Decryptor
+from bifente.edged.services.cms.structure import DEFAULT_MAX_CONTENT, PARSE_ERRORS
+from bifente.edged.services.pieces import CHUNK
 
 __all__ = ["CmsStream", "decrypt_stream"]
 

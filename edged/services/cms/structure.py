@@ -8,7 +8,7 @@ from asn1crypto import x509 as asn1_x509
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from edged.services.cms.errors import MalformedCms
+from bifente.edged.services.cms.errors import MalformedCms
 
 __all__ = ["DEFAULT_MAX_CONTENT", "PARSE_ERRORS", "asn1_cert", "content_type_of", "load"]
 

@@ -13,7 +13,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 from cryptography.x509.oid import ExtendedKeyUsageOID, ExtensionOID
 
-from edged.services.cms.errors import CertificateInvalid, Reason
+from bifente.edged.services.cms.errors import CertificateInvalid, Reason
 
 __all__ = [
     "MAX_CHAIN_DEPTH",

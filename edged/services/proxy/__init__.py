@@ -26,15 +26,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from edged.services.proxy.codes import CodeCheck, check_code
-from edged.services.proxy.seal import SealError, import_seal, load_seal
-from edged.services.proxy.server import ProxyServer, server_tls_context
-from edged.services.proxy.settings import ProxyConfigError, ProxySettings
-from edged.services.proxy.totp import CODE_PATTERN, extract_code, hotp, otpauth_uri, totp
-from edged.state.proxy_users import UserStore
+from bifente.edged.services.proxy.codes import CodeCheck, check_code
+from bifente.edged.services.proxy.seal import SealError, import_seal, load_seal
+from bifente.edged.services.proxy.server import ProxyServer, server_tls_context
+from bifente.edged.services.proxy.settings import ProxyConfigError, ProxySettings
+from bifente.edged.services.proxy.totp import CODE_PATTERN, extract_code, hotp, otpauth_uri, totp
+from bifente.edged.state.proxy_users import UserStore
 
 if TYPE_CHECKING:
-    from edged.services.context import ServiceContext
+    from bifente.edged.services.context import ServiceContext
 
 __all__ = [
     "CODE_PATTERN",

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from edged.services.proxy.totp import matching_steps
-from edged.state.proxy_users import UserStore
+from bifente.edged.services.proxy.totp import matching_steps
+from bifente.edged.state.proxy_users import UserStore
 
 __all__ = ["CodeCheck", "check_code"]
 

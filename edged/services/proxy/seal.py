@@ -20,11 +20,11 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 
-from edged.config import ConfigError
-from edged.services import cms
-from edged.state.keystore import _atomic_write
-from edged.state.keywrap import KeyWrapper
-from edged.state.proxy_users import proxy_dir
+from bifente.edged.config import ConfigError
+from bifente.edged.services import cms
+from bifente.edged.state.keystore import _atomic_write
+from bifente.edged.state.keywrap import KeyWrapper
+from bifente.edged.state.proxy_users import proxy_dir
 
 __all__ = ["LEGACY_FILE", "SEAL_PURPOSE", "SealError", "import_seal", "load_seal"]
 

@@ -26,17 +26,17 @@ from typing import Any
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 from cryptography import x509
 
-from edged.services import cms, smime
-from edged.services.context import audit_actor
-from edged.services.proxy.codes import check_code
-from edged.services.proxy.directory import UnknownRecipient, directory_certificate
-from edged.services.proxy.message import seven_bit
-from edged.services.proxy.seal import load_seal
-from edged.services.proxy.settings import ProxyConfigError, ProxySettings
-from edged.services.proxy.totp import extract_code
-from edged.state.keystore import Keystore
-from edged.state.keywrap import KeyWrapper
-from edged.state.proxy_users import UserStore
+from bifente.edged.services import cms, smime
+from bifente.edged.services.context import audit_actor
+from bifente.edged.services.proxy.codes import check_code
+from bifente.edged.services.proxy.directory import UnknownRecipient, directory_certificate
+from bifente.edged.services.proxy.message import seven_bit
+from bifente.edged.services.proxy.seal import load_seal
+from bifente.edged.services.proxy.settings import ProxyConfigError, ProxySettings
+from bifente.edged.services.proxy.totp import extract_code
+from bifente.edged.state.keystore import Keystore
+from bifente.edged.state.keywrap import KeyWrapper
+from bifente.edged.state.proxy_users import UserStore
 
 __all__ = ["REFUSED_CLEAR", "ProxyServer", "server_tls_context"]
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from edged.config import ConfigError
+from bifente.edged.config import ConfigError
 
 __all__ = ["ProxyConfigError", "ProxySettings"]
 

@@ -14,8 +14,8 @@ layers, fields, bodies, attachments), with `tree` (a multipart split in place) a
 
 from __future__ import annotations
 
-from edged.services.smime.build import DEFAULT_MAX_ATTACHMENT, Attachment, build_message
-from edged.services.smime.errors import (
+from bifente.edged.services.smime.build import DEFAULT_MAX_ATTACHMENT, Attachment, build_message
+from bifente.edged.services.smime.errors import (
     AttachmentTooLarge,
     DecryptorNeeded,
     MalformedMessage,
@@ -25,14 +25,14 @@ from edged.services.smime.errors import (
     SenderMismatch,
     SmimeError,
 )
-from edged.services.smime.mime import POLICY, to_bytes
-from edged.services.smime.opened import (
+from bifente.edged.services.smime.mime import POLICY, to_bytes
+from bifente.edged.services.smime.opened import (
     DEFAULT_MAX_MESSAGE,
     EMAIL_ERRORS,
     OpenedMessage,
     open_message,
 )
-from edged.services.smime.protect import (
+from bifente.edged.services.smime.protect import (
     SMIME_TYPE,
     Mode,
     encrypt_message,

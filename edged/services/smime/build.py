@@ -10,9 +10,9 @@ from dataclasses import dataclass, field
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
 
-from edged.services.pieces import base64_wrapped
-from edged.services.smime.errors import AttachmentTooLarge
-from edged.services.smime.mime import POLICY, mark_crlf
+from bifente.edged.services.pieces import base64_wrapped
+from bifente.edged.services.smime.errors import AttachmentTooLarge
+from bifente.edged.services.smime.mime import POLICY, mark_crlf
 
 __all__ = ["DEFAULT_MAX_ATTACHMENT", "Attachment", "build_message"]
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import binascii
 from collections.abc import Iterator
 
-from edged.services import cms
-from edged.services.pieces import CHUNK
-from edged.services.smime.errors import AttachmentTooLarge
+from bifente.edged.services import cms
+from bifente.edged.services.pieces import CHUNK
+from bifente.edged.services.smime.errors import AttachmentTooLarge
 
 __all__ = ["base64_chunks", "base64_span", "decode_in_place"]
 

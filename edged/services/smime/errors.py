@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from edged.services.cms import CmsError
+from bifente.edged.services.cms import CmsError
 
 __all__ = ["AttachmentTooLarge", "DecryptorNeeded", "MalformedMessage", "MessageTooLarge",
            "NotEncrypted", "NotSigned", "SenderMismatch", "SmimeError"]

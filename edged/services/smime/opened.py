@@ -12,11 +12,11 @@ from email.message import EmailMessage, MIMEPart
 
 from cryptography import x509
 
-from edged.services import cms
-from edged.services.cms import CmsError, Decryptor, TrustStore, VerifiedSignature
-from edged.services.smime.build import DEFAULT_MAX_ATTACHMENT, Attachment
-from edged.services.smime.decode import base64_chunks, base64_span, decode_in_place
-from edged.services.smime.errors import (
+from bifente.edged.services import cms
+from bifente.edged.services.cms import CmsError, Decryptor, TrustStore, VerifiedSignature
+from bifente.edged.services.smime.build import DEFAULT_MAX_ATTACHMENT, Attachment
+from bifente.edged.services.smime.decode import base64_chunks, base64_span, decode_in_place
+from bifente.edged.services.smime.errors import (
     AttachmentTooLarge,
     DecryptorNeeded,
     MalformedMessage,
@@ -25,7 +25,7 @@ from edged.services.smime.errors import (
     NotSigned,
     SenderMismatch,
 )
-from edged.services.smime.mime import (
+from bifente.edged.services.smime.mime import (
     AS_RECEIVED,
     BLANK_LINE,
     PKCS7_MIME,
@@ -34,7 +34,7 @@ from edged.services.smime.mime import (
     shallow,
     to_bytes,
 )
-from edged.services.smime.tree import before_line_break, delimiters, tree
+from bifente.edged.services.smime.tree import before_line_break, delimiters, tree
 
 __all__ = ["DEFAULT_MAX_MESSAGE", "EMAIL_ERRORS", "MAX_LAYERS", "OpenedMessage", "open_message"]
 

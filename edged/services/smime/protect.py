@@ -11,10 +11,10 @@ from typing import BinaryIO, Literal
 
 from cryptography import x509
 
-from edged.services import cms
-from edged.services.cms import Signer, TrustStore
-from edged.services.pieces import Base64Lines, Pieces
-from edged.services.smime.mime import (
+from bifente.edged.services import cms
+from bifente.edged.services.cms import Signer, TrustStore
+from bifente.edged.services.pieces import Base64Lines, Pieces
+from bifente.edged.services.smime.mime import (
     BLANK_LINE,
     NEWLINE,
     PKCS7_MIME,

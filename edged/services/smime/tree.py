@@ -6,7 +6,7 @@ import itertools
 from email.message import EmailMessage, Message
 from email.parser import BytesParser
 
-from edged.services.smime.mime import BLANK_LINE, POLICY, SPLICE_MIN
+from bifente.edged.services.smime.mime import BLANK_LINE, POLICY, SPLICE_MIN
 
 __all__ = ["before_line_break", "delimiters", "tree"]
 

@@ -8,12 +8,16 @@ its key), `verify` (the chain walk), `db` (the SQLite file, its schema and conne
 
 from __future__ import annotations
 
-from edged.state.audit.db import AUDIT_DB_NAME, default_state_dir
-from edged.state.audit.errors import AuditError, AuditTampered
-from edged.state.audit.key import ANCHOR_KEY_NAME, load_or_create_anchor_key, read_anchor_key
-from edged.state.audit.log import AuditLog
-from edged.state.audit.record import GENESIS, MAX_FIELDS_BYTES, AuditRecord, record_hash
-from edged.state.audit.verify import VerifyReport
+from bifente.edged.state.audit.db import AUDIT_DB_NAME, default_state_dir
+from bifente.edged.state.audit.errors import AuditError, AuditTampered
+from bifente.edged.state.audit.key import (
+    ANCHOR_KEY_NAME,
+    load_or_create_anchor_key,
+    read_anchor_key,
+)
+from bifente.edged.state.audit.log import AuditLog
+from bifente.edged.state.audit.record import GENESIS, MAX_FIELDS_BYTES, AuditRecord, record_hash
+from bifente.edged.state.audit.verify import VerifyReport
 
 __all__ = [
     "ANCHOR_KEY_NAME",

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from edged.state.audit.record import GENESIS, HEX64, canonical
+from bifente.edged.state.audit.record import GENESIS, HEX64, canonical
 
 __all__ = ["Anchor", "AnchorWriter", "BadAnchor", "anchor_mac", "anchor_problem",
            "read_anchor", "read_anchor_with"]

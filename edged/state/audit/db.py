@@ -9,7 +9,7 @@ import os
 import sqlite3
 from pathlib import Path
 
-from edged.state.audit.errors import AuditError
+from bifente.edged.state.audit.errors import AuditError
 
 __all__ = ["AUDIT_DB_NAME", "connect_readonly", "connect_writer", "default_state_dir",
            "lock_writer"]

@@ -6,8 +6,8 @@ import os
 import secrets
 from pathlib import Path
 
-from edged.state.audit.errors import AuditError
-from edged.state.keywrap import KeyWrapper, is_sealed
+from bifente.edged.state.audit.errors import AuditError
+from bifente.edged.state.keywrap import KeyWrapper, is_sealed
 
 __all__ = ["ANCHOR_KEY_NAME", "load_or_create_anchor_key", "read_anchor_key"]
 

@@ -19,11 +19,11 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self, TextIO
 
-from edged.state.audit.anchor import AnchorWriter, BadAnchor, anchor_problem, read_anchor
-from edged.state.audit.db import connect_readonly, connect_writer, lock_writer
-from edged.state.audit.errors import AuditError, AuditTampered
-from edged.state.audit.record import GENESIS, AuditRecord, now, prepare, record_hash
-from edged.state.audit.verify import VerifyReport, verify
+from bifente.edged.state.audit.anchor import AnchorWriter, BadAnchor, anchor_problem, read_anchor
+from bifente.edged.state.audit.db import connect_readonly, connect_writer, lock_writer
+from bifente.edged.state.audit.errors import AuditError, AuditTampered
+from bifente.edged.state.audit.record import GENESIS, AuditRecord, now, prepare, record_hash
+from bifente.edged.state.audit.verify import VerifyReport, verify
 
 __all__ = ["AuditLog"]
 

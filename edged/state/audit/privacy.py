@@ -6,7 +6,7 @@ import functools
 import re
 from typing import Any
 
-from apdu.identity import mask_nir, nir_key
+from bifente.apdu.identity import mask_nir, nir_key
 
 __all__ = ["mask_nirs", "masked", "nir_spans", "secret_name"]
 
@@ -76,7 +76,7 @@ def nir_spans(text: str) -> list[tuple[int, int]]:
 
 
 def mask_nirs(text: str) -> str:
-    """`text` with every full NIR in it masked as apdu.identity.mask_nir does."""
+    """`text` with every full NIR in it masked as bifente.apdu.identity.mask_nir does."""
     for start, end in reversed(nir_spans(text)):
         text = text[:start] + mask_nir(text[start:end]) + text[end:]
     return text

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from edged.state.audit.privacy import mask_nirs, masked, secret_name
+from bifente.edged.state.audit.privacy import mask_nirs, masked, secret_name
 
 __all__ = ["GENESIS", "HEX64", "MAX_FIELDS_BYTES", "AuditRecord", "canonical", "digest", "now",
            "prepare", "record_hash"]

@@ -8,9 +8,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edged.state.audit.anchor import Anchor, BadAnchor, anchor_problem, read_anchor_with
-from edged.state.audit.db import connect_readonly
-from edged.state.audit.record import GENESIS, HEX64, digest
+from bifente.edged.state.audit.anchor import Anchor, BadAnchor, anchor_problem, read_anchor_with
+from bifente.edged.state.audit.db import connect_readonly
+from bifente.edged.state.audit.record import GENESIS, HEX64, digest
 
 __all__ = ["VerifyReport", "verify"]
 

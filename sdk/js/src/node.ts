@@ -4,7 +4,7 @@
  *
  * The pin is checked on the TLS socket before the WebSocket upgrade is written, so a wrong
  * terminal never sees a byte of the request. Credentials are stored in the same JSON format
- * as the Python SDK's (sdk/python/bifente_client/credentials.py), so `bifente` and Node share pairings.
+ * as the Python SDK's (sdk/python/bifente/client/credentials.py), so `bifente` and Node share pairings.
  */
 
 import { createHash, generateKeyPairSync, X509Certificate } from "node:crypto";

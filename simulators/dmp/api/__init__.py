@@ -3,7 +3,7 @@
 Each operation: authenticate, then the rules (`rules.py`) decide, then storage changes and the
 trace commit in one transaction. A `Refused` raised anywhere is answered with its reason code
 and traced against the patient's record (`tracing.Tracer.refusals`). One module per audience:
-`professional.py`, `patient.py` (JSON over the patient domain, `simulators.dmp.patient`, which
+`professional.py`, `patient.py` (JSON over the patient domain, `dmp/patient.py`, which
 the web pages call too), `admin.py`, and `testmode.py` for test-mode-only routes.
 """
 
@@ -11,19 +11,19 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from simulators.dmp.api.admin import AdminApi
-from simulators.dmp.api.base import MAX_CDA, MAX_PATIENT_UPLOAD
-from simulators.dmp.api.patient import PatientApi
-from simulators.dmp.api.professional import ProfessionalApi
-from simulators.dmp.api.testmode import TestModeApi
-from simulators.dmp.auth import Challenges, CodeSender, PatientLogins, Sessions
-from simulators.dmp.codes import Action
-from simulators.dmp.directory import Directory
-from simulators.dmp.patient import PatientSpace
-from simulators.dmp.rules import Policy
-from simulators.dmp.server import Router
-from simulators.dmp.storage import Storage
-from simulators.dmp.tracing import Tracer
+from bifente.simulators.dmp.api.admin import AdminApi
+from bifente.simulators.dmp.api.base import MAX_CDA, MAX_PATIENT_UPLOAD
+from bifente.simulators.dmp.api.patient import PatientApi
+from bifente.simulators.dmp.api.professional import ProfessionalApi
+from bifente.simulators.dmp.api.testmode import TestModeApi
+from bifente.simulators.dmp.auth import Challenges, CodeSender, PatientLogins, Sessions
+from bifente.simulators.dmp.codes import Action
+from bifente.simulators.dmp.directory import Directory
+from bifente.simulators.dmp.patient import PatientSpace
+from bifente.simulators.dmp.rules import Policy
+from bifente.simulators.dmp.server import Router
+from bifente.simulators.dmp.storage import Storage
+from bifente.simulators.dmp.tracing import Tracer
 
 __all__ = ["MAX_CDA", "MAX_PATIENT_UPLOAD", "DmpService"]
 

@@ -5,15 +5,15 @@ from __future__ import annotations
 import hmac
 import re
 
-from simulators.dmp.api.base import (
+from bifente.simulators.dmp.api.base import (
     ServiceBase,
 )
-from simulators.dmp.codes import Action, Outcome, Reason, Refused
-from simulators.dmp.consent import (
+from bifente.simulators.dmp.codes import Action, Outcome, Reason, Refused
+from bifente.simulators.dmp.consent import (
     load_device_key,
 )
-from simulators.dmp.server import Request, Response, json_response
-from simulators.dmp.storage import Trace
+from bifente.simulators.dmp.server import Request, Response, json_response
+from bifente.simulators.dmp.storage import Trace
 
 
 class AdminApi(ServiceBase):

@@ -6,22 +6,22 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable, Iterator, Mapping
 
-from apdu.identity import parse_nir
-from simulators.dmp.auth import (
+from bifente.apdu.identity import parse_nir
+from bifente.simulators.dmp.auth import (
     Challenges,
     CodeSender,
     PatientLogins,
     ProfessionalSession,
     Sessions,
 )
-from simulators.dmp.codes import Action, Outcome, Reason, Refused
-from simulators.dmp.directory import Directory
-from simulators.dmp.patient import MAX_PATIENT_UPLOAD, PatientSpace
-from simulators.dmp.rules import Policy, Professional
-from simulators.dmp.server import MAX_JSON_BODY, Request, Response, json_response
-from simulators.dmp.storage import Document, Storage, Trace
-from simulators.dmp.tracing import TraceContext, Tracer, trace_window
-from simulators.dmp.visibility import change_visibility
+from bifente.simulators.dmp.codes import Action, Outcome, Reason, Refused
+from bifente.simulators.dmp.directory import Directory
+from bifente.simulators.dmp.patient import MAX_PATIENT_UPLOAD, PatientSpace
+from bifente.simulators.dmp.rules import Policy, Professional
+from bifente.simulators.dmp.server import MAX_JSON_BODY, Request, Response, json_response
+from bifente.simulators.dmp.storage import Document, Storage, Trace
+from bifente.simulators.dmp.tracing import TraceContext, Tracer, trace_window
+from bifente.simulators.dmp.visibility import change_visibility
 
 __all__ = ["MAX_CDA", "MAX_PATIENT_UPLOAD", "MAX_REASON", "RequestFields", "ServiceBase"]
 

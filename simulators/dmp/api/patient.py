@@ -1,14 +1,14 @@
 """The patients' API: each handler reads the request, calls one operation of the patient
-domain (`simulators.dmp.patient`, where sessions, rules and traces are) and answers in JSON."""
+domain (`dmp/patient.py`, where sessions, rules and traces are) and answers in JSON."""
 
 from __future__ import annotations
 
 import base64
 
-from simulators.dmp.api.base import MAX_PATIENT_UPLOAD, RequestFields, ServiceBase, _iso
-from simulators.dmp.patient import PatientDocuments, PatientRecord
-from simulators.dmp.server import Request, Response, json_response
-from simulators.dmp.storage import Document
+from bifente.simulators.dmp.api.base import MAX_PATIENT_UPLOAD, RequestFields, ServiceBase, _iso
+from bifente.simulators.dmp.patient import PatientDocuments, PatientRecord
+from bifente.simulators.dmp.server import Request, Response, json_response
+from bifente.simulators.dmp.storage import Document
 
 __all__ = ["PatientApi"]
 

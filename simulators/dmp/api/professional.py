@@ -13,15 +13,15 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from apdu.identity import InsAuthority, parse_nir
-from simulators.dmp import cda
-from simulators.dmp.api.base import (
+from bifente.apdu.identity import InsAuthority, parse_nir
+from bifente.simulators.dmp import cda
+from bifente.simulators.dmp.api.base import (
     MAX_CDA,
     MAX_REASON,
     ServiceBase,
     _ins,
 )
-from simulators.dmp.auth import (
+from bifente.simulators.dmp.auth import (
     CHALLENGE_TTL,
     Grant,
     PatientSession,
@@ -30,15 +30,23 @@ from simulators.dmp.auth import (
     generate_password,
     hash_password,
 )
-from simulators.dmp.codes import AccessMode, Action, CdaProblem, DocStatus, Outcome, Reason, Refused
-from simulators.dmp.consent import (
+from bifente.simulators.dmp.codes import (
+    AccessMode,
+    Action,
+    CdaProblem,
+    DocStatus,
+    Outcome,
+    Reason,
+    Refused,
+)
+from bifente.simulators.dmp.consent import (
     CONSENT_HEADER,
     ConsentRecord,
     decode_header,
     load_device_key,
     verify_consent,
 )
-from simulators.dmp.rules import (
+from bifente.simulators.dmp.rules import (
     DmpView,
     apply_visibility,
     check_dmp,
@@ -48,9 +56,9 @@ from simulators.dmp.rules import (
     document_refusal,
     gate,
 )
-from simulators.dmp.server import Request, Response, json_response
-from simulators.dmp.storage import DmpRecord, Document, Trace
-from simulators.dmp.tracing import TraceContext
+from bifente.simulators.dmp.server import Request, Response, json_response
+from bifente.simulators.dmp.storage import DmpRecord, Document, Trace
+from bifente.simulators.dmp.tracing import TraceContext
 
 
 class ProfessionalApi(ServiceBase):

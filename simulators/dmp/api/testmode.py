@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from simulators.dmp.api.base import (
+from bifente.simulators.dmp.api.base import (
     ServiceBase,
     _ins,
 )
-from simulators.dmp.auth import (
+from bifente.simulators.dmp.auth import (
     OutboxCodeSender,
 )
-from simulators.dmp.codes import Reason, Refused
-from simulators.dmp.server import Request, Response, json_response
+from bifente.simulators.dmp.codes import Reason, Refused
+from bifente.simulators.dmp.server import Request, Response, json_response
 
 
 class TestModeApi(ServiceBase):

@@ -1,7 +1,7 @@
 """The patient's web space (D21): server-rendered HTML pages and static files.
 
 The pages register on the same router and server as the JSON API and call the patient domain
-(`simulators.dmp.patient`), as the API does: the same session checks, rules, refusals and
+(`bifente.simulators.dmp.patient`), as the API does: the same session checks, rules, refusals and
 traces, applied there once; nothing is decided here. They work without JavaScript: plain
 forms, POST then redirect (303), a little CSS in `static/`.
 
@@ -16,17 +16,17 @@ One module per family of pages (`auth`, `documents`, `upload`, `settings`, `prof
 
 from __future__ import annotations
 
-from simulators.dmp.pages.auth import AuthPages
-from simulators.dmp.pages.closing import ClosingPages
-from simulators.dmp.pages.context import PageContext
-from simulators.dmp.pages.documents import DocumentPages
-from simulators.dmp.pages.professionals import ProfessionalPages
-from simulators.dmp.pages.settings import SettingsPages
-from simulators.dmp.pages.static import STATIC, serve_static
-from simulators.dmp.pages.traces import TracePages
-from simulators.dmp.pages.upload import UploadPages
-from simulators.dmp.patient import PatientSpace
-from simulators.dmp.server import Router
+from bifente.simulators.dmp.pages.auth import AuthPages
+from bifente.simulators.dmp.pages.closing import ClosingPages
+from bifente.simulators.dmp.pages.context import PageContext
+from bifente.simulators.dmp.pages.documents import DocumentPages
+from bifente.simulators.dmp.pages.professionals import ProfessionalPages
+from bifente.simulators.dmp.pages.settings import SettingsPages
+from bifente.simulators.dmp.pages.static import STATIC, serve_static
+from bifente.simulators.dmp.pages.traces import TracePages
+from bifente.simulators.dmp.pages.upload import UploadPages
+from bifente.simulators.dmp.patient import PatientSpace
+from bifente.simulators.dmp.server import Router
 
 __all__ = ["STATIC", "PatientPages", "register"]
 

@@ -3,12 +3,12 @@ terminal shows); the web session is renewed once logged in. And logout."""
 
 from __future__ import annotations
 
-from simulators.dmp.codes import Reason, Refused
-from simulators.dmp.pages.context import PageContext, Route
-from simulators.dmp.pages.labels import message
-from simulators.dmp.pages.layout import Page, csrf_field, redirect, render
-from simulators.dmp.pages.session import cookie
-from simulators.dmp.server import Request, Response
+from bifente.simulators.dmp.codes import Reason, Refused
+from bifente.simulators.dmp.pages.context import PageContext, Route
+from bifente.simulators.dmp.pages.labels import message
+from bifente.simulators.dmp.pages.layout import Page, csrf_field, redirect, render
+from bifente.simulators.dmp.pages.session import cookie
+from bifente.simulators.dmp.server import Request, Response
 
 __all__ = ["AuthPages"]
 

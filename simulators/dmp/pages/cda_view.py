@@ -5,8 +5,8 @@ from __future__ import annotations
 import binascii
 from dataclasses import dataclass, replace
 
-from simulators.dmp import cda
-from simulators.dmp.pages.display import when_hl7
+from bifente.simulators.dmp import cda
+from bifente.simulators.dmp.pages.display import when_hl7
 
 __all__ = ["CdaView", "read_cda"]
 

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from simulators.dmp.codes import Reason, Refused
-from simulators.dmp.pages.display import e
-from simulators.dmp.pages.labels import message
-from simulators.dmp.pages.layout import SECURITY_HEADERS, Page, redirect, render
-from simulators.dmp.pages.session import WebSession, WebSessions, cookie
-from simulators.dmp.patient import PatientRecord, PatientSpace
-from simulators.dmp.server import Request, Response
+from bifente.simulators.dmp.codes import Reason, Refused
+from bifente.simulators.dmp.pages.display import e
+from bifente.simulators.dmp.pages.labels import message
+from bifente.simulators.dmp.pages.layout import SECURITY_HEADERS, Page, redirect, render
+from bifente.simulators.dmp.pages.session import WebSession, WebSessions, cookie
+from bifente.simulators.dmp.patient import PatientRecord, PatientSpace
+from bifente.simulators.dmp.server import Request, Response
 
 __all__ = ["PageContext", "Route"]
 

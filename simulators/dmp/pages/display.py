@@ -6,9 +6,9 @@ import datetime as dt
 from collections.abc import Mapping
 from html import escape
 
-from simulators.dmp.pages.labels import type_fr
-from simulators.dmp.rules import DocumentType
-from simulators.dmp.storage import Document
+from bifente.simulators.dmp.pages.labels import type_fr
+from bifente.simulators.dmp.rules import DocumentType
+from bifente.simulators.dmp.storage import Document
 
 __all__ = ["author_of", "e", "type_of", "when", "when_hl7"]
 

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 from urllib.parse import quote
 
-from simulators.dmp.codes import Reason, Refused
-from simulators.dmp.pages.cda_view import read_cda
-from simulators.dmp.pages.context import PageContext, Route
-from simulators.dmp.pages.display import author_of, e, type_of, when, when_hl7
-from simulators.dmp.pages.labels import STATUSES, message
-from simulators.dmp.pages.layout import Page, button, redirect, render
-from simulators.dmp.server import Request, Response
+from bifente.simulators.dmp.codes import Reason, Refused
+from bifente.simulators.dmp.pages.cda_view import read_cda
+from bifente.simulators.dmp.pages.context import PageContext, Route
+from bifente.simulators.dmp.pages.display import author_of, e, type_of, when, when_hl7
+from bifente.simulators.dmp.pages.labels import STATUSES, message
+from bifente.simulators.dmp.pages.layout import Page, button, redirect, render
+from bifente.simulators.dmp.server import Request, Response
 
 __all__ = ["DocumentPages"]
 

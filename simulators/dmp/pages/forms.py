@@ -8,7 +8,7 @@ import email.policy
 from typing import NamedTuple
 from urllib.parse import parse_qs
 
-from simulators.dmp.codes import Reason, Refused
+from bifente.simulators.dmp.codes import Reason, Refused
 
 __all__ = ["Form", "Upload", "parse_form"]
 

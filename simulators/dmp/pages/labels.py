@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from simulators.dmp.codes import Reason, Refused
+from bifente.simulators.dmp.codes import Reason, Refused
 
 __all__ = ["ACTIONS", "MESSAGES", "MODES", "REASONS", "STATUSES", "TYPES_FR", "message",
            "type_fr"]

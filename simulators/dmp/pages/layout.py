@@ -7,10 +7,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from simulators.dmp.pages.display import e, when
-from simulators.dmp.pages.session import WebSession
-from simulators.dmp.patient import PatientRecord
-from simulators.dmp.server import Request, Response
+from bifente.simulators.dmp.pages.display import e, when
+from bifente.simulators.dmp.pages.session import WebSession
+from bifente.simulators.dmp.patient import PatientRecord
+from bifente.simulators.dmp.server import Request, Response
 
 __all__ = ["SECURITY_HEADERS", "Page", "button", "csrf_field", "labelled_tables", "redirect",
            "render"]

@@ -12,9 +12,9 @@ import time
 from dataclasses import dataclass
 from http.cookies import CookieError, SimpleCookie
 
-from simulators.dmp.codes import Reason, Refused
-from simulators.dmp.pages.forms import Form, parse_form
-from simulators.dmp.server import Request
+from bifente.simulators.dmp.codes import Reason, Refused
+from bifente.simulators.dmp.pages.forms import Form, parse_form
+from bifente.simulators.dmp.server import Request
 
 __all__ = ["COOKIE", "MAX_FORM", "WebSession", "WebSessions", "cookie"]
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import mimetypes
 from pathlib import Path
 
-from simulators.dmp.codes import Reason, Refused
-from simulators.dmp.server import Request, Response
+from bifente.simulators.dmp.codes import Reason, Refused
+from bifente.simulators.dmp.server import Request, Response
 
 __all__ = ["STATIC", "serve_static"]
 

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from simulators.dmp.pages.context import PageContext, Route
-from simulators.dmp.pages.display import e, when
-from simulators.dmp.pages.labels import ACTIONS, MODES, REASONS
-from simulators.dmp.pages.layout import Page, render
-from simulators.dmp.server import Request, Response
+from bifente.simulators.dmp.pages.context import PageContext, Route
+from bifente.simulators.dmp.pages.display import e, when
+from bifente.simulators.dmp.pages.labels import ACTIONS, MODES, REASONS
+from bifente.simulators.dmp.pages.layout import Page, render
+from bifente.simulators.dmp.server import Request, Response
 
 __all__ = ["TracePages"]
 

@@ -3,15 +3,15 @@ the patient is the author, or a ready-made CDA the host checks."""
 
 from __future__ import annotations
 
-from simulators.dmp.codes import Reason, Refused
-from simulators.dmp.pages.context import PageContext, Route
-from simulators.dmp.pages.display import e
-from simulators.dmp.pages.forms import Upload
-from simulators.dmp.pages.labels import message
-from simulators.dmp.pages.layout import Page, csrf_field, redirect, render
-from simulators.dmp.pages.session import MAX_FORM
-from simulators.dmp.patient import MAX_PATIENT_UPLOAD
-from simulators.dmp.server import Request, Response
+from bifente.simulators.dmp.codes import Reason, Refused
+from bifente.simulators.dmp.pages.context import PageContext, Route
+from bifente.simulators.dmp.pages.display import e
+from bifente.simulators.dmp.pages.forms import Upload
+from bifente.simulators.dmp.pages.labels import message
+from bifente.simulators.dmp.pages.layout import Page, csrf_field, redirect, render
+from bifente.simulators.dmp.pages.session import MAX_FORM
+from bifente.simulators.dmp.patient import MAX_PATIENT_UPLOAD
+from bifente.simulators.dmp.server import Request, Response
 
 __all__ = ["MAX_UPLOAD_FILE", "UploadPages"]
 

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from simulators.dmp.directory import DirectoryEntry
-from simulators.dmp.patient.documents import DocumentOps
-from simulators.dmp.patient.record import DOCTOR, RecordOps
-from simulators.dmp.patient.signin import SignIn
-from simulators.dmp.patient.upload import MAX_PATIENT_UPLOAD
-from simulators.dmp.patient.views import (
+from bifente.simulators.dmp.directory import DirectoryEntry
+from bifente.simulators.dmp.patient.documents import DocumentOps
+from bifente.simulators.dmp.patient.record import DOCTOR, RecordOps
+from bifente.simulators.dmp.patient.signin import SignIn
+from bifente.simulators.dmp.patient.upload import MAX_PATIENT_UPLOAD
+from bifente.simulators.dmp.patient.views import (
     Fields,
     LoginStarted,
     Named,
@@ -26,7 +26,7 @@ from simulators.dmp.patient.views import (
     PatientToken,
     Pending,
 )
-from simulators.dmp.rules import DocumentType
+from bifente.simulators.dmp.rules import DocumentType
 
 __all__ = ["MAX_PATIENT_UPLOAD", "Fields", "LoginStarted", "Named", "PatientDocument",
            "PatientDocuments", "PatientRecord", "PatientSpace", "PatientToken", "Pending"]

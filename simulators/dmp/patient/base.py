@@ -6,13 +6,13 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-from simulators.dmp.auth import CodeSender, PatientLogins, PatientSession, Sessions
-from simulators.dmp.codes import AccessMode, Action, DocStatus, Outcome, Reason, Refused
-from simulators.dmp.directory import Directory
-from simulators.dmp.patient.views import Named, PatientRecord
-from simulators.dmp.rules import PatientVisibility, Policy, patient_visibility
-from simulators.dmp.storage import DmpRecord, Document, Storage
-from simulators.dmp.tracing import MAX_TRACES, PATIENT_ACTOR, TraceContext, Tracer
+from bifente.simulators.dmp.auth import CodeSender, PatientLogins, PatientSession, Sessions
+from bifente.simulators.dmp.codes import AccessMode, Action, DocStatus, Outcome, Reason, Refused
+from bifente.simulators.dmp.directory import Directory
+from bifente.simulators.dmp.patient.views import Named, PatientRecord
+from bifente.simulators.dmp.rules import PatientVisibility, Policy, patient_visibility
+from bifente.simulators.dmp.storage import DmpRecord, Document, Storage
+from bifente.simulators.dmp.tracing import MAX_TRACES, PATIENT_ACTOR, TraceContext, Tracer
 
 __all__ = ["PatientBase"]
 

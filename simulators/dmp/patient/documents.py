@@ -3,13 +3,13 @@ professionals (D16) and asking for its deletion (D20). Each operation is traced 
 
 from __future__ import annotations
 
-from simulators.dmp.codes import Action, DocStatus, Outcome, Reason, Refused
-from simulators.dmp.patient.base import PatientBase
-from simulators.dmp.patient.upload import patient_document
-from simulators.dmp.patient.views import Fields, PatientDocument, PatientDocuments, Pending
-from simulators.dmp.rules import PatientVisibility
-from simulators.dmp.storage import Document
-from simulators.dmp.visibility import change_visibility
+from bifente.simulators.dmp.codes import Action, DocStatus, Outcome, Reason, Refused
+from bifente.simulators.dmp.patient.base import PatientBase
+from bifente.simulators.dmp.patient.upload import patient_document
+from bifente.simulators.dmp.patient.views import Fields, PatientDocument, PatientDocuments, Pending
+from bifente.simulators.dmp.rules import PatientVisibility
+from bifente.simulators.dmp.storage import Document
+from bifente.simulators.dmp.visibility import change_visibility
 
 __all__ = ["DocumentOps"]
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import re
 
-from simulators.dmp.codes import Action, Outcome, Reason, Refused
-from simulators.dmp.patient.base import PatientBase
-from simulators.dmp.patient.views import Fields, PatientRecord
-from simulators.dmp.storage import Trace
-from simulators.dmp.tracing import trace_window
-from simulators.dmp.visibility import flag
+from bifente.simulators.dmp.codes import Action, Outcome, Reason, Refused
+from bifente.simulators.dmp.patient.base import PatientBase
+from bifente.simulators.dmp.patient.views import Fields, PatientRecord
+from bifente.simulators.dmp.storage import Trace
+from bifente.simulators.dmp.tracing import trace_window
+from bifente.simulators.dmp.visibility import flag
 
 __all__ = ["RecordOps"]
 

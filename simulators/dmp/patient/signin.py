@@ -3,12 +3,12 @@ shown on a terminal) opens a session; failures count towards a lock. And logout.
 
 from __future__ import annotations
 
-from apdu.identity import parse_nir
-from simulators.dmp.auth import verify_password
-from simulators.dmp.codes import Action, Outcome, Reason, Refused
-from simulators.dmp.patient.base import PatientBase
-from simulators.dmp.patient.views import LoginStarted, PatientToken
-from simulators.dmp.tracing import PATIENT_ACTOR, TraceContext
+from bifente.apdu.identity import parse_nir
+from bifente.simulators.dmp.auth import verify_password
+from bifente.simulators.dmp.codes import Action, Outcome, Reason, Refused
+from bifente.simulators.dmp.patient.base import PatientBase
+from bifente.simulators.dmp.patient.views import LoginStarted, PatientToken
+from bifente.simulators.dmp.tracing import PATIENT_ACTOR, TraceContext
 
 __all__ = ["LOGIN_LOCK_AFTER", "LOGIN_LOCK_FOR", "SignIn"]
 

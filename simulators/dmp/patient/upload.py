@@ -9,11 +9,11 @@ import datetime as dt
 import hashlib
 import uuid
 
-from simulators.dmp import cda
-from simulators.dmp.codes import CdaProblem, Reason, Refused
-from simulators.dmp.patient.views import Fields
-from simulators.dmp.rules import Policy
-from simulators.dmp.storage import DmpRecord, Document
+from bifente.simulators.dmp import cda
+from bifente.simulators.dmp.codes import CdaProblem, Reason, Refused
+from bifente.simulators.dmp.patient.views import Fields
+from bifente.simulators.dmp.rules import Policy
+from bifente.simulators.dmp.storage import DmpRecord, Document
 
 __all__ = ["MAX_PATIENT_UPLOAD", "patient_document"]
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from simulators.dmp.storage import Document, Trace
+from bifente.simulators.dmp.storage import Document, Trace
 
 __all__ = ["Fields", "LoginStarted", "Named", "PatientDocument", "PatientDocuments",
            "PatientRecord", "PatientToken", "Pending"]

@@ -47,7 +47,7 @@ def use_document(source: Callable[[], dict[str, Any]]) -> None:
 def _document() -> dict[str, Any]:
     if not _source:
         raise ContractViolation(f"{ENV}=1 but there is no OpenRPC document to check answers "
-                                "against: call bifente_client.contract.use_document() first")
+                                "against: call bifente.client.contract.use_document() first")
     return _source[0]()
 
 

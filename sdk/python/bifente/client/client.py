@@ -18,9 +18,9 @@ from typing import Any, ClassVar
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-import bifente_client.contract as contract
-from bifente_client.codes import TOO_LARGE
-from bifente_client.tls import check_pinned, pinned_ssl_context
+import bifente.client.contract as contract
+from bifente.client.codes import TOO_LARGE
+from bifente.client.tls import check_pinned, pinned_ssl_context
 
 __all__ = ["DEFAULT_MAX_REQUEST", "Client", "RemoteError", "RequestTooLarge"]
 

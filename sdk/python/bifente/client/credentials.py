@@ -9,8 +9,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from bifente_client.client import Client, RemoteError
-from bifente_client.tls import generate_client_key_and_csr
+from bifente.client.client import Client, RemoteError
+from bifente.client.tls import generate_client_key_and_csr
 
 __all__ = ["Credentials", "client_dir", "pair"]
 

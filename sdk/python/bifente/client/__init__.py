@@ -5,7 +5,7 @@ installs it without the daemon, the card stack or pyscard. The `bifente` command
 tests use it too.
 """
 
-from bifente_client.client import Client, RemoteError, RequestTooLarge
-from bifente_client.credentials import Credentials, pair
+from bifente.client.client import Client, RemoteError, RequestTooLarge
+from bifente.client.credentials import Credentials, pair
 
 __all__ = ["Client", "Credentials", "RemoteError", "RequestTooLarge", "pair"]

@@ -11,7 +11,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from bifente_client.identity import fingerprint_of, validate_client_name, validate_fingerprint
+from bifente.client.identity import fingerprint_of, validate_client_name, validate_fingerprint
 
 __all__ = [
     "PinMismatch",
