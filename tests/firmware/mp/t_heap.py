@@ -6,7 +6,7 @@ gc.collect()
 _START = gc.mem_alloc()  # before the firmware and the test harness are loaded
 
 import link  # noqa: E402
-from t_terminal import Rig  # noqa: E402
+from rig import Rig  # noqa: E402
 
 LIVE_LIMIT = 64 * 1024  # the terminal's live heap must stay far under a Pico's ~190 KB
 

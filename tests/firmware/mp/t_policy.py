@@ -3,8 +3,8 @@ CHANGE REFERENCE DATA or RESET RETRY COUNTER with CLA 00 and PIN reference 01; e
 request is refused with ERROR PIN_POLICY before a prompt is shown or a byte reaches a card."""
 
 import link
+from rig import PIN, PIN4, PUK8, Rig, entry
 from support import ATR_CPS3, ATR_VITALE2
-from t_terminal import PIN, PIN4, PUK8, Rig, entry
 
 CPS = link.PROMPT_PIN_CPS
 

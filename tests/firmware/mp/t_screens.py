@@ -4,7 +4,7 @@ import asyncio
 import time
 
 import link
-from t_terminal import Rig
+from rig import Rig
 
 CODE = ["Mot de passe DMP", "a9ym-3ptt-kfbg"]
 
