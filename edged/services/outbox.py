@@ -3,7 +3,9 @@
 A message's body is a file in the spool directory beside the database (`outbox.bodies/`),
 written by the sender a chunk at a time and moved in when the row is committed, so a 25 MB
 message is never whole in memory (docs/benchmarks.md, L); the row names it. Rows of an
-earlier bifente keep their body in the row itself. A sent message's file is deleted.
+earlier bifente keep their body in the row itself. Once a message is sent, or has failed for
+good, its body is deleted (file or row): nothing sends it again, and an encrypted message
+kept for nothing would only fill the disk of a Pi; the row keeps its state and last error.
 
 States: queued -> sending -> sent, or failed (a permanent refusal, with the reason).
 A temporary failure (operator down, 4xx) goes back to queued with a capped exponential
@@ -117,15 +119,22 @@ class Outbox:
                 self._db.execute("ALTER TABLE outbox ADD COLUMN body_file TEXT")
             # A crash while sending: try again (the operator deduplicates on Message-ID).
             self._db.execute("UPDATE outbox SET state = 'queued' WHERE state = 'sending'")
+            # Bodies an earlier bifente kept for messages done (failed ones, and sent ones
+            # held in the row); their files go in the sweep.
+            self._db.execute("UPDATE outbox SET body = X'', body_file = NULL "
+                             "WHERE state IN ('sent', 'failed') "
+                             "AND (body_file IS NOT NULL OR length(body) > 0)")
             self.spool.mkdir(mode=0o700, exist_ok=True)
             self._sweep()
         self._wakeup = asyncio.Event()
 
     def _sweep(self) -> None:
-        """Delete the files no queued or failed row names: a body being written or not yet
-        committed when the daemon stopped, or a sent one whose deletion it did not reach."""
+        """Delete the files no waiting row names: a body being written or not yet committed
+        when the daemon stopped, or the body of a message done (sent or failed) whose deletion
+        it did not reach, or which an earlier bifente kept."""
         kept = {name for (name,) in self._db.execute(
-            "SELECT body_file FROM outbox WHERE body_file IS NOT NULL AND state != 'sent'")}
+            "SELECT body_file FROM outbox WHERE body_file IS NOT NULL "
+            "AND state IN ('queued', 'sending')")}
         for entry in self.spool.iterdir():
             if entry.name not in kept and not entry.is_dir():  # a folder is not ours to clear
                 entry.unlink(missing_ok=True)
@@ -251,7 +260,8 @@ class Outbox:
     def _done(self, item: OutboxItem) -> None:
         with self._tx() as db:
             db.execute("UPDATE outbox SET state = 'sent', sent_at = ?, last_error = NULL, "
-                       "body_file = NULL WHERE message_id = ?", (self.clock(), item.message_id))
+                       "body = X'', body_file = NULL WHERE message_id = ?",
+                       (self.clock(), item.message_id))
         if item.body_path is not None:  # the operator has it (a crash here: _sweep)
             item.body_path.unlink(missing_ok=True)
 
@@ -265,6 +275,11 @@ class Outbox:
                        "WHERE message_id = ?", ("failed" if give_up else "queued",
                                                 self.clock() + delay, error[:500],
                                                 item.message_id))
+            if give_up:  # no method sends a failed message again: its body has no use left
+                db.execute("UPDATE outbox SET body = X'', body_file = NULL "
+                           "WHERE message_id = ?", (item.message_id,))
+        if give_up and item.body_path is not None:  # (a crash here: _sweep)
+            item.body_path.unlink(missing_ok=True)
 
     def next_due(self) -> float | None:
         """When the next queued message may be tried (clock time), if any."""

@@ -69,6 +69,9 @@ async def test_permanent_refusal_is_kept_with_its_reason(tmp_path: Path) -> None
     await drain(outbox, operator, lambda: outbox.counts() == {"failed": 1, "sent": 1})
     failed = outbox.get("<bad@x>")
     assert failed is not None and "5.7.1" in (failed.last_error or "")
+    # Nothing sends it again: its body is not kept (a disk that only fills), the row is.
+    assert failed.body_path is None and failed.body == b""
+    assert list(outbox.spool.iterdir()) == []
 
 
 async def test_crash_while_sending_is_retried_and_delivered_once(tmp_path: Path) -> None:
@@ -104,6 +107,7 @@ async def test_gives_up_after_max_attempts(tmp_path: Path) -> None:
     outbox.enqueue("<d@x>", "a@cabinet.test", ("b@chu.test",), b"w")
     await drain(outbox, operator, lambda: outbox.counts() == {"failed": 1})
     assert operator.attempts == 3
+    assert outbox.get("<d@x>").body_path is None and list(outbox.spool.iterdir()) == []
 
 
 async def test_a_message_needs_recipients(tmp_path: Path) -> None:
@@ -268,3 +272,26 @@ async def test_an_outbox_with_bodies_in_its_rows_is_still_delivered(tmp_path: Pa
     operator = Operator()
     await drain(outbox, operator, lambda: outbox.counts() == {"sent": 1})
     assert operator.mailbox == {"<old@x>": b"old"}
+
+
+async def test_bodies_kept_by_an_earlier_outbox_for_messages_done_are_dropped(
+        tmp_path: Path) -> None:
+    # An outbox of the previous version kept a failed message's body file; one of 0.1.0 kept
+    # a sent message's body in its row. Reopened, both rows stay and their bodies go.
+    path = tmp_path / "outbox.db"
+    outbox = Outbox(path)
+    outbox.enqueue("<failed@x>", "a@cabinet.test", ("b@evil.example",), b"refused")
+    outbox.enqueue("<waiting@x>", "a@cabinet.test", ("b@chu.test",), b"still to send")
+    outbox.close()
+    with sqlite3.connect(path) as db:
+        db.execute("UPDATE outbox SET state = 'failed', last_error = '550 5.7.1' "
+                   "WHERE message_id = '<failed@x>'")
+        db.execute("INSERT INTO outbox (message_id, sender, recipients, body, state, "
+                   "next_attempt, created, sent_at) VALUES ('<sent@x>', 'a@cabinet.test', "
+                   "'b@chu.test', X'6f6c64', 'sent', 0, 0, 1)")
+    reopened = Outbox(path)
+    assert reopened.counts() == {"failed": 1, "queued": 1, "sent": 1}
+    assert reopened.get("<failed@x>").last_error == "550 5.7.1"
+    assert reopened.get("<failed@x>").body == b"" and reopened.get("<sent@x>").body == b""
+    assert [p.read_bytes() for p in reopened.spool.iterdir()] == [b"still to send"]
+    assert reopened.get("<waiting@x>").body == b"still to send"
