@@ -258,27 +258,29 @@ class Outbox:
         return self._item(row)
 
     def _done(self, item: OutboxItem) -> None:
-        with self._tx() as db:
-            db.execute("UPDATE outbox SET state = 'sent', sent_at = ?, last_error = NULL, "
-                       "body = X'', body_file = NULL WHERE message_id = ?",
-                       (self.clock(), item.message_id))
-        if item.body_path is not None:  # the operator has it (a crash here: _sweep)
-            item.body_path.unlink(missing_ok=True)
+        self._end(item, "sent", None)
 
     def _retry(self, item: OutboxItem, error: str, permanent: bool) -> None:
         attempts = item.attempts + 1
-        give_up = permanent or attempts >= self.max_attempts
+        if permanent or attempts >= self.max_attempts:
+            self._end(item, "failed", error[:500])
+            return
         delay = min(self.max_delay, self.base_delay * 2 ** (attempts - 1))
         delay *= 0.5 + random.random() / 2  # jitter: many terminals must not retry in step
         with self._tx() as db:
-            db.execute("UPDATE outbox SET state = ?, next_attempt = ?, last_error = ? "
-                       "WHERE message_id = ?", ("failed" if give_up else "queued",
-                                                self.clock() + delay, error[:500],
+            db.execute("UPDATE outbox SET state = 'queued', next_attempt = ?, last_error = ? "
+                       "WHERE message_id = ?", (self.clock() + delay, error[:500],
                                                 item.message_id))
-            if give_up:  # no method sends a failed message again: its body has no use left
-                db.execute("UPDATE outbox SET body = X'', body_file = NULL "
-                           "WHERE message_id = ?", (item.message_id,))
-        if give_up and item.body_path is not None:  # (a crash here: _sweep)
+
+    def _end(self, item: OutboxItem, state: str, error: str | None) -> None:
+        """The message is done with (sent, or failed for good): the row keeps the outcome,
+        the body goes, since nothing sends it again."""
+        with self._tx() as db:
+            db.execute("UPDATE outbox SET state = ?, sent_at = ?, last_error = ?, "
+                       "body = X'', body_file = NULL WHERE message_id = ?",
+                       (state, self.clock() if state == "sent" else None, error,
+                        item.message_id))
+        if item.body_path is not None:  # (a crash before this: _sweep at the next start)
             item.body_path.unlink(missing_ok=True)
 
     def next_due(self) -> float | None:

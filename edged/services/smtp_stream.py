@@ -21,6 +21,8 @@ CHUNK = 1 << 20
 # RFC 5321 §4.5.3.1.6 limits a line to 1000 octets; a message of ours never comes near. This
 # bounds what waits for a line's end, so that a body without line breaks cannot fill memory.
 MAX_LINE = 1 << 20
+
+
 class LineTooLong(ValueError):
     """The message has a line longer than MAX_LINE: no server would take it (permanent)."""
 
