@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from tools.typecheck import mapped_folders
+
 ROOT = Path(__file__).resolve().parent.parent
 # Everything installs under the one name `bifente`; each layer keeps its folder in the checkout
 # (pyproject's package-dir: `bifente.<folder>` is `<folder>/`).
@@ -169,13 +171,9 @@ def test_the_namespace_check_can_fail(tmp_path: Path) -> None:
 
 
 def test_the_layer_folders_are_the_packaging_s() -> None:
-    # The folders above are read from nowhere else: they must be what the three distributions'
-    # pyproject files map `bifente.<layer>` to, or the checks would look at the wrong tree.
-    product = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
-    sim = tomllib.loads((ROOT / "simulators" / "pyproject.toml").read_text())
-    mapped = {name: (ROOT / folder).resolve() for name, folder in product["package-dir"].items()}
-    mapped |= {name: (ROOT / "simulators" / folder).resolve()
-               for name, folder in sim["tool"]["setuptools"]["package-dir"].items()}
+    # The folders above must be what the distributions' pyproject files map `bifente.<layer>`
+    # to (read as tools/typecheck.py reads them), or the checks would look at the wrong tree.
+    mapped = mapped_folders()
     client = tomllib.loads((CLIENT_SDK / "pyproject.toml").read_text())["tool"]["setuptools"]
     assert CLIENT in client["packages"]
     assert mapped == {name: path.resolve() for name, path in FOLDERS.items() if name != CLIENT}
